@@ -1,0 +1,85 @@
+//! The command line: `rturn -c FILE [--check-config] [-v|-q]`.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Parser};
+
+use crate::config::DEFAULT_PATH;
+
+/// STUN/TURN server and WebRTC signaling relay.
+#[derive(Debug, Parser)]
+#[command(name = "rturn", version, about)]
+pub struct Cli {
+    /// Configuration file [default: /etc/rturn/turnserver.toml]
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Load and validate the configuration, print what is wrong, and exit.
+    #[arg(long)]
+    pub check_config: bool,
+
+    /// More log output (-v debug, -vv trace). Overrides RUST_LOG.
+    #[arg(short, long, action = ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Less log output (-q warnings only, -qq errors only). Overrides RUST_LOG.
+    #[arg(short, long, action = ArgAction::Count)]
+    pub quiet: u8,
+}
+
+impl Cli {
+    /// The configuration file to read, and whether it was given explicitly.
+    pub fn config_path(&self) -> (PathBuf, bool) {
+        match &self.config {
+            Some(path) => (path.clone(), true),
+            None => (PathBuf::from(DEFAULT_PATH), false),
+        }
+    }
+
+    /// The tracing filter: from -v/-q when given, else `RUST_LOG`, else `info`.
+    pub fn log_filter(&self, rust_log: Option<&str>) -> String {
+        let level = match (self.verbose, self.quiet) {
+            (0, 0) => return rust_log.unwrap_or("info").to_owned(),
+            (1, _) => "debug",
+            (v, _) if v >= 2 => "trace",
+            (_, 1) => "warn",
+            _ => "error",
+        };
+        level.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("rturn").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn config_flag_long_and_short() {
+        assert_eq!(
+            parse(&["-c", "a.toml"]).config_path().0,
+            PathBuf::from("a.toml")
+        );
+        assert_eq!(
+            parse(&["--config", "b.toml"]).config_path().0,
+            PathBuf::from("b.toml")
+        );
+        let (path, explicit) = parse(&[]).config_path();
+        assert_eq!(path, PathBuf::from(DEFAULT_PATH));
+        assert!(!explicit);
+    }
+
+    #[test]
+    fn verbosity_overrides_rust_log() {
+        assert_eq!(parse(&[]).log_filter(None), "info");
+        assert_eq!(parse(&[]).log_filter(Some("rturn=trace")), "rturn=trace");
+        assert_eq!(parse(&["-v"]).log_filter(Some("error")), "debug");
+        assert_eq!(parse(&["-vv"]).log_filter(None), "trace");
+        assert_eq!(parse(&["-q"]).log_filter(None), "warn");
+        assert_eq!(parse(&["-qq"]).log_filter(None), "error");
+        assert!(Cli::try_parse_from(["rturn", "-v", "-q"]).is_err());
+    }
+}

@@ -1,0 +1,607 @@
+//! The configuration file: TOML with kebab-case keys, unknown keys rejected by name.
+//!
+//! Parsing ([`Config::from_toml`]) is separate from reading ([`Config::read`]) so tests and
+//! `--check-config` go through exactly the same code. Every error names the key that is wrong
+//! (`listen.udp`, `auth.users.alice`) and what is wrong with it; [`Config::read`] adds the file.
+//! Rules that span several keys live in [`Config::validate`], which `from_toml` always runs.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// Where rturn looks for its configuration when `-c` is not given.
+pub const DEFAULT_PATH: &str = "/etc/rturn/turnserver.toml";
+/// The STUN/TURN port of RFC 8489 §9, used by the default listen addresses.
+pub const DEFAULT_PORT: u16 = 3478;
+/// The password the shipped `conf/turnserver.toml` carries; refused on public addresses.
+pub const PLACEHOLDER_SECRET: &str = "change-me";
+/// How long a TCP connection may stay silent before it is closed.
+pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How many client TCP connections are served at once; more wait in the kernel backlog.
+pub const DEFAULT_MAX_TCP_CONNECTIONS: usize = 10_000;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Config {
+    /// The long-term credential realm (RFC 8489 §9.2); required.
+    pub realm: String,
+    /// Process-wide settings.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Addresses to listen on.
+    #[serde(default)]
+    pub listen: ListenConfig,
+    /// Relay addresses and peer rules for TURN.
+    #[serde(default)]
+    pub relay: RelayConfig,
+    /// Credentials.
+    #[serde(default)]
+    pub auth: AuthConfig,
+}
+
+/// `[server]`: process-wide settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServerConfig {
+    /// Data-path worker threads, each with its own SO_REUSEPORT socket per UDP address.
+    /// Absent means one per core.
+    pub workers: Option<usize>,
+    /// A TCP client connection that sends nothing for this long is closed.
+    #[serde(
+        default = "default_tcp_idle_timeout",
+        deserialize_with = "human_duration"
+    )]
+    pub tcp_idle_timeout: Duration,
+    /// Client TCP connections served at once.
+    #[serde(default = "default_max_tcp_connections")]
+    pub max_tcp_connections: usize,
+}
+
+/// `[listen]`: where clients reach rturn.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ListenConfig {
+    /// STUN/TURN over UDP.
+    #[serde(default = "default_listen")]
+    pub udp: Vec<SocketAddr>,
+    /// STUN/TURN over TCP.
+    #[serde(default = "default_listen")]
+    pub tcp: Vec<SocketAddr>,
+    /// STUN/TURN over TLS; not served by this version, so it must stay empty.
+    #[serde(default)]
+    pub tls: Vec<SocketAddr>,
+    /// Signaling, pages, API and metrics; not served by this version, so it must stay unset.
+    pub http: Option<SocketAddr>,
+}
+
+/// `[relay]`: relay addresses and which peers may be reached through them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RelayConfig {
+    /// The address relay sockets bind to.
+    pub relay_ip: Option<IpAddr>,
+    /// The address advertised in XOR-RELAYED-ADDRESS when it differs from `relay-ip` (NAT).
+    pub external_ip: Option<IpAddr>,
+    /// Lowest relay port.
+    #[serde(default = "default_min_port")]
+    pub min_port: u16,
+    /// Highest relay port.
+    #[serde(default = "default_max_port")]
+    pub max_port: u16,
+    /// Whether peers on loopback addresses may be reached (tests and benchmarks only).
+    #[serde(default)]
+    pub allow_loopback_peers: bool,
+}
+
+/// `[auth]`: long-term credentials and TURN REST API secrets.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AuthConfig {
+    /// Static users: name to password, or to a coturn-style `0x`-prefixed MD5 key.
+    #[serde(default)]
+    pub users: BTreeMap<String, String>,
+    /// TURN REST API shared secrets; the first one mints, all of them verify.
+    #[serde(default)]
+    pub static_auth_secret: Vec<String>,
+}
+
+fn default_tcp_idle_timeout() -> Duration {
+    DEFAULT_TCP_IDLE_TIMEOUT
+}
+fn default_max_tcp_connections() -> usize {
+    DEFAULT_MAX_TCP_CONNECTIONS
+}
+fn default_listen() -> Vec<SocketAddr> {
+    vec![SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT))]
+}
+fn default_min_port() -> u16 {
+    49152
+}
+fn default_max_port() -> u16 {
+    65535
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            workers: None,
+            tcp_idle_timeout: DEFAULT_TCP_IDLE_TIMEOUT,
+            max_tcp_connections: DEFAULT_MAX_TCP_CONNECTIONS,
+        }
+    }
+}
+
+impl Default for ListenConfig {
+    fn default() -> Self {
+        Self {
+            udp: default_listen(),
+            tcp: default_listen(),
+            tls: Vec::new(),
+            http: None,
+        }
+    }
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            relay_ip: None,
+            external_ip: None,
+            min_port: default_min_port(),
+            max_port: default_max_port(),
+            allow_loopback_peers: false,
+        }
+    }
+}
+
+/// Durations are human strings such as `"30s"`, `"10m"` or `"1h 30m"`.
+fn human_duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(de)?;
+    humantime::parse_duration(&text).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "invalid duration {text:?}: {e} (write it like \"30s\", \"10m\" or \"1h\")"
+        ))
+    })
+}
+
+/// What is wrong with a configuration, and which key it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyError {
+    /// Dotted key path, e.g. `listen.udp` or `auth.users.alice`; empty for the whole file.
+    pub key: String,
+    /// What is wrong, and where possible how to fix it.
+    pub message: String,
+    /// 1-based line in the TOML text, when known.
+    pub line: Option<usize>,
+}
+
+impl KeyError {
+    fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            message: message.into(),
+            line: None,
+        }
+    }
+}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.key.is_empty() {
+            write!(f, "{}: ", self.key)?;
+        }
+        f.write_str(&self.message)?;
+        if let Some(line) = self.line {
+            write!(f, " (line {line})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for KeyError {}
+
+/// A configuration file that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read at all.
+    #[error("{}: cannot read the file: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file was read but a key is wrong.
+    #[error("{}: {error}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Which key and what is wrong.
+        error: KeyError,
+    },
+}
+
+impl Config {
+    /// Reads, parses and validates the file at `path`.
+    pub fn read(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|error| ConfigError::Invalid {
+            path: path.to_owned(),
+            error,
+        })
+    }
+
+    /// Parses and validates TOML text.
+    pub fn from_toml(text: &str) -> Result<Self, KeyError> {
+        let de = toml::Deserializer::parse(text).map_err(|e| toml_error(text, "", &e))?;
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            toml_error(text, if path == "." { "" } else { &path }, e.inner())
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Worker threads for the data path: the configured count, or one per core.
+    pub fn workers(&self) -> NonZeroUsize {
+        self.server
+            .workers
+            .and_then(NonZeroUsize::new)
+            .or_else(|| std::thread::available_parallelism().ok())
+            .unwrap_or(NonZeroUsize::MIN)
+    }
+
+    /// Cross-field rules that serde cannot express.
+    pub fn validate(&self) -> Result<(), KeyError> {
+        self.validate_realm()?;
+        self.validate_server()?;
+        self.validate_listen()?;
+        self.validate_relay()?;
+        self.validate_auth()
+    }
+
+    fn validate_realm(&self) -> Result<(), KeyError> {
+        // RFC 8489 §14.9: fewer than 128 characters, and it travels in every 401.
+        if self.realm.trim().is_empty() {
+            return Err(KeyError::new(
+                "realm",
+                "must not be empty (e.g. \"example.org\")",
+            ));
+        }
+        if self.realm.chars().count() >= 128 || self.realm.chars().any(char::is_control) {
+            return Err(KeyError::new(
+                "realm",
+                "must be fewer than 128 printable characters (RFC 8489 §14.9)",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_server(&self) -> Result<(), KeyError> {
+        match self.server.workers {
+            Some(0) => {
+                return Err(KeyError::new(
+                    "server.workers",
+                    "must be at least 1; leave it out to use one worker per core",
+                ));
+            }
+            Some(n) if n > 1024 => {
+                return Err(KeyError::new("server.workers", "must be at most 1024"));
+            }
+            _ => {}
+        }
+        if self.server.max_tcp_connections == 0 {
+            return Err(KeyError::new(
+                "server.max-tcp-connections",
+                "must be at least 1",
+            ));
+        }
+        if self.server.tcp_idle_timeout < Duration::from_secs(1) {
+            return Err(KeyError::new(
+                "server.tcp-idle-timeout",
+                "must be at least \"1s\"",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_listen(&self) -> Result<(), KeyError> {
+        let listen = &self.listen;
+        if listen.udp.is_empty() && listen.tcp.is_empty() {
+            return Err(KeyError::new(
+                "listen",
+                "nothing to listen on: give at least one address in listen.udp or listen.tcp",
+            ));
+        }
+        for (key, addrs) in [("listen.udp", &listen.udp), ("listen.tcp", &listen.tcp)] {
+            for (i, addr) in addrs.iter().enumerate() {
+                if addrs[..i].contains(addr) {
+                    return Err(KeyError::new(key, format!("{addr} is listed twice")));
+                }
+            }
+        }
+        if !listen.tls.is_empty() {
+            return Err(KeyError::new(
+                "listen.tls",
+                "STUN/TURN over TLS is not available in this version; leave listen.tls empty",
+            ));
+        }
+        if listen.http.is_some() {
+            return Err(KeyError::new(
+                "listen.http",
+                "the HTTP listener is not available in this version; remove listen.http",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_relay(&self) -> Result<(), KeyError> {
+        let relay = &self.relay;
+        if relay.min_port == 0 {
+            return Err(KeyError::new("relay.min-port", "must be at least 1"));
+        }
+        if relay.min_port > relay.max_port {
+            return Err(KeyError::new(
+                "relay.min-port",
+                format!(
+                    "{} is above relay.max-port {}; the range must not be empty",
+                    relay.min_port, relay.max_port
+                ),
+            ));
+        }
+        if let Some(external) = relay.external_ip {
+            if external.is_unspecified() {
+                return Err(KeyError::new(
+                    "relay.external-ip",
+                    format!("{external} cannot be advertised to clients; give the public address"),
+                ));
+            }
+            if let Some(relay_ip) = relay.relay_ip
+                && relay_ip.is_ipv4() != external.is_ipv4()
+            {
+                return Err(KeyError::new(
+                    "relay.external-ip",
+                    format!("{external} and relay.relay-ip {relay_ip} must be the same IP family"),
+                ));
+            }
+        }
+        if let Some(relay_ip) = relay.relay_ip
+            && relay_ip.is_unspecified()
+            && relay.external_ip.is_none()
+        {
+            return Err(KeyError::new(
+                "relay.relay-ip",
+                format!(
+                    "{relay_ip} cannot be advertised to clients; bind a concrete address or set relay.external-ip"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_auth(&self) -> Result<(), KeyError> {
+        let public = self.public_listen_address();
+        for (user, password) in &self.auth.users {
+            let key = format!("auth.users.{user}");
+            if user.is_empty() {
+                return Err(KeyError::new("auth.users", "a user name must not be empty"));
+            }
+            if password.is_empty() {
+                return Err(KeyError::new(key, "the password must not be empty"));
+            }
+            if let Some(hex) = password.strip_prefix("0x")
+                && (hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()))
+            {
+                return Err(KeyError::new(
+                    key,
+                    "a 0x-prefixed key must be 32 hex digits (MD5 of \"user:realm:password\")",
+                ));
+            }
+            check_placeholder(&key, password, public)?;
+        }
+        for (i, secret) in self.auth.static_auth_secret.iter().enumerate() {
+            let key = format!("auth.static-auth-secret[{i}]");
+            if secret.is_empty() {
+                return Err(KeyError::new(key, "a secret must not be empty"));
+            }
+            check_placeholder(&key, secret, public)?;
+        }
+        Ok(())
+    }
+
+    /// The first listen address reachable from other machines, if any.
+    pub fn public_listen_address(&self) -> Option<SocketAddr> {
+        let l = &self.listen;
+        l.udp
+            .iter()
+            .chain(&l.tcp)
+            .chain(&l.tls)
+            .chain(&l.http)
+            .copied()
+            .find(|a| !a.ip().is_loopback())
+    }
+}
+
+/// The shipped secret is fine on loopback; anywhere else it is an open relay waiting to happen.
+fn check_placeholder(key: &str, secret: &str, public: Option<SocketAddr>) -> Result<(), KeyError> {
+    match public {
+        Some(addr) if secret == PLACEHOLDER_SECRET => Err(KeyError::new(
+            key,
+            format!(
+                "still the shipped placeholder {PLACEHOLDER_SECRET:?}; set a real secret before listening on {addr}"
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Turns a toml/serde error into a [`KeyError`]: the key path from serde_path_to_error (it
+/// already ends in the unknown field's name for `deny_unknown_fields` errors) and the line from
+/// the error's byte span.
+fn toml_error(text: &str, path: &str, e: &toml::de::Error) -> KeyError {
+    let line = e
+        .span()
+        .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+    KeyError {
+        key: path.to_owned(),
+        message: e.message().trim().to_owned(),
+        line,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "realm = \"example.org\"\n";
+
+    fn err(text: &str) -> KeyError {
+        Config::from_toml(text).expect_err("config should be rejected")
+    }
+
+    #[test]
+    fn minimal_config_takes_defaults() {
+        let c = Config::from_toml(MINIMAL).unwrap();
+        assert_eq!(c.listen.udp, vec!["0.0.0.0:3478".parse().unwrap()]);
+        assert_eq!(c.listen.tcp, c.listen.udp);
+        assert_eq!(c.server.tcp_idle_timeout, DEFAULT_TCP_IDLE_TIMEOUT);
+        assert_eq!((c.relay.min_port, c.relay.max_port), (49152, 65535));
+        assert!(!c.relay.allow_loopback_peers);
+        assert!(c.workers().get() >= 1);
+    }
+
+    #[test]
+    fn realm_is_required() {
+        let e = err("[listen]\nudp = []\n");
+        assert!(e.message.contains("realm"), "{e}");
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_section() {
+        let e = err("realm = \"r\"\n[listen]\nudpp = [\"127.0.0.1:1\"]\n");
+        assert_eq!(e.key, "listen.udpp");
+        assert_eq!(e.line, Some(3));
+        let e = err("realm = \"r\"\nlisten-udp = 1\n");
+        assert_eq!(e.key, "listen-udp");
+    }
+
+    #[test]
+    fn bad_value_names_the_key() {
+        let e = err("realm = \"r\"\n[listen]\nudp = [\"not-an-address\"]\n");
+        assert_eq!(e.key, "listen.udp[0]", "{e}");
+        let e = err("realm = \"r\"\n[server]\ntcp-idle-timeout = \"5 parsecs\"\n");
+        assert_eq!(e.key, "server.tcp-idle-timeout");
+        assert!(e.message.contains("invalid duration"), "{e}");
+        let e = err("realm = \"r\"\n[relay]\nmin-port = 70000\n");
+        assert_eq!(e.key, "relay.min-port");
+    }
+
+    #[test]
+    fn durations_are_human() {
+        let c =
+            Config::from_toml("realm = \"r\"\n[server]\ntcp-idle-timeout = \"2m 30s\"\n").unwrap();
+        assert_eq!(c.server.tcp_idle_timeout, Duration::from_secs(150));
+    }
+
+    #[test]
+    fn syntax_error_has_a_line() {
+        let e = err("realm = \"r\"\n[listen\n");
+        assert_eq!(e.line, Some(2), "{e}");
+    }
+
+    #[test]
+    fn cross_field_rules() {
+        let cases = [
+            ("realm = \"\"", "realm"),
+            ("realm = \"r\"\n[server]\nworkers = 0", "server.workers"),
+            ("realm = \"r\"\n[listen]\nudp = []\ntcp = []", "listen"),
+            (
+                "realm = \"r\"\n[listen]\nudp = [\"127.0.0.1:1\", \"127.0.0.1:1\"]",
+                "listen.udp",
+            ),
+            (
+                "realm = \"r\"\n[listen]\ntls = [\"127.0.0.1:5349\"]",
+                "listen.tls",
+            ),
+            (
+                "realm = \"r\"\n[listen]\nhttp = \"127.0.0.1:8080\"",
+                "listen.http",
+            ),
+            (
+                "realm = \"r\"\n[relay]\nmin-port = 6000\nmax-port = 5000",
+                "relay.min-port",
+            ),
+            (
+                "realm = \"r\"\n[relay]\nrelay-ip = \"0.0.0.0\"",
+                "relay.relay-ip",
+            ),
+            (
+                "realm = \"r\"\n[relay]\nrelay-ip = \"10.0.0.1\"\nexternal-ip = \"::1\"",
+                "relay.external-ip",
+            ),
+            ("realm = \"r\"\n[auth.users]\nbob = \"\"", "auth.users.bob"),
+            (
+                "realm = \"r\"\n[auth.users]\nbob = \"0x1234\"",
+                "auth.users.bob",
+            ),
+            (
+                "realm = \"r\"\n[auth]\nstatic-auth-secret = [\"\"]",
+                "auth.static-auth-secret[0]",
+            ),
+        ];
+        for (text, key) in cases {
+            assert_eq!(err(text).key, key, "for {text:?}");
+        }
+    }
+
+    #[test]
+    fn placeholder_secret_only_allowed_on_loopback() {
+        let local = "realm = \"r\"\n[listen]\nudp = [\"127.0.0.1:3478\"]\ntcp = []\n\
+                     [auth.users]\nalice = \"change-me\"\n";
+        Config::from_toml(local).unwrap();
+        let public = "realm = \"r\"\n[auth.users]\nalice = \"change-me\"\n";
+        let e = err(public);
+        assert_eq!(e.key, "auth.users.alice");
+        assert!(e.message.contains("0.0.0.0:3478"), "{e}");
+        let secret = "realm = \"r\"\n[auth]\nstatic-auth-secret = [\"change-me\"]\n";
+        assert_eq!(err(secret).key, "auth.static-auth-secret[0]");
+    }
+
+    #[test]
+    fn md5_keys_are_accepted() {
+        let text = "realm = \"r\"\n[auth.users]\nbob = \"0x0123456789abcdef0123456789ABCDEF\"\n";
+        Config::from_toml(text).unwrap();
+    }
+
+    #[test]
+    fn every_shipped_config_is_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                Config::read(&path).unwrap_or_else(|e| panic!("{e}"));
+                seen += 1;
+            }
+        }
+        assert!(seen >= 1, "no config files in {}", dir.display());
+    }
+
+    #[test]
+    fn read_error_names_the_file() {
+        let e = Config::read(Path::new("/nonexistent/rturn.toml")).unwrap_err();
+        assert!(
+            e.to_string().starts_with("/nonexistent/rturn.toml: "),
+            "{e}"
+        );
+    }
+}

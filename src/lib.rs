@@ -1,0 +1,24 @@
+//! rturn: a STUN/TURN server and WebRTC signaling relay in one binary.
+//!
+//! Today it answers STUN Binding requests (RFC 8489) over UDP and TCP; the TURN relay,
+//! signaling, TLS and operations arrive in later issues on the same foundation.
+//!
+//! # Layout
+//!
+//! - [`cli`]: the command line (`rturn -c FILE`, `--check-config`, `-v`/`-q`).
+//! - [`config`]: the TOML configuration, its defaults and its validation.
+//! - [`stun`]: the STUN wire codec, TCP framing and the Binding responder. Pure: no tokio,
+//!   no sockets, no clock, so every path is unit-tested on bytes.
+//! - [`server`]: tokio glue only: binding the `[listen]` sockets (one SO_REUSEPORT UDP socket
+//!   per worker), serving them, counting what was seen, and stopping on one cancellation token.
+//!
+//! `main.rs` is thin: it parses the command line, sets up tracing, reads the config, builds the
+//! runtime with one worker thread per configured worker, binds, and calls [`server::run`].
+
+pub mod cli;
+pub mod config;
+pub mod server;
+pub mod stun;
+
+pub use config::Config;
+pub use server::{Listeners, run};

@@ -1,0 +1,132 @@
+//! Counters for what the listeners saw. Each worker and each TCP acceptor owns its own
+//! [`Counters`], so the data path never writes a cache line another core writes;
+//! [`Stats::snapshot`] adds them up when someone asks.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// One worker's counters. Relaxed atomics: they are statistics, not synchronisation.
+#[derive(Debug, Default)]
+pub struct Counters {
+    received: AtomicU64,
+    replied: AtomicU64,
+    malformed: AtomicU64,
+    ignored: AtomicU64,
+    io_errors: AtomicU64,
+    tcp_accepted: AtomicU64,
+    tcp_broken: AtomicU64,
+    tcp_idle_closed: AtomicU64,
+}
+
+/// Names the counter to bump.
+#[derive(Debug, Clone, Copy)]
+pub enum Event {
+    /// A datagram or TCP frame arrived.
+    Received,
+    /// A response was sent.
+    Replied,
+    /// A packet was dropped as malformed.
+    Malformed,
+    /// A well-formed packet needed no answer.
+    Ignored,
+    /// A socket operation failed and was survived.
+    IoError,
+    /// A TCP connection was accepted.
+    TcpAccepted,
+    /// A TCP connection was closed because its framing broke.
+    TcpBroken,
+    /// A TCP connection was closed for being idle.
+    TcpIdleClosed,
+}
+
+impl Counters {
+    /// Counts one event.
+    pub fn count(&self, event: Event) {
+        let counter = match event {
+            Event::Received => &self.received,
+            Event::Replied => &self.replied,
+            Event::Malformed => &self.malformed,
+            Event::Ignored => &self.ignored,
+            Event::IoError => &self.io_errors,
+            Event::TcpAccepted => &self.tcp_accepted,
+            Event::TcpBroken => &self.tcp_broken,
+            Event::TcpIdleClosed => &self.tcp_idle_closed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Totals over every worker at one moment.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Datagrams and TCP frames received.
+    pub received: u64,
+    /// Responses sent.
+    pub replied: u64,
+    /// Packets dropped as malformed.
+    pub malformed: u64,
+    /// Well-formed packets that needed no answer.
+    pub ignored: u64,
+    /// Socket errors survived.
+    pub io_errors: u64,
+    /// TCP connections accepted.
+    pub tcp_accepted: u64,
+    /// TCP connections closed because their framing broke.
+    pub tcp_broken: u64,
+    /// TCP connections closed for being idle.
+    pub tcp_idle_closed: u64,
+}
+
+/// The registry of every worker's counters.
+#[derive(Debug, Default)]
+pub struct Stats {
+    workers: Mutex<Vec<Arc<Counters>>>,
+}
+
+impl Stats {
+    /// Counters for one more worker; taken once at start-up, never per packet.
+    pub fn register(&self) -> Arc<Counters> {
+        let counters = Arc::new(Counters::default());
+        self.lock().push(Arc::clone(&counters));
+        counters
+    }
+
+    /// Adds up every worker's counters.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut s = Snapshot::default();
+        for c in self.lock().iter() {
+            let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+            s.received += get(&c.received);
+            s.replied += get(&c.replied);
+            s.malformed += get(&c.malformed);
+            s.ignored += get(&c.ignored);
+            s.io_errors += get(&c.io_errors);
+            s.tcp_accepted += get(&c.tcp_accepted);
+            s.tcp_broken += get(&c.tcp_broken);
+            s.tcp_idle_closed += get(&c.tcp_idle_closed);
+        }
+        s
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Counters>>> {
+        // A panic while holding this lock cannot leave the Vec half-written.
+        self.workers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_adds_up_workers() {
+        let stats = Stats::default();
+        let a = stats.register();
+        let b = stats.register();
+        a.count(Event::Malformed);
+        b.count(Event::Malformed);
+        b.count(Event::Replied);
+        let s = stats.snapshot();
+        assert_eq!((s.malformed, s.replied, s.received), (2, 1, 0));
+    }
+}

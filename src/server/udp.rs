@@ -1,0 +1,75 @@
+//! STUN over UDP: one SO_REUSEPORT socket per worker on each listen address, each served by
+//! its own loop with its own buffers and counters, so workers share nothing per packet.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::UdpSocket;
+use tokio_util::sync::CancellationToken;
+
+use super::stats::{Counters, Event};
+use super::throttle::Throttle;
+use crate::stun::{Outcome, Responder};
+
+/// Receive buffer: the largest UDP payload, so nothing is ever silently truncated.
+const MAX_DATAGRAM: usize = 65_536;
+
+/// Binds `workers` sockets to `addr` with SO_REUSEPORT; the kernel spreads sources across
+/// them. With port 0 the first socket picks the port and the others join it.
+pub(super) fn bind_group(addr: SocketAddr, workers: usize) -> io::Result<Vec<std::net::UdpSocket>> {
+    let first = bind_one(addr)?;
+    let bound = first.local_addr()?;
+    let mut sockets = vec![first];
+    for _ in 1..workers {
+        sockets.push(bind_one(bound)?);
+    }
+    Ok(sockets)
+}
+
+fn bind_one(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        // Lets "[::]:3478" and "0.0.0.0:3478" be listed side by side.
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+/// Serves one socket until `shutdown` fires.
+pub(super) async fn serve(socket: UdpSocket, counters: Arc<Counters>, shutdown: CancellationToken) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut responder = Responder::new();
+    let mut warn = Throttle::default();
+    loop {
+        let received = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = socket.recv_from(&mut buf) => r,
+        };
+        let (len, source) = match received {
+            Ok(r) => r,
+            Err(e) => {
+                // ICMP errors and buffer exhaustion are transient: count, log rarely, go on.
+                counters.count(Event::IoError);
+                warn.warn(|| tracing::warn!("udp receive failed: {e}"));
+                continue;
+            }
+        };
+        counters.count(Event::Received);
+        match responder.handle(&buf[..len], source) {
+            Outcome::Reply(reply) => match socket.send_to(reply, source).await {
+                Ok(_) => counters.count(Event::Replied),
+                Err(e) => {
+                    counters.count(Event::IoError);
+                    warn.warn(|| tracing::warn!("udp send to {source} failed: {e}"));
+                }
+            },
+            Outcome::Ignored(_) => counters.count(Event::Ignored),
+            Outcome::Malformed(_) => counters.count(Event::Malformed),
+        }
+    }
+}

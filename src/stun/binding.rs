@@ -1,0 +1,154 @@
+//! The STUN Binding responder (RFC 8489 §6.3): bytes and a source address in, a response out.
+//!
+//! Pure: no sockets, no clock. One [`Responder`] per worker reuses its message buffers, so
+//! answering a request does not allocate once the buffers have grown.
+
+use std::net::SocketAddr;
+
+use stun::attributes::*;
+use stun::error_code::{ErrorCode, ErrorCodeAttribute};
+use stun::fingerprint::FINGERPRINT;
+use stun::message::{
+    CLASS_ERROR_RESPONSE, CLASS_INDICATION, CLASS_REQUEST, CLASS_SUCCESS_RESPONSE, METHOD_BINDING,
+    Message, MessageType, Setter,
+};
+use stun::uattrs::UnknownAttributes;
+use stun::xoraddr::XorMappedAddress;
+
+use super::codec::{Malformed, PacketKind, decode_into, packet_kind, unknown_required};
+
+/// Comprehension-required attributes a Binding request may carry without a 420: the STUN
+/// core set (RFC 8489 §14), which this server reads or deliberately ignores, and the ICE
+/// attributes (RFC 8445 §16.1) that browsers' connectivity checks carry. CHANGE-REQUEST
+/// (RFC 5780) is absent on purpose: without an alternate address, 420 is the answer
+/// RFC 5780 §7.2 asks for.
+const KNOWN_BINDING_ATTRIBUTES: &[AttrType] = &[
+    ATTR_MAPPED_ADDRESS,
+    ATTR_USERNAME,
+    ATTR_MESSAGE_INTEGRITY,
+    ATTR_ERROR_CODE,
+    ATTR_UNKNOWN_ATTRIBUTES,
+    ATTR_REALM,
+    ATTR_NONCE,
+    ATTR_MESSAGE_INTEGRITY_SHA256,
+    ATTR_PASSWORD_ALGORITHM,
+    ATTR_USER_HASH,
+    ATTR_XORMAPPED_ADDRESS,
+    ATTR_PRIORITY,
+    ATTR_USE_CANDIDATE,
+];
+
+/// Why a well-formed packet got no answer. Counted, never logged per packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ignored {
+    /// An indication (a Binding indication is a keepalive, RFC 8489 §6.3.2).
+    Indication,
+    /// A success or error response: this server sends no requests.
+    Response,
+    /// ChannelData with no channel bound to it.
+    ChannelData,
+}
+
+/// What to do with one received packet.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome<'a> {
+    /// Send these bytes back to the source.
+    Reply(&'a [u8]),
+    /// Well-formed, but nothing to answer.
+    Ignored(Ignored),
+    /// Not a usable message: drop it and count it.
+    Malformed(Malformed),
+}
+
+/// Answers Binding requests; one per worker, buffers reused across packets.
+pub struct Responder {
+    request: Message,
+    response: Message,
+    unknown: UnknownAttributes,
+}
+
+impl Responder {
+    /// A responder with empty buffers.
+    pub fn new() -> Self {
+        Self {
+            request: Message::new(),
+            response: Message::new(),
+            unknown: UnknownAttributes(Vec::new()),
+        }
+    }
+
+    /// Handles one packet received from `source`.
+    pub fn handle(&mut self, packet: &[u8], source: SocketAddr) -> Outcome<'_> {
+        match packet_kind(packet) {
+            PacketKind::Stun => {}
+            PacketKind::ChannelData => return Outcome::Ignored(Ignored::ChannelData),
+            PacketKind::Other => return Outcome::Malformed(Malformed::NotStun),
+        }
+        if let Err(e) = decode_into(packet, &mut self.request) {
+            return Outcome::Malformed(e);
+        }
+        let typ = self.request.typ;
+        if typ.class == CLASS_INDICATION {
+            return Outcome::Ignored(Ignored::Indication);
+        }
+        if typ.class != CLASS_REQUEST {
+            return Outcome::Ignored(Ignored::Response);
+        }
+        if typ.method != METHOD_BINDING {
+            // RFC 8489 §6.3.1: a request this server cannot process is a 400.
+            self.error(400);
+        } else {
+            unknown_required(&self.request, KNOWN_BINDING_ATTRIBUTES, &mut self.unknown.0);
+            if self.unknown.0.is_empty() {
+                self.success(source);
+            } else {
+                // RFC 8489 §6.3.1.1: 420 listing every attribute that was not understood.
+                self.error(420);
+                // Adding a list of u16s to a message cannot fail.
+                let _ = self.unknown.add_to(&mut self.response);
+            }
+        }
+        self.finish();
+        Outcome::Reply(&self.response.raw)
+    }
+
+    fn start(&mut self, class: stun::message::MessageClass) {
+        self.response.reset();
+        self.response.typ = MessageType::new(self.request.typ.method, class);
+        self.response.transaction_id = self.request.transaction_id;
+        self.response.write_header();
+    }
+
+    fn success(&mut self, source: SocketAddr) {
+        self.start(CLASS_SUCCESS_RESPONSE);
+        let mapped = XorMappedAddress {
+            ip: source.ip(),
+            port: source.port(),
+        };
+        // Encoding an address into a message cannot fail.
+        let _ = mapped.add_to(&mut self.response);
+    }
+
+    /// An error response with no reason phrase: unauthenticated answers stay small.
+    fn error(&mut self, code: u16) {
+        self.start(CLASS_ERROR_RESPONSE);
+        let attr = ErrorCodeAttribute {
+            code: ErrorCode(code),
+            reason: Vec::new(),
+        };
+        let _ = attr.add_to(&mut self.response);
+    }
+
+    /// RFC 8489 §7.3: the response carries FINGERPRINT when the request did.
+    fn finish(&mut self) {
+        if self.request.contains(ATTR_FINGERPRINT) {
+            let _ = FINGERPRINT.add_to(&mut self.response);
+        }
+    }
+}
+
+impl Default for Responder {
+    fn default() -> Self {
+        Self::new()
+    }
+}

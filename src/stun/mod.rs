@@ -1,0 +1,17 @@
+//! STUN on the wire (RFC 8489), on top of the `stun` crate. No tokio, no sockets, no clock:
+//! every function here takes bytes and returns bytes or a reason.
+//!
+//! - [`codec`]: checking and decoding untrusted datagrams, first-byte demultiplexing.
+//! - [`framing`]: splitting a TCP byte stream into STUN and ChannelData frames.
+//! - [`binding`]: the Binding responder.
+
+pub mod binding;
+pub mod codec;
+pub mod framing;
+
+#[cfg(test)]
+mod rfc5769;
+
+pub use binding::{Ignored, Outcome, Responder};
+pub use codec::{Malformed, PacketKind};
+pub use framing::{Frame, next_frame};
