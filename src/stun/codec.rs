@@ -235,4 +235,52 @@ mod tests {
         assert_eq!(message_len(&p), Ok(Some(p.len())));
         assert_eq!(message_len(&[0x80; 20]), Err(Malformed::NotStun));
     }
+
+    mod properties {
+        use super::super::*;
+        use crate::stun::framing::next_frame;
+        use proptest::prelude::*;
+        use stun::message::BINDING_REQUEST;
+
+        proptest! {
+            #[test]
+            fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+                let mut m = Message::new();
+                let _ = decode_into(&bytes, &mut m);
+                let _ = next_frame(&bytes);
+            }
+
+            #[test]
+            fn encoded_messages_decode_to_the_same_attributes(
+                attrs in proptest::collection::vec(
+                    (
+                        // The stun crate reads legacy 0x8020 as XOR-MAPPED-ADDRESS 0x0020.
+                        (0x8000u16..0xffff).prop_filter("legacy alias", |t| *t != 0x8020),
+                        proptest::collection::vec(any::<u8>(), 0..40),
+                    ),
+                    0..8,
+                ),
+                fingerprint in any::<bool>(),
+            ) {
+                let mut sent = Message::new();
+                sent.typ = BINDING_REQUEST;
+                sent.new_transaction_id().unwrap();
+                sent.write_header();
+                for (typ, value) in &attrs {
+                    if AttrType(*typ) != ATTR_FINGERPRINT {
+                        sent.add(AttrType(*typ), value);
+                    }
+                }
+                if fingerprint {
+                    stun::message::Setter::add_to(&FINGERPRINT, &mut sent).unwrap();
+                }
+                let mut got = Message::new();
+                decode_into(&sent.raw, &mut got).unwrap();
+                prop_assert_eq!(got.typ, sent.typ);
+                prop_assert_eq!(got.transaction_id, sent.transaction_id);
+                prop_assert_eq!(&got.attributes, &sent.attributes);
+                prop_assert_eq!(next_frame(&sent.raw), Ok(Some(crate::stun::Frame::Stun(sent.raw.len()))));
+            }
+        }
+    }
 }

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs rturn's whole test suite. Installs what the tests need when it is missing:
+#   coturn  - for turnutils_stunclient / turnutils_uclient, clients we did not write.
+# Usage: scripts/test.sh [extra cargo test arguments]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_packages=()
+command -v turnutils_stunclient >/dev/null 2>&1 || need_packages+=(coturn)
+
+if ((${#need_packages[@]})); then
+    echo "scripts/test.sh: installing ${need_packages[*]} (Debian packages the tests use)"
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need_packages[@]}" >/dev/null
+    # The coturn package may start its own turnserver on 3478; the tests only need its clients.
+    if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet coturn 2>/dev/null; then
+        $sudo systemctl stop coturn || true
+    fi
+fi
+
+cargo test --locked --all-targets "$@"
+cargo test --locked --doc

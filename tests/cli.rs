@@ -1,0 +1,75 @@
+//! Black-box: the command line and config errors as an operator sees them.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn check_config_accepts_the_shipped_config() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/conf/turnserver.toml");
+    let out = rturn().args(["-c", path, "--check-config"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
+}
+
+fn rejected(config: &str) -> (String, String) {
+    let (_dir, path) = write_config(config);
+    let out = rturn()
+        .arg("--config")
+        .arg(&path)
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "bad config must exit 1");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    (stderr, path.display().to_string())
+}
+
+#[test]
+fn unknown_key_is_one_line_naming_file_and_key() {
+    let (stderr, file) = rejected("realm = \"r\"\n[listen]\nudp = []\ntpc = [\"127.0.0.1:1\"]\n");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.starts_with(&format!("Error: {file}: listen.tpc: ")), "{stderr}");
+    assert!(stderr.contains("unknown field"), "{stderr}");
+}
+
+#[test]
+fn bad_value_is_one_line_naming_file_and_key() {
+    let (stderr, file) = rejected("realm = \"r\"\n[relay]\nmin-port = 9000\nmax-port = 8000\n");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.starts_with(&format!("Error: {file}: relay.min-port: ")), "{stderr}");
+}
+
+#[test]
+fn missing_default_config_says_where_it_looked() {
+    if std::path::Path::new("/etc/rturn/turnserver.toml").exists() {
+        return; // this machine has a real installation; the message cannot appear
+    }
+    let out = rturn().output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/etc/rturn/turnserver.toml"), "{stderr}");
+    assert!(stderr.contains("-c FILE"), "{stderr}");
+}
+
+#[test]
+fn bind_failure_names_address_and_key() {
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let (_dir, path) = write_config(&format!(
+        "realm = \"r\"\n[listen]\nudp = [\"{addr}\"]\ntcp = []\n"
+    ));
+    let out = rturn().arg("-c").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("cannot bind udp {addr} (listen.udp)")), "{stderr}");
+}
+
+#[test]
+fn version_and_help() {
+    let out = rturn().arg("--version").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+    let out = rturn().arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("--check-config") && help.contains("--config"), "{help}");
+}

@@ -1,0 +1,238 @@
+//! Test harness: runs the built `rturn` binary on port 0 and reads the addresses it bound
+//! from its log, so tests need no fixed ports and no sleeps.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use stun::attributes::AttrType;
+use stun::fingerprint::FINGERPRINT;
+use stun::message::{BINDING_REQUEST, Getter, Message, Setter};
+use stun::xoraddr::XorMappedAddress;
+
+/// How long anything in a test may take before it counts as hung.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running rturn process, killed when dropped.
+pub struct Server {
+    child: Child,
+    pub udp: Vec<SocketAddr>,
+    pub tcp: Vec<SocketAddr>,
+    log: Arc<Mutex<Vec<String>>>,
+    lines: Receiver<String>,
+    _dir: tempfile::TempDir,
+}
+
+/// A config listening on loopback port 0 for UDP and TCP; `extra` is appended verbatim.
+pub fn loopback_config(extra: &str) -> String {
+    format!(
+        "realm = \"test.local\"\n[listen]\nudp = [\"127.0.0.1:0\"]\ntcp = [\"127.0.0.1:0\"]\n{extra}"
+    )
+}
+
+/// Writes `config` to a temporary file.
+pub fn write_config(config: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("turnserver.toml");
+    std::fs::write(&path, config).expect("write config");
+    (dir, path)
+}
+
+/// The rturn binary under test.
+pub fn rturn() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_rturn"))
+}
+
+impl Server {
+    /// Starts rturn with `config` and waits until it reports ready.
+    pub fn start(config: &str) -> Server {
+        let (dir, path) = write_config(config);
+        let mut child = rturn()
+            .arg("-c")
+            .arg(&path)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start rturn");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, lines) = channel();
+        let log2 = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                log2.lock().expect("log").push(line.clone());
+                let _ = tx.send(line);
+            }
+        });
+        let mut server = Server {
+            child,
+            udp: Vec::new(),
+            tcp: Vec::new(),
+            log,
+            lines,
+            _dir: dir,
+        };
+        loop {
+            let line = server.wait_line(|_| true);
+            if let Some(addr) = bound(&line, "udp") {
+                server.udp.push(addr);
+            } else if let Some(addr) = bound(&line, "tcp") {
+                server.tcp.push(addr);
+            } else if line.contains("ready") {
+                return server;
+            }
+        }
+    }
+
+    /// Waits for the next log line matching `pred`; panics after [`TIMEOUT`] or on exit.
+    pub fn wait_line(&mut self, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if pred(&line) => return line,
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout) => panic!("timed out; log:\n{}", self.log()),
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!("rturn exited; log:\n{}", self.log())
+                }
+            }
+        }
+    }
+
+    /// Everything rturn has logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().expect("log").join("\n")
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("kill");
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "rturn ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn bound(line: &str, proto: &str) -> Option<SocketAddr> {
+    let rest = line.split(&format!("listening on {proto} ")).nth(1)?;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+/// A Binding request with a fresh transaction ID; `attrs` are added before FINGERPRINT.
+pub fn binding_request(attrs: &[(u16, &[u8])], fingerprint: bool) -> Message {
+    let mut m = Message::new();
+    m.typ = BINDING_REQUEST;
+    m.new_transaction_id().expect("transaction id");
+    m.write_header();
+    for (typ, value) in attrs {
+        m.add(AttrType(*typ), value);
+    }
+    if fingerprint {
+        FINGERPRINT.add_to(&mut m).expect("fingerprint");
+    }
+    m
+}
+
+/// Decodes a response and checks it answers `request`.
+pub fn decode_response(request: &Message, bytes: &[u8]) -> Message {
+    let mut m = Message::new();
+    m.unmarshal_binary(bytes).expect("response decodes");
+    assert_eq!(m.transaction_id, request.transaction_id, "transaction ID echoed");
+    m
+}
+
+/// The XOR-MAPPED-ADDRESS of a response.
+pub fn mapped_address(m: &Message) -> SocketAddr {
+    let mut a = XorMappedAddress::default();
+    a.get_from(m).expect("XOR-MAPPED-ADDRESS");
+    SocketAddr::new(a.ip, a.port)
+}
+
+/// A UDP client socket on the same loopback family as `server`.
+pub fn udp_client(server: SocketAddr) -> UdpSocket {
+    let local = if server.is_ipv4() { "127.0.0.1:0" } else { "[::1]:0" };
+    let s = UdpSocket::bind(local).expect("bind client");
+    s.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    s.connect(server).expect("connect");
+    s
+}
+
+/// Sends `request` over UDP and returns the decoded response.
+pub fn udp_exchange(socket: &UdpSocket, request: &Message) -> Message {
+    socket.send(&request.raw).expect("send");
+    let mut buf = [0u8; 1500];
+    let n = socket.recv(&mut buf).expect("a response within the timeout");
+    decode_response(request, &buf[..n])
+}
+
+/// A TCP connection to `server` with read timeouts.
+pub fn tcp_client(server: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect_timeout(&server, TIMEOUT).expect("connect");
+    s.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    s
+}
+
+/// Reads one STUN message framed by its header from a stream.
+pub fn read_stun(stream: &mut TcpStream) -> Vec<u8> {
+    let mut header = [0u8; 20];
+    stream.read_exact(&mut header).expect("response header");
+    let len = u16::from_be_bytes([header[2], header[3]]) as usize;
+    let mut msg = header.to_vec();
+    msg.resize(20 + len, 0);
+    stream.read_exact(&mut msg[20..]).expect("response body");
+    msg
+}
+
+/// Sends `request` over TCP and returns the decoded response.
+pub fn tcp_exchange(stream: &mut TcpStream, request: &Message) -> Message {
+    stream.write_all(&request.raw).expect("write");
+    let bytes = read_stun(stream);
+    decode_response(request, &bytes)
+}
+
+/// Whether the server closed `stream` (EOF or reset) within the timeout.
+pub fn closed_by_server(stream: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 64];
+    match stream.read(&mut buf) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => matches!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
+        ),
+    }
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
