@@ -1,5 +1,7 @@
 //! Black-box: the command line and config errors as an operator sees them.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 mod common;
 
 use common::*;
@@ -7,8 +9,15 @@ use common::*;
 #[test]
 fn check_config_accepts_the_shipped_config() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/conf/turnserver.toml");
-    let out = rturn().args(["-c", path, "--check-config"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = rturn()
+        .args(["-c", path, "--check-config"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
 }
 
@@ -29,7 +38,10 @@ fn rejected(config: &str) -> (String, String) {
 fn unknown_key_is_one_line_naming_file_and_key() {
     let (stderr, file) = rejected("realm = \"r\"\n[listen]\nudp = []\ntpc = [\"127.0.0.1:1\"]\n");
     assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
-    assert!(stderr.starts_with(&format!("Error: {file}: listen.tpc: ")), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("Error: {file}: listen.tpc: ")),
+        "{stderr}"
+    );
     assert!(stderr.contains("unknown field"), "{stderr}");
 }
 
@@ -37,7 +49,10 @@ fn unknown_key_is_one_line_naming_file_and_key() {
 fn bad_value_is_one_line_naming_file_and_key() {
     let (stderr, file) = rejected("realm = \"r\"\n[relay]\nmin-port = 9000\nmax-port = 8000\n");
     assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
-    assert!(stderr.starts_with(&format!("Error: {file}: relay.min-port: ")), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("Error: {file}: relay.min-port: ")),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -62,7 +77,10 @@ fn bind_failure_names_address_and_key() {
     let out = rturn().arg("-c").arg(&path).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(&format!("cannot bind udp {addr} (listen.udp)")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot bind udp {addr} (listen.udp)")),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -71,5 +89,8 @@ fn version_and_help() {
     assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
     let out = rturn().arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
-    assert!(help.contains("--check-config") && help.contains("--config"), "{help}");
+    assert!(
+        help.contains("--check-config") && help.contains("--config"),
+        "{help}"
+    );
 }

@@ -1,6 +1,8 @@
 //! Black-box: the built binary answers STUN Binding over UDP and TCP, to clients we did not
 //! write (coturn's turnutils_stunclient) and to raw sockets, and survives malformed input.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 mod common;
 
 use std::io::Write;
@@ -21,7 +23,11 @@ fn coturn_stunclient_gets_its_mapped_address_over_udp() {
         .output()
         .expect("turnutils_stunclient is missing: install coturn (scripts/test.sh does)");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "stunclient failed: {stdout}\n{}", server.log());
+    assert!(
+        out.status.success(),
+        "stunclient failed: {stdout}\n{}",
+        server.log()
+    );
     assert!(
         stdout.contains("UDP reflexive addr: 127.0.0.1:"),
         "no mapped address in: {stdout}"
@@ -40,7 +46,10 @@ fn udp_binding_maps_the_source_and_echoes_fingerprint() {
     assert!(!response.contains(ATTR_SOFTWARE));
 
     let response = udp_exchange(&client, &binding_request(&[], false));
-    assert!(!response.contains(ATTR_FINGERPRINT), "no FINGERPRINT unless asked");
+    assert!(
+        !response.contains(ATTR_FINGERPRINT),
+        "no FINGERPRINT unless asked"
+    );
 }
 
 #[test]
@@ -54,7 +63,9 @@ fn tcp_binding_maps_the_source_and_frames_pipelined_requests() {
 
     // Two requests in one write, then one request dribbled a byte at a time.
     let (a, b) = (binding_request(&[], false), binding_request(&[], true));
-    stream.write_all(&[a.raw.clone(), b.raw.clone()].concat()).unwrap();
+    stream
+        .write_all(&[a.raw.clone(), b.raw.clone()].concat())
+        .unwrap();
     decode_response(&a, &read_stun(&mut stream));
     decode_response(&b, &read_stun(&mut stream));
     let c = binding_request(&[], true);
@@ -117,8 +128,8 @@ fn malformed_datagrams_never_stop_the_next_answer() {
     let mut cases: Vec<Vec<u8>> = vec![
         Vec::new(),
         vec![0x00],
-        valid.raw[..19].to_vec(),   // truncated header
-        valid.raw[..24].to_vec(),   // truncated attribute
+        valid.raw[..19].to_vec(), // truncated header
+        valid.raw[..24].to_vec(), // truncated attribute
         lying,
         bad_crc,
         vec![0xff; 1200],
@@ -143,8 +154,13 @@ fn broken_tcp_framing_closes_only_that_connection() {
 
     // A TLS ClientHello on the plain TCP port: not STUN, not ChannelData.
     let mut broken = tcp_client(tcp);
-    broken.write_all(&[0x16, 0x03, 0x01, 0x00, 0x2c, 1, 0, 0, 0x28]).unwrap();
-    assert!(closed_by_server(&mut broken), "broken framing must close the stream");
+    broken
+        .write_all(&[0x16, 0x03, 0x01, 0x00, 0x2c, 1, 0, 0, 0x28])
+        .unwrap();
+    assert!(
+        closed_by_server(&mut broken),
+        "broken framing must close the stream"
+    );
 
     // A wrong magic cookie after one good request: answered, then closed.
     let mut cookie = tcp_client(tcp);
@@ -174,7 +190,10 @@ fn broken_tcp_framing_closes_only_that_connection() {
     tcp_exchange(&mut bystander, &binding_request(&[], true));
     tcp_exchange(&mut tcp_client(tcp), &binding_request(&[], true));
     let client = udp_client(server.udp[0]);
-    assert_eq!(udp_exchange(&client, &binding_request(&[], true)).typ, BINDING_SUCCESS);
+    assert_eq!(
+        udp_exchange(&client, &binding_request(&[], true)).typ,
+        BINDING_SUCCESS
+    );
     drop(stalled);
 }
 
@@ -182,7 +201,10 @@ fn broken_tcp_framing_closes_only_that_connection() {
 fn idle_tcp_connections_are_closed() {
     let mut server = Server::start(&loopback_config("[server]\ntcp-idle-timeout = \"1s\"\n"));
     let mut idle = tcp_client(server.tcp[0]);
-    assert!(closed_by_server(&mut idle), "idle connection should be closed");
+    assert!(
+        closed_by_server(&mut idle),
+        "idle connection should be closed"
+    );
     let stopped = {
         assert!(server.terminate().success());
         server.wait_line(|l| l.contains("stopped"))

@@ -93,11 +93,11 @@ pub fn decode_into(packet: &[u8], msg: &mut Message) -> Result<(), Malformed> {
     msg.raw.clear();
     msg.raw.extend_from_slice(packet);
     msg.decode().map_err(|_| Malformed::BadAttribute)?;
-    if let Some(at) = fingerprint_at {
-        if HEADER_LEN + at + ATTR_HEADER_LEN + 4 != packet.len() || FINGERPRINT.check(msg).is_err()
-        {
-            return Err(Malformed::BadFingerprint);
-        }
+    if let Some(at) = fingerprint_at
+        && (HEADER_LEN + at + ATTR_HEADER_LEN + 4 != packet.len()
+            || FINGERPRINT.check(msg).is_err())
+    {
+        return Err(Malformed::BadFingerprint);
     }
     Ok(())
 }

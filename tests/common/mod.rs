@@ -158,7 +158,10 @@ pub fn binding_request(attrs: &[(u16, &[u8])], fingerprint: bool) -> Message {
 pub fn decode_response(request: &Message, bytes: &[u8]) -> Message {
     let mut m = Message::new();
     m.unmarshal_binary(bytes).expect("response decodes");
-    assert_eq!(m.transaction_id, request.transaction_id, "transaction ID echoed");
+    assert_eq!(
+        m.transaction_id, request.transaction_id,
+        "transaction ID echoed"
+    );
     m
 }
 
@@ -171,7 +174,11 @@ pub fn mapped_address(m: &Message) -> SocketAddr {
 
 /// A UDP client socket on the same loopback family as `server`.
 pub fn udp_client(server: SocketAddr) -> UdpSocket {
-    let local = if server.is_ipv4() { "127.0.0.1:0" } else { "[::1]:0" };
+    let local = if server.is_ipv4() {
+        "127.0.0.1:0"
+    } else {
+        "[::1]:0"
+    };
     let s = UdpSocket::bind(local).expect("bind client");
     s.set_read_timeout(Some(TIMEOUT)).expect("timeout");
     s.connect(server).expect("connect");
@@ -182,7 +189,9 @@ pub fn udp_client(server: SocketAddr) -> UdpSocket {
 pub fn udp_exchange(socket: &UdpSocket, request: &Message) -> Message {
     socket.send(&request.raw).expect("send");
     let mut buf = [0u8; 1500];
-    let n = socket.recv(&mut buf).expect("a response within the timeout");
+    let n = socket
+        .recv(&mut buf)
+        .expect("a response within the timeout");
     decode_response(request, &buf[..n])
 }
 
