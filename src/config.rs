@@ -107,7 +107,7 @@ pub struct AuthConfig {
     #[serde(default)]
     pub users: BTreeMap<String, String>,
     /// TURN REST API shared secrets; the first one mints, all of them verify.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "one_or_many")]
     pub static_auth_secret: Vec<String>,
 }
 
@@ -168,6 +168,23 @@ fn human_duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error
             "invalid duration {text:?}: {e} (write it like \"30s\", \"10m\" or \"1h\")"
         ))
     })
+}
+
+/// A list key that also takes a single string: `key = "a"` means `key = ["a"]`.
+fn one_or_many<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    match OneOrMany::deserialize(de) {
+        Ok(OneOrMany::One(s)) => Ok(vec![s]),
+        Ok(OneOrMany::Many(v)) => Ok(v),
+        Err(_) => Err(serde::de::Error::custom(
+            "expected a string or a list of strings",
+        )),
+    }
 }
 
 /// What is wrong with a configuration, and which key it is about.
@@ -451,11 +468,17 @@ fn toml_error(text: &str, path: &str, e: &toml::de::Error) -> KeyError {
     let line = e
         .span()
         .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
-    KeyError {
-        key: path.to_owned(),
-        message: e.message().trim().to_owned(),
-        line,
-    }
+    let message = e.message().trim().to_owned();
+    // serde reports a missing field at its parent; name the field itself.
+    let missing = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next());
+    let key = match missing {
+        Some(field) if path.is_empty() => field.to_owned(),
+        Some(field) => format!("{path}.{field}"),
+        None => path.to_owned(),
+    };
+    KeyError { key, message, line }
 }
 
 #[cfg(test)]
@@ -482,7 +505,18 @@ mod tests {
     #[test]
     fn realm_is_required() {
         let e = err("[listen]\nudp = []\n");
-        assert!(e.message.contains("realm"), "{e}");
+        assert_eq!(e.key, "realm", "{e}");
+    }
+
+    #[test]
+    fn secret_may_be_one_string_or_a_list() {
+        let one = Config::from_toml("realm = \"r\"\n[auth]\nstatic-auth-secret = \"s1\"\n");
+        assert_eq!(one.unwrap().auth.static_auth_secret, ["s1"]);
+        let many = "realm = \"r\"\n[auth]\nstatic-auth-secret = [\"s1\", \"s2\"]\n";
+        let many = Config::from_toml(many).unwrap();
+        assert_eq!(many.auth.static_auth_secret, ["s1", "s2"]);
+        let bad = err("realm = \"r\"\n[auth]\nstatic-auth-secret = 5\n");
+        assert_eq!(bad.key, "auth.static-auth-secret");
     }
 
     #[test]
