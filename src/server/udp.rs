@@ -5,7 +5,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Protocol, Type};
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
@@ -29,13 +29,8 @@ pub(super) fn bind_group(addr: SocketAddr, workers: usize) -> io::Result<Vec<std
 }
 
 fn bind_one(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
-    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    if addr.is_ipv6() {
-        // Lets "[::]:3478" and "0.0.0.0:3478" be listed side by side.
-        socket.set_only_v6(true)?;
-    }
+    let socket = super::new_socket(addr, Type::DGRAM, Protocol::UDP)?;
     socket.set_reuse_port(true)?;
-    socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     Ok(socket.into())
 }
