@@ -15,10 +15,12 @@
 //! `main.rs` is thin: it parses the command line, sets up tracing, reads the config, builds the
 //! runtime with one worker thread per configured worker, binds, and calls [`server::run`].
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod server;
 pub mod stun;
+pub mod turn;
 
 pub use config::Config;
 pub use server::{Listeners, run};

@@ -1,0 +1,2 @@
+//! Long-term credentials (RFC 8489 §9.2), TURN REST API secrets and stateless nonces.
+//! (Being written.)

@@ -1,0 +1,1 @@
+//! Which peer addresses a client may relay to. (Being written.)
