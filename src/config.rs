@@ -12,6 +12,7 @@ use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
 
 /// Where rturn looks for its configuration when `-c` is not given.
@@ -80,14 +81,17 @@ pub struct ListenConfig {
     pub http: Option<SocketAddr>,
 }
 
-/// `[relay]`: relay addresses and which peers may be reached through them.
+/// `[relay]`: relay addresses, lifetimes, quotas and which peers may be reached.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RelayConfig {
-    /// The address relay sockets bind to.
-    pub relay_ip: Option<IpAddr>,
-    /// The address advertised in XOR-RELAYED-ADDRESS when it differs from `relay-ip` (NAT).
-    pub external_ip: Option<IpAddr>,
+    /// Addresses relay sockets bind to: at most one IPv4 and one IPv6.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub relay_ip: Vec<IpAddr>,
+    /// Addresses advertised in XOR-RELAYED-ADDRESS behind 1:1 NAT: `"PUBLIC"` (for the
+    /// relay-ip of the same family) or coturn's `"PUBLIC/PRIVATE"` (PRIVATE is a relay-ip).
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub external_ip: Vec<String>,
     /// Lowest relay port.
     #[serde(default = "default_min_port")]
     pub min_port: u16,
@@ -97,10 +101,46 @@ pub struct RelayConfig {
     /// Whether peers on loopback addresses may be reached (tests and benchmarks only).
     #[serde(default)]
     pub allow_loopback_peers: bool,
+    /// Peer addresses or CIDR ranges allowed even inside the default-denied classes.
+    #[serde(default, deserialize_with = "ip_nets")]
+    pub allowed_peer_ip: Vec<IpNet>,
+    /// Peer addresses or CIDR ranges always refused.
+    #[serde(default, deserialize_with = "ip_nets")]
+    pub denied_peer_ip: Vec<IpNet>,
+    /// Allocation lifetime when the client asks for less or nothing.
+    #[serde(
+        default = "default_allocation_lifetime",
+        deserialize_with = "human_duration"
+    )]
+    pub allocation_lifetime: Duration,
+    /// The longest lifetime one Allocate or Refresh may grant.
+    #[serde(
+        default = "default_max_allocation_lifetime",
+        deserialize_with = "human_duration"
+    )]
+    pub max_allocation_lifetime: Duration,
+    /// Permission lifetime.
+    #[serde(
+        default = "default_permission_lifetime",
+        deserialize_with = "human_duration"
+    )]
+    pub permission_lifetime: Duration,
+    /// Channel binding lifetime.
+    #[serde(
+        default = "default_channel_lifetime",
+        deserialize_with = "human_duration"
+    )]
+    pub channel_lifetime: Duration,
+    /// Allocations one user may hold at once; 0 means no limit.
+    #[serde(default)]
+    pub user_quota: usize,
+    /// Allocations the server holds at once; 0 means no limit.
+    #[serde(default)]
+    pub total_quota: usize,
 }
 
 /// `[auth]`: long-term credentials and TURN REST API secrets.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct AuthConfig {
     /// Static users: name to password, or to a coturn-style `0x`-prefixed MD5 key.
@@ -109,6 +149,18 @@ pub struct AuthConfig {
     /// TURN REST API shared secrets; the first one mints, all of them verify.
     #[serde(default, deserialize_with = "one_or_many")]
     pub static_auth_secret: Vec<String>,
+    /// Separates the expiry from the user name in a REST username ("1700000000:alice").
+    #[serde(default = "default_rest_separator")]
+    pub rest_separator: char,
+    /// How long a nonce stays valid before the client gets 438 Stale Nonce.
+    #[serde(
+        default = "default_nonce_lifetime",
+        deserialize_with = "human_duration"
+    )]
+    pub nonce_lifetime: Duration,
+    /// Key for the stateless nonces; nodes sharing it accept each other's nonces.
+    /// Absent: random at each start.
+    pub nonce_secret: Option<String>,
 }
 
 fn default_tcp_idle_timeout() -> Duration {
@@ -119,6 +171,24 @@ fn default_max_tcp_connections() -> usize {
 }
 fn default_listen() -> Vec<SocketAddr> {
     vec![SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT))]
+}
+fn default_allocation_lifetime() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_max_allocation_lifetime() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_permission_lifetime() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_channel_lifetime() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_rest_separator() -> char {
+    ':'
+}
+fn default_nonce_lifetime() -> Duration {
+    Duration::from_secs(600)
 }
 fn default_min_port() -> u16 {
     49152
@@ -151,11 +221,31 @@ impl Default for ListenConfig {
 impl Default for RelayConfig {
     fn default() -> Self {
         Self {
-            relay_ip: None,
-            external_ip: None,
+            relay_ip: Vec::new(),
+            external_ip: Vec::new(),
             min_port: default_min_port(),
             max_port: default_max_port(),
             allow_loopback_peers: false,
+            allowed_peer_ip: Vec::new(),
+            denied_peer_ip: Vec::new(),
+            allocation_lifetime: default_allocation_lifetime(),
+            max_allocation_lifetime: default_max_allocation_lifetime(),
+            permission_lifetime: default_permission_lifetime(),
+            channel_lifetime: default_channel_lifetime(),
+            user_quota: 0,
+            total_quota: 0,
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            users: BTreeMap::new(),
+            static_auth_secret: Vec::new(),
+            rest_separator: default_rest_separator(),
+            nonce_lifetime: default_nonce_lifetime(),
+            nonce_secret: None,
         }
     }
 }
@@ -170,21 +260,52 @@ fn human_duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error
     })
 }
 
-/// A list key that also takes a single string: `key = "a"` means `key = ["a"]`.
-fn one_or_many<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Error> {
+/// A list key that also takes a single value: `key = "a"` means `key = ["a"]`.
+fn one_or_many<'de, D, T>(de: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: std::str::FromStr,
+    T::Err: fmt::Display,
+{
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum OneOrMany {
         One(String),
         Many(Vec<String>),
     }
-    match OneOrMany::deserialize(de) {
-        Ok(OneOrMany::One(s)) => Ok(vec![s]),
-        Ok(OneOrMany::Many(v)) => Ok(v),
-        Err(_) => Err(serde::de::Error::custom(
-            "expected a string or a list of strings",
-        )),
-    }
+    let items = match OneOrMany::deserialize(de) {
+        Ok(OneOrMany::One(s)) => vec![s],
+        Ok(OneOrMany::Many(v)) => v,
+        Err(_) => {
+            return Err(serde::de::Error::custom(
+                "expected a string or a list of strings",
+            ));
+        }
+    };
+    items
+        .iter()
+        .map(|item| {
+            item.parse::<T>()
+                .map_err(|e| serde::de::Error::custom(format!("{item:?}: {e}")))
+        })
+        .collect()
+}
+
+/// Addresses or CIDR ranges: "10.0.0.1" means "10.0.0.1/32".
+fn ip_nets<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<IpNet>, D::Error> {
+    let items = Vec::<String>::deserialize(de)?;
+    items
+        .iter()
+        .map(|item| {
+            item.parse::<IpNet>()
+                .or_else(|_| item.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    serde::de::Error::custom(format!(
+                        "{item:?} is not an address or CIDR range (e.g. \"10.0.0.0/8\")"
+                    ))
+                })
+        })
+        .collect()
 }
 
 /// What is wrong with a configuration, and which key it is about.
@@ -283,7 +404,16 @@ impl Config {
         self.validate_server()?;
         self.validate_listen()?;
         self.validate_relay()?;
-        self.validate_auth()
+        self.validate_auth()?;
+        let has_credentials =
+            !self.auth.users.is_empty() || !self.auth.static_auth_secret.is_empty();
+        if has_credentials && self.relay.relay_ip.is_empty() {
+            return Err(KeyError::new(
+                "relay.relay-ip",
+                "required once [auth] has users or secrets: the address relay sockets bind to",
+            ));
+        }
+        Ok(())
     }
 
     fn validate_realm(&self) -> Result<(), KeyError> {
@@ -375,34 +505,93 @@ impl Config {
                 ),
             ));
         }
-        if let Some(external) = relay.external_ip {
-            if external.is_unspecified() {
+        for (i, ip) in relay.relay_ip.iter().enumerate() {
+            if ip.is_unspecified() || ip.is_multicast() {
                 return Err(KeyError::new(
-                    "relay.external-ip",
-                    format!("{external} cannot be advertised to clients; give the public address"),
+                    "relay.relay-ip",
+                    format!("{ip} cannot be a relay address; give this machine's address"),
                 ));
             }
-            if let Some(relay_ip) = relay.relay_ip
-                && relay_ip.is_ipv4() != external.is_ipv4()
+            if relay.relay_ip[..i]
+                .iter()
+                .any(|o| o.is_ipv4() == ip.is_ipv4())
             {
                 return Err(KeyError::new(
-                    "relay.external-ip",
-                    format!("{external} and relay.relay-ip {relay_ip} must be the same IP family"),
+                    "relay.relay-ip",
+                    "give at most one IPv4 and one IPv6 address",
                 ));
             }
         }
-        if let Some(relay_ip) = relay.relay_ip
-            && relay_ip.is_unspecified()
-            && relay.external_ip.is_none()
-        {
+        self.external_ips()?;
+        let lifetimes = [
+            ("relay.allocation-lifetime", relay.allocation_lifetime),
+            (
+                "relay.max-allocation-lifetime",
+                relay.max_allocation_lifetime,
+            ),
+            ("relay.permission-lifetime", relay.permission_lifetime),
+            ("relay.channel-lifetime", relay.channel_lifetime),
+        ];
+        for (key, value) in lifetimes {
+            if value < Duration::from_secs(1) {
+                return Err(KeyError::new(key, "must be at least \"1s\""));
+            }
+        }
+        if relay.max_allocation_lifetime < relay.allocation_lifetime {
             return Err(KeyError::new(
-                "relay.relay-ip",
-                format!(
-                    "{relay_ip} cannot be advertised to clients; bind a concrete address or set relay.external-ip"
-                ),
+                "relay.max-allocation-lifetime",
+                "must not be shorter than relay.allocation-lifetime",
             ));
         }
         Ok(())
+    }
+
+    /// Resolves `external-ip` against `relay-ip`: (bound relay IP, advertised IP) pairs.
+    pub fn external_ips(&self) -> Result<Vec<(IpAddr, IpAddr)>, KeyError> {
+        let key = "relay.external-ip";
+        let mut pairs: Vec<(IpAddr, IpAddr)> = Vec::new();
+        for entry in &self.relay.external_ip {
+            let (public, private) = match entry.split_once('/') {
+                Some((p, q)) => (p, Some(q)),
+                None => (entry.as_str(), None),
+            };
+            let bad = |what: &str| KeyError::new(key, format!("{entry:?}: {what}"));
+            let public: IpAddr = public
+                .trim()
+                .parse()
+                .map_err(|_| bad("not an IP address"))?;
+            if public.is_unspecified() {
+                return Err(bad(
+                    "cannot be advertised to clients; give the public address",
+                ));
+            }
+            let bind = match private {
+                Some(p) => p
+                    .trim()
+                    .parse()
+                    .map_err(|_| bad("private part is not an IP address"))?,
+                None => self
+                    .relay
+                    .relay_ip
+                    .iter()
+                    .copied()
+                    .find(|r| r.is_ipv4() == public.is_ipv4())
+                    .ok_or_else(|| bad("no relay.relay-ip of the same IP family"))?,
+            };
+            if !self.relay.relay_ip.contains(&bind) {
+                return Err(bad("the private address must be one of relay.relay-ip"));
+            }
+            if bind.is_ipv4() != public.is_ipv4() {
+                return Err(bad(
+                    "public and private addresses must be the same IP family",
+                ));
+            }
+            if pairs.iter().any(|(b, _)| *b == bind) {
+                return Err(bad("relay address given twice"));
+            }
+            pairs.push((bind, public));
+        }
+        Ok(pairs)
     }
 
     fn validate_auth(&self) -> Result<(), KeyError> {
@@ -424,6 +613,23 @@ impl Config {
                 ));
             }
             check_placeholder(&key, password, public)?;
+        }
+        if self.auth.nonce_lifetime < Duration::from_secs(10) {
+            return Err(KeyError::new(
+                "auth.nonce-lifetime",
+                "must be at least \"10s\"",
+            ));
+        }
+        if self
+            .auth
+            .nonce_secret
+            .as_deref()
+            .is_some_and(|s| s.len() < 16)
+        {
+            return Err(KeyError::new(
+                "auth.nonce-secret",
+                "must be at least 16 characters (it keys every nonce)",
+            ));
         }
         for (i, secret) in self.auth.static_auth_secret.iter().enumerate() {
             let key = format!("auth.static-auth-secret[{i}]");
@@ -510,9 +716,11 @@ mod tests {
 
     #[test]
     fn secret_may_be_one_string_or_a_list() {
-        let one = Config::from_toml("realm = \"r\"\n[auth]\nstatic-auth-secret = \"s1\"\n");
+        let one = Config::from_toml(
+            "realm = \"r\"\n[relay]\nrelay-ip = \"::1\"\n[auth]\nstatic-auth-secret = \"s1\"\n",
+        );
         assert_eq!(one.unwrap().auth.static_auth_secret, ["s1"]);
-        let many = "realm = \"r\"\n[auth]\nstatic-auth-secret = [\"s1\", \"s2\"]\n";
+        let many = "realm = \"r\"\n[relay]\nrelay-ip = \"::1\"\n[auth]\nstatic-auth-secret = [\"s1\", \"s2\"]\n";
         let many = Config::from_toml(many).unwrap();
         assert_eq!(many.auth.static_auth_secret, ["s1", "s2"]);
         let bad = err("realm = \"r\"\n[auth]\nstatic-auth-secret = 5\n");
@@ -600,7 +808,7 @@ mod tests {
     #[test]
     fn placeholder_secret_only_allowed_on_loopback() {
         let local = "realm = \"r\"\n[listen]\nudp = [\"127.0.0.1:3478\"]\ntcp = []\n\
-                     [auth.users]\nalice = \"change-me\"\n";
+                     [relay]\nrelay-ip = \"127.0.0.1\"\n[auth.users]\nalice = \"change-me\"\n";
         Config::from_toml(local).unwrap();
         let public = "realm = \"r\"\n[auth.users]\nalice = \"change-me\"\n";
         let e = err(public);
@@ -611,8 +819,41 @@ mod tests {
     }
 
     #[test]
+    fn external_ip_forms() {
+        let c = Config::from_toml(
+            "realm = \"r\"\n[relay]\nrelay-ip = [\"10.0.0.5\", \"fd00::5\"]\n\
+             external-ip = [\"203.0.113.7/10.0.0.5\", \"2001:db8::7\"]\n",
+        )
+        .unwrap();
+        let pairs = c.external_ips().unwrap();
+        assert_eq!(
+            pairs[0],
+            ("10.0.0.5".parse().unwrap(), "203.0.113.7".parse().unwrap())
+        );
+        assert_eq!(
+            pairs[1],
+            ("fd00::5".parse().unwrap(), "2001:db8::7".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn peer_ranges_take_addresses_and_cidrs() {
+        let c = Config::from_toml(
+            "realm = \"r\"\n[relay]\nallowed-peer-ip = [\"10.1.0.0/16\", \"192.168.1.1\"]\n",
+        )
+        .unwrap();
+        let nets: Vec<String> = c
+            .relay
+            .allowed_peer_ip
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(nets, ["10.1.0.0/16", "192.168.1.1/32"]);
+    }
+
+    #[test]
     fn md5_keys_are_accepted() {
-        let text = "realm = \"r\"\n[auth.users]\nbob = \"0x0123456789abcdef0123456789ABCDEF\"\n";
+        let text = "realm = \"r\"\n[relay]\nrelay-ip = \"127.0.0.1\"\n[auth.users]\nbob = \"0x0123456789abcdef0123456789ABCDEF\"\n";
         Config::from_toml(text).unwrap();
     }
 

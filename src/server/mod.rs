@@ -4,21 +4,30 @@
 //! to be bound (and its port known, for port 0) before anything is served, and so a bind
 //! failure is reported with the config key it came from.
 
+mod relay;
+mod shard;
 mod stats;
 mod tcp;
 mod throttle;
 mod udp;
 
+use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::{Auth, AuthSettings};
 use crate::config::Config;
+use crate::turn::peer_rules::PeerRules;
+use crate::turn::quota::Quotas;
+use crate::turn::{Manager, RelayAddress, TurnConfig};
+use relay::SocketBinder;
+use shard::{Shard, Shared};
 pub use stats::{Snapshot, Stats};
 
 /// How long shutdown waits for open connections to finish their current message.
@@ -107,12 +116,97 @@ impl Listeners {
     }
 }
 
+/// The pieces of the TURN relay every shard shares, built from the config.
+struct TurnParts {
+    config: TurnConfig,
+    auth: Arc<Auth>,
+    rules: Arc<PeerRules>,
+    quotas: Arc<Quotas>,
+}
+
+fn turn_parts(config: &Config, own: Vec<SocketAddr>) -> TurnParts {
+    let relay = &config.relay;
+    // validate() already checked external-ip; an error here cannot happen.
+    let external = config.external_ips().unwrap_or_default();
+    let relay_address = |v4: bool| {
+        relay
+            .relay_ip
+            .iter()
+            .find(|ip| ip.is_ipv4() == v4)
+            .map(|&bind| RelayAddress {
+                bind,
+                advertise: external
+                    .iter()
+                    .find(|(b, _)| *b == bind)
+                    .map_or(bind, |(_, public)| *public),
+            })
+    };
+    let turn = TurnConfig {
+        relay_v4: relay_address(true),
+        relay_v6: relay_address(false),
+        default_lifetime: relay.allocation_lifetime,
+        max_lifetime: relay.max_allocation_lifetime,
+        permission_lifetime: relay.permission_lifetime,
+        channel_lifetime: relay.channel_lifetime,
+        ..TurnConfig::default()
+    };
+    let auth = Auth::new(AuthSettings {
+        realm: config.realm.clone(),
+        users: config.auth.users.clone(),
+        secrets: config.auth.static_auth_secret.clone(),
+        rest_separator: config.auth.rest_separator,
+        nonce_secret: config
+            .auth
+            .nonce_secret
+            .as_ref()
+            .map(|s| s.as_bytes().to_vec()),
+        nonce_lifetime: config.auth.nonce_lifetime,
+    });
+    // A wildcard listener means "this port on each of our addresses": spell those out, so
+    // the rule refuses our own port and not that port on every host of the internet.
+    let ours: Vec<IpAddr> = [
+        IpAddr::from([127, 0, 0, 1]),
+        IpAddr::from(Ipv6Addr::LOCALHOST),
+    ]
+    .into_iter()
+    .chain(relay.relay_ip.iter().copied())
+    .chain(external.iter().map(|(_, public)| *public))
+    .collect();
+    let own = own
+        .into_iter()
+        .flat_map(|listener| {
+            let expanded: Vec<SocketAddr> = if listener.ip().is_unspecified() {
+                ours.iter()
+                    .filter(|ip| ip.is_ipv4() == listener.is_ipv4())
+                    .map(|ip| SocketAddr::new(*ip, listener.port()))
+                    .collect()
+            } else {
+                vec![listener]
+            };
+            expanded
+        })
+        .collect();
+    let rules = PeerRules::new(
+        relay.allow_loopback_peers,
+        relay.allowed_peer_ip.clone(),
+        relay.denied_peer_ip.clone(),
+        own,
+    );
+    TurnParts {
+        config: turn,
+        auth: Arc::new(auth),
+        rules: Arc::new(rules),
+        quotas: Arc::new(Quotas::new(relay.user_quota, relay.total_quota)),
+    }
+}
+
 /// Serves `listeners` until `shutdown` is cancelled, then waits (briefly) for connections to
 /// finish and returns what was counted. Must run inside a tokio runtime.
 pub async fn run(config: &Config, listeners: Listeners, shutdown: CancellationToken) -> Snapshot {
     let stats = Stats::default();
     let tasks = TaskTracker::new();
 
+    let mut udp_sockets = Vec::new();
     for group in listeners.udp {
         let count = group.len();
         for (i, socket) in group.into_iter().enumerate() {
@@ -121,39 +215,100 @@ pub async fn run(config: &Config, listeners: Listeners, shutdown: CancellationTo
                     if i == 0 {
                         log_bound("udp", socket.local_addr(), count);
                     }
-                    tasks.spawn(udp::serve(socket, stats.register(), shutdown.clone()));
+                    udp_sockets.push((i, Arc::new(socket)));
                 }
                 Err(e) => tracing::error!("cannot register a udp socket with tokio: {e}"),
             }
         }
     }
-
-    let permits = Arc::new(Semaphore::new(config.server.max_tcp_connections));
+    let mut tcp_listeners = Vec::new();
     for listener in listeners.tcp {
         match tokio::net::TcpListener::from_std(listener) {
             Ok(listener) => {
                 log_bound("tcp", listener.local_addr(), 1);
-                let ctx = tcp::TcpContext {
-                    permits: Arc::clone(&permits),
-                    idle_timeout: config.server.tcp_idle_timeout,
-                    counters: stats.register(),
-                    shutdown: shutdown.clone(),
-                    tasks: tasks.clone(),
-                };
-                tasks.spawn(tcp::serve(listener, ctx));
+                tcp_listeners.push(listener);
             }
             Err(e) => tracing::error!("cannot register a tcp listener with tokio: {e}"),
         }
     }
+
+    let own: Vec<SocketAddr> = udp_sockets
+        .iter()
+        .filter_map(|(_, s)| s.local_addr().ok())
+        .chain(tcp_listeners.iter().filter_map(|l| l.local_addr().ok()))
+        .collect();
+    let parts = turn_parts(config, own);
+    let now = Instant::now();
+    let unix_now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let workers = config.workers().get();
+    let shards = (0..workers)
+        .map(|_| Shard {
+            manager: Manager::new(
+                parts.config.clone(),
+                Arc::clone(&parts.auth),
+                Arc::clone(&parts.rules),
+                Arc::clone(&parts.quotas),
+                SocketBinder::new(config.relay.min_port, config.relay.max_port),
+                now,
+                unix_now,
+            ),
+            tcp_sinks: HashMap::new(),
+        })
+        .collect();
+    let mut udp_out = HashMap::new();
+    for (_, socket) in &udp_sockets {
+        if let Ok(addr) = socket.local_addr() {
+            udp_out.entry(addr).or_insert_with(|| Arc::clone(socket));
+        }
+    }
+    let shared = Arc::new(Shared::new(
+        shards,
+        udp_out,
+        tasks.clone(),
+        stats.register(),
+    ));
+
+    for (i, socket) in udp_sockets {
+        let shard = i % shared.shard_count();
+        let task = udp::serve(
+            socket,
+            shard,
+            Arc::clone(&shared),
+            stats.register(),
+            shutdown.clone(),
+        );
+        tasks.spawn(task);
+    }
+    let permits = Arc::new(Semaphore::new(config.server.max_tcp_connections));
+    for listener in tcp_listeners {
+        let ctx = tcp::TcpContext {
+            permits: Arc::clone(&permits),
+            idle_timeout: config.server.tcp_idle_timeout,
+            shared: Arc::clone(&shared),
+            counters: stats.register(),
+            shutdown: shutdown.clone(),
+            tasks: tasks.clone(),
+        };
+        tasks.spawn(tcp::serve(listener, ctx));
+    }
+    for shard in 0..shared.shard_count() {
+        tasks.spawn(expiry(Arc::clone(&shared), shard, shutdown.clone()));
+    }
     tracing::info!(
         realm = %config.realm,
-        workers = config.workers().get(),
+        workers,
         "rturn {} ready",
         env!("CARGO_PKG_VERSION")
     );
 
     shutdown.cancelled().await;
     tracing::info!("shutting down");
+    // Relay sockets stop with their allocations.
+    for shard in 0..shared.shard_count() {
+        shared.lock(shard).manager.clear();
+    }
     tasks.close();
     if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
         .await
@@ -165,6 +320,7 @@ pub async fn run(config: &Config, listeners: Listeners, shutdown: CancellationTo
     tracing::info!(
         received = s.received,
         replied = s.replied,
+        relayed = s.relayed,
         malformed = s.malformed,
         ignored = s.ignored,
         io_errors = s.io_errors,
@@ -173,6 +329,28 @@ pub async fn run(config: &Config, listeners: Listeners, shutdown: CancellationTo
         "stopped"
     );
     s
+}
+
+/// The longest the expiry task sleeps, so new earlier deadlines are never missed by more.
+const EXPIRY_TICK: Duration = Duration::from_secs(1);
+
+/// One timer per shard drives every expiry in it (allocations, permissions, channels,
+/// reservations): no task per allocation.
+async fn expiry(shared: Arc<Shared>, shard: usize, shutdown: CancellationToken) {
+    loop {
+        let next = {
+            let mut guard = shared.lock(shard);
+            let now = Instant::now();
+            guard.manager.handle_timeout(now);
+            guard.manager.poll_timeout()
+        };
+        let tick = Instant::now() + EXPIRY_TICK;
+        let wake = next.map_or(tick, |t| t.min(tick));
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep_until(wake.into()) => {}
+        }
+    }
 }
 
 /// The line black-box tests and operators look for: "listening on udp 127.0.0.1:3478".

@@ -13,6 +13,7 @@ pub struct Counters {
     malformed: AtomicU64,
     ignored: AtomicU64,
     io_errors: AtomicU64,
+    relayed: AtomicU64,
     tcp_accepted: AtomicU64,
     tcp_broken: AtomicU64,
     tcp_idle_closed: AtomicU64,
@@ -31,6 +32,8 @@ pub enum Event {
     Ignored,
     /// A socket operation failed and was survived.
     IoError,
+    /// A data packet was relayed (either direction).
+    Relayed,
     /// A TCP connection was accepted.
     TcpAccepted,
     /// A TCP connection was closed because its framing broke.
@@ -48,6 +51,7 @@ impl Counters {
             Event::Malformed => &self.malformed,
             Event::Ignored => &self.ignored,
             Event::IoError => &self.io_errors,
+            Event::Relayed => &self.relayed,
             Event::TcpAccepted => &self.tcp_accepted,
             Event::TcpBroken => &self.tcp_broken,
             Event::TcpIdleClosed => &self.tcp_idle_closed,
@@ -69,6 +73,8 @@ pub struct Snapshot {
     pub ignored: u64,
     /// Socket errors survived.
     pub io_errors: u64,
+    /// Data packets relayed, both directions.
+    pub relayed: u64,
     /// TCP connections accepted.
     pub tcp_accepted: u64,
     /// TCP connections closed because their framing broke.
@@ -101,6 +107,7 @@ impl Stats {
             s.malformed += get(&c.malformed);
             s.ignored += get(&c.ignored);
             s.io_errors += get(&c.io_errors);
+            s.relayed += get(&c.relayed);
             s.tcp_accepted += get(&c.tcp_accepted);
             s.tcp_broken += get(&c.tcp_broken);
             s.tcp_idle_closed += get(&c.tcp_idle_closed);

@@ -1,6 +1,6 @@
-//! STUN over TCP: an accept loop capped by a semaphore, and one task per connection that
-//! frames the stream ([`crate::stun::next_frame`]) and answers each message in order.
-//! Broken framing or silence past the idle timeout closes the connection.
+//! STUN/TURN over TCP: an accept loop capped by a semaphore, and per connection a reader that
+//! frames the stream ([`crate::stun::next_frame`]) and a writer fed by one ordered queue.
+//! Broken framing, or silence past the idle timeout without an allocation, closes it.
 
 use std::io;
 use std::net::SocketAddr;
@@ -11,13 +11,16 @@ use bytes::{Buf, BytesMut};
 use socket2::{Protocol, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::shard::{Dispatcher, Handled, Shared};
 use super::stats::{Counters, Event};
 use super::throttle::Throttle;
-use crate::stun::{Frame, Outcome, Responder, next_frame};
+use crate::stun::framing::CHANNEL_DATA_HEADER_LEN;
+use crate::stun::{Frame, next_frame};
+use crate::turn::{FiveTuple, Transport};
 
 /// Pending connections the kernel queues while all permits are taken.
 const BACKLOG: i32 = 1024;
@@ -33,13 +36,19 @@ pub(super) fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
+/// Frames queued for one connection's writer; a client that stops reading loses relayed
+/// data past this, never the server's memory.
+const WRITE_QUEUE: usize = 256;
+
 /// What every connection on one listener shares.
 #[derive(Clone)]
 pub(super) struct TcpContext {
     /// Caps connections served at once.
     pub(super) permits: Arc<Semaphore>,
-    /// Silence after which a connection is closed.
+    /// Silence after which a connection without an allocation is closed.
     pub(super) idle_timeout: Duration,
+    /// The allocation managers.
+    pub(super) shared: Arc<Shared>,
     /// This listener's counters.
     pub(super) counters: Arc<Counters>,
     /// Fires on shutdown.
@@ -81,14 +90,53 @@ pub(super) async fn serve(listener: TcpListener, ctx: TcpContext) {
     }
 }
 
-/// Serves one connection until it closes, breaks, idles out or shutdown fires.
-async fn connection(mut stream: TcpStream, peer: SocketAddr, ctx: &TcpContext) {
+/// Serves one connection: one 5-tuple, so closing it deletes its allocation (RFC 8656 §3.1).
+async fn connection(stream: TcpStream, client: SocketAddr, ctx: &TcpContext) {
     // Replies are small and should leave at once.
     let _ = stream.set_nodelay(true);
+    let Ok(server) = stream.local_addr() else {
+        return;
+    };
+    let tuple = FiveTuple {
+        transport: Transport::Tcp,
+        client,
+        server,
+    };
+    let shard = ctx.shared.shard_for(&tuple);
+    let (mut reader, mut writer) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
+    ctx.shared.lock(shard).tcp_sinks.insert(tuple, tx.clone());
+    // Answers and relayed data share one ordered queue to the socket.
+    let write_timeout = ctx.idle_timeout;
+    let writer_task = tokio::spawn(async move {
+        while let Some(frame) = rx.recv().await {
+            let sent = tokio::time::timeout(write_timeout, writer.write_all(&frame)).await;
+            if !matches!(sent, Ok(Ok(()))) {
+                return;
+            }
+        }
+    });
+    read_loop(&mut reader, tuple, shard, &tx, ctx).await;
+    {
+        let mut guard = ctx.shared.lock(shard);
+        guard.tcp_sinks.remove(&tuple);
+        guard.manager.close(tuple);
+    }
+    drop(tx);
+    let _ = writer_task.await;
+}
+
+async fn read_loop(
+    reader: &mut tokio::net::tcp::OwnedReadHalf,
+    tuple: FiveTuple,
+    shard: usize,
+    tx: &mpsc::Sender<Vec<u8>>,
+    ctx: &TcpContext,
+) {
     let mut buf = BytesMut::with_capacity(4096);
-    let mut responder = Responder::new();
+    let mut dispatcher = Dispatcher::new();
     loop {
-        // Answer every complete frame already buffered, in order.
+        // Handle every complete frame already buffered, in order.
         loop {
             let frame = match next_frame(&buf) {
                 Ok(Some(frame)) => frame,
@@ -99,23 +147,21 @@ async fn connection(mut stream: TcpStream, peer: SocketAddr, ctx: &TcpContext) {
                 }
             };
             ctx.counters.count(Event::Received);
-            let bytes = &buf[..frame.len()];
-            let outcome = match frame {
-                Frame::Stun(_) => responder.handle(bytes, peer),
-                Frame::ChannelData(_) => Outcome::Ignored(crate::stun::Ignored::ChannelData),
+            let bytes = match frame {
+                // The padding is not part of the ChannelData message.
+                Frame::ChannelData(_) => channel_data_without_padding(&buf),
+                Frame::Stun(len) => &buf[..len],
             };
-            match outcome {
-                Outcome::Reply(reply) => {
-                    let sent =
-                        tokio::time::timeout(ctx.idle_timeout, stream.write_all(reply)).await;
-                    if !matches!(sent, Ok(Ok(()))) {
-                        ctx.counters.count(Event::IoError);
+            match dispatcher.handle(&ctx.shared, shard, tuple, bytes) {
+                Handled::Reply => {
+                    if tx.send(dispatcher.reply.clone()).await.is_err() {
                         return;
                     }
                     ctx.counters.count(Event::Replied);
                 }
-                Outcome::Ignored(_) => ctx.counters.count(Event::Ignored),
-                Outcome::Malformed(_) => ctx.counters.count(Event::Malformed),
+                Handled::Relayed => ctx.counters.count(Event::Relayed),
+                Handled::Ignored => ctx.counters.count(Event::Ignored),
+                Handled::Malformed(_) => ctx.counters.count(Event::Malformed),
             }
             buf.advance(frame.len());
         }
@@ -123,10 +169,13 @@ async fn connection(mut stream: TcpStream, peer: SocketAddr, ctx: &TcpContext) {
         let read = tokio::select! {
             _ = ctx.shutdown.cancelled() => return,
             _ = tokio::time::sleep(ctx.idle_timeout) => {
+                if ctx.shared.lock(shard).manager.has_allocation(&tuple) {
+                    continue;
+                }
                 ctx.counters.count(Event::TcpIdleClosed);
                 return;
             }
-            r = stream.read_buf(&mut buf) => r,
+            r = reader.read_buf(&mut buf) => r,
         };
         match read {
             Ok(0) => return, // the client closed
@@ -137,4 +186,10 @@ async fn connection(mut stream: TcpStream, peer: SocketAddr, ctx: &TcpContext) {
             }
         }
     }
+}
+
+/// The ChannelData message at the start of `buf`, without its stream padding.
+fn channel_data_without_padding(buf: &[u8]) -> &[u8] {
+    let len = usize::from(u16::from_be_bytes([buf[2], buf[3]]));
+    &buf[..CHANNEL_DATA_HEADER_LEN + len]
 }

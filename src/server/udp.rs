@@ -1,5 +1,6 @@
-//! STUN over UDP: one SO_REUSEPORT socket per worker on each listen address, each served by
-//! its own loop with its own buffers and counters, so workers share nothing per packet.
+//! STUN/TURN over UDP: one SO_REUSEPORT socket per worker on each listen address, each served
+//! by its own loop with its own buffers and counters and bound to one shard, so workers share
+//! nothing per packet.
 
 use std::io;
 use std::net::SocketAddr;
@@ -9,9 +10,10 @@ use socket2::{Protocol, Type};
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
+use super::shard::{Dispatcher, Handled, Shared};
 use super::stats::{Counters, Event};
 use super::throttle::Throttle;
-use crate::stun::{Outcome, Responder};
+use crate::turn::{FiveTuple, Transport};
 
 /// Receive buffer: the largest UDP payload, so nothing is ever silently truncated.
 const MAX_DATAGRAM: usize = 65_536;
@@ -35,17 +37,30 @@ fn bind_one(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
     Ok(socket.into())
 }
 
-/// Serves one socket until `shutdown` fires.
-pub(super) async fn serve(socket: UdpSocket, counters: Arc<Counters>, shutdown: CancellationToken) {
+/// Serves one listen socket until `shutdown` fires; its clients live on shard `shard`.
+pub(super) async fn serve(
+    socket: Arc<UdpSocket>,
+    shard: usize,
+    shared: Arc<Shared>,
+    counters: Arc<Counters>,
+    shutdown: CancellationToken,
+) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
-    let mut responder = Responder::new();
+    let mut dispatcher = Dispatcher::new();
     let mut warn = Throttle::default();
+    let server = match socket.local_addr() {
+        Ok(addr) => addr,
+        Err(e) => {
+            tracing::error!("udp socket has no local address: {e}");
+            return;
+        }
+    };
     loop {
         let received = tokio::select! {
             _ = shutdown.cancelled() => return,
             r = socket.recv_from(&mut buf) => r,
         };
-        let (len, source) = match received {
+        let (len, client) = match received {
             Ok(r) => r,
             Err(e) => {
                 // ICMP errors and buffer exhaustion are transient: count, log rarely, go on.
@@ -55,16 +70,22 @@ pub(super) async fn serve(socket: UdpSocket, counters: Arc<Counters>, shutdown: 
             }
         };
         counters.count(Event::Received);
-        match responder.handle(&buf[..len], source) {
-            Outcome::Reply(reply) => match socket.send_to(reply, source).await {
+        let tuple = FiveTuple {
+            transport: Transport::Udp,
+            client,
+            server,
+        };
+        match dispatcher.handle(&shared, shard, tuple, &buf[..len]) {
+            Handled::Reply => match socket.send_to(&dispatcher.reply, client).await {
                 Ok(_) => counters.count(Event::Replied),
                 Err(e) => {
                     counters.count(Event::IoError);
-                    warn.warn(|| tracing::warn!("udp send to {source} failed: {e}"));
+                    warn.warn(|| tracing::warn!("udp send to {client} failed: {e}"));
                 }
             },
-            Outcome::Ignored(_) => counters.count(Event::Ignored),
-            Outcome::Malformed(_) => counters.count(Event::Malformed),
+            Handled::Relayed => counters.count(Event::Relayed),
+            Handled::Ignored => counters.count(Event::Ignored),
+            Handled::Malformed(_) => counters.count(Event::Malformed),
         }
     }
 }

@@ -6,16 +6,14 @@
 use std::net::SocketAddr;
 
 use stun::attributes::*;
-use stun::error_code::{ErrorCode, ErrorCodeAttribute};
-use stun::fingerprint::FINGERPRINT;
 use stun::message::{
     CLASS_ERROR_RESPONSE, CLASS_INDICATION, CLASS_REQUEST, CLASS_SUCCESS_RESPONSE, METHOD_BINDING,
-    Message, MessageType, Setter,
+    Message, Setter,
 };
 use stun::uattrs::UnknownAttributes;
-use stun::xoraddr::XorMappedAddress;
 
 use super::codec::{Malformed, PacketKind, decode_into, packet_kind, unknown_required};
+use super::response;
 
 /// Comprehension-required attributes a Binding request may carry without a 420: the STUN
 /// core set (RFC 8489 §14), which this server reads or deliberately ignores, and the ICE
@@ -96,55 +94,40 @@ impl Responder {
         }
         if typ.method != METHOD_BINDING {
             // RFC 8489 §6.3.1: a request this server cannot process is a 400.
-            self.error(400);
+            response::begin(&mut self.response, &self.request, CLASS_ERROR_RESPONSE);
+            response::add_error_code(&mut self.response, 400);
+            response::finish(&mut self.response, &self.request);
         } else {
-            unknown_required(&self.request, KNOWN_BINDING_ATTRIBUTES, &mut self.unknown.0);
-            if self.unknown.0.is_empty() {
-                self.success(source);
-            } else {
-                // RFC 8489 §6.3.1.1: 420 listing every attribute that was not understood.
-                self.error(420);
-                // Adding a list of u16s to a message cannot fail.
-                let _ = self.unknown.add_to(&mut self.response);
-            }
+            answer(&mut self.response, &mut self.unknown, &self.request, source);
         }
-        self.finish();
         Outcome::Reply(&self.response.raw)
     }
 
-    fn start(&mut self, class: stun::message::MessageClass) {
-        self.response.reset();
-        self.response.typ = MessageType::new(self.request.typ.method, class);
-        self.response.transaction_id = self.request.transaction_id;
-        self.response.write_header();
+    /// Answers a Binding request the caller has already decoded.
+    pub fn answer(&mut self, request: &Message, source: SocketAddr) -> &[u8] {
+        answer(&mut self.response, &mut self.unknown, request, source);
+        &self.response.raw
     }
+}
 
-    fn success(&mut self, source: SocketAddr) {
-        self.start(CLASS_SUCCESS_RESPONSE);
-        let mapped = XorMappedAddress {
-            ip: source.ip(),
-            port: source.port(),
-        };
-        // Encoding an address into a message cannot fail.
-        let _ = mapped.add_to(&mut self.response);
+fn answer(
+    response: &mut Message,
+    unknown: &mut UnknownAttributes,
+    request: &Message,
+    source: SocketAddr,
+) {
+    unknown_required(request, KNOWN_BINDING_ATTRIBUTES, &mut unknown.0);
+    if unknown.0.is_empty() {
+        response::begin(response, request, CLASS_SUCCESS_RESPONSE);
+        response::add_xor_address(response, ATTR_XORMAPPED_ADDRESS, source);
+    } else {
+        // RFC 8489 §6.3.1.1: 420 listing every attribute that was not understood.
+        response::begin(response, request, CLASS_ERROR_RESPONSE);
+        response::add_error_code(response, 420);
+        // Adding a list of u16s to a message cannot fail.
+        let _ = unknown.add_to(response);
     }
-
-    /// An error response with no reason phrase: unauthenticated answers stay small.
-    fn error(&mut self, code: u16) {
-        self.start(CLASS_ERROR_RESPONSE);
-        let attr = ErrorCodeAttribute {
-            code: ErrorCode(code),
-            reason: Vec::new(),
-        };
-        let _ = attr.add_to(&mut self.response);
-    }
-
-    /// RFC 8489 §7.3: the response carries FINGERPRINT when the request did.
-    fn finish(&mut self) {
-        if self.request.contains(ATTR_FINGERPRINT) {
-            let _ = FINGERPRINT.add_to(&mut self.response);
-        }
-    }
+    response::finish(response, request);
 }
 
 impl Default for Responder {

@@ -4,10 +4,12 @@
 //! - [`codec`]: checking and decoding untrusted datagrams, first-byte demultiplexing.
 //! - [`framing`]: splitting a TCP byte stream into STUN and ChannelData frames.
 //! - [`binding`]: the Binding responder.
+//! - [`response`]: the steps every response shares (no reason phrases, no SOFTWARE).
 
 pub mod binding;
 pub mod codec;
 pub mod framing;
+pub mod response;
 
 #[cfg(test)]
 mod rfc5769;

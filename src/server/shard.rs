@@ -1,0 +1,241 @@
+//! The state the listeners share: the allocation managers, one per shard, and the way back
+//! to each client. A UDP listen socket always serves the same shard (SO_REUSEPORT keeps a
+//! client on one socket), a TCP connection is hashed to one, and a relay socket belongs to
+//! the shard of its allocation, so shards never wait on each other.
+//!
+//! [`Dispatcher`] is what a client-facing socket does with each packet: ChannelData goes
+//! straight to the peer without touching the STUN decoder, Binding is answered locally, TURN
+//! requests and Send indications go to the shard's manager.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use stun::message::{CLASS_INDICATION, CLASS_REQUEST, METHOD_BINDING, METHOD_SEND, Message};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio_util::task::TaskTracker;
+
+use super::relay::{self, NewRelay, SocketBinder};
+use super::stats::Counters;
+use crate::stun::codec::{PacketKind, decode_into, packet_kind};
+use crate::stun::{Malformed, Responder};
+use crate::turn::manager::PeerRoute;
+use crate::turn::{FiveTuple, Manager};
+
+/// One shard: an allocation manager and the TCP clients whose allocations it holds.
+pub(super) struct Shard {
+    pub(super) manager: Manager<SocketBinder>,
+    pub(super) tcp_sinks: HashMap<FiveTuple, mpsc::Sender<Vec<u8>>>,
+}
+
+/// How to reach a client from a relay socket.
+pub(super) enum ClientSink {
+    /// Send from this listen socket.
+    Udp(Arc<UdpSocket>),
+    /// Queue for this TCP connection's writer.
+    Tcp(mpsc::Sender<Vec<u8>>),
+}
+
+/// Everything the listener and relay tasks share.
+pub(super) struct Shared {
+    shards: Box<[Mutex<Shard>]>,
+    udp_out: HashMap<SocketAddr, Arc<UdpSocket>>,
+    hasher: std::collections::hash_map::RandomState,
+    tasks: TaskTracker,
+    relay_counters: Arc<Counters>,
+}
+
+impl Shared {
+    pub(super) fn new(
+        shards: Vec<Shard>,
+        udp_out: HashMap<SocketAddr, Arc<UdpSocket>>,
+        tasks: TaskTracker,
+        relay_counters: Arc<Counters>,
+    ) -> Self {
+        Self {
+            shards: shards.into_iter().map(Mutex::new).collect(),
+            udp_out,
+            hasher: Default::default(),
+            tasks,
+            relay_counters,
+        }
+    }
+
+    pub(super) fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    pub(super) fn lock(&self, shard: usize) -> MutexGuard<'_, Shard> {
+        // A panic while holding a shard cannot be recovered from more safely than by going on.
+        self.shards[shard % self.shards.len()]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The shard a TCP connection's allocation lives on.
+    pub(super) fn shard_for(&self, tuple: &FiveTuple) -> usize {
+        let mut h = self.hasher.build_hasher();
+        tuple.hash(&mut h);
+        (h.finish() % self.shards.len() as u64) as usize
+    }
+
+    /// Starts serving relay sockets a manager just bound.
+    pub(super) fn start_relays(self: &Arc<Self>, shard: usize, started: Vec<NewRelay>) {
+        for relay in started {
+            let shared = Arc::clone(self);
+            let counters = Arc::clone(&self.relay_counters);
+            self.tasks
+                .spawn(relay::serve(relay, shard, shared, counters));
+        }
+    }
+
+    /// Where a datagram from `peer` to relay `relay` goes, and how to get it there.
+    pub(super) fn route_from_peer(
+        &self,
+        shard: usize,
+        now: Instant,
+        relay: SocketAddr,
+        peer: SocketAddr,
+    ) -> Option<(PeerRoute, ClientSink)> {
+        let guard = self.lock(shard);
+        let route = guard.manager.peer_route(now, relay, peer)?;
+        let sink = match route.client.transport {
+            crate::turn::Transport::Udp => {
+                ClientSink::Udp(Arc::clone(self.udp_out.get(&route.client.server)?))
+            }
+            crate::turn::Transport::Tcp => {
+                ClientSink::Tcp(guard.tcp_sinks.get(&route.client)?.clone())
+            }
+        };
+        Some((route, sink))
+    }
+}
+
+/// What became of one packet from a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Handled {
+    /// An answer is in [`Dispatcher::reply`].
+    Reply,
+    /// Data went to a peer.
+    Relayed,
+    /// Well-formed but nothing to do (no allocation, no permission, a response...).
+    Ignored,
+    /// Not a usable packet.
+    Malformed(Malformed),
+}
+
+/// Per-socket (or per-connection) scratch space for handling client packets.
+pub(super) struct Dispatcher {
+    request: Message,
+    responder: Responder,
+    /// The answer to send back, valid after [`Handled::Reply`].
+    pub(super) reply: Vec<u8>,
+}
+
+impl Dispatcher {
+    pub(super) fn new() -> Self {
+        Self {
+            request: Message::new(),
+            responder: Responder::new(),
+            reply: Vec::with_capacity(256),
+        }
+    }
+
+    /// Handles one datagram or stream frame from the client of `tuple`.
+    pub(super) fn handle(
+        &mut self,
+        shared: &Arc<Shared>,
+        shard: usize,
+        tuple: FiveTuple,
+        packet: &[u8],
+    ) -> Handled {
+        let now = Instant::now();
+        match packet_kind(packet) {
+            PacketKind::ChannelData => return channel_data(shared, shard, now, &tuple, packet),
+            PacketKind::Other => return Handled::Malformed(Malformed::NotStun),
+            PacketKind::Stun => {}
+        }
+        if let Err(e) = decode_into(packet, &mut self.request) {
+            return Handled::Malformed(e);
+        }
+        let req = &self.request;
+        match (req.typ.class, req.typ.method) {
+            (CLASS_REQUEST, METHOD_BINDING) => {
+                let answer = self.responder.answer(req, tuple.client);
+                self.reply.clear();
+                self.reply.extend_from_slice(answer);
+                Handled::Reply
+            }
+            (CLASS_REQUEST, _) => {
+                let mut guard = shared.lock(shard);
+                let answer = guard.manager.handle_request(now, tuple, req);
+                self.reply.clear();
+                self.reply.extend_from_slice(answer);
+                let started = guard.manager.binder_mut().take_started();
+                drop(guard);
+                shared.start_relays(shard, started);
+                Handled::Reply
+            }
+            (CLASS_INDICATION, METHOD_SEND) => {
+                let guard = shared.lock(shard);
+                let sent =
+                    guard
+                        .manager
+                        .handle_send(now, tuple, req)
+                        .and_then(|(relay, peer, data)| {
+                            guard
+                                .manager
+                                .binder()
+                                .socket(&relay)?
+                                .try_send_to(data, peer)
+                                .ok()
+                        });
+                if sent.is_some() {
+                    Handled::Relayed
+                } else {
+                    Handled::Ignored
+                }
+            }
+            _ => Handled::Ignored,
+        }
+    }
+}
+
+/// ChannelData from a client (RFC 8656 §12.4): header checked, payload sent to the bound peer
+/// straight from the receive buffer. Over UDP the padding may be absent.
+fn channel_data(
+    shared: &Shared,
+    shard: usize,
+    now: Instant,
+    tuple: &FiveTuple,
+    packet: &[u8],
+) -> Handled {
+    let (Some(header), Some(rest)) = (packet.get(..4), packet.get(4..)) else {
+        return Handled::Malformed(Malformed::Truncated);
+    };
+    let channel = u16::from_be_bytes([header[0], header[1]]);
+    let len = usize::from(u16::from_be_bytes([header[2], header[3]]));
+    let Some(payload) = rest.get(..len) else {
+        return Handled::Malformed(Malformed::BadLength);
+    };
+    let guard = shared.lock(shard);
+    let sent = guard
+        .manager
+        .channel_route(now, tuple, channel)
+        .and_then(|(relay, peer)| {
+            guard
+                .manager
+                .binder()
+                .socket(&relay)?
+                .try_send_to(payload, peer)
+                .ok()
+        });
+    if sent.is_some() {
+        Handled::Relayed
+    } else {
+        Handled::Ignored
+    }
+}

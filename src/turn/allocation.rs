@@ -1,0 +1,62 @@
+//! One allocation (RFC 8656 §2.2): its relay addresses, credentials, permissions and channels.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use crate::auth::{Integrity, Key};
+
+/// A channel binding (RFC 8656 §12).
+#[derive(Debug, Clone, Copy)]
+pub struct Channel {
+    /// The peer the channel is bound to.
+    pub peer: SocketAddr,
+    /// When the binding lapses unless refreshed.
+    pub expires: Instant,
+}
+
+/// The state of one allocation.
+#[derive(Debug)]
+pub struct Allocation {
+    /// The user that created it; later requests must come from the same one (else 441).
+    pub username: String,
+    /// That user's long-term key, kept so later requests need no lookup.
+    pub key: Key,
+    /// Which integrity attribute the client used; responses use the same.
+    pub integrity: Integrity,
+    /// Bound relay addresses: one, or one per family for a dual allocation.
+    pub relays: Vec<SocketAddr>,
+    /// When the allocation lapses unless refreshed.
+    pub expires: Instant,
+    /// Permissions by peer IP (RFC 8656 §9: ports do not matter) and their expiry.
+    pub permissions: HashMap<IpAddr, Instant>,
+    /// Channels by number.
+    pub channels: HashMap<u16, Channel>,
+    /// Channel numbers by peer, for the peer-to-client direction.
+    pub channel_by_peer: HashMap<SocketAddr, u16>,
+    /// Transaction ID of the Allocate that made it, to answer retransmissions (RFC 8656 §7.2).
+    pub allocate_transaction: [u8; 12],
+}
+
+impl Allocation {
+    /// The relay address that serves peers of `peer`'s family.
+    pub fn relay_for(&self, peer: IpAddr) -> Option<SocketAddr> {
+        self.relays
+            .iter()
+            .copied()
+            .find(|r| r.is_ipv4() == peer.is_ipv4())
+    }
+
+    /// Whether a live permission covers `peer` at `now`.
+    pub fn permits(&self, peer: IpAddr, now: Instant) -> bool {
+        self.permissions.get(&peer).is_some_and(|&t| t > now)
+    }
+
+    /// The live channel bound to `channel`, if any.
+    pub fn channel(&self, channel: u16, now: Instant) -> Option<Channel> {
+        self.channels
+            .get(&channel)
+            .copied()
+            .filter(|c| c.expires > now)
+    }
+}

@@ -1,0 +1,393 @@
+//! The allocation manager: authentication, dispatch, data-path routing and expiry.
+//! The method handlers themselves are in `methods.rs`.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use stun::attributes::{ATTR_NONCE, ATTR_REALM, ATTR_USERNAME};
+use stun::message::{
+    CLASS_ERROR_RESPONSE, CLASS_SUCCESS_RESPONSE, METHOD_ALLOCATE, METHOD_CHANNEL_BIND,
+    METHOD_CREATE_PERMISSION, METHOD_REFRESH, Message, Setter,
+};
+use stun::textattrs::TextAttribute;
+use stun::uattrs::UnknownAttributes;
+
+use super::allocation::Allocation;
+use super::attrs::{self, KNOWN_TURN_ATTRIBUTES};
+use super::peer_rules::PeerRules;
+use super::quota::Quotas;
+use super::{FiveTuple, RelayBinder, TurnConfig};
+use crate::auth::{Auth, Integrity, Key, NonceCheck, add_integrity, verify_integrity};
+use crate::stun::codec::unknown_required;
+use crate::stun::response;
+
+/// Something with an expiry in the timer heap. Entries are never removed early: when one
+/// comes due, the state it names is checked and left alone if it was refreshed meanwhile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Timer {
+    Allocation(FiveTuple),
+    Permission(FiveTuple, IpAddr),
+    Channel(FiveTuple, u16),
+    Reservation([u8; 8]),
+}
+
+/// A port held for a later Allocate with RESERVATION-TOKEN (RFC 8656 §7.2).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Reservation {
+    pub(super) addr: SocketAddr,
+    pub(super) expires: Instant,
+}
+
+/// Who a request authenticated as.
+#[derive(Debug, Clone)]
+pub(super) struct Credentials {
+    pub(super) username: String,
+    pub(super) key: Key,
+    pub(super) integrity: Integrity,
+}
+
+/// Where a packet from a peer goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerRoute {
+    /// The client that owns the relay.
+    pub client: FiveTuple,
+    /// The channel bound to the peer, if any (else a Data indication is sent).
+    pub channel: Option<u16>,
+}
+
+/// All allocations of one shard. See the module docs of [`crate::turn`].
+pub struct Manager<B> {
+    pub(super) config: TurnConfig,
+    pub(super) auth: Arc<Auth>,
+    pub(super) rules: Arc<PeerRules>,
+    pub(super) quotas: Arc<Quotas>,
+    pub(super) binder: B,
+    pub(super) allocations: HashMap<FiveTuple, Allocation>,
+    pub(super) by_relay: HashMap<SocketAddr, FiveTuple>,
+    pub(super) reservations: HashMap<[u8; 8], Reservation>,
+    pub(super) timers: BinaryHeap<Reverse<(Instant, Timer)>>,
+    pub(super) response: Message,
+    pub(super) peers: Vec<SocketAddr>,
+    /// Maps the monotonic clock to unix seconds, for nonces and REST usernames.
+    clock_base: (Instant, u64),
+}
+
+impl<B: RelayBinder> Manager<B> {
+    /// A manager with no allocations. `now` and `unix_now` are the same moment on the
+    /// monotonic clock and in unix seconds.
+    pub fn new(
+        config: TurnConfig,
+        auth: Arc<Auth>,
+        rules: Arc<PeerRules>,
+        quotas: Arc<Quotas>,
+        binder: B,
+        now: Instant,
+        unix_now: u64,
+    ) -> Self {
+        Self {
+            config,
+            auth,
+            rules,
+            quotas,
+            binder,
+            allocations: HashMap::new(),
+            by_relay: HashMap::new(),
+            reservations: HashMap::new(),
+            timers: BinaryHeap::new(),
+            response: Message::new(),
+            peers: Vec::new(),
+            clock_base: (now, unix_now),
+        }
+    }
+
+    /// The relay binder, for the I/O layer to collect the sockets it bound.
+    pub fn binder_mut(&mut self) -> &mut B {
+        &mut self.binder
+    }
+
+    /// The relay binder, to find the socket of a relay address.
+    pub fn binder(&self) -> &B {
+        &self.binder
+    }
+
+    /// Whether `tuple` holds an allocation.
+    pub fn has_allocation(&self, tuple: &FiveTuple) -> bool {
+        self.allocations.contains_key(tuple)
+    }
+
+    /// Allocations held by this shard.
+    pub fn allocation_count(&self) -> usize {
+        self.allocations.len()
+    }
+
+    pub(super) fn unix(&self, now: Instant) -> u64 {
+        self.clock_base.1 + now.saturating_duration_since(self.clock_base.0).as_secs()
+    }
+
+    /// Answers a TURN request (Allocate, Refresh, CreatePermission, ChannelBind) that the
+    /// caller decoded; returns the response to send back on the same 5-tuple.
+    pub fn handle_request(&mut self, now: Instant, tuple: FiveTuple, req: &Message) -> &[u8] {
+        let mut unknown = UnknownAttributes(Vec::new());
+        unknown_required(req, KNOWN_TURN_ATTRIBUTES, &mut unknown.0);
+        if !unknown.0.is_empty() {
+            self.error(req, 420, None);
+            let _ = unknown.add_to(&mut self.response);
+            response::finish(&mut self.response, req);
+            return &self.response.raw;
+        }
+        let creds = match self.authenticate(now, tuple, req) {
+            Ok(creds) => creds,
+            Err(()) => return &self.response.raw,
+        };
+        if let Some(alloc) = self.allocations.get(&tuple)
+            && alloc.username != creds.username
+        {
+            // RFC 8656 §5: the credentials must be those that created the allocation.
+            return self.fail(req, 441, &creds);
+        }
+        let result = match req.typ.method {
+            METHOD_ALLOCATE => self.allocate(now, tuple, req, &creds),
+            METHOD_REFRESH => self.refresh(now, tuple, req),
+            METHOD_CREATE_PERMISSION => self.create_permission(now, tuple, req),
+            METHOD_CHANNEL_BIND => self.channel_bind(now, tuple, req),
+            _ => Err(400),
+        };
+        match result {
+            Ok(()) => {
+                add_integrity(&mut self.response, &creds.key, creds.integrity);
+                response::finish(&mut self.response, req);
+                &self.response.raw
+            }
+            Err(code) => self.fail(req, code, &creds),
+        }
+    }
+
+    /// RFC 8489 §9.2.4, in its order. On failure the error response is already built.
+    fn authenticate(
+        &mut self,
+        now: Instant,
+        tuple: FiveTuple,
+        req: &Message,
+    ) -> Result<Credentials, ()> {
+        let unix = self.unix(now);
+        let has_integrity = req.contains(stun::attributes::ATTR_MESSAGE_INTEGRITY)
+            || req.contains(stun::attributes::ATTR_MESSAGE_INTEGRITY_SHA256);
+        if !has_integrity {
+            self.challenge(now, tuple, req, 401);
+            return Err(());
+        }
+        let (Some(username), Some(realm), Some(nonce)) = (
+            attrs::value(req, ATTR_USERNAME),
+            attrs::value(req, ATTR_REALM),
+            attrs::value(req, ATTR_NONCE),
+        ) else {
+            self.error(req, 400, None);
+            response::finish(&mut self.response, req);
+            return Err(());
+        };
+        if self.auth.check_nonce(nonce, unix, tuple.client) != NonceCheck::Valid {
+            self.challenge(now, tuple, req, 438);
+            return Err(());
+        }
+        let username = match std::str::from_utf8(username) {
+            Ok(u) if realm == self.auth.realm().as_bytes() => u,
+            _ => {
+                self.challenge(now, tuple, req, 401);
+                return Err(());
+            }
+        };
+        let keys = match self.auth.keys_for(username, unix) {
+            Ok(keys) => keys,
+            Err(_) => {
+                self.challenge(now, tuple, req, 401);
+                return Err(());
+            }
+        };
+        for key in keys {
+            if let Ok(integrity) = verify_integrity(req, &key) {
+                return Ok(Credentials {
+                    username: username.to_owned(),
+                    key,
+                    integrity,
+                });
+            }
+        }
+        self.challenge(now, tuple, req, 401);
+        Err(())
+    }
+
+    /// 401 or 438 with REALM and a fresh NONCE, and no MESSAGE-INTEGRITY.
+    fn challenge(&mut self, now: Instant, tuple: FiveTuple, req: &Message, code: u16) {
+        let nonce = self.auth.make_nonce(self.unix(now), tuple.client);
+        let realm = self.auth.realm().to_owned();
+        self.error(req, code, None);
+        let _ = TextAttribute::new(ATTR_REALM, realm).add_to(&mut self.response);
+        let _ = TextAttribute::new(ATTR_NONCE, nonce).add_to(&mut self.response);
+        response::finish(&mut self.response, req);
+    }
+
+    /// Starts an error response; the caller finishes it.
+    pub(super) fn error(&mut self, req: &Message, code: u16, _creds: Option<&Credentials>) {
+        response::begin(&mut self.response, req, CLASS_ERROR_RESPONSE);
+        response::add_error_code(&mut self.response, code);
+    }
+
+    /// An authenticated error response: ERROR-CODE, MESSAGE-INTEGRITY, FINGERPRINT.
+    fn fail(&mut self, req: &Message, code: u16, creds: &Credentials) -> &[u8] {
+        self.error(req, code, Some(creds));
+        add_integrity(&mut self.response, &creds.key, creds.integrity);
+        response::finish(&mut self.response, req);
+        &self.response.raw
+    }
+
+    /// Starts a success response; the handler adds its attributes.
+    pub(super) fn success(&mut self, req: &Message) {
+        response::begin(&mut self.response, req, CLASS_SUCCESS_RESPONSE);
+    }
+
+    /// A Send indication (RFC 8656 §11.2): where its DATA goes, or `None` to drop it silently
+    /// (indications get no error responses).
+    pub fn handle_send<'m>(
+        &self,
+        now: Instant,
+        tuple: FiveTuple,
+        msg: &'m Message,
+    ) -> Option<(SocketAddr, SocketAddr, &'m [u8])> {
+        let alloc = self.allocations.get(&tuple)?;
+        let peer = attrs::decode_xor_address(
+            attrs::value(msg, stun::attributes::ATTR_XOR_PEER_ADDRESS)?,
+            &msg.transaction_id.0,
+        )?;
+        let data = attrs::value(msg, stun::attributes::ATTR_DATA)?;
+        if !alloc.permits(peer.ip(), now) || self.rules.allows_addr(peer).is_err() {
+            return None;
+        }
+        Some((alloc.relay_for(peer.ip())?, peer, data))
+    }
+
+    /// ChannelData from a client (RFC 8656 §12.4): the relay to send from and the peer.
+    pub fn channel_route(
+        &self,
+        now: Instant,
+        tuple: &FiveTuple,
+        channel: u16,
+    ) -> Option<(SocketAddr, SocketAddr)> {
+        let alloc = self.allocations.get(tuple)?;
+        let bound = alloc.channel(channel, now)?;
+        if !alloc.permits(bound.peer.ip(), now) {
+            return None;
+        }
+        Some((alloc.relay_for(bound.peer.ip())?, bound.peer))
+    }
+
+    /// A datagram from `peer` arrived on relay address `relay` (RFC 8656 §11.3, §12.5): the
+    /// client to deliver it to, or `None` to drop it (no permission).
+    pub fn peer_route(
+        &self,
+        now: Instant,
+        relay: SocketAddr,
+        peer: SocketAddr,
+    ) -> Option<PeerRoute> {
+        let tuple = self.by_relay.get(&relay)?;
+        let alloc = self.allocations.get(tuple)?;
+        if !alloc.permits(peer.ip(), now) {
+            return None;
+        }
+        let channel = alloc
+            .channel_by_peer
+            .get(&peer)
+            .copied()
+            .filter(|&c| alloc.channel(c, now).is_some());
+        Some(PeerRoute {
+            client: *tuple,
+            channel,
+        })
+    }
+
+    /// The client's TCP connection closed: its allocation goes with it (RFC 8656 §3.1).
+    pub fn close(&mut self, tuple: FiveTuple) {
+        self.delete_allocation(tuple);
+    }
+
+    /// Deletes every allocation and reservation (shutdown).
+    pub fn clear(&mut self) {
+        let tuples: Vec<FiveTuple> = self.allocations.keys().copied().collect();
+        for tuple in tuples {
+            self.delete_allocation(tuple);
+        }
+        for (_, r) in self.reservations.drain() {
+            self.binder.release(r.addr);
+        }
+    }
+
+    /// When [`Manager::handle_timeout`] next has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((t, _))| *t)
+    }
+
+    /// Expires everything due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(Reverse((due, timer))) = self.timers.peek().copied() {
+            if due > now {
+                break;
+            }
+            self.timers.pop();
+            self.expire(timer, now);
+        }
+    }
+
+    fn expire(&mut self, timer: Timer, now: Instant) {
+        match timer {
+            Timer::Allocation(tuple) => {
+                if self
+                    .allocations
+                    .get(&tuple)
+                    .is_some_and(|a| a.expires <= now)
+                {
+                    self.delete_allocation(tuple);
+                }
+            }
+            Timer::Permission(tuple, ip) => {
+                if let Some(alloc) = self.allocations.get_mut(&tuple)
+                    && alloc.permissions.get(&ip).is_some_and(|&t| t <= now)
+                {
+                    alloc.permissions.remove(&ip);
+                }
+            }
+            Timer::Channel(tuple, number) => {
+                if let Some(alloc) = self.allocations.get_mut(&tuple)
+                    && let Some(channel) = alloc.channels.get(&number).copied()
+                    && channel.expires <= now
+                {
+                    alloc.channels.remove(&number);
+                    alloc.channel_by_peer.remove(&channel.peer);
+                }
+            }
+            Timer::Reservation(token) => {
+                if let Some(r) = self.reservations.get(&token).copied()
+                    && r.expires <= now
+                {
+                    self.reservations.remove(&token);
+                    self.binder.release(r.addr);
+                }
+            }
+        }
+    }
+
+    pub(super) fn schedule(&mut self, at: Instant, timer: Timer) {
+        self.timers.push(Reverse((at, timer)));
+    }
+
+    pub(super) fn delete_allocation(&mut self, tuple: FiveTuple) {
+        if let Some(alloc) = self.allocations.remove(&tuple) {
+            for relay in &alloc.relays {
+                self.by_relay.remove(relay);
+                self.binder.release(*relay);
+            }
+            self.quotas.release(&alloc.username);
+        }
+    }
+}

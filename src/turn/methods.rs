@@ -1,0 +1,344 @@
+//! The TURN request handlers (RFC 8656 §7–§12). Each returns `Ok(())` with a success response
+//! started in `self.response`, or the error code to answer with; authentication, integrity
+//! and FINGERPRINT are added by the caller.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use stun::attributes::{
+    ATTR_LIFETIME, ATTR_REQUESTED_ADDRESS_FAMILY, ATTR_RESERVATION_TOKEN, ATTR_XOR_RELAYED_ADDRESS,
+    ATTR_XORMAPPED_ADDRESS,
+};
+use stun::message::Message;
+
+use super::allocation::{Allocation, Channel};
+use super::attrs::{self, FAMILY_IPV4, FAMILY_IPV6, PROTO_UDP};
+use super::manager::{Credentials, Manager, Reservation, Timer};
+use super::{FiveTuple, PortChoice, RelayBinder};
+use crate::stun::response;
+
+/// Channel numbers a client may bind (RFC 8656 §12).
+const CHANNELS: std::ops::RangeInclusive<u16> = 0x4000..=0x4FFF;
+
+/// What an Allocate asked for, once its attributes are checked.
+struct AllocateRequest {
+    families: Vec<u8>,
+    missing_family: Option<u8>,
+    port: PortChoice,
+    token: Option<[u8; 8]>,
+    lifetime: Option<u32>,
+}
+
+impl<B: RelayBinder> Manager<B> {
+    pub(super) fn allocate(
+        &mut self,
+        now: Instant,
+        tuple: FiveTuple,
+        req: &Message,
+        creds: &Credentials,
+    ) -> Result<(), u16> {
+        if let Some(alloc) = self.allocations.get(&tuple) {
+            if alloc.allocate_transaction != req.transaction_id.0 {
+                return Err(437);
+            }
+            // A retransmitted Allocate: answer it again, changing nothing.
+            let relays = alloc.relays.clone();
+            let left = alloc.expires.saturating_duration_since(now);
+            self.allocate_success(req, tuple, &relays, None, None, left);
+            return Ok(());
+        }
+        let ask = self.parse_allocate(req)?;
+        self.quotas.acquire(&creds.username)?;
+        let bound = match self.bind_relays(now, &ask) {
+            Ok(bound) => bound,
+            Err(code) => {
+                self.quotas.release(&creds.username);
+                return Err(code);
+            }
+        };
+        let (relays, reserved_token) = bound;
+        let lifetime = match ask.lifetime {
+            Some(asked) => Duration::from_secs(asked.into()).min(self.config.max_lifetime),
+            None => self.config.default_lifetime,
+        }
+        .max(self.config.default_lifetime);
+        let expires = now + lifetime;
+        for relay in &relays {
+            self.by_relay.insert(*relay, tuple);
+        }
+        self.allocations.insert(
+            tuple,
+            Allocation {
+                username: creds.username.clone(),
+                key: creds.key,
+                integrity: creds.integrity,
+                relays: relays.clone(),
+                expires,
+                permissions: HashMap::new(),
+                channels: HashMap::new(),
+                channel_by_peer: HashMap::new(),
+                allocate_transaction: req.transaction_id.0,
+            },
+        );
+        self.schedule(expires, Timer::Allocation(tuple));
+        self.allocate_success(
+            req,
+            tuple,
+            &relays,
+            ask.missing_family,
+            reserved_token,
+            lifetime,
+        );
+        Ok(())
+    }
+
+    /// Checks the Allocate attributes (RFC 8656 §7.2 steps 2–7, RFC 6156 and §7.2.1).
+    fn parse_allocate(&self, req: &Message) -> Result<AllocateRequest, u16> {
+        match attrs::first_byte(req, stun::attributes::ATTR_REQUESTED_TRANSPORT) {
+            None | Some(Err(())) => return Err(400),
+            Some(Ok(PROTO_UDP)) => {}
+            Some(Ok(_)) => return Err(442),
+        }
+        // DONT-FRAGMENT needs no action: relay sockets keep the kernel's path-MTU discovery,
+        // which sets DF on IPv4 and never fragments IPv6.
+        let even = attrs::even_port(req).transpose().map_err(|()| 400u16)?;
+        let token = attrs::reservation_token(req)
+            .transpose()
+            .map_err(|()| 400u16)?;
+        let requested = attrs::first_byte(req, ATTR_REQUESTED_ADDRESS_FAMILY)
+            .transpose()
+            .map_err(|()| 400u16)?;
+        let additional = attrs::first_byte(req, attrs::ATTR_ADDITIONAL_ADDRESS_FAMILY)
+            .transpose()
+            .map_err(|()| 400u16)?;
+        let lifetime = attrs::lifetime(req).transpose().map_err(|()| 400u16)?;
+        if (even.is_some() && token.is_some())
+            || (token.is_some() && (requested.is_some() || additional.is_some()))
+            || (requested.is_some() && additional.is_some())
+        {
+            return Err(400);
+        }
+        let port = match even {
+            Some(true) => PortChoice::EvenReserveNext,
+            Some(false) => PortChoice::Even,
+            None => PortChoice::Any,
+        };
+        let mut families = Vec::with_capacity(2);
+        let mut missing_family = None;
+        match (requested, additional) {
+            (Some(family @ (FAMILY_IPV4 | FAMILY_IPV6)), _) => families.push(family),
+            (Some(_), _) => return Err(440),
+            (None, Some(FAMILY_IPV6)) => {
+                // Dual allocation (RFC 8656 §7.2): IPv4 plus IPv6 if we have it.
+                families.push(FAMILY_IPV4);
+                if self.config.relay_v6.is_some() {
+                    families.push(FAMILY_IPV6);
+                } else {
+                    missing_family = Some(FAMILY_IPV6);
+                }
+            }
+            (None, Some(_)) => return Err(400),
+            (None, None) => families.push(FAMILY_IPV4),
+        }
+        if token.is_none() && self.config.relay_for_family(families[0]).is_none() {
+            return Err(440);
+        }
+        Ok(AllocateRequest {
+            families,
+            missing_family,
+            port,
+            token,
+            lifetime,
+        })
+    }
+
+    /// Binds one relay per family; returns them and a reservation token if one was made.
+    fn bind_relays(
+        &mut self,
+        now: Instant,
+        ask: &AllocateRequest,
+    ) -> Result<(Vec<SocketAddr>, Option<[u8; 8]>), u16> {
+        if let Some(token) = ask.token {
+            let reservation = self.reservations.remove(&token).ok_or(508u16)?;
+            let relay = self
+                .binder
+                .bind(
+                    reservation.addr.ip(),
+                    PortChoice::Reserved(reservation.addr.port()),
+                )
+                .ok_or(508u16)?;
+            return Ok((vec![relay], None));
+        }
+        let mut relays = Vec::with_capacity(ask.families.len());
+        let mut token = None;
+        for (i, &family) in ask.families.iter().enumerate() {
+            let Some(relay_ip) = self.config.relay_for_family(family) else {
+                continue;
+            };
+            // EVEN-PORT applies to the first (requested) family only.
+            let choice = if i == 0 { ask.port } else { PortChoice::Any };
+            let Some(relay) = self.binder.bind(relay_ip.bind, choice) else {
+                for r in relays {
+                    self.binder.release(r);
+                }
+                return Err(508);
+            };
+            if choice == PortChoice::EvenReserveNext {
+                let t: [u8; 8] = rand::random();
+                let addr = SocketAddr::new(relay.ip(), relay.port() + 1);
+                let expires = now + self.config.reservation_lifetime;
+                self.reservations.insert(t, Reservation { addr, expires });
+                self.schedule(expires, Timer::Reservation(t));
+                token = Some(t);
+            }
+            relays.push(relay);
+        }
+        Ok((relays, token))
+    }
+
+    fn allocate_success(
+        &mut self,
+        req: &Message,
+        tuple: FiveTuple,
+        relays: &[SocketAddr],
+        missing_family: Option<u8>,
+        token: Option<[u8; 8]>,
+        lifetime: Duration,
+    ) {
+        self.success(req);
+        for relay in relays {
+            let advertised = self.config.advertised(*relay);
+            response::add_xor_address(&mut self.response, ATTR_XOR_RELAYED_ADDRESS, advertised);
+        }
+        if let Some(family) = missing_family {
+            // ADDRESS-ERROR-CODE: family, reserved, class, number (RFC 8656 §18.12).
+            self.response
+                .add(attrs::ATTR_ADDRESS_ERROR_CODE, &[family, 0, 4, 40]);
+        }
+        add_lifetime(&mut self.response, lifetime);
+        if let Some(token) = token {
+            self.response.add(ATTR_RESERVATION_TOKEN, &token);
+        }
+        response::add_xor_address(&mut self.response, ATTR_XORMAPPED_ADDRESS, tuple.client);
+    }
+
+    pub(super) fn refresh(
+        &mut self,
+        now: Instant,
+        tuple: FiveTuple,
+        req: &Message,
+    ) -> Result<(), u16> {
+        let alloc = self.allocations.get(&tuple).ok_or(437u16)?;
+        let family = attrs::first_byte(req, ATTR_REQUESTED_ADDRESS_FAMILY)
+            .transpose()
+            .map_err(|()| 400u16)?;
+        if let Some(family) = family
+            && !alloc
+                .relays
+                .iter()
+                .any(|r| attrs::family_of(r.ip()) == family)
+        {
+            return Err(443);
+        }
+        let lifetime = match attrs::lifetime(req).transpose().map_err(|()| 400u16)? {
+            Some(0) => Duration::ZERO,
+            Some(asked) => Duration::from_secs(asked.into()).min(self.config.max_lifetime),
+            None => self.config.default_lifetime,
+        };
+        if lifetime.is_zero() {
+            self.delete_allocation(tuple);
+        } else if let Some(alloc) = self.allocations.get_mut(&tuple) {
+            alloc.expires = now + lifetime;
+            self.schedule(now + lifetime, Timer::Allocation(tuple));
+        }
+        self.success(req);
+        add_lifetime(&mut self.response, lifetime);
+        Ok(())
+    }
+
+    pub(super) fn create_permission(
+        &mut self,
+        now: Instant,
+        tuple: FiveTuple,
+        req: &Message,
+    ) -> Result<(), u16> {
+        let alloc = self.allocations.get(&tuple).ok_or(437u16)?;
+        let mut peers = std::mem::take(&mut self.peers);
+        let checked = (|| {
+            attrs::peer_addresses(req, &mut peers).map_err(|()| 400u16)?;
+            if peers.is_empty() {
+                return Err(400);
+            }
+            // All or nothing: every peer is checked before any permission is installed.
+            for peer in &peers {
+                alloc.relay_for(peer.ip()).ok_or(443u16)?;
+                self.rules.allows_ip(peer.ip()).map_err(|_| 403u16)?;
+            }
+            Ok(())
+        })();
+        if checked.is_ok() {
+            let expires = now + self.config.permission_lifetime;
+            for peer in &peers {
+                self.permit(tuple, peer.ip(), expires);
+            }
+            self.success(req);
+        }
+        self.peers = peers;
+        checked
+    }
+
+    pub(super) fn channel_bind(
+        &mut self,
+        now: Instant,
+        tuple: FiveTuple,
+        req: &Message,
+    ) -> Result<(), u16> {
+        let alloc = self.allocations.get(&tuple).ok_or(437u16)?;
+        let number = match attrs::channel_number(req) {
+            Some(Ok(n)) if CHANNELS.contains(&n) => n,
+            _ => return Err(400),
+        };
+        let mut peers = std::mem::take(&mut self.peers);
+        let parsed = attrs::peer_addresses(req, &mut peers);
+        let peer = peers.first().copied();
+        self.peers = peers;
+        let peer = match (parsed, peer) {
+            (Ok(()), Some(peer)) => peer,
+            _ => return Err(400),
+        };
+        alloc.relay_for(peer.ip()).ok_or(443u16)?;
+        self.rules.allows_addr(peer).map_err(|_| 403u16)?;
+        // RFC 8656 §12.2: a channel is bound to one peer and a peer to one channel.
+        if alloc.channels.get(&number).is_some_and(|c| c.peer != peer)
+            || alloc
+                .channel_by_peer
+                .get(&peer)
+                .is_some_and(|&n| n != number)
+        {
+            return Err(400);
+        }
+        let expires = now + self.config.channel_lifetime;
+        if let Some(alloc) = self.allocations.get_mut(&tuple) {
+            alloc.channels.insert(number, Channel { peer, expires });
+            alloc.channel_by_peer.insert(peer, number);
+        }
+        self.schedule(expires, Timer::Channel(tuple, number));
+        // Binding a channel also installs or refreshes the permission (RFC 8656 §12.2).
+        self.permit(tuple, peer.ip(), now + self.config.permission_lifetime);
+        self.success(req);
+        Ok(())
+    }
+
+    fn permit(&mut self, tuple: FiveTuple, ip: std::net::IpAddr, expires: Instant) {
+        if let Some(alloc) = self.allocations.get_mut(&tuple) {
+            alloc.permissions.insert(ip, expires);
+            self.schedule(expires, Timer::Permission(tuple, ip));
+        }
+    }
+}
+
+fn add_lifetime(response: &mut Message, lifetime: Duration) {
+    let secs = u32::try_from(lifetime.as_secs()).unwrap_or(u32::MAX);
+    response.add(ATTR_LIFETIME, &secs.to_be_bytes());
+}
