@@ -18,7 +18,10 @@ const ATTR_HEADER_LEN: usize = 4;
 pub enum PacketKind {
     /// A STUN message: the two top bits are zero.
     Stun,
-    /// A TURN ChannelData message: channel numbers 0x4000–0x4FFF (RFC 8656 §12).
+    /// A TURN ChannelData message: channel numbers 0x4000–0x7FFF. RFC 8656 §12 narrowed
+    /// channels to 0x4000–0x4FFF, but RFC 5766 clients (coturn's own among them) still pick
+    /// numbers up to 0x7FFF, and coturn accepts them; so do we. No other protocol WebRTC
+    /// multiplexes on a TURN socket starts with those bytes (RFC 7983 §7).
     ChannelData,
     /// Anything else.
     Other,
@@ -28,7 +31,7 @@ pub enum PacketKind {
 pub fn packet_kind(packet: &[u8]) -> PacketKind {
     match packet.first() {
         Some(0x00..=0x03) => PacketKind::Stun,
-        Some(0x40..=0x4F) => PacketKind::ChannelData,
+        Some(0x40..=0x7F) => PacketKind::ChannelData,
         _ => PacketKind::Other,
     }
 }
@@ -159,8 +162,8 @@ mod tests {
     fn kinds_by_first_byte() {
         assert_eq!(packet_kind(&[0x00, 1]), PacketKind::Stun);
         assert_eq!(packet_kind(&[0x40, 0]), PacketKind::ChannelData);
-        assert_eq!(packet_kind(&[0x4F]), PacketKind::ChannelData);
-        assert_eq!(packet_kind(&[0x50]), PacketKind::Other);
+        assert_eq!(packet_kind(&[0x7F]), PacketKind::ChannelData);
+        assert_eq!(packet_kind(&[0x80]), PacketKind::Other); // RTP
         assert_eq!(packet_kind(&[0x16]), PacketKind::Other); // TLS handshake
         assert_eq!(packet_kind(&[]), PacketKind::Other);
     }

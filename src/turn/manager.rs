@@ -161,7 +161,10 @@ impl<B: RelayBinder> Manager<B> {
                 response::finish(&mut self.response, req);
                 &self.response.raw
             }
-            Err(code) => self.fail(req, code, &creds),
+            Err(code) => {
+                tracing::debug!(client = %tuple.client, method = %req.typ.method, code, "request refused");
+                self.fail(req, code, &creds)
+            }
         }
     }
 

@@ -18,8 +18,9 @@ use super::manager::{Credentials, Manager, Reservation, Timer};
 use super::{FiveTuple, PortChoice, RelayBinder};
 use crate::stun::response;
 
-/// Channel numbers a client may bind (RFC 8656 §12).
-const CHANNELS: std::ops::RangeInclusive<u16> = 0x4000..=0x4FFF;
+/// Channel numbers a client may bind: RFC 8656 §12's 0x4000–0x4FFF plus the 0x5000–0x7FFF
+/// that RFC 5766 allowed and its clients still use (see [`crate::stun::PacketKind`]).
+const CHANNELS: std::ops::RangeInclusive<u16> = 0x4000..=0x7FFF;
 
 /// What an Allocate asked for, once its attributes are checked.
 struct AllocateRequest {
