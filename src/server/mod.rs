@@ -306,8 +306,11 @@ pub async fn run(config: &Config, listeners: Listeners, shutdown: CancellationTo
     shutdown.cancelled().await;
     tracing::info!("shutting down");
     // Relay sockets stop with their allocations.
+    let mut allocations = 0;
     for shard in 0..shared.shard_count() {
-        shared.lock(shard).manager.clear();
+        let mut guard = shared.lock(shard);
+        allocations += guard.manager.allocation_count();
+        guard.manager.clear();
     }
     tasks.close();
     if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
@@ -326,6 +329,7 @@ pub async fn run(config: &Config, listeners: Listeners, shutdown: CancellationTo
         io_errors = s.io_errors,
         tcp_accepted = s.tcp_accepted,
         tcp_broken = s.tcp_broken,
+        allocations,
         "stopped"
     );
     s

@@ -8,7 +8,7 @@
 //! requests and Send indications go to the shard's manager.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -77,9 +77,7 @@ impl Shared {
 
     /// The shard a TCP connection's allocation lives on.
     pub(super) fn shard_for(&self, tuple: &FiveTuple) -> usize {
-        let mut h = self.hasher.build_hasher();
-        tuple.hash(&mut h);
-        (h.finish() % self.shards.len() as u64) as usize
+        (self.hasher.hash_one(tuple) % self.shards.len() as u64) as usize
     }
 
     /// Starts serving relay sockets a manager just bound.

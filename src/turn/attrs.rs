@@ -43,6 +43,10 @@ pub const KNOWN_TURN_ATTRIBUTES: &[AttrType] = &[
     ATTR_RESERVATION_TOKEN,
 ];
 
+/// An attribute whose value has the wrong size or content (answered with 400).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadAttribute;
+
 /// The value of the first attribute of type `typ`.
 pub fn value(msg: &Message, typ: AttrType) -> Option<&[u8]> {
     msg.attributes
@@ -53,41 +57,47 @@ pub fn value(msg: &Message, typ: AttrType) -> Option<&[u8]> {
 }
 
 /// A 4-byte attribute's first byte (REQUESTED-TRANSPORT, *-ADDRESS-FAMILY).
-pub fn first_byte(msg: &Message, typ: AttrType) -> Option<Result<u8, ()>> {
-    value(msg, typ).map(|v| if v.len() == 4 { Ok(v[0]) } else { Err(()) })
+pub fn first_byte(msg: &Message, typ: AttrType) -> Option<Result<u8, BadAttribute>> {
+    value(msg, typ).map(|v| {
+        if v.len() == 4 {
+            Ok(v[0])
+        } else {
+            Err(BadAttribute)
+        }
+    })
 }
 
 /// LIFETIME in seconds.
-pub fn lifetime(msg: &Message) -> Option<Result<u32, ()>> {
+pub fn lifetime(msg: &Message) -> Option<Result<u32, BadAttribute>> {
     value(msg, ATTR_LIFETIME).map(|v| match v {
         [a, b, c, d] => Ok(u32::from_be_bytes([*a, *b, *c, *d])),
-        _ => Err(()),
+        _ => Err(BadAttribute),
     })
 }
 
 /// CHANNEL-NUMBER.
-pub fn channel_number(msg: &Message) -> Option<Result<u16, ()>> {
+pub fn channel_number(msg: &Message) -> Option<Result<u16, BadAttribute>> {
     value(msg, ATTR_CHANNEL_NUMBER).map(|v| match v {
         [a, b, _, _] => Ok(u16::from_be_bytes([*a, *b])),
-        _ => Err(()),
+        _ => Err(BadAttribute),
     })
 }
 
 /// EVEN-PORT: `Some(Ok(reserve_next))`.
-pub fn even_port(msg: &Message) -> Option<Result<bool, ()>> {
+pub fn even_port(msg: &Message) -> Option<Result<bool, BadAttribute>> {
     value(msg, ATTR_EVEN_PORT).map(|v| match v {
         [flags] => Ok(flags & 0x80 != 0),
-        _ => Err(()),
+        _ => Err(BadAttribute),
     })
 }
 
 /// RESERVATION-TOKEN (8 bytes).
-pub fn reservation_token(msg: &Message) -> Option<Result<[u8; 8], ()>> {
-    value(msg, ATTR_RESERVATION_TOKEN).map(|v| v.try_into().map_err(|_| ()))
+pub fn reservation_token(msg: &Message) -> Option<Result<[u8; 8], BadAttribute>> {
+    value(msg, ATTR_RESERVATION_TOKEN).map(|v| v.try_into().map_err(|_| BadAttribute))
 }
 
 /// Every XOR-PEER-ADDRESS, in order; `Err` if any is malformed.
-pub fn peer_addresses(msg: &Message, out: &mut Vec<SocketAddr>) -> Result<(), ()> {
+pub fn peer_addresses(msg: &Message, out: &mut Vec<SocketAddr>) -> Result<(), BadAttribute> {
     out.clear();
     for attr in msg
         .attributes
@@ -95,7 +105,7 @@ pub fn peer_addresses(msg: &Message, out: &mut Vec<SocketAddr>) -> Result<(), ()
         .iter()
         .filter(|a| a.typ == ATTR_XOR_PEER_ADDRESS)
     {
-        out.push(decode_xor_address(&attr.value, &msg.transaction_id.0).ok_or(())?);
+        out.push(decode_xor_address(&attr.value, &msg.transaction_id.0).ok_or(BadAttribute)?);
     }
     Ok(())
 }

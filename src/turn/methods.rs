@@ -97,23 +97,23 @@ impl<B: RelayBinder> Manager<B> {
     /// Checks the Allocate attributes (RFC 8656 §7.2 steps 2–7, RFC 6156 and §7.2.1).
     fn parse_allocate(&self, req: &Message) -> Result<AllocateRequest, u16> {
         match attrs::first_byte(req, stun::attributes::ATTR_REQUESTED_TRANSPORT) {
-            None | Some(Err(())) => return Err(400),
+            None | Some(Err(_)) => return Err(400),
             Some(Ok(PROTO_UDP)) => {}
             Some(Ok(_)) => return Err(442),
         }
         // DONT-FRAGMENT needs no action: relay sockets keep the kernel's path-MTU discovery,
         // which sets DF on IPv4 and never fragments IPv6.
-        let even = attrs::even_port(req).transpose().map_err(|()| 400u16)?;
+        let even = attrs::even_port(req).transpose().map_err(|_| 400u16)?;
         let token = attrs::reservation_token(req)
             .transpose()
-            .map_err(|()| 400u16)?;
+            .map_err(|_| 400u16)?;
         let requested = attrs::first_byte(req, ATTR_REQUESTED_ADDRESS_FAMILY)
             .transpose()
-            .map_err(|()| 400u16)?;
+            .map_err(|_| 400u16)?;
         let additional = attrs::first_byte(req, attrs::ATTR_ADDITIONAL_ADDRESS_FAMILY)
             .transpose()
-            .map_err(|()| 400u16)?;
-        let lifetime = attrs::lifetime(req).transpose().map_err(|()| 400u16)?;
+            .map_err(|_| 400u16)?;
+        let lifetime = attrs::lifetime(req).transpose().map_err(|_| 400u16)?;
         if (even.is_some() && token.is_some())
             || (token.is_some() && (requested.is_some() || additional.is_some()))
             || (requested.is_some() && additional.is_some())
@@ -233,7 +233,7 @@ impl<B: RelayBinder> Manager<B> {
         let alloc = self.allocations.get(&tuple).ok_or(437u16)?;
         let family = attrs::first_byte(req, ATTR_REQUESTED_ADDRESS_FAMILY)
             .transpose()
-            .map_err(|()| 400u16)?;
+            .map_err(|_| 400u16)?;
         if let Some(family) = family
             && !alloc
                 .relays
@@ -242,7 +242,7 @@ impl<B: RelayBinder> Manager<B> {
         {
             return Err(443);
         }
-        let lifetime = match attrs::lifetime(req).transpose().map_err(|()| 400u16)? {
+        let lifetime = match attrs::lifetime(req).transpose().map_err(|_| 400u16)? {
             Some(0) => Duration::ZERO,
             Some(asked) => Duration::from_secs(asked.into()).min(self.config.max_lifetime),
             None => self.config.default_lifetime,
@@ -267,7 +267,7 @@ impl<B: RelayBinder> Manager<B> {
         let alloc = self.allocations.get(&tuple).ok_or(437u16)?;
         let mut peers = std::mem::take(&mut self.peers);
         let checked = (|| {
-            attrs::peer_addresses(req, &mut peers).map_err(|()| 400u16)?;
+            attrs::peer_addresses(req, &mut peers).map_err(|_| 400u16)?;
             if peers.is_empty() {
                 return Err(400);
             }

@@ -1,6 +1,6 @@
-//! The allocation manager driven through its public inputs and outputs, as a client would:
-//! requests built and signed with the `stun` crate, virtual time, and a fake relay binder that
-//! shows which ports are held. Every error path asserts its exact code (RFC 8656 §7–§12).
+//! The allocation manager driven as a client would drive it: requests built and signed with
+//! the `stun` crate, virtual time, and a fake relay binder that shows which ports are held.
+//! Every refusal asserts its exact code (RFC 8656 §7–§12).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -30,51 +30,49 @@ use super::manager::PeerRoute;
 use super::peer_rules::PeerRules;
 use super::quota::Quotas;
 use super::{FiveTuple, Manager, PortChoice, RelayAddress, RelayBinder, Transport, TurnConfig};
-use crate::auth::{
-    Auth, AuthSettings, Integrity, Key, add_integrity, long_term_key, verify_integrity,
-};
+use crate::auth::{Auth, AuthSettings, Integrity, Key, NonceCheck};
+use crate::auth::{add_integrity, long_term_key, verify_integrity};
 use crate::stun::codec::decode_into;
 
 const REALM: &str = "example.org";
 const UNIX_START: u64 = 1_700_000_000;
-const SERVER: &str = "203.0.113.1:3478";
+const SERVER: SocketAddr = v4(203, 0, 113, 1, 3478);
 const RELAY_V4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const ADVERTISED_V4: IpAddr = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7));
 const RELAY_V6: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
 const ADVERTISED_V6: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 7));
-const PORTS: RangeInclusive<u16> = 50000..=50009;
+const PEER_A: SocketAddr = v4(192, 0, 2, 10, 5000);
+const PEER_B: SocketAddr = v4(198, 51, 100, 7, 6000);
+const PEER_C: SocketAddr = v4(203, 0, 113, 9, 7000);
+const PEER_V6: SocketAddr = SocketAddr::new(
+    IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)),
+    5000,
+);
+
+const fn v4(a: u8, b: u8, c: u8, d: u8, port: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(a, b, c, d)), port)
+}
 
 fn sa(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
 
-fn peer_a() -> SocketAddr {
-    sa("192.0.2.10:5000")
-}
-
-fn peer_b() -> SocketAddr {
-    sa("198.51.100.7:6000")
-}
-
-fn peer_c() -> SocketAddr {
-    sa("203.0.113.9:7000")
-}
-
+/// Bound relay address on the IPv4 relay.
 fn relay(port: u16) -> SocketAddr {
     SocketAddr::new(RELAY_V4, port)
 }
 
 /// The n-th client, all talking to the same UDP listener.
 fn tuple(n: u16) -> FiveTuple {
+    let client = v4(198, 51, 100, 1, 40000 + n);
     FiveTuple {
         transport: Transport::Udp,
-        client: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1)), 40000 + n),
-        server: sa(SERVER),
+        client,
+        server: SERVER,
     }
 }
 
 /// Binds from a small port range per IP and remembers what it holds.
-#[derive(Debug)]
 struct FakeBinder {
     ports: RangeInclusive<u16>,
     bound: BTreeSet<SocketAddr>,
@@ -82,21 +80,13 @@ struct FakeBinder {
 }
 
 impl FakeBinder {
-    fn new(ports: RangeInclusive<u16>) -> Self {
-        Self {
-            ports,
-            bound: BTreeSet::new(),
-            reserved: BTreeSet::new(),
-        }
-    }
-
     fn is_free(&self, addr: SocketAddr) -> bool {
         self.ports.contains(&addr.port())
             && !self.bound.contains(&addr)
             && !self.reserved.contains(&addr)
     }
 
-    /// Every address out of the pool, bound or reserved.
+    /// Every address out of the pool, bound or reserved, in order.
     fn held(&self) -> Vec<SocketAddr> {
         self.bound.union(&self.reserved).copied().collect()
     }
@@ -105,25 +95,17 @@ impl FakeBinder {
 impl RelayBinder for FakeBinder {
     fn bind(&mut self, ip: IpAddr, choice: PortChoice) -> Option<SocketAddr> {
         let at = |port| SocketAddr::new(ip, port);
-        let mut ports = self.ports.clone();
+        let free = |p: u16| self.is_free(at(p));
         let port = match choice {
-            PortChoice::Any => ports.find(|&p| self.is_free(at(p)))?,
-            PortChoice::Even => ports.find(|&p| p % 2 == 0 && self.is_free(at(p)))?,
+            PortChoice::Any => self.ports.clone().find(|&p| free(p))?,
+            PortChoice::Even => self.ports.clone().find(|&p| p % 2 == 0 && free(p))?,
             PortChoice::EvenReserveNext => {
-                let p = ports.find(|&p| {
-                    p % 2 == 0
-                        && self.is_free(at(p))
-                        && p.checked_add(1).is_some_and(|q| self.is_free(at(q)))
-                })?;
+                let pair = |p: u16| p % 2 == 0 && free(p) && p.checked_add(1).is_some_and(&free);
+                let p = self.ports.clone().find(|&p| pair(p))?;
                 self.reserved.insert(at(p + 1));
                 p
             }
-            PortChoice::Reserved(p) => {
-                if !self.reserved.remove(&at(p)) {
-                    return None;
-                }
-                p
-            }
+            PortChoice::Reserved(p) => self.reserved.remove(&at(p)).then_some(p)?,
         };
         self.bound.insert(at(port));
         Some(at(port))
@@ -131,14 +113,12 @@ impl RelayBinder for FakeBinder {
 
     fn release(&mut self, addr: SocketAddr) {
         // Releasing what is not held would be a manager bug (a double release).
-        assert!(
-            self.bound.remove(&addr) || self.reserved.remove(&addr),
-            "released {addr}, which is not held"
-        );
+        let held = self.bound.remove(&addr) || self.reserved.remove(&addr);
+        assert!(held, "released {addr}, which is not held");
     }
 }
 
-/// A request under construction.
+/// A request (or indication) under construction.
 struct Req(Message);
 
 impl Req {
@@ -159,15 +139,28 @@ impl Req {
         Self::new(METHOD_ALLOCATE).transport(17)
     }
 
+    fn refresh(lifetime: u32) -> Self {
+        Self::new(METHOD_REFRESH).lifetime(lifetime)
+    }
+
+    fn permission(peers: &[SocketAddr]) -> Self {
+        let req = Self::new(METHOD_CREATE_PERMISSION);
+        peers.iter().fold(req, |req, &peer| req.peer(peer))
+    }
+
+    fn bind(number: u16, peer: SocketAddr) -> Self {
+        let [hi, lo] = number.to_be_bytes();
+        (Self::new(METHOD_CHANNEL_BIND).attr(ATTR_CHANNEL_NUMBER, &[hi, lo, 0, 0])).peer(peer)
+    }
+
     fn attr(mut self, typ: AttrType, value: &[u8]) -> Self {
         self.0.add(typ, value);
         self
     }
 
     fn text(mut self, typ: AttrType, text: &str) -> Self {
-        TextAttribute::new(typ, text.to_owned())
-            .add_to(&mut self.0)
-            .unwrap();
+        let attr = TextAttribute::new(typ, text.to_owned());
+        attr.add_to(&mut self.0).unwrap();
         self
     }
 
@@ -187,9 +180,12 @@ impl Req {
         self.attr(ATTR_LIFETIME, &secs.to_be_bytes())
     }
 
-    fn channel(self, number: u16) -> Self {
-        let [hi, lo] = number.to_be_bytes();
-        self.attr(ATTR_CHANNEL_NUMBER, &[hi, lo, 0, 0])
+    fn even_port(self, reserve_next: bool) -> Self {
+        self.attr(ATTR_EVEN_PORT, &[if reserve_next { 0x80 } else { 0 }])
+    }
+
+    fn token(self, token: &[u8]) -> Self {
+        self.attr(ATTR_RESERVATION_TOKEN, token)
     }
 
     fn peer(mut self, addr: SocketAddr) -> Self {
@@ -198,18 +194,6 @@ impl Req {
             port: addr.port(),
         };
         xor.add_to_as(&mut self.0, ATTR_XOR_PEER_ADDRESS).unwrap();
-        self
-    }
-
-    fn integrity(mut self, key: &Key) -> Self {
-        add_integrity(&mut self.0, key, Integrity::Sha1);
-        self
-    }
-
-    /// Flips a bit of the last attribute value (the MESSAGE-INTEGRITY just added).
-    fn corrupt_last_byte(mut self) -> Self {
-        let last = self.0.raw.len() - 1;
-        self.0.raw[last] ^= 1;
         self
     }
 
@@ -232,10 +216,11 @@ struct Client {
 
 impl Client {
     fn sign(&self, req: Req) -> Req {
-        req.text(ATTR_USERNAME, &self.user)
+        let mut req = (req.text(ATTR_USERNAME, &self.user))
             .text(ATTR_REALM, &self.realm)
-            .text(ATTR_NONCE, &self.nonce)
-            .integrity(&self.key)
+            .text(ATTR_NONCE, &self.nonce);
+        add_integrity(&mut req.0, &self.key, Integrity::Sha1);
+        req
     }
 }
 
@@ -248,22 +233,24 @@ struct Setup {
 
 impl Default for Setup {
     fn default() -> Self {
+        let relay_v4 = Some(RelayAddress {
+            bind: RELAY_V4,
+            advertise: ADVERTISED_V4,
+        });
         Self {
             config: TurnConfig {
-                relay_v4: Some(RelayAddress {
-                    bind: RELAY_V4,
-                    advertise: ADVERTISED_V4,
-                }),
+                relay_v4,
                 ..TurnConfig::default()
             },
-            rules: PeerRules::new(false, vec![], vec![], vec![sa(SERVER)]),
+            rules: PeerRules::new(false, vec![], vec![], vec![SERVER]),
             quotas: Quotas::new(0, 0),
-            ports: PORTS,
+            ports: 50000..=50009,
         }
     }
 }
 
 impl Setup {
+    /// IPv4 and IPv6 relays.
     fn dual() -> Self {
         let mut setup = Self::default();
         setup.config.relay_v6 = Some(RelayAddress {
@@ -286,13 +273,19 @@ impl Setup {
             ..AuthSettings::default()
         }));
         let quotas = Arc::new(self.quotas);
+        let binder = FakeBinder {
+            ports: self.ports,
+            bound: BTreeSet::new(),
+            reserved: BTreeSet::new(),
+        };
         let t0 = Instant::now();
+        let rules = Arc::new(self.rules);
         let mgr = Manager::new(
             self.config,
             auth.clone(),
-            Arc::new(self.rules),
+            rules,
             quotas.clone(),
-            FakeBinder::new(self.ports),
+            binder,
             t0,
             UNIX_START,
         );
@@ -324,25 +317,32 @@ impl Harness {
         let resp = decode(self.mgr.handle_request(now, tuple, &req));
         assert_eq!(resp.transaction_id, req.transaction_id);
         assert_eq!(resp.typ.method, req.typ.method);
-        assert!(resp.contains(ATTR_FINGERPRINT), "request had FINGERPRINT");
+        assert!(
+            resp.contains(ATTR_FINGERPRINT),
+            "the request had FINGERPRINT"
+        );
         resp
     }
 
     /// Sends an unauthenticated Allocate and keeps the nonce of the 401.
     fn login(&mut self, secs: u64, tuple: FiveTuple, user: &str, pass: &str) -> Client {
-        let resp = self.send(secs, tuple, &Req::allocate().build());
-        let nonce = assert_challenge(&resp, 401);
+        let nonce = assert_challenge(&self.send(secs, tuple, &Req::allocate().build()), 401);
+        let (user, realm, key) = (user.into(), REALM.into(), long_term_key(user, REALM, pass));
         Client {
             tuple,
-            user: user.into(),
-            realm: REALM.into(),
+            user,
+            realm,
             nonce,
-            key: long_term_key(user, REALM, pass),
+            key,
         }
     }
 
     fn alice(&mut self, n: u16) -> Client {
         self.login(0, tuple(n), "alice", "wonderland")
+    }
+
+    fn bob(&mut self, n: u16) -> Client {
+        self.login(0, tuple(n), "bob", "builder")
     }
 
     fn request(&mut self, secs: u64, client: &Client, req: Req) -> Message {
@@ -357,10 +357,17 @@ impl Harness {
         resp
     }
 
+    /// A request that must fail after authentication with `code`.
+    #[track_caller]
+    fn refused(&mut self, secs: u64, client: &Client, req: Req, code: u16) {
+        let resp = self.request(secs, client, req);
+        assert_error(&resp, code);
+        assert_eq!(verify_integrity(&resp, &client.key), Ok(Integrity::Sha1));
+    }
+
     /// A plain UDP Allocate that must succeed; returns the advertised relay address.
     fn allocate(&mut self, secs: u64, client: &Client) -> SocketAddr {
-        let resp = self.ok(secs, client, Req::allocate());
-        xor_addrs(&resp, ATTR_XOR_RELAYED_ADDRESS)[0]
+        relayed(&self.ok(secs, client, Req::allocate()))[0]
     }
 
     fn held(&mut self) -> Vec<SocketAddr> {
@@ -369,6 +376,19 @@ impl Harness {
 
     fn route(&self, secs: u64, relay: SocketAddr, peer: SocketAddr) -> Option<PeerRoute> {
         self.mgr.peer_route(self.at(secs), relay, peer)
+    }
+
+    fn channel(&self, secs: u64, client: &Client, number: u16) -> Option<(SocketAddr, SocketAddr)> {
+        self.mgr.channel_route(self.at(secs), &client.tuple, number)
+    }
+
+    /// Where a Send indication to `peer` goes: the relay to send from.
+    fn send_to(&self, secs: u64, tuple: FiveTuple, peer: SocketAddr) -> Option<SocketAddr> {
+        let ind = Req::of_class(METHOD_SEND, CLASS_INDICATION).peer(peer);
+        let ind = decode(&ind.attr(ATTR_DATA, b"hello").build());
+        let (relay, to, data) = self.mgr.handle_send(self.at(secs), tuple, &ind)?;
+        assert_eq!((to, data), (peer, &b"hello"[..]));
+        Some(relay)
     }
 
     fn expire(&mut self, secs: u64) {
@@ -395,13 +415,6 @@ fn assert_error(resp: &Message, code: u16) {
     assert_eq!(error_code(resp), Some(code));
 }
 
-/// An error after authentication: signed with the client's key.
-#[track_caller]
-fn assert_signed_error(resp: &Message, code: u16, key: &Key) {
-    assert_error(resp, code);
-    assert_eq!(verify_integrity(resp, key), Ok(Integrity::Sha1));
-}
-
 /// A 401 or 438: REALM and a NONCE, no MESSAGE-INTEGRITY. Returns the nonce.
 #[track_caller]
 fn assert_challenge(resp: &Message, code: u16) -> String {
@@ -425,10 +438,14 @@ fn assert_success(resp: &Message, key: &Key) {
 }
 
 fn xor_addrs(resp: &Message, typ: AttrType) -> Vec<SocketAddr> {
-    (resp.attributes.0.iter())
-        .filter(|a| a.typ == typ)
+    let attrs = resp.attributes.0.iter().filter(|a| a.typ == typ);
+    attrs
         .map(|a| decode_xor_address(&a.value, &resp.transaction_id.0).unwrap())
         .collect()
+}
+
+fn relayed(resp: &Message) -> Vec<SocketAddr> {
+    xor_addrs(resp, ATTR_XOR_RELAYED_ADDRESS)
 }
 
 fn lifetime(resp: &Message) -> u32 {
@@ -444,7 +461,7 @@ fn unauthenticated_allocate_is_challenged() {
     let check = h
         .auth
         .check_nonce(alice.nonce.as_bytes(), UNIX_START, tuple(1).client);
-    assert_eq!(check, crate::auth::NonceCheck::Valid);
+    assert_eq!(check, NonceCheck::Valid);
     assert_eq!(h.mgr.allocation_count(), 0);
     assert!(h.held().is_empty());
 }
@@ -453,23 +470,20 @@ fn unauthenticated_allocate_is_challenged() {
 fn integrity_without_username_realm_or_nonce_is_400() {
     let mut h = Setup::default().start();
     let alice = h.alice(1);
-    let key = alice.key;
     let fields = [
-        (ATTR_USERNAME, alice.user.as_str()),
+        (ATTR_USERNAME, "alice"),
         (ATTR_REALM, REALM),
         (ATTR_NONCE, alice.nonce.as_str()),
     ];
     for missing in 0..fields.len() {
         let mut req = Req::allocate();
-        for (i, &(typ, text)) in fields.iter().enumerate() {
-            if i != missing {
-                req = req.text(typ, text);
-            }
+        for (_, &(typ, text)) in fields.iter().enumerate().filter(|(i, _)| *i != missing) {
+            req = req.text(typ, text);
         }
-        let resp = h.send(0, alice.tuple, &req.integrity(&key).build());
-        assert_error(&resp, 400);
-        assert_eq!(h.mgr.allocation_count(), 0);
+        add_integrity(&mut req.0, &alice.key, Integrity::Sha1);
+        assert_error(&h.send(0, alice.tuple, &req.build()), 400);
     }
+    assert_eq!(h.mgr.allocation_count(), 0);
 }
 
 #[test]
@@ -491,13 +505,11 @@ fn forged_or_foreign_nonce_is_438_and_the_fresh_one_works() {
     };
     assert_challenge(&h.request(0, &foreign, Req::allocate()), 438);
     assert_eq!(h.mgr.allocation_count(), 0);
-    h.allocate(
-        0,
-        &Client {
-            nonce: fresh,
-            ..alice
-        },
-    );
+    let retry = Client {
+        nonce: fresh,
+        ..alice
+    };
+    h.allocate(0, &retry);
     assert_eq!(h.mgr.allocation_count(), 1);
 }
 
@@ -515,25 +527,29 @@ fn nonce_older_than_its_lifetime_is_438() {
 fn bad_credentials_are_401() {
     let mut h = Setup::default().start();
     let alice = h.alice(1);
+    let wrong_password = long_term_key("alice", REALM, "looking-glass");
     let wrong_password = Client {
-        key: long_term_key("alice", REALM, "looking-glass"),
+        key: wrong_password,
         ..alice.clone()
     };
+    let mallory = long_term_key("mallory", REALM, "wonderland");
     let unknown_user = Client {
         user: "mallory".into(),
-        key: long_term_key("mallory", REALM, "wonderland"),
+        key: mallory,
         ..alice.clone()
     };
+    let evil = long_term_key("alice", "evil.org", "wonderland");
     let wrong_realm = Client {
         realm: "evil.org".into(),
-        key: long_term_key("alice", "evil.org", "wonderland"),
+        key: evil,
         ..alice.clone()
     };
     for client in [wrong_password, unknown_user, wrong_realm] {
         assert_challenge(&h.request(0, &client, Req::allocate()), 401);
     }
-    let corrupted = alice.sign(Req::allocate()).corrupt_last_byte().build();
-    assert_challenge(&h.send(0, alice.tuple, &corrupted), 401);
+    let mut corrupted = alice.sign(Req::allocate());
+    *corrupted.0.raw.last_mut().unwrap() ^= 1; // the last byte of MESSAGE-INTEGRITY
+    assert_challenge(&h.send(0, alice.tuple, &corrupted.build()), 401);
     assert_eq!(h.mgr.allocation_count(), 0);
     assert_eq!(h.quotas.total(), 0);
 }
@@ -544,13 +560,12 @@ fn rest_credentials_allocate_until_they_expire() {
     let (user, pass) = h.auth.mint_rest(Some("carol"), UNIX_START, 60).unwrap();
     let carol = h.login(0, tuple(1), &user, &pass);
     h.allocate(0, &carol);
-    assert_eq!(h.mgr.allocation_count(), 1);
     // Past the expiry in the username the allocation can no longer be refreshed.
-    let resp = h.request(120, &carol, Req::new(METHOD_REFRESH));
-    assert_challenge(&resp, 401);
+    assert_challenge(&h.request(120, &carol, Req::refresh(600)), 401);
     assert_eq!(h.mgr.allocation_count(), 1);
 
-    let (user, pass) = (h.auth)
+    let (user, pass) = h
+        .auth
         .mint_rest(Some("dave"), UNIX_START - 7200, 3600)
         .unwrap();
     let dave = h.login(0, tuple(2), &user, &pass);
@@ -562,8 +577,7 @@ fn rest_credentials_allocate_until_they_expire() {
 fn sha256_integrity_is_answered_in_kind() {
     let mut h = Setup::default().start();
     let alice = h.alice(1);
-    let mut req = Req::allocate()
-        .text(ATTR_USERNAME, "alice")
+    let mut req = (Req::allocate().text(ATTR_USERNAME, "alice"))
         .text(ATTR_REALM, REALM)
         .text(ATTR_NONCE, &alice.nonce);
     add_integrity(&mut req.0, &alice.key, Integrity::Sha256);
@@ -579,8 +593,7 @@ fn allocate_answers_relay_lifetime_and_mapped_address() {
     let mut h = Setup::default().start();
     let alice = h.alice(1);
     let resp = h.ok(0, &alice, Req::allocate());
-    let relayed = xor_addrs(&resp, ATTR_XOR_RELAYED_ADDRESS);
-    assert_eq!(relayed, [SocketAddr::new(ADVERTISED_V4, 50000)]);
+    assert_eq!(relayed(&resp), [SocketAddr::new(ADVERTISED_V4, 50000)]);
     assert_eq!(lifetime(&resp), 600);
     assert_eq!(
         xor_addrs(&resp, ATTR_XORMAPPED_ADDRESS),
@@ -588,15 +601,19 @@ fn allocate_answers_relay_lifetime_and_mapped_address() {
     );
     assert!(!resp.contains(ATTR_RESERVATION_TOKEN));
     assert_eq!(h.held(), [relay(50000)]);
-    assert_eq!(h.mgr.allocation_count(), 1);
-    assert_eq!(h.quotas.total(), 1);
+    assert_eq!((h.mgr.allocation_count(), h.quotas.total()), (1, 1));
     assert_eq!(h.mgr.poll_timeout(), Some(h.at(600)));
 }
 
 #[test]
 fn allocate_lifetime_is_clamped_between_default_and_max() {
     let mut h = Setup::default().start();
-    for (n, asked, granted) in [(1, 30, 600), (2, 100_000, 3600), (3, 1000, 1000)] {
+    for (n, asked, granted) in [
+        (1, 30, 600),
+        (2, 100_000, 3600),
+        (3, 1000, 1000),
+        (4, 0, 600),
+    ] {
         let client = h.alice(n);
         let resp = h.ok(0, &client, Req::allocate().lifetime(asked));
         assert_eq!(lifetime(&resp), granted, "asked {asked}");
@@ -612,15 +629,13 @@ fn retransmitted_allocate_is_answered_again_and_a_new_one_is_437() {
     assert_success(&first, &alice.key);
     let again = h.send(1, alice.tuple, &raw);
     assert_success(&again, &alice.key);
-    for typ in [ATTR_XOR_RELAYED_ADDRESS, ATTR_XORMAPPED_ADDRESS] {
-        assert_eq!(xor_addrs(&again, typ), xor_addrs(&first, typ));
-    }
+    assert_eq!(relayed(&again), relayed(&first));
+    let mapped = ATTR_XORMAPPED_ADDRESS;
+    assert_eq!(xor_addrs(&again, mapped), xor_addrs(&first, mapped));
     assert_eq!(lifetime(&again), 599);
-    let resp = h.request(1, &alice, Req::allocate());
-    assert_signed_error(&resp, 437, &alice.key);
-    assert_eq!(h.mgr.allocation_count(), 1);
+    h.refused(1, &alice, Req::allocate(), 437);
+    assert_eq!((h.mgr.allocation_count(), h.quotas.total()), (1, 1));
     assert_eq!(h.held(), [relay(50000)]);
-    assert_eq!(h.quotas.total(), 1);
 }
 
 #[test]
@@ -628,9 +643,7 @@ fn retransmitted_allocate_is_answered_again_and_a_new_one_is_437() {
 fn retransmitted_allocate_repeats_the_reservation_token() {
     let mut h = Setup::default().start();
     let alice = h.alice(1);
-    let raw = alice
-        .sign(Req::allocate().attr(ATTR_EVEN_PORT, &[0x80]))
-        .build();
+    let raw = alice.sign(Req::allocate().even_port(true)).build();
     let first = h.send(0, alice.tuple, &raw);
     let again = h.send(1, alice.tuple, &raw);
     assert_success(&again, &alice.key);
@@ -642,13 +655,10 @@ fn retransmitted_allocate_repeats_the_reservation_token() {
 fn requested_transport_must_be_udp() {
     let mut h = Setup::default().start();
     let alice = h.alice(1);
-    let resp = h.request(0, &alice, Req::new(METHOD_ALLOCATE));
-    assert_signed_error(&resp, 400, &alice.key);
-    let resp = h.request(0, &alice, Req::new(METHOD_ALLOCATE).transport(6));
-    assert_signed_error(&resp, 442, &alice.key);
-    assert_eq!(h.mgr.allocation_count(), 0);
+    h.refused(0, &alice, Req::new(METHOD_ALLOCATE), 400);
+    h.refused(0, &alice, Req::new(METHOD_ALLOCATE).transport(6), 442);
+    assert_eq!((h.mgr.allocation_count(), h.quotas.total()), (0, 0));
     assert!(h.held().is_empty());
-    assert_eq!(h.quotas.total(), 0);
 }
 
 #[test]
@@ -656,8 +666,8 @@ fn unknown_comprehension_required_attribute_is_420() {
     let mut h = Setup::default().start();
     let alice = h.alice(1);
     let req = Req::allocate()
-        .attr(AttrType(0x7777), &[1, 2, 3, 4])
-        .attr(AttrType(0x8777), &[1, 2, 3, 4]);
+        .attr(AttrType(0x7777), &[1; 4])
+        .attr(AttrType(0x8777), &[1; 4]);
     let resp = h.request(0, &alice, req);
     assert_error(&resp, 420);
     let mut unknown = UnknownAttributes(Vec::new());
@@ -671,11 +681,9 @@ fn another_user_on_the_same_tuple_is_441() {
     let mut h = Setup::default().start();
     let alice = h.alice(1);
     h.allocate(0, &alice);
-    let bob = h.login(0, tuple(1), "bob", "builder");
-    let resp = h.request(10, &bob, Req::new(METHOD_REFRESH).lifetime(0));
-    assert_signed_error(&resp, 441, &bob.key);
-    let resp = h.request(10, &bob, Req::allocate());
-    assert_signed_error(&resp, 441, &bob.key);
+    let bob = h.bob(1);
+    h.refused(10, &bob, Req::refresh(0), 441);
+    h.refused(10, &bob, Req::allocate(), 441);
     assert_eq!(h.mgr.allocation_count(), 1);
     assert_eq!(h.mgr.poll_timeout(), Some(h.at(600)));
 }
@@ -686,16 +694,12 @@ fn another_user_on_the_same_tuple_is_441() {
 fn ipv6_or_unknown_family_without_a_relay_is_440() {
     let mut h = Setup::default().start();
     let alice = h.alice(1);
-    for family in [2, 3] {
-        let resp = h.request(0, &alice, Req::allocate().family(family));
-        assert_signed_error(&resp, 440, &alice.key);
-    }
+    h.refused(0, &alice, Req::allocate().family(2), 440);
+    h.refused(0, &alice, Req::allocate().family(3), 440);
     let mut h = Setup::dual().start();
     let alice = h.alice(1);
-    let resp = h.request(0, &alice, Req::allocate().family(3));
-    assert_signed_error(&resp, 440, &alice.key);
-    assert_eq!(h.mgr.allocation_count(), 0);
-    assert_eq!(h.quotas.total(), 0);
+    h.refused(0, &alice, Req::allocate().family(3), 440);
+    assert_eq!((h.mgr.allocation_count(), h.quotas.total()), (0, 0));
 }
 
 #[test]
@@ -703,8 +707,7 @@ fn ipv6_family_gets_the_ipv6_relay() {
     let mut h = Setup::dual().start();
     let alice = h.alice(1);
     let resp = h.ok(0, &alice, Req::allocate().family(2));
-    let relayed = xor_addrs(&resp, ATTR_XOR_RELAYED_ADDRESS);
-    assert_eq!(relayed, [SocketAddr::new(ADVERTISED_V6, 50000)]);
+    assert_eq!(relayed(&resp), [SocketAddr::new(ADVERTISED_V6, 50000)]);
     assert_eq!(h.held(), [SocketAddr::new(RELAY_V6, 50000)]);
 }
 
@@ -713,16 +716,15 @@ fn additional_family_gives_a_dual_allocation() {
     let mut h = Setup::dual().start();
     let alice = h.alice(1);
     let resp = h.ok(0, &alice, Req::allocate().additional_family(2));
-    let relayed = xor_addrs(&resp, ATTR_XOR_RELAYED_ADDRESS);
-    let v6 = SocketAddr::new(ADVERTISED_V6, 50000);
-    assert_eq!(relayed, [SocketAddr::new(ADVERTISED_V4, 50000), v6]);
+    let (ipv4, ipv6) = (ADVERTISED_V4, ADVERTISED_V6);
+    let both = [SocketAddr::new(ipv4, 50000), SocketAddr::new(ipv6, 50000)];
+    assert_eq!(relayed(&resp), both);
     assert!(!resp.contains(ATTR_ADDRESS_ERROR_CODE));
 
     let mut h = Setup::default().start();
     let alice = h.alice(1);
     let resp = h.ok(0, &alice, Req::allocate().additional_family(2));
-    let relayed = xor_addrs(&resp, ATTR_XOR_RELAYED_ADDRESS);
-    assert_eq!(relayed, [SocketAddr::new(ADVERTISED_V4, 50000)]);
+    assert_eq!(relayed(&resp), [SocketAddr::new(ADVERTISED_V4, 50000)]);
     // Family IPv6, class 4, number 40: 440 Address Family not Supported.
     assert_eq!(resp.get(ATTR_ADDRESS_ERROR_CODE).unwrap(), [2, 0, 4, 40]);
 }
@@ -731,15 +733,19 @@ fn additional_family_gives_a_dual_allocation() {
 fn conflicting_family_attributes_are_400() {
     let mut h = Setup::dual().start();
     let alice = h.alice(1);
-    let both = Req::allocate().family(1).additional_family(2);
-    assert_signed_error(&h.request(0, &alice, both), 400, &alice.key);
-    let additional_v4 = Req::allocate().additional_family(1);
-    assert_signed_error(&h.request(0, &alice, additional_v4), 400, &alice.key);
+    h.refused(
+        0,
+        &alice,
+        Req::allocate().family(1).additional_family(2),
+        400,
+    );
+    h.refused(0, &alice, Req::allocate().additional_family(1), 400);
     assert_eq!(h.mgr.allocation_count(), 0);
 }
 
 // EVEN-PORT and RESERVATION-TOKEN (RFC 8656 §7.2).
 
+/// A port range that starts odd, so that "even" is visible.
 fn odd_first() -> Setup {
     Setup {
         ports: 50001..=50010,
@@ -752,42 +758,33 @@ fn even_port_is_even() {
     let mut h = odd_first().start();
     let (alice, other) = (h.alice(1), h.alice(2));
     assert_eq!(h.allocate(0, &alice).port(), 50001, "plain takes the first");
-    let resp = h.ok(0, &other, Req::allocate().attr(ATTR_EVEN_PORT, &[0]));
-    let relayed = xor_addrs(&resp, ATTR_XOR_RELAYED_ADDRESS);
-    assert_eq!(relayed, [SocketAddr::new(ADVERTISED_V4, 50002)]);
+    let resp = h.ok(0, &other, Req::allocate().even_port(false));
+    assert_eq!(relayed(&resp), [SocketAddr::new(ADVERTISED_V4, 50002)]);
     assert!(!resp.contains(ATTR_RESERVATION_TOKEN));
     assert_eq!(h.held(), [relay(50001), relay(50002)]);
 }
 
-/// Alice allocates with EVEN-PORT R: returns her client and the token.
-fn reserve(h: &mut Harness) -> (Client, Vec<u8>) {
+/// Alice allocates with EVEN-PORT R: returns the token.
+fn reserve(h: &mut Harness) -> Vec<u8> {
     let alice = h.alice(1);
-    let resp = h.ok(0, &alice, Req::allocate().attr(ATTR_EVEN_PORT, &[0x80]));
-    let relayed = xor_addrs(&resp, ATTR_XOR_RELAYED_ADDRESS);
-    assert_eq!(relayed, [SocketAddr::new(ADVERTISED_V4, 50002)]);
+    let resp = h.ok(0, &alice, Req::allocate().even_port(true));
+    assert_eq!(relayed(&resp), [SocketAddr::new(ADVERTISED_V4, 50002)]);
     let token = resp.get(ATTR_RESERVATION_TOKEN).unwrap();
     assert_eq!(token.len(), 8);
     assert_eq!(h.held(), [relay(50002), relay(50003)]);
-    (alice, token)
+    token
 }
 
 #[test]
 fn reservation_token_claims_the_next_port_once() {
     let mut h = odd_first().start();
-    let (_, token) = reserve(&mut h);
-    let bob = h.login(0, tuple(2), "bob", "builder");
-    let resp = h.ok(
-        5,
-        &bob,
-        Req::allocate().attr(ATTR_RESERVATION_TOKEN, &token),
-    );
-    let relayed = xor_addrs(&resp, ATTR_XOR_RELAYED_ADDRESS);
-    assert_eq!(relayed, [SocketAddr::new(ADVERTISED_V4, 50003)]);
+    let token = reserve(&mut h);
+    let bob = h.bob(2);
+    let resp = h.ok(5, &bob, Req::allocate().token(&token));
+    assert_eq!(relayed(&resp), [SocketAddr::new(ADVERTISED_V4, 50003)]);
     let carol = h.alice(3);
-    let again = Req::allocate().attr(ATTR_RESERVATION_TOKEN, &token);
-    assert_signed_error(&h.request(5, &carol, again), 508, &carol.key);
-    assert_eq!(h.mgr.allocation_count(), 2);
-    assert_eq!(h.quotas.total(), 2);
+    h.refused(5, &carol, Req::allocate().token(&token), 508);
+    assert_eq!((h.mgr.allocation_count(), h.quotas.total()), (2, 2));
     // The claimed port outlives the reservation timer.
     h.expire(30);
     assert_eq!(h.held(), [relay(50002), relay(50003)]);
@@ -796,23 +793,18 @@ fn reservation_token_claims_the_next_port_once() {
 #[test]
 fn even_port_with_token_is_400_and_unknown_token_is_508() {
     let mut h = odd_first().start();
-    let (_, token) = reserve(&mut h);
-    let bob = h.login(0, tuple(2), "bob", "builder");
-    let both = Req::allocate()
-        .attr(ATTR_EVEN_PORT, &[0])
-        .attr(ATTR_RESERVATION_TOKEN, &token);
-    assert_signed_error(&h.request(0, &bob, both), 400, &bob.key);
-    let unknown = Req::allocate().attr(ATTR_RESERVATION_TOKEN, &[7; 8]);
-    assert_signed_error(&h.request(0, &bob, unknown), 508, &bob.key);
-    assert_eq!(h.mgr.allocation_count(), 1);
-    assert_eq!(h.quotas.total(), 1);
+    let token = reserve(&mut h);
+    let bob = h.bob(2);
+    h.refused(0, &bob, Req::allocate().even_port(false).token(&token), 400);
+    h.refused(0, &bob, Req::allocate().token(&[7; 8]), 508);
+    assert_eq!((h.mgr.allocation_count(), h.quotas.total()), (1, 1));
     assert_eq!(h.held(), [relay(50002), relay(50003)]);
 }
 
 #[test]
 fn reservation_expires_after_30s_and_its_port_returns() {
     let mut h = odd_first().start();
-    let (_, token) = reserve(&mut h);
+    let token = reserve(&mut h);
     assert_eq!(h.mgr.poll_timeout(), Some(h.at(30)));
     h.expire(29);
     assert_eq!(h.held(), [relay(50002), relay(50003)]);
@@ -820,8 +812,7 @@ fn reservation_expires_after_30s_and_its_port_returns() {
     assert_eq!(h.held(), [relay(50002)]);
     assert_eq!(h.mgr.poll_timeout(), Some(h.at(600)));
     let bob = h.login(31, tuple(2), "bob", "builder");
-    let late = Req::allocate().attr(ATTR_RESERVATION_TOKEN, &token);
-    assert_signed_error(&h.request(31, &bob, late), 508, &bob.key);
+    h.refused(31, &bob, Req::allocate().token(&token), 508);
     assert_eq!(h.allocate(31, &bob).port(), 50001);
 }
 
@@ -832,12 +823,12 @@ fn refresh_extends_the_lifetime() {
     let mut h = Setup::default().start();
     let alice = h.alice(1);
     h.allocate(0, &alice);
-    let resp = h.ok(500, &alice, Req::new(METHOD_REFRESH).lifetime(1200));
-    assert_eq!(lifetime(&resp), 1200);
+    assert_eq!(lifetime(&h.ok(500, &alice, Req::refresh(1200))), 1200);
     h.expire(600);
     assert_eq!(h.mgr.allocation_count(), 1, "refreshed until 1700");
     let resp = h.ok(590, &alice, Req::new(METHOD_REFRESH));
     assert_eq!(lifetime(&resp), 600);
+    h.refused(590, &alice, Req::refresh(600).family(2), 443);
     h.expire(1189);
     assert_eq!(h.mgr.allocation_count(), 1);
     h.expire(1190);
@@ -851,8 +842,7 @@ fn refresh_lifetime_has_the_default_as_floor() {
     let mut h = Setup::default().start();
     let alice = h.alice(1);
     h.allocate(0, &alice);
-    let resp = h.ok(10, &alice, Req::new(METHOD_REFRESH).lifetime(30));
-    assert_eq!(lifetime(&resp), 600);
+    assert_eq!(lifetime(&h.ok(10, &alice, Req::refresh(30))), 600);
     h.expire(41);
     assert_eq!(h.mgr.allocation_count(), 1);
 }
@@ -862,16 +852,13 @@ fn refresh_to_zero_deletes_and_frees_the_port() {
     let mut h = Setup::default().start();
     let alice = h.alice(1);
     h.allocate(0, &alice);
-    h.ok(0, &alice, Req::new(METHOD_CREATE_PERMISSION).peer(peer_a()));
-    let resp = h.ok(10, &alice, Req::new(METHOD_REFRESH).lifetime(0));
-    assert_eq!(lifetime(&resp), 0);
-    assert_eq!(h.mgr.allocation_count(), 0);
+    h.ok(0, &alice, Req::permission(&[PEER_A]));
+    assert_eq!(lifetime(&h.ok(10, &alice, Req::refresh(0))), 0);
+    assert_eq!((h.mgr.allocation_count(), h.quotas.total()), (0, 0));
     assert!(h.held().is_empty());
-    assert_eq!(h.quotas.total(), 0);
-    assert_eq!(h.route(10, relay(50000), peer_a()), None);
-    let resp = h.request(10, &alice, Req::new(METHOD_REFRESH));
-    assert_signed_error(&resp, 437, &alice.key);
-    // The stale timers find nothing to do.
+    assert_eq!(h.route(10, relay(50000), PEER_A), None);
+    h.refused(10, &alice, Req::new(METHOD_REFRESH), 437);
+    // The stale timers find nothing to do (and release nothing twice).
     h.expire(10_000);
     assert!(h.held().is_empty());
 }
@@ -880,8 +867,7 @@ fn refresh_to_zero_deletes_and_frees_the_port() {
 fn refresh_without_allocation_is_437() {
     let mut h = Setup::default().start();
     let alice = h.alice(1);
-    let resp = h.request(0, &alice, Req::new(METHOD_REFRESH).lifetime(600));
-    assert_signed_error(&resp, 437, &alice.key);
+    h.refused(0, &alice, Req::refresh(600), 437);
     assert_eq!(h.mgr.allocation_count(), 0);
 }
 
@@ -892,42 +878,39 @@ fn create_permission_for_one_and_several_peers() {
     let mut h = Setup::default().start();
     let alice = h.alice(1);
     h.allocate(0, &alice);
-    let client = Some(PeerRoute {
+    let to_alice = Some(PeerRoute {
         client: alice.tuple,
         channel: None,
     });
-    h.ok(0, &alice, Req::new(METHOD_CREATE_PERMISSION).peer(peer_a()));
-    assert_eq!(h.route(0, relay(50000), peer_a()), client);
+    h.ok(0, &alice, Req::permission(&[PEER_A]));
+    assert_eq!(h.route(0, relay(50000), PEER_A), to_alice);
     // Permissions are per IP: any port of the peer gets through.
-    assert_eq!(h.route(0, relay(50000), sa("192.0.2.10:1")), client);
-    assert_eq!(h.route(0, relay(50000), peer_b()), None);
-    let several = Req::new(METHOD_CREATE_PERMISSION)
-        .peer(peer_b())
-        .peer(peer_c());
-    h.ok(0, &alice, several);
-    assert_eq!(h.route(0, relay(50000), peer_b()), client);
-    assert_eq!(h.route(0, relay(50000), peer_c()), client);
-    assert_eq!(h.route(0, relay(50001), peer_c()), None, "not our relay");
+    assert_eq!(h.route(0, relay(50000), sa("192.0.2.10:1")), to_alice);
+    assert_eq!(h.route(0, relay(50000), PEER_B), None);
+    h.ok(0, &alice, Req::permission(&[PEER_B, PEER_C]));
+    assert_eq!(h.route(0, relay(50000), PEER_B), to_alice);
+    assert_eq!(h.route(0, relay(50000), PEER_C), to_alice);
+    assert_eq!(h.route(0, relay(50001), PEER_C), None, "not a relay");
 }
 
 #[test]
 fn create_permission_errors() {
     let mut h = Setup::default().start();
     let alice = h.alice(1);
-    let resp = h.request(0, &alice, Req::new(METHOD_CREATE_PERMISSION).peer(peer_a()));
-    assert_signed_error(&resp, 437, &alice.key);
+    h.refused(0, &alice, Req::permission(&[PEER_A]), 437);
     h.allocate(0, &alice);
-    let resp = h.request(0, &alice, Req::new(METHOD_CREATE_PERMISSION));
-    assert_signed_error(&resp, 400, &alice.key);
+    h.refused(0, &alice, Req::permission(&[]), 400);
     // An IPv6 peer on an IPv4-only allocation, alone or after a good peer.
-    let v6 = sa("[2001:db8::1]:5000");
-    for req in [
-        Req::new(METHOD_CREATE_PERMISSION).peer(v6),
-        Req::new(METHOD_CREATE_PERMISSION).peer(peer_a()).peer(v6),
-    ] {
-        assert_signed_error(&h.request(0, &alice, req), 443, &alice.key);
-    }
-    assert_eq!(h.route(0, relay(50000), peer_a()), None);
+    h.refused(0, &alice, Req::permission(&[PEER_V6]), 443);
+    h.refused(0, &alice, Req::permission(&[PEER_A, PEER_V6]), 443);
+    // A disguised IPv4 loopback is an IPv6 peer here: refused too.
+    h.refused(
+        0,
+        &alice,
+        Req::permission(&[sa("[::ffff:127.0.0.1]:5000")]),
+        443,
+    );
+    assert_eq!(h.route(0, relay(50000), PEER_A), None);
 }
 
 #[test]
@@ -935,34 +918,31 @@ fn create_permission_to_a_forbidden_peer_is_403_and_installs_nothing() {
     let mut h = Setup::dual().start();
     let alice = h.alice(1);
     h.ok(0, &alice, Req::allocate().additional_family(2));
-    let v6_peer = sa("[2001:db8::1]:5000");
     let relay_v6 = SocketAddr::new(RELAY_V6, 50000);
     for forbidden in [
         "10.0.0.1:5000",
         "169.254.169.254:80",
         "[::ffff:127.0.0.1]:5000",
     ] {
-        let req = Req::new(METHOD_CREATE_PERMISSION)
-            .peer(peer_a())
-            .peer(v6_peer)
-            .peer(sa(forbidden));
-        assert_signed_error(&h.request(0, &alice, req), 403, &alice.key);
-        assert_eq!(h.route(0, relay(50000), peer_a()), None, "{forbidden}");
-        assert_eq!(h.route(0, relay_v6, v6_peer), None, "{forbidden}");
+        let req = Req::permission(&[PEER_A, PEER_V6, sa(forbidden)]);
+        h.refused(0, &alice, req, 403);
+        assert_eq!(h.route(0, relay(50000), PEER_A), None, "{forbidden}");
+        assert_eq!(h.route(0, relay_v6, PEER_V6), None, "{forbidden}");
     }
-    // With allow-loopback-peers the same loopback peer is admitted.
+    h.ok(0, &alice, Req::permission(&[PEER_A, PEER_V6]));
+    assert!(h.route(0, relay(50000), PEER_A).is_some());
+    assert!(h.route(0, relay_v6, PEER_V6).is_some());
+
+    // With allow-loopback-peers a loopback peer is admitted.
+    let rules = PeerRules::new(true, vec![], vec![], vec![]);
     let mut h = Setup {
-        rules: PeerRules::new(true, vec![], vec![], vec![]),
+        rules,
         ..Setup::default()
     }
     .start();
     let alice = h.alice(1);
     h.allocate(0, &alice);
-    h.ok(
-        0,
-        &alice,
-        Req::new(METHOD_CREATE_PERMISSION).peer(sa("127.0.0.1:9")),
-    );
+    h.ok(0, &alice, Req::permission(&[sa("127.0.0.1:9")]));
     assert!(h.route(0, relay(50000), sa("127.0.0.1:9")).is_some());
 }
 
@@ -973,34 +953,39 @@ fn channel_numbers_must_be_in_range() {
     let mut h = Setup::default().start();
     let alice = h.alice(1);
     h.allocate(0, &alice);
-    let bind = |n, peer| Req::new(METHOD_CHANNEL_BIND).channel(n).peer(peer);
-    h.ok(0, &alice, bind(0x4000, peer_a()));
-    h.ok(0, &alice, bind(0x4FFF, peer_b()));
-    for n in [0x3FFF, 0x5000, 0] {
-        let resp = h.request(0, &alice, bind(n, peer_c()));
-        assert_signed_error(&resp, 400, &alice.key);
+    // 0x5000-0x7FFF are accepted on purpose, for RFC 5766 clients (see `methods::CHANNELS`).
+    let fourth = sa("192.0.2.11:5000");
+    for (number, peer) in [
+        (0x4000, PEER_A),
+        (0x4FFF, PEER_B),
+        (0x5000, PEER_C),
+        (0x7FFF, fourth),
+    ] {
+        h.ok(0, &alice, Req::bind(number, peer));
+        assert_eq!(h.channel(0, &alice, number), Some((relay(50000), peer)));
     }
-    let no_peer = Req::new(METHOD_CHANNEL_BIND).channel(0x4001);
-    assert_signed_error(&h.request(0, &alice, no_peer), 400, &alice.key);
-    assert_eq!(h.route(0, relay(50000), peer_c()), None);
+    let fifth = sa("192.0.2.12:5000");
+    for number in [0x3FFF, 0x8000, 0xFFFF, 0] {
+        h.refused(0, &alice, Req::bind(number, fifth), 400);
+    }
+    let no_peer = Req::new(METHOD_CHANNEL_BIND).attr(ATTR_CHANNEL_NUMBER, &[0x40, 1, 0, 0]);
+    h.refused(0, &alice, no_peer, 400);
+    assert_eq!(h.route(0, relay(50000), fifth), None);
 }
 
 #[test]
 fn a_channel_has_one_peer_and_a_peer_one_channel() {
     let mut h = Setup::default().start();
     let alice = h.alice(1);
+    h.refused(0, &alice, Req::bind(0x4000, PEER_A), 437);
     h.allocate(0, &alice);
-    let bind = |n, peer| Req::new(METHOD_CHANNEL_BIND).channel(n).peer(peer);
-    h.ok(0, &alice, bind(0x4000, peer_a()));
-    let resp = h.request(0, &alice, bind(0x4000, peer_b()));
-    assert_signed_error(&resp, 400, &alice.key);
-    let resp = h.request(0, &alice, bind(0x4001, peer_a()));
-    assert_signed_error(&resp, 400, &alice.key);
-    h.ok(1, &alice, bind(0x4000, peer_a()));
-    let now = h.at(1);
-    let route = h.mgr.channel_route(now, &alice.tuple, 0x4000);
-    assert_eq!(route, Some((relay(50000), peer_a())));
-    assert_eq!(h.mgr.channel_route(now, &alice.tuple, 0x4001), None);
+    h.ok(0, &alice, Req::bind(0x4000, PEER_A));
+    h.refused(0, &alice, Req::bind(0x4000, PEER_B), 400);
+    h.refused(0, &alice, Req::bind(0x4001, PEER_A), 400);
+    h.ok(1, &alice, Req::bind(0x4000, PEER_A)); // a refresh
+    assert_eq!(h.channel(1, &alice, 0x4000), Some((relay(50000), PEER_A)));
+    assert_eq!(h.channel(1, &alice, 0x4001), None);
+    assert_eq!(h.route(1, relay(50000), PEER_B), None);
 }
 
 #[test]
@@ -1008,87 +993,62 @@ fn channel_bind_installs_a_permission_and_refuses_forbidden_peers() {
     let mut h = Setup::default().start();
     let alice = h.alice(1);
     h.allocate(0, &alice);
-    assert_eq!(h.route(0, relay(50000), peer_a()), None);
-    h.ok(
-        0,
-        &alice,
-        Req::new(METHOD_CHANNEL_BIND).channel(0x4000).peer(peer_a()),
-    );
-    let route = h.route(0, relay(50000), peer_a()).unwrap();
-    assert_eq!((route.client, route.channel), (alice.tuple, Some(0x4000)));
-    // Same IP, other port: permitted, but no channel.
+    assert_eq!(h.route(0, relay(50000), PEER_A), None);
+    h.ok(0, &alice, Req::bind(0x4000, PEER_A));
+    let channel = Some(PeerRoute {
+        client: alice.tuple,
+        channel: Some(0x4000),
+    });
+    assert_eq!(h.route(0, relay(50000), PEER_A), channel);
+    // Same IP, other port: permitted, but not on the channel.
     let other_port = h.route(0, relay(50000), sa("192.0.2.10:5001")).unwrap();
     assert_eq!(other_port.channel, None);
-    for forbidden in ["10.0.0.1:5000", "127.0.0.1:5000", SERVER] {
-        let req = Req::new(METHOD_CHANNEL_BIND)
-            .channel(0x4001)
-            .peer(sa(forbidden));
-        assert_signed_error(&h.request(0, &alice, req), 403, &alice.key);
+    for forbidden in [sa("10.0.0.1:5000"), sa("127.0.0.1:5000"), SERVER] {
+        h.refused(0, &alice, Req::bind(0x4001, forbidden), 403);
     }
-    let now = h.at(0);
-    assert_eq!(h.mgr.channel_route(now, &alice.tuple, 0x4001), None);
+    assert_eq!(h.channel(0, &alice, 0x4001), None);
     assert_eq!(h.route(0, relay(50000), sa("10.0.0.1:5000")), None);
 }
 
 // The data path and expiry.
 
-fn send_indication(peer: SocketAddr, data: &[u8]) -> Message {
-    let req = Req::of_class(METHOD_SEND, CLASS_INDICATION)
-        .peer(peer)
-        .attr(ATTR_DATA, data);
-    decode(&req.build())
-}
-
 #[test]
 fn send_indication_needs_a_permission_and_an_allowed_peer() {
     let mut h = Setup::default().start();
     let alice = h.alice(1);
-    let send = send_indication(peer_a(), b"hello");
-    assert_eq!(h.mgr.handle_send(h.at(0), alice.tuple, &send), None);
+    assert_eq!(h.send_to(0, alice.tuple, PEER_A), None);
     h.allocate(0, &alice);
-    assert_eq!(h.mgr.handle_send(h.at(0), alice.tuple, &send), None);
-    let server_ip = sa(SERVER).ip();
-    let req = Req::new(METHOD_CREATE_PERMISSION)
-        .peer(peer_a())
-        .peer(SocketAddr::new(server_ip, 1));
-    h.ok(0, &alice, req);
-    let routed = h.mgr.handle_send(h.at(0), alice.tuple, &send);
-    assert_eq!(routed, Some((relay(50000), peer_a(), &b"hello"[..])));
-    assert_eq!(h.mgr.handle_send(h.at(0), tuple(2), &send), None);
-    let to_b = send_indication(peer_b(), b"x");
-    assert_eq!(h.mgr.handle_send(h.at(0), alice.tuple, &to_b), None);
+    assert_eq!(h.send_to(0, alice.tuple, PEER_A), None);
+    h.ok(0, &alice, Req::permission(&[PEER_A, SERVER]));
+    assert_eq!(h.send_to(0, alice.tuple, PEER_A), Some(relay(50000)));
+    assert_eq!(h.send_to(0, tuple(2), PEER_A), None, "not an allocation");
+    assert_eq!(h.send_to(0, alice.tuple, PEER_B), None);
     // The server's IP is a permitted peer, but not its listening port.
-    let to_listener = send_indication(sa(SERVER), b"x");
-    assert_eq!(h.mgr.handle_send(h.at(0), alice.tuple, &to_listener), None);
-    let beside = send_indication(SocketAddr::new(server_ip, 3479), b"x");
-    assert!(h.mgr.handle_send(h.at(0), alice.tuple, &beside).is_some());
+    assert_eq!(h.send_to(0, alice.tuple, SERVER), None);
+    let beside = SocketAddr::new(SERVER.ip(), 3479);
+    assert_eq!(h.send_to(0, alice.tuple, beside), Some(relay(50000)));
 }
 
 #[test]
 fn each_relay_routes_to_its_own_client() {
     let mut h = Setup::default().start();
-    let (alice, bob) = (h.alice(1), h.login(0, tuple(2), "bob", "builder"));
+    let (alice, bob) = (h.alice(1), h.bob(2));
     h.allocate(0, &alice);
     h.allocate(0, &bob);
-    h.ok(0, &alice, Req::new(METHOD_CREATE_PERMISSION).peer(peer_a()));
+    h.ok(0, &alice, Req::permission(&[PEER_A]));
     assert_eq!(
-        h.route(0, relay(50001), peer_a()),
+        h.route(0, relay(50001), PEER_A),
         None,
         "bob has no permission"
     );
-    h.ok(
-        0,
-        &bob,
-        Req::new(METHOD_CHANNEL_BIND).channel(0x4000).peer(peer_a()),
-    );
-    let to_alice = h.route(0, relay(50000), peer_a()).unwrap();
-    let to_bob = h.route(0, relay(50001), peer_a()).unwrap();
+    h.ok(0, &bob, Req::bind(0x4000, PEER_A));
+    let to_alice = h.route(0, relay(50000), PEER_A).unwrap();
+    let to_bob = h.route(0, relay(50001), PEER_A).unwrap();
     assert_eq!((to_alice.client, to_alice.channel), (alice.tuple, None));
     assert_eq!((to_bob.client, to_bob.channel), (bob.tuple, Some(0x4000)));
-    let now = h.at(0);
-    assert_eq!(h.mgr.channel_route(now, &alice.tuple, 0x4000), None);
-    let bobs = h.mgr.channel_route(now, &bob.tuple, 0x4000);
-    assert_eq!(bobs, Some((relay(50001), peer_a())));
+    assert_eq!(h.channel(0, &alice, 0x4000), None);
+    assert_eq!(h.channel(0, &bob, 0x4000), Some((relay(50001), PEER_A)));
+    assert_eq!(h.send_to(0, bob.tuple, PEER_A), Some(relay(50001)));
 }
 
 #[test]
@@ -1096,15 +1056,14 @@ fn permissions_expire_after_300s() {
     let mut h = Setup::default().start();
     let alice = h.alice(1);
     h.allocate(0, &alice);
-    h.ok(0, &alice, Req::new(METHOD_CREATE_PERMISSION).peer(peer_a()));
+    h.ok(0, &alice, Req::permission(&[PEER_A]));
     assert_eq!(h.mgr.poll_timeout(), Some(h.at(300)));
-    let send = send_indication(peer_a(), b"x");
     h.expire(299);
-    assert!(h.route(299, relay(50000), peer_a()).is_some());
-    assert!(h.mgr.handle_send(h.at(299), alice.tuple, &send).is_some());
+    assert!(h.route(299, relay(50000), PEER_A).is_some());
+    assert!(h.send_to(299, alice.tuple, PEER_A).is_some());
     h.expire(300);
-    assert_eq!(h.route(300, relay(50000), peer_a()), None);
-    assert_eq!(h.mgr.handle_send(h.at(300), alice.tuple, &send), None);
+    assert_eq!(h.route(300, relay(50000), PEER_A), None);
+    assert_eq!(h.send_to(300, alice.tuple, PEER_A), None);
     assert_eq!(h.mgr.allocation_count(), 1);
     assert_eq!(h.mgr.poll_timeout(), Some(h.at(600)));
 }
@@ -1114,25 +1073,15 @@ fn channels_expire_after_600s() {
     let mut h = Setup::default().start();
     let alice = h.alice(1);
     h.ok(0, &alice, Req::allocate().lifetime(3600));
-    h.ok(
-        0,
-        &alice,
-        Req::new(METHOD_CHANNEL_BIND).channel(0x4000).peer(peer_a()),
-    );
+    h.ok(0, &alice, Req::bind(0x4000, PEER_A));
     // Keep the permission alive on its own, past the channel's expiry.
-    for secs in [250, 500] {
-        h.ok(
-            secs,
-            &alice,
-            Req::new(METHOD_CREATE_PERMISSION).peer(peer_a()),
-        );
-    }
+    h.ok(250, &alice, Req::permission(&[PEER_A]));
+    h.ok(500, &alice, Req::permission(&[PEER_A]));
     h.expire(599);
-    let route = h.mgr.channel_route(h.at(599), &alice.tuple, 0x4000);
-    assert_eq!(route, Some((relay(50000), peer_a())));
+    assert_eq!(h.channel(599, &alice, 0x4000), Some((relay(50000), PEER_A)));
     h.expire(600);
-    assert_eq!(h.mgr.channel_route(h.at(600), &alice.tuple, 0x4000), None);
-    let route = h.route(600, relay(50000), peer_a()).unwrap();
+    assert_eq!(h.channel(600, &alice, 0x4000), None);
+    let route = h.route(600, relay(50000), PEER_A).unwrap();
     assert_eq!(route.channel, None, "data indications from now on");
     assert_eq!(h.mgr.allocation_count(), 1);
 }
@@ -1143,38 +1092,41 @@ fn allocation_expires_after_600s_and_frees_everything() {
     let alice = h.alice(1);
     assert_eq!(h.mgr.poll_timeout(), None);
     h.allocate(0, &alice);
-    h.ok(
-        10,
-        &alice,
-        Req::new(METHOD_CREATE_PERMISSION).peer(peer_b()),
-    );
-    h.ok(
-        20,
-        &alice,
-        Req::new(METHOD_CHANNEL_BIND).channel(0x4000).peer(peer_a()),
-    );
+    h.ok(10, &alice, Req::permission(&[PEER_B]));
+    h.ok(20, &alice, Req::bind(0x4000, PEER_A));
     // Due: permission B 310, permission A 320, allocation 600, channel 620.
     assert_eq!(h.mgr.poll_timeout(), Some(h.at(310)));
     h.expire(310);
     assert_eq!(h.mgr.poll_timeout(), Some(h.at(320)));
-    h.ok(
-        315,
-        &alice,
-        Req::new(METHOD_CREATE_PERMISSION).peer(peer_a()),
-    );
+    h.ok(315, &alice, Req::permission(&[PEER_A]));
     h.expire(320);
     assert_eq!(h.mgr.poll_timeout(), Some(h.at(600)));
     h.expire(599);
     assert_eq!(h.mgr.allocation_count(), 1);
-    let send = send_indication(peer_a(), b"x");
-    assert!(h.mgr.handle_send(h.at(599), alice.tuple, &send).is_some());
+    assert_eq!(h.channel(599, &alice, 0x4000), Some((relay(50000), PEER_A)));
+    assert!(h.send_to(599, alice.tuple, PEER_A).is_some());
     h.expire(600);
-    assert_eq!(h.mgr.allocation_count(), 0);
+    assert_eq!((h.mgr.allocation_count(), h.quotas.total()), (0, 0));
     assert!(h.held().is_empty());
-    assert_eq!(h.quotas.total(), 0);
-    assert_eq!(h.route(600, relay(50000), peer_a()), None);
-    assert_eq!(h.mgr.channel_route(h.at(600), &alice.tuple, 0x4000), None);
-    assert_eq!(h.mgr.handle_send(h.at(600), alice.tuple, &send), None);
+    assert_eq!(h.route(600, relay(50000), PEER_A), None);
+    assert_eq!(h.channel(600, &alice, 0x4000), None);
+    assert_eq!(h.send_to(600, alice.tuple, PEER_A), None);
+}
+
+#[test]
+#[ignore = "BUG: every refresh pushes a timer entry; a client can grow the heap without bound"]
+fn repeated_refreshes_do_not_grow_the_timer_heap() {
+    let mut h = Setup::default().start();
+    let alice = h.alice(1);
+    h.allocate(0, &alice);
+    for _ in 0..1000 {
+        h.ok(1, &alice, Req::permission(&[PEER_A]));
+    }
+    assert!(
+        h.mgr.timers.len() <= 4,
+        "{} timer entries",
+        h.mgr.timers.len()
+    );
 }
 
 // Quotas, port exhaustion and close.
@@ -1186,14 +1138,12 @@ fn user_quota_is_486() {
         ..Setup::default()
     }
     .start();
-    let (first, second) = (h.alice(1), h.alice(2));
+    let (first, second, bob) = (h.alice(1), h.alice(2), h.bob(3));
     h.allocate(0, &first);
-    let resp = h.request(0, &second, Req::allocate());
-    assert_signed_error(&resp, 486, &second.key);
-    let bob = h.login(0, tuple(3), "bob", "builder");
+    h.refused(0, &second, Req::allocate(), 486);
     h.allocate(0, &bob);
     assert_eq!(h.held(), [relay(50000), relay(50001)]);
-    h.ok(1, &first, Req::new(METHOD_REFRESH).lifetime(0));
+    h.ok(1, &first, Req::refresh(0));
     h.allocate(1, &second);
     assert_eq!(h.quotas.total(), 2);
 }
@@ -1205,11 +1155,10 @@ fn total_quota_is_508() {
         ..Setup::default()
     }
     .start();
-    let clients = [h.alice(1), h.alice(2), h.alice(3)];
+    let clients = [h.alice(1), h.alice(2), h.bob(3)];
     h.allocate(0, &clients[0]);
     h.allocate(0, &clients[1]);
-    let resp = h.request(0, &clients[2], Req::allocate());
-    assert_signed_error(&resp, 508, &clients[2].key);
+    h.refused(0, &clients[2], Req::allocate(), 508);
     assert_eq!(h.held().len(), 2);
     assert_eq!(h.quotas.total(), 2);
 }
@@ -1224,14 +1173,13 @@ fn port_exhaustion_is_508_until_a_port_is_freed() {
     let clients = [h.alice(1), h.alice(2), h.alice(3)];
     h.allocate(0, &clients[0]);
     h.allocate(0, &clients[1]);
-    let resp = h.request(0, &clients[2], Req::allocate());
-    assert_signed_error(&resp, 508, &clients[2].key);
+    h.refused(0, &clients[2], Req::allocate(), 508);
     assert_eq!(
         h.quotas.total(),
         2,
         "the refused allocation gave its quota back"
     );
-    h.ok(1, &clients[0], Req::new(METHOD_REFRESH).lifetime(0));
+    h.ok(1, &clients[0], Req::refresh(0));
     assert_eq!(h.allocate(1, &clients[2]).port(), 50000);
     assert_eq!(h.mgr.allocation_count(), 2);
 }
@@ -1242,13 +1190,13 @@ fn close_deletes_the_allocation_and_releases_its_port() {
     let (alice, other) = (h.alice(1), h.alice(2));
     h.allocate(0, &alice);
     h.allocate(0, &other);
-    h.ok(0, &alice, Req::new(METHOD_CREATE_PERMISSION).peer(peer_a()));
+    h.ok(0, &alice, Req::permission(&[PEER_A]));
     h.mgr.close(alice.tuple);
-    h.mgr.close(tuple(9));
-    assert_eq!(h.mgr.allocation_count(), 1);
+    h.mgr.close(tuple(9)); // no allocation: nothing happens
+    assert_eq!((h.mgr.allocation_count(), h.quotas.total()), (1, 1));
     assert_eq!(h.held(), [relay(50001)]);
-    assert_eq!(h.quotas.total(), 1);
-    assert_eq!(h.route(0, relay(50000), peer_a()), None);
-    h.mgr.close(alice.tuple);
-    assert_eq!(h.held(), [relay(50001)]);
+    assert_eq!(h.route(0, relay(50000), PEER_A), None);
+    h.mgr.close(alice.tuple); // twice: nothing released twice
+    h.expire(10_000);
+    assert!(h.held().is_empty(), "the other one expired");
 }

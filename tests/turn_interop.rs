@@ -1,0 +1,177 @@
+//! Black-box interop: coturn's own test client, `turnutils_uclient`, relays through the built
+//! rturn binary to coturn's echo peer, `turnutils_peer`, and loses nothing. Every transport
+//! and mode the client has for plain TURN: ChannelData, Send indications, TCP, client to
+//! client, TURN REST credentials, and an `external-ip` (NAT) configuration.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+mod common;
+
+use std::net::UdpSocket;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const TURN_CONFIG: &str = "[relay]\nrelay-ip = \"127.0.0.1\"\nallow-loopback-peers = true\n\
+                           [auth]\nstatic-auth-secret = \"rest-secret\"\n\
+                           [auth.users]\nalice = \"wonderland\"\n";
+
+/// coturn's UDP echo peer on a free loopback port, killed on drop.
+struct EchoPeer {
+    child: Child,
+    port: u16,
+}
+
+impl EchoPeer {
+    fn start() -> EchoPeer {
+        let port = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("turnutils_peer")
+            .args(["-L", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("turnutils_peer is missing: install coturn (scripts/test.sh does)");
+        // Ready when it echoes.
+        let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+        probe
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let deadline = Instant::now() + TIMEOUT;
+        let mut buf = [0u8; 16];
+        loop {
+            probe.send_to(b"ping", ("127.0.0.1", port)).unwrap();
+            if probe.recv(&mut buf).is_ok() {
+                return EchoPeer { child, port };
+            }
+            assert!(Instant::now() < deadline, "turnutils_peer did not start");
+        }
+    }
+}
+
+impl Drop for EchoPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs turnutils_uclient against `server` with `flags` and checks every message came back.
+fn uclient(server: &Server, peer: &EchoPeer, flags: &[&str]) {
+    let tcp = flags.contains(&"-t");
+    let port = if tcp {
+        server.tcp[0].port()
+    } else {
+        server.udp[0].port()
+    };
+    let auth: Vec<&str> = if flags.contains(&"-W") {
+        vec!["-u", "bob"]
+    } else {
+        vec!["-u", "alice", "-w", "wonderland"]
+    };
+    let (clients, messages) = (4, 40);
+    let out = Command::new("timeout")
+        .arg("60")
+        .arg("turnutils_uclient")
+        .args(flags)
+        .args(auth)
+        .args([
+            "-p",
+            &port.to_string(),
+            "-e",
+            "127.0.0.1",
+            "-r",
+            &peer.port.to_string(),
+        ])
+        .args(["-m", &clients.to_string(), "-n", &messages.to_string()])
+        .args(["-l", "170", "-z", "5", "-c", "-X", "127.0.0.1"])
+        .output()
+        .expect("turnutils_uclient is missing: install coturn (scripts/test.sh does)");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let summary = || format!("uclient {flags:?}:\n{text}\nserver log:\n{}", server.log());
+    assert!(out.status.success(), "{}", summary());
+    assert!(
+        text.contains("Total lost packets 0 (0.000000%)"),
+        "{}",
+        summary()
+    );
+    let expected = clients * messages;
+    assert!(
+        text.contains(&format!(
+            "tot_send_msgs={expected}, tot_recv_msgs={expected}"
+        )),
+        "expected {expected} messages each way; {}",
+        summary()
+    );
+    assert!(!text.contains("error"), "{}", summary());
+}
+
+#[test]
+fn uclient_udp_channel_data() {
+    let server = Server::start(&loopback_config(TURN_CONFIG));
+    uclient(&server, &EchoPeer::start(), &[]);
+}
+
+#[test]
+fn uclient_udp_send_indications() {
+    let server = Server::start(&loopback_config(TURN_CONFIG));
+    uclient(&server, &EchoPeer::start(), &["-s"]);
+}
+
+#[test]
+fn uclient_tcp_channel_data_and_send_indications() {
+    let server = Server::start(&loopback_config(TURN_CONFIG));
+    let peer = EchoPeer::start();
+    uclient(&server, &peer, &["-t"]);
+    uclient(&server, &peer, &["-t", "-s"]);
+}
+
+#[test]
+fn uclient_client_to_client() {
+    let server = Server::start(&loopback_config(TURN_CONFIG));
+    let peer = EchoPeer::start();
+    uclient(&server, &peer, &["-y"]);
+    uclient(&server, &peer, &["-y", "-t"]);
+}
+
+#[test]
+fn uclient_rest_secret() {
+    let server = Server::start(&loopback_config(TURN_CONFIG));
+    uclient(&server, &EchoPeer::start(), &["-W", "rest-secret"]);
+}
+
+#[test]
+fn uclient_behind_external_ip() {
+    // Relays bind 127.0.0.1 and are advertised as 127.0.0.2, as a NATed server would
+    // advertise its public address; peers reach the relay at its real address.
+    let config = TURN_CONFIG.replace(
+        "relay-ip = \"127.0.0.1\"\n",
+        "relay-ip = \"127.0.0.1\"\nexternal-ip = \"127.0.0.2/127.0.0.1\"\n",
+    );
+    let server = Server::start(&loopback_config(&config));
+    uclient(&server, &EchoPeer::start(), &[]);
+}
+
+#[test]
+fn allocations_are_released_when_tcp_clients_leave() {
+    // With UDP the same run leaves allocations behind (uclient does not delete them), which
+    // proves the count below is real.
+    let mut udp = Server::start(&loopback_config(TURN_CONFIG));
+    uclient(&udp, &EchoPeer::start(), &[]);
+    assert!(udp.terminate().success());
+    let stopped = udp.wait_line(|l| l.contains("stopped"));
+    assert!(!stopped.contains("allocations=0"), "{stopped}");
+
+    let mut server = Server::start(&loopback_config(TURN_CONFIG));
+    uclient(&server, &EchoPeer::start(), &["-t"]);
+    assert!(server.terminate().success());
+    let stopped = server.wait_line(|l| l.contains("stopped"));
+    // Every connection closed, so every allocation went with it before shutdown.
+    assert!(stopped.contains("allocations=0"), "{stopped}");
+    assert!(!stopped.contains("relayed=0 "), "{stopped}");
+}
