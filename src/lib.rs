@@ -1,6 +1,6 @@
 //! rturn: a STUN/TURN server and WebRTC signaling relay in one binary.
 //!
-//! Today it answers STUN Binding requests (RFC 8489) over UDP and TCP; the TURN relay,
+//! Today it is a STUN server (RFC 8489) and TURN relay (RFC 8656) over UDP and TCP;
 //! signaling, TLS and operations arrive in later issues on the same foundation.
 //!
 //! # Layout
@@ -9,8 +9,12 @@
 //! - [`config`]: the TOML configuration, its defaults and its validation.
 //! - [`stun`]: the STUN wire codec, TCP framing and the Binding responder. Pure: no tokio,
 //!   no sockets, no clock, so every path is unit-tested on bytes.
+//! - [`auth`]: long-term credentials, TURN REST secrets, stateless nonces. Pure.
+//! - [`turn`]: the allocation manager, sans-IO: decoded requests and the time in, response
+//!   bytes and data-path routes out; relay ports come through a binder trait; peer rules.
 //! - [`server`]: tokio glue only: binding the `[listen]` sockets (one SO_REUSEPORT UDP socket
-//!   per worker), serving them, counting what was seen, and stopping on one cancellation token.
+//!   per worker), relay sockets, one expiry timer per shard, counting what was seen, and
+//!   stopping on one cancellation token.
 //!
 //! `main.rs` is thin: it parses the command line, sets up tracing, reads the config, builds the
 //! runtime with one worker thread per configured worker, binds, and calls [`server::run`].

@@ -98,9 +98,13 @@ impl RelayBinder for FakeBinder {
         let free = |p: u16| self.is_free(at(p));
         let port = match choice {
             PortChoice::Any => self.ports.clone().find(|&p| free(p))?,
-            PortChoice::Even => self.ports.clone().find(|&p| p % 2 == 0 && free(p))?,
+            PortChoice::Even => self
+                .ports
+                .clone()
+                .find(|&p| p.is_multiple_of(2) && free(p))?,
             PortChoice::EvenReserveNext => {
-                let pair = |p: u16| p % 2 == 0 && free(p) && p.checked_add(1).is_some_and(&free);
+                let pair =
+                    |p: u16| p.is_multiple_of(2) && free(p) && p.checked_add(1).is_some_and(&free);
                 let p = self.ports.clone().find(|&p| pair(p))?;
                 self.reserved.insert(at(p + 1));
                 p
