@@ -133,7 +133,7 @@ impl<B: RelayBinder> Manager<B> {
         let mut unknown = UnknownAttributes(Vec::new());
         unknown_required(req, KNOWN_TURN_ATTRIBUTES, &mut unknown.0);
         if !unknown.0.is_empty() {
-            self.error(req, 420, None);
+            self.error(req, 420);
             let _ = unknown.add_to(&mut self.response);
             response::finish(&mut self.response, req);
             return &self.response.raw;
@@ -187,7 +187,7 @@ impl<B: RelayBinder> Manager<B> {
             attrs::value(req, ATTR_REALM),
             attrs::value(req, ATTR_NONCE),
         ) else {
-            self.error(req, 400, None);
+            self.error(req, 400);
             response::finish(&mut self.response, req);
             return Err(());
         };
@@ -226,21 +226,21 @@ impl<B: RelayBinder> Manager<B> {
     fn challenge(&mut self, now: Instant, tuple: FiveTuple, req: &Message, code: u16) {
         let nonce = self.auth.make_nonce(self.unix(now), tuple.client);
         let realm = self.auth.realm().to_owned();
-        self.error(req, code, None);
+        self.error(req, code);
         let _ = TextAttribute::new(ATTR_REALM, realm).add_to(&mut self.response);
         let _ = TextAttribute::new(ATTR_NONCE, nonce).add_to(&mut self.response);
         response::finish(&mut self.response, req);
     }
 
     /// Starts an error response; the caller finishes it.
-    pub(super) fn error(&mut self, req: &Message, code: u16, _creds: Option<&Credentials>) {
+    pub(super) fn error(&mut self, req: &Message, code: u16) {
         response::begin(&mut self.response, req, CLASS_ERROR_RESPONSE);
         response::add_error_code(&mut self.response, code);
     }
 
     /// An authenticated error response: ERROR-CODE, MESSAGE-INTEGRITY, FINGERPRINT.
     fn fail(&mut self, req: &Message, code: u16, creds: &Credentials) -> &[u8] {
-        self.error(req, code, Some(creds));
+        self.error(req, code);
         add_integrity(&mut self.response, &creds.key, creds.integrity);
         response::finish(&mut self.response, req);
         &self.response.raw
