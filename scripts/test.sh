@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Runs rturn's whole test suite. Installs what the tests need when it is missing:
-#   coturn  - for turnutils_stunclient / turnutils_uclient, clients we did not write.
+#   coturn           - for turnutils_stunclient / turnutils_uclient, clients we did not write.
+#   chromium         - Debian's browser, for tests/browser.rs (WebRTC through TURN).
+#   playwright-core  - drives that browser; npm ci into tests/browser/node_modules.
 # Usage: scripts/test.sh [extra cargo test arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_packages=()
 command -v turnutils_stunclient >/dev/null 2>&1 || need_packages+=(coturn)
+[ -x /usr/bin/chromium ] || need_packages+=(chromium)
 
 if ((${#need_packages[@]})); then
     echo "scripts/test.sh: installing ${need_packages[*]} (Debian packages the tests use)"
@@ -18,6 +21,11 @@ if ((${#need_packages[@]})); then
     if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet coturn 2>/dev/null; then
         $sudo systemctl stop coturn || true
     fi
+fi
+
+if [ ! -d tests/browser/node_modules ]; then
+    echo "scripts/test.sh: installing tests/browser's npm packages (playwright-core, no browser download)"
+    npm ci --prefix tests/browser --no-audit --no-fund
 fi
 
 cargo test --locked --all-targets "$@"
