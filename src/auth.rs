@@ -95,7 +95,8 @@ pub enum NonceCheck {
     Valid,
     /// Ours and for this client, but expired (or dated too far ahead): answer 438.
     Stale,
-    /// Forged, malformed or issued to another client address: answer 401.
+    /// Forged, malformed or issued to another client address: answer 438 with a fresh
+    /// nonce too (RFC 8489 §9.2.4: the nonce is not valid), so an honest client recovers.
     Invalid,
 }
 

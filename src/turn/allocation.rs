@@ -36,6 +36,10 @@ pub struct Allocation {
     pub channel_by_peer: HashMap<SocketAddr, u16>,
     /// Transaction ID of the Allocate that made it, to answer retransmissions (RFC 8656 §7.2).
     pub allocate_transaction: [u8; 12],
+    /// The family a dual allocation could not get (repeated to a retransmitted Allocate).
+    pub missing_family: Option<u8>,
+    /// The RESERVATION-TOKEN the Allocate handed out, if any (repeated likewise).
+    pub reservation_token: Option<[u8; 8]>,
 }
 
 impl Allocation {

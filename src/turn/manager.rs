@@ -26,7 +26,7 @@ use crate::stun::response;
 
 /// Something with an expiry in the timer heap. Entries are never removed early: when one
 /// comes due, the state it names is checked and left alone if it was refreshed meanwhile.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(super) enum Timer {
     Allocation(FiveTuple),
     Permission(FiveTuple, IpAddr),
@@ -69,6 +69,8 @@ pub struct Manager<B> {
     pub(super) by_relay: HashMap<SocketAddr, FiveTuple>,
     pub(super) reservations: HashMap<[u8; 8], Reservation>,
     pub(super) timers: BinaryHeap<Reverse<(Instant, Timer)>>,
+    /// The deadline of the one live heap entry of each timer.
+    queued: HashMap<Timer, Instant>,
     pub(super) response: Message,
     pub(super) peers: Vec<SocketAddr>,
     /// Maps the monotonic clock to unix seconds, for nonces and REST usernames.
@@ -97,6 +99,7 @@ impl<B: RelayBinder> Manager<B> {
             by_relay: HashMap::new(),
             reservations: HashMap::new(),
             timers: BinaryHeap::new(),
+            queued: HashMap::new(),
             response: Message::new(),
             peers: Vec::new(),
             clock_base: (now, unix_now),
@@ -338,50 +341,72 @@ impl<B: RelayBinder> Manager<B> {
                 break;
             }
             self.timers.pop();
+            if self.queued.get(&timer) != Some(&due) {
+                continue; // superseded by an earlier entry for the same timer
+            }
+            self.queued.remove(&timer);
             self.expire(timer, now);
         }
     }
 
+    /// A timer came due: remove what expired, or queue the timer again at the later expiry
+    /// a refresh gave it.
     fn expire(&mut self, timer: Timer, now: Instant) {
-        match timer {
-            Timer::Allocation(tuple) => {
-                if self
-                    .allocations
-                    .get(&tuple)
-                    .is_some_and(|a| a.expires <= now)
-                {
+        let still = match timer {
+            Timer::Allocation(tuple) => match self.allocations.get(&tuple).map(|a| a.expires) {
+                Some(at) if at <= now => {
                     self.delete_allocation(tuple);
+                    None
                 }
-            }
+                later => later,
+            },
             Timer::Permission(tuple, ip) => {
-                if let Some(alloc) = self.allocations.get_mut(&tuple)
-                    && alloc.permissions.get(&ip).is_some_and(|&t| t <= now)
-                {
-                    alloc.permissions.remove(&ip);
+                let alloc = self.allocations.get_mut(&tuple);
+                match alloc.as_ref().and_then(|a| a.permissions.get(&ip).copied()) {
+                    Some(at) if at <= now => {
+                        alloc.map(|a| a.permissions.remove(&ip));
+                        None
+                    }
+                    later => later,
                 }
             }
             Timer::Channel(tuple, number) => {
-                if let Some(alloc) = self.allocations.get_mut(&tuple)
-                    && let Some(channel) = alloc.channels.get(&number).copied()
-                    && channel.expires <= now
-                {
-                    alloc.channels.remove(&number);
-                    alloc.channel_by_peer.remove(&channel.peer);
+                let alloc = self.allocations.get_mut(&tuple);
+                match alloc.and_then(|a| a.channels.get(&number).copied().map(|c| (a, c))) {
+                    Some((alloc, channel)) if channel.expires <= now => {
+                        alloc.channels.remove(&number);
+                        alloc.channel_by_peer.remove(&channel.peer);
+                        None
+                    }
+                    later => later.map(|(_, c)| c.expires),
                 }
             }
-            Timer::Reservation(token) => {
-                if let Some(r) = self.reservations.get(&token).copied()
-                    && r.expires <= now
-                {
+            Timer::Reservation(token) => match self.reservations.get(&token).copied() {
+                Some(r) if r.expires <= now => {
                     self.reservations.remove(&token);
                     self.binder.release(r.addr);
+                    None
                 }
-            }
+                later => later.map(|r| r.expires),
+            },
+        };
+        if let Some(at) = still {
+            self.schedule(at, timer);
         }
     }
 
+    /// Makes sure `timer` fires no later than `at`. A refresh that moves an expiry later
+    /// queues nothing: the entry already queued fires first and re-queues itself at the new
+    /// expiry (see [`Manager::expire`]). So the heap holds about one entry per live thing,
+    /// however often clients refresh.
     pub(super) fn schedule(&mut self, at: Instant, timer: Timer) {
-        self.timers.push(Reverse((at, timer)));
+        match self.queued.get(&timer) {
+            Some(&queued) if queued <= at => {}
+            _ => {
+                self.queued.insert(timer, at);
+                self.timers.push(Reverse((at, timer)));
+            }
+        }
     }
 
     pub(super) fn delete_allocation(&mut self, tuple: FiveTuple) {

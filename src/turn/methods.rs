@@ -45,8 +45,9 @@ impl<B: RelayBinder> Manager<B> {
             }
             // A retransmitted Allocate: answer it again, changing nothing.
             let relays = alloc.relays.clone();
+            let (missing, token) = (alloc.missing_family, alloc.reservation_token);
             let left = alloc.expires.saturating_duration_since(now);
-            self.allocate_success(req, tuple, &relays, None, None, left);
+            self.allocate_success(req, tuple, &relays, missing, token, left);
             return Ok(());
         }
         let ask = self.parse_allocate(req)?;
@@ -80,6 +81,8 @@ impl<B: RelayBinder> Manager<B> {
                 channels: HashMap::new(),
                 channel_by_peer: HashMap::new(),
                 allocate_transaction: req.transaction_id.0,
+                missing_family: ask.missing_family,
+                reservation_token: reserved_token,
             },
         );
         self.schedule(expires, Timer::Allocation(tuple));
@@ -242,9 +245,12 @@ impl<B: RelayBinder> Manager<B> {
         {
             return Err(443);
         }
+        // RFC 8656 §7.3: zero deletes; otherwise min(asked, max) but never below the default.
         let lifetime = match attrs::lifetime(req).transpose().map_err(|_| 400u16)? {
             Some(0) => Duration::ZERO,
-            Some(asked) => Duration::from_secs(asked.into()).min(self.config.max_lifetime),
+            Some(asked) => Duration::from_secs(asked.into())
+                .min(self.config.max_lifetime)
+                .max(self.config.default_lifetime),
             None => self.config.default_lifetime,
         };
         if lifetime.is_zero() {

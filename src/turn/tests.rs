@@ -643,7 +643,6 @@ fn retransmitted_allocate_is_answered_again_and_a_new_one_is_437() {
 }
 
 #[test]
-#[ignore = "BUG: a retransmitted Allocate loses RESERVATION-TOKEN (and ADDRESS-ERROR-CODE)"]
 fn retransmitted_allocate_repeats_the_reservation_token() {
     let mut h = Setup::default().start();
     let alice = h.alice(1);
@@ -841,7 +840,6 @@ fn refresh_extends_the_lifetime() {
 }
 
 #[test]
-#[ignore = "BUG: Refresh with LIFETIME below the default grants it instead of the default"]
 fn refresh_lifetime_has_the_default_as_floor() {
     let mut h = Setup::default().start();
     let alice = h.alice(1);
@@ -1061,13 +1059,19 @@ fn permissions_expire_after_300s() {
     let alice = h.alice(1);
     h.allocate(0, &alice);
     h.ok(0, &alice, Req::permission(&[PEER_A]));
+    h.ok(0, &alice, Req::bind(0x4000, PEER_B));
     assert_eq!(h.mgr.poll_timeout(), Some(h.at(300)));
     h.expire(299);
     assert!(h.route(299, relay(50000), PEER_A).is_some());
     assert!(h.send_to(299, alice.tuple, PEER_A).is_some());
+    assert!(h.channel(299, &alice, 0x4000).is_some());
     h.expire(300);
     assert_eq!(h.route(300, relay(50000), PEER_A), None);
     assert_eq!(h.send_to(300, alice.tuple, PEER_A), None);
+    // The channel is bound until 600, but relays nothing without a permission.
+    assert_eq!(h.channel(300, &alice, 0x4000), None);
+    assert_eq!(h.route(300, relay(50000), PEER_B), None);
+    assert!(h.mgr.allocations[&alice.tuple].permissions.is_empty());
     assert_eq!(h.mgr.allocation_count(), 1);
     assert_eq!(h.mgr.poll_timeout(), Some(h.at(600)));
 }
@@ -1087,7 +1091,11 @@ fn channels_expire_after_600s() {
     assert_eq!(h.channel(600, &alice, 0x4000), None);
     let route = h.route(600, relay(50000), PEER_A).unwrap();
     assert_eq!(route.channel, None, "data indications from now on");
-    assert_eq!(h.mgr.allocation_count(), 1);
+    let state = &h.mgr.allocations[&alice.tuple];
+    assert!(state.channels.is_empty() && state.channel_by_peer.is_empty());
+    // Both the number and the peer are free again.
+    h.ok(600, &alice, Req::bind(0x4000, PEER_B));
+    h.ok(600, &alice, Req::bind(0x4001, PEER_A));
 }
 
 #[test]
@@ -1118,7 +1126,6 @@ fn allocation_expires_after_600s_and_frees_everything() {
 }
 
 #[test]
-#[ignore = "BUG: every refresh pushes a timer entry; a client can grow the heap without bound"]
 fn repeated_refreshes_do_not_grow_the_timer_heap() {
     let mut h = Setup::default().start();
     let alice = h.alice(1);
