@@ -36,6 +36,8 @@ impl EchoPeer {
             .stderr(Stdio::null())
             .spawn()
             .expect("turnutils_peer is missing: install coturn (scripts/test.sh does)");
+        // Owned at once, so a failed start below still kills it.
+        let peer = EchoPeer { child, port };
         // Ready when it echoes.
         let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
         probe
@@ -46,7 +48,7 @@ impl EchoPeer {
         loop {
             probe.send_to(b"ping", ("127.0.0.1", port)).unwrap();
             if probe.recv(&mut buf).is_ok() {
-                return EchoPeer { child, port };
+                return peer;
             }
             assert!(Instant::now() < deadline, "turnutils_peer did not start");
         }
