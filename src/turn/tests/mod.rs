@@ -1,0 +1,461 @@
+//! The allocation manager driven as a client would drive it: requests built and signed with
+//! the `stun` crate, virtual time, and a fake relay binder that shows which ports are held.
+//! Every refusal asserts its exact code (RFC 8656 §7–§12).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use stun::attributes::{
+    ATTR_CHANNEL_NUMBER, ATTR_DATA, ATTR_EVEN_PORT, ATTR_FINGERPRINT, ATTR_LIFETIME,
+    ATTR_MESSAGE_INTEGRITY, ATTR_NONCE, ATTR_REALM, ATTR_REQUESTED_ADDRESS_FAMILY,
+    ATTR_REQUESTED_TRANSPORT, ATTR_RESERVATION_TOKEN, ATTR_USERNAME, ATTR_XOR_PEER_ADDRESS,
+    ATTR_XOR_RELAYED_ADDRESS, ATTR_XORMAPPED_ADDRESS, AttrType,
+};
+use stun::error_code::ErrorCodeAttribute;
+use stun::fingerprint::FINGERPRINT;
+use stun::message::{
+    CLASS_ERROR_RESPONSE, CLASS_INDICATION, CLASS_REQUEST, CLASS_SUCCESS_RESPONSE, Getter,
+    METHOD_ALLOCATE, METHOD_CHANNEL_BIND, METHOD_CREATE_PERMISSION, METHOD_REFRESH, METHOD_SEND,
+    Message, MessageClass, MessageType, Method, Setter,
+};
+use stun::textattrs::TextAttribute;
+use stun::uattrs::UnknownAttributes;
+use stun::xoraddr::XorMappedAddress;
+
+use super::attrs::{ATTR_ADDITIONAL_ADDRESS_FAMILY, ATTR_ADDRESS_ERROR_CODE, decode_xor_address};
+use super::manager::PeerRoute;
+use super::peer_rules::PeerRules;
+use super::quota::Quotas;
+use super::{FiveTuple, Manager, PortChoice, RelayAddress, RelayBinder, Transport, TurnConfig};
+use crate::auth::{Auth, AuthSettings, Integrity, Key, NonceCheck};
+use crate::auth::{add_integrity, long_term_key, verify_integrity};
+use crate::stun::codec::decode_into;
+
+const REALM: &str = "example.org";
+const UNIX_START: u64 = 1_700_000_000;
+const SERVER: SocketAddr = v4(203, 0, 113, 1, 3478);
+const RELAY_V4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+const ADVERTISED_V4: IpAddr = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7));
+const RELAY_V6: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
+const ADVERTISED_V6: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 7));
+const PEER_A: SocketAddr = v4(192, 0, 2, 10, 5000);
+const PEER_B: SocketAddr = v4(198, 51, 100, 7, 6000);
+const PEER_C: SocketAddr = v4(203, 0, 113, 9, 7000);
+const PEER_V6: SocketAddr = SocketAddr::new(
+    IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)),
+    5000,
+);
+
+const fn v4(a: u8, b: u8, c: u8, d: u8, port: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(a, b, c, d)), port)
+}
+
+fn sa(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+/// Bound relay address on the IPv4 relay.
+fn relay(port: u16) -> SocketAddr {
+    SocketAddr::new(RELAY_V4, port)
+}
+
+/// The n-th client, all talking to the same UDP listener.
+fn tuple(n: u16) -> FiveTuple {
+    let client = v4(198, 51, 100, 1, 40000 + n);
+    FiveTuple {
+        transport: Transport::Udp,
+        client,
+        server: SERVER,
+    }
+}
+
+/// Binds from a small port range per IP and remembers what it holds.
+struct FakeBinder {
+    ports: RangeInclusive<u16>,
+    bound: BTreeSet<SocketAddr>,
+    reserved: BTreeSet<SocketAddr>,
+}
+
+impl FakeBinder {
+    fn is_free(&self, addr: SocketAddr) -> bool {
+        self.ports.contains(&addr.port())
+            && !self.bound.contains(&addr)
+            && !self.reserved.contains(&addr)
+    }
+
+    /// Every address out of the pool, bound or reserved, in order.
+    fn held(&self) -> Vec<SocketAddr> {
+        self.bound.union(&self.reserved).copied().collect()
+    }
+}
+
+impl RelayBinder for FakeBinder {
+    fn bind(&mut self, ip: IpAddr, choice: PortChoice) -> Option<SocketAddr> {
+        let at = |port| SocketAddr::new(ip, port);
+        let free = |p: u16| self.is_free(at(p));
+        let port = match choice {
+            PortChoice::Any => self.ports.clone().find(|&p| free(p))?,
+            PortChoice::Even => self
+                .ports
+                .clone()
+                .find(|&p| p.is_multiple_of(2) && free(p))?,
+            PortChoice::EvenReserveNext => {
+                let pair =
+                    |p: u16| p.is_multiple_of(2) && free(p) && p.checked_add(1).is_some_and(&free);
+                let p = self.ports.clone().find(|&p| pair(p))?;
+                self.reserved.insert(at(p + 1));
+                p
+            }
+            PortChoice::Reserved(p) => self.reserved.remove(&at(p)).then_some(p)?,
+        };
+        self.bound.insert(at(port));
+        Some(at(port))
+    }
+
+    fn release(&mut self, addr: SocketAddr) {
+        // Releasing what is not held would be a manager bug (a double release).
+        let held = self.bound.remove(&addr) || self.reserved.remove(&addr);
+        assert!(held, "released {addr}, which is not held");
+    }
+}
+
+/// A request (or indication) under construction.
+struct Req(Message);
+
+impl Req {
+    fn new(method: Method) -> Self {
+        Self::of_class(method, CLASS_REQUEST)
+    }
+
+    fn of_class(method: Method, class: MessageClass) -> Self {
+        let mut m = Message::new();
+        m.typ = MessageType::new(method, class);
+        m.new_transaction_id().unwrap();
+        m.write_header();
+        Req(m)
+    }
+
+    /// Allocate with REQUESTED-TRANSPORT UDP.
+    fn allocate() -> Self {
+        Self::new(METHOD_ALLOCATE).transport(17)
+    }
+
+    fn refresh(lifetime: u32) -> Self {
+        Self::new(METHOD_REFRESH).lifetime(lifetime)
+    }
+
+    fn permission(peers: &[SocketAddr]) -> Self {
+        let req = Self::new(METHOD_CREATE_PERMISSION);
+        peers.iter().fold(req, |req, &peer| req.peer(peer))
+    }
+
+    fn bind(number: u16, peer: SocketAddr) -> Self {
+        let [hi, lo] = number.to_be_bytes();
+        (Self::new(METHOD_CHANNEL_BIND).attr(ATTR_CHANNEL_NUMBER, &[hi, lo, 0, 0])).peer(peer)
+    }
+
+    fn attr(mut self, typ: AttrType, value: &[u8]) -> Self {
+        self.0.add(typ, value);
+        self
+    }
+
+    fn text(mut self, typ: AttrType, text: &str) -> Self {
+        let attr = TextAttribute::new(typ, text.to_owned());
+        attr.add_to(&mut self.0).unwrap();
+        self
+    }
+
+    fn transport(self, protocol: u8) -> Self {
+        self.attr(ATTR_REQUESTED_TRANSPORT, &[protocol, 0, 0, 0])
+    }
+
+    fn family(self, family: u8) -> Self {
+        self.attr(ATTR_REQUESTED_ADDRESS_FAMILY, &[family, 0, 0, 0])
+    }
+
+    fn additional_family(self, family: u8) -> Self {
+        self.attr(ATTR_ADDITIONAL_ADDRESS_FAMILY, &[family, 0, 0, 0])
+    }
+
+    fn lifetime(self, secs: u32) -> Self {
+        self.attr(ATTR_LIFETIME, &secs.to_be_bytes())
+    }
+
+    fn even_port(self, reserve_next: bool) -> Self {
+        self.attr(ATTR_EVEN_PORT, &[if reserve_next { 0x80 } else { 0 }])
+    }
+
+    fn token(self, token: &[u8]) -> Self {
+        self.attr(ATTR_RESERVATION_TOKEN, token)
+    }
+
+    fn peer(mut self, addr: SocketAddr) -> Self {
+        let xor = XorMappedAddress {
+            ip: addr.ip(),
+            port: addr.port(),
+        };
+        xor.add_to_as(&mut self.0, ATTR_XOR_PEER_ADDRESS).unwrap();
+        self
+    }
+
+    /// The wire bytes, with FINGERPRINT.
+    fn build(mut self) -> Vec<u8> {
+        FINGERPRINT.add_to(&mut self.0).unwrap();
+        self.0.raw
+    }
+}
+
+/// A client that got a nonce from a 401 and signs with its long-term key.
+#[derive(Clone)]
+struct Client {
+    tuple: FiveTuple,
+    user: String,
+    realm: String,
+    nonce: String,
+    key: Key,
+}
+
+impl Client {
+    fn sign(&self, req: Req) -> Req {
+        let mut req = (req.text(ATTR_USERNAME, &self.user))
+            .text(ATTR_REALM, &self.realm)
+            .text(ATTR_NONCE, &self.nonce);
+        add_integrity(&mut req.0, &self.key, Integrity::Sha1);
+        req
+    }
+}
+
+struct Setup {
+    config: TurnConfig,
+    rules: PeerRules,
+    quotas: Quotas,
+    ports: RangeInclusive<u16>,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        let relay_v4 = Some(RelayAddress {
+            bind: RELAY_V4,
+            advertise: ADVERTISED_V4,
+        });
+        Self {
+            config: TurnConfig {
+                relay_v4,
+                ..TurnConfig::default()
+            },
+            rules: PeerRules::new(false, vec![], vec![], vec![SERVER]),
+            quotas: Quotas::new(0, 0),
+            ports: 50000..=50009,
+        }
+    }
+}
+
+impl Setup {
+    /// IPv4 and IPv6 relays.
+    fn dual() -> Self {
+        let mut setup = Self::default();
+        setup.config.relay_v6 = Some(RelayAddress {
+            bind: RELAY_V6,
+            advertise: ADVERTISED_V6,
+        });
+        setup
+    }
+
+    fn start(self) -> Harness {
+        let users = BTreeMap::from([
+            ("alice".to_owned(), "wonderland".to_owned()),
+            ("bob".to_owned(), "builder".to_owned()),
+        ]);
+        let auth = Arc::new(Auth::new(AuthSettings {
+            realm: REALM.into(),
+            users,
+            secrets: vec!["rest-secret".into()],
+            nonce_secret: Some(b"fixed nonce secret".to_vec()),
+            ..AuthSettings::default()
+        }));
+        let quotas = Arc::new(self.quotas);
+        let binder = FakeBinder {
+            ports: self.ports,
+            bound: BTreeSet::new(),
+            reserved: BTreeSet::new(),
+        };
+        let t0 = Instant::now();
+        let rules = Arc::new(self.rules);
+        let mgr = Manager::new(
+            self.config,
+            auth.clone(),
+            rules,
+            quotas.clone(),
+            binder,
+            t0,
+            UNIX_START,
+        );
+        Harness {
+            t0,
+            auth,
+            quotas,
+            mgr,
+        }
+    }
+}
+
+struct Harness {
+    t0: Instant,
+    auth: Arc<Auth>,
+    quotas: Arc<Quotas>,
+    mgr: Manager<FakeBinder>,
+}
+
+impl Harness {
+    fn at(&self, secs: u64) -> Instant {
+        self.t0 + Duration::from_secs(secs)
+    }
+
+    /// Decodes `raw` as the server would, answers it, and decodes the answer.
+    fn send(&mut self, secs: u64, tuple: FiveTuple, raw: &[u8]) -> Message {
+        let req = decode(raw);
+        let now = self.at(secs);
+        let resp = decode(self.mgr.handle_request(now, tuple, &req));
+        assert_eq!(resp.transaction_id, req.transaction_id);
+        assert_eq!(resp.typ.method, req.typ.method);
+        assert!(
+            resp.contains(ATTR_FINGERPRINT),
+            "the request had FINGERPRINT"
+        );
+        resp
+    }
+
+    /// Sends an unauthenticated Allocate and keeps the nonce of the 401.
+    fn login(&mut self, secs: u64, tuple: FiveTuple, user: &str, pass: &str) -> Client {
+        let nonce = assert_challenge(&self.send(secs, tuple, &Req::allocate().build()), 401);
+        let (user, realm, key) = (user.into(), REALM.into(), long_term_key(user, REALM, pass));
+        Client {
+            tuple,
+            user,
+            realm,
+            nonce,
+            key,
+        }
+    }
+
+    fn alice(&mut self, n: u16) -> Client {
+        self.login(0, tuple(n), "alice", "wonderland")
+    }
+
+    fn bob(&mut self, n: u16) -> Client {
+        self.login(0, tuple(n), "bob", "builder")
+    }
+
+    fn request(&mut self, secs: u64, client: &Client, req: Req) -> Message {
+        let raw = client.sign(req).build();
+        self.send(secs, client.tuple, &raw)
+    }
+
+    /// A request that must succeed.
+    fn ok(&mut self, secs: u64, client: &Client, req: Req) -> Message {
+        let resp = self.request(secs, client, req);
+        assert_success(&resp, &client.key);
+        resp
+    }
+
+    /// A request that must fail after authentication with `code`.
+    #[track_caller]
+    fn refused(&mut self, secs: u64, client: &Client, req: Req, code: u16) {
+        let resp = self.request(secs, client, req);
+        assert_error(&resp, code);
+        assert_eq!(verify_integrity(&resp, &client.key), Ok(Integrity::Sha1));
+    }
+
+    /// A plain UDP Allocate that must succeed; returns the advertised relay address.
+    fn allocate(&mut self, secs: u64, client: &Client) -> SocketAddr {
+        relayed(&self.ok(secs, client, Req::allocate()))[0]
+    }
+
+    fn held(&mut self) -> Vec<SocketAddr> {
+        self.mgr.binder_mut().held()
+    }
+
+    fn route(&self, secs: u64, relay: SocketAddr, peer: SocketAddr) -> Option<PeerRoute> {
+        self.mgr.peer_route(self.at(secs), relay, peer)
+    }
+
+    fn channel(&self, secs: u64, client: &Client, number: u16) -> Option<(SocketAddr, SocketAddr)> {
+        self.mgr.channel_route(self.at(secs), &client.tuple, number)
+    }
+
+    /// Where a Send indication to `peer` goes: the relay to send from.
+    fn send_to(&self, secs: u64, tuple: FiveTuple, peer: SocketAddr) -> Option<SocketAddr> {
+        let ind = Req::of_class(METHOD_SEND, CLASS_INDICATION).peer(peer);
+        let ind = decode(&ind.attr(ATTR_DATA, b"hello").build());
+        let (relay, to, data) = self.mgr.handle_send(self.at(secs), tuple, &ind)?;
+        assert_eq!((to, data), (peer, &b"hello"[..]));
+        Some(relay)
+    }
+
+    fn expire(&mut self, secs: u64) {
+        let now = self.at(secs);
+        self.mgr.handle_timeout(now);
+    }
+}
+
+fn decode(raw: &[u8]) -> Message {
+    let mut m = Message::new();
+    decode_into(raw, &mut m).unwrap();
+    m
+}
+
+fn error_code(resp: &Message) -> Option<u16> {
+    let mut attr = ErrorCodeAttribute::default();
+    attr.get_from(resp).ok()?;
+    Some(attr.code.0)
+}
+
+#[track_caller]
+fn assert_error(resp: &Message, code: u16) {
+    assert_eq!(resp.typ.class, CLASS_ERROR_RESPONSE);
+    assert_eq!(error_code(resp), Some(code));
+}
+
+/// A 401 or 438: REALM and a NONCE, no MESSAGE-INTEGRITY. Returns the nonce.
+#[track_caller]
+fn assert_challenge(resp: &Message, code: u16) -> String {
+    assert_error(resp, code);
+    assert_eq!(resp.get(ATTR_REALM).unwrap(), REALM.as_bytes());
+    assert!(!resp.contains(ATTR_MESSAGE_INTEGRITY));
+    let nonce = String::from_utf8(resp.get(ATTR_NONCE).unwrap()).unwrap();
+    assert!(!nonce.is_empty());
+    nonce
+}
+
+#[track_caller]
+fn assert_success(resp: &Message, key: &Key) {
+    assert_eq!(
+        resp.typ.class,
+        CLASS_SUCCESS_RESPONSE,
+        "error {:?}",
+        error_code(resp)
+    );
+    assert_eq!(verify_integrity(resp, key), Ok(Integrity::Sha1));
+}
+
+fn xor_addrs(resp: &Message, typ: AttrType) -> Vec<SocketAddr> {
+    let attrs = resp.attributes.0.iter().filter(|a| a.typ == typ);
+    attrs
+        .map(|a| decode_xor_address(&a.value, &resp.transaction_id.0).unwrap())
+        .collect()
+}
+
+fn relayed(resp: &Message) -> Vec<SocketAddr> {
+    xor_addrs(resp, ATTR_XOR_RELAYED_ADDRESS)
+}
+
+fn lifetime(resp: &Message) -> u32 {
+    u32::from_be_bytes(resp.get(ATTR_LIFETIME).unwrap().try_into().unwrap())
+}
+
+mod allocate;
+mod authentication;
+mod relaying;
