@@ -368,6 +368,16 @@ fn log_bound(proto: &str, addr: io::Result<SocketAddr>, sockets: usize) {
     }
 }
 
+/// Sends one datagram now, without waiting: a full socket buffer drops it (UDP semantics,
+/// counted by the caller). This goes straight to the non-blocking socket rather than through
+/// tokio's `try_send_to`, which refuses to even try until the reactor has seen the socket
+/// writable, and so dropped the first packet on a relay socket bound a moment earlier.
+pub(super) fn send_now(socket: &tokio::net::UdpSocket, data: &[u8], to: SocketAddr) -> bool {
+    socket2::SockRef::from(socket)
+        .send_to(data, &to.into())
+        .is_ok()
+}
+
 /// Cancels `shutdown` on SIGTERM or SIGINT (Ctrl-C).
 pub fn shutdown_on_signals(shutdown: CancellationToken) -> io::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};

@@ -169,7 +169,7 @@ pub(super) async fn serve(
             }
         };
         let sent = match sink {
-            ClientSink::Udp(socket) => socket.try_send_to(frame, route.client.client).is_ok(),
+            ClientSink::Udp(socket) => super::send_now(&socket, frame, route.client.client),
             ClientSink::Tcp(tx) => {
                 // Streams carry ChannelData padded to 4 bytes (RFC 8656 §12.5).
                 let mut out = Vec::with_capacity(frame.len() + 3);

@@ -184,12 +184,8 @@ impl Dispatcher {
                         .manager
                         .handle_send(now, tuple, req)
                         .and_then(|(relay, peer, data)| {
-                            guard
-                                .manager
-                                .binder()
-                                .socket(&relay)?
-                                .try_send_to(data, peer)
-                                .ok()
+                            super::send_now(guard.manager.binder().socket(&relay)?, data, peer)
+                                .then_some(())
                         });
                 if sent.is_some() {
                     Handled::Relayed
@@ -224,12 +220,7 @@ fn channel_data(
         .manager
         .channel_route(now, tuple, channel)
         .and_then(|(relay, peer)| {
-            guard
-                .manager
-                .binder()
-                .socket(&relay)?
-                .try_send_to(payload, peer)
-                .ok()
+            super::send_now(guard.manager.binder().socket(&relay)?, payload, peer).then_some(())
         });
     if sent.is_some() {
         Handled::Relayed
