@@ -411,6 +411,7 @@ impl<B: RelayBinder> Manager<B> {
 
     pub(super) fn delete_allocation(&mut self, tuple: FiveTuple) {
         if let Some(alloc) = self.allocations.remove(&tuple) {
+            tracing::debug!(client = %tuple.client, user = %alloc.username, "allocation deleted");
             for relay in &alloc.relays {
                 self.by_relay.remove(relay);
                 self.binder.release(*relay);
