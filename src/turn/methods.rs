@@ -60,11 +60,7 @@ impl<B: RelayBinder> Manager<B> {
             }
         };
         let (relays, reserved_token) = bound;
-        let lifetime = match ask.lifetime {
-            Some(asked) => Duration::from_secs(asked.into()).min(self.config.max_lifetime),
-            None => self.config.default_lifetime,
-        }
-        .max(self.config.default_lifetime);
+        let lifetime = self.granted_lifetime(ask.lifetime);
         let expires = now + lifetime;
         for relay in &relays {
             self.by_relay.insert(*relay, tuple);
@@ -228,6 +224,15 @@ impl<B: RelayBinder> Manager<B> {
         response::add_xor_address(&mut self.response, ATTR_XORMAPPED_ADDRESS, tuple.client);
     }
 
+    /// RFC 8656 §7.2, §7.3: min(asked, max), but never below the default.
+    fn granted_lifetime(&self, asked: Option<u32>) -> Duration {
+        asked
+            .map_or(self.config.default_lifetime, |secs| {
+                Duration::from_secs(secs.into()).min(self.config.max_lifetime)
+            })
+            .max(self.config.default_lifetime)
+    }
+
     pub(super) fn refresh(
         &mut self,
         now: Instant,
@@ -246,13 +251,9 @@ impl<B: RelayBinder> Manager<B> {
         {
             return Err(443);
         }
-        // RFC 8656 §7.3: zero deletes; otherwise min(asked, max) but never below the default.
         let lifetime = match attrs::lifetime(req).transpose().map_err(|_| 400u16)? {
-            Some(0) => Duration::ZERO,
-            Some(asked) => Duration::from_secs(asked.into())
-                .min(self.config.max_lifetime)
-                .max(self.config.default_lifetime),
-            None => self.config.default_lifetime,
+            Some(0) => Duration::ZERO, // RFC 8656 §7.3: zero deletes
+            asked => self.granted_lifetime(asked),
         };
         if lifetime.is_zero() {
             self.delete_allocation(tuple);
