@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{ArgAction, Parser};
+use clap::{ArgAction, Parser, Subcommand};
 
 use crate::config::DEFAULT_PATH;
 
@@ -11,7 +11,7 @@ use crate::config::DEFAULT_PATH;
 #[command(name = "rturn", version, about)]
 pub struct Cli {
     /// Configuration file [default: /etc/rturn/turnserver.toml]
-    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    #[arg(short = 'c', long = "config", value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
 
     /// Load and validate the configuration, print what is wrong, and exit.
@@ -25,6 +25,25 @@ pub struct Cli {
     /// Less log output (-q warnings only, -qq errors only). Overrides RUST_LOG.
     #[arg(short, long, action = ArgAction::Count)]
     pub quiet: u8,
+
+    /// What to do instead of running the server.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print a signaling token (`EXPIRY:MAC`) for `/ws?token=...` and `/api/ice-servers`,
+    /// signed with `[signal] token-secret`.
+    Token {
+        /// Only valid in this room (connect with `/ws?token=...&room=ROOM`).
+        #[arg(long)]
+        room: Option<String>,
+        /// How long the token is valid, e.g. "30m", "1h", "7d".
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        ttl: std::time::Duration,
+    },
 }
 
 impl Cli {
@@ -70,6 +89,18 @@ mod tests {
         let (path, explicit) = parse(&[]).config_path();
         assert_eq!(path, PathBuf::from(DEFAULT_PATH));
         assert!(!explicit);
+    }
+
+    #[test]
+    fn token_subcommand_takes_config_anywhere() {
+        let cli = parse(&["token", "--room", "demo", "--ttl", "30m", "-c", "x.toml"]);
+        assert_eq!(cli.config_path().0, PathBuf::from("x.toml"));
+        let Some(Command::Token { room, ttl }) = cli.command else {
+            panic!("not the token command");
+        };
+        assert_eq!(room.as_deref(), Some("demo"));
+        assert_eq!(ttl, std::time::Duration::from_secs(1800));
+        assert!(Cli::try_parse_from(["rturn", "token", "--ttl", "soon"]).is_err());
     }
 
     #[test]

@@ -44,6 +44,66 @@ pub struct Config {
     /// Credentials.
     #[serde(default)]
     pub auth: AuthConfig,
+    /// The WebSocket signaling relay.
+    #[serde(default)]
+    pub signal: SignalConfig,
+    /// What `/api/ice-servers` and the signaling `peers` reply hand out.
+    #[serde(default)]
+    pub ice: IceConfig,
+}
+
+/// `[signal]`: the WebSocket signaling relay on the HTTP listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SignalConfig {
+    /// A WebSocket Ping is sent this often.
+    #[serde(
+        default = "default_heartbeat_interval",
+        deserialize_with = "human_duration"
+    )]
+    pub heartbeat_interval: Duration,
+    /// A client silent for this long is dropped and announced with `remove_peer`.
+    #[serde(
+        default = "default_heartbeat_timeout",
+        deserialize_with = "human_duration"
+    )]
+    pub heartbeat_timeout: Duration,
+    /// Peers one room holds; the next joiner gets `room_full`.
+    #[serde(default = "default_max_peers_per_room")]
+    pub max_peers_per_room: usize,
+    /// Largest text message in bytes; larger ones get `too_large`.
+    #[serde(default = "default_max_message_size")]
+    pub max_message_size: usize,
+    /// Messages per second one connection may send (burst of the same size); past it,
+    /// `rate_limited`.
+    #[serde(default = "default_messages_per_second")]
+    pub messages_per_second: u32,
+    /// WebSocket connections served at once.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// WebSocket connections one IP address may hold at once.
+    #[serde(default = "default_max_connections_per_ip")]
+    pub max_connections_per_ip: usize,
+    /// Origins allowed to connect (`https://app.example.org`); empty allows any.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// When set, `/ws` and `/api/ice-servers` need `?token=EXPIRY:MAC` (see `rturn token`).
+    pub token_secret: Option<String>,
+}
+
+/// `[ice]`: the ICE servers handed to browsers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct IceConfig {
+    /// Host name or address in the `stun:`/`turn:` URLs. Default: the IPv4 `external-ip`,
+    /// else the first concrete UDP/TCP listen address.
+    pub public_host: Option<String>,
+    /// Lifetime of the TURN REST credentials handed out.
+    #[serde(
+        default = "default_credential_ttl",
+        deserialize_with = "human_duration"
+    )]
+    pub credential_ttl: Duration,
 }
 
 /// `[server]`: process-wide settings.
@@ -77,7 +137,7 @@ pub struct ListenConfig {
     /// STUN/TURN over TLS; not served by this version, so it must stay empty.
     #[serde(default)]
     pub tls: Vec<SocketAddr>,
-    /// Signaling, pages, API and metrics; not served by this version, so it must stay unset.
+    /// Signaling, pages and the ICE-servers API over HTTP; unset: no HTTP listener.
     pub http: Option<SocketAddr>,
 }
 
@@ -161,6 +221,56 @@ pub struct AuthConfig {
     /// Key for the stateless nonces; nodes sharing it accept each other's nonces.
     /// Absent: random at each start.
     pub nonce_secret: Option<String>,
+}
+
+fn default_heartbeat_interval() -> Duration {
+    Duration::from_secs(25)
+}
+fn default_heartbeat_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_max_peers_per_room() -> usize {
+    16
+}
+fn default_max_message_size() -> usize {
+    64 * 1024
+}
+fn default_messages_per_second() -> u32 {
+    50
+}
+fn default_max_connections() -> usize {
+    10_000
+}
+fn default_max_connections_per_ip() -> usize {
+    100
+}
+fn default_credential_ttl() -> Duration {
+    Duration::from_secs(3600)
+}
+
+impl Default for SignalConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval: default_heartbeat_interval(),
+            heartbeat_timeout: default_heartbeat_timeout(),
+            max_peers_per_room: default_max_peers_per_room(),
+            max_message_size: default_max_message_size(),
+            messages_per_second: default_messages_per_second(),
+            max_connections: default_max_connections(),
+            max_connections_per_ip: default_max_connections_per_ip(),
+            allowed_origins: Vec::new(),
+            token_secret: None,
+        }
+    }
+}
+
+impl Default for IceConfig {
+    fn default() -> Self {
+        Self {
+            public_host: None,
+            credential_ttl: default_credential_ttl(),
+        }
+    }
 }
 
 fn default_tcp_idle_timeout() -> Duration {
@@ -405,6 +515,7 @@ impl Config {
         self.validate_listen()?;
         self.validate_relay()?;
         self.validate_auth()?;
+        self.validate_signal()?;
         let has_credentials =
             !self.auth.users.is_empty() || !self.auth.static_auth_secret.is_empty();
         if has_credentials && self.relay.relay_ip.is_empty() {
@@ -480,12 +591,6 @@ impl Config {
             return Err(KeyError::new(
                 "listen.tls",
                 "STUN/TURN over TLS is not available in this version; leave listen.tls empty",
-            ));
-        }
-        if listen.http.is_some() {
-            return Err(KeyError::new(
-                "listen.http",
-                "the HTTP listener is not available in this version; remove listen.http",
             ));
         }
         Ok(())
@@ -592,6 +697,82 @@ impl Config {
             pairs.push((bind, public));
         }
         Ok(pairs)
+    }
+
+    fn validate_signal(&self) -> Result<(), KeyError> {
+        let signal = &self.signal;
+        if signal.heartbeat_interval < Duration::from_millis(100) {
+            return Err(KeyError::new(
+                "signal.heartbeat-interval",
+                "must be at least \"100ms\"",
+            ));
+        }
+        if signal.heartbeat_timeout <= signal.heartbeat_interval {
+            return Err(KeyError::new(
+                "signal.heartbeat-timeout",
+                "must be longer than signal.heartbeat-interval (a client gets several pings)",
+            ));
+        }
+        let at_least_one = [
+            ("signal.max-peers-per-room", signal.max_peers_per_room),
+            ("signal.max-message-size", signal.max_message_size),
+            (
+                "signal.messages-per-second",
+                signal.messages_per_second as usize,
+            ),
+            ("signal.max-connections", signal.max_connections),
+            (
+                "signal.max-connections-per-ip",
+                signal.max_connections_per_ip,
+            ),
+        ];
+        for (key, value) in at_least_one {
+            if value == 0 {
+                return Err(KeyError::new(key, "must be at least 1"));
+            }
+        }
+        if signal.max_message_size > 16 * 1024 * 1024 {
+            return Err(KeyError::new(
+                "signal.max-message-size",
+                "must be at most 16 MiB",
+            ));
+        }
+        for origin in &signal.allowed_origins {
+            if !(origin.starts_with("http://") || origin.starts_with("https://"))
+                || origin.ends_with('/')
+            {
+                return Err(KeyError::new(
+                    "signal.allowed-origins",
+                    format!(
+                        "{origin:?} is not an origin: write it like \"https://app.example.org\""
+                    ),
+                ));
+            }
+        }
+        if signal.token_secret.as_deref().is_some_and(|s| s.len() < 16) {
+            return Err(KeyError::new(
+                "signal.token-secret",
+                "must be at least 16 characters",
+            ));
+        }
+        if self.ice.credential_ttl < Duration::from_secs(60) {
+            return Err(KeyError::new(
+                "ice.credential-ttl",
+                "must be at least \"1m\"",
+            ));
+        }
+        if self
+            .ice
+            .public_host
+            .as_deref()
+            .is_some_and(|h| h.is_empty() || h.contains(['/', ' ']))
+        {
+            return Err(KeyError::new(
+                "ice.public-host",
+                "must be a bare host name or address, like \"turn.example.org\"",
+            ));
+        }
+        Ok(())
     }
 
     fn validate_auth(&self) -> Result<(), KeyError> {
@@ -775,8 +956,20 @@ mod tests {
                 "listen.tls",
             ),
             (
-                "realm = \"r\"\n[listen]\nhttp = \"127.0.0.1:8080\"",
-                "listen.http",
+                "realm = \"r\"\n[signal]\nheartbeat-timeout = \"10s\"\nheartbeat-interval = \"20s\"",
+                "signal.heartbeat-timeout",
+            ),
+            (
+                "realm = \"r\"\n[signal]\nmax-peers-per-room = 0",
+                "signal.max-peers-per-room",
+            ),
+            (
+                "realm = \"r\"\n[signal]\nallowed-origins = [\"app.example.org\"]",
+                "signal.allowed-origins",
+            ),
+            (
+                "realm = \"r\"\n[ice]\npublic-host = \"http://x/\"",
+                "ice.public-host",
             ),
             (
                 "realm = \"r\"\n[relay]\nmin-port = 6000\nmax-port = 5000",

@@ -22,7 +22,9 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod http;
 pub mod server;
+pub mod signal;
 pub mod stun;
 pub mod turn;
 

@@ -7,7 +7,8 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-use rturn::cli::Cli;
+use rturn::cli::{Cli, Command};
+use rturn::signal::token;
 use rturn::{Config, Listeners};
 
 fn main() -> ExitCode {
@@ -43,6 +44,23 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         );
     }
     let config = Config::read(&path)?;
+    if let Some(Command::Token { room, ttl }) = &cli.command {
+        let Some(secret) = &config.signal.token_secret else {
+            bail!(
+                "{}: signal.token-secret is not set, so rturn accepts no tokens",
+                path.display()
+            );
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .context("the system clock is before 1970")?;
+        let expiry = (now + *ttl).as_secs();
+        println!(
+            "{}",
+            token::mint(secret.as_bytes(), expiry, room.as_deref())
+        );
+        return Ok(());
+    }
     if cli.check_config {
         println!("{}: ok", path.display());
         return Ok(());

@@ -23,6 +23,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::{Auth, AuthSettings};
 use crate::config::Config;
+use crate::http::{HttpState, IceServers};
+use crate::signal::ws::Hub;
 use crate::turn::peer_rules::PeerRules;
 use crate::turn::quota::Quotas;
 use crate::turn::{Manager, RelayAddress, TurnConfig};
@@ -80,6 +82,8 @@ pub struct Listeners {
     pub udp: Vec<Vec<std::net::UdpSocket>>,
     /// TCP listening sockets.
     pub tcp: Vec<std::net::TcpListener>,
+    /// The HTTP listener (signaling, pages, API), if configured.
+    pub http: Option<std::net::TcpListener>,
 }
 
 impl Listeners {
@@ -112,7 +116,19 @@ impl Listeners {
                 })
             })
             .collect::<Result<_, _>>()?;
-        Ok(Self { udp, tcp })
+        let http = config
+            .listen
+            .http
+            .map(|addr| {
+                tcp::bind(addr).map_err(|source| BindError {
+                    proto: "http",
+                    addr,
+                    key: "listen.http",
+                    source,
+                })
+            })
+            .transpose()?;
+        Ok(Self { udp, tcp, http })
     }
 }
 
@@ -232,11 +248,16 @@ pub async fn run(config: &Config, listeners: Listeners, shutdown: CancellationTo
         }
     }
 
-    let own: Vec<SocketAddr> = udp_sockets
+    let mut udp_addrs: Vec<SocketAddr> = udp_sockets
         .iter()
         .filter_map(|(_, s)| s.local_addr().ok())
-        .chain(tcp_listeners.iter().filter_map(|l| l.local_addr().ok()))
         .collect();
+    udp_addrs.dedup();
+    let tcp_addrs: Vec<SocketAddr> = tcp_listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .collect();
+    let own: Vec<SocketAddr> = udp_addrs.iter().chain(&tcp_addrs).copied().collect();
     let parts = turn_parts(config, own);
     let now = Instant::now();
     let unix_now = SystemTime::now()
@@ -296,6 +317,17 @@ pub async fn run(config: &Config, listeners: Listeners, shutdown: CancellationTo
     for shard in 0..shared.shard_count() {
         tasks.spawn(expiry(Arc::clone(&shared), shard, shutdown.clone()));
     }
+    if let Some(listener) = listeners.http {
+        serve_http(
+            config,
+            listener,
+            &udp_addrs,
+            &tcp_addrs,
+            &parts.auth,
+            &tasks,
+            &shutdown,
+        );
+    }
     tracing::info!(
         realm = %config.realm,
         workers,
@@ -333,6 +365,47 @@ pub async fn run(config: &Config, listeners: Listeners, shutdown: CancellationTo
         "stopped"
     );
     s
+}
+
+/// Starts the HTTP listener: signaling, pages, `/api/ice-servers`.
+fn serve_http(
+    config: &Config,
+    listener: std::net::TcpListener,
+    udp: &[SocketAddr],
+    tcp: &[SocketAddr],
+    auth: &Arc<Auth>,
+    tasks: &TaskTracker,
+    shutdown: &CancellationToken,
+) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("cannot register the http listener with tokio: {e}");
+            return;
+        }
+    };
+    log_bound("http", listener.local_addr(), 1);
+    let ice = Arc::new(IceServers::new(config, udp, tcp, Arc::clone(auth)));
+    let list = Arc::clone(&ice);
+    let hub = Arc::new(Hub::new(
+        config.signal.clone(),
+        Box::new(move || list.list()),
+    ));
+    let state = HttpState {
+        hub,
+        shutdown: shutdown.clone(),
+        ice: Arc::new(move || ice.response()),
+    };
+    let app = crate::http::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let stop = shutdown.clone();
+    tasks.spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await;
+        if let Err(e) = served {
+            tracing::error!("http listener failed: {e}");
+        }
+    });
 }
 
 /// The longest the expiry task sleeps, so new earlier deadlines are never missed by more.

@@ -1,0 +1,192 @@
+//! The HTTP listener (axum on the same runtime): the signaling WebSocket, the ICE-servers
+//! API, the pages, and health. `/ws` and `/api/ice-servers` are guarded alike (origin and
+//! token rules), so the API never turns rturn into an open relay.
+
+mod ice;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use tokio_util::sync::CancellationToken;
+
+pub use ice::IceServers;
+
+use crate::signal::token;
+use crate::signal::ws::{self, Hub};
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct HttpState {
+    /// The signaling hub.
+    pub hub: Arc<Hub>,
+    /// Stops WebSocket tasks on shutdown.
+    pub shutdown: CancellationToken,
+    /// The `/api/ice-servers` body, fresh credentials each call.
+    pub ice: Arc<dyn Fn() -> serde_json::Value + Send + Sync>,
+}
+
+/// All routes.
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route(
+            "/",
+            get(|| async { Html(include_str!("../../web/index.html")) }),
+        )
+        .route(
+            "/room/{name}",
+            get(|| async { Html(include_str!("../../web/room.html")) }),
+        )
+        .route("/static/{file}", get(asset))
+        .route("/healthz", get(healthz))
+        .route("/api/ice-servers", get(ice_servers))
+        .route("/ws", get(ws_root))
+        .route("/ws/{namespace}", get(ws_namespace))
+        .with_state(state)
+}
+
+async fn asset(Path(file): Path<String>) -> Response {
+    let (body, kind) = match file.as_str() {
+        "app.css" => (include_str!("../../web/app.css"), "text/css; charset=utf-8"),
+        "trickle.js" => (
+            include_str!("../../web/trickle.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "room.js" => (
+            include_str!("../../web/room.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        _ => return StatusCode::NOT_FOUND.into_response(),
+    };
+    ([(header::CONTENT_TYPE, kind)], body).into_response()
+}
+
+async fn healthz(State(state): State<HttpState>) -> Response {
+    let (peers, rooms) = state.hub.counts();
+    let body = serde_json::json!({"status": "ok", "peers": peers, "rooms": rooms});
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// Origin and token rules shared by `/ws` and `/api/ice-servers`. On success, the room a
+/// room-bound token allows (`None`: any room).
+fn guard(
+    state: &HttpState,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+) -> Result<Option<String>, (StatusCode, &'static str)> {
+    let config = state.hub.config();
+    if !origin_allowed(&config.allowed_origins, headers) {
+        return Err((StatusCode::FORBIDDEN, "origin not allowed\n"));
+    }
+    let Some(secret) = &config.token_secret else {
+        return Ok(None);
+    };
+    let Some(presented) = query.get("token") else {
+        return Err((
+            StatusCode::UNAUTHORIZED,
+            "a token is required (?token=...)\n",
+        ));
+    };
+    let room = query.get("room").map(String::as_str);
+    token::verify(secret.as_bytes(), presented, room, unix_now())
+        .map_err(|_| (StatusCode::UNAUTHORIZED, "token not valid\n"))?;
+    Ok(room.map(str::to_owned))
+}
+
+/// Allowed when no list is configured, when the client sent no Origin (not a browser), when
+/// the Origin is listed, or when it is this server's own origin (its pages).
+fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
+    if allowed.is_empty() {
+        return true;
+    }
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
+        return true;
+    };
+    if allowed.iter().any(|a| a == origin) {
+        return true;
+    }
+    let own_host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let origin_host = origin.split_once("://").map(|(_, host)| host);
+    own_host.is_some() && own_host == origin_host
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+async fn ice_servers(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(refusal) = guard(&state, &headers, &query) {
+        return refusal.into_response();
+    }
+    let body = (state.ice)();
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn ws_root(
+    state: State<HttpState>,
+    peer: ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    query: Query<HashMap<String, String>>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    upgrade_ws(state, peer, headers, query, upgrade, String::new())
+}
+
+async fn ws_namespace(
+    state: State<HttpState>,
+    peer: ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    query: Query<HashMap<String, String>>,
+    Path(namespace): Path<String>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    upgrade_ws(state, peer, headers, query, upgrade, namespace)
+}
+
+fn upgrade_ws(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+    upgrade: WebSocketUpgrade,
+    namespace: String,
+) -> Response {
+    let only_room = match guard(&state, &headers, &query) {
+        Ok(room) => room,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let Some(slot) = state.hub.admit(peer.ip()) else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "too many connections\n").into_response();
+    };
+    let config = state.hub.config();
+    // Frames up to twice the limit are read and answered with too_large; beyond that the
+    // WebSocket layer closes the connection, so memory per client stays bounded.
+    let frame_cap = config.max_message_size.saturating_mul(2).max(64 * 1024);
+    let hub = Arc::clone(&state.hub);
+    let shutdown = state.shutdown.clone();
+    upgrade
+        .max_message_size(frame_cap)
+        .max_frame_size(frame_cap)
+        .on_upgrade(move |socket| ws::serve(socket, hub, namespace, only_room, slot, shutdown))
+}

@@ -1,0 +1,12 @@
+//! The WebSocket signaling relay: peers join rooms, learn who is there, and pass offers,
+//! answers and candidates to each other.
+//!
+//! - [`protocol`]: the JSON messages (pure).
+//! - [`rooms`]: the room registry (pure): every event in, messages to deliver out.
+//! - [`token`]: the optional `?token=` check (pure).
+//! - [`ws`]: one task per WebSocket, moving messages between the socket and the registry.
+
+pub mod protocol;
+pub mod rooms;
+pub mod token;
+pub mod ws;

@@ -1,0 +1,311 @@
+//! WebSocket glue: the [`Hub`] every connection shares (the registry plus a queue per peer),
+//! and [`serve`], the task of one connection: it reads frames, enforces size and rate,
+//! asks the registry what each message means, and writes what the registry says to write.
+//! It also pings, and drops a client that stays silent past the heartbeat timeout.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{Message, WebSocket};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::protocol::{self, ClientMessage, ErrorCode, PeerId, SignalError};
+use super::rooms::{Deliveries, Rooms};
+use crate::config::SignalConfig;
+
+/// Messages queued for one client; a client that stops reading loses messages past this.
+const QUEUE: usize = 256;
+/// How long one write may take before the client counts as gone.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Makes the `iceServers` list for a `peers` reply (fresh credentials each time).
+pub type IceServersFn = Box<dyn Fn() -> Value + Send + Sync>;
+
+struct Registry {
+    rooms: Rooms,
+    queues: HashMap<PeerId, mpsc::Sender<String>>,
+}
+
+/// What every signaling connection shares.
+pub struct Hub {
+    registry: Mutex<Registry>,
+    connections: Mutex<(usize, HashMap<IpAddr, usize>)>,
+    config: SignalConfig,
+    ice_servers: IceServersFn,
+}
+
+/// Holds one connection slot; gives it back when dropped.
+pub struct Slot {
+    hub: Arc<Hub>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut guard = self.hub.lock_connections();
+        let (total, per_ip) = &mut *guard;
+        *total = total.saturating_sub(1);
+        if let Some(n) = per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl Hub {
+    /// A hub with no connections.
+    pub fn new(config: SignalConfig, ice_servers: IceServersFn) -> Self {
+        Self {
+            registry: Mutex::new(Registry {
+                rooms: Rooms::new(config.max_peers_per_room),
+                queues: HashMap::new(),
+            }),
+            connections: Mutex::default(),
+            config,
+            ice_servers,
+        }
+    }
+
+    /// The signaling settings.
+    pub fn config(&self) -> &SignalConfig {
+        &self.config
+    }
+
+    /// A fresh `iceServers` list.
+    pub fn ice_servers(&self) -> Value {
+        (self.ice_servers)()
+    }
+
+    /// Takes a connection slot for `ip`, or `None` when the total or per-IP cap is reached.
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
+        let mut guard = self.lock_connections();
+        let (total, per_ip) = &mut *guard;
+        let mine = per_ip.get(&ip).copied().unwrap_or(0);
+        if *total >= self.config.max_connections || mine >= self.config.max_connections_per_ip {
+            return None;
+        }
+        *total += 1;
+        per_ip.insert(ip, mine + 1);
+        Some(Slot {
+            hub: Arc::clone(self),
+            ip,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_connections(&self) -> MutexGuard<'_, (usize, HashMap<IpAddr, usize>)> {
+        self.connections.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Connected peers and non-empty rooms, for logs and health.
+    pub fn counts(&self) -> (usize, usize) {
+        let registry = self.lock();
+        (registry.rooms.peer_count(), registry.rooms.room_count())
+    }
+}
+
+/// Queues each delivery for its recipient; a full queue drops the message (that client is
+/// not reading, and the heartbeat will catch it).
+fn deliver(registry: &Registry, out: Deliveries) {
+    for (to, text) in out {
+        if let Some(queue) = registry.queues.get(&to) {
+            let _ = queue.try_send(text);
+        }
+    }
+}
+
+/// A token bucket: `rate` messages per second, bursts of `rate`.
+struct Bucket {
+    rate: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn new(rate: u32) -> Self {
+        Self {
+            rate: f64::from(rate),
+            tokens: f64::from(rate),
+            at: Instant::now(),
+        }
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.at = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Serves one WebSocket in `namespace` until it closes, fails the heartbeat or shutdown.
+/// `only_room`: the one room a room-bound token allows.
+pub async fn serve(
+    socket: WebSocket,
+    hub: Arc<Hub>,
+    namespace: String,
+    only_room: Option<String>,
+    slot: Slot,
+    shutdown: CancellationToken,
+) {
+    let id = protocol::new_peer_id();
+    let (queue, mut outbox) = mpsc::channel::<String>(QUEUE);
+    {
+        let mut registry = hub.lock();
+        registry.rooms.connect(id.clone(), &namespace);
+        registry.queues.insert(id.clone(), queue.clone());
+    }
+    let (mut sink, mut stream) = socket.split();
+    let config = hub.config().clone();
+    let mut heartbeat = tokio::time::interval(config.heartbeat_interval);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_heard = Instant::now();
+    let mut bucket = Bucket::new(config.messages_per_second);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = heartbeat.tick() => {
+                if last_heard.elapsed() > config.heartbeat_timeout {
+                    tracing::debug!(peer = %id, "heartbeat timeout");
+                    break;
+                }
+                let ping = sink.send(Message::Ping(Default::default()));
+                if !matches!(tokio::time::timeout(WRITE_TIMEOUT, ping).await, Ok(Ok(()))) {
+                    break;
+                }
+            }
+            Some(text) = outbox.recv() => {
+                let sent = sink.send(Message::Text(text.into()));
+                if !matches!(tokio::time::timeout(WRITE_TIMEOUT, sent).await, Ok(Ok(()))) {
+                    break;
+                }
+            }
+            frame = stream.next() => {
+                let Some(Ok(frame)) = frame else { break };
+                last_heard = Instant::now();
+                let reply = match frame {
+                    Message::Text(text) => {
+                        handle_text(&hub, &id, only_room.as_deref(), &mut bucket, &config, text.as_str())
+                    }
+                    Message::Binary(_) => Some(SignalError::new(
+                        ErrorCode::BadMessage,
+                        "send JSON text frames, not binary",
+                    )),
+                    Message::Close(_) => break,
+                    Message::Ping(_) | Message::Pong(_) => None,
+                };
+                if let Some(error) = reply {
+                    let _ = queue.try_send(error.to_json());
+                }
+            }
+        }
+    }
+    let mut registry = hub.lock();
+    registry.queues.remove(&id);
+    let out = registry.rooms.disconnect(&id);
+    deliver(&registry, out);
+    drop(registry);
+    drop(slot);
+}
+
+/// One text frame: limits first, then what it asks for. Returns an error to send back.
+fn handle_text(
+    hub: &Hub,
+    id: &str,
+    only_room: Option<&str>,
+    bucket: &mut Bucket,
+    config: &SignalConfig,
+    text: &str,
+) -> Option<SignalError> {
+    if !bucket.take(Instant::now()) {
+        return Some(SignalError::new(
+            ErrorCode::RateLimited,
+            format!(
+                "more than {} messages per second",
+                config.messages_per_second
+            ),
+        ));
+    }
+    if text.len() > config.max_message_size {
+        return Some(SignalError::new(
+            ErrorCode::TooLarge,
+            format!(
+                "{} bytes; the limit is {}",
+                text.len(),
+                config.max_message_size
+            ),
+        ));
+    }
+    let message = match protocol::parse(text) {
+        Ok(m) => m,
+        Err(e) => return Some(e),
+    };
+    let result = match message {
+        ClientMessage::Join { room } => {
+            if only_room.is_some_and(|allowed| allowed != room) {
+                return Some(SignalError::new(
+                    ErrorCode::Unauthorized,
+                    "this token is for another room",
+                ));
+            }
+            let ice = hub.ice_servers();
+            let mut registry = hub.lock();
+            registry
+                .rooms
+                .join(id, &room, &ice)
+                .map(|out| deliver(&registry, out))
+        }
+        ClientMessage::Leave => {
+            let mut registry = hub.lock();
+            let out = registry.rooms.leave(id);
+            deliver(&registry, out);
+            Ok(())
+        }
+        ClientMessage::Ping => {
+            let registry = hub.lock();
+            deliver(&registry, vec![(id.to_owned(), protocol::pong())]);
+            Ok(())
+        }
+        ClientMessage::Relay { to, body } => {
+            let registry = hub.lock();
+            registry
+                .rooms
+                .relay(id, &to, body)
+                .map(|delivery| deliver(&registry, vec![delivery]))
+        }
+    };
+    result.err()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_allows_a_burst_then_the_rate() {
+        let mut b = Bucket::new(5);
+        let t0 = b.at;
+        assert_eq!((0..10).filter(|_| b.take(t0)).count(), 5);
+        assert!(!b.take(t0));
+        assert!(
+            b.take(t0 + Duration::from_millis(200)),
+            "one token after 1/5 s"
+        );
+        assert!(!b.take(t0 + Duration::from_millis(200)));
+    }
+}
