@@ -1,0 +1,511 @@
+// rturn's video room (GET /room/NAME): joins NAME on the signaling relay at /ws and connects
+// to every other peer in it directly (a mesh: one RTCPeerConnection per remote peer), with
+// the STUN/TURN servers the join reply hands out. Video tiles, a chat over data channels,
+// and per-peer connection state including whether the selected ICE pair is relayed.
+//
+// Negotiation is "perfect negotiation" (W3C webrtc-pc §10.7): the newcomer offers to the
+// peers already in the room, and later renegotiation (a camera granted late, an ICE restart)
+// can start on either side without glare. Query: ?policy=relay forces TURN,
+// ?token=... is passed on to /ws. Plain browser JS, no dependencies.
+"use strict";
+
+(() => {
+  const PING_INTERVAL_MS = 20_000;
+  const STATS_INTERVAL_MS = 2_000;
+  /** How long joining waits for the camera prompt before going ahead without media. */
+  const MEDIA_WAIT_MS = 1_500;
+  const RECONNECT_MIN_MS = 1_000;
+  const RECONNECT_MAX_MS = 30_000;
+  const MAX_CHAT_LEN = 2_000;
+
+  const $ = (id) => document.getElementById(id);
+  const params = new URLSearchParams(location.search);
+  const token = params.get("token");
+  const policy = params.get("policy") === "relay" ? "relay" : "all";
+  const room = roomFromPath() || params.get("room") || "demo";
+
+  const els = {
+    status: $("status"),
+    roomName: $("room-name"),
+    media: $("media"),
+    mic: $("mic"),
+    camera: $("camera"),
+    videos: $("videos"),
+    localTile: $("local-tile"),
+    localVideo: $("local-video"),
+    localCaption: $("local-caption"),
+    peers: $("peers"),
+    me: $("me"),
+    chatLog: $("chat-log"),
+    chatForm: $("chat-form"),
+    chatInput: $("chat-input"),
+  };
+
+  /** The signaling socket, our peer ID in the room, and the ICE servers it gave us. */
+  let ws = null;
+  let me = null;
+  let iceServers = [];
+  let pingTimer = 0;
+  let reconnectDelay = RECONNECT_MIN_MS;
+  let lastPing = 0;
+  /** Camera and microphone, or null for data only. */
+  let localStream = null;
+  /** Remote peers by ID. */
+  const peers = new Map();
+
+  function roomFromPath() {
+    const m = location.pathname.match(/^\/room\/([^/]+)\/?$/);
+    if (!m) return "";
+    try {
+      return decodeURIComponent(m[1]);
+    } catch {
+      return m[1];
+    }
+  }
+
+  const short = (id) => String(id).slice(0, 8);
+
+  // ---------------------------------------------------------------- signaling socket
+
+  function connect() {
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    const query = token ? `?token=${encodeURIComponent(token)}` : "";
+    setStatus("connecting", "connecting…");
+    const socket = new WebSocket(`${scheme}//${location.host}/ws${query}`);
+    ws = socket;
+    socket.addEventListener("open", () => {
+      reconnectDelay = RECONNECT_MIN_MS;
+      setStatus("open", "joining…");
+      send({ type: "join", room });
+      pingTimer = setInterval(() => {
+        lastPing = performance.now();
+        send({ type: "ping" });
+      }, PING_INTERVAL_MS);
+    });
+    socket.addEventListener("message", (e) => {
+      let msg;
+      try {
+        msg = JSON.parse(e.data);
+      } catch {
+        console.warn("rturn: signaling frame is not JSON:", e.data);
+        return;
+      }
+      onSignal(msg);
+    });
+    socket.addEventListener("close", (e) => {
+      if (ws !== socket) return;
+      clearInterval(pingTimer);
+      for (const id of [...peers.keys()]) removePeer(id);
+      me = null;
+      els.me.textContent = "not joined";
+      const why = e.reason || (e.code === 1000 ? "closed" : `code ${e.code}`);
+      setStatus("closed", `disconnected (${why}); retrying in ${Math.round(reconnectDelay / 1000)} s`);
+      setTimeout(connect, reconnectDelay);
+      reconnectDelay = Math.min(reconnectDelay * 2, RECONNECT_MAX_MS);
+    });
+  }
+
+  function send(msg) {
+    if (ws?.readyState === WebSocket.OPEN) ws.send(JSON.stringify(msg));
+  }
+
+  function setStatus(state, text) {
+    els.status.dataset.state = state;
+    els.status.textContent = text;
+  }
+
+  function onSignal(msg) {
+    switch (msg.type) {
+      case "peers": {
+        me = msg.you;
+        iceServers = Array.isArray(msg.iceServers) ? msg.iceServers : [];
+        document.body.dataset.me = me;
+        els.me.dataset.peer = me;
+        els.me.textContent = `you are ${short(me)}${policy === "relay" ? " · relay only" : ""}`;
+        els.me.title = me;
+        els.localCaption.textContent = `you · ${short(me)}`;
+        setStatus("open", "joined");
+        for (const id of msg.peers || []) if (id !== me) addPeer(id, true);
+        systemLine(msg.peers?.length
+          ? `joined "${room}" with ${msg.peers.length} other peer(s)`
+          : `joined "${room}": nobody else here yet`);
+        break;
+      }
+      case "new_peer":
+        if (msg.id !== me && !peers.has(msg.id)) {
+          addPeer(msg.id, false);
+          systemLine(`${short(msg.id)} joined`);
+        }
+        break;
+      case "remove_peer":
+        if (peers.has(msg.id)) {
+          removePeer(msg.id);
+          systemLine(`${short(msg.id)} left`);
+        }
+        break;
+      case "offer":
+      case "answer":
+      case "candidate": {
+        if (!msg.from || msg.from === me) return;
+        // An offer may come before new_peer if messages cross; the sender is then new.
+        const peer = peers.get(msg.from) || (msg.type === "offer" ? addPeer(msg.from, false) : null);
+        if (!peer) return;
+        // One message at a time per peer, in arrival order.
+        peer.queue = peer.queue.then(() => onPeerSignal(peer, msg)).catch((err) => {
+          console.warn(`rturn: ${msg.type} from ${msg.from}:`, err);
+        });
+        break;
+      }
+      case "pong":
+        if (lastPing) els.status.title = `signaling round trip ${Math.round(performance.now() - lastPing)} ms`;
+        break;
+      case "error":
+        console.warn("rturn: server error", msg);
+        systemLine(`server: ${msg.code}: ${msg.message}`, "error");
+        if (["room_full", "unauthorized"].includes(msg.code) && !me) {
+          setStatus("closed", msg.code === "room_full" ? "room is full" : "not authorized");
+        }
+        break;
+      default:
+        console.debug("rturn: ignored signaling message", msg);
+    }
+  }
+
+  // ---------------------------------------------------------------- peers
+
+  function addPeer(id, initiator) {
+    const pc = new RTCPeerConnection({ iceServers, iceTransportPolicy: policy });
+    const peer = {
+      id,
+      pc,
+      // The peer already in the room is the polite one: it yields when offers cross.
+      polite: !initiator,
+      // The newcomer offers first; the other side only after it has answered once.
+      canOffer: initiator,
+      makingOffer: false,
+      ignoreOffer: false,
+      queue: Promise.resolve(),
+      pendingCandidates: [],
+      route: "",
+      statsTimer: 0,
+      // Negotiated channel with a fixed id: both sides have it at once, no ondatachannel.
+      dc: pc.createDataChannel("chat", { negotiated: true, id: 0 }),
+      ...peerElements(id),
+    };
+    peers.set(id, peer);
+
+    if (localStream) {
+      for (const track of localStream.getTracks()) pc.addTrack(track, localStream);
+    } else if (initiator) {
+      // Offer to receive the other side's camera even if we have none. (The answering side
+      // gets its transceivers from the offer.)
+      pc.addTransceiver("audio", { direction: "recvonly" });
+      pc.addTransceiver("video", { direction: "recvonly" });
+    }
+
+    pc.addEventListener("negotiationneeded", async () => {
+      if (!peer.canOffer) return; // fires again after the first answer if still needed
+      try {
+        peer.makingOffer = true;
+        await pc.setLocalDescription();
+        send({ type: "offer", to: id, sdp: pc.localDescription.sdp });
+      } catch (err) {
+        console.warn(`rturn: offer to ${id}:`, err);
+      } finally {
+        peer.makingOffer = false;
+      }
+    });
+    pc.addEventListener("icecandidate", ({ candidate }) => {
+      if (candidate && candidate.candidate) send({ type: "candidate", to: id, candidate: candidate.toJSON() });
+    });
+    pc.addEventListener("connectionstatechange", () => {
+      if (pc.connectionState === "failed" && !peer.polite) pc.restartIce();
+      refreshPeer(peer);
+    });
+    pc.addEventListener("track", ({ track, streams }) => {
+      const video = peer.tile.querySelector("video");
+      const stream = streams[0] || video.srcObject || new MediaStream();
+      if (!streams[0]) stream.addTrack(track);
+      if (video.srcObject !== stream) video.srcObject = stream;
+      if (track.kind === "video") {
+        const shown = () => peer.tile.classList.toggle("has-video", !track.muted && track.readyState === "live");
+        track.addEventListener("mute", shown);
+        track.addEventListener("unmute", shown);
+        track.addEventListener("ended", shown);
+        shown();
+      }
+    });
+
+    peer.dc.addEventListener("open", () => refreshPeer(peer));
+    peer.dc.addEventListener("close", () => refreshPeer(peer));
+    peer.dc.addEventListener("message", ({ data }) => {
+      let text;
+      try {
+        text = JSON.parse(data).text;
+      } catch {
+        text = null;
+      }
+      if (typeof text === "string" && text) chatLine(id, text.slice(0, MAX_CHAT_LEN));
+    });
+
+    peer.statsTimer = setInterval(() => refreshPeer(peer), STATS_INTERVAL_MS);
+    refreshPeer(peer);
+    return peer;
+  }
+
+  /** An offer, answer or candidate from `peer`, handled as perfect negotiation says. */
+  async function onPeerSignal(peer, msg) {
+    const pc = peer.pc;
+    if (msg.type === "candidate") {
+      if (!msg.candidate) return;
+      if (!pc.remoteDescription) {
+        peer.pendingCandidates.push(msg.candidate);
+        return;
+      }
+      try {
+        await pc.addIceCandidate(msg.candidate);
+      } catch (err) {
+        if (!peer.ignoreOffer) throw err;
+      }
+      return;
+    }
+    if (typeof msg.sdp !== "string") throw new Error(`${msg.type} without an sdp`);
+    const collision = msg.type === "offer" && (peer.makingOffer || pc.signalingState !== "stable");
+    peer.ignoreOffer = !peer.polite && collision;
+    if (peer.ignoreOffer) return;
+    await pc.setRemoteDescription({ type: msg.type, sdp: msg.sdp }); // rolls back our offer if needed
+    for (const candidate of peer.pendingCandidates.splice(0)) {
+      await pc.addIceCandidate(candidate).catch((err) => console.warn("rturn: queued candidate:", err));
+    }
+    if (msg.type === "offer") {
+      peer.canOffer = true;
+      await pc.setLocalDescription();
+      send({ type: "answer", to: peer.id, sdp: pc.localDescription.sdp });
+    }
+  }
+
+  function removePeer(id) {
+    const peer = peers.get(id);
+    if (!peer) return;
+    peers.delete(id);
+    clearInterval(peer.statsTimer);
+    peer.pc.close();
+    peer.li.remove();
+    peer.tile.remove();
+  }
+
+  /** The peer's entry in #peers and its video tile. */
+  function peerElements(id) {
+    const li = document.createElement("li");
+    li.dataset.peer = id;
+    li.dataset.state = "new";
+    li.dataset.route = "";
+    const name = document.createElement("span");
+    name.className = "id";
+    name.textContent = short(id);
+    name.title = id;
+    const state = document.createElement("span");
+    state.className = "state";
+    li.append(name, state);
+    els.peers.append(li);
+
+    const tile = document.createElement("figure");
+    tile.className = "tile";
+    tile.dataset.peer = id;
+    const video = document.createElement("video");
+    video.autoplay = true;
+    video.playsInline = true;
+    const none = document.createElement("div");
+    none.className = "novideo";
+    none.textContent = "no video";
+    const caption = document.createElement("figcaption");
+    tile.append(video, none, caption);
+    els.videos.append(tile);
+    return { li, tile };
+  }
+
+  /** Connection state and, once connected, the selected pair's candidate types. */
+  async function refreshPeer(peer) {
+    const pc = peer.pc;
+    const state = pc.connectionState;
+    if (state === "connected") {
+      const pair = await selectedPair(pc);
+      if (peers.get(peer.id) !== peer) return;
+      peer.route = pair ? `${pair.local}/${pair.remote}` : "";
+      peer.detail = pair;
+    } else if (state !== "disconnected") {
+      peer.route = "";
+      peer.detail = null;
+    }
+    const parts = [state];
+    if (peer.route) {
+      const d = peer.detail;
+      parts.push(peer.route + (d.protocol ? ` (${d.protocol})` : ""));
+      if (Number.isFinite(d.rtt)) parts.push(`${Math.round(d.rtt * 1000)} ms`);
+    }
+    if (state === "connected" && peer.dc.readyState !== "open") parts.push(`chat ${peer.dc.readyState}`);
+    const text = parts.join(" · ");
+    peer.li.dataset.state = state;
+    peer.li.dataset.route = peer.route;
+    peer.li.querySelector(".state").textContent = text;
+    peer.tile.querySelector("figcaption").textContent = `${short(peer.id)} · ${text}`;
+  }
+
+  /**
+   * The selected ICE candidate pair: local and remote candidate types ("relay", "host", …),
+   * the protocol to the TURN server for a relayed local side, and the round trip time.
+   */
+  async function selectedPair(pc) {
+    let stats;
+    try {
+      stats = await pc.getStats();
+    } catch {
+      return null;
+    }
+    let pair = null;
+    stats.forEach((s) => {
+      if (s.type === "transport" && s.selectedCandidatePairId) pair = stats.get(s.selectedCandidatePairId);
+    });
+    if (!pair) {
+      stats.forEach((s) => {
+        if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") pair = s;
+      });
+    }
+    if (!pair) return null;
+    const local = stats.get(pair.localCandidateId);
+    const remote = stats.get(pair.remoteCandidateId);
+    if (!local || !remote) return null;
+    return {
+      local: local.candidateType,
+      remote: remote.candidateType,
+      protocol: local.candidateType === "relay" ? local.relayProtocol : local.protocol,
+      rtt: pair.currentRoundTripTime,
+    };
+  }
+
+  // ---------------------------------------------------------------- media
+
+  /** Camera and microphone if granted; otherwise data only, saying why. */
+  async function startMedia() {
+    if (!navigator.mediaDevices?.getUserMedia) {
+      setMedia("data only: no camera access on this page (it needs https or localhost)");
+      return;
+    }
+    const video = { width: { ideal: 640 }, height: { ideal: 480 } };
+    let firstError = null;
+    for (const constraints of [{ audio: true, video }, { video }, { audio: true }]) {
+      try {
+        localStream = await navigator.mediaDevices.getUserMedia(constraints);
+        break;
+      } catch (err) {
+        firstError ??= err;
+        if (err.name === "NotAllowedError" || err.name === "SecurityError") break;
+      }
+    }
+    if (!localStream) {
+      const why = {
+        NotAllowedError: "camera and microphone permission denied",
+        SecurityError: "camera and microphone blocked on this page",
+        NotFoundError: "no camera or microphone found",
+        NotReadableError: "the camera is in use by another program",
+      }[firstError?.name] || `no camera (${firstError?.name || "unknown error"})`;
+      setMedia(`data only: ${why}; chat still works`);
+      return;
+    }
+    const audio = localStream.getAudioTracks()[0];
+    const cam = localStream.getVideoTracks()[0];
+    setMedia([cam && "camera", audio && "microphone"].filter(Boolean).join(" and ") + " on");
+    els.localVideo.srcObject = localStream;
+    els.localTile.classList.toggle("has-video", Boolean(cam));
+    setupToggle(els.mic, audio);
+    setupToggle(els.camera, cam, () => els.localTile.classList.toggle("has-video", cam.enabled));
+    // Peers that exist already get the tracks now: negotiationneeded renegotiates.
+    for (const peer of peers.values()) {
+      for (const track of localStream.getTracks()) {
+        const reuse = peer.pc.getTransceivers().find(
+          (t) => t.receiver.track.kind === track.kind && !t.sender.track && !t.stopped,
+        );
+        if (reuse) {
+          reuse.sender.replaceTrack(track);
+          reuse.sender.setStreams?.(localStream);
+          reuse.direction = "sendrecv";
+        } else {
+          peer.pc.addTrack(track, localStream);
+        }
+      }
+    }
+  }
+
+  function setupToggle(button, track, after = () => {}) {
+    if (!track) return;
+    button.disabled = false;
+    button.addEventListener("click", () => {
+      track.enabled = !track.enabled;
+      button.setAttribute("aria-pressed", String(track.enabled));
+      after();
+    });
+  }
+
+  function setMedia(text) {
+    els.media.textContent = text;
+  }
+
+  // ---------------------------------------------------------------- chat
+
+  function chatLine(from, text) {
+    const li = document.createElement("li");
+    li.dataset.from = from;
+    if (from === me) li.className = "mine";
+    const who = document.createElement("span");
+    who.className = "from";
+    who.textContent = from === me ? "you" : short(from);
+    who.title = from;
+    const body = document.createElement("span");
+    body.className = "text";
+    body.textContent = text;
+    li.append(who, body);
+    appendLog(li);
+  }
+
+  function systemLine(text, kind = "system") {
+    const li = document.createElement("li");
+    li.className = kind === "error" ? "system bad" : "system";
+    li.textContent = text;
+    appendLog(li);
+  }
+
+  function appendLog(li) {
+    const log = els.chatLog;
+    const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 24;
+    log.append(li);
+    if (atBottom) log.scrollTop = log.scrollHeight;
+  }
+
+  els.chatForm.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const text = els.chatInput.value.trim().slice(0, MAX_CHAT_LEN);
+    if (!text) return;
+    els.chatInput.value = "";
+    let delivered = 0;
+    for (const peer of peers.values()) {
+      if (peer.dc.readyState === "open") {
+        peer.dc.send(JSON.stringify({ text }));
+        delivered += 1;
+      }
+    }
+    chatLine(me ?? "you", text);
+    if (!delivered) systemLine("not delivered: no peer is connected yet");
+  });
+
+  // ---------------------------------------------------------------- start
+
+  document.title = `rturn · ${room}`;
+  els.roomName.textContent = room;
+  if (token) {
+    for (const a of document.querySelectorAll('a[href="/"]')) a.href = `/?token=${encodeURIComponent(token)}`;
+  }
+  const media = startMedia();
+  // Join once the camera is settled, or soon anyway: a prompt nobody answers must not
+  // keep us out of the room (tracks granted later are added by renegotiation).
+  Promise.race([media, new Promise((r) => setTimeout(r, MEDIA_WAIT_MS))]).then(connect);
+})();
