@@ -1,7 +1,8 @@
 //! rturn: a STUN/TURN server and WebRTC signaling relay in one binary.
 //!
-//! Today it is a STUN server (RFC 8489) and TURN relay (RFC 8656) over UDP and TCP;
-//! signaling, TLS and operations arrive in later issues on the same foundation.
+//! Today it is a STUN server (RFC 8489) and TURN relay (RFC 8656) over UDP and TCP, and a
+//! WebSocket signaling relay with an ICE-servers API and test pages over HTTP; TLS and
+//! operations arrive in later issues on the same foundation.
 //!
 //! # Layout
 //!
@@ -12,6 +13,8 @@
 //! - [`auth`]: long-term credentials, TURN REST secrets, stateless nonces. Pure.
 //! - [`turn`]: the allocation manager, sans-IO: decoded requests and the time in, response
 //!   bytes and data-path routes out; relay ports come through a binder trait; peer rules.
+//! - [`signal`]: the signaling relay: protocol and room registry (pure), WebSocket glue.
+//! - [`http`]: the axum routes: `/ws`, `/api/ice-servers`, pages from `web/`, `/healthz`.
 //! - [`server`]: tokio glue only: binding the `[listen]` sockets (one SO_REUSEPORT UDP socket
 //!   per worker), relay sockets, one expiry timer per shard, counting what was seen, and
 //!   stopping on one cancellation token.
