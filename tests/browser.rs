@@ -7,12 +7,17 @@
 //! test, so a direct host path cannot make it pass. The driver (`tests/browser/relay.mjs`)
 //! runs Debian's `/usr/bin/chromium` through `playwright-core`; `scripts/test.sh` installs
 //! both. A missing browser fails the test rather than skipping it.
+//!
+//! The same browser then drives rturn's own pages, served by its HTTP listener: two video-room
+//! pages (`/room/demo`) that signal over `/ws` and connect through the relay
+//! (`tests/browser/room.mjs`), and the trickle-ICE page (`/`) gathering a relay candidate with
+//! the servers from `/api/ice-servers` (`tests/browser/trickle.mjs`).
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
@@ -88,4 +93,99 @@ fn count(line: &str, key: &str) -> u64 {
         .find_map(|field| field.strip_prefix(key)?.strip_prefix('='))
         .unwrap_or_else(|| panic!("no {key}= in: {line}"));
     value.parse().unwrap()
+}
+
+/// The config for the page tests: TURN on UDP and TCP, the HTTP listener, and TURN REST
+/// credentials, which `/api/ice-servers` and the join reply hand to the pages.
+const PAGES: &str = "realm = \"test.local\"\n\
+                     [listen]\nudp = [\"127.0.0.1:0\"]\ntcp = [\"127.0.0.1:0\"]\n\
+                     http = \"127.0.0.1:0\"\n\
+                     [relay]\nrelay-ip = \"127.0.0.1\"\nallow-loopback-peers = true\n\
+                     [auth]\nstatic-auth-secret = \"test-secret\"\n\
+                     [signal]\nheartbeat-interval = \"5s\"\n";
+
+/// Two browser contexts open `/room/demo?policy=relay`, find each other through `/ws`,
+/// connect through the TURN relay with the credentials from the join reply (each page lists
+/// the other as `connected` with a relay/relay selected pair and plays its fake camera) and
+/// chat both ways over the data channel. See `tests/browser/room.mjs`.
+#[test]
+fn browser_room_pages_connect_through_the_relay() {
+    let mut server = Server::start(PAGES);
+    run_page_script(&server, "room.mjs", "room.png");
+
+    // The media and the chat went through rturn's relay, not around it.
+    assert!(server.terminate().success());
+    let stopped = server.wait_line(|l| l.contains("stopped"));
+    assert!(count(&stopped, "relayed") > 0, "{stopped}");
+}
+
+/// The trickle-ICE page at `/` loads its servers from `/api/ice-servers`, and with policy
+/// "relay" gathers a relay candidate on 127.0.0.1 for each of the TURN URLs (UDP and TCP to
+/// the server) and says so in its verdict. See `tests/browser/trickle.mjs`.
+#[test]
+fn browser_trickle_page_gathers_a_relay_candidate() {
+    let mut server = Server::start(PAGES);
+    run_page_script(&server, "trickle.mjs", "trickle.png");
+
+    // The browser reached the TURN server over TCP too (the tcp URL of the API).
+    assert!(server.terminate().success());
+    let stopped = server.wait_line(|l| l.contains("stopped"));
+    assert!(count(&stopped, "tcp_accepted") > 0, "{stopped}");
+}
+
+/// Runs `tests/browser/SCRIPT HTTP_PORT` against `server` and fails with its JSON, its
+/// stderr and rturn's log unless it passed. With `RTURN_SCREENSHOTS=DIR` in the environment
+/// the script also saves `DIR/SHOT` (how `web/screenshots/` is made).
+fn run_page_script(server: &Server, script: &str, shot: &str) {
+    let (dir, chromium) = browser();
+    let port = http_port(server);
+    let mut node = Command::new("node");
+    node.arg(dir.join(script))
+        .arg(port.to_string())
+        .env("RTURN_CHROMIUM", &chromium);
+    if let Some(shots) = std::env::var_os("RTURN_SCREENSHOTS") {
+        node.arg("--screenshot").arg(Path::new(&shots).join(shot));
+    }
+    // The scripts give up by themselves (within a minute), so this cannot hang.
+    let out = node
+        .output()
+        .expect("node is missing: install Node.js, then run scripts/test.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{script} failed ({}):\n{stdout}\n{stderr}\nrturn log:\n{}",
+        out.status,
+        server.log()
+    );
+    assert!(stdout.contains("\"ok\":true"), "{stdout}");
+}
+
+/// The test directory and the Chromium to drive; panics (never skips) when either the
+/// browser or playwright-core is missing.
+fn browser() -> (PathBuf, String) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let chromium = std::env::var("RTURN_CHROMIUM").unwrap_or_else(|_| CHROMIUM.into());
+    assert!(
+        Path::new(&chromium).exists(),
+        "{chromium} is missing: run scripts/test.sh (it installs Debian's chromium)"
+    );
+    assert!(
+        dir.join("node_modules/playwright-core").is_dir(),
+        "tests/browser/node_modules is missing: run scripts/test.sh \
+         (it runs npm ci --prefix tests/browser)"
+    );
+    (dir, chromium)
+}
+
+/// The port of the HTTP listener, from rturn's `listening on http ADDR` log line.
+fn http_port(server: &Server) -> u16 {
+    let log = server.log();
+    let addr: std::net::SocketAddr = log
+        .lines()
+        .find_map(|line| line.split("listening on http ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("no `listening on http` line in the log:\n{log}"));
+    addr.port()
 }

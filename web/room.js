@@ -67,13 +67,24 @@
 
   // ---------------------------------------------------------------- signaling socket
 
+  // With ?token=, the token may be bound to this room (presented with &room=) or good in any
+  // room (presented alone); the page cannot tell, so it tries the first, then the second.
+  const wsPaths = token
+    ? [
+        `/ws?token=${encodeURIComponent(token)}&room=${encodeURIComponent(room)}`,
+        `/ws?token=${encodeURIComponent(token)}`,
+      ]
+    : ["/ws"];
+  let wsPath = 0;
+
   function connect() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    const query = token ? `?token=${encodeURIComponent(token)}` : "";
     setStatus("connecting", "connecting…");
-    const socket = new WebSocket(`${scheme}//${location.host}/ws${query}`);
+    const socket = new WebSocket(`${scheme}//${location.host}${wsPaths[wsPath]}`);
     ws = socket;
+    let opened = false;
     socket.addEventListener("open", () => {
+      opened = true;
       reconnectDelay = RECONNECT_MIN_MS;
       setStatus("open", "joining…");
       send({ type: "join", room });
@@ -95,18 +106,55 @@
     socket.addEventListener("close", (e) => {
       if (ws !== socket) return;
       clearInterval(pingTimer);
+      outbox.length = 0; // addressed to peers of this session, which are gone
       for (const id of [...peers.keys()]) removePeer(id);
       me = null;
       els.me.textContent = "not joined";
-      const why = e.reason || (e.code === 1000 ? "closed" : `code ${e.code}`);
+      if (!opened && wsPath + 1 < wsPaths.length) {
+        wsPath += 1; // refused before opening: try the other way of presenting the token
+        connect();
+        return;
+      }
+      if (!opened) wsPath = 0;
+      const why = !opened
+        ? `could not connect${token ? "; the token may be wrong or expired" : "; the server may be down or want a ?token="}`
+        : e.reason || (e.code === 1000 ? "closed" : `code ${e.code}`);
       setStatus("closed", `disconnected (${why}); retrying in ${Math.round(reconnectDelay / 1000)} s`);
       setTimeout(connect, reconnectDelay);
       reconnectDelay = Math.min(reconnectDelay * 2, RECONNECT_MAX_MS);
     });
   }
 
+  // The server allows a burst of messages and then a steady rate per connection (default 50
+  // a second); a newcomer in a busy room sends an offer and a dozen candidates per peer at
+  // once, so outgoing messages are paced to stay well inside that instead of being refused.
+  const SEND_BURST = 20;
+  const SEND_PER_SECOND = 20;
+  let sendTokens = SEND_BURST;
+  let sendRefilled = performance.now();
+  let sendTimer = 0;
+  const outbox = [];
+
   function send(msg) {
-    if (ws?.readyState === WebSocket.OPEN) ws.send(JSON.stringify(msg));
+    outbox.push(JSON.stringify(msg));
+    flush();
+  }
+
+  function flush() {
+    const now = performance.now();
+    sendTokens = Math.min(SEND_BURST, sendTokens + ((now - sendRefilled) / 1000) * SEND_PER_SECOND);
+    sendRefilled = now;
+    while (outbox.length && sendTokens >= 1) {
+      const text = outbox.shift();
+      if (ws?.readyState === WebSocket.OPEN) ws.send(text);
+      sendTokens -= 1;
+    }
+    if (outbox.length && !sendTimer) {
+      sendTimer = setTimeout(() => {
+        sendTimer = 0;
+        flush();
+      }, 1000 / SEND_PER_SECOND);
+    }
   }
 
   function setStatus(state, text) {
@@ -125,6 +173,9 @@
         els.me.title = me;
         els.localCaption.textContent = `you · ${short(me)}`;
         setStatus("open", "joined");
+        if (policy === "relay" && !iceServers.some((s) => [].concat(s.urls).some((u) => /^turns?:/.test(u)))) {
+          systemLine("relay only, but this server hands out no TURN server: peers cannot connect", "error");
+        }
         for (const id of msg.peers || []) if (id !== me) addPeer(id, true);
         systemLine(msg.peers?.length
           ? `joined "${room}" with ${msg.peers.length} other peer(s)`

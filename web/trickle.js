@@ -8,8 +8,15 @@
   const GATHER_TIMEOUT_MS = 40_000;
 
   const $ = (id) => document.getElementById(id);
-  const token = new URLSearchParams(location.search).get("token");
-  const withToken = (path) => (token ? `${path}?token=${encodeURIComponent(token)}` : path);
+  const params = new URLSearchParams(location.search);
+  const token = params.get("token");
+  // A room-bound token is presented with its room (?token=T&room=R); pass both on.
+  const tokenRoom = params.get("room");
+  const withToken = (path) => {
+    if (!token) return path;
+    const room = tokenRoom ? `&room=${encodeURIComponent(tokenRoom)}` : "";
+    return `${path}?token=${encodeURIComponent(token)}${room}`;
+  };
 
   const els = {
     servers: $("servers"),
@@ -82,13 +89,8 @@
     try {
       const response = await fetch(withToken("/api/ice-servers"), { cache: "no-store" });
       if (!response.ok) {
-        let detail = "";
-        try {
-          const body = await response.json();
-          detail = body.message || body.code || "";
-        } catch {
-          // not JSON: the status line says enough
-        }
+        // rturn explains a refusal in a line of text ("a token is required (?token=...)").
+        const detail = (await response.text().catch(() => "")).trim().slice(0, 200);
         throw new Error(`HTTP ${response.status}${detail ? `: ${detail}` : ""}`);
       }
       const body = await response.json();
@@ -162,15 +164,15 @@
     tr.dataset.type = c.type;
     const cells = [
       [String(c.time), "num"],
-      [c.component === "rtp" ? "1 (rtp)" : c.component === "rtcp" ? "2 (rtcp)" : String(c.component)],
+      [c.component === "rtp" ? "1" : c.component === "rtcp" ? "2" : String(c.component)],
       [c.type, "type"],
       [c.foundation],
       [c.protocol],
-      [c.address, "mono"],
+      [c.address, "mono clip"],
       [String(c.port), "num"],
       [formatPriority(c.priority), "num mono"],
       [c.relayProtocol, "relay-protocol"],
-      [c.url, "url mono"],
+      [c.url, "url mono clip"],
     ];
     for (const [text, cls] of cells) {
       const td = document.createElement("td");
@@ -182,6 +184,7 @@
       } else {
         td.textContent = text ?? "";
         if (cls) td.className = cls;
+        if (cls?.includes("clip")) td.title = text ?? "";
       }
       tr.append(td);
     }
