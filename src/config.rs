@@ -50,6 +50,18 @@ pub struct Config {
     /// What `/api/ice-servers` and the signaling `peers` reply hand out.
     #[serde(default)]
     pub ice: IceConfig,
+    /// The certificate for `listen.tls` and `listen.https`.
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[tls]`: one certificate for STUN/TURN over TLS and for HTTPS.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TlsConfig {
+    /// PEM file with the certificate and its chain, leaf first (Let's Encrypt's fullchain.pem).
+    pub cert: PathBuf,
+    /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 /// `[signal]`: the WebSocket signaling relay on the HTTP listener.
@@ -134,9 +146,11 @@ pub struct ListenConfig {
     /// STUN/TURN over TCP.
     #[serde(default = "default_listen")]
     pub tcp: Vec<SocketAddr>,
-    /// STUN/TURN over TLS; not served by this version, so it must stay empty.
+    /// STUN/TURN over TLS (`turns:`); needs `[tls]`.
     #[serde(default)]
     pub tls: Vec<SocketAddr>,
+    /// The HTTP listener's routes over HTTPS (`wss://` signaling); needs `[tls]`.
+    pub https: Option<SocketAddr>,
     /// Signaling, pages and the ICE-servers API over HTTP; unset: no HTTP listener.
     pub http: Option<SocketAddr>,
 }
@@ -323,6 +337,7 @@ impl Default for ListenConfig {
             udp: default_listen(),
             tcp: default_listen(),
             tls: Vec::new(),
+            https: None,
             http: None,
         }
     }
@@ -587,11 +602,28 @@ impl Config {
                 }
             }
         }
-        if !listen.tls.is_empty() {
-            return Err(KeyError::new(
-                "listen.tls",
-                "STUN/TURN over TLS is not available in this version; leave listen.tls empty",
-            ));
+        if self.tls.is_none() {
+            if !listen.tls.is_empty() {
+                return Err(KeyError::new(
+                    "listen.tls",
+                    "needs a certificate: add [tls] with cert and key",
+                ));
+            }
+            if listen.https.is_some() {
+                return Err(KeyError::new(
+                    "listen.https",
+                    "needs a certificate: add [tls] with cert and key",
+                ));
+            }
+        }
+        for (i, addr) in listen.tls.iter().enumerate() {
+            let taken = listen.tls[..i].contains(addr) || listen.tcp.contains(addr);
+            if taken && addr.port() != 0 {
+                return Err(KeyError::new(
+                    "listen.tls",
+                    format!("{addr} is listed twice (in listen.tcp or listen.tls)"),
+                ));
+            }
         }
         Ok(())
     }
@@ -830,6 +862,7 @@ impl Config {
             .chain(&l.tcp)
             .chain(&l.tls)
             .chain(&l.http)
+            .chain(&l.https)
             .copied()
             .find(|a| !a.ip().is_loopback())
     }
@@ -953,6 +986,14 @@ mod tests {
             ),
             (
                 "realm = \"r\"\n[listen]\ntls = [\"127.0.0.1:5349\"]",
+                "listen.tls",
+            ),
+            (
+                "realm = \"r\"\n[listen]\nhttps = \"127.0.0.1:8443\"",
+                "listen.https",
+            ),
+            (
+                "realm = \"r\"\n[listen]\ntcp = [\"127.0.0.1:1\"]\ntls = [\"127.0.0.1:1\"]\n[tls]\ncert = \"c\"\nkey = \"k\"",
                 "listen.tls",
             ),
             (

@@ -61,6 +61,10 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    if let Some(tls) = &config.tls {
+        // Certificates are part of "everything" that --check-config loads.
+        rturn::server::tls::load(tls).with_context(|| format!("{}", path.display()))?;
+    }
     if cli.check_config {
         println!("{}: ok", path.display());
         return Ok(());

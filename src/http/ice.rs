@@ -15,6 +15,7 @@ pub struct IceServers {
     host: String,
     udp_port: Option<u16>,
     tcp_port: Option<u16>,
+    tls_port: Option<u16>,
     auth: Arc<Auth>,
     ttl: Duration,
 }
@@ -23,7 +24,13 @@ impl IceServers {
     /// From the config and the addresses actually bound (port 0 resolved). The host is
     /// `[ice] public-host`, else the IPv4 `external-ip`, else the first concrete listen
     /// address, else "localhost": never 0.0.0.0, which no browser can reach.
-    pub fn new(config: &Config, udp: &[SocketAddr], tcp: &[SocketAddr], auth: Arc<Auth>) -> Self {
+    pub fn new(
+        config: &Config,
+        udp: &[SocketAddr],
+        tcp: &[SocketAddr],
+        tls: &[SocketAddr],
+        auth: Arc<Auth>,
+    ) -> Self {
         let external = config
             .external_ips()
             .unwrap_or_default()
@@ -45,6 +52,7 @@ impl IceServers {
             host,
             udp_port: udp.first().map(SocketAddr::port),
             tcp_port: tcp.first().map(SocketAddr::port),
+            tls_port: tls.first().map(SocketAddr::port),
             auth,
             ttl: config.ice.credential_ttl,
         }
@@ -73,6 +81,9 @@ impl IceServers {
             }
             if let Some(port) = self.tcp_port {
                 urls.push(format!("turn:{host}:{port}?transport=tcp"));
+            }
+            if let Some(port) = self.tls_port {
+                urls.push(format!("turns:{host}:{port}?transport=tcp"));
             }
             if !urls.is_empty() {
                 servers.push(json!({"urls": urls, "username": username, "credential": credential}));

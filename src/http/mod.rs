@@ -10,17 +10,36 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
+use axum::extract::connect_info::Connected;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::IncomingStream;
 use tokio_util::sync::CancellationToken;
 
 pub use ice::IceServers;
 
+use crate::server::tls::TlsListener;
 use crate::signal::token;
 use crate::signal::ws::{self, Hub};
+
+/// The client's address, for both the plain and the TLS listener.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub SocketAddr);
+
+impl Connected<IncomingStream<'_, tokio::net::TcpListener>> for ClientAddr {
+    fn connect_info(stream: IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        ClientAddr(*stream.remote_addr())
+    }
+}
+
+impl Connected<IncomingStream<'_, TlsListener>> for ClientAddr {
+    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
+        ClientAddr(*stream.remote_addr())
+    }
+}
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -98,10 +117,15 @@ fn guard(
             "a token is required (?token=...)\n",
         ));
     };
-    let room = query.get("room").map(String::as_str);
-    token::verify(secret.as_bytes(), presented, room, unix_now())
-        .map_err(|_| (StatusCode::UNAUTHORIZED, "token not valid\n"))?;
-    Ok(room.map(str::to_owned))
+    let now = unix_now();
+    let refused = (StatusCode::UNAUTHORIZED, "token not valid\n");
+    // A token good in any room works with or without `room`; a room token only with its room.
+    if token::verify(secret.as_bytes(), presented, None, now).is_ok() {
+        return Ok(None);
+    }
+    let room = query.get("room").ok_or(refused)?;
+    token::verify(secret.as_bytes(), presented, Some(room), now).map_err(|_| refused)?;
+    Ok(Some(room.clone()))
 }
 
 /// Allowed when no list is configured, when the client sent no Origin (not a browser), when
@@ -145,7 +169,7 @@ async fn ice_servers(
 
 async fn ws_root(
     state: State<HttpState>,
-    peer: ConnectInfo<SocketAddr>,
+    peer: ConnectInfo<ClientAddr>,
     headers: HeaderMap,
     query: Query<HashMap<String, String>>,
     upgrade: WebSocketUpgrade,
@@ -155,7 +179,7 @@ async fn ws_root(
 
 async fn ws_namespace(
     state: State<HttpState>,
-    peer: ConnectInfo<SocketAddr>,
+    peer: ConnectInfo<ClientAddr>,
     headers: HeaderMap,
     query: Query<HashMap<String, String>>,
     Path(namespace): Path<String>,
@@ -166,7 +190,7 @@ async fn ws_namespace(
 
 fn upgrade_ws(
     State(state): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(ClientAddr(peer)): ConnectInfo<ClientAddr>,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
     upgrade: WebSocketUpgrade,

@@ -9,6 +9,7 @@ mod shard;
 mod stats;
 mod tcp;
 mod throttle;
+pub mod tls;
 mod udp;
 
 use std::collections::HashMap;
@@ -23,7 +24,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::{Auth, AuthSettings};
 use crate::config::Config;
-use crate::http::{HttpState, IceServers};
+use crate::http::{ClientAddr, HttpState, IceServers};
 use crate::signal::ws::Hub;
 use crate::turn::peer_rules::PeerRules;
 use crate::turn::quota::Quotas;
@@ -34,6 +35,17 @@ pub use stats::{Snapshot, Stats};
 
 /// How long shutdown waits for open connections to finish their current message.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Why the listeners could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    /// A listen address could not be bound.
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// The certificate or key could not be used.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+}
 
 /// A listen address that could not be bound.
 #[derive(Debug, thiserror::Error)]
@@ -82,13 +94,19 @@ pub struct Listeners {
     pub udp: Vec<Vec<std::net::UdpSocket>>,
     /// TCP listening sockets.
     pub tcp: Vec<std::net::TcpListener>,
+    /// STUN/TURN over TLS listening sockets.
+    pub tls: Vec<std::net::TcpListener>,
     /// The HTTP listener (signaling, pages, API), if configured.
     pub http: Option<std::net::TcpListener>,
+    /// The same routes over HTTPS, if configured.
+    pub https: Option<std::net::TcpListener>,
+    /// The certificate for both, read from `[tls]`.
+    pub cert: Option<Arc<rustls::sign::CertifiedKey>>,
 }
 
 impl Listeners {
     /// Binds every `[listen]` address, UDP with one SO_REUSEPORT socket per worker.
-    pub fn bind(config: &Config) -> Result<Self, BindError> {
+    pub fn bind(config: &Config) -> Result<Self, ListenError> {
         let workers = config.workers().get();
         let udp = config
             .listen
@@ -116,19 +134,32 @@ impl Listeners {
                 })
             })
             .collect::<Result<_, _>>()?;
-        let http = config
-            .listen
-            .http
-            .map(|addr| {
-                tcp::bind(addr).map_err(|source| BindError {
-                    proto: "http",
-                    addr,
-                    key: "listen.http",
-                    source,
-                })
+        let stream = |proto, key, addr| {
+            tcp::bind(addr).map_err(|source| BindError {
+                proto,
+                addr,
+                key,
+                source,
             })
+        };
+        let tls = (config.listen.tls.iter())
+            .map(|&addr| stream("tls", "listen.tls", addr))
+            .collect::<Result<_, _>>()?;
+        let http = (config.listen.http)
+            .map(|addr| stream("http", "listen.http", addr))
             .transpose()?;
-        Ok(Self { udp, tcp, http })
+        let https = (config.listen.https)
+            .map(|addr| stream("https", "listen.https", addr))
+            .transpose()?;
+        let cert = config.tls.as_ref().map(tls::load).transpose()?;
+        Ok(Self {
+            udp,
+            tcp,
+            tls,
+            http,
+            https,
+            cert,
+        })
     }
 }
 
@@ -237,27 +268,39 @@ pub async fn run(config: &Config, listeners: Listeners, shutdown: CancellationTo
             }
         }
     }
+    let store = listeners.cert.map(tls::CertStore::new);
     let mut tcp_listeners = Vec::new();
-    for listener in listeners.tcp {
+    let tls_listeners = listeners.tls.into_iter().map(|l| (l, true));
+    for (listener, tls) in listeners
+        .tcp
+        .into_iter()
+        .map(|l| (l, false))
+        .chain(tls_listeners)
+    {
         match tokio::net::TcpListener::from_std(listener) {
             Ok(listener) => {
-                log_bound("tcp", listener.local_addr(), 1);
-                tcp_listeners.push(listener);
+                log_bound(if tls { "tls" } else { "tcp" }, listener.local_addr(), 1);
+                tcp_listeners.push((listener, tls));
             }
             Err(e) => tracing::error!("cannot register a tcp listener with tokio: {e}"),
         }
     }
-
     let mut udp_addrs: Vec<SocketAddr> = udp_sockets
         .iter()
         .filter_map(|(_, s)| s.local_addr().ok())
         .collect();
     udp_addrs.dedup();
-    let tcp_addrs: Vec<SocketAddr> = tcp_listeners
-        .iter()
-        .filter_map(|l| l.local_addr().ok())
+    let tcp_addrs: Vec<SocketAddr> = (tcp_listeners.iter())
+        .filter(|(_, tls)| !tls)
+        .filter_map(|(l, _)| l.local_addr().ok())
         .collect();
-    let own: Vec<SocketAddr> = udp_addrs.iter().chain(&tcp_addrs).copied().collect();
+    let tls_addrs: Vec<SocketAddr> = (tcp_listeners.iter())
+        .filter(|(_, tls)| *tls)
+        .filter_map(|(l, _)| l.local_addr().ok())
+        .collect();
+    let own: Vec<SocketAddr> = (udp_addrs.iter().chain(&tcp_addrs).chain(&tls_addrs))
+        .copied()
+        .collect();
     let parts = turn_parts(config, own);
     let now = Instant::now();
     let unix_now = SystemTime::now()
@@ -303,7 +346,18 @@ pub async fn run(config: &Config, listeners: Listeners, shutdown: CancellationTo
         tasks.spawn(task);
     }
     let permits = Arc::new(Semaphore::new(config.server.max_tcp_connections));
-    for listener in tcp_listeners {
+    for (listener, tls) in tcp_listeners {
+        let acceptor = match (tls, &store) {
+            (false, _) => None,
+            (true, Some(store)) => match tls::acceptor(store, false) {
+                Ok(acceptor) => Some(acceptor),
+                Err(e) => {
+                    tracing::error!("cannot set up TLS: {e}");
+                    continue;
+                }
+            },
+            (true, None) => continue, // validate() requires [tls] for listen.tls
+        };
         let ctx = tcp::TcpContext {
             permits: Arc::clone(&permits),
             idle_timeout: config.server.tcp_idle_timeout,
@@ -311,22 +365,26 @@ pub async fn run(config: &Config, listeners: Listeners, shutdown: CancellationTo
             counters: stats.register(),
             shutdown: shutdown.clone(),
             tasks: tasks.clone(),
+            tls: acceptor,
         };
         tasks.spawn(tcp::serve(listener, ctx));
     }
     for shard in 0..shared.shard_count() {
         tasks.spawn(expiry(Arc::clone(&shared), shard, shutdown.clone()));
     }
-    if let Some(listener) = listeners.http {
-        serve_http(
-            config,
-            listener,
-            &udp_addrs,
-            &tcp_addrs,
-            &parts.auth,
-            &tasks,
-            &shutdown,
-        );
+    if listeners.http.is_some() || listeners.https.is_some() {
+        let bound = BoundAddrs {
+            udp: &udp_addrs,
+            tcp: &tcp_addrs,
+            tls: &tls_addrs,
+        };
+        let app = http_app(config, &bound, &parts.auth, &shutdown);
+        if let Some(listener) = listeners.http {
+            serve_http(listener, None, app.clone(), &tasks, &shutdown);
+        }
+        if let (Some(listener), Some(store)) = (listeners.https, &store) {
+            serve_http(listener, Some(store), app, &tasks, &shutdown);
+        }
     }
     tracing::info!(
         realm = %config.realm,
@@ -367,13 +425,44 @@ pub async fn run(config: &Config, listeners: Listeners, shutdown: CancellationTo
     s
 }
 
-/// Starts the HTTP listener: signaling, pages, `/api/ice-servers`.
-fn serve_http(
+/// The addresses actually bound, for the URLs handed to browsers.
+struct BoundAddrs<'a> {
+    udp: &'a [SocketAddr],
+    tcp: &'a [SocketAddr],
+    tls: &'a [SocketAddr],
+}
+
+/// The HTTP routes with their shared state: signaling hub and ICE-servers list.
+fn http_app(
     config: &Config,
-    listener: std::net::TcpListener,
-    udp: &[SocketAddr],
-    tcp: &[SocketAddr],
+    bound: &BoundAddrs<'_>,
     auth: &Arc<Auth>,
+    shutdown: &CancellationToken,
+) -> axum::Router {
+    let ice = Arc::new(IceServers::new(
+        config,
+        bound.udp,
+        bound.tcp,
+        bound.tls,
+        Arc::clone(auth),
+    ));
+    let list = Arc::clone(&ice);
+    let hub = Arc::new(Hub::new(
+        config.signal.clone(),
+        Box::new(move || list.list()),
+    ));
+    crate::http::router(HttpState {
+        hub,
+        shutdown: shutdown.clone(),
+        ice: Arc::new(move || ice.response()),
+    })
+}
+
+/// Serves the HTTP routes on one listener, plain or (with a certificate store) HTTPS.
+fn serve_http(
+    listener: std::net::TcpListener,
+    tls: Option<&Arc<tls::CertStore>>,
+    app: axum::Router,
     tasks: &TaskTracker,
     shutdown: &CancellationToken,
 ) {
@@ -384,26 +473,36 @@ fn serve_http(
             return;
         }
     };
-    log_bound("http", listener.local_addr(), 1);
-    let ice = Arc::new(IceServers::new(config, udp, tcp, Arc::clone(auth)));
-    let list = Arc::clone(&ice);
-    let hub = Arc::new(Hub::new(
-        config.signal.clone(),
-        Box::new(move || list.list()),
-    ));
-    let state = HttpState {
-        hub,
-        shutdown: shutdown.clone(),
-        ice: Arc::new(move || ice.response()),
-    };
-    let app = crate::http::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let stop = shutdown.clone();
+    let Some(store) = tls else {
+        log_bound("http", listener.local_addr(), 1);
+        let app = app.into_make_service_with_connect_info::<ClientAddr>();
+        tasks.spawn(async move {
+            let served = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());
+            if let Err(e) = served.await {
+                tracing::error!("http listener failed: {e}");
+            }
+        });
+        return;
+    };
+    log_bound("https", listener.local_addr(), 1);
+    let listener = tls::acceptor(store, true)
+        .map_err(|e| e.to_string())
+        .and_then(|acceptor| {
+            tls::TlsListener::new(listener, acceptor, shutdown.clone()).map_err(|e| e.to_string())
+        });
+    let listener = match listener {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("cannot set up the https listener: {e}");
+            return;
+        }
+    };
+    let app = app.into_make_service_with_connect_info::<ClientAddr>();
     tasks.spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await;
-        if let Err(e) = served {
-            tracing::error!("http listener failed: {e}");
+        let served = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());
+        if let Err(e) = served.await {
+            tracing::error!("https listener failed: {e}");
         }
     });
 }

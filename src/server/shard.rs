@@ -104,7 +104,7 @@ impl Shared {
             crate::turn::Transport::Udp => {
                 ClientSink::Udp(Arc::clone(self.udp_out.get(&route.client.server)?))
             }
-            crate::turn::Transport::Tcp => {
+            crate::turn::Transport::Tcp | crate::turn::Transport::Tls => {
                 ClientSink::Tcp(guard.tcp_sinks.get(&route.client)?.clone())
             }
         };

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use socket2::{Protocol, Type};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -18,9 +18,11 @@ use tokio_util::task::TaskTracker;
 use super::shard::{Dispatcher, Handled, Shared};
 use super::stats::{Counters, Event};
 use super::throttle::Throttle;
+use super::tls::HANDSHAKE_TIMEOUT;
 use crate::stun::framing::CHANNEL_DATA_HEADER_LEN;
 use crate::stun::{Frame, next_frame};
 use crate::turn::{FiveTuple, Transport};
+use tokio_rustls::TlsAcceptor;
 
 /// Pending connections the kernel queues while all permits are taken.
 const BACKLOG: i32 = 1024;
@@ -55,6 +57,8 @@ pub(super) struct TcpContext {
     pub(super) shutdown: CancellationToken,
     /// Tracks connection tasks so shutdown can wait for them.
     pub(super) tasks: TaskTracker,
+    /// Set on a `turns:` listener: the TLS handshake comes first.
+    pub(super) tls: Option<TlsAcceptor>,
 }
 
 /// Accepts connections until shutdown.
@@ -84,26 +88,52 @@ pub(super) async fn serve(listener: TcpListener, ctx: TcpContext) {
         ctx.counters.count(Event::TcpAccepted);
         let conn_ctx = ctx.clone();
         ctx.tasks.spawn(async move {
-            connection(stream, peer, &conn_ctx).await;
+            accepted_connection(stream, peer, &conn_ctx).await;
             drop(permit);
         });
     }
 }
 
-/// Serves one connection: one 5-tuple, so closing it deletes its allocation (RFC 8656 §3.1).
-async fn connection(stream: TcpStream, client: SocketAddr, ctx: &TcpContext) {
+/// A connection just accepted: TLS handshake first on a `turns:` listener.
+async fn accepted_connection(stream: TcpStream, client: SocketAddr, ctx: &TcpContext) {
     // Replies are small and should leave at once.
     let _ = stream.set_nodelay(true);
     let Ok(server) = stream.local_addr() else {
         return;
     };
-    let tuple = FiveTuple {
-        transport: Transport::Tcp,
-        client,
-        server,
+    let Some(acceptor) = &ctx.tls else {
+        let tuple = FiveTuple {
+            transport: Transport::Tcp,
+            client,
+            server,
+        };
+        return connection(stream, tuple, ctx).await;
     };
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => {
+            let tuple = FiveTuple {
+                transport: Transport::Tls,
+                client,
+                server,
+            };
+            connection(stream, tuple, ctx).await;
+        }
+        // A failed or slow handshake: nothing was said, nothing to clean up.
+        Ok(Err(e)) => {
+            tracing::debug!(%client, "tls handshake failed: {e}");
+            ctx.counters.count(Event::TcpBroken);
+        }
+        Err(_) => ctx.counters.count(Event::TcpBroken),
+    }
+}
+
+/// Serves one connection: one 5-tuple, so closing it deletes its allocation (RFC 8656 §3.1).
+async fn connection<S>(stream: S, tuple: FiveTuple, ctx: &TcpContext)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
     let shard = ctx.shared.shard_for(&tuple);
-    let (mut reader, mut writer) = stream.into_split();
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
     ctx.shared.lock(shard).tcp_sinks.insert(tuple, tx.clone());
     // Answers and relayed data share one ordered queue to the socket.
@@ -127,7 +157,7 @@ async fn connection(stream: TcpStream, client: SocketAddr, ctx: &TcpContext) {
 }
 
 async fn read_loop(
-    reader: &mut tokio::net::tcp::OwnedReadHalf,
+    reader: &mut (impl AsyncRead + Unpin),
     tuple: FiveTuple,
     shard: usize,
     tx: &mpsc::Sender<Vec<u8>>,

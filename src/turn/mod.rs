@@ -33,6 +33,8 @@ pub enum Transport {
     Udp,
     /// TCP: one connection is one 5-tuple.
     Tcp,
+    /// TLS over TCP (`turns:`): like TCP.
+    Tls,
 }
 
 /// Identifies a client's allocation (RFC 8656 §2): transport, client and server address.

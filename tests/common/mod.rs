@@ -24,6 +24,8 @@ pub struct Server {
     child: Child,
     pub udp: Vec<SocketAddr>,
     pub tcp: Vec<SocketAddr>,
+    pub tls: Vec<SocketAddr>,
+    pub https: Option<SocketAddr>,
     log: Arc<Mutex<Vec<String>>>,
     lines: Receiver<String>,
     _dir: tempfile::TempDir,
@@ -42,6 +44,21 @@ pub fn write_config(config: &str) -> (tempfile::TempDir, PathBuf) {
     let path = dir.path().join("turnserver.toml");
     std::fs::write(&path, config).expect("write config");
     (dir, path)
+}
+
+/// A self-signed certificate for 127.0.0.1 and localhost, made now, written as PEM files
+/// into `dir`; returns the `[tls]` config section pointing at them.
+pub fn test_certificate(dir: &std::path::Path) -> String {
+    let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+    let cert = rcgen::generate_simple_self_signed(names).expect("certificate");
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).expect("write cert");
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).expect("write key");
+    format!(
+        "[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+        cert_path.display(),
+        key_path.display()
+    )
 }
 
 /// The rturn binary under test.
@@ -75,6 +92,8 @@ impl Server {
             child,
             udp: Vec::new(),
             tcp: Vec::new(),
+            tls: Vec::new(),
+            https: None,
             log,
             lines,
             _dir: dir,
@@ -85,6 +104,10 @@ impl Server {
                 server.udp.push(addr);
             } else if let Some(addr) = bound(&line, "tcp") {
                 server.tcp.push(addr);
+            } else if let Some(addr) = bound(&line, "tls") {
+                server.tls.push(addr);
+            } else if let Some(addr) = bound(&line, "https") {
+                server.https = Some(addr);
             } else if line.contains("ready") {
                 return server;
             }

@@ -1,0 +1,165 @@
+//! TLS for `turns:` and HTTPS: rustls (TLS 1.2 and 1.3 only), one certificate from `[tls]`,
+//! held in a [`CertStore`] that a reload swaps without touching open connections.
+
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use rustls::ServerConfig;
+use rustls::crypto::ring;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::TlsConfig;
+
+/// How long a client may take to finish the TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// ALPN for STUN/TURN over TLS (RFC 7443).
+const ALPN_STUN: &[u8] = b"stun.turn";
+
+/// A certificate or key that could not be used, naming the file and the key it came from.
+#[derive(Debug, thiserror::Error)]
+#[error("{} ({key}): {message}", path.display())]
+pub struct TlsError {
+    /// The PEM file.
+    pub path: std::path::PathBuf,
+    /// `tls.cert` or `tls.key`.
+    pub key: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Reads `[tls] cert` and `key` into a ready-to-serve certified key.
+pub fn load(config: &TlsConfig) -> Result<Arc<CertifiedKey>, TlsError> {
+    let err = |path: &Path, key, message: String| TlsError {
+        path: path.to_owned(),
+        key,
+        message,
+    };
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&config.cert)
+        .map_err(|e| err(&config.cert, "tls.cert", e.to_string()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| err(&config.cert, "tls.cert", e.to_string()))?;
+    if chain.is_empty() {
+        return Err(err(
+            &config.cert,
+            "tls.cert",
+            "no CERTIFICATE in the file".into(),
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_file(&config.key)
+        .map_err(|e| err(&config.key, "tls.key", e.to_string()))?;
+    let signer = ring::sign::any_supported_type(&key)
+        .map_err(|e| err(&config.key, "tls.key", format!("unusable private key: {e}")))?;
+    let certified = CertifiedKey::new(chain, signer);
+    certified.keys_match().map_err(|e| {
+        err(
+            &config.key,
+            "tls.key",
+            format!("does not match tls.cert: {e}"),
+        )
+    })?;
+    Ok(Arc::new(certified))
+}
+
+/// The certificate in force; [`CertStore::replace`] swaps it for new handshakes only.
+#[derive(Debug)]
+pub struct CertStore(RwLock<Arc<CertifiedKey>>);
+
+impl CertStore {
+    /// A store holding `cert`.
+    pub fn new(cert: Arc<CertifiedKey>) -> Arc<Self> {
+        Arc::new(Self(RwLock::new(cert)))
+    }
+
+    /// Serves `cert` from the next handshake on.
+    pub fn replace(&self, cert: Arc<CertifiedKey>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = cert;
+    }
+}
+
+impl ResolvesServerCert for CertStore {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(Arc::clone(
+            &self.0.read().unwrap_or_else(|e| e.into_inner()),
+        ))
+    }
+}
+
+/// An acceptor for STUN/TURN over TLS (ALPN `stun.turn` offered) or HTTPS (`http/1.1`).
+pub fn acceptor(store: &Arc<CertStore>, http: bool) -> Result<TlsAcceptor, rustls::Error> {
+    let provider = Arc::new(ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::clone(store) as Arc<dyn ResolvesServerCert>);
+    config.alpn_protocols = if http {
+        vec![b"http/1.1".to_vec()]
+    } else {
+        vec![ALPN_STUN.to_vec()]
+    };
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// HTTPS for axum: accepts TCP, runs each handshake in its own task (a slow client never
+/// holds up the others), and hands finished TLS streams to the server.
+pub struct TlsListener {
+    ready: tokio::sync::mpsc::Receiver<(
+        tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+        std::net::SocketAddr,
+    )>,
+    local: std::net::SocketAddr,
+}
+
+impl TlsListener {
+    /// Starts accepting on `listener` until `shutdown`.
+    pub fn new(
+        listener: tokio::net::TcpListener,
+        acceptor: TlsAcceptor,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> std::io::Result<Self> {
+        let local = listener.local_addr()?;
+        let (tx, ready) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    r = listener.accept() => r,
+                };
+                let Ok((stream, peer)) = accepted else {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                };
+                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                tokio::spawn(async move {
+                    if let Ok(Ok(tls)) =
+                        tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+                    {
+                        let _ = tx.send((tls, peer)).await;
+                    }
+                });
+            }
+        });
+        Ok(Self { ready, local })
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(conn) => conn,
+            // The accept task ended (shutdown): wait for the server to stop.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local)
+    }
+}
