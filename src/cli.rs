@@ -44,6 +44,28 @@ pub enum Command {
         #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
         ttl: std::time::Duration,
     },
+    /// Print TURN REST credentials (username and password) and a ready `iceServers` snippet.
+    /// Needs no config file.
+    Credentials {
+        /// The `static-auth-secret` to sign with.
+        #[arg(long)]
+        secret: String,
+        /// The user name inside the REST username ("EXPIRY:USER").
+        #[arg(long)]
+        user: Option<String>,
+        /// How long the credentials are valid.
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        ttl: std::time::Duration,
+        /// TURN URL(s) for the snippet, e.g. "turn:turn.example.org:3478".
+        #[arg(long = "url", default_value = "turn:localhost:3478")]
+        urls: Vec<String>,
+    },
+    /// Convert a coturn turnserver.conf to an rturn turnserver.toml on stdout; every option
+    /// that could not be converted is listed on stderr with the reason. Needs no config file.
+    ImportCoturn {
+        /// The coturn configuration file.
+        file: PathBuf,
+    },
 }
 
 impl Cli {

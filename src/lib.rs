@@ -25,6 +25,7 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod coturn;
 pub mod http;
 pub mod server;
 pub mod signal;

@@ -35,6 +35,18 @@ fn init_tracing(cli: &Cli) {
 }
 
 fn run(cli: &Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Some(Command::Credentials {
+            secret,
+            user,
+            ttl,
+            urls,
+        }) => {
+            return print_credentials(secret, user.as_deref(), *ttl, urls);
+        }
+        Some(Command::ImportCoturn { file }) => return import_coturn(file),
+        _ => {}
+    }
     let (path, explicit) = cli.config_path();
     if !explicit && !path.exists() {
         bail!(
@@ -51,10 +63,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
                 path.display()
             );
         };
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .context("the system clock is before 1970")?;
-        let expiry = (now + *ttl).as_secs();
+        let expiry = unix_now()? + ttl.as_secs();
         println!(
             "{}",
             token::mint(secret.as_bytes(), expiry, room.as_deref())
@@ -83,4 +92,47 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         rturn::run(&config, listeners, shutdown).await;
         Ok(())
     })
+}
+
+fn unix_now() -> anyhow::Result<u64> {
+    Ok(std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .context("the system clock is before 1970")?
+        .as_secs())
+}
+
+/// `rturn credentials`: what an application backend would mint, for trying a TURN server.
+fn print_credentials(
+    secret: &str,
+    user: Option<&str>,
+    ttl: std::time::Duration,
+    urls: &[String],
+) -> anyhow::Result<()> {
+    let auth = rturn::auth::Auth::new(rturn::auth::AuthSettings {
+        secrets: vec![secret.to_owned()],
+        ..Default::default()
+    });
+    let (username, credential) = auth
+        .mint_rest(user, unix_now()?, ttl.as_secs())
+        .context("cannot mint credentials")?;
+    let snippet = serde_json::json!({"iceServers": [
+        {"urls": urls, "username": username, "credential": credential}
+    ]});
+    println!("username: {username}");
+    println!("password: {credential}");
+    println!("{}", serde_json::to_string_pretty(&snippet)?);
+    Ok(())
+}
+
+/// `rturn import-coturn FILE`: the converted TOML on stdout, what could not be converted on
+/// stderr.
+fn import_coturn(file: &std::path::Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("{}: cannot read the file", file.display()))?;
+    let converted = rturn::coturn::convert(&text);
+    print!("{}", converted.toml);
+    for skipped in &converted.skipped {
+        eprintln!("{}: {skipped}", file.display());
+    }
+    Ok(())
 }
