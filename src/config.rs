@@ -134,6 +134,10 @@ pub struct ServerConfig {
     /// Client TCP connections served at once.
     #[serde(default = "default_max_tcp_connections")]
     pub max_tcp_connections: usize,
+    /// After SIGUSR1 (drain), rturn exits when the last allocation ends or this much time
+    /// has passed.
+    #[serde(default = "default_drain_timeout", deserialize_with = "human_duration")]
+    pub drain_timeout: Duration,
 }
 
 /// `[listen]`: where clients reach rturn.
@@ -211,6 +215,8 @@ pub struct RelayConfig {
     /// Allocations the server holds at once; 0 means no limit.
     #[serde(default)]
     pub total_quota: usize,
+    /// Where a draining server sends new allocations (300 Try Alternate); else 508.
+    pub alternate_server: Option<SocketAddr>,
 }
 
 /// `[auth]`: long-term credentials and TURN REST API secrets.
@@ -290,6 +296,9 @@ impl Default for IceConfig {
 fn default_tcp_idle_timeout() -> Duration {
     DEFAULT_TCP_IDLE_TIMEOUT
 }
+fn default_drain_timeout() -> Duration {
+    Duration::from_secs(3600)
+}
 fn default_max_tcp_connections() -> usize {
     DEFAULT_MAX_TCP_CONNECTIONS
 }
@@ -327,6 +336,7 @@ impl Default for ServerConfig {
             workers: None,
             tcp_idle_timeout: DEFAULT_TCP_IDLE_TIMEOUT,
             max_tcp_connections: DEFAULT_MAX_TCP_CONNECTIONS,
+            drain_timeout: default_drain_timeout(),
         }
     }
 }
@@ -359,6 +369,7 @@ impl Default for RelayConfig {
             channel_lifetime: default_channel_lifetime(),
             user_quota: 0,
             total_quota: 0,
+            alternate_server: None,
         }
     }
 }

@@ -33,4 +33,4 @@ pub mod stun;
 pub mod turn;
 
 pub use config::Config;
-pub use server::{Listeners, run};
+pub use server::{Control, Listeners, run};

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use rturn::cli::{Cli, Command};
 use rturn::signal::token;
-use rturn::{Config, Listeners};
+use rturn::{Config, Control, Listeners};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -87,11 +87,52 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     runtime.block_on(async {
         let listeners = Listeners::bind(&config)?;
         let shutdown = CancellationToken::new();
-        rturn::server::shutdown_on_signals(shutdown.clone())
+        let (control, commands) = tokio::sync::mpsc::channel(4);
+        handle_signals(path.clone(), shutdown.clone(), control)
             .context("cannot install signal handlers")?;
-        rturn::run(&config, listeners, shutdown).await;
+        rturn::run(&config, listeners, shutdown, commands).await;
         Ok(())
     })
+}
+
+/// SIGTERM/SIGINT stop; SIGHUP re-reads the config file and applies it if it is valid (the
+/// old one stays in force otherwise); SIGUSR1 drains.
+fn handle_signals(
+    path: std::path::PathBuf,
+    shutdown: CancellationToken,
+    control: tokio::sync::mpsc::Sender<Control>,
+) -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => {
+                    tracing::info!("SIGTERM received");
+                    shutdown.cancel();
+                }
+                _ = int.recv() => {
+                    tracing::info!("SIGINT received");
+                    shutdown.cancel();
+                }
+                _ = hup.recv() => match Config::read(&path) {
+                    Ok(config) => {
+                        tracing::info!("SIGHUP received: reloading {}", path.display());
+                        let _ = control.send(Control::Reload(Box::new(config))).await;
+                    }
+                    Err(e) => tracing::error!("SIGHUP: reload refused, the running config stays: {e}"),
+                },
+                _ = usr1.recv() => {
+                    tracing::info!("SIGUSR1 received: draining");
+                    let _ = control.send(Control::Drain).await;
+                }
+            }
+        }
+    });
+    Ok(())
 }
 
 fn unix_now() -> anyhow::Result<u64> {

@@ -16,7 +16,7 @@ pub struct IceServers {
     udp_port: Option<u16>,
     tcp_port: Option<u16>,
     tls_port: Option<u16>,
-    auth: Arc<Auth>,
+    auth: std::sync::RwLock<Arc<Auth>>,
     ttl: Duration,
 }
 
@@ -53,9 +53,14 @@ impl IceServers {
             udp_port: udp.first().map(SocketAddr::port),
             tcp_port: tcp.first().map(SocketAddr::port),
             tls_port: tls.first().map(SocketAddr::port),
-            auth,
+            auth: std::sync::RwLock::new(auth),
             ttl: config.ice.credential_ttl,
         }
+    }
+
+    /// Mints with these secrets from now on (config reload).
+    pub fn set_auth(&self, auth: Arc<Auth>) {
+        *self.auth.write().unwrap_or_else(|e| e.into_inner()) = auth;
     }
 
     /// `{"iceServers":[…],"ttl":N}` with fresh credentials.
@@ -73,7 +78,8 @@ impl IceServers {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let minted = self.auth.mint_rest(Some("rturn"), now, self.ttl.as_secs());
+        let auth = Arc::clone(&self.auth.read().unwrap_or_else(|e| e.into_inner()));
+        let minted = auth.mint_rest(Some("rturn"), now, self.ttl.as_secs());
         if let Some((username, credential)) = minted {
             let mut urls = Vec::new();
             if let Some(port) = self.udp_port {

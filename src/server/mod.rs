@@ -7,6 +7,7 @@
 mod relay;
 mod shard;
 mod stats;
+mod systemd;
 mod tcp;
 mod throttle;
 pub mod tls;
@@ -18,7 +19,7 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -171,7 +172,7 @@ struct TurnParts {
     quotas: Arc<Quotas>,
 }
 
-fn turn_parts(config: &Config, own: Vec<SocketAddr>) -> TurnParts {
+fn turn_parts(config: &Config, own: Vec<SocketAddr>, nonce_secret: &[u8]) -> TurnParts {
     let relay = &config.relay;
     // validate() already checked external-ip; an error here cannot happen.
     let external = config.external_ips().unwrap_or_default();
@@ -202,11 +203,7 @@ fn turn_parts(config: &Config, own: Vec<SocketAddr>) -> TurnParts {
         users: config.auth.users.clone(),
         secrets: config.auth.static_auth_secret.clone(),
         rest_separator: config.auth.rest_separator,
-        nonce_secret: config
-            .auth
-            .nonce_secret
-            .as_ref()
-            .map(|s| s.as_bytes().to_vec()),
+        nonce_secret: Some(nonce_secret.to_vec()),
         nonce_lifetime: config.auth.nonce_lifetime,
     });
     // A wildcard listener means "this port on each of our addresses": spell those out, so
@@ -249,7 +246,12 @@ fn turn_parts(config: &Config, own: Vec<SocketAddr>) -> TurnParts {
 
 /// Serves `listeners` until `shutdown` is cancelled, then waits (briefly) for connections to
 /// finish and returns what was counted. Must run inside a tokio runtime.
-pub async fn run(config: &Config, listeners: Listeners, shutdown: CancellationToken) -> Snapshot {
+pub async fn run(
+    config: &Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+    mut control: mpsc::Receiver<Control>,
+) -> Snapshot {
     let stats = Stats::default();
     let tasks = TaskTracker::new();
 
@@ -301,7 +303,12 @@ pub async fn run(config: &Config, listeners: Listeners, shutdown: CancellationTo
     let own: Vec<SocketAddr> = (udp_addrs.iter().chain(&tcp_addrs).chain(&tls_addrs))
         .copied()
         .collect();
-    let parts = turn_parts(config, own);
+    // One nonce key for the process, unless configured: a reload must not stale every nonce.
+    let nonce_secret = match &config.auth.nonce_secret {
+        Some(secret) => secret.as_bytes().to_vec(),
+        None => rand::random::<[u8; 32]>().to_vec(),
+    };
+    let parts = turn_parts(config, own.clone(), &nonce_secret);
     let now = Instant::now();
     let unix_now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -372,13 +379,15 @@ pub async fn run(config: &Config, listeners: Listeners, shutdown: CancellationTo
     for shard in 0..shared.shard_count() {
         tasks.spawn(expiry(Arc::clone(&shared), shard, shutdown.clone()));
     }
+    let mut http_handles = None;
     if listeners.http.is_some() || listeners.https.is_some() {
         let bound = BoundAddrs {
             udp: &udp_addrs,
             tcp: &tcp_addrs,
             tls: &tls_addrs,
         };
-        let app = http_app(config, &bound, &parts.auth, &shutdown);
+        let (app, hub, ice) = http_app(config, &bound, &parts.auth, &shutdown);
+        http_handles = Some((hub, ice));
         if let Some(listener) = listeners.http {
             serve_http(listener, None, app.clone(), &tasks, &shutdown);
         }
@@ -393,7 +402,46 @@ pub async fn run(config: &Config, listeners: Listeners, shutdown: CancellationTo
         env!("CARGO_PKG_VERSION")
     );
 
-    shutdown.cancelled().await;
+    systemd::ready();
+    tasks.spawn(systemd::watchdog(shutdown.clone()));
+    let mut current = config.clone();
+    let mut drain_deadline: Option<Instant> = None;
+    let mut drain_check = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some(command) = control.recv() => match command {
+                Control::Reload(new) => {
+                    let live = Live {
+                        shared: &shared,
+                        quotas: &parts.quotas,
+                        http: http_handles.as_ref(),
+                        certs: store.as_ref(),
+                    };
+                    reload(&current, &new, &live, &own, &nonce_secret, drain_deadline.is_some());
+                    current = *new;
+                }
+                Control::Drain => {
+                    for shard in 0..shared.shard_count() {
+                        shared.lock(shard).manager.drain(current.relay.alternate_server);
+                    }
+                    drain_deadline = Some(Instant::now() + current.server.drain_timeout);
+                    tracing::info!(
+                        timeout = ?current.server.drain_timeout,
+                        "draining: new allocations refused, existing ones live on"
+                    );
+                }
+            },
+            _ = drain_check.tick(), if drain_deadline.is_some() => {
+                let held = allocation_total(&shared);
+                if held == 0 || drain_deadline.is_some_and(|d| Instant::now() >= d) {
+                    tracing::info!(allocations = held, "drained");
+                    shutdown.cancel();
+                }
+            }
+        }
+    }
+    systemd::stopping();
     tracing::info!("shutting down");
     // Relay sockets stop with their allocations.
     let mut allocations = 0;
@@ -425,6 +473,103 @@ pub async fn run(config: &Config, listeners: Listeners, shutdown: CancellationTo
     s
 }
 
+/// Asks a running server to change course.
+#[derive(Debug)]
+pub enum Control {
+    /// Apply this (already validated) configuration: credentials, peer rules, quotas,
+    /// lifetimes, signaling limits and the certificate, without dropping anything.
+    Reload(Box<Config>),
+    /// Refuse new allocations and exit when the last one ends (or `drain-timeout`).
+    Drain,
+}
+
+/// What a reload reaches into.
+struct Live<'a> {
+    shared: &'a Arc<Shared>,
+    quotas: &'a Arc<Quotas>,
+    http: Option<&'a (Arc<Hub>, Arc<IceServers>)>,
+    certs: Option<&'a Arc<tls::CertStore>>,
+}
+
+fn allocation_total(shared: &Shared) -> usize {
+    (0..shared.shard_count())
+        .map(|shard| shared.lock(shard).manager.allocation_count())
+        .sum()
+}
+
+/// Applies `new` to the running server. Everything that can change in place does; what
+/// needs a restart (listen and relay addresses, workers) is reported.
+fn reload(
+    old: &Config,
+    new: &Config,
+    live: &Live<'_>,
+    own: &[SocketAddr],
+    nonce_secret: &[u8],
+    draining: bool,
+) {
+    systemd::reloading();
+    let restart = [
+        (
+            "listen",
+            format!("{:?}", old.listen) != format!("{:?}", new.listen),
+        ),
+        (
+            "relay.relay-ip / relay.external-ip / ports",
+            (
+                &old.relay.relay_ip,
+                &old.relay.external_ip,
+                old.relay.min_port,
+                old.relay.max_port,
+            ) != (
+                &new.relay.relay_ip,
+                &new.relay.external_ip,
+                new.relay.min_port,
+                new.relay.max_port,
+            ),
+        ),
+        ("server.workers", old.server.workers != new.server.workers),
+        (
+            "tls (added or removed)",
+            old.tls.is_some() != new.tls.is_some(),
+        ),
+    ];
+    for (what, changed) in restart {
+        if changed {
+            tracing::warn!("{what} changed: takes effect after a restart");
+        }
+    }
+    let nonce_secret = match &new.auth.nonce_secret {
+        Some(secret) => secret.as_bytes().to_vec(),
+        None => nonce_secret.to_vec(),
+    };
+    let parts = turn_parts(new, own.to_vec(), &nonce_secret);
+    for shard in 0..live.shared.shard_count() {
+        let mut guard = live.shared.lock(shard);
+        guard.manager.reload(
+            parts.config.clone(),
+            Arc::clone(&parts.auth),
+            Arc::clone(&parts.rules),
+        );
+        if draining {
+            guard.manager.drain(new.relay.alternate_server);
+        }
+    }
+    live.quotas
+        .set_limits(new.relay.user_quota, new.relay.total_quota);
+    if let Some((hub, ice)) = live.http {
+        hub.set_config(new.signal.clone());
+        ice.set_auth(Arc::clone(&parts.auth));
+    }
+    if let (Some(store), Some(tls_config)) = (live.certs, &new.tls) {
+        match tls::load(tls_config) {
+            Ok(cert) => store.replace(cert),
+            Err(e) => tracing::error!("certificate not reloaded, the old one stays: {e}"),
+        }
+    }
+    tracing::info!("configuration reloaded");
+    systemd::ready();
+}
+
 /// The addresses actually bound, for the URLs handed to browsers.
 struct BoundAddrs<'a> {
     udp: &'a [SocketAddr],
@@ -438,7 +583,7 @@ fn http_app(
     bound: &BoundAddrs<'_>,
     auth: &Arc<Auth>,
     shutdown: &CancellationToken,
-) -> axum::Router {
+) -> (axum::Router, Arc<Hub>, Arc<IceServers>) {
     let ice = Arc::new(IceServers::new(
         config,
         bound.udp,
@@ -451,11 +596,13 @@ fn http_app(
         config.signal.clone(),
         Box::new(move || list.list()),
     ));
-    crate::http::router(HttpState {
-        hub,
+    let api = Arc::clone(&ice);
+    let router = crate::http::router(HttpState {
+        hub: Arc::clone(&hub),
         shutdown: shutdown.clone(),
-        ice: Arc::new(move || ice.response()),
-    })
+        ice: Arc::new(move || api.response()),
+    });
+    (router, hub, ice)
 }
 
 /// Serves the HTTP routes on one listener, plain or (with a certificate store) HTTPS.
@@ -548,20 +695,4 @@ pub(super) fn send_now(socket: &tokio::net::UdpSocket, data: &[u8], to: SocketAd
     socket2::SockRef::from(socket)
         .send_to(data, &to.into())
         .is_ok()
-}
-
-/// Cancels `shutdown` on SIGTERM or SIGINT (Ctrl-C).
-pub fn shutdown_on_signals(shutdown: CancellationToken) -> io::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::spawn(async move {
-        let name = tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-        };
-        tracing::info!("{name} received");
-        shutdown.cancel();
-    });
-    Ok(())
 }

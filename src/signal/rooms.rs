@@ -39,6 +39,11 @@ impl Rooms {
         }
     }
 
+    /// Changes the room size limit (config reload).
+    pub fn set_max_peers(&mut self, max_peers: usize) {
+        self.max_peers = max_peers;
+    }
+
     /// A new connection in `namespace` (`""` for plain `/ws`).
     pub fn connect(&mut self, id: PeerId, namespace: &str) {
         self.peers.insert(

@@ -35,7 +35,7 @@ struct Registry {
 pub struct Hub {
     registry: Mutex<Registry>,
     connections: Mutex<(usize, HashMap<IpAddr, usize>)>,
-    config: SignalConfig,
+    config: std::sync::RwLock<Arc<SignalConfig>>,
     ice_servers: IceServersFn,
 }
 
@@ -68,14 +68,21 @@ impl Hub {
                 queues: HashMap::new(),
             }),
             connections: Mutex::default(),
-            config,
+            config: std::sync::RwLock::new(Arc::new(config)),
             ice_servers,
         }
     }
 
-    /// The signaling settings.
-    pub fn config(&self) -> &SignalConfig {
-        &self.config
+    /// The signaling settings in force (a connection keeps the ones it started with).
+    pub fn config(&self) -> Arc<SignalConfig> {
+        Arc::clone(&self.config.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// New settings from a reload, for new connections and new joins. The room limit of
+    /// the registry changes at once; rooms already fuller than it keep their peers.
+    pub fn set_config(&self, config: SignalConfig) {
+        self.lock().rooms.set_max_peers(config.max_peers_per_room);
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
     }
 
     /// A fresh `iceServers` list.
@@ -88,7 +95,8 @@ impl Hub {
         let mut guard = self.lock_connections();
         let (total, per_ip) = &mut *guard;
         let mine = per_ip.get(&ip).copied().unwrap_or(0);
-        if *total >= self.config.max_connections || mine >= self.config.max_connections_per_ip {
+        let config = self.config();
+        if *total >= config.max_connections || mine >= config.max_connections_per_ip {
             return None;
         }
         *total += 1;
@@ -171,7 +179,7 @@ pub async fn serve(
         registry.queues.insert(id.clone(), queue.clone());
     }
     let (mut sink, mut stream) = socket.split();
-    let config = hub.config().clone();
+    let config = hub.config();
     let mut heartbeat = tokio::time::interval(config.heartbeat_interval);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();

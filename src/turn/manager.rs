@@ -75,6 +75,8 @@ pub struct Manager<B> {
     pub(super) peers: Vec<SocketAddr>,
     /// Maps the monotonic clock to unix seconds, for nonces and REST usernames.
     clock_base: (Instant, u64),
+    /// Set while draining: new Allocates are refused (300 to this server, or 508).
+    pub(super) draining: Option<Option<SocketAddr>>,
 }
 
 impl<B: RelayBinder> Manager<B> {
@@ -103,7 +105,26 @@ impl<B: RelayBinder> Manager<B> {
             response: Message::new(),
             peers: Vec::new(),
             clock_base: (now, unix_now),
+            draining: None,
         }
+    }
+
+    /// New credentials, peer rules and lifetimes from a config reload. Relay addresses stay
+    /// (changing them needs a restart); allocations, permissions and channels live on.
+    pub fn reload(&mut self, config: TurnConfig, auth: Arc<Auth>, rules: Arc<PeerRules>) {
+        self.config = TurnConfig {
+            relay_v4: self.config.relay_v4,
+            relay_v6: self.config.relay_v6,
+            ..config
+        };
+        self.auth = auth;
+        self.rules = rules;
+    }
+
+    /// Refuse new allocations from now on: RFC 8656 §7.2's 300 (Try Alternate) with
+    /// ALTERNATE-SERVER when `alternate` is given, else 508. Existing ones live on.
+    pub fn drain(&mut self, alternate: Option<SocketAddr>) {
+        self.draining = Some(alternate);
     }
 
     /// The relay binder, for the I/O layer to collect the sockets it bound.
@@ -244,6 +265,9 @@ impl<B: RelayBinder> Manager<B> {
     /// An authenticated error response: ERROR-CODE, MESSAGE-INTEGRITY, FINGERPRINT.
     fn fail(&mut self, req: &Message, code: u16, creds: &Credentials) -> &[u8] {
         self.error(req, code);
+        if let (300, Some(Some(alternate))) = (code, self.draining) {
+            add_alternate_server(&mut self.response, alternate);
+        }
         add_integrity(&mut self.response, &creds.key, creds.integrity);
         response::finish(&mut self.response, req);
         &self.response.raw
@@ -419,4 +443,17 @@ impl<B: RelayBinder> Manager<B> {
             self.quotas.release(&alloc.username);
         }
     }
+}
+
+/// ALTERNATE-SERVER (RFC 8489 §14.15): a plain MAPPED-ADDRESS-style address, not XORed.
+fn add_alternate_server(response: &mut Message, addr: SocketAddr) {
+    let mut value = Vec::with_capacity(20);
+    value.push(0);
+    value.push(attrs::family_of(addr.ip()));
+    value.extend_from_slice(&addr.port().to_be_bytes());
+    match addr.ip() {
+        IpAddr::V4(ip) => value.extend_from_slice(&ip.octets()),
+        IpAddr::V6(ip) => value.extend_from_slice(&ip.octets()),
+    }
+    response.add(stun::attributes::ATTR_ALTERNATE_SERVER, &value);
 }

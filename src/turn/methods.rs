@@ -50,6 +50,10 @@ impl<B: RelayBinder> Manager<B> {
             self.allocate_success(req, tuple, &relays, missing, token, left);
             return Ok(());
         }
+        if let Some(alternate) = self.draining {
+            // fail() adds ALTERNATE-SERVER to the 300.
+            return Err(if alternate.is_some() { 300 } else { 508 });
+        }
         let ask = self.parse_allocate(req)?;
         self.quotas.acquire(&creds.username)?;
         let bound = match self.bind_relays(now, &ask) {

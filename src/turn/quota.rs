@@ -8,9 +8,9 @@ use std::sync::Mutex;
 #[derive(Debug, Default)]
 pub struct Quotas {
     /// Allocations one user may hold at once; 0 means no limit.
-    user_limit: usize,
+    user_limit: std::sync::atomic::AtomicUsize,
     /// Allocations the server holds at once; 0 means no limit.
-    total_limit: usize,
+    total_limit: std::sync::atomic::AtomicUsize,
     counts: Mutex<(usize, HashMap<String, usize>)>,
 }
 
@@ -18,10 +18,17 @@ impl Quotas {
     /// Quotas with these limits (0 = unlimited).
     pub fn new(user_limit: usize, total_limit: usize) -> Self {
         Self {
-            user_limit,
-            total_limit,
+            user_limit: user_limit.into(),
+            total_limit: total_limit.into(),
             counts: Mutex::default(),
         }
+    }
+
+    /// New limits (config reload); allocations already held are kept.
+    pub fn set_limits(&self, user_limit: usize, total_limit: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.user_limit.store(user_limit, Relaxed);
+        self.total_limit.store(total_limit, Relaxed);
     }
 
     /// Takes one allocation for `user`, or says which error code refuses it:
@@ -29,11 +36,13 @@ impl Quotas {
     pub fn acquire(&self, user: &str) -> Result<(), u16> {
         let mut guard = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         let (total, users) = &mut *guard;
-        if self.total_limit != 0 && *total >= self.total_limit {
+        let total_limit = self.total_limit.load(std::sync::atomic::Ordering::Relaxed);
+        let user_limit = self.user_limit.load(std::sync::atomic::Ordering::Relaxed);
+        if total_limit != 0 && *total >= total_limit {
             return Err(508);
         }
         let held = users.get(user).copied().unwrap_or(0);
-        if self.user_limit != 0 && held >= self.user_limit {
+        if user_limit != 0 && held >= user_limit {
             return Err(486);
         }
         *total += 1;
