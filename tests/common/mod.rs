@@ -70,6 +70,12 @@ impl Server {
     /// Starts rturn with `config` and waits until it reports ready.
     pub fn start(config: &str) -> Server {
         let (dir, path) = write_config(config);
+        Server::start_file(dir, &path)
+    }
+
+    /// Starts rturn on the config file at `path` (kept alive by `dir`), so a test can change
+    /// the file and send SIGHUP.
+    pub fn start_file(dir: tempfile::TempDir, path: &std::path::Path) -> Server {
         let mut child = rturn()
             .arg("-c")
             .arg(&path)
@@ -133,6 +139,27 @@ impl Server {
     /// Everything rturn has logged so far.
     pub fn log(&self) -> String {
         self.log.lock().expect("log").join("\n")
+    }
+
+    /// The process ID, for signals.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits (up to [`TIMEOUT`]) for rturn to exit by itself.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "rturn did not exit; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Sends SIGTERM and waits for the exit status.

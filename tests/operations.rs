@@ -1,0 +1,225 @@
+//! Black-box: life under an operator. SIGHUP reloads users and secrets while coturn's
+//! turnutils_uclient relays through the server, losing nothing; an invalid file on SIGHUP
+//! changes nothing; SIGUSR1 drains: new allocations get 300 with ALTERNATE-SERVER, live ones
+//! keep relaying, and the process exits once the last one ends.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+mod common;
+
+use std::net::UdpSocket;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// coturn's UDP echo peer on a free loopback port, killed on drop.
+struct EchoPeer {
+    child: Child,
+    port: u16,
+}
+
+impl EchoPeer {
+    fn start() -> EchoPeer {
+        let port = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("turnutils_peer")
+            .args(["-L", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("turnutils_peer is missing: install coturn (scripts/test.sh does)");
+        let peer = EchoPeer { child, port };
+        let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+        probe
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let deadline = Instant::now() + TIMEOUT;
+        let mut buf = [0u8; 16];
+        loop {
+            probe.send_to(b"ping", ("127.0.0.1", port)).unwrap();
+            if probe.recv(&mut buf).is_ok() {
+                return peer;
+            }
+            assert!(Instant::now() < deadline, "turnutils_peer did not start");
+        }
+    }
+}
+
+impl Drop for EchoPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn config(users: &str, secret: &str, extra: &str) -> String {
+    loopback_config(&format!(
+        "[relay]\nrelay-ip = \"127.0.0.1\"\nallow-loopback-peers = true\n{extra}\
+         [auth]\nstatic-auth-secret = \"{secret}\"\n[auth.users]\n{users}"
+    ))
+}
+
+/// turnutils_uclient with `args` (auth and flags) against `port`, started now.
+fn uclient(port: u16, peer: &EchoPeer, args: &[&str], clients: u32, messages: u32) -> Child {
+    Command::new("timeout")
+        .args(["60", "turnutils_uclient"])
+        .args(args)
+        .args([
+            "-p",
+            &port.to_string(),
+            "-e",
+            "127.0.0.1",
+            "-r",
+            &peer.port.to_string(),
+        ])
+        .args(["-m", &clients.to_string(), "-n", &messages.to_string()])
+        .args(["-l", "120", "-z", "20", "-c", "-X", "127.0.0.1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("turnutils_uclient is missing: install coturn (scripts/test.sh does)")
+}
+
+fn text(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// Every message of `clients` × `messages` came back.
+fn lossless(out: &Output, clients: u32, messages: u32) -> bool {
+    let t = text(out);
+    let n = clients * messages;
+    t.contains("Total lost packets 0 (0.000000%)")
+        && t.contains(&format!("tot_send_msgs={n}, tot_recv_msgs={n}"))
+}
+
+fn signal(server: &Server, sig: Signal) {
+    kill(Pid::from_raw(server.pid() as i32), sig).unwrap();
+}
+
+#[test]
+fn sighup_reloads_users_and_secrets_without_dropping_traffic() {
+    let (dir, path) = write_config(&config("alice = \"wonderland\"\n", "old-secret", ""));
+    let mut server = Server::start_file(dir, &path);
+    let port = server.udp[0].port();
+    let peer = EchoPeer::start();
+
+    // 4 clients relay for about 4 s; the reload lands in the middle.
+    let running = uclient(port, &peer, &["-u", "alice", "-w", "wonderland"], 4, 200);
+    std::thread::sleep(Duration::from_secs(1));
+    std::fs::write(
+        &path,
+        config(
+            "alice = \"wonderland\"\nbob = \"builder\"\n",
+            "new-secret",
+            "",
+        ),
+    )
+    .unwrap();
+    signal(&server, Signal::SIGHUP);
+    server.wait_line(|l| l.contains("configuration reloaded"));
+    let out = running.wait_with_output().unwrap();
+    assert!(
+        lossless(&out, 4, 200),
+        "traffic across the reload:\n{}",
+        text(&out)
+    );
+
+    let bob = uclient(port, &peer, &["-u", "bob", "-w", "builder"], 1, 20);
+    let out = bob.wait_with_output().unwrap();
+    assert!(lossless(&out, 1, 20), "the new user:\n{}", text(&out));
+
+    let old = uclient(port, &peer, &["-W", "old-secret", "-u", "x"], 1, 5);
+    let out = old.wait_with_output().unwrap();
+    assert!(
+        !lossless(&out, 1, 5),
+        "the old secret still works:\n{}",
+        text(&out)
+    );
+    let new = uclient(port, &peer, &["-W", "new-secret", "-u", "x"], 1, 5);
+    assert!(
+        lossless(&new.wait_with_output().unwrap(), 1, 5),
+        "the new secret fails"
+    );
+
+    // An invalid file is refused and the running configuration stays.
+    std::fs::write(
+        &path,
+        "realm = \"t\"\n[relay]\nmin-port = 9\nmax-port = 1\n",
+    )
+    .unwrap();
+    signal(&server, Signal::SIGHUP);
+    server.wait_line(|l| l.contains("reload refused"));
+    let bob = uclient(port, &peer, &["-u", "bob", "-w", "builder"], 1, 20);
+    assert!(
+        lossless(&bob.wait_with_output().unwrap(), 1, 20),
+        "after a refused reload"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigusr1_drains_then_exits() {
+    let extra = "alternate-server = \"127.0.0.1:3479\"\n";
+    let (dir, path) = write_config(&config("alice = \"wonderland\"\n", "s", extra));
+    let mut server = Server::start_file(dir, &path);
+    let peer = EchoPeer::start();
+
+    // A TCP client relays for about 3 s; its allocation ends when it disconnects.
+    let tcp_port = server.tcp[0].port();
+    let running = uclient(
+        tcp_port,
+        &peer,
+        &["-t", "-u", "alice", "-w", "wonderland"],
+        1,
+        150,
+    );
+    std::thread::sleep(Duration::from_millis(700));
+    signal(&server, Signal::SIGUSR1);
+    server.wait_line(|l| l.contains("draining"));
+
+    // A new allocation is sent elsewhere.
+    let socket = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let addr = server.udp[0].to_string();
+    let client = turn::client::Client::new(turn::client::ClientConfig {
+        stun_serv_addr: addr.clone(),
+        turn_serv_addr: addr,
+        username: "alice".into(),
+        password: "wonderland".into(),
+        realm: "test.local".into(),
+        software: String::new(),
+        rto_in_ms: 0,
+        conn: socket,
+        vnet: None,
+    })
+    .await
+    .unwrap();
+    client.listen().await.unwrap();
+    let refused = tokio::time::timeout(TIMEOUT, client.allocate())
+        .await
+        .unwrap();
+    let error = refused
+        .err()
+        .expect("a draining server refuses new allocations")
+        .to_string();
+    assert!(error.contains("300"), "{error}");
+    client.close().await.unwrap();
+
+    // The live allocation keeps relaying to its end, then the server exits by itself.
+    let out = tokio::task::spawn_blocking(move || running.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        lossless(&out, 1, 150),
+        "traffic while draining:\n{}",
+        text(&out)
+    );
+    let status = server.wait_exit();
+    assert!(status.success(), "exit status {status}");
+    assert!(server.log().contains("drained"), "{}", server.log());
+}
