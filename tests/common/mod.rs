@@ -78,7 +78,7 @@ impl Server {
     pub fn start_file(dir: tempfile::TempDir, path: &std::path::Path) -> Server {
         let mut child = rturn()
             .arg("-c")
-            .arg(&path)
+            .arg(path)
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
