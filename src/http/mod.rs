@@ -50,6 +50,8 @@ pub struct HttpState {
     pub shutdown: CancellationToken,
     /// The `/api/ice-servers` body, fresh credentials each call.
     pub ice: Arc<dyn Fn() -> serde_json::Value + Send + Sync>,
+    /// The `/metrics` body.
+    pub metrics: Arc<dyn Fn() -> String + Send + Sync>,
 }
 
 /// All routes.
@@ -65,6 +67,7 @@ pub fn router(state: HttpState) -> Router {
         )
         .route("/static/{file}", get(asset))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route("/api/ice-servers", get(ice_servers))
         .route("/ws", get(ws_root))
         .route("/ws/{namespace}", get(ws_namespace))
@@ -93,6 +96,18 @@ async fn healthz(State(state): State<HttpState>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
         body.to_string(),
+    )
+        .into_response()
+}
+
+async fn metrics(State(state): State<HttpState>) -> Response {
+    let body = (state.metrics)();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
     )
         .into_response()
 }

@@ -4,6 +4,7 @@
 //! to be bound (and its port known, for port 0) before anything is served, and so a bind
 //! failure is reported with the config key it came from.
 
+mod metrics;
 mod relay;
 mod shard;
 mod stats;
@@ -252,7 +253,7 @@ pub async fn run(
     shutdown: CancellationToken,
     mut control: mpsc::Receiver<Control>,
 ) -> Snapshot {
-    let stats = Stats::default();
+    let stats = Arc::new(Stats::default());
     let tasks = TaskTracker::new();
 
     let mut udp_sockets = Vec::new();
@@ -386,7 +387,8 @@ pub async fn run(
             tcp: &tcp_addrs,
             tls: &tls_addrs,
         };
-        let (app, hub, ice) = http_app(config, &bound, &parts.auth, &shutdown);
+        let scrape = (Arc::clone(&shared), Arc::clone(&stats));
+        let (app, hub, ice) = http_app(config, &bound, &parts.auth, scrape, &shutdown);
         http_handles = Some((hub, ice));
         if let Some(listener) = listeners.http {
             serve_http(listener, None, app.clone(), &tasks, &shutdown);
@@ -582,6 +584,7 @@ fn http_app(
     config: &Config,
     bound: &BoundAddrs<'_>,
     auth: &Arc<Auth>,
+    (shared, stats): (Arc<Shared>, Arc<Stats>),
     shutdown: &CancellationToken,
 ) -> (axum::Router, Arc<Hub>, Arc<IceServers>) {
     let ice = Arc::new(IceServers::new(
@@ -597,10 +600,17 @@ fn http_app(
         Box::new(move || list.list()),
     ));
     let api = Arc::clone(&ice);
+    let sources = metrics::Sources {
+        shared,
+        stats,
+        hub: Some(Arc::clone(&hub)),
+        port_range: usize::from(config.relay.max_port - config.relay.min_port) + 1,
+    };
     let router = crate::http::router(HttpState {
         hub: Arc::clone(&hub),
         shutdown: shutdown.clone(),
         ice: Arc::new(move || api.response()),
+        metrics: Arc::new(move || metrics::render(&sources)),
     });
     (router, hub, ice)
 }

@@ -55,6 +55,11 @@ impl SocketBinder {
         self.active.get(addr).map(|(s, _)| s.as_ref())
     }
 
+    /// Relay ports held: bound for allocations, or reserved.
+    pub(super) fn in_use(&self) -> usize {
+        self.active.len() + self.reserved.len()
+    }
+
     /// Sockets bound since the last call; the caller spawns [`serve`] for each.
     pub(super) fn take_started(&mut self) -> Vec<NewRelay> {
         std::mem::take(&mut self.started)
@@ -151,7 +156,8 @@ pub(super) async fn serve(
             counters.count(Event::IoError);
             continue;
         };
-        let Some((route, sink)) = shared.route_from_peer(shard, Instant::now(), relay.addr, peer)
+        let Some((route, sink)) =
+            shared.route_from_peer(shard, Instant::now(), relay.addr, peer, len)
         else {
             counters.count(Event::Ignored);
             continue;

@@ -97,9 +97,10 @@ impl Shared {
         now: Instant,
         relay: SocketAddr,
         peer: SocketAddr,
+        len: usize,
     ) -> Option<(PeerRoute, ClientSink)> {
-        let guard = self.lock(shard);
-        let route = guard.manager.peer_route(now, relay, peer)?;
+        let mut guard = self.lock(shard);
+        let route = guard.manager.peer_route(now, relay, peer, len)?;
         let sink = match route.client.transport {
             crate::turn::Transport::Udp => {
                 ClientSink::Udp(Arc::clone(self.udp_out.get(&route.client.server)?))
@@ -178,7 +179,7 @@ impl Dispatcher {
                 Handled::Reply
             }
             (CLASS_INDICATION, METHOD_SEND) => {
-                let guard = shared.lock(shard);
+                let mut guard = shared.lock(shard);
                 let sent =
                     guard
                         .manager
@@ -215,10 +216,10 @@ fn channel_data(
     let Some(payload) = rest.get(..len) else {
         return Handled::Malformed(Malformed::BadLength);
     };
-    let guard = shared.lock(shard);
+    let mut guard = shared.lock(shard);
     let sent = guard
         .manager
-        .channel_route(now, tuple, channel)
+        .channel_route(now, tuple, channel, len)
         .and_then(|(relay, peer)| {
             super::send_now(guard.manager.binder().socket(&relay)?, payload, peer).then_some(())
         });

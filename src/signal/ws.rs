@@ -37,6 +37,8 @@ pub struct Hub {
     connections: Mutex<(usize, HashMap<IpAddr, usize>)>,
     config: std::sync::RwLock<Arc<SignalConfig>>,
     ice_servers: IceServersFn,
+    relayed: std::sync::atomic::AtomicU64,
+    heartbeat_drops: std::sync::atomic::AtomicU64,
 }
 
 /// Holds one connection slot; gives it back when dropped.
@@ -70,6 +72,8 @@ impl Hub {
             connections: Mutex::default(),
             config: std::sync::RwLock::new(Arc::new(config)),
             ice_servers,
+            relayed: Default::default(),
+            heartbeat_drops: Default::default(),
         }
     }
 
@@ -113,6 +117,17 @@ impl Hub {
 
     fn lock_connections(&self) -> MutexGuard<'_, (usize, HashMap<IpAddr, usize>)> {
         self.connections.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Connections open, messages relayed between peers, clients dropped by the heartbeat.
+    pub fn traffic(&self) -> (usize, u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let open = self.lock_connections().0;
+        (
+            open,
+            self.relayed.load(Relaxed),
+            self.heartbeat_drops.load(Relaxed),
+        )
     }
 
     /// Connected peers and non-empty rooms, for logs and health.
@@ -190,6 +205,7 @@ pub async fn serve(
             _ = heartbeat.tick() => {
                 if last_heard.elapsed() > config.heartbeat_timeout {
                     tracing::debug!(peer = %id, "heartbeat timeout");
+                    hub.heartbeat_drops.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     break;
                 }
                 let ping = sink.send(Message::Ping(Default::default()));
@@ -291,10 +307,12 @@ fn handle_text(
         }
         ClientMessage::Relay { to, body } => {
             let registry = hub.lock();
-            registry
-                .rooms
-                .relay(id, &to, body)
-                .map(|delivery| deliver(&registry, vec![delivery]))
+            let relayed = registry.rooms.relay(id, &to, body);
+            if relayed.is_ok() {
+                hub.relayed
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            relayed.map(|delivery| deliver(&registry, vec![delivery]))
         }
     };
     result.err()

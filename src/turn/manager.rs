@@ -17,6 +17,7 @@ use stun::uattrs::UnknownAttributes;
 
 use super::allocation::Allocation;
 use super::attrs::{self, KNOWN_TURN_ATTRIBUTES};
+use super::metrics::TurnMetrics;
 use super::peer_rules::PeerRules;
 use super::quota::Quotas;
 use super::{FiveTuple, RelayBinder, TurnConfig};
@@ -77,6 +78,8 @@ pub struct Manager<B> {
     clock_base: (Instant, u64),
     /// Set while draining: new Allocates are refused (300 to this server, or 508).
     pub(super) draining: Option<Option<SocketAddr>>,
+    /// What happened, for `/metrics`.
+    pub(super) metrics: TurnMetrics,
 }
 
 impl<B: RelayBinder> Manager<B> {
@@ -106,7 +109,22 @@ impl<B: RelayBinder> Manager<B> {
             peers: Vec::new(),
             clock_base: (now, unix_now),
             draining: None,
+            metrics: TurnMetrics::default(),
         }
+    }
+
+    /// This shard's counters.
+    pub fn metrics(&self) -> &TurnMetrics {
+        &self.metrics
+    }
+
+    /// Live allocations by client transport: UDP, TCP, TLS.
+    pub fn allocations_by_transport(&self) -> [usize; 3] {
+        let mut counts = [0; 3];
+        for tuple in self.allocations.keys() {
+            counts[tuple.transport as usize] += 1;
+        }
+        counts
     }
 
     /// New credentials, peer rules and lifetimes from a config reload. Relay addresses stay
@@ -157,6 +175,7 @@ impl<B: RelayBinder> Manager<B> {
         let mut unknown = UnknownAttributes(Vec::new());
         unknown_required(req, KNOWN_TURN_ATTRIBUTES, &mut unknown.0);
         if !unknown.0.is_empty() {
+            self.metrics.refuse(420);
             self.error(req, 420);
             let _ = unknown.add_to(&mut self.response);
             response::finish(&mut self.response, req);
@@ -203,6 +222,7 @@ impl<B: RelayBinder> Manager<B> {
         let has_integrity = req.contains(stun::attributes::ATTR_MESSAGE_INTEGRITY)
             || req.contains(stun::attributes::ATTR_MESSAGE_INTEGRITY_SHA256);
         if !has_integrity {
+            self.metrics.challenges += 1;
             self.challenge(now, tuple, req, 401);
             return Err(());
         }
@@ -211,24 +231,31 @@ impl<B: RelayBinder> Manager<B> {
             attrs::value(req, ATTR_REALM),
             attrs::value(req, ATTR_NONCE),
         ) else {
+            self.metrics.auth_failed("bad_request");
             self.error(req, 400);
             response::finish(&mut self.response, req);
             return Err(());
         };
         if self.auth.check_nonce(nonce, unix, tuple.client) != NonceCheck::Valid {
+            self.metrics.auth_failed("stale_nonce");
             self.challenge(now, tuple, req, 438);
             return Err(());
         }
         let username = match std::str::from_utf8(username) {
             Ok(u) if realm == self.auth.realm().as_bytes() => u,
             _ => {
+                self.metrics.auth_failed("wrong_realm");
                 self.challenge(now, tuple, req, 401);
                 return Err(());
             }
         };
         let keys = match self.auth.keys_for(username, unix) {
             Ok(keys) => keys,
-            Err(_) => {
+            Err(e) => {
+                self.metrics.auth_failed(match e {
+                    crate::auth::AuthError::Expired => "expired",
+                    _ => "unknown_user",
+                });
                 self.challenge(now, tuple, req, 401);
                 return Err(());
             }
@@ -242,6 +269,7 @@ impl<B: RelayBinder> Manager<B> {
                 });
             }
         }
+        self.metrics.auth_failed("bad_integrity");
         self.challenge(now, tuple, req, 401);
         Err(())
     }
@@ -264,6 +292,7 @@ impl<B: RelayBinder> Manager<B> {
 
     /// An authenticated error response: ERROR-CODE, MESSAGE-INTEGRITY, FINGERPRINT.
     fn fail(&mut self, req: &Message, code: u16, creds: &Credentials) -> &[u8] {
+        self.metrics.refuse(code);
         self.error(req, code);
         if let (300, Some(Some(alternate))) = (code, self.draining) {
             add_alternate_server(&mut self.response, alternate);
@@ -281,7 +310,7 @@ impl<B: RelayBinder> Manager<B> {
     /// A Send indication (RFC 8656 §11.2): where its DATA goes, or `None` to drop it silently
     /// (indications get no error responses).
     pub fn handle_send<'m>(
-        &self,
+        &mut self,
         now: Instant,
         tuple: FiveTuple,
         msg: &'m Message,
@@ -295,31 +324,39 @@ impl<B: RelayBinder> Manager<B> {
         if !alloc.permits(peer.ip(), now) || self.rules.allows_addr(peer).is_err() {
             return None;
         }
-        Some((alloc.relay_for(peer.ip())?, peer, data))
+        let relay = alloc.relay_for(peer.ip())?;
+        self.metrics.to_peer.0 += 1;
+        self.metrics.to_peer.1 += data.len() as u64;
+        Some((relay, peer, data))
     }
 
     /// ChannelData from a client (RFC 8656 §12.4): the relay to send from and the peer.
     pub fn channel_route(
-        &self,
+        &mut self,
         now: Instant,
         tuple: &FiveTuple,
         channel: u16,
+        len: usize,
     ) -> Option<(SocketAddr, SocketAddr)> {
         let alloc = self.allocations.get(tuple)?;
         let bound = alloc.channel(channel, now)?;
         if !alloc.permits(bound.peer.ip(), now) {
             return None;
         }
-        Some((alloc.relay_for(bound.peer.ip())?, bound.peer))
+        let relay = alloc.relay_for(bound.peer.ip())?;
+        self.metrics.to_peer.0 += 1;
+        self.metrics.to_peer.1 += len as u64;
+        Some((relay, bound.peer))
     }
 
     /// A datagram from `peer` arrived on relay address `relay` (RFC 8656 §11.3, §12.5): the
     /// client to deliver it to, or `None` to drop it (no permission).
     pub fn peer_route(
-        &self,
+        &mut self,
         now: Instant,
         relay: SocketAddr,
         peer: SocketAddr,
+        len: usize,
     ) -> Option<PeerRoute> {
         let tuple = self.by_relay.get(&relay)?;
         let alloc = self.allocations.get(tuple)?;
@@ -331,10 +368,10 @@ impl<B: RelayBinder> Manager<B> {
             .get(&peer)
             .copied()
             .filter(|&c| alloc.channel(c, now).is_some());
-        Some(PeerRoute {
-            client: *tuple,
-            channel,
-        })
+        let client = *tuple;
+        self.metrics.to_client.0 += 1;
+        self.metrics.to_client.1 += len as u64;
+        Some(PeerRoute { client, channel })
     }
 
     /// The client's TCP connection closed: its allocation goes with it (RFC 8656 §3.1).
@@ -380,6 +417,9 @@ impl<B: RelayBinder> Manager<B> {
             Timer::Allocation(tuple) => match self.allocations.get(&tuple).map(|a| a.expires) {
                 Some(at) if at <= now => {
                     self.delete_allocation(tuple);
+                    // Counted as expired, not deleted.
+                    self.metrics.allocations_deleted -= 1;
+                    self.metrics.allocations_expired += 1;
                     None
                 }
                 later => later,
@@ -435,6 +475,7 @@ impl<B: RelayBinder> Manager<B> {
 
     pub(super) fn delete_allocation(&mut self, tuple: FiveTuple) {
         if let Some(alloc) = self.allocations.remove(&tuple) {
+            self.metrics.allocations_deleted += 1;
             tracing::debug!(client = %tuple.client, user = %alloc.username, "allocation deleted");
             for relay in &alloc.relays {
                 self.by_relay.remove(relay);

@@ -86,6 +86,7 @@ impl<B: RelayBinder> Manager<B> {
             },
         );
         self.schedule(expires, Timer::Allocation(tuple));
+        self.metrics.allocations_created += 1;
         tracing::debug!(client = %tuple.client, user = %creds.username, ?relays, "allocated");
         self.allocate_success(
             req,

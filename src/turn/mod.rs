@@ -16,6 +16,7 @@ pub mod allocation;
 pub mod attrs;
 pub mod manager;
 mod methods;
+pub mod metrics;
 pub mod peer_rules;
 pub mod quota;
 #[cfg(test)]

@@ -378,16 +378,22 @@ impl Harness {
         self.mgr.binder_mut().held()
     }
 
-    fn route(&self, secs: u64, relay: SocketAddr, peer: SocketAddr) -> Option<PeerRoute> {
-        self.mgr.peer_route(self.at(secs), relay, peer)
+    fn route(&mut self, secs: u64, relay: SocketAddr, peer: SocketAddr) -> Option<PeerRoute> {
+        self.mgr.peer_route(self.at(secs), relay, peer, 0)
     }
 
-    fn channel(&self, secs: u64, client: &Client, number: u16) -> Option<(SocketAddr, SocketAddr)> {
-        self.mgr.channel_route(self.at(secs), &client.tuple, number)
+    fn channel(
+        &mut self,
+        secs: u64,
+        client: &Client,
+        number: u16,
+    ) -> Option<(SocketAddr, SocketAddr)> {
+        self.mgr
+            .channel_route(self.at(secs), &client.tuple, number, 0)
     }
 
     /// Where a Send indication to `peer` goes: the relay to send from.
-    fn send_to(&self, secs: u64, tuple: FiveTuple, peer: SocketAddr) -> Option<SocketAddr> {
+    fn send_to(&mut self, secs: u64, tuple: FiveTuple, peer: SocketAddr) -> Option<SocketAddr> {
         let ind = Req::of_class(METHOD_SEND, CLASS_INDICATION).peer(peer);
         let ind = decode(&ind.attr(ATTR_DATA, b"hello").build());
         let (relay, to, data) = self.mgr.handle_send(self.at(secs), tuple, &ind)?;

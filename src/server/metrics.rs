@@ -1,0 +1,211 @@
+//! `/metrics` in the Prometheus text format: counters added up over every shard and worker
+//! at scrape time, with no per-user labels.
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use super::shard::Shared;
+use super::stats::Stats;
+use crate::signal::ws::Hub;
+use crate::turn::metrics::TurnMetrics;
+
+/// What a scrape reads.
+pub(super) struct Sources {
+    pub(super) shared: Arc<Shared>,
+    pub(super) stats: Arc<Stats>,
+    pub(super) hub: Option<Arc<Hub>>,
+    pub(super) port_range: usize,
+}
+
+fn metric(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str, u64)]) {
+    let _ = writeln!(out, "# HELP rturn_{name} {help}");
+    let _ = writeln!(out, "# TYPE rturn_{name} {kind}");
+    for (labels, value) in samples {
+        let _ = writeln!(out, "rturn_{name}{labels} {value}");
+    }
+}
+
+/// Renders every metric.
+pub(super) fn render(src: &Sources) -> String {
+    let mut turn = TurnMetrics::default();
+    let mut by_transport = [0usize; 3];
+    let mut ports = 0;
+    for shard in 0..src.shared.shard_count() {
+        let guard = src.shared.lock(shard);
+        turn.add(guard.manager.metrics());
+        for (total, n) in by_transport
+            .iter_mut()
+            .zip(guard.manager.allocations_by_transport())
+        {
+            *total += n;
+        }
+        ports += guard.manager.binder().in_use();
+    }
+    let s = src.stats.snapshot();
+    let mut out = String::with_capacity(4096);
+    let v = |n: usize| n as u64;
+    metric(
+        &mut out,
+        "build_info",
+        "gauge",
+        "Build information.",
+        &[(&format!("{{version=\"{}\"}}", env!("CARGO_PKG_VERSION")), 1)],
+    );
+    metric(
+        &mut out,
+        "allocations",
+        "gauge",
+        "Live TURN allocations by client transport.",
+        &[
+            ("{transport=\"udp\"}", v(by_transport[0])),
+            ("{transport=\"tcp\"}", v(by_transport[1])),
+            ("{transport=\"tls\"}", v(by_transport[2])),
+        ],
+    );
+    metric(
+        &mut out,
+        "allocations_ended_total",
+        "counter",
+        "Allocations ended, by how.",
+        &[
+            ("{reason=\"expired\"}", turn.allocations_expired),
+            ("{reason=\"deleted\"}", turn.allocations_deleted),
+        ],
+    );
+    metric(
+        &mut out,
+        "allocations_created_total",
+        "counter",
+        "Allocations created.",
+        &[("", turn.allocations_created)],
+    );
+    let refused: Vec<(String, u64)> = (turn.refused.iter())
+        .map(|(code, n)| (format!("{{code=\"{code}\"}}"), *n))
+        .collect();
+    let refused: Vec<(&str, u64)> = refused.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+    metric(
+        &mut out,
+        "requests_refused_total",
+        "counter",
+        "TURN requests refused, by STUN error code (403: peer rules; 486, 508: quotas and ports).",
+        &refused,
+    );
+    metric(
+        &mut out,
+        "auth_challenges_total",
+        "counter",
+        "401 challenges to requests without credentials.",
+        &[("", turn.challenges)],
+    );
+    let failures: Vec<(String, u64)> = (turn.auth_failures.iter())
+        .map(|(reason, n)| (format!("{{reason=\"{reason}\"}}"), *n))
+        .collect();
+    let failures: Vec<(&str, u64)> = failures.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+    metric(
+        &mut out,
+        "auth_failures_total",
+        "counter",
+        "Authentication failures, by reason.",
+        &failures,
+    );
+    metric(
+        &mut out,
+        "relayed_packets_total",
+        "counter",
+        "Data packets relayed, by direction.",
+        &[
+            ("{direction=\"to_peer\"}", turn.to_peer.0),
+            ("{direction=\"to_client\"}", turn.to_client.0),
+        ],
+    );
+    metric(
+        &mut out,
+        "relayed_bytes_total",
+        "counter",
+        "Payload bytes relayed, by direction.",
+        &[
+            ("{direction=\"to_peer\"}", turn.to_peer.1),
+            ("{direction=\"to_client\"}", turn.to_client.1),
+        ],
+    );
+    metric(
+        &mut out,
+        "relay_ports",
+        "gauge",
+        "Relay ports held, and the size of the port range.",
+        &[
+            ("{state=\"in_use\"}", v(ports)),
+            ("{state=\"range\"}", v(src.port_range)),
+        ],
+    );
+    metric(
+        &mut out,
+        "packets_total",
+        "counter",
+        "Client packets and TCP frames, by outcome.",
+        &[
+            ("{outcome=\"received\"}", s.received),
+            ("{outcome=\"replied\"}", s.replied),
+            ("{outcome=\"malformed\"}", s.malformed),
+            ("{outcome=\"ignored\"}", s.ignored),
+        ],
+    );
+    metric(
+        &mut out,
+        "socket_errors_total",
+        "counter",
+        "Socket errors survived.",
+        &[("", s.io_errors)],
+    );
+    metric(
+        &mut out,
+        "tcp_connections_total",
+        "counter",
+        "TCP/TLS client connections, by event.",
+        &[
+            ("{event=\"accepted\"}", s.tcp_accepted),
+            ("{event=\"broken\"}", s.tcp_broken),
+            ("{event=\"idle_closed\"}", s.tcp_idle_closed),
+        ],
+    );
+    if let Some(hub) = &src.hub {
+        let (open, relayed, drops) = hub.traffic();
+        let (peers, rooms) = hub.counts();
+        metric(
+            &mut out,
+            "signal_connections",
+            "gauge",
+            "Open signaling WebSockets.",
+            &[("", v(open))],
+        );
+        metric(
+            &mut out,
+            "signal_peers",
+            "gauge",
+            "Signaling peers connected.",
+            &[("", v(peers))],
+        );
+        metric(
+            &mut out,
+            "signal_rooms",
+            "gauge",
+            "Non-empty signaling rooms.",
+            &[("", v(rooms))],
+        );
+        metric(
+            &mut out,
+            "signal_messages_relayed_total",
+            "counter",
+            "Offers, answers and candidates relayed.",
+            &[("", relayed)],
+        );
+        metric(
+            &mut out,
+            "signal_heartbeat_drops_total",
+            "counter",
+            "Clients dropped for failing the heartbeat.",
+            &[("", drops)],
+        );
+    }
+    out
+}
