@@ -223,3 +223,76 @@ async fn sigusr1_drains_then_exits() {
     assert!(status.success(), "exit status {status}");
     assert!(server.log().contains("drained"), "{}", server.log());
 }
+
+/// GET `path` over plain HTTP; returns the body of a 200, or panics.
+fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, TIMEOUT).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response.split_once("\r\n\r\n").unwrap().1.to_owned()
+}
+
+/// Parses Prometheus text: every sample line is `name{labels} number`, and every name has
+/// HELP and TYPE lines. Returns the samples.
+fn parse_prometheus(text: &str) -> Vec<(String, f64)> {
+    let mut samples = Vec::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if let Some(rest) = line.strip_prefix("# ") {
+            assert!(rest.starts_with("HELP ") || rest.starts_with("TYPE "), "{line}");
+            continue;
+        }
+        let (name, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("{line}"));
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("not a number: {line}"));
+        let bare = name.split('{').next().unwrap();
+        assert!(text.contains(&format!("# TYPE {bare} ")), "no TYPE for {bare}");
+        if name.contains('{') {
+            assert!(name.ends_with('}'), "{line}");
+        }
+        samples.push((name.to_owned(), value));
+    }
+    samples
+}
+
+fn sample(samples: &[(String, f64)], name: &str) -> f64 {
+    samples
+        .iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("no sample {name}"))
+        .1
+}
+
+#[test]
+fn metrics_parse_and_move_with_real_traffic() {
+    let extra = "http = \"127.0.0.1:0\"\n";
+    let config = config("alice = \"wonderland\"\n", "s", "").replace("tcp = [", &format!("{extra}tcp = ["));
+    let server = Server::start(&config);
+    let http = server
+        .log()
+        .lines()
+        .find_map(|l| l.split("listening on http ").nth(1)?.parse().ok())
+        .expect("http address");
+    let before = parse_prometheus(&http_get(http, "/metrics"));
+    assert_eq!(sample(&before, "rturn_allocations_created_total"), 0.0);
+
+    let peer = EchoPeer::start();
+    let port = server.udp[0].port();
+    let out = uclient(port, &peer, &["-u", "alice", "-w", "wonderland"], 2, 30)
+        .wait_with_output()
+        .unwrap();
+    assert!(lossless(&out, 2, 30), "{}", text(&out));
+    let wrong = uclient(port, &peer, &["-u", "alice", "-w", "nope"], 1, 1);
+    let _ = wrong.wait_with_output().unwrap();
+
+    let after = parse_prometheus(&http_get(http, "/metrics"));
+    assert!(sample(&after, "rturn_allocations_created_total") >= 2.0);
+    assert!(sample(&after, "rturn_allocations{transport=\"udp\"}") >= 2.0);
+    assert!(sample(&after, "rturn_relayed_packets_total{direction=\"to_peer\"}") >= 60.0);
+    assert!(sample(&after, "rturn_relayed_packets_total{direction=\"to_client\"}") >= 60.0);
+    assert!(sample(&after, "rturn_relayed_bytes_total{direction=\"to_peer\"}") >= 60.0 * 120.0);
+    assert!(sample(&after, "rturn_auth_failures_total{reason=\"bad_integrity\"}") >= 1.0);
+    assert!(sample(&after, "rturn_relay_ports{state=\"in_use\"}") >= 2.0);
+}
