@@ -52,6 +52,19 @@ pub struct Config {
     pub ice: IceConfig,
     /// The certificate for `listen.tls` and `listen.https`.
     pub tls: Option<TlsConfig>,
+    /// The admin API (off unless a token is set).
+    #[serde(default)]
+    pub admin: AdminConfig,
+}
+
+/// `[admin]`: the `/admin` API. Off unless `token` is set.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AdminConfig {
+    /// Bearer token every `/admin` request must carry; unset: no admin API at all.
+    pub token: Option<String>,
+    /// Serve `/admin` (and `/metrics`) on this address instead of the HTTP listener.
+    pub listen: Option<SocketAddr>,
 }
 
 /// `[tls]`: one certificate for STUN/TURN over TLS and for HTTPS.
@@ -796,6 +809,15 @@ impl Config {
             return Err(KeyError::new(
                 "signal.token-secret",
                 "must be at least 16 characters",
+            ));
+        }
+        if self.admin.token.as_deref().is_some_and(|t| t.len() < 16) {
+            return Err(KeyError::new("admin.token", "must be at least 16 characters"));
+        }
+        if self.admin.listen.is_some() && self.admin.token.is_none() {
+            return Err(KeyError::new(
+                "admin.listen",
+                "the admin API is off without admin.token; set a token too",
             ));
         }
         if self.ice.credential_ttl < Duration::from_secs(60) {

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use webrtc_util::Conn;
 
 /// coturn's UDP echo peer on a free loopback port, killed on drop.
 struct EchoPeer {
@@ -229,7 +230,11 @@ fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect_timeout(&addr, TIMEOUT).unwrap();
     stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
@@ -242,13 +247,21 @@ fn parse_prometheus(text: &str) -> Vec<(String, f64)> {
     let mut samples = Vec::new();
     for line in text.lines().filter(|l| !l.is_empty()) {
         if let Some(rest) = line.strip_prefix("# ") {
-            assert!(rest.starts_with("HELP ") || rest.starts_with("TYPE "), "{line}");
+            assert!(
+                rest.starts_with("HELP ") || rest.starts_with("TYPE "),
+                "{line}"
+            );
             continue;
         }
         let (name, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("{line}"));
-        let value: f64 = value.parse().unwrap_or_else(|_| panic!("not a number: {line}"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("not a number: {line}"));
         let bare = name.split('{').next().unwrap();
-        assert!(text.contains(&format!("# TYPE {bare} ")), "no TYPE for {bare}");
+        assert!(
+            text.contains(&format!("# TYPE {bare} ")),
+            "no TYPE for {bare}"
+        );
         if name.contains('{') {
             assert!(name.ends_with('}'), "{line}");
         }
@@ -268,7 +281,8 @@ fn sample(samples: &[(String, f64)], name: &str) -> f64 {
 #[test]
 fn metrics_parse_and_move_with_real_traffic() {
     let extra = "http = \"127.0.0.1:0\"\n";
-    let config = config("alice = \"wonderland\"\n", "s", "").replace("tcp = [", &format!("{extra}tcp = ["));
+    let config =
+        config("alice = \"wonderland\"\n", "s", "").replace("tcp = [", &format!("{extra}tcp = ["));
     let server = Server::start(&config);
     let http = server
         .log()
@@ -291,8 +305,158 @@ fn metrics_parse_and_move_with_real_traffic() {
     assert!(sample(&after, "rturn_allocations_created_total") >= 2.0);
     assert!(sample(&after, "rturn_allocations{transport=\"udp\"}") >= 2.0);
     assert!(sample(&after, "rturn_relayed_packets_total{direction=\"to_peer\"}") >= 60.0);
-    assert!(sample(&after, "rturn_relayed_packets_total{direction=\"to_client\"}") >= 60.0);
+    assert!(
+        sample(
+            &after,
+            "rturn_relayed_packets_total{direction=\"to_client\"}"
+        ) >= 60.0
+    );
     assert!(sample(&after, "rturn_relayed_bytes_total{direction=\"to_peer\"}") >= 60.0 * 120.0);
-    assert!(sample(&after, "rturn_auth_failures_total{reason=\"bad_integrity\"}") >= 1.0);
+    assert!(
+        sample(
+            &after,
+            "rturn_auth_failures_total{reason=\"bad_integrity\"}"
+        ) >= 1.0
+    );
     assert!(sample(&after, "rturn_relay_ports{state=\"in_use\"}") >= 2.0);
+}
+
+/// One HTTP request; returns status code and body.
+fn http_request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, TIMEOUT).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response.split_once("\r\n\r\n").unwrap().1.to_owned();
+    (status, body)
+}
+
+/// A `turn` crate client that allocates as alice on `server`; returns the client (its
+/// allocation lives while the relay connection does).
+async fn allocate(server: &Server) -> (turn::client::Client, impl Conn + use<>) {
+    let socket = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let addr = server.udp[0].to_string();
+    let client = turn::client::Client::new(turn::client::ClientConfig {
+        stun_serv_addr: addr.clone(),
+        turn_serv_addr: addr,
+        username: "alice".into(),
+        password: "wonderland".into(),
+        realm: "test.local".into(),
+        software: String::new(),
+        rto_in_ms: 0,
+        conn: socket,
+        vnet: None,
+    })
+    .await
+    .unwrap();
+    client.listen().await.unwrap();
+    let relay = tokio::time::timeout(TIMEOUT, client.allocate())
+        .await
+        .unwrap()
+        .unwrap();
+    (client, relay)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_api_needs_its_token_lists_kicks_and_drains() {
+    const TOKEN: &str = "admin-token-0123456789";
+    let config = config("alice = \"wonderland\"\n", "s", "")
+        .replace("tcp = [", "http = \"127.0.0.1:0\"\ntcp = [")
+        + &format!("[admin]\ntoken = \"{TOKEN}\"\n");
+    let mut server = Server::start(&config);
+    let http = server
+        .log()
+        .lines()
+        .find_map(|l| l.split("listening on http ").nth(1)?.parse().ok())
+        .expect("http address");
+    let get = |path: &'static str, token: Option<&'static str>| {
+        tokio::task::spawn_blocking(move || http_request(http, "GET", path, token))
+    };
+
+    assert_eq!(get("/admin/status", None).await.unwrap().0, 401);
+    assert_eq!(
+        get("/admin/status", Some("wrong-token-0123456789"))
+            .await
+            .unwrap()
+            .0,
+        401
+    );
+    let (code, body) = get("/admin/status", Some(TOKEN)).await.unwrap();
+    assert_eq!(code, 200, "{body}");
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (status["allocations"].as_u64(), status["draining"].as_bool()),
+        (Some(0), Some(false))
+    );
+
+    let (_client, relay) = allocate(&server).await;
+    let (code, body) = get("/admin/sessions", Some(TOKEN)).await.unwrap();
+    assert_eq!(code, 200);
+    let sessions: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let session = &sessions["sessions"][0];
+    assert_eq!(
+        (session["user"].as_str(), session["transport"].as_str()),
+        (Some("alice"), Some("udp"))
+    );
+    assert_eq!(
+        session["relays"][0].as_str(),
+        Some(relay.local_addr().unwrap().to_string().as_str())
+    );
+    let id = session["id"].as_str().unwrap().to_owned();
+
+    let kick = move |path: String, token| {
+        tokio::task::spawn_blocking(move || http_request(http, "DELETE", &path, token))
+    };
+    assert_eq!(
+        kick(format!("/admin/sessions/{id}"), None).await.unwrap().0,
+        401
+    );
+    let (code, body) = kick(format!("/admin/sessions/{id}"), Some(TOKEN))
+        .await
+        .unwrap();
+    assert_eq!((code, body.contains("\"kicked\":1")), (200, true), "{body}");
+    let (_, body) = get("/admin/sessions", Some(TOKEN)).await.unwrap();
+    assert!(
+        body.contains("\"sessions\":[]"),
+        "the kicked session is gone: {body}"
+    );
+    assert_eq!(
+        kick(format!("/admin/sessions/{id}"), Some(TOKEN))
+            .await
+            .unwrap()
+            .0,
+        404
+    );
+
+    let (_client2, _relay2) = allocate(&server).await;
+    let (code, body) = kick("/admin/sessions?user=alice".into(), Some(TOKEN))
+        .await
+        .unwrap();
+    assert_eq!((code, body.contains("\"kicked\":1")), (200, true), "{body}");
+
+    let post =
+        tokio::task::spawn_blocking(move || http_request(http, "POST", "/admin/drain", None));
+    assert_eq!(post.await.unwrap().0, 401);
+    let post = tokio::task::spawn_blocking(move || {
+        http_request(http, "POST", "/admin/drain", Some(TOKEN))
+    });
+    assert_eq!(post.await.unwrap().0, 200);
+    // Nothing is allocated any more, so the drained server exits by itself.
+    let status = tokio::task::spawn_blocking(move || server.wait_exit())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status}");
 }

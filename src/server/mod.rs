@@ -4,6 +4,7 @@
 //! to be bound (and its port known, for port 0) before anything is served, and so a bind
 //! failure is reported with the config key it came from.
 
+mod admin;
 mod metrics;
 mod relay;
 mod shard;
@@ -104,6 +105,8 @@ pub struct Listeners {
     pub https: Option<std::net::TcpListener>,
     /// The certificate for both, read from `[tls]`.
     pub cert: Option<Arc<rustls::sign::CertifiedKey>>,
+    /// The admin API's own listener, if `[admin] listen` is set.
+    pub admin: Option<std::net::TcpListener>,
 }
 
 impl Listeners {
@@ -154,7 +157,11 @@ impl Listeners {
             .map(|addr| stream("https", "listen.https", addr))
             .transpose()?;
         let cert = config.tls.as_ref().map(tls::load).transpose()?;
+        let admin = (config.admin.listen)
+            .map(|addr| stream("admin", "admin.listen", addr))
+            .transpose()?;
         Ok(Self {
+            admin,
             udp,
             tcp,
             tls,
@@ -380,6 +387,12 @@ pub async fn run(
     for shard in 0..shared.shard_count() {
         tasks.spawn(expiry(Arc::clone(&shared), shard, shutdown.clone()));
     }
+    let (admin_tx, mut admin_rx) = mpsc::channel(4);
+    let admin_router = (config.admin.token.as_deref())
+        .map(|token| admin::router(token, Arc::clone(&shared), admin_tx));
+    if let (Some(listener), Some(router)) = (listeners.admin, &admin_router) {
+        serve_http("admin", listener, None, router.clone(), &tasks, &shutdown);
+    }
     let mut http_handles = None;
     if listeners.http.is_some() || listeners.https.is_some() {
         let bound = BoundAddrs {
@@ -390,11 +403,15 @@ pub async fn run(
         let scrape = (Arc::clone(&shared), Arc::clone(&stats));
         let (app, hub, ice) = http_app(config, &bound, &parts.auth, scrape, &shutdown);
         http_handles = Some((hub, ice));
+        let app = match (admin_router, config.admin.listen) {
+            (Some(admin), None) => app.merge(admin),
+            _ => app,
+        };
         if let Some(listener) = listeners.http {
-            serve_http(listener, None, app.clone(), &tasks, &shutdown);
+            serve_http("http", listener, None, app.clone(), &tasks, &shutdown);
         }
         if let (Some(listener), Some(store)) = (listeners.https, &store) {
-            serve_http(listener, Some(store), app, &tasks, &shutdown);
+            serve_http("https", listener, Some(store), app, &tasks, &shutdown);
         }
     }
     tracing::info!(
@@ -410,36 +427,39 @@ pub async fn run(
     let mut drain_deadline: Option<Instant> = None;
     let mut drain_check = tokio::time::interval(Duration::from_millis(500));
     loop {
-        tokio::select! {
+        let command = tokio::select! {
             _ = shutdown.cancelled() => break,
-            Some(command) = control.recv() => match command {
-                Control::Reload(new) => {
-                    let live = Live {
-                        shared: &shared,
-                        quotas: &parts.quotas,
-                        http: http_handles.as_ref(),
-                        certs: store.as_ref(),
-                    };
-                    reload(&current, &new, &live, &own, &nonce_secret, drain_deadline.is_some());
-                    current = *new;
-                }
-                Control::Drain => {
-                    for shard in 0..shared.shard_count() {
-                        shared.lock(shard).manager.drain(current.relay.alternate_server);
-                    }
-                    drain_deadline = Some(Instant::now() + current.server.drain_timeout);
-                    tracing::info!(
-                        timeout = ?current.server.drain_timeout,
-                        "draining: new allocations refused, existing ones live on"
-                    );
-                }
-            },
+            Some(command) = control.recv() => command,
+            Some(command) = admin_rx.recv() => command,
             _ = drain_check.tick(), if drain_deadline.is_some() => {
                 let held = allocation_total(&shared);
                 if held == 0 || drain_deadline.is_some_and(|d| Instant::now() >= d) {
                     tracing::info!(allocations = held, "drained");
                     shutdown.cancel();
                 }
+                continue;
+            }
+        };
+        match command {
+            Control::Reload(new) => {
+                let live = Live {
+                    shared: &shared,
+                    quotas: &parts.quotas,
+                    http: http_handles.as_ref(),
+                    certs: store.as_ref(),
+                };
+                reload(&current, &new, &live, &own, &nonce_secret, drain_deadline.is_some());
+                current = *new;
+            }
+            Control::Drain => {
+                for shard in 0..shared.shard_count() {
+                    shared.lock(shard).manager.drain(current.relay.alternate_server);
+                }
+                drain_deadline.get_or_insert(Instant::now() + current.server.drain_timeout);
+                tracing::info!(
+                    timeout = ?current.server.drain_timeout,
+                    "draining: new allocations refused, existing ones live on"
+                );
             }
         }
     }
@@ -617,6 +637,7 @@ fn http_app(
 
 /// Serves the HTTP routes on one listener, plain or (with a certificate store) HTTPS.
 fn serve_http(
+    name: &'static str,
     listener: std::net::TcpListener,
     tls: Option<&Arc<tls::CertStore>>,
     app: axum::Router,
@@ -632,7 +653,7 @@ fn serve_http(
     };
     let stop = shutdown.clone();
     let Some(store) = tls else {
-        log_bound("http", listener.local_addr(), 1);
+        log_bound(name, listener.local_addr(), 1);
         let app = app.into_make_service_with_connect_info::<ClientAddr>();
         tasks.spawn(async move {
             let served = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());
@@ -642,7 +663,7 @@ fn serve_http(
         });
         return;
     };
-    log_bound("https", listener.local_addr(), 1);
+    log_bound(name, listener.local_addr(), 1);
     let listener = tls::acceptor(store, true)
         .map_err(|e| e.to_string())
         .and_then(|acceptor| {

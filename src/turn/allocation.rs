@@ -18,6 +18,14 @@ pub struct Channel {
 /// The state of one allocation.
 #[derive(Debug)]
 pub struct Allocation {
+    /// Random ID for the admin API.
+    pub id: u64,
+    /// When it was created.
+    pub created: Instant,
+    /// Packets and bytes relayed client → peer.
+    pub to_peer: (u64, u64),
+    /// Packets and bytes relayed peer → client.
+    pub to_client: (u64, u64),
     /// The user that created it; later requests must come from the same one (else 441).
     pub username: String,
     /// That user's long-term key, kept so later requests need no lookup.

@@ -59,6 +59,31 @@ pub struct PeerRoute {
     pub channel: Option<u16>,
 }
 
+/// One allocation as the admin API shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Session {
+    /// ID for `DELETE /admin/sessions/<id>`.
+    pub id: String,
+    /// The user it authenticated as.
+    pub user: String,
+    /// The client transport.
+    pub transport: super::Transport,
+    /// The client's address.
+    pub client: SocketAddr,
+    /// Relayed addresses (as bound).
+    pub relays: Vec<SocketAddr>,
+    /// Seconds since it was created.
+    pub age_secs: u64,
+    /// Packets and bytes client → peers.
+    pub to_peer: (u64, u64),
+    /// Packets and bytes peers → client.
+    pub to_client: (u64, u64),
+    /// Peer IPs with a permission.
+    pub permissions: Vec<IpAddr>,
+    /// Channels bound.
+    pub channels: usize,
+}
+
 /// All allocations of one shard. See the module docs of [`crate::turn`].
 pub struct Manager<B> {
     pub(super) config: TurnConfig,
@@ -325,8 +350,7 @@ impl<B: RelayBinder> Manager<B> {
             return None;
         }
         let relay = alloc.relay_for(peer.ip())?;
-        self.metrics.to_peer.0 += 1;
-        self.metrics.to_peer.1 += data.len() as u64;
+        self.count_to_peer(&tuple, data.len());
         Some((relay, peer, data))
     }
 
@@ -344,8 +368,7 @@ impl<B: RelayBinder> Manager<B> {
             return None;
         }
         let relay = alloc.relay_for(bound.peer.ip())?;
-        self.metrics.to_peer.0 += 1;
-        self.metrics.to_peer.1 += len as u64;
+        self.count_to_peer(tuple, len);
         Some((relay, bound.peer))
     }
 
@@ -371,7 +394,60 @@ impl<B: RelayBinder> Manager<B> {
         let client = *tuple;
         self.metrics.to_client.0 += 1;
         self.metrics.to_client.1 += len as u64;
+        if let Some(alloc) = self.allocations.get_mut(&client) {
+            alloc.to_client.0 += 1;
+            alloc.to_client.1 += len as u64;
+        }
         Some(PeerRoute { client, channel })
+    }
+
+    fn count_to_peer(&mut self, tuple: &FiveTuple, len: usize) {
+        self.metrics.to_peer.0 += 1;
+        self.metrics.to_peer.1 += len as u64;
+        if let Some(alloc) = self.allocations.get_mut(tuple) {
+            alloc.to_peer.0 += 1;
+            alloc.to_peer.1 += len as u64;
+        }
+    }
+
+    /// Every allocation, for the admin API.
+    pub fn sessions(&self, now: Instant) -> Vec<Session> {
+        (self.allocations.iter())
+            .map(|(tuple, a)| Session {
+                id: format!("{:016x}", a.id),
+                user: a.username.clone(),
+                transport: tuple.transport,
+                client: tuple.client,
+                relays: a.relays.clone(),
+                age_secs: now.saturating_duration_since(a.created).as_secs(),
+                to_peer: a.to_peer,
+                to_client: a.to_client,
+                permissions: a.permissions.keys().copied().collect(),
+                channels: a.channels.len(),
+            })
+            .collect()
+    }
+
+    /// Deletes the allocations whose admin ID is `id` or whose user is `user`; returns how
+    /// many went. A TCP client's connection stays open but has no allocation any more.
+    pub fn kick(&mut self, id: Option<&str>, user: Option<&str>) -> usize {
+        let doomed: Vec<FiveTuple> = (self.allocations.iter())
+            .filter(|(_, a)| {
+                id.is_some_and(|id| format!("{:016x}", a.id) == id)
+                    || user.is_some_and(|u| a.username == u)
+            })
+            .map(|(t, _)| *t)
+            .collect();
+        for tuple in &doomed {
+            tracing::info!(client = %tuple.client, "allocation deleted by an operator");
+            self.delete_allocation(*tuple);
+        }
+        doomed.len()
+    }
+
+    /// Whether new allocations are refused.
+    pub fn is_draining(&self) -> bool {
+        self.draining.is_some()
     }
 
     /// The client's TCP connection closed: its allocation goes with it (RFC 8656 §3.1).

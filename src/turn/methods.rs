@@ -72,6 +72,10 @@ impl<B: RelayBinder> Manager<B> {
         self.allocations.insert(
             tuple,
             Allocation {
+                id: rand::random(),
+                created: now,
+                to_peer: (0, 0),
+                to_client: (0, 0),
                 username: creds.username.clone(),
                 key: creds.key,
                 integrity: creds.integrity,

@@ -28,7 +28,8 @@ use std::time::Duration;
 pub use manager::Manager;
 
 /// The client transport of a 5-tuple.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Transport {
     /// UDP: the 5-tuple is the client's source address and our listen address.
     Udp,

@@ -1,0 +1,136 @@
+//! The `/admin` API, off unless `[admin] token` is set: status, sessions, kick, drain. Every
+//! request needs `Authorization: Bearer TOKEN` (compared in constant time).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use serde_json::json;
+use subtle::ConstantTimeEq;
+use tokio::sync::mpsc;
+
+use super::Control;
+use super::shard::Shared;
+
+#[derive(Clone)]
+struct AdminState {
+    token: Arc<str>,
+    shared: Arc<Shared>,
+    control: mpsc::Sender<Control>,
+    started: Instant,
+}
+
+/// The admin routes, to merge into an HTTP router.
+pub(super) fn router(token: &str, shared: Arc<Shared>, control: mpsc::Sender<Control>) -> Router {
+    let state = AdminState {
+        token: token.into(),
+        shared,
+        control,
+        started: Instant::now(),
+    };
+    Router::new()
+        .route("/admin/status", get(status))
+        .route("/admin/sessions", get(sessions).delete(kick_user))
+        .route("/admin/sessions/{id}", delete(kick_one))
+        .route("/admin/drain", post(drain))
+        .with_state(state)
+}
+
+fn authorized(state: &AdminState, headers: &HeaderMap) -> Result<(), Response> {
+    let given = (headers.get(header::AUTHORIZATION))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if bool::from(given.as_bytes().ct_eq(state.token.as_bytes())) {
+        Ok(())
+    } else {
+        Err((StatusCode::UNAUTHORIZED, "admin token required\n").into_response())
+    }
+}
+
+fn json_response(value: serde_json::Value) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], value.to_string()).into_response()
+}
+
+async fn status(State(state): State<AdminState>, headers: HeaderMap) -> Response {
+    if let Err(refused) = authorized(&state, &headers) {
+        return refused;
+    }
+    let shards = state.shared.shard_count();
+    let (mut allocations, mut draining) = (0, false);
+    for shard in 0..shards {
+        let guard = state.shared.lock(shard);
+        allocations += guard.manager.allocation_count();
+        draining |= guard.manager.is_draining();
+    }
+    json_response(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_secs": state.started.elapsed().as_secs(),
+        "allocations": allocations,
+        "draining": draining,
+        "shards": shards,
+    }))
+}
+
+async fn sessions(State(state): State<AdminState>, headers: HeaderMap) -> Response {
+    if let Err(refused) = authorized(&state, &headers) {
+        return refused;
+    }
+    let now = Instant::now();
+    let mut all = Vec::new();
+    for shard in 0..state.shared.shard_count() {
+        all.extend(state.shared.lock(shard).manager.sessions(now));
+    }
+    json_response(json!({ "sessions": all }))
+}
+
+fn kick(state: &AdminState, id: Option<&str>, user: Option<&str>) -> Response {
+    let mut kicked = 0;
+    for shard in 0..state.shared.shard_count() {
+        kicked += state.shared.lock(shard).manager.kick(id, user);
+    }
+    if kicked == 0 {
+        return (StatusCode::NOT_FOUND, "no such session\n").into_response();
+    }
+    json_response(json!({ "kicked": kicked }))
+}
+
+async fn kick_one(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(refused) = authorized(&state, &headers) {
+        return refused;
+    }
+    kick(&state, Some(&id), None)
+}
+
+async fn kick_user(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(refused) = authorized(&state, &headers) {
+        return refused;
+    }
+    let Some(user) = query.get("user") else {
+        return (StatusCode::BAD_REQUEST, "give ?user=NAME\n").into_response();
+    };
+    kick(&state, None, Some(user))
+}
+
+async fn drain(State(state): State<AdminState>, headers: HeaderMap) -> Response {
+    if let Err(refused) = authorized(&state, &headers) {
+        return refused;
+    }
+    match state.control.send(Control::Drain).await {
+        Ok(()) => json_response(json!({ "draining": true })),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response(),
+    }
+}
