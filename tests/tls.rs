@@ -92,3 +92,98 @@ fn check_config_names_a_bad_certificate() {
         "{stderr}"
     );
 }
+
+/// A TLS client connection trusting only the certificate in `dir`.
+async fn tls_connect(
+    addr: std::net::SocketAddr,
+    dir: &std::path::Path,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(dir.join("cert.pem")).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+}
+
+/// A STUN Binding over an open TLS stream; returns the response's length.
+async fn binding_over(
+    stream: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+) -> usize {
+    let request = binding_request(&[], true);
+    stream.write_all(&request.raw).await.unwrap();
+    let mut header = [0u8; 20];
+    stream.read_exact(&mut header).await.unwrap();
+    let len = u16::from_be_bytes([header[2], header[3]]) as usize;
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body).await.unwrap();
+    let response = decode_response(&request, &[header.to_vec(), body].concat());
+    assert_eq!(response.typ, stun::message::BINDING_SUCCESS);
+    20 + len
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_swaps_the_certificate_for_new_connections_only() {
+    let (old, new) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let config = tls_config(old.path());
+    test_certificate(new.path());
+    let (_cfg_dir, path) = write_config(&config);
+    let mut server = Server::start_file(_cfg_dir, &path);
+    let turns = server.tls[0];
+
+    let mut before = tls_connect(turns, old.path())
+        .await
+        .expect("old certificate");
+    binding_over(&mut before).await;
+
+    // Renewal: new files in place, then a reload.
+    for file in ["cert.pem", "key.pem"] {
+        std::fs::copy(new.path().join(file), old.path().join(file)).unwrap();
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server.pid() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    tokio::task::block_in_place(|| server.wait_line(|l| l.contains("configuration reloaded")));
+
+    let mut after = tls_connect(turns, new.path())
+        .await
+        .expect("new certificate served");
+    binding_over(&mut after).await;
+    // (The old files were overwritten, so trust the old certificate from the first
+    // connection's point of view: a client that only knows it is now refused.)
+    let old_only = tempfile::tempdir().unwrap();
+    let old_cert = before.get_ref().1.peer_certificates().unwrap()[0].clone();
+    std::fs::write(old_only.path().join("cert.pem"), pem_of(&old_cert)).unwrap();
+    assert!(
+        tls_connect(turns, old_only.path()).await.is_err(),
+        "the old certificate is still served"
+    );
+    // The connection made before the swap is still up and served.
+    binding_over(&mut before).await;
+}
+
+/// PEM text of a DER certificate.
+fn pem_of(cert: &CertificateDer<'_>) -> String {
+    use base64::Engine;
+    let b64 = base64::prelude::BASE64_STANDARD.encode(cert.as_ref());
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        lines.join("\n")
+    )
+}

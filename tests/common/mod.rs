@@ -26,6 +26,8 @@ pub struct Server {
     pub tcp: Vec<SocketAddr>,
     pub tls: Vec<SocketAddr>,
     pub https: Option<SocketAddr>,
+    /// The config file it runs on (tests may rewrite it and send SIGHUP).
+    pub config_path: PathBuf,
     log: Arc<Mutex<Vec<String>>>,
     lines: Receiver<String>,
     _dir: tempfile::TempDir,
@@ -100,6 +102,7 @@ impl Server {
             tcp: Vec::new(),
             tls: Vec::new(),
             https: None,
+            config_path: path.to_owned(),
             log,
             lines,
             _dir: dir,

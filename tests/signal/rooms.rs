@@ -455,3 +455,39 @@ async fn a_client_that_stops_answering_pings_is_dropped_and_announced() {
     let mut late = relay.connect("/ws").await;
     assert_eq!(late.join("hb").await.peers, [jh.you]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signaling_sessions_survive_a_reload_and_new_limits_apply() {
+    let mut relay = Relay::start("", "");
+    let mut a = relay.connect("/ws").await;
+    let mut b = relay.connect("/ws").await;
+    a.join("reload").await;
+    let b_id = b.join("reload").await.you;
+    a.expect("new_peer").await;
+
+    // The room limit drops to 2 on SIGHUP.
+    let config = std::fs::read_to_string(&relay.server.config_path).unwrap();
+    let config = config.replace("[signal]\n", "[signal]\nmax-peers-per-room = 2\n");
+    assert!(config.contains("max-peers-per-room = 2"), "{config}");
+    std::fs::write(&relay.server.config_path, config).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(relay.server.pid() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    tokio::task::block_in_place(|| {
+        relay
+            .server
+            .wait_line(|l| l.contains("configuration reloaded"))
+    });
+
+    // Both sessions live on and still relay to each other.
+    a.send(json!({"type": "offer", "to": b_id, "sdp": "after reload"}))
+        .await;
+    assert_eq!(b.expect("offer").await["sdp"], "after reload");
+    a.ping_pong().await;
+    // The new limit holds for the next joiner.
+    let mut c = relay.connect("/ws").await;
+    c.send(json!({"type": "join", "room": "reload"})).await;
+    c.expect_error("room_full").await;
+}
