@@ -812,7 +812,10 @@ impl Config {
             ));
         }
         if self.admin.token.as_deref().is_some_and(|t| t.len() < 16) {
-            return Err(KeyError::new("admin.token", "must be at least 16 characters"));
+            return Err(KeyError::new(
+                "admin.token",
+                "must be at least 16 characters",
+            ));
         }
         if self.admin.listen.is_some() && self.admin.token.is_none() {
             return Err(KeyError::new(

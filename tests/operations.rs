@@ -111,8 +111,8 @@ fn sighup_reloads_users_and_secrets_without_dropping_traffic() {
     let port = server.udp[0].port();
     let peer = EchoPeer::start();
 
-    // 4 clients relay for about 4 s; the reload lands in the middle.
-    let running = uclient(port, &peer, &["-u", "alice", "-w", "wonderland"], 4, 200);
+    // 20 clients relay for about 4 s; the reload lands in the middle.
+    let running = uclient(port, &peer, &["-u", "alice", "-w", "wonderland"], 20, 200);
     std::thread::sleep(Duration::from_secs(1));
     std::fs::write(
         &path,
@@ -127,7 +127,7 @@ fn sighup_reloads_users_and_secrets_without_dropping_traffic() {
     server.wait_line(|l| l.contains("configuration reloaded"));
     let out = running.wait_with_output().unwrap();
     assert!(
-        lossless(&out, 4, 200),
+        lossless(&out, 20, 200),
         "traffic across the reload:\n{}",
         text(&out)
     );

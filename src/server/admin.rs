@@ -41,24 +41,29 @@ pub(super) fn router(token: &str, shared: Arc<Shared>, control: mpsc::Sender<Con
         .with_state(state)
 }
 
-fn authorized(state: &AdminState, headers: &HeaderMap) -> Result<(), Response> {
+/// `None` when the request carries the token, else the 401 to answer with.
+fn refusal(state: &AdminState, headers: &HeaderMap) -> Option<Response> {
     let given = (headers.get(header::AUTHORIZATION))
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     if bool::from(given.as_bytes().ct_eq(state.token.as_bytes())) {
-        Ok(())
+        None
     } else {
-        Err((StatusCode::UNAUTHORIZED, "admin token required\n").into_response())
+        Some((StatusCode::UNAUTHORIZED, "admin token required\n").into_response())
     }
 }
 
 fn json_response(value: serde_json::Value) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], value.to_string()).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        value.to_string(),
+    )
+        .into_response()
 }
 
 async fn status(State(state): State<AdminState>, headers: HeaderMap) -> Response {
-    if let Err(refused) = authorized(&state, &headers) {
+    if let Some(refused) = refusal(&state, &headers) {
         return refused;
     }
     let shards = state.shared.shard_count();
@@ -78,7 +83,7 @@ async fn status(State(state): State<AdminState>, headers: HeaderMap) -> Response
 }
 
 async fn sessions(State(state): State<AdminState>, headers: HeaderMap) -> Response {
-    if let Err(refused) = authorized(&state, &headers) {
+    if let Some(refused) = refusal(&state, &headers) {
         return refused;
     }
     let now = Instant::now();
@@ -105,7 +110,7 @@ async fn kick_one(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(refused) = authorized(&state, &headers) {
+    if let Some(refused) = refusal(&state, &headers) {
         return refused;
     }
     kick(&state, Some(&id), None)
@@ -116,7 +121,7 @@ async fn kick_user(
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    if let Err(refused) = authorized(&state, &headers) {
+    if let Some(refused) = refusal(&state, &headers) {
         return refused;
     }
     let Some(user) = query.get("user") else {
@@ -126,7 +131,7 @@ async fn kick_user(
 }
 
 async fn drain(State(state): State<AdminState>, headers: HeaderMap) -> Response {
-    if let Err(refused) = authorized(&state, &headers) {
+    if let Some(refused) = refusal(&state, &headers) {
         return refused;
     }
     match state.control.send(Control::Drain).await {

@@ -448,12 +448,22 @@ pub async fn run(
                     http: http_handles.as_ref(),
                     certs: store.as_ref(),
                 };
-                reload(&current, &new, &live, &own, &nonce_secret, drain_deadline.is_some());
+                reload(
+                    &current,
+                    &new,
+                    &live,
+                    &own,
+                    &nonce_secret,
+                    drain_deadline.is_some(),
+                );
                 current = *new;
             }
             Control::Drain => {
                 for shard in 0..shared.shard_count() {
-                    shared.lock(shard).manager.drain(current.relay.alternate_server);
+                    shared
+                        .lock(shard)
+                        .manager
+                        .drain(current.relay.alternate_server);
                 }
                 drain_deadline.get_or_insert(Instant::now() + current.server.drain_timeout);
                 tracing::info!(

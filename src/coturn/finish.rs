@@ -1,0 +1,595 @@
+//! The second step: what spans several options, and the TOML text.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use super::ranges::{LOOPBACK, MULTICAST, Range, minus_all};
+use super::{At, Conversion, Importer, Peers, Skip, Skipped, attention, clean, note};
+use crate::config::{DEFAULT_PORT, PLACEHOLDER_SECRET};
+
+/// coturn's TLS port, where rturn has no default.
+const COTURN_TLS_PORT: u16 = 5349;
+/// What rturn uses when the coturn file leaves something rturn requires unknown.
+pub(super) const PLACEHOLDER_REALM: &str = "example.org";
+pub(super) const PLACEHOLDER_RELAY_IP: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+/// rturn's default allocation lifetime; a shorter maximum must shorten it too.
+const RTURN_ALLOCATION_LIFETIME: u64 = 600;
+
+impl Importer {
+    /// Settles what depends on several options and writes the TOML.
+    pub(super) fn finish(mut self) -> Conversion {
+        let mut out = Toml::default();
+        let mut differences = vec![
+            "rturn refuses to relay to private, link-local (cloud metadata), carrier-grade NAT, \
+             multicast and reserved peers, which coturn 4.6 relays to unless denied: allow what \
+             your clients need with [relay] allowed-peer-ip"
+                .to_owned(),
+        ];
+        let realm = self.realm();
+        out.line(format!("realm = {}", quote(&realm.0)) + realm.1);
+        if let Some(workers) = &self.workers {
+            out.section("server");
+            out.line(format!("workers = {}", workers.value));
+        }
+        let listen = self.listen(&mut out, &mut differences);
+        let public = listen.iter().any(|a| !a.ip().is_loopback());
+        let (users, secrets) = self.credentials(public);
+        let needs_relay = !users.is_empty() || !secrets.is_empty() || !self.external_ips.is_empty();
+        let relay_ips = self.relay_ips(needs_relay);
+        let mut relay = Toml::default();
+        self.relay(&mut relay, &relay_ips);
+        out.table("relay", relay);
+        self.auth(&mut out, &users, &secrets);
+
+        let mut body = out.0;
+        if let Err(e) = crate::Config::from_toml(&body) {
+            // A bug in this converter; say so rather than hand out a file rturn refuses.
+            let why =
+                format!("the converted file does not pass rturn's checks ({e}); fix it by hand");
+            self.skip(None, "rturn", attention(why));
+            body.insert_str(
+                0,
+                "# CHANGE ME: see the first item under \"Needs attention\".\n",
+            );
+        }
+        self.skipped
+            .sort_by_key(|s| (s.line.is_none(), s.line.unwrap_or(0)));
+        let toml = header(&self.skipped, &differences) + &body;
+        let skipped = self.skipped.iter().map(ToString::to_string).collect();
+        Conversion { toml, skipped }
+    }
+
+    /// The realm, and a trailing comment when it is a placeholder.
+    fn realm(&mut self) -> (String, &'static str) {
+        let placeholder = (PLACEHOLDER_REALM.to_owned(), " # CHANGE ME");
+        let why = format!(
+            "rturn needs a realm; set to {PLACEHOLDER_REALM:?}: CHANGE ME to the realm your \
+             clients use (coturn used the machine's domain name; 0x keys depend on it)"
+        );
+        match self.realm.take() {
+            None => {
+                self.skip(None, "realm", attention(format!("not set. {why}")));
+                placeholder
+            }
+            Some(r)
+                if r.value.trim().is_empty()
+                    || r.value.chars().count() >= 128
+                    || r.value.chars().any(char::is_control) =>
+            {
+                let why = format!("must be 1 to 127 printable characters. {why}");
+                self.skip(Some(r.line), "realm", attention(why));
+                placeholder
+            }
+            Some(r) => (r.value, ""),
+        }
+    }
+
+    /// `[listen]` and `[tls]`; returns every listen address.
+    fn listen(&mut self, out: &mut Toml, differences: &mut Vec<String>) -> Vec<SocketAddr> {
+        let mut ips: Vec<IpAddr> = self.listening_ips.iter().map(|a| a.value).collect();
+        let port = self.port.as_ref().map_or(DEFAULT_PORT, |p| p.value);
+        if ips.is_empty() {
+            ips.push(Ipv4Addr::UNSPECIFIED.into());
+            differences.push(format!(
+                "coturn listened on every IPv4 and IPv6 address; this file listens on 0.0.0.0 \
+                 only: add \"[::]:{port}\" to listen.udp and listen.tcp to serve IPv6 too"
+            ));
+        }
+        let addrs = |port: u16| -> Vec<SocketAddr> {
+            ips.iter().map(|&ip| SocketAddr::new(ip, port)).collect()
+        };
+        let udp = if self.no_udp.is_some() {
+            vec![]
+        } else {
+            addrs(port)
+        };
+        let mut tcp = if self.no_tcp.is_some() {
+            vec![]
+        } else {
+            addrs(port)
+        };
+        if let (Some(_), Some(line)) = (self.no_udp, self.no_tcp) {
+            let why = "rturn needs a UDP or TCP listener and no-udp is set too, so TCP stays";
+            self.skip(Some(line), "no-tcp", attention(why));
+            tcp = addrs(port);
+        }
+        let tls_port = self.tls_port.as_ref().map_or(COTURN_TLS_PORT, |p| p.value);
+        let mut tls = Vec::new();
+        let mut files = None;
+        let no_tls = match (self.no_tls, &self.cert, &self.pkey) {
+            (Some(_), _, _) => Some(note("no-tls is set, so there is no TLS listener")),
+            (None, Some(_), Some(_)) if tcp.iter().any(|a| a.port() == tls_port) => {
+                Some(attention(format!(
+                    "TLS port {tls_port} is also the TCP port, so there is no TLS listener: \
+                     rturn needs a port of its own for TLS"
+                )))
+            }
+            (None, Some(cert), Some(key)) => {
+                tls = addrs(tls_port);
+                files = Some((cert.value.clone(), key.value.clone()));
+                None
+            }
+            (None, Some(_), None) => Some(attention(
+                "cert without pkey, so there is no TLS listener: add [tls] key by hand",
+            )),
+            (None, None, Some(_)) => Some(attention(
+                "pkey without cert, so there is no TLS listener: add [tls] cert by hand",
+            )),
+            (None, None, None) => Some(attention(format!(
+                "coturn serves TLS (and DTLS) on port {tls_port} when it finds a certificate \
+                 (cert/pkey, or its default turn_server_cert.pem); none is named here, so \
+                 there is no TLS listener: add [tls] cert/key and listen.tls for turns:"
+            ))),
+        };
+        if let Some(skip) = no_tls {
+            self.no_tls_listener(skip);
+        }
+        if self.cert.is_some() && self.pkey.is_some() && !self.no_dtls {
+            let why = format!(
+                "coturn also served TURN over DTLS on UDP port {tls_port} with this \
+                 certificate; rturn has no DTLS, so those clients must use turns: (TLS over TCP)"
+            );
+            self.skip(None, "dtls", attention(why));
+        }
+        out.section("listen");
+        out.line(format!("udp = {}", list(&udp)));
+        out.line(format!("tcp = {}", list(&tcp)));
+        if !tls.is_empty() {
+            out.line(format!("tls = {}", list(&tls)));
+        }
+        if let Some((cert, key)) = files {
+            out.section("tls");
+            out.line(format!("cert = {}", quote(&cert)));
+            out.line(format!("key = {}", quote(&key)));
+        }
+        [udp, tcp, tls].concat()
+    }
+
+    /// Reports why there is no TLS listener on the first TLS line, and the others as unused.
+    fn no_tls_listener(&mut self, why: Skip) {
+        let port = self.tls_port.as_ref().map(|p| p.line);
+        let lines = [
+            (port, "tls-listening-port"),
+            (self.cert.as_ref().map(|c| c.line), "cert"),
+            (self.pkey.as_ref().map(|k| k.line), "pkey"),
+        ];
+        let mut lines = lines.into_iter().filter_map(|(l, name)| Some((l?, name)));
+        match lines.next() {
+            Some((first, name)) => {
+                self.skip(Some(first), name, why);
+                for (line, name) in lines {
+                    let unused = note(format!("unused: no TLS listener (see line {first})"));
+                    self.skip(Some(line), name, unused);
+                }
+            }
+            None if why.attention => self.skip(None, "tls", why),
+            None => {}
+        }
+    }
+
+    /// The users and secrets that count, reporting the others.
+    fn credentials(&mut self, public: bool) -> (BTreeMap<String, At<String>>, Vec<String>) {
+        let stun_only = "stun-only is set (TURN is off), so no credentials are carried over";
+        let placeholder = "is rturn's placeholder, refused on a public address: choose another";
+        let mut users: BTreeMap<String, At<String>> = BTreeMap::new();
+        for At { line, value } in std::mem::take(&mut self.users) {
+            let (name, password) = value;
+            if self.stun_only.is_some() {
+                self.skip(Some(line), "user", note(stun_only));
+            } else if public && password == PLACEHOLDER_SECRET {
+                self.skip(
+                    Some(line),
+                    "user",
+                    attention(format!("the password {placeholder}")),
+                );
+            } else if let Some(old) = users.insert(name, At::new(line, password)) {
+                let why = format!("the same user is given again on line {line}, which counts");
+                self.skip(Some(old.line), "user", note(why));
+            }
+        }
+        let mut secrets: Vec<At<String>> = Vec::new();
+        for secret in std::mem::take(&mut self.secrets) {
+            let line = Some(secret.line);
+            if self.use_auth_secret.is_none() {
+                let why = "coturn ignores it without use-auth-secret, so it is not carried over \
+                           (copy it to [auth] static-auth-secret to accept TURN REST credentials)";
+                self.skip(line, "static-auth-secret", attention(why));
+            } else if self.stun_only.is_some() {
+                self.skip(line, "static-auth-secret", note(stun_only));
+            } else if public && secret.value == PLACEHOLDER_SECRET {
+                let why = format!("the secret {placeholder}");
+                self.skip(line, "static-auth-secret", attention(why));
+            } else if let Some(first) = secrets.iter().find(|s| s.value == secret.value) {
+                let why = format!("the same secret as line {}", first.line);
+                self.skip(line, "static-auth-secret", note(why));
+            } else {
+                secrets.push(secret);
+            }
+        }
+        // The flags are converted by what they switch on; report them when that is nothing.
+        let database = "coturn read them from its database; add them to";
+        let flags = [
+            (self.use_auth_secret, "use-auth-secret", secrets.is_empty()),
+            (
+                self.lt_cred_mech,
+                "lt-cred-mech",
+                users.is_empty() && secrets.is_empty(),
+            ),
+        ];
+        for (line, option, nothing) in flags {
+            if line.is_none() {
+                continue;
+            } else if self.stun_only.is_some() {
+                self.skip(line, option, note(stun_only));
+            } else if nothing && option == "use-auth-secret" {
+                let why = format!("no static-auth-secret: {database} [auth] static-auth-secret");
+                self.skip(line, option, attention(why));
+            } else if nothing {
+                self.skip(
+                    line,
+                    option,
+                    attention(format!("no user= lines: {database} [auth.users]")),
+                );
+            }
+        }
+        (users, secrets.into_iter().map(|s| s.value).collect())
+    }
+
+    /// relay-ip as given, else (when needed) what coturn would have relayed from.
+    fn relay_ips(&mut self, needed: bool) -> Vec<(IpAddr, &'static str)> {
+        let given: Vec<_> = self.relay_ips.iter().map(|r| (r.value, "")).collect();
+        if !given.is_empty() || !needed {
+            return given;
+        }
+        let concrete = |ip: &IpAddr| !ip.is_unspecified() && !ip.is_multicast();
+        let one_per_family = |ips: Vec<IpAddr>, why: &'static str| {
+            let v4 = ips.iter().copied().find(IpAddr::is_ipv4);
+            let v6 = ips.iter().copied().find(IpAddr::is_ipv6);
+            [v4, v6]
+                .into_iter()
+                .flatten()
+                .map(|ip| (ip, why))
+                .collect::<Vec<_>>()
+        };
+        let listening = self.listening_ips.iter().map(|a| a.value).filter(concrete);
+        let relays = one_per_family(
+            listening.collect(),
+            "# From listening-ip: coturn relays from the listening addresses without relay-ip.",
+        );
+        if !relays.is_empty() {
+            return relays;
+        }
+        let private = self.external_ips.iter().filter_map(|e| e.value.1);
+        let relays = one_per_family(
+            private.filter(concrete).collect(),
+            "# From external-ip's private address.",
+        );
+        if !relays.is_empty() {
+            return relays;
+        }
+        let why = format!(
+            "not set, and no listening-ip or external-ip names an address of this machine; \
+             set to {PLACEHOLDER_RELAY_IP}, which only relays on this machine: CHANGE ME"
+        );
+        self.skip(None, "relay-ip", attention(why));
+        vec![(
+            PLACEHOLDER_RELAY_IP,
+            "# CHANGE ME: this machine's address (relay-ip was not set in the coturn file).",
+        )]
+    }
+
+    /// `[relay]`.
+    fn relay(&mut self, out: &mut Toml, relay_ips: &[(IpAddr, &str)]) {
+        if let Some((_, comment)) = relay_ips.iter().find(|(_, c)| !c.is_empty()) {
+            out.line(*comment);
+        }
+        if !relay_ips.is_empty() {
+            out.line(format!(
+                "relay-ip = {}",
+                list(relay_ips.iter().map(|r| r.0))
+            ));
+        }
+        let external = self.external(relay_ips);
+        if !external.is_empty() {
+            out.line(format!("external-ip = {}", list(&external)));
+        }
+        let min = self.min_port.as_ref().map_or(49152, |p| p.value);
+        let max = self.max_port.as_ref().map_or(65535, |p| p.value);
+        let ports = [
+            ("min-port", self.min_port.take()),
+            ("max-port", self.max_port.take()),
+        ];
+        for (key, port) in ports.into_iter().filter_map(|(k, p)| Some((k, p?))) {
+            if min == 0 || min > max {
+                let why = format!("the port range {min}-{max} is empty; rturn's default is kept");
+                self.skip(Some(port.line), key, attention(why));
+            } else {
+                out.line(format!("{key} = {}", port.value));
+            }
+        }
+        if self.allow_loopback {
+            out.line("allow-loopback-peers = true");
+        }
+        self.peer_lists(out);
+        if let Some(max) = &self.max_lifetime {
+            if max.value < RTURN_ALLOCATION_LIFETIME {
+                out.line(format!("allocation-lifetime = {}", duration(max.value)));
+            }
+            out.line(format!("max-allocation-lifetime = {}", duration(max.value)));
+        }
+        for (key, value) in [
+            ("permission-lifetime", &self.permission_lifetime),
+            ("channel-lifetime", &self.channel_lifetime),
+        ] {
+            if let Some(v) = value {
+                out.line(format!("{key} = {}", duration(v.value)));
+            }
+        }
+        for (key, value) in [
+            ("user-quota", &self.user_quota),
+            ("total-quota", &self.total_quota),
+        ] {
+            if let Some(v) = value {
+                out.line(format!("{key} = {}", v.value));
+            }
+        }
+    }
+
+    /// external-ip entries rturn can use with these relay addresses.
+    fn external(&mut self, relay_ips: &[(IpAddr, &str)]) -> Vec<String> {
+        let mut used: Vec<(IpAddr, usize)> = Vec::new();
+        let mut entries = Vec::new();
+        for At { line, value } in std::mem::take(&mut self.external_ips) {
+            let (public, private) = value;
+            let same_family = relay_ips
+                .iter()
+                .map(|r| r.0)
+                .find(|r| r.is_ipv4() == public.is_ipv4());
+            let bind = match private {
+                Some(p) if relay_ips.iter().all(|r| r.0 != p) => {
+                    let why = format!("{p} is not a relay-ip, so the mapping cannot apply");
+                    self.skip(Some(line), "external-ip", attention(why));
+                    continue;
+                }
+                Some(p) => p,
+                None => match same_family {
+                    Some(r) => r,
+                    None => {
+                        let why = "no relay-ip of the same IP family to map";
+                        self.skip(Some(line), "external-ip", attention(why));
+                        continue;
+                    }
+                },
+            };
+            if let Some((_, first)) = used.iter().find(|(b, _)| *b == bind) {
+                let why = format!("relay address {bind} is already mapped on line {first}");
+                self.skip(Some(line), "external-ip", attention(why));
+                continue;
+            }
+            used.push((bind, line));
+            entries.push(match private {
+                Some(p) => format!("{public}/{p}"),
+                None => public.to_string(),
+            });
+        }
+        entries
+    }
+
+    /// allowed-peer-ip and denied-peer-ip as CIDR blocks, with coturn's precedence: coturn
+    /// refuses loopback (and, with no-multicast-peers, multicast) before looking at the allowed
+    /// list, and lets allowed win over denied; rturn checks denied first and lets allowed
+    /// override its default refusals. So loopback/multicast leave the allowed ranges and the
+    /// allowed ranges leave the denied ones, which gives the same answer for every address.
+    fn peer_lists(&mut self, out: &mut Toml) {
+        let mut holes = Vec::new();
+        if !self.allow_loopback {
+            holes.extend(LOOPBACK);
+        }
+        if self.no_multicast {
+            holes.extend(MULTICAST);
+        }
+        let allowed = std::mem::take(&mut self.allowed);
+        let (allowed, lines) = self.subtract(
+            allowed,
+            &holes,
+            "allowed-peer-ip",
+            &[
+                "coturn refuses these peers before it reads allowed-peer-ip (loopback without \
+             allow-loopback-peers, multicast with no-multicast-peers), so this had no effect",
+                "without loopback/multicast, which coturn refuses regardless",
+            ],
+        );
+        write_peer_list(out, "allowed-peer-ip", &lines);
+        let denied = std::mem::take(&mut self.denied);
+        let (_, lines) = self.subtract(denied, &allowed, "denied-peer-ip", &[
+            "every address here is in allowed-peer-ip, which wins over denied-peer-ip in coturn",
+            "minus allowed-peer-ip: coturn lets allowed win, rturn checks denied first",
+        ]);
+        write_peer_list(out, "denied-peer-ip", &lines);
+    }
+
+    /// Takes `holes` out of each entry; `why[0]` reports an emptied entry, `why[1]` comments
+    /// a changed one. Returns every range left, and the comment and blocks of each entry.
+    fn subtract(
+        &mut self,
+        entries: Vec<Peers>,
+        holes: &[Range],
+        option: &str,
+        why: &[&str; 2],
+    ) -> (Vec<Range>, Vec<(String, Vec<IpNet>)>) {
+        let mut all = Vec::new();
+        let mut lines = Vec::new();
+        for entry in entries {
+            let left = minus_all(entry.ranges.clone(), holes);
+            if left.is_empty() {
+                self.skip(Some(entry.line), option, note(why[0]));
+                continue;
+            }
+            let mut comment = format!("line {}: {}", entry.line, clean(&entry.text));
+            if left != entry.ranges {
+                comment = format!("{comment} ({})", why[1]);
+            }
+            lines.push((comment, left.iter().flat_map(|r| r.cidrs()).collect()));
+            all.extend(left);
+        }
+        (all, lines)
+    }
+
+    /// `[auth]` and `[auth.users]`.
+    fn auth(&mut self, out: &mut Toml, users: &BTreeMap<String, At<String>>, secrets: &[String]) {
+        let mut auth = Toml::default();
+        if let Some(line) = self.stun_only {
+            auth.line(format!(
+                "# stun-only (line {line}): no credentials, so no TURN."
+            ));
+        }
+        if !secrets.is_empty() {
+            auth.line(format!("static-auth-secret = {}", list(secrets)));
+        }
+        if let Some(separator) = &self.rest_separator {
+            auth.line(format!(
+                "rest-separator = {}",
+                quote(&separator.value.to_string())
+            ));
+        }
+        if let Some(nonce) = &self.nonce_lifetime {
+            auth.line(format!("nonce-lifetime = {}", duration(nonce.value)));
+        }
+        out.table("auth", auth);
+        let mut table = Toml::default();
+        for (name, password) in users {
+            table.line(format!("{} = {}", key(name), quote(&password.value)));
+        }
+        out.table("auth.users", table);
+    }
+}
+
+fn write_peer_list(out: &mut Toml, key: &str, entries: &[(String, Vec<IpNet>)]) {
+    if entries.is_empty() {
+        return;
+    }
+    out.line(format!("{key} = ["));
+    for (comment, nets) in entries {
+        out.line(format!("    # {comment}"));
+        for net in nets {
+            out.line(format!("    \"{net}\","));
+        }
+    }
+    out.line("]");
+}
+
+/// The comment at the top: where the file came from and what was not converted.
+fn header(skipped: &[Skipped], differences: &[String]) -> String {
+    let mut out = Toml::default();
+    out.line(
+        "# rturn configuration converted from a coturn turnserver.conf by `rturn import-coturn`.",
+    );
+    out.line("# Every rturn option is documented in conf/turnserver.toml of the rturn sources.");
+    out.line("# Check this file with: rturn -c FILE --check-config");
+    for (title, attention) in [
+        (
+            "Needs attention (behaves differently from coturn until you act):",
+            true,
+        ),
+        ("Not converted, nothing to do:", false),
+    ] {
+        out.line("#");
+        out.line(format!("# {title}"));
+        let mut any = false;
+        for s in skipped.iter().filter(|s| s.skip.attention == attention) {
+            out.line(format!("#   {}", clean(&s.to_string())));
+            any = true;
+        }
+        if !any {
+            out.line("#   nothing");
+        }
+    }
+    out.line("#");
+    out.line("# Differs from coturn whatever the file says:");
+    for difference in differences {
+        out.line(format!("#   - {difference}"));
+    }
+    out.line("");
+    out.0
+}
+
+/// TOML text being written.
+#[derive(Default)]
+struct Toml(String);
+
+impl Toml {
+    fn line(&mut self, text: impl AsRef<str>) {
+        self.0.push_str(text.as_ref());
+        self.0.push('\n');
+    }
+
+    fn section(&mut self, name: &str) {
+        self.line(format!("\n[{name}]"));
+    }
+
+    /// A section with `body`, unless the body is empty.
+    fn table(&mut self, name: &str, body: Toml) {
+        if !body.0.is_empty() {
+            self.section(name);
+            self.0.push_str(&body.0);
+        }
+    }
+}
+
+/// A TOML basic string: every character kept, quotes, backslashes and controls escaped.
+pub(super) fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A TOML key: bare when TOML allows it, else quoted.
+pub(super) fn key(s: &str) -> String {
+    let bare = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if bare { s.to_owned() } else { quote(s) }
+}
+
+/// A TOML list of strings.
+fn list<T: ToString>(items: impl IntoIterator<Item = T>) -> String {
+    let items: Vec<String> = items.into_iter().map(|i| quote(&i.to_string())).collect();
+    format!("[{}]", items.join(", "))
+}
+
+fn duration(seconds: u64) -> String {
+    quote(&humantime::format_duration(Duration::from_secs(seconds)).to_string())
+}

@@ -1,0 +1,239 @@
+//! Black-box: `rturn import-coturn` on coturn's own example file, on every option that file
+//! documents, and a round trip: a coturn configuration converted, served by rturn, and used by
+//! coturn's `turnutils_uclient` through coturn's echo peer with nothing lost.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+mod common;
+
+use std::net::{TcpListener, UdpSocket};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// The example configuration shipped by Debian's coturn package (scripts/test.sh installs it).
+const EXAMPLE: &str = "/usr/share/doc/coturn/examples/etc/turnserver.conf";
+
+fn example() -> String {
+    std::fs::read_to_string(EXAMPLE).unwrap_or_else(|e| {
+        panic!("{EXAMPLE}: {e}: install coturn (scripts/test.sh does) to run this test")
+    })
+}
+
+fn import(path: &Path) -> Output {
+    rturn().arg("import-coturn").arg(path).output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+#[test]
+fn coturn_example_converts_to_a_valid_config() {
+    let source = example();
+    let out = import(Path::new(EXAMPLE));
+    let (toml, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+
+    let (_dir, path) = write_config(&toml);
+    let check = rturn()
+        .arg("-c")
+        .arg(&path)
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}\n{toml}", text(&check.stderr));
+
+    // Every report names the file, and each "line N: NAME:" is true of the file.
+    let lines: Vec<&str> = source.lines().collect();
+    let mut numbered = 0;
+    for report in stderr.lines() {
+        let report = report
+            .strip_prefix(&format!("{EXAMPLE}: "))
+            .unwrap_or_else(|| panic!("report without the file name: {report}"));
+        let Some(rest) = report.strip_prefix("line ") else {
+            continue;
+        };
+        let (number, rest) = rest.split_once(": ").unwrap();
+        let name = rest.split(": ").next().unwrap();
+        let line = lines[number.parse::<usize>().unwrap() - 1].trim_start();
+        assert!(
+            line.trim_start_matches('-').starts_with(name),
+            "{report} / {line:?}"
+        );
+        numbered += 1;
+    }
+    // coturn's example switches on a few options; each is reported where it is.
+    let active: Vec<(usize, &str)> = (1..)
+        .zip(&lines)
+        .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .map(|(n, l)| (n, *l))
+        .collect();
+    assert!(!active.is_empty() && numbered >= 1, "{stderr}");
+    for (n, line) in &active {
+        let name = line.split(['=', ' ', '\t']).next().unwrap();
+        assert!(
+            stderr.contains(&format!("{EXAMPLE}: line {n}: {name}: ")),
+            "line {n} ({line}) is not reported:\n{stderr}"
+        );
+    }
+    // What needs attention is also at the top of the TOML.
+    assert!(toml.starts_with("# rturn configuration converted from a coturn"));
+}
+
+#[test]
+fn every_option_the_example_documents_is_known() {
+    // The example documents each option in a commented-out line ("#realm=mycompany.org");
+    // switch all of them on at once.
+    let source = example();
+    let mut options = 0;
+    let uncommented: String = source
+        .lines()
+        .map(|line| match line.strip_prefix('#') {
+            Some(option) if is_option(option) => {
+                options += 1;
+                format!("{option}\n")
+            }
+            _ => format!("{line}\n"),
+        })
+        .collect();
+    assert!(options > 80, "only {options} options found in {EXAMPLE}");
+    let c = rturn::coturn::convert(&uncommented);
+    rturn::Config::from_toml(&c.toml).unwrap_or_else(|e| panic!("{e}\n{}", c.toml));
+    let unknown: Vec<&String> = c.skipped.iter().filter(|s| s.contains("unknown")).collect();
+    assert!(unknown.is_empty(), "{unknown:#?}");
+    assert!(c.skipped.iter().all(|s| !s.contains("does not pass")));
+}
+
+/// Whether a commented-out line is an option: a name, then nothing, `=...` or ` "..."`.
+fn is_option(text: &str) -> bool {
+    let name_len = text
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        .unwrap_or(text.len());
+    let rest = &text[name_len..];
+    name_len > 1
+        && text.starts_with(|c: char| c.is_ascii_alphabetic())
+        && (rest.is_empty() || rest.starts_with('=') || rest.starts_with(" \""))
+}
+
+/// A loopback port free for both UDP and TCP right now.
+fn free_port() -> u16 {
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+#[test]
+fn converted_config_relays_for_turnutils_uclient() {
+    let port = free_port();
+    let coturn = format!(
+        "# a coturn server for tests\nlistening-ip=127.0.0.1\nlistening-port={port}\n\
+         relay-ip=127.0.0.1\nmin-port=42000\nmax-port=42999\nrealm=import.test\nlt-cred-mech\n\
+         user=alice:wonderland\nallow-loopback-peers\nno-tls\nno-dtls\nfingerprint\n"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("turnserver.conf");
+    std::fs::write(&path, &coturn).unwrap();
+    let out = import(&path);
+    let (toml, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    // Converted lines are silent; the rest is reported with its line.
+    let file = path.display();
+    assert!(
+        stderr.contains(&format!("{file}: line 12: no-dtls: ")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{file}: line 13: fingerprint: ")),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 2, "{stderr}");
+
+    let server = Server::start(&toml);
+    let want = vec![format!("127.0.0.1:{port}").parse().unwrap()];
+    assert_eq!((&server.udp, &server.tcp), (&want, &want), "{toml}");
+    let peer = EchoPeer::start();
+    uclient(&server, &peer, &[]);
+    uclient(&server, &peer, &["-t"]);
+}
+
+/// coturn's UDP echo peer on a free loopback port, killed on drop.
+struct EchoPeer {
+    child: Child,
+    port: u16,
+}
+
+impl EchoPeer {
+    fn start() -> EchoPeer {
+        let port = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("turnutils_peer")
+            .args(["-L", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("turnutils_peer is missing: install coturn (scripts/test.sh does)");
+        let peer = EchoPeer { child, port };
+        let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+        probe
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let deadline = Instant::now() + TIMEOUT;
+        let mut buf = [0u8; 16];
+        loop {
+            probe.send_to(b"ping", ("127.0.0.1", port)).unwrap();
+            if probe.recv(&mut buf).is_ok() {
+                return peer;
+            }
+            assert!(Instant::now() < deadline, "turnutils_peer did not start");
+        }
+    }
+}
+
+impl Drop for EchoPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs turnutils_uclient as alice against `server` and checks every message came back.
+fn uclient(server: &Server, peer: &EchoPeer, flags: &[&str]) {
+    let (clients, messages) = (4, 40);
+    let port = if flags.contains(&"-t") {
+        server.tcp[0].port()
+    } else {
+        server.udp[0].port()
+    };
+    let out = Command::new("timeout")
+        .arg("60")
+        .arg("turnutils_uclient")
+        .args(flags)
+        .args(["-u", "alice", "-w", "wonderland", "-p", &port.to_string()])
+        .args(["-e", "127.0.0.1", "-r", &peer.port.to_string()])
+        .args(["-m", &clients.to_string(), "-n", &messages.to_string()])
+        .args(["-l", "170", "-z", "5", "-c", "-X", "127.0.0.1"])
+        .output()
+        .expect("turnutils_uclient is missing: install coturn (scripts/test.sh does)");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let summary = || format!("uclient {flags:?}:\n{text}\nserver log:\n{}", server.log());
+    assert!(
+        text.contains("Total lost packets 0 (0.000000%)"),
+        "{}",
+        summary()
+    );
+    let expected = clients * messages;
+    let sent = format!("tot_send_msgs={expected}, tot_recv_msgs={expected}");
+    assert!(text.contains(&sent), "{}", summary());
+    assert!(!text.contains("error"), "{}", summary());
+}
