@@ -26,9 +26,22 @@ pub struct Cli {
     #[arg(short, long, action = ArgAction::Count)]
     pub quiet: u8,
 
+    /// Log format on stderr: plain text, or one JSON object per line for log shippers.
+    #[arg(long, value_enum, default_value = "plain", global = true)]
+    pub log_format: LogFormat,
+
     /// What to do instead of running the server.
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable text.
+    Plain,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Subcommands.

@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-use rturn::cli::{Cli, Command};
+use rturn::cli::{Cli, Command, LogFormat};
 use rturn::signal::token;
 use rturn::{Config, Control, Listeners};
 
@@ -27,11 +27,13 @@ fn init_tracing(cli: &Cli) {
     let rust_log = std::env::var("RUST_LOG").ok();
     let filter = tracing_subscriber::EnvFilter::try_new(cli.log_filter(rust_log.as_deref()))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Plain => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().init(),
+    }
 }
 
 fn run(cli: &Cli) -> anyhow::Result<()> {

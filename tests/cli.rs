@@ -94,3 +94,30 @@ fn version_and_help() {
         "{help}"
     );
 }
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let (_dir, path) = write_config("realm = \"r\"\n[listen]\nudp = [\"127.0.0.1:0\"]\ntcp = []\n");
+    let mut child = rturn()
+        .args(["--log-format", "json", "-c"])
+        .arg(&path)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let line = std::io::BufRead::lines(std::io::BufReader::new(stderr))
+        .next()
+        .unwrap()
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let v: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert!(
+        v["fields"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("listening on udp"),
+        "{line}"
+    );
+}
