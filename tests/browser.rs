@@ -39,6 +39,11 @@ fn browser_data_channel_over_turn_tcp() {
     data_channel_through_rturn("tcp");
 }
 
+#[test]
+fn browser_data_channel_over_turns() {
+    data_channel_through_rturn("tls");
+}
+
 fn data_channel_through_rturn(transport: &str) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     let chromium = std::env::var("RTURN_CHROMIUM").unwrap_or_else(|_| CHROMIUM.into());
@@ -52,9 +57,24 @@ fn data_channel_through_rturn(transport: &str) {
          (it runs npm ci --prefix tests/browser)"
     );
 
-    let mut server = Server::start(&loopback_config(RELAY));
+    // turns: needs a certificate, made now; relay.mjs tells Chromium to accept it.
+    let certs = tempfile::tempdir().unwrap();
+    let config = match transport {
+        "tls" => format!(
+            "{RELAY}{}",
+            test_certificate(certs.path())
+        )
+        .replace("[relay]", "[listen]\nudp = [\"127.0.0.1:0\"]\ntcp = [\"127.0.0.1:0\"]\ntls = [\"127.0.0.1:0\"]\n[relay]"),
+        _ => loopback_config(RELAY),
+    };
+    let config = match transport {
+        "tls" => format!("realm = \"test.local\"\n{config}"),
+        _ => config,
+    };
+    let mut server = Server::start(&config);
     let port = match transport {
         "udp" => server.udp[0].port(),
+        "tls" => server.tls[0].port(),
         _ => server.tcp[0].port(),
     };
     // relay.mjs gives up by itself after 30 s, so this cannot hang.

@@ -18,7 +18,7 @@ const OVERALL_TIMEOUT_MS = 30_000;
 const ICE_TIMEOUT_MS = 10_000;
 
 const [port, transport, username = "alice", credential = "wonderland"] = process.argv.slice(2);
-if (!/^\d+$/.test(port ?? "") || !["udp", "tcp"].includes(transport)) {
+if (!/^\d+$/.test(port ?? "") || !["udp", "tcp", "tls"].includes(transport)) {
   console.error("usage: node relay.mjs PORT udp|tcp [USERNAME CREDENTIAL]");
   process.exit(2);
 }
@@ -65,6 +65,8 @@ try {
       // same reason. It does not matter for the verdict: with iceTransportPolicy "relay"
       // only relay candidates are gathered, and the page checks the selected pair.
       "--allow-loopback-in-peer-connection",
+      // turns: against the certificate the test made a moment ago, which no root trusts.
+      ...(transport === "tls" ? ["--ignore-certificate-errors"] : []),
     ],
   });
   const page = context.pages()[0] ?? (await context.newPage());
@@ -73,7 +75,10 @@ try {
   page.on("pageerror", (e) => logs.push(`pageerror: ${e.message}`));
   await page.goto(pathToFileURL(join(HERE, "relay.html")).href);
   result = await page.evaluate((args) => window.relayTest(args), {
-    url: `turn:127.0.0.1:${port}?transport=${transport}`,
+    // turns: is TURN over TLS over TCP; Chromium reports its relayProtocol as "tls".
+    url: transport === "tls"
+      ? `turns:127.0.0.1:${port}?transport=tcp`
+      : `turn:127.0.0.1:${port}?transport=${transport}`,
     username,
     credential,
     transport,
