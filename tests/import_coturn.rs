@@ -8,8 +8,7 @@ mod common;
 
 use std::net::{TcpListener, UdpSocket};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
 use common::*;
 
@@ -161,49 +160,6 @@ fn converted_config_relays_for_turnutils_uclient() {
     let peer = EchoPeer::start();
     uclient(&server, &peer, &[]);
     uclient(&server, &peer, &["-t"]);
-}
-
-/// coturn's UDP echo peer on a free loopback port, killed on drop.
-struct EchoPeer {
-    child: Child,
-    port: u16,
-}
-
-impl EchoPeer {
-    fn start() -> EchoPeer {
-        let port = UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("turnutils_peer")
-            .args(["-L", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("turnutils_peer is missing: install coturn (scripts/test.sh does)");
-        let peer = EchoPeer { child, port };
-        let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
-        probe
-            .set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        let deadline = Instant::now() + TIMEOUT;
-        let mut buf = [0u8; 16];
-        loop {
-            probe.send_to(b"ping", ("127.0.0.1", port)).unwrap();
-            if probe.recv(&mut buf).is_ok() {
-                return peer;
-            }
-            assert!(Instant::now() < deadline, "turnutils_peer did not start");
-        }
-    }
-}
-
-impl Drop for EchoPeer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Runs turnutils_uclient as alice against `server` and checks every message came back.

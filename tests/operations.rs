@@ -7,58 +7,14 @@
 
 mod common;
 
-use std::net::UdpSocket;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use webrtc_util::Conn;
-
-/// coturn's UDP echo peer on a free loopback port, killed on drop.
-struct EchoPeer {
-    child: Child,
-    port: u16,
-}
-
-impl EchoPeer {
-    fn start() -> EchoPeer {
-        let port = UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("turnutils_peer")
-            .args(["-L", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("turnutils_peer is missing: install coturn (scripts/test.sh does)");
-        let peer = EchoPeer { child, port };
-        let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
-        probe
-            .set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        let deadline = Instant::now() + TIMEOUT;
-        let mut buf = [0u8; 16];
-        loop {
-            probe.send_to(b"ping", ("127.0.0.1", port)).unwrap();
-            if probe.recv(&mut buf).is_ok() {
-                return peer;
-            }
-            assert!(Instant::now() < deadline, "turnutils_peer did not start");
-        }
-    }
-}
-
-impl Drop for EchoPeer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn config(users: &str, secret: &str, extra: &str) -> String {
     loopback_config(&format!(
@@ -186,21 +142,7 @@ async fn sigusr1_drains_then_exits() {
 
     // A new allocation is sent elsewhere.
     let socket = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
-    let addr = server.udp[0].to_string();
-    let client = turn::client::Client::new(turn::client::ClientConfig {
-        stun_serv_addr: addr.clone(),
-        turn_serv_addr: addr,
-        username: "alice".into(),
-        password: "wonderland".into(),
-        realm: "test.local".into(),
-        software: String::new(),
-        rto_in_ms: 0,
-        conn: socket,
-        vnet: None,
-    })
-    .await
-    .unwrap();
-    client.listen().await.unwrap();
+    let client = turn_client(server.udp[0], socket, "alice", "wonderland").await;
     let refused = tokio::time::timeout(TIMEOUT, client.allocate())
         .await
         .unwrap();
@@ -348,21 +290,7 @@ fn http_request(
 /// allocation lives while the relay connection does).
 async fn allocate(server: &Server) -> (turn::client::Client, impl Conn + use<>) {
     let socket = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
-    let addr = server.udp[0].to_string();
-    let client = turn::client::Client::new(turn::client::ClientConfig {
-        stun_serv_addr: addr.clone(),
-        turn_serv_addr: addr,
-        username: "alice".into(),
-        password: "wonderland".into(),
-        realm: "test.local".into(),
-        software: String::new(),
-        rto_in_ms: 0,
-        conn: socket,
-        vnet: None,
-    })
-    .await
-    .unwrap();
-    client.listen().await.unwrap();
+    let client = turn_client(server.udp[0], socket, "alice", "wonderland").await;
     let relay = tokio::time::timeout(TIMEOUT, client.allocate())
         .await
         .unwrap()

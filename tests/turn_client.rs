@@ -20,7 +20,6 @@ use stun::fingerprint::FINGERPRINT;
 use stun::message::{CLASS_INDICATION, METHOD_SEND, Message, MessageType, Setter};
 use tokio::net::UdpSocket;
 use tokio::time::timeout;
-use turn::client::{Client, ClientConfig};
 use turn::proto::data::Data;
 use turn::proto::peeraddr::PeerAddress;
 use webrtc_util::Conn;
@@ -46,26 +45,6 @@ async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
 /// A UDP socket on IPv4 loopback, port 0.
 async fn loopback_socket() -> Arc<UdpSocket> {
     Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap())
-}
-
-/// A listening `turn` client for `server`'s first UDP address, sending from `socket`.
-async fn turn_client(server: &Server, socket: Arc<UdpSocket>, user: &str, pass: &str) -> Client {
-    let addr = server.udp[0].to_string();
-    let client = Client::new(ClientConfig {
-        stun_serv_addr: addr.clone(),
-        turn_serv_addr: addr,
-        username: user.to_string(),
-        password: pass.to_string(),
-        realm: "test.local".to_string(),
-        software: String::new(),
-        rto_in_ms: 0,
-        conn: socket,
-        vnet: None,
-    })
-    .await
-    .unwrap();
-    client.listen().await.unwrap();
-    client
 }
 
 /// Sends `payload` from the relay to `peer` and back, checking bytes and addresses each way.
@@ -95,7 +74,13 @@ async fn round_trip(relay: &impl Conn, peer: &UdpSocket, payload: &[u8]) {
 #[tokio::test(flavor = "multi_thread")]
 async fn turn_crate_client_relays_to_a_udp_peer() {
     let server = Server::start(&loopback_config(TURN));
-    let client = turn_client(&server, loopback_socket().await, "alice", "wonderland").await;
+    let client = turn_client(
+        server.udp[0],
+        loopback_socket().await,
+        "alice",
+        "wonderland",
+    )
+    .await;
     let relay = match within("allocate", client.allocate()).await {
         Ok(relay) => relay,
         Err(e) => panic!("allocate failed: {e}\n{}", server.log()),
@@ -130,7 +115,7 @@ async fn turn_crate_client_with_rest_credentials() {
     mac.update(username.as_bytes());
     let password = BASE64_STANDARD.encode(mac.finalize().into_bytes());
 
-    let client = turn_client(&server, loopback_socket().await, &username, &password).await;
+    let client = turn_client(server.udp[0], loopback_socket().await, &username, &password).await;
     let relay = match within("allocate", client.allocate()).await {
         Ok(relay) => relay,
         Err(e) => panic!("REST allocate failed: {e}\n{}", server.log()),
@@ -146,7 +131,7 @@ async fn wrong_password_is_refused_and_allocates_nothing() {
     let socket = loopback_socket().await;
 
     for (user, pass) in [("alice", "looking-glass"), ("mallory", "wonderland")] {
-        let bad = turn_client(&server, Arc::clone(&socket), user, pass).await;
+        let bad = turn_client(server.udp[0], Arc::clone(&socket), user, pass).await;
         match within("refused allocate", bad.allocate()).await {
             Ok(relay) => panic!("{user}/{pass} got a relay at {:?}", relay.local_addr()),
             Err(e) => assert!(e.to_string().contains("401"), "{user}: {e}"),
@@ -156,7 +141,7 @@ async fn wrong_password_is_refused_and_allocates_nothing() {
 
     // Same socket, same 5-tuple: had the refused requests left an allocation behind, this
     // one would get 437 Allocation Mismatch.
-    let good = turn_client(&server, Arc::clone(&socket), "alice", "wonderland").await;
+    let good = turn_client(server.udp[0], Arc::clone(&socket), "alice", "wonderland").await;
     let relay = match within("allocate", good.allocate()).await {
         Ok(relay) => relay,
         Err(e) => panic!("allocate after refusals failed: {e}\n{}", server.log()),
@@ -170,7 +155,7 @@ async fn wrong_password_is_refused_and_allocates_nothing() {
 async fn forbidden_peer_gets_nothing() {
     let server = Server::start(&loopback_config(TURN_NO_LOOPBACK_PEERS));
     let socket = loopback_socket().await;
-    let client = turn_client(&server, Arc::clone(&socket), "alice", "wonderland").await;
+    let client = turn_client(server.udp[0], Arc::clone(&socket), "alice", "wonderland").await;
     let relay = match within("allocate", client.allocate()).await {
         Ok(relay) => relay,
         Err(e) => panic!("allocate failed: {e}\n{}", server.log()),

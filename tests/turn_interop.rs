@@ -7,60 +7,13 @@
 
 mod common;
 
-use std::net::UdpSocket;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use common::*;
 
 const TURN_CONFIG: &str = "[relay]\nrelay-ip = \"127.0.0.1\"\nallow-loopback-peers = true\n\
                            [auth]\nstatic-auth-secret = \"rest-secret\"\n\
                            [auth.users]\nalice = \"wonderland\"\n";
-
-/// coturn's UDP echo peer on a free loopback port, killed on drop.
-struct EchoPeer {
-    child: Child,
-    port: u16,
-}
-
-impl EchoPeer {
-    fn start() -> EchoPeer {
-        let port = UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("turnutils_peer")
-            .args(["-L", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("turnutils_peer is missing: install coturn (scripts/test.sh does)");
-        // Owned at once, so a failed start below still kills it.
-        let peer = EchoPeer { child, port };
-        // Ready when it echoes.
-        let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
-        probe
-            .set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        let deadline = Instant::now() + TIMEOUT;
-        let mut buf = [0u8; 16];
-        loop {
-            probe.send_to(b"ping", ("127.0.0.1", port)).unwrap();
-            if probe.recv(&mut buf).is_ok() {
-                return peer;
-            }
-            assert!(Instant::now() < deadline, "turnutils_peer did not start");
-        }
-    }
-}
-
-impl Drop for EchoPeer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Runs turnutils_uclient against `server` with `flags` and checks every message came back.
 fn uclient(server: &Server, peer: &EchoPeer, flags: &[&str]) {

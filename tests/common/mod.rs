@@ -298,3 +298,73 @@ pub fn noise(seed: u64, len: usize) -> Vec<u8> {
         })
         .collect()
 }
+
+/// coturn's UDP echo peer, `turnutils_peer`, on a free loopback port; killed on drop.
+pub struct EchoPeer {
+    child: Child,
+    /// Its UDP port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl EchoPeer {
+    /// Starts it and waits until it echoes.
+    pub fn start() -> EchoPeer {
+        let port = UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new("turnutils_peer")
+            .args(["-L", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("turnutils_peer is missing: install coturn (scripts/test.sh does)");
+        // Owned at once, so a failed start below still kills it.
+        let peer = EchoPeer { child, port };
+        let probe = UdpSocket::bind("127.0.0.1:0").expect("probe socket");
+        probe
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("timeout");
+        let deadline = Instant::now() + TIMEOUT;
+        let mut buf = [0u8; 16];
+        loop {
+            probe.send_to(b"ping", ("127.0.0.1", port)).expect("send");
+            if probe.recv(&mut buf).is_ok() {
+                return peer;
+            }
+            assert!(Instant::now() < deadline, "turnutils_peer did not start");
+        }
+    }
+}
+
+impl Drop for EchoPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A listening `turn` crate client (webrtc-rs) for the TURN server at `server` in realm
+/// "test.local", sending from `socket`.
+pub async fn turn_client(
+    server: SocketAddr,
+    socket: std::sync::Arc<tokio::net::UdpSocket>,
+    user: &str,
+    pass: &str,
+) -> turn::client::Client {
+    let client = turn::client::Client::new(turn::client::ClientConfig {
+        stun_serv_addr: server.to_string(),
+        turn_serv_addr: server.to_string(),
+        username: user.to_owned(),
+        password: pass.to_owned(),
+        realm: "test.local".to_owned(),
+        software: String::new(),
+        rto_in_ms: 0,
+        conn: socket,
+        vnet: None,
+    })
+    .await
+    .expect("turn client");
+    client.listen().await.expect("turn client listens");
+    client
+}

@@ -248,20 +248,7 @@ async fn ice_servers_point_at_rturn_and_their_credentials_allocate() {
 
     // The credentials allocate on rturn's TURN listener, with a client we did not write.
     let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
-    let client = Client::new(ClientConfig {
-        stun_serv_addr: relay.server.udp[0].to_string(),
-        turn_serv_addr: relay.server.udp[0].to_string(),
-        username: username.to_owned(),
-        password: credential.to_owned(),
-        realm: "test.local".to_owned(),
-        software: String::new(),
-        rto_in_ms: 0,
-        conn: socket,
-        vnet: None,
-    })
-    .await
-    .unwrap();
-    client.listen().await.unwrap();
+    let client = turn_client(relay.server.udp[0], socket, username, credential).await;
     let allocated = match within("allocate", client.allocate()).await {
         Ok(allocated) => allocated,
         Err(e) => panic!(

@@ -27,7 +27,6 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use turn::client::{Client, ClientConfig};
 use webrtc_util::Conn;
 
 /// Everything but `[signal]` and `[ice]`: an HTTP listener next to STUN/TURN on loopback.
