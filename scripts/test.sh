@@ -30,3 +30,4 @@ fi
 
 cargo test --locked --all-targets "$@"
 cargo test --locked --doc
+scripts/bench.sh --smoke

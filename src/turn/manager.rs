@@ -1,8 +1,7 @@
 //! The allocation manager: authentication, dispatch, data-path routing and expiry.
 //! The method handlers themselves are in `methods.rs`.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
@@ -94,7 +93,8 @@ pub struct Manager<B> {
     pub(super) allocations: HashMap<FiveTuple, Allocation>,
     pub(super) by_relay: HashMap<SocketAddr, FiveTuple>,
     pub(super) reservations: HashMap<[u8; 8], Reservation>,
-    pub(super) timers: BinaryHeap<Reverse<(Instant, Timer)>>,
+    /// Every pending expiry, soonest first; exactly one entry per live timer.
+    pub(super) timers: BTreeSet<(Instant, Timer)>,
     /// The deadline of the one live heap entry of each timer.
     queued: HashMap<Timer, Instant>,
     pub(super) response: Message,
@@ -128,7 +128,7 @@ impl<B: RelayBinder> Manager<B> {
             allocations: HashMap::new(),
             by_relay: HashMap::new(),
             reservations: HashMap::new(),
-            timers: BinaryHeap::new(),
+            timers: BTreeSet::new(),
             queued: HashMap::new(),
             response: Message::new(),
             peers: Vec::new(),
@@ -468,19 +468,16 @@ impl<B: RelayBinder> Manager<B> {
 
     /// When [`Manager::handle_timeout`] next has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((t, _))| *t)
+        self.timers.first().map(|(t, _)| *t)
     }
 
     /// Expires everything due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(Reverse((due, timer))) = self.timers.peek().copied() {
+        while let Some(&(due, timer)) = self.timers.first() {
             if due > now {
                 break;
             }
-            self.timers.pop();
-            if self.queued.get(&timer) != Some(&due) {
-                continue; // superseded by an earlier entry for the same timer
-            }
+            self.timers.pop_first();
             self.queued.remove(&timer);
             self.expire(timer, now);
         }
@@ -536,21 +533,42 @@ impl<B: RelayBinder> Manager<B> {
     }
 
     /// Makes sure `timer` fires no later than `at`. A refresh that moves an expiry later
-    /// queues nothing: the entry already queued fires first and re-queues itself at the new
-    /// expiry (see [`Manager::expire`]). So the heap holds about one entry per live thing,
-    /// however often clients refresh.
+    /// changes nothing here: the entry already queued fires first and re-queues itself at
+    /// the new expiry (see [`Manager::expire`]). So there is one entry per live thing,
+    /// however often clients refresh, and none for things that are gone ([`Manager::unschedule`]).
     pub(super) fn schedule(&mut self, at: Instant, timer: Timer) {
         match self.queued.get(&timer) {
             Some(&queued) if queued <= at => {}
-            _ => {
+            Some(&queued) => {
+                self.timers.remove(&(queued, timer));
                 self.queued.insert(timer, at);
-                self.timers.push(Reverse((at, timer)));
+                self.timers.insert((at, timer));
             }
+            None => {
+                self.queued.insert(timer, at);
+                self.timers.insert((at, timer));
+            }
+        }
+    }
+
+    /// Forgets `timer`: what it would expire is already gone.
+    pub(super) fn unschedule(&mut self, timer: Timer) {
+        if let Some(queued) = self.queued.remove(&timer) {
+            self.timers.remove(&(queued, timer));
         }
     }
 
     pub(super) fn delete_allocation(&mut self, tuple: FiveTuple) {
         if let Some(alloc) = self.allocations.remove(&tuple) {
+            // Its timers go with it, so a client that allocates and deletes in a loop cannot
+            // grow the timer set.
+            self.unschedule(Timer::Allocation(tuple));
+            for ip in alloc.permissions.keys() {
+                self.unschedule(Timer::Permission(tuple, *ip));
+            }
+            for number in alloc.channels.keys() {
+                self.unschedule(Timer::Channel(tuple, *number));
+            }
             self.metrics.allocations_deleted += 1;
             tracing::debug!(client = %tuple.client, user = %alloc.username, "allocation deleted");
             for relay in &alloc.relays {

@@ -171,6 +171,7 @@ impl<B: RelayBinder> Manager<B> {
     ) -> Result<(Vec<SocketAddr>, Option<[u8; 8]>), u16> {
         if let Some(token) = ask.token {
             let reservation = self.reservations.remove(&token).ok_or(508u16)?;
+            self.unschedule(Timer::Reservation(token));
             let relay = self
                 .binder
                 .bind(

@@ -269,6 +269,23 @@ fn repeated_refreshes_do_not_grow_the_timer_heap() {
     );
 }
 
+#[test]
+fn deleted_allocations_leave_no_timers_behind() {
+    let mut h = Setup::default().start();
+    let alice = h.alice(1);
+    for round in 0..200 {
+        h.allocate(round, &alice);
+        h.ok(round, &alice, Req::permission(&[PEER_A]));
+        h.ok(round, &alice, Req::refresh(0));
+    }
+    assert_eq!(h.mgr.allocation_count(), 0);
+    assert!(
+        h.mgr.timers.is_empty(),
+        "{} timer entries left",
+        h.mgr.timers.len()
+    );
+}
+
 // Quotas, port exhaustion and close.
 
 #[test]

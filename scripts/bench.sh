@@ -1,0 +1,234 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark of rturn and coturn (Debian's turnserver) on loopback.
+# Writes the table to stdout and to BENCHMARKS.md (unless --smoke).
+#
+#   scripts/bench.sh           full run (a few minutes)
+#   scripts/bench.sh --smoke   tiny run that only proves the harness works (CI)
+#
+# Both servers get the same realm, credentials, port range, loopback peers allowed, logging
+# off and the same number of data-path threads. Rounds alternate A B A B ...; medians are
+# reported. All traffic stays on 127.0.0.1; every run is bounded in count and time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+smoke=0
+[ "${1:-}" = "--smoke" ] && smoke=1
+
+if ! command -v turnserver >/dev/null 2>&1 || ! command -v turnutils_uclient >/dev/null 2>&1; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends coturn >/dev/null
+fi
+cargo build --release --locked --quiet --bin rturn --bin rturn-bench
+ulimit -n 65536 2>/dev/null || true
+
+threads=2
+if [ "$smoke" -eq 1 ]; then
+    rounds=1; clients=5; messages=20; interval=5; alloc_secs=1; hold=200; bind_secs=1
+else
+    rounds=3; clients=50; messages=400; interval=5; alloc_secs=5; hold=10000; bind_secs=5
+fi
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+rturn_port=$(free_port)
+coturn_port=$(free_port)
+peer_port=$(free_port)
+
+cat >"$work/rturn.toml" <<EOF
+realm = "bench"
+[server]
+workers = $threads
+[listen]
+udp = ["127.0.0.1:$rturn_port"]
+tcp = ["127.0.0.1:$rturn_port"]
+[relay]
+relay-ip = "127.0.0.1"
+allow-loopback-peers = true
+min-port = 20000
+max-port = 39999
+[auth.users]
+bench = "bench"
+EOF
+
+start_rturn() {
+    target/release/rturn -q -c "$work/rturn.toml" 2>"$work/rturn.log" &
+    rturn_pid=$!
+    pids+=("$rturn_pid")
+}
+start_coturn() {
+    turnserver -n --listening-ip=127.0.0.1 --listening-port="$coturn_port" \
+        --relay-ip=127.0.0.1 --min-port=40000 --max-port=59999 --realm=bench \
+        --user=bench:bench --lt-cred-mech --allow-loopback-peers --no-cli --no-tls --no-dtls \
+        --no-stdout-log --log-file=/dev/null --relay-threads="$threads" \
+        --pidfile="$work/turnserver.pid" --no-rfc5780 --no-stun-backward-compatibility \
+        >/dev/null 2>&1 &
+    coturn_pid=$!
+    pids+=("$coturn_pid")
+}
+wait_udp() { # port: until a STUN binding is answered
+    for _ in $(seq 50); do
+        if timeout 2 turnutils_stunclient -p "$1" 127.0.0.1 >/dev/null 2>&1; then return 0; fi
+        sleep 0.1
+    done
+    echo "server on port $1 did not come up" >&2
+    exit 1
+}
+
+# CPU ticks (user + system, all threads) of a process.
+cpu_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
+tick_us=$((1000000 / $(getconf CLK_TCK)))
+bench_json() { target/release/rturn-bench "$@" | tail -1; }
+field() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p"; }
+median() { sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print "n/a"; else print a[int((NR + 1) / 2)] }'; }
+
+start_rturn
+start_coturn
+wait_udp "$rturn_port"
+wait_udp "$coturn_port"
+turnutils_peer -L 127.0.0.1 -p "$peer_port" >/dev/null 2>&1 &
+pids+=("$!")
+
+declare -A result
+# ---- 4. memory per allocation (one permission and one channel each), on fresh servers ----
+for server in rturn coturn; do
+    port_var=${server}_port
+    pid_var=${server}_pid
+    base=$(rss_kib "${!pid_var}")
+    fifo="$work/hold_$server"
+    mkfifo "$fifo"
+    target/release/rturn-bench hold --server "127.0.0.1:${!port_var}" --user bench --pass bench \
+        --count "$hold" --hold 5s >"$fifo" &
+    holder=$!
+    line=$(head -1 "$fifo")
+    sleep 1
+    held=$(rss_kib "${!pid_var}")
+    wait "$holder" || true
+    n=$(echo "$line" | field allocations)
+    result[mem_${server}]=$(awk -v a="$base" -v b="$held" -v n="${n:-0}" \
+        'BEGIN { if (n > 0) printf "%.0f", (b - a) * 1024 / n; else print "n/a" }')
+    result[mem_${server}_n]=${n:-0}
+done
+
+# ---- 1. relay cost at a fixed rate (coturn's uclient and echo peer) ----
+relay_round() { # name pid port flags... -> "cpu_us_per_packet loss_percent"
+    local name=$1 pid=$2 port=$3; shift 3
+    local before after out
+    before=$(cpu_ticks "$pid")
+    out=$(timeout 120 turnutils_uclient "$@" -u bench -w bench -p "$port" -e 127.0.0.1 \
+        -r "$peer_port" -m "$clients" -n "$messages" -l 120 -z "$interval" -c -X 127.0.0.1 2>&1 || true)
+    after=$(cpu_ticks "$pid")
+    local sent recv
+    sent=$(echo "$out" | grep -o 'tot_send_msgs=[0-9]*' | tail -1 | cut -d= -f2)
+    recv=$(echo "$out" | grep -o 'tot_recv_msgs=[0-9]*' | tail -1 | cut -d= -f2)
+    local loss
+    loss=$(echo "$out" | grep -o 'Total lost packets [0-9]* ([0-9.]*%)' | tail -1 | grep -o '([0-9.]*' | tr -d '(')
+    if [ -z "$sent" ] || [ "$((sent + recv))" -eq 0 ]; then echo "n/a n/a"; return; fi
+    awk -v t=$((after - before)) -v us="$tick_us" -v n=$((sent + recv)) -v l="${loss:-n/a}" \
+        'BEGIN { printf "%.2f %s\n", t * us / n, l }'
+}
+
+for mode in channel send tcp; do
+    case $mode in
+        channel) flags=() ;;
+        send) flags=(-s) ;;
+        tcp) flags=(-t) ;;
+    esac
+    for _ in $(seq "$rounds"); do
+        relay_round rturn "$rturn_pid" "$rturn_port" "${flags[@]}" >>"$work/relay_${mode}_rturn"
+        relay_round coturn "$coturn_pid" "$coturn_port" "${flags[@]}" >>"$work/relay_${mode}_coturn"
+    done
+    for server in rturn coturn; do
+        result[relay_${mode}_${server}_cpu]=$(cut -d' ' -f1 "$work/relay_${mode}_${server}" | median)
+        result[relay_${mode}_${server}_loss]=$(cut -d' ' -f2 "$work/relay_${mode}_${server}" | median)
+    done
+done
+
+# ---- 3. allocation rate, 5. binding rate ----
+for _ in $(seq "$rounds"); do
+    for server in rturn coturn; do
+        port_var=${server}_port
+        bench_json alloc-rate --server "127.0.0.1:${!port_var}" --user bench --pass bench \
+            --clients 64 --duration "${alloc_secs}s" >>"$work/alloc_$server"
+        pid_var=${server}_pid
+        before=$(cpu_ticks "${!pid_var}")
+        out=$(bench_json binding-rate --server "127.0.0.1:${!port_var}" --clients 32 \
+            --duration "${bind_secs}s")
+        after=$(cpu_ticks "${!pid_var}")
+        echo "$out" >>"$work/binding_$server"
+        n=$(echo "$out" | field requests)
+        awk -v t=$((after - before)) -v us="$tick_us" -v n="${n:-0}" \
+            'BEGIN { if (n > 0) printf "%.2f\n", t * us / n; else print "n/a" }' >>"$work/binding_cpu_$server"
+    done
+done
+for server in rturn coturn; do
+    result[alloc_${server}_rate]=$(field per_second <"$work/alloc_$server" | median)
+    result[alloc_${server}_p99]=$(field p99_ms <"$work/alloc_$server" | median)
+    result[binding_${server}_rate]=$(field per_second <"$work/binding_$server" | median)
+    result[binding_${server}_cpu]=$(median <"$work/binding_cpu_$server")
+done
+
+# ---- the table ----
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else print "n/a" }'; }
+row() { # figure unit rturn coturn target
+    printf '| %s | %s | %s | %s | %s |\n' "$1" "$2 $3" "$4 $3" "$(ratio "$2" "$4")" "$5"
+}
+table=$(
+    echo "| figure | rturn | coturn 4.6 | rturn / coturn | target (ratio) |"
+    echo "|---|---|---|---|---|"
+    row "server CPU per relayed packet, UDP ChannelData" "${result[relay_channel_rturn_cpu]}" "µs" "${result[relay_channel_coturn_cpu]}" "≤ 0.5"
+    row "server CPU per relayed packet, UDP Send indication" "${result[relay_send_rturn_cpu]}" "µs" "${result[relay_send_coturn_cpu]}" "≤ 0.6"
+    row "server CPU per relayed packet, TCP" "${result[relay_tcp_rturn_cpu]}" "µs" "${result[relay_tcp_coturn_cpu]}" "—"
+    row "loss at the fixed rate, UDP ChannelData" "${result[relay_channel_rturn_loss]}" "%" "${result[relay_channel_coturn_loss]}" "0"
+    row "allocations per second (64 clients, full cycle)" "${result[alloc_rturn_rate]}" "/s" "${result[alloc_coturn_rate]}" "≥ 5"
+    row "allocation cycle p99" "${result[alloc_rturn_p99]}" "ms" "${result[alloc_coturn_p99]}" "—"
+    row "RSS per allocation (${result[mem_rturn_n]} held)" "${result[mem_rturn]}" "B" "${result[mem_coturn]}" "≤ 0.25"
+    row "STUN Binding requests per second" "${result[binding_rturn_rate]}" "/s" "${result[binding_coturn_rate]}" "—"
+    row "server CPU per Binding request" "${result[binding_rturn_cpu]}" "µs" "${result[binding_coturn_cpu]}" "—"
+)
+echo "$table"
+
+# Smoke mode: the harness must produce a complete table (every rturn cell measured).
+if echo "$table" | awk -F'|' 'NR > 2 && $3 ~ /n\/a/ { bad = 1 } END { exit !bad }'; then
+    echo "bench: some rturn figure was not measured" >&2
+    exit 1
+fi
+[ "$smoke" -eq 1 ] && exit 0
+
+{
+    echo "# Benchmarks"
+    echo
+    echo "Produced by \`scripts/bench.sh\` on $(date -u +%Y-%m-%d). Machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1),"
+    echo "$(nproc) cores, Linux $(uname -r). coturn: $(turnserver --version 2>/dev/null | head -1 || echo unknown)."
+    echo
+    echo "Both servers ran side by side on loopback with $threads data-path threads, the same realm,"
+    echo "user, port-range size, loopback peers allowed and logging off; rounds alternated"
+    echo "(rturn, coturn, rturn, ...), $rounds each, and each cell is the median. CPU is user + system"
+    echo "time of the server process (all threads) from /proc/PID/stat, divided by the packets it"
+    echo "relayed (both directions) or the requests it answered; the load generators share the"
+    echo "same 2 cores. Lower is better for CPU and memory, higher for rates."
+    echo
+    echo "$table"
+    echo
+    echo "Commands: coturn's \`turnutils_uclient -m $clients -n $messages -l 120 -z $interval -c -X\`"
+    echo "(ChannelData; \`-s\` Send indications; \`-t\` TCP) against \`turnutils_peer\`;"
+    echo "\`rturn-bench alloc-rate --clients 64\` (401 → Allocate → ChannelBind → Refresh 0),"
+    echo "\`rturn-bench binding-rate --clients 32\`, \`rturn-bench hold --count $hold\`."
+    echo
+    echo "Not measured yet: the maximum loss-free relay rate with latency percentiles (workload 2)"
+    echo "and 10 000 signaling clients (workload 6); see the open benchmark issue."
+} >BENCHMARKS.md
+echo "wrote BENCHMARKS.md"
