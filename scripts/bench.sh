@@ -208,6 +208,8 @@ if echo "$table" | awk -F'|' 'NR > 2 && $3 ~ /n\/a/ { bad = 1 } END { exit !bad 
 fi
 [ "$smoke" -eq 1 ] && exit 0
 
+# The analysis written by hand below the table survives a re-run.
+notes=$(sed -n '/^## Where rturn stands/,$p' BENCHMARKS.md 2>/dev/null || true)
 {
     echo "# Benchmarks"
     echo
@@ -230,5 +232,9 @@ fi
     echo
     echo "Not measured yet: the maximum loss-free relay rate with latency percentiles (workload 2)"
     echo "and 10 000 signaling clients (workload 6); see the open benchmark issue."
+    if [ -n "$notes" ]; then
+        echo
+        echo "$notes"
+    fi
 } >BENCHMARKS.md
 echo "wrote BENCHMARKS.md"
