@@ -24,20 +24,7 @@ fn tls_config(dir: &std::path::Path) -> String {
 
 /// GET `path` over HTTPS, trusting only the certificate in `dir`.
 async fn https_get(addr: std::net::SocketAddr, dir: &std::path::Path, path: &str) -> String {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(dir.join("cert.pem")).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let name = ServerName::try_from("localhost").unwrap();
-    let mut tls = connector.connect(name, tcp).await.expect("TLS handshake");
+    let mut tls = tls_connect(addr, dir).await.expect("TLS handshake");
     let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     tls.write_all(request.as_bytes()).await.unwrap();
     let mut response = String::new();
