@@ -49,15 +49,7 @@ async fn https_serves_the_ice_api_with_a_turns_url() {
 fn check_config_names_a_bad_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let config = tls_config(dir.path()).replace("cert.pem", "missing.pem");
-    let (_cfg_dir, path) = write_config(&config);
-    let out = rturn()
-        .arg("-c")
-        .arg(&path)
-        .arg("--check-config")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = check_config_fails(&config);
     assert!(
         stderr.contains("missing.pem") && stderr.contains("tls.cert"),
         "{stderr}"
@@ -65,15 +57,7 @@ fn check_config_names_a_bad_certificate() {
 
     let config = tls_config(dir.path());
     std::fs::write(dir.path().join("key.pem"), "not a key").unwrap();
-    let (_cfg_dir, path) = write_config(&config);
-    let out = rturn()
-        .arg("-c")
-        .arg(&path)
-        .arg("--check-config")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = check_config_fails(&config);
     assert!(
         stderr.contains("key.pem") && stderr.contains("tls.key"),
         "{stderr}"
@@ -173,4 +157,17 @@ fn pem_of(cert: &CertificateDer<'_>) -> String {
         "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
         lines.join("\n")
     )
+}
+
+/// Runs `--check-config` on `config`, expects exit status 1, returns stderr.
+fn check_config_fails(config: &str) -> String {
+    let (_dir, path) = write_config(config);
+    let out = rturn()
+        .arg("-c")
+        .arg(&path)
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }

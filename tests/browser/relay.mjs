@@ -6,13 +6,13 @@
 // line of JSON; exits 0 if the message and its echo arrived over a relay/relay pair, 1 if
 // not, 2 if the browser or playwright-core is missing.
 
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { CHROMIUM, CHROMIUM_ARGS, loadChromium } from "./chromium.mjs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
-const CHROMIUM = process.env.RTURN_CHROMIUM || "/usr/bin/chromium";
 /** The whole run, launch included; the page gives up on ICE a little earlier. */
 const OVERALL_TIMEOUT_MS = 30_000;
 const ICE_TIMEOUT_MS = 10_000;
@@ -22,17 +22,7 @@ if (!/^\d+$/.test(port ?? "") || !["udp", "tcp", "tls"].includes(transport)) {
   console.error("usage: node relay.mjs PORT udp|tcp [USERNAME CREDENTIAL]");
   process.exit(2);
 }
-if (!existsSync(CHROMIUM)) {
-  console.error(`${CHROMIUM} is missing: run scripts/test.sh (installs Debian's chromium)`);
-  process.exit(2);
-}
-let chromium;
-try {
-  ({ chromium } = await import("playwright-core"));
-} catch (err) {
-  console.error(`playwright-core is missing (${err.code}): run scripts/test.sh (npm ci --prefix tests/browser)`);
-  process.exit(2);
-}
+const chromium = await loadChromium();
 
 const userDataDir = mkdtempSync(join(tmpdir(), "rturn-chromium-"));
 let context;
@@ -49,22 +39,7 @@ try {
     headless: true,
     timeout: 15_000,
     args: [
-      // As root in a container there is no user namespace for the sandbox.
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      // The machine's network is closed: no calls home, no component or sync traffic.
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      // Chromium's port allocator leaves the loopback interface out of its network list, so
-      // on a machine (or container, CI runner) whose only interface is lo it gathers no
-      // candidates at all, relay included: the TURN socket to 127.0.0.1 is never opened.
-      // This switch adds loopback back; Chromium's own WebRTC browser tests set it for the
-      // same reason. It does not matter for the verdict: with iceTransportPolicy "relay"
-      // only relay candidates are gathered, and the page checks the selected pair.
-      "--allow-loopback-in-peer-connection",
+      ...CHROMIUM_ARGS,
       // turns: against the certificate the test made a moment ago, which no root trusts.
       ...(transport === "tls" ? ["--ignore-certificate-errors"] : []),
     ],

@@ -8,9 +8,8 @@
 // data channel. Prints the result as one line of JSON; exits 0 if all of that held, 1 if
 // not, 2 if the browser or playwright-core is missing. --screenshot saves page A as a PNG.
 
-import { existsSync } from "node:fs";
+import { CHROMIUM, CHROMIUM_ARGS, loadChromium } from "./chromium.mjs";
 
-const CHROMIUM = process.env.RTURN_CHROMIUM || "/usr/bin/chromium";
 /** The whole run, launch included. */
 const OVERALL_TIMEOUT_MS = 50_000;
 /** The waits in the pages share this budget, so the result is printed before the above. */
@@ -27,17 +26,7 @@ if (!/^\d+$/.test(port ?? "") || (shotAt >= 0 && !screenshot)) {
   console.error("usage: node room.mjs HTTP_PORT [--screenshot FILE]");
   process.exit(2);
 }
-if (!existsSync(CHROMIUM)) {
-  console.error(`${CHROMIUM} is missing: run scripts/test.sh (installs Debian's chromium)`);
-  process.exit(2);
-}
-let chromium;
-try {
-  ({ chromium } = await import("playwright-core"));
-} catch (err) {
-  console.error(`playwright-core is missing (${err.code}): run scripts/test.sh (npm ci --prefix tests/browser)`);
-  process.exit(2);
-}
+const chromium = await loadChromium();
 
 let browser;
 const overall = setTimeout(() => {
@@ -55,17 +44,10 @@ try {
     executablePath: CHROMIUM,
     headless: true,
     timeout: 15_000,
-    // The same switches as relay.mjs, which explains each of them, plus a fake camera and
-    // microphone that getUserMedia grants without a prompt.
+    // The shared switches (chromium.mjs), plus a fake camera and microphone that
+    // getUserMedia grants without a prompt.
     args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--allow-loopback-in-peer-connection",
+      ...CHROMIUM_ARGS,
       "--use-fake-ui-for-media-stream",
       "--use-fake-device-for-media-stream",
     ],

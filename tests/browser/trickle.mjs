@@ -8,11 +8,11 @@
 // is missing.
 // With --screenshot, then gathers once more with policy "all" and saves a PNG of the page.
 
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { CHROMIUM, CHROMIUM_ARGS, loadChromium } from "./chromium.mjs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-const CHROMIUM = process.env.RTURN_CHROMIUM || "/usr/bin/chromium";
 /** The whole run, launch included; each wait inside gives up earlier. */
 const OVERALL_TIMEOUT_MS = 45_000;
 const GATHER_TIMEOUT_MS = 20_000;
@@ -25,17 +25,7 @@ if (!/^\d+$/.test(port ?? "") || (shotAt >= 0 && !screenshot)) {
   console.error("usage: node trickle.mjs HTTP_PORT [--screenshot FILE]");
   process.exit(2);
 }
-if (!existsSync(CHROMIUM)) {
-  console.error(`${CHROMIUM} is missing: run scripts/test.sh (installs Debian's chromium)`);
-  process.exit(2);
-}
-let chromium;
-try {
-  ({ chromium } = await import("playwright-core"));
-} catch (err) {
-  console.error(`playwright-core is missing (${err.code}): run scripts/test.sh (npm ci --prefix tests/browser)`);
-  process.exit(2);
-}
+const chromium = await loadChromium();
 
 const userDataDir = mkdtempSync(join(tmpdir(), "rturn-chromium-"));
 let context;
@@ -54,16 +44,8 @@ try {
     headless: true,
     timeout: 15_000,
     viewport: { width: 1000, height: 700 },
-    // The same switches as relay.mjs, which explains each of them.
     args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--allow-loopback-in-peer-connection",
+      ...CHROMIUM_ARGS,
     ],
   });
   const page = context.pages()[0] ?? (await context.newPage());
