@@ -5,7 +5,9 @@
 //! failure is reported with the config key it came from.
 
 mod admin;
+mod datapath;
 mod metrics;
+mod mmsg;
 mod relay;
 mod shard;
 mod stats;
@@ -263,19 +265,22 @@ pub async fn run(
     let stats = Arc::new(Stats::default());
     let tasks = TaskTracker::new();
 
-    let mut udp_sockets = Vec::new();
+    let workers = config.workers().get();
+    // Listen socket i of every UDP address belongs to shard i.
+    let mut udp_by_shard: Vec<Vec<std::net::UdpSocket>> =
+        (0..workers).map(|_| Vec::new()).collect();
+    let mut udp_addrs: Vec<SocketAddr> = Vec::new();
     for group in listeners.udp {
         let count = group.len();
         for (i, socket) in group.into_iter().enumerate() {
-            match tokio::net::UdpSocket::from_std(socket) {
-                Ok(socket) => {
-                    if i == 0 {
-                        log_bound("udp", socket.local_addr(), count);
-                    }
-                    udp_sockets.push((i, Arc::new(socket)));
+            if i == 0 {
+                let addr = socket.local_addr();
+                if let Ok(addr) = addr {
+                    udp_addrs.push(addr);
                 }
-                Err(e) => tracing::error!("cannot register a udp socket with tokio: {e}"),
+                log_bound("udp", addr, count);
             }
+            udp_by_shard[i % workers].push(socket);
         }
     }
     let store = listeners.cert.map(tls::CertStore::new);
@@ -295,11 +300,6 @@ pub async fn run(
             Err(e) => tracing::error!("cannot register a tcp listener with tokio: {e}"),
         }
     }
-    let mut udp_addrs: Vec<SocketAddr> = udp_sockets
-        .iter()
-        .filter_map(|(_, s)| s.local_addr().ok())
-        .collect();
-    udp_addrs.dedup();
     let tcp_addrs: Vec<SocketAddr> = (tcp_listeners.iter())
         .filter(|(_, tls)| !tls)
         .filter_map(|(l, _)| l.local_addr().ok())
@@ -321,45 +321,46 @@ pub async fn run(
     let unix_now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let workers = config.workers().get();
-    let shards = (0..workers)
-        .map(|_| Shard {
+    let pollers = match (0..workers)
+        .map(|_| datapath::Poller::new())
+        .collect::<io::Result<Vec<_>>>()
+    {
+        Ok(pollers) => pollers,
+        Err(e) => {
+            tracing::error!("cannot set up the udp event loops: {e}");
+            return stats.snapshot();
+        }
+    };
+    let mut shards = Vec::with_capacity(workers);
+    for poller in &pollers {
+        let registry = match poller.registry() {
+            Ok(registry) => registry,
+            Err(e) => {
+                tracing::error!("cannot set up the udp event loops: {e}");
+                return stats.snapshot();
+            }
+        };
+        shards.push(Shard {
             manager: Manager::new(
                 parts.config.clone(),
                 Arc::clone(&parts.auth),
                 Arc::clone(&parts.rules),
                 Arc::clone(&parts.quotas),
-                SocketBinder::new(config.relay.min_port, config.relay.max_port),
+                SocketBinder::new(config.relay.min_port, config.relay.max_port, registry),
                 now,
                 unix_now,
             ),
             tcp_sinks: HashMap::new(),
-        })
-        .collect();
-    let mut udp_out = HashMap::new();
-    for (_, socket) in &udp_sockets {
-        if let Ok(addr) = socket.local_addr() {
-            udp_out.entry(addr).or_insert_with(|| Arc::clone(socket));
+        });
+    }
+    let shared = Arc::new(Shared::new(shards));
+    let datapath = match datapath::DataPath::start(pollers, udp_by_shard, &shared, &stats) {
+        Ok(datapath) => datapath,
+        Err(e) => {
+            tracing::error!("cannot start the udp event loops: {e}");
+            return stats.snapshot();
         }
-    }
-    let shared = Arc::new(Shared::new(
-        shards,
-        udp_out,
-        tasks.clone(),
-        stats.register(),
-    ));
-
-    for (i, socket) in udp_sockets {
-        let shard = i % shared.shard_count();
-        let task = udp::serve(
-            socket,
-            shard,
-            Arc::clone(&shared),
-            stats.register(),
-            shutdown.clone(),
-        );
-        tasks.spawn(task);
-    }
+    };
     let permits = Arc::new(Semaphore::new(config.server.max_tcp_connections));
     for (listener, tls) in tcp_listeners {
         let acceptor = match (tls, &store) {
@@ -481,6 +482,12 @@ pub async fn run(
         let mut guard = shared.lock(shard);
         allocations += guard.manager.allocation_count();
         guard.manager.clear();
+    }
+    if tokio::task::spawn_blocking(move || datapath.stop())
+        .await
+        .is_err()
+    {
+        tracing::error!("the udp event loops did not stop cleanly");
     }
     tasks.close();
     if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
@@ -729,10 +736,8 @@ fn log_bound(proto: &str, addr: io::Result<SocketAddr>, sockets: usize) {
 }
 
 /// Sends one datagram now, without waiting: a full socket buffer drops it (UDP semantics,
-/// counted by the caller). This goes straight to the non-blocking socket rather than through
-/// tokio's `try_send_to`, which refuses to even try until the reactor has seen the socket
-/// writable, and so dropped the first packet on a relay socket bound a moment earlier.
-pub(super) fn send_now(socket: &tokio::net::UdpSocket, data: &[u8], to: SocketAddr) -> bool {
+/// counted by the caller).
+pub(super) fn send_now(socket: &std::net::UdpSocket, data: &[u8], to: SocketAddr) -> bool {
     socket2::SockRef::from(socket)
         .send_to(data, &to.into())
         .is_ok()

@@ -1,7 +1,7 @@
-//! The state the listeners share: the allocation managers, one per shard, and the way back
-//! to each client. A UDP listen socket always serves the same shard (SO_REUSEPORT keeps a
-//! client on one socket), a TCP connection is hashed to one, and a relay socket belongs to
-//! the shard of its allocation, so shards never wait on each other.
+//! The state the listeners share: the allocation managers, one per shard. A UDP listen
+//! socket always serves the same shard (SO_REUSEPORT keeps a client on one socket) from that
+//! shard's event loop ([`super::datapath`]), a TCP connection is hashed to one, and a relay
+//! socket belongs to the shard of its allocation, so shards never wait on each other.
 //!
 //! [`Dispatcher`] is what a client-facing socket does with each packet: ChannelData goes
 //! straight to the peer without touching the STUN decoder, Binding is answered locally, TURN
@@ -9,20 +9,15 @@
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 use stun::message::{CLASS_INDICATION, CLASS_REQUEST, METHOD_BINDING, METHOD_SEND, Message};
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
-use tokio_util::task::TaskTracker;
 
-use super::relay::{self, NewRelay, SocketBinder};
-use super::stats::Counters;
+use super::relay::SocketBinder;
 use crate::stun::codec::{PacketKind, decode_into, packet_kind};
 use crate::stun::{Malformed, Responder};
-use crate::turn::manager::PeerRoute;
 use crate::turn::{FiveTuple, Manager};
 
 /// One shard: an allocation manager and the TCP clients whose allocations it holds.
@@ -31,36 +26,17 @@ pub(super) struct Shard {
     pub(super) tcp_sinks: HashMap<FiveTuple, mpsc::Sender<Vec<u8>>>,
 }
 
-/// How to reach a client from a relay socket.
-pub(super) enum ClientSink {
-    /// Send from this listen socket.
-    Udp(Arc<UdpSocket>),
-    /// Queue for this TCP connection's writer.
-    Tcp(mpsc::Sender<Vec<u8>>),
-}
-
-/// Everything the listener and relay tasks share.
+/// Everything the listener threads and tasks share.
 pub(super) struct Shared {
     shards: Box<[Mutex<Shard>]>,
-    udp_out: HashMap<SocketAddr, Arc<UdpSocket>>,
     hasher: std::collections::hash_map::RandomState,
-    tasks: TaskTracker,
-    relay_counters: Arc<Counters>,
 }
 
 impl Shared {
-    pub(super) fn new(
-        shards: Vec<Shard>,
-        udp_out: HashMap<SocketAddr, Arc<UdpSocket>>,
-        tasks: TaskTracker,
-        relay_counters: Arc<Counters>,
-    ) -> Self {
+    pub(super) fn new(shards: Vec<Shard>) -> Self {
         Self {
             shards: shards.into_iter().map(Mutex::new).collect(),
-            udp_out,
             hasher: Default::default(),
-            tasks,
-            relay_counters,
         }
     }
 
@@ -78,38 +54,6 @@ impl Shared {
     /// The shard a TCP connection's allocation lives on.
     pub(super) fn shard_for(&self, tuple: &FiveTuple) -> usize {
         (self.hasher.hash_one(tuple) % self.shards.len() as u64) as usize
-    }
-
-    /// Starts serving relay sockets a manager just bound.
-    pub(super) fn start_relays(self: &Arc<Self>, shard: usize, started: Vec<NewRelay>) {
-        for relay in started {
-            let shared = Arc::clone(self);
-            let counters = Arc::clone(&self.relay_counters);
-            self.tasks
-                .spawn(relay::serve(relay, shard, shared, counters));
-        }
-    }
-
-    /// Where a datagram from `peer` to relay `relay` goes, and how to get it there.
-    pub(super) fn route_from_peer(
-        &self,
-        shard: usize,
-        now: Instant,
-        relay: SocketAddr,
-        peer: SocketAddr,
-        len: usize,
-    ) -> Option<(PeerRoute, ClientSink)> {
-        let mut guard = self.lock(shard);
-        let route = guard.manager.peer_route(now, relay, peer, len)?;
-        let sink = match route.client.transport {
-            crate::turn::Transport::Udp => {
-                ClientSink::Udp(Arc::clone(self.udp_out.get(&route.client.server)?))
-            }
-            crate::turn::Transport::Tcp | crate::turn::Transport::Tls => {
-                ClientSink::Tcp(guard.tcp_sinks.get(&route.client)?.clone())
-            }
-        };
-        Some((route, sink))
     }
 }
 
@@ -146,14 +90,13 @@ impl Dispatcher {
     /// Handles one datagram or stream frame from the client of `tuple`.
     pub(super) fn handle(
         &mut self,
-        shared: &Arc<Shared>,
-        shard: usize,
+        shard: &mut Shard,
+        now: Instant,
         tuple: FiveTuple,
         packet: &[u8],
     ) -> Handled {
-        let now = Instant::now();
         match packet_kind(packet) {
-            PacketKind::ChannelData => return channel_data(shared, shard, now, &tuple, packet),
+            PacketKind::ChannelData => return channel_data(shard, now, &tuple, packet),
             PacketKind::Other => return Handled::Malformed(Malformed::NotStun),
             PacketKind::Stun => {}
         }
@@ -169,23 +112,17 @@ impl Dispatcher {
                 Handled::Reply
             }
             (CLASS_REQUEST, _) => {
-                let mut guard = shared.lock(shard);
-                let answer = guard.manager.handle_request(now, tuple, req);
+                let answer = shard.manager.handle_request(now, tuple, req);
                 self.reply.clear();
                 self.reply.extend_from_slice(answer);
-                let started = guard.manager.binder_mut().take_started();
-                drop(guard);
-                shared.start_relays(shard, started);
                 Handled::Reply
             }
             (CLASS_INDICATION, METHOD_SEND) => {
-                let mut guard = shared.lock(shard);
                 let sent =
-                    guard
-                        .manager
+                    (shard.manager)
                         .handle_send(now, tuple, req)
                         .and_then(|(relay, peer, data)| {
-                            super::send_now(guard.manager.binder().socket(&relay)?, data, peer)
+                            super::send_now(shard.manager.binder().socket(&relay)?, data, peer)
                                 .then_some(())
                         });
                 if sent.is_some() {
@@ -201,13 +138,7 @@ impl Dispatcher {
 
 /// ChannelData from a client (RFC 8656 §12.4): header checked, payload sent to the bound peer
 /// straight from the receive buffer. Over UDP the padding may be absent.
-fn channel_data(
-    shared: &Shared,
-    shard: usize,
-    now: Instant,
-    tuple: &FiveTuple,
-    packet: &[u8],
-) -> Handled {
+fn channel_data(shard: &mut Shard, now: Instant, tuple: &FiveTuple, packet: &[u8]) -> Handled {
     let (Some(header), Some(rest)) = (packet.get(..4), packet.get(4..)) else {
         return Handled::Malformed(Malformed::Truncated);
     };
@@ -216,12 +147,10 @@ fn channel_data(
     let Some(payload) = rest.get(..len) else {
         return Handled::Malformed(Malformed::BadLength);
     };
-    let mut guard = shared.lock(shard);
-    let sent = guard
-        .manager
+    let sent = (shard.manager)
         .channel_route(now, tuple, channel, len)
         .and_then(|(relay, peer)| {
-            super::send_now(guard.manager.binder().socket(&relay)?, payload, peer).then_some(())
+            super::send_now(shard.manager.binder().socket(&relay)?, payload, peer).then_some(())
         });
     if sent.is_some() {
         Handled::Relayed

@@ -5,7 +5,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use socket2::{Protocol, Type};
@@ -182,7 +182,11 @@ async fn read_loop(
                 Frame::ChannelData(_) => channel_data_without_padding(&buf),
                 Frame::Stun(len) => &buf[..len],
             };
-            match dispatcher.handle(&ctx.shared, shard, tuple, bytes) {
+            let handled = {
+                let mut guard = ctx.shared.lock(shard);
+                dispatcher.handle(&mut guard, Instant::now(), tuple, bytes)
+            };
+            match handled {
                 Handled::Reply => {
                     if tx.send(dispatcher.reply.clone()).await.is_err() {
                         return;
