@@ -6,7 +6,7 @@
 //! the socket behind a readiness event with one index, and an idle allocation costs its
 //! socket and a slot: no task, no buffer.
 
-use std::collections::HashMap;
+use crate::turn::FastMap;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 
@@ -35,8 +35,8 @@ pub(super) struct SocketBinder {
     registry: Registry,
     slots: Vec<Option<Relay>>,
     free: Vec<usize>,
-    by_addr: HashMap<SocketAddr, usize>,
-    reserved: HashMap<SocketAddr, std::net::UdpSocket>,
+    by_addr: FastMap<SocketAddr, usize>,
+    reserved: FastMap<SocketAddr, std::net::UdpSocket>,
 }
 
 impl SocketBinder {
@@ -48,8 +48,8 @@ impl SocketBinder {
             registry,
             slots: Vec::new(),
             free: Vec::new(),
-            by_addr: HashMap::new(),
-            reserved: HashMap::new(),
+            by_addr: FastMap::default(),
+            reserved: FastMap::default(),
         }
     }
 

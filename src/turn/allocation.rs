@@ -1,6 +1,6 @@
 //! One allocation (RFC 8656 §2.2): its relay addresses, credentials, permissions and channels.
 
-use std::collections::HashMap;
+use crate::turn::FastMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
@@ -37,11 +37,11 @@ pub struct Allocation {
     /// When the allocation lapses unless refreshed.
     pub expires: Instant,
     /// Permissions by peer IP (RFC 8656 §9: ports do not matter) and their expiry.
-    pub permissions: HashMap<IpAddr, Instant>,
+    pub permissions: FastMap<IpAddr, Instant>,
     /// Channels by number.
-    pub channels: HashMap<u16, Channel>,
+    pub channels: FastMap<u16, Channel>,
     /// Channel numbers by peer, for the peer-to-client direction.
-    pub channel_by_peer: HashMap<SocketAddr, u16>,
+    pub channel_by_peer: FastMap<SocketAddr, u16>,
     /// Transaction ID of the Allocate that made it, to answer retransmissions (RFC 8656 §7.2).
     pub allocate_transaction: [u8; 12],
     /// The family a dual allocation could not get (repeated to a retransmitted Allocate).

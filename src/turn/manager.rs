@@ -1,7 +1,9 @@
 //! The allocation manager: authentication, dispatch, data-path routing and expiry.
 //! The method handlers themselves are in `methods.rs`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use crate::turn::FastMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
@@ -90,13 +92,13 @@ pub struct Manager<B> {
     pub(super) rules: Arc<PeerRules>,
     pub(super) quotas: Arc<Quotas>,
     pub(super) binder: B,
-    pub(super) allocations: HashMap<FiveTuple, Allocation>,
-    pub(super) by_relay: HashMap<SocketAddr, FiveTuple>,
-    pub(super) reservations: HashMap<[u8; 8], Reservation>,
+    pub(super) allocations: FastMap<FiveTuple, Allocation>,
+    pub(super) by_relay: FastMap<SocketAddr, FiveTuple>,
+    pub(super) reservations: FastMap<[u8; 8], Reservation>,
     /// Every pending expiry, soonest first; exactly one entry per live timer.
     pub(super) timers: BTreeSet<(Instant, Timer)>,
     /// The deadline of the one live heap entry of each timer.
-    queued: HashMap<Timer, Instant>,
+    queued: FastMap<Timer, Instant>,
     pub(super) response: Message,
     pub(super) peers: Vec<SocketAddr>,
     /// Maps the monotonic clock to unix seconds, for nonces and REST usernames.
@@ -125,11 +127,11 @@ impl<B: RelayBinder> Manager<B> {
             rules,
             quotas,
             binder,
-            allocations: HashMap::new(),
-            by_relay: HashMap::new(),
-            reservations: HashMap::new(),
+            allocations: FastMap::default(),
+            by_relay: FastMap::default(),
+            reservations: FastMap::default(),
             timers: BTreeSet::new(),
-            queued: HashMap::new(),
+            queued: FastMap::default(),
             response: Message::new(),
             peers: Vec::new(),
             clock_base: (now, unix_now),

@@ -2,7 +2,7 @@
 //! started in `self.response`, or the error code to answer with; authentication, integrity
 //! and FINGERPRINT are added by the caller.
 
-use std::collections::HashMap;
+use crate::turn::FastMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -81,9 +81,9 @@ impl<B: RelayBinder> Manager<B> {
                 integrity: creds.integrity,
                 relays: relays.clone(),
                 expires,
-                permissions: HashMap::new(),
-                channels: HashMap::new(),
-                channel_by_peer: HashMap::new(),
+                permissions: FastMap::default(),
+                channels: FastMap::default(),
+                channel_by_peer: FastMap::default(),
                 allocate_transaction: req.transaction_id.0,
                 missing_family: ask.missing_family,
                 reservation_token: reserved_token,

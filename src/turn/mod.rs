@@ -27,6 +27,11 @@ use std::time::Duration;
 
 pub use manager::Manager;
 
+/// The hash map of the data path: keyed by addresses that clients and peers choose, so
+/// randomly seeded (like the standard one) but several times faster than SipHash on a
+/// 5-tuple.
+pub type FastMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
+
 /// The client transport of a 5-tuple.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
