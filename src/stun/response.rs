@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 
 use stun::attributes::{ATTR_FINGERPRINT, AttrType};
 use stun::error_code::{ErrorCode, ErrorCodeAttribute};
-use stun::fingerprint::FINGERPRINT;
 use stun::message::{Message, MessageClass, MessageType, Setter};
 use stun::xoraddr::XorMappedAddress;
 
@@ -42,6 +41,6 @@ pub fn add_xor_address(response: &mut Message, typ: AttrType, addr: SocketAddr) 
 /// RFC 8489 §7.3: FINGERPRINT goes last, and only when the request carried one.
 pub fn finish(response: &mut Message, request: &Message) {
     if request.contains(ATTR_FINGERPRINT) {
-        let _ = FINGERPRINT.add_to(response);
+        super::codec::add_fingerprint(response);
     }
 }
