@@ -8,6 +8,7 @@ mod admin;
 mod datapath;
 mod metrics;
 mod mmsg;
+mod ports;
 mod relay;
 mod shard;
 mod stats;
@@ -331,6 +332,13 @@ pub async fn run(
             return stats.snapshot();
         }
     };
+    let pool = || {
+        Arc::new(ports::PortPool::new(
+            config.relay.min_port,
+            config.relay.max_port,
+        ))
+    };
+    let pools = [pool(), pool()];
     let mut shards = Vec::with_capacity(workers);
     for poller in &pollers {
         let registry = match poller.registry() {
@@ -346,7 +354,7 @@ pub async fn run(
                 Arc::clone(&parts.auth),
                 Arc::clone(&parts.rules),
                 Arc::clone(&parts.quotas),
-                SocketBinder::new(config.relay.min_port, config.relay.max_port, registry),
+                SocketBinder::new(pools.clone(), registry),
                 now,
                 unix_now,
             ),

@@ -1,22 +1,25 @@
-//! Relay sockets: [`SocketBinder`] binds them for the allocation manager (random ports in
-//! `min-port..=max-port`, so they are not predictable) and registers each with its shard's
+//! Relay sockets: [`SocketBinder`] binds them for the allocation manager (random free ports
+//! from the shared [`PortPool`] of `min-port..=max-port`, so they are not predictable) and
+//! registers each with its shard's
 //! event loop ([`super::datapath`]), which moves datagrams from peers back to clients.
 //!
 //! A relay socket is a slot in a table indexed by its poll token, so the event loop finds
 //! the socket behind a readiness event with one index, and an idle allocation costs its
 //! socket and a slot: no task, no buffer.
 
-use crate::turn::FastMap;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
 
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 use socket2::{Protocol, Type};
 
-use crate::turn::{PortChoice, RelayBinder};
+use super::ports::PortPool;
+use crate::turn::{FastMap, PortChoice, RelayBinder};
 
-/// Random ports tried before answering 508 (Insufficient Capacity).
+/// Free ports tried (ones another program holds fail to bind) before answering 508
+/// (Insufficient Capacity).
 const BIND_ATTEMPTS: usize = 64;
 /// Poll tokens from here on are relay sockets (slot = token - RELAY_TOKENS); below are the
 /// event loop's own (waker, listen sockets).
@@ -30,8 +33,8 @@ pub(super) struct Relay {
 
 /// Binds relay sockets on behalf of one shard's allocation manager.
 pub(super) struct SocketBinder {
-    min_port: u16,
-    max_port: u16,
+    /// The port pools of IPv4 and IPv6 relay addresses, shared by every shard.
+    pools: [Arc<PortPool>; 2],
     registry: Registry,
     slots: Vec<Option<Relay>>,
     free: Vec<usize>,
@@ -41,10 +44,9 @@ pub(super) struct SocketBinder {
 
 impl SocketBinder {
     /// A binder whose sockets are watched by the event loop that polls `registry`.
-    pub(super) fn new(min_port: u16, max_port: u16, registry: Registry) -> Self {
+    pub(super) fn new(pools: [Arc<PortPool>; 2], registry: Registry) -> Self {
         Self {
-            min_port,
-            max_port,
+            pools,
             registry,
             slots: Vec::new(),
             free: Vec::new(),
@@ -70,26 +72,8 @@ impl SocketBinder {
         self.by_addr.len() + self.reserved.len()
     }
 
-    fn random_port(&self, even: bool, need_next: bool) -> Option<u16> {
-        let top = if need_next {
-            self.max_port.checked_sub(1)?
-        } else {
-            self.max_port
-        };
-        if top < self.min_port {
-            return None;
-        }
-        let port = rand::random_range(self.min_port..=top);
-        if even && port % 2 == 1 {
-            // Step down to the even neighbour, or up when that leaves the range.
-            if port > self.min_port {
-                Some(port - 1)
-            } else {
-                port.checked_add(1).filter(|p| *p <= top)
-            }
-        } else {
-            Some(port)
-        }
+    fn pool(&self, ip: IpAddr) -> &PortPool {
+        &self.pools[usize::from(ip.is_ipv6())]
     }
 
     fn activate(&mut self, socket: std::net::UdpSocket) -> Option<SocketAddr> {
@@ -127,23 +111,54 @@ impl RelayBinder for SocketBinder {
         }
         let even = choice != PortChoice::Any;
         let pair = choice == PortChoice::EvenReserveNext;
+        // Ports some other program holds stay marked until the search ends, so it moves on.
+        let mut busy = Vec::new();
+        let mut bound = None;
         for _ in 0..BIND_ATTEMPTS {
-            let port = self.random_port(even, pair)?;
+            let Some(port) = self.pool(ip).take(even, pair) else {
+                break;
+            };
             let Ok(socket) = bind_udp(SocketAddr::new(ip, port)) else {
+                busy.push(port);
+                if pair {
+                    self.pool(ip).release(port + 1);
+                }
                 continue;
             };
             if pair {
                 let Ok(next) = bind_udp(SocketAddr::new(ip, port + 1)) else {
+                    busy.push(port + 1);
+                    drop(socket);
+                    self.pool(ip).release(port);
                     continue;
                 };
                 self.reserved.insert(SocketAddr::new(ip, port + 1), next);
             }
-            return self.activate(socket);
+            bound = Some((port, socket));
+            break;
         }
-        None
+        for port in busy {
+            self.pool(ip).release(port);
+        }
+        let (port, socket) = bound?;
+        let addr = self.activate(socket);
+        if addr.is_none() {
+            // Not watched, so not used: give the port (and its reserved twin) back.
+            self.pool(ip).release(port);
+            if pair
+                && self
+                    .reserved
+                    .remove(&SocketAddr::new(ip, port + 1))
+                    .is_some()
+            {
+                self.pool(ip).release(port + 1);
+            }
+        }
+        addr
     }
 
     fn release(&mut self, addr: SocketAddr) {
+        let mut closed = false;
         if let Some(slot) = self.by_addr.remove(&addr) {
             if let Some(relay) = self.slots.get_mut(slot).and_then(Option::take) {
                 // Closing the socket also removes it from the poll set; deregistering first
@@ -152,7 +167,12 @@ impl RelayBinder for SocketBinder {
                 let _ = self.registry.deregister(&mut SourceFd(&fd));
             }
             self.free.push(slot);
+            closed = true;
         }
-        self.reserved.remove(&addr);
+        closed |= self.reserved.remove(&addr).is_some();
+        // Only once the socket is closed may another shard take the port.
+        if closed {
+            self.pool(addr.ip()).release(addr.port());
+        }
     }
 }

@@ -1,10 +1,10 @@
 //! One allocation (RFC 8656 §2.2): its relay addresses, credentials, permissions and channels.
 
-use crate::turn::FastMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use crate::auth::{Integrity, Key};
+use crate::turn::FastMap;
 
 /// A channel binding (RFC 8656 §12).
 #[derive(Debug, Clone, Copy)]

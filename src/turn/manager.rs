@@ -2,8 +2,6 @@
 //! The method handlers themselves are in `methods.rs`.
 
 use std::collections::BTreeSet;
-
-use crate::turn::FastMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
@@ -25,6 +23,7 @@ use super::{FiveTuple, RelayBinder, TurnConfig};
 use crate::auth::{Auth, Integrity, Key, NonceCheck, add_integrity, verify_integrity};
 use crate::stun::codec::unknown_required;
 use crate::stun::response;
+use crate::turn::FastMap;
 
 /// Something with an expiry in the timer heap. Entries are never removed early: when one
 /// comes due, the state it names is checked and left alone if it was refreshed meanwhile.

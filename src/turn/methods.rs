@@ -2,7 +2,6 @@
 //! started in `self.response`, or the error code to answer with; authentication, integrity
 //! and FINGERPRINT are added by the caller.
 
-use crate::turn::FastMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -17,6 +16,7 @@ use super::attrs::{self, FAMILY_IPV4, FAMILY_IPV6, PROTO_UDP};
 use super::manager::{Credentials, Manager, Reservation, Timer};
 use super::{FiveTuple, PortChoice, RelayBinder};
 use crate::stun::response;
+use crate::turn::FastMap;
 
 /// Channel numbers a client may bind: RFC 8656 §12's 0x4000–0x4FFF plus the 0x5000–0x7FFF
 /// that RFC 5766 allowed and its clients still use (see [`crate::stun::PacketKind`]).

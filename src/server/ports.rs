@@ -1,0 +1,126 @@
+//! The relay port range as a bitmap shared by every shard: a port is taken by setting its
+//! bit, so shards never pick the same port, a free port is found by scanning from a random
+//! place (ports stay unpredictable), and a nearly full range still finds the last free port
+//! instead of giving up after a few random misses.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Free and taken relay ports in `min..=max`.
+#[derive(Debug)]
+pub(super) struct PortPool {
+    min: u16,
+    max: u16,
+    words: Box<[AtomicU64]>,
+}
+
+impl PortPool {
+    pub(super) fn new(min: u16, max: u16) -> Self {
+        let count = usize::from(max.saturating_sub(min)) + 1;
+        Self {
+            min,
+            max,
+            words: (0..count.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Takes a free port chosen at random: even when `even`, and with the next port free
+    /// and taken too when `pair`. `None` when no such port is left.
+    pub(super) fn take(&self, even: bool, pair: bool) -> Option<u16> {
+        let span = usize::from(self.max.checked_sub(self.min)?) + 1;
+        let start = rand::random_range(0..span);
+        (0..span)
+            .map(|i| (start + i) % span)
+            .filter(|&offset| {
+                let port = usize::from(self.min) + offset;
+                (!even || port % 2 == 0) && (!pair || offset + 1 < span)
+            })
+            .find(|&offset| self.claim(offset, pair))
+            .and_then(|offset| u16::try_from(usize::from(self.min) + offset).ok())
+    }
+
+    /// Frees `port` (its socket is closed).
+    pub(super) fn release(&self, port: u16) {
+        if let Some(offset) = self.offset(port) {
+            self.clear(offset);
+        }
+    }
+
+    /// Ports taken now.
+    #[cfg(test)]
+    fn taken(&self) -> u32 {
+        self.words
+            .iter()
+            .map(|w| w.load(Ordering::Relaxed).count_ones())
+            .sum()
+    }
+
+    fn offset(&self, port: u16) -> Option<usize> {
+        (self.min..=self.max)
+            .contains(&port)
+            .then(|| usize::from(port - self.min))
+    }
+
+    /// Sets the bit of `offset` (and of the next one when `pair`) if clear; all or nothing.
+    fn claim(&self, offset: usize, pair: bool) -> bool {
+        if !self.claim_one(offset) {
+            return false;
+        }
+        if pair && !self.claim_one(offset + 1) {
+            self.clear(offset);
+            return false;
+        }
+        true
+    }
+
+    fn claim_one(&self, offset: usize) -> bool {
+        let bit = 1u64 << (offset % 64);
+        let word = &self.words[offset / 64];
+        // A plain load first: scanning a crowded range must not write every word it reads.
+        word.load(Ordering::Relaxed) & bit == 0 && word.fetch_or(bit, Ordering::Relaxed) & bit == 0
+    }
+
+    fn clear(&self, offset: usize) {
+        self.words[offset / 64].fetch_and(!(1 << (offset % 64)), Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_port_is_handed_out_once_then_none() {
+        let pool = PortPool::new(50_000, 50_099);
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..100 {
+            let port = pool.take(false, false).expect("a free port");
+            assert!((50_000..=50_099).contains(&port));
+            assert!(seen.insert(port), "{port} handed out twice");
+        }
+        assert_eq!(pool.take(false, false), None);
+        pool.release(50_042);
+        assert_eq!(pool.take(false, false), Some(50_042));
+    }
+
+    #[test]
+    fn even_pairs_take_both_ports() {
+        let pool = PortPool::new(50_001, 50_010);
+        let mut pairs = Vec::new();
+        while let Some(port) = pool.take(true, true) {
+            assert_eq!(port % 2, 0);
+            pairs.push(port);
+        }
+        // 50002/3, 50004/5, 50006/7, 50008/9: 50010 has no twin inside the range.
+        assert_eq!(pairs.len(), 4);
+        assert_eq!(pool.taken(), 8);
+        assert_eq!(pool.take(true, false), Some(50_010));
+    }
+
+    #[test]
+    fn ports_are_not_sequential() {
+        let pool = PortPool::new(10_000, 59_999);
+        let ports: Vec<u16> = (0..20).filter_map(|_| pool.take(false, false)).collect();
+        let sequential = ports.windows(2).filter(|w| w[1] == w[0] + 1).count();
+        assert!(sequential < 3, "{ports:?}");
+    }
+}
