@@ -2,7 +2,7 @@
 # Side-by-side benchmark of rturn and coturn (Debian's turnserver) on loopback.
 # Writes the table to stdout and to BENCHMARKS.md (unless --smoke).
 #
-#   scripts/bench.sh           full run (a few minutes)
+#   scripts/bench.sh           full run (about 10 minutes on 2 cores)
 #   scripts/bench.sh --smoke   tiny run that only proves the harness works (CI)
 #
 # Both servers get the same realm, credentials, port range, loopback peers allowed, logging
@@ -21,13 +21,19 @@ if ! command -v turnserver >/dev/null 2>&1 || ! command -v turnutils_uclient >/d
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends coturn >/dev/null
 fi
 cargo build --release --locked --quiet --bin rturn --bin rturn-bench
-ulimit -n 65536 2>/dev/null || true
+# Both servers and the generators inherit this: 10 000 held allocations and 10 000 signaling
+# clients need as many open files on each side.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 threads=2
 if [ "$smoke" -eq 1 ]; then
     rounds=1; clients=5; messages=20; interval=5; alloc_secs=1; hold=200; bind_secs=1
+    many_flows=2; max_rate_args=(--start-rate 1000 --max-probes 2 --probe 300ms --measure 300ms)
+    signal_clients=20; signal_rooms=2; signal_secs=1
 else
     rounds=3; clients=50; messages=400; interval=5; alloc_secs=5; hold=10000; bind_secs=5
+    many_flows=1000; max_rate_args=(--start-rate 20000 --max-probes 12 --probe 1s --measure 3s)
+    signal_clients=10000; signal_rooms=1000; signal_secs=10
 fi
 
 work=$(mktemp -d)
@@ -46,6 +52,7 @@ free_port() {
 rturn_port=$(free_port)
 coturn_port=$(free_port)
 peer_port=$(free_port)
+http_port=$(free_port)
 
 cat >"$work/rturn.toml" <<EOF
 realm = "bench"
@@ -54,6 +61,7 @@ workers = $threads
 [listen]
 udp = ["127.0.0.1:$rturn_port"]
 tcp = ["127.0.0.1:$rturn_port"]
+http = "127.0.0.1:$http_port"
 [relay]
 relay-ip = "127.0.0.1"
 allow-loopback-peers = true
@@ -61,6 +69,12 @@ min-port = 20000
 max-port = 39999
 [auth.users]
 bench = "bench"
+[signal]
+# The defaults would refuse 10 000 clients (10 000 connections, 100 per IP address).
+max-connections = $((signal_clients + 1000))
+max-connections-per-ip = $((signal_clients + 1000))
+max-peers-per-room = 64
+messages-per-second = 1000
 EOF
 
 start_rturn() {
@@ -93,6 +107,7 @@ rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
 tick_us=$((1000000 / $(getconf CLK_TCK)))
 bench_json() { target/release/rturn-bench "$@" | tail -1; }
 field() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p"; }
+text_field() { sed -n "s/.*\"$1\":\"\([a-z]*\)\".*/\1/p"; }
 median() { sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print "n/a"; else print a[int((NR + 1) / 2)] }'; }
 
 start_rturn
@@ -157,6 +172,32 @@ for mode in channel send tcp; do
     done
 done
 
+# ---- 2. maximum loss-free relay rate, and latency at half of it (rturn-bench max-rate) ----
+# Before the allocation-rate churn, which leaves coturn's relay ports reserved for a while.
+for _ in $(seq "$rounds"); do
+    for flows in 1 "$many_flows"; do
+        for server in rturn coturn; do
+            port_var=${server}_port
+            bench_json max-rate --server "127.0.0.1:${!port_var}" --user bench --pass bench \
+                --flows "$flows" "${max_rate_args[@]}" 2>>"$work/max_rate.log" \
+                >>"$work/max_rate_${flows}_$server" || echo '{}' >>"$work/max_rate_${flows}_$server"
+        done
+    done
+done
+for flows in 1 "$many_flows"; do
+    for server in rturn coturn; do
+        f="$work/max_rate_${flows}_$server"
+        result[max_${flows}_${server}]=$(field max_rate <"$f" | median)
+        for q in p50 p99 p999; do
+            result[lat_${flows}_${server}_$q]=$(field "${q}_ms" <"$f" | median)
+        done
+        # Marked when the generator, not the server, lost most packets in most rounds.
+        gen=$(text_field limited_by <"$f" | grep -c generator || true)
+        result[max_${flows}_${server}_mark]=""
+        if [ "$gen" -gt $((rounds / 2)) ]; then result[max_${flows}_${server}_mark]="*"; fi
+    done
+done
+
 # ---- 3. allocation rate, 5. binding rate ----
 for _ in $(seq "$rounds"); do
     for server in rturn coturn; do
@@ -181,10 +222,37 @@ for server in rturn coturn; do
     result[binding_${server}_cpu]=$(median <"$work/binding_cpu_$server")
 done
 
+# ---- 6. signaling: WebSocket clients in rooms (rturn only; coturn has no signaling) ----
+for _ in $(seq "$rounds"); do
+    bench_json signal --server "127.0.0.1:$http_port" --clients "$signal_clients" \
+        --rooms "$signal_rooms" --duration "${signal_secs}s" --server-pid "$rturn_pid" \
+        2>>"$work/signal.log" >>"$work/signal" || echo '{}' >>"$work/signal"
+done
+for key in p50_ms p99_ms lost errors server_rss_peak_kib; do
+    result[signal_$key]=$(field "$key" <"$work/signal" | median)
+done
+result[signal_rss_mb]=$(awk -v k="${result[signal_server_rss_peak_kib]}" \
+    'BEGIN { if (k + 0 > 0) printf "%.0f", k / 1024; else print "n/a" }')
+
 # ---- the table ----
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else print "n/a" }'; }
 row() { # figure unit rturn coturn target
     printf '| %s | %s | %s | %s | %s |\n' "$1" "$2 $3" "$4 $3" "$(ratio "$2" "$4")" "$5"
+}
+rate_row() { # flows label: the max-rate row, marked where the generator was the limit
+    local r="${result[max_$1_rturn]}" c="${result[max_$1_coturn]}"
+    printf '| %s | %s | %s | %s | %s |\n' "highest loss-free relay rate, $2 (packets/s each way)" \
+        "$r /s${result[max_$1_rturn_mark]}" "$c /s${result[max_$1_coturn_mark]}" "$(ratio "$r" "$c")" "≥ 2"
+}
+latency_row() { # flows label: p50 / p99 / p99.9 at half the rate found; the ratio is of p99
+    local r c
+    r="${result[lat_$1_rturn_p50]} / ${result[lat_$1_rturn_p99]} / ${result[lat_$1_rturn_p999]} ms"
+    c="${result[lat_$1_coturn_p50]} / ${result[lat_$1_coturn_p99]} / ${result[lat_$1_coturn_p999]} ms"
+    printf '| %s | %s | %s | %s | %s |\n' "one-way latency at 50 % of that rate, $2, p50 / p99 / p99.9" \
+        "$r" "$c" "$(ratio "${result[lat_$1_rturn_p99]}" "${result[lat_$1_coturn_p99]}")" "p99 ≤ 1"
+}
+only_row() { # figure rturn-cell target: a figure coturn has no counterpart for
+    printf '| %s | %s | — | — | %s |\n' "$1" "$2" "$3"
 }
 table=$(
     echo "| figure | rturn | coturn 4.6 | rturn / coturn | target (ratio) |"
@@ -198,8 +266,18 @@ table=$(
     row "RSS per allocation (${result[mem_rturn_n]} held)" "${result[mem_rturn]}" "B" "${result[mem_coturn]}" "≤ 0.25"
     row "STUN Binding requests per second" "${result[binding_rturn_rate]}" "/s" "${result[binding_coturn_rate]}" "—"
     row "server CPU per Binding request" "${result[binding_rturn_cpu]}" "µs" "${result[binding_coturn_cpu]}" "—"
+    rate_row 1 "1 flow"
+    rate_row "$many_flows" "$many_flows flows"
+    latency_row 1 "1 flow"
+    latency_row "$many_flows" "$many_flows flows"
+    only_row "signaling relay latency p50 / p99 ($signal_clients clients in $signal_rooms rooms)" \
+        "${result[signal_p50_ms]} / ${result[signal_p99_ms]} ms" "p99 < 10 ms"
+    only_row "server RSS with $signal_clients signaling clients" "${result[signal_rss_mb]} MB" "< 200 MB"
+    only_row "signaling messages lost / errors" "${result[signal_lost]} / ${result[signal_errors]}" "0 / 0"
 )
 echo "$table"
+grep -h 'probe\|joined' "$work/max_rate.log" "$work/signal.log" >&2 || true
+echo "bench: took $((SECONDS / 60)) min $((SECONDS % 60)) s" >&2
 
 # Smoke mode: the harness must produce a complete table (every rturn cell measured).
 if echo "$table" | awk -F'|' 'NR > 2 && $3 ~ /n\/a/ { bad = 1 } END { exit !bad }'; then
@@ -228,10 +306,22 @@ notes=$(sed -n '/^## Where rturn stands/,$p' BENCHMARKS.md 2>/dev/null || true)
     echo "Commands: coturn's \`turnutils_uclient -m $clients -n $messages -l 120 -z $interval -c -X\`"
     echo "(ChannelData; \`-s\` Send indications; \`-t\` TCP) against \`turnutils_peer\`;"
     echo "\`rturn-bench alloc-rate --clients 64\` (401 → Allocate → ChannelBind → Refresh 0),"
-    echo "\`rturn-bench binding-rate --clients 32\`, \`rturn-bench hold --count $hold\`."
+    echo "\`rturn-bench binding-rate --clients 32\`, \`rturn-bench hold --count $hold\`,"
+    echo "\`rturn-bench max-rate --flows 1|$many_flows ${max_rate_args[*]}\`,"
+    echo "\`rturn-bench signal --clients $signal_clients --rooms $signal_rooms --duration ${signal_secs}s --server-pid PID\`."
     echo
-    echo "Not measured yet: the maximum loss-free relay rate with latency percentiles (workload 2)"
-    echo "and 10 000 signaling clients (workload 6); see the open benchmark issue."
+    echo "Maximum relay rate: ChannelData from the generator through the server to an echo peer"
+    echo "and back (the server relays each packet twice). Each probe offers a rate for 1 s; the rate"
+    echo "doubles while less than 0.1 % is lost, then bisects (a rate fails when two probes in a"
+    echo "row fail). Latency is one way (generator → server → peer), timed from each packet's"
+    echo "scheduled send time, so the generator's own pacing delay is part of it, at half the rate"
+    echo "found for that server. A \`*\` marks a rate where, in most rounds, the generator's own"
+    echo "sockets dropped most of the lost packets (the kernel's per-socket drop counters): the"
+    echo "server's limit is higher than shown. Signaling: each client sends 1 message a second"
+    echo "(offer, answer, candidate in turn) to the other members of its room; latency is send →"
+    echo "receipt; RSS is the server's VmRSS, highest sample while all clients are connected."
+    echo
+    echo "The full run took $((SECONDS / 60)) min $((SECONDS % 60)) s."
     if [ -n "$notes" ]; then
         echo
         echo "$notes"

@@ -17,11 +17,10 @@ use tokio::net::UdpSocket;
 use tokio::task::JoinSet;
 use tokio::time::timeout_at;
 
+use crate::procfs;
 use crate::proto::{CHANNEL, Client, Credentials, DISCARD_PEER, Failure, Kind, Request, Step};
 use crate::stats::{Tally, round};
 
-/// File descriptors the process needs besides one per allocation (std streams, runtime).
-const SPARE_FDS: u64 = 64;
 /// errno values for "too many open files", per process and system-wide (Linux).
 const EMFILE: i32 = 24;
 const ENFILE: i32 = 23;
@@ -48,7 +47,7 @@ enum SetupError {
 
 /// Sets everything up, prints the report, holds, returns.
 pub(crate) async fn run(params: Params) -> anyhow::Result<()> {
-    check_fd_limit(params.count)?;
+    procfs::check_fd_limit(params.count, &format!("--count {}", params.count))?;
     let creds = Arc::new(Credentials {
         user: params.user,
         pass: params.pass,
@@ -91,7 +90,7 @@ pub(crate) async fn run(params: Params) -> anyhow::Result<()> {
                  that runs rturn-bench, e.g. `ulimit -n {}`",
                 held.len() + 1,
                 params.count,
-                wanted_fds(params.count)
+                procfs::wanted_fds(params.count)
             ),
         }
     }
@@ -131,29 +130,4 @@ async fn set_up(server: SocketAddr, creds: Arc<Credentials>) -> Result<UdpSocket
         (client.authed(&creds, &mut session, req).await).map_err(SetupError::Step)?;
     }
     Ok(client.into_socket())
-}
-
-fn wanted_fds(count: usize) -> u64 {
-    count as u64 + SPARE_FDS
-}
-
-/// Fails early, naming `ulimit -n`, when the soft limit on open files is too low for `count`
-/// sockets. Reads `/proc/self/limits` (Linux); elsewhere the EMFILE check at bind time remains.
-fn check_fd_limit(count: usize) -> anyhow::Result<()> {
-    let Ok(limits) = std::fs::read_to_string("/proc/self/limits") else {
-        return Ok(());
-    };
-    let soft = limits
-        .lines()
-        .find_map(|line| line.strip_prefix("Max open files"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|soft| soft.parse::<u64>().ok());
-    let wanted = wanted_fds(count);
-    match soft {
-        Some(soft) if soft < wanted => bail!(
-            "--count {count} needs about {wanted} open files but the limit is {soft}; raise it \
-             in the shell that runs rturn-bench, e.g. `ulimit -n {wanted}`"
-        ),
-        _ => Ok(()),
-    }
 }

@@ -11,9 +11,13 @@
 //!
 //! # Layout
 //!
+//! - `cli`: the subcommands and their options.
 //! - `proto`: request building, response decoding, one transaction with retransmissions.
-//! - `stats`: a fixed-size latency histogram (constant memory, whatever the run length).
-//! - `alloc_rate`, `binding_rate`, `hold`, `relay_rate`: the workloads.
+//! - `stats`: HDR latency histograms (constant memory, whatever the run length), failures.
+//! - `procfs`: open-files limit, CPU time and a server's RSS, from `/proc`.
+//! - `flows`, `load`, `receiver`: allocations with channels to one echo peer, and the batched
+//!   two-thread engine that offers ChannelData over them at a fixed rate.
+//! - `alloc_rate`, `binding_rate`, `hold`, `relay_rate`, `max_rate`, `signal`: the workloads.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -21,120 +25,23 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::{Args, Parser, Subcommand};
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
 
 mod alloc_rate;
 mod binding_rate;
+mod cli;
+mod flows;
 mod hold;
+mod load;
+mod max_rate;
+mod procfs;
 mod proto;
+mod receiver;
 mod relay_rate;
+mod signal;
 mod stats;
-
-/// Load generator for STUN/TURN servers on the loopback interface.
-#[derive(Parser, Debug)]
-#[command(name = "rturn-bench", version)]
-struct Cli {
-    /// Worker threads of the load generator's runtime (leave cores for the server).
-    #[arg(long, global = true, default_value_t = 1)]
-    threads: usize,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// Closed loop of Allocate (401, then authenticated), ChannelBind, Refresh 0.
-    AllocRate {
-        #[command(flatten)]
-        target: Target,
-        #[command(flatten)]
-        creds: Credentials,
-        /// Concurrent clients, each with its own UDP socket.
-        #[arg(long, default_value_t = 64)]
-        clients: usize,
-        /// How long to run.
-        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
-        duration: Duration,
-        /// Run every cycle of a client on the same socket (same 5-tuple) instead of a new
-        /// socket per cycle. coturn keeps a deleted allocation's 5-tuple for about a second
-        /// and answers 437 meanwhile, so this suits rturn only.
-        #[arg(long)]
-        reuse_socket: bool,
-    },
-    /// Closed loop of STUN Binding requests, a window of requests in flight per client.
-    BindingRate {
-        #[command(flatten)]
-        target: Target,
-        /// Concurrent clients, each with its own UDP socket.
-        #[arg(long, default_value_t = 32)]
-        clients: usize,
-        /// Requests in flight per client.
-        #[arg(long, default_value_t = 8)]
-        window: usize,
-        /// How long to run.
-        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
-        duration: Duration,
-    },
-    /// Sets up `--count` allocations (one socket each, with a permission and a channel),
-    /// reports once they are ready, then holds them without traffic for `--hold`.
-    Hold {
-        #[command(flatten)]
-        target: Target,
-        #[command(flatten)]
-        creds: Credentials,
-        /// Allocations to create; needs about as many open files (`ulimit -n`).
-        #[arg(long)]
-        count: usize,
-        /// How long to keep them after they are all set up.
-        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
-        hold: Duration,
-        /// Allocations being set up at once.
-        #[arg(long, default_value_t = 256)]
-        in_flight: usize,
-        /// Give up on the set-up phase after this long.
-        #[arg(long, default_value = "300s", value_parser = humantime::parse_duration)]
-        setup_timeout: Duration,
-    },
-    /// ChannelData at a fixed rate through each client's allocation to an echo peer and
-    /// back: loss and round-trip latency.
-    RelayRate {
-        #[command(flatten)]
-        target: Target,
-        #[command(flatten)]
-        creds: Credentials,
-        /// Concurrent clients, each with its own allocation and echo peer.
-        #[arg(long, default_value_t = 16)]
-        clients: usize,
-        /// Packets per second sent, all clients together (the server relays twice as many).
-        #[arg(long, default_value_t = 10_000)]
-        rate: u32,
-        /// ChannelData payload bytes.
-        #[arg(long, default_value_t = 160)]
-        size: usize,
-        /// How long to send (at most 240 s: no refreshes are sent).
-        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
-        duration: Duration,
-    },
-}
-
-/// The server under test.
-#[derive(Args, Debug)]
-struct Target {
-    /// STUN/TURN server address (UDP); must be a loopback address.
-    #[arg(long)]
-    server: SocketAddr,
-}
-
-/// Long-term credentials (RFC 8489 §9.2).
-#[derive(Args, Debug)]
-struct Credentials {
-    /// Username.
-    #[arg(long)]
-    user: String,
-    /// Password.
-    #[arg(long)]
-    pass: String,
-}
 
 /// Caps that keep a mistyped option from running for hours or opening the world.
 const MAX_DURATION: Duration = Duration::from_secs(3600);
@@ -145,6 +52,11 @@ const MAX_HOLD_COUNT: usize = 1_000_000;
 const MAX_RELAY_DURATION: Duration = Duration::from_secs(240);
 const MAX_RATE: u32 = 10_000_000;
 const MAX_SIZE: usize = 1200;
+const MAX_PROBES: usize = 64;
+const MAX_SIGNAL_CLIENTS: usize = 100_000;
+const MAX_SIGNAL_RATE: f64 = 100.0;
+/// Below the server's default `max-message-size` (64 KiB) with room for the JSON around it.
+const MAX_SDP: usize = 60_000;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -243,31 +155,126 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::RelayRate {
             target,
             creds,
-            clients,
+            flows,
             rate,
             size,
             duration,
+            batch,
         } => {
             let server = loopback(target.server)?;
-            check_duration(duration, "--duration")?;
-            if duration > MAX_RELAY_DURATION {
-                bail!("--duration must be at most {MAX_RELAY_DURATION:?} for relay-rate");
-            }
-            check_range(clients, 1, MAX_CLIENTS, "--clients")?;
-            check_range(size, relay_rate::MIN_SIZE, MAX_SIZE, "--size")?;
+            check_relay_time(duration, "--duration")?;
+            check_flows(flows, size, batch)?;
             if rate == 0 || rate > MAX_RATE {
                 bail!("--rate must be between 1 and {MAX_RATE}, not {rate}");
             }
             let params = relay_rate::Params {
                 server,
-                user: creds.user,
-                pass: creds.pass,
-                clients,
+                creds: proto::Credentials {
+                    user: creds.user,
+                    pass: creds.pass,
+                },
+                flows,
                 rate,
                 size,
                 duration,
+                batch,
             };
             print_report(&runtime.block_on(relay_rate::run(params))?)
+        }
+        Command::MaxRate {
+            target,
+            creds,
+            flows,
+            size,
+            batch,
+            start_rate,
+            max_rate,
+            max_probes,
+            probe,
+            measure,
+            latency_batch,
+            max_loss,
+            precision,
+        } => {
+            let server = loopback(target.server)?;
+            check_flows(flows, size, batch)?;
+            check_range(latency_batch, 1, MAX_WINDOW, "--latency-batch")?;
+            check_range(max_probes, 1, MAX_PROBES, "--max-probes")?;
+            if max_rate == 0 || max_rate > MAX_RATE || start_rate == 0 || start_rate > max_rate {
+                bail!("need 1 ≤ --start-rate ≤ --max-rate ≤ {MAX_RATE}");
+            }
+            let in_range = |x: f64, max: f64| x > 0.0 && x <= max;
+            if !in_range(max_loss, 100.0) || !in_range(precision, 1.0) {
+                bail!("--max-loss must be in (0, 100] percent and --precision in (0, 1]");
+            }
+            check_duration(probe, "--probe")?;
+            check_duration(measure, "--measure")?;
+            // Every probe also waits for the drain; the whole search must end before the
+            // permissions do.
+            let per_probe = probe + load::DRAIN + Duration::from_millis(200);
+            let probes = u32::try_from(max_probes).unwrap_or(u32::MAX);
+            check_relay_time(
+                per_probe * probes + measure,
+                "--max-probes × --probe + --measure",
+            )?;
+            let params = max_rate::Params {
+                server,
+                creds: proto::Credentials {
+                    user: creds.user,
+                    pass: creds.pass,
+                },
+                flows,
+                size,
+                batch,
+                start_rate,
+                max_rate,
+                max_probes,
+                probe,
+                measure,
+                latency_batch,
+                max_loss,
+                precision,
+            };
+            print_report(&runtime.block_on(max_rate::run(params))?)
+        }
+        Command::Signal {
+            server,
+            path,
+            clients,
+            rooms,
+            rate,
+            duration,
+            in_flight,
+            setup_timeout,
+            sdp_size,
+            server_pid,
+        } => {
+            let server = loopback(server)?;
+            if !path.starts_with("/ws") {
+                bail!("--path must be the signaling route, /ws or /ws/<namespace>, not {path:?}");
+            }
+            check_range(clients, 1, MAX_SIGNAL_CLIENTS, "--clients")?;
+            check_range(rooms, 1, clients, "--rooms")?;
+            check_range(in_flight, 1, MAX_CLIENTS, "--in-flight")?;
+            check_range(sdp_size, 4, MAX_SDP, "--sdp-size")?;
+            if rate.is_nan() || rate <= 0.0 || rate > MAX_SIGNAL_RATE {
+                bail!("--rate must be more than 0 and at most {MAX_SIGNAL_RATE} per second");
+            }
+            check_duration(duration, "--duration")?;
+            check_duration(setup_timeout, "--setup-timeout")?;
+            let params = signal::Params {
+                server,
+                path,
+                clients,
+                rooms,
+                rate,
+                duration,
+                in_flight,
+                setup_timeout,
+                sdp_size,
+                server_pid,
+            };
+            print_report(&runtime.block_on(signal::run(params))?)
         }
     }
 }
@@ -292,4 +299,20 @@ fn check_range(n: usize, min: usize, max: usize, name: &str) -> anyhow::Result<(
         bail!("{name} must be between {min} and {max}, not {n}");
     }
     Ok(())
+}
+
+/// Relay workloads send no refreshes: they must end before the permissions (300 s) do.
+fn check_relay_time(d: Duration, name: &str) -> anyhow::Result<()> {
+    check_duration(d, name)?;
+    if d > MAX_RELAY_DURATION {
+        bail!("{name} must be at most {MAX_RELAY_DURATION:?} (no refreshes are sent)");
+    }
+    Ok(())
+}
+
+fn check_flows(flows: usize, size: usize, batch: usize) -> anyhow::Result<()> {
+    check_range(flows, 1, MAX_CLIENTS, "--flows")?;
+    check_range(size, load::MIN_SIZE, MAX_SIZE, "--size")?;
+    check_range(batch, 1, MAX_WINDOW, "--batch")?;
+    procfs::check_fd_limit(flows + 1, &format!("--flows {flows}"))
 }

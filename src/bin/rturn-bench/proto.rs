@@ -65,8 +65,12 @@ pub(crate) enum Step {
     Refresh,
     /// STUN Binding.
     Binding,
-    /// Relaying ChannelData.
-    Relay,
+    /// Opening a signaling WebSocket (TCP connect and HTTP upgrade).
+    WsConnect,
+    /// Joining a signaling room.
+    Join,
+    /// Exchanging offers, answers and candidates through the signaling relay.
+    Signal,
 }
 
 impl fmt::Display for Step {
@@ -79,7 +83,9 @@ impl fmt::Display for Step {
             Step::ChannelBind => "channel-bind",
             Step::Refresh => "refresh",
             Step::Binding => "binding",
-            Step::Relay => "relay",
+            Step::WsConnect => "websocket connect",
+            Step::Join => "join",
+            Step::Signal => "signal",
         })
     }
 }
@@ -248,15 +254,20 @@ impl Client {
         })
     }
 
+    /// A client on a socket taken back from [`Client::into_socket`] (and `into_std`), to
+    /// send requests on it again after a phase of raw I/O.
+    pub(crate) fn from_std(sock: std::net::UdpSocket) -> io::Result<Client> {
+        Ok(Client {
+            sock: UdpSocket::from_std(sock)?,
+            buf: vec![0; RECV_BUF],
+            msg: Message::new(),
+        })
+    }
+
     /// Swaps the socket for a new one (see [`fresh_socket`]), closing the old one.
     pub(crate) async fn rebind(&mut self, server: SocketAddr) -> io::Result<()> {
         self.sock = fresh_socket(server).await?;
         Ok(())
-    }
-
-    /// The socket, to send and receive ChannelData on.
-    pub(crate) fn socket(&self) -> &UdpSocket {
-        &self.sock
     }
 
     /// The socket, to hold an allocation open without traffic.
@@ -389,7 +400,7 @@ const SOURCE_COUNT: u32 = 254 * 256 * 254;
 /// an earlier run (`hold`) live on for minutes. New sockets on 127.0.0.1 alone would soon draw
 /// such ports (at 10 000 cycles per second a third of the ephemeral range is remembered), so
 /// each new socket takes a new source address as well, repeated only after 16 million.
-fn next_source(server: SocketAddr) -> Option<SocketAddr> {
+pub(crate) fn next_source(server: SocketAddr) -> Option<SocketAddr> {
     if server.is_ipv6() {
         return None;
     }
