@@ -101,6 +101,15 @@ wait_udp() { # port: until a STUN binding is answered
     exit 1
 }
 
+wait_tcp() { # port: until it accepts a connection
+    for _ in $(seq 50); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    echo "server on TCP port $1 did not come up" >&2
+    exit 1
+}
+
 # CPU ticks (user + system, all threads) of a process.
 cpu_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
 rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
@@ -223,6 +232,13 @@ for server in rturn coturn; do
 done
 
 # ---- 6. signaling: WebSocket clients in rooms (rturn only; coturn has no signaling) ----
+# On a fresh rturn: the allocations `hold` left live on (their relay sockets too) until they
+# expire, and with 10 000 WebSocket connections they would pass the open-files limit.
+kill "$rturn_pid"
+wait "$rturn_pid" 2>/dev/null || true
+start_rturn
+wait_udp "$rturn_port"
+wait_tcp "$http_port"
 for _ in $(seq "$rounds"); do
     bench_json signal --server "127.0.0.1:$http_port" --clients "$signal_clients" \
         --rooms "$signal_rooms" --duration "${signal_secs}s" --server-pid "$rturn_pid" \
