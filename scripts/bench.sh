@@ -29,10 +29,12 @@ threads=2
 if [ "$smoke" -eq 1 ]; then
     rounds=1; clients=5; messages=20; interval=5; alloc_secs=1; hold=200; bind_secs=1
     many_flows=2; max_rate_args=(--start-rate 1000 --max-probes 2 --probe 300ms --measure 300ms)
+    same_rate_secs=1
     signal_clients=20; signal_rooms=2; signal_secs=1
 else
-    rounds=3; clients=50; messages=400; interval=5; alloc_secs=5; hold=10000; bind_secs=5
+    rounds=3; clients=50; messages=1000; interval=5; alloc_secs=5; hold=10000; bind_secs=5
     many_flows=1000; max_rate_args=(--start-rate 20000 --max-probes 12 --probe 1s --measure 3s)
+    same_rate_secs=3
     signal_clients=10000; signal_rooms=1000; signal_secs=10
 fi
 
@@ -147,10 +149,30 @@ for server in rturn coturn; do
     result[mem_${server}_n]=${n:-0}
 done
 
+# Instructions retired by the server (all threads, user + kernel) while a workload runs:
+# unlike CPU time, this does not move with what else the 2 cores are doing. perf where the
+# machine has counters; "n/a" elsewhere (not required by the smoke check).
+have_perf=0
+perf stat -e instructions true >/dev/null 2>&1 && have_perf=1
+count_start() { # pid: starts counting its instructions
+    [ "$have_perf" -eq 1 ] || return 0
+    perf stat -e instructions -x, -o "$work/perf.out" -p "$1" >/dev/null 2>&1 &
+    perf_pid=$!
+    sleep 0.2
+}
+count_stop() { # packets: prints instructions per packet
+    if [ "$have_perf" -eq 0 ]; then echo "n/a"; return; fi
+    kill -INT "$perf_pid" 2>/dev/null || true
+    wait "$perf_pid" 2>/dev/null || true
+    awk -F, -v n="$1" '$3 == "instructions" || $3 ~ /^instructions/ { i = $1 }
+        END { if (n > 0 && i > 0) printf "%.0f\n", i / n; else print "n/a" }' "$work/perf.out"
+}
+
 # ---- 1. relay cost at a fixed rate (coturn's uclient and echo peer) ----
-relay_round() { # name pid port flags... -> "cpu_us_per_packet loss_percent"
+relay_round() { # name pid port flags... -> "cpu_us_per_packet loss_percent instructions_per_packet"
     local name=$1 pid=$2 port=$3; shift 3
     local before after out
+    count_start "$pid"
     before=$(cpu_ticks "$pid")
     out=$(timeout 120 turnutils_uclient "$@" -u bench -w bench -p "$port" -e 127.0.0.1 \
         -r "$peer_port" -m "$clients" -n "$messages" -l 120 -z "$interval" -c -X 127.0.0.1 2>&1 || true)
@@ -160,9 +182,11 @@ relay_round() { # name pid port flags... -> "cpu_us_per_packet loss_percent"
     recv=$(echo "$out" | grep -o 'tot_recv_msgs=[0-9]*' | tail -1 | cut -d= -f2)
     local loss
     loss=$(echo "$out" | grep -o 'Total lost packets [0-9]* ([0-9.]*%)' | tail -1 | grep -o '([0-9.]*' | tr -d '(')
-    if [ -z "$sent" ] || [ "$((sent + recv))" -eq 0 ]; then echo "n/a n/a"; return; fi
+    if [ -z "$sent" ] || [ "$((sent + recv))" -eq 0 ]; then count_stop 0 >/dev/null; echo "n/a n/a n/a"; return; fi
+    local ins
+    ins=$(count_stop $((sent + recv)))
     awk -v t=$((after - before)) -v us="$tick_us" -v n=$((sent + recv)) -v l="${loss:-n/a}" \
-        'BEGIN { printf "%.2f %s\n", t * us / n, l }'
+        -v i="$ins" 'BEGIN { printf "%.2f %s %s\n", t * us / n, l, i }'
 }
 
 for mode in channel send tcp; do
@@ -178,6 +202,7 @@ for mode in channel send tcp; do
     for server in rturn coturn; do
         result[relay_${mode}_${server}_cpu]=$(cut -d' ' -f1 "$work/relay_${mode}_${server}" | median)
         result[relay_${mode}_${server}_loss]=$(cut -d' ' -f2 "$work/relay_${mode}_${server}" | median)
+        result[relay_${mode}_${server}_ins]=$(cut -d' ' -f3 "$work/relay_${mode}_${server}" | median)
     done
 done
 
@@ -207,19 +232,48 @@ for flows in 1 "$many_flows"; do
     done
 done
 
+# The same latency at one rate for both servers (half of coturn's highest), since each
+# server's own half-rate puts a different load on it.
+for flows in 1 "$many_flows"; do
+    common=$(awk -v c="${result[max_${flows}_coturn]}" 'BEGIN { r = int(c / 2); print (r > 0 ? r : 1000) }')
+    result[common_${flows}_rate]=$common
+    for _ in $(seq "$rounds"); do
+        for server in rturn coturn; do
+            port_var=${server}_port
+            bench_json relay-rate --server "127.0.0.1:${!port_var}" --user bench --pass bench \
+                --flows "$flows" --rate "$common" --batch 4 --duration "${same_rate_secs}s" \
+                2>>"$work/max_rate.log" >>"$work/same_rate_${flows}_$server" \
+                || echo '{}' >>"$work/same_rate_${flows}_$server"
+        done
+    done
+    for server in rturn coturn; do
+        for q in p50 p99 p999; do
+            result[same_${flows}_${server}_$q]=$(field "${q}_ms" <"$work/same_rate_${flows}_$server" | median)
+        done
+    done
+done
+
 # ---- 3. allocation rate, 5. binding rate ----
 for _ in $(seq "$rounds"); do
     for server in rturn coturn; do
         port_var=${server}_port
-        bench_json alloc-rate --server "127.0.0.1:${!port_var}" --user bench --pass bench \
-            --clients 64 --duration "${alloc_secs}s" >>"$work/alloc_$server"
         pid_var=${server}_pid
+        before=$(cpu_ticks "${!pid_var}")
+        out=$(bench_json alloc-rate --server "127.0.0.1:${!port_var}" --user bench --pass bench \
+            --clients 64 --duration "${alloc_secs}s")
+        after=$(cpu_ticks "${!pid_var}")
+        echo "$out" >>"$work/alloc_$server"
+        n=$(echo "$out" | field cycles)
+        awk -v t=$((after - before)) -v us="$tick_us" -v n="${n:-0}" \
+            'BEGIN { if (n > 0) printf "%.2f\n", t * us / n; else print "n/a" }' >>"$work/alloc_cpu_$server"
+        count_start "${!pid_var}"
         before=$(cpu_ticks "${!pid_var}")
         out=$(bench_json binding-rate --server "127.0.0.1:${!port_var}" --clients 32 \
             --duration "${bind_secs}s")
         after=$(cpu_ticks "${!pid_var}")
         echo "$out" >>"$work/binding_$server"
         n=$(echo "$out" | field requests)
+        count_stop "${n:-0}" >>"$work/binding_ins_$server"
         awk -v t=$((after - before)) -v us="$tick_us" -v n="${n:-0}" \
             'BEGIN { if (n > 0) printf "%.2f\n", t * us / n; else print "n/a" }' >>"$work/binding_cpu_$server"
     done
@@ -227,8 +281,10 @@ done
 for server in rturn coturn; do
     result[alloc_${server}_rate]=$(field per_second <"$work/alloc_$server" | median)
     result[alloc_${server}_p99]=$(field p99_ms <"$work/alloc_$server" | median)
+    result[alloc_${server}_cpu]=$(median <"$work/alloc_cpu_$server")
     result[binding_${server}_rate]=$(field per_second <"$work/binding_$server" | median)
     result[binding_${server}_cpu]=$(median <"$work/binding_cpu_$server")
+    result[binding_${server}_ins]=$(median <"$work/binding_ins_$server")
 done
 
 # ---- 6. signaling: WebSocket clients in rooms (rturn only; coturn has no signaling) ----
@@ -267,6 +323,14 @@ latency_row() { # flows label: p50 / p99 / p99.9 at half the rate found; the rat
     printf '| %s | %s | %s | %s | %s |\n' "one-way latency at 50 % of that rate, $2, p50 / p99 / p99.9" \
         "$r" "$c" "$(ratio "${result[lat_$1_rturn_p99]}" "${result[lat_$1_coturn_p99]}")" "p99 ≤ 1"
 }
+same_row() { # flows label: p50 / p99 / p99.9 of both at one rate; the ratio is of p99
+    local r c
+    r="${result[same_$1_rturn_p50]} / ${result[same_$1_rturn_p99]} / ${result[same_$1_rturn_p999]} ms"
+    c="${result[same_$1_coturn_p50]} / ${result[same_$1_coturn_p99]} / ${result[same_$1_coturn_p999]} ms"
+    printf '| %s | %s | %s | %s | %s |\n' \
+        "one-way latency, both at ${result[common_$1_rate]}/s (half coturn's highest), $2, p50 / p99 / p99.9" \
+        "$r" "$c" "$(ratio "${result[same_$1_rturn_p99]}" "${result[same_$1_coturn_p99]}")" "p99 ≤ 1"
+}
 only_row() { # figure rturn-cell target: a figure coturn has no counterpart for
     printf '| %s | %s | — | — | %s |\n' "$1" "$2" "$3"
 }
@@ -276,16 +340,22 @@ table=$(
     row "server CPU per relayed packet, UDP ChannelData" "${result[relay_channel_rturn_cpu]}" "µs" "${result[relay_channel_coturn_cpu]}" "≤ 0.5"
     row "server CPU per relayed packet, UDP Send indication" "${result[relay_send_rturn_cpu]}" "µs" "${result[relay_send_coturn_cpu]}" "≤ 0.6"
     row "server CPU per relayed packet, TCP" "${result[relay_tcp_rturn_cpu]}" "µs" "${result[relay_tcp_coturn_cpu]}" "—"
+    row "server instructions per relayed packet, UDP ChannelData" "${result[relay_channel_rturn_ins]}" "" "${result[relay_channel_coturn_ins]}" "—"
+    row "server instructions per relayed packet, UDP Send indication" "${result[relay_send_rturn_ins]}" "" "${result[relay_send_coturn_ins]}" "—"
     row "loss at the fixed rate, UDP ChannelData" "${result[relay_channel_rturn_loss]}" "%" "${result[relay_channel_coturn_loss]}" "0"
     row "allocations per second (64 clients, full cycle)" "${result[alloc_rturn_rate]}" "/s" "${result[alloc_coturn_rate]}" "≥ 5"
+    row "server CPU per allocation cycle (4 requests, 1 socket bound and closed)" "${result[alloc_rturn_cpu]}" "µs" "${result[alloc_coturn_cpu]}" "—"
     row "allocation cycle p99" "${result[alloc_rturn_p99]}" "ms" "${result[alloc_coturn_p99]}" "—"
     row "RSS per allocation (${result[mem_rturn_n]} held)" "${result[mem_rturn]}" "B" "${result[mem_coturn]}" "≤ 0.25"
-    row "STUN Binding requests per second" "${result[binding_rturn_rate]}" "/s" "${result[binding_coturn_rate]}" "—"
+    row "STUN Binding requests per second" "${result[binding_rturn_rate]}" "/s" "${result[binding_coturn_rate]}" "≥ 1.5"
     row "server CPU per Binding request" "${result[binding_rturn_cpu]}" "µs" "${result[binding_coturn_cpu]}" "—"
+    row "server instructions per Binding request" "${result[binding_rturn_ins]}" "" "${result[binding_coturn_ins]}" "—"
     rate_row 1 "1 flow"
     rate_row "$many_flows" "$many_flows flows"
     latency_row 1 "1 flow"
     latency_row "$many_flows" "$many_flows flows"
+    same_row 1 "1 flow"
+    same_row "$many_flows" "$many_flows flows"
     only_row "signaling relay latency p50 / p99 ($signal_clients clients in $signal_rooms rooms)" \
         "${result[signal_p50_ms]} / ${result[signal_p99_ms]} ms" "p99 < 10 ms"
     only_row "server RSS with $signal_clients signaling clients" "${result[signal_rss_mb]} MB" "< 200 MB"
@@ -296,7 +366,7 @@ grep -h 'probe\|joined' "$work/max_rate.log" "$work/signal.log" >&2 || true
 echo "bench: took $((SECONDS / 60)) min $((SECONDS % 60)) s" >&2
 
 # Smoke mode: the harness must produce a complete table (every rturn cell measured).
-if echo "$table" | awk -F'|' 'NR > 2 && $3 ~ /n\/a/ { bad = 1 } END { exit !bad }'; then
+if echo "$table" | awk -F'|' 'NR > 2 && $2 !~ /instructions/ && $3 ~ /n\/a/ { bad = 1 } END { exit !bad }'; then
     echo "bench: some rturn figure was not measured" >&2
     exit 1
 fi
