@@ -4,8 +4,9 @@
 //! thread: client → listen socket → relay socket → peer, and back, on one core.
 //!
 //! Per wake-up the thread takes the shard's lock once (other threads take it only for TCP
-//! clients, timers and admin requests), drains each ready socket with `recvmmsg`, and sends
-//! everything bound for clients with one `sendmmsg` per listen socket.
+//! clients, timers and admin requests), reads one batch from each ready socket with
+//! `recvmmsg` (a socket with more waiting goes round again, after the others), and sends
+//! everything bound for clients with one `sendmmsg` per listen socket and batch.
 
 use std::io;
 use std::net::SocketAddr;
@@ -30,8 +31,6 @@ use crate::turn::{FiveTuple, Transport};
 
 /// Wakes a loop to look at its stop flag.
 const WAKE: Token = Token(0);
-/// `recvmmsg` calls on one socket per wake-up before the others get a turn.
-const ROUNDS: usize = 8;
 
 /// A shard's poll set, made before the shard so its binder can register relay sockets.
 pub(super) struct Poller {
@@ -198,46 +197,39 @@ impl Loop {
             return;
         };
         let server = listen.addr;
-        for round in 0..ROUNDS {
-            let Some(count) = self.receive(index, None, shard) else {
-                return;
+        let Some(count) = self.receive(index, None, shard) else {
+            return;
+        };
+        for i in 0..count {
+            let Some((packet, client)) = self.recv.get(i) else {
+                break;
             };
-            for i in 0..count {
-                let Some((packet, client)) = self.recv.get(i) else {
-                    break;
-                };
-                if client == UNKNOWN {
-                    self.counters.count(Event::Malformed);
-                    continue;
-                }
-                self.counters.count(Event::Received);
-                let tuple = FiveTuple {
-                    transport: Transport::Udp,
-                    client,
-                    server,
-                };
-                match self.dispatcher.handle(shard, now, tuple, packet) {
-                    Handled::Reply => {
-                        self.counters.count(Event::Replied);
-                        self.listen[index]
-                            .out
-                            .push(client, &[&self.dispatcher.reply]);
-                        if self.listen[index].out.is_full() {
-                            self.flush(index);
-                        }
+            if client == UNKNOWN {
+                self.counters.count(Event::Malformed);
+                continue;
+            }
+            self.counters.count(Event::Received);
+            let tuple = FiveTuple {
+                transport: Transport::Udp,
+                client,
+                server,
+            };
+            match self.dispatcher.handle(shard, now, tuple, packet) {
+                Handled::Reply => {
+                    self.counters.count(Event::Replied);
+                    self.listen[index]
+                        .out
+                        .push(client, &[&self.dispatcher.reply]);
+                    if self.listen[index].out.is_full() {
+                        self.flush(index);
                     }
-                    Handled::Relayed => self.counters.count(Event::Relayed),
-                    Handled::Ignored => self.counters.count(Event::Ignored),
-                    Handled::Malformed(_) => self.counters.count(Event::Malformed),
                 }
-            }
-            if count < BATCH {
-                return;
-            }
-            if round + 1 == ROUNDS {
-                self.again.push(token);
+                Handled::Relayed => self.counters.count(Event::Relayed),
+                Handled::Ignored => self.counters.count(Event::Ignored),
+                Handled::Malformed(_) => self.counters.count(Event::Malformed),
             }
         }
+        self.take_turn(token, count);
     }
 
     /// Datagrams from peers: to their clients as ChannelData or Data indications.
@@ -245,19 +237,21 @@ impl Loop {
         let Some(relay) = shard.manager.binder().by_token(token).map(|r| r.addr) else {
             return; // released since the event was queued
         };
-        for round in 0..ROUNDS {
-            let Some(count) = self.receive(usize::MAX, Some(token), shard) else {
-                return;
-            };
-            for i in 0..count {
-                self.forward(shard, now, relay, i);
-            }
-            if count < BATCH {
-                return;
-            }
-            if round + 1 == ROUNDS {
-                self.again.push(token);
-            }
+        let Some(count) = self.receive(usize::MAX, Some(token), shard) else {
+            return;
+        };
+        for i in 0..count {
+            self.forward(shard, now, relay, i);
+        }
+        self.take_turn(token, count);
+    }
+
+    /// One batch per socket per turn, so a busy socket cannot hold up the others (their
+    /// packets would wait, adding latency): a full batch means more may be queued, and the
+    /// edge-triggered poll will not say so again, so the socket goes round once more.
+    fn take_turn(&mut self, token: Token, received: usize) {
+        if received == BATCH {
+            self.again.push(token);
         }
     }
 
