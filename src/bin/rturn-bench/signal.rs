@@ -97,6 +97,9 @@ struct Shared {
     sent: AtomicU64,
     /// Relayed messages received, all clients together.
     received: AtomicU64,
+    /// Clients with a send still to make: the drain may only judge `sent` against
+    /// `received` once none is left, or a send running late would count as lost.
+    sending: AtomicU64,
     connecting: Semaphore,
     /// Cancelled when everything sent has arrived, or the drain is over.
     done: CancellationToken,
@@ -114,6 +117,7 @@ pub(crate) async fn run(params: Params) -> anyhow::Result<serde_json::Value> {
         latencies: Mutex::new(Histogram::new()),
         sent: AtomicU64::new(0),
         received: AtomicU64::new(0),
+        sending: AtomicU64::new(0),
         connecting: Semaphore::new(params.in_flight),
         done: CancellationToken::new(),
         sdp: format!("v=0 {}", "x".repeat(params.sdp_size.saturating_sub(4))),
@@ -160,7 +164,8 @@ pub(crate) async fn run(params: Params) -> anyhow::Result<serde_json::Value> {
     }
     let drain_end = send_end + DRAIN;
     while Instant::now() < drain_end
-        && shared.received.load(Ordering::Relaxed) < shared.sent.load(Ordering::Relaxed)
+        && (shared.sending.load(Ordering::Relaxed) > 0
+            || shared.received.load(Ordering::Relaxed) < shared.sent.load(Ordering::Relaxed))
     {
         sleep(DRAIN_CHECK).await;
     }
@@ -354,6 +359,7 @@ impl Peer<'_> {
                         // Spread the clients over one period.
                         let offset = period.mul_f64(i as f64 / params.clients as f64);
                         next_send = Some(at + offset);
+                        self.shared.sending.fetch_add(1, Ordering::Relaxed);
                         send_end = at + params.duration;
                         stop = send_end + DRAIN;
                     }
@@ -367,6 +373,9 @@ impl Peer<'_> {
                         if let Some(at) = next_send.filter(|&at| at <= now) {
                             self.send(ws).await;
                             next_send = Some(at + period).filter(|&next| next < send_end);
+                            if next_send.is_none() {
+                                self.shared.sending.fetch_sub(1, Ordering::Relaxed);
+                            }
                         }
                     }
                     Ok(Some(Ok(Message::Text(text)))) => self.take(text.as_str()),
