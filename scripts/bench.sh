@@ -394,7 +394,11 @@ notes=$(sed -n '/^## Where rturn stands/,$p' BENCHMARKS.md 2>/dev/null || true)
     echo "\`rturn-bench alloc-rate --clients 64\` (401 → Allocate → ChannelBind → Refresh 0),"
     echo "\`rturn-bench binding-rate --clients 32\`, \`rturn-bench hold --count $hold\`,"
     echo "\`rturn-bench max-rate --flows 1|$many_flows ${max_rate_args[*]}\`,"
+    echo "\`rturn-bench relay-rate --flows 1|$many_flows --rate R --batch 4\` (both servers at R, half"
+    echo "coturn's highest rate),"
     echo "\`rturn-bench signal --clients $signal_clients --rooms $signal_rooms --duration ${signal_secs}s --server-pid PID\`."
+    echo "Instructions: \`perf stat -e instructions -p PID\` (user + kernel, all threads) around the"
+    echo "uclient and Binding runs; unlike CPU time they hardly move with what else the cores do."
     echo
     echo "Maximum relay rate: ChannelData from the generator through the server to an echo peer"
     echo "and back (the server relays each packet twice). Each probe offers a rate for 1 s; the rate"
