@@ -176,3 +176,78 @@ impl RelayBinder for SocketBinder {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+    /// Two binders (two shards) over one range of 8 ports on loopback (one range per test:
+    /// tests run in parallel).
+    fn binders(first: u16) -> (mio::Poll, SocketBinder, SocketBinder) {
+        let poll = mio::Poll::new().expect("poll");
+        let pool = || Arc::new(PortPool::new(first, first + 7));
+        let pools = [pool(), pool()];
+        let binder = || {
+            let registry = poll.registry().try_clone().expect("registry");
+            SocketBinder::new(pools.clone(), registry)
+        };
+        let (a, b) = (binder(), binder());
+        (poll, a, b)
+    }
+
+    #[test]
+    fn shards_share_the_range_and_released_ports_come_back() {
+        let (_poll, mut a, mut b) = binders(47_190);
+        let mut held = Vec::new();
+        // Alternate shards until the range is full (a port another program holds is skipped).
+        for i in 0.. {
+            let binder = if i % 2 == 0 { &mut a } else { &mut b };
+            match binder.bind(LOOPBACK, PortChoice::Any) {
+                Some(addr) => held.push((i % 2, addr)),
+                None => break,
+            }
+        }
+        assert!(!held.is_empty() && held.len() <= 8, "{held:?}");
+        let mut ports: Vec<u16> = held.iter().map(|(_, addr)| addr.port()).collect();
+        ports.sort_unstable();
+        ports.dedup();
+        assert_eq!(ports.len(), held.len(), "a port bound twice: {held:?}");
+        assert_eq!(b.bind(LOOPBACK, PortChoice::Any), None);
+
+        // A port released by shard A can be bound by shard B at once.
+        let (_, freed) = held
+            .iter()
+            .copied()
+            .find(|(shard, _)| *shard == 0)
+            .expect("A bound");
+        a.release(freed);
+        assert_eq!(a.in_use() + b.in_use(), held.len() - 1);
+        assert_eq!(b.bind(LOOPBACK, PortChoice::Any), Some(freed));
+    }
+
+    #[test]
+    fn a_reserved_twin_is_held_until_claimed_or_released() {
+        let (_poll, mut a, mut b) = binders(47_200);
+        let Some(first) = a.bind(LOOPBACK, PortChoice::EvenReserveNext) else {
+            return; // every even port of the range is taken by other programs: nothing to test
+        };
+        assert_eq!(first.port() % 2, 0);
+        let twin = first.port() + 1;
+        assert_eq!(a.in_use(), 2);
+        // Nobody else gets the twin while it is reserved...
+        while let Some(addr) = b.bind(LOOPBACK, PortChoice::Any) {
+            assert_ne!(addr.port(), twin);
+        }
+        // ...and the holder claims it by number.
+        let claimed = a.bind(LOOPBACK, PortChoice::Reserved(twin));
+        assert_eq!(claimed, Some(SocketAddr::new(LOOPBACK, twin)));
+        a.release(SocketAddr::new(LOOPBACK, twin));
+        assert_eq!(
+            b.bind(LOOPBACK, PortChoice::Any).map(|a| a.port()),
+            Some(twin)
+        );
+    }
+}
