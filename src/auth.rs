@@ -219,7 +219,13 @@ impl Auth {
         let mut raw = [0u8; NONCE_LEN / 2];
         raw[..8].copy_from_slice(&now_unix.to_be_bytes());
         raw[8..].copy_from_slice(&self.nonce_tag(now_unix, client)[..NONCE_MAC_LEN]);
-        raw.iter().map(|b| format!("{b:02x}")).collect()
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut nonce = String::with_capacity(NONCE_LEN);
+        for b in raw {
+            nonce.push(char::from(HEX[usize::from(b >> 4)]));
+            nonce.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+        nonce
     }
 
     /// Checks a NONCE made by [`Auth::make_nonce`] here or on a server sharing the secret.
