@@ -158,6 +158,8 @@ impl Loop {
     fn run(mut self, mut poll: Poll, stop: &AtomicBool) {
         let mut events = Events::with_capacity(1024);
         let mut ready = Vec::with_capacity(1024);
+        // Its own handle, so the lock guard does not borrow `self`.
+        let shared = Arc::clone(&self.shared);
         loop {
             let timeout = (!self.again.is_empty()).then_some(Duration::ZERO);
             if let Err(e) = poll.poll(&mut events, timeout) {
@@ -173,7 +175,6 @@ impl Loop {
             ready.clear();
             ready.append(&mut self.again);
             ready.extend(events.iter().map(|e| e.token()).filter(|t| *t != WAKE));
-            let shared = Arc::clone(&self.shared);
             let mut shard = shared.lock(self.shard);
             let now = Instant::now();
             for &token in &ready {
