@@ -115,6 +115,8 @@ wait_tcp() { # port: until it accepts a connection
 # CPU ticks (user + system, all threads) of a process.
 cpu_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
 rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
+# CPU microseconds per unit: ticks used, units done.
+cpu_per() { awk -v t="$1" -v us="$tick_us" -v n="${2:-0}" 'BEGIN { if (n > 0) printf "%.2f\n", t * us / n; else print "n/a" }'; }
 tick_us=$((1000000 / $(getconf CLK_TCK)))
 bench_json() { target/release/rturn-bench "$@" | tail -1; }
 field() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p"; }
@@ -164,7 +166,7 @@ count_stop() { # packets: prints instructions per packet
     if [ "$have_perf" -eq 0 ]; then echo "n/a"; return; fi
     kill -INT "$perf_pid" 2>/dev/null || true
     wait "$perf_pid" 2>/dev/null || true
-    awk -F, -v n="$1" '$3 == "instructions" || $3 ~ /^instructions/ { i = $1 }
+    awk -F, -v n="$1" '$3 ~ /^instructions/ { i = $1 }
         END { if (n > 0 && i > 0) printf "%.0f\n", i / n; else print "n/a" }' "$work/perf.out"
 }
 
@@ -263,9 +265,7 @@ for _ in $(seq "$rounds"); do
             --clients 64 --duration "${alloc_secs}s")
         after=$(cpu_ticks "${!pid_var}")
         echo "$out" >>"$work/alloc_$server"
-        n=$(echo "$out" | field cycles)
-        awk -v t=$((after - before)) -v us="$tick_us" -v n="${n:-0}" \
-            'BEGIN { if (n > 0) printf "%.2f\n", t * us / n; else print "n/a" }' >>"$work/alloc_cpu_$server"
+        cpu_per $((after - before)) "$(echo "$out" | field cycles)" >>"$work/alloc_cpu_$server"
         count_start "${!pid_var}"
         before=$(cpu_ticks "${!pid_var}")
         out=$(bench_json binding-rate --server "127.0.0.1:${!port_var}" --clients 32 \
@@ -274,8 +274,7 @@ for _ in $(seq "$rounds"); do
         echo "$out" >>"$work/binding_$server"
         n=$(echo "$out" | field requests)
         count_stop "${n:-0}" >>"$work/binding_ins_$server"
-        awk -v t=$((after - before)) -v us="$tick_us" -v n="${n:-0}" \
-            'BEGIN { if (n > 0) printf "%.2f\n", t * us / n; else print "n/a" }' >>"$work/binding_cpu_$server"
+        cpu_per $((after - before)) "$n" >>"$work/binding_cpu_$server"
     done
 done
 for server in rturn coturn; do
