@@ -17,7 +17,6 @@ use base64::engine::general_purpose::STANDARD;
 use hmac::digest::Output;
 use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
-use rand::Rng;
 use sha1::Sha1;
 use sha2::Sha256;
 use stun::attributes::{
@@ -146,12 +145,8 @@ impl Auth {
             .iter()
             .map(|s| keyed(s.as_bytes()))
             .collect();
-        let nonce_secret = settings.nonce_secret.unwrap_or_else(|| {
-            // ThreadRng is a CSPRNG seeded from the OS.
-            let mut bytes = vec![0; 32];
-            rand::rng().fill(&mut bytes[..]);
-            bytes
-        });
+        let nonce_secret = (settings.nonce_secret)
+            .unwrap_or_else(|| crate::random::os_random::<[u8; 32]>().to_vec());
         Auth {
             users,
             secrets,

@@ -14,6 +14,7 @@
 //! - [`turn`]: the allocation manager, sans-IO: decoded requests and the time in, response
 //!   bytes and data-path routes out; relay ports come through a binder trait; peer rules.
 //! - [`signal`]: the signaling relay: protocol and room registry (pure), WebSocket glue.
+//! - [`random`]: values from the OS CSPRNG (nonce keys, relay ports, tokens, IDs).
 //! - [`http`]: the axum routes: `/ws`, `/api/ice-servers`, pages from `web/`, `/healthz`.
 //! - [`server`]: tokio glue only: binding the `[listen]` sockets (one SO_REUSEPORT UDP socket
 //!   per worker), relay sockets, one expiry timer per shard, counting what was seen, and
@@ -27,6 +28,7 @@ pub mod cli;
 pub mod config;
 pub mod coturn;
 pub mod http;
+pub mod random;
 pub mod server;
 pub mod signal;
 pub mod stun;

@@ -348,6 +348,7 @@ impl Loop {
 fn data_indication(msg: &mut Message, peer: SocketAddr, payload: &[u8]) {
     msg.reset();
     msg.typ = MessageType::new(METHOD_DATA, CLASS_INDICATION);
+    // Not a secret, and per packet: the thread-local CSPRNG, no system call.
     msg.transaction_id.0 = rand::random();
     msg.write_header();
     response::add_xor_address(msg, ATTR_XOR_PEER_ADDRESS, peer);

@@ -315,7 +315,7 @@ pub async fn run(
     // One nonce key for the process, unless configured: a reload must not stale every nonce.
     let nonce_secret = match &config.auth.nonce_secret {
         Some(secret) => secret.as_bytes().to_vec(),
-        None => rand::random::<[u8; 32]>().to_vec(),
+        None => crate::random::os_random::<[u8; 32]>().to_vec(),
     };
     let parts = turn_parts(config, own.clone(), &nonce_secret);
     let now = Instant::now();

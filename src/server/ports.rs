@@ -27,7 +27,7 @@ impl PortPool {
     /// and taken too when `pair`. `None` when no such port is left.
     pub(super) fn take(&self, even: bool, pair: bool) -> Option<u16> {
         let span = usize::from(self.max.checked_sub(self.min)?) + 1;
-        let start = rand::random_range(0..span);
+        let start = crate::random::os_random_range(0..span);
         (0..span)
             .map(|i| (start + i) % span)
             .filter(|&offset| {

@@ -11,7 +11,7 @@ pub type PeerId = String;
 
 /// A fresh, unguessable peer ID.
 pub fn new_peer_id() -> PeerId {
-    let bits: u128 = rand::random();
+    let bits: u128 = crate::random::os_random();
     format!("{bits:032x}")
 }
 

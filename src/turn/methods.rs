@@ -72,7 +72,7 @@ impl<B: RelayBinder> Manager<B> {
         self.allocations.insert(
             tuple,
             Allocation {
-                id: rand::random(),
+                id: crate::random::os_random(),
                 created: now,
                 to_peer: (0, 0),
                 to_client: (0, 0),
@@ -196,7 +196,7 @@ impl<B: RelayBinder> Manager<B> {
                 return Err(508);
             };
             if choice == PortChoice::EvenReserveNext {
-                let t: [u8; 8] = rand::random();
+                let t: [u8; 8] = crate::random::os_random();
                 let addr = SocketAddr::new(relay.ip(), relay.port() + 1);
                 let expires = now + self.config.reservation_lifetime;
                 self.reservations.insert(t, Reservation { addr, expires });
