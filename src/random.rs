@@ -1,8 +1,8 @@
 //! Secrets and unpredictable choices, straight from the OS CSPRNG (`getrandom`): nonce keys,
 //! relay ports, reservation tokens, allocation and peer IDs. None of these is on the
 //! per-packet path, so the system call per value costs nothing that shows, and no user-space
-//! generator state exists to leak or to be shared after a fork (coturn CVE-2020-6061's class:
-//! predictable values from a weak generator).
+//! generator state exists to leak or to be shared after a fork (coturn CVE-2025-69217's class:
+//! predictable values from a weak generator let an attacker guess ports and forge tokens).
 
 use rand::distr::uniform::{SampleRange, SampleUniform};
 use rand::distr::{Distribution, StandardUniform};
