@@ -69,7 +69,7 @@ async fn joins_past_the_per_ip_rate_are_rate_limited_and_the_connection_stays() 
     // Another address has its own: it joins, finds `a` still in "three" and can relay to it.
     let mut b = relay.connect_from(OTHER).await;
     let jb = b.join("three").await;
-    assert_eq!(jb.peers, [ja.you.clone()], "{}", jb.reply);
+    assert_eq!(jb.peers, std::slice::from_ref(&ja.you), "{}", jb.reply);
     assert_eq!(a.expect("new_peer").await["id"], jb.you.as_str());
     b.send(json!({"type": "offer", "to": ja.you, "sdp": "v=0"}))
         .await;
