@@ -116,6 +116,12 @@ fn a_restart_binds_at_once_on_the_ports_of_the_first_run() {
     let started = Instant::now();
     let second = Server::start(&config);
     let took = started.elapsed();
+    // (Server::start takes "Address already in use" for its "ready" line: look first.)
+    assert!(
+        !second.log().contains("Error") && second.udp.len() == 1,
+        "the second run did not bind:\n{}",
+        second.log()
+    );
     assert_eq!(
         (second.udp[0], second.tcp[0], http_addr(&second)),
         (udp, tcp, http)
