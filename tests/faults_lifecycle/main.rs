@@ -35,12 +35,19 @@ fn turn_config(relay: &str) -> String {
     ))
 }
 
-/// `[relay]` keys for a range of exactly one relay port, free when the test starts.
+/// `[relay]` keys for a range of exactly one relay port, free when the test starts. It is
+/// taken below Linux's ephemeral range (32768 and up) and the default relay range (49152 and
+/// up), so no other socket of a parallel test lands on it by chance.
 fn one_port_range() -> (u16, String) {
-    let port = UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("a free port")
-        .port();
+    let seed = std::process::id() as usize
+        + std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos() as usize;
+    let port = (0..10_000)
+        .map(|i| 20_000 + ((seed + i * 7919) % 12_000) as u16)
+        .find(|&p| UdpSocket::bind(("127.0.0.1", p)).is_ok())
+        .expect("a free port in 20000..32000");
     (port, format!("min-port = {port}\nmax-port = {port}\n"))
 }
 
