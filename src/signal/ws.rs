@@ -1,6 +1,7 @@
 //! WebSocket glue: the [`Hub`] every connection shares (the registry plus a queue per peer),
-//! and [`serve`], the task of one connection: it reads frames, enforces size and rate,
-//! asks the registry what each message means, and writes what the registry says to write.
+//! and [`serve`], the task of one connection: it reads frames, enforces size, message rate
+//! and the join rate of its address ([`super::limits`]), asks the registry what each
+//! message means, and writes what the registry says to write.
 //! It also pings, and drops a client that stays silent past the heartbeat timeout.
 
 use std::collections::HashMap;
