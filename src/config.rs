@@ -110,7 +110,7 @@ pub struct SignalConfig {
     /// WebSocket connections served at once.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
-    /// WebSocket connections one IP address may hold at once.
+    /// WebSocket connections one IP address (an IPv6 /64) may hold at once.
     #[serde(default = "default_max_connections_per_ip")]
     pub max_connections_per_ip: usize,
     /// Origins allowed to connect (`https://app.example.org`); empty allows any.

@@ -2,7 +2,7 @@
 //!
 //! - [`Bucket`]: a token bucket, spent by every message of one connection
 //!   (`messages-per-second`) and by every join of one address (`joins-per-minute-per-ip`).
-//! - [`JoinLimiter`]: one join bucket per client address, shared by all of that address's
+//! - [`JoinLimiter`]: one join bucket per client address ([`client_key`]), shared by all of that address's
 //!   connections, so reconnecting does not buy a fresh burst. Memory stays bounded: a
 //!   bucket that has refilled says nothing a fresh one would not, so full buckets are
 //!   purged, and at most [`MAX_JOIN_BUCKETS`] addresses are tracked at once.
@@ -106,7 +106,7 @@ impl JoinLimiter {
     /// Spends one join of `ip`; `false` when its bucket is empty (or, under a flood from
     /// [`MAX_JOIN_BUCKETS`] addresses, when `ip` cannot be tracked).
     pub fn take(&mut self, ip: IpAddr, now: Instant) -> bool {
-        let key = key(ip);
+        let key = client_key(ip);
         let since = now.saturating_duration_since(self.last_sweep);
         let full = self.buckets.len() >= MAX_JOIN_BUCKETS;
         if since >= SWEEP_INTERVAL || (full && since >= FULL_SWEEP_INTERVAL) {
@@ -131,9 +131,10 @@ impl JoinLimiter {
     }
 }
 
-/// What one client is: its IPv4 address (also when written IPv4-mapped), or its IPv6 /64,
-/// the smallest network an ISP hands out, where every host picks addresses freely.
-fn key(ip: IpAddr) -> IpAddr {
+/// What one client is, for the per-IP limits: its IPv4 address (also when written
+/// IPv4-mapped), or its IPv6 /64, the smallest network an ISP hands out, inside which a host
+/// picks addresses freely (so counting single IPv6 addresses would limit nothing).
+pub fn client_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(v4) => IpAddr::V4(v4),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -180,6 +181,14 @@ mod tests {
             "3 a minute: one per 20 s"
         );
         assert!(!l.take(a, t0 + Duration::from_secs(21)));
+    }
+
+    #[test]
+    fn client_keys() {
+        assert_eq!(client_key(ip("192.0.2.9")), ip("192.0.2.9"));
+        assert_eq!(client_key(ip("::ffff:192.0.2.9")), ip("192.0.2.9"));
+        assert_eq!(client_key(ip("2001:db8:a:b:c:d:e:f")), ip("2001:db8:a:b::"));
+        assert_eq!(client_key(ip("::1")), ip("::"));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::limits::{Bucket, JoinLimiter};
+use super::limits::{Bucket, JoinLimiter, client_key};
 use super::protocol::{self, ClientMessage, ErrorCode, PeerId, SignalError};
 use super::rooms::{Deliveries, Rooms};
 use crate::config::SignalConfig;
@@ -107,8 +107,10 @@ impl Hub {
         (self.ice_servers)()
     }
 
-    /// Takes a connection slot for `ip`, or `None` when the total or per-IP cap is reached.
+    /// Takes a connection slot for `ip`, or `None` when the total or per-IP cap is reached
+    /// (an IPv6 client counts by its /64, see [`client_key`]).
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
+        let ip = client_key(ip);
         let mut guard = self.lock_connections();
         let (total, per_ip) = &mut *guard;
         let mine = per_ip.get(&ip).copied().unwrap_or(0);
