@@ -42,6 +42,37 @@ fn lingering_ports() -> Vec<u16> {
         .collect()
 }
 
+/// A WebSocket on `/ws` that has joined a room.
+async fn signaling_client(
+    http: SocketAddr,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    use futures_util::{SinkExt, StreamExt};
+    let (mut ws, _) = tokio::time::timeout(
+        TIMEOUT,
+        tokio_tungstenite::connect_async(format!("ws://{http}/ws")),
+    )
+    .await
+    .expect("WebSocket handshake in time")
+    .unwrap();
+    let join = r#"{"type":"join","room":"shutdown"}"#;
+    ws.send(tokio_tungstenite::tungstenite::Message::text(join))
+        .await
+        .unwrap();
+    // The first frame may be the server's Ping; the answer to the join is the first text.
+    let reply = tokio::time::timeout(TIMEOUT, async {
+        loop {
+            let frame = ws.next().await.expect("a reply").unwrap();
+            if frame.is_text() {
+                return frame;
+            }
+        }
+    })
+    .await
+    .expect("an answer to join");
+    assert!(reply.to_text().unwrap().contains("\"peers\""), "{reply:?}");
+    ws
+}
+
 #[test]
 fn sigterm_while_uclient_relays_exits_cleanly_within_the_grace() {
     let mut server = Server::start(&turn_config(""));
@@ -57,6 +88,14 @@ fn sigterm_while_uclient_relays_exits_cleanly_within_the_grace() {
             ) >= 100.0
     };
     wait_for("both uclients relaying", TIMEOUT, || relaying(&server));
+    // Beside them, open connections of the other kinds, which must not hold the exit up to
+    // the grace either: a signaling client in a room, a TCP client that said nothing yet.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _ws = runtime.block_on(signaling_client(http_addr(&server)));
+    let _idle = tcp_client(server.tcp[0]);
 
     let signalled = Instant::now();
     let status = server.terminate();
@@ -64,6 +103,7 @@ fn sigterm_while_uclient_relays_exits_cleanly_within_the_grace() {
     let _ = (udp.kill(), tcp.kill(), udp.wait(), tcp.wait());
     assert!(status.success(), "exit status {status}\n{}", server.log());
     assert!(took < GRACE, "exit took {took:?}, past the {GRACE:?} grace");
+    eprintln!("SIGTERM to exit: {took:?}");
     let log = server.log();
     let stopped = log
         .lines()
