@@ -240,10 +240,14 @@ pub async fn serve(
                     Message::Text(text) => {
                         handle_text(&hub, &id, ip, only_room.as_deref(), &mut bucket, &config, text.as_str())
                     }
-                    Message::Binary(_) => Some(SignalError::new(
-                        ErrorCode::BadMessage,
-                        "send JSON text frames, not binary",
-                    )),
+                    // Counted against the message rate too, or binary frames would be a
+                    // way around it.
+                    Message::Binary(_) => over_rate(&hub, &mut bucket, &config).or_else(|| {
+                        Some(SignalError::new(
+                            ErrorCode::BadMessage,
+                            "send JSON text frames, not binary",
+                        ))
+                    }),
                     Message::Close(_) => break,
                     Message::Ping(_) | Message::Pong(_) => None,
                 };
@@ -261,6 +265,22 @@ pub async fn serve(
     drop(slot);
 }
 
+/// Spends one message of the connection's `messages-per-second`; the error past it.
+fn over_rate(hub: &Hub, bucket: &mut Bucket, config: &SignalConfig) -> Option<SignalError> {
+    if bucket.take(Instant::now()) {
+        return None;
+    }
+    hub.rate_limited
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Some(SignalError::new(
+        ErrorCode::RateLimited,
+        format!(
+            "more than {} messages per second",
+            config.messages_per_second
+        ),
+    ))
+}
+
 /// One text frame: limits first, then what it asks for. Returns an error to send back.
 fn handle_text(
     hub: &Hub,
@@ -271,16 +291,8 @@ fn handle_text(
     config: &SignalConfig,
     text: &str,
 ) -> Option<SignalError> {
-    if !bucket.take(Instant::now()) {
-        hub.rate_limited
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        return Some(SignalError::new(
-            ErrorCode::RateLimited,
-            format!(
-                "more than {} messages per second",
-                config.messages_per_second
-            ),
-        ));
+    if let Some(refused) = over_rate(hub, bucket, config) {
+        return Some(refused);
     }
     if text.len() > config.max_message_size {
         return Some(SignalError::new(

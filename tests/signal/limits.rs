@@ -1,7 +1,8 @@
 //! Abuse limits seen from the outside: joins per minute per client address (shared by all of
-//! that address's connections, answered `rate_limited` with the connection kept), and the
-//! total connection cap next to the per-IP one. Clients on other addresses come from other
-//! loopback addresses (127.0.0.2, 127.0.0.3), which Linux routes like 127.0.0.1.
+//! that address's connections, answered `rate_limited` with the connection kept), the
+//! message rate applied to binary frames too, and the total connection cap next to the
+//! per-IP one. Clients on other addresses come from other loopback addresses (127.0.0.2,
+//! 127.0.0.3), which Linux routes like 127.0.0.1.
 
 use super::*;
 
@@ -165,4 +166,36 @@ async fn the_total_connection_cap_holds_across_addresses() {
     d.ping_pong().await;
     a.ping_pong().await;
     c.ping_pong().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn binary_frames_count_against_the_message_rate() {
+    const RATE: usize = 10;
+    let relay = Relay::start(&format!("messages-per-second = {RATE}"), "");
+    let mut a = relay.connect("/ws").await;
+    for _ in 0..4 * RATE {
+        a.stream.feed(Message::binary(vec![0u8; 16])).await.unwrap();
+    }
+    within("flush", a.stream.flush()).await.unwrap();
+    let (mut bad, mut limited) = (0, 0);
+    while bad + limited < 4 * RATE {
+        let msg = a.recv().await;
+        match (msg["type"].as_str(), msg["code"].as_str()) {
+            (Some("error"), Some("bad_message")) => bad += 1,
+            (Some("error"), Some("rate_limited")) => limited += 1,
+            _ => panic!("unexpected reply to a burst of binary frames: {msg}"),
+        }
+    }
+    assert!(
+        (RATE..=RATE + 5).contains(&bad),
+        "{bad} binary frames of {} answered past the rate of {RATE}/s",
+        4 * RATE
+    );
+    assert_eq!(
+        relay.metric("rturn_signal_rate_limited_total{limit=\"messages-per-second\"}"),
+        limited as f64
+    );
+    // The connection stays, and is served again once the bucket refills.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    a.ping_pong().await;
 }
