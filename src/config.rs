@@ -103,10 +103,14 @@ pub struct SignalConfig {
     /// `rate_limited`.
     #[serde(default = "default_messages_per_second")]
     pub messages_per_second: u32,
+    /// Joins per minute from one client address (an IPv6 /64), over all its connections,
+    /// in bursts of the same size; past it, `rate_limited`.
+    #[serde(default = "default_joins_per_minute_per_ip")]
+    pub joins_per_minute_per_ip: u32,
     /// WebSocket connections served at once.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
-    /// WebSocket connections one IP address may hold at once.
+    /// WebSocket connections one IP address (an IPv6 /64) may hold at once.
     #[serde(default = "default_max_connections_per_ip")]
     pub max_connections_per_ip: usize,
     /// Origins allowed to connect (`https://app.example.org`); empty allows any.
@@ -271,6 +275,9 @@ fn default_max_message_size() -> usize {
 fn default_messages_per_second() -> u32 {
     50
 }
+fn default_joins_per_minute_per_ip() -> u32 {
+    60
+}
 fn default_max_connections() -> usize {
     10_000
 }
@@ -289,6 +296,7 @@ impl Default for SignalConfig {
             max_peers_per_room: default_max_peers_per_room(),
             max_message_size: default_max_message_size(),
             messages_per_second: default_messages_per_second(),
+            joins_per_minute_per_ip: default_joins_per_minute_per_ip(),
             max_connections: default_max_connections(),
             max_connections_per_ip: default_max_connections_per_ip(),
             allowed_origins: Vec::new(),
@@ -776,6 +784,10 @@ impl Config {
                 "signal.messages-per-second",
                 signal.messages_per_second as usize,
             ),
+            (
+                "signal.joins-per-minute-per-ip",
+                signal.joins_per_minute_per_ip as usize,
+            ),
             ("signal.max-connections", signal.max_connections),
             (
                 "signal.max-connections-per-ip",
@@ -1039,6 +1051,10 @@ mod tests {
             (
                 "realm = \"r\"\n[signal]\nmax-peers-per-room = 0",
                 "signal.max-peers-per-room",
+            ),
+            (
+                "realm = \"r\"\n[signal]\njoins-per-minute-per-ip = 0",
+                "signal.joins-per-minute-per-ip",
             ),
             (
                 "realm = \"r\"\n[signal]\nallowed-origins = [\"app.example.org\"]",

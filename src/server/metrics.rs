@@ -206,6 +206,17 @@ pub(super) fn render(src: &Sources) -> String {
             "Clients dropped for failing the heartbeat.",
             &[("", drops)],
         );
+        let (messages, joins) = hub.refusals();
+        metric(
+            &mut out,
+            "signal_rate_limited_total",
+            "counter",
+            "Signaling messages answered rate_limited, by limit.",
+            &[
+                ("{limit=\"messages-per-second\"}", messages),
+                ("{limit=\"joins-per-minute-per-ip\"}", joins),
+            ],
+        );
     }
     out
 }

@@ -36,7 +36,7 @@ pub enum Event {
     Relayed,
     /// A TCP connection was accepted.
     TcpAccepted,
-    /// A TCP connection was closed because its framing broke.
+    /// A TCP connection was closed because its framing broke, or ended mid-message.
     TcpBroken,
     /// A TCP connection was closed for being idle.
     TcpIdleClosed,
@@ -77,7 +77,7 @@ pub struct Snapshot {
     pub relayed: u64,
     /// TCP connections accepted.
     pub tcp_accepted: u64,
-    /// TCP connections closed because their framing broke.
+    /// TCP connections closed because their framing broke, or that ended mid-message.
     pub tcp_broken: u64,
     /// TCP connections closed for being idle.
     pub tcp_idle_closed: u64,

@@ -212,12 +212,18 @@ async fn read_loop(
             r = reader.read_buf(&mut buf) => r,
         };
         match read {
-            Ok(0) => return, // the client closed
-            Ok(_) => {}
-            Err(_) => {
-                ctx.counters.count(Event::IoError);
+            Ok(0) | Err(_) => {
+                if read.is_err() {
+                    ctx.counters.count(Event::IoError);
+                }
+                // The client closed (or reset) the stream; bytes left over are a message cut
+                // short, dropped like any other malformed input, and counted.
+                if !buf.is_empty() {
+                    ctx.counters.count(Event::TcpBroken);
+                }
                 return;
             }
+            Ok(_) => {}
         }
     }
 }

@@ -49,7 +49,7 @@ pub enum ErrorCode {
     RoomFull,
     /// The recipient is not in the sender's room.
     UnknownPeer,
-    /// Too many messages too fast.
+    /// Too many messages, or joins from one address, too fast.
     RateLimited,
     /// The token does not allow this.
     Unauthorized,

@@ -1,6 +1,7 @@
 //! WebSocket glue: the [`Hub`] every connection shares (the registry plus a queue per peer),
-//! and [`serve`], the task of one connection: it reads frames, enforces size and rate,
-//! asks the registry what each message means, and writes what the registry says to write.
+//! and [`serve`], the task of one connection: it reads frames, enforces size, message rate
+//! and the join rate of its address ([`super::limits`]), asks the registry what each
+//! message means, and writes what the registry says to write.
 //! It also pings, and drops a client that stays silent past the heartbeat timeout.
 
 use std::collections::HashMap;
@@ -14,6 +15,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::limits::{Bucket, JoinLimiter, client_key};
 use super::protocol::{self, ClientMessage, ErrorCode, PeerId, SignalError};
 use super::rooms::{Deliveries, Rooms};
 use crate::config::SignalConfig;
@@ -37,8 +39,11 @@ pub struct Hub {
     connections: Mutex<(usize, HashMap<IpAddr, usize>)>,
     config: std::sync::RwLock<Arc<SignalConfig>>,
     ice_servers: IceServersFn,
+    joins: Mutex<JoinLimiter>,
     relayed: std::sync::atomic::AtomicU64,
     heartbeat_drops: std::sync::atomic::AtomicU64,
+    rate_limited: std::sync::atomic::AtomicU64,
+    joins_refused: std::sync::atomic::AtomicU64,
 }
 
 /// Holds one connection slot; gives it back when dropped.
@@ -70,10 +75,16 @@ impl Hub {
                 queues: HashMap::new(),
             }),
             connections: Mutex::default(),
+            joins: Mutex::new(JoinLimiter::new(
+                config.joins_per_minute_per_ip,
+                Instant::now(),
+            )),
             config: std::sync::RwLock::new(Arc::new(config)),
             ice_servers,
             relayed: Default::default(),
             heartbeat_drops: Default::default(),
+            rate_limited: Default::default(),
+            joins_refused: Default::default(),
         }
     }
 
@@ -86,6 +97,8 @@ impl Hub {
     /// the registry changes at once; rooms already fuller than it keep their peers.
     pub fn set_config(&self, config: SignalConfig) {
         self.lock().rooms.set_max_peers(config.max_peers_per_room);
+        self.lock_joins()
+            .set_rate(config.joins_per_minute_per_ip, Instant::now());
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
     }
 
@@ -94,8 +107,10 @@ impl Hub {
         (self.ice_servers)()
     }
 
-    /// Takes a connection slot for `ip`, or `None` when the total or per-IP cap is reached.
+    /// Takes a connection slot for `ip`, or `None` when the total or per-IP cap is reached
+    /// (an IPv6 client counts by its /64, see [`client_key`]).
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
+        let ip = client_key(ip);
         let mut guard = self.lock_connections();
         let (total, per_ip) = &mut *guard;
         let mine = per_ip.get(&ip).copied().unwrap_or(0);
@@ -113,6 +128,29 @@ impl Hub {
 
     fn lock(&self) -> MutexGuard<'_, Registry> {
         self.registry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_joins(&self) -> MutexGuard<'_, JoinLimiter> {
+        self.joins.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Spends one join of `ip` (`joins-per-minute-per-ip`); `false` past the rate.
+    fn take_join(&self, ip: IpAddr) -> bool {
+        let taken = self.lock_joins().take(ip, Instant::now());
+        if !taken {
+            self.joins_refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        taken
+    }
+
+    /// Messages refused for `messages-per-second`, and joins for `joins-per-minute-per-ip`.
+    pub fn refusals(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.rate_limited.load(Relaxed),
+            self.joins_refused.load(Relaxed),
+        )
     }
 
     fn lock_connections(&self) -> MutexGuard<'_, (usize, HashMap<IpAddr, usize>)> {
@@ -147,35 +185,6 @@ fn deliver(registry: &Registry, out: Deliveries) {
     }
 }
 
-/// A token bucket: `rate` messages per second, bursts of `rate`.
-struct Bucket {
-    rate: f64,
-    tokens: f64,
-    at: Instant,
-}
-
-impl Bucket {
-    fn new(rate: u32) -> Self {
-        Self {
-            rate: f64::from(rate),
-            tokens: f64::from(rate),
-            at: Instant::now(),
-        }
-    }
-
-    fn take(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
-        self.at = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 /// Serves one WebSocket in `namespace` until it closes, fails the heartbeat or shutdown.
 /// `only_room`: the one room a room-bound token allows.
 pub async fn serve(
@@ -198,7 +207,12 @@ pub async fn serve(
     let mut heartbeat = tokio::time::interval(config.heartbeat_interval);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
-    let mut bucket = Bucket::new(config.messages_per_second);
+    let mut bucket = Bucket::new(
+        config.messages_per_second,
+        Duration::from_secs(1),
+        Instant::now(),
+    );
+    let ip = slot.ip;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -224,12 +238,16 @@ pub async fn serve(
                 last_heard = Instant::now();
                 let reply = match frame {
                     Message::Text(text) => {
-                        handle_text(&hub, &id, only_room.as_deref(), &mut bucket, &config, text.as_str())
+                        handle_text(&hub, &id, ip, only_room.as_deref(), &mut bucket, &config, text.as_str())
                     }
-                    Message::Binary(_) => Some(SignalError::new(
-                        ErrorCode::BadMessage,
-                        "send JSON text frames, not binary",
-                    )),
+                    // Counted against the message rate too, or binary frames would be a
+                    // way around it.
+                    Message::Binary(_) => over_rate(&hub, &mut bucket, &config).or_else(|| {
+                        Some(SignalError::new(
+                            ErrorCode::BadMessage,
+                            "send JSON text frames, not binary",
+                        ))
+                    }),
                     Message::Close(_) => break,
                     Message::Ping(_) | Message::Pong(_) => None,
                 };
@@ -247,23 +265,34 @@ pub async fn serve(
     drop(slot);
 }
 
+/// Spends one message of the connection's `messages-per-second`; the error past it.
+fn over_rate(hub: &Hub, bucket: &mut Bucket, config: &SignalConfig) -> Option<SignalError> {
+    if bucket.take(Instant::now()) {
+        return None;
+    }
+    hub.rate_limited
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Some(SignalError::new(
+        ErrorCode::RateLimited,
+        format!(
+            "more than {} messages per second",
+            config.messages_per_second
+        ),
+    ))
+}
+
 /// One text frame: limits first, then what it asks for. Returns an error to send back.
 fn handle_text(
     hub: &Hub,
     id: &str,
+    ip: IpAddr,
     only_room: Option<&str>,
     bucket: &mut Bucket,
     config: &SignalConfig,
     text: &str,
 ) -> Option<SignalError> {
-    if !bucket.take(Instant::now()) {
-        return Some(SignalError::new(
-            ErrorCode::RateLimited,
-            format!(
-                "more than {} messages per second",
-                config.messages_per_second
-            ),
-        ));
+    if let Some(refused) = over_rate(hub, bucket, config) {
+        return Some(refused);
     }
     if text.len() > config.max_message_size {
         return Some(SignalError::new(
@@ -281,6 +310,16 @@ fn handle_text(
     };
     let result = match message {
         ClientMessage::Join { room } => {
+            // Every join costs (a `peers` reply mints TURN credentials), refused ones too.
+            if !hub.take_join(ip) {
+                return Some(SignalError::new(
+                    ErrorCode::RateLimited,
+                    format!(
+                        "more than {} joins per minute from this address; try again later",
+                        hub.lock_joins().rate()
+                    ),
+                ));
+            }
             if only_room.is_some_and(|allowed| allowed != room) {
                 return Some(SignalError::new(
                     ErrorCode::Unauthorized,
@@ -316,22 +355,4 @@ fn handle_text(
         }
     };
     result.err()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bucket_allows_a_burst_then_the_rate() {
-        let mut b = Bucket::new(5);
-        let t0 = b.at;
-        assert_eq!((0..10).filter(|_| b.take(t0)).count(), 5);
-        assert!(!b.take(t0));
-        assert!(
-            b.take(t0 + Duration::from_millis(200)),
-            "one token after 1/5 s"
-        );
-        assert!(!b.take(t0 + Duration::from_millis(200)));
-    }
 }

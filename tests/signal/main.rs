@@ -1,14 +1,16 @@
 //! Black-box: the WebSocket signaling relay of the built binary. Clients join rooms, learn each
 //! other's server-assigned IDs, relay offers, answers and candidates untouched, and are told
 //! when a peer leaves, closes or stops answering heartbeats; every limit (room size, message
-//! size, rate, connections per IP), token, origin and the ICE-servers API is checked from the
-//! outside, with credentials that must really allocate on rturn's own TURN listener.
+//! size, message and join rates, connections in total and per IP), token, origin and the
+//! ICE-servers API is checked from the outside, with credentials that must really allocate
+//! on rturn's own TURN listener.
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod access;
 #[path = "../common/mod.rs"]
 mod common;
+mod limits;
 mod rooms;
 
 use std::io::{Read, Write};
@@ -107,6 +109,14 @@ impl Relay {
     /// `GET path` over plain HTTP/1.1.
     fn get(&self, path: &str) -> HttpResponse {
         http_get(self.http, path)
+    }
+
+    /// The value of the `/metrics` sample `name` (labels included, as printed).
+    fn metric(&self, name: &str) -> f64 {
+        let body = self.get("/metrics").body;
+        body.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /metrics:\n{body}"))
     }
 }
 

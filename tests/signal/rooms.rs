@@ -447,6 +447,13 @@ async fn a_client_that_stops_answering_pings_is_dropped_and_announced() {
         mute.closed_by_server().await,
         "the mute connection stays open"
     );
+    // Counted, and gone from the registry: one peer in one room is left.
+    assert_eq!(relay.metric("rturn_signal_heartbeat_drops_total"), 1.0);
+    let health: Value = serde_json::from_str(&relay.get("/healthz").body).unwrap();
+    assert_eq!(
+        (health["peers"].as_u64(), health["rooms"].as_u64()),
+        (Some(1), Some(1))
+    );
 
     // The honest client, which reads and so answers every Ping, is still there more than
     // two timeouts after it joined.

@@ -1,0 +1,95 @@
+//! Black-box fault tests of the built binary's life cycle, on loopback only:
+//!
+//! - [`vanishing`]: clients that never refresh lose their allocation at expiry and the port
+//!   returns to the pool; TCP clients that drop mid-message (FIN or RST) are cleaned up and
+//!   counted.
+//! - [`exhaustion`]: a full relay port range and `total-quota` answer 508, `user-quota` 486
+//!   (RFC 8656 §7.2), and service resumes the moment a Refresh of 0 or a TCP close frees room.
+//! - [`restart`]: SIGTERM while coturn's `turnutils_uclient` relays exits cleanly within the
+//!   shutdown grace; a second run binds at once on exactly the ports the first one took.
+//!
+//! Signaling clients that stop answering pings are covered by `tests/signal/rooms.rs`.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+#[path = "../common/mod.rs"]
+mod common;
+mod exhaustion;
+mod raw;
+mod restart;
+mod vanishing;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A TURN server on loopback relaying to loopback peers, with users alice and bob, an HTTP
+/// listener for `/metrics`, and `relay` appended to its `[relay]` section.
+fn turn_config(relay: &str) -> String {
+    loopback_config(&format!(
+        "http = \"127.0.0.1:0\"\n\
+         [relay]\nrelay-ip = \"127.0.0.1\"\nallow-loopback-peers = true\n{relay}\n\
+         [auth.users]\nalice = \"wonderland\"\nbob = \"builder\"\n"
+    ))
+}
+
+/// `[relay]` keys for a range of exactly one relay port, free when the test starts. It is
+/// taken below Linux's ephemeral range (32768 and up) and the default relay range (49152 and
+/// up), so no other socket of a parallel test lands on it by chance.
+fn one_port_range() -> (u16, String) {
+    let seed = std::process::id() as usize
+        + std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos() as usize;
+    let port = (0..10_000)
+        .map(|i| 20_000 + ((seed + i * 7919) % 12_000) as u16)
+        .find(|&p| UdpSocket::bind(("127.0.0.1", p)).is_ok())
+        .expect("a free port in 20000..32000");
+    (port, format!("min-port = {port}\nmax-port = {port}\n"))
+}
+
+/// The address of the `listening on http` line.
+fn http_addr(server: &Server) -> SocketAddr {
+    server
+        .log()
+        .lines()
+        .find_map(|l| {
+            l.split("listening on http ")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no http address in the log:\n{}", server.log()))
+}
+
+/// The value of the `/metrics` sample `name` (labels included, as printed); 0 when absent
+/// (a labelled counter appears with its first event).
+fn metric(server: &Server, name: &str) -> f64 {
+    let addr = http_addr(server);
+    let mut stream = tcp_client(addr);
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).unwrap();
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Polls `cond` every 50 ms until it holds; panics with `what` after `limit`.
+fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
