@@ -81,6 +81,7 @@ fn bind_failure_names_address_and_key() {
         stderr.contains(&format!("cannot bind udp {addr} (listen.udp)")),
         "{stderr}"
     );
+    assert_eq!(stderr.matches("os error").count(), 1, "said once: {stderr}");
 }
 
 #[test]

@@ -55,7 +55,7 @@ pub enum ListenError {
 
 /// A listen address that could not be bound.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot bind {proto} {addr} ({key}): {source}{hint}", hint = bind_hint(source))]
+#[error("cannot bind {proto} {addr} ({key}): {error}{hint}", hint = bind_hint(error))]
 pub struct BindError {
     /// "udp" or "tcp".
     pub proto: &'static str,
@@ -63,8 +63,8 @@ pub struct BindError {
     pub addr: SocketAddr,
     /// The config key it came from.
     pub key: &'static str,
-    /// What the OS said.
-    pub source: io::Error,
+    /// What the OS said (in the message, not a chained source: printed once).
+    pub error: io::Error,
 }
 
 fn bind_hint(e: &io::Error) -> &'static str {
@@ -125,7 +125,7 @@ impl Listeners {
                     proto: "udp",
                     addr,
                     key: "listen.udp",
-                    source,
+                    error: source,
                 })
             })
             .collect::<Result<_, _>>()?;
@@ -138,7 +138,7 @@ impl Listeners {
                     proto: "tcp",
                     addr,
                     key: "listen.tcp",
-                    source,
+                    error: source,
                 })
             })
             .collect::<Result<_, _>>()?;
@@ -147,7 +147,7 @@ impl Listeners {
                 proto,
                 addr,
                 key,
-                source,
+                error: source,
             })
         };
         let tls = (config.listen.tls.iter())

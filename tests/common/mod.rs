@@ -117,7 +117,8 @@ impl Server {
                 server.tls.push(addr);
             } else if let Some(addr) = bound(&line, "https") {
                 server.https = Some(addr);
-            } else if line.contains("ready") {
+            } else if line.contains(" ready") {
+                // " ready", not "ready": a failed bind's "Address already in use" is no start.
                 return server;
             }
         }

@@ -156,7 +156,6 @@ fn a_restart_binds_at_once_on_the_ports_of_the_first_run() {
     let started = Instant::now();
     let second = Server::start(&config);
     let took = started.elapsed();
-    // (Server::start takes "Address already in use" for its "ready" line: look first.)
     assert!(
         !second.log().contains("Error") && second.udp.len() == 1,
         "the second run did not bind:\n{}",
