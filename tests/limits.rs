@@ -197,7 +197,14 @@ fn unauthenticated_requests_past_the_bucket_get_no_answer_and_it_refills() {
     ));
     let addr = server.udp[0];
     let honest = udp_from("127.0.0.1", addr);
-    let nonce = challenge(&udp_exchange(&honest, &allocate(None))); // token 1 of 10
+    let first = udp_exchange(&honest, &allocate(None)); // token 1 of 10
+    let nonce = challenge(&first);
+    // An unauthenticated answer is no larger than it must be: ERROR-CODE without a reason
+    // phrase, REALM, NONCE, FINGERPRINT; no SOFTWARE.
+    let attr = |len: usize| 4 + len.next_multiple_of(4);
+    let needed = 20 + attr(4) + attr("test.local".len()) + attr(nonce.len()) + attr(4);
+    assert_eq!(first.raw.len(), needed, "{:?}", first.attributes);
+    assert!(!first.contains(stun::attributes::ATTR_SOFTWARE));
 
     // 40 Bindings and unauthenticated Allocates from the same address, another port.
     let flood = udp_from("127.0.0.1", addr);

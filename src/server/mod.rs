@@ -607,7 +607,10 @@ fn reload(
         Some(secret) => secret.as_bytes().to_vec(),
         None => nonce_secret.to_vec(),
     };
-    let parts = turn_parts(new, own.to_vec(), &nonce_secret);
+    let mut parts = turn_parts(new, own.to_vec(), &nonce_secret);
+    // Split among the shards that run, which a changed server.workers does not change.
+    let shards = live.shared.shard_count() as u64;
+    parts.config.bps_capacity = new.relay.bps_capacity.div_ceil(shards);
     for shard in 0..live.shared.shard_count() {
         let mut guard = live.shared.lock(shard);
         guard.manager.reload(
