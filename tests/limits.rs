@@ -101,6 +101,16 @@ fn drain(socket: &UdpSocket) -> usize {
 
 /// A TURN request; with `nonce`, signed as alice (long-term credentials).
 fn request(method: Method, nonce: Option<&str>, add: impl FnOnce(&mut Message)) -> Message {
+    signed_with(PASS, method, nonce, add)
+}
+
+/// A TURN request signed (with `nonce`) as alice with password `pass`.
+fn signed_with(
+    pass: &str,
+    method: Method,
+    nonce: Option<&str>,
+    add: impl FnOnce(&mut Message),
+) -> Message {
     let mut m = Message::new();
     m.typ = MessageType::new(method, CLASS_REQUEST);
     m.new_transaction_id().expect("transaction id");
@@ -116,7 +126,7 @@ fn request(method: Method, nonce: Option<&str>, add: impl FnOnce(&mut Message)) 
                 .add_to(&mut m)
                 .expect("text attribute");
         }
-        MessageIntegrity::new_long_term_integrity(USER.into(), "test.local".into(), PASS.into())
+        MessageIntegrity::new_long_term_integrity(USER.into(), "test.local".into(), pass.into())
             .add_to(&mut m)
             .expect("integrity");
     }
@@ -230,9 +240,21 @@ fn unauthenticated_requests_past_the_bucket_get_no_answer_and_it_refills() {
     assert_ok(&udp_exchange(&honest, &allocate(Some(&nonce))));
     let refresh = request(METHOD_REFRESH, Some(&nonce), |_| {});
     assert_ok(&udp_exchange(&honest, &refresh));
+    // A signed request whose credentials are wrong is unauthenticated too: its 401 is not
+    // sent (checked, again, by the order of one worker).
+    let wrong = signed_with("nope", METHOD_REFRESH, Some(&nonce), |_| {});
+    honest.send(&wrong.raw).expect("send");
+    udp_exchange(&other, &binding_request(&[], true));
+    assert_eq!(drain(&honest), 0, "the wrong password was answered");
     let text = metrics(&server);
     let limited = sample(&text, "rturn_packets_total{outcome=\"rate_limited\"}");
-    assert_eq!(limited, 40 - answered as u64, "{text}");
+    assert_eq!(limited, 40 - answered as u64 + 1, "{text}");
+    let bad = "rturn_auth_failures_total{reason=\"bad_integrity\"}";
+    assert_eq!(
+        sample(&text, bad),
+        1,
+        "the request was checked, then not answered"
+    );
     assert!(sample(&text, "rturn_rate_limit_sources") >= 1);
 
     // The bucket refills: within a few seconds a Binding is answered again.
