@@ -60,6 +60,9 @@ cat >"$work/rturn.toml" <<EOF
 realm = "bench"
 [server]
 workers = $threads
+# Every load generator sends from 127.0.0.1: the per-source limits would measure themselves.
+unauthenticated-rate = 0
+max-tcp-connections-per-ip = 0
 [listen]
 udp = ["127.0.0.1:$rturn_port"]
 tcp = ["127.0.0.1:$rturn_port"]

@@ -25,6 +25,26 @@ pub const PLACEHOLDER_SECRET: &str = "change-me";
 pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How many client TCP connections are served at once; more wait in the kernel backlog.
 pub const DEFAULT_MAX_TCP_CONNECTIONS: usize = 10_000;
+/// Client TCP/TLS connections one IP address may hold at once. Networks that block UDP put
+/// every user of an office or campus on TURN over TCP/TLS from one address.
+pub const DEFAULT_MAX_TCP_CONNECTIONS_PER_IP: usize = 1000;
+/// Unauthenticated requests (Binding, and TURN requests answered without valid credentials)
+/// answered per second per source address and worker. A browser starting a call sends about
+/// 10 to 20 (a Binding and an unauthenticated Allocate per local interface and server URL,
+/// with retransmissions), so this sustains 10 to 20 call setups a second from one address.
+pub const DEFAULT_UNAUTHENTICATED_RATE: u32 = 200;
+/// How many unauthenticated requests one source address may send at once: about 50 to 100
+/// browsers behind one NAT starting calls at the same moment.
+pub const DEFAULT_UNAUTHENTICATED_BURST: u32 = 1000;
+/// How long a TCP/TLS connection may live without holding an allocation.
+pub const DEFAULT_TCP_ALLOCATION_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a client may take to finish the TLS handshake.
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Permissions (peer IPs) one allocation may hold; a browser uses one per remote candidate
+/// address, a handful per call.
+pub const DEFAULT_MAX_PERMISSIONS_PER_ALLOCATION: usize = 128;
+/// Channels one allocation may bind; a browser binds one per remote candidate pair in use.
+pub const DEFAULT_MAX_CHANNELS_PER_ALLOCATION: usize = 128;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -151,6 +171,30 @@ pub struct ServerConfig {
     /// Client TCP connections served at once.
     #[serde(default = "default_max_tcp_connections")]
     pub max_tcp_connections: usize,
+    /// Client TCP/TLS connections one IP address may hold at once; more are closed at
+    /// accept. 0 means no limit.
+    #[serde(default = "default_max_tcp_connections_per_ip")]
+    pub max_tcp_connections_per_ip: usize,
+    /// A TCP/TLS connection that holds no allocation this long after it was accepted (or
+    /// after its allocation ended) is closed, however chatty it is.
+    #[serde(
+        default = "default_tcp_allocation_timeout",
+        deserialize_with = "human_duration"
+    )]
+    pub tcp_allocation_timeout: Duration,
+    /// A TLS client that has not finished its handshake this long after connecting is closed.
+    #[serde(
+        default = "default_tls_handshake_timeout",
+        deserialize_with = "human_duration"
+    )]
+    pub tls_handshake_timeout: Duration,
+    /// Unauthenticated requests answered per second per source address (IPv6: per /64) and
+    /// worker; past the bucket nothing is answered. 0 turns the limit off.
+    #[serde(default = "default_unauthenticated_rate")]
+    pub unauthenticated_rate: u32,
+    /// The token bucket's size: how many unauthenticated requests one source may send at once.
+    #[serde(default = "default_unauthenticated_burst")]
+    pub unauthenticated_burst: u32,
     /// After SIGUSR1 (drain), rturn exits when the last allocation ends or this much time
     /// has passed.
     #[serde(default = "default_drain_timeout", deserialize_with = "human_duration")]
@@ -232,6 +276,20 @@ pub struct RelayConfig {
     /// Allocations the server holds at once; 0 means no limit.
     #[serde(default)]
     pub total_quota: usize,
+    /// Permissions one allocation may hold (508 past it); 0 means no limit.
+    #[serde(default = "default_max_permissions_per_allocation")]
+    pub max_permissions_per_allocation: usize,
+    /// Channels one allocation may bind (508 past it); 0 means no limit.
+    #[serde(default = "default_max_channels_per_allocation")]
+    pub max_channels_per_allocation: usize,
+    /// Bytes per second one allocation may relay in each direction (coturn's max-bps);
+    /// beyond it packets are dropped. 0 means no limit.
+    #[serde(default)]
+    pub max_bps: u64,
+    /// Bytes per second the server relays in each direction over all allocations (coturn's
+    /// bps-capacity); beyond it packets are dropped. 0 means no limit.
+    #[serde(default)]
+    pub bps_capacity: u64,
     /// Where a draining server sends new allocations (300 Try Alternate); else 508.
     pub alternate_server: Option<SocketAddr>,
 }
@@ -323,6 +381,27 @@ fn default_drain_timeout() -> Duration {
 fn default_max_tcp_connections() -> usize {
     DEFAULT_MAX_TCP_CONNECTIONS
 }
+fn default_max_tcp_connections_per_ip() -> usize {
+    DEFAULT_MAX_TCP_CONNECTIONS_PER_IP
+}
+fn default_tcp_allocation_timeout() -> Duration {
+    DEFAULT_TCP_ALLOCATION_TIMEOUT
+}
+fn default_tls_handshake_timeout() -> Duration {
+    DEFAULT_TLS_HANDSHAKE_TIMEOUT
+}
+fn default_unauthenticated_rate() -> u32 {
+    DEFAULT_UNAUTHENTICATED_RATE
+}
+fn default_unauthenticated_burst() -> u32 {
+    DEFAULT_UNAUTHENTICATED_BURST
+}
+fn default_max_permissions_per_allocation() -> usize {
+    DEFAULT_MAX_PERMISSIONS_PER_ALLOCATION
+}
+fn default_max_channels_per_allocation() -> usize {
+    DEFAULT_MAX_CHANNELS_PER_ALLOCATION
+}
 fn default_listen() -> Vec<SocketAddr> {
     vec![SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT))]
 }
@@ -357,6 +436,11 @@ impl Default for ServerConfig {
             workers: None,
             tcp_idle_timeout: DEFAULT_TCP_IDLE_TIMEOUT,
             max_tcp_connections: DEFAULT_MAX_TCP_CONNECTIONS,
+            max_tcp_connections_per_ip: DEFAULT_MAX_TCP_CONNECTIONS_PER_IP,
+            tcp_allocation_timeout: DEFAULT_TCP_ALLOCATION_TIMEOUT,
+            tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+            unauthenticated_rate: DEFAULT_UNAUTHENTICATED_RATE,
+            unauthenticated_burst: DEFAULT_UNAUTHENTICATED_BURST,
             drain_timeout: default_drain_timeout(),
         }
     }
@@ -390,6 +474,10 @@ impl Default for RelayConfig {
             channel_lifetime: default_channel_lifetime(),
             user_quota: 0,
             total_quota: 0,
+            max_permissions_per_allocation: DEFAULT_MAX_PERMISSIONS_PER_ALLOCATION,
+            max_channels_per_allocation: DEFAULT_MAX_CHANNELS_PER_ALLOCATION,
+            max_bps: 0,
+            bps_capacity: 0,
             alternate_server: None,
         }
     }
@@ -616,6 +704,24 @@ impl Config {
                 "must be at least \"1s\"",
             ));
         }
+        if self.server.tcp_allocation_timeout < Duration::from_secs(1) {
+            return Err(KeyError::new(
+                "server.tcp-allocation-timeout",
+                "must be at least \"1s\" (a client needs a few round trips to allocate)",
+            ));
+        }
+        if self.server.tls_handshake_timeout < Duration::from_millis(100) {
+            return Err(KeyError::new(
+                "server.tls-handshake-timeout",
+                "must be at least \"100ms\"",
+            ));
+        }
+        if self.server.unauthenticated_rate > 0 && self.server.unauthenticated_burst == 0 {
+            return Err(KeyError::new(
+                "server.unauthenticated-burst",
+                "must be at least 1 while server.unauthenticated-rate is on (0 turns the limit off)",
+            ));
+        }
         Ok(())
     }
 
@@ -673,6 +779,17 @@ impl Config {
                     relay.min_port, relay.max_port
                 ),
             ));
+        }
+        for (key, bps) in [
+            ("relay.max-bps", relay.max_bps),
+            ("relay.bps-capacity", relay.bps_capacity),
+        ] {
+            if bps != 0 && bps < 1000 {
+                return Err(KeyError::new(
+                    key,
+                    "must be 0 (no limit) or at least 1000 bytes per second",
+                ));
+            }
         }
         for (i, ip) in relay.relay_ip.iter().enumerate() {
             if ip.is_unspecified() || ip.is_multicast() {
@@ -968,6 +1085,72 @@ mod tests {
         assert_eq!((c.relay.min_port, c.relay.max_port), (49152, 65535));
         assert!(!c.relay.allow_loopback_peers);
         assert!(c.workers().get() >= 1);
+        // The abuse limits: on by default where a legitimate client never meets them,
+        // bandwidth off (as in coturn).
+        let s = &c.server;
+        assert_eq!(
+            (s.unauthenticated_rate, s.unauthenticated_burst),
+            (200, 1000)
+        );
+        assert_eq!(s.max_tcp_connections_per_ip, 1000);
+        assert_eq!(s.tcp_allocation_timeout, Duration::from_secs(30));
+        assert_eq!(s.tls_handshake_timeout, Duration::from_secs(10));
+        let r = &c.relay;
+        assert_eq!(
+            (
+                r.max_permissions_per_allocation,
+                r.max_channels_per_allocation
+            ),
+            (128, 128)
+        );
+        assert_eq!((r.max_bps, r.bps_capacity), (0, 0));
+    }
+
+    #[test]
+    fn abuse_limits_parse_and_are_validated() {
+        let c = Config::from_toml(
+            "realm = \"r\"\n[server]\nunauthenticated-rate = 0\nunauthenticated-burst = 0\n\
+             max-tcp-connections-per-ip = 0\ntcp-allocation-timeout = \"2m\"\n\
+             tls-handshake-timeout = \"3s\"\n[relay]\nmax-permissions-per-allocation = 0\n\
+             max-channels-per-allocation = 7\nmax-bps = 125000\nbps-capacity = 12500000\n",
+        )
+        .unwrap();
+        assert_eq!(c.server.unauthenticated_rate, 0);
+        assert_eq!(c.server.tcp_allocation_timeout, Duration::from_secs(120));
+        assert_eq!(c.server.tls_handshake_timeout, Duration::from_secs(3));
+        assert_eq!(c.relay.max_channels_per_allocation, 7);
+        assert_eq!(
+            (c.relay.max_bps, c.relay.bps_capacity),
+            (125_000, 12_500_000)
+        );
+        let cases = [
+            (
+                "[server]\nunauthenticated-rate = 10\nunauthenticated-burst = 0",
+                "server.unauthenticated-burst",
+            ),
+            (
+                "[server]\ntcp-allocation-timeout = \"0s\"",
+                "server.tcp-allocation-timeout",
+            ),
+            (
+                "[server]\ntls-handshake-timeout = \"10ms\"",
+                "server.tls-handshake-timeout",
+            ),
+            ("[relay]\nmax-bps = 10", "relay.max-bps"),
+            ("[relay]\nbps-capacity = 999", "relay.bps-capacity"),
+            (
+                "[server]\nunauthenticated-rate = -1",
+                "server.unauthenticated-rate",
+            ),
+            (
+                "[relay]\nmax-channels-per-allocation = \"x\"",
+                "relay.max-channels-per-allocation",
+            ),
+        ];
+        for (text, key) in cases {
+            let text = format!("realm = \"r\"\n{text}\n");
+            assert_eq!(err(&text).key, key, "for {text:?}");
+        }
     }
 
     #[test]

@@ -217,6 +217,8 @@ struct Importer {
     permission_lifetime: Option<At<u64>>,
     user_quota: Option<At<usize>>,
     total_quota: Option<At<usize>>,
+    max_bps: Option<At<usize>>,
+    bps_capacity: Option<At<usize>>,
     workers: Option<At<usize>>,
     skipped: Vec<Skipped>,
 }
@@ -294,6 +296,14 @@ const OPTIONS: &[(&str, Handler)] = &[
     ("total-quota", |c, l| {
         once(&mut c.skipped, &mut c.total_quota, l, l.number("a number")?)
     }),
+    ("max-bps", |c, l| {
+        let bps = bytes_per_second(l)?;
+        once(&mut c.skipped, &mut c.max_bps, l, bps)
+    }),
+    ("bps-capacity", |c, l| {
+        let bps = bytes_per_second(l)?;
+        once(&mut c.skipped, &mut c.bps_capacity, l, bps)
+    }),
     ("max-allocate-lifetime", |c, l| {
         once(&mut c.skipped, &mut c.max_lifetime, l, l.seconds()?)
     }),
@@ -320,6 +330,16 @@ const OPTIONS: &[(&str, Handler)] = &[
         }
     }),
 ];
+
+/// max-bps and bps-capacity: 0 (no limit) or at least what rturn accepts.
+fn bytes_per_second(line: &Line<'_>) -> Result<usize, Skip> {
+    match line.number("a number of bytes per second")? {
+        n @ (0 | 1000..) => Ok(n),
+        _ => Err(attention(
+            "rturn takes 0 (no limit) or at least 1000 bytes per second",
+        )),
+    }
+}
 
 /// A single-valued option: the last one counts, as in coturn; earlier ones are reported.
 fn once<T>(

@@ -12,12 +12,14 @@
 //!   no sockets, no clock, so every path is unit-tested on bytes.
 //! - [`auth`]: long-term credentials, TURN REST secrets, stateless nonces. Pure.
 //! - [`turn`]: the allocation manager, sans-IO: decoded requests and the time in, response
-//!   bytes and data-path routes out; relay ports come through a binder trait; peer rules.
+//!   bytes and data-path routes out; relay ports come through a binder trait; peer rules,
+//!   per-allocation caps and bandwidth limits.
 //! - [`signal`]: the signaling relay: protocol and room registry (pure), WebSocket glue.
 //! - [`random`]: values from the OS CSPRNG (nonce keys, relay ports, tokens, IDs).
 //! - [`http`]: the axum routes: `/ws`, `/api/ice-servers`, pages from `web/`, `/healthz`.
 //! - [`server`]: tokio glue only: binding the `[listen]` sockets (one SO_REUSEPORT UDP socket
-//!   per worker), relay sockets, one expiry timer per shard, counting what was seen, and
+//!   per worker), relay sockets, one expiry timer per shard, the per-source bucket for
+//!   unauthenticated requests and the TCP/TLS connection limits, counting what was seen, and
 //!   stopping on one cancellation token.
 //!
 //! `main.rs` is thin: it parses the command line, sets up tracing, reads the config, builds the

@@ -351,6 +351,8 @@ impl Importer {
         for (key, value) in [
             ("user-quota", &self.user_quota),
             ("total-quota", &self.total_quota),
+            ("max-bps", &self.max_bps),
+            ("bps-capacity", &self.bps_capacity),
         ] {
             if let Some(v) = value {
                 out.line(format!("{key} = {}", v.value));

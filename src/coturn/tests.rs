@@ -568,6 +568,17 @@ fn lifetimes_quotas_and_workers() {
     assert_eq!((r.user_quota, r.total_quota), (10, 1000));
     assert_eq!(config.server.workers, Some(4));
     assert!(c.toml.contains("max-allocation-lifetime = \"5m\""));
+    let (bandwidth, converted) = run("realm=r\nmax-bps=125000\nbps-capacity=0\n");
+    let r = &bandwidth.relay;
+    assert_eq!((r.max_bps, r.bps_capacity), (125_000, 0));
+    assert!(
+        converted.toml.contains("max-bps = 125000"),
+        "{}",
+        converted.toml
+    );
+    let (too_low, converted) = run("realm=r\nmax-bps=10\n");
+    assert_eq!(too_low.relay.max_bps, 0);
+    assert!(skip(&converted, "line 2: max-bps: ").contains("at least 1000"));
 
     let (config, _) = run("realm=r\nmax-allocate-lifetime=7200\n");
     assert_eq!(
@@ -588,7 +599,7 @@ fn options_rturn_lacks_are_skipped_with_the_reason() {
                 no-stdout-log\nprometheus\nno-cli\ncli-ip=127.0.0.1\ncli-port=5766\n\
                 cli-password=qwerty\nfingerprint\nmobility\nno-software-attribute\n\
                 secure-stun\npidfile=\"/var/run/turnserver.pid\"\nproc-user=turn\n\
-                proc-group=turn\nno-tlsv1\nno-tlsv1_1\nmax-bps=1000\nbps-capacity=9000\n\
+                proc-group=turn\nno-tlsv1\nno-tlsv1_1\n\
                 alt-listening-port=3479\nserver-name=turn.example.org\nno-loopback-peers\n";
     let (_, c) = run(text);
     let expect = [
@@ -612,8 +623,6 @@ fn options_rturn_lacks_are_skipped_with_the_reason() {
         ("proc-group", "systemd"),
         ("no-tlsv1", "TLS 1.2 and 1.3 only"),
         ("no-tlsv1_1", "TLS 1.2 and 1.3 only"),
-        ("max-bps", "not supported yet"),
-        ("bps-capacity", "not supported yet"),
         ("alt-listening-port", "RFC 5780"),
         ("server-name", "OAuth"),
         ("no-loopback-peers", "already the default"),

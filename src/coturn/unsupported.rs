@@ -70,7 +70,6 @@ const BACKWARD: &str =
 const DEVICE: &str =
     "rturn cannot bind to a network device: give its addresses in listening-ip/relay-ip";
 const ALLOCATE_TIMEOUT: &str = "rturn has no allocation-setup timeout";
-const BANDWIDTH: &str = "bandwidth limits are not supported yet";
 const DATABASE: &str = "rturn has no database backends: move the users to [auth.users] or \
                         use TURN REST secrets ([auth] static-auth-secret)";
 const STATS: &str = "rturn keeps no statistics database";
@@ -153,8 +152,6 @@ pub(super) const UNSUPPORTED: &[(&str, Treat, &str)] = &[
     ("listening-device", ValueAttention, DEVICE),
     ("relay-device", ValueAttention, DEVICE),
     ("max-allocate-timeout", Value, ALLOCATE_TIMEOUT),
-    ("max-bps", ValueAttention, BANDWIDTH),
-    ("bps-capacity", ValueAttention, BANDWIDTH),
     ("userdb", ValueAttention, DATABASE),
     ("db", ValueAttention, DATABASE),
     ("psql-userdb", ValueAttention, DATABASE),

@@ -228,6 +228,7 @@ impl Loop {
                 Handled::Relayed => self.counters.count(Event::Relayed),
                 Handled::Ignored => self.counters.count(Event::Ignored),
                 Handled::Malformed(_) => self.counters.count(Event::Malformed),
+                Handled::RateLimited => self.counters.count(Event::RateLimited),
             }
         }
         self.take_turn(token, count);

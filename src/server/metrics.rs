@@ -30,6 +30,7 @@ pub(super) fn render(src: &Sources) -> String {
     let mut turn = TurnMetrics::default();
     let mut by_transport = [0usize; 3];
     let mut ports = 0;
+    let mut limited_sources = 0;
     for shard in 0..src.shared.shard_count() {
         let guard = src.shared.lock(shard);
         turn.add(guard.manager.metrics());
@@ -40,6 +41,7 @@ pub(super) fn render(src: &Sources) -> String {
             *total += n;
         }
         ports += guard.manager.binder().in_use();
+        limited_sources += guard.limiter.tracked();
     }
     let s = src.stats.snapshot();
     let mut out = String::with_capacity(4096);
@@ -130,6 +132,43 @@ pub(super) fn render(src: &Sources) -> String {
     );
     metric(
         &mut out,
+        "relay_dropped_packets_total",
+        "counter",
+        "Data packets dropped by the bandwidth limits (relay.max-bps per allocation, relay.bps-capacity overall).",
+        &[
+            ("{limit=\"max_bps\"}", turn.dropped_max_bps.0),
+            ("{limit=\"bps_capacity\"}", turn.dropped_bps_capacity.0),
+        ],
+    );
+    metric(
+        &mut out,
+        "relay_dropped_bytes_total",
+        "counter",
+        "Payload bytes dropped by the bandwidth limits.",
+        &[
+            ("{limit=\"max_bps\"}", turn.dropped_max_bps.1),
+            ("{limit=\"bps_capacity\"}", turn.dropped_bps_capacity.1),
+        ],
+    );
+    metric(
+        &mut out,
+        "allocation_caps_reached_total",
+        "counter",
+        "CreatePermission and ChannelBind refused with 508 for a per-allocation cap.",
+        &[
+            ("{cap=\"permissions\"}", turn.permission_cap),
+            ("{cap=\"channels\"}", turn.channel_cap),
+        ],
+    );
+    metric(
+        &mut out,
+        "rate_limit_sources",
+        "gauge",
+        "Source addresses with a partly used unauthenticated-request bucket.",
+        &[("", v(limited_sources))],
+    );
+    metric(
+        &mut out,
         "relay_ports",
         "gauge",
         "Relay ports held, and the size of the port range.",
@@ -148,6 +187,7 @@ pub(super) fn render(src: &Sources) -> String {
             ("{outcome=\"replied\"}", s.replied),
             ("{outcome=\"malformed\"}", s.malformed),
             ("{outcome=\"ignored\"}", s.ignored),
+            ("{outcome=\"rate_limited\"}", s.rate_limited),
         ],
     );
     metric(
@@ -166,6 +206,9 @@ pub(super) fn render(src: &Sources) -> String {
             ("{event=\"accepted\"}", s.tcp_accepted),
             ("{event=\"broken\"}", s.tcp_broken),
             ("{event=\"idle_closed\"}", s.tcp_idle_closed),
+            ("{event=\"refused_per_ip\"}", s.tcp_refused_per_ip),
+            ("{event=\"allocation_timeout\"}", s.tcp_allocation_timeout),
+            ("{event=\"handshake_timeout\"}", s.tls_handshake_timeout),
         ],
     );
     if let Some(hub) = &src.hub {

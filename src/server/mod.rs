@@ -6,6 +6,7 @@
 
 mod admin;
 mod datapath;
+mod limiter;
 mod metrics;
 mod mmsg;
 mod ports;
@@ -207,6 +208,11 @@ fn turn_parts(config: &Config, own: Vec<SocketAddr>, nonce_secret: &[u8]) -> Tur
         max_lifetime: relay.max_allocation_lifetime,
         permission_lifetime: relay.permission_lifetime,
         channel_lifetime: relay.channel_lifetime,
+        max_permissions: relay.max_permissions_per_allocation,
+        max_channels: relay.max_channels_per_allocation,
+        max_bps: relay.max_bps,
+        // Each shard enforces its share, so no counter is shared across cores per packet.
+        bps_capacity: relay.bps_capacity.div_ceil(config.workers().get() as u64),
         ..TurnConfig::default()
     };
     let auth = Auth::new(AuthSettings {
@@ -359,6 +365,11 @@ pub async fn run(
                 unix_now,
             ),
             tcp_sinks: HashMap::new(),
+            limiter: limiter::SourceLimiter::new(
+                config.server.unauthenticated_rate,
+                config.server.unauthenticated_burst,
+                now,
+            ),
         });
     }
     let shared = Arc::new(Shared::new(shards));
@@ -370,6 +381,7 @@ pub async fn run(
         }
     };
     let permits = Arc::new(Semaphore::new(config.server.max_tcp_connections));
+    let per_ip = Arc::new(tcp::PerIp::new(config.server.max_tcp_connections_per_ip));
     for (listener, tls) in tcp_listeners {
         let acceptor = match (tls, &store) {
             (false, _) => None,
@@ -385,6 +397,9 @@ pub async fn run(
         let ctx = tcp::TcpContext {
             permits: Arc::clone(&permits),
             idle_timeout: config.server.tcp_idle_timeout,
+            allocation_timeout: config.server.tcp_allocation_timeout,
+            handshake_timeout: config.server.tls_handshake_timeout,
+            per_ip: Arc::clone(&per_ip),
             shared: Arc::clone(&shared),
             counters: stats.register(),
             shutdown: shutdown.clone(),
@@ -420,7 +435,9 @@ pub async fn run(
             serve_http("http", listener, None, app.clone(), &tasks, &shutdown);
         }
         if let (Some(listener), Some(store)) = (listeners.https, &store) {
-            serve_http("https", listener, Some(store), app, &tasks, &shutdown);
+            let handshake = config.server.tls_handshake_timeout;
+            let tls = Some((store, handshake));
+            serve_http("https", listener, tls, app, &tasks, &shutdown);
         }
     }
     tracing::info!(
@@ -514,6 +531,7 @@ pub async fn run(
         io_errors = s.io_errors,
         tcp_accepted = s.tcp_accepted,
         tcp_broken = s.tcp_broken,
+        rate_limited = s.rate_limited,
         allocations,
         "stopped"
     );
@@ -589,7 +607,10 @@ fn reload(
         Some(secret) => secret.as_bytes().to_vec(),
         None => nonce_secret.to_vec(),
     };
-    let parts = turn_parts(new, own.to_vec(), &nonce_secret);
+    let mut parts = turn_parts(new, own.to_vec(), &nonce_secret);
+    // Split among the shards that run, which a changed server.workers does not change.
+    let shards = live.shared.shard_count() as u64;
+    parts.config.bps_capacity = new.relay.bps_capacity.div_ceil(shards);
     for shard in 0..live.shared.shard_count() {
         let mut guard = live.shared.lock(shard);
         guard.manager.reload(
@@ -600,6 +621,10 @@ fn reload(
         if draining {
             guard.manager.drain(new.relay.alternate_server);
         }
+        (guard.limiter).set(
+            new.server.unauthenticated_rate,
+            new.server.unauthenticated_burst,
+        );
     }
     live.quotas
         .set_limits(new.relay.user_quota, new.relay.total_quota);
@@ -664,7 +689,7 @@ fn http_app(
 fn serve_http(
     name: &'static str,
     listener: std::net::TcpListener,
-    tls: Option<&Arc<tls::CertStore>>,
+    tls: Option<(&Arc<tls::CertStore>, Duration)>,
     app: axum::Router,
     tasks: &TaskTracker,
     shutdown: &CancellationToken,
@@ -677,7 +702,7 @@ fn serve_http(
         }
     };
     let stop = shutdown.clone();
-    let Some(store) = tls else {
+    let Some((store, handshake_timeout)) = tls else {
         log_bound(name, listener.local_addr(), 1);
         let app = app.into_make_service_with_connect_info::<ClientAddr>();
         tasks.spawn(async move {
@@ -692,7 +717,8 @@ fn serve_http(
     let listener = tls::acceptor(store, true)
         .map_err(|e| e.to_string())
         .and_then(|acceptor| {
-            tls::TlsListener::new(listener, acceptor, shutdown.clone()).map_err(|e| e.to_string())
+            tls::TlsListener::new(listener, acceptor, shutdown.clone(), handshake_timeout)
+                .map_err(|e| e.to_string())
         });
     let listener = match listener {
         Ok(l) => l,
@@ -721,6 +747,7 @@ async fn expiry(shared: Arc<Shared>, shard: usize, shutdown: CancellationToken) 
             let mut guard = shared.lock(shard);
             let now = Instant::now();
             guard.manager.handle_timeout(now);
+            guard.limiter.purge(now);
             guard.manager.poll_timeout()
         };
         let tick = Instant::now() + EXPIRY_TICK;

@@ -12,18 +12,22 @@ use std::hash::BuildHasher;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
+use stun::attributes::{ATTR_MESSAGE_INTEGRITY, ATTR_MESSAGE_INTEGRITY_SHA256};
 use stun::message::{CLASS_INDICATION, CLASS_REQUEST, METHOD_BINDING, METHOD_SEND, Message};
 use tokio::sync::mpsc;
 
+use super::limiter::SourceLimiter;
 use super::relay::SocketBinder;
 use crate::stun::codec::{PacketKind, decode_into, packet_kind};
 use crate::stun::{Malformed, Responder};
 use crate::turn::{FiveTuple, Manager};
 
-/// One shard: an allocation manager and the TCP clients whose allocations it holds.
+/// One shard: an allocation manager, the TCP clients whose allocations it holds, and the
+/// rate limit of unauthenticated requests from the sources it serves.
 pub(super) struct Shard {
     pub(super) manager: Manager<SocketBinder>,
     pub(super) tcp_sinks: HashMap<FiveTuple, mpsc::Sender<Vec<u8>>>,
+    pub(super) limiter: SourceLimiter,
 }
 
 /// Everything the listener threads and tasks share.
@@ -68,6 +72,8 @@ pub(super) enum Handled {
     Ignored,
     /// Not a usable packet.
     Malformed(Malformed),
+    /// An unauthenticated request past its source's token bucket: not answered.
+    RateLimited,
 }
 
 /// Per-socket (or per-connection) scratch space for handling client packets.
@@ -104,17 +110,35 @@ impl Dispatcher {
             return Handled::Malformed(e);
         }
         let req = &self.request;
+        let source = tuple.client.ip();
         match (req.typ.class, req.typ.method) {
             (CLASS_REQUEST, METHOD_BINDING) => {
+                if !shard.limiter.allow(source, now) {
+                    return Handled::RateLimited;
+                }
                 let answer = self.responder.answer(req, tuple.client);
                 self.reply.clear();
                 self.reply.extend_from_slice(answer);
                 Handled::Reply
             }
             (CLASS_REQUEST, _) => {
+                // Without MESSAGE-INTEGRITY the answer is a 401 (or 420): no need to build it
+                // when the source may not have it.
+                let signed = req.contains(ATTR_MESSAGE_INTEGRITY)
+                    || req.contains(ATTR_MESSAGE_INTEGRITY_SHA256);
+                if !signed && !shard.limiter.allow(source, now) {
+                    return Handled::RateLimited;
+                }
                 let answer = shard.manager.handle_request(now, tuple, req);
                 self.reply.clear();
                 self.reply.extend_from_slice(answer);
+                // Signed but not valid (stale nonce, wrong key...): unauthenticated too.
+                if signed
+                    && !shard.manager.answered_authenticated()
+                    && !shard.limiter.allow(source, now)
+                {
+                    return Handled::RateLimited;
+                }
                 Handled::Reply
             }
             (CLASS_INDICATION, METHOD_SEND) => {

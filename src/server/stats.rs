@@ -17,6 +17,10 @@ pub struct Counters {
     tcp_accepted: AtomicU64,
     tcp_broken: AtomicU64,
     tcp_idle_closed: AtomicU64,
+    rate_limited: AtomicU64,
+    tcp_refused_per_ip: AtomicU64,
+    tcp_allocation_timeout: AtomicU64,
+    tls_handshake_timeout: AtomicU64,
 }
 
 /// Names the counter to bump.
@@ -40,6 +44,14 @@ pub enum Event {
     TcpBroken,
     /// A TCP connection was closed for being idle.
     TcpIdleClosed,
+    /// An unauthenticated request went unanswered: its source's bucket was empty.
+    RateLimited,
+    /// A TCP/TLS connection was closed at accept: its IP address held too many.
+    TcpRefusedPerIp,
+    /// A TCP/TLS connection was closed for holding no allocation too long.
+    TcpAllocationTimeout,
+    /// A TLS connection was closed for not finishing its handshake in time.
+    TlsHandshakeTimeout,
 }
 
 impl Counters {
@@ -55,6 +67,10 @@ impl Counters {
             Event::TcpAccepted => &self.tcp_accepted,
             Event::TcpBroken => &self.tcp_broken,
             Event::TcpIdleClosed => &self.tcp_idle_closed,
+            Event::RateLimited => &self.rate_limited,
+            Event::TcpRefusedPerIp => &self.tcp_refused_per_ip,
+            Event::TcpAllocationTimeout => &self.tcp_allocation_timeout,
+            Event::TlsHandshakeTimeout => &self.tls_handshake_timeout,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -81,6 +97,14 @@ pub struct Snapshot {
     pub tcp_broken: u64,
     /// TCP connections closed for being idle.
     pub tcp_idle_closed: u64,
+    /// Unauthenticated requests left unanswered by the per-source rate limit.
+    pub rate_limited: u64,
+    /// TCP/TLS connections closed at accept for the per-IP cap.
+    pub tcp_refused_per_ip: u64,
+    /// TCP/TLS connections closed for holding no allocation.
+    pub tcp_allocation_timeout: u64,
+    /// TLS connections closed for not finishing the handshake in time.
+    pub tls_handshake_timeout: u64,
 }
 
 /// The registry of every worker's counters.
@@ -111,6 +135,10 @@ impl Stats {
             s.tcp_accepted += get(&c.tcp_accepted);
             s.tcp_broken += get(&c.tcp_broken);
             s.tcp_idle_closed += get(&c.tcp_idle_closed);
+            s.rate_limited += get(&c.rate_limited);
+            s.tcp_refused_per_ip += get(&c.tcp_refused_per_ip);
+            s.tcp_allocation_timeout += get(&c.tcp_allocation_timeout);
+            s.tls_handshake_timeout += get(&c.tls_handshake_timeout);
         }
         s
     }

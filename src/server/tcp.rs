@@ -1,10 +1,14 @@
-//! STUN/TURN over TCP: an accept loop capped by a semaphore, and per connection a reader that
-//! frames the stream ([`crate::stun::next_frame`]) and a writer fed by one ordered queue.
-//! Broken framing, or silence past the idle timeout without an allocation, closes it.
+//! STUN/TURN over TCP: an accept loop capped by a semaphore (and per client IP by
+//! [`PerIp`]), and per connection a reader that frames the stream
+//! ([`crate::stun::next_frame`]) and a writer fed by one ordered queue. Broken framing,
+//! silence past the idle timeout without an allocation, or holding no allocation past
+//! `tcp-allocation-timeout` closes it; on TLS, so does a handshake slower than
+//! `tls-handshake-timeout`.
 
+use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
@@ -18,7 +22,6 @@ use tokio_util::task::TaskTracker;
 use super::shard::{Dispatcher, Handled, Shared};
 use super::stats::{Counters, Event};
 use super::throttle::Throttle;
-use super::tls::HANDSHAKE_TIMEOUT;
 use crate::stun::framing::CHANNEL_DATA_HEADER_LEN;
 use crate::stun::{Frame, next_frame};
 use crate::turn::{FiveTuple, Transport};
@@ -49,6 +52,12 @@ pub(super) struct TcpContext {
     pub(super) permits: Arc<Semaphore>,
     /// Silence after which a connection without an allocation is closed.
     pub(super) idle_timeout: Duration,
+    /// How long a connection may hold no allocation, chatty or not.
+    pub(super) allocation_timeout: Duration,
+    /// How long a TLS client may take over its handshake.
+    pub(super) handshake_timeout: Duration,
+    /// Connections per client IP, shared by every TCP and TLS listener.
+    pub(super) per_ip: Arc<PerIp>,
     /// The allocation managers.
     pub(super) shared: Arc<Shared>,
     /// This listener's counters.
@@ -85,11 +94,17 @@ pub(super) async fn serve(listener: TcpListener, ctx: TcpContext) {
                 continue;
             }
         };
+        let Some(slot) = PerIp::acquire(&ctx.per_ip, peer.ip()) else {
+            // Closed at once: the client sees a reset or EOF, the permit goes back.
+            ctx.counters.count(Event::TcpRefusedPerIp);
+            drop(stream);
+            continue;
+        };
         ctx.counters.count(Event::TcpAccepted);
         let conn_ctx = ctx.clone();
         ctx.tasks.spawn(async move {
             accepted_connection(stream, peer, &conn_ctx).await;
-            drop(permit);
+            drop((slot, permit));
         });
     }
 }
@@ -109,7 +124,7 @@ async fn accepted_connection(stream: TcpStream, client: SocketAddr, ctx: &TcpCon
         };
         return connection(stream, tuple, ctx).await;
     };
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+    match tokio::time::timeout(ctx.handshake_timeout, acceptor.accept(stream)).await {
         Ok(Ok(stream)) => {
             let tuple = FiveTuple {
                 transport: Transport::Tls,
@@ -123,7 +138,7 @@ async fn accepted_connection(stream: TcpStream, client: SocketAddr, ctx: &TcpCon
             tracing::debug!(%client, "tls handshake failed: {e}");
             ctx.counters.count(Event::TcpBroken);
         }
-        Err(_) => ctx.counters.count(Event::TcpBroken),
+        Err(_) => ctx.counters.count(Event::TlsHandshakeTimeout),
     }
 }
 
@@ -165,6 +180,7 @@ async fn read_loop(
 ) {
     let mut buf = BytesMut::with_capacity(4096);
     let mut dispatcher = Dispatcher::new();
+    let mut allocation_check = tokio::time::Instant::now() + ctx.allocation_timeout;
     loop {
         // Handle every complete frame already buffered, in order.
         loop {
@@ -196,6 +212,7 @@ async fn read_loop(
                 Handled::Relayed => ctx.counters.count(Event::Relayed),
                 Handled::Ignored => ctx.counters.count(Event::Ignored),
                 Handled::Malformed(_) => ctx.counters.count(Event::Malformed),
+                Handled::RateLimited => ctx.counters.count(Event::RateLimited),
             }
             buf.advance(frame.len());
         }
@@ -207,6 +224,16 @@ async fn read_loop(
                     continue;
                 }
                 ctx.counters.count(Event::TcpIdleClosed);
+                return;
+            }
+            _ = tokio::time::sleep_until(allocation_check) => {
+                if ctx.shared.lock(shard).manager.has_allocation(&tuple) {
+                    // Looked at again a timeout later: an allocation that ended by then
+                    // closes the connection within one more timeout.
+                    allocation_check += ctx.allocation_timeout;
+                    continue;
+                }
+                ctx.counters.count(Event::TcpAllocationTimeout);
                 return;
             }
             r = reader.read_buf(&mut buf) => r,
@@ -232,4 +259,80 @@ async fn read_loop(
 fn channel_data_without_padding(buf: &[u8]) -> &[u8] {
     let len = usize::from(u16::from_be_bytes([buf[2], buf[3]]));
     &buf[..CHANNEL_DATA_HEADER_LEN + len]
+}
+
+/// Open connections per client address (IPv6: per /64), for `max-tcp-connections-per-ip`.
+/// Touched once per accept and once per close, never per packet.
+#[derive(Debug, Default)]
+pub(super) struct PerIp {
+    /// 0: no limit.
+    limit: usize,
+    open: Mutex<HashMap<u128, usize>>,
+}
+
+impl PerIp {
+    pub(super) fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            open: Mutex::default(),
+        }
+    }
+
+    /// One more connection from `ip`, or `None` when it already holds `limit`.
+    fn acquire(this: &Arc<Self>, ip: IpAddr) -> Option<PerIpSlot> {
+        let key = super::limiter::source_key(ip);
+        let mut open = this.open.lock().unwrap_or_else(|e| e.into_inner());
+        let held = open.entry(key).or_insert(0);
+        if this.limit != 0 && *held >= this.limit {
+            if *held == 0 {
+                open.remove(&key);
+            }
+            return None;
+        }
+        *held += 1;
+        Some(PerIpSlot {
+            table: Arc::clone(this),
+            key,
+        })
+    }
+}
+
+/// One open connection counted in [`PerIp`]; uncounted when dropped.
+pub(super) struct PerIpSlot {
+    table: Arc<PerIp>,
+    key: u128,
+}
+
+impl Drop for PerIpSlot {
+    fn drop(&mut self) {
+        let mut open = self.table.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(held) = open.get_mut(&self.key) {
+            *held -= 1;
+            if *held == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_ip_slots_are_counted_and_given_back() {
+        let table = Arc::new(PerIp::new(2));
+        let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        let first = PerIp::acquire(&table, a).unwrap();
+        let second = PerIp::acquire(&table, a).unwrap();
+        assert!(PerIp::acquire(&table, a).is_none());
+        let other = PerIp::acquire(&table, b).unwrap();
+        drop(first);
+        let again = PerIp::acquire(&table, a).unwrap();
+        drop((second, again, other));
+        assert!(table.open.lock().unwrap().is_empty(), "nothing left behind");
+        let unlimited = Arc::new(PerIp::new(0));
+        let slots: Vec<_> = (0..100).map(|_| PerIp::acquire(&unlimited, a)).collect();
+        assert!(slots.iter().all(Option::is_some));
+    }
 }

@@ -15,8 +15,6 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::TlsConfig;
 
-/// How long a client may take to finish the TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// ALPN for STUN/TURN over TLS (RFC 7443).
 const ALPN_STUN: &[u8] = b"stun.turn";
 
@@ -115,11 +113,13 @@ pub struct TlsListener {
 }
 
 impl TlsListener {
-    /// Starts accepting on `listener` until `shutdown`.
+    /// Starts accepting on `listener` until `shutdown`; a client gets `handshake_timeout` to
+    /// finish its handshake.
     pub fn new(
         listener: tokio::net::TcpListener,
         acceptor: TlsAcceptor,
         shutdown: tokio_util::sync::CancellationToken,
+        handshake_timeout: Duration,
     ) -> std::io::Result<Self> {
         let local = listener.local_addr()?;
         let (tx, ready) = tokio::sync::mpsc::channel(64);
@@ -136,7 +136,7 @@ impl TlsListener {
                 let (acceptor, tx) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
                     if let Ok(Ok(tls)) =
-                        tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+                        tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await
                     {
                         let _ = tx.send((tls, peer)).await;
                     }

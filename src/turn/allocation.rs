@@ -3,6 +3,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
+use super::bandwidth::Bandwidth;
 use crate::auth::{Integrity, Key};
 use crate::turn::FastMap;
 
@@ -48,6 +49,8 @@ pub struct Allocation {
     pub missing_family: Option<u8>,
     /// The RESERVATION-TOKEN the Allocate handed out, if any (repeated likewise).
     pub reservation_token: Option<[u8; 8]>,
+    /// Its `max-bps` buckets.
+    pub bandwidth: Bandwidth,
 }
 
 impl Allocation {
@@ -62,6 +65,16 @@ impl Allocation {
     /// Whether a live permission covers `peer` at `now`.
     pub fn permits(&self, peer: IpAddr, now: Instant) -> bool {
         self.permissions.get(&peer).is_some_and(|&t| t > now)
+    }
+
+    /// Permissions live at `now`.
+    pub fn live_permissions(&self, now: Instant) -> usize {
+        self.permissions.values().filter(|&&t| t > now).count()
+    }
+
+    /// Channels live at `now`.
+    pub fn live_channels(&self, now: Instant) -> usize {
+        self.channels.values().filter(|c| c.expires > now).count()
     }
 
     /// The live channel bound to `channel`, if any.

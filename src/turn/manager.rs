@@ -16,6 +16,7 @@ use stun::uattrs::UnknownAttributes;
 
 use super::allocation::Allocation;
 use super::attrs::{self, KNOWN_TURN_ATTRIBUTES};
+use super::bandwidth::{self, Bandwidth};
 use super::metrics::TurnMetrics;
 use super::peer_rules::PeerRules;
 use super::quota::Quotas;
@@ -106,6 +107,11 @@ pub struct Manager<B> {
     pub(super) draining: Option<Option<SocketAddr>>,
     /// What happened, for `/metrics`.
     pub(super) metrics: TurnMetrics,
+    /// Whether the last answer of [`Manager::handle_request`] went to an authenticated
+    /// request (else it was a 401, 438, 400 or 420 anyone could have asked for).
+    authenticated: bool,
+    /// This shard's share of `bps-capacity`.
+    capacity: Bandwidth,
 }
 
 impl<B: RelayBinder> Manager<B> {
@@ -136,6 +142,8 @@ impl<B: RelayBinder> Manager<B> {
             clock_base: (now, unix_now),
             draining: None,
             metrics: TurnMetrics::default(),
+            authenticated: false,
+            capacity: Bandwidth::default(),
         }
     }
 
@@ -198,6 +206,7 @@ impl<B: RelayBinder> Manager<B> {
     /// Answers a TURN request (Allocate, Refresh, CreatePermission, ChannelBind) that the
     /// caller decoded; returns the response to send back on the same 5-tuple.
     pub fn handle_request(&mut self, now: Instant, tuple: FiveTuple, req: &Message) -> &[u8] {
+        self.authenticated = false;
         let mut unknown = UnknownAttributes(Vec::new());
         unknown_required(req, KNOWN_TURN_ATTRIBUTES, &mut unknown.0);
         if !unknown.0.is_empty() {
@@ -211,6 +220,7 @@ impl<B: RelayBinder> Manager<B> {
             Ok(creds) => creds,
             Err(()) => return &self.response.raw,
         };
+        self.authenticated = true;
         if let Some(alloc) = self.allocations.get(&tuple)
             && alloc.username != creds.username
         {
@@ -235,6 +245,13 @@ impl<B: RelayBinder> Manager<B> {
                 self.fail(req, code, &creds)
             }
         }
+    }
+
+    /// Whether the last answer of [`Manager::handle_request`] was to a request with valid
+    /// credentials; else it was an unauthenticated answer (401, 438, 400 or 420), which the
+    /// server rate-limits per source.
+    pub fn answered_authenticated(&self) -> bool {
+        self.authenticated
     }
 
     /// RFC 8489 §9.2.4, in its order. On failure the error response is already built.
@@ -351,7 +368,7 @@ impl<B: RelayBinder> Manager<B> {
             return None;
         }
         let relay = alloc.relay_for(peer.ip())?;
-        self.count_to_peer(&tuple, data.len());
+        self.admit_to_peer(now, &tuple, data.len())?;
         Some((relay, peer, data))
     }
 
@@ -369,7 +386,7 @@ impl<B: RelayBinder> Manager<B> {
             return None;
         }
         let relay = alloc.relay_for(bound.peer.ip())?;
-        self.count_to_peer(tuple, len);
+        self.admit_to_peer(now, tuple, len)?;
         Some((relay, bound.peer))
     }
 
@@ -382,8 +399,8 @@ impl<B: RelayBinder> Manager<B> {
         peer: SocketAddr,
         len: usize,
     ) -> Option<PeerRoute> {
-        let tuple = self.by_relay.get(&relay)?;
-        let alloc = self.allocations.get(tuple)?;
+        let client = *self.by_relay.get(&relay)?;
+        let alloc = self.allocations.get_mut(&client)?;
         if !alloc.permits(peer.ip(), now) {
             return None;
         }
@@ -392,23 +409,34 @@ impl<B: RelayBinder> Manager<B> {
             .get(&peer)
             .copied()
             .filter(|&c| alloc.channel(c, now).is_some());
-        let client = *tuple;
+        let rates = (self.config.max_bps, self.config.bps_capacity);
+        let (mine, shard) = (&mut alloc.bandwidth.to_client, &mut self.capacity.to_client);
+        if let Err(over) = bandwidth::admit(mine, shard, rates, now, len) {
+            self.metrics.dropped(over, len);
+            return None;
+        }
         self.metrics.to_client.0 += 1;
         self.metrics.to_client.1 += len as u64;
-        if let Some(alloc) = self.allocations.get_mut(&client) {
-            alloc.to_client.0 += 1;
-            alloc.to_client.1 += len as u64;
-        }
+        alloc.to_client.0 += 1;
+        alloc.to_client.1 += len as u64;
         Some(PeerRoute { client, channel })
     }
 
-    fn count_to_peer(&mut self, tuple: &FiveTuple, len: usize) {
+    /// Counts `len` bytes from the client of `tuple` to a peer, or `None` when its
+    /// `max-bps` or the shard's `bps-capacity` is used up (the packet is dropped, counted).
+    fn admit_to_peer(&mut self, now: Instant, tuple: &FiveTuple, len: usize) -> Option<()> {
+        let alloc = self.allocations.get_mut(tuple)?;
+        let rates = (self.config.max_bps, self.config.bps_capacity);
+        let (mine, shard) = (&mut alloc.bandwidth.to_peer, &mut self.capacity.to_peer);
+        if let Err(over) = bandwidth::admit(mine, shard, rates, now, len) {
+            self.metrics.dropped(over, len);
+            return None;
+        }
         self.metrics.to_peer.0 += 1;
         self.metrics.to_peer.1 += len as u64;
-        if let Some(alloc) = self.allocations.get_mut(tuple) {
-            alloc.to_peer.0 += 1;
-            alloc.to_peer.1 += len as u64;
-        }
+        alloc.to_peer.0 += 1;
+        alloc.to_peer.1 += len as u64;
+        Some(())
     }
 
     /// Every allocation, for the admin API.

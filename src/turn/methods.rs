@@ -87,6 +87,7 @@ impl<B: RelayBinder> Manager<B> {
                 allocate_transaction: req.transaction_id.0,
                 missing_family: ask.missing_family,
                 reservation_token: reserved_token,
+                bandwidth: Default::default(),
             },
         );
         self.schedule(expires, Timer::Allocation(tuple));
@@ -284,6 +285,7 @@ impl<B: RelayBinder> Manager<B> {
     ) -> Result<(), u16> {
         let alloc = self.allocations.get(&tuple).ok_or(437u16)?;
         let mut peers = std::mem::take(&mut self.peers);
+        let mut capped = false;
         let checked = (|| {
             attrs::peer_addresses(req, &mut peers).map_err(|_| 400u16)?;
             if peers.is_empty() {
@@ -294,8 +296,24 @@ impl<B: RelayBinder> Manager<B> {
                 alloc.relay_for(peer.ip()).ok_or(443u16)?;
                 self.rules.allows_ip(peer.ip()).map_err(|_| 403u16)?;
             }
+            let cap = self.config.max_permissions;
+            if cap != 0 {
+                // Refreshing a live permission (or naming an IP twice) takes no new room.
+                let new = (peers.iter().enumerate())
+                    .filter(|(i, p)| !peers[..*i].iter().any(|q| q.ip() == p.ip()))
+                    .filter(|(_, p)| !alloc.permits(p.ip(), now))
+                    .count();
+                if alloc.live_permissions(now) + new > cap {
+                    // RFC 8656 §9.2: 508 when the server cannot install more.
+                    capped = true;
+                    return Err(508);
+                }
+            }
             Ok(())
         })();
+        if capped {
+            self.metrics.permission_cap += 1;
+        }
         if checked.is_ok() {
             let expires = now + self.config.permission_lifetime;
             for peer in &peers {
@@ -336,6 +354,24 @@ impl<B: RelayBinder> Manager<B> {
                 .is_some_and(|&n| n != number)
         {
             return Err(400);
+        }
+        // RFC 8656 §11.2: a server that cannot bind more answers 508. Rebinding a live
+        // channel, or permitting a peer already permitted, takes no new room.
+        let (max_channels, max_permissions) =
+            (self.config.max_channels, self.config.max_permissions);
+        if max_channels != 0
+            && alloc.channel(number, now).is_none()
+            && alloc.live_channels(now) >= max_channels
+        {
+            self.metrics.channel_cap += 1;
+            return Err(508);
+        }
+        if max_permissions != 0
+            && !alloc.permits(peer.ip(), now)
+            && alloc.live_permissions(now) >= max_permissions
+        {
+            self.metrics.permission_cap += 1;
+            return Err(508);
         }
         let expires = now + self.config.channel_lifetime;
         if let Some(alloc) = self.allocations.get_mut(&tuple) {

@@ -23,6 +23,14 @@ pub struct TurnMetrics {
     pub to_peer: (u64, u64),
     /// Packets and bytes relayed from peers to clients.
     pub to_client: (u64, u64),
+    /// CreatePermission and ChannelBind refused (508) for `max-permissions-per-allocation`.
+    pub permission_cap: u64,
+    /// ChannelBind refused (508) for `max-channels-per-allocation`.
+    pub channel_cap: u64,
+    /// Packets and bytes dropped for an allocation's `max-bps`.
+    pub dropped_max_bps: (u64, u64),
+    /// Packets and bytes dropped for the server's `bps-capacity`.
+    pub dropped_bps_capacity: (u64, u64),
 }
 
 impl TurnMetrics {
@@ -42,10 +50,25 @@ impl TurnMetrics {
         self.to_peer.1 += other.to_peer.1;
         self.to_client.0 += other.to_client.0;
         self.to_client.1 += other.to_client.1;
+        self.permission_cap += other.permission_cap;
+        self.channel_cap += other.channel_cap;
+        self.dropped_max_bps.0 += other.dropped_max_bps.0;
+        self.dropped_max_bps.1 += other.dropped_max_bps.1;
+        self.dropped_bps_capacity.0 += other.dropped_bps_capacity.0;
+        self.dropped_bps_capacity.1 += other.dropped_bps_capacity.1;
     }
 
     pub(super) fn auth_failed(&mut self, reason: &'static str) {
         *self.auth_failures.entry(reason).or_default() += 1;
+    }
+
+    pub(super) fn dropped(&mut self, over: super::bandwidth::Over, len: usize) {
+        let counter = match over {
+            super::bandwidth::Over::Allocation => &mut self.dropped_max_bps,
+            super::bandwidth::Over::Capacity => &mut self.dropped_bps_capacity,
+        };
+        counter.0 += 1;
+        counter.1 += len as u64;
     }
 
     pub(super) fn refuse(&mut self, code: u16) {

@@ -11,9 +11,11 @@
 //! - [`manager`]: the request handlers, routing for the data path, expiry.
 //! - [`peer_rules`]: which peers may be relayed to.
 //! - [`quota`]: allocation counts per user and in total, shared by every shard.
+//! - [`bandwidth`]: `max-bps` per allocation and `bps-capacity` overall.
 
 pub mod allocation;
 pub mod attrs;
+pub mod bandwidth;
 pub mod manager;
 mod methods;
 pub mod metrics;
@@ -104,6 +106,15 @@ pub struct TurnConfig {
     pub channel_lifetime: Duration,
     /// How long a reserved port (EVEN-PORT R bit) is held (RFC 8656: about 30 s).
     pub reservation_lifetime: Duration,
+    /// Permissions one allocation may hold; past it CreatePermission gets 508. 0: no limit.
+    pub max_permissions: usize,
+    /// Channels one allocation may bind; past it ChannelBind gets 508. 0: no limit.
+    pub max_channels: usize,
+    /// Bytes per second one allocation may relay in each direction; 0: no limit.
+    pub max_bps: u64,
+    /// Bytes per second this shard relays in each direction over all its allocations: the
+    /// configured `bps-capacity` divided among the shards. 0: no limit.
+    pub bps_capacity: u64,
 }
 
 impl Default for TurnConfig {
@@ -116,6 +127,10 @@ impl Default for TurnConfig {
             permission_lifetime: Duration::from_secs(300),
             channel_lifetime: Duration::from_secs(600),
             reservation_lifetime: Duration::from_secs(30),
+            max_permissions: 0,
+            max_channels: 0,
+            max_bps: 0,
+            bps_capacity: 0,
         }
     }
 }

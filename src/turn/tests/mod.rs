@@ -464,4 +464,5 @@ fn lifetime(resp: &Message) -> u32 {
 
 mod allocate;
 mod authentication;
+mod limits;
 mod relaying;

@@ -1,0 +1,191 @@
+//! The abuse limits of the manager: per-allocation caps on permissions and channels (508,
+//! RFC 8656 §9.2, §11.2), `max-bps` and `bps-capacity`, and how small unauthenticated
+//! answers are.
+
+use super::*;
+
+/// The n-th peer: distinct IPs in TEST-NET-1, which the default rules allow.
+fn peer(n: u8) -> SocketAddr {
+    v4(192, 0, 2, n, 5000)
+}
+
+fn capped(permissions: usize, channels: usize) -> Harness {
+    let mut setup = Setup::default();
+    setup.config.max_permissions = permissions;
+    setup.config.max_channels = channels;
+    setup.config.channel_lifetime = Duration::from_secs(60);
+    setup.start()
+}
+
+#[test]
+fn permissions_past_the_cap_get_508_and_install_nothing() {
+    let mut h = capped(3, 0);
+    let alice = h.alice(1);
+    h.allocate(0, &alice);
+    h.ok(0, &alice, Req::permission(&[peer(1), peer(2)]));
+    // Two new peers with one place left: all or nothing.
+    h.refused(0, &alice, Req::permission(&[peer(3), peer(4)]), 508);
+    assert_eq!(h.route(0, relay(50000), peer(3)), None);
+    // Refreshing held permissions takes no room, nor does naming one IP twice.
+    h.ok(
+        1,
+        &alice,
+        Req::permission(&[peer(1), peer(2), peer(3), peer(3)]),
+    );
+    h.refused(1, &alice, Req::permission(&[peer(4)]), 508);
+    assert_eq!(h.mgr.metrics().permission_cap, 2);
+    assert_eq!(h.mgr.metrics().refused.get(&508), Some(&2));
+    // Another allocation has its own room.
+    let bob = h.bob(2);
+    h.allocate(0, &bob);
+    h.ok(1, &bob, Req::permission(&[peer(4), peer(5), peer(6)]));
+    // Once permissions expire (300 s), their room is free again, timer or not.
+    h.ok(302, &alice, Req::permission(&[peer(7), peer(8), peer(9)]));
+    assert!(h.route(302, relay(50000), peer(9)).is_some());
+    assert_eq!(h.route(302, relay(50000), peer(1)), None);
+}
+
+#[test]
+fn channels_past_the_cap_get_508() {
+    let mut h = capped(0, 2);
+    let alice = h.alice(1);
+    h.allocate(0, &alice);
+    h.ok(0, &alice, Req::bind(0x4000, peer(1)));
+    h.ok(0, &alice, Req::bind(0x4001, peer(2)));
+    h.refused(0, &alice, Req::bind(0x4002, peer(3)), 508);
+    assert_eq!(h.channel(0, &alice, 0x4002), None);
+    // Refreshing a bound channel is fine.
+    h.ok(10, &alice, Req::bind(0x4001, peer(2)));
+    assert_eq!(h.mgr.metrics().channel_cap, 1);
+    // Once the channels lapse (60 s here), new ones can be bound, timer or not.
+    h.ok(75, &alice, Req::bind(0x4005, peer(5)));
+    h.ok(75, &alice, Req::bind(0x4006, peer(6)));
+    h.refused(75, &alice, Req::bind(0x4007, peer(7)), 508);
+}
+
+#[test]
+fn a_channel_bind_needing_a_permission_past_the_cap_is_508() {
+    let mut h = capped(1, 0);
+    let alice = h.alice(1);
+    h.allocate(0, &alice);
+    h.ok(0, &alice, Req::permission(&[peer(1)]));
+    // A channel to the permitted peer fits; one to a new peer would need a second permission.
+    h.ok(0, &alice, Req::bind(0x4000, peer(1)));
+    h.refused(0, &alice, Req::bind(0x4001, peer(2)), 508);
+    assert_eq!(h.route(0, relay(50000), peer(2)), None);
+    assert_eq!(h.mgr.metrics().permission_cap, 1);
+}
+
+#[test]
+fn no_caps_by_default_in_the_manager() {
+    let mut h = Setup::default().start();
+    let alice = h.alice(1);
+    h.allocate(0, &alice);
+    let peers: Vec<SocketAddr> = (1..=200).map(peer).collect();
+    h.ok(0, &alice, Req::permission(&peers));
+}
+
+/// A harness with one allocation, a channel 0x4000 to `peer(1)`, and these limits.
+fn bandwidth(max_bps: u64, capacity: u64) -> (Harness, Client) {
+    let mut setup = Setup::default();
+    setup.config.max_bps = max_bps;
+    setup.config.bps_capacity = capacity;
+    let mut h = setup.start();
+    let alice = h.alice(1);
+    h.allocate(0, &alice);
+    h.ok(0, &alice, Req::bind(0x4000, peer(1)));
+    (h, alice)
+}
+
+/// Packets of 1000 bytes that pass out of 100 at virtual time `ms`, each way.
+fn through(h: &mut Harness, client: &Client, ms: u64) -> (usize, usize) {
+    let now = h.t0 + Duration::from_millis(ms);
+    let tuple = client.tuple;
+    let out = (0..100)
+        .filter(|_| h.mgr.channel_route(now, &tuple, 0x4000, 1000).is_some())
+        .count();
+    let back = (0..100)
+        .filter(|_| h.mgr.peer_route(now, relay(50000), peer(1), 1000).is_some())
+        .count();
+    (out, back)
+}
+
+#[test]
+fn max_bps_drops_and_counts_each_direction_separately() {
+    let (mut h, alice) = bandwidth(10_000, 0);
+    assert_eq!(through(&mut h, &alice, 0), (10, 10));
+    assert_eq!(through(&mut h, &alice, 500), (5, 5));
+    let m = h.mgr.metrics();
+    assert_eq!(m.dropped_max_bps, (370, 370_000));
+    assert_eq!(m.dropped_bps_capacity, (0, 0));
+    assert_eq!((m.to_peer.0, m.to_client.0), (15, 15));
+    // Send indications count against the same bucket.
+    let ind = Req::of_class(METHOD_SEND, CLASS_INDICATION).peer(peer(1));
+    let ind = decode(&ind.attr(ATTR_DATA, b"hello").build());
+    let at = |ms| h.t0 + Duration::from_millis(ms);
+    let (empty, refilled) = (at(500), at(600));
+    assert!(h.mgr.handle_send(empty, alice.tuple, &ind).is_none());
+    assert!(h.mgr.handle_send(refilled, alice.tuple, &ind).is_some());
+    assert_eq!(h.mgr.metrics().dropped_max_bps, (371, 370_005));
+}
+
+#[test]
+fn bps_capacity_is_shared_by_every_allocation_of_the_shard() {
+    let (mut h, alice) = bandwidth(0, 20_000);
+    let bob = h.bob(2);
+    h.allocate(0, &bob);
+    h.ok(0, &bob, Req::bind(0x4000, peer(2)));
+    assert_eq!(through(&mut h, &alice, 0), (20, 20));
+    let now = h.at(0);
+    assert_eq!(h.mgr.channel_route(now, &bob.tuple, 0x4000, 1000), None);
+    assert_eq!(h.mgr.metrics().dropped_bps_capacity.0, 161);
+    assert_eq!(h.mgr.metrics().dropped_max_bps.0, 0);
+    // A second later there is room again, for anyone.
+    let later = h.at(1);
+    assert!(
+        h.mgr
+            .channel_route(later, &bob.tuple, 0x4000, 1000)
+            .is_some()
+    );
+}
+
+#[test]
+fn unauthenticated_answers_carry_nothing_but_what_the_client_needs() {
+    let mut h = Setup::default().start();
+    // 401: header, ERROR-CODE without a reason phrase, REALM, NONCE, FINGERPRINT.
+    let req = Req::allocate().build();
+    let raw = h
+        .mgr
+        .handle_request(h.at(0), tuple(1), &decode(&req))
+        .to_vec();
+    let answer = decode(&raw);
+    let nonce = assert_challenge(&answer, 401);
+    let padded = |n: usize| 4 + n.next_multiple_of(4);
+    let bound = 20 + padded(4) + padded(REALM.len()) + padded(nonce.len()) + 8;
+    assert_eq!(raw.len(), bound, "{:?}", answer.attributes);
+    assert!(!h.mgr.answered_authenticated());
+    assert_eq!(answer.get(stun::attributes::ATTR_SOFTWARE).ok(), None);
+    // 400 before authentication (integrity without a username): ERROR-CODE and FINGERPRINT.
+    let mut req = Req::allocate()
+        .text(ATTR_REALM, REALM)
+        .text(ATTR_NONCE, &nonce);
+    add_integrity(&mut req.0, &long_term_key("x", REALM, "y"), Integrity::Sha1);
+    let raw = h
+        .mgr
+        .handle_request(h.at(0), tuple(1), &decode(&req.build()))
+        .to_vec();
+    assert_error(&decode(&raw), 400);
+    assert_eq!(raw.len(), 20 + padded(4) + 8);
+    assert!(!h.mgr.answered_authenticated());
+    // An authenticated answer is marked so (the server does not rate-limit it).
+    let alice = h.alice(1);
+    h.allocate(0, &alice);
+    assert!(h.mgr.answered_authenticated());
+    // Whatever the request's size, no unauthenticated answer grows past these.
+    let big = Req::allocate().attr(AttrType(0x8099), &[7; 1000]).build();
+    let raw = h
+        .mgr
+        .handle_request(h.at(0), tuple(2), &decode(&big))
+        .to_vec();
+    assert!(raw.len() <= bound, "{} bytes", raw.len());
+}
