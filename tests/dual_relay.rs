@@ -1,8 +1,9 @@
-//! Black-box: a dual-stack allocation (RFC 8656 §7.2, ADDITIONAL-ADDRESS-FAMILY) relays both
-//! ways on both families at once, with packets of the two families interleaved. This is where
-//! a receive batch that reused one header for IPv4 and IPv6 sources cut the IPv6 source to the
-//! 16 bytes of the IPv4 one before, so every IPv6 peer packet looked like it came from a
-//! stranger and was dropped.
+//! Black-box: IPv4 and IPv6 packets interleaved on one server. A dual-stack allocation
+//! (RFC 8656 §7.2, ADDITIONAL-ADDRESS-FAMILY) relays both ways on both families at once, and
+//! IPv6 clients of a server that also listens on IPv4 are answered at their own address. A
+//! receive batch that reused one header for IPv4 and IPv6 sources cut the IPv6 source to the
+//! 16 bytes of the IPv4 one before: every IPv6 peer packet looked like it came from a
+//! stranger and was dropped, and IPv6 clients were answered at a garbage address.
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
@@ -62,6 +63,22 @@ fn dual_allocation_relays_both_families_interleaved() {
                 "what {addr} sent to {relay}; server log:\n{}",
                 server.log()
             );
+        }
+    }
+}
+
+#[test]
+fn ipv6_clients_answered_at_their_address_between_ipv4_ones() {
+    // One worker: both listen sockets share its receive batch, as with any dual-stack server.
+    let server = Server::start(
+        "realm = \"test.local\"\n[server]\nworkers = 1\n\
+         [listen]\nudp = [\"127.0.0.1:0\", \"[::1]:0\"]\ntcp = []\n",
+    );
+    let clients: Vec<UdpSocket> = server.udp.iter().map(|&addr| udp_client(addr)).collect();
+    for _ in 0..10 {
+        for client in &clients {
+            let response = udp_exchange(client, &binding_request(&[], true));
+            assert_eq!(mapped_address(&response), client.local_addr().unwrap());
         }
     }
 }
