@@ -1,8 +1,12 @@
-//! A deliberately naive TURN client over a blocking UDP socket, for tests that must send what
-//! a careful client never would: CreatePermission and ChannelBind to forbidden peers, Send
-//! indications and ChannelData without a permission. Long-term credentials (RFC 8489 §9.2),
-//! one request at a time; anything else that arrives meanwhile (Data indications, ChannelData)
-//! is kept, so no relayed packet goes unseen.
+//! What the fault tests (bypass_matrix, dual_relay, flood) share besides `common`.
+//!
+//! [`RawTurn`]: a deliberately naive TURN client over a blocking UDP socket, for tests that
+//! must send what a careful client never would: CreatePermission and ChannelBind to forbidden
+//! peers, Send indications and ChannelData without a permission. Long-term credentials
+//! (RFC 8489 §9.2), one request at a time; anything else that arrives meanwhile (Data
+//! indications, ChannelData) is kept, so no relayed packet goes unseen.
+//!
+//! [`scrape`] and [`sample`]: the server's counters from `/metrics`.
 
 #![allow(dead_code, unreachable_pub)]
 
