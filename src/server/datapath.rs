@@ -261,10 +261,14 @@ impl Loop {
     /// `None` when nothing (more) can be read now.
     fn receive(&mut self, index: usize, relay: Option<Token>, shard: &Shard) -> Option<usize> {
         let received = match relay {
-            Some(token) => self
-                .recv
-                .recv(&shard.manager.binder().by_token(token)?.socket),
-            None => self.recv.recv(&self.listen.get(index)?.socket),
+            Some(token) => {
+                let relay = shard.manager.binder().by_token(token)?;
+                self.recv.recv(&relay.socket, relay.addr.is_ipv6())
+            }
+            None => {
+                let listen = self.listen.get(index)?;
+                self.recv.recv(&listen.socket, listen.addr.is_ipv6())
+            }
         };
         match received {
             Ok(count) => Some(count),

@@ -16,7 +16,12 @@ const MAX_DATAGRAM: usize = 65_536;
 /// Receive buffers and headers for one thread.
 pub(super) struct RecvBatch {
     bufs: Box<[Vec<u8>; BATCH]>,
-    headers: MultiHeaders<SockaddrStorage>,
+    /// Headers for IPv4 sockets and for IPv6 sockets, apart. `msg_namelen` is in-out: the
+    /// kernel leaves the length of the source it wrote there, and nix's `recvmmsg` does not
+    /// restore the capacity (nix-rust/nix#2813), so a header that once held an IPv4 source
+    /// would cut every later IPv6 source to 16 bytes: a garbage address, and the packet of a
+    /// permitted IPv6 peer dropped. Each header of a family always holds that family's length.
+    headers: [MultiHeaders<SockaddrStorage>; 2],
     /// Length and source of each datagram of the last [`RecvBatch::recv`].
     meta: Vec<(usize, SocketAddr)>,
 }
@@ -25,14 +30,15 @@ impl RecvBatch {
     pub(super) fn new() -> Self {
         Self {
             bufs: Box::new(std::array::from_fn(|_| vec![0u8; MAX_DATAGRAM])),
-            headers: MultiHeaders::preallocate(BATCH, None),
+            headers: std::array::from_fn(|_| MultiHeaders::preallocate(BATCH, None)),
             meta: Vec::with_capacity(BATCH),
         }
     }
 
-    /// Receives what is queued on `socket`, up to [`BATCH`] datagrams, without waiting.
-    /// Returns how many arrived; fewer than [`BATCH`] means the queue is now empty.
-    pub(super) fn recv(&mut self, socket: &impl AsRawFd) -> io::Result<usize> {
+    /// Receives what is queued on `socket` (an IPv6 one if `ipv6`), up to [`BATCH`]
+    /// datagrams, without waiting. Returns how many arrived; fewer than [`BATCH`] means the
+    /// queue is now empty.
+    pub(super) fn recv(&mut self, socket: &impl AsRawFd, ipv6: bool) -> io::Result<usize> {
         self.meta.clear();
         let fd: RawFd = socket.as_raw_fd();
         let mut slices = self
@@ -41,7 +47,7 @@ impl RecvBatch {
             .map(|b| [IoSliceMut::new(b.as_mut_slice())]);
         let results = nix::sys::socket::recvmmsg(
             fd,
-            &mut self.headers,
+            &mut self.headers[usize::from(ipv6)],
             slices.iter_mut(),
             MsgFlags::MSG_DONTWAIT,
             None,
@@ -155,5 +161,37 @@ impl SendQueue {
         self.items.clear();
         self.to.clear();
         dropped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_sources_survive_ipv4_ones_in_the_same_batch() {
+        let v4 = std::net::UdpSocket::bind("127.0.0.1:0").expect("v4");
+        let v6 = std::net::UdpSocket::bind("[::1]:0").expect("v6");
+        let (from4, from6) = (
+            std::net::UdpSocket::bind("127.0.0.1:0").expect("v4 sender"),
+            std::net::UdpSocket::bind("[::1]:0").expect("v6 sender"),
+        );
+        let mut batch = RecvBatch::new();
+        for _ in 0..2 {
+            for (socket, sender, ipv6) in [(&v4, &from4, false), (&v6, &from6, true)] {
+                let to = socket.local_addr().expect("addr");
+                sender.send_to(b"x", to).expect("send");
+                socket.set_nonblocking(false).expect("blocking");
+                // Wait until it is queued, then take it the way the event loop does.
+                let mut peek = [0u8; 1];
+                socket.peek_from(&mut peek).expect("peek");
+                assert_eq!(batch.recv(socket, ipv6).expect("recv"), 1);
+                let (data, source) = batch.get(0).expect("a datagram");
+                assert_eq!(
+                    (data, source),
+                    (&b"x"[..], sender.local_addr().expect("addr"))
+                );
+            }
+        }
     }
 }
