@@ -321,10 +321,13 @@ fn honest_clients_lose_nothing_under_a_flood_and_memory_returns() {
     let moved = |name: &str| sample(&after, name) - sample(&before, name);
     let malformed = moved("rturn_packets_total{outcome=\"malformed\"}");
     let challenged = moved("rturn_auth_challenges_total");
+    // Unauthenticated Allocates past a source's token bucket get no answer, by design.
+    let limited = moved("rturn_packets_total{outcome=\"rate_limited\"}");
     eprintln!(
         "last burst: {MALFORMED} malformed, {ALLOCATES} Allocates: counted malformed \
          {malformed}, 401s received {} (first burst {}), challenges counted {challenged} \
-         (the honest clients' included), dropped by the kernel {dropped}",
+         (the honest clients' included), left unanswered by the rate limit {limited}, dropped \
+         by the kernel {dropped}",
         round.answered, warm_up.answered
     );
     assert!(
@@ -336,9 +339,10 @@ fn honest_clients_lose_nothing_under_a_flood_and_memory_returns() {
         "the server counts its challenges"
     );
     assert_eq!(
-        malformed + round.answered as f64 + dropped,
+        malformed + round.answered as f64 + limited + dropped,
         (MALFORMED + ALLOCATES) as f64,
-        "every attack datagram is counted malformed, answered 401, or dropped by the kernel"
+        "every attack datagram is counted malformed, answered 401, rate-limited, or dropped by \
+         the kernel"
     );
 
     eprintln!(
