@@ -158,7 +158,7 @@ fn browser_trickle_page_gathers_a_relay_candidate() {
 /// the script also saves `DIR/SHOT` (how `web/screenshots/` is made).
 fn run_page_script(server: &Server, script: &str, shot: &str) {
     let (dir, chromium) = browser();
-    let port = http_port(server);
+    let port = server.http_addr().port();
     let mut node = Command::new("node");
     node.arg(dir.join(script))
         .arg(port.to_string())
@@ -196,16 +196,4 @@ fn browser() -> (PathBuf, String) {
          (it runs npm ci --prefix tests/browser)"
     );
     (dir, chromium)
-}
-
-/// The port of the HTTP listener, from rturn's `listening on http ADDR` log line.
-fn http_port(server: &Server) -> u16 {
-    let log = server.log();
-    let addr: std::net::SocketAddr = log
-        .lines()
-        .find_map(|line| line.split("listening on http ").nth(1))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|addr| addr.parse().ok())
-        .unwrap_or_else(|| panic!("no `listening on http` line in the log:\n{log}"));
-    addr.port()
 }

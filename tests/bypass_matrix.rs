@@ -20,7 +20,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use common::*;
-use fault::{RawTurn, Relayed, http_address, sample, scrape};
+use fault::{RawTurn, Relayed};
 use stun::message::METHOD_REFRESH;
 
 /// How long a packet that must not arrive is waited for, after the server has answered a
@@ -386,7 +386,7 @@ fn default_rules_refuse_every_class_and_disguise() {
     );
 
     let (failures, refused) = ask_all(&mut client, &rows, false);
-    let http = http_address(&server.log());
+    let http = server.http_addr();
     let m = scrape(http);
     assert_eq!(
         sample(&m, "rturn_requests_refused_total{code=\"403\"}"),
@@ -430,7 +430,7 @@ fn refused_local_peers_receive_nothing() {
         "relayed to a forbidden peer:\n{}",
         leaks.join("\n")
     );
-    let m = scrape(http_address(&server.log()));
+    let m = scrape(server.http_addr());
     assert_eq!(
         sample(&m, "rturn_relayed_packets_total{direction=\"to_peer\"}"),
         0.0,
@@ -545,7 +545,7 @@ fn allow_loopback_peers_opens_loopback_and_nothing_else() {
         "relayed to a forbidden peer:\n{}",
         leaks.join("\n")
     );
-    let m = scrape(http_address(&server.log()));
+    let m = scrape(server.http_addr());
     assert_eq!(
         sample(&m, "rturn_relayed_packets_total{direction=\"to_peer\"}"),
         f64::from(relayed + 1),

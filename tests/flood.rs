@@ -24,7 +24,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use fault::{http_address, sample, scrape};
 use socket2::{Domain, Socket, Type};
 use stun::attributes::ATTR_REQUESTED_TRANSPORT;
 use stun::error_code::ErrorCodeAttribute;
@@ -258,7 +257,7 @@ fn honest_clients_lose_nothing_under_a_flood_and_memory_returns() {
     ))
     .replace("tcp = [", "http = \"127.0.0.1:0\"\ntcp = [");
     let server = Server::start(&config);
-    let http = http_address(&server.log());
+    let http = server.http_addr();
     let udp = server.udp[0];
     let peer = EchoPeer::start();
 

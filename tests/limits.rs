@@ -41,20 +41,7 @@ fn config(server: &str, relay: &str, listen: &str, more: &str) -> String {
 
 /// The current `/metrics` text.
 fn metrics(server: &Server) -> String {
-    let http: SocketAddr = (server.log().lines())
-        .find_map(|l| l.split("listening on http ").nth(1)?.parse().ok())
-        .expect("http address in the log");
-    let mut stream = TcpStream::connect_timeout(&http, TIMEOUT).expect("connect");
-    stream.set_read_timeout(Some(TIMEOUT)).expect("timeout");
-    write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .expect("request");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("response");
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    response
+    http_body(server.http_addr(), "/metrics")
 }
 
 /// The value of one sample, e.g. `rturn_packets_total{outcome="rate_limited"}`.

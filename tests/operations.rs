@@ -138,7 +138,8 @@ async fn sigusr1_drains_then_exits() {
     );
     std::thread::sleep(Duration::from_millis(700));
     signal(&server, Signal::SIGUSR1);
-    server.wait_line(|l| l.contains("draining"));
+    // Not "SIGUSR1 received: draining", which is logged before every shard is told.
+    server.wait_line(|l| l.contains("new allocations refused"));
 
     // A new allocation is sent elsewhere.
     let socket = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
@@ -165,22 +166,6 @@ async fn sigusr1_drains_then_exits() {
     let status = server.wait_exit();
     assert!(status.success(), "exit status {status}");
     assert!(server.log().contains("drained"), "{}", server.log());
-}
-
-/// GET `path` over plain HTTP; returns the body of a 200, or panics.
-fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect_timeout(&addr, TIMEOUT).unwrap();
-    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    response.split_once("\r\n\r\n").unwrap().1.to_owned()
 }
 
 /// Parses Prometheus text: every sample line is `name{labels} number`, and every name has
@@ -226,12 +211,8 @@ fn metrics_parse_and_move_with_real_traffic() {
     let config =
         config("alice = \"wonderland\"\n", "s", "").replace("tcp = [", &format!("{extra}tcp = ["));
     let server = Server::start(&config);
-    let http = server
-        .log()
-        .lines()
-        .find_map(|l| l.split("listening on http ").nth(1)?.parse().ok())
-        .expect("http address");
-    let before = parse_prometheus(&http_get(http, "/metrics"));
+    let http = server.http_addr();
+    let before = parse_prometheus(&http_body(http, "/metrics"));
     assert_eq!(sample(&before, "rturn_allocations_created_total"), 0.0);
 
     let peer = EchoPeer::start();
@@ -243,7 +224,7 @@ fn metrics_parse_and_move_with_real_traffic() {
     let wrong = uclient(port, &peer, &["-u", "alice", "-w", "nope"], 1, 1);
     let _ = wrong.wait_with_output().unwrap();
 
-    let after = parse_prometheus(&http_get(http, "/metrics"));
+    let after = parse_prometheus(&http_body(http, "/metrics"));
     assert!(sample(&after, "rturn_allocations_created_total") >= 2.0);
     assert!(sample(&after, "rturn_allocations{transport=\"udp\"}") >= 2.0);
     assert!(sample(&after, "rturn_relayed_packets_total{direction=\"to_peer\"}") >= 60.0);
@@ -305,11 +286,7 @@ async fn admin_api_needs_its_token_lists_kicks_and_drains() {
         .replace("tcp = [", "http = \"127.0.0.1:0\"\ntcp = [")
         + &format!("[admin]\ntoken = \"{TOKEN}\"\n");
     let mut server = Server::start(&config);
-    let http = server
-        .log()
-        .lines()
-        .find_map(|l| l.split("listening on http ").nth(1)?.parse().ok())
-        .expect("http address");
+    let http = server.http_addr();
     let get = |path: &'static str, token: Option<&'static str>| {
         tokio::task::spawn_blocking(move || http_request(http, "GET", path, token))
     };

@@ -26,6 +26,8 @@ pub struct Server {
     pub tcp: Vec<SocketAddr>,
     pub tls: Vec<SocketAddr>,
     pub https: Option<SocketAddr>,
+    /// The plain HTTP listener (`listen.http`: /ws, /api, /metrics), when configured.
+    pub http: Option<SocketAddr>,
     /// The config file it runs on (tests may rewrite it and send SIGHUP).
     pub config_path: PathBuf,
     log: Arc<Mutex<Vec<String>>>,
@@ -102,6 +104,7 @@ impl Server {
             tcp: Vec::new(),
             tls: Vec::new(),
             https: None,
+            http: None,
             config_path: path.to_owned(),
             log,
             lines,
@@ -117,6 +120,8 @@ impl Server {
                 server.tls.push(addr);
             } else if let Some(addr) = bound(&line, "https") {
                 server.https = Some(addr);
+            } else if let Some(addr) = bound(&line, "http") {
+                server.http = Some(addr);
             } else if line.contains(" ready") {
                 // " ready", not "ready": a failed bind's "Address already in use" is no start.
                 return server;
@@ -186,6 +191,59 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+impl Server {
+    /// The plain HTTP listener's address; panics when the config has no `listen.http`.
+    pub fn http_addr(&self) -> SocketAddr {
+        (self.http).unwrap_or_else(|| panic!("no listen.http in the log:\n{}", self.log()))
+    }
+
+    /// One scrape of `/metrics` on the HTTP listener.
+    pub fn metrics(&self) -> Vec<(String, f64)> {
+        scrape(self.http_addr())
+    }
+
+    /// The value of the `/metrics` sample `name` (labels included, as printed), 0 if absent.
+    pub fn metric(&self, name: &str) -> f64 {
+        sample(&self.metrics(), name)
+    }
+}
+
+/// GET `path` over plain HTTP/1.1; the body of a 200, or panics.
+pub fn http_body(addr: SocketAddr, path: &str) -> String {
+    let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT).expect("http connect");
+    stream.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .expect("http request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("http response");
+    assert!(
+        response.starts_with("HTTP/1.1 200"),
+        "GET {path}: {response}"
+    );
+    let (_, body) = response.split_once("\r\n\r\n").expect("a body");
+    body.to_owned()
+}
+
+/// One scrape of `/metrics` at `http`: every sample as (name with labels, value).
+pub fn scrape(http: SocketAddr) -> Vec<(String, f64)> {
+    (http_body(http, "/metrics").lines())
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            Some((name.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The value of sample `name` (with its labels, as printed), 0 if absent: counters keyed by
+/// a label value appear only once they moved.
+pub fn sample(samples: &[(String, f64)], name: &str) -> f64 {
+    samples.iter().find(|(n, _)| n == name).map_or(0.0, |s| s.1)
 }
 
 fn bound(line: &str, proto: &str) -> Option<SocketAddr> {

@@ -5,8 +5,6 @@
 //! peers, Send indications and ChannelData without a permission. Long-term credentials
 //! (RFC 8489 §9.2), one request at a time; anything else that arrives meanwhile (Data
 //! indications, ChannelData) is kept, so no relayed packet goes unseen.
-//!
-//! [`scrape`] and [`sample`]: the server's counters from `/metrics`.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -296,51 +294,4 @@ fn xor_address(v: &[u8], transaction_id: &[u8; 12]) -> Option<SocketAddr> {
         _ => return None,
     };
     Some(SocketAddr::new(ip, port))
-}
-
-/// The address of the plain HTTP listener (`/metrics`), from the server's log.
-pub fn http_address(log: &str) -> SocketAddr {
-    log.lines()
-        .find_map(|l| {
-            l.split("listening on http ")
-                .nth(1)?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
-        .expect("the server logs its http address")
-}
-
-/// One scrape of `/metrics`: every sample as (name with labels, value).
-pub fn scrape(http: SocketAddr) -> Vec<(String, f64)> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect_timeout(&http, RESPONSE_TIMEOUT).expect("http");
-    stream
-        .set_read_timeout(Some(RESPONSE_TIMEOUT))
-        .expect("timeout");
-    write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .expect("get");
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .expect("metrics response");
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    let body = response.split_once("\r\n\r\n").expect("a body").1;
-    body.lines()
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter_map(|l| {
-            let (name, value) = l.rsplit_once(' ')?;
-            Some((name.to_owned(), value.parse().ok()?))
-        })
-        .collect()
-}
-
-/// The value of sample `name` (with its labels, as printed), 0 if absent: counters keyed by
-/// a label value appear only once they moved.
-pub fn sample(samples: &[(String, f64)], name: &str) -> f64 {
-    samples.iter().find(|(n, _)| n == name).map_or(0.0, |s| s.1)
 }

@@ -73,7 +73,7 @@ async fn a_full_port_range_is_508_until_a_refresh_of_zero_frees_it() {
         .unwrap();
     assert_eq!(&buf[..n], b"after 508");
     assert_eq!(
-        metric(&server, "rturn_requests_refused_total{code=\"508\"}"),
+        server.metric("rturn_requests_refused_total{code=\"508\"}"),
         2.0
     );
     client.close().await.unwrap();
@@ -116,19 +116,15 @@ async fn user_quota_is_486_total_quota_508_and_freed_room_is_used_at_once() {
     drop(stream);
     tokio::task::block_in_place(|| {
         wait_for("the TCP allocation to go", TIMEOUT, || {
-            metric(&server, ALLOC_TCP) == 0.0
+            server.metric(ALLOC_TCP) == 0.0
         })
     });
     let (alice, _alice_relay) = turn_allocate(udp, "alice", "wonderland")
         .await
         .expect("the room a TCP close freed");
 
-    let refusals = |code: &str| {
-        metric(
-            &server,
-            &format!("rturn_requests_refused_total{{code=\"{code}\"}}"),
-        )
-    };
+    let refusals =
+        |code: &str| server.metric(&format!("rturn_requests_refused_total{{code=\"{code}\"}}"));
     assert_eq!((refusals("486"), refusals("508")), (1.0, 3.0));
     bob.close().await.unwrap();
     alice.close().await.unwrap();

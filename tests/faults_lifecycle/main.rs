@@ -19,7 +19,6 @@ mod raw;
 mod restart;
 mod vanishing;
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
@@ -49,40 +48,6 @@ fn one_port_range() -> (u16, String) {
         .find(|&p| UdpSocket::bind(("127.0.0.1", p)).is_ok())
         .expect("a free port in 20000..32000");
     (port, format!("min-port = {port}\nmax-port = {port}\n"))
-}
-
-/// The address of the `listening on http` line.
-fn http_addr(server: &Server) -> SocketAddr {
-    server
-        .log()
-        .lines()
-        .find_map(|l| {
-            l.split("listening on http ")
-                .nth(1)?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
-        .unwrap_or_else(|| panic!("no http address in the log:\n{}", server.log()))
-}
-
-/// The value of the `/metrics` sample `name` (labels included, as printed); 0 when absent
-/// (a labelled counter appears with its first event).
-fn metric(server: &Server, name: &str) -> f64 {
-    let addr = http_addr(server);
-    let mut stream = tcp_client(addr);
-    write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut body = String::new();
-    stream.read_to_string(&mut body).unwrap();
-    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
-    body.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
 }
 
 /// Polls `cond` every 50 ms until it holds; panics with `what` after `limit`.

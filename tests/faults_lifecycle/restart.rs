@@ -80,12 +80,9 @@ fn sigterm_while_uclient_relays_exits_cleanly_within_the_grace() {
     let mut udp = uclient(server.udp[0].port(), &peer, &[], 1000);
     let mut tcp = uclient(server.tcp[0].port(), &peer, &["-t"], 1000);
     let relaying = |server: &Server| {
-        metric(server, "rturn_allocations{transport=\"udp\"}") >= 2.0
-            && metric(server, "rturn_allocations{transport=\"tcp\"}") >= 2.0
-            && metric(
-                server,
-                "rturn_relayed_packets_total{direction=\"to_client\"}",
-            ) >= 100.0
+        server.metric("rturn_allocations{transport=\"udp\"}") >= 2.0
+            && server.metric("rturn_allocations{transport=\"tcp\"}") >= 2.0
+            && server.metric("rturn_relayed_packets_total{direction=\"to_client\"}") >= 100.0
     };
     wait_for("both uclients relaying", TIMEOUT, || relaying(&server));
     // Beside them, open connections of the other kinds, which must not hold the exit up to
@@ -94,7 +91,7 @@ fn sigterm_while_uclient_relays_exits_cleanly_within_the_grace() {
         .enable_all()
         .build()
         .unwrap();
-    let _ws = runtime.block_on(signaling_client(http_addr(&server)));
+    let _ws = runtime.block_on(signaling_client(server.http_addr()));
     let _idle = tcp_client(server.tcp[0]);
 
     let signalled = Instant::now();
@@ -127,14 +124,14 @@ fn sigterm_while_uclient_relays_exits_cleanly_within_the_grace() {
 #[test]
 fn a_restart_binds_at_once_on_the_ports_of_the_first_run() {
     let mut first = Server::start(&turn_config(""));
-    let (udp, tcp, http) = (first.udp[0], first.tcp[0], http_addr(&first));
+    let (udp, tcp, http) = (first.udp[0], first.tcp[0], first.http_addr());
     // Connections open when the first run stops: it closes them first, so their server ends
     // linger in TIME_WAIT on the listen ports.
     let mut held = tcp_client(tcp);
     tcp_exchange(&mut held, &binding_request(&[], true));
     let mut turn = RawClient::tcp(tcp, "alice", "wonderland");
     turn.allocate(None).expect("allocation over TCP");
-    metric(&first, "rturn_build_info"); // an HTTP request, closed by the server
+    first.metric("rturn_build_info"); // an HTTP request, closed by the server
     assert!(first.terminate().success(), "{}", first.log());
     assert!(closed_by_server(&mut held), "shutdown closes connections");
     drop((held, turn));
@@ -162,7 +159,7 @@ fn a_restart_binds_at_once_on_the_ports_of_the_first_run() {
         second.log()
     );
     assert_eq!(
-        (second.udp[0], second.tcp[0], http_addr(&second)),
+        (second.udp[0], second.tcp[0], second.http_addr()),
         (udp, tcp, http)
     );
     assert!(
@@ -183,5 +180,5 @@ fn a_restart_binds_at_once_on_the_ports_of_the_first_run() {
     RawClient::udp(udp, "bob", "builder")
         .allocate(None)
         .expect("an allocation on the restarted server");
-    assert_eq!(metric(&second, "rturn_allocations{transport=\"udp\"}"), 1.0);
+    assert_eq!(second.metric("rturn_allocations{transport=\"udp\"}"), 1.0);
 }

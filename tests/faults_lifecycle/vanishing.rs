@@ -26,7 +26,7 @@ fn an_allocation_nobody_refreshes_expires_and_its_port_returns() {
     let allocated = Instant::now();
     assert_eq!(relayed.port(), port);
     assert_eq!(lifetime, Duration::from_secs(2));
-    assert_eq!((metric(&server, ALLOC), metric(&server, PORTS)), (1.0, 1.0));
+    assert_eq!((server.metric(ALLOC), server.metric(PORTS)), (1.0, 1.0));
 
     // The range is full until the allocation expires; then the next Allocate gets its port.
     let mut next = RawClient::udp(udp, "bob", "builder");
@@ -48,12 +48,12 @@ fn an_allocation_nobody_refreshes_expires_and_its_port_returns() {
         "the port came back after {after:?}, before the 2 s lifetime ran out"
     );
     assert_eq!(relayed.port(), port, "the same, only port");
-    assert_eq!(metric(&server, EXPIRED), 1.0);
-    assert!(metric(&server, "rturn_requests_refused_total{code=\"508\"}") >= 1.0);
+    assert_eq!(server.metric(EXPIRED), 1.0);
+    assert!(server.metric("rturn_requests_refused_total{code=\"508\"}") >= 1.0);
 
     // The vanished client's allocation is really gone: its late Refresh is 437.
     assert_eq!(gone.refresh(Duration::from_secs(600)), Err(437));
-    assert_eq!((metric(&server, ALLOC), metric(&server, PORTS)), (1.0, 1.0));
+    assert_eq!((server.metric(ALLOC), server.metric(PORTS)), (1.0, 1.0));
 }
 
 #[test]
@@ -91,7 +91,7 @@ fn a_client_that_refreshes_outlives_the_lifetime() {
         );
         client.close().await.unwrap();
     });
-    assert_eq!(metric(&server, EXPIRED), 0.0);
+    assert_eq!(server.metric(EXPIRED), 0.0);
 }
 
 #[test]
@@ -106,11 +106,11 @@ fn tcp_clients_that_drop_mid_message_are_cleaned_up() {
     half.extend_from_slice(&[0; 12]);
 
     for (round, reset) in [(1.0, false), (2.0, true)] {
-        let deleted = metric(&server, DELETED);
+        let deleted = server.metric(DELETED);
         let mut client = RawClient::tcp(tcp, "alice", "wonderland");
         let (relayed, _) = client.allocate(None).expect("TCP allocation");
         assert_eq!(relayed.port(), port);
-        assert_eq!(metric(&server, ALLOC_TCP), 1.0);
+        assert_eq!(server.metric(ALLOC_TCP), 1.0);
         assert_eq!(
             RawClient::udp(udp, "bob", "builder").allocate(None),
             Err(508)
@@ -130,14 +130,14 @@ fn tcp_clients_that_drop_mid_message_are_cleaned_up() {
 
         // The allocation goes with the connection, and its port with it.
         wait_for("the TCP allocation to go", TIMEOUT, || {
-            metric(&server, ALLOC_TCP) == 0.0
+            server.metric(ALLOC_TCP) == 0.0
         });
-        assert_eq!(metric(&server, DELETED), deleted + 1.0);
-        assert_eq!(metric(&server, PORTS), 0.0);
+        assert_eq!(server.metric(DELETED), deleted + 1.0);
+        assert_eq!(server.metric(PORTS), 0.0);
         let mut next = RawClient::udp(udp, "bob", "builder");
         assert_eq!(next.allocate(None).map(|(a, _)| a.port()), Ok(port));
         assert_eq!(next.refresh(Duration::ZERO), Ok(Duration::ZERO));
         // The truncated message is counted, not silently forgotten.
-        assert_eq!(metric(&server, BROKEN), round, "{}", server.log());
+        assert_eq!(server.metric(BROKEN), round, "{}", server.log());
     }
 }

@@ -62,8 +62,8 @@ struct Relay {
 impl Relay {
     /// Starts rturn with `signal` as the `[signal]` section and `ice` as the `[ice]` section.
     fn start(signal: &str, ice: &str) -> Relay {
-        let mut server = Server::start(&relay_config(signal, ice));
-        let http = http_addr(&mut server);
+        let server = Server::start(&relay_config(signal, ice));
+        let http = server.http_addr();
         Relay { server, http }
     }
 
@@ -123,24 +123,6 @@ impl Relay {
 /// A config with the HTTP listener, loopback relays and the given `[signal]` and `[ice]`.
 fn relay_config(signal: &str, ice: &str) -> String {
     loopback_config(&format!("{BASE}[signal]\n{signal}\n[ice]\n{ice}\n"))
-}
-
-/// The address from rturn's `listening on http ADDR` log line.
-fn http_addr(server: &mut Server) -> SocketAddr {
-    const MARK: &str = "listening on http ";
-    let found = server
-        .log()
-        .lines()
-        .find(|l| l.contains(MARK))
-        .map(str::to_owned);
-    let line = found.unwrap_or_else(|| server.wait_line(|l| l.contains(MARK)));
-    let rest = line.split(MARK).nth(1).unwrap();
-    let addr: String = rest
-        .chars()
-        .take_while(|c| c.is_ascii_hexdigit() || ".:[]".contains(*c))
-        .collect();
-    addr.parse()
-        .unwrap_or_else(|e| panic!("bad HTTP address in {line:?}: {e}"))
 }
 
 /// A signaling client.
