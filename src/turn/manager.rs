@@ -162,7 +162,8 @@ impl<B: RelayBinder> Manager<B> {
     }
 
     /// New credentials, peer rules and lifetimes from a config reload. Relay addresses stay
-    /// (changing them needs a restart); allocations, permissions and channels live on.
+    /// (changing them needs a restart); allocations live on, and so do their permissions and
+    /// channels unless the new rules refuse their peer.
     pub fn reload(&mut self, config: TurnConfig, auth: Arc<Auth>, rules: Arc<PeerRules>) {
         self.config = TurnConfig {
             relay_v4: self.config.relay_v4,
@@ -171,6 +172,37 @@ impl<B: RelayBinder> Manager<B> {
         };
         self.auth = auth;
         self.rules = rules;
+        self.revoke_refused_peers();
+    }
+
+    /// Ends every permission and channel whose peer the current rules refuse, so tightening
+    /// `denied-peer-ip` (or turning `allow-loopback-peers` off) cuts relaying to those peers
+    /// at the reload, not when the client stops refreshing them. ChannelData is forwarded by
+    /// table lookup without a rules check per packet; this keeps that table honest.
+    fn revoke_refused_peers(&mut self) {
+        let mut gone = Vec::new();
+        let rules = &self.rules;
+        for (tuple, alloc) in &mut self.allocations {
+            alloc.permissions.retain(|ip, _| {
+                let allowed = rules.allows_ip(*ip).is_ok();
+                if !allowed {
+                    gone.push(Timer::Permission(*tuple, *ip));
+                }
+                allowed
+            });
+            let by_peer = &mut alloc.channel_by_peer;
+            alloc.channels.retain(|number, channel| {
+                let allowed = rules.allows_addr(channel.peer).is_ok();
+                if !allowed {
+                    by_peer.remove(&channel.peer);
+                    gone.push(Timer::Channel(*tuple, *number));
+                }
+                allowed
+            });
+        }
+        for timer in gone {
+            self.unschedule(timer);
+        }
     }
 
     /// Refuse new allocations from now on: RFC 8656 §7.2's 300 (Try Alternate) with

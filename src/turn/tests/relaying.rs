@@ -357,3 +357,32 @@ fn close_deletes_the_allocation_and_releases_its_port() {
     h.expire(10_000);
     assert!(h.held().is_empty(), "the other one expired");
 }
+
+#[test]
+fn a_reload_that_refuses_a_peer_ends_its_permission_and_channel_at_once() {
+    let mut h = Setup::default().start();
+    let alice = h.alice(1);
+    h.allocate(0, &alice);
+    h.ok(0, &alice, Req::bind(0x4000, PEER_A));
+    h.ok(0, &alice, Req::bind(0x4001, PEER_B));
+    assert_eq!(h.channel(1, &alice, 0x4000), Some((relay(50000), PEER_A)));
+    let timers = h.mgr.timers.len();
+
+    // The operator denies PEER_A's network and reloads.
+    let denied = vec!["192.0.2.0/24".parse().unwrap()];
+    let rules = Arc::new(PeerRules::new(false, vec![], denied, vec![SERVER]));
+    let (config, auth) = (h.mgr.config.clone(), h.auth.clone());
+    h.mgr.reload(config, auth, rules);
+
+    // Every path to PEER_A ends now, long before the channel (10 min) would lapse.
+    assert_eq!(h.channel(2, &alice, 0x4000), None, "ChannelData");
+    assert_eq!(h.send_to(2, alice.tuple, PEER_A), None, "Send");
+    assert_eq!(h.route(2, relay(50000), PEER_A), None, "from the peer");
+    assert_eq!(h.mgr.timers.len(), timers - 2, "its two timers are gone");
+    // PEER_B is untouched, and rebinding PEER_A is refused under the new rules.
+    assert_eq!(h.channel(2, &alice, 0x4001), Some((relay(50000), PEER_B)));
+    assert!(h.route(2, relay(50000), PEER_B).is_some());
+    h.refused(3, &alice, Req::bind(0x4000, PEER_A), 403);
+    // The channel number is free again for another peer.
+    h.ok(3, &alice, Req::bind(0x4000, PEER_C));
+}
