@@ -122,3 +122,43 @@ fn json_logs_are_one_object_per_line() {
         "{line}"
     );
 }
+
+#[test]
+fn a_second_rturn_on_a_running_ones_udp_port_is_refused() {
+    // SO_REUSEPORT would let it join the first one's socket group and take some of its
+    // clients; it must fail to start instead, naming the address.
+    let first = Server::start(&loopback_config(""));
+    let udp = first.udp[0];
+    let (_dir, path) = write_config(&format!(
+        "realm = \"r\"\n[listen]\nudp = [\"{udp}\"]\ntcp = []\n"
+    ));
+    let mut second = (rturn().arg("-c").arg(&path))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while second.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            second.kill().unwrap();
+            panic!("a second rturn started on {udp} beside the first");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = second.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("cannot bind udp {udp} (listen.udp)"))
+            && stderr.contains("in use"),
+        "{stderr}"
+    );
+    // The first one still answers.
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(TIMEOUT)).unwrap();
+    socket
+        .send_to(&binding_request(&[], false).raw, udp)
+        .unwrap();
+    let mut buf = [0; 512];
+    let (n, from) = socket.recv_from(&mut buf).unwrap();
+    assert!(n >= 20 && from == udp, "{n} bytes from {from}");
+}

@@ -12,7 +12,16 @@ const SOCKET_BUFFER: usize = 4 << 20;
 
 /// Binds `workers` sockets to `addr` with SO_REUSEPORT; the kernel spreads sources across
 /// them. With port 0 the first socket picks the port and the others join it.
+///
+/// A fixed port is first bound once without SO_REUSEPORT and let go: SO_REUSEPORT alone would
+/// let a second rturn (same user) join a running one's group and silently take a share of its
+/// clients, whose allocations live in the other process. The probe fails instead, with
+/// "address in use", as TCP does.
 pub(super) fn bind_group(addr: SocketAddr, workers: usize) -> io::Result<Vec<std::net::UdpSocket>> {
+    if addr.port() != 0 {
+        let probe = super::new_socket(addr, Type::DGRAM, Protocol::UDP)?;
+        probe.bind(&addr.into())?;
+    }
     let first = bind_one(addr)?;
     let bound = first.local_addr()?;
     let mut sockets = vec![first];
