@@ -15,6 +15,7 @@
 //!   bytes and data-path routes out; relay ports come through a binder trait; peer rules,
 //!   per-allocation caps and bandwidth limits.
 //! - [`signal`]: the signaling relay: protocol and room registry (pure), WebSocket glue.
+//! - [`client_key`]: who a client is for per-address limits (IPv4, or IPv6 by /64).
 //! - [`random`]: values from the OS CSPRNG (nonce keys, relay ports, tokens, IDs).
 //! - [`http`]: the axum routes: `/ws`, `/api/ice-servers`, pages from `web/`, `/healthz`.
 //! - [`server`]: tokio glue only: binding the `[listen]` sockets (one SO_REUSEPORT UDP socket
@@ -27,6 +28,7 @@
 
 pub mod auth;
 pub mod cli;
+pub mod client_key;
 pub mod config;
 pub mod coturn;
 pub mod http;

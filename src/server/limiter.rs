@@ -14,6 +14,7 @@
 use std::net::IpAddr;
 use std::time::Instant;
 
+use crate::client_key::client_key_bits;
 use crate::turn::FastMap;
 
 /// Sources tracked at once per shard: about 32 bytes each, so at most a few MiB.
@@ -93,7 +94,7 @@ impl SourceLimiter {
             return true;
         }
         let now_ms = self.ms(now);
-        let key = source_key(ip);
+        let key = client_key_bits(ip);
         let (rate, full) = (self.rate, self.full);
         let bucket = if let Some(bucket) = self.buckets.get_mut(&key) {
             bucket
@@ -123,17 +124,6 @@ impl SourceLimiter {
 
     fn ms(&self, now: Instant) -> u64 {
         u64::try_from(now.saturating_duration_since(self.base).as_millis()).unwrap_or(u64::MAX)
-    }
-}
-
-/// IPv4 addresses (and IPv4-mapped IPv6) as themselves, other IPv6 addresses by /64.
-pub(super) fn source_key(ip: IpAddr) -> u128 {
-    match ip {
-        IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => u128::from(v4.to_ipv6_mapped()),
-            None => u128::from(v6) & !u128::from(u64::MAX),
-        },
     }
 }
 
@@ -192,7 +182,10 @@ mod tests {
         let mapped = IpAddr::V6(Ipv4Addr::new(192, 0, 2, 1).to_ipv6_mapped());
         assert_eq!(answered(&mut l, v4, t0, 3), 3);
         assert!(!l.allow(mapped, t0));
-        assert_ne!(source_key(IpAddr::V6(Ipv6Addr::LOCALHOST)), source_key(v4));
+        assert_ne!(
+            client_key_bits(IpAddr::V6(Ipv6Addr::LOCALHOST)),
+            client_key_bits(v4)
+        );
     }
 
     #[test]

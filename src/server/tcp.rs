@@ -280,7 +280,7 @@ impl PerIp {
 
     /// One more connection from `ip`, or `None` when it already holds `limit`.
     fn acquire(this: &Arc<Self>, ip: IpAddr) -> Option<PerIpSlot> {
-        let key = super::limiter::source_key(ip);
+        let key = crate::client_key::client_key_bits(ip);
         let mut open = this.open.lock().unwrap_or_else(|e| e.into_inner());
         let held = open.entry(key).or_insert(0);
         if this.limit != 0 && *held >= this.limit {

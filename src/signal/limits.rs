@@ -8,7 +8,9 @@
 //!   purged, and at most [`MAX_JOIN_BUCKETS`] addresses are tracked at once.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
+
+use crate::client_key::client_key;
 use std::time::{Duration, Instant};
 
 /// Addresses whose joins are tracked at once (about 4 MiB at worst). Past it, after a purge
@@ -131,22 +133,6 @@ impl JoinLimiter {
     }
 }
 
-/// What one client is, for the per-IP limits: its IPv4 address (also when written
-/// IPv4-mapped), or its IPv6 /64, the smallest network an ISP hands out, inside which a host
-/// picks addresses freely (so counting single IPv6 addresses would limit nothing).
-pub fn client_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(v4) => IpAddr::V4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let bits = u128::from(v6) & !((1u128 << 64) - 1);
-                IpAddr::V6(Ipv6Addr::from(bits))
-            }
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,14 +167,6 @@ mod tests {
             "3 a minute: one per 20 s"
         );
         assert!(!l.take(a, t0 + Duration::from_secs(21)));
-    }
-
-    #[test]
-    fn client_keys() {
-        assert_eq!(client_key(ip("192.0.2.9")), ip("192.0.2.9"));
-        assert_eq!(client_key(ip("::ffff:192.0.2.9")), ip("192.0.2.9"));
-        assert_eq!(client_key(ip("2001:db8:a:b:c:d:e:f")), ip("2001:db8:a:b::"));
-        assert_eq!(client_key(ip("::1")), ip("::"));
     }
 
     #[test]

@@ -15,9 +15,10 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::limits::{Bucket, JoinLimiter, client_key};
+use super::limits::{Bucket, JoinLimiter};
 use super::protocol::{self, ClientMessage, ErrorCode, PeerId, SignalError};
 use super::rooms::{Deliveries, Rooms};
+use crate::client_key::client_key;
 use crate::config::SignalConfig;
 
 /// Messages queued for one client; a client that stops reading loses messages past this.
