@@ -19,7 +19,6 @@ use super::shard::{Dispatcher, Handled, Shared};
 use super::stats::{Counters, Event};
 use super::throttle::Throttle;
 use super::tls::HANDSHAKE_TIMEOUT;
-use crate::stun::framing::CHANNEL_DATA_HEADER_LEN;
 use crate::stun::{Frame, next_frame};
 use crate::turn::{FiveTuple, Transport};
 use tokio_rustls::TlsAcceptor;
@@ -224,6 +223,10 @@ async fn read_loop(
 
 /// The ChannelData message at the start of `buf`, without its stream padding.
 fn channel_data_without_padding(buf: &[u8]) -> &[u8] {
-    let len = usize::from(u16::from_be_bytes([buf[2], buf[3]]));
-    &buf[..CHANNEL_DATA_HEADER_LEN + len]
+    // `next_frame` found a whole frame here, so the parse succeeds; if it did not, the
+    // dispatcher would count what it is given as malformed.
+    match crate::stun::channel_data::parse(buf) {
+        Ok(cd) => &buf[..cd.message_len()],
+        Err(_) => buf,
+    }
 }
