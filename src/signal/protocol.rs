@@ -239,6 +239,29 @@ mod tests {
         assert_eq!(out, Value::Object(expected));
     }
 
+    /// Found by fuzz/signal_message: without serde_json's `float_roundtrip`, a number with
+    /// more digits than an f64 holds was parsed 1 ULP off, so the recipient got a different
+    /// number than the one the server parsed and re-serialised.
+    #[test]
+    fn relayed_numbers_arrive_as_parsed() {
+        let text = r#"{"type":"offer","to":"0123ef","":[0.101111111111111111110,{"11x":null}]}"#;
+        let ClientMessage::Relay { body, .. } = parse(text).unwrap() else {
+            panic!("not a relay");
+        };
+        let exact: f64 = "0.101111111111111111110".parse().unwrap();
+        assert_eq!(
+            body[""][0].as_f64(),
+            Some(exact),
+            "parsed to the nearest f64"
+        );
+        let out: Value = serde_json::from_str(&relayed(body, "a")).unwrap();
+        assert_eq!(
+            out[""][0].as_f64(),
+            Some(exact),
+            "and delivered as that number"
+        );
+    }
+
     #[test]
     fn peer_ids_are_long_and_distinct() {
         let a = new_peer_id();
