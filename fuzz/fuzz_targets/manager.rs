@@ -1,9 +1,9 @@
 //! The sans-IO allocation manager driven by a fuzzed script: a few clients (two static users,
-//! a TURN REST user, one with a wrong password; UDP and TCP) send Allocate, Refresh,
-//! CreatePermission, ChannelBind, Send indications and ChannelData, signed with the nonce of
-//! their last 401/438 so the deep paths run, with fuzzed attributes, corrupted bytes and raw
-//! datagrams through the real decoder; peers send datagrams back; virtual time advances and
-//! timers fire in any order the script says.
+//! a TURN REST user, one with a wrong password, two users on one 5-tuple; UDP and TCP) send
+//! Allocate, Refresh, CreatePermission, ChannelBind, Send indications and ChannelData, signed
+//! with the nonce of their last 401/438 so the deep paths run, with fuzzed attributes,
+//! corrupted bytes and raw datagrams through the real decoder; peers send datagrams back;
+//! virtual time advances and timers fire in any order the script says.
 //!
 //! Asserted after every step: no panic; every response decodes, answers the request's method
 //! and transaction, and a success verifies with the client's key; the fake binder never
@@ -506,7 +506,9 @@ fn steps(w: &mut World, u: &mut Unstructured<'_>) -> Result<()> {
             }
             _ => {
                 if u.ratio(1, 4)? {
-                    w.mgr.drain(None);
+                    // Draining: new Allocates get 300 with ALTERNATE-SERVER, or 508.
+                    let alternate = u.arbitrary::<bool>()?.then_some(v4(203, 0, 113, 2, 3478));
+                    w.mgr.drain(alternate);
                 }
             }
         }
@@ -570,6 +572,8 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
         client(3, Transport::Tcp, &carol, &carol_pass),
         client(4, Transport::Udp, "alice", "wrong password"),
         client(1, Transport::Tcp, "bob", "builder"),
+        // Another user on alice's 5-tuple: 441 once alice holds the allocation.
+        client(1, Transport::Udp, "bob", "builder"),
     ];
     let mut w = World {
         t0,
