@@ -41,6 +41,9 @@ mod tests {
             let v = os_random_range(0..8usize);
             seen[v] = true;
         }
-        assert!(seen.iter().all(|s| *s), "1000 draws missed a value of 0..8: {seen:?}");
+        assert!(
+            seen.iter().all(|s| *s),
+            "1000 draws missed a value of 0..8: {seen:?}"
+        );
     }
 }
