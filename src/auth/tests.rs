@@ -318,3 +318,59 @@ fn nonces() {
         NonceCheck::Valid
     );
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever precedes it, a MAC we add verifies with the key, with or without a
+        /// FINGERPRINT after it, and not with another key; flipping any byte it covers breaks
+        /// it (except the header length, which the MAC computation rewrites, RFC 8489 §14.5).
+        #[test]
+        fn integrity_round_trips_and_covers_every_byte(
+            attrs in proptest::collection::vec(
+                ((0x8000u16..0xffff).prop_filter("integrity or fingerprint", |t| {
+                    ![0x8028, 0x001c, 0x0008].contains(t)
+                }),
+                 proptest::collection::vec(any::<u8>(), 0..24)),
+                0..5,
+            ),
+            sha256 in any::<bool>(),
+            fingerprint in any::<bool>(),
+            key in any::<[u8; 16]>(),
+            flip in any::<prop::sample::Index>(),
+        ) {
+            let mut m = request();
+            for (typ, value) in &attrs {
+                m.add(AttrType(*typ), value);
+            }
+            let integrity = if sha256 { Integrity::Sha256 } else { Integrity::Sha1 };
+            add_integrity(&mut m, &key, integrity);
+            let covered = m.raw.len();
+            if fingerprint {
+                FINGERPRINT.add_to(&mut m).unwrap();
+            }
+            prop_assert_eq!(verify_integrity(&m, &key), Ok(integrity));
+            let mut other = key;
+            other[0] ^= 1;
+            prop_assert!(verify_integrity(&m, &other).is_err());
+            let at = flip.index(covered);
+            if !(2..4).contains(&at) {
+                let mut broken = m.clone();
+                broken.raw[at] ^= 0x01;
+                prop_assert!(verify_integrity(&broken, &key).is_err(), "byte {} of {}", at, covered);
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_verify_or_panic(
+            raw in proptest::collection::vec(any::<u8>(), 0..128),
+            key in any::<[u8; 16]>(),
+        ) {
+            let mut m = Message::new();
+            m.raw = raw;
+            prop_assert!(verify_integrity(&m, &key).is_err());
+        }
+    }
+}

@@ -26,7 +26,7 @@ use super::relay::RELAY_TOKENS;
 use super::shard::{Dispatcher, Handled, Shard, Shared};
 use super::stats::{Counters, Event, Stats};
 use super::throttle::Throttle;
-use crate::stun::response;
+use crate::stun::{channel_data, response};
 use crate::turn::{FiveTuple, Transport};
 
 /// Wakes a loop to look at its stop flag.
@@ -294,11 +294,7 @@ impl Loop {
         let header: [u8; 4];
         let parts: [&[u8]; 2] = match route.channel {
             Some(channel) => {
-                let [c0, c1] = channel.to_be_bytes();
-                let [l0, l1] = u16::try_from(payload.len())
-                    .unwrap_or(u16::MAX)
-                    .to_be_bytes();
-                header = [c0, c1, l0, l1];
+                header = channel_data::header(channel, payload.len());
                 [&header, payload]
             }
             None => {

@@ -163,14 +163,11 @@ impl Dispatcher {
 /// ChannelData from a client (RFC 8656 §12.4): header checked, payload sent to the bound peer
 /// straight from the receive buffer. Over UDP the padding may be absent.
 fn channel_data(shard: &mut Shard, now: Instant, tuple: &FiveTuple, packet: &[u8]) -> Handled {
-    let (Some(header), Some(rest)) = (packet.get(..4), packet.get(4..)) else {
-        return Handled::Malformed(Malformed::Truncated);
+    let (channel, payload) = match crate::stun::channel_data::parse(packet) {
+        Ok(cd) => (cd.channel, cd.payload),
+        Err(e) => return Handled::Malformed(e),
     };
-    let channel = u16::from_be_bytes([header[0], header[1]]);
-    let len = usize::from(u16::from_be_bytes([header[2], header[3]]));
-    let Some(payload) = rest.get(..len) else {
-        return Handled::Malformed(Malformed::BadLength);
-    };
+    let len = payload.len();
     let sent = (shard.manager)
         .channel_route(now, tuple, channel, len)
         .and_then(|(relay, peer)| {

@@ -22,7 +22,6 @@ use tokio_util::task::TaskTracker;
 use super::shard::{Dispatcher, Handled, Shared};
 use super::stats::{Counters, Event};
 use super::throttle::Throttle;
-use crate::stun::framing::CHANNEL_DATA_HEADER_LEN;
 use crate::stun::{Frame, next_frame};
 use crate::turn::{FiveTuple, Transport};
 use tokio_rustls::TlsAcceptor;
@@ -257,8 +256,12 @@ async fn read_loop(
 
 /// The ChannelData message at the start of `buf`, without its stream padding.
 fn channel_data_without_padding(buf: &[u8]) -> &[u8] {
-    let len = usize::from(u16::from_be_bytes([buf[2], buf[3]]));
-    &buf[..CHANNEL_DATA_HEADER_LEN + len]
+    // `next_frame` found a whole frame here, so the parse succeeds; if it did not, the
+    // dispatcher would count what it is given as malformed.
+    match crate::stun::channel_data::parse(buf) {
+        Ok(cd) => &buf[..cd.message_len()],
+        Err(_) => buf,
+    }
 }
 
 /// Open connections per client address (IPv6: per /64), for `max-tcp-connections-per-ip`.

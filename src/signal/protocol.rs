@@ -239,6 +239,29 @@ mod tests {
         assert_eq!(out, Value::Object(expected));
     }
 
+    /// Found by fuzz/signal_message: without serde_json's `float_roundtrip`, a number with
+    /// more digits than an f64 holds was parsed 1 ULP off, so the recipient got a different
+    /// number than the one the server parsed and re-serialised.
+    #[test]
+    fn relayed_numbers_arrive_as_parsed() {
+        let text = r#"{"type":"offer","to":"0123ef","":[0.101111111111111111110,{"11x":null}]}"#;
+        let ClientMessage::Relay { body, .. } = parse(text).unwrap() else {
+            panic!("not a relay");
+        };
+        let exact: f64 = "0.101111111111111111110".parse().unwrap();
+        assert_eq!(
+            body[""][0].as_f64(),
+            Some(exact),
+            "parsed to the nearest f64"
+        );
+        let out: Value = serde_json::from_str(&relayed(body, "a")).unwrap();
+        assert_eq!(
+            out[""][0].as_f64(),
+            Some(exact),
+            "and delivered as that number"
+        );
+    }
+
     #[test]
     fn peer_ids_are_long_and_distinct() {
         let a = new_peer_id();
@@ -258,5 +281,66 @@ mod tests {
             (v["type"].as_str(), v["code"].as_str()),
             (Some("error"), Some("room_full"))
         );
+    }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// JSON values a client might put in a relayed message's own fields.
+        fn json_value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                ".{0,12}".prop_map(Value::from),
+            ];
+            leaf.prop_recursive(3, 16, 4, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                    proptest::collection::btree_map("[a-z]{1,6}", inner, 0..4)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        proptest! {
+            #[test]
+            fn serialised_joins_parse_to_their_room(room in ".{1,64}") {
+                let text = json!({"type": "join", "room": room}).to_string();
+                prop_assert_eq!(parse(&text).unwrap(), ClientMessage::Join { room });
+            }
+
+            /// A relayed message parses to its whole object, and what the recipient gets is
+            /// that object with `from`, parsing as the same kind of message again.
+            #[test]
+            fn serialised_relays_parse_to_their_object(
+                kind in prop::sample::select(vec!["offer", "answer", "candidate"]),
+                to in "[0-9a-f]{32}",
+                fields in proptest::collection::btree_map("[a-z]{1,8}", json_value(), 0..5),
+            ) {
+                let mut body: Map<String, Value> = fields.into_iter().collect();
+                body.insert("type".into(), kind.into());
+                body.insert("to".into(), to.clone().into());
+                let text = Value::Object(body.clone()).to_string();
+                let parsed = parse(&text).unwrap();
+                prop_assert_eq!(&parsed, &ClientMessage::Relay { to: to.clone(), body: body.clone() });
+                let out = relayed(body.clone(), "sender");
+                let ClientMessage::Relay { to: again, body: got } = parse(&out).unwrap() else {
+                    panic!("{out} is not a relay");
+                };
+                body.insert("from".into(), "sender".into());
+                prop_assert_eq!((again, got), (to, body));
+            }
+
+            #[test]
+            fn any_text_gets_a_message_or_a_coded_error(text in ".{0,64}") {
+                if let Err(e) = parse(&text) {
+                    prop_assert!(!e.message.is_empty());
+                    let frame: Value = serde_json::from_str(&e.to_json()).unwrap();
+                    prop_assert_eq!(frame["code"].as_str(), Some(e.code.as_str()));
+                }
+            }
+        }
     }
 }

@@ -42,10 +42,14 @@ pub fn mint(secret: &[u8], expiry: u64, room: Option<&str>) -> String {
 /// Checks `token` at unix time `now` for `room` (`None`: a token valid in any room).
 pub fn verify(secret: &[u8], token: &str, room: Option<&str>, now: u64) -> Result<(), TokenError> {
     let (expiry, hex) = token.split_once(':').ok_or(TokenError::Malformed)?;
-    let expiry: u64 = expiry.parse().map_err(|_| TokenError::Malformed)?;
-    if hex.len() != 64 {
+    // One spelling per token: `u64::from_str` and `from_str_radix` also take a leading '+'.
+    if !expiry.bytes().all(|b| b.is_ascii_digit())
+        || hex.len() != 64
+        || !hex.bytes().all(|b| b.is_ascii_hexdigit())
+    {
         return Err(TokenError::Malformed);
     }
+    let expiry: u64 = expiry.parse().map_err(|_| TokenError::Malformed)?;
     let mut given = [0u8; 32];
     for (i, byte) in given.iter_mut().enumerate() {
         let pair = hex.get(2 * i..2 * i + 2).ok_or(TokenError::Malformed)?;
@@ -111,5 +115,35 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    /// `u64::from_str` and `u8::from_str_radix` take a leading '+': "+1000" and "+f" would
+    /// verify as another spelling of a minted token.
+    #[test]
+    fn a_token_has_one_spelling() {
+        let t = mint(SECRET, 1000, None);
+        assert_eq!(verify(SECRET, &t, None, 0), Ok(()));
+        assert_eq!(
+            verify(SECRET, &format!("+{t}"), None, 0),
+            Err(TokenError::Malformed)
+        );
+        let (expiry, t) = (1000..)
+            .map(|e| (e, mint(SECRET, e, None)))
+            .find(|(_, t)| {
+                t.split_once(':')
+                    .is_some_and(|(_, mac)| mac.starts_with('0'))
+            })
+            .unwrap();
+        let plus = t.replacen(":0", ":+", 1);
+        assert_eq!(
+            verify(SECRET, &plus, None, expiry),
+            Err(TokenError::Malformed)
+        );
+        let upper = t.to_ascii_uppercase();
+        assert_eq!(
+            verify(SECRET, &upper, None, expiry),
+            Ok(()),
+            "hex in either case"
+        );
     }
 }

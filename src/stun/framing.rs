@@ -8,7 +8,7 @@
 use super::codec::{HEADER_LEN, Malformed, PacketKind, message_len, packet_kind};
 
 /// Size of a ChannelData header: channel number and length.
-pub const CHANNEL_DATA_HEADER_LEN: usize = 4;
+pub const CHANNEL_DATA_HEADER_LEN: usize = super::channel_data::HEADER_LEN;
 
 /// One complete frame at the start of a stream buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +113,60 @@ mod tests {
         let full = stun_header(0);
         for cut in 1..full.len() {
             assert_eq!(next_frame(&full[..cut]), Ok(None), "cut at {cut}");
+        }
+    }
+
+    mod properties {
+        use super::*;
+        use crate::stun::channel_data;
+        use proptest::prelude::*;
+
+        /// One message as a stream carries it: a STUN message (header and a body of whole
+        /// words) or a ChannelData message padded to 4.
+        fn frame() -> impl Strategy<Value = Vec<u8>> {
+            let body = proptest::collection::vec(any::<[u8; 4]>(), 0..10);
+            let stun = body.prop_map(|words| {
+                let mut m = stun_header(4 * words.len() as u16);
+                m.extend(words.concat());
+                m
+            });
+            let data = proptest::collection::vec(any::<u8>(), 0..40);
+            let channel = (0x4000u16..=0x7fff, data).prop_map(|(channel, payload)| {
+                let mut m = channel_data::header(channel, payload.len()).to_vec();
+                m.extend_from_slice(&payload);
+                m.resize(m.len().next_multiple_of(4), 0);
+                m
+            });
+            prop_oneof![stun, channel]
+        }
+
+        proptest! {
+            /// Frames sent back to back and received in chunks cut anywhere come out as the
+            /// same frames, whatever the cuts.
+            #[test]
+            fn concatenated_frames_split_back_at_any_cuts(
+                frames in proptest::collection::vec(frame(), 1..8),
+                cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..8),
+            ) {
+                let stream = frames.concat();
+                let mut cuts: Vec<usize> = cuts.iter().map(|i| i.index(stream.len() + 1)).collect();
+                cuts.push(stream.len());
+                cuts.sort_unstable();
+                let (mut buf, mut got, mut fed) = (Vec::new(), Vec::new(), 0);
+                for cut in cuts {
+                    buf.extend_from_slice(&stream[fed..cut]);
+                    fed = cut;
+                    while let Some(frame) = next_frame(&buf).unwrap() {
+                        if let Frame::ChannelData(len) = frame {
+                            let cd = channel_data::parse(&buf[..len]).unwrap();
+                            prop_assert_eq!(cd.message_len().next_multiple_of(4), len);
+                        }
+                        got.push(buf.drain(..frame.len()).collect::<Vec<u8>>());
+                    }
+                }
+                prop_assert!(buf.is_empty(), "{} bytes left over", buf.len());
+                prop_assert_eq!(got, frames);
+            }
         }
     }
 }

@@ -2,11 +2,13 @@
 //! every function here takes bytes and returns bytes or a reason.
 //!
 //! - [`codec`]: checking and decoding untrusted datagrams, first-byte demultiplexing.
+//! - [`channel_data`]: the ChannelData header (RFC 8656 §12.4), parsed and built.
 //! - [`framing`]: splitting a TCP byte stream into STUN and ChannelData frames.
 //! - [`binding`]: the Binding responder.
 //! - [`response`]: the steps every response shares (no reason phrases, no SOFTWARE).
 
 pub mod binding;
+pub mod channel_data;
 pub mod codec;
 pub mod framing;
 pub mod response;

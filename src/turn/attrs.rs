@@ -186,4 +186,45 @@ mod tests {
         assert_eq!(decode_xor_address(&[0, 2, 0, 0, 1, 2, 3, 4], &tid), None);
         assert_eq!(decode_xor_address(&[0, 3, 0, 0, 1, 2, 3, 4], &tid), None);
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+        use stun::agent::TransactionId;
+        use stun::message::BINDING_REQUEST;
+        use stun::xoraddr::XorMappedAddress;
+
+        proptest! {
+            /// Whatever the address and transaction ID, the stun crate's encoding decodes
+            /// back to the same address.
+            #[test]
+            fn xor_addresses_round_trip(ip in any::<IpAddr>(), port in any::<u16>(), tid in any::<[u8; 12]>()) {
+                // (A SocketAddr's IPv6 scope and flow label do not travel.)
+                let addr = SocketAddr::new(ip, port);
+                let mut m = Message::new();
+                m.typ = BINDING_REQUEST;
+                m.transaction_id = TransactionId(tid);
+                m.write_header();
+                let xor = XorMappedAddress { ip: addr.ip(), port: addr.port() };
+                xor.add_to_as(&mut m, ATTR_XOR_PEER_ADDRESS).unwrap();
+                let value = value(&m, ATTR_XOR_PEER_ADDRESS).unwrap();
+                prop_assert_eq!(decode_xor_address(value, &tid), Some(addr));
+            }
+
+            /// Any value decodes only when it has a family's exact length.
+            #[test]
+            fn arbitrary_values_decode_only_at_their_length(
+                v in proptest::collection::vec(any::<u8>(), 0..24),
+                tid in any::<[u8; 12]>(),
+            ) {
+                match decode_xor_address(&v, &tid) {
+                    Some(addr) if addr.is_ipv4() => prop_assert_eq!((v[1], v.len()), (FAMILY_IPV4, 8)),
+                    Some(_) => prop_assert_eq!((v[1], v.len()), (FAMILY_IPV6, 20)),
+                    None => prop_assert!(
+                        !matches!((v.get(1), v.len()), (Some(&FAMILY_IPV4), 8) | (Some(&FAMILY_IPV6), 20))
+                    ),
+                }
+            }
+        }
+    }
 }
