@@ -496,13 +496,24 @@ impl Default for AuthConfig {
 }
 
 /// Durations are human strings such as `"30s"`, `"10m"` or `"1h 30m"`.
+/// The longest duration any key takes. Every duration is added to the clock somewhere
+/// (`Instant + Duration` panics on overflow), so a typo such as "600000000000y" must be a
+/// config error, not a crash at the first allocation.
+const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
 fn human_duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(de)?;
-    humantime::parse_duration(&text).map_err(|e| {
+    let duration = humantime::parse_duration(&text).map_err(|e| {
         serde::de::Error::custom(format!(
             "invalid duration {text:?}: {e} (write it like \"30s\", \"10m\" or \"1h\")"
         ))
-    })
+    })?;
+    if duration > MAX_DURATION {
+        return Err(serde::de::Error::custom(format!(
+            "duration {text:?} is longer than 10 years (\"3650d\")"
+        )));
+    }
+    Ok(duration)
 }
 
 /// A list key that also takes a single value: `key = "a"` means `key = ["a"]`.
@@ -1188,6 +1199,10 @@ mod tests {
         let e = err("realm = \"r\"\n[server]\ntcp-idle-timeout = \"5 parsecs\"\n");
         assert_eq!(e.key, "server.tcp-idle-timeout");
         assert!(e.message.contains("invalid duration"), "{e}");
+        // Would overflow the clock at the first allocation (Instant + Duration panics).
+        let e = err("realm = \"r\"\n[relay]\nallocation-lifetime = \"500000000000y\"\n");
+        assert_eq!(e.key, "relay.allocation-lifetime");
+        assert!(e.message.contains("longer than 10 years"), "{e}");
         let e = err("realm = \"r\"\n[relay]\nmin-port = 70000\n");
         assert_eq!(e.key, "relay.min-port");
     }
