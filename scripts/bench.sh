@@ -75,9 +75,11 @@ max-port = 39999
 [auth.users]
 bench = "bench"
 [signal]
-# The defaults would refuse 10 000 clients (10 000 connections, 100 per IP address).
+# The defaults would refuse 10 000 clients (10 000 connections, 100 per IP address, 60
+# joins a minute per address).
 max-connections = $((signal_clients + 1000))
 max-connections-per-ip = $((signal_clients + 1000))
+joins-per-minute-per-ip = $((signal_clients + 1000))
 max-peers-per-room = 64
 messages-per-second = 1000
 EOF

@@ -168,11 +168,17 @@ fn unix_now() -> u64 {
 
 async fn ice_servers(
     State(state): State<HttpState>,
+    ConnectInfo(ClientAddr(peer)): ConnectInfo<ClientAddr>,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     if let Err(refusal) = guard(&state, &headers, &query) {
         return refusal.into_response();
+    }
+    // Every answer mints TURN credentials, as a join does: the same per-address budget.
+    if !state.hub.take_join(peer.ip()) {
+        let retry = [(header::RETRY_AFTER, "60")];
+        return (StatusCode::TOO_MANY_REQUESTS, retry, "rate_limited\n").into_response();
     }
     let body = (state.ice)();
     (

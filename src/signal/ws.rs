@@ -135,8 +135,9 @@ impl Hub {
         self.joins.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Spends one join of `ip` (`joins-per-minute-per-ip`); `false` past the rate.
-    fn take_join(&self, ip: IpAddr) -> bool {
+    /// Spends one join of `ip` (`joins-per-minute-per-ip`), which a join and an
+    /// `/api/ice-servers` answer both cost (each mints TURN credentials); `false` past the rate.
+    pub fn take_join(&self, ip: IpAddr) -> bool {
         let taken = self.lock_joins().take(ip, Instant::now());
         if !taken {
             self.joins_refused

@@ -199,3 +199,29 @@ async fn binary_frames_count_against_the_message_rate() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     a.ping_pong().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ice_server_fetches_spend_the_join_budget_and_get_429_past_it() {
+    // Each /api/ice-servers answer mints TURN credentials, like a join.
+    let relay = Relay::start("joins-per-minute-per-ip = 3", "");
+    for _ in 0..2 {
+        let ok = relay.get("/api/ice-servers");
+        assert_eq!(ok.status, 200, "{}", ok.body);
+    }
+    let mut ws = relay.connect("/ws").await;
+    ws.join("room").await; // the third credential of the minute
+    let refused = relay.get("/api/ice-servers");
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    assert!(
+        refused
+            .headers
+            .to_ascii_lowercase()
+            .contains("retry-after: 60"),
+        "{}",
+        refused.headers
+    );
+    assert!(!refused.body.contains("credential"), "{}", refused.body);
+    ws.send(json!({"type": "join", "room": "other"})).await;
+    ws.expect_error("rate_limited").await;
+    assert_eq!(relay.metric(JOINS_REFUSED), 2.0);
+}
