@@ -83,7 +83,7 @@ pub struct Config {
 pub struct AdminConfig {
     /// Bearer token every `/admin` request must carry; unset: no admin API at all.
     pub token: Option<String>,
-    /// Serve `/admin` (and `/metrics`) on this address instead of the HTTP listener.
+    /// Serve `/admin` on this address instead of the HTTP listener (`/metrics` stays there).
     pub listen: Option<SocketAddr>,
 }
 
