@@ -290,7 +290,7 @@ pub struct RelayConfig {
     /// bps-capacity); beyond it packets are dropped. 0 means no limit.
     #[serde(default)]
     pub bps_capacity: u64,
-    /// Where a draining server sends new allocations (300 Try Alternate); else 508.
+    /// Where a draining or full server sends new allocations (300 Try Alternate); else 508.
     pub alternate_server: Option<SocketAddr>,
 }
 

@@ -213,6 +213,7 @@ fn turn_parts(config: &Config, own: Vec<SocketAddr>, nonce_secret: &[u8]) -> Tur
         max_bps: relay.max_bps,
         // Each shard enforces its share, so no counter is shared across cores per packet.
         bps_capacity: relay.bps_capacity.div_ceil(config.workers().get() as u64),
+        alternate_server: relay.alternate_server,
         ..TurnConfig::default()
     };
     let auth = Auth::new(AuthSettings {

@@ -369,7 +369,9 @@ impl<B: RelayBinder> Manager<B> {
     fn fail(&mut self, req: &Message, code: u16, creds: &Credentials) -> &[u8] {
         self.metrics.refuse(code);
         self.error(req, code);
-        if let (300, Some(Some(alternate))) = (code, self.draining) {
+        // Draining names the alternate it was given; otherwise 300 means at capacity.
+        let alternate = self.draining.unwrap_or(self.config.alternate_server);
+        if let (300, Some(alternate)) = (code, alternate) {
             add_alternate_server(&mut self.response, alternate);
         }
         add_integrity(&mut self.response, &creds.key, creds.integrity);

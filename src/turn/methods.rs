@@ -55,12 +55,19 @@ impl<B: RelayBinder> Manager<B> {
             return Err(if alternate.is_some() { 300 } else { 508 });
         }
         let ask = self.parse_allocate(req)?;
-        self.quotas.acquire(&creds.username)?;
+        // At capacity (508 for the total quota or the port range, not a user's own quota,
+        // 486), a configured alternate takes the client instead (RFC 8656 §7.2, 300).
+        let alternate = self.config.alternate_server;
+        let redirect = move |code: u16| match (code, alternate) {
+            (508, Some(_)) => 300,
+            _ => code,
+        };
+        self.quotas.acquire(&creds.username).map_err(redirect)?;
         let bound = match self.bind_relays(now, &ask) {
             Ok(bound) => bound,
             Err(code) => {
                 self.quotas.release(&creds.username);
-                return Err(code);
+                return Err(redirect(code));
             }
         };
         let (relays, reserved_token) = bound;

@@ -115,6 +115,9 @@ pub struct TurnConfig {
     /// Bytes per second this shard relays in each direction over all its allocations: the
     /// configured `bps-capacity` divided among the shards. 0: no limit.
     pub bps_capacity: u64,
+    /// Where a new Allocate is sent with 300 (Try Alternate, RFC 8656 §7.2) when this server
+    /// is at capacity (`total-quota` reached or no relay port free) or draining; `None`: 508.
+    pub alternate_server: Option<SocketAddr>,
 }
 
 impl Default for TurnConfig {
@@ -131,6 +134,7 @@ impl Default for TurnConfig {
             max_channels: 0,
             max_bps: 0,
             bps_capacity: 0,
+            alternate_server: None,
         }
     }
 }

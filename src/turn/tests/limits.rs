@@ -189,3 +189,76 @@ fn unauthenticated_answers_carry_nothing_but_what_the_client_needs() {
         .to_vec();
     assert!(raw.len() <= bound, "{} bytes", raw.len());
 }
+
+const ALTERNATE: SocketAddr = v4(203, 0, 113, 8, 3478);
+
+/// The ALTERNATE-SERVER address of a response, if any.
+fn alternate_of(resp: &Message) -> Option<SocketAddr> {
+    let value = resp.get(stun::attributes::ATTR_ALTERNATE_SERVER).ok()?;
+    let port = u16::from_be_bytes([value[2], value[3]]);
+    let ip: [u8; 4] = value.get(4..8)?.try_into().ok()?;
+    Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::from(ip)), port))
+}
+
+#[test]
+fn at_capacity_new_allocations_try_the_alternate() {
+    // One relay port and room for two allocations in total.
+    let mut setup = Setup {
+        ports: 50000..=50000,
+        quotas: Quotas::new(0, 2),
+        ..Setup::default()
+    };
+    setup.config.alternate_server = Some(ALTERNATE);
+    let mut h = setup.start();
+    let (alice, bob) = (h.alice(1), h.bob(2));
+    h.allocate(0, &alice);
+    // No relay port left: 300 naming the alternate, integrity-protected, instead of 508.
+    let resp = h.request(0, &bob, Req::allocate());
+    assert_eq!(error_code(&resp), Some(300));
+    assert_eq!(alternate_of(&resp), Some(ALTERNATE));
+    assert_eq!(verify_integrity(&resp, &bob.key), Ok(Integrity::Sha1));
+    // The failed attempt took no quota, so a freed port serves bob here again.
+    h.ok(1, &alice, Req::refresh(0));
+    h.allocate(1, &bob);
+}
+
+#[test]
+fn the_total_quota_redirects_but_a_users_own_quota_does_not() {
+    let with_quotas = |user, total| {
+        let mut setup = Setup {
+            quotas: Quotas::new(user, total),
+            ..Setup::default()
+        };
+        setup.config.alternate_server = Some(ALTERNATE);
+        setup.start()
+    };
+    // The server is full: the next client is sent on.
+    let mut h = with_quotas(0, 1);
+    let (alice, bob) = (h.alice(1), h.bob(2));
+    h.allocate(0, &alice);
+    let resp = h.request(0, &bob, Req::allocate());
+    assert_eq!(
+        (error_code(&resp), alternate_of(&resp)),
+        (Some(300), Some(ALTERNATE))
+    );
+
+    // A user over her own quota is over it on every node: 486, no alternate.
+    let mut h = with_quotas(1, 2);
+    let (alice, alice2) = (h.alice(1), h.alice(2));
+    h.allocate(0, &alice);
+    let resp = h.request(0, &alice2, Req::allocate());
+    assert_eq!((error_code(&resp), alternate_of(&resp)), (Some(486), None));
+}
+
+#[test]
+fn without_an_alternate_capacity_is_508() {
+    let mut h = Setup {
+        ports: 50000..=50000,
+        ..Setup::default()
+    }
+    .start();
+    let (alice, bob) = (h.alice(1), h.bob(2));
+    h.allocate(0, &alice);
+    let resp = h.request(0, &bob, Req::allocate());
+    assert_eq!((error_code(&resp), alternate_of(&resp)), (Some(508), None));
+}

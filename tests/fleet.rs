@@ -1,0 +1,82 @@
+//! Two rturn nodes as one fleet: they share `static-auth-secret` and `nonce-secret`, so
+//! credentials one node's `/api/ice-servers` minted allocate on the other, and a node at
+//! capacity sends new allocations to its `alternate-server` (300) instead of refusing them.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+
+use common::*;
+
+const SHARED: &str = "[auth]\nstatic-auth-secret = \"fleet secret 0123456789\"\n\
+                      nonce-secret = \"fleet nonce key 0123456789\"\n";
+
+/// `[relay]` keys for a range of exactly one relay port, below the ephemeral and default
+/// relay ranges so no parallel test's socket lands on it by chance.
+fn one_port_range() -> String {
+    let seed = std::process::id() as usize;
+    let port = (0..10_000)
+        .map(|i| 20_000 + ((seed + i * 7919) % 12_000) as u16)
+        .find(|&p| UdpSocket::bind(("127.0.0.1", p)).is_ok())
+        .expect("a free port in 20000..32000");
+    format!("min-port = {port}\nmax-port = {port}\n")
+}
+
+/// The TURN REST username and credential from `/api/ice-servers` at `http`.
+fn minted_credentials(http: SocketAddr) -> (String, String) {
+    let body: serde_json::Value =
+        serde_json::from_str(&http_body(http, "/api/ice-servers")).unwrap();
+    let turn = (body["iceServers"].as_array().unwrap().iter())
+        .find(|s| s.get("username").is_some())
+        .unwrap_or_else(|| panic!("no TURN entry in {body}"))
+        .clone();
+    let field = |k: &str| turn[k].as_str().unwrap().to_owned();
+    (field("username"), field("credential"))
+}
+
+/// Allocates on `server` with the `turn` crate's client; the error text on refusal.
+async fn allocate(
+    server: SocketAddr,
+    user: &str,
+    pass: &str,
+) -> Result<turn::client::Client, String> {
+    let socket = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let client = turn_client(server, socket, user, pass).await;
+    match tokio::time::timeout(TIMEOUT, client.allocate()).await {
+        Ok(Ok(_relay)) => Ok(client),
+        Ok(Err(e)) => {
+            client.close().await.unwrap();
+            Err(e.to_string())
+        }
+        Err(_) => panic!("Allocate on {server} unanswered within {TIMEOUT:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_node_sends_clients_to_its_alternate_where_its_credentials_work() {
+    let b = Server::start(&loopback_config(&format!(
+        "http = \"127.0.0.1:0\"\n[relay]\nrelay-ip = \"127.0.0.1\"\n{SHARED}"
+    )));
+    let a = Server::start(&loopback_config(&format!(
+        "http = \"127.0.0.1:0\"\n[relay]\nrelay-ip = \"127.0.0.1\"\n{}alternate-server = \"{}\"\n{SHARED}",
+        one_port_range(),
+        b.udp[0]
+    )));
+    let (user, pass) = minted_credentials(a.http_addr());
+
+    // A's only relay port goes to the first client; the next gets 300, not 508.
+    let first = allocate(a.udp[0], &user, &pass).await.unwrap();
+    let refused = allocate(a.udp[0], &user, &pass).await.err().unwrap();
+    assert!(refused.contains("300"), "{refused}");
+    assert_eq!(a.metric("rturn_requests_refused_total{code=\"300\"}"), 1.0);
+    assert_eq!(a.metric("rturn_requests_refused_total{code=\"508\"}"), 0.0);
+
+    // The alternate takes it, with the credentials A minted.
+    let moved = allocate(b.udp[0], &user, &pass).await.unwrap();
+    assert_eq!(b.metric("rturn_allocations_created_total"), 1.0);
+    moved.close().await.unwrap();
+    first.close().await.unwrap();
+}
