@@ -6,24 +6,13 @@
 
 mod common;
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use common::*;
 
 const SHARED: &str = "[auth]\nstatic-auth-secret = \"fleet secret 0123456789\"\n\
                       nonce-secret = \"fleet nonce key 0123456789\"\n";
-
-/// `[relay]` keys for a range of exactly one relay port, below the ephemeral and default
-/// relay ranges so no parallel test's socket lands on it by chance.
-fn one_port_range() -> String {
-    let seed = std::process::id() as usize;
-    let port = (0..10_000)
-        .map(|i| 20_000 + ((seed + i * 7919) % 12_000) as u16)
-        .find(|&p| UdpSocket::bind(("127.0.0.1", p)).is_ok())
-        .expect("a free port in 20000..32000");
-    format!("min-port = {port}\nmax-port = {port}\n")
-}
 
 /// The TURN REST username and credential from `/api/ice-servers` at `http`.
 fn minted_credentials(http: SocketAddr) -> (String, String) {
@@ -62,7 +51,7 @@ async fn a_full_node_sends_clients_to_its_alternate_where_its_credentials_work()
     )));
     let a = Server::start(&loopback_config(&format!(
         "http = \"127.0.0.1:0\"\n[relay]\nrelay-ip = \"127.0.0.1\"\n{}alternate-server = \"{}\"\n{SHARED}",
-        one_port_range(),
+        one_port_range().1,
         b.udp[0]
     )));
     let (user, pass) = minted_credentials(a.http_addr());

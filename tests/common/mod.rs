@@ -427,3 +427,19 @@ pub async fn turn_client(
     client.listen().await.expect("turn client listens");
     client
 }
+
+/// `[relay]` keys for a range of exactly one relay port, free when the test starts. It is
+/// taken below Linux's ephemeral range (32768 and up) and the default relay range (49152 and
+/// up), so no other socket of a parallel test lands on it by chance.
+pub fn one_port_range() -> (u16, String) {
+    let seed = std::process::id() as usize
+        + std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .subsec_nanos() as usize;
+    let port = (0..10_000)
+        .map(|i| 20_000 + ((seed + i * 7919) % 12_000) as u16)
+        .find(|&p| UdpSocket::bind(("127.0.0.1", p)).is_ok())
+        .expect("a free port in 20000..32000");
+    (port, format!("min-port = {port}\nmax-port = {port}\n"))
+}
