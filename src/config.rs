@@ -75,6 +75,37 @@ pub struct Config {
     /// The admin API (off unless a token is set).
     #[serde(default)]
     pub admin: AdminConfig,
+    /// Signaling rooms shared with other nodes over Redis (off unless `redis` is set).
+    #[serde(default)]
+    pub cluster: ClusterConfig,
+}
+
+/// `[cluster]`: signaling rooms across nodes through one Redis. Off unless `redis` is set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ClusterConfig {
+    /// `redis://[user:password@]host:port[/db]` or `unix:///path/redis.sock`; unset: rooms are
+    /// this node's alone.
+    pub redis: Option<String>,
+    /// This node's name in logs, `/healthz` and Redis; default: the host name.
+    pub node_id: Option<String>,
+    /// A node silent this long is dead: its peers leave their rooms on every other node.
+    #[serde(default = "default_presence_ttl", deserialize_with = "human_duration")]
+    pub presence_ttl: Duration,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            redis: None,
+            node_id: None,
+            presence_ttl: default_presence_ttl(),
+        }
+    }
+}
+
+fn default_presence_ttl() -> Duration {
+    Duration::from_secs(10)
 }
 
 /// `[admin]`: the `/admin` API. Off unless `token` is set.
@@ -662,12 +693,45 @@ impl Config {
         self.validate_relay()?;
         self.validate_auth()?;
         self.validate_signal()?;
+        self.validate_cluster()?;
         let has_credentials =
             !self.auth.users.is_empty() || !self.auth.static_auth_secret.is_empty();
         if has_credentials && self.relay.relay_ip.is_empty() {
             return Err(KeyError::new(
                 "relay.relay-ip",
                 "required once [auth] has users or secrets: the address relay sockets bind to",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_cluster(&self) -> Result<(), KeyError> {
+        let cluster = &self.cluster;
+        if let Some(url) = &cluster.redis {
+            let scheme_ok = url.starts_with("redis://") || url.starts_with("unix://");
+            if !scheme_ok || redis::Client::open(url.as_str()).is_err() {
+                return Err(KeyError::new(
+                    "cluster.redis",
+                    format!(
+                        "{:?} is not a Redis address; write \"redis://host:6379\" or \"unix:///path/redis.sock\"",
+                        crate::signal::cluster::wire::redact(url)
+                    ),
+                ));
+            }
+        }
+        if let Some(id) = &cluster.node_id {
+            let printable = id.chars().all(|c| c.is_ascii_graphic());
+            if id.is_empty() || id.len() > 64 || !printable {
+                return Err(KeyError::new(
+                    "cluster.node-id",
+                    "must be 1 to 64 printable ASCII characters without spaces",
+                ));
+            }
+        }
+        if cluster.presence_ttl < Duration::from_secs(1) {
+            return Err(KeyError::new(
+                "cluster.presence-ttl",
+                "must be at least \"1s\" (a node refreshes its presence four times per TTL)",
             ));
         }
         Ok(())

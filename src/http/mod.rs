@@ -92,7 +92,20 @@ async fn asset(Path(file): Path<String>) -> Response {
 
 async fn healthz(State(state): State<HttpState>) -> Response {
     let (peers, rooms) = state.hub.counts();
-    let body = serde_json::json!({"status": "ok", "peers": peers, "rooms": rooms});
+    let mut body = serde_json::json!({"status": "ok", "peers": peers, "rooms": rooms});
+    if let Some(cluster) = state.hub.cluster() {
+        // Degraded, not failed: local rooms keep working, so a load balancer should keep
+        // sending clients here; the status tells the operator rooms do not cross nodes now.
+        let status = cluster.status();
+        if !status.up {
+            body["status"] = "degraded".into();
+        }
+        body["cluster"] = serde_json::json!({
+            "node": status.node_id,
+            "redis": if status.up { "up" } else { "down" },
+            "down_for_seconds": status.down_for,
+        });
+    }
     (
         [(header::CONTENT_TYPE, "application/json")],
         body.to_string(),

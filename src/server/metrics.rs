@@ -260,6 +260,60 @@ pub(super) fn render(src: &Sources) -> String {
                 ("{limit=\"joins-per-minute-per-ip\"}", joins),
             ],
         );
+        if let Some(cluster) = hub.cluster() {
+            cluster_metrics(&mut out, cluster);
+        }
     }
     out
+}
+
+/// `[cluster]`: the Redis link's state and traffic.
+fn cluster_metrics(out: &mut String, cluster: &crate::signal::cluster::link::Cluster) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let s = &cluster.stats;
+    metric(
+        out,
+        "cluster_up",
+        "gauge",
+        "1 while the link to Redis is up; 0: rooms do not cross nodes now.",
+        &[("", u64::from(cluster.status().up))],
+    );
+    metric(
+        out,
+        "cluster_connects_total",
+        "counter",
+        "Sessions started with Redis (the first and every reconnect).",
+        &[("", s.connects.load(Relaxed))],
+    );
+    metric(
+        out,
+        "cluster_errors_total",
+        "counter",
+        "Failed connects and commands, and lost links to Redis.",
+        &[("", s.errors.load(Relaxed))],
+    );
+    metric(
+        out,
+        "cluster_relayed_total",
+        "counter",
+        "Offers, answers and candidates crossing nodes, by direction.",
+        &[
+            ("{direction=\"out\"}", s.relayed_out.load(Relaxed)),
+            ("{direction=\"in\"}", s.relayed_in.load(Relaxed)),
+        ],
+    );
+    metric(
+        out,
+        "cluster_events_total",
+        "counter",
+        "Join and leave events heard from other nodes.",
+        &[("", s.events.load(Relaxed))],
+    );
+    metric(
+        out,
+        "cluster_malformed_total",
+        "counter",
+        "Messages on rturn's Redis channels that were not rturn's.",
+        &[("", s.malformed.load(Relaxed))],
+    );
 }

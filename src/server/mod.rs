@@ -32,6 +32,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::{Auth, AuthSettings};
 use crate::config::Config;
 use crate::http::{ClientAddr, HttpState, IceServers};
+use crate::signal::cluster::link::Cluster;
 use crate::signal::ws::Hub;
 use crate::turn::peer_rules::PeerRules;
 use crate::turn::quota::Quotas;
@@ -427,6 +428,14 @@ pub async fn run(
         };
         let scrape = (Arc::clone(&shared), Arc::clone(&stats));
         let (app, hub, ice) = http_app(config, &bound, &parts.auth, scrape, &shutdown);
+        if let Some(cluster) = hub.cluster() {
+            let link = crate::signal::cluster::link::run(
+                Arc::clone(cluster),
+                Arc::clone(&hub),
+                shutdown.clone(),
+            );
+            tasks.spawn(link);
+        }
         http_handles = Some((hub, ice));
         let app = match (admin_router, config.admin.listen) {
             (Some(admin), None) => app.merge(admin),
@@ -650,6 +659,15 @@ struct BoundAddrs<'a> {
     tls: &'a [SocketAddr],
 }
 
+/// `cluster.node-id` unset: the host name (or "rturn" without one).
+fn default_node_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty() && name.chars().all(|c| c.is_ascii_graphic()))
+        .unwrap_or_else(|| "rturn".to_owned())
+}
+
 /// The HTTP routes with their shared state: signaling hub and ICE-servers list.
 fn http_app(
     config: &Config,
@@ -670,6 +688,17 @@ fn http_app(
         config.signal.clone(),
         Box::new(move || list.list()),
     ));
+    if let Some(url) = &config.cluster.redis {
+        let node_id = config
+            .cluster
+            .node_id
+            .clone()
+            .unwrap_or_else(default_node_id);
+        match Cluster::new(url, node_id, config.cluster.presence_ttl) {
+            Ok(cluster) => hub.set_cluster(Arc::new(cluster)),
+            Err(e) => tracing::error!("cluster.redis: {e}; rooms stay on this node"),
+        }
+    }
     let api = Arc::clone(&ice);
     let sources = metrics::Sources {
         shared,

@@ -4,9 +4,11 @@
 //! - [`protocol`]: the JSON messages (pure).
 //! - [`rooms`]: the room registry (pure): every event in, messages to deliver out.
 //! - [`token`]: the optional `?token=` check (pure).
+//! - [`cluster`]: rooms across nodes over Redis (off unless configured).
 //! - [`limits`]: the message and join rate limits (pure).
 //! - [`ws`]: one task per WebSocket, moving messages between the socket and the registry.
 
+pub mod cluster;
 pub mod limits;
 pub mod protocol;
 pub mod rooms;

@@ -55,6 +55,8 @@ pub enum ErrorCode {
     Unauthorized,
     /// Larger than `max-message-size`.
     TooLarge,
+    /// The recipient is on another node and the link to the other nodes is down.
+    Unavailable,
 }
 
 impl ErrorCode {
@@ -69,6 +71,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::TooLarge => "too_large",
+            ErrorCode::Unavailable => "unavailable",
         }
     }
 }

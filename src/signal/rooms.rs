@@ -1,6 +1,11 @@
 //! The room registry: who is connected, in which namespace and room, and what each event
 //! means for everyone else. Pure: every call returns the messages to deliver, as
 //! `(recipient, text)` pairs; `ws.rs` does the delivering.
+//!
+//! With a cluster, a room also holds *remote* peers: peers connected to other nodes, known
+//! from the cluster's events ([`Rooms::remote_joined`], [`Rooms::remote_left`]) and its
+//! periodic membership lists ([`Rooms::sync_room`]). Only rooms with a local peer are kept;
+//! announcements go to local peers only, and a relay to a remote peer names its node.
 
 use std::collections::HashMap;
 
@@ -13,7 +18,21 @@ pub type Deliveries = Vec<(PeerId, String)>;
 
 /// A room is named within a namespace (`/ws/<namespace>`); rooms of different namespaces
 /// never meet.
-type RoomKey = (String, String);
+pub type RoomKey = (String, String);
+
+/// The cluster's name for one running node (see `cluster::wire`).
+pub type NodeId = String;
+
+/// Where a relayed message goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relayed {
+    /// The recipient.
+    pub to: PeerId,
+    /// `None`: a local peer; otherwise the node it is connected to.
+    pub node: Option<NodeId>,
+    /// The message as the recipient gets it.
+    pub text: String,
+}
 
 #[derive(Debug)]
 struct Peer {
@@ -27,6 +46,8 @@ pub struct Rooms {
     max_peers: usize,
     rooms: HashMap<RoomKey, Vec<PeerId>>,
     peers: HashMap<PeerId, Peer>,
+    /// Peers on other nodes, in rooms that have a local peer: room and node.
+    remote: HashMap<PeerId, (RoomKey, NodeId)>,
 }
 
 impl Rooms {
@@ -36,6 +57,7 @@ impl Rooms {
             max_peers,
             rooms: HashMap::new(),
             peers: HashMap::new(),
+            remote: HashMap::new(),
         }
     }
 
@@ -63,6 +85,37 @@ impl Rooms {
         room: &str,
         ice_servers: &Value,
     ) -> Result<Deliveries, SignalError> {
+        self.join_inner(id, room, ice_servers, true)
+    }
+
+    /// `id` joins `room` as the cluster admitted it (the room-wide limit was checked there):
+    /// `remote` is the room's membership on other nodes, which replaces what this node knew.
+    pub fn join_admitted(
+        &mut self,
+        id: &str,
+        room: &str,
+        ice_servers: &Value,
+        remote: &[(PeerId, NodeId)],
+    ) -> Result<Deliveries, SignalError> {
+        let Some(namespace) = self.peers.get(id).map(|p| p.namespace.clone()) else {
+            return Err(SignalError::new(ErrorCode::NotJoined, "not connected"));
+        };
+        let key = (namespace, room.to_owned());
+        let mut out = self.leave(id);
+        // The room exists from now on for the joiner about to enter it.
+        self.rooms.entry(key.clone()).or_default();
+        out.extend(self.sync_room(&key, remote, true));
+        out.extend(self.join_inner(id, room, ice_servers, false)?);
+        Ok(out)
+    }
+
+    fn join_inner(
+        &mut self,
+        id: &str,
+        room: &str,
+        ice_servers: &Value,
+        check_limit: bool,
+    ) -> Result<Deliveries, SignalError> {
         let Some(peer) = self.peers.get(id) else {
             return Err(SignalError::new(ErrorCode::NotJoined, "not connected"));
         };
@@ -78,7 +131,7 @@ impl Rooms {
             return Ok(out);
         }
         let members = self.rooms.get(&key).map_or(0, Vec::len);
-        if members >= self.max_peers {
+        if check_limit && members >= self.max_peers {
             return Err(SignalError::new(
                 ErrorCode::RoomFull,
                 format!("room {room:?} has {members} peers, the most it holds"),
@@ -86,8 +139,8 @@ impl Rooms {
         }
         out.extend(self.leave(id));
         let others = self.others(&key, id);
-        for other in &others {
-            out.push((other.clone(), protocol::new_peer(id)));
+        for other in self.local_members(&key, id) {
+            out.push((other, protocol::new_peer(id)));
         }
         out.push((
             id.to_owned(),
@@ -109,17 +162,143 @@ impl Rooms {
             return Deliveries::new();
         };
         let key = (peer.namespace.clone(), room);
-        let mut out = Deliveries::new();
-        if let Some(members) = self.rooms.get_mut(&key) {
-            members.retain(|m| m != id);
-            for other in members.iter() {
-                out.push((other.clone(), protocol::remove_peer(id)));
-            }
-            if members.is_empty() {
-                self.rooms.remove(&key);
+        let out = self.remove_member(&key, id);
+        self.forget_if_no_local(&key);
+        out
+    }
+
+    /// Takes `id` out of the room's member list and announces it to the local members.
+    fn remove_member(&mut self, key: &RoomKey, id: &str) -> Deliveries {
+        let Some(members) = self.rooms.get_mut(key) else {
+            return Deliveries::new();
+        };
+        members.retain(|m| m != id);
+        if members.is_empty() {
+            self.rooms.remove(key);
+            return Deliveries::new();
+        }
+        self.local_members(key, id)
+            .into_iter()
+            .map(|other| (other, protocol::remove_peer(id)))
+            .collect()
+    }
+
+    /// A room whose last local peer left is not tracked any more: its remote peers go.
+    fn forget_if_no_local(&mut self, key: &RoomKey) {
+        let has_local = self
+            .rooms
+            .get(key)
+            .is_some_and(|m| m.iter().any(|p| self.peers.contains_key(p)));
+        if has_local {
+            return;
+        }
+        if let Some(members) = self.rooms.remove(key) {
+            for peer in members {
+                self.remote.remove(&peer);
             }
         }
+    }
+
+    /// A peer on `node` joined `key` (a cluster event). Announced with `new_peer` when the
+    /// room has local peers and did not know it yet; a peer that moved rooms leaves the old.
+    pub fn remote_joined(&mut self, node: &str, key: &RoomKey, id: &str) -> Deliveries {
+        if self.peers.contains_key(id) {
+            return Deliveries::new();
+        }
+        let mut out = Deliveries::new();
+        if let Some((known, known_node)) = self.remote.get_mut(id) {
+            if known == key {
+                // The same peer through a node's new session: route to the new one.
+                node.clone_into(known_node);
+                return out;
+            }
+            out.extend(self.remote_left(id));
+        }
+        if !self.rooms.contains_key(key) {
+            return out;
+        }
+        for other in self.local_members(key, id) {
+            out.push((other, protocol::new_peer(id)));
+        }
+        if let Some(members) = self.rooms.get_mut(key) {
+            members.push(id.to_owned());
+        }
+        self.remote
+            .insert(id.to_owned(), (key.clone(), node.to_owned()));
         out
+    }
+
+    /// A remote peer left its room or its node died: `remove_peer` to the local members.
+    pub fn remote_left(&mut self, id: &str) -> Deliveries {
+        let Some((key, _)) = self.remote.remove(id) else {
+            return Deliveries::new();
+        };
+        let out = self.remove_member(&key, id);
+        self.forget_if_no_local(&key);
+        out
+    }
+
+    /// Makes the remote members of `key` exactly `remote` (the cluster's list of live peers
+    /// on other nodes), announcing the difference. `removals: false` only adds, for the grace
+    /// period after a reconnect while other nodes re-register their peers.
+    pub fn sync_room(
+        &mut self,
+        key: &RoomKey,
+        remote: &[(PeerId, NodeId)],
+        removals: bool,
+    ) -> Deliveries {
+        let mut out = Deliveries::new();
+        if removals {
+            let gone: Vec<PeerId> = self
+                .rooms
+                .get(key)
+                .map(|m| {
+                    m.iter()
+                        .filter(|p| self.remote.contains_key(*p))
+                        .filter(|p| !remote.iter().any(|(r, _)| r == *p))
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default();
+            for id in gone {
+                self.remote.remove(&id);
+                out.extend(self.remove_member(key, &id));
+            }
+        }
+        for (id, node) in remote {
+            out.extend(self.remote_joined(node, key, id));
+        }
+        out
+    }
+
+    /// A message from another node for local peer `to` in `key`: its text, if `to` is still
+    /// there (the same-room rule holds across nodes too).
+    pub fn deliver_remote(&self, key: &RoomKey, to: &str, text: String) -> Option<(PeerId, String)> {
+        let peer = self.peers.get(to)?;
+        (peer.namespace == key.0 && peer.room.as_deref() == Some(key.1.as_str()))
+            .then(|| (to.to_owned(), text))
+    }
+
+    /// Every room with a local peer, with its local peers (for re-registering after a
+    /// reconnect and for the periodic membership sync).
+    pub fn local_rooms(&self) -> Vec<(RoomKey, Vec<PeerId>)> {
+        self.rooms
+            .iter()
+            .map(|(key, members)| {
+                let local = members
+                    .iter()
+                    .filter(|p| self.peers.contains_key(*p))
+                    .cloned()
+                    .collect();
+                (key.clone(), local)
+            })
+            .collect()
+    }
+
+    /// The namespace and room of local peer `id`.
+    pub fn membership(&self, id: &str) -> Option<RoomKey> {
+        let peer = self.peers.get(id)?;
+        Some((peer.namespace.clone(), peer.room.clone()?))
     }
 
     /// The connection of `id` ended (closed, or failed the heartbeat).
@@ -135,7 +314,7 @@ impl Rooms {
         from: &str,
         to: &str,
         body: Map<String, Value>,
-    ) -> Result<(PeerId, String), SignalError> {
+    ) -> Result<Relayed, SignalError> {
         let sender = self
             .peers
             .get(from)
@@ -143,16 +322,24 @@ impl Rooms {
         let Some((sender, room)) = sender else {
             return Err(SignalError::new(ErrorCode::NotJoined, "join a room first"));
         };
-        let same_room = self.peers.get(to).is_some_and(|p| {
+        let local = self.peers.get(to).is_some_and(|p| {
             p.namespace == sender.namespace && p.room.as_ref() == Some(room) && to != from
         });
-        if !same_room {
-            return Err(SignalError::new(
-                ErrorCode::UnknownPeer,
-                format!("no peer {to:?} in room {room:?}"),
-            ));
-        }
-        Ok((to.to_owned(), protocol::relayed(body, from)))
+        let node = match self.remote.get(to) {
+            _ if local => None,
+            Some(((ns, r), node)) if *ns == sender.namespace && r == room => Some(node.clone()),
+            _ => {
+                return Err(SignalError::new(
+                    ErrorCode::UnknownPeer,
+                    format!("no peer {to:?} in room {room:?}"),
+                ));
+            }
+        };
+        Ok(Relayed {
+            to: to.to_owned(),
+            node,
+            text: protocol::relayed(body, from),
+        })
     }
 
     /// The room `id` is in, if any.
@@ -160,7 +347,7 @@ impl Rooms {
         self.peers.get(id)?.room.as_deref()
     }
 
-    /// Connected peers.
+    /// Connected peers (local ones).
     pub fn peer_count(&self) -> usize {
         self.peers.len()
     }
@@ -168,6 +355,19 @@ impl Rooms {
     /// Non-empty rooms.
     pub fn room_count(&self) -> usize {
         self.rooms.len()
+    }
+
+    /// The room's local members other than `id`: who gets announcements.
+    fn local_members(&self, key: &RoomKey, id: &str) -> Vec<PeerId> {
+        self.rooms
+            .get(key)
+            .map(|m| {
+                m.iter()
+                    .filter(|p| *p != id && self.peers.contains_key(*p))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     fn others(&self, key: &RoomKey, id: &str) -> Vec<PeerId> {
@@ -253,9 +453,9 @@ mod tests {
         r.join("a", "x", &json!([])).unwrap();
         r.join("b", "x", &json!([])).unwrap();
         r.join("c", "y", &json!([])).unwrap();
-        let (to, text) = r.relay("a", "b", body("b")).unwrap();
-        assert_eq!(to, "b");
-        let v: Value = serde_json::from_str(&text).unwrap();
+        let relayed = r.relay("a", "b", body("b")).unwrap();
+        assert_eq!((relayed.to.as_str(), relayed.node), ("b", None));
+        let v: Value = serde_json::from_str(&relayed.text).unwrap();
         assert_eq!(
             (v["from"].as_str(), v["sdp"].as_str()),
             (Some("a"), Some("v=0"))

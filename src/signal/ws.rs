@@ -15,9 +15,11 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::cluster::link::{Admission, Cluster};
+use super::cluster::wire::{Envelope, Event};
 use super::limits::{Bucket, JoinLimiter};
 use super::protocol::{self, ClientMessage, ErrorCode, PeerId, SignalError};
-use super::rooms::{Deliveries, Rooms};
+use super::rooms::{Deliveries, NodeId, RoomKey, Rooms};
 use crate::client_key::client_key;
 use crate::config::SignalConfig;
 
@@ -45,6 +47,7 @@ pub struct Hub {
     heartbeat_drops: std::sync::atomic::AtomicU64,
     rate_limited: std::sync::atomic::AtomicU64,
     joins_refused: std::sync::atomic::AtomicU64,
+    cluster: std::sync::OnceLock<Arc<Cluster>>,
 }
 
 /// Holds one connection slot; gives it back when dropped.
@@ -86,6 +89,60 @@ impl Hub {
             heartbeat_drops: Default::default(),
             rate_limited: Default::default(),
             joins_refused: Default::default(),
+            cluster: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Shares rooms with other nodes through `cluster` from now on (set once, at start).
+    pub fn set_cluster(&self, cluster: Arc<Cluster>) {
+        let _ = self.cluster.set(cluster);
+    }
+
+    /// The Redis link, when `[cluster]` is configured.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.get()
+    }
+
+    /// Every room with a local peer, with those peers.
+    pub fn local_rooms(&self) -> Vec<(RoomKey, Vec<PeerId>)> {
+        self.lock().rooms.local_rooms()
+    }
+
+    /// Applies the cluster's list of a room's members on other nodes.
+    pub fn cluster_sync(&self, key: &RoomKey, remote: &[(PeerId, NodeId)], removals: bool) {
+        let mut registry = self.lock();
+        let out = registry.rooms.sync_room(key, remote, removals);
+        deliver(&registry, out);
+    }
+
+    /// Applies another node's membership event.
+    pub fn cluster_event(&self, event: &Event) {
+        let mut registry = self.lock();
+        let out = match event {
+            Event::Joined {
+                node,
+                ns,
+                room,
+                peer,
+            } => registry
+                .rooms
+                .remote_joined(node, &(ns.clone(), room.clone()), peer),
+            Event::Left { peer, .. } => registry.rooms.remote_left(peer),
+        };
+        deliver(&registry, out);
+    }
+
+    /// Delivers a message another node relayed to a local peer; `false` when the peer is
+    /// gone or not in that room any more.
+    pub fn cluster_deliver(&self, envelope: Envelope) -> bool {
+        let registry = self.lock();
+        let key = (envelope.ns, envelope.room);
+        match registry.rooms.deliver_remote(&key, &envelope.to, envelope.text) {
+            Some(delivery) => {
+                deliver(&registry, vec![delivery]);
+                true
+            }
+            None => false,
         }
     }
 
@@ -240,7 +297,8 @@ pub async fn serve(
                 last_heard = Instant::now();
                 let reply = match frame {
                     Message::Text(text) => {
-                        handle_text(&hub, &id, ip, only_room.as_deref(), &mut bucket, &config, text.as_str())
+                        let me = Me { id: &id, namespace: &namespace, ip, only_room: only_room.as_deref() };
+                        handle_text(&hub, &me, &mut bucket, &config, text.as_str()).await
                     }
                     // Counted against the message rate too, or binary frames would be a
                     // way around it.
@@ -259,12 +317,27 @@ pub async fn serve(
             }
         }
     }
-    let mut registry = hub.lock();
-    registry.queues.remove(&id);
-    let out = registry.rooms.disconnect(&id);
-    deliver(&registry, out);
-    drop(registry);
+    let left = {
+        let mut registry = hub.lock();
+        registry.queues.remove(&id);
+        let left = registry.rooms.membership(&id);
+        let out = registry.rooms.disconnect(&id);
+        deliver(&registry, out);
+        left
+    };
+    if let (Some(cluster), Some(key)) = (hub.cluster(), left) {
+        let _ = cluster.leave(&key, &id).await;
+    }
     drop(slot);
+}
+
+/// Who sent a frame.
+struct Me<'a> {
+    id: &'a str,
+    namespace: &'a str,
+    ip: IpAddr,
+    /// The one room a room-bound token allows.
+    only_room: Option<&'a str>,
 }
 
 /// Spends one message of the connection's `messages-per-second`; the error past it.
@@ -284,11 +357,9 @@ fn over_rate(hub: &Hub, bucket: &mut Bucket, config: &SignalConfig) -> Option<Si
 }
 
 /// One text frame: limits first, then what it asks for. Returns an error to send back.
-fn handle_text(
+async fn handle_text(
     hub: &Hub,
-    id: &str,
-    ip: IpAddr,
-    only_room: Option<&str>,
+    me: &Me<'_>,
     bucket: &mut Bucket,
     config: &SignalConfig,
     text: &str,
@@ -310,10 +381,11 @@ fn handle_text(
         Ok(m) => m,
         Err(e) => return Some(e),
     };
+    let id = me.id;
     let result = match message {
         ClientMessage::Join { room } => {
             // Every join costs (a `peers` reply mints TURN credentials), refused ones too.
-            if !hub.take_join(ip) {
+            if !hub.take_join(me.ip) {
                 return Some(SignalError::new(
                     ErrorCode::RateLimited,
                     format!(
@@ -322,23 +394,25 @@ fn handle_text(
                     ),
                 ));
             }
-            if only_room.is_some_and(|allowed| allowed != room) {
+            if me.only_room.is_some_and(|allowed| allowed != room) {
                 return Some(SignalError::new(
                     ErrorCode::Unauthorized,
                     "this token is for another room",
                 ));
             }
-            let ice = hub.ice_servers();
-            let mut registry = hub.lock();
-            registry
-                .rooms
-                .join(id, &room, &ice)
-                .map(|out| deliver(&registry, out))
+            join(hub, me, &room).await
         }
         ClientMessage::Leave => {
-            let mut registry = hub.lock();
-            let out = registry.rooms.leave(id);
-            deliver(&registry, out);
+            let left = {
+                let mut registry = hub.lock();
+                let left = registry.rooms.membership(id);
+                let out = registry.rooms.leave(id);
+                deliver(&registry, out);
+                left
+            };
+            if let (Some(cluster), Some(key)) = (hub.cluster(), left) {
+                let _ = cluster.leave(&key, id).await;
+            }
             Ok(())
         }
         ClientMessage::Ping => {
@@ -346,15 +420,79 @@ fn handle_text(
             deliver(&registry, vec![(id.to_owned(), protocol::pong())]);
             Ok(())
         }
-        ClientMessage::Relay { to, body } => {
-            let registry = hub.lock();
-            let relayed = registry.rooms.relay(id, &to, body);
-            if relayed.is_ok() {
-                hub.relayed
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-            relayed.map(|delivery| deliver(&registry, vec![delivery]))
-        }
+        ClientMessage::Relay { to, body } => relay(hub, me, &to, body).await,
     };
     result.err()
+}
+
+/// A join: room-wide through the cluster when it is up, on this node alone otherwise.
+async fn join(hub: &Hub, me: &Me<'_>, room: &str) -> Result<(), SignalError> {
+    let ice = hub.ice_servers();
+    let key = (me.namespace.to_owned(), room.to_owned());
+    let old = hub.lock().rooms.membership(me.id);
+    let cluster = hub.cluster().filter(|_| old.as_ref() != Some(&key));
+    let admission = match cluster {
+        Some(cluster) => {
+            let max = hub.config().max_peers_per_room;
+            cluster.join(&key, old.as_ref(), me.id, max).await.ok()
+        }
+        None => None,
+    };
+    let mut registry = hub.lock();
+    let out = match admission {
+        Some(Admission::Admitted(remote)) => {
+            registry.rooms.join_admitted(me.id, room, &ice, &remote)
+        }
+        Some(Admission::Full(members)) => Err(SignalError::new(
+            ErrorCode::RoomFull,
+            format!("room {room:?} has {members} peers, the most it holds"),
+        )),
+        None => registry.rooms.join(me.id, room, &ice),
+    }?;
+    deliver(&registry, out);
+    Ok(())
+}
+
+/// An offer, answer or candidate: to a local peer directly, to a remote one via its node.
+async fn relay(
+    hub: &Hub,
+    me: &Me<'_>,
+    to: &str,
+    body: serde_json::Map<String, Value>,
+) -> Result<(), SignalError> {
+    let (relayed, key) = {
+        let registry = hub.lock();
+        let relayed = registry.rooms.relay(me.id, to, body)?;
+        if relayed.node.is_none() {
+            hub.relayed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            deliver(&registry, vec![(relayed.to, relayed.text)]);
+            return Ok(());
+        }
+        (relayed, registry.rooms.membership(me.id))
+    };
+    let (Some(node), Some((ns, room)), Some(cluster)) = (relayed.node, key, hub.cluster()) else {
+        return Err(SignalError::new(ErrorCode::UnknownPeer, format!("no peer {to:?}")));
+    };
+    let envelope = Envelope {
+        ns,
+        room: room.clone(),
+        to: relayed.to,
+        text: relayed.text,
+    };
+    match cluster.relay(&node, &envelope).await {
+        Ok(true) => {
+            hub.relayed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok(())
+        }
+        Ok(false) => Err(SignalError::new(
+            ErrorCode::UnknownPeer,
+            format!("no peer {to:?} in room {room:?}: its node is gone"),
+        )),
+        Err(_) => Err(SignalError::new(
+            ErrorCode::Unavailable,
+            format!("peer {to:?} is on another node and the link to it is down; try again"),
+        )),
+    }
 }
