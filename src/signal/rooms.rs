@@ -273,7 +273,12 @@ impl Rooms {
 
     /// A message from another node for local peer `to` in `key`: its text, if `to` is still
     /// there (the same-room rule holds across nodes too).
-    pub fn deliver_remote(&self, key: &RoomKey, to: &str, text: String) -> Option<(PeerId, String)> {
+    pub fn deliver_remote(
+        &self,
+        key: &RoomKey,
+        to: &str,
+        text: String,
+    ) -> Option<(PeerId, String)> {
         let peer = self.peers.get(to)?;
         (peer.namespace == key.0 && peer.room.as_deref() == Some(key.1.as_str()))
             .then(|| (to.to_owned(), text))
@@ -514,5 +519,112 @@ mod tests {
         assert_eq!(r.room_of("b"), Some("y"));
         assert_eq!(kinds(&r.disconnect("b")), []);
         assert_eq!(r.room_count(), 1);
+    }
+
+    fn key(room: &str) -> RoomKey {
+        (String::new(), room.to_owned())
+    }
+
+    #[test]
+    fn remote_peers_are_listed_announced_and_relayed_to_via_their_node() {
+        let mut r = setup(16, &[("a", ""), ("c", "")]);
+        let remote = [("b".to_owned(), "n2/1".to_owned())];
+        let out = r.join_admitted("a", "x", &json!([]), &remote).unwrap();
+        let reply: Value = serde_json::from_str(&out[0].1).unwrap();
+        assert_eq!(reply["peers"], json!(["b"]));
+        // Events about a room without local peers are not kept.
+        assert!(r.remote_joined("n2/1", &key("y"), "z").is_empty());
+        assert_eq!(
+            r.relay("a", "z", body("z")).unwrap_err().code,
+            ErrorCode::UnknownPeer
+        );
+        // A newcomer elsewhere is announced to local members only, and only once.
+        assert_eq!(
+            kinds(&r.remote_joined("n3/1", &key("x"), "d")),
+            [("a".into(), "new_peer".into())]
+        );
+        assert!(
+            r.remote_joined("n3/2", &key("x"), "d").is_empty(),
+            "a new session of d's node"
+        );
+        let relayed = r.relay("a", "d", body("d")).unwrap();
+        assert_eq!(
+            relayed.node.as_deref(),
+            Some("n3/2"),
+            "routed to the node's newest session"
+        );
+        // A local peer of another room cannot reach x's remote peers.
+        r.join("c", "y", &json!([])).unwrap();
+        assert_eq!(
+            r.relay("c", "b", body("b")).unwrap_err().code,
+            ErrorCode::UnknownPeer
+        );
+        assert_eq!(
+            kinds(&r.remote_left("b")),
+            [("a".into(), "remove_peer".into())]
+        );
+        assert!(r.remote_left("b").is_empty());
+        assert_eq!(r.peer_count(), 2, "remote peers are not this node's peers");
+    }
+
+    #[test]
+    fn sync_announces_the_difference_and_grace_only_adds() {
+        let mut r = setup(16, &[("a", "")]);
+        let n = |p: &str| (p.to_owned(), "n2/1".to_owned());
+        r.join_admitted("a", "x", &json!([]), &[n("b"), n("c")])
+            .unwrap();
+        assert!(
+            r.sync_room(&key("x"), &[n("c")], false).is_empty(),
+            "grace: nothing removed"
+        );
+        let out = r.sync_room(&key("x"), &[n("c"), n("d")], true);
+        let mut got = kinds(&out);
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                ("a".into(), "new_peer".into()),
+                ("a".into(), "remove_peer".into())
+            ]
+        );
+        let listed: Value =
+            serde_json::from_str(&r.join("a", "x", &json!([])).unwrap()[0].1).unwrap();
+        assert_eq!(listed["peers"], json!(["c", "d"]));
+        // Syncing a room this node has left creates nothing.
+        assert!(r.sync_room(&key("gone"), &[n("e")], true).is_empty());
+        assert_eq!(r.room_count(), 1);
+    }
+
+    #[test]
+    fn the_last_local_peer_leaving_forgets_the_room() {
+        let mut r = setup(16, &[("a", "")]);
+        r.join_admitted("a", "x", &json!([]), &[("b".into(), "n2/1".into())])
+            .unwrap();
+        assert!(
+            r.leave("a").is_empty(),
+            "remote peers are told by their own node"
+        );
+        assert_eq!(r.room_count(), 0);
+        assert!(
+            r.remote_left("b").is_empty(),
+            "b is forgotten with the room"
+        );
+        assert!(r.local_rooms().is_empty());
+        // A remote peer that moves to another room leaves the first one.
+        r.join_admitted("a", "x", &json!([]), &[("b".into(), "n2/1".into())])
+            .unwrap();
+        assert_eq!(
+            kinds(&r.remote_joined("n2/1", &key("y"), "b")),
+            [("a".into(), "remove_peer".into())]
+        );
+        assert_eq!(
+            r.deliver_remote(&key("x"), "a", "t".into()),
+            Some(("a".into(), "t".into()))
+        );
+        assert_eq!(
+            r.deliver_remote(&key("y"), "a", "t".into()),
+            None,
+            "same room only"
+        );
     }
 }

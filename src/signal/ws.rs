@@ -137,7 +137,10 @@ impl Hub {
     pub fn cluster_deliver(&self, envelope: Envelope) -> bool {
         let registry = self.lock();
         let key = (envelope.ns, envelope.room);
-        match registry.rooms.deliver_remote(&key, &envelope.to, envelope.text) {
+        match registry
+            .rooms
+            .deliver_remote(&key, &envelope.to, envelope.text)
+        {
             Some(delivery) => {
                 deliver(&registry, vec![delivery]);
                 true
@@ -472,7 +475,10 @@ async fn relay(
         (relayed, registry.rooms.membership(me.id))
     };
     let (Some(node), Some((ns, room)), Some(cluster)) = (relayed.node, key, hub.cluster()) else {
-        return Err(SignalError::new(ErrorCode::UnknownPeer, format!("no peer {to:?}")));
+        return Err(SignalError::new(
+            ErrorCode::UnknownPeer,
+            format!("no peer {to:?}"),
+        ));
     };
     let envelope = Envelope {
         ns,

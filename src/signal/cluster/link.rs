@@ -297,8 +297,12 @@ async fn connect(
     let config = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(COMMAND_TIMEOUT))
         .set_response_timeout(Some(COMMAND_TIMEOUT));
-    let mut conn = timed(cluster.client.get_multiplexed_async_connection_with_config(&config))
-        .await?;
+    let mut conn = timed(
+        cluster
+            .client
+            .get_multiplexed_async_connection_with_config(&config),
+    )
+    .await?;
     let mut pubsub = timed(cluster.client.get_async_pubsub()).await?;
     let name = wire::session_name(&cluster.node_id);
     timed(pubsub.subscribe(wire::EVENTS)).await?;
@@ -374,7 +378,11 @@ async fn session(
 }
 
 /// Refreshes presence; `Ok(false)` when the key had expired before this refresh.
-async fn alive(cluster: &Cluster, conn: &mut MultiplexedConnection, name: &str) -> Result<bool, String> {
+async fn alive(
+    cluster: &Cluster,
+    conn: &mut MultiplexedConnection,
+    name: &str,
+) -> Result<bool, String> {
     let ttl_ms = (cluster.ttl * 3 / 4).as_millis().to_string();
     let set = redis::cmd("SET")
         .arg(wire::presence_key(name))
@@ -405,7 +413,10 @@ async fn register(
                 peer: peer.clone(),
             };
             pipe.cmd("HSET").arg(&room).arg(peer).arg(name).ignore();
-            pipe.cmd("PUBLISH").arg(wire::EVENTS).arg(joined.to_json()).ignore();
+            pipe.cmd("PUBLISH")
+                .arg(wire::EVENTS)
+                .arg(joined.to_json())
+                .ignore();
         }
         pipe.cmd("PEXPIRE")
             .arg(&room)

@@ -195,7 +195,10 @@ mod tests {
         let a = room_key(&("a:b".into(), "c".into()));
         let b = room_key(&("a".into(), "b:c".into()));
         assert_ne!(a, b);
-        assert_eq!(room_key(&(String::new(), "demo".into())), "rturn:room:0::demo");
+        assert_eq!(
+            room_key(&(String::new(), "demo".into())),
+            "rturn:room:0::demo"
+        );
     }
 
     #[test]
@@ -223,6 +226,9 @@ mod tests {
         let a = session_name("edge-1");
         assert!(a.starts_with("edge-1/"));
         assert_ne!(a, session_name("edge-1"));
-        assert_eq!(pairs(&["p".into(), "n".into(), "odd".into()]), [("p".into(), "n".into())]);
+        assert_eq!(
+            pairs(&["p".into(), "n".into(), "odd".into()]),
+            [("p".into(), "n".into())]
+        );
     }
 }
