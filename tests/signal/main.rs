@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod access;
+mod cluster;
 #[path = "../common/mod.rs"]
 mod common;
 mod limits;

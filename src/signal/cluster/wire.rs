@@ -8,7 +8,7 @@
 //!   members on every node. Scripts drop members whose node has no presence key; the hash
 //!   expires 4 × `presence-ttl` after the last node with a peer in it stopped refreshing it.
 //! - Channel `rturn:events`: joins and leaves, to every node.
-//! - Channel `rturn:to:<node>`: offers, answers and candidates for peers on that node.
+//! - Channel `rturn:to:<node-id>`: offers, answers and candidates for peers on that node.
 
 use serde::{Deserialize, Serialize};
 
@@ -25,9 +25,11 @@ pub fn presence_key(node: &str) -> String {
     format!("{PRESENCE_PREFIX}{node}")
 }
 
-/// The channel a node receives relayed messages on.
+/// The channel node session `node` receives relayed messages on: its `node-id`'s, which
+/// outlives sessions, so a relay sent just as a node reconnects still arrives.
 pub fn inbox(node: &str) -> String {
-    format!("rturn:to:{node}")
+    let node_id = node.rsplit_once('/').map_or(node, |(id, _)| id);
+    format!("rturn:to:{node_id}")
 }
 
 /// A room's membership hash. The namespace's length keeps `("a:b", "c")` and `("a", "b:c")`
@@ -226,6 +228,8 @@ mod tests {
         let a = session_name("edge-1");
         assert!(a.starts_with("edge-1/"));
         assert_ne!(a, session_name("edge-1"));
+        assert_eq!(inbox(&a), inbox(&session_name("edge-1")));
+        assert_ne!(inbox(&a), inbox(&session_name("edge-12")));
         assert_eq!(
             pairs(&["p".into(), "n".into(), "odd".into()]),
             [("p".into(), "n".into())]

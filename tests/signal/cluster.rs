@@ -1,0 +1,240 @@
+//! Rooms across nodes: two rturn processes sharing one real Redis (`redis-server`, started
+//! on its own loopback port by the fixture) behave as one signaling relay — membership,
+//! relays and room limits cross nodes; a killed node's peers are announced gone within
+//! `presence-ttl`; a Redis outage leaves local rooms working, is reported, and heals.
+
+use super::*;
+use common::redis::Redis;
+
+/// `presence-ttl` of the test nodes.
+const TTL: Duration = Duration::from_secs(2);
+
+/// A node of the cluster on `redis`.
+fn node(redis: &Redis, id: &str, signal: &str) -> Relay {
+    let ice = format!(
+        "\n[cluster]\nredis = \"{}\"\nnode-id = \"{id}\"\npresence-ttl = \"{}s\"\n",
+        redis.url(),
+        TTL.as_secs()
+    );
+    let server = Server::start(&relay_config(signal, &ice));
+    let http = server.http_addr();
+    Relay { server, http }
+}
+
+/// `/healthz` as JSON.
+fn health(relay: &Relay) -> Value {
+    let response = relay.get("/healthz");
+    assert_eq!(response.status, 200, "{}", response.body);
+    serde_json::from_str(&response.body).unwrap()
+}
+
+/// Waits (bounded) until `/healthz` of `relay` says `status`.
+async fn wait_health(relay: &Relay, status: &str) -> Value {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let now = health(relay);
+        if now["status"] == status {
+            return now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/healthz still {now} after {TIMEOUT:?}, wanted {status}\n{}",
+            relay.server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn peers_on_two_nodes_meet_and_relay_offer_answer_and_candidate() {
+    let redis = Redis::start();
+    let (node_a, node_b) = (node(&redis, "a", ""), node(&redis, "b", ""));
+    assert_eq!(wait_health(&node_a, "ok").await["cluster"]["redis"], "up");
+    wait_health(&node_b, "ok").await;
+
+    let mut a = node_a.connect("/ws").await;
+    let ja = a.join("call").await;
+    assert!(ja.peers.is_empty(), "{}", ja.reply);
+    let mut b = node_b.connect("/ws").await;
+    let jb = b.join("call").await;
+    assert_eq!(jb.peers, [ja.you.clone()], "B's joiner sees A's peer");
+    assert_eq!(a.expect("new_peer").await["id"], jb.you.as_str());
+
+    let offer = json!({"type": "offer", "to": jb.you, "sdp": {"type": "offer", "sdp": "v=0\r\né☃"}, "n": 1.5});
+    a.send(offer.clone()).await;
+    let mut expected = offer;
+    expected["from"] = json!(ja.you);
+    assert_eq!(b.expect("offer").await, expected, "untouched but for from");
+    let answer =
+        json!({"type": "answer", "to": ja.you, "sdp": {"type": "answer", "sdp": "v=0\r\n"}});
+    b.send(answer.clone()).await;
+    let mut expected = answer;
+    expected["from"] = json!(jb.you);
+    assert_eq!(a.expect("answer").await, expected);
+    let candidate = json!({"type": "candidate", "to": jb.you, "candidate": {"candidate": "candidate:1 1 udp 1 127.0.0.1 9 typ host", "sdpMid": "0"}});
+    a.send(candidate.clone()).await;
+    let mut expected = candidate;
+    expected["from"] = json!(ja.you);
+    assert_eq!(b.expect("candidate").await, expected);
+
+    // Same room only, across nodes too: c is on B in another room; namespaces stay apart.
+    let mut c = node_b.connect("/ws").await;
+    let jc = c.join("other").await;
+    assert!(jc.peers.is_empty(), "{}", jc.reply);
+    a.send(json!({"type": "offer", "to": jc.you, "sdp": "x"}))
+        .await;
+    a.expect_error("unknown_peer").await;
+    let mut d = node_b.connect("/ws/elsewhere").await;
+    assert!(
+        d.join("call").await.peers.is_empty(),
+        "namespaces never meet"
+    );
+    c.silent(QUIET).await;
+
+    // Leaving on B is announced on A; a third peer on A sees only who is still there.
+    b.send(json!({"type": "leave"})).await;
+    assert_eq!(a.expect("remove_peer").await["id"], jb.you.as_str());
+    let mut e = node_a.connect("/ws").await;
+    assert_eq!(e.join("call").await.peers, [ja.you.clone()]);
+    a.expect("new_peer").await;
+    b.silent(QUIET).await;
+
+    assert_eq!(
+        node_a.metric("rturn_cluster_relayed_total{direction=\"out\"}"),
+        2.0
+    );
+    assert_eq!(
+        node_b.metric("rturn_cluster_relayed_total{direction=\"in\"}"),
+        2.0
+    );
+    assert_eq!(
+        node_b.metric("rturn_cluster_relayed_total{direction=\"out\"}"),
+        1.0
+    );
+    assert_eq!(node_a.metric("rturn_cluster_up"), 1.0);
+    assert_eq!(node_a.metric("rturn_cluster_malformed_total"), 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn room_limits_hold_across_nodes() {
+    let redis = Redis::start();
+    let limit = "max-peers-per-room = 2";
+    let (node_a, node_b) = (node(&redis, "a", limit), node(&redis, "b", limit));
+    wait_health(&node_a, "ok").await;
+    wait_health(&node_b, "ok").await;
+    let mut a = node_a.connect("/ws").await;
+    a.join("x").await;
+    let mut b = node_b.connect("/ws").await;
+    let jb = b.join("x").await;
+    a.expect("new_peer").await;
+    for relay in [&node_a, &node_b] {
+        let mut late = relay.connect("/ws").await;
+        late.send(json!({"type": "join", "room": "x"})).await;
+        let refused = late.expect_error("room_full").await;
+        assert!(
+            refused["message"].as_str().unwrap().contains("2 peers"),
+            "{refused}"
+        );
+        late.ping_pong().await;
+        // Another room is not full, and the refused join took no seat.
+        late.join("y").await;
+    }
+    a.silent(QUIET).await;
+    // A seat freed on B is free on A.
+    drop(b);
+    assert_eq!(a.expect("remove_peer").await["id"], jb.you.as_str());
+    let mut next = node_a.connect("/ws").await;
+    assert_eq!(next.join("x").await.peers.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_node_s_peers_are_removed_on_the_others_within_presence_ttl() {
+    let redis = Redis::start();
+    let (node_a, mut node_b) = (node(&redis, "a", ""), node(&redis, "b", ""));
+    wait_health(&node_a, "ok").await;
+    wait_health(&node_b, "ok").await;
+    let mut a = node_a.connect("/ws").await;
+    let ja = a.join("call").await;
+    let mut b1 = node_b.connect("/ws").await;
+    let mut b2 = node_b.connect("/ws").await;
+    let gone = [b1.join("call").await.you, b2.join("call").await.you];
+    a.expect("new_peer").await;
+    a.expect("new_peer").await;
+
+    // SIGKILL: no goodbye reaches Redis or anyone; only the presence key's expiry tells.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(node_b.server.pid() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let killed = Instant::now();
+    node_b.server.wait_exit();
+    let mut removed = Vec::new();
+    for _ in 0..2 {
+        let m = a.recv_within(TTL * 3).await;
+        assert_eq!(m["type"], "remove_peer", "{m}");
+        removed.push(m["id"].as_str().unwrap().to_owned());
+    }
+    let took = killed.elapsed();
+    removed.sort();
+    let mut expected = gone.to_vec();
+    expected.sort();
+    assert_eq!(removed, expected);
+    eprintln!("remove_peer for a killed node's peers after {took:?} (presence-ttl {TTL:?})");
+    assert!(took <= TTL + Duration::from_millis(500), "took {took:?}");
+    // The room is A's alone now; a relay to a dead peer is unknown_peer.
+    a.send(json!({"type": "offer", "to": gone[0], "sdp": "x"}))
+        .await;
+    a.expect_error("unknown_peer").await;
+    let mut again = node_a.connect("/ws").await;
+    assert_eq!(again.join("call").await.peers, [ja.you.clone()]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redis_outage_keeps_local_rooms_and_cross_node_relay_resumes_after_it() {
+    let mut redis = Redis::start();
+    let (node_a, node_b) = (node(&redis, "a", ""), node(&redis, "b", ""));
+    wait_health(&node_a, "ok").await;
+    wait_health(&node_b, "ok").await;
+    let mut a = node_a.connect("/ws").await;
+    let ja = a.join("call").await;
+    let mut b = node_b.connect("/ws").await;
+    let jb = b.join("call").await;
+    a.expect("new_peer").await;
+
+    redis.stop();
+    let degraded = wait_health(&node_a, "degraded").await;
+    assert_eq!(degraded["cluster"]["redis"], "down", "{degraded}");
+    wait_health(&node_b, "degraded").await;
+    assert_eq!(node_a.metric("rturn_cluster_up"), 0.0);
+    assert!(node_a.metric("rturn_cluster_errors_total") >= 1.0);
+
+    // Local rooms keep working: a newcomer on A meets a, and they relay.
+    let mut c = node_a.connect("/ws").await;
+    let jc = c.join("call").await;
+    assert!(jc.peers.contains(&ja.you), "{}", jc.reply);
+    assert_eq!(a.expect("new_peer").await["id"], jc.you.as_str());
+    a.send(json!({"type": "offer", "to": jc.you, "sdp": "local"}))
+        .await;
+    assert_eq!(c.expect("offer").await["sdp"], "local");
+    // Across nodes there is no way now, and the sender is told so.
+    a.send(json!({"type": "offer", "to": jb.you, "sdp": "lost"}))
+        .await;
+    a.expect_error("unavailable").await;
+
+    redis.restart();
+    wait_health(&node_a, "ok").await;
+    wait_health(&node_b, "ok").await;
+    // A registers its peers again: b learns about c, who joined during the outage.
+    assert_eq!(b.expect("new_peer").await["id"], jc.you.as_str());
+    a.send(json!({"type": "offer", "to": jb.you, "sdp": "again"}))
+        .await;
+    assert_eq!(b.expect("offer").await["sdp"], "again");
+    b.send(json!({"type": "answer", "to": jc.you, "sdp": "to c"}))
+        .await;
+    assert_eq!(c.expect("answer").await["sdp"], "to c");
+    // Nobody was announced gone and back: the outage was invisible to the room.
+    a.silent(TTL * 2).await;
+    b.silent(Duration::ZERO).await;
+    assert!(node_a.metric("rturn_cluster_connects_total") >= 2.0);
+}
