@@ -3,6 +3,8 @@
 #   coturn           - for turnutils_stunclient / turnutils_uclient, clients we did not write.
 #   chromium         - Debian's browser, for tests/browser.rs (WebRTC through TURN).
 #   playwright-core  - drives that browser; npm ci into tests/browser/node_modules.
+#   redis-server     - the cluster tests start their own, each on a free loopback port.
+#   redis-server     - the cluster tests start their own on a loopback port.
 # Usage: scripts/test.sh [extra cargo test arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +12,8 @@ cd "$(dirname "$0")/.."
 need_packages=()
 command -v turnutils_stunclient >/dev/null 2>&1 || need_packages+=(coturn)
 [ -x /usr/bin/chromium ] || need_packages+=(chromium)
+command -v redis-server >/dev/null 2>&1 || need_packages+=(redis-server)
+command -v redis-server >/dev/null 2>&1 || need_packages+=(redis-server)
 
 if ((${#need_packages[@]})); then
     echo "scripts/test.sh: installing ${need_packages[*]} (Debian packages the tests use)"
@@ -17,10 +21,13 @@ if ((${#need_packages[@]})); then
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need_packages[@]}" >/dev/null
-    # The coturn package may start its own turnserver on 3478; the tests only need its clients.
-    if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet coturn 2>/dev/null; then
-        $sudo systemctl stop coturn || true
-    fi
+    # The coturn package may start its own turnserver on 3478, and redis-server its own redis on
+    # 6379; the tests only need coturn's clients and start every redis they use themselves.
+    for service in coturn redis-server; do
+        if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$service" 2>/dev/null; then
+            $sudo systemctl stop "$service" || true
+        fi
+    done
 fi
 
 if [ ! -d tests/browser/node_modules ]; then
