@@ -4,7 +4,6 @@
 #   chromium         - Debian's browser, for tests/browser.rs (WebRTC through TURN).
 #   playwright-core  - drives that browser; npm ci into tests/browser/node_modules.
 #   redis-server     - the cluster tests start their own, each on a free loopback port.
-#   redis-server     - the cluster tests start their own on a loopback port.
 # Usage: scripts/test.sh [extra cargo test arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +11,6 @@ cd "$(dirname "$0")/.."
 need_packages=()
 command -v turnutils_stunclient >/dev/null 2>&1 || need_packages+=(coturn)
 [ -x /usr/bin/chromium ] || need_packages+=(chromium)
-command -v redis-server >/dev/null 2>&1 || need_packages+=(redis-server)
 command -v redis-server >/dev/null 2>&1 || need_packages+=(redis-server)
 
 if ((${#need_packages[@]})); then
