@@ -4,7 +4,7 @@
 //! the same address back.
 
 use std::fs::OpenOptions;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -92,7 +92,9 @@ impl Redis {
     /// Starts redis-server again on the same port (stopping it first if it runs), with an
     /// empty dataset, and waits until it answers PING.
     pub fn restart(&mut self) {
-        self.stop();
+        if self.child.is_some() {
+            self.stop();
+        }
         let deadline = Instant::now() + REBIND_TIMEOUT;
         loop {
             match spawn_ready(self.port, self.dir.path()) {
