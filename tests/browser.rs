@@ -131,12 +131,40 @@ const PAGES: &str = "realm = \"test.local\"\n\
 #[test]
 fn browser_room_pages_connect_through_the_relay() {
     let mut server = Server::start(PAGES);
-    run_page_script(&server, "room.mjs", "room.png");
+    run_page_script(&[&server], "room.mjs", "room.png");
 
     // The media and the chat went through rturn's relay, not around it.
     assert!(server.terminate().success());
     let stopped = server.wait_line(|l| l.contains("stopped"));
     assert!(count(&stopped, "relayed") > 0, "{stopped}");
+}
+
+/// The room test with its two pages on two nodes of a cluster sharing one Redis (and the
+/// TURN secret): each page signals through its own node, the rooms meet through Redis, and
+/// each page relays through its own node's TURN server.
+#[test]
+fn browser_room_pages_on_two_nodes_meet_through_redis() {
+    let redis = common::redis::Redis::start();
+    let cluster = |id: &str| {
+        format!(
+            "{PAGES}[cluster]\nredis = \"{}\"\nnode-id = \"{id}\"\npresence-ttl = \"2s\"\n",
+            redis.url()
+        )
+    };
+    let mut a = Server::start(&cluster("a"));
+    let mut b = Server::start(&cluster("b"));
+    run_page_script(&[&a, &b], "room.mjs", "room-two-nodes.png");
+
+    // Signaling crossed nodes both ways, and both TURN servers relayed media.
+    for server in [&a, &b] {
+        assert!(server.metric("rturn_cluster_relayed_total{direction=\"out\"}") > 0.0);
+        assert!(server.metric("rturn_cluster_relayed_total{direction=\"in\"}") > 0.0);
+    }
+    for server in [&mut a, &mut b] {
+        assert!(server.terminate().success());
+        let stopped = server.wait_line(|l| l.contains("stopped"));
+        assert!(count(&stopped, "relayed") > 0, "{stopped}");
+    }
 }
 
 /// The trickle-ICE page at `/` loads its servers from `/api/ice-servers`, and with policy
@@ -145,7 +173,7 @@ fn browser_room_pages_connect_through_the_relay() {
 #[test]
 fn browser_trickle_page_gathers_a_relay_candidate() {
     let mut server = Server::start(PAGES);
-    run_page_script(&server, "trickle.mjs", "trickle.png");
+    run_page_script(&[&server], "trickle.mjs", "trickle.png");
 
     // The browser reached the TURN server over TCP too (the tcp URL of the API).
     assert!(server.terminate().success());
@@ -153,16 +181,16 @@ fn browser_trickle_page_gathers_a_relay_candidate() {
     assert!(count(&stopped, "tcp_accepted") > 0, "{stopped}");
 }
 
-/// Runs `tests/browser/SCRIPT HTTP_PORT` against `server` and fails with its JSON, its
-/// stderr and rturn's log unless it passed. With `RTURN_SCREENSHOTS=DIR` in the environment
+/// Runs `tests/browser/SCRIPT HTTP_PORT…` against `servers` (one per page, for the room
+/// script) and fails with its JSON, its stderr and rturn's logs unless it passed. With `RTURN_SCREENSHOTS=DIR` in the environment
 /// the script also saves `DIR/SHOT` (how `web/screenshots/` is made).
-fn run_page_script(server: &Server, script: &str, shot: &str) {
+fn run_page_script(servers: &[&Server], script: &str, shot: &str) {
     let (dir, chromium) = browser();
-    let port = server.http_addr().port();
     let mut node = Command::new("node");
-    node.arg(dir.join(script))
-        .arg(port.to_string())
-        .env("RTURN_CHROMIUM", &chromium);
+    node.arg(dir.join(script)).env("RTURN_CHROMIUM", &chromium);
+    for server in servers {
+        node.arg(server.http_addr().port().to_string());
+    }
     if let Some(shots) = std::env::var_os("RTURN_SCREENSHOTS") {
         node.arg("--screenshot").arg(Path::new(&shots).join(shot));
     }
@@ -174,9 +202,9 @@ fn run_page_script(server: &Server, script: &str, shot: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "{script} failed ({}):\n{stdout}\n{stderr}\nrturn log:\n{}",
+        "{script} failed ({}):\n{stdout}\n{stderr}\nrturn logs:\n{}",
         out.status,
-        server.log()
+        servers.iter().map(|s| s.log()).collect::<Vec<_>>().join("\n----\n")
     );
     assert!(stdout.contains("\"ok\":true"), "{stdout}");
 }

@@ -1,4 +1,4 @@
-// Usage: node tests/browser/room.mjs HTTP_PORT [--screenshot FILE]
+// Usage: node tests/browser/room.mjs HTTP_PORT [HTTP_PORT_B] [--screenshot FILE]
 //
 // Opens rturn's video room (GET /room/demo?policy=relay on 127.0.0.1:HTTP_PORT) twice, in two
 // separate browser contexts of Debian's Chromium (through playwright-core) with a fake camera
@@ -7,6 +7,8 @@
 // relay/relay selected pair, shows its video, and a chat message crosses each way over the
 // data channel. Prints the result as one line of JSON; exits 0 if all of that held, 1 if
 // not, 2 if the browser or playwright-core is missing. --screenshot saves page A as a PNG.
+// With HTTP_PORT_B, page B is served by that port's server (another node of a cluster): it
+// signals and relays through that node, page A through the first.
 
 import { CHROMIUM, CHROMIUM_ARGS, loadChromium } from "./chromium.mjs";
 
@@ -22,8 +24,9 @@ const args = process.argv.slice(2);
 const port = args[0];
 const shotAt = args.indexOf("--screenshot");
 const screenshot = shotAt >= 0 ? args[shotAt + 1] : null;
+const portB = /^\d+$/.test(args[1] ?? "") ? args[1] : port;
 if (!/^\d+$/.test(port ?? "") || (shotAt >= 0 && !screenshot)) {
-  console.error("usage: node room.mjs HTTP_PORT [--screenshot FILE]");
+  console.error("usage: node room.mjs HTTP_PORT [HTTP_PORT_B] [--screenshot FILE]");
   process.exit(2);
 }
 const chromium = await loadChromium();
@@ -34,8 +37,11 @@ const overall = setTimeout(() => {
   process.exit(1);
 }, OVERALL_TIMEOUT_MS);
 
-const url = `http://127.0.0.1:${port}/room/demo?policy=relay`;
-const result = { ok: false, url, problems: [] };
+const urls = {
+  a: `http://127.0.0.1:${port}/room/demo?policy=relay`,
+  b: `http://127.0.0.1:${portB}/room/demo?policy=relay`,
+};
+const result = { ok: false, urls, problems: [] };
 const problems = result.problems;
 const logs = { a: [], b: [] };
 const pages = {};
@@ -60,7 +66,7 @@ try {
     const page = await context.newPage();
     page.on("console", (m) => logs[name].push(`${m.type()}: ${m.text()}`));
     page.on("pageerror", (e) => logs[name].push(`pageerror: ${e.message}`));
-    await page.goto(url);
+    await page.goto(urls[name]);
     // Joined: the page knows its own peer ID from the "peers" reply.
     await page.waitForSelector("body[data-me]", { timeout: left() });
     ids[name] = await page.getAttribute("body", "data-me");
