@@ -204,7 +204,11 @@ fn run_page_script(servers: &[&Server], script: &str, shot: &str) {
         out.status.success(),
         "{script} failed ({}):\n{stdout}\n{stderr}\nrturn logs:\n{}",
         out.status,
-        servers.iter().map(|s| s.log()).collect::<Vec<_>>().join("\n----\n")
+        servers
+            .iter()
+            .map(|s| s.log())
+            .collect::<Vec<_>>()
+            .join("\n----\n")
     );
     assert!(stdout.contains("\"ok\":true"), "{stdout}");
 }

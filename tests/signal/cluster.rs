@@ -57,7 +57,11 @@ async fn peers_on_two_nodes_meet_and_relay_offer_answer_and_candidate() {
     assert!(ja.peers.is_empty(), "{}", ja.reply);
     let mut b = node_b.connect("/ws").await;
     let jb = b.join("call").await;
-    assert_eq!(jb.peers, [ja.you.clone()], "B's joiner sees A's peer");
+    assert_eq!(
+        jb.peers,
+        std::slice::from_ref(&ja.you),
+        "B's joiner sees A's peer"
+    );
     assert_eq!(a.expect("new_peer").await["id"], jb.you.as_str());
 
     let offer = json!({"type": "offer", "to": jb.you, "sdp": {"type": "offer", "sdp": "v=0\r\né☃"}, "n": 1.5});
@@ -95,7 +99,7 @@ async fn peers_on_two_nodes_meet_and_relay_offer_answer_and_candidate() {
     b.send(json!({"type": "leave"})).await;
     assert_eq!(a.expect("remove_peer").await["id"], jb.you.as_str());
     let mut e = node_a.connect("/ws").await;
-    assert_eq!(e.join("call").await.peers, [ja.you.clone()]);
+    assert_eq!(e.join("call").await.peers, std::slice::from_ref(&ja.you));
     a.expect("new_peer").await;
     b.silent(QUIET).await;
 
@@ -187,7 +191,10 @@ async fn a_killed_node_s_peers_are_removed_on_the_others_within_presence_ttl() {
         .await;
     a.expect_error("unknown_peer").await;
     let mut again = node_a.connect("/ws").await;
-    assert_eq!(again.join("call").await.peers, [ja.you.clone()]);
+    assert_eq!(
+        again.join("call").await.peers,
+        std::slice::from_ref(&ja.you)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

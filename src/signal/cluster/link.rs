@@ -277,7 +277,7 @@ pub async fn run(cluster: Arc<Cluster>, hub: Arc<Hub>, shutdown: CancellationTok
                 cluster.stats.errors.fetch_add(1, Relaxed);
                 failures += 1;
                 // Said once, then every 30 attempts: an outage does not flood the log.
-                if failures == 1 || failures % 30 == 0 {
+                if failures == 1 || failures.is_multiple_of(30) {
                     tracing::warn!(redis = %cluster.url, attempts = failures,
                         "cluster: cannot reach Redis ({e}); serving local peers only, retrying");
                 }
