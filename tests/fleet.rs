@@ -1,15 +1,21 @@
 //! Two rturn nodes as one fleet: they share `static-auth-secret` and `nonce-secret`, so
 //! credentials one node's `/api/ice-servers` minted allocate on the other, and a node at
-//! capacity sends new allocations to its `alternate-server` (300) instead of refusing them.
+//! capacity or draining sends new allocations to its `alternate-server` (300 with
+//! ALTERNATE-SERVER) instead of refusing them.
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod common;
+mod fault;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use common::*;
+use fault::{RawTurn, code};
+use stun::addr::AlternateServer;
+use stun::attributes::ATTR_ALTERNATE_SERVER;
+use stun::integrity::MessageIntegrity;
 
 const SHARED: &str = "[auth]\nstatic-auth-secret = \"fleet secret 0123456789\"\n\
                       nonce-secret = \"fleet nonce key 0123456789\"\n";
@@ -68,4 +74,43 @@ async fn a_full_node_sends_clients_to_its_alternate_where_its_credentials_work()
     assert_eq!(b.metric("rturn_allocations_created_total"), 1.0);
     moved.close().await.unwrap();
     first.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_draining_node_answers_300_with_the_alternates_address() {
+    let b = Server::start(&loopback_config(&format!(
+        "http = \"127.0.0.1:0\"\n[relay]\nrelay-ip = \"127.0.0.1\"\n{SHARED}"
+    )));
+    let mut a = Server::start(&loopback_config(&format!(
+        "http = \"127.0.0.1:0\"\n[relay]\nrelay-ip = \"127.0.0.1\"\nalternate-server = \"{}\"\n{SHARED}",
+        b.udp[0]
+    )));
+    let (user, pass) = minted_credentials(a.http_addr());
+
+    // A live allocation keeps the draining node up; a new one is sent to B.
+    let live = RawTurn::allocate(a.udp[0], &user, &pass, false);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(a.pid() as i32),
+        nix::sys::signal::Signal::SIGUSR1,
+    )
+    .unwrap();
+    a.wait_line(|l| l.contains("new allocations refused"));
+    let Err(mut refused) = RawTurn::try_allocate(a.udp[0], &user, &pass, false) else {
+        panic!("a draining node allocated");
+    };
+    assert_eq!(code(&refused), 300, "{refused}");
+    let mut alternate = AlternateServer::default();
+    (alternate.get_from_as(&refused, ATTR_ALTERNATE_SERVER)).expect("ALTERNATE-SERVER in the 300");
+    assert_eq!(SocketAddr::new(alternate.ip, alternate.port), b.udp[0]);
+    // Signed with the client's key (RFC 8489 §10): the client can trust the redirect.
+    MessageIntegrity::new_long_term_integrity(user.clone(), "test.local".into(), pass.clone())
+        .check(&mut refused)
+        .expect("the 300 carries the client's MESSAGE-INTEGRITY");
+    assert_eq!(a.metric("rturn_requests_refused_total{code=\"300\"}"), 1.0);
+
+    // Where it is sent, the same credentials allocate.
+    let moved = RawTurn::allocate(b.udp[0], &user, &pass, false);
+    assert_eq!(moved.relays.len(), 1);
+    assert_eq!(b.metric("rturn_allocations_created_total"), 1.0);
+    drop(live);
 }

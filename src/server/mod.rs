@@ -573,7 +573,7 @@ fn allocation_total(shared: &Shared) -> usize {
 }
 
 /// Applies `new` to the running server. Everything that can change in place does; what
-/// needs a restart (listen and relay addresses, workers) is reported.
+/// needs a restart (listen and relay addresses, workers, `[cluster]`) is reported.
 fn reload(
     old: &Config,
     new: &Config,
@@ -603,6 +603,10 @@ fn reload(
             ),
         ),
         ("server.workers", old.server.workers != new.server.workers),
+        (
+            "cluster",
+            format!("{:?}", old.cluster) != format!("{:?}", new.cluster),
+        ),
         (
             "tls (added or removed)",
             old.tls.is_some() != new.tls.is_some(),
@@ -664,7 +668,11 @@ fn default_node_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|name| name.trim().to_owned())
-        .filter(|name| !name.is_empty() && name.chars().all(|c| c.is_ascii_graphic()))
+        .filter(|name| {
+            !name.is_empty()
+                && name.len() <= 64
+                && name.chars().all(|c| c.is_ascii_graphic() && c != '/')
+        })
         .unwrap_or_else(|| "rturn".to_owned())
 }
 

@@ -61,6 +61,17 @@ impl RawTurn {
     /// Allocates on `server` from a fresh socket on 127.0.0.1; with `dual`, asks for an IPv6
     /// relay too. Panics unless the Allocate succeeds.
     pub fn allocate(server: SocketAddr, user: &str, pass: &str, dual: bool) -> RawTurn {
+        Self::try_allocate(server, user, pass, dual)
+            .unwrap_or_else(|r| panic!("authenticated Allocate: {r}"))
+    }
+
+    /// As [`Self::allocate`], but a refused authenticated Allocate returns its error response.
+    pub fn try_allocate(
+        server: SocketAddr,
+        user: &str,
+        pass: &str,
+        dual: bool,
+    ) -> Result<RawTurn, Message> {
         let socket = UdpSocket::bind("127.0.0.1:0").expect("bind client");
         socket.connect(server).expect("connect");
         let mut client = RawTurn {
@@ -85,12 +96,14 @@ impl RawTurn {
             pass.to_owned(),
         );
         let response = client.request(METHOD_ALLOCATE, |m| allocate_attrs(m, dual));
-        assert_eq!(code(&response), 0, "authenticated Allocate: {response}");
+        if code(&response) != 0 {
+            return Err(response);
+        }
         client.relays = (response.attributes.0.iter())
             .filter(|a| a.typ == ATTR_XOR_RELAYED_ADDRESS)
             .filter_map(|a| xor_address(&a.value, &response.transaction_id.0))
             .collect();
-        client
+        Ok(client)
     }
 
     /// The server address this client talks to.

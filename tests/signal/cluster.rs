@@ -245,3 +245,53 @@ async fn a_redis_outage_keeps_local_rooms_and_cross_node_relay_resumes_after_it(
     b.silent(Duration::ZERO).await;
     assert!(node_a.metric("rturn_cluster_connects_total") >= 2.0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn junk_on_rturns_redis_channels_is_counted_and_reaches_nobody() {
+    let redis = Redis::start();
+    let (node_a, node_b) = (node(&redis, "a", ""), node(&redis, "b", ""));
+    wait_health(&node_a, "ok").await;
+    wait_health(&node_b, "ok").await;
+    let mut a = node_a.connect("/ws").await;
+    let ja = a.join("call").await;
+    let mut b = node_b.connect("/ws").await;
+    let jb = b.join("call").await;
+    a.expect("new_peer").await;
+
+    // Not rturn's: heard by both nodes, dropped and counted.
+    let junk = [
+        "not json",
+        "{\"e\":\"joined\"}",
+        "{\"e\":\"exploded\",\"node\":\"x/1\"}",
+    ];
+    for text in junk {
+        assert_eq!(redis.command(&["PUBLISH", "rturn:events", text]), ":2");
+    }
+    assert_eq!(redis.command(&["PUBLISH", "rturn:to:a", "[1,2]"]), ":1");
+    // Well-formed but for a peer not in that room, or no peer at all: delivered to nobody.
+    let stray = json!({"ns": "", "room": "other", "to": ja.you, "text": "{\"type\":\"offer\"}"});
+    let nobody = json!({"ns": "", "room": "call", "to": "0123", "text": "{}"});
+    for envelope in [stray, nobody] {
+        assert_eq!(
+            redis.command(&["PUBLISH", "rturn:to:a", &envelope.to_string()]),
+            ":1"
+        );
+    }
+
+    // Each node has heard everything by the time a relay it sends afterwards round-trips.
+    b.send(json!({"type": "offer", "to": ja.you, "sdp": "after"}))
+        .await;
+    assert_eq!(a.expect("offer").await["sdp"], "after");
+    a.send(json!({"type": "answer", "to": jb.you, "sdp": "back"}))
+        .await;
+    assert_eq!(b.expect("answer").await["sdp"], "back");
+    a.silent(QUIET).await;
+    b.silent(Duration::ZERO).await;
+    assert_eq!(node_a.metric("rturn_cluster_malformed_total"), 4.0);
+    assert_eq!(node_b.metric("rturn_cluster_malformed_total"), 3.0);
+    assert_eq!(
+        node_a.metric("rturn_cluster_relayed_total{direction=\"in\"}"),
+        1.0
+    );
+    assert_eq!(node_a.metric("rturn_cluster_up"), 1.0);
+}
