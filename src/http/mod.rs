@@ -104,6 +104,7 @@ async fn healthz(State(state): State<HttpState>) -> Response {
             "node": status.node_id,
             "redis": if status.up { "up" } else { "down" },
             "down_for_seconds": status.down_for,
+            "error": status.error,
         });
     }
     (

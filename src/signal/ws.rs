@@ -15,11 +15,11 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::cluster::link::{Admission, Cluster};
+use super::cluster::link::{Admission, Cluster, Failure};
 use super::cluster::wire::{Envelope, Event};
 use super::limits::{Bucket, JoinLimiter};
 use super::protocol::{self, ClientMessage, ErrorCode, PeerId, SignalError};
-use super::rooms::{Deliveries, NodeId, RoomKey, Rooms};
+use super::rooms::{Deliveries, LocalRoom, NodeId, RoomKey, Rooms};
 use crate::client_key::client_key;
 use crate::config::SignalConfig;
 
@@ -103,8 +103,8 @@ impl Hub {
         self.cluster.get()
     }
 
-    /// Every room with a local peer, with those peers.
-    pub fn local_rooms(&self) -> Vec<(RoomKey, Vec<PeerId>)> {
+    /// Every room with a local peer or a pending join, with those peers.
+    pub fn local_rooms(&self) -> Vec<LocalRoom> {
         self.lock().rooms.local_rooms()
     }
 
@@ -135,14 +135,14 @@ impl Hub {
     /// Delivers a message another node relayed to a local peer; `false` when the peer is
     /// gone or not in that room any more.
     pub fn cluster_deliver(&self, envelope: Envelope) -> bool {
-        let registry = self.lock();
+        let mut registry = self.lock();
         let key = (envelope.ns, envelope.room);
         match registry
             .rooms
             .deliver_remote(&key, &envelope.to, envelope.text)
         {
-            Some(delivery) => {
-                deliver(&registry, vec![delivery]);
+            Some(out) => {
+                deliver(&registry, out);
                 true
             }
             None => false,
@@ -428,7 +428,9 @@ async fn handle_text(
     result.err()
 }
 
-/// A join: room-wide through the cluster when it is up, on this node alone otherwise.
+/// A join: room-wide through the cluster when it is up, on this node alone when the link
+/// is down; a link that breaks during the join is `unavailable` (the join may or may not
+/// have reached Redis; the membership sync settles which).
 async fn join(hub: &Hub, me: &Me<'_>, room: &str) -> Result<(), SignalError> {
     let ice = hub.ice_servers();
     let key = (me.namespace.to_owned(), room.to_owned());
@@ -437,21 +439,28 @@ async fn join(hub: &Hub, me: &Me<'_>, room: &str) -> Result<(), SignalError> {
     let admission = match cluster {
         Some(cluster) => {
             let max = hub.config().max_peers_per_room;
-            cluster.join(&key, old.as_ref(), me.id, max).await.ok()
+            hub.lock().rooms.begin_join(me.id, &key);
+            cluster.join(&key, old.as_ref(), me.id, max).await
         }
-        None => None,
+        None => Err(Failure::Down),
     };
     let mut registry = hub.lock();
-    let out = match admission {
-        Some(Admission::Admitted(remote)) => {
-            registry.rooms.join_admitted(me.id, room, &ice, &remote)
-        }
-        Some(Admission::Full(members)) => Err(SignalError::new(
+    let joined = match admission {
+        Ok(Admission::Admitted(remote)) => registry.rooms.join_admitted(me.id, room, &ice, &remote),
+        Ok(Admission::Full(members)) => Err(SignalError::new(
             ErrorCode::RoomFull,
             format!("room {room:?} has {members} peers, the most it holds"),
         )),
-        None => registry.rooms.join(me.id, room, &ice),
-    }?;
+        Err(Failure::Down) => registry.rooms.join(me.id, room, &ice),
+        Err(Failure::Broken) => Err(SignalError::new(
+            ErrorCode::Unavailable,
+            "the link to the other nodes broke during the join; try again",
+        )),
+    };
+    // Whatever came of it: messages held for the joiner follow its `peers` reply.
+    let held = registry.rooms.end_join(me.id);
+    let mut out = joined?;
+    out.extend(held);
     deliver(&registry, out);
     Ok(())
 }

@@ -6,15 +6,23 @@
 use super::*;
 use common::redis::Redis;
 
-/// `presence-ttl` of the test nodes.
+/// `presence-ttl` of the test nodes that die or lose Redis.
 const TTL: Duration = Duration::from_secs(2);
+/// `presence-ttl` of the other test nodes: they sync every 15 s, longer than any wait for a
+/// message, so joins, leaves and relays must travel as events, not by sync.
+const EVENTS_ONLY: Duration = Duration::from_secs(60);
 
 /// A node of the cluster on `redis`.
 fn node(redis: &Redis, id: &str, signal: &str) -> Relay {
+    node_with_ttl(redis, id, signal, EVENTS_ONLY)
+}
+
+/// A node of the cluster on `redis` with `presence-ttl` `ttl`.
+fn node_with_ttl(redis: &Redis, id: &str, signal: &str, ttl: Duration) -> Relay {
     let ice = format!(
         "\n[cluster]\nredis = \"{}\"\nnode-id = \"{id}\"\npresence-ttl = \"{}s\"\n",
         redis.url(),
-        TTL.as_secs()
+        ttl.as_secs()
     );
     let server = Server::start(&relay_config(signal, &ice));
     let http = server.http_addr();
@@ -30,15 +38,20 @@ fn health(relay: &Relay) -> Value {
 
 /// Waits (bounded) until `/healthz` of `relay` says `status`.
 async fn wait_health(relay: &Relay, status: &str) -> Value {
+    wait_health_until(relay, |h| h["status"] == status).await
+}
+
+/// Waits (bounded) until `/healthz` of `relay` satisfies `wanted`.
+async fn wait_health_until(relay: &Relay, wanted: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + TIMEOUT;
     loop {
         let now = health(relay);
-        if now["status"] == status {
+        if wanted(&now) {
             return now;
         }
         assert!(
             Instant::now() < deadline,
-            "/healthz still {now} after {TIMEOUT:?}, wanted {status}\n{}",
+            "/healthz still {now} after {TIMEOUT:?}\n{}",
             relay.server.log()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -154,7 +167,8 @@ async fn room_limits_hold_across_nodes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_node_s_peers_are_removed_on_the_others_within_presence_ttl() {
     let redis = Redis::start();
-    let (node_a, mut node_b) = (node(&redis, "a", ""), node(&redis, "b", ""));
+    let node_a = node_with_ttl(&redis, "a", "", TTL);
+    let mut node_b = node_with_ttl(&redis, "b", "", TTL);
     wait_health(&node_a, "ok").await;
     wait_health(&node_b, "ok").await;
     let mut a = node_a.connect("/ws").await;
@@ -200,23 +214,30 @@ async fn a_killed_node_s_peers_are_removed_on_the_others_within_presence_ttl() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_redis_outage_keeps_local_rooms_and_cross_node_relay_resumes_after_it() {
     let mut redis = Redis::start();
-    let (node_a, node_b) = (node(&redis, "a", ""), node(&redis, "b", ""));
+    let node_a = node_with_ttl(&redis, "a", "", TTL);
+    let node_b = node_with_ttl(&redis, "b", "", TTL);
     wait_health(&node_a, "ok").await;
     wait_health(&node_b, "ok").await;
     let mut a = node_a.connect("/ws").await;
     let ja = a.join("call").await;
+    let mut e = node_a.connect("/ws").await;
+    let je = e.join("call").await;
+    a.expect("new_peer").await;
     let mut b = node_b.connect("/ws").await;
     let jb = b.join("call").await;
+    assert_eq!(jb.peers.len(), 2, "{}", jb.reply);
     a.expect("new_peer").await;
+    e.expect("new_peer").await;
 
     redis.stop();
     let degraded = wait_health(&node_a, "degraded").await;
     assert_eq!(degraded["cluster"]["redis"], "down", "{degraded}");
+    assert!(degraded["cluster"]["error"].is_string(), "{degraded}");
     wait_health(&node_b, "degraded").await;
     assert_eq!(node_a.metric("rturn_cluster_up"), 0.0);
     assert!(node_a.metric("rturn_cluster_errors_total") >= 1.0);
 
-    // Local rooms keep working: a newcomer on A meets a, and they relay.
+    // Local rooms keep working: a newcomer on A meets a, and they relay; e leaves.
     let mut c = node_a.connect("/ws").await;
     let jc = c.join("call").await;
     assert!(jc.peers.contains(&ja.you), "{}", jc.reply);
@@ -224,6 +245,9 @@ async fn a_redis_outage_keeps_local_rooms_and_cross_node_relay_resumes_after_it(
     a.send(json!({"type": "offer", "to": jc.you, "sdp": "local"}))
         .await;
     assert_eq!(c.expect("offer").await["sdp"], "local");
+    e.send(json!({"type": "leave"})).await;
+    assert_eq!(a.expect("remove_peer").await["id"], je.you.as_str());
+    assert_eq!(c.expect("remove_peer").await["id"], je.you.as_str());
     // Across nodes there is no way now, and the sender is told so.
     a.send(json!({"type": "offer", "to": jb.you, "sdp": "lost"}))
         .await;
@@ -240,10 +264,59 @@ async fn a_redis_outage_keeps_local_rooms_and_cross_node_relay_resumes_after_it(
     b.send(json!({"type": "answer", "to": jc.you, "sdp": "to c"}))
         .await;
     assert_eq!(c.expect("answer").await["sdp"], "to c");
-    // Nobody was announced gone and back: the outage was invisible to the room.
+    // e, who left while nobody could be told, is gone for b once the grace for nodes
+    // registering again after Redis lost its data (one TTL) is over.
+    let m = b.recv_within(TTL * 3).await;
+    assert_eq!(
+        (m["type"].as_str(), m["id"].as_str()),
+        (Some("remove_peer"), Some(je.you.as_str())),
+        "{m}"
+    );
+    // Nobody else was announced gone and back: the outage was invisible to the room.
     a.silent(TTL * 2).await;
     b.silent(Duration::ZERO).await;
-    assert!(node_a.metric("rturn_cluster_connects_total") >= 2.0);
+    c.silent(Duration::ZERO).await;
+    assert_eq!(
+        node_a.metric("rturn_cluster_connects_total"),
+        2.0,
+        "one session before the outage, one after"
+    );
+    assert_eq!(node_b.metric("rturn_cluster_connects_total"), 2.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_process_with_the_same_node_id_is_kept_out_until_the_first_is_gone() {
+    let redis = Redis::start();
+    let mut first = node_with_ttl(&redis, "same", "", TTL);
+    wait_health(&first, "ok").await;
+    let second = node_with_ttl(&redis, "same", "", TTL);
+    let refused = wait_health_until(&second, |h| h["cluster"]["error"].is_string()).await;
+    assert_eq!(refused["status"], "degraded", "{refused}");
+    let error = refused["cluster"]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(error.contains("held by another running node"), "{refused}");
+    assert_eq!(
+        health(&first)["status"],
+        "ok",
+        "the first keeps its node-id"
+    );
+    // Peers on the two do not meet through Redis (they would mistake each other's for
+    // their own): the second serves its own alone.
+    let mut p = first.connect("/ws").await;
+    p.join("call").await;
+    let mut q = second.connect("/ws").await;
+    assert!(q.join("call").await.peers.is_empty());
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first.server.pid() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    first.server.wait_exit();
+    // The dead session's hold lapses with its presence; the second takes the node-id.
+    wait_health(&second, "ok").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

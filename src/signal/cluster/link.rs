@@ -1,8 +1,12 @@
 //! The link to Redis: one task that connects (and reconnects with backoff), keeps this
-//! node's presence alive, hears the other nodes' events and messages, and every ¼
-//! `presence-ttl` re-reads the membership of the rooms this node has peers in. The
-//! connection tasks call [`Cluster`]'s methods; while the link is down they fail at once and
-//! the hub serves its local peers alone.
+//! node's presence and its hold on its `node-id` alive, hears the other nodes' events and
+//! messages, and every ¼ `presence-ttl` re-reads the membership of the rooms this node has
+//! peers in (putting its own entries right on the way). The connection tasks call
+//! [`Cluster`]'s methods; while the link is down they fail at once and the hub serves its
+//! local peers alone.
+//!
+//! Each connect is a new *session* with its own name and its own end: a command that fails
+//! ends the session it was sent on, never a later one.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -10,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::wire::{self, Envelope, Event};
@@ -24,6 +27,8 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// The longest wait between reconnect attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Rooms re-read in one pipelined round trip.
+const SYNC_BATCH: usize = 256;
 
 /// What a join asked of the cluster came to.
 #[derive(Debug)]
@@ -34,9 +39,14 @@ pub enum Admission {
     Full(usize),
 }
 
-/// The link is down: the caller serves locally.
-#[derive(Debug)]
-pub struct Down;
+/// Why a call to the cluster did not happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The link is down: nothing was sent; the caller serves locally.
+    Down,
+    /// The link broke during the call: it may or may not have reached Redis.
+    Broken,
+}
 
 /// Counters for `/metrics`.
 #[derive(Debug, Default)]
@@ -55,9 +65,14 @@ pub struct ClusterStats {
     pub malformed: AtomicU64,
 }
 
+/// The session in force: what the connection tasks send on.
 struct Session {
     conn: MultiplexedConnection,
     name: NodeId,
+    /// Which connect this is (see [`Cluster::failed`]).
+    number: u64,
+    /// Cancelled when the session ends, for the link task.
+    ended: CancellationToken,
 }
 
 /// The shared handle on the Redis link.
@@ -67,11 +82,14 @@ pub struct Cluster {
     node_id: String,
     ttl: Duration,
     session: Mutex<Option<Session>>,
+    sessions: AtomicU64,
     up: AtomicBool,
     down_since: Mutex<Option<Instant>>,
-    broken: Notify,
+    last_error: Mutex<Option<String>>,
     join: redis::Script,
     members: redis::Script,
+    alive: redis::Script,
+    bye: redis::Script,
     /// Counters for `/metrics`.
     pub stats: ClusterStats,
 }
@@ -85,6 +103,8 @@ pub struct Status {
     pub up: bool,
     /// Seconds since the link went down (`None` while up).
     pub down_for: Option<u64>,
+    /// Why the link is down, when it is and a reason is known.
+    pub error: Option<String>,
 }
 
 impl Cluster {
@@ -96,22 +116,31 @@ impl Cluster {
             node_id,
             ttl,
             session: Mutex::new(None),
+            sessions: AtomicU64::new(0),
             up: AtomicBool::new(false),
             down_since: Mutex::new(Some(Instant::now())),
-            broken: Notify::new(),
+            last_error: Mutex::new(None),
             join: redis::Script::new(wire::JOIN),
             members: redis::Script::new(wire::MEMBERS),
+            alive: redis::Script::new(wire::ALIVE),
+            bye: redis::Script::new(wire::BYE),
             stats: ClusterStats::default(),
         })
     }
 
     /// Up or down, for `/healthz` and `/metrics`.
     pub fn status(&self) -> Status {
-        let down_since = *self.down_since.lock().unwrap_or_else(|e| e.into_inner());
+        let down_since = *lock(&self.down_since);
+        let up = self.up.load(Relaxed);
         Status {
             node_id: self.node_id.clone(),
-            up: self.up.load(Relaxed),
+            up,
             down_for: down_since.map(|t| t.elapsed().as_secs()),
+            error: if up {
+                None
+            } else {
+                lock(&self.last_error).clone()
+            },
         }
     }
 
@@ -121,27 +150,35 @@ impl Cluster {
             .is_some_and(|rest| rest.starts_with('/'))
     }
 
-    fn session(&self) -> Result<(MultiplexedConnection, NodeId), Down> {
-        let session = self.session.lock().unwrap_or_else(|e| e.into_inner());
+    /// The session in force: its connection, name and number.
+    fn current(&self) -> Result<(MultiplexedConnection, NodeId, u64), Failure> {
+        let session = lock(&self.session);
         session
             .as_ref()
-            .map(|s| (s.conn.clone(), s.name.clone()))
-            .ok_or(Down)
+            .map(|s| (s.conn.clone(), s.name.clone(), s.number))
+            .ok_or(Failure::Down)
     }
 
-    /// A command failed: the link is broken; the task reconnects.
-    fn failed(&self, what: &str, error: &dyn std::fmt::Display) -> Down {
+    /// A command sent on session `number` failed: that session is over (the link task
+    /// reconnects); a later session is left alone.
+    fn failed(&self, number: u64, what: &str, error: &dyn std::fmt::Display) -> Failure {
         self.stats.errors.fetch_add(1, Relaxed);
         tracing::warn!(redis = %self.url, "cluster: {what} failed: {error}");
-        self.mark_down();
-        self.broken.notify_one();
-        Down
+        *lock(&self.last_error) = Some(format!("{what} failed: {error}"));
+        self.end(number);
+        Failure::Broken
     }
 
-    fn mark_down(&self) {
-        *self.session.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        if self.up.swap(false, Relaxed) {
-            *self.down_since.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    /// Ends session `number` if it is still the one in force.
+    fn end(&self, number: u64) {
+        let mut session = lock(&self.session);
+        if session.as_ref().is_some_and(|s| s.number == number) {
+            if let Some(s) = session.take() {
+                s.ended.cancel();
+            }
+            if self.up.swap(false, Relaxed) {
+                *lock(&self.down_since) = Some(Instant::now());
+            }
         }
     }
 
@@ -157,8 +194,8 @@ impl Cluster {
         old: Option<&RoomKey>,
         peer: &str,
         max: usize,
-    ) -> Result<Admission, Down> {
-        let (mut conn, node) = self.session()?;
+    ) -> Result<Admission, Failure> {
+        let (mut conn, node, number) = self.current()?;
         let joined = Event::Joined {
             node: node.clone(),
             ns: key.0.clone(),
@@ -181,7 +218,7 @@ impl Cluster {
             .arg(self.room_ttl_ms().to_string());
         let reply: Vec<String> = match timed(call.invoke_async(&mut conn)).await {
             Ok(reply) => reply,
-            Err(e) => return Err(self.failed("join", &e)),
+            Err(e) => return Err(self.failed(number, "join", &e)),
         };
         match reply.split_first() {
             Some((status, rest)) if status == "ok" => Ok(Admission::Admitted(
@@ -193,13 +230,14 @@ impl Cluster {
             Some((status, [count])) if status == "full" => {
                 Ok(Admission::Full(count.parse().unwrap_or(max)))
             }
-            _ => Err(self.failed("join", &"unexpected reply from the join script")),
+            _ => Err(self.failed(number, "join", &"unexpected reply from the join script")),
         }
     }
 
     /// `peer` left `key`: out of the room's hash, and a `Left` event for the other nodes.
-    pub async fn leave(&self, key: &RoomKey, peer: &str) -> Result<(), Down> {
-        let (mut conn, node) = self.session()?;
+    /// (Had this failed, the next membership sync removes the entry.)
+    pub async fn leave(&self, key: &RoomKey, peer: &str) -> Result<(), Failure> {
+        let (mut conn, node, number) = self.current()?;
         let left = Event::Left {
             node,
             peer: peer.to_owned(),
@@ -215,13 +253,13 @@ impl Cluster {
             .ignore();
         match timed(pipe.query_async::<()>(&mut conn)).await {
             Ok(()) => Ok(()),
-            Err(e) => Err(self.failed("leave", &e)),
+            Err(e) => Err(self.failed(number, "leave", &e)),
         }
     }
 
     /// Sends a relayed message to `node`; `false` when no node is listening there (it died).
-    pub async fn relay(&self, node: &str, envelope: &Envelope) -> Result<bool, Down> {
-        let (mut conn, _) = self.session()?;
+    pub async fn relay(&self, node: &str, envelope: &Envelope) -> Result<bool, Failure> {
+        let (mut conn, _, number) = self.current()?;
         let publish = redis::cmd("PUBLISH")
             .arg(wire::inbox(node))
             .arg(envelope.to_json())
@@ -233,9 +271,14 @@ impl Cluster {
                 }
                 Ok(receivers > 0)
             }
-            Err(e) => Err(self.failed("relay", &e)),
+            Err(e) => Err(self.failed(number, "relay", &e)),
         }
     }
+}
+
+/// A mutex's guard, poisoned or not (every value behind these locks is valid at all times).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A Redis call with [`COMMAND_TIMEOUT`].
@@ -249,37 +292,55 @@ async fn timed<T>(
     }
 }
 
+/// A connected session, not yet serving.
+struct Connected {
+    conn: MultiplexedConnection,
+    pubsub: redis::aio::PubSub,
+    name: NodeId,
+    /// [`wire::EPOCH`] as found.
+    epoch: String,
+}
+
 /// Runs the link until shutdown: connect, serve a session, and after a failure reconnect
 /// with a backoff from 100 ms doubling to 5 s.
 pub async fn run(cluster: Arc<Cluster>, hub: Arc<Hub>, shutdown: CancellationToken) {
     let mut backoff = FIRST_BACKOFF;
     let mut failures: u64 = 0;
+    let mut previous: Option<NodeId> = None;
+    let mut epoch: Option<String> = None;
     loop {
         let connected = tokio::select! {
             _ = shutdown.cancelled() => return,
-            c = connect(&cluster) => c,
+            c = connect(&cluster, previous.as_deref()) => c,
         };
         match connected {
-            Ok((conn, pubsub, name)) => {
-                if failures > 0 {
+            Ok(connected) => {
+                let name = connected.name.clone();
+                if failures > 0 || previous.is_some() {
                     tracing::info!(redis = %cluster.url, node = %name, "cluster: reconnected");
                 } else {
                     tracing::info!(redis = %cluster.url, node = %name, "cluster: connected");
                 }
+                // Redis lost its data since the last session: the other nodes are
+                // registering again too, so nobody is taken for gone for one TTL.
+                let lost = epoch.as_ref().is_some_and(|e| *e != connected.epoch);
+                epoch = Some(connected.epoch.clone());
                 backoff = FIRST_BACKOFF;
                 failures = 0;
-                session(&cluster, &hub, conn, pubsub, name, &shutdown).await;
+                serve(&cluster, &hub, connected, previous.take(), lost, &shutdown).await;
+                previous = Some(name);
                 if shutdown.is_cancelled() {
                     return;
                 }
             }
             Err(e) => {
                 cluster.stats.errors.fetch_add(1, Relaxed);
+                *lock(&cluster.last_error) = Some(e.clone());
                 failures += 1;
                 // Said once, then every 30 attempts: an outage does not flood the log.
                 if failures == 1 || failures.is_multiple_of(30) {
                     tracing::warn!(redis = %cluster.url, attempts = failures,
-                        "cluster: cannot reach Redis ({e}); serving local peers only, retrying");
+                        "cluster: {e}; serving local peers only, retrying");
                 }
             }
         }
@@ -291,9 +352,8 @@ pub async fn run(cluster: Arc<Cluster>, hub: Arc<Hub>, shutdown: CancellationTok
     }
 }
 
-async fn connect(
-    cluster: &Cluster,
-) -> Result<(MultiplexedConnection, redis::aio::PubSub, NodeId), String> {
+async fn connect(cluster: &Cluster, previous: Option<&str>) -> Result<Connected, String> {
+    let unreachable = |e: String| format!("cannot reach Redis ({e})");
     let config = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(COMMAND_TIMEOUT))
         .set_response_timeout(Some(COMMAND_TIMEOUT));
@@ -302,35 +362,97 @@ async fn connect(
             .client
             .get_multiplexed_async_connection_with_config(&config),
     )
-    .await?;
-    let mut pubsub = timed(cluster.client.get_async_pubsub()).await?;
+    .await
+    .map_err(unreachable)?;
+    let mut pubsub = timed(cluster.client.get_async_pubsub())
+        .await
+        .map_err(unreachable)?;
+    for script in [
+        &cluster.join,
+        &cluster.members,
+        &cluster.alive,
+        &cluster.bye,
+    ] {
+        timed(script.load_async(&mut conn))
+            .await
+            .map_err(unreachable)?;
+    }
     let name = wire::session_name(&cluster.node_id);
-    timed(pubsub.subscribe(wire::EVENTS)).await?;
-    timed(pubsub.subscribe(wire::inbox(&name))).await?;
-    alive(cluster, &mut conn, &name).await?;
-    Ok((conn, pubsub, name))
+    timed(pubsub.subscribe(wire::EVENTS))
+        .await
+        .map_err(unreachable)?;
+    timed(pubsub.subscribe(wire::inbox(&name)))
+        .await
+        .map_err(unreachable)?;
+    // Last: once this session holds the node-id, nothing here can fail any more.
+    let claimed = alive(cluster, &mut conn, &name, previous).await;
+    let epoch = match claimed.map_err(unreachable)? {
+        Alive::Taken(holder) => {
+            return Err(format!(
+                "node-id {:?} is held by another running node (session {holder}); give each \
+                 node its own [cluster] node-id (a node restarted within presence-ttl waits \
+                 for its old session to expire)",
+                cluster.node_id
+            ));
+        }
+        Alive::Ok { epoch, .. } => epoch,
+    };
+    Ok(Connected {
+        conn,
+        pubsub,
+        name,
+        epoch,
+    })
 }
 
-async fn session(
+async fn serve(
     cluster: &Arc<Cluster>,
     hub: &Arc<Hub>,
-    mut conn: MultiplexedConnection,
-    pubsub: redis::aio::PubSub,
-    name: NodeId,
+    connected: Connected,
+    previous: Option<NodeId>,
+    lost: bool,
     shutdown: &CancellationToken,
 ) {
-    let connected_at = Instant::now();
-    *cluster.session.lock().unwrap_or_else(|e| e.into_inner()) = Some(Session {
+    let Connected {
+        mut conn,
+        pubsub,
+        name,
+        ..
+    } = connected;
+    let number = cluster.sessions.fetch_add(1, Relaxed) + 1;
+    let ended = CancellationToken::new();
+    *lock(&cluster.session) = Some(Session {
         conn: conn.clone(),
         name: name.clone(),
+        number,
+        ended: ended.clone(),
     });
     cluster.stats.connects.fetch_add(1, Relaxed);
     if let Err(e) = register(cluster, hub, &mut conn, &name).await {
-        cluster.failed("registering local peers", &e);
+        cluster.failed(number, "registering local peers", &e);
+        return;
+    }
+    // Every local peer is registered under the new session: the old one's entries (and
+    // with them peers that left during the outage) go with its presence key.
+    if let Some(previous) = previous {
+        let del = redis::cmd("DEL")
+            .arg(wire::presence_key(&previous))
+            .to_owned();
+        if let Err(e) = timed(del.query_async::<()>(&mut conn)).await {
+            cluster.failed(number, "dropping the previous session", &e);
+            return;
+        }
+    }
+    let grace_until = lost.then(|| Instant::now() + cluster.ttl);
+    if let Err(e) = sync(cluster, hub, &mut conn, &name, !lost).await {
+        cluster.failed(number, "room sync", &e);
         return;
     }
     cluster.up.store(true, Relaxed);
-    *cluster.down_since.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    *lock(&cluster.down_since) = None;
+    *lock(&cluster.last_error) = None;
+
+    let inbox = wire::inbox(&name);
     let mut messages = pubsub.into_on_message();
     let mut tick = tokio::time::interval(cluster.ttl / 4);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -339,37 +461,41 @@ async fn session(
         tokio::select! {
             _ = shutdown.cancelled() => {
                 // Leaving on purpose: the other nodes drop this node's peers at their next sync.
-                let del = redis::cmd("DEL").arg(wire::presence_key(&name)).to_owned();
-                let _ = timed(del.query_async::<()>(&mut conn)).await;
-                cluster.mark_down();
+                let mut bye = cluster.bye.key(wire::presence_key(&name));
+                bye.key(wire::claim_key(&cluster.node_id)).arg(&name);
+                let _ = timed(bye.invoke_async::<i64>(&mut conn)).await;
+                cluster.end(number);
                 return;
             }
-            _ = cluster.broken.notified() => return,
+            _ = ended.cancelled() => return,
             message = messages.next() => {
                 let Some(message) = message else {
-                    cluster.failed("subscription", &"Redis closed the connection");
+                    cluster.failed(number, "subscription", &"Redis closed the connection");
                     return;
                 };
-                heard(cluster, hub, &name, &message);
+                heard(cluster, hub, &inbox, &message);
             }
             _ = tick.tick() => {
-                match alive(cluster, &mut conn, &name).await {
-                    Ok(true) => {}
-                    Ok(false) => {
+                match alive(cluster, &mut conn, &name, None).await {
+                    Ok(Alive::Ok { had: true, .. }) => {}
+                    Ok(Alive::Ok { had: false, .. }) => {
                         tracing::warn!(node = %name, "cluster: presence had expired; registering again");
-                        cluster.mark_down();
+                        cluster.end(number);
+                        return;
+                    }
+                    Ok(Alive::Taken(holder)) => {
+                        cluster.failed(number, "presence refresh",
+                            &format!("node-id {:?} was taken by session {holder}", cluster.node_id));
                         return;
                     }
                     Err(e) => {
-                        cluster.failed("presence refresh", &e);
+                        cluster.failed(number, "presence refresh", &e);
                         return;
                     }
                 }
-                // Right after a (re)connect the other nodes may still be registering
-                // their peers: only add what is new until one TTL has passed.
-                let removals = connected_at.elapsed() >= cluster.ttl;
-                if let Err(e) = sync(cluster, hub, &mut conn, removals).await {
-                    cluster.failed("room sync", &e);
+                let removals = grace_until.is_none_or(|t| Instant::now() >= t);
+                if let Err(e) = sync(cluster, hub, &mut conn, &name, removals).await {
+                    cluster.failed(number, "room sync", &e);
                     return;
                 }
             }
@@ -377,22 +503,39 @@ async fn session(
     }
 }
 
-/// Refreshes presence; `Ok(false)` when the key had expired before this refresh.
+/// What a presence refresh found.
+enum Alive {
+    /// Refreshed; `had`: the presence key was still there; `epoch`: [`wire::EPOCH`].
+    Ok { had: bool, epoch: String },
+    /// Another session holds this `node-id`.
+    Taken(String),
+}
+
+/// Refreshes presence and the `node-id` claim (which `previous` may hand over).
 async fn alive(
     cluster: &Cluster,
     conn: &mut MultiplexedConnection,
     name: &str,
-) -> Result<bool, String> {
+    previous: Option<&str>,
+) -> Result<Alive, String> {
     let ttl_ms = (cluster.ttl * 3 / 4).as_millis().to_string();
-    let set = redis::cmd("SET")
-        .arg(wire::presence_key(name))
-        .arg("1")
-        .arg("PX")
+    let fresh: u64 = crate::random::os_random();
+    let mut call = cluster.alive.key(wire::presence_key(name));
+    call.key(wire::claim_key(&cluster.node_id))
+        .key(wire::EPOCH)
+        .arg(name)
         .arg(&ttl_ms)
-        .arg("GET")
-        .to_owned();
-    let previous: Option<String> = timed(set.query_async(conn)).await?;
-    Ok(previous.is_some())
+        .arg(format!("{fresh:016x}"))
+        .arg(previous.unwrap_or_default());
+    let reply: Vec<String> = timed(call.invoke_async(conn)).await?;
+    match reply.as_slice() {
+        [status, holder] if status == "taken" => Ok(Alive::Taken(holder.clone())),
+        [status, had, epoch] if status == "ok" => Ok(Alive::Ok {
+            had: had == "1",
+            epoch: epoch.clone(),
+        }),
+        _ => Err("unexpected reply from the presence script".to_owned()),
+    }
 }
 
 /// Puts every local peer into its room's hash under this session, and tells the others.
@@ -402,14 +545,17 @@ async fn register(
     conn: &mut MultiplexedConnection,
     name: &str,
 ) -> Result<(), String> {
-    for (key, peers) in hub.local_rooms() {
-        let room = wire::room_key(&key);
+    for local in hub.local_rooms() {
+        if local.peers.is_empty() {
+            continue;
+        }
+        let room = wire::room_key(&local.key);
         let mut pipe = redis::pipe();
-        for peer in &peers {
+        for peer in &local.peers {
             let joined = Event::Joined {
                 node: name.to_owned(),
-                ns: key.0.clone(),
-                room: key.1.clone(),
+                ns: local.key.0.clone(),
+                room: local.key.1.clone(),
                 peer: peer.clone(),
             };
             pipe.cmd("HSET").arg(&room).arg(peer).arg(name).ignore();
@@ -427,31 +573,49 @@ async fn register(
     Ok(())
 }
 
-/// Re-reads the live membership of every room with a local peer and applies it.
+/// Re-reads the live membership of every room with a local peer (or a pending join) and
+/// applies it; the script also puts this session's own entries right. Pipelined, so a node
+/// with many rooms takes one round trip per [`SYNC_BATCH`] of them.
 async fn sync(
     cluster: &Cluster,
     hub: &Hub,
     conn: &mut MultiplexedConnection,
+    name: &str,
     removals: bool,
 ) -> Result<(), String> {
-    for (key, _) in hub.local_rooms() {
-        let mut call = cluster.members.key(wire::room_key(&key));
-        call.arg(wire::PRESENCE_PREFIX)
-            .arg(cluster.room_ttl_ms().to_string());
-        let flat: Vec<String> = timed(call.invoke_async(conn)).await?;
-        let remote: Vec<(PeerId, NodeId)> = wire::pairs(&flat)
-            .into_iter()
-            .filter(|(_, n)| !cluster.is_mine(n))
-            .collect();
-        hub.cluster_sync(&key, &remote, removals);
+    let rooms = hub.local_rooms();
+    let ttl_ms = cluster.room_ttl_ms().to_string();
+    for batch in rooms.chunks(SYNC_BATCH) {
+        let mut pipe = redis::pipe();
+        for local in batch {
+            pipe.cmd("EVALSHA")
+                .arg(cluster.members.get_hash())
+                .arg(1)
+                .arg(wire::room_key(&local.key))
+                .arg(wire::PRESENCE_PREFIX)
+                .arg(&ttl_ms)
+                .arg(name)
+                .arg(local.peers.len())
+                .arg(&local.peers)
+                .arg(&local.joining);
+        }
+        let replies: Vec<Vec<String>> = timed(pipe.query_async(conn)).await?;
+        for (local, flat) in batch.iter().zip(replies) {
+            let remote: Vec<(PeerId, NodeId)> = wire::pairs(&flat)
+                .into_iter()
+                .filter(|(_, n)| !cluster.is_mine(n))
+                .collect();
+            hub.cluster_sync(&local.key, &remote, removals);
+        }
     }
     Ok(())
 }
 
 /// One message from a subscription: an event of another node, or a relay for a local peer.
-fn heard(cluster: &Cluster, hub: &Hub, name: &str, message: &redis::Msg) {
+fn heard(cluster: &Cluster, hub: &Hub, inbox: &str, message: &redis::Msg) {
     let payload = message.get_payload_bytes();
-    if message.get_channel_name() == wire::EVENTS {
+    let channel = message.get_channel_name();
+    if channel == wire::EVENTS {
         let Some(event) = Event::parse(payload) else {
             cluster.stats.malformed.fetch_add(1, Relaxed);
             return;
@@ -461,7 +625,7 @@ fn heard(cluster: &Cluster, hub: &Hub, name: &str, message: &redis::Msg) {
         }
         cluster.stats.events.fetch_add(1, Relaxed);
         hub.cluster_event(&event);
-    } else if message.get_channel_name() == wire::inbox(name) {
+    } else if channel == inbox {
         match Envelope::parse(payload) {
             Some(envelope) => {
                 if hub.cluster_deliver(envelope) {

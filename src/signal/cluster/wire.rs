@@ -4,6 +4,11 @@
 //! - `rturn:node:<node>`: a node's presence, a string with a TTL of ¾ `presence-ttl`,
 //!   refreshed every ¼. A node is a session of one process (`<node-id>/<random>`), new on
 //!   every connect, so whatever an earlier session left behind dies with its presence key.
+//! - `rturn:id:<node-id>`: which session holds a `node-id` (same TTL as presence): a second
+//!   process with the same `node-id` is refused instead of mistaking the first's peers for
+//!   its own.
+//! - `rturn:epoch`: a random value set once, without TTL. When it changes, Redis lost its
+//!   data (a restart without persistence), and every node must register its peers again.
 //! - `rturn:room:<namespace length>:<namespace>:<room>`: a hash, peer → node, of a room's
 //!   members on every node. Scripts drop members whose node has no presence key; the hash
 //!   expires 4 × `presence-ttl` after the last node with a peer in it stopped refreshing it.
@@ -25,8 +30,17 @@ pub fn presence_key(node: &str) -> String {
     format!("{PRESENCE_PREFIX}{node}")
 }
 
+/// The key naming the session that holds `node_id`.
+pub fn claim_key(node_id: &str) -> String {
+    format!("rturn:id:{node_id}")
+}
+
+/// The key whose change tells that Redis lost its data.
+pub const EPOCH: &str = "rturn:epoch";
+
 /// The channel node session `node` receives relayed messages on: its `node-id`'s, which
-/// outlives sessions, so a relay sent just as a node reconnects still arrives.
+/// outlives sessions, so a relay sent just as a node reconnects still arrives (a `node-id`
+/// is held by one process at a time: [`ALIVE`]).
 pub fn inbox(node: &str) -> String {
     let node_id = node.rsplit_once('/').map_or(node, |(id, _)| id);
     format!("rturn:to:{node_id}")
@@ -159,26 +173,71 @@ redis.call('PUBLISH', ARGV[5], ARGV[6])
 return live
 "#;
 
-/// The live members of a room, dropping those of dead nodes, and keeps the room from
-/// expiring. KEYS: the room. ARGV: presence prefix, room TTL in ms.
-/// Returns `{peer1, node1, …}`.
+/// The live members of a room on other nodes, and this node's entries made right: every
+/// local peer is in, and an entry of this session for a peer that is neither in the room
+/// locally nor joining it (left while a reconnect re-registered it, say) is out. Drops
+/// members of dead nodes and keeps the room from expiring.
+/// KEYS: the room. ARGV: presence prefix, room TTL in ms, this session, the number of local
+/// peers, the local peers, then the peers joining.
+/// Returns `{peer1, node1, …}` of the other nodes' live members.
 pub const MEMBERS: &str = r#"
-local room, prefix = KEYS[1], ARGV[1]
-local live = {}
+local room, prefix, ttl, me = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
+local nlocal = tonumber(ARGV[4])
+local here, joining = {}, {}
+for i = 5, 4 + nlocal do here[ARGV[i]] = true end
+for i = 5 + nlocal, #ARGV do joining[ARGV[i]] = true end
+local live, seen = {}, {}
 local all = redis.call('HGETALL', room)
 for i = 1, #all, 2 do
   local p, n = all[i], all[i + 1]
-  if redis.call('EXISTS', prefix .. n) == 1 then
+  if n == me then
+    if here[p] or joining[p] then
+      seen[p] = true
+    else
+      redis.call('HDEL', room, p)
+    end
+  elseif redis.call('EXISTS', prefix .. n) == 1 then
     live[#live + 1] = p
     live[#live + 1] = n
   else
     redis.call('HDEL', room, p)
   end
 end
-if #live > 0 then
-  redis.call('PEXPIRE', room, ARGV[2])
+for p in pairs(here) do
+  if not seen[p] then
+    redis.call('HSET', room, p, me)
+  end
+end
+if #live > 0 or nlocal > 0 then
+  redis.call('PEXPIRE', room, ttl)
 end
 return live
+"#;
+
+/// Refreshes a session's presence and its hold on its `node-id`.
+/// KEYS: presence key, claim key, [`EPOCH`]. ARGV: session, presence TTL in ms, a fresh
+/// epoch, the previous session of this process (or `""`), which may hand its claim over.
+/// Returns `{"taken", holder}` when another session holds the `node-id`, else
+/// `{"ok", "1" if the presence key existed before else "0", epoch}`.
+pub const ALIVE: &str = r#"
+local claim = redis.call('GET', KEYS[2])
+if claim and claim ~= ARGV[1] and claim ~= ARGV[4] then
+  return {'taken', claim}
+end
+local had = redis.call('EXISTS', KEYS[1])
+redis.call('SET', KEYS[1], '1', 'PX', ARGV[2])
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+redis.call('SET', KEYS[3], ARGV[3], 'NX')
+return {'ok', tostring(had), redis.call('GET', KEYS[3])}
+"#;
+
+/// A session's goodbye: its presence goes, and its `node-id` claim if it still holds it.
+/// KEYS: presence key, claim key. ARGV: session.
+pub const BYE: &str = r#"
+if redis.call('GET', KEYS[2]) == ARGV[1] then
+  redis.call('DEL', KEYS[2])
+end
+return redis.call('DEL', KEYS[1])
 "#;
 
 /// `{peer1, node1, peer2, node2, …}` from a script as pairs.

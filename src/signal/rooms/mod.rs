@@ -4,10 +4,15 @@
 //!
 //! With a cluster, a room also holds *remote* peers: peers connected to other nodes, known
 //! from the cluster's events ([`Rooms::remote_joined`], [`Rooms::remote_left`]) and its
-//! periodic membership lists ([`Rooms::sync_room`]). Only rooms with a local peer are kept;
-//! announcements go to local peers only, and a relay to a remote peer names its node.
+//! periodic membership lists ([`Rooms::sync_room`]). Only rooms with a local peer (or a
+//! local peer on its way in) are kept; announcements go to local peers only, and a relay to
+//! a remote peer names its node. The cluster half lives in [`remote`].
 
-use std::collections::HashMap;
+mod remote;
+
+pub use remote::LocalRoom;
+
+use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
@@ -48,6 +53,11 @@ pub struct Rooms {
     peers: HashMap<PeerId, Peer>,
     /// Peers on other nodes, in rooms that have a local peer: room and node.
     remote: HashMap<PeerId, (RoomKey, NodeId)>,
+    /// Local peers whose join awaits the cluster's answer (see [`remote`]).
+    pending: HashMap<PeerId, remote::Pending>,
+    /// Remote peers that left while a join was pending: not to be added back from the
+    /// pending join's (older) membership list.
+    left_while_pending: HashSet<PeerId>,
 }
 
 impl Rooms {
@@ -58,6 +68,8 @@ impl Rooms {
             rooms: HashMap::new(),
             peers: HashMap::new(),
             remote: HashMap::new(),
+            pending: HashMap::new(),
+            left_while_pending: HashSet::new(),
         }
     }
 
@@ -86,27 +98,6 @@ impl Rooms {
         ice_servers: &Value,
     ) -> Result<Deliveries, SignalError> {
         self.join_inner(id, room, ice_servers, true)
-    }
-
-    /// `id` joins `room` as the cluster admitted it (the room-wide limit was checked there):
-    /// `remote` is the room's membership on other nodes, which replaces what this node knew.
-    pub fn join_admitted(
-        &mut self,
-        id: &str,
-        room: &str,
-        ice_servers: &Value,
-        remote: &[(PeerId, NodeId)],
-    ) -> Result<Deliveries, SignalError> {
-        let Some(namespace) = self.peers.get(id).map(|p| p.namespace.clone()) else {
-            return Err(SignalError::new(ErrorCode::NotJoined, "not connected"));
-        };
-        let key = (namespace, room.to_owned());
-        let mut out = self.leave(id);
-        // The room exists from now on for the joiner about to enter it.
-        self.rooms.entry(key.clone()).or_default();
-        out.extend(self.sync_room(&key, remote, true));
-        out.extend(self.join_inner(id, room, ice_servers, false)?);
-        Ok(out)
     }
 
     fn join_inner(
@@ -174,7 +165,9 @@ impl Rooms {
         };
         members.retain(|m| m != id);
         if members.is_empty() {
-            self.rooms.remove(key);
+            if !self.is_pending(key) {
+                self.rooms.remove(key);
+            }
             return Deliveries::new();
         }
         self.local_members(key, id)
@@ -189,7 +182,7 @@ impl Rooms {
             .rooms
             .get(key)
             .is_some_and(|m| m.iter().any(|p| self.peers.contains_key(p)));
-        if has_local {
+        if has_local || self.is_pending(key) {
             return;
         }
         if let Some(members) = self.rooms.remove(key) {
@@ -197,107 +190,6 @@ impl Rooms {
                 self.remote.remove(&peer);
             }
         }
-    }
-
-    /// A peer on `node` joined `key` (a cluster event). Announced with `new_peer` when the
-    /// room has local peers and did not know it yet; a peer that moved rooms leaves the old.
-    pub fn remote_joined(&mut self, node: &str, key: &RoomKey, id: &str) -> Deliveries {
-        if self.peers.contains_key(id) {
-            return Deliveries::new();
-        }
-        let mut out = Deliveries::new();
-        if let Some((known, known_node)) = self.remote.get_mut(id) {
-            if known == key {
-                // The same peer through a node's new session: route to the new one.
-                node.clone_into(known_node);
-                return out;
-            }
-            out.extend(self.remote_left(id));
-        }
-        if !self.rooms.contains_key(key) {
-            return out;
-        }
-        for other in self.local_members(key, id) {
-            out.push((other, protocol::new_peer(id)));
-        }
-        if let Some(members) = self.rooms.get_mut(key) {
-            members.push(id.to_owned());
-        }
-        self.remote
-            .insert(id.to_owned(), (key.clone(), node.to_owned()));
-        out
-    }
-
-    /// A remote peer left its room or its node died: `remove_peer` to the local members.
-    pub fn remote_left(&mut self, id: &str) -> Deliveries {
-        let Some((key, _)) = self.remote.remove(id) else {
-            return Deliveries::new();
-        };
-        let out = self.remove_member(&key, id);
-        self.forget_if_no_local(&key);
-        out
-    }
-
-    /// Makes the remote members of `key` exactly `remote` (the cluster's list of live peers
-    /// on other nodes), announcing the difference. `removals: false` only adds, for the grace
-    /// period after a reconnect while other nodes re-register their peers.
-    pub fn sync_room(
-        &mut self,
-        key: &RoomKey,
-        remote: &[(PeerId, NodeId)],
-        removals: bool,
-    ) -> Deliveries {
-        let mut out = Deliveries::new();
-        if removals {
-            let gone: Vec<PeerId> = self
-                .rooms
-                .get(key)
-                .map(|m| {
-                    m.iter()
-                        .filter(|p| self.remote.contains_key(*p))
-                        .filter(|p| !remote.iter().any(|(r, _)| r == *p))
-                        .cloned()
-                        .collect()
-                })
-                .unwrap_or_default();
-            for id in gone {
-                self.remote.remove(&id);
-                out.extend(self.remove_member(key, &id));
-            }
-        }
-        for (id, node) in remote {
-            out.extend(self.remote_joined(node, key, id));
-        }
-        out
-    }
-
-    /// A message from another node for local peer `to` in `key`: its text, if `to` is still
-    /// there (the same-room rule holds across nodes too).
-    pub fn deliver_remote(
-        &self,
-        key: &RoomKey,
-        to: &str,
-        text: String,
-    ) -> Option<(PeerId, String)> {
-        let peer = self.peers.get(to)?;
-        (peer.namespace == key.0 && peer.room.as_deref() == Some(key.1.as_str()))
-            .then(|| (to.to_owned(), text))
-    }
-
-    /// Every room with a local peer, with its local peers (for re-registering after a
-    /// reconnect and for the periodic membership sync).
-    pub fn local_rooms(&self) -> Vec<(RoomKey, Vec<PeerId>)> {
-        self.rooms
-            .iter()
-            .map(|(key, members)| {
-                let local = members
-                    .iter()
-                    .filter(|p| self.peers.contains_key(*p))
-                    .cloned()
-                    .collect();
-                (key.clone(), local)
-            })
-            .collect()
     }
 
     /// The namespace and room of local peer `id`.
@@ -310,6 +202,7 @@ impl Rooms {
     pub fn disconnect(&mut self, id: &str) -> Deliveries {
         let out = self.leave(id);
         self.peers.remove(id);
+        self.end_join(id);
         out
     }
 
@@ -359,7 +252,7 @@ impl Rooms {
 
     /// Non-empty rooms.
     pub fn room_count(&self) -> usize {
-        self.rooms.len()
+        self.rooms.values().filter(|m| !m.is_empty()).count()
     }
 
     /// The room's local members other than `id`: who gets announcements.
@@ -388,7 +281,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn setup(max: usize, peers: &[(&str, &str)]) -> Rooms {
+    pub(super) fn setup(max: usize, peers: &[(&str, &str)]) -> Rooms {
         let mut r = Rooms::new(max);
         for (id, ns) in peers {
             r.connect((*id).to_owned(), ns);
@@ -396,7 +289,7 @@ mod tests {
         r
     }
 
-    fn kinds(out: &Deliveries) -> Vec<(String, String)> {
+    pub(super) fn kinds(out: &[(PeerId, String)]) -> Vec<(String, String)> {
         out.iter()
             .map(|(to, text)| {
                 let v: Value = serde_json::from_str(text).unwrap();
@@ -405,7 +298,7 @@ mod tests {
             .collect()
     }
 
-    fn body(to: &str) -> Map<String, Value> {
+    pub(super) fn body(to: &str) -> Map<String, Value> {
         json!({"type": "offer", "to": to, "sdp": "v=0"})
             .as_object()
             .unwrap()
@@ -519,112 +412,5 @@ mod tests {
         assert_eq!(r.room_of("b"), Some("y"));
         assert_eq!(kinds(&r.disconnect("b")), []);
         assert_eq!(r.room_count(), 1);
-    }
-
-    fn key(room: &str) -> RoomKey {
-        (String::new(), room.to_owned())
-    }
-
-    #[test]
-    fn remote_peers_are_listed_announced_and_relayed_to_via_their_node() {
-        let mut r = setup(16, &[("a", ""), ("c", "")]);
-        let remote = [("b".to_owned(), "n2/1".to_owned())];
-        let out = r.join_admitted("a", "x", &json!([]), &remote).unwrap();
-        let reply: Value = serde_json::from_str(&out[0].1).unwrap();
-        assert_eq!(reply["peers"], json!(["b"]));
-        // Events about a room without local peers are not kept.
-        assert!(r.remote_joined("n2/1", &key("y"), "z").is_empty());
-        assert_eq!(
-            r.relay("a", "z", body("z")).unwrap_err().code,
-            ErrorCode::UnknownPeer
-        );
-        // A newcomer elsewhere is announced to local members only, and only once.
-        assert_eq!(
-            kinds(&r.remote_joined("n3/1", &key("x"), "d")),
-            [("a".into(), "new_peer".into())]
-        );
-        assert!(
-            r.remote_joined("n3/2", &key("x"), "d").is_empty(),
-            "a new session of d's node"
-        );
-        let relayed = r.relay("a", "d", body("d")).unwrap();
-        assert_eq!(
-            relayed.node.as_deref(),
-            Some("n3/2"),
-            "routed to the node's newest session"
-        );
-        // A local peer of another room cannot reach x's remote peers.
-        r.join("c", "y", &json!([])).unwrap();
-        assert_eq!(
-            r.relay("c", "b", body("b")).unwrap_err().code,
-            ErrorCode::UnknownPeer
-        );
-        assert_eq!(
-            kinds(&r.remote_left("b")),
-            [("a".into(), "remove_peer".into())]
-        );
-        assert!(r.remote_left("b").is_empty());
-        assert_eq!(r.peer_count(), 2, "remote peers are not this node's peers");
-    }
-
-    #[test]
-    fn sync_announces_the_difference_and_grace_only_adds() {
-        let mut r = setup(16, &[("a", "")]);
-        let n = |p: &str| (p.to_owned(), "n2/1".to_owned());
-        r.join_admitted("a", "x", &json!([]), &[n("b"), n("c")])
-            .unwrap();
-        assert!(
-            r.sync_room(&key("x"), &[n("c")], false).is_empty(),
-            "grace: nothing removed"
-        );
-        let out = r.sync_room(&key("x"), &[n("c"), n("d")], true);
-        let mut got = kinds(&out);
-        got.sort();
-        assert_eq!(
-            got,
-            [
-                ("a".into(), "new_peer".into()),
-                ("a".into(), "remove_peer".into())
-            ]
-        );
-        let listed: Value =
-            serde_json::from_str(&r.join("a", "x", &json!([])).unwrap()[0].1).unwrap();
-        assert_eq!(listed["peers"], json!(["c", "d"]));
-        // Syncing a room this node has left creates nothing.
-        assert!(r.sync_room(&key("gone"), &[n("e")], true).is_empty());
-        assert_eq!(r.room_count(), 1);
-    }
-
-    #[test]
-    fn the_last_local_peer_leaving_forgets_the_room() {
-        let mut r = setup(16, &[("a", "")]);
-        r.join_admitted("a", "x", &json!([]), &[("b".into(), "n2/1".into())])
-            .unwrap();
-        assert!(
-            r.leave("a").is_empty(),
-            "remote peers are told by their own node"
-        );
-        assert_eq!(r.room_count(), 0);
-        assert!(
-            r.remote_left("b").is_empty(),
-            "b is forgotten with the room"
-        );
-        assert!(r.local_rooms().is_empty());
-        // A remote peer that moves to another room leaves the first one.
-        r.join_admitted("a", "x", &json!([]), &[("b".into(), "n2/1".into())])
-            .unwrap();
-        assert_eq!(
-            kinds(&r.remote_joined("n2/1", &key("y"), "b")),
-            [("a".into(), "remove_peer".into())]
-        );
-        assert_eq!(
-            r.deliver_remote(&key("x"), "a", "t".into()),
-            Some(("a".into(), "t".into()))
-        );
-        assert_eq!(
-            r.deliver_remote(&key("y"), "a", "t".into()),
-            None,
-            "same room only"
-        );
     }
 }
