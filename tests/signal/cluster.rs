@@ -12,11 +12,6 @@ const TTL: Duration = Duration::from_secs(2);
 /// message, so joins, leaves and relays must travel as events, not by sync.
 const EVENTS_ONLY: Duration = Duration::from_secs(60);
 
-/// A node of the cluster on `redis`.
-fn node(redis: &Redis, id: &str, signal: &str) -> Relay {
-    node_with_ttl(redis, id, signal, EVENTS_ONLY)
-}
-
 /// A node of the cluster on `redis` with `presence-ttl` `ttl`.
 fn node_with_ttl(redis: &Redis, id: &str, signal: &str, ttl: Duration) -> Relay {
     let ice = format!(
@@ -27,6 +22,17 @@ fn node_with_ttl(redis: &Redis, id: &str, signal: &str, ttl: Duration) -> Relay 
     let server = Server::start(&relay_config(signal, &ice));
     let http = server.http_addr();
     Relay { server, http }
+}
+
+/// Nodes "a" and "b" on `redis`, both connected to it.
+async fn two_nodes(redis: &Redis, signal: &str, ttl: Duration) -> (Relay, Relay) {
+    let (a, b) = (
+        node_with_ttl(redis, "a", signal, ttl),
+        node_with_ttl(redis, "b", signal, ttl),
+    );
+    wait_health(&a, "ok").await;
+    wait_health(&b, "ok").await;
+    (a, b)
 }
 
 /// `/healthz` as JSON.
@@ -61,9 +67,8 @@ async fn wait_health_until(relay: &Relay, wanted: impl Fn(&Value) -> bool) -> Va
 #[tokio::test(flavor = "multi_thread")]
 async fn peers_on_two_nodes_meet_and_relay_offer_answer_and_candidate() {
     let redis = Redis::start();
-    let (node_a, node_b) = (node(&redis, "a", ""), node(&redis, "b", ""));
-    assert_eq!(wait_health(&node_a, "ok").await["cluster"]["redis"], "up");
-    wait_health(&node_b, "ok").await;
+    let (node_a, node_b) = two_nodes(&redis, "", EVENTS_ONLY).await;
+    assert_eq!(health(&node_a)["cluster"]["redis"], "up");
 
     let mut a = node_a.connect("/ws").await;
     let ja = a.join("call").await;
@@ -136,9 +141,7 @@ async fn peers_on_two_nodes_meet_and_relay_offer_answer_and_candidate() {
 async fn room_limits_hold_across_nodes() {
     let redis = Redis::start();
     let limit = "max-peers-per-room = 2";
-    let (node_a, node_b) = (node(&redis, "a", limit), node(&redis, "b", limit));
-    wait_health(&node_a, "ok").await;
-    wait_health(&node_b, "ok").await;
+    let (node_a, node_b) = two_nodes(&redis, limit, EVENTS_ONLY).await;
     let mut a = node_a.connect("/ws").await;
     a.join("x").await;
     let mut b = node_b.connect("/ws").await;
@@ -167,10 +170,7 @@ async fn room_limits_hold_across_nodes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_node_s_peers_are_removed_on_the_others_within_presence_ttl() {
     let redis = Redis::start();
-    let node_a = node_with_ttl(&redis, "a", "", TTL);
-    let mut node_b = node_with_ttl(&redis, "b", "", TTL);
-    wait_health(&node_a, "ok").await;
-    wait_health(&node_b, "ok").await;
+    let (node_a, mut node_b) = two_nodes(&redis, "", TTL).await;
     let mut a = node_a.connect("/ws").await;
     let ja = a.join("call").await;
     let mut b1 = node_b.connect("/ws").await;
@@ -214,10 +214,7 @@ async fn a_killed_node_s_peers_are_removed_on_the_others_within_presence_ttl() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_redis_outage_keeps_local_rooms_and_cross_node_relay_resumes_after_it() {
     let mut redis = Redis::start();
-    let node_a = node_with_ttl(&redis, "a", "", TTL);
-    let node_b = node_with_ttl(&redis, "b", "", TTL);
-    wait_health(&node_a, "ok").await;
-    wait_health(&node_b, "ok").await;
+    let (node_a, node_b) = two_nodes(&redis, "", TTL).await;
     let mut a = node_a.connect("/ws").await;
     let ja = a.join("call").await;
     let mut e = node_a.connect("/ws").await;
@@ -322,9 +319,7 @@ async fn a_second_process_with_the_same_node_id_is_kept_out_until_the_first_is_g
 #[tokio::test(flavor = "multi_thread")]
 async fn junk_on_rturns_redis_channels_is_counted_and_reaches_nobody() {
     let redis = Redis::start();
-    let (node_a, node_b) = (node(&redis, "a", ""), node(&redis, "b", ""));
-    wait_health(&node_a, "ok").await;
-    wait_health(&node_b, "ok").await;
+    let (node_a, node_b) = two_nodes(&redis, "", EVENTS_ONLY).await;
     let mut a = node_a.connect("/ws").await;
     let ja = a.join("call").await;
     let mut b = node_b.connect("/ws").await;
