@@ -31,25 +31,8 @@ impl IceServers {
         tls: &[SocketAddr],
         auth: Arc<Auth>,
     ) -> Self {
-        let external = config
-            .external_ips()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(_, public)| public)
-            .find(IpAddr::is_ipv4);
-        let listen = udp
-            .iter()
-            .chain(tcp)
-            .map(SocketAddr::ip)
-            .find(|ip| !ip.is_unspecified());
-        let host = match (&config.ice.public_host, external.or(listen)) {
-            (Some(name), _) => name.clone(),
-            (None, Some(IpAddr::V6(ip))) => format!("[{ip}]"),
-            (None, Some(ip)) => ip.to_string(),
-            (None, None) => "localhost".to_owned(),
-        };
         Self {
-            host,
+            host: host(config, udp, tcp),
             udp_port: udp.first().map(SocketAddr::port),
             tcp_port: tcp.first().map(SocketAddr::port),
             tls_port: tls.first().map(SocketAddr::port),
@@ -96,5 +79,55 @@ impl IceServers {
             }
         }
         Value::Array(servers)
+    }
+}
+
+/// The host in the URLs: `[ice] public-host` (a fleet's one name), else this node's own
+/// IPv4 `external-ip`, else its first concrete listen address, else "localhost".
+fn host(config: &Config, udp: &[SocketAddr], tcp: &[SocketAddr]) -> String {
+    let external = config
+        .external_ips()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(_, public)| public)
+        .find(IpAddr::is_ipv4);
+    let listen = udp
+        .iter()
+        .chain(tcp)
+        .map(SocketAddr::ip)
+        .find(|ip| !ip.is_unspecified());
+    match (&config.ice.public_host, external.or(listen)) {
+        (Some(name), _) => name.clone(),
+        (None, Some(IpAddr::V6(ip))) => format!("[{ip}]"),
+        (None, Some(ip)) => ip.to_string(),
+        (None, None) => "localhost".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host_of(extra: &str, listen: &[&str]) -> String {
+        let config = Config::from_toml(&format!(
+            "realm = \"r\"\n[relay]\nrelay-ip = \"10.0.0.5\"\n{extra}"
+        ))
+        .expect("config");
+        let listen: Vec<SocketAddr> = listen.iter().map(|a| a.parse().expect("addr")).collect();
+        host(&config, &listen, &[])
+    }
+
+    #[test]
+    fn each_node_hands_out_its_own_address_or_the_fleets_name() {
+        let nat = "external-ip = \"203.0.113.5/10.0.0.5\"\n";
+        assert_eq!(host_of(nat, &["0.0.0.0:3478"]), "203.0.113.5");
+        let fleet = format!("{nat}[ice]\npublic-host = \"turn.example.org\"\n");
+        assert_eq!(host_of(&fleet, &["0.0.0.0:3478"]), "turn.example.org");
+        assert_eq!(
+            host_of("", &["0.0.0.0:3478", "192.0.2.7:3478"]),
+            "192.0.2.7"
+        );
+        assert_eq!(host_of("", &["[2001:db8::7]:3478"]), "[2001:db8::7]");
+        assert_eq!(host_of("", &["0.0.0.0:3478"]), "localhost");
     }
 }
