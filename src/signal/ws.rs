@@ -103,6 +103,15 @@ impl Hub {
         self.cluster.get()
     }
 
+    /// With a cluster, held across a join or leave: the local change and its Redis call
+    /// (see [`Cluster::membership_change`]).
+    async fn membership_change(&self) -> Option<tokio::sync::RwLockReadGuard<'_, ()>> {
+        match self.cluster() {
+            Some(cluster) => Some(cluster.membership_change().await),
+            None => None,
+        }
+    }
+
     /// Every room with a local peer or a pending join, with those peers.
     pub fn local_rooms(&self) -> Vec<LocalRoom> {
         self.lock().rooms.local_rooms()
@@ -320,6 +329,7 @@ pub async fn serve(
             }
         }
     }
+    let _gate = hub.membership_change().await;
     let left = {
         let mut registry = hub.lock();
         registry.queues.remove(&id);
@@ -406,6 +416,7 @@ async fn handle_text(
             join(hub, me, &room).await
         }
         ClientMessage::Leave => {
+            let _gate = hub.membership_change().await;
             let left = {
                 let mut registry = hub.lock();
                 let left = registry.rooms.membership(id);
@@ -432,6 +443,7 @@ async fn handle_text(
 /// is down; a link that breaks during the join is `unavailable` (the join may or may not
 /// have reached Redis; the membership sync settles which).
 async fn join(hub: &Hub, me: &Me<'_>, room: &str) -> Result<(), SignalError> {
+    let _gate = hub.membership_change().await;
     let ice = hub.ice_servers();
     let key = (me.namespace.to_owned(), room.to_owned());
     let old = hub.lock().rooms.membership(me.id);

@@ -363,3 +363,21 @@ async fn junk_on_rturns_redis_channels_is_counted_and_reaches_nobody() {
     );
     assert_eq!(node_a.metric("rturn_cluster_up"), 1.0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn flushed_scripts_are_loaded_again_without_ending_the_session() {
+    let redis = Redis::start();
+    let (node_a, node_b) = two_nodes(&redis, "", TTL).await;
+    let mut a = node_a.connect("/ws").await;
+    a.join("call").await;
+    assert_eq!(redis.command(&["SCRIPT", "FLUSH"]), "+OK");
+    // Two syncs later (every ¼ TTL), on both nodes, the link is still its first session.
+    tokio::time::sleep(TTL / 2 + Duration::from_millis(200)).await;
+    let mut b = node_b.connect("/ws").await;
+    assert_eq!(b.join("call").await.peers.len(), 1);
+    a.expect("new_peer").await;
+    for node in [&node_a, &node_b] {
+        assert_eq!(node.metric("rturn_cluster_connects_total"), 1.0);
+        assert_eq!(node.metric("rturn_cluster_errors_total"), 0.0);
+    }
+}

@@ -7,6 +7,11 @@
 //!
 //! Each connect is a new *session* with its own name and its own end: a command that fails
 //! ends the session it was sent on, never a later one.
+//!
+//! A join or leave changes the hub and then Redis; the link's sync and re-registration read
+//! the hub and then write Redis. [`Cluster::membership_change`] keeps the two apart, so a
+//! snapshot never falls between a change and its Redis call (which would write a peer that
+//! just left back into its room).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -18,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::wire::{self, Envelope, Event};
 use crate::signal::protocol::PeerId;
-use crate::signal::rooms::{NodeId, RoomKey};
+use crate::signal::rooms::{LocalRoom, NodeId, RoomKey};
 use crate::signal::ws::Hub;
 
 /// How long a Redis command may take before the link counts as broken.
@@ -86,6 +91,8 @@ pub struct Cluster {
     up: AtomicBool,
     down_since: Mutex<Option<Instant>>,
     last_error: Mutex<Option<String>>,
+    /// Read: a connection task's membership change; write: the link's snapshot and send.
+    gate: tokio::sync::RwLock<()>,
     join: redis::Script,
     members: redis::Script,
     alive: redis::Script,
@@ -120,6 +127,7 @@ impl Cluster {
             up: AtomicBool::new(false),
             down_since: Mutex::new(Some(Instant::now())),
             last_error: Mutex::new(None),
+            gate: tokio::sync::RwLock::new(()),
             join: redis::Script::new(wire::JOIN),
             members: redis::Script::new(wire::MEMBERS),
             alive: redis::Script::new(wire::ALIVE),
@@ -142,6 +150,12 @@ impl Cluster {
                 lock(&self.last_error).clone()
             },
         }
+    }
+
+    /// Held by a connection task from a join's or leave's change to the hub until its Redis
+    /// call is done; many at once, but never during the link's sync or re-registration.
+    pub async fn membership_change(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
+        self.gate.read().await
     }
 
     /// Whether `node` is a session of this node (now or before a reconnect).
@@ -167,6 +181,19 @@ impl Cluster {
         *lock(&self.last_error) = Some(format!("{what} failed: {error}"));
         self.end(number);
         Failure::Broken
+    }
+
+    /// Session `number` is serving, unless it already ended (a connection task's command
+    /// failed while it was registering): then `false`, and the link stays down.
+    fn mark_up(&self, number: u64) -> bool {
+        let session = lock(&self.session);
+        if session.as_ref().is_none_or(|s| s.number != number) {
+            return false;
+        }
+        self.up.store(true, Relaxed);
+        *lock(&self.down_since) = None;
+        *lock(&self.last_error) = None;
+        true
     }
 
     /// Ends session `number` if it is still the one in force.
@@ -306,29 +333,39 @@ struct Connected {
 pub async fn run(cluster: Arc<Cluster>, hub: Arc<Hub>, shutdown: CancellationToken) {
     let mut backoff = FIRST_BACKOFF;
     let mut failures: u64 = 0;
-    let mut previous: Option<NodeId> = None;
+    // Earlier sessions of this process not yet dropped from Redis, newest last.
+    let mut earlier: Vec<NodeId> = Vec::new();
     let mut epoch: Option<String> = None;
+    let mut lost_at: Option<Instant> = None;
     loop {
         let connected = tokio::select! {
             _ = shutdown.cancelled() => return,
-            c = connect(&cluster, previous.as_deref()) => c,
+            c = connect(&cluster, earlier.last().map(String::as_str)) => c,
         };
         match connected {
             Ok(connected) => {
                 let name = connected.name.clone();
-                if failures > 0 || previous.is_some() {
-                    tracing::info!(redis = %cluster.url, node = %name, "cluster: reconnected");
-                } else {
+                if earlier.is_empty() {
                     tracing::info!(redis = %cluster.url, node = %name, "cluster: connected");
+                } else {
+                    tracing::info!(redis = %cluster.url, node = %name, "cluster: reconnected");
                 }
-                // Redis lost its data since the last session: the other nodes are
-                // registering again too, so nobody is taken for gone for one TTL.
-                let lost = epoch.as_ref().is_some_and(|e| *e != connected.epoch);
+                // The other nodes' presence may have lapsed meanwhile (Redis lost its data,
+                // or was away longer than a presence lasts): they are registering again too,
+                // so for one TTL nobody is taken for gone.
+                let data_lost = epoch.as_ref().is_some_and(|e| *e != connected.epoch);
+                let long_outage = lost_at.is_some_and(|t| t.elapsed() > cluster.ttl / 2);
                 epoch = Some(connected.epoch.clone());
                 backoff = FIRST_BACKOFF;
                 failures = 0;
-                serve(&cluster, &hub, connected, previous.take(), lost, &shutdown).await;
-                previous = Some(name);
+                let ctx = Serving {
+                    cluster: &cluster,
+                    hub: &hub,
+                    shutdown: &shutdown,
+                };
+                serve(ctx, connected, &mut earlier, data_lost || long_outage).await;
+                earlier.push(name);
+                lost_at = Some(Instant::now());
                 if shutdown.is_cancelled() {
                     return;
                 }
@@ -350,6 +387,14 @@ pub async fn run(cluster: Arc<Cluster>, hub: Arc<Hub>, shutdown: CancellationTok
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
+}
+
+/// What a session serves with.
+#[derive(Clone, Copy)]
+struct Serving<'a> {
+    cluster: &'a Arc<Cluster>,
+    hub: &'a Arc<Hub>,
+    shutdown: &'a CancellationToken,
 }
 
 async fn connect(cluster: &Cluster, previous: Option<&str>) -> Result<Connected, String> {
@@ -405,14 +450,12 @@ async fn connect(cluster: &Cluster, previous: Option<&str>) -> Result<Connected,
     })
 }
 
-async fn serve(
-    cluster: &Arc<Cluster>,
-    hub: &Arc<Hub>,
-    connected: Connected,
-    previous: Option<NodeId>,
-    lost: bool,
-    shutdown: &CancellationToken,
-) {
+async fn serve(ctx: Serving<'_>, connected: Connected, earlier: &mut Vec<NodeId>, grace: bool) {
+    let Serving {
+        cluster,
+        hub,
+        shutdown,
+    } = ctx;
     let Connected {
         mut conn,
         pubsub,
@@ -432,25 +475,31 @@ async fn serve(
         cluster.failed(number, "registering local peers", &e);
         return;
     }
-    // Every local peer is registered under the new session: the old one's entries (and
-    // with them peers that left during the outage) go with its presence key.
-    if let Some(previous) = previous {
+    // Every local peer is registered under the new session: the earlier ones' entries (and
+    // with them peers that left during the outage) go with their presence keys.
+    if !earlier.is_empty() {
         let del = redis::cmd("DEL")
-            .arg(wire::presence_key(&previous))
+            .arg(
+                earlier
+                    .iter()
+                    .map(|n| wire::presence_key(n))
+                    .collect::<Vec<_>>(),
+            )
             .to_owned();
         if let Err(e) = timed(del.query_async::<()>(&mut conn)).await {
             cluster.failed(number, "dropping the previous session", &e);
             return;
         }
+        earlier.clear();
     }
-    let grace_until = lost.then(|| Instant::now() + cluster.ttl);
-    if let Err(e) = sync(cluster, hub, &mut conn, &name, !lost).await {
+    let grace_until = grace.then(|| Instant::now() + cluster.ttl);
+    if let Err(e) = sync(cluster, hub, &mut conn, &name, !grace).await {
         cluster.failed(number, "room sync", &e);
         return;
     }
-    cluster.up.store(true, Relaxed);
-    *lock(&cluster.down_since) = None;
-    *lock(&cluster.last_error) = None;
+    if !cluster.mark_up(number) {
+        return;
+    }
 
     let inbox = wire::inbox(&name);
     let mut messages = pubsub.into_on_message();
@@ -538,36 +587,38 @@ async fn alive(
     }
 }
 
-/// Puts every local peer into its room's hash under this session, and tells the others.
+/// Puts every local peer into its room's hash under this session, and tells the others;
+/// pipelined, [`SYNC_BATCH`] rooms a round trip.
 async fn register(
     cluster: &Cluster,
     hub: &Hub,
     conn: &mut MultiplexedConnection,
     name: &str,
 ) -> Result<(), String> {
-    for local in hub.local_rooms() {
-        if local.peers.is_empty() {
-            continue;
-        }
-        let room = wire::room_key(&local.key);
+    let _snapshot = cluster.gate.write().await;
+    let rooms: Vec<LocalRoom> = (hub.local_rooms().into_iter())
+        .filter(|local| !local.peers.is_empty())
+        .collect();
+    let ttl_ms = cluster.room_ttl_ms().to_string();
+    for batch in rooms.chunks(SYNC_BATCH) {
         let mut pipe = redis::pipe();
-        for peer in &local.peers {
-            let joined = Event::Joined {
-                node: name.to_owned(),
-                ns: local.key.0.clone(),
-                room: local.key.1.clone(),
-                peer: peer.clone(),
-            };
-            pipe.cmd("HSET").arg(&room).arg(peer).arg(name).ignore();
-            pipe.cmd("PUBLISH")
-                .arg(wire::EVENTS)
-                .arg(joined.to_json())
-                .ignore();
+        for local in batch {
+            let room = wire::room_key(&local.key);
+            for peer in &local.peers {
+                let joined = Event::Joined {
+                    node: name.to_owned(),
+                    ns: local.key.0.clone(),
+                    room: local.key.1.clone(),
+                    peer: peer.clone(),
+                };
+                pipe.cmd("HSET").arg(&room).arg(peer).arg(name).ignore();
+                pipe.cmd("PUBLISH")
+                    .arg(wire::EVENTS)
+                    .arg(joined.to_json())
+                    .ignore();
+            }
+            pipe.cmd("PEXPIRE").arg(&room).arg(&ttl_ms).ignore();
         }
-        pipe.cmd("PEXPIRE")
-            .arg(&room)
-            .arg(cluster.room_ttl_ms().to_string())
-            .ignore();
         timed(pipe.query_async::<()>(conn)).await?;
     }
     Ok(())
@@ -583,6 +634,7 @@ async fn sync(
     name: &str,
     removals: bool,
 ) -> Result<(), String> {
+    let _snapshot = cluster.gate.write().await;
     let rooms = hub.local_rooms();
     let ttl_ms = cluster.room_ttl_ms().to_string();
     for batch in rooms.chunks(SYNC_BATCH) {
@@ -599,7 +651,15 @@ async fn sync(
                 .arg(&local.peers)
                 .arg(&local.joining);
         }
-        let replies: Vec<Vec<String>> = timed(pipe.query_async(conn)).await?;
+        let replies: Vec<Vec<String>> = match pipelined(&pipe, conn).await {
+            // The scripts were flushed (SCRIPT FLUSH, a failover behind a proxy): load
+            // them again and retry once, rather than end the session.
+            Err(e) if e.code() == Some("NOSCRIPT") => {
+                timed(cluster.members.load_async(conn)).await?;
+                pipelined(&pipe, conn).await.map_err(|e| e.to_string())?
+            }
+            reply => reply.map_err(|e| e.to_string())?,
+        };
         for (local, flat) in batch.iter().zip(replies) {
             let remote: Vec<(PeerId, NodeId)> = wire::pairs(&flat)
                 .into_iter()
@@ -609,6 +669,20 @@ async fn sync(
         }
     }
     Ok(())
+}
+
+/// A pipeline with [`COMMAND_TIMEOUT`], keeping Redis's error as it is.
+async fn pipelined<T: redis::FromRedisValue>(
+    pipe: &redis::Pipeline,
+    conn: &mut MultiplexedConnection,
+) -> redis::RedisResult<T> {
+    match tokio::time::timeout(COMMAND_TIMEOUT, pipe.query_async(conn)).await {
+        Ok(reply) => reply,
+        Err(_) => Err(redis::RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no answer in {COMMAND_TIMEOUT:?}"),
+        ))),
+    }
 }
 
 /// One message from a subscription: an event of another node, or a relay for a local peer.

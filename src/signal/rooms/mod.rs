@@ -12,7 +12,7 @@ mod remote;
 
 pub use remote::LocalRoom;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, VecDeque};
 
 use serde_json::{Map, Value};
 
@@ -55,9 +55,11 @@ pub struct Rooms {
     remote: HashMap<PeerId, (RoomKey, NodeId)>,
     /// Local peers whose join awaits the cluster's answer (see [`remote`]).
     pending: HashMap<PeerId, remote::Pending>,
-    /// Remote peers that left while a join was pending: not to be added back from the
-    /// pending join's (older) membership list.
-    left_while_pending: HashSet<PeerId>,
+    /// Remote peers that left while a join was pending, numbered: not to be added back
+    /// from the (older) membership list of a join pending since before they left.
+    left_while_pending: VecDeque<(u64, PeerId)>,
+    /// How many remote leaves have been numbered so far.
+    leaves_numbered: u64,
 }
 
 impl Rooms {
@@ -69,7 +71,8 @@ impl Rooms {
             peers: HashMap::new(),
             remote: HashMap::new(),
             pending: HashMap::new(),
-            left_while_pending: HashSet::new(),
+            left_while_pending: VecDeque::new(),
+            leaves_numbered: 0,
         }
     }
 

@@ -20,6 +20,9 @@ const MAX_HELD: usize = 64;
 #[derive(Debug)]
 pub(super) struct Pending {
     pub(super) key: RoomKey,
+    /// The number the next remote leave gets: leaves from this one on are newer than the
+    /// membership list the join will come back with.
+    since: u64,
     /// Messages from other nodes for the joiner, in order.
     pub(super) held: Vec<String>,
 }
@@ -55,7 +58,7 @@ impl Rooms {
         // The room exists from now on for the joiner about to enter it.
         self.rooms.entry(key.clone()).or_default();
         let remote: Vec<(PeerId, NodeId)> = (remote.iter())
-            .filter(|(peer, _)| !self.left_while_pending.contains(peer))
+            .filter(|(peer, _)| !self.left_since_pending(id, peer))
             .cloned()
             .collect();
         out.extend(self.sync_room(&key, &remote, false));
@@ -95,7 +98,8 @@ impl Rooms {
     /// A remote peer left its room or its node died: `remove_peer` to the local members.
     pub fn remote_left(&mut self, id: &str) -> Deliveries {
         if !self.pending.is_empty() {
-            self.left_while_pending.insert(id.to_owned());
+            (self.left_while_pending).push_back((self.leaves_numbered, id.to_owned()));
+            self.leaves_numbered += 1;
         }
         let Some((key, _)) = self.remote.remove(id) else {
             return Deliveries::new();
@@ -161,6 +165,7 @@ impl Rooms {
             id.to_owned(),
             Pending {
                 key: key.clone(),
+                since: self.leaves_numbered,
                 held: Vec::new(),
             },
         );
@@ -172,8 +177,11 @@ impl Rooms {
         let Some(pending) = self.pending.remove(id) else {
             return Deliveries::new();
         };
-        if self.pending.is_empty() {
-            self.left_while_pending.clear();
+        // Only leaves numbered since the oldest join still pending matter any more.
+        let oldest = self.pending.values().map(|p| p.since).min();
+        let oldest = oldest.unwrap_or(self.leaves_numbered);
+        while (self.left_while_pending.front()).is_some_and(|(n, _)| *n < oldest) {
+            self.left_while_pending.pop_front();
         }
         self.forget_if_no_local(&pending.key);
         if self.membership(id).as_ref() != Some(&pending.key) {
@@ -182,6 +190,14 @@ impl Rooms {
         (pending.held.into_iter())
             .map(|text| (id.to_owned(), text))
             .collect()
+    }
+
+    /// Whether remote `peer` left after local `id`'s join began.
+    fn left_since_pending(&self, id: &str, peer: &str) -> bool {
+        let Some(since) = self.pending.get(id).map(|p| p.since) else {
+            return false;
+        };
+        (self.left_while_pending.iter()).any(|(n, left)| *n >= since && left == peer)
     }
 
     pub(super) fn is_pending(&self, key: &RoomKey) -> bool {
@@ -350,6 +366,32 @@ mod tests {
         assert_eq!(out[1], ("a".into(), "offer from d".into()));
         assert_eq!(out.len(), 2);
         assert!(r.left_while_pending.is_empty() && r.pending.is_empty());
+    }
+
+    #[test]
+    fn only_leaves_during_a_join_filter_its_list_and_none_are_kept_after() {
+        let mut r = setup(16, &[("a", ""), ("e", "")]);
+        let n = |p: &str| (p.to_owned(), "n2/1".to_owned());
+        r.begin_join("a", &key("x"));
+        assert!(r.remote_left("b").is_empty());
+        // e's join starts after b left x: b is in z now, and e's list of z has it.
+        r.begin_join("e", &key("z"));
+        r.join_admitted("a", "x", &json!([]), &[n("b")]).unwrap();
+        r.end_join("a");
+        assert_eq!(
+            r.left_while_pending.len(),
+            0,
+            "nothing older than e's join is kept"
+        );
+        let out = r.join_admitted("e", "z", &json!([]), &[n("b")]).unwrap();
+        let reply: Value = serde_json::from_str(&out[0].1).unwrap();
+        assert_eq!(reply["peers"], json!(["b"]));
+        r.end_join("e");
+        assert!(r.remote_left("c").is_empty());
+        assert!(
+            r.left_while_pending.is_empty(),
+            "no join pending, nothing kept"
+        );
     }
 
     #[test]
