@@ -14,11 +14,16 @@ cd "$(dirname "$0")/.."
 smoke=0
 [ "${1:-}" = "--smoke" ] && smoke=1
 
-if ! command -v turnserver >/dev/null 2>&1 || ! command -v turnutils_uclient >/dev/null 2>&1; then
+need_packages=()
+command -v turnutils_uclient >/dev/null 2>&1 || need_packages+=(coturn)
+command -v turnserver >/dev/null 2>&1 || need_packages+=(coturn)
+command -v redis-server >/dev/null 2>&1 || need_packages+=(redis-server)
+if ((${#need_packages[@]})); then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends coturn >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+        $(printf '%s\n' "${need_packages[@]}" | sort -u) >/dev/null
 fi
 cargo build --release --locked --quiet --bin rturn --bin rturn-bench
 # Both servers and the generators inherit this: 10 000 held allocations and 10 000 signaling
@@ -55,6 +60,7 @@ rturn_port=$(free_port)
 coturn_port=$(free_port)
 peer_port=$(free_port)
 http_port=$(free_port)
+redis_port=$(free_port)
 
 cat >"$work/rturn.toml" <<EOF
 realm = "bench"
@@ -310,6 +316,56 @@ done
 result[signal_rss_mb]=$(awk -v k="${result[signal_server_rss_peak_kib]}" \
     'BEGIN { if (k + 0 > 0) printf "%.0f", k / 1024; else print "n/a" }')
 
+# ---- 7. signaling across two nodes sharing one Redis ([cluster]) ----
+# Each room's members alternate between the nodes, so nearly every message crosses them
+# through Redis; the same clients, rooms and rate as above. Fresh processes again.
+kill "$rturn_pid"
+wait "$rturn_pid" 2>/dev/null || true
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
+    >"$work/redis.log" 2>&1 &
+redis_pid=$!
+pids+=("$redis_pid")
+node_pids=()
+node_https=()
+for node in a b; do
+    node_udp=$(free_port)
+    node_http=$(free_port)
+    sed -e "s/127.0.0.1:$rturn_port/127.0.0.1:$node_udp/g" -e "s/127.0.0.1:$http_port/127.0.0.1:$node_http/" \
+        -e "s/^min-port = .*/min-port = $([ $node = a ] && echo 20000 || echo 30000)/" \
+        -e "s/^max-port = .*/max-port = $([ $node = a ] && echo 29999 || echo 39999)/" \
+        "$work/rturn.toml" >"$work/node_$node.toml"
+    printf '[cluster]\nredis = "redis://127.0.0.1:%s"\nnode-id = "%s"\n' "$redis_port" "$node" \
+        >>"$work/node_$node.toml"
+    target/release/rturn -q -c "$work/node_$node.toml" 2>"$work/node_$node.log" &
+    node_pids+=("$!")
+    pids+=("$!")
+    node_https+=("$node_http")
+done
+for port in "${node_https[@]}"; do
+    wait_tcp "$port"
+    for _ in $(seq 50); do # until the node's link to Redis is up
+        if curl -s "http://127.0.0.1:$port/healthz" | grep -q '"redis":"up"'; then break; fi
+        sleep 0.1
+    done
+done
+for _ in $(seq "$rounds"); do
+    bench_json signal --server "127.0.0.1:${node_https[0]}" --server "127.0.0.1:${node_https[1]}" \
+        --clients "$signal_clients" --rooms "$signal_rooms" --duration "${signal_secs}s" \
+        --server-pid "${node_pids[0]}" --server-pid "${node_pids[1]}" \
+        2>>"$work/signal.log" >>"$work/cluster" || echo '{}' >>"$work/cluster"
+done
+for key in p50_ms p99_ms lost errors server_rss_peak_kib; do
+    result[cluster_$key]=$(field "$key" <"$work/cluster" | median)
+done
+result[cluster_rss_mb]=$(awk -v k="${result[cluster_server_rss_peak_kib]}" \
+    'BEGIN { if (k + 0 > 0) printf "%.0f", k / 1024; else print "n/a" }')
+result[cluster_redis_mb]=$(awk -v k="$(rss_kib "$redis_pid")" \
+    'BEGIN { if (k + 0 > 0) printf "%.1f", k / 1024; else print "n/a" }')
+result[cluster_redis_cpu_s]=$(awk -v t="$(cpu_ticks "$redis_pid")" -v hz="$(getconf CLK_TCK)" \
+    'BEGIN { printf "%.1f", t / hz }')
+result[cluster_relayed]=$(curl -s "http://127.0.0.1:${node_https[0]}/metrics" \
+    | awk '$1 == "rturn_cluster_relayed_total{direction=\"out\"}" { print $2 }')
+
 # ---- the table ----
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else print "n/a" }'; }
 row() { # figure unit rturn coturn target
@@ -364,6 +420,13 @@ table=$(
         "${result[signal_p50_ms]} / ${result[signal_p99_ms]} ms" "p99 < 10 ms"
     only_row "server RSS with $signal_clients signaling clients" "${result[signal_rss_mb]} MB" "< 200 MB"
     only_row "signaling messages lost / errors" "${result[signal_lost]} / ${result[signal_errors]}" "0 / 0"
+    only_row "signaling relay latency p50 / p99 across 2 nodes through Redis (same load, rooms split)" \
+        "${result[cluster_p50_ms]} / ${result[cluster_p99_ms]} ms" "p99 < 10 ms"
+    only_row "RSS of the 2 nodes together / of Redis, after the cluster runs" \
+        "${result[cluster_rss_mb]} MB / ${result[cluster_redis_mb]} MB" "—"
+    only_row "cross-node signaling messages lost / errors" "${result[cluster_lost]} / ${result[cluster_errors]}" "0 / 0"
+    only_row "Redis CPU for all cluster rounds (node a relayed ${result[cluster_relayed]} messages through it)" \
+        "${result[cluster_redis_cpu_s]} s" "—"
 )
 echo "$table"
 grep -h 'probe\|joined' "$work/max_rate.log" "$work/signal.log" >&2 || true
@@ -400,7 +463,9 @@ notes=$(sed -n '/^## Where rturn stands/,$p' BENCHMARKS.md 2>/dev/null || true)
     echo "\`rturn-bench max-rate --flows 1|$many_flows ${max_rate_args[*]}\`,"
     echo "\`rturn-bench relay-rate --flows 1|$many_flows --rate R --batch 4\` (both servers at R, half"
     echo "coturn's highest rate),"
-    echo "\`rturn-bench signal --clients $signal_clients --rooms $signal_rooms --duration ${signal_secs}s --server-pid PID\`."
+    echo "\`rturn-bench signal --clients $signal_clients --rooms $signal_rooms --duration ${signal_secs}s --server-pid PID\`,"
+    echo "and across two nodes with \`[cluster] redis\` on one \`redis-server\` (no persistence), the same"
+    echo "command with \`--server\` and \`--server-pid\` once per node."
     echo "Instructions: \`perf stat -e instructions -p PID\` (user + kernel, all threads) around the"
     echo "uclient and Binding runs; unlike CPU time they hardly move with what else the cores do."
     echo

@@ -138,9 +138,10 @@ pub(crate) enum Command {
     /// WebSocket clients in signaling rooms exchanging offers, answers and candidates:
     /// relay latency, lost messages, errors, and the server's RSS.
     Signal {
-        /// The server's HTTP listener (`[listen] http`); must be a loopback address.
-        #[arg(long)]
-        server: SocketAddr,
+        /// The server's HTTP listener (`[listen] http`); must be a loopback address. Give it
+        /// once per node of a cluster: each room's members are spread over the nodes.
+        #[arg(long, required = true)]
+        server: Vec<SocketAddr>,
         /// The WebSocket route.
         #[arg(long, default_value = "/ws")]
         path: String,
@@ -165,9 +166,10 @@ pub(crate) enum Command {
         /// Bytes of SDP in each offer and answer.
         #[arg(long, default_value_t = 500)]
         sdp_size: usize,
-        /// The server's process id, to sample its RSS (VmRSS) at the plateau.
+        /// The server's process id, to sample its RSS (VmRSS) at the plateau; once per node
+        /// of a cluster for their sum.
         #[arg(long)]
-        server_pid: Option<u32>,
+        server_pid: Vec<u32>,
     },
 }
 

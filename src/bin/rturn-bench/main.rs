@@ -249,7 +249,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             sdp_size,
             server_pid,
         } => {
-            let server = loopback(server)?;
+            let servers = (server.into_iter())
+                .map(loopback)
+                .collect::<anyhow::Result<Vec<_>>>()?;
             if !path.starts_with("/ws") {
                 bail!("--path must be the signaling route, /ws or /ws/<namespace>, not {path:?}");
             }
@@ -263,7 +265,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             check_duration(duration, "--duration")?;
             check_duration(setup_timeout, "--setup-timeout")?;
             let params = signal::Params {
-                server,
+                servers,
                 path,
                 clients,
                 rooms,
@@ -272,7 +274,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 in_flight,
                 setup_timeout,
                 sdp_size,
-                server_pid,
+                server_pids: server_pid,
             };
             print_report(&runtime.block_on(signal::run(params))?)
         }

@@ -14,7 +14,11 @@
 //! Each client connects from its own source address on 127.0.0.0/8 (as `proto` does for
 //! UDP), so ten thousand connections neither run out of ephemeral ports nor meet the TIME_WAIT
 //! of an earlier run. `--server-pid` samples the server's RSS once all have joined and every
-//! second of the exchange.
+//! second of the exchange (the sum, given once per node).
+//!
+//! Given several `--server`s (the nodes of a `[cluster]`), the members of each room are
+//! spread over them: client `i` connects to server `(i / rooms) mod servers`, so its room's
+//! next member is on the next node and nearly every message crosses nodes through Redis.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -53,7 +57,7 @@ const MAX_FRAMES: u64 = 10_000_000;
 /// Per-connection read buffer: signaling frames are small, and there are thousands of us.
 const READ_BUFFER: usize = 4096;
 /// What the server may answer with `{"type":"error","code":…}`.
-const ERROR_CODES: [ErrorCode; 8] = [
+const ERROR_CODES: [ErrorCode; 9] = [
     ErrorCode::BadMessage,
     ErrorCode::UnknownType,
     ErrorCode::NotJoined,
@@ -62,6 +66,7 @@ const ERROR_CODES: [ErrorCode; 8] = [
     ErrorCode::RateLimited,
     ErrorCode::Unauthorized,
     ErrorCode::TooLarge,
+    ErrorCode::Unavailable,
 ];
 /// A host candidate as a browser sends it.
 const CANDIDATE: &str = "candidate:1 1 udp 2122260223 192.0.2.10 54321 typ host generation 0";
@@ -69,8 +74,8 @@ const CANDIDATE: &str = "candidate:1 1 udp 2122260223 192.0.2.10 54321 typ host 
 /// What `signal` was asked to do.
 #[derive(Debug)]
 pub(crate) struct Params {
-    /// The HTTP listener of the server.
-    pub(crate) server: SocketAddr,
+    /// The HTTP listeners of the server, or of each node of a cluster.
+    pub(crate) servers: Vec<SocketAddr>,
     /// The WebSocket route, `/ws` or `/ws/<namespace>`.
     pub(crate) path: String,
     pub(crate) clients: usize,
@@ -83,8 +88,8 @@ pub(crate) struct Params {
     pub(crate) setup_timeout: Duration,
     /// Bytes of SDP in each offer and answer.
     pub(crate) sdp_size: usize,
-    /// The server's process, to read its RSS from `/proc`.
-    pub(crate) server_pid: Option<u32>,
+    /// The server's processes (one per node), to read their RSS from `/proc`.
+    pub(crate) server_pids: Vec<u32>,
 }
 
 /// What every client shares.
@@ -110,7 +115,7 @@ struct Shared {
 pub(crate) async fn run(params: Params) -> anyhow::Result<serde_json::Value> {
     procfs::check_fd_limit(params.clients, &format!("--clients {}", params.clients))?;
     let start = Instant::now();
-    let rss_idle = params.server_pid.and_then(procfs::rss_kib);
+    let rss_idle = rss_kib(&params.server_pids);
     let setup_deadline = start + params.setup_timeout;
     let shared = Arc::new(Shared {
         start,
@@ -147,7 +152,7 @@ pub(crate) async fn run(params: Params) -> anyhow::Result<serde_json::Value> {
         shared.params.clients
     );
     sleep(SETTLE).await;
-    let mut rss_peak = shared.params.server_pid.and_then(procfs::rss_kib);
+    let mut rss_peak = rss_kib(&shared.params.server_pids);
     let rss_joined = rss_peak;
     let cpu_before = procfs::process_cpu();
     let go_at = Instant::now() + Duration::from_millis(100);
@@ -159,7 +164,7 @@ pub(crate) async fn run(params: Params) -> anyhow::Result<serde_json::Value> {
             break;
         }
         sleep_until((now + RSS_EVERY).min(send_end)).await;
-        let rss = shared.params.server_pid.and_then(procfs::rss_kib);
+        let rss = rss_kib(&shared.params.server_pids);
         rss_peak = rss_peak.max(rss);
     }
     let drain_end = send_end + DRAIN;
@@ -221,6 +226,14 @@ pub(crate) async fn run(params: Params) -> anyhow::Result<serde_json::Value> {
 
 type Ws = WebSocketStream<TcpStream>;
 
+/// The RSS of all `pids` together; `None` without any, or when one cannot be read.
+fn rss_kib(pids: &[u32]) -> Option<u64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|pid| procfs::rss_kib(*pid)).sum()
+}
+
 /// One client: connect and join, report it, then exchange until the end of the drain.
 async fn client(
     i: usize,
@@ -233,7 +246,9 @@ async fn client(
     let room = format!("bench-{}", i % shared.params.rooms);
     let set_up = async {
         let _permit = shared.connecting.acquire().await;
-        connect_and_join(&shared.params, &room).await
+        let servers = &shared.params.servers;
+        let server = servers[(i / shared.params.rooms) % servers.len()];
+        connect_and_join(&shared.params, server, &room).await
     };
     let (mut ws, members) = match timeout_at(setup_deadline, set_up).await {
         Ok(Ok(ready)) => ready,
@@ -262,23 +277,27 @@ async fn client(
 
 /// Opens the WebSocket from a fresh source address and joins `room`; returns the socket and
 /// the room's other members.
-async fn connect_and_join(params: &Params, room: &str) -> Result<(Ws, Vec<String>), Failure> {
+async fn connect_and_join(
+    params: &Params,
+    server: SocketAddr,
+    room: &str,
+) -> Result<(Ws, Vec<String>), Failure> {
     let failure = |kind| Failure::new(Step::WsConnect, kind);
     let io = |e: std::io::Error| failure(Kind::Io(e.kind()));
-    let stream = match next_source(params.server) {
-        Some(source) => match connect_from(source, params.server).await {
+    let stream = match next_source(server) {
+        Some(source) => match connect_from(source, server).await {
             // Not every system routes all of 127.0.0.0/8 to the loopback interface.
             Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => {
-                TcpStream::connect(params.server).await
+                TcpStream::connect(server).await
             }
             other => other,
         },
-        None => TcpStream::connect(params.server).await,
+        None => TcpStream::connect(server).await,
     }
     .map_err(io)?;
     // Small frames: without this, Nagle's algorithm would hold them back for an ACK.
     stream.set_nodelay(true).map_err(io)?;
-    let url = format!("ws://{}{}", params.server, params.path);
+    let url = format!("ws://{}{}", server, params.path);
     let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
     let (mut ws, _response) = client_async_with_config(url, stream, Some(config))
         .await
