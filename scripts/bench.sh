@@ -55,12 +55,32 @@ trap cleanup EXIT
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
+# N distinct ports free for both TCP and UDP right now (the servers' held relay sockets
+# take UDP ports a TCP-only check would hand out).
+free_ports() {
+    python3 - "$1" <<'PY'
+import socket, sys
+held, ports = [], []
+while len(ports) < int(sys.argv[1]):
+    t = socket.socket()
+    t.bind(("127.0.0.1", 0))
+    port = t.getsockname()[1]
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        u.bind(("127.0.0.1", port))
+    except OSError:
+        t.close()
+        continue
+    held += [t, u]
+    ports.append(port)
+print(" ".join(map(str, ports)))
+PY
+}
 
 rturn_port=$(free_port)
 coturn_port=$(free_port)
 peer_port=$(free_port)
 http_port=$(free_port)
-redis_port=$(free_port)
 
 cat >"$work/rturn.toml" <<EOF
 realm = "bench"
@@ -322,6 +342,8 @@ result[signal_rss_mb]=$(awk -v k="${result[signal_server_rss_peak_kib]}" \
 # through Redis; the same clients, rooms and rate as above. Fresh processes again.
 kill "$rturn_pid"
 wait "$rturn_pid" 2>/dev/null || true
+read -r redis_port a_udp a_http b_udp b_http <<<"$(free_ports 5)"
+node_ports=("$a_udp" "$a_http" "$b_udp" "$b_http")
 redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
     >"$work/redis.log" 2>&1 &
 redis_pid=$!
@@ -329,8 +351,9 @@ pids+=("$redis_pid")
 node_pids=()
 node_https=()
 for node in a b; do
-    node_udp=$(free_port)
-    node_http=$(free_port)
+    node_udp=${node_ports[0]}
+    node_http=${node_ports[1]}
+    node_ports=("${node_ports[@]:2}")
     sed -e "s/127.0.0.1:$rturn_port/127.0.0.1:$node_udp/g" -e "s/127.0.0.1:$http_port/127.0.0.1:$node_http/" \
         -e "s/^min-port = .*/min-port = $([ $node = a ] && echo 20000 || echo 30000)/" \
         -e "s/^max-port = .*/max-port = $([ $node = a ] && echo 29999 || echo 39999)/" \
@@ -343,7 +366,10 @@ for node in a b; do
     node_https+=("$node_http")
 done
 for port in "${node_https[@]}"; do
-    wait_tcp "$port"
+    if ! (wait_tcp "$port"); then
+        cat "$work"/node_*.log >&2
+        exit 1
+    fi
     for _ in $(seq 50); do # until the node's link to Redis is up
         if curl -s "http://127.0.0.1:$port/healthz" | grep -q '"redis":"up"'; then break; fi
         sleep 0.1
