@@ -381,3 +381,44 @@ async fn flushed_scripts_are_loaded_again_without_ending_the_session() {
         assert_eq!(node.metric("rturn_cluster_errors_total"), 0.0);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reconnect_without_data_loss_drops_the_old_session_and_nobody_notices() {
+    let redis = Redis::start();
+    let (node_a, node_b) = two_nodes(&redis, "", EVENTS_ONLY).await;
+    let mut a = node_a.connect("/ws").await;
+    let ja = a.join("call").await;
+    let mut b = node_b.connect("/ws").await;
+    let jb = b.join("call").await;
+    a.expect("new_peer").await;
+
+    // Every node's connections drop; Redis keeps its data and answers again at once.
+    redis.command(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    redis.command(&["CLIENT", "KILL", "TYPE", "normal"]);
+    let deadline = Instant::now() + TIMEOUT;
+    for node in [&node_a, &node_b] {
+        while node.metric("rturn_cluster_connects_total") < 2.0
+            || node.metric("rturn_cluster_up") < 1.0
+        {
+            assert!(
+                Instant::now() < deadline,
+                "no reconnect\n{}",
+                node.server.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // One presence key per node: the old sessions' went at once, not a TTL later, and with
+    // them any entry of theirs.
+    let presence = redis.command(&["KEYS", "rturn:node:*"]);
+    assert!(presence.starts_with("*2\r\n"), "{presence:?}");
+    // The room never noticed: no remove_peer, no second new_peer, and relays flow.
+    b.send(json!({"type": "offer", "to": ja.you, "sdp": "after"}))
+        .await;
+    assert_eq!(a.expect("offer").await["sdp"], "after");
+    a.send(json!({"type": "answer", "to": jb.you, "sdp": "back"}))
+        .await;
+    assert_eq!(b.expect("answer").await["sdp"], "back");
+    a.silent(QUIET).await;
+    b.silent(Duration::ZERO).await;
+}
