@@ -89,6 +89,19 @@ impl Redis {
         }
     }
 
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) redis-server: connections stay open and
+    /// commands go unanswered, as with a Redis that hangs.
+    pub fn freeze(&self, frozen: bool) {
+        let child = self.child.as_ref().expect("redis-server is running");
+        let signal = if frozen {
+            nix::sys::signal::Signal::SIGSTOP
+        } else {
+            nix::sys::signal::Signal::SIGCONT
+        };
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal)
+            .expect("signal redis-server");
+    }
+
     /// Starts redis-server again on the same port (stopping it first if it runs), with an
     /// empty dataset, and waits until it answers PING.
     pub fn restart(&mut self) {

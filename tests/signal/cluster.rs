@@ -422,3 +422,38 @@ async fn a_reconnect_without_data_loss_drops_the_old_session_and_nobody_notices(
     a.silent(QUIET).await;
     b.silent(Duration::ZERO).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_redis_delays_nothing_for_long_and_is_reported() {
+    let redis = Redis::start();
+    let (node_a, node_b) = two_nodes(&redis, "", TTL).await;
+    let mut a = node_a.connect("/ws").await;
+    let ja = a.join("call").await;
+
+    redis.freeze(true);
+    // A join caught by the hang gets an answer within the 2 s command timeout: `unavailable`
+    // while the link is found broken, a local join once it is known to be down.
+    let mut c = node_a.connect("/ws").await;
+    let started = Instant::now();
+    c.send(json!({"type": "join", "room": "call"})).await;
+    let first = c.recv_within(Duration::from_secs(4)).await;
+    assert!(
+        first["type"] == "peers" || first["code"] == "unavailable",
+        "{first}"
+    );
+    if first["type"] != "peers" {
+        wait_health(&node_a, "degraded").await;
+        let joined = c.join("call").await;
+        assert_eq!(joined.peers, std::slice::from_ref(&ja.you));
+    }
+    assert!(started.elapsed() < TIMEOUT, "took {:?}", started.elapsed());
+    assert_eq!(a.expect("new_peer").await["type"], "new_peer");
+    let degraded = wait_health(&node_b, "degraded").await;
+    assert!(degraded["cluster"]["error"].is_string(), "{degraded}");
+
+    redis.freeze(false);
+    wait_health(&node_a, "ok").await;
+    wait_health(&node_b, "ok").await;
+    let mut b = node_b.connect("/ws").await;
+    assert_eq!(b.join("call").await.peers.len(), 2);
+}
