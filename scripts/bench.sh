@@ -326,16 +326,22 @@ wait "$rturn_pid" 2>/dev/null || true
 start_rturn
 wait_udp "$rturn_port"
 wait_tcp "$http_port"
-for _ in $(seq "$rounds"); do
-    bench_json signal --server "127.0.0.1:$http_port" --clients "$signal_clients" \
-        --rooms "$signal_rooms" --duration "${signal_secs}s" --server-pid "$rturn_pid" \
-        2>>"$work/signal.log" >>"$work/signal" || echo '{}' >>"$work/signal"
-done
-for key in p50_ms p99_ms lost errors server_rss_peak_kib; do
-    result[signal_$key]=$(field "$key" <"$work/signal" | median)
-done
-result[signal_rss_mb]=$(awk -v k="${result[signal_server_rss_peak_kib]}" \
-    'BEGIN { if (k + 0 > 0) printf "%.0f", k / 1024; else print "n/a" }')
+# name --server … --server-pid …: $rounds signal runs; medians into result[name_*].
+signal_rounds() {
+    local name=$1
+    shift
+    for _ in $(seq "$rounds"); do
+        bench_json signal "$@" --clients "$signal_clients" --rooms "$signal_rooms" \
+            --duration "${signal_secs}s" 2>>"$work/signal.log" >>"$work/$name" ||
+            echo '{}' >>"$work/$name"
+    done
+    for key in p50_ms p99_ms lost errors server_rss_peak_kib; do
+        result[${name}_$key]=$(field "$key" <"$work/$name" | median)
+    done
+    result[${name}_rss_mb]=$(awk -v k="${result[${name}_server_rss_peak_kib]}" \
+        'BEGIN { if (k + 0 > 0) printf "%.0f", k / 1024; else print "n/a" }')
+}
+signal_rounds signal --server "127.0.0.1:$http_port" --server-pid "$rturn_pid"
 
 # ---- 7. signaling across two nodes sharing one Redis ([cluster]) ----
 # Each room's members alternate between the nodes, so nearly every message crosses them
@@ -375,17 +381,8 @@ for port in "${node_https[@]}"; do
         sleep 0.1
     done
 done
-for _ in $(seq "$rounds"); do
-    bench_json signal --server "127.0.0.1:${node_https[0]}" --server "127.0.0.1:${node_https[1]}" \
-        --clients "$signal_clients" --rooms "$signal_rooms" --duration "${signal_secs}s" \
-        --server-pid "${node_pids[0]}" --server-pid "${node_pids[1]}" \
-        2>>"$work/signal.log" >>"$work/cluster" || echo '{}' >>"$work/cluster"
-done
-for key in p50_ms p99_ms lost errors server_rss_peak_kib; do
-    result[cluster_$key]=$(field "$key" <"$work/cluster" | median)
-done
-result[cluster_rss_mb]=$(awk -v k="${result[cluster_server_rss_peak_kib]}" \
-    'BEGIN { if (k + 0 > 0) printf "%.0f", k / 1024; else print "n/a" }')
+signal_rounds cluster --server "127.0.0.1:${node_https[0]}" --server "127.0.0.1:${node_https[1]}" \
+    --server-pid "${node_pids[0]}" --server-pid "${node_pids[1]}"
 result[cluster_redis_mb]=$(awk -v k="$(rss_kib "$redis_pid")" \
     'BEGIN { if (k + 0 > 0) printf "%.1f", k / 1024; else print "n/a" }')
 result[cluster_redis_cpu_s]=$(awk -v t="$(cpu_ticks "$redis_pid")" -v hz="$(getconf CLK_TCK)" \

@@ -35,6 +35,28 @@ async fn two_nodes(redis: &Redis, signal: &str, ttl: Duration) -> (Relay, Relay)
     (a, b)
 }
 
+/// A peer on `node_a` and one on `node_b` in room "call", the first told of the second.
+async fn meet_in_call(node_a: &Relay, node_b: &Relay) -> (Ws, Joined, Ws, Joined) {
+    let mut a = node_a.connect("/ws").await;
+    let ja = a.join("call").await;
+    let mut b = node_b.connect("/ws").await;
+    let jb = b.join("call").await;
+    a.expect("new_peer").await;
+    (a, ja, b, jb)
+}
+
+/// b offers to a, a answers; then neither hears anything more.
+async fn offer_and_answer_then_quiet((a, ja): (&mut Ws, &Joined), (b, jb): (&mut Ws, &Joined)) {
+    b.send(json!({"type": "offer", "to": ja.you, "sdp": "after"}))
+        .await;
+    assert_eq!(a.expect("offer").await["sdp"], "after");
+    a.send(json!({"type": "answer", "to": jb.you, "sdp": "back"}))
+        .await;
+    assert_eq!(b.expect("answer").await["sdp"], "back");
+    a.silent(QUIET).await;
+    b.silent(Duration::ZERO).await;
+}
+
 /// `/healthz` as JSON.
 fn health(relay: &Relay) -> Value {
     let response = relay.get("/healthz");
@@ -320,11 +342,7 @@ async fn a_second_process_with_the_same_node_id_is_kept_out_until_the_first_is_g
 async fn junk_on_rturns_redis_channels_is_counted_and_reaches_nobody() {
     let redis = Redis::start();
     let (node_a, node_b) = two_nodes(&redis, "", EVENTS_ONLY).await;
-    let mut a = node_a.connect("/ws").await;
-    let ja = a.join("call").await;
-    let mut b = node_b.connect("/ws").await;
-    let jb = b.join("call").await;
-    a.expect("new_peer").await;
+    let (mut a, ja, mut b, jb) = meet_in_call(&node_a, &node_b).await;
 
     // Not rturn's: heard by both nodes, dropped and counted.
     let junk = [
@@ -347,14 +365,7 @@ async fn junk_on_rturns_redis_channels_is_counted_and_reaches_nobody() {
     }
 
     // Each node has heard everything by the time a relay it sends afterwards round-trips.
-    b.send(json!({"type": "offer", "to": ja.you, "sdp": "after"}))
-        .await;
-    assert_eq!(a.expect("offer").await["sdp"], "after");
-    a.send(json!({"type": "answer", "to": jb.you, "sdp": "back"}))
-        .await;
-    assert_eq!(b.expect("answer").await["sdp"], "back");
-    a.silent(QUIET).await;
-    b.silent(Duration::ZERO).await;
+    offer_and_answer_then_quiet((&mut a, &ja), (&mut b, &jb)).await;
     assert_eq!(node_a.metric("rturn_cluster_malformed_total"), 4.0);
     assert_eq!(node_b.metric("rturn_cluster_malformed_total"), 3.0);
     assert_eq!(
@@ -386,11 +397,7 @@ async fn flushed_scripts_are_loaded_again_without_ending_the_session() {
 async fn a_reconnect_without_data_loss_drops_the_old_session_and_nobody_notices() {
     let redis = Redis::start();
     let (node_a, node_b) = two_nodes(&redis, "", EVENTS_ONLY).await;
-    let mut a = node_a.connect("/ws").await;
-    let ja = a.join("call").await;
-    let mut b = node_b.connect("/ws").await;
-    let jb = b.join("call").await;
-    a.expect("new_peer").await;
+    let (mut a, ja, mut b, jb) = meet_in_call(&node_a, &node_b).await;
 
     // Every node's connections drop; Redis keeps its data and answers again at once.
     redis.command(&["CLIENT", "KILL", "TYPE", "pubsub"]);
@@ -413,14 +420,7 @@ async fn a_reconnect_without_data_loss_drops_the_old_session_and_nobody_notices(
     let presence = redis.command(&["KEYS", "rturn:node:*"]);
     assert!(presence.starts_with("*2\r\n"), "{presence:?}");
     // The room never noticed: no remove_peer, no second new_peer, and relays flow.
-    b.send(json!({"type": "offer", "to": ja.you, "sdp": "after"}))
-        .await;
-    assert_eq!(a.expect("offer").await["sdp"], "after");
-    a.send(json!({"type": "answer", "to": jb.you, "sdp": "back"}))
-        .await;
-    assert_eq!(b.expect("answer").await["sdp"], "back");
-    a.silent(QUIET).await;
-    b.silent(Duration::ZERO).await;
+    offer_and_answer_then_quiet((&mut a, &ja), (&mut b, &jb)).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
