@@ -104,6 +104,12 @@ impl Default for ClusterConfig {
     }
 }
 
+/// Whether `id` can name a node in Redis: 1 to 64 printable ASCII characters, no "/" (which
+/// separates the node-id from the session, `wire::session_name`).
+pub fn valid_node_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.chars().all(|c| c.is_ascii_graphic() && c != '/')
+}
+
 fn default_presence_ttl() -> Duration {
     Duration::from_secs(10)
 }
@@ -719,15 +725,15 @@ impl Config {
                 ));
             }
         }
-        if let Some(id) = &cluster.node_id {
-            // "/" separates the node-id from the session in Redis (`wire::session_name`).
-            let printable = id.chars().all(|c| c.is_ascii_graphic() && c != '/');
-            if id.is_empty() || id.len() > 64 || !printable {
-                return Err(KeyError::new(
-                    "cluster.node-id",
-                    "must be 1 to 64 printable ASCII characters without spaces or \"/\" (e.g. \"turn-1\")",
-                ));
-            }
+        if cluster
+            .node_id
+            .as_deref()
+            .is_some_and(|id| !valid_node_id(id))
+        {
+            return Err(KeyError::new(
+                "cluster.node-id",
+                "must be 1 to 64 printable ASCII characters without spaces or \"/\" (e.g. \"turn-1\")",
+            ));
         }
         if cluster.presence_ttl < Duration::from_secs(1) {
             return Err(KeyError::new(

@@ -668,11 +668,7 @@ fn default_node_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|name| name.trim().to_owned())
-        .filter(|name| {
-            !name.is_empty()
-                && name.len() <= 64
-                && name.chars().all(|c| c.is_ascii_graphic() && c != '/')
-        })
+        .filter(|name| crate::config::valid_node_id(name))
         .unwrap_or_else(|| "rturn".to_owned())
 }
 

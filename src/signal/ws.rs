@@ -329,19 +329,29 @@ pub async fn serve(
             }
         }
     }
+    leave_room(&hub, &id, true).await;
+    drop(slot);
+}
+
+/// `id` leaves its room (`closing`: and its connection is gone): the local members are told
+/// at once, the other nodes through the cluster, within one membership change.
+async fn leave_room(hub: &Hub, id: &str, closing: bool) {
     let _gate = hub.membership_change().await;
     let left = {
         let mut registry = hub.lock();
-        registry.queues.remove(&id);
-        let left = registry.rooms.membership(&id);
-        let out = registry.rooms.disconnect(&id);
+        let left = registry.rooms.membership(id);
+        let out = if closing {
+            registry.queues.remove(id);
+            registry.rooms.disconnect(id)
+        } else {
+            registry.rooms.leave(id)
+        };
         deliver(&registry, out);
         left
     };
     if let (Some(cluster), Some(key)) = (hub.cluster(), left) {
-        let _ = cluster.leave(&key, &id).await;
+        let _ = cluster.leave(&key, id).await;
     }
-    drop(slot);
 }
 
 /// Who sent a frame.
@@ -416,17 +426,7 @@ async fn handle_text(
             join(hub, me, &room).await
         }
         ClientMessage::Leave => {
-            let _gate = hub.membership_change().await;
-            let left = {
-                let mut registry = hub.lock();
-                let left = registry.rooms.membership(id);
-                let out = registry.rooms.leave(id);
-                deliver(&registry, out);
-                left
-            };
-            if let (Some(cluster), Some(key)) = (hub.cluster(), left) {
-                let _ = cluster.leave(&key, id).await;
-            }
+            leave_room(hub, id, false).await;
             Ok(())
         }
         ClientMessage::Ping => {

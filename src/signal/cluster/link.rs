@@ -13,7 +13,7 @@
 //! snapshot never falls between a change and its Redis call (which would write a peer that
 //! just left back into its room).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::wire::{self, Envelope, Event};
 use crate::signal::protocol::PeerId;
-use crate::signal::rooms::{LocalRoom, NodeId, RoomKey};
+use crate::signal::rooms::{NodeId, RoomKey};
 use crate::signal::ws::Hub;
 
 /// How long a Redis command may take before the link counts as broken.
@@ -88,7 +88,7 @@ pub struct Cluster {
     ttl: Duration,
     session: Mutex<Option<Session>>,
     sessions: AtomicU64,
-    up: AtomicBool,
+    /// Since when the link is down; `None` while it is up.
     down_since: Mutex<Option<Instant>>,
     last_error: Mutex<Option<String>>,
     /// Read: a connection task's membership change; write: the link's snapshot and send.
@@ -124,7 +124,6 @@ impl Cluster {
             ttl,
             session: Mutex::new(None),
             sessions: AtomicU64::new(0),
-            up: AtomicBool::new(false),
             down_since: Mutex::new(Some(Instant::now())),
             last_error: Mutex::new(None),
             gate: tokio::sync::RwLock::new(()),
@@ -139,7 +138,7 @@ impl Cluster {
     /// Up or down, for `/healthz` and `/metrics`.
     pub fn status(&self) -> Status {
         let down_since = *lock(&self.down_since);
-        let up = self.up.load(Relaxed);
+        let up = down_since.is_none();
         Status {
             node_id: self.node_id.clone(),
             up,
@@ -190,7 +189,6 @@ impl Cluster {
         if session.as_ref().is_none_or(|s| s.number != number) {
             return false;
         }
-        self.up.store(true, Relaxed);
         *lock(&self.down_since) = None;
         *lock(&self.last_error) = None;
         true
@@ -203,9 +201,7 @@ impl Cluster {
             if let Some(s) = session.take() {
                 s.ended.cancel();
             }
-            if self.up.swap(false, Relaxed) {
-                *lock(&self.down_since) = Some(Instant::now());
-            }
+            lock(&self.down_since).get_or_insert_with(Instant::now);
         }
     }
 
@@ -471,12 +467,14 @@ async fn serve(ctx: Serving<'_>, connected: Connected, earlier: &mut Vec<NodeId>
         ended: ended.clone(),
     });
     cluster.stats.connects.fetch_add(1, Relaxed);
-    if let Err(e) = register(cluster, hub, &mut conn, &name).await {
+    // Every local peer into its room under the new session, and announced to the others.
+    let grace_until = grace.then(|| Instant::now() + cluster.ttl);
+    if let Err(e) = sync(cluster, hub, &mut conn, &name, !grace, true).await {
         cluster.failed(number, "registering local peers", &e);
         return;
     }
-    // Every local peer is registered under the new session: the earlier ones' entries (and
-    // with them peers that left during the outage) go with their presence keys.
+    // The earlier sessions' entries (and with them peers that left during the outage) go
+    // with their presence keys.
     if !earlier.is_empty() {
         let del = redis::cmd("DEL")
             .arg(
@@ -491,11 +489,6 @@ async fn serve(ctx: Serving<'_>, connected: Connected, earlier: &mut Vec<NodeId>
             return;
         }
         earlier.clear();
-    }
-    let grace_until = grace.then(|| Instant::now() + cluster.ttl);
-    if let Err(e) = sync(cluster, hub, &mut conn, &name, !grace).await {
-        cluster.failed(number, "room sync", &e);
-        return;
     }
     if !cluster.mark_up(number) {
         return;
@@ -543,7 +536,7 @@ async fn serve(ctx: Serving<'_>, connected: Connected, earlier: &mut Vec<NodeId>
                     }
                 }
                 let removals = grace_until.is_none_or(|t| Instant::now() >= t);
-                if let Err(e) = sync(cluster, hub, &mut conn, &name, removals).await {
+                if let Err(e) = sync(cluster, hub, &mut conn, &name, removals, false).await {
                     cluster.failed(number, "room sync", &e);
                     return;
                 }
@@ -587,52 +580,17 @@ async fn alive(
     }
 }
 
-/// Puts every local peer into its room's hash under this session, and tells the others;
-/// pipelined, [`SYNC_BATCH`] rooms a round trip.
-async fn register(
-    cluster: &Cluster,
-    hub: &Hub,
-    conn: &mut MultiplexedConnection,
-    name: &str,
-) -> Result<(), String> {
-    let _snapshot = cluster.gate.write().await;
-    let rooms: Vec<LocalRoom> = (hub.local_rooms().into_iter())
-        .filter(|local| !local.peers.is_empty())
-        .collect();
-    let ttl_ms = cluster.room_ttl_ms().to_string();
-    for batch in rooms.chunks(SYNC_BATCH) {
-        let mut pipe = redis::pipe();
-        for local in batch {
-            let room = wire::room_key(&local.key);
-            for peer in &local.peers {
-                let joined = Event::Joined {
-                    node: name.to_owned(),
-                    ns: local.key.0.clone(),
-                    room: local.key.1.clone(),
-                    peer: peer.clone(),
-                };
-                pipe.cmd("HSET").arg(&room).arg(peer).arg(name).ignore();
-                pipe.cmd("PUBLISH")
-                    .arg(wire::EVENTS)
-                    .arg(joined.to_json())
-                    .ignore();
-            }
-            pipe.cmd("PEXPIRE").arg(&room).arg(&ttl_ms).ignore();
-        }
-        timed(pipe.query_async::<()>(conn)).await?;
-    }
-    Ok(())
-}
-
 /// Re-reads the live membership of every room with a local peer (or a pending join) and
-/// applies it; the script also puts this session's own entries right. Pipelined, so a node
-/// with many rooms takes one round trip per [`SYNC_BATCH`] of them.
+/// applies it; the script also puts this session's own entries right, so on a new session
+/// it registers every local peer, and with `announce` their `Joined` events go to the other
+/// nodes too. Pipelined, so a node with many rooms takes one round trip per [`SYNC_BATCH`].
 async fn sync(
     cluster: &Cluster,
     hub: &Hub,
     conn: &mut MultiplexedConnection,
     name: &str,
     removals: bool,
+    announce: bool,
 ) -> Result<(), String> {
     let _snapshot = cluster.gate.write().await;
     let rooms = hub.local_rooms();
@@ -650,6 +608,18 @@ async fn sync(
                 .arg(local.peers.len())
                 .arg(&local.peers)
                 .arg(&local.joining);
+            for peer in local.peers.iter().filter(|_| announce) {
+                let joined = Event::Joined {
+                    node: name.to_owned(),
+                    ns: local.key.0.clone(),
+                    room: local.key.1.clone(),
+                    peer: peer.clone(),
+                };
+                pipe.cmd("PUBLISH")
+                    .arg(wire::EVENTS)
+                    .arg(joined.to_json())
+                    .ignore();
+            }
         }
         let replies: Vec<Vec<String>> = match pipelined(&pipe, conn).await {
             // The scripts were flushed (SCRIPT FLUSH, a failover behind a proxy): load
