@@ -73,6 +73,12 @@ fn disguises(v4: Ipv4Addr) -> Vec<(&'static str, Ipv6Addr)> {
             v6(0x2001_0000_4136_e378_8000_63bf << 32 | inverted),
         ),
         ("Teredo, no server", v6(0x2001_0000 << 96 | inverted)),
+        ("SIIT", v6(0xffff_0000 << 32 | b)),
+        ("ISATAP", v6(0x2001_0db8_0000_0001_0000_5efe << 32 | b)),
+        (
+            "ISATAP, global",
+            v6(0x2a00_1450_0000_0000_0200_5efe << 32 | b),
+        ),
     ]
 }
 

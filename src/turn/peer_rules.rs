@@ -106,14 +106,18 @@ pub const DEFAULT_DENIED: &[(IpNet, Denied)] = &[
 
 /// The IPv4 address an IPv6 address disguises, if any.
 ///
-/// IPv4-mapped `::ffff:0:0/96`; IPv4-compatible `::/96` (except `::` and `::1`); NAT64
-/// `64:ff9b::/96` and the local-use `64:ff9b:1::/48` (last 32 bits, as in a /96 inside it);
-/// 6to4 `2002::/16` (bits 16..48); Teredo `2001::/32` (client address, last 32 bits inverted).
+/// IPv4-mapped `::ffff:0:0/96`; SIIT IPv4-translated `::ffff:0:0:0/96` (RFC 2765);
+/// IPv4-compatible `::/96` (except `::` and `::1`); NAT64 `64:ff9b::/96` and the local-use
+/// `64:ff9b:1::/48` (last 32 bits, as in a /96 inside it); 6to4 `2002::/16` (bits 16..48);
+/// Teredo `2001::/32` (client address, last 32 bits inverted); and, for any other prefix, an
+/// ISATAP interface identifier ([`isatap_ipv4`]).
 pub fn embedded_ipv4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     let bits = u128::from(ip);
     let last32 = bits as u32;
     if let Some(mapped) = ip.to_ipv4_mapped() {
         Some(mapped)
+    } else if bits >> 32 == 0xffff_0000 {
+        Some(Ipv4Addr::from(last32))
     } else if bits >> 32 == 0 {
         (bits > 1).then_some(Ipv4Addr::from(last32))
     } else if bits >> 32 == 0x0064_ff9b_0000_0000_0000_0000 || bits >> 80 == 0x0064_ff9b_0001 {
@@ -123,17 +127,31 @@ pub fn embedded_ipv4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     } else if bits >> 96 == 0x2001_0000 {
         Some(Ipv4Addr::from(!last32))
     } else {
-        None
+        isatap_ipv4(ip)
     }
 }
 
-/// The address itself and the IPv4 address it disguises, embedded first.
-fn candidates(ip: IpAddr) -> [Option<IpAddr>; 2] {
-    let embedded = match ip {
-        IpAddr::V4(_) => None,
-        IpAddr::V6(v6) => embedded_ipv4(v6).map(IpAddr::V4),
+/// The IPv4 address in an ISATAP interface identifier (RFC 5214 §6.1): `…:0000:5efe:a.b.c.d`,
+/// or `…:0200:5efe:a.b.c.d` for a global IPv4 address, under any /64 prefix. The
+/// universal/local and group bits are ignored, so every spelling a host's ISATAP interface
+/// would route to `a.b.c.d` is caught.
+pub fn isatap_ipv4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let bits = u128::from(ip);
+    let iid_high = (bits >> 32) as u32;
+    (iid_high & 0xfcff_ffff == 0x0000_5efe).then_some(Ipv4Addr::from(bits as u32))
+}
+
+/// The address itself and the IPv4 addresses it disguises, embedded first. An address can
+/// carry two (a 6to4 prefix with an ISATAP interface identifier); both are judged.
+fn candidates(ip: IpAddr) -> [Option<IpAddr>; 3] {
+    let (embedded, isatap) = match ip {
+        IpAddr::V4(_) => (None, None),
+        IpAddr::V6(v6) => (
+            embedded_ipv4(v6).map(IpAddr::V4),
+            isatap_ipv4(v6).map(IpAddr::V4),
+        ),
     };
-    [embedded, Some(ip)]
+    [embedded, isatap, Some(ip)]
 }
 
 /// The default class of one address, ignoring disguises.
@@ -312,10 +330,17 @@ mod tests {
     }
 
     /// Every IPv6 disguise of `v4` that [`embedded_ipv4`] understands.
-    fn disguises(v4: Ipv4Addr) -> [Ipv6Addr; 5] {
+    fn disguises(v4: Ipv4Addr) -> [Ipv6Addr; 9] {
         let b = u128::from(v4.to_bits());
         [
             v4.to_ipv6_mapped(),
+            // SIIT: ::ffff:0:a.b.c.d.
+            Ipv6Addr::from_bits(0xffff_0000 << 32 | b),
+            // ISATAP under public prefixes: the private (0000:5efe) and global (0200:5efe)
+            // forms, and with the group bit set too (0300:5efe).
+            Ipv6Addr::from_bits(0x2001_0db8_0001_0002_0000_5efe << 32 | b),
+            Ipv6Addr::from_bits(0x2606_4700_0000_0000_0200_5efe << 32 | b),
+            Ipv6Addr::from_bits(0x2a00_1450_0000_0000_0300_5efe << 32 | b),
             Ipv6Addr::from_bits(b),
             Ipv6Addr::from_bits(0x0064_ff9b << 96 | b),
             Ipv6Addr::from_bits(0x2002 << 112 | b << 80 | 1),
@@ -337,14 +362,23 @@ mod tests {
             }
         }
         // The constructors above agree with the textbook spellings.
-        let literals = "::ffff:127.0.0.1 ::127.0.0.1 64:ff9b::7f00:1 2002:7f00:1::1 \
-            2001:0:4136:e378:8000:63bf:80ff:fffe";
+        let literals = "::ffff:127.0.0.1 ::ffff:0:127.0.0.1 2001:db8:1:2:0:5efe:127.0.0.1 \
+            2606:4700::200:5efe:127.0.0.1 2a00:1450::300:5efe:127.0.0.1 ::127.0.0.1 64:ff9b::7f00:1 \
+            2002:7f00:1::1 2001:0:4136:e378:8000:63bf:80ff:fffe";
         for (built, literal) in disguises(Ipv4Addr::LOCALHOST)
             .iter()
             .zip(literals.split(' '))
         {
             assert_eq!(IpAddr::V6(*built), ip(literal));
         }
+        // A 6to4 prefix carrying a public IPv4 with an ISATAP identifier carrying loopback:
+        // each embedded address is judged, so the loopback one refuses it.
+        assert_eq!(
+            strict().allows_ip(ip("2002:808:808::5efe:127.0.0.1")),
+            Err(Loopback)
+        );
+        // ISATAP under the link-local prefix is refused both ways.
+        assert!(strict().allows_ip(ip("fe80::5efe:10.0.0.1")).is_err());
     }
 
     #[test]
@@ -356,6 +390,10 @@ mod tests {
             Ipv6Addr::UNSPECIFIED,
             Ipv6Addr::LOCALHOST,
             "2003::1".parse().unwrap(),
+            // Near misses of SIIT and ISATAP.
+            "::fffe:0:7f00:1".parse().unwrap(),
+            "2003::1:5efe:7f00:1".parse().unwrap(),
+            "2003::400:5efe:7f00:1".parse().unwrap(),
         ] {
             assert_eq!(embedded_ipv4(plain), None, "{plain}");
         }
