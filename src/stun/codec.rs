@@ -4,7 +4,9 @@
 //! byte the crate indexes is known to be there and every way a packet can be wrong has a name
 //! ([`Malformed`]) that the server counts.
 
-use stun::attributes::{ATTR_FINGERPRINT, AttrType};
+use stun::attributes::{
+    ATTR_FINGERPRINT, ATTR_MESSAGE_INTEGRITY, ATTR_MESSAGE_INTEGRITY_SHA256, AttrType,
+};
 use stun::message::{MAGIC_COOKIE, Message};
 
 /// Size of the STUN header: type, length, magic cookie, transaction ID.
@@ -105,7 +107,8 @@ pub fn message_len(buf: &[u8]) -> Result<Option<usize>, Malformed> {
 ///
 /// Beyond what the `stun` crate checks: the length field must match the packet exactly,
 /// attributes must tile the body, and FINGERPRINT, when present, must be last and correct
-/// (RFC 8489 §14.7).
+/// (RFC 8489 §14.7). Attributes after an integrity attribute are dropped from
+/// `msg.attributes` ([`ignore_after_integrity`]); `msg.raw` keeps every byte.
 pub fn decode_into(packet: &[u8], msg: &mut Message) -> Result<(), Malformed> {
     match message_len(packet)? {
         None => return Err(Malformed::Truncated),
@@ -125,7 +128,32 @@ pub fn decode_into(packet: &[u8], msg: &mut Message) -> Result<(), Malformed> {
             return Err(Malformed::BadFingerprint);
         }
     }
+    ignore_after_integrity(msg);
     Ok(())
+}
+
+/// RFC 8489 §14.5 and §14.6: the MAC covers only what precedes it, so nothing after it may
+/// count. After MESSAGE-INTEGRITY only MESSAGE-INTEGRITY-SHA256 and FINGERPRINT are kept;
+/// after MESSAGE-INTEGRITY-SHA256 only FINGERPRINT. Everything else that follows is removed
+/// from the decoded attribute list, so no handler can act on what an on-path attacker
+/// appended to a signed request (a second XOR-PEER-ADDRESS, LIFETIME=0, …).
+pub fn ignore_after_integrity(msg: &mut Message) {
+    let mut seen_sha1 = false;
+    let mut seen_sha256 = false;
+    msg.attributes.0.retain(|attr| {
+        let keep = if seen_sha256 {
+            attr.typ == ATTR_FINGERPRINT
+        } else if seen_sha1 {
+            attr.typ == ATTR_FINGERPRINT || attr.typ == ATTR_MESSAGE_INTEGRITY_SHA256
+        } else {
+            true
+        };
+        if keep {
+            seen_sha1 |= attr.typ == ATTR_MESSAGE_INTEGRITY;
+            seen_sha256 |= attr.typ == ATTR_MESSAGE_INTEGRITY_SHA256;
+        }
+        keep
+    });
 }
 
 /// Walks the attribute list; returns the body offset of FINGERPRINT if there is one.
@@ -270,6 +298,44 @@ mod tests {
             decode_into(&m.raw, &mut out),
             Err(Malformed::BadFingerprint)
         );
+    }
+
+    #[test]
+    fn attributes_after_integrity_are_ignored() {
+        use stun::attributes::{ATTR_LIFETIME, ATTR_SOFTWARE, ATTR_USERNAME};
+        let mut m = Message::new();
+        m.build(&[Box::new(BINDING_REQUEST)]).unwrap();
+        m.add(ATTR_USERNAME, b"user");
+        m.add(ATTR_MESSAGE_INTEGRITY, &[1; 20]);
+        m.add(ATTR_LIFETIME, &[0; 4]);
+        m.add(ATTR_MESSAGE_INTEGRITY_SHA256, &[2; 32]);
+        m.add(ATTR_SOFTWARE, b"appended");
+        m.add(ATTR_MESSAGE_INTEGRITY, &[3; 20]);
+        FINGERPRINT.add_to(&mut m).unwrap();
+        let mut out = Message::new();
+        decode_into(&m.raw, &mut out).unwrap();
+        let types: Vec<AttrType> = out.attributes.0.iter().map(|a| a.typ).collect();
+        assert_eq!(
+            types,
+            [
+                ATTR_USERNAME,
+                ATTR_MESSAGE_INTEGRITY,
+                ATTR_MESSAGE_INTEGRITY_SHA256,
+                ATTR_FINGERPRINT
+            ]
+        );
+        assert!(out.get(ATTR_LIFETIME).is_err());
+        // The raw bytes are untouched: the MACs are checked over them.
+        assert_eq!(out.raw, m.raw);
+
+        // MESSAGE-INTEGRITY-SHA256 alone: only FINGERPRINT may follow it.
+        let mut m = Message::new();
+        m.build(&[Box::new(BINDING_REQUEST)]).unwrap();
+        m.add(ATTR_MESSAGE_INTEGRITY_SHA256, &[2; 32]);
+        m.add(ATTR_MESSAGE_INTEGRITY, &[1; 20]);
+        m.add(ATTR_LIFETIME, &[0; 4]);
+        decode_into(&m.raw, &mut out).unwrap();
+        assert_eq!(out.attributes.0.len(), 1);
     }
 
     #[test]

@@ -135,3 +135,38 @@ fn sha256_integrity_is_answered_in_kind() {
     assert_eq!(resp.typ.class, CLASS_SUCCESS_RESPONSE);
     assert_eq!(verify_integrity(&resp, &alice.key), Ok(Integrity::Sha256));
 }
+
+/// Signs `req` for `client`, then appends `after` past MESSAGE-INTEGRITY (as an on-path
+/// attacker could: the MAC still verifies) and FINGERPRINT.
+fn signed_then_appended(client: &Client, req: Req, after: impl FnOnce(Req) -> Req) -> Vec<u8> {
+    after(client.sign(req)).build()
+}
+
+#[test]
+fn attributes_appended_after_integrity_are_ignored() {
+    let mut h = Setup::default().start();
+    let alice = h.alice(1);
+    h.allocate(0, &alice);
+
+    // The only XOR-PEER-ADDRESS follows the MAC: as if there were none.
+    let raw = signed_then_appended(&alice, Req::new(METHOD_CREATE_PERMISSION), |r| {
+        r.peer(PEER_A)
+    });
+    let resp = h.send(0, alice.tuple, &raw);
+    assert_error(&resp, 400);
+    assert_eq!(h.route(0, relay(50000), PEER_A), None);
+
+    // A second peer appended after the MAC is not installed; the signed one is.
+    let raw = signed_then_appended(&alice, Req::permission(&[PEER_A]), |r| r.peer(PEER_B));
+    assert_success(&h.send(0, alice.tuple, &raw), &alice.key);
+    assert!(h.route(0, relay(50000), PEER_A).is_some());
+    assert_eq!(h.route(0, relay(50000), PEER_B), None);
+
+    // LIFETIME=0 appended to a signed Refresh does not delete the allocation.
+    let raw = signed_then_appended(&alice, Req::refresh(600), |r| r.lifetime(0));
+    let resp = h.send(0, alice.tuple, &raw);
+    assert_success(&resp, &alice.key);
+    assert_eq!(lifetime(&resp), 600);
+    assert_eq!(h.mgr.allocation_count(), 1);
+    assert_eq!(h.held(), vec![relay(50000)]);
+}
