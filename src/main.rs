@@ -58,7 +58,12 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         );
     }
     let config = Config::read(&path)?;
-    if let Some(Command::Token { room, ttl }) = &cli.command {
+    if let Some(Command::Token {
+        room,
+        ttl,
+        namespace,
+    }) = &cli.command
+    {
         let Some(secret) = &config.signal.token_secret else {
             bail!(
                 "{}: signal.token-secret is not set, so rturn accepts no tokens",
@@ -66,10 +71,11 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             );
         };
         let expiry = unix_now()? + ttl.as_secs();
-        println!(
-            "{}",
-            token::mint(secret.as_bytes(), expiry, room.as_deref())
-        );
+        let Some(minted) = token::mint(secret.as_bytes(), expiry, namespace, room.as_deref())
+        else {
+            bail!("--namespace {namespace:?}: a namespace with ':' cannot be bound to a token");
+        };
+        println!("{minted}");
         return Ok(());
     }
     if let Some(tls) = &config.tls {
