@@ -78,9 +78,15 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         println!("{minted}");
         return Ok(());
     }
+    // Asked of this machine, by --check-config and at start alike.
+    config
+        .check_relay_addresses()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     if let Some(tls) = &config.tls {
         // Certificates are part of "everything" that --check-config loads.
-        rturn::server::tls::load(tls).with_context(|| format!("{}", path.display()))?;
+        if let Err(e) = rturn::server::tls::load(tls) {
+            bail!("{}: {}", path.display(), tls_hint(tls, e));
+        }
     }
     if cli.check_config {
         println!("{}: ok", path.display());
@@ -141,6 +147,19 @@ fn handle_signals(
         }
     });
     Ok(())
+}
+
+/// `e`, or for a certificate or key this process may not read, who needs to read it and how.
+fn tls_hint(tls: &rturn::config::TlsConfig, e: rturn::server::tls::TlsError) -> String {
+    for (key, file) in [("tls.cert", &tls.cert), ("tls.key", &tls.key)] {
+        if let Err(denied) = std::fs::File::open(file)
+            && denied.kind() == std::io::ErrorKind::PermissionDenied
+        {
+            let why = rturn::config::read_error(file, &denied);
+            return format!("{} ({key}): {why}", file.display());
+        }
+    }
+    e.to_string()
 }
 
 fn unix_now() -> anyhow::Result<u64> {
