@@ -437,7 +437,11 @@ fn sighup_rotates_the_admin_token_and_applies_ice() {
     server.wait_line(|l| l.contains("configuration reloaded"));
     let (code, _) = http_request(http, "GET", "/admin/status", Some(NEW));
     assert_eq!(code, 404, "the admin API is still open");
-    assert!(!server.log().contains("restart required"), "{}", server.log());
+    assert!(
+        !server.log().contains("restart required"),
+        "{}",
+        server.log()
+    );
 }
 
 /// What only a restart applies is named in the log line and in `/healthz`, precisely, and
@@ -454,8 +458,7 @@ fn sighup_names_what_needs_a_restart() {
     };
     assert!(health(http).get("restart_required").is_none());
 
-    let moved = http_config("", "")
-        .replace("udp = [\"127.0.0.1:0\"]", "udp = [\"127.0.0.1:3\"]")
+    let moved = http_config("", "").replace("udp = [\"127.0.0.1:0\"]", "udp = [\"127.0.0.1:3\"]")
         + "[server]\nworkers = 3\n";
     assert_ne!(moved, http_config("", ""));
     std::fs::write(&path, moved).unwrap();
