@@ -294,9 +294,9 @@ impl Importer {
         if !given.is_empty() || !needed {
             return given;
         }
-        let concrete = |ip: &IpAddr| {
-            !ip.is_unspecified() && !ip.is_multicast() && !(public && ip.is_loopback())
-        };
+        let unusable =
+            |ip: &IpAddr| ip.is_unspecified() || ip.is_multicast() || (public && ip.is_loopback());
+        let concrete = |ip: &IpAddr| !unusable(ip);
         let one_per_family = |ips: Vec<IpAddr>, why: &'static str| {
             let v4 = ips.iter().copied().find(IpAddr::is_ipv4);
             let v6 = ips.iter().copied().find(IpAddr::is_ipv6);
