@@ -291,7 +291,7 @@ fn permission_denied_is_said_once_with_who_and_how() {
         )),
         "{stderr}"
     );
-    assert!(stderr.contains(&format!("(uid {uid})")), "{stderr}");
+    assert!(stderr.contains(&format!("uid {uid}")), "{stderr}");
     assert!(
         stderr.contains("chmod") && stderr.contains("LoadCredential="),
         "{stderr}"
@@ -318,6 +318,6 @@ fn permission_denied_is_said_once_with_who_and_how() {
         stderr.contains(&format!("{} (tls.key)", key.display())),
         "{stderr}"
     );
-    assert!(stderr.contains(&format!("(uid {uid})")), "{stderr}");
+    assert!(stderr.contains(&format!("uid {uid}")), "{stderr}");
     assert!(stderr.contains("LoadCredential="), "{stderr}");
 }

@@ -282,7 +282,7 @@ pub(super) fn render(src: &Sources) -> String {
             &mut out,
             "signal_errors_total",
             "counter",
-            "Signaling error frames sent to clients, by code.",
+            "Signaling error frames answering text messages, by code.",
             &labelled(&errors),
         );
         if let Some(cluster) = hub.cluster() {

@@ -561,7 +561,8 @@ pub async fn run(
 #[derive(Debug)]
 pub enum Control {
     /// Apply this (already validated) configuration: credentials, peer rules, quotas,
-    /// lifetimes, signaling limits and the certificate, without dropping anything.
+    /// lifetimes, signaling limits, origins, the admin token, `[ice]` and the certificate,
+    /// without dropping anything; what only a restart applies is named (see `reload.rs`).
     Reload(Box<Config>),
     /// Refuse new allocations and exit when the last one ends (or `drain-timeout`).
     Drain,
