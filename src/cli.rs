@@ -53,6 +53,9 @@ pub enum Command {
         /// Only valid in this room (connect with `/ws?token=...&room=ROOM`).
         #[arg(long)]
         room: Option<String>,
+        /// Valid under `/ws/NAMESPACE` (and only there); without it, under plain `/ws`.
+        #[arg(long, default_value = "")]
+        namespace: String,
         /// How long the token is valid, e.g. "30m", "1h", "7d".
         #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
         ttl: std::time::Duration,
@@ -130,10 +133,16 @@ mod tests {
     fn token_subcommand_takes_config_anywhere() {
         let cli = parse(&["token", "--room", "demo", "--ttl", "30m", "-c", "x.toml"]);
         assert_eq!(cli.config_path().0, PathBuf::from("x.toml"));
-        let Some(Command::Token { room, ttl }) = cli.command else {
+        let Some(Command::Token {
+            room,
+            ttl,
+            namespace,
+        }) = cli.command
+        else {
             panic!("not the token command");
         };
         assert_eq!(room.as_deref(), Some("demo"));
+        assert_eq!(namespace, "", "plain /ws unless --namespace");
         assert_eq!(ttl, std::time::Duration::from_secs(1800));
         assert!(Cli::try_parse_from(["rturn", "token", "--ttl", "soon"]).is_err());
     }

@@ -15,12 +15,21 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
 
+mod host;
+
+pub use host::read_error;
+
 /// Where rturn looks for its configuration when `-c` is not given.
 pub const DEFAULT_PATH: &str = "/etc/rturn/turnserver.toml";
 /// The STUN/TURN port of RFC 8489 §9, used by the default listen addresses.
 pub const DEFAULT_PORT: u16 = 3478;
 /// The password the shipped `conf/turnserver.toml` carries; refused on public addresses.
 pub const PLACEHOLDER_SECRET: &str = "change-me";
+/// The shortest secret rturn accepts where it guards anything reachable from elsewhere:
+/// `token-secret`, `admin.token` and `nonce-secret` always, `static-auth-secret` and user
+/// passwords once a listener is not on loopback (a REST secret or password is guessed
+/// offline from one captured request).
+pub const MIN_SECRET_LEN: usize = 16;
 /// How long a TCP connection may stay silent before it is closed.
 pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How many client TCP connections are served at once; more wait in the kernel backlog.
@@ -641,12 +650,12 @@ impl std::error::Error for KeyError {}
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read at all.
-    #[error("{}: cannot read the file: {source}", path.display())]
+    #[error("{}: cannot read the file: {}", path.display(), read_error(path, error))]
     Read {
         /// The file.
         path: PathBuf,
-        /// Why.
-        source: std::io::Error,
+        /// Why (in the message, not a chained source: printed once).
+        error: std::io::Error,
     },
     /// The file was read but a key is wrong.
     #[error("{}: {error}", path.display())]
@@ -661,9 +670,9 @@ pub enum ConfigError {
 impl Config {
     /// Reads, parses and validates the file at `path`.
     pub fn read(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_owned(),
-            source,
+            error,
         })?;
         Self::from_toml(&text).map_err(|error| ConfigError::Invalid {
             path: path.to_owned(),
@@ -891,6 +900,18 @@ impl Config {
             }
         }
         self.external_ips()?;
+        let loopback = relay.relay_ip.iter().find(|ip| ip.is_loopback());
+        if let (Some(ip), Some(public)) = (loopback, self.public_listen_address()) {
+            return Err(KeyError::new(
+                "relay.relay-ip",
+                format!(
+                    "{ip} is loopback, but rturn listens on {public}: clients there would be \
+                     handed relay addresses nobody else can reach. Set relay-ip to this \
+                     machine's own address (and behind NAT, relay.external-ip to the public \
+                     one), or listen on loopback only"
+                ),
+            ));
+        }
         let lifetimes = [
             ("relay.allocation-lifetime", relay.allocation_lifetime),
             (
@@ -1016,16 +1037,16 @@ impl Config {
                 ));
             }
         }
-        if signal.token_secret.as_deref().is_some_and(|s| s.len() < 16) {
+        if (signal.token_secret.as_deref()).is_some_and(|s| s.len() < MIN_SECRET_LEN) {
             return Err(KeyError::new(
                 "signal.token-secret",
-                "must be at least 16 characters",
+                format!("must be at least {MIN_SECRET_LEN} characters"),
             ));
         }
-        if self.admin.token.as_deref().is_some_and(|t| t.len() < 16) {
+        if (self.admin.token.as_deref()).is_some_and(|t| t.len() < MIN_SECRET_LEN) {
             return Err(KeyError::new(
                 "admin.token",
-                "must be at least 16 characters",
+                format!("must be at least {MIN_SECRET_LEN} characters"),
             ));
         }
         if self.admin.listen.is_some() && self.admin.token.is_none() {
@@ -1072,7 +1093,8 @@ impl Config {
                     "a 0x-prefixed key must be 32 hex digits (MD5 of \"user:realm:password\")",
                 ));
             }
-            check_placeholder(&key, password, public)?;
+            let md5_key = password.starts_with("0x");
+            check_secret(&key, password, public, !md5_key)?;
         }
         if self.auth.nonce_lifetime < Duration::from_secs(10) {
             return Err(KeyError::new(
@@ -1084,11 +1106,22 @@ impl Config {
             .auth
             .nonce_secret
             .as_deref()
-            .is_some_and(|s| s.len() < 16)
+            .is_some_and(|s| s.len() < MIN_SECRET_LEN)
         {
             return Err(KeyError::new(
                 "auth.nonce-secret",
-                "must be at least 16 characters (it keys every nonce)",
+                format!("must be at least {MIN_SECRET_LEN} characters (it keys every nonce)"),
+            ));
+        }
+        let sep = self.auth.rest_separator;
+        if sep.is_ascii_digit() || sep.is_control() || sep.is_whitespace() {
+            return Err(KeyError::new(
+                "auth.rest-separator",
+                format!(
+                    "{sep:?} cannot separate the expiry from the user in a REST username \
+                     (\"1700000000{sep}alice\"): it would read as part of the expiry or vanish; \
+                     use ':' (coturn's default) or another punctuation character"
+                ),
             ));
         }
         for (i, secret) in self.auth.static_auth_secret.iter().enumerate() {
@@ -1096,7 +1129,7 @@ impl Config {
             if secret.is_empty() {
                 return Err(KeyError::new(key, "a secret must not be empty"));
             }
-            check_placeholder(&key, secret, public)?;
+            check_secret(&key, secret, public, true)?;
         }
         Ok(())
     }
@@ -1115,17 +1148,36 @@ impl Config {
     }
 }
 
-/// The shipped secret is fine on loopback; anywhere else it is an open relay waiting to happen.
-fn check_placeholder(key: &str, secret: &str, public: Option<SocketAddr>) -> Result<(), KeyError> {
-    match public {
-        Some(addr) if secret == PLACEHOLDER_SECRET => Err(KeyError::new(
+/// The shipped secret, or any shorter than [`MIN_SECRET_LEN`] (when `measured`: not for an
+/// MD5 key), is fine on loopback; anywhere else it is an open relay waiting to happen.
+fn check_secret(
+    key: &str,
+    secret: &str,
+    public: Option<SocketAddr>,
+    measured: bool,
+) -> Result<(), KeyError> {
+    let Some(addr) = public else {
+        return Ok(());
+    };
+    if secret == PLACEHOLDER_SECRET {
+        return Err(KeyError::new(
             key,
             format!(
                 "still the shipped placeholder {PLACEHOLDER_SECRET:?}; set a real secret before listening on {addr}"
             ),
-        )),
-        _ => Ok(()),
+        ));
     }
+    if measured && secret.chars().count() < MIN_SECRET_LEN {
+        return Err(KeyError::new(
+            key,
+            format!(
+                "must be at least {MIN_SECRET_LEN} characters while rturn listens on {addr}, \
+                 like every other secret (a short one is guessed offline from one captured \
+                 request); loopback-only listeners accept shorter ones"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Turns a toml/serde error into a [`KeyError`]: the key path from serde_path_to_error (it
@@ -1274,12 +1326,10 @@ mod tests {
 
     #[test]
     fn secret_may_be_one_string_or_a_list() {
-        let one = Config::from_toml(
-            "realm = \"r\"\n[relay]\nrelay-ip = \"::1\"\n[auth]\nstatic-auth-secret = \"s1\"\n",
-        );
+        let one = Config::from_toml(&format!("{LOCAL}[auth]\nstatic-auth-secret = \"s1\"\n"));
         assert_eq!(one.unwrap().auth.static_auth_secret, ["s1"]);
-        let many = "realm = \"r\"\n[relay]\nrelay-ip = \"::1\"\n[auth]\nstatic-auth-secret = [\"s1\", \"s2\"]\n";
-        let many = Config::from_toml(many).unwrap();
+        let many = format!("{LOCAL}[auth]\nstatic-auth-secret = [\"s1\", \"s2\"]\n");
+        let many = Config::from_toml(&many).unwrap();
         assert_eq!(many.auth.static_auth_secret, ["s1", "s2"]);
         let bad = err("realm = \"r\"\n[auth]\nstatic-auth-secret = 5\n");
         assert_eq!(bad.key, "auth.static-auth-secret");
@@ -1439,8 +1489,114 @@ mod tests {
 
     #[test]
     fn md5_keys_are_accepted() {
-        let text = "realm = \"r\"\n[relay]\nrelay-ip = \"127.0.0.1\"\n[auth.users]\nbob = \"0x0123456789abcdef0123456789ABCDEF\"\n";
+        let text = "realm = \"r\"\n[relay]\nrelay-ip = \"10.0.0.5\"\n[auth.users]\nbob = \"0x0123456789abcdef0123456789ABCDEF\"\n";
         Config::from_toml(text).unwrap();
+    }
+
+    /// Loopback listeners and relay address: what the shipped config and the tests use.
+    const LOCAL: &str = "realm = \"r\"\n[listen]\nudp = [\"127.0.0.1:3478\"]\ntcp = []\n\
+                         [relay]\nrelay-ip = \"127.0.0.1\"\n";
+    /// A public listener (the default 0.0.0.0:3478) and a relay address of its own.
+    const PUBLIC: &str = "realm = \"r\"\n[relay]\nrelay-ip = \"10.0.0.5\"\n";
+
+    /// Every secret that guards a public listener needs 16 characters: static-auth-secret
+    /// and user passwords now too, like token-secret, admin.token and nonce-secret.
+    #[test]
+    fn secrets_on_a_public_listener_need_16_characters() {
+        let cases = [
+            (
+                "[auth]\nstatic-auth-secret = \"x\"\n",
+                "auth.static-auth-secret[0]",
+            ),
+            (
+                "[auth]\nstatic-auth-secret = [\"0123456789abcdef\", \"short\"]\n",
+                "auth.static-auth-secret[1]",
+            ),
+            ("[auth.users]\nalice = \"p\"\n", "auth.users.alice"),
+            (
+                "[auth.users]\nalice = \"fifteen chars!!\"\n",
+                "auth.users.alice",
+            ),
+        ];
+        for (section, key) in cases {
+            let e = err(&format!("{PUBLIC}{section}"));
+            assert_eq!(e.key, key, "{section}");
+            assert!(e.message.contains("16 characters"), "{e}");
+            assert!(e.message.contains("0.0.0.0:3478"), "{e}");
+            // The same on loopback listeners is fine (the shipped config, the tests).
+            Config::from_toml(&format!("{LOCAL}{section}")).unwrap();
+        }
+        for good in [
+            "[auth]\nstatic-auth-secret = \"0123456789abcdef\"\n",
+            "[auth.users]\nalice = \"sixteen chars!!!\"\n",
+            "[auth.users]\nbob = \"0x0123456789abcdef0123456789abcdef\"\n",
+        ] {
+            Config::from_toml(&format!("{PUBLIC}{good}")).unwrap();
+        }
+    }
+
+    /// A digit separator breaks every REST username: "1700000000" + "5" + "alice" reads as
+    /// one longer expiry.
+    #[test]
+    fn rest_separator_must_not_be_part_of_an_expiry() {
+        for sep in ["5", "0", " ", "\\t"] {
+            let e = err(&format!("{LOCAL}[auth]\nrest-separator = \"{sep}\"\n"));
+            assert_eq!(e.key, "auth.rest-separator", "{sep:?}");
+        }
+        for sep in [":", "-", "_", "."] {
+            Config::from_toml(&format!("{LOCAL}[auth]\nrest-separator = \"{sep}\"\n")).unwrap();
+        }
+    }
+
+    #[test]
+    fn loopback_relay_ip_beside_a_public_listener_is_refused() {
+        for (listen, relay) in [
+            ("", "127.0.0.1"),
+            (
+                "[listen]\nudp = [\"192.0.2.7:3478\"]\ntcp = []\n",
+                "127.0.0.1",
+            ),
+            (
+                "[listen]\nudp = [\"127.0.0.1:3478\"]\ntcp = []\nhttp = \"0.0.0.0:80\"\n",
+                "127.0.0.1",
+            ),
+            ("[listen]\nudp = [\"[::]:3478\"]\ntcp = []\n", "::1"),
+        ] {
+            let e = err(&format!(
+                "realm = \"r\"\n{listen}[relay]\nrelay-ip = \"{relay}\"\n"
+            ));
+            assert_eq!(e.key, "relay.relay-ip", "{listen}");
+            assert!(e.message.contains("external-ip"), "{e}");
+        }
+        Config::from_toml(LOCAL).unwrap();
+    }
+
+    /// Binding says whether relay-ip is this machine's; 192.0.2.1 (documentation) is not.
+    #[test]
+    fn relay_ip_must_be_an_address_of_this_machine() {
+        let local = Config::from_toml(LOCAL).unwrap();
+        local.check_relay_addresses().unwrap();
+        let foreign = Config::from_toml(
+            "realm = \"r\"\n[listen]\nudp = [\"127.0.0.1:3478\"]\ntcp = []\n\
+             [relay]\nrelay-ip = \"192.0.2.1\"\n",
+        )
+        .unwrap();
+        let e = foreign.check_relay_addresses().unwrap_err();
+        assert_eq!(e.key, "relay.relay-ip");
+        assert!(e.message.contains("not an address of this machine"), "{e}");
+    }
+
+    /// Said once, naming who must read the file and how.
+    #[test]
+    fn permission_denied_says_who_and_how() {
+        let e = ConfigError::Read {
+            path: PathBuf::from("/etc/rturn/turnserver.toml"),
+            error: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        }
+        .to_string();
+        assert_eq!(e.matches("ermission denied").count(), 1, "{e}");
+        assert!(e.contains(&format!("uid {}", nix::unistd::getuid())), "{e}");
+        assert!(e.contains("chmod") && e.contains("LoadCredential"), "{e}");
     }
 
     #[test]

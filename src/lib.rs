@@ -7,7 +7,8 @@
 //! # Layout
 //!
 //! - [`cli`]: the command line (`rturn -c FILE`, `--check-config`, `-v`/`-q`).
-//! - [`config`]: the TOML configuration, its defaults and its validation.
+//! - [`config`]: the TOML configuration, its defaults and its validation (pure), and the two
+//!   checks that ask the machine (`relay-ip` is ours; who could not read a file).
 //! - [`stun`]: the STUN wire codec, TCP framing and the Binding responder. Pure: no tokio,
 //!   no sockets, no clock, so every path is unit-tested on bytes.
 //! - [`auth`]: long-term credentials, TURN REST secrets, stateless nonces. Pure.
@@ -17,7 +18,8 @@
 //! - [`signal`]: the signaling relay: protocol and room registry (pure), WebSocket glue.
 //! - [`client_key`]: who a client is for per-address limits (IPv4, or IPv6 by /64).
 //! - [`random`]: values from the OS CSPRNG (nonce keys, relay ports, tokens, IDs).
-//! - [`http`]: the axum routes: `/ws`, `/api/ice-servers`, pages from `web/`, `/healthz`.
+//! - [`http`]: the axum routes: `/ws`, `/api/ice-servers`, pages from `web/`, `/healthz`;
+//!   the origin rules (pure).
 //! - [`server`]: tokio glue only: binding the `[listen]` sockets (one SO_REUSEPORT UDP socket
 //!   per worker), relay sockets, one expiry timer per shard, the per-source bucket for
 //!   unauthenticated requests and the TCP/TLS connection limits, counting what was seen, and

@@ -58,7 +58,12 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         );
     }
     let config = Config::read(&path)?;
-    if let Some(Command::Token { room, ttl }) = &cli.command {
+    if let Some(Command::Token {
+        room,
+        ttl,
+        namespace,
+    }) = &cli.command
+    {
         let Some(secret) = &config.signal.token_secret else {
             bail!(
                 "{}: signal.token-secret is not set, so rturn accepts no tokens",
@@ -66,15 +71,22 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             );
         };
         let expiry = unix_now()? + ttl.as_secs();
-        println!(
-            "{}",
-            token::mint(secret.as_bytes(), expiry, room.as_deref())
-        );
+        let Some(minted) = token::mint(secret.as_bytes(), expiry, namespace, room.as_deref())
+        else {
+            bail!("--namespace {namespace:?}: a namespace with ':' cannot be bound to a token");
+        };
+        println!("{minted}");
         return Ok(());
     }
+    // Asked of this machine, by --check-config and at start alike.
+    config
+        .check_relay_addresses()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     if let Some(tls) = &config.tls {
         // Certificates are part of "everything" that --check-config loads.
-        rturn::server::tls::load(tls).with_context(|| format!("{}", path.display()))?;
+        if let Err(e) = rturn::server::tls::load(tls) {
+            bail!("{}: {}", path.display(), tls_hint(tls, e));
+        }
     }
     if cli.check_config {
         println!("{}: ok", path.display());
@@ -135,6 +147,19 @@ fn handle_signals(
         }
     });
     Ok(())
+}
+
+/// `e`, or for a certificate or key this process may not read, who needs to read it and how.
+fn tls_hint(tls: &rturn::config::TlsConfig, e: rturn::server::tls::TlsError) -> String {
+    for (key, file) in [("tls.cert", &tls.cert), ("tls.key", &tls.key)] {
+        if let Err(denied) = std::fs::File::open(file)
+            && denied.kind() == std::io::ErrorKind::PermissionDenied
+        {
+            let why = rturn::config::read_error(file, &denied);
+            return format!("{} ({key}): {why}", file.display());
+        }
+    }
+    e.to_string()
 }
 
 fn unix_now() -> anyhow::Result<u64> {

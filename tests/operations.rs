@@ -365,3 +365,129 @@ async fn admin_api_needs_its_token_lists_kicks_and_drains() {
         .unwrap();
     assert!(status.success(), "{status}");
 }
+
+/// A config with an HTTP listener, `[admin]` and `[ice]` sections as given.
+fn http_config(admin: &str, ice: &str) -> String {
+    config("alice = \"wonderland\"\n", "s", "")
+        .replace("tcp = [", "http = \"127.0.0.1:0\"\ntcp = [")
+        + admin
+        + ice
+}
+
+/// `/api/ice-servers` as JSON.
+fn ice_servers(http: std::net::SocketAddr) -> serde_json::Value {
+    let (code, body) = http_request(http, "GET", "/api/ice-servers", None);
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// SIGHUP used to log "configuration reloaded" and keep the old admin token valid (a leaked
+/// token could not be rotated, a removed [admin] left the API open) and the old [ice].
+#[test]
+fn sighup_rotates_the_admin_token_and_applies_ice() {
+    const OLD: &str = "old-admin-token-0123456789";
+    const NEW: &str = "new-admin-token-0123456789";
+    let admin = |token: &str| format!("[admin]\ntoken = \"{token}\"\n");
+    let (dir, path) = write_config(&http_config(
+        &admin(OLD),
+        "[ice]\ncredential-ttl = \"10m\"\n",
+    ));
+    let mut server = Server::start_file(dir, &path);
+    let http = server.http_addr();
+    assert_eq!(http_request(http, "GET", "/admin/status", Some(OLD)).0, 200);
+    let before = ice_servers(http);
+    assert_eq!(before["ttl"], 600);
+    assert!(before.to_string().contains("turn:127.0.0.1:"), "{before}");
+
+    std::fs::write(
+        &path,
+        http_config(
+            &admin(NEW),
+            "[ice]\ncredential-ttl = \"20m\"\npublic-host = \"turn.example.org\"\n",
+        ),
+    )
+    .unwrap();
+    signal(&server, Signal::SIGHUP);
+    server.wait_line(|l| l.contains("configuration reloaded"));
+    assert_eq!(
+        http_request(http, "GET", "/admin/status", Some(OLD)).0,
+        401,
+        "the rotated token still works"
+    );
+    assert_eq!(http_request(http, "GET", "/admin/status", Some(NEW)).0, 200);
+    let after = ice_servers(http);
+    assert_eq!(after["ttl"], 1200, "{after}");
+    let urls = after["iceServers"].to_string();
+    assert!(
+        urls.contains("turn:turn.example.org:") && !urls.contains("127.0.0.1"),
+        "{after}"
+    );
+    // The minted credentials follow the new TTL too.
+    let username = after["iceServers"][1]["username"].as_str().unwrap();
+    let expiry: u64 = username.split(':').next().unwrap().parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(expiry.abs_diff(now + 1200) <= 60, "{username}");
+
+    // Removing [admin] closes the API.
+    std::fs::write(&path, http_config("", "")).unwrap();
+    signal(&server, Signal::SIGHUP);
+    server.wait_line(|l| l.contains("configuration reloaded"));
+    let (code, _) = http_request(http, "GET", "/admin/status", Some(NEW));
+    assert_eq!(code, 404, "the admin API is still open");
+    assert!(
+        !server.log().contains("restart required"),
+        "{}",
+        server.log()
+    );
+}
+
+/// What only a restart applies is named in the log line and in `/healthz`, precisely, and
+/// the server keeps serving on the old values.
+#[test]
+fn sighup_names_what_needs_a_restart() {
+    let (dir, path) = write_config(&http_config("", ""));
+    let mut server = Server::start_file(dir, &path);
+    let http = server.http_addr();
+    let health = |http| {
+        let (code, body) = http_request(http, "GET", "/healthz", None);
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()
+    };
+    assert!(health(http).get("restart_required").is_none());
+
+    let moved = http_config("", "").replace("udp = [\"127.0.0.1:0\"]", "udp = [\"127.0.0.1:3\"]")
+        + "[server]\nworkers = 3\n";
+    assert_ne!(moved, http_config("", ""));
+    std::fs::write(&path, moved).unwrap();
+    signal(&server, Signal::SIGHUP);
+    let line = server.wait_line(|l| l.contains("configuration reloaded"));
+    assert!(
+        line.contains("restart required for listen.udp, server.workers"),
+        "{line}"
+    );
+    let body = health(http);
+    assert_eq!(body["status"], "ok");
+    assert_eq!(
+        body["restart_required"],
+        serde_json::json!(["listen.udp", "server.workers"]),
+        "{body}"
+    );
+    // Still serving STUN on the address it bound.
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(TIMEOUT)).unwrap();
+    socket
+        .send_to(&binding_request(&[], false).raw, server.udp[0])
+        .unwrap();
+    let mut buf = [0; 512];
+    assert!(socket.recv_from(&mut buf).unwrap().0 >= 20);
+
+    // Back to the started values: nothing is pending any more.
+    std::fs::write(&path, http_config("", "")).unwrap();
+    signal(&server, Signal::SIGHUP);
+    let line = server.wait_line(|l| l.contains("configuration reloaded"));
+    assert!(!line.contains("restart"), "{line}");
+    assert!(health(http).get("restart_required").is_none());
+}

@@ -8,13 +8,16 @@ use ipnet::IpNet;
 
 use super::ranges::{LOOPBACK, MULTICAST, Range, minus_all};
 use super::{At, Conversion, Importer, Peers, Skip, Skipped, attention, clean, note};
-use crate::config::{DEFAULT_PORT, PLACEHOLDER_SECRET};
+use crate::config::{DEFAULT_PORT, MIN_SECRET_LEN, PLACEHOLDER_SECRET};
 
 /// coturn's TLS port, where rturn has no default.
 const COTURN_TLS_PORT: u16 = 5349;
 /// What rturn uses when the coturn file leaves something rturn requires unknown.
 pub(super) const PLACEHOLDER_REALM: &str = "example.org";
 pub(super) const PLACEHOLDER_RELAY_IP: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+/// The same on a public listener, where rturn refuses a loopback relay-ip: a documentation
+/// address (RFC 5737) that `--check-config` refuses as "not an address of this machine".
+pub(super) const PUBLIC_PLACEHOLDER_RELAY_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
 /// rturn's default allocation lifetime; a shorter maximum must shorten it too.
 const RTURN_ALLOCATION_LIFETIME: u64 = 600;
 
@@ -38,7 +41,7 @@ impl Importer {
         let public = listen.iter().any(|a| !a.ip().is_loopback());
         let (users, secrets) = self.credentials(public);
         let needs_relay = !users.is_empty() || !secrets.is_empty() || !self.external_ips.is_empty();
-        let relay_ips = self.relay_ips(needs_relay);
+        let relay_ips = self.relay_ips(needs_relay, public);
         let mut relay = Toml::default();
         self.relay(&mut relay, &relay_ips);
         out.table("relay", relay);
@@ -194,17 +197,28 @@ impl Importer {
     fn credentials(&mut self, public: bool) -> (BTreeMap<String, At<String>>, Vec<String>) {
         let stun_only = "stun-only is set (TURN is off), so no credentials are carried over";
         let placeholder = "is rturn's placeholder, refused on a public address: choose another";
+        let short = format!(
+            "is shorter than {MIN_SECRET_LEN} characters, which rturn refuses on a public \
+             address: choose a longer one"
+        );
+        let weak = |secret: &str, measured: bool| {
+            if secret == PLACEHOLDER_SECRET {
+                Some(placeholder.to_owned())
+            } else if measured && secret.chars().count() < MIN_SECRET_LEN {
+                Some(short.clone())
+            } else {
+                None
+            }
+        };
         let mut users: BTreeMap<String, At<String>> = BTreeMap::new();
         for At { line, value } in std::mem::take(&mut self.users) {
             let (name, password) = value;
             if self.stun_only.is_some() {
                 self.skip(Some(line), "user", note(stun_only));
-            } else if public && password == PLACEHOLDER_SECRET {
-                self.skip(
-                    Some(line),
-                    "user",
-                    attention(format!("the password {placeholder}")),
-                );
+            } else if let Some(why) =
+                weak(&password, !password.starts_with("0x")).filter(|_| public)
+            {
+                self.skip(Some(line), "user", attention(format!("the password {why}")));
             } else if let Some(old) = users.insert(name, At::new(line, password)) {
                 let why = format!("the same user is given again on line {line}, which counts");
                 self.skip(Some(old.line), "user", note(why));
@@ -219,8 +233,8 @@ impl Importer {
                 self.skip(line, "static-auth-secret", attention(why));
             } else if self.stun_only.is_some() {
                 self.skip(line, "static-auth-secret", note(stun_only));
-            } else if public && secret.value == PLACEHOLDER_SECRET {
-                let why = format!("the secret {placeholder}");
+            } else if let Some(why) = weak(&secret.value, true).filter(|_| public) {
+                let why = format!("the secret {why}");
                 self.skip(line, "static-auth-secret", attention(why));
             } else if let Some(first) = secrets.iter().find(|s| s.value == secret.value) {
                 let why = format!("the same secret as line {}", first.line);
@@ -259,12 +273,30 @@ impl Importer {
     }
 
     /// relay-ip as given, else (when needed) what coturn would have relayed from.
-    fn relay_ips(&mut self, needed: bool) -> Vec<(IpAddr, &'static str)> {
-        let given: Vec<_> = self.relay_ips.iter().map(|r| (r.value, "")).collect();
+    /// On a `public` listener, loopback addresses are left out (rturn refuses them there).
+    fn relay_ips(&mut self, needed: bool, public: bool) -> Vec<(IpAddr, &'static str)> {
+        let mut given: Vec<_> = self.relay_ips.iter().map(|r| (r.value, "")).collect();
+        if public {
+            let loopback: Vec<(usize, IpAddr)> = (self.relay_ips.iter())
+                .filter(|r| r.value.is_loopback())
+                .map(|r| (r.line, r.value))
+                .collect();
+            for (line, ip) in loopback {
+                let why = format!(
+                    "{ip} is loopback, which rturn refuses beside a public listener (clients \
+                     would get relay addresses nobody else can reach): give this machine's own \
+                     address"
+                );
+                self.skip(Some(line), "relay-ip", attention(why));
+            }
+            given.retain(|(ip, _)| !ip.is_loopback());
+        }
         if !given.is_empty() || !needed {
             return given;
         }
-        let concrete = |ip: &IpAddr| !ip.is_unspecified() && !ip.is_multicast();
+        let unusable =
+            |ip: &IpAddr| ip.is_unspecified() || ip.is_multicast() || (public && ip.is_loopback());
+        let concrete = |ip: &IpAddr| !unusable(ip);
         let one_per_family = |ips: Vec<IpAddr>, why: &'static str| {
             let v4 = ips.iter().copied().find(IpAddr::is_ipv4);
             let v6 = ips.iter().copied().find(IpAddr::is_ipv6);
@@ -290,13 +322,21 @@ impl Importer {
         if !relays.is_empty() {
             return relays;
         }
+        let (placeholder, what) = if public {
+            (
+                PUBLIC_PLACEHOLDER_RELAY_IP,
+                "a documentation address rturn refuses to start with",
+            )
+        } else {
+            (PLACEHOLDER_RELAY_IP, "which only relays on this machine")
+        };
         let why = format!(
             "not set, and no listening-ip or external-ip names an address of this machine; \
-             set to {PLACEHOLDER_RELAY_IP}, which only relays on this machine: CHANGE ME"
+             set to {placeholder}, {what}: CHANGE ME"
         );
         self.skip(None, "relay-ip", attention(why));
         vec![(
-            PLACEHOLDER_RELAY_IP,
+            placeholder,
             "# CHANGE ME: this machine's address (relay-ip was not set in the coturn file).",
         )]
     }

@@ -3,7 +3,9 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use super::finish::{PLACEHOLDER_REALM, PLACEHOLDER_RELAY_IP, key, quote};
+use super::finish::{
+    PLACEHOLDER_REALM, PLACEHOLDER_RELAY_IP, PUBLIC_PLACEHOLDER_RELAY_IP, key, quote,
+};
 use super::ranges::{Range, bits};
 use super::unsupported::UNSUPPORTED;
 use super::*;
@@ -73,8 +75,8 @@ fn empty_file_is_a_stun_server_on_every_address() {
 #[test]
 fn lines_are_read_as_coturn_reads_them() {
     let text = "  # a comment\n\n\t\n--realm=example.org\nlistening-port 4000\n\
-                min-port\t=\t50000\nmax-port==50100\nno-tcp\r\nuser=\"bob:two words\"\n\
-                use-auth-secret\nstatic-auth-secret=abc#def # not a comment\n";
+                min-port\t=\t50000\nmax-port==50100\nno-tcp\r\nuser=\"bob:two words, sixteen+\"\n\
+                use-auth-secret\nstatic-auth-secret=abc#def # not a comment at all\n";
     let (config, c) = run(text);
     assert_eq!(config.realm, "example.org");
     assert_eq!(config.listen.udp, addrs(&["0.0.0.0:4000"]));
@@ -83,8 +85,11 @@ fn lines_are_read_as_coturn_reads_them() {
         (config.relay.min_port, config.relay.max_port),
         (50000, 50100)
     );
-    assert_eq!(config.auth.users["bob"], "two words");
-    assert_eq!(config.auth.static_auth_secret, ["abc#def # not a comment"]);
+    assert_eq!(config.auth.users["bob"], "two words, sixteen+");
+    assert_eq!(
+        config.auth.static_auth_secret,
+        ["abc#def # not a comment at all"]
+    );
     // Lines 1-3 are a comment and blank lines; nothing else was skipped but what the file
     // lacks (a relay address for the user, TLS).
     assert!(
@@ -209,7 +214,7 @@ fn relay_ip_takes_one_address_per_family() {
 #[test]
 fn relay_ip_comes_from_what_coturn_would_relay_from() {
     // Credentials need a relay address; coturn relays from the listening addresses.
-    let users = "realm=r\nuser=alice:secret-pw\n";
+    let users = "realm=r\nuser=alice:secret-pw-sixteen+\n";
     let (config, c) = run(&format!(
         "{users}listening-ip=0.0.0.0\nlistening-ip=192.0.2.7\n"
     ));
@@ -228,9 +233,12 @@ fn relay_ip_comes_from_what_coturn_would_relay_from() {
     );
     assert_eq!(config.relay.external_ip, ["203.0.113.7/10.0.0.5"]);
 
-    // Else a loud placeholder.
-    let (config, c) = run(users);
+    // Else a loud placeholder: loopback beside loopback listeners, else one that
+    // --check-config refuses as not this machine's (rturn refuses loopback there).
+    let (config, _) = run(&format!("{users}listening-ip=127.0.0.1\n"));
     assert_eq!(config.relay.relay_ip, [PLACEHOLDER_RELAY_IP]);
+    let (config, c) = run(users);
+    assert_eq!(config.relay.relay_ip, [PUBLIC_PLACEHOLDER_RELAY_IP]);
     assert!(c.toml.contains("# CHANGE ME: this machine's address"));
     assert!(skip(&c, "relay-ip: not set").contains("CHANGE ME"));
     assert!(attention_lines(&c).iter().any(|l| l.contains("relay-ip: ")));
@@ -288,16 +296,19 @@ fn relay_port_range() {
 #[test]
 fn users_plain_and_md5_keys() {
     let text = "realm=north.gov\nlt-cred-mech\nrelay-ip=192.0.2.1\n\
-                user=ninefingers:0xbc807ee29df3c9ffa736523fb2c4e8ee\nuser=alice:wonderland\n\
-                user=bob:0x1234\nuser=carol\nuser=alice:looking-glass\nuser=:nobody\n\
-                user=al ice:spaced\n";
+                user=ninefingers:0xbc807ee29df3c9ffa736523fb2c4e8ee\nuser=alice:wonderland-16-chars\n\
+                user=bob:0x1234\nuser=carol\nuser=alice:looking-glass-16chars\nuser=:nobody\n\
+                user=al ice:spaced-out-16-chars\n";
     let (config, c) = run(text);
     let users = &config.auth.users;
     assert_eq!(users["ninefingers"], "0xbc807ee29df3c9ffa736523fb2c4e8ee");
-    assert_eq!(users["alice"], "looking-glass", "the last one counts");
-    assert_eq!(users["al ice"], "spaced");
+    assert_eq!(
+        users["alice"], "looking-glass-16chars",
+        "the last one counts"
+    );
+    assert_eq!(users["al ice"], "spaced-out-16-chars");
     assert_eq!(users.len(), 3);
-    assert!(c.toml.contains("\"al ice\" = \"spaced\""));
+    assert!(c.toml.contains("\"al ice\" = \"spaced-out-16-chars\""));
     assert!(skip(&c, "line 5: user: ").contains("again on line 8"));
     assert!(skip(&c, "line 6: user: ").contains("32 hex digits"));
     assert!(skip(&c, "line 7: user: ").contains("name:password"));
@@ -314,13 +325,40 @@ fn users_plain_and_md5_keys() {
     );
 }
 
+/// rturn refuses secrets shorter than 16 characters and a loopback relay-ip beside a public
+/// listener; the converter leaves them out and says so, so the file still passes.
+#[test]
+fn short_secrets_and_loopback_relay_ips_are_left_out_on_public_listeners() {
+    let text = "realm=r\nrelay-ip=127.0.0.1\nrelay-ip=2001:db8::9\nuser=alice:short\n\
+                user=bob:0xbc807ee29df3c9ffa736523fb2c4e8ee\nuse-auth-secret\n\
+                static-auth-secret=tiny\n";
+    let (config, c) = run(text);
+    assert_eq!(
+        config.relay.relay_ip,
+        ["2001:db8::9".parse::<IpAddr>().unwrap()]
+    );
+    assert!(skip(&c, "line 2: relay-ip: ").contains("loopback"));
+    assert_eq!(config.auth.users.keys().collect::<Vec<_>>(), ["bob"]);
+    assert!(skip(&c, "line 4: user: ").contains("shorter than 16"));
+    assert!(config.auth.static_auth_secret.is_empty());
+    assert!(skip(&c, "line 7: static-auth-secret: ").contains("shorter than 16"));
+    // On loopback listeners they stay.
+    let (config, _) = run(&format!("{text}listening-ip=127.0.0.1\n"));
+    assert_eq!(config.auth.users["alice"], "short");
+    assert_eq!(config.auth.static_auth_secret, ["tiny"]);
+    assert_eq!(config.relay.relay_ip[0], PLACEHOLDER_RELAY_IP);
+}
+
 #[test]
 fn rest_secrets_separator_and_nonce() {
-    let text = "realm=r\nrelay-ip=192.0.2.1\nuse-auth-secret\nstatic-auth-secret=first\n\
-                static-auth-secret=second\nstatic-auth-secret=first\nrest-api-separator=-\n\
+    let text = "realm=r\nrelay-ip=192.0.2.1\nuse-auth-secret\nstatic-auth-secret=first-secret-16ch\n\
+                static-auth-secret=second-secret-16c\nstatic-auth-secret=first-secret-16ch\nrest-api-separator=-\n\
                 stale-nonce\n";
     let (config, c) = run(text);
-    assert_eq!(config.auth.static_auth_secret, ["first", "second"]);
+    assert_eq!(
+        config.auth.static_auth_secret,
+        ["first-secret-16ch", "second-secret-16c"]
+    );
     assert_eq!(config.auth.rest_separator, '-');
     assert_eq!(config.auth.nonce_lifetime, Duration::from_secs(600));
     assert!(skip(&c, "line 6: static-auth-secret: ").contains("same secret as line 4"));
@@ -673,7 +711,7 @@ fn bad_realm_gets_a_placeholder() {
 
 #[test]
 fn skipped_lines_are_sorted_and_well_formed() {
-    let (_, c) = run("no-such=1\nsyslog\nuser=a:b\nrealm=r\nuserdb=/x\n");
+    let (_, c) = run("no-such=1\nsyslog\nuser=a:b-sixteen-chars!\nrealm=r\nuserdb=/x\n");
     let lines: Vec<usize> = c
         .skipped
         .iter()

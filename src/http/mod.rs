@@ -3,6 +3,7 @@
 //! token rules), so the API never turns rturn into an open relay.
 
 mod ice;
+pub mod origin;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -22,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 pub use ice::IceServers;
 
 use crate::server::tls::TlsListener;
+use crate::signal::refusals::Refusal;
 use crate::signal::token;
 use crate::signal::ws::{self, Hub};
 
@@ -52,6 +54,43 @@ pub struct HttpState {
     pub ice: Arc<dyn Fn() -> serde_json::Value + Send + Sync>,
     /// The `/metrics` body.
     pub metrics: Arc<dyn Fn() -> String + Send + Sync>,
+    /// This server's own origins and the settings waiting for a restart (a reload sets both).
+    pub site: Arc<Site>,
+}
+
+/// What a reload changes on the HTTP side besides the hub's settings.
+#[derive(Debug, Default)]
+pub struct Site {
+    own_origins: std::sync::RwLock<Arc<Vec<String>>>,
+    restart_required: std::sync::RwLock<Arc<Vec<String>>>,
+}
+
+impl Site {
+    /// The origins of this server's own pages ([`origin::own_origins`]).
+    pub fn set_own_origins(&self, origins: Vec<String>) {
+        *self.own_origins.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(origins);
+    }
+
+    /// The config keys changed since start that only a restart applies (for `/healthz`).
+    pub fn set_restart_required(&self, keys: Vec<String>) {
+        *self
+            .restart_required
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
+    }
+
+    fn own_origins(&self) -> Arc<Vec<String>> {
+        Arc::clone(&self.own_origins.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn restart_required(&self) -> Arc<Vec<String>> {
+        Arc::clone(
+            &self
+                .restart_required
+                .read()
+                .unwrap_or_else(|e| e.into_inner()),
+        )
+    }
 }
 
 /// All routes.
@@ -93,6 +132,11 @@ async fn asset(Path(file): Path<String>) -> Response {
 async fn healthz(State(state): State<HttpState>) -> Response {
     let (peers, rooms) = state.hub.counts();
     let mut body = serde_json::json!({"status": "ok", "peers": peers, "rooms": rooms});
+    let restart = state.site.restart_required();
+    if !restart.is_empty() {
+        // Still "ok": the node serves, on the settings it started with for these keys.
+        body["restart_required"] = serde_json::json!(*restart);
+    }
     if let Some(cluster) = state.hub.cluster() {
         // Degraded, not failed: local rooms keep working, so a load balancer should keep
         // sending clients here; the status tells the operator rooms do not cross nodes now.
@@ -126,21 +170,29 @@ async fn metrics(State(state): State<HttpState>) -> Response {
         .into_response()
 }
 
-/// Origin and token rules shared by `/ws` and `/api/ice-servers`. On success, the room a
-/// room-bound token allows (`None`: any room).
+/// Origin and token rules shared by `/ws` and `/api/ice-servers`, for `namespace` (`""`:
+/// plain `/ws`). On success, the room a room-bound token allows (`None`: any room). Every
+/// refusal is counted.
 fn guard(
     state: &HttpState,
     headers: &HeaderMap,
     query: &HashMap<String, String>,
+    namespace: &str,
 ) -> Result<Option<String>, (StatusCode, &'static str)> {
+    let refusals = &state.hub.refusals;
     let config = state.hub.config();
-    if !origin_allowed(&config.allowed_origins, headers) {
+    let origin = headers
+        .get(header::ORIGIN)
+        .map(|o| o.to_str().unwrap_or("?"));
+    if !origin::allowed(&config.allowed_origins, &state.site.own_origins(), origin) {
+        refusals.refused(Refusal::Origin);
         return Err((StatusCode::FORBIDDEN, "origin not allowed\n"));
     }
     let Some(secret) = &config.token_secret else {
         return Ok(None);
     };
     let Some(presented) = query.get("token") else {
+        refusals.refused(Refusal::Token);
         return Err((
             StatusCode::UNAUTHORIZED,
             "a token is required (?token=...)\n",
@@ -149,29 +201,19 @@ fn guard(
     let now = unix_now();
     let refused = (StatusCode::UNAUTHORIZED, "token not valid\n");
     // A token good in any room works with or without `room`; a room token only with its room.
-    if token::verify(secret.as_bytes(), presented, None, now).is_ok() {
+    if token::verify(secret.as_bytes(), presented, namespace, None, now).is_ok() {
         return Ok(None);
     }
-    let room = query.get("room").ok_or(refused)?;
-    token::verify(secret.as_bytes(), presented, Some(room), now).map_err(|_| refused)?;
-    Ok(Some(room.clone()))
-}
-
-/// Allowed when no list is configured, when the client sent no Origin (not a browser), when
-/// the Origin is listed, or when it is this server's own origin (its pages).
-fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
-    if allowed.is_empty() {
-        return true;
+    let verified = query.get("room").filter(|room| {
+        token::verify(secret.as_bytes(), presented, namespace, Some(room), now).is_ok()
+    });
+    match verified {
+        Some(room) => Ok(Some(room.clone())),
+        None => {
+            refusals.refused(Refusal::Token);
+            Err(refused)
+        }
     }
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
-        return true;
-    };
-    if allowed.iter().any(|a| a == origin) {
-        return true;
-    }
-    let own_host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    let origin_host = origin.split_once("://").map(|(_, host)| host);
-    own_host.is_some() && own_host == origin_host
 }
 
 fn unix_now() -> u64 {
@@ -186,7 +228,9 @@ async fn ice_servers(
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    if let Err(refusal) = guard(&state, &headers, &query) {
+    // The API belongs to no namespace; `&namespace=NS` names the one the token is for.
+    let namespace = query.get("namespace").map_or("", String::as_str);
+    if let Err(refusal) = guard(&state, &headers, &query, namespace) {
         return refusal.into_response();
     }
     // Every answer mints TURN credentials, as a join does: the same per-address budget.
@@ -234,7 +278,7 @@ fn upgrade_ws(
     upgrade: WebSocketUpgrade,
     namespace: String,
 ) -> Response {
-    let only_room = match guard(&state, &headers, &query) {
+    let only_room = match guard(&state, &headers, &query, &namespace) {
         Ok(room) => room,
         Err(refusal) => return refusal.into_response(),
     };

@@ -1,8 +1,10 @@
 //! The `/admin` API, off unless `[admin] token` is set: status, sessions, kick, drain. Every
-//! request needs `Authorization: Bearer TOKEN` (compared in constant time).
+//! request needs `Authorization: Bearer TOKEN` (compared in constant time). The token is read
+//! per request, so a reload that rotates it refuses the old one at once, and one that removes
+//! it closes the API.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use axum::Router;
@@ -17,18 +19,42 @@ use tokio::sync::mpsc;
 use super::Control;
 use super::shard::Shared;
 
+/// The admin token in force: `None` while the API is off.
+#[derive(Debug, Default)]
+pub(super) struct AdminToken(RwLock<Option<Arc<str>>>);
+
+impl AdminToken {
+    /// The token from `[admin] token`.
+    pub(super) fn new(token: Option<&str>) -> Self {
+        Self(RwLock::new(token.map(Arc::from)))
+    }
+
+    /// Replaces the token (a reload); `None` turns the API off.
+    pub(super) fn set(&self, token: Option<&str>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = token.map(Arc::from);
+    }
+
+    fn get(&self) -> Option<Arc<str>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
 #[derive(Clone)]
 struct AdminState {
-    token: Arc<str>,
+    token: Arc<AdminToken>,
     shared: Arc<Shared>,
     control: mpsc::Sender<Control>,
     started: Instant,
 }
 
-/// The admin routes, to merge into an HTTP router.
-pub(super) fn router(token: &str, shared: Arc<Shared>, control: mpsc::Sender<Control>) -> Router {
+/// The admin routes, to merge into an HTTP router; they answer 404 while no token is set.
+pub(super) fn router(
+    token: Arc<AdminToken>,
+    shared: Arc<Shared>,
+    control: mpsc::Sender<Control>,
+) -> Router {
     let state = AdminState {
-        token: token.into(),
+        token,
         shared,
         control,
         started: Instant::now(),
@@ -41,13 +67,23 @@ pub(super) fn router(token: &str, shared: Arc<Shared>, control: mpsc::Sender<Con
         .with_state(state)
 }
 
-/// `None` when the request carries the token, else the 401 to answer with.
+/// `None` when the request carries the token, else the 401 to answer with (404 while the
+/// API is off, as if it did not exist).
 fn refusal(state: &AdminState, headers: &HeaderMap) -> Option<Response> {
+    let Some(token) = state.token.get() else {
+        return Some(
+            (
+                StatusCode::NOT_FOUND,
+                "the admin API is off ([admin] token)\n",
+            )
+                .into_response(),
+        );
+    };
     let given = (headers.get(header::AUTHORIZATION))
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    if bool::from(given.as_bytes().ct_eq(state.token.as_bytes())) {
+    if bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
         None
     } else {
         Some((StatusCode::UNAUTHORIZED, "admin token required\n").into_response())

@@ -25,6 +25,11 @@ fn metric(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str
     }
 }
 
+/// Owned label strings as the `(labels, value)` pairs [`metric`] takes.
+fn labelled(samples: &[(String, u64)]) -> Vec<(&str, u64)> {
+    samples.iter().map(|(l, n)| (l.as_str(), *n)).collect()
+}
+
 /// Renders every metric.
 pub(super) fn render(src: &Sources) -> String {
     let mut turn = TurnMetrics::default();
@@ -259,6 +264,26 @@ pub(super) fn render(src: &Sources) -> String {
                 ("{limit=\"messages-per-second\"}", messages),
                 ("{limit=\"joins-per-minute-per-ip\"}", joins),
             ],
+        );
+        let refused: Vec<(String, u64)> = (hub.refusals.refused_counts().iter())
+            .map(|(reason, n)| (format!("{{reason=\"{reason}\"}}"), *n))
+            .collect();
+        metric(
+            &mut out,
+            "signal_refused_total",
+            "counter",
+            "Signaling upgrades and ICE-servers calls refused, by rule.",
+            &labelled(&refused),
+        );
+        let errors: Vec<(String, u64)> = (hub.refusals.error_counts().iter())
+            .map(|(code, n)| (format!("{{code=\"{code}\"}}"), *n))
+            .collect();
+        metric(
+            &mut out,
+            "signal_errors_total",
+            "counter",
+            "Signaling error frames answering text messages, by code.",
+            &labelled(&errors),
         );
         if let Some(cluster) = hub.cluster() {
             cluster_metrics(&mut out, cluster);

@@ -11,6 +11,7 @@ mod metrics;
 mod mmsg;
 mod ports;
 mod relay;
+mod reload;
 mod shard;
 mod stats;
 mod systemd;
@@ -31,13 +32,14 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::{Auth, AuthSettings};
 use crate::config::Config;
-use crate::http::{ClientAddr, HttpState, IceServers};
+use crate::http::{ClientAddr, HttpState, Site};
 use crate::signal::cluster::link::Cluster;
 use crate::signal::ws::Hub;
 use crate::turn::peer_rules::PeerRules;
 use crate::turn::quota::Quotas;
 use crate::turn::{Manager, RelayAddress, TurnConfig};
 use relay::SocketBinder;
+use reload::{HttpLive, IceHolder, Live};
 use shard::{Shard, Shared};
 pub use stats::{Snapshot, Stats};
 
@@ -414,10 +416,18 @@ pub async fn run(
         tasks.spawn(expiry(Arc::clone(&shared), shard, shutdown.clone()));
     }
     let (admin_tx, mut admin_rx) = mpsc::channel(4);
-    let admin_router = (config.admin.token.as_deref())
-        .map(|token| admin::router(token, Arc::clone(&shared), admin_tx));
-    if let (Some(listener), Some(router)) = (listeners.admin, &admin_router) {
-        serve_http("admin", listener, None, router.clone(), &tasks, &shutdown);
+    // Always routed, answering 404 without a token, so a reload can set or remove one.
+    let admin_token = Arc::new(admin::AdminToken::new(config.admin.token.as_deref()));
+    let admin_router = admin::router(Arc::clone(&admin_token), Arc::clone(&shared), admin_tx);
+    if let Some(listener) = listeners.admin {
+        serve_http(
+            "admin",
+            listener,
+            None,
+            admin_router.clone(),
+            &tasks,
+            &shutdown,
+        );
     }
     let mut http_handles = None;
     if listeners.http.is_some() || listeners.https.is_some() {
@@ -425,9 +435,12 @@ pub async fn run(
             udp: &udp_addrs,
             tcp: &tcp_addrs,
             tls: &tls_addrs,
+            http: listeners.http.as_ref().and_then(|l| l.local_addr().ok()),
+            https: listeners.https.as_ref().and_then(|l| l.local_addr().ok()),
         };
         let scrape = (Arc::clone(&shared), Arc::clone(&stats));
-        let (app, hub, ice) = http_app(config, &bound, &parts.auth, scrape, &shutdown);
+        let (app, live) = http_app(config, &bound, &parts.auth, scrape, &shutdown);
+        let hub = Arc::clone(&live.hub);
         if let Some(cluster) = hub.cluster() {
             let link = crate::signal::cluster::link::run(
                 Arc::clone(cluster),
@@ -436,10 +449,10 @@ pub async fn run(
             );
             tasks.spawn(link);
         }
-        http_handles = Some((hub, ice));
-        let app = match (admin_router, config.admin.listen) {
-            (Some(admin), None) => app.merge(admin),
-            _ => app,
+        http_handles = Some(live);
+        let app = match config.admin.listen {
+            None => app.merge(admin_router),
+            Some(_) => app,
         };
         if let Some(listener) = listeners.http {
             serve_http("http", listener, None, app.clone(), &tasks, &shutdown);
@@ -483,15 +496,11 @@ pub async fn run(
                     quotas: &parts.quotas,
                     http: http_handles.as_ref(),
                     certs: store.as_ref(),
+                    admin: &admin_token,
+                    started: config,
                 };
-                reload(
-                    &current,
-                    &new,
-                    &live,
-                    &own,
-                    &nonce_secret,
-                    drain_deadline.is_some(),
-                );
+                let draining = drain_deadline.is_some();
+                reload::reload(&new, &live, &own, &nonce_secret, draining);
                 current = *new;
             }
             Control::Drain => {
@@ -552,18 +561,11 @@ pub async fn run(
 #[derive(Debug)]
 pub enum Control {
     /// Apply this (already validated) configuration: credentials, peer rules, quotas,
-    /// lifetimes, signaling limits and the certificate, without dropping anything.
+    /// lifetimes, signaling limits, origins, the admin token, `[ice]` and the certificate,
+    /// without dropping anything; what only a restart applies is named (see `reload.rs`).
     Reload(Box<Config>),
     /// Refuse new allocations and exit when the last one ends (or `drain-timeout`).
     Drain,
-}
-
-/// What a reload reaches into.
-struct Live<'a> {
-    shared: &'a Arc<Shared>,
-    quotas: &'a Arc<Quotas>,
-    http: Option<&'a (Arc<Hub>, Arc<IceServers>)>,
-    certs: Option<&'a Arc<tls::CertStore>>,
 }
 
 fn allocation_total(shared: &Shared) -> usize {
@@ -572,95 +574,13 @@ fn allocation_total(shared: &Shared) -> usize {
         .sum()
 }
 
-/// Applies `new` to the running server. Everything that can change in place does; what
-/// needs a restart (listen and relay addresses, workers, `[cluster]`) is reported.
-fn reload(
-    old: &Config,
-    new: &Config,
-    live: &Live<'_>,
-    own: &[SocketAddr],
-    nonce_secret: &[u8],
-    draining: bool,
-) {
-    systemd::reloading();
-    let restart = [
-        (
-            "listen",
-            format!("{:?}", old.listen) != format!("{:?}", new.listen),
-        ),
-        (
-            "relay.relay-ip / relay.external-ip / ports",
-            (
-                &old.relay.relay_ip,
-                &old.relay.external_ip,
-                old.relay.min_port,
-                old.relay.max_port,
-            ) != (
-                &new.relay.relay_ip,
-                &new.relay.external_ip,
-                new.relay.min_port,
-                new.relay.max_port,
-            ),
-        ),
-        ("server.workers", old.server.workers != new.server.workers),
-        (
-            "cluster",
-            format!("{:?}", old.cluster) != format!("{:?}", new.cluster),
-        ),
-        (
-            "tls (added or removed)",
-            old.tls.is_some() != new.tls.is_some(),
-        ),
-    ];
-    for (what, changed) in restart {
-        if changed {
-            tracing::warn!("{what} changed: takes effect after a restart");
-        }
-    }
-    let nonce_secret = match &new.auth.nonce_secret {
-        Some(secret) => secret.as_bytes().to_vec(),
-        None => nonce_secret.to_vec(),
-    };
-    let mut parts = turn_parts(new, own.to_vec(), &nonce_secret);
-    // Split among the shards that run, which a changed server.workers does not change.
-    let shards = live.shared.shard_count() as u64;
-    parts.config.bps_capacity = new.relay.bps_capacity.div_ceil(shards);
-    for shard in 0..live.shared.shard_count() {
-        let mut guard = live.shared.lock(shard);
-        guard.manager.reload(
-            parts.config.clone(),
-            Arc::clone(&parts.auth),
-            Arc::clone(&parts.rules),
-        );
-        if draining {
-            guard.manager.drain(new.relay.alternate_server);
-        }
-        (guard.limiter).set(
-            new.server.unauthenticated_rate,
-            new.server.unauthenticated_burst,
-        );
-    }
-    live.quotas
-        .set_limits(new.relay.user_quota, new.relay.total_quota);
-    if let Some((hub, ice)) = live.http {
-        hub.set_config(new.signal.clone());
-        ice.set_auth(Arc::clone(&parts.auth));
-    }
-    if let (Some(store), Some(tls_config)) = (live.certs, &new.tls) {
-        match tls::load(tls_config) {
-            Ok(cert) => store.replace(cert),
-            Err(e) => tracing::error!("certificate not reloaded, the old one stays: {e}"),
-        }
-    }
-    tracing::info!("configuration reloaded");
-    systemd::ready();
-}
-
 /// The addresses actually bound, for the URLs handed to browsers.
 struct BoundAddrs<'a> {
     udp: &'a [SocketAddr],
     tcp: &'a [SocketAddr],
     tls: &'a [SocketAddr],
+    http: Option<SocketAddr>,
+    https: Option<SocketAddr>,
 }
 
 /// `cluster.node-id` unset: the host name (or "rturn" without one).
@@ -672,15 +592,15 @@ fn default_node_id() -> String {
         .unwrap_or_else(|| "rturn".to_owned())
 }
 
-/// The HTTP routes with their shared state: signaling hub and ICE-servers list.
+/// The HTTP routes with their shared state: signaling hub, ICE-servers list, own origins.
 fn http_app(
     config: &Config,
     bound: &BoundAddrs<'_>,
     auth: &Arc<Auth>,
     (shared, stats): (Arc<Shared>, Arc<Stats>),
     shutdown: &CancellationToken,
-) -> (axum::Router, Arc<Hub>, Arc<IceServers>) {
-    let ice = Arc::new(IceServers::new(
+) -> (axum::Router, HttpLive) {
+    let ice = Arc::new(IceHolder::new(
         config,
         bound.udp,
         bound.tcp,
@@ -690,7 +610,7 @@ fn http_app(
     let list = Arc::clone(&ice);
     let hub = Arc::new(Hub::new(
         config.signal.clone(),
-        Box::new(move || list.list()),
+        Box::new(move || list.load().list()),
     ));
     if let Some(url) = &config.cluster.redis {
         let node_id = config
@@ -710,13 +630,27 @@ fn http_app(
         hub: Some(Arc::clone(&hub)),
         port_range: usize::from(config.relay.max_port - config.relay.min_port) + 1,
     };
+    let site = Arc::new(Site::default());
+    site.set_own_origins(crate::http::origin::own_origins(
+        config,
+        bound.http,
+        bound.https,
+    ));
     let router = crate::http::router(HttpState {
         hub: Arc::clone(&hub),
         shutdown: shutdown.clone(),
-        ice: Arc::new(move || api.response()),
+        ice: Arc::new(move || api.load().response()),
         metrics: Arc::new(move || metrics::render(&sources)),
+        site: Arc::clone(&site),
     });
-    (router, hub, ice)
+    let live = HttpLive {
+        hub,
+        ice,
+        site,
+        http: bound.http,
+        https: bound.https,
+    };
+    (router, live)
 }
 
 /// Serves the HTTP routes on one listener, plain or (with a certificate store) HTTPS.

@@ -1,7 +1,13 @@
-//! Signaling tokens: `EXPIRY:MAC`, where MAC is the hex HMAC-SHA256 of `EXPIRY:ROOM` under
-//! `token-secret` and ROOM is empty for a token valid in any room. Minted by `rturn token`
-//! (or by the application's backend, with the same formula) and checked on `/ws` and
+//! Signaling tokens: `EXPIRY:MAC`, where MAC is the hex HMAC-SHA256 under `token-secret` of
+//! `EXPIRY:ROOM` for the root namespace (`/ws`) or `EXPIRY/NAMESPACE:ROOM` for `/ws/NAMESPACE`,
+//! ROOM empty for a token valid in any room of its namespace. Minted by `rturn token` (or by
+//! the application's backend, with the same formula) and checked on `/ws` and
 //! `/api/ice-servers`. Stateless: nothing is stored per token.
+//!
+//! The two forms cannot be confused: the expiry is digits only, followed by `:` in one and
+//! `/` in the other, and a namespace holding `:` never verifies (it would make
+//! `E/a:b:room` ambiguous). EXPIRY is canonical decimal (no sign, no leading zero), so a
+//! token has one spelling.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -23,31 +29,63 @@ pub enum TokenError {
     Expired,
 }
 
-fn mac(secret: &[u8], expiry: u64, room: &str) -> HmacSha256 {
+/// The text a token signs: see the module docs.
+fn signed_text(expiry: u64, namespace: &str, room: &str) -> String {
+    if namespace.is_empty() {
+        format!("{expiry}:{room}")
+    } else {
+        format!("{expiry}/{namespace}:{room}")
+    }
+}
+
+fn mac(secret: &[u8], expiry: u64, namespace: &str, room: &str) -> HmacSha256 {
     // HMAC takes keys of any length.
     let mut mac = HmacSha256::new_from_slice(secret).unwrap_or_else(|_| unreachable!());
-    mac.update(format!("{expiry}:{room}").as_bytes());
+    mac.update(signed_text(expiry, namespace, room).as_bytes());
     mac
 }
 
-/// A token valid until `expiry` (unix seconds) for `room`, or any room when `None`.
-pub fn mint(secret: &[u8], expiry: u64, room: Option<&str>) -> String {
-    let tag = mac(secret, expiry, room.unwrap_or(""))
+/// Whether tokens can name `namespace` (`""` is `/ws` itself): not with a `:` in it.
+pub fn valid_namespace(namespace: &str) -> bool {
+    !namespace.contains(':')
+}
+
+/// A token valid until `expiry` (unix seconds) in `namespace` (`""`: plain `/ws`) for
+/// `room`, or any room of the namespace when `None`; `None` for a namespace tokens cannot
+/// name ([`valid_namespace`]).
+pub fn mint(secret: &[u8], expiry: u64, namespace: &str, room: Option<&str>) -> Option<String> {
+    if !valid_namespace(namespace) {
+        return None;
+    }
+    let tag = mac(secret, expiry, namespace, room.unwrap_or(""))
         .finalize()
         .into_bytes();
     let hex: String = tag.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{expiry}:{hex}")
+    Some(format!("{expiry}:{hex}"))
 }
 
-/// Checks `token` at unix time `now` for `room` (`None`: a token valid in any room).
-pub fn verify(secret: &[u8], token: &str, room: Option<&str>, now: u64) -> Result<(), TokenError> {
+/// Checks `token` at unix time `now` for `room` (`None`: a token valid in any room) in
+/// `namespace` (`""`: plain `/ws`).
+pub fn verify(
+    secret: &[u8],
+    token: &str,
+    namespace: &str,
+    room: Option<&str>,
+    now: u64,
+) -> Result<(), TokenError> {
     let (expiry, hex) = token.split_once(':').ok_or(TokenError::Malformed)?;
-    // One spelling per token: `u64::from_str` and `from_str_radix` also take a leading '+'.
+    // One spelling per token: `u64::from_str` and `from_str_radix` also take a leading '+',
+    // and "0100" would parse as the 100 the MAC was made over.
+    let canonical = expiry == "0" || !expiry.starts_with('0');
     if !expiry.bytes().all(|b| b.is_ascii_digit())
+        || !canonical
         || hex.len() != 64
         || !hex.bytes().all(|b| b.is_ascii_hexdigit())
     {
         return Err(TokenError::Malformed);
+    }
+    if !valid_namespace(namespace) {
+        return Err(TokenError::BadMac);
     }
     let expiry: u64 = expiry.parse().map_err(|_| TokenError::Malformed)?;
     let mut given = [0u8; 32];
@@ -55,7 +93,7 @@ pub fn verify(secret: &[u8], token: &str, room: Option<&str>, now: u64) -> Resul
         let pair = hex.get(2 * i..2 * i + 2).ok_or(TokenError::Malformed)?;
         *byte = u8::from_str_radix(pair, 16).map_err(|_| TokenError::Malformed)?;
     }
-    let expected = mac(secret, expiry, room.unwrap_or(""))
+    let expected = mac(secret, expiry, namespace, room.unwrap_or(""))
         .finalize()
         .into_bytes();
     if !bool::from(expected.as_slice().ct_eq(&given)) {
@@ -73,34 +111,81 @@ mod tests {
 
     const SECRET: &[u8] = b"0123456789abcdef";
 
+    fn mint_root(expiry: u64, room: Option<&str>) -> String {
+        mint(SECRET, expiry, "", room).unwrap()
+    }
+
+    /// One token for room R of /ws opened R under /ws/tenant-a and /ws/tenant-b too.
+    #[test]
+    fn tokens_are_bound_to_their_namespace() {
+        for room in [None, Some("r")] {
+            let root = mint_root(1000, room);
+            let a = mint(SECRET, 1000, "tenant-a", room).unwrap();
+            assert_eq!(verify(SECRET, &root, "", room, 0), Ok(()));
+            assert_eq!(verify(SECRET, &a, "tenant-a", room, 0), Ok(()));
+            for (token, ns) in [(&root, "tenant-a"), (&a, ""), (&a, "tenant-b")] {
+                assert_eq!(
+                    verify(SECRET, token, ns, room, 0),
+                    Err(TokenError::BadMac),
+                    "{ns:?} {room:?}"
+                );
+            }
+        }
+        // Root room "ns:r" and namespace "ns" room "r" sign different texts; a namespace
+        // with ':' cannot be named at all.
+        let root = mint_root(1000, Some("ns:r"));
+        assert_eq!(
+            verify(SECRET, &root, "ns", Some("r"), 0),
+            Err(TokenError::BadMac)
+        );
+        assert_eq!(mint(SECRET, 1000, "a:b", None), None);
+        assert_eq!(signed_text(7, "ns", "r"), "7/ns:r");
+        assert_eq!(signed_text(7, "", "r"), "7:r");
+    }
+
+    /// "01000" parsed to the 1000 the MAC was made over and verified: another spelling.
+    #[test]
+    fn leading_zeros_in_the_expiry_are_refused() {
+        let t = mint_root(1000, None);
+        for spelling in [format!("0{t}"), format!("00{t}")] {
+            assert_eq!(
+                verify(SECRET, &spelling, "", None, 0),
+                Err(TokenError::Malformed),
+                "{spelling}"
+            );
+        }
+        let zero = mint_root(0, None);
+        assert_eq!(verify(SECRET, &zero, "", None, 0), Ok(()));
+    }
+
     #[test]
     fn minted_tokens_verify_until_expiry() {
-        let t = mint(SECRET, 1000, None);
-        assert_eq!(verify(SECRET, &t, None, 999), Ok(()));
-        assert_eq!(verify(SECRET, &t, None, 1000), Ok(()));
-        assert_eq!(verify(SECRET, &t, None, 1001), Err(TokenError::Expired));
+        let t = mint_root(1000, None);
+        assert_eq!(verify(SECRET, &t, "", None, 999), Ok(()));
+        assert_eq!(verify(SECRET, &t, "", None, 1000), Ok(()));
+        assert_eq!(verify(SECRET, &t, "", None, 1001), Err(TokenError::Expired));
         assert_eq!(
-            verify(b"another secret!!", &t, None, 0),
+            verify(b"another secret!!", &t, "", None, 0),
             Err(TokenError::BadMac)
         );
     }
 
     #[test]
     fn room_tokens_are_bound_to_their_room() {
-        let t = mint(SECRET, 1000, Some("demo"));
-        assert_eq!(verify(SECRET, &t, Some("demo"), 0), Ok(()));
+        let t = mint_root(1000, Some("demo"));
+        assert_eq!(verify(SECRET, &t, "", Some("demo"), 0), Ok(()));
         assert_eq!(
-            verify(SECRET, &t, Some("other"), 0),
+            verify(SECRET, &t, "", Some("other"), 0),
             Err(TokenError::BadMac)
         );
-        assert_eq!(verify(SECRET, &t, None, 0), Err(TokenError::BadMac));
+        assert_eq!(verify(SECRET, &t, "", None, 0), Err(TokenError::BadMac));
     }
 
     #[test]
     fn tampering_is_refused() {
-        let t = mint(SECRET, 1000, None);
+        let t = mint_root(1000, None);
         let later = t.replacen("1000", "9999", 1);
-        assert_eq!(verify(SECRET, &later, None, 0), Err(TokenError::BadMac));
+        assert_eq!(verify(SECRET, &later, "", None, 0), Err(TokenError::BadMac));
         for bad in [
             "",
             "1000",
@@ -110,7 +195,7 @@ mod tests {
             &format!("{t}0"),
         ] {
             assert_eq!(
-                verify(SECRET, bad, None, 0),
+                verify(SECRET, bad, "", None, 0),
                 Err(TokenError::Malformed),
                 "{bad:?}"
             );
@@ -121,14 +206,14 @@ mod tests {
     /// verify as another spelling of a minted token.
     #[test]
     fn a_token_has_one_spelling() {
-        let t = mint(SECRET, 1000, None);
-        assert_eq!(verify(SECRET, &t, None, 0), Ok(()));
+        let t = mint_root(1000, None);
+        assert_eq!(verify(SECRET, &t, "", None, 0), Ok(()));
         assert_eq!(
-            verify(SECRET, &format!("+{t}"), None, 0),
+            verify(SECRET, &format!("+{t}"), "", None, 0),
             Err(TokenError::Malformed)
         );
         let (expiry, t) = (1000..)
-            .map(|e| (e, mint(SECRET, e, None)))
+            .map(|e| (e, mint_root(e, None)))
             .find(|(_, t)| {
                 t.split_once(':')
                     .is_some_and(|(_, mac)| mac.starts_with('0'))
@@ -136,12 +221,12 @@ mod tests {
             .unwrap();
         let plus = t.replacen(":0", ":+", 1);
         assert_eq!(
-            verify(SECRET, &plus, None, expiry),
+            verify(SECRET, &plus, "", None, expiry),
             Err(TokenError::Malformed)
         );
         let upper = t.to_ascii_uppercase();
         assert_eq!(
-            verify(SECRET, &upper, None, expiry),
+            verify(SECRET, &upper, "", None, expiry),
             Ok(()),
             "hex in either case"
         );

@@ -19,6 +19,7 @@ use super::cluster::link::{Admission, Cluster, Failure};
 use super::cluster::wire::{Envelope, Event};
 use super::limits::{Bucket, JoinLimiter};
 use super::protocol::{self, ClientMessage, ErrorCode, PeerId, SignalError};
+use super::refusals::Refusals;
 use super::rooms::{Deliveries, LocalRoom, NodeId, RoomKey, Rooms};
 use crate::client_key::client_key;
 use crate::config::SignalConfig;
@@ -48,6 +49,8 @@ pub struct Hub {
     rate_limited: std::sync::atomic::AtomicU64,
     joins_refused: std::sync::atomic::AtomicU64,
     cluster: std::sync::OnceLock<Arc<Cluster>>,
+    /// Origin and token refusals, and error frames sent, for `/metrics`.
+    pub refusals: Refusals,
 }
 
 /// Holds one connection slot; gives it back when dropped.
@@ -90,6 +93,7 @@ impl Hub {
             rate_limited: Default::default(),
             joins_refused: Default::default(),
             cluster: std::sync::OnceLock::new(),
+            refusals: Refusals::default(),
         }
     }
 
@@ -379,8 +383,23 @@ fn over_rate(hub: &Hub, bucket: &mut Bucket, config: &SignalConfig) -> Option<Si
     ))
 }
 
-/// One text frame: limits first, then what it asks for. Returns an error to send back.
+/// One text frame, with the error sent back (if any) counted by code.
 async fn handle_text(
+    hub: &Hub,
+    me: &Me<'_>,
+    bucket: &mut Bucket,
+    config: &SignalConfig,
+    text: &str,
+) -> Option<SignalError> {
+    let error = answer_text(hub, me, bucket, config, text).await;
+    if let Some(error) = &error {
+        hub.refusals.error(error.code);
+    }
+    error
+}
+
+/// One text frame: limits first, then what it asks for. Returns an error to send back.
+async fn answer_text(
     hub: &Hub,
     me: &Me<'_>,
     bucket: &mut Bucket,

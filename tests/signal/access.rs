@@ -64,7 +64,9 @@ async fn tokens_guard_the_websocket_and_the_ice_api() {
         token(TOKEN_SECRET, expiry, ""),
         "CLI token off the formula"
     );
-    let mut b = relay.connect(&format!("/ws/ns?token={minted}")).await;
+    // A namespace needs a token of its own (see a_token_is_bound_to_its_namespace).
+    let ns = mint_token(&config, &["--ttl", "1h", "--namespace", "ns"]);
+    let mut b = relay.connect(&format!("/ws/ns?token={ns}")).await;
     b.join("anywhere").await;
 
     // The CLI's --ttl is honoured.
@@ -148,6 +150,233 @@ async fn only_allowed_origins_may_connect() {
     let own = format!("http://{}", relay.http);
     let mut own = relay.try_connect("/ws", &[("Origin", &own)]).await.unwrap();
     own.join("r").await;
+}
+
+/// The contract's formula for a token of `namespace` (`/ws/NAMESPACE`): the MAC of
+/// `EXPIRY/NAMESPACE:ROOM`.
+fn namespace_token(secret: &str, expiry: u64, namespace: &str, room: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{expiry}/{namespace}:{room}").as_bytes());
+    let hex: String = (mac.finalize().into_bytes().iter())
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{expiry}:{hex}")
+}
+
+/// One token for room R joined R under /ws, /ws/tenant-a and /ws/tenant-b: tenants could
+/// walk into each other's rooms. The namespace is signed now.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_is_bound_to_its_namespace() {
+    let signal = format!("token-secret = \"{TOKEN_SECRET}\"");
+    let relay = Relay::start(&signal, "");
+    let config = relay_config(&signal, "");
+
+    let root = mint_token(&config, &["--room", "r", "--ttl", "1h"]);
+    let mut a = relay.connect(&format!("/ws?token={root}&room=r")).await;
+    a.join("r").await;
+    for ns in ["tenant-a", "tenant-b"] {
+        for path in [
+            format!("/ws/{ns}?token={root}&room=r"),
+            format!("/ws/{ns}?token={root}"),
+        ] {
+            assert_eq!(relay.refused(&path, &[]).await, 401, "{path}");
+        }
+    }
+
+    let tenant = mint_token(
+        &config,
+        &["--room", "r", "--ttl", "1h", "--namespace", "tenant-a"],
+    );
+    let (expiry, _) = tenant.split_once(':').unwrap();
+    assert_eq!(
+        tenant,
+        namespace_token(TOKEN_SECRET, expiry.parse().unwrap(), "tenant-a", "r"),
+        "CLI namespace token off the formula"
+    );
+    let mut b = relay
+        .connect(&format!("/ws/tenant-a?token={tenant}&room=r"))
+        .await;
+    b.join("r").await;
+    for path in [
+        format!("/ws?token={tenant}&room=r"),
+        format!("/ws/tenant-b?token={tenant}&room=r"),
+    ] {
+        assert_eq!(relay.refused(&path, &[]).await, 401, "{path}");
+    }
+    // The ICE API takes the namespace as a parameter.
+    let api = format!("/api/ice-servers?token={tenant}&room=r");
+    assert_eq!(relay.get(&api).status, 401);
+    assert_eq!(relay.get(&format!("{api}&namespace=tenant-a")).status, 200);
+}
+
+/// "0EXPIRY:MAC" parsed to the expiry the MAC was made over and verified: a second spelling
+/// of every token.
+#[tokio::test(flavor = "multi_thread")]
+async fn leading_zeros_in_a_token_expiry_are_refused() {
+    let signal = format!("token-secret = \"{TOKEN_SECRET}\"");
+    let relay = Relay::start(&signal, "");
+    let good = token(TOKEN_SECRET, unix_now() + 600, "");
+    for spelling in [format!("0{good}"), format!("000{good}")] {
+        assert_eq!(
+            relay.refused(&format!("/ws?token={spelling}"), &[]).await,
+            401,
+            "{spelling}"
+        );
+        let api = relay.get(&format!("/api/ice-servers?token={spelling}"));
+        assert_eq!(api.status, 401, "{spelling}");
+    }
+    relay
+        .connect(&format!("/ws?token={good}"))
+        .await
+        .ping_pong()
+        .await;
+}
+
+/// The Host header is the attacker's with DNS rebinding (evil.example now resolves to this
+/// server, and the browser sends `Host: evil.example:P`), and schemes were not compared.
+#[tokio::test(flavor = "multi_thread")]
+async fn origins_are_checked_against_the_configuration_not_the_host_header() {
+    let relay = Relay::start(
+        "allowed-origins = [\"https://good.example\"]",
+        "public-host = \"turn.example.org\"",
+    );
+    let port = relay.http.port();
+    let rebound = format!("evil.example:{port}");
+    let evil = format!("http://{rebound}");
+    assert_eq!(
+        relay
+            .refused("/ws", &[("Origin", &evil), ("Host", &rebound)])
+            .await,
+        403,
+        "DNS rebinding"
+    );
+    for origin in [
+        format!("https://127.0.0.1:{port}"),
+        format!("ws://127.0.0.1:{port}"),
+        "http://good.example".to_owned(),
+        format!("http://turn.example.org:{}", port + 1),
+    ] {
+        assert_eq!(
+            relay.refused("/ws", &[("Origin", &origin)]).await,
+            403,
+            "{origin}"
+        );
+    }
+    // The API is guarded alike.
+    let response = http_get_with(
+        relay.http,
+        "/api/ice-servers",
+        &[("Origin", &evil), ("Host", &rebound)],
+    );
+    assert!(response.starts_with("HTTP/1.1 403"), "{response}");
+
+    // Our own origins, as configured: the listener, localhost, the public host name.
+    for origin in [
+        format!("http://127.0.0.1:{port}"),
+        format!("http://localhost:{port}"),
+        format!("http://turn.example.org:{port}"),
+        "https://good.example".to_owned(),
+    ] {
+        let mut ws = match relay.try_connect("/ws", &[("Origin", &origin)]).await {
+            Ok(ws) => ws,
+            Err(e) => panic!("{origin}: {e}"),
+        };
+        ws.ping_pong().await;
+    }
+}
+
+/// One raw HTTP/1.1 GET with extra headers (they replace the defaults); the whole response.
+fn http_get_with(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> String {
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, TIMEOUT).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let host = headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("host"))
+        .map_or(addr.to_string(), |(_, value)| (*value).to_owned());
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (name, value) in headers
+        .iter()
+        .filter(|(n, _)| !n.eq_ignore_ascii_case("host"))
+    {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response
+}
+
+/// Origin and token refusals, too_large and room_full were counted nowhere.
+#[tokio::test(flavor = "multi_thread")]
+async fn refusals_are_counted_in_metrics() {
+    let signal = format!(
+        "token-secret = \"{TOKEN_SECRET}\"\nallowed-origins = [\"https://good.example\"]\n\
+         max-peers-per-room = 1\nmax-message-size = 1024"
+    );
+    let relay = Relay::start(&signal, "");
+    let origin = "rturn_signal_refused_total{reason=\"origin\"}";
+    let token_refused = "rturn_signal_refused_total{reason=\"token\"}";
+    let too_large = "rturn_signal_errors_total{code=\"too_large\"}";
+    let room_full = "rturn_signal_errors_total{code=\"room_full\"}";
+    for name in [origin, token_refused, too_large, room_full] {
+        assert_eq!(relay.metric(name), 0.0, "{name}");
+    }
+    let good = token(TOKEN_SECRET, unix_now() + 600, "");
+    let evil = [("Origin", "https://evil.example")];
+    assert_eq!(
+        relay.refused(&format!("/ws?token={good}"), &evil).await,
+        403
+    );
+    assert_eq!(relay.refused("/ws", &[]).await, 401);
+    assert_eq!(relay.refused("/ws?token=0123:bad", &[]).await, 401);
+    assert_eq!(relay.get("/api/ice-servers").status, 401);
+
+    let mut a = relay.connect(&format!("/ws?token={good}")).await;
+    let mut b = relay.connect(&format!("/ws?token={good}")).await;
+    a.join("r").await;
+    b.send(json!({"type": "join", "room": "r"})).await;
+    b.expect_error("room_full").await;
+    a.send_text(&format!(
+        "{{\"type\":\"ping\",\"pad\":\"{}\"}}",
+        "x".repeat(1500)
+    ))
+    .await;
+    a.expect_error("too_large").await;
+
+    assert_eq!(relay.metric(origin), 1.0);
+    assert_eq!(relay.metric(token_refused), 3.0);
+    assert_eq!(relay.metric(too_large), 1.0);
+    assert_eq!(relay.metric(room_full), 1.0);
+}
+
+/// Decided: the token gates the upgrade (and, for a room token, which room may be joined);
+/// a connection it let in lives on past its expiry, so a call in progress keeps its
+/// signaling for ICE restarts. A new connection with the expired token is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_websocket_outlives_its_token() {
+    let signal = format!("token-secret = \"{TOKEN_SECRET}\"");
+    let relay = Relay::start(&signal, "");
+    let expiry = unix_now() + 1;
+    let short = token(TOKEN_SECRET, expiry, "");
+    let mut a = relay.connect(&format!("/ws?token={short}")).await;
+    let mut b = relay.connect(&format!("/ws?token={short}")).await;
+    a.join("r").await;
+    b.join("r").await;
+    a.expect("new_peer").await;
+    while unix_now() <= expiry + 1 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        relay.refused(&format!("/ws?token={short}"), &[]).await,
+        401,
+        "expired"
+    );
+    a.ping_pong().await;
+    b.ping_pong().await;
+    // Still in its room: a leaves, and b is told.
+    a.send(json!({"type": "leave"})).await;
+    b.expect("remove_peer").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

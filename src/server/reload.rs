@@ -1,0 +1,230 @@
+//! SIGHUP: applying a new configuration to the running server. Everything that can change in
+//! place does (credentials, peer rules, quotas, lifetimes, signaling limits, origins, the
+//! admin token, the `[ice]` list, the certificate); what only a restart applies is compared
+//! with the configuration the server started with, named in the log line and in `/healthz`,
+//! and keeps its running value.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+
+use super::admin::AdminToken;
+use super::shard::Shared;
+use super::{systemd, tls, turn_parts};
+use crate::auth::Auth;
+use crate::config::Config;
+use crate::http::{IceServers, Site, origin};
+use crate::signal::ws::Hub;
+use crate::turn::quota::Quotas;
+
+/// The `[ice]` list in force: a reload builds a new one from the new settings and the
+/// addresses bound at start.
+pub(super) struct IceHolder {
+    current: RwLock<Arc<IceServers>>,
+    udp: Vec<SocketAddr>,
+    tcp: Vec<SocketAddr>,
+    tls: Vec<SocketAddr>,
+}
+
+impl IceHolder {
+    /// The list for `config`, advertising the addresses actually bound.
+    pub(super) fn new(
+        config: &Config,
+        udp: &[SocketAddr],
+        tcp: &[SocketAddr],
+        tls: &[SocketAddr],
+        auth: Arc<Auth>,
+    ) -> Self {
+        let ice = IceServers::new(config, udp, tcp, tls, auth);
+        Self {
+            current: RwLock::new(Arc::new(ice)),
+            udp: udp.to_vec(),
+            tcp: tcp.to_vec(),
+            tls: tls.to_vec(),
+        }
+    }
+
+    /// The list in force.
+    pub(super) fn load(&self) -> Arc<IceServers> {
+        Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn replace(&self, config: &Config, auth: Arc<Auth>) {
+        let ice = IceServers::new(config, &self.udp, &self.tcp, &self.tls, auth);
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(ice);
+    }
+}
+
+/// The HTTP side a reload reaches into.
+pub(super) struct HttpLive {
+    pub(super) hub: Arc<Hub>,
+    pub(super) ice: Arc<IceHolder>,
+    pub(super) site: Arc<Site>,
+    /// The bound `listen.http` and `listen.https` addresses, for this server's own origins.
+    pub(super) http: Option<SocketAddr>,
+    pub(super) https: Option<SocketAddr>,
+}
+
+/// What a reload reaches into.
+pub(super) struct Live<'a> {
+    pub(super) shared: &'a Arc<Shared>,
+    pub(super) quotas: &'a Arc<Quotas>,
+    pub(super) http: Option<&'a HttpLive>,
+    pub(super) certs: Option<&'a Arc<tls::CertStore>>,
+    pub(super) admin: &'a AdminToken,
+    /// The configuration the server started with (what restart-only keys still run on).
+    pub(super) started: &'a Config,
+}
+
+/// The config keys whose change only a restart applies, compared as written in the file.
+pub(super) fn restart_required(started: &Config, new: &Config) -> Vec<&'static str> {
+    fn differ<T: std::fmt::Debug>(a: &T, b: &T) -> bool {
+        format!("{a:?}") != format!("{b:?}")
+    }
+    let (a, b) = (started, new);
+    let keys: [(&'static str, bool); 20] = [
+        ("listen.udp", differ(&a.listen.udp, &b.listen.udp)),
+        ("listen.tcp", differ(&a.listen.tcp, &b.listen.tcp)),
+        ("listen.tls", differ(&a.listen.tls, &b.listen.tls)),
+        ("listen.http", differ(&a.listen.http, &b.listen.http)),
+        ("listen.https", differ(&a.listen.https, &b.listen.https)),
+        (
+            "relay.relay-ip",
+            differ(&a.relay.relay_ip, &b.relay.relay_ip),
+        ),
+        (
+            "relay.external-ip",
+            differ(&a.relay.external_ip, &b.relay.external_ip),
+        ),
+        ("relay.min-port", a.relay.min_port != b.relay.min_port),
+        ("relay.max-port", a.relay.max_port != b.relay.max_port),
+        ("server.workers", a.server.workers != b.server.workers),
+        (
+            "server.tcp-idle-timeout",
+            a.server.tcp_idle_timeout != b.server.tcp_idle_timeout,
+        ),
+        (
+            "server.max-tcp-connections",
+            a.server.max_tcp_connections != b.server.max_tcp_connections,
+        ),
+        (
+            "server.max-tcp-connections-per-ip",
+            a.server.max_tcp_connections_per_ip != b.server.max_tcp_connections_per_ip,
+        ),
+        (
+            "server.tcp-allocation-timeout",
+            a.server.tcp_allocation_timeout != b.server.tcp_allocation_timeout,
+        ),
+        (
+            "server.tls-handshake-timeout",
+            a.server.tls_handshake_timeout != b.server.tls_handshake_timeout,
+        ),
+        ("tls", a.tls.is_some() != b.tls.is_some()),
+        ("admin.listen", a.admin.listen != b.admin.listen),
+        ("cluster.redis", a.cluster.redis != b.cluster.redis),
+        ("cluster.node-id", a.cluster.node_id != b.cluster.node_id),
+        (
+            "cluster.presence-ttl",
+            a.cluster.presence_ttl != b.cluster.presence_ttl,
+        ),
+    ];
+    keys.into_iter()
+        .filter(|(_, changed)| *changed)
+        .map(|(key, _)| key)
+        .collect()
+}
+
+/// Applies `new` to the running server (see the module docs).
+pub(super) fn reload(
+    new: &Config,
+    live: &Live<'_>,
+    own: &[SocketAddr],
+    nonce_secret: &[u8],
+    draining: bool,
+) {
+    systemd::reloading();
+    let restart = restart_required(live.started, new);
+    // Restart-only keys keep their running values in everything built below: the relay
+    // addresses feed the peer rules, the ICE host and this server's own origins.
+    let mut effective = new.clone();
+    effective.relay.relay_ip = live.started.relay.relay_ip.clone();
+    effective.relay.external_ip = live.started.relay.external_ip.clone();
+    let new = &effective;
+    let nonce_secret = match &new.auth.nonce_secret {
+        Some(secret) => secret.as_bytes().to_vec(),
+        None => nonce_secret.to_vec(),
+    };
+    let mut parts = turn_parts(new, own.to_vec(), &nonce_secret);
+    // Split among the shards that run, which a changed server.workers does not change.
+    let shards = live.shared.shard_count() as u64;
+    parts.config.bps_capacity = new.relay.bps_capacity.div_ceil(shards);
+    for shard in 0..live.shared.shard_count() {
+        let mut guard = live.shared.lock(shard);
+        guard.manager.reload(
+            parts.config.clone(),
+            Arc::clone(&parts.auth),
+            Arc::clone(&parts.rules),
+        );
+        if draining {
+            guard.manager.drain(new.relay.alternate_server);
+        }
+        (guard.limiter).set(
+            new.server.unauthenticated_rate,
+            new.server.unauthenticated_burst,
+        );
+    }
+    live.quotas
+        .set_limits(new.relay.user_quota, new.relay.total_quota);
+    live.admin.set(new.admin.token.as_deref());
+    if let Some(http) = live.http {
+        http.hub.set_config(new.signal.clone());
+        http.ice.replace(new, Arc::clone(&parts.auth));
+        http.site
+            .set_own_origins(origin::own_origins(new, http.http, http.https));
+        http.site
+            .set_restart_required(restart.iter().map(|k| (*k).to_owned()).collect());
+    }
+    if let (Some(store), Some(tls_config)) = (live.certs, &new.tls) {
+        match tls::load(tls_config) {
+            Ok(cert) => store.replace(cert),
+            Err(e) => tracing::error!("certificate not reloaded, the old one stays: {e}"),
+        }
+    }
+    if restart.is_empty() {
+        tracing::info!("configuration reloaded");
+    } else {
+        tracing::warn!(
+            "configuration reloaded; restart required for {} (changed since start, running \
+             on the old values until then)",
+            restart.join(", ")
+        );
+    }
+    systemd::ready();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        Config::from_toml(&format!("realm = \"r\"\n{text}")).expect("config")
+    }
+
+    #[test]
+    fn only_restart_only_keys_are_named() {
+        let base = "[listen]\nudp = [\"127.0.0.1:3478\"]\n";
+        let started = config(base);
+        let same = config(&format!(
+            "{base}[ice]\npublic-host = \"x.example\"\ncredential-ttl = \"5m\"\n\
+             [admin]\ntoken = \"0123456789abcdef\"\n[signal]\nmax-peers-per-room = 3\n"
+        ));
+        assert_eq!(restart_required(&started, &same), Vec::<&str>::new());
+        let moved = config(
+            "[listen]\nudp = [\"127.0.0.1:3479\"]\nhttp = \"127.0.0.1:8080\"\n\
+             [server]\nworkers = 3\n",
+        );
+        assert_eq!(
+            restart_required(&started, &moved),
+            ["listen.udp", "listen.http", "server.workers"]
+        );
+    }
+}
