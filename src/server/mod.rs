@@ -185,6 +185,15 @@ struct TurnParts {
     quotas: Arc<Quotas>,
 }
 
+/// `user-quota`, `total-quota` and `max-allocations-per-ip`.
+fn quota_limits(relay: &crate::config::RelayConfig) -> crate::turn::quota::Limits {
+    crate::turn::quota::Limits {
+        user: relay.user_quota,
+        total: relay.total_quota,
+        per_client: relay.max_allocations_per_ip,
+    }
+}
+
 fn turn_parts(config: &Config, own: Vec<SocketAddr>, nonce_secret: &[u8]) -> TurnParts {
     let relay = &config.relay;
     // validate() already checked external-ip; an error here cannot happen.
@@ -259,7 +268,7 @@ fn turn_parts(config: &Config, own: Vec<SocketAddr>, nonce_secret: &[u8]) -> Tur
         config: turn,
         auth: Arc::new(auth),
         rules: Arc::new(rules),
-        quotas: Arc::new(Quotas::new(relay.user_quota, relay.total_quota)),
+        quotas: Arc::new(Quotas::new(quota_limits(relay))),
     }
 }
 
@@ -640,8 +649,7 @@ fn reload(
             new.server.unauthenticated_burst,
         );
     }
-    live.quotas
-        .set_limits(new.relay.user_quota, new.relay.total_quota);
+    live.quotas.set_limits(quota_limits(&new.relay));
     if let Some((hub, ice)) = live.http {
         hub.set_config(new.signal.clone());
         ice.set_auth(Arc::clone(&parts.auth));
@@ -690,7 +698,7 @@ fn http_app(
     let list = Arc::clone(&ice);
     let hub = Arc::new(Hub::new(
         config.signal.clone(),
-        Box::new(move || list.list()),
+        Box::new(move |user: &str| list.list(user)),
     ));
     if let Some(url) = &config.cluster.redis {
         let node_id = config
@@ -713,7 +721,7 @@ fn http_app(
     let router = crate::http::router(HttpState {
         hub: Arc::clone(&hub),
         shutdown: shutdown.clone(),
-        ice: Arc::new(move || api.response()),
+        ice: Arc::new(move |ip| api.response(ip)),
         metrics: Arc::new(move || metrics::render(&sources)),
     });
     (router, hub, ice)

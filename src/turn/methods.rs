@@ -13,7 +13,8 @@ use stun::message::Message;
 
 use super::allocation::{Allocation, Channel};
 use super::attrs::{self, FAMILY_IPV4, FAMILY_IPV6, PROTO_UDP};
-use super::manager::{Credentials, Manager, Reservation, Timer};
+use super::manager::{Credentials, Manager, Timer};
+use super::quota::{Holder, Reservation};
 use super::{FiveTuple, PortChoice, RelayBinder};
 use crate::stun::response;
 use crate::turn::FastMap;
@@ -62,15 +63,28 @@ impl<B: RelayBinder> Manager<B> {
             (508, Some(_)) => 300,
             _ => code,
         };
-        self.quotas.acquire(&creds.username).map_err(redirect)?;
-        let bound = match self.bind_relays(now, &ask) {
-            Ok(bound) => bound,
-            Err(code) => {
-                self.quotas.release(&creds.username);
-                return Err(redirect(code));
+        let (relays, reserved_token, holder) = match ask.token {
+            Some(token) => self.claim_reservation(&token)?,
+            None => {
+                let holder = Holder {
+                    user: self.auth.quota_user(&creds.username).to_owned(),
+                    client: crate::client_key::client_key_bits(tuple.client.ip()),
+                };
+                // A reservation made with it counts like an allocation, until claimed.
+                let units = 1 + usize::from(ask.port == PortChoice::EvenReserveNext);
+                if let Err(refusal) = self.quotas.acquire(&holder, units) {
+                    self.metrics.quota_refused(refusal);
+                    return Err(redirect(refusal.code()));
+                }
+                match self.bind_relays(now, &ask, &holder) {
+                    Ok((relays, token)) => (relays, token, holder),
+                    Err(code) => {
+                        self.quotas.release(&holder, units);
+                        return Err(redirect(code));
+                    }
+                }
             }
         };
-        let (relays, reserved_token) = bound;
         let lifetime = self.granted_lifetime(ask.lifetime);
         let expires = now + lifetime;
         for relay in &relays {
@@ -95,6 +109,7 @@ impl<B: RelayBinder> Manager<B> {
                 missing_family: ask.missing_family,
                 reservation_token: reserved_token,
                 bandwidth: Default::default(),
+                holder,
             },
         );
         self.schedule(expires, Timer::Allocation(tuple));
@@ -171,24 +186,33 @@ impl<B: RelayBinder> Manager<B> {
         })
     }
 
-    /// Binds one relay per family; returns them and a reservation token if one was made.
+    /// Binds the port a RESERVATION-TOKEN names, whichever shard reserved it; the
+    /// allocation takes over the reservation's quota unit and its holder.
+    fn claim_reservation(
+        &mut self,
+        token: &[u8; 8],
+    ) -> Result<(Vec<SocketAddr>, Option<[u8; 8]>, Holder), u16> {
+        let reservation = self.quotas.claim(token).ok_or(508u16)?;
+        // The timer, if this shard made it, finds nothing when it fires; drop it now.
+        self.unschedule(Timer::Reservation(*token));
+        let addr = reservation.addr;
+        match (self.binder).bind(addr.ip(), PortChoice::Reserved(addr.port())) {
+            Some(relay) => Ok((vec![relay], None, reservation.holder)),
+            None => {
+                self.quotas.release(&reservation.holder, 1);
+                Err(508)
+            }
+        }
+    }
+
+    /// Binds one relay per family; returns them and a reservation token if one was made
+    /// (charged to `holder`, whose quota unit for it the caller took).
     fn bind_relays(
         &mut self,
         now: Instant,
         ask: &AllocateRequest,
+        holder: &Holder,
     ) -> Result<(Vec<SocketAddr>, Option<[u8; 8]>), u16> {
-        if let Some(token) = ask.token {
-            let reservation = self.reservations.remove(&token).ok_or(508u16)?;
-            self.unschedule(Timer::Reservation(token));
-            let relay = self
-                .binder
-                .bind(
-                    reservation.addr.ip(),
-                    PortChoice::Reserved(reservation.addr.port()),
-                )
-                .ok_or(508u16)?;
-            return Ok((vec![relay], None));
-        }
         let mut relays = Vec::with_capacity(ask.families.len());
         let mut token = None;
         for (i, &family) in ask.families.iter().enumerate() {
@@ -207,7 +231,15 @@ impl<B: RelayBinder> Manager<B> {
                 let t: [u8; 8] = crate::random::os_random();
                 let addr = SocketAddr::new(relay.ip(), relay.port() + 1);
                 let expires = now + self.config.reservation_lifetime;
-                self.reservations.insert(t, Reservation { addr, expires });
+                let holder = holder.clone();
+                (self.quotas).reserve(
+                    t,
+                    Reservation {
+                        addr,
+                        expires,
+                        holder,
+                    },
+                );
                 self.schedule(expires, Timer::Reservation(t));
                 token = Some(t);
             }
