@@ -243,11 +243,9 @@ fn port_range(n: u16) -> String {
 fn even_port_reservations_count_and_cannot_starve_the_range() {
     // The attack: Allocate(EVEN-PORT R=1) and Refresh(0), over and over, kept every odd port
     // of the range reserved with no allocation held, and every pair request after it got
-    // 508. Each reservation now holds a unit of its maker's quotas until it lapses.
-    let server = Server::start(&config(&format!(
-        "max-allocations-per-ip = 4\n{}",
-        port_range(20)
-    )));
+    // 508. Each reservation now holds a unit of its maker's quotas until it lapses (here
+    // alice's user-quota; max-allocations-per-ip and total-quota count it alike).
+    let server = Server::start(&config(&format!("user-quota = 4\n{}", port_range(20))));
     let mut reserved = 0;
     for _ in 0..10 {
         let attacker = Client::new(&server, "127.0.0.1", &alice());
@@ -263,7 +261,7 @@ fn even_port_reservations_count_and_cannot_starve_the_range() {
     assert_eq!(reserved, 3);
     assert_eq!(server.metric("rturn_relay_ports{state=\"reserved\"}"), 3.0);
     assert_eq!(
-        server.metric("rturn_quota_refusals_total{quota=\"per_ip\"}"),
+        server.metric("rturn_quota_refusals_total{quota=\"user\"}"),
         7.0
     );
     // Somebody else still gets an RTP/RTCP pair, claimed from a new socket (maybe another
