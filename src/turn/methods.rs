@@ -64,7 +64,10 @@ impl<B: RelayBinder> Manager<B> {
             _ => code,
         };
         let (relays, reserved_token, holder) = match ask.token {
-            Some(token) => self.claim_reservation(&token)?,
+            Some(token) => {
+                let (relay, holder) = self.claim_reservation(&token)?;
+                (vec![relay], None, holder)
+            }
             None => {
                 let holder = Holder {
                     user: self.auth.quota_user(&creds.username).to_owned(),
@@ -188,16 +191,13 @@ impl<B: RelayBinder> Manager<B> {
 
     /// Binds the port a RESERVATION-TOKEN names, whichever shard reserved it; the
     /// allocation takes over the reservation's quota unit and its holder.
-    fn claim_reservation(
-        &mut self,
-        token: &[u8; 8],
-    ) -> Result<(Vec<SocketAddr>, Option<[u8; 8]>, Holder), u16> {
+    fn claim_reservation(&mut self, token: &[u8; 8]) -> Result<(SocketAddr, Holder), u16> {
         let reservation = self.quotas.claim(token).ok_or(508u16)?;
         // The timer, if this shard made it, finds nothing when it fires; drop it now.
         self.unschedule(Timer::Reservation(*token));
         let addr = reservation.addr;
         match (self.binder).bind(addr.ip(), PortChoice::Reserved(addr.port())) {
-            Some(relay) => Ok((vec![relay], None, reservation.holder)),
+            Some(relay) => Ok((relay, reservation.holder)),
             None => {
                 self.quotas.release(&reservation.holder, 1);
                 Err(508)
