@@ -152,4 +152,35 @@ mod tests {
         assert_eq!(host_of("", &["[2001:db8::7]:3478"]), "[2001:db8::7]");
         assert_eq!(host_of("", &["0.0.0.0:3478"]), "localhost");
     }
+
+    #[test]
+    fn each_client_address_gets_a_user_part_of_its_own() {
+        let config = Config::from_toml("realm = \"r\"\n[relay]\nrelay-ip = \"127.0.0.1\"\n")
+            .expect("config");
+        let auth = Arc::new(Auth::new(crate::auth::AuthSettings {
+            realm: "r".into(),
+            secrets: vec!["s".into()],
+            ..Default::default()
+        }));
+        let udp = ["127.0.0.1:3478".parse().expect("addr")];
+        let ice = IceServers::new(&config, &udp, &[], &[], auth);
+        let user = |ip: &str| ice.user_for(ip.parse().expect("ip"));
+        let a = user("192.0.2.1");
+        assert_eq!(a.len(), 16);
+        assert!(a.bytes().all(|b| b.is_ascii_hexdigit()), "{a}");
+        assert_eq!(a, user("::ffff:192.0.2.1"));
+        assert_ne!(a, user("192.0.2.2"));
+        // An IPv6 client is its /64.
+        assert_eq!(user("2001:db8:1:2::1"), user("2001:db8:1:2:ffff::9"));
+        assert_ne!(user("2001:db8:1:2::1"), user("2001:db8:1:3::1"));
+        // The minted username is EXPIRY:USER with that user part.
+        let body = ice.response("192.0.2.1".parse().expect("ip"));
+        let username = (body["iceServers"].as_array().expect("array").iter())
+            .find_map(|s| s["username"].as_str())
+            .expect("TURN credentials");
+        assert_eq!(username.split_once(':').map(|(_, u)| u), Some(a.as_str()));
+        let joined = ice.list("0123abcd");
+        let username = joined[1]["username"].as_str().expect("username");
+        assert!(username.ends_with(":0123abcd"), "{username}");
+    }
 }

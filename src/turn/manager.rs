@@ -574,14 +574,15 @@ impl<B: RelayBinder> Manager<B> {
                     later => later.map(|(_, c)| c.expires),
                 }
             }
-            Timer::Reservation(token) => {
-                // Queued at its expiry, which never moves; gone already if another shard
-                // claimed it (reservations are shared, their timers are not).
-                if let Some(r) = self.quotas.expire(&token, now) {
+            Timer::Reservation(token) => match self.quotas.expire(&token, now) {
+                Some(r) => {
                     self.binder.release(r.addr);
+                    None
                 }
-                None
-            }
+                // Claimed meanwhile, maybe on another shard (reservations are shared, their
+                // timers are not): nothing left. Or not due yet: look again then.
+                None => self.quotas.reservation_expiry(&token),
+            },
         };
         if let Some(at) = still {
             self.schedule(at, timer);

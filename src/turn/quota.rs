@@ -173,6 +173,11 @@ impl Quotas {
         Some(gone)
     }
 
+    /// When the reservation of `token` lapses, if it is still held.
+    pub fn reservation_expiry(&self, token: &[u8; 8]) -> Option<Instant> {
+        self.lock().reservations.get(token).map(|r| r.expires)
+    }
+
     /// Ends every reservation (shutdown), returning their units; the caller releases ports.
     pub fn clear_reservations(&self) -> Vec<Reservation> {
         let mut held = self.lock();
