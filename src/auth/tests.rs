@@ -246,7 +246,8 @@ fn quotas_count_the_user_part_of_rest_usernames() {
     assert_eq!(auth.quota_user("1700003600:alice"), "alice");
     assert_eq!(auth.quota_user("1700003601:alice"), "alice");
     assert_eq!(auth.quota_user("1700003601:a:b"), "a:b");
-    assert_eq!(auth.quota_user("1700003601"), "");
+    // A bare timestamp names nobody: it is its own user, not one shared by all of them.
+    assert_eq!(auth.quota_user("1700003601"), "1700003601");
     // Static users (even one named like a REST username) and anything else: the name.
     assert_eq!(auth.quota_user("2000000000:bob"), "2000000000:bob");
     assert_eq!(auth.quota_user("carol"), "carol");
