@@ -80,7 +80,12 @@ impl<B: RelayBinder> Manager<B> {
                     return Err(redirect(refusal.code()));
                 }
                 match self.bind_relays(now, &ask, &holder) {
-                    Ok((relays, token)) => (relays, token, holder),
+                    Ok((relays, token)) => {
+                        if units > 1 && token.is_none() {
+                            self.quotas.release(&holder, units - 1);
+                        }
+                        (relays, token, holder)
+                    }
                     Err(code) => {
                         self.quotas.release(&holder, units);
                         return Err(redirect(code));
@@ -206,7 +211,8 @@ impl<B: RelayBinder> Manager<B> {
     }
 
     /// Binds one relay per family; returns them and a reservation token if one was made
-    /// (charged to `holder`, whose quota unit for it the caller took).
+    /// (charged to `holder`, whose quota unit for it the caller took). All or nothing: on
+    /// failure every port bound or reserved here is released.
     fn bind_relays(
         &mut self,
         now: Instant,
@@ -214,7 +220,7 @@ impl<B: RelayBinder> Manager<B> {
         holder: &Holder,
     ) -> Result<(Vec<SocketAddr>, Option<[u8; 8]>), u16> {
         let mut relays = Vec::with_capacity(ask.families.len());
-        let mut token = None;
+        let mut twin = None;
         for (i, &family) in ask.families.iter().enumerate() {
             let Some(relay_ip) = self.config.relay_for_family(family) else {
                 continue;
@@ -222,29 +228,31 @@ impl<B: RelayBinder> Manager<B> {
             // EVEN-PORT applies to the first (requested) family only.
             let choice = if i == 0 { ask.port } else { PortChoice::Any };
             let Some(relay) = self.binder.bind(relay_ip.bind, choice) else {
-                for r in relays {
+                for r in relays.into_iter().chain(twin) {
                     self.binder.release(r);
                 }
                 return Err(508);
             };
             if choice == PortChoice::EvenReserveNext {
-                let t: [u8; 8] = crate::random::os_random();
-                let addr = SocketAddr::new(relay.ip(), relay.port() + 1);
-                let expires = now + self.config.reservation_lifetime;
-                let holder = holder.clone();
-                (self.quotas).reserve(
-                    t,
-                    Reservation {
-                        addr,
-                        expires,
-                        holder,
-                    },
-                );
-                self.schedule(expires, Timer::Reservation(t));
-                token = Some(t);
+                twin = Some(SocketAddr::new(relay.ip(), relay.port() + 1));
             }
             relays.push(relay);
         }
+        let token = twin.map(|addr| {
+            let token: [u8; 8] = crate::random::os_random();
+            let expires = now + self.config.reservation_lifetime;
+            let holder = holder.clone();
+            (self.quotas).reserve(
+                token,
+                Reservation {
+                    addr,
+                    expires,
+                    holder,
+                },
+            );
+            self.schedule(expires, Timer::Reservation(token));
+            token
+        });
         Ok((relays, token))
     }
 

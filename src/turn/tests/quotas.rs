@@ -200,3 +200,28 @@ fn a_total_quota_counts_reservations_too() {
     h.refused(0, &carol, Req::allocate(), 508);
     assert_eq!(h.quota_refusals("total"), 1);
 }
+
+#[test]
+fn a_failed_dual_allocation_leaves_no_reservation_behind() {
+    // Two ports per relay address, and both IPv6 ones taken.
+    let mut h = Setup {
+        ports: 50000..=50001,
+        ..Setup::dual()
+    }
+    .start();
+    let (bob, bob2, alice) = (h.bob(1), h.bob(2), h.alice(3));
+    h.ok(0, &bob, Req::allocate().family(2));
+    h.ok(0, &bob2, Req::allocate().family(2));
+    // The IPv4 pair binds, the IPv6 relay cannot: 508, and the pair goes back too.
+    let dual = Req::allocate().even_port(true).additional_family(2);
+    h.refused(0, &alice, dual, 508);
+    let v6 = |port| SocketAddr::new(RELAY_V6, port);
+    assert_eq!(h.held(), [v6(50000), v6(50001)]);
+    assert_eq!((h.quotas.total(), h.quotas.reservations()), (2, 0));
+    assert_eq!(
+        h.mgr.poll_timeout(),
+        Some(h.at(600)),
+        "no reservation timer"
+    );
+    h.reserve_pair(0, &alice);
+}
