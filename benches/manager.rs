@@ -82,7 +82,7 @@ impl Shard {
             next: 1024,
             free: Vec::new(),
         };
-        let quotas = Arc::new(Quotas::new(0, 0));
+        let quotas = Arc::new(Quotas::new(Default::default()));
         let t0 = Instant::now();
         let mgr = Manager::new(
             config,

@@ -98,6 +98,8 @@ relay-ip = "127.0.0.1"
 allow-loopback-peers = true
 min-port = 20000
 max-port = 39999
+# Every held allocation comes from 127.0.0.1 too.
+max-allocations-per-ip = 0
 [auth.users]
 bench = "bench"
 [signal]

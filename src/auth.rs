@@ -206,6 +206,21 @@ impl Auth {
         Some((username, password))
     }
 
+    /// The name `user-quota` counts `username` under: the user part of a REST username
+    /// (after the separator), which stays the same while the expiry in front of it changes
+    /// with every minting; otherwise the name itself (a static user, and a bare REST
+    /// timestamp, which names nobody: counting every such client as one user would let one
+    /// of them use up everybody's quota, so `max-allocations-per-ip` is what bounds them).
+    pub fn quota_user<'u>(&self, username: &'u str) -> &'u str {
+        if self.users.contains_key(username)
+            || self.secrets.is_empty()
+            || rest_expiry(username, self.rest_separator).is_none()
+        {
+            return username;
+        }
+        (username.split_once(self.rest_separator)).map_or(username, |(_, user)| user)
+    }
+
     /// A stateless nonce bound to `client` (RFC 8489 §9.2.1 leaves the format to the server):
     /// hex of issue time (u64 big-endian) and the first 12 bytes of
     /// HMAC-SHA256(nonce secret, time || client IP || port). Lowercase hex can never start

@@ -52,6 +52,10 @@ pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Permissions (peer IPs) one allocation may hold; a browser uses one per remote candidate
 /// address, a handful per call.
 pub const DEFAULT_MAX_PERMISSIONS_PER_ALLOCATION: usize = 128;
+/// Default `[relay] max-allocations-per-ip`: room for an office behind one NAT address (a
+/// browser call takes one to three allocations, one per TURN URL), while one address alone
+/// can hold only a sliver of the default 16 384-port relay range.
+pub const DEFAULT_MAX_ALLOCATIONS_PER_IP: usize = 256;
 /// Channels one allocation may bind; a browser binds one per remote candidate pair in use.
 pub const DEFAULT_MAX_CHANNELS_PER_ALLOCATION: usize = 128;
 
@@ -322,6 +326,10 @@ pub struct RelayConfig {
     /// Allocations the server holds at once; 0 means no limit.
     #[serde(default)]
     pub total_quota: usize,
+    /// Allocations (and EVEN-PORT reservations) one client address holds at once, whatever
+    /// user it authenticates as: an IPv4 address or an IPv6 /64. 486 past it; 0: no limit.
+    #[serde(default = "default_max_allocations_per_ip")]
+    pub max_allocations_per_ip: usize,
     /// Permissions one allocation may hold (508 past it); 0 means no limit.
     #[serde(default = "default_max_permissions_per_allocation")]
     pub max_permissions_per_allocation: usize,
@@ -445,6 +453,9 @@ fn default_unauthenticated_burst() -> u32 {
 fn default_max_permissions_per_allocation() -> usize {
     DEFAULT_MAX_PERMISSIONS_PER_ALLOCATION
 }
+fn default_max_allocations_per_ip() -> usize {
+    DEFAULT_MAX_ALLOCATIONS_PER_IP
+}
 fn default_max_channels_per_allocation() -> usize {
     DEFAULT_MAX_CHANNELS_PER_ALLOCATION
 }
@@ -520,6 +531,7 @@ impl Default for RelayConfig {
             channel_lifetime: default_channel_lifetime(),
             user_quota: 0,
             total_quota: 0,
+            max_allocations_per_ip: DEFAULT_MAX_ALLOCATIONS_PER_IP,
             max_permissions_per_allocation: DEFAULT_MAX_PERMISSIONS_PER_ALLOCATION,
             max_channels_per_allocation: DEFAULT_MAX_CHANNELS_PER_ALLOCATION,
             max_bps: 0,
@@ -1238,6 +1250,7 @@ mod tests {
             (128, 128)
         );
         assert_eq!((r.max_bps, r.bps_capacity), (0, 0));
+        assert_eq!(r.max_allocations_per_ip, 256);
     }
 
     #[test]
@@ -1246,13 +1259,15 @@ mod tests {
             "realm = \"r\"\n[server]\nunauthenticated-rate = 0\nunauthenticated-burst = 0\n\
              max-tcp-connections-per-ip = 0\ntcp-allocation-timeout = \"2m\"\n\
              tls-handshake-timeout = \"3s\"\n[relay]\nmax-permissions-per-allocation = 0\n\
-             max-channels-per-allocation = 7\nmax-bps = 125000\nbps-capacity = 12500000\n",
+             max-channels-per-allocation = 7\nmax-bps = 125000\nbps-capacity = 12500000\n\
+             max-allocations-per-ip = 0\n",
         )
         .unwrap();
         assert_eq!(c.server.unauthenticated_rate, 0);
         assert_eq!(c.server.tcp_allocation_timeout, Duration::from_secs(120));
         assert_eq!(c.server.tls_handshake_timeout, Duration::from_secs(3));
         assert_eq!(c.relay.max_channels_per_allocation, 7);
+        assert_eq!(c.relay.max_allocations_per_ip, 0);
         assert_eq!(
             (c.relay.max_bps, c.relay.bps_capacity),
             (125_000, 12_500_000)
@@ -1272,6 +1287,10 @@ mod tests {
             ),
             ("[relay]\nmax-bps = 10", "relay.max-bps"),
             ("[relay]\nbps-capacity = 999", "relay.bps-capacity"),
+            (
+                "[relay]\nmax-allocations-per-ip = -1",
+                "relay.max-allocations-per-ip",
+            ),
             (
                 "[server]\nunauthenticated-rate = -1",
                 "server.unauthenticated-rate",

@@ -17,6 +17,12 @@ const TURN_CONFIG: &str = "[relay]\nrelay-ip = \"127.0.0.1\"\nallow-loopback-pee
 
 /// Runs turnutils_uclient against `server` with `flags` and checks every message came back.
 fn uclient(server: &Server, peer: &EchoPeer, flags: &[&str]) {
+    uclient_checked(server, peer, &[flags, &["-c"]].concat());
+}
+
+/// Like [`uclient`] but with `flags` exactly as given: without `-c` the client asks for
+/// RTP/RTCP pairs (EVEN-PORT with R=1, then an Allocate with the RESERVATION-TOKEN).
+fn uclient_checked(server: &Server, peer: &EchoPeer, flags: &[&str]) {
     let (clients, messages) = (4, 40);
     let text = uclient_run(server, peer, flags, clients, messages);
     let summary = || format!("uclient {flags:?}:\n{text}\nserver log:\n{}", server.log());
@@ -70,7 +76,7 @@ fn uclient_run(
             &peer.port.to_string(),
         ])
         .args(["-m", &clients.to_string(), "-n", &messages.to_string()])
-        .args(["-l", "170", "-z", "5", "-c", "-X", "127.0.0.1"])
+        .args(["-l", "170", "-z", "5", "-X", "127.0.0.1"])
         .output()
         .expect("turnutils_uclient is missing: install coturn (scripts/test.sh does)");
     String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
@@ -112,7 +118,7 @@ fn uclient_tls() {
     // run that got through must have lost nothing.
     let mut passed = 0;
     for _ in 0..12 {
-        let out = uclient_run(&server, &peer, &["-t", "-S"], 1, 40);
+        let out = uclient_run(&server, &peer, &["-t", "-S", "-c"], 1, 40);
         if out.contains("tot_send_msgs=40, tot_recv_msgs=40") {
             assert!(out.contains("Total lost packets 0 (0.000000%)"), "{out}");
             passed += 1;
@@ -133,6 +139,19 @@ fn uclient_client_to_client() {
     let peer = EchoPeer::start();
     uclient(&server, &peer, &["-y"]);
     uclient(&server, &peer, &["-y", "-t"]);
+}
+
+#[test]
+fn uclient_rtp_rtcp_pairs_at_the_default_worker_count() {
+    // Each client allocates an even relay port reserving the next (EVEN-PORT R=1), then
+    // claims it from a new socket with RESERVATION-TOKEN: with several workers that second
+    // Allocate usually lands on another worker than the reservation, which must find it.
+    let server = Server::start(&loopback_config(TURN_CONFIG));
+    let peer = EchoPeer::start();
+    for _ in 0..3 {
+        uclient_checked(&server, &peer, &["-y"]);
+    }
+    uclient_checked(&server, &peer, &[]);
 }
 
 #[test]

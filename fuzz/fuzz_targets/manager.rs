@@ -26,7 +26,7 @@ use rturn::stun::channel_data;
 use rturn::stun::codec::decode_into;
 use rturn::turn::attrs::{ATTR_ADDITIONAL_ADDRESS_FAMILY, decode_xor_address};
 use rturn::turn::peer_rules::PeerRules;
-use rturn::turn::quota::Quotas;
+use rturn::turn::quota::{Limits, Quotas};
 use rturn::turn::{
     FiveTuple, Manager, PortChoice, RelayAddress, RelayBinder, Transport, TurnConfig,
 };
@@ -375,10 +375,16 @@ impl World {
         let now = self.now();
         let sessions = self.mgr.sessions(now);
         assert_eq!(sessions.len(), self.mgr.allocation_count());
+        // A reservation counts like an allocation until it is claimed or lapses.
         assert_eq!(
             self.quotas.total(),
-            self.mgr.allocation_count(),
+            self.mgr.allocation_count() + self.quotas.reservations(),
             "quota count"
+        );
+        assert_eq!(
+            self.quotas.reservations(),
+            self.mgr.binder().reserved.len(),
+            "reservations and reserved ports differ"
         );
         let mut relays = BTreeSet::new();
         for s in &sessions {
@@ -541,7 +547,11 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
         ..TurnConfig::default()
     };
     let max_lifetime = config.max_lifetime.max(config.reservation_lifetime);
-    let quotas = Arc::new(Quotas::new(u.int_in_range(0..=2)?, u.int_in_range(0..=4)?));
+    let quotas = Arc::new(Quotas::new(Limits {
+        user: u.int_in_range(0..=2)?,
+        total: u.int_in_range(0..=4)?,
+        per_client: u.int_in_range(0..=5)?,
+    }));
     let rules = Arc::new(PeerRules::new(false, vec![], vec![], vec![SERVER]));
     let t0 = Instant::now();
     let mgr = Manager::new(

@@ -240,6 +240,32 @@ fn rest_custom_separator() {
 }
 
 #[test]
+fn quotas_count_the_user_part_of_rest_usernames() {
+    let auth = auth(&["s"], &[("2000000000:bob", "pw"), ("carol", "pw")]);
+    // Every minting has another expiry, and the same user.
+    assert_eq!(auth.quota_user("1700003600:alice"), "alice");
+    assert_eq!(auth.quota_user("1700003601:alice"), "alice");
+    assert_eq!(auth.quota_user("1700003601:a:b"), "a:b");
+    // A bare timestamp names nobody: it is its own user, not one shared by all of them.
+    assert_eq!(auth.quota_user("1700003601"), "1700003601");
+    // Static users (even one named like a REST username) and anything else: the name.
+    assert_eq!(auth.quota_user("2000000000:bob"), "2000000000:bob");
+    assert_eq!(auth.quota_user("carol"), "carol");
+    assert_eq!(auth.quota_user("x1:alice"), "x1:alice");
+    // Without a REST secret there are no REST usernames.
+    let static_only = self::auth(&[], &[]);
+    assert_eq!(
+        static_only.quota_user("1700003600:alice"),
+        "1700003600:alice"
+    );
+    let piped = Auth::new(AuthSettings {
+        rest_separator: '|',
+        ..settings(&["s"], &[])
+    });
+    assert_eq!(piped.quota_user("150|a:b"), "a:b");
+}
+
+#[test]
 fn nonces() {
     let fleet = |secret: &[u8]| {
         let nonce_secret = Some(secret.to_vec());

@@ -1,13 +1,22 @@
 //! The `iceServers` list handed to browsers by `/api/ice-servers` and the `peers` reply:
 //! rturn's own STUN and TURN URLs, with short-lived TURN REST credentials.
+//!
+//! Each client gets its own REST user part (`EXPIRY:USER`, coturn's format), so `user-quota`
+//! limits that client and not everyone who fetched credentials: the signaling peer ID for a
+//! join, a keyed hash of the client's address ([`client_key`]: IPv4 address or IPv6 /64) for
+//! `/api/ice-servers`. The hash keeps addresses out of usernames and cannot be chosen by the
+//! client.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
+use sha2::Sha256;
 
 use crate::auth::Auth;
+use crate::client_key::client_key_bits;
 use crate::config::Config;
 
 /// Builds the list; cheap enough to build per request (one HMAC).
@@ -18,6 +27,8 @@ pub struct IceServers {
     tls_port: Option<u16>,
     auth: std::sync::RwLock<Arc<Auth>>,
     ttl: Duration,
+    /// Keys the hash of a client address into its user part; drawn at start.
+    user_key: Hmac<Sha256>,
 }
 
 impl IceServers {
@@ -38,7 +49,18 @@ impl IceServers {
             tls_port: tls.first().map(SocketAddr::port),
             auth: std::sync::RwLock::new(auth),
             ttl: config.ice.credential_ttl,
+            user_key: Hmac::new_from_slice(&crate::random::os_random::<[u8; 32]>())
+                .expect("HMAC accepts keys of any length"),
         }
+    }
+
+    /// The REST user part for a client at `ip` (`/api/ice-servers`): 16 hex digits of a keyed
+    /// hash of its address key, the same for every request from that address or /64.
+    pub fn user_for(&self, ip: IpAddr) -> String {
+        let mut mac = self.user_key.clone();
+        mac.update(&client_key_bits(ip).to_be_bytes());
+        let digest = mac.finalize().into_bytes();
+        digest[..8].iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// Mints with these secrets from now on (config reload).
@@ -46,13 +68,13 @@ impl IceServers {
         *self.auth.write().unwrap_or_else(|e| e.into_inner()) = auth;
     }
 
-    /// `{"iceServers":[…],"ttl":N}` with fresh credentials.
-    pub fn response(&self) -> Value {
-        json!({"iceServers": self.list(), "ttl": self.ttl.as_secs()})
+    /// `{"iceServers":[…],"ttl":N}` with fresh credentials for the client at `ip`.
+    pub fn response(&self, ip: IpAddr) -> Value {
+        json!({"iceServers": self.list(&self.user_for(ip)), "ttl": self.ttl.as_secs()})
     }
 
-    /// The `iceServers` array alone.
-    pub fn list(&self) -> Value {
+    /// The `iceServers` array alone, its credentials minted for REST user part `user`.
+    pub fn list(&self, user: &str) -> Value {
         let host = &self.host;
         let mut servers = Vec::new();
         if let Some(port) = self.udp_port.or(self.tcp_port) {
@@ -62,7 +84,7 @@ impl IceServers {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let auth = Arc::clone(&self.auth.read().unwrap_or_else(|e| e.into_inner()));
-        let minted = auth.mint_rest(Some("rturn"), now, self.ttl.as_secs());
+        let minted = auth.mint_rest(Some(user), now, self.ttl.as_secs());
         if let Some((username, credential)) = minted {
             let mut urls = Vec::new();
             if let Some(port) = self.udp_port {
@@ -129,5 +151,36 @@ mod tests {
         );
         assert_eq!(host_of("", &["[2001:db8::7]:3478"]), "[2001:db8::7]");
         assert_eq!(host_of("", &["0.0.0.0:3478"]), "localhost");
+    }
+
+    #[test]
+    fn each_client_address_gets_a_user_part_of_its_own() {
+        let config = Config::from_toml("realm = \"r\"\n[relay]\nrelay-ip = \"127.0.0.1\"\n")
+            .expect("config");
+        let auth = Arc::new(Auth::new(crate::auth::AuthSettings {
+            realm: "r".into(),
+            secrets: vec!["s".into()],
+            ..Default::default()
+        }));
+        let udp = ["127.0.0.1:3478".parse().expect("addr")];
+        let ice = IceServers::new(&config, &udp, &[], &[], auth);
+        let user = |ip: &str| ice.user_for(ip.parse().expect("ip"));
+        let a = user("192.0.2.1");
+        assert_eq!(a.len(), 16);
+        assert!(a.bytes().all(|b| b.is_ascii_hexdigit()), "{a}");
+        assert_eq!(a, user("::ffff:192.0.2.1"));
+        assert_ne!(a, user("192.0.2.2"));
+        // An IPv6 client is its /64.
+        assert_eq!(user("2001:db8:1:2::1"), user("2001:db8:1:2:ffff::9"));
+        assert_ne!(user("2001:db8:1:2::1"), user("2001:db8:1:3::1"));
+        // The minted username is EXPIRY:USER with that user part.
+        let body = ice.response("192.0.2.1".parse().expect("ip"));
+        let username = (body["iceServers"].as_array().expect("array").iter())
+            .find_map(|s| s["username"].as_str())
+            .expect("TURN credentials");
+        assert_eq!(username.split_once(':').map(|(_, u)| u), Some(a.as_str()));
+        let joined = ice.list("0123abcd");
+        let username = joined[1]["username"].as_str().expect("username");
+        assert!(username.ends_with(":0123abcd"), "{username}");
     }
 }

@@ -51,7 +51,7 @@ pub struct HttpState {
     /// Stops WebSocket tasks on shutdown.
     pub shutdown: CancellationToken,
     /// The `/api/ice-servers` body, fresh credentials each call.
-    pub ice: Arc<dyn Fn() -> serde_json::Value + Send + Sync>,
+    pub ice: Arc<dyn Fn(std::net::IpAddr) -> serde_json::Value + Send + Sync>,
     /// The `/metrics` body.
     pub metrics: Arc<dyn Fn() -> String + Send + Sync>,
     /// This server's own origins and the settings waiting for a restart (a reload sets both).
@@ -238,7 +238,7 @@ async fn ice_servers(
         let retry = [(header::RETRY_AFTER, "60")];
         return (StatusCode::TOO_MANY_REQUESTS, retry, "rate_limited\n").into_response();
     }
-    let body = (state.ice)();
+    let body = (state.ice)(peer.ip());
     (
         [(header::CONTENT_TYPE, "application/json")],
         body.to_string(),

@@ -48,6 +48,8 @@ pub(super) fn render(src: &Sources) -> String {
         ports += guard.manager.binder().in_use();
         limited_sources += guard.limiter.tracked();
     }
+    // Reserved ports are shared by every shard: counted once.
+    let reserved = src.shared.lock(0).manager.binder().reserved();
     let s = src.stats.snapshot();
     let mut out = String::with_capacity(4096);
     let v = |n: usize| n as u64;
@@ -165,6 +167,18 @@ pub(super) fn render(src: &Sources) -> String {
             ("{cap=\"channels\"}", turn.channel_cap),
         ],
     );
+    let quota = |name| turn.quota_refused.get(name).copied().unwrap_or(0);
+    metric(
+        &mut out,
+        "quota_refusals_total",
+        "counter",
+        "Allocates refused by a quota: user-quota and max-allocations-per-ip (486), total-quota (508 or 300).",
+        &[
+            ("{quota=\"user\"}", quota("user")),
+            ("{quota=\"per_ip\"}", quota("per_ip")),
+            ("{quota=\"total\"}", quota("total")),
+        ],
+    );
     metric(
         &mut out,
         "rate_limit_sources",
@@ -178,7 +192,8 @@ pub(super) fn render(src: &Sources) -> String {
         "gauge",
         "Relay ports held, and the size of the port range.",
         &[
-            ("{state=\"in_use\"}", v(ports)),
+            ("{state=\"in_use\"}", v(ports + reserved)),
+            ("{state=\"reserved\"}", v(reserved)),
             ("{state=\"range\"}", v(src.port_range)),
         ],
     );

@@ -187,6 +187,15 @@ struct TurnParts {
     quotas: Arc<Quotas>,
 }
 
+/// `user-quota`, `total-quota` and `max-allocations-per-ip`.
+fn quota_limits(relay: &crate::config::RelayConfig) -> crate::turn::quota::Limits {
+    crate::turn::quota::Limits {
+        user: relay.user_quota,
+        total: relay.total_quota,
+        per_client: relay.max_allocations_per_ip,
+    }
+}
+
 fn turn_parts(config: &Config, own: Vec<SocketAddr>, nonce_secret: &[u8]) -> TurnParts {
     let relay = &config.relay;
     // validate() already checked external-ip; an error here cannot happen.
@@ -261,7 +270,7 @@ fn turn_parts(config: &Config, own: Vec<SocketAddr>, nonce_secret: &[u8]) -> Tur
         config: turn,
         auth: Arc::new(auth),
         rules: Arc::new(rules),
-        quotas: Arc::new(Quotas::new(relay.user_quota, relay.total_quota)),
+        quotas: Arc::new(Quotas::new(quota_limits(relay))),
     }
 }
 
@@ -610,7 +619,7 @@ fn http_app(
     let list = Arc::clone(&ice);
     let hub = Arc::new(Hub::new(
         config.signal.clone(),
-        Box::new(move || list.load().list()),
+        Box::new(move |user: &str| list.load().list(user)),
     ));
     if let Some(url) = &config.cluster.redis {
         let node_id = config
@@ -639,7 +648,7 @@ fn http_app(
     let router = crate::http::router(HttpState {
         hub: Arc::clone(&hub),
         shutdown: shutdown.clone(),
-        ice: Arc::new(move || api.load().response()),
+        ice: Arc::new(move |ip| api.load().response(ip)),
         metrics: Arc::new(move || metrics::render(&sources)),
         site: Arc::clone(&site),
     });

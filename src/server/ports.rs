@@ -2,15 +2,22 @@
 //! bit, so shards never pick the same port, a free port is found by scanning from a random
 //! place (ports stay unpredictable), and a nearly full range still finds the last free port
 //! instead of giving up after a few random misses.
+//!
+//! The pool also keeps the sockets of reserved ports (EVEN-PORT R=1, RFC 8656 §7.2): the
+//! Allocate that claims one may reach any shard, which takes the socket from here.
 
+use std::collections::HashMap;
+use std::net::UdpSocket;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Free and taken relay ports in `min..=max`.
+/// Free and taken relay ports in `min..=max`, and the sockets holding reserved ones.
 #[derive(Debug)]
 pub(super) struct PortPool {
     min: u16,
     max: u16,
     words: Box<[AtomicU64]>,
+    reserved: Mutex<HashMap<u16, UdpSocket>>,
 }
 
 impl PortPool {
@@ -20,7 +27,27 @@ impl PortPool {
             min,
             max,
             words: (0..count.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
+            reserved: Mutex::default(),
         }
+    }
+
+    fn lock_reserved(&self) -> std::sync::MutexGuard<'_, HashMap<u16, UdpSocket>> {
+        self.reserved.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keeps `socket`, bound to the taken `port`, until a shard claims or releases it.
+    pub(super) fn hold(&self, port: u16, socket: UdpSocket) {
+        self.lock_reserved().insert(port, socket);
+    }
+
+    /// The socket of reserved `port`, for the shard that claims it (the port stays taken).
+    pub(super) fn take_held(&self, port: u16) -> Option<UdpSocket> {
+        self.lock_reserved().remove(&port)
+    }
+
+    /// Reserved ports held now.
+    pub(super) fn held(&self) -> usize {
+        self.lock_reserved().len()
     }
 
     /// Takes a free port chosen at random: even when `even`, and with the next port free

@@ -6,6 +6,11 @@
 //! A relay socket is a slot in a table indexed by its poll token, so the event loop finds
 //! the socket behind a readiness event with one index, and an idle allocation costs its
 //! socket and a slot: no task, no buffer.
+//!
+//! A reserved port (EVEN-PORT R=1) is held by a bound socket that nobody reads: it is kept
+//! in the shared [`PortPool`] (any shard may claim it) with a socket filter that drops every
+//! datagram before it is queued, so strangers cannot fill its receive buffer; the filter
+//! comes off when an Allocate claims the port.
 
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
@@ -39,7 +44,6 @@ pub(super) struct SocketBinder {
     slots: Vec<Option<Relay>>,
     free: Vec<usize>,
     by_addr: FastMap<SocketAddr, usize>,
-    reserved: FastMap<SocketAddr, std::net::UdpSocket>,
 }
 
 impl SocketBinder {
@@ -51,7 +55,6 @@ impl SocketBinder {
             slots: Vec::new(),
             free: Vec::new(),
             by_addr: FastMap::default(),
-            reserved: FastMap::default(),
         }
     }
 
@@ -67,9 +70,14 @@ impl SocketBinder {
         self.slots.get(slot)?.as_ref()
     }
 
-    /// Relay ports held: bound for allocations, or reserved.
+    /// Relay ports bound for this shard's allocations.
     pub(super) fn in_use(&self) -> usize {
-        self.by_addr.len() + self.reserved.len()
+        self.by_addr.len()
+    }
+
+    /// Relay ports reserved, by every shard (the pools are shared).
+    pub(super) fn reserved(&self) -> usize {
+        self.pools.iter().map(|pool| pool.held()).sum()
     }
 
     fn pool(&self, ip: IpAddr) -> &PortPool {
@@ -103,11 +111,28 @@ fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     Ok(socket.into())
 }
 
+/// The classic BPF program `ret #0`: accept zero bytes of every packet, i.e. drop it.
+const DROP_ALL: [socket2::SockFilter; 1] = [socket2::SockFilter::new(0x06, 0, 0, 0)];
+
+/// A socket that holds `addr` and receives nothing: the filter is attached before the bind,
+/// so not one datagram is ever queued on it.
+fn bind_muted(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    let socket = super::new_socket(addr, Type::DGRAM, Protocol::UDP)?;
+    socket.attach_filter(&DROP_ALL)?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
 impl RelayBinder for SocketBinder {
     fn bind(&mut self, ip: IpAddr, choice: PortChoice) -> Option<SocketAddr> {
         if let PortChoice::Reserved(port) = choice {
-            let socket = self.reserved.remove(&SocketAddr::new(ip, port))?;
-            return self.activate(socket);
+            let socket = self.pool(ip).take_held(port)?;
+            let unmuted = socket2::SockRef::from(&socket).detach_filter();
+            let addr = unmuted.ok().and_then(|()| self.activate(socket));
+            if addr.is_none() {
+                self.pool(ip).release(port);
+            }
+            return addr;
         }
         let even = choice != PortChoice::Any;
         let pair = choice == PortChoice::EvenReserveNext;
@@ -126,13 +151,13 @@ impl RelayBinder for SocketBinder {
                 continue;
             };
             if pair {
-                let Ok(next) = bind_udp(SocketAddr::new(ip, port + 1)) else {
+                let Ok(next) = bind_muted(SocketAddr::new(ip, port + 1)) else {
                     busy.push(port + 1);
                     drop(socket);
                     self.pool(ip).release(port);
                     continue;
                 };
-                self.reserved.insert(SocketAddr::new(ip, port + 1), next);
+                self.pool(ip).hold(port + 1, next);
             }
             bound = Some((port, socket));
             break;
@@ -145,12 +170,7 @@ impl RelayBinder for SocketBinder {
         if addr.is_none() {
             // Not watched, so not used: give the port (and its reserved twin) back.
             self.pool(ip).release(port);
-            if pair
-                && self
-                    .reserved
-                    .remove(&SocketAddr::new(ip, port + 1))
-                    .is_some()
-            {
+            if pair && self.pool(ip).take_held(port + 1).is_some() {
                 self.pool(ip).release(port + 1);
             }
         }
@@ -169,7 +189,7 @@ impl RelayBinder for SocketBinder {
             self.free.push(slot);
             closed = true;
         }
-        closed |= self.reserved.remove(&addr).is_some();
+        closed |= self.pool(addr.ip()).take_held(addr.port()).is_some();
         // Only once the socket is closed may another shard take the port.
         if closed {
             self.pool(addr.ip()).release(addr.port());
@@ -229,25 +249,71 @@ mod tests {
     }
 
     #[test]
-    fn a_reserved_twin_is_held_until_claimed_or_released() {
+    fn a_reserved_twin_is_held_until_claimed_by_any_shard_or_released() {
         let (_poll, mut a, mut b) = binders(47_200);
         let Some(first) = a.bind(LOOPBACK, PortChoice::EvenReserveNext) else {
             return; // every even port of the range is taken by other programs: nothing to test
         };
         assert_eq!(first.port() % 2, 0);
         let twin = first.port() + 1;
-        assert_eq!(a.in_use(), 2);
+        assert_eq!((a.in_use(), a.reserved(), b.reserved()), (1, 1, 1));
         // Nobody else gets the twin while it is reserved...
         while let Some(addr) = b.bind(LOOPBACK, PortChoice::Any) {
             assert_ne!(addr.port(), twin);
         }
-        // ...and the holder claims it by number.
-        let claimed = a.bind(LOOPBACK, PortChoice::Reserved(twin));
+        // ...and any shard claims it by number (the Allocate with the token may reach
+        // another worker than the one that reserved it), once.
+        let claimed = b.bind(LOOPBACK, PortChoice::Reserved(twin));
         assert_eq!(claimed, Some(SocketAddr::new(LOOPBACK, twin)));
-        a.release(SocketAddr::new(LOOPBACK, twin));
+        assert_eq!(a.bind(LOOPBACK, PortChoice::Reserved(twin)), None);
         assert_eq!(
-            b.bind(LOOPBACK, PortChoice::Any).map(|a| a.port()),
+            (
+                b.reserved(),
+                b.socket(&SocketAddr::new(LOOPBACK, twin)).is_some()
+            ),
+            (0, true)
+        );
+        b.release(SocketAddr::new(LOOPBACK, twin));
+        assert_eq!(
+            a.bind(LOOPBACK, PortChoice::Any).map(|a| a.port()),
             Some(twin)
+        );
+    }
+
+    #[test]
+    fn a_reserved_port_buffers_nothing_and_relays_once_claimed() {
+        let (_poll, mut a, mut b) = binders(47_210);
+        let Some(first) = a.bind(LOOPBACK, PortChoice::EvenReserveNext) else {
+            return; // every even port of the range is taken by other programs: nothing to test
+        };
+        let twin = SocketAddr::new(LOOPBACK, first.port() + 1);
+        let stranger = std::net::UdpSocket::bind((LOOPBACK, 0)).expect("bind");
+        for _ in 0..50 {
+            stranger.send_to(&[0xab; 1000], twin).expect("send");
+        }
+        // Claimed by another shard than the one that reserved it.
+        let claimed = b.bind(LOOPBACK, PortChoice::Reserved(twin.port()));
+        assert_eq!(claimed, Some(twin));
+        let socket = b.socket(&twin).expect("bound");
+        let mut buf = [0u8; 1500];
+        // Nothing the stranger sent while the port was reserved was kept...
+        let before = socket.recv_from(&mut buf);
+        assert!(
+            before
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock),
+            "{before:?}"
+        );
+        // ...and once claimed the socket receives like any relay.
+        stranger.send_to(b"after", twin).expect("send");
+        socket.set_nonblocking(false).expect("blocking");
+        socket
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .expect("timeout");
+        let (n, from) = socket.recv_from(&mut buf).expect("a datagram");
+        assert_eq!(
+            (&buf[..n], from),
+            (&b"after"[..], stranger.local_addr().expect("addr"))
         );
     }
 }

@@ -172,8 +172,7 @@ pub(super) fn reload(
             new.server.unauthenticated_burst,
         );
     }
-    live.quotas
-        .set_limits(new.relay.user_quota, new.relay.total_quota);
+    live.quotas.set_limits(super::quota_limits(&new.relay));
     live.admin.set(new.admin.token.as_deref());
     if let Some(http) = live.http {
         http.hub.set_config(new.signal.clone());

@@ -29,8 +29,9 @@ const QUEUE: usize = 256;
 /// How long one write may take before the client counts as gone.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Makes the `iceServers` list for a `peers` reply (fresh credentials each time).
-pub type IceServersFn = Box<dyn Fn() -> Value + Send + Sync>;
+/// Makes the `iceServers` list for a `peers` reply (fresh credentials each time) for the
+/// REST user part given: the peer ID, so each peer's allocations count as its own.
+pub type IceServersFn = Box<dyn Fn(&str) -> Value + Send + Sync>;
 
 struct Registry {
     rooms: Rooms,
@@ -176,9 +177,9 @@ impl Hub {
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
     }
 
-    /// A fresh `iceServers` list.
-    pub fn ice_servers(&self) -> Value {
-        (self.ice_servers)()
+    /// A fresh `iceServers` list for REST user part `user`.
+    pub fn ice_servers(&self, user: &str) -> Value {
+        (self.ice_servers)(user)
     }
 
     /// Takes a connection slot for `ip`, or `None` when the total or per-IP cap is reached
@@ -463,7 +464,7 @@ async fn answer_text(
 /// have reached Redis; the membership sync settles which).
 async fn join(hub: &Hub, me: &Me<'_>, room: &str) -> Result<(), SignalError> {
     let _gate = hub.membership_change().await;
-    let ice = hub.ice_servers();
+    let ice = hub.ice_servers(me.id);
     let key = (me.namespace.to_owned(), room.to_owned());
     let old = hub.lock().rooms.membership(me.id);
     let cluster = hub.cluster().filter(|_| old.as_ref() != Some(&key));

@@ -4,6 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use super::bandwidth::Bandwidth;
+use super::quota::Holder;
 use crate::auth::{Integrity, Key};
 use crate::turn::FastMap;
 
@@ -51,6 +52,9 @@ pub struct Allocation {
     pub reservation_token: Option<[u8; 8]>,
     /// Its `max-bps` buckets.
     pub bandwidth: Bandwidth,
+    /// Whose quotas it counts against: its user's and client address's, or, when it claimed
+    /// a reservation, those of the client that made the reservation.
+    pub holder: Holder,
 }
 
 impl Allocation {

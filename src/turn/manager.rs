@@ -36,13 +36,6 @@ pub(super) enum Timer {
     Reservation([u8; 8]),
 }
 
-/// A port held for a later Allocate with RESERVATION-TOKEN (RFC 8656 §7.2).
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Reservation {
-    pub(super) addr: SocketAddr,
-    pub(super) expires: Instant,
-}
-
 /// Who a request authenticated as.
 #[derive(Debug, Clone)]
 pub(super) struct Credentials {
@@ -85,7 +78,8 @@ pub struct Session {
     pub channels: usize,
 }
 
-/// All allocations of one shard. See the module docs of [`crate::turn`].
+/// All allocations of one shard, and the reservations every shard shares (in [`Quotas`]).
+/// See the module docs of [`crate::turn`].
 pub struct Manager<B> {
     pub(super) config: TurnConfig,
     pub(super) auth: Arc<Auth>,
@@ -94,7 +88,6 @@ pub struct Manager<B> {
     pub(super) binder: B,
     pub(super) allocations: FastMap<FiveTuple, Allocation>,
     pub(super) by_relay: FastMap<SocketAddr, FiveTuple>,
-    pub(super) reservations: FastMap<[u8; 8], Reservation>,
     /// Every pending expiry, soonest first; exactly one entry per live timer.
     pub(super) timers: BTreeSet<(Instant, Timer)>,
     /// The deadline of the one live heap entry of each timer.
@@ -134,7 +127,6 @@ impl<B: RelayBinder> Manager<B> {
             binder,
             allocations: FastMap::default(),
             by_relay: FastMap::default(),
-            reservations: FastMap::default(),
             timers: BTreeSet::new(),
             queued: FastMap::default(),
             response: Message::new(),
@@ -524,7 +516,8 @@ impl<B: RelayBinder> Manager<B> {
         for tuple in tuples {
             self.delete_allocation(tuple);
         }
-        for (_, r) in self.reservations.drain() {
+        // Reservations are shared: the first shard to clear ends them all.
+        for r in self.quotas.clear_reservations() {
             self.binder.release(r.addr);
         }
     }
@@ -581,13 +574,14 @@ impl<B: RelayBinder> Manager<B> {
                     later => later.map(|(_, c)| c.expires),
                 }
             }
-            Timer::Reservation(token) => match self.reservations.get(&token).copied() {
-                Some(r) if r.expires <= now => {
-                    self.reservations.remove(&token);
+            Timer::Reservation(token) => match self.quotas.expire(&token, now) {
+                Some(r) => {
                     self.binder.release(r.addr);
                     None
                 }
-                later => later.map(|r| r.expires),
+                // Claimed meanwhile, maybe on another shard (reservations are shared, their
+                // timers are not): nothing left. Or not due yet: look again then.
+                None => self.quotas.reservation_expiry(&token),
             },
         };
         if let Some(at) = still {
@@ -638,7 +632,7 @@ impl<B: RelayBinder> Manager<B> {
                 self.by_relay.remove(relay);
                 self.binder.release(*relay);
             }
-            self.quotas.release(&alloc.username);
+            self.quotas.release(&alloc.holder, 1);
         }
     }
 }

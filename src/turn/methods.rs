@@ -13,7 +13,8 @@ use stun::message::Message;
 
 use super::allocation::{Allocation, Channel};
 use super::attrs::{self, FAMILY_IPV4, FAMILY_IPV6, PROTO_UDP};
-use super::manager::{Credentials, Manager, Reservation, Timer};
+use super::manager::{Credentials, Manager, Timer};
+use super::quota::{Holder, Reservation};
 use super::{FiveTuple, PortChoice, RelayBinder};
 use crate::stun::response;
 use crate::turn::FastMap;
@@ -62,15 +63,36 @@ impl<B: RelayBinder> Manager<B> {
             (508, Some(_)) => 300,
             _ => code,
         };
-        self.quotas.acquire(&creds.username).map_err(redirect)?;
-        let bound = match self.bind_relays(now, &ask) {
-            Ok(bound) => bound,
-            Err(code) => {
-                self.quotas.release(&creds.username);
-                return Err(redirect(code));
+        let (relays, reserved_token, holder) = match ask.token {
+            Some(token) => {
+                let (relay, holder) = self.claim_reservation(&token)?;
+                (vec![relay], None, holder)
+            }
+            None => {
+                let holder = Holder {
+                    user: self.auth.quota_user(&creds.username).to_owned(),
+                    client: crate::client_key::client_key_bits(tuple.client.ip()),
+                };
+                // A reservation made with it counts like an allocation, until claimed.
+                let units = 1 + usize::from(ask.port == PortChoice::EvenReserveNext);
+                if let Err(refusal) = self.quotas.acquire(&holder, units) {
+                    self.metrics.quota_refused(refusal);
+                    return Err(redirect(refusal.code()));
+                }
+                match self.bind_relays(now, &ask, &holder) {
+                    Ok((relays, token)) => {
+                        if units > 1 && token.is_none() {
+                            self.quotas.release(&holder, units - 1);
+                        }
+                        (relays, token, holder)
+                    }
+                    Err(code) => {
+                        self.quotas.release(&holder, units);
+                        return Err(redirect(code));
+                    }
+                }
             }
         };
-        let (relays, reserved_token) = bound;
         let lifetime = self.granted_lifetime(ask.lifetime);
         let expires = now + lifetime;
         for relay in &relays {
@@ -95,6 +117,7 @@ impl<B: RelayBinder> Manager<B> {
                 missing_family: ask.missing_family,
                 reservation_token: reserved_token,
                 bandwidth: Default::default(),
+                holder,
             },
         );
         self.schedule(expires, Timer::Allocation(tuple));
@@ -171,26 +194,33 @@ impl<B: RelayBinder> Manager<B> {
         })
     }
 
-    /// Binds one relay per family; returns them and a reservation token if one was made.
+    /// Binds the port a RESERVATION-TOKEN names, whichever shard reserved it; the
+    /// allocation takes over the reservation's quota unit and its holder.
+    fn claim_reservation(&mut self, token: &[u8; 8]) -> Result<(SocketAddr, Holder), u16> {
+        let reservation = self.quotas.claim(token).ok_or(508u16)?;
+        // The timer, if this shard made it, finds nothing when it fires; drop it now.
+        self.unschedule(Timer::Reservation(*token));
+        let addr = reservation.addr;
+        match (self.binder).bind(addr.ip(), PortChoice::Reserved(addr.port())) {
+            Some(relay) => Ok((relay, reservation.holder)),
+            None => {
+                self.quotas.release(&reservation.holder, 1);
+                Err(508)
+            }
+        }
+    }
+
+    /// Binds one relay per family; returns them and a reservation token if one was made
+    /// (charged to `holder`, whose quota unit for it the caller took). All or nothing: on
+    /// failure every port bound or reserved here is released.
     fn bind_relays(
         &mut self,
         now: Instant,
         ask: &AllocateRequest,
+        holder: &Holder,
     ) -> Result<(Vec<SocketAddr>, Option<[u8; 8]>), u16> {
-        if let Some(token) = ask.token {
-            let reservation = self.reservations.remove(&token).ok_or(508u16)?;
-            self.unschedule(Timer::Reservation(token));
-            let relay = self
-                .binder
-                .bind(
-                    reservation.addr.ip(),
-                    PortChoice::Reserved(reservation.addr.port()),
-                )
-                .ok_or(508u16)?;
-            return Ok((vec![relay], None));
-        }
         let mut relays = Vec::with_capacity(ask.families.len());
-        let mut token = None;
+        let mut twin = None;
         for (i, &family) in ask.families.iter().enumerate() {
             let Some(relay_ip) = self.config.relay_for_family(family) else {
                 continue;
@@ -198,21 +228,31 @@ impl<B: RelayBinder> Manager<B> {
             // EVEN-PORT applies to the first (requested) family only.
             let choice = if i == 0 { ask.port } else { PortChoice::Any };
             let Some(relay) = self.binder.bind(relay_ip.bind, choice) else {
-                for r in relays {
+                for r in relays.into_iter().chain(twin) {
                     self.binder.release(r);
                 }
                 return Err(508);
             };
             if choice == PortChoice::EvenReserveNext {
-                let t: [u8; 8] = crate::random::os_random();
-                let addr = SocketAddr::new(relay.ip(), relay.port() + 1);
-                let expires = now + self.config.reservation_lifetime;
-                self.reservations.insert(t, Reservation { addr, expires });
-                self.schedule(expires, Timer::Reservation(t));
-                token = Some(t);
+                twin = Some(SocketAddr::new(relay.ip(), relay.port() + 1));
             }
             relays.push(relay);
         }
+        let token = twin.map(|addr| {
+            let token: [u8; 8] = crate::random::os_random();
+            let expires = now + self.config.reservation_lifetime;
+            let holder = holder.clone();
+            (self.quotas).reserve(
+                token,
+                Reservation {
+                    addr,
+                    expires,
+                    holder,
+                },
+            );
+            self.schedule(expires, Timer::Reservation(token));
+            token
+        });
         Ok((relays, token))
     }
 

@@ -27,6 +27,9 @@ pub struct TurnMetrics {
     pub permission_cap: u64,
     /// ChannelBind refused (508) for `max-channels-per-allocation`.
     pub channel_cap: u64,
+    /// Allocates refused by a quota: `user` (`user-quota`, 486), `per_ip`
+    /// (`max-allocations-per-ip`, 486), `total` (`total-quota`, 508 or 300).
+    pub quota_refused: BTreeMap<&'static str, u64>,
     /// Packets and bytes dropped for an allocation's `max-bps`.
     pub dropped_max_bps: (u64, u64),
     /// Packets and bytes dropped for the server's `bps-capacity`.
@@ -52,6 +55,9 @@ impl TurnMetrics {
         self.to_client.1 += other.to_client.1;
         self.permission_cap += other.permission_cap;
         self.channel_cap += other.channel_cap;
+        for (quota, n) in &other.quota_refused {
+            *self.quota_refused.entry(quota).or_default() += n;
+        }
         self.dropped_max_bps.0 += other.dropped_max_bps.0;
         self.dropped_max_bps.1 += other.dropped_max_bps.1;
         self.dropped_bps_capacity.0 += other.dropped_bps_capacity.0;
@@ -69,6 +75,15 @@ impl TurnMetrics {
         };
         counter.0 += 1;
         counter.1 += len as u64;
+    }
+
+    pub(super) fn quota_refused(&mut self, refusal: super::quota::Refusal) {
+        let quota = match refusal {
+            super::quota::Refusal::User => "user",
+            super::quota::Refusal::Client => "per_ip",
+            super::quota::Refusal::Total => "total",
+        };
+        *self.quota_refused.entry(quota).or_default() += 1;
     }
 
     pub(super) fn refuse(&mut self, code: u16) {

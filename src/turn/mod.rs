@@ -1,16 +1,19 @@
 //! The TURN allocation manager (RFC 8656), sans-IO.
 //!
-//! [`Manager`] owns every allocation, permission, channel binding and port reservation of
-//! its shard, and no socket: requests come in as decoded messages with the time passed in,
-//! answers come out as bytes, and relay ports are obtained through a [`RelayBinder`] the
-//! caller supplies (real sockets in `server/`, a fake in tests). All expiries sit in one
-//! ordered heap driven by [`Manager::poll_timeout`] / [`Manager::handle_timeout`].
+//! [`Manager`] owns every allocation, permission and channel binding of its shard, and no
+//! socket: requests come in as decoded messages with the time passed in, answers come out as
+//! bytes, and relay ports are obtained through a [`RelayBinder`] the caller supplies (real
+//! sockets in `server/`, a fake in tests). All expiries sit in one ordered heap driven by
+//! [`Manager::poll_timeout`] / [`Manager::handle_timeout`]. Port reservations and quota
+//! counts are shared by every shard, in [`quota`]: the Allocate that claims a reservation
+//! may reach any shard.
 //!
 //! - [`attrs`]: reading TURN attributes off decoded messages.
 //! - [`allocation`]: one allocation's state.
 //! - [`manager`]: the request handlers, routing for the data path, expiry.
 //! - [`peer_rules`]: which peers may be relayed to.
-//! - [`quota`]: allocation counts per user and in total, shared by every shard.
+//! - [`quota`]: allocation counts per user, per client address and in total, and the port
+//!   reservations, shared by every shard.
 //! - [`bandwidth`]: `max-bps` per allocation and `bps-capacity` overall.
 
 pub mod allocation;
@@ -74,7 +77,8 @@ pub enum PortChoice {
 pub trait RelayBinder {
     /// Binds a relay socket on `ip`; `None` when no port is free (the manager answers 508).
     /// With [`PortChoice::EvenReserveNext`] the implementation also holds port + 1 until it
-    /// is claimed with [`PortChoice::Reserved`] or released.
+    /// is claimed with [`PortChoice::Reserved`] or released, by this binder or by any other
+    /// sharing its port range (another shard's). A reserved port receives nothing.
     fn bind(&mut self, ip: IpAddr, choice: PortChoice) -> Option<SocketAddr>;
     /// Closes the relay socket (or reservation) at `addr`; its port returns to the pool.
     fn release(&mut self, addr: SocketAddr);

@@ -1,71 +1,201 @@
-//! Allocation quotas (`user-quota`, `total-quota`), shared by every shard. Touched only when
-//! an allocation is created or deleted, never per packet.
+//! What clients hold, shared by every shard: allocation counts per user, per client address
+//! and in total (`user-quota`, `max-allocations-per-ip`, `total-quota`), and the relay ports
+//! reserved for a later Allocate (EVEN-PORT R=1, RFC 8656 §7.2). Touched only when an
+//! allocation or a reservation is made or ends, never per packet.
+//!
+//! A reservation is held like an allocation: it takes one unit of every quota of the client
+//! that made it until it is claimed (the unit passes to the allocation that claims it) or
+//! expires. Reservations live here rather than in a shard because the Allocate presenting
+//! the token may reach any worker (UDP `SO_REUSEPORT` hashes the client's new socket anew).
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::time::Instant;
 
-/// Counts allocations per user and in total.
+/// Who an allocation or a reservation counts against.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Holder {
+    /// The user the quota counts: a static user's name, or the user part of a REST username
+    /// (see [`crate::auth::Auth::quota_user`]).
+    pub user: String,
+    /// The client's address key ([`crate::client_key::client_key_bits`]): its IPv4 address
+    /// or IPv6 /64.
+    pub client: u128,
+}
+
+/// Which quota refused an allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The user holds `user-quota` allocations and reservations: 486.
+    User,
+    /// The client address holds `max-allocations-per-ip`: 486.
+    Client,
+    /// The server holds `total-quota`: 508 (Insufficient Capacity).
+    Total,
+}
+
+impl Refusal {
+    /// The STUN error code it is answered with (RFC 8656 §7.2).
+    pub fn code(self) -> u16 {
+        match self {
+            Refusal::User | Refusal::Client => 486,
+            Refusal::Total => 508,
+        }
+    }
+}
+
+/// The limits, each 0 for none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Allocations and reservations one user may hold (`user-quota`).
+    pub user: usize,
+    /// Allocations and reservations the server may hold (`total-quota`).
+    pub total: usize,
+    /// Allocations and reservations one client address may hold (`max-allocations-per-ip`).
+    pub per_client: usize,
+}
+
+/// A relay port held for the Allocate that presents its token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    /// The reserved relay address.
+    pub addr: SocketAddr,
+    /// When it lapses if nobody claims it.
+    pub expires: Instant,
+    /// Who made it, and is charged for it.
+    pub holder: Holder,
+}
+
+#[derive(Debug, Default)]
+struct Held {
+    total: usize,
+    users: HashMap<String, usize>,
+    clients: HashMap<u128, usize>,
+    reservations: HashMap<[u8; 8], Reservation>,
+}
+
+/// Counts allocations and reservations per user, per client and in total; holds the
+/// reservations.
 #[derive(Debug, Default)]
 pub struct Quotas {
-    /// Allocations one user may hold at once; 0 means no limit.
-    user_limit: std::sync::atomic::AtomicUsize,
-    /// Allocations the server holds at once; 0 means no limit.
-    total_limit: std::sync::atomic::AtomicUsize,
-    counts: Mutex<(usize, HashMap<String, usize>)>,
+    user_limit: AtomicUsize,
+    total_limit: AtomicUsize,
+    client_limit: AtomicUsize,
+    held: Mutex<Held>,
 }
 
 impl Quotas {
-    /// Quotas with these limits (0 = unlimited).
-    pub fn new(user_limit: usize, total_limit: usize) -> Self {
-        Self {
-            user_limit: user_limit.into(),
-            total_limit: total_limit.into(),
-            counts: Mutex::default(),
-        }
+    /// Quotas with these limits.
+    pub fn new(limits: Limits) -> Self {
+        let quotas = Self::default();
+        quotas.set_limits(limits);
+        quotas
     }
 
-    /// New limits (config reload); allocations already held are kept.
-    pub fn set_limits(&self, user_limit: usize, total_limit: usize) {
-        use std::sync::atomic::Ordering::Relaxed;
-        self.user_limit.store(user_limit, Relaxed);
-        self.total_limit.store(total_limit, Relaxed);
+    /// New limits (config reload); what is already held is kept.
+    pub fn set_limits(&self, limits: Limits) {
+        self.user_limit.store(limits.user, Relaxed);
+        self.total_limit.store(limits.total, Relaxed);
+        self.client_limit.store(limits.per_client, Relaxed);
     }
 
-    /// Takes one allocation for `user`, or says which error code refuses it:
-    /// 486 (Allocation Quota Reached) for the user, 508 (Insufficient Capacity) overall.
-    pub fn acquire(&self, user: &str) -> Result<(), u16> {
-        let mut guard = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        let (total, users) = &mut *guard;
-        let total_limit = self.total_limit.load(std::sync::atomic::Ordering::Relaxed);
-        let user_limit = self.user_limit.load(std::sync::atomic::Ordering::Relaxed);
-        if total_limit != 0 && *total >= total_limit {
-            return Err(508);
+    fn lock(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes `units` (an allocation, plus one for a reservation it makes) for `holder`, all
+    /// or nothing, or says which quota refuses them. The total is checked first: a full
+    /// server is a capacity problem (508, or 300 to an alternate), whoever asks.
+    pub fn acquire(&self, holder: &Holder, units: usize) -> Result<(), Refusal> {
+        let mut held = self.lock();
+        let over = |limit: usize, count: usize| limit != 0 && count + units > limit;
+        if over(self.total_limit.load(Relaxed), held.total) {
+            return Err(Refusal::Total);
         }
-        let held = users.get(user).copied().unwrap_or(0);
-        if user_limit != 0 && held >= user_limit {
-            return Err(486);
+        let user = held.users.get(&holder.user).copied().unwrap_or(0);
+        if over(self.user_limit.load(Relaxed), user) {
+            return Err(Refusal::User);
         }
-        *total += 1;
-        users.insert(user.to_owned(), held + 1);
+        let client = held.clients.get(&holder.client).copied().unwrap_or(0);
+        if over(self.client_limit.load(Relaxed), client) {
+            return Err(Refusal::Client);
+        }
+        held.total += units;
+        *held.users.entry(holder.user.clone()).or_default() += units;
+        *held.clients.entry(holder.client).or_default() += units;
         Ok(())
     }
 
-    /// Returns one allocation of `user`.
-    pub fn release(&self, user: &str) {
-        let mut guard = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        let (total, users) = &mut *guard;
-        *total = total.saturating_sub(1);
-        if let Some(n) = users.get_mut(user) {
-            *n -= 1;
+    /// Returns `units` of `holder`.
+    pub fn release(&self, holder: &Holder, units: usize) {
+        Self::give_back(&mut self.lock(), holder, units);
+    }
+
+    fn give_back(held: &mut Held, holder: &Holder, units: usize) {
+        held.total = held.total.saturating_sub(units);
+        if let Some(n) = held.users.get_mut(&holder.user) {
+            *n = n.saturating_sub(units);
             if *n == 0 {
-                users.remove(user);
+                held.users.remove(&holder.user);
+            }
+        }
+        if let Some(n) = held.clients.get_mut(&holder.client) {
+            *n = n.saturating_sub(units);
+            if *n == 0 {
+                held.clients.remove(&holder.client);
             }
         }
     }
 
-    /// Allocations held right now.
+    /// Records a reservation under `token`; its unit was acquired with the allocation that
+    /// made it.
+    pub fn reserve(&self, token: [u8; 8], reservation: Reservation) {
+        self.lock().reservations.insert(token, reservation);
+    }
+
+    /// Takes the reservation of `token`, whichever shard made it. Its unit passes to the
+    /// caller, which charges the allocation it makes to `holder` and releases it with it.
+    pub fn claim(&self, token: &[u8; 8]) -> Option<Reservation> {
+        self.lock().reservations.remove(token)
+    }
+
+    /// Ends the reservation of `token` if it lapsed by `now` (and was not claimed), returning
+    /// its unit; the caller releases its port.
+    pub fn expire(&self, token: &[u8; 8], now: Instant) -> Option<Reservation> {
+        let mut held = self.lock();
+        if held.reservations.get(token)?.expires > now {
+            return None;
+        }
+        let gone = held.reservations.remove(token)?;
+        Self::give_back(&mut held, &gone.holder, 1);
+        Some(gone)
+    }
+
+    /// When the reservation of `token` lapses, if it is still held.
+    pub fn reservation_expiry(&self, token: &[u8; 8]) -> Option<Instant> {
+        self.lock().reservations.get(token).map(|r| r.expires)
+    }
+
+    /// Ends every reservation (shutdown), returning their units; the caller releases ports.
+    pub fn clear_reservations(&self) -> Vec<Reservation> {
+        let mut held = self.lock();
+        let gone: Vec<Reservation> = held.reservations.drain().map(|(_, r)| r).collect();
+        for r in &gone {
+            Self::give_back(&mut held, &r.holder, 1);
+        }
+        gone
+    }
+
+    /// Allocations and reservations held right now.
     pub fn total(&self) -> usize {
-        self.counts.lock().unwrap_or_else(|e| e.into_inner()).0
+        self.lock().total
+    }
+
+    /// Reservations held right now.
+    pub fn reservations(&self) -> usize {
+        self.lock().reservations.len()
     }
 }
 
@@ -73,20 +203,86 @@ impl Quotas {
 mod tests {
     use super::*;
 
+    fn holder(user: &str, client: u128) -> Holder {
+        Holder {
+            user: user.to_owned(),
+            client,
+        }
+    }
+
+    fn limits(user: usize, total: usize, per_client: usize) -> Limits {
+        Limits {
+            user,
+            total,
+            per_client,
+        }
+    }
+
     #[test]
     fn user_and_total_limits() {
-        let q = Quotas::new(2, 3);
-        assert_eq!(q.acquire("a"), Ok(()));
-        assert_eq!(q.acquire("a"), Ok(()));
-        assert_eq!(q.acquire("a"), Err(486));
-        assert_eq!(q.acquire("b"), Ok(()));
-        assert_eq!(q.acquire("c"), Err(508));
-        q.release("a");
-        assert_eq!(q.acquire("c"), Ok(()));
+        let q = Quotas::new(limits(2, 3, 0));
+        let (a, b, c) = (holder("a", 1), holder("b", 1), holder("c", 2));
+        assert_eq!(q.acquire(&a, 1), Ok(()));
+        assert_eq!(q.acquire(&a, 1), Ok(()));
+        assert_eq!(q.acquire(&a, 1), Err(Refusal::User));
+        assert_eq!(q.acquire(&b, 1), Ok(()));
+        assert_eq!(q.acquire(&c, 1), Err(Refusal::Total));
+        q.release(&a, 1);
+        assert_eq!(q.acquire(&c, 1), Ok(()));
         assert_eq!(q.total(), 3);
-        let unlimited = Quotas::new(0, 0);
+        let unlimited = Quotas::new(Limits::default());
         for _ in 0..100 {
-            unlimited.acquire("x").unwrap();
+            assert_eq!(unlimited.acquire(&a, 2), Ok(()));
         }
+    }
+
+    #[test]
+    fn a_client_address_has_its_own_cap_whatever_the_user() {
+        let q = Quotas::new(limits(0, 0, 3));
+        assert_eq!(q.acquire(&holder("a", 7), 2), Ok(()));
+        assert_eq!(q.acquire(&holder("b", 7), 1), Ok(()));
+        assert_eq!(q.acquire(&holder("c", 7), 1), Err(Refusal::Client));
+        assert_eq!(q.acquire(&holder("c", 8), 1), Ok(()));
+        // All or nothing: two units do not fit where one does.
+        q.release(&holder("b", 7), 1);
+        assert_eq!(q.acquire(&holder("c", 7), 2), Err(Refusal::Client));
+        assert_eq!(q.acquire(&holder("c", 7), 1), Ok(()));
+        assert_eq!(Refusal::Client.code(), 486);
+        assert_eq!(Refusal::Total.code(), 508);
+    }
+
+    #[test]
+    fn a_reservation_holds_a_unit_until_claimed_or_expired() {
+        let q = Quotas::new(limits(2, 0, 0));
+        let a = holder("a", 1);
+        let t0 = Instant::now();
+        let reservation = |port| Reservation {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            expires: t0 + std::time::Duration::from_secs(30),
+            holder: a.clone(),
+        };
+        q.acquire(&a, 2).expect("room for two");
+        q.reserve([1; 8], reservation(50_001));
+        assert_eq!(q.acquire(&a, 1), Err(Refusal::User));
+        // Not yet lapsed; an unknown token is nothing.
+        assert_eq!(q.expire(&[1; 8], t0), None);
+        assert_eq!(
+            q.expire(&[2; 8], t0 + std::time::Duration::from_secs(99)),
+            None
+        );
+        let lapsed = q.expire(&[1; 8], t0 + std::time::Duration::from_secs(30));
+        assert_eq!(lapsed, Some(reservation(50_001)));
+        assert_eq!((q.total(), q.reservations()), (1, 0));
+        // Claimed: the unit stays held, now by the claimer's allocation.
+        q.acquire(&a, 1).expect("room again");
+        q.reserve([3; 8], reservation(50_003));
+        assert_eq!(q.claim(&[3; 8]), Some(reservation(50_003)));
+        assert_eq!(q.claim(&[3; 8]), None);
+        assert_eq!((q.total(), q.reservations()), (2, 0));
+        q.release(&a, 2);
+        q.acquire(&a, 1).expect("room again");
+        q.reserve([4; 8], reservation(50_005));
+        assert_eq!(q.clear_reservations(), vec![reservation(50_005)]);
+        assert_eq!(q.total(), 0);
     }
 }

@@ -505,6 +505,37 @@ async fn ice_servers_use_the_public_host() {
     assert_eq!(got, expected);
 }
 
+/// The TURN username in an `iceServers` array.
+fn turn_username(servers: &[Value]) -> String {
+    (servers.iter())
+        .find_map(|s| s["username"].as_str())
+        .unwrap_or_else(|| panic!("no TURN credentials in {servers:?}"))
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_client_gets_credentials_of_its_own() {
+    // One shared user part let one client's allocations use up everybody's user-quota.
+    // A join reply's REST user part is the peer's ID...
+    let relay = Relay::start("", "");
+    let (mut a, mut b) = (relay.connect("/ws").await, relay.connect("/ws").await);
+    let (ja, jb) = (a.join("r").await, b.join("r").await);
+    for joined in [&ja, &jb] {
+        let username = turn_username(joined.reply["iceServers"].as_array().unwrap());
+        assert_eq!(
+            username.split_once(':').unwrap().1,
+            joined.you,
+            "{username}"
+        );
+    }
+    // ...and `/api/ice-servers` gives each client address one of its own, every time.
+    let user_part =
+        |servers: &[Value]| turn_username(servers).split_once(':').unwrap().1.to_owned();
+    let api = user_part(&ice_servers(&relay).0);
+    assert_eq!(api, user_part(&ice_servers(&relay).0));
+    assert!(api != ja.you && api != jb.you && api != "rturn", "{api}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn health_and_pages_are_served() {
     let relay = Relay::start("", "");

@@ -205,7 +205,7 @@ fn at_capacity_new_allocations_try_the_alternate() {
     // One relay port and room for two allocations in total.
     let mut setup = Setup {
         ports: 50000..=50000,
-        quotas: Quotas::new(0, 2),
+        quotas: Quotas::new(limits(0, 2, 0)),
         ..Setup::default()
     };
     setup.config.alternate_server = Some(ALTERNATE);
@@ -226,7 +226,7 @@ fn at_capacity_new_allocations_try_the_alternate() {
 fn the_total_quota_redirects_but_a_users_own_quota_does_not() {
     let with_quotas = |user, total| {
         let mut setup = Setup {
-            quotas: Quotas::new(user, total),
+            quotas: Quotas::new(limits(user, total, 0)),
             ..Setup::default()
         };
         setup.config.alternate_server = Some(ALTERNATE);

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::RangeInclusive;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use stun::attributes::{
@@ -28,7 +28,7 @@ use stun::xoraddr::XorMappedAddress;
 use super::attrs::{ATTR_ADDITIONAL_ADDRESS_FAMILY, ATTR_ADDRESS_ERROR_CODE, decode_xor_address};
 use super::manager::PeerRoute;
 use super::peer_rules::PeerRules;
-use super::quota::Quotas;
+use super::quota::{Limits, Quotas};
 use super::{FiveTuple, Manager, PortChoice, RelayAddress, RelayBinder, Transport, TurnConfig};
 use crate::auth::{Auth, AuthSettings, Integrity, Key, NonceCheck};
 use crate::auth::{add_integrity, long_term_key, verify_integrity};
@@ -72,14 +72,18 @@ fn tuple(n: u16) -> FiveTuple {
     }
 }
 
-/// Binds from a small port range per IP and remembers what it holds.
-struct FakeBinder {
+/// Binds from a small port range per IP and remembers what it holds. Clones share the
+/// range, as the shards of a server do.
+#[derive(Clone)]
+struct FakeBinder(Arc<Mutex<FakePorts>>);
+
+struct FakePorts {
     ports: RangeInclusive<u16>,
     bound: BTreeSet<SocketAddr>,
     reserved: BTreeSet<SocketAddr>,
 }
 
-impl FakeBinder {
+impl FakePorts {
     fn is_free(&self, addr: SocketAddr) -> bool {
         self.ports.contains(&addr.port())
             && !self.bound.contains(&addr)
@@ -92,7 +96,23 @@ impl FakeBinder {
     }
 }
 
+impl FakeBinder {
+    fn ports(&self) -> std::sync::MutexGuard<'_, FakePorts> {
+        self.0.lock().unwrap()
+    }
+}
+
 impl RelayBinder for FakeBinder {
+    fn bind(&mut self, ip: IpAddr, choice: PortChoice) -> Option<SocketAddr> {
+        self.ports().bind(ip, choice)
+    }
+
+    fn release(&mut self, addr: SocketAddr) {
+        self.ports().release(addr);
+    }
+}
+
+impl FakePorts {
     fn bind(&mut self, ip: IpAddr, choice: PortChoice) -> Option<SocketAddr> {
         let at = |port| SocketAddr::new(ip, port);
         let free = |p: u16| self.is_free(at(p));
@@ -247,7 +267,7 @@ impl Default for Setup {
                 ..TurnConfig::default()
             },
             rules: PeerRules::new(false, vec![], vec![], vec![SERVER]),
-            quotas: Quotas::new(0, 0),
+            quotas: Quotas::new(Limits::default()),
             ports: 50000..=50009,
         }
     }
@@ -277,27 +297,25 @@ impl Setup {
             ..AuthSettings::default()
         }));
         let quotas = Arc::new(self.quotas);
-        let binder = FakeBinder {
+        let binder = FakeBinder(Arc::new(Mutex::new(FakePorts {
             ports: self.ports,
             bound: BTreeSet::new(),
             reserved: BTreeSet::new(),
-        };
+        })));
         let t0 = Instant::now();
         let rules = Arc::new(self.rules);
-        let mgr = Manager::new(
-            self.config,
-            auth.clone(),
-            rules,
-            quotas.clone(),
-            binder,
-            t0,
-            UNIX_START,
-        );
+        let shard = || {
+            let (auth, rules, quotas) = (auth.clone(), rules.clone(), quotas.clone());
+            let config = self.config.clone();
+            Manager::new(config, auth, rules, quotas, binder.clone(), t0, UNIX_START)
+        };
+        let (mgr, other_shard) = (shard(), shard());
         Harness {
             t0,
             auth,
             quotas,
             mgr,
+            other_shard,
         }
     }
 }
@@ -306,10 +324,26 @@ struct Harness {
     t0: Instant,
     auth: Arc<Auth>,
     quotas: Arc<Quotas>,
+    /// The shard requests go to.
     mgr: Manager<FakeBinder>,
+    /// A second shard of the same server: same credentials, quotas, reservations and ports.
+    other_shard: Manager<FakeBinder>,
 }
 
 impl Harness {
+    /// From now on requests go to the other shard, as a client's new socket may be hashed
+    /// to another worker.
+    fn switch_shard(&mut self) {
+        std::mem::swap(&mut self.mgr, &mut self.other_shard);
+    }
+
+    /// Runs the timers of both shards.
+    fn expire_all(&mut self, secs: u64) {
+        let now = self.at(secs);
+        self.mgr.handle_timeout(now);
+        self.other_shard.handle_timeout(now);
+    }
+
     fn at(&self, secs: u64) -> Instant {
         self.t0 + Duration::from_secs(secs)
     }
@@ -375,7 +409,7 @@ impl Harness {
     }
 
     fn held(&mut self) -> Vec<SocketAddr> {
-        self.mgr.binder_mut().held()
+        self.mgr.binder_mut().ports().held()
     }
 
     fn route(&mut self, secs: u64, relay: SocketAddr, peer: SocketAddr) -> Option<PeerRoute> {
@@ -404,6 +438,15 @@ impl Harness {
     fn expire(&mut self, secs: u64) {
         let now = self.at(secs);
         self.mgr.handle_timeout(now);
+    }
+}
+
+/// `user-quota`, `total-quota`, `max-allocations-per-ip`.
+fn limits(user: usize, total: usize, per_client: usize) -> Limits {
+    Limits {
+        user,
+        total,
+        per_client,
     }
 }
 
@@ -465,4 +508,5 @@ fn lifetime(resp: &Message) -> u32 {
 mod allocate;
 mod authentication;
 mod limits;
+mod quotas;
 mod relaying;

@@ -291,7 +291,7 @@ fn deleted_allocations_leave_no_timers_behind() {
 #[test]
 fn user_quota_is_486() {
     let mut h = Setup {
-        quotas: Quotas::new(1, 0),
+        quotas: Quotas::new(limits(1, 0, 0)),
         ..Setup::default()
     }
     .start();
@@ -308,7 +308,7 @@ fn user_quota_is_486() {
 #[test]
 fn total_quota_is_508() {
     let mut h = Setup {
-        quotas: Quotas::new(0, 2),
+        quotas: Quotas::new(limits(0, 2, 0)),
         ..Setup::default()
     }
     .start();
