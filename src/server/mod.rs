@@ -6,6 +6,9 @@
 
 mod admin;
 mod datapath;
+mod descriptors;
+mod http_conn;
+mod http_listener;
 mod limiter;
 mod metrics;
 mod mmsg;
@@ -31,7 +34,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::{Auth, AuthSettings};
 use crate::config::Config;
-use crate::http::{ClientAddr, HttpState, IceServers};
+use crate::http::{HttpState, IceServers};
 use crate::signal::cluster::link::Cluster;
 use crate::signal::ws::Hub;
 use crate::turn::peer_rules::PeerRules;
@@ -273,6 +276,7 @@ pub async fn run(
 ) -> Snapshot {
     let stats = Arc::new(Stats::default());
     let tasks = TaskTracker::new();
+    let descriptor_limit = descriptors::raise_limit();
 
     let workers = config.workers().get();
     // Listen socket i of every UDP address belongs to shard i.
@@ -382,6 +386,7 @@ pub async fn run(
             return stats.snapshot();
         }
     };
+    let budget = descriptor_budget(config, descriptor_limit);
     let permits = Arc::new(Semaphore::new(config.server.max_tcp_connections));
     let per_ip = Arc::new(tcp::PerIp::new(config.server.max_tcp_connections_per_ip));
     for (listener, tls) in tcp_listeners {
@@ -402,6 +407,7 @@ pub async fn run(
             allocation_timeout: config.server.tcp_allocation_timeout,
             handshake_timeout: config.server.tls_handshake_timeout,
             per_ip: Arc::clone(&per_ip),
+            budget: Arc::clone(&budget),
             shared: Arc::clone(&shared),
             counters: stats.register(),
             shutdown: shutdown.clone(),
@@ -416,8 +422,16 @@ pub async fn run(
     let (admin_tx, mut admin_rx) = mpsc::channel(4);
     let admin_router = (config.admin.token.as_deref())
         .map(|token| admin::router(token, Arc::clone(&shared), admin_tx));
+    let http_stats = Arc::new(http_listener::HttpStats::default());
+    let serving = HttpServing {
+        config,
+        budget: &budget,
+        stats: &http_stats,
+        tasks: &tasks,
+        shutdown: &shutdown,
+    };
     if let (Some(listener), Some(router)) = (listeners.admin, &admin_router) {
-        serve_http("admin", listener, None, router.clone(), &tasks, &shutdown);
+        serving.spawn("admin", listener, None, router.clone(), serving.caps());
     }
     let mut http_handles = None;
     if listeners.http.is_some() || listeners.https.is_some() {
@@ -426,7 +440,14 @@ pub async fn run(
             tcp: &tcp_addrs,
             tls: &tls_addrs,
         };
-        let scrape = (Arc::clone(&shared), Arc::clone(&stats));
+        let scrape = metrics::Sources {
+            shared: Arc::clone(&shared),
+            stats: Arc::clone(&stats),
+            hub: None,
+            port_range: usize::from(config.relay.max_port - config.relay.min_port) + 1,
+            budget: Arc::clone(&budget),
+            http: Arc::clone(&http_stats),
+        };
         let (app, hub, ice) = http_app(config, &bound, &parts.auth, scrape, &shutdown);
         if let Some(cluster) = hub.cluster() {
             let link = crate::signal::cluster::link::run(
@@ -441,13 +462,13 @@ pub async fn run(
             (Some(admin), None) => app.merge(admin),
             _ => app,
         };
+        // HTTP and HTTPS share one set of caps.
+        let caps = serving.caps();
         if let Some(listener) = listeners.http {
-            serve_http("http", listener, None, app.clone(), &tasks, &shutdown);
+            serving.spawn("http", listener, None, app.clone(), Arc::clone(&caps));
         }
         if let (Some(listener), Some(store)) = (listeners.https, &store) {
-            let handshake = config.server.tls_handshake_timeout;
-            let tls = Some((store, handshake));
-            serve_http("https", listener, tls, app, &tasks, &shutdown);
+            serving.spawn("https", listener, Some(store), app, caps);
         }
     }
     tracing::info!(
@@ -677,7 +698,7 @@ fn http_app(
     config: &Config,
     bound: &BoundAddrs<'_>,
     auth: &Arc<Auth>,
-    (shared, stats): (Arc<Shared>, Arc<Stats>),
+    mut sources: metrics::Sources,
     shutdown: &CancellationToken,
 ) -> (axum::Router, Arc<Hub>, Arc<IceServers>) {
     let ice = Arc::new(IceServers::new(
@@ -704,12 +725,7 @@ fn http_app(
         }
     }
     let api = Arc::clone(&ice);
-    let sources = metrics::Sources {
-        shared,
-        stats,
-        hub: Some(Arc::clone(&hub)),
-        port_range: usize::from(config.relay.max_port - config.relay.min_port) + 1,
-    };
+    sources.hub = Some(Arc::clone(&hub));
     let router = crate::http::router(HttpState {
         hub: Arc::clone(&hub),
         shutdown: shutdown.clone(),
@@ -719,55 +735,94 @@ fn http_app(
     (router, hub, ice)
 }
 
-/// Serves the HTTP routes on one listener, plain or (with a certificate store) HTTPS.
-fn serve_http(
-    name: &'static str,
-    listener: std::net::TcpListener,
-    tls: Option<(&Arc<tls::CertStore>, Duration)>,
-    app: axum::Router,
-    tasks: &TaskTracker,
-    shutdown: &CancellationToken,
-) {
-    let listener = match tokio::net::TcpListener::from_std(listener) {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!("cannot register the http listener with tokio: {e}");
-            return;
-        }
-    };
-    let stop = shutdown.clone();
-    let Some((store, handshake_timeout)) = tls else {
-        log_bound(name, listener.local_addr(), 1);
-        let app = app.into_make_service_with_connect_info::<ClientAddr>();
-        tasks.spawn(async move {
-            let served = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());
-            if let Err(e) = served.await {
-                tracing::error!("http listener failed: {e}");
+/// The descriptor budget for this process: its limit (raised at start), what is open now,
+/// and the most relay sockets the port range and relay addresses allow. Logged.
+fn descriptor_budget(config: &Config, (limit, was): (u64, u64)) -> Arc<descriptors::Budget> {
+    let ports = u64::from(config.relay.max_port - config.relay.min_port) + 1;
+    let relay_sockets = ports * config.relay.relay_ip.len() as u64;
+    let open = descriptors::open_now();
+    let split = descriptors::Split::new(limit, open, relay_sockets);
+    tracing::info!(
+        limit,
+        raised_from = was,
+        open,
+        relay_reserve = split.relay,
+        connections = split.connections,
+        http = split.http,
+        "descriptor budget"
+    );
+    if split.http < 16 {
+        tracing::warn!(
+            "only {} descriptors for HTTP connections: raise LimitNOFILE (ulimit -n)",
+            split.http
+        );
+    }
+    descriptors::Budget::new(split)
+}
+
+/// What the HTTP listeners share, to start one.
+struct HttpServing<'a> {
+    config: &'a Config,
+    budget: &'a Arc<descriptors::Budget>,
+    stats: &'a Arc<http_listener::HttpStats>,
+    tasks: &'a TaskTracker,
+    shutdown: &'a CancellationToken,
+}
+
+impl HttpServing<'_> {
+    /// A set of caps from `[server]`.
+    fn caps(&self) -> Arc<http_listener::Caps> {
+        let server = &self.config.server;
+        http_listener::Caps::new(
+            server.max_http_connections,
+            server.max_http_connections_per_ip,
+        )
+    }
+
+    /// Serves `app` on `listener`, HTTPS when given a certificate store.
+    fn spawn(
+        &self,
+        name: &'static str,
+        listener: std::net::TcpListener,
+        tls: Option<&Arc<tls::CertStore>>,
+        app: axum::Router,
+        caps: Arc<http_listener::Caps>,
+    ) {
+        let listener = match tokio::net::TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!("cannot register the {name} listener with tokio: {e}");
+                return;
             }
-        });
-        return;
-    };
-    log_bound(name, listener.local_addr(), 1);
-    let listener = tls::acceptor(store, true)
-        .map_err(|e| e.to_string())
-        .and_then(|acceptor| {
-            tls::TlsListener::new(listener, acceptor, shutdown.clone(), handshake_timeout)
-                .map_err(|e| e.to_string())
-        });
-    let listener = match listener {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!("cannot set up the https listener: {e}");
-            return;
-        }
-    };
-    let app = app.into_make_service_with_connect_info::<ClientAddr>();
-    tasks.spawn(async move {
-        let served = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());
-        if let Err(e) = served.await {
-            tracing::error!("https listener failed: {e}");
-        }
-    });
+        };
+        let tls = match tls.map(|store| tls::acceptor(store, true)).transpose() {
+            Ok(tls) => tls,
+            Err(e) => {
+                tracing::error!("cannot set up the {name} listener: {e}");
+                return;
+            }
+        };
+        log_bound(name, listener.local_addr(), 1);
+        let server = &self.config.server;
+        let conn = http_conn::ConnContext {
+            app,
+            header_timeout: server.http_header_timeout,
+            idle_timeout: server.http_idle_timeout,
+            budget: Arc::clone(self.budget),
+            stats: Arc::clone(self.stats),
+            shutdown: self.shutdown.clone(),
+            next_id: Default::default(),
+        };
+        let ctx = http_listener::HttpListener {
+            name,
+            tls,
+            handshake_timeout: server.tls_handshake_timeout,
+            caps,
+            conn: Arc::new(conn),
+            tasks: self.tasks.clone(),
+        };
+        self.tasks.spawn(http_listener::serve(listener, ctx));
+    }
 }
 
 /// The longest the expiry task sleeps, so new earlier deadlines are never missed by more.
