@@ -847,7 +847,10 @@ impl Config {
             ));
         }
         for (key, timeout) in [
-            ("server.http-header-timeout", self.server.http_header_timeout),
+            (
+                "server.http-header-timeout",
+                self.server.http_header_timeout,
+            ),
             ("server.http-idle-timeout", self.server.http_idle_timeout),
         ] {
             if timeout < Duration::from_millis(100) {
