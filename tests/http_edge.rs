@@ -16,8 +16,8 @@ use stun::error_code::ErrorCodeAttribute;
 use stun::fingerprint::FINGERPRINT;
 use stun::integrity::MessageIntegrity;
 use stun::message::{
-    BINDING_SUCCESS, CLASS_REQUEST, CLASS_SUCCESS_RESPONSE, Getter, METHOD_ALLOCATE, Message,
-    MessageType, Setter,
+    BINDING_SUCCESS, CLASS_REQUEST, CLASS_SUCCESS_RESPONSE, Getter, METHOD_ALLOCATE,
+    METHOD_REFRESH, Message, MessageType, Method, Setter,
 };
 use stun::textattrs::TextAttribute;
 use tokio_tungstenite::tungstenite;
@@ -277,13 +277,27 @@ fn https_handshake_timeouts_and_refused_websocket_upgrades_are_counted() {
     );
 }
 
+/// A descriptor limit that leaves a server at the default worker count (one per core, each
+/// with a few descriptors of its own) as many spare as `base` leaves one with two workers.
+fn nofile(base: u32) -> u32 {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
+    base + 4 * cores.saturating_sub(2)
+}
+
 /// A TURN Allocate for UDP; signed as alice with `nonce`.
 fn allocate(nonce: Option<&str>) -> Message {
+    signed(METHOD_ALLOCATE, nonce, |m| {
+        m.add(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]);
+    })
+}
+
+/// A TURN request with what `add` adds; signed as alice with `nonce`.
+fn signed(method: Method, nonce: Option<&str>, add: impl FnOnce(&mut Message)) -> Message {
     let mut m = Message::new();
-    m.typ = MessageType::new(METHOD_ALLOCATE, CLASS_REQUEST);
+    m.typ = MessageType::new(method, CLASS_REQUEST);
     m.new_transaction_id().expect("transaction id");
     m.write_header();
-    m.add(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]);
+    add(&mut m);
     if let Some(nonce) = nonce {
         for (typ, text) in [
             (ATTR_USERNAME, USER),
@@ -310,20 +324,13 @@ fn error_code(m: &Message) -> Option<u16> {
 
 #[test]
 fn idle_http_connections_cannot_take_the_descriptors_of_the_relay() {
-    if std::process::Command::new("prlimit")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        panic!("prlimit (util-linux) is missing");
-    }
     // Timers far away: the descriptor budget alone must hold.
     let server = Server::start_with_nofile(
         &config(
             "http-header-timeout = \"60s\"\nhttp-idle-timeout = \"60s\"",
             &format!("[relay]\nrelay-ip = \"127.0.0.1\"\n[auth.users]\n{USER} = \"{PASS}\"\n"),
         ),
-        256,
+        nofile(256),
     );
     let http = server.http_addr();
     let idle: Vec<TcpStream> = (0..300).map(|_| tcp_client(http)).collect();
@@ -348,7 +355,8 @@ fn idle_http_connections_cannot_take_the_descriptors_of_the_relay() {
     let health = http_body(http, "/healthz");
     assert!(health.contains("\"ok\""), "{health}");
     let samples = server.metrics();
-    assert_eq!(sample(&samples, "rturn_descriptors{kind=\"limit\"}"), 256.0);
+    let limit = sample(&samples, "rturn_descriptors{kind=\"limit\"}");
+    assert_eq!(limit, f64::from(nofile(256)));
     let shed = http_event(&samples, "shed");
     let http_max = sample(&samples, "rturn_descriptors{kind=\"http_max\"}");
     assert!(http_max > 0.0 && http_max < 200.0, "{samples:?}");
@@ -357,4 +365,54 @@ fn idle_http_connections_cannot_take_the_descriptors_of_the_relay() {
     let log = server.log();
     assert!(log.contains("descriptor budget"), "{log}");
     assert!(!log.contains("Too many open files"), "{log}");
+}
+
+#[test]
+fn failed_accepts_back_off_are_counted_and_the_listener_recovers() {
+    // Relay sockets may use every descriptor the connections leave: allocate until the
+    // relay runs out (508), so the next accept fails with EMFILE.
+    let server = Server::start_with_nofile(
+        &config(
+            "",
+            &format!("[relay]\nrelay-ip = \"127.0.0.1\"\n[auth.users]\n{USER} = \"{PASS}\"\n"),
+        ),
+        nofile(128),
+    );
+    let mut held = Vec::new();
+    let exhausted = (0..200).any(|_| {
+        let udp = udp_client(server.udp[0]);
+        let challenge = udp_exchange(&udp, &allocate(None));
+        let nonce = String::from_utf8(challenge.get(ATTR_NONCE).expect("NONCE")).expect("text");
+        let answer = udp_exchange(&udp, &allocate(Some(&nonce)));
+        if answer.typ.class == CLASS_SUCCESS_RESPONSE {
+            held.push((udp, nonce));
+            return false;
+        }
+        assert_eq!(error_code(&answer), Some(508));
+        true
+    });
+    assert!(
+        exhausted,
+        "200 allocations under a limit of {} descriptors",
+        nofile(128)
+    );
+    // Nothing left to accept with: the listener pauses and retries, quietly.
+    let waiting = tcp_client(server.http_addr());
+    std::thread::sleep(Duration::from_millis(1500));
+    for (udp, nonce) in &held {
+        let refresh = signed(METHOD_REFRESH, Some(nonce), |m| {
+            m.add(stun::attributes::ATTR_LIFETIME, &0u32.to_be_bytes());
+        });
+        let answer = udp_exchange(udp, &refresh);
+        assert_eq!(answer.typ.class, CLASS_SUCCESS_RESPONSE);
+    }
+    // Descriptors are back: the waiting connection and a new one are served.
+    let samples = server.metrics();
+    let errors = sample(&samples, "rturn_accept_errors_total{listener=\"http\"}");
+    // 10 ms doubling: a handful of retries in 1.5 s, not a spin.
+    assert!((1.0..=12.0).contains(&errors), "{errors} failed accepts");
+    drop(waiting);
+    let log = server.log();
+    let lines = log.matches("accept failed").count();
+    assert!(lines <= 2, "{lines} log lines for failed accepts:\n{log}");
 }
