@@ -19,6 +19,7 @@ use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use tokio::sync::Notify;
 
 use super::http_conn::Activity;
+use crate::config::Config;
 
 /// Descriptors never handed to connections or relay sockets: config and certificate reads on
 /// reload, the cluster's Redis link, resolver sockets, log files.
@@ -118,6 +119,7 @@ pub(super) struct Budget {
     released: Notify,
     /// HTTP connections that may be shed, by id.
     sheddable: Mutex<HashMap<u64, Arc<Activity>>>,
+    next_id: AtomicU64,
     counts: Counts,
 }
 
@@ -129,8 +131,35 @@ impl Budget {
             held: Mutex::default(),
             released: Notify::new(),
             sheddable: Mutex::default(),
+            next_id: AtomicU64::new(0),
             counts: Counts::default(),
         })
+    }
+
+    /// The budget for this process under `config`: its descriptor limit (raised at start,
+    /// and what it was before), what is open now, and the most relay sockets the port range
+    /// and relay addresses allow. Logged.
+    pub(super) fn for_config(config: &Config, (limit, was): (u64, u64)) -> Arc<Self> {
+        let ports = u64::from(config.relay.max_port - config.relay.min_port) + 1;
+        let relay_sockets = ports * config.relay.relay_ip.len() as u64;
+        let open = open_now();
+        let split = Split::new(limit, open, relay_sockets);
+        tracing::info!(
+            limit,
+            raised_from = was,
+            open,
+            relay_reserve = split.relay,
+            connections = split.connections,
+            http = split.http,
+            "descriptor budget"
+        );
+        if split.http < 16 {
+            tracing::warn!(
+                "only {} descriptors for HTTP connections: raise LimitNOFILE (ulimit -n)",
+                split.http
+            );
+        }
+        Self::new(split)
     }
 
     /// How the descriptors are shared out.
@@ -192,14 +221,16 @@ impl Budget {
         None
     }
 
-    /// Lists an HTTP connection that may be shed while it waits for a request.
-    pub(super) fn add_sheddable(&self, id: u64, activity: Arc<Activity>) {
+    /// Lists an HTTP connection that may be shed while it waits for a request, from its
+    /// accept (so a flood that outruns the connection tasks still finds one to shed) until
+    /// the [`Listing`] is dropped (closed, or upgraded to a WebSocket).
+    pub(super) fn list(self: &Arc<Self>, activity: Arc<Activity>) -> Listing {
+        let id = self.next_id.fetch_add(1, Relaxed);
         self.lock_sheddable().insert(id, activity);
-    }
-
-    /// Takes it off the list (closed, or upgraded to a WebSocket).
-    pub(super) fn remove_sheddable(&self, id: u64) {
-        self.lock_sheddable().remove(&id);
+        Listing {
+            budget: Arc::clone(self),
+            id,
+        }
     }
 
     /// Closes the HTTP connection that has waited longest for a request (none in progress);
@@ -246,6 +277,19 @@ impl Budget {
             c.accept_errors_http.load(Relaxed),
             c.accept_errors_turn.load(Relaxed),
         )
+    }
+}
+
+/// An HTTP connection on the shedding list; taken off when dropped.
+#[derive(Debug)]
+pub(super) struct Listing {
+    budget: Arc<Budget>,
+    id: u64,
+}
+
+impl Drop for Listing {
+    fn drop(&mut self) {
+        self.budget.lock_sheddable().remove(&self.id);
     }
 }
 
@@ -325,8 +369,10 @@ mod tests {
             budget.try_acquire(Kind::Http).unwrap(),
             budget.try_acquire(Kind::Http).unwrap(),
         ];
-        budget.add_sheddable(1, Arc::clone(&old));
-        budget.add_sheddable(2, Arc::clone(&busy));
+        let _listed = [
+            budget.list(Arc::clone(&old)),
+            budget.list(Arc::clone(&busy)),
+        ];
         // The shed connection gives its permit back when it closes.
         let [first, second] = permits;
         let closer = {

@@ -25,7 +25,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::descriptors::{Budget, Permit};
+use super::descriptors::{Listing, Permit};
 use super::http_listener::{HttpEvent, HttpStats};
 use super::tcp::PerIpSlot;
 use crate::http::ClientAddr;
@@ -59,7 +59,8 @@ pub(super) struct Activity {
 }
 
 impl Activity {
-    /// A connection just accepted: its first request head is timed from now.
+    /// A connection just accepted: its first request head is timed from now (see
+    /// [`Activity::restart`]).
     pub(super) fn new() -> Self {
         Self {
             start: Instant::now(),
@@ -69,6 +70,13 @@ impl Activity {
             changed: Notify::new(),
             shed: CancellationToken::new(),
         }
+    }
+
+    /// The TLS handshake is done: the first request head is timed from now.
+    pub(super) fn restart(&self) {
+        let now = self.now_ms();
+        self.idle_since.store(now, Relaxed);
+        self.head_since.store(now, Relaxed);
     }
 
     fn now_ms(&self) -> u64 {
@@ -250,25 +258,36 @@ pub(super) struct ConnContext {
     pub(super) header_timeout: Duration,
     /// `http-idle-timeout`.
     pub(super) idle_timeout: Duration,
-    /// Where a waiting connection is listed for shedding.
-    pub(super) budget: Arc<Budget>,
     /// Timeouts are counted here.
     pub(super) stats: Arc<HttpStats>,
     /// Fires on shutdown.
     pub(super) shutdown: CancellationToken,
-    /// Numbers connections for the shedding list.
-    pub(super) next_id: AtomicU64,
+}
+
+/// One accepted connection: where it is counted and how it is timed.
+pub(super) struct Accepted {
+    /// The client.
+    pub(super) client: SocketAddr,
+    /// Its places under the caps and the budget.
+    pub(super) slots: Slots,
+    /// Its timers.
+    pub(super) activity: Arc<Activity>,
+    /// Its place on the shedding list, until it closes or is upgraded.
+    pub(super) listing: Listing,
 }
 
 /// Serves one connection (after its TLS handshake, if any) until it closes, times out, is
 /// shed, or is upgraded to a WebSocket.
-pub(super) async fn serve<S>(io: S, client: SocketAddr, slots: Slots, ctx: &ConnContext)
+pub(super) async fn serve<S>(io: S, accepted: Accepted, ctx: &ConnContext)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let activity = Arc::new(Activity::new());
-    let id = ctx.next_id.fetch_add(1, Relaxed);
-    ctx.budget.add_sheddable(id, Arc::clone(&activity));
+    let Accepted {
+        client,
+        slots,
+        activity,
+        listing,
+    } = accepted;
     let io = TokioIo::new(Tracked {
         inner: io,
         activity: Arc::clone(&activity),
@@ -313,7 +332,7 @@ where
             }
         }
     };
-    ctx.budget.remove_sheddable(id);
+    drop(listing);
     match expired {
         Some(Expiry::Header) => ctx.stats.count(HttpEvent::HeaderTimeout),
         Some(Expiry::Idle) => ctx.stats.count(HttpEvent::IdleTimeout),

@@ -12,12 +12,15 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::descriptors::Kind;
-use super::http_conn::{self, ConnContext, Slots};
+use super::descriptors::{Budget, Kind};
+use super::http_conn::{self, Accepted, Activity, ConnContext, Slots};
 use super::tcp::PerIp;
 use super::throttle::{Backoff, Throttle};
+use super::tls::CertStore;
+use crate::config::Config;
 
 /// What the HTTP listeners count, for `/metrics`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,10 +110,79 @@ pub(super) struct HttpListener {
     pub(super) handshake_timeout: Duration,
     /// The caps this listener counts against.
     pub(super) caps: Arc<Caps>,
+    /// The descriptor budget, and the list of connections it may shed.
+    pub(super) budget: Arc<Budget>,
     /// Shared by every HTTP connection.
     pub(super) conn: Arc<ConnContext>,
     /// Tracks connection tasks so shutdown can wait for them.
     pub(super) tasks: TaskTracker,
+}
+
+/// What the HTTP listeners share, to start one.
+pub(super) struct Serving<'a> {
+    pub(super) config: &'a Config,
+    pub(super) budget: &'a Arc<Budget>,
+    pub(super) stats: &'a Arc<HttpStats>,
+    pub(super) tasks: &'a TaskTracker,
+    pub(super) shutdown: &'a CancellationToken,
+}
+
+impl Serving<'_> {
+    /// A set of caps from `[server]`.
+    pub(super) fn caps(&self) -> Arc<Caps> {
+        let server = &self.config.server;
+        Caps::new(
+            server.max_http_connections,
+            server.max_http_connections_per_ip,
+        )
+    }
+
+    /// Serves `app` on `listener`, HTTPS when given a certificate store.
+    pub(super) fn spawn(
+        &self,
+        name: &'static str,
+        listener: std::net::TcpListener,
+        tls: Option<&Arc<CertStore>>,
+        app: axum::Router,
+        caps: Arc<Caps>,
+    ) {
+        let listener = match tokio::net::TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!("cannot register the {name} listener with tokio: {e}");
+                return;
+            }
+        };
+        let tls = match tls
+            .map(|store| super::tls::acceptor(store, true))
+            .transpose()
+        {
+            Ok(tls) => tls,
+            Err(e) => {
+                tracing::error!("cannot set up the {name} listener: {e}");
+                return;
+            }
+        };
+        super::log_bound(name, listener.local_addr(), 1);
+        let server = &self.config.server;
+        let conn = ConnContext {
+            app,
+            header_timeout: server.http_header_timeout,
+            idle_timeout: server.http_idle_timeout,
+            stats: Arc::clone(self.stats),
+            shutdown: self.shutdown.clone(),
+        };
+        let ctx = HttpListener {
+            name,
+            tls,
+            handshake_timeout: server.tls_handshake_timeout,
+            caps,
+            budget: Arc::clone(self.budget),
+            conn: Arc::new(conn),
+            tasks: self.tasks.clone(),
+        };
+        self.tasks.spawn(serve(listener, ctx));
+    }
 }
 
 /// Accepts connections until shutdown.
@@ -129,7 +201,7 @@ pub(super) async fn serve(listener: TcpListener, ctx: HttpListener) {
                 a
             }
             Err(e) => {
-                ctx.conn.budget.accept_error(Kind::Http);
+                ctx.budget.accept_error(Kind::Http);
                 warn.warn(|| tracing::warn!("{} accept failed: {e}", ctx.name));
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
@@ -142,9 +214,16 @@ pub(super) async fn serve(listener: TcpListener, ctx: HttpListener) {
             continue;
         };
         ctx.conn.stats.count(HttpEvent::Accepted);
+        let activity = Arc::new(Activity::new());
+        let accepted = Accepted {
+            client: peer,
+            slots,
+            listing: ctx.budget.list(Arc::clone(&activity)),
+            activity,
+        };
         let conn_ctx = Arc::clone(&ctx);
         ctx.tasks.spawn(async move {
-            connection(stream, peer, slots, &conn_ctx).await;
+            connection(stream, accepted, &conn_ctx).await;
         });
     }
 }
@@ -161,7 +240,7 @@ async fn admit(ctx: &HttpListener, peer: SocketAddr) -> Option<Slots> {
         return None;
     };
     // Counted by the budget when refused.
-    let budget = ctx.conn.budget.acquire(Kind::Http).await?;
+    let budget = ctx.budget.acquire(Kind::Http).await?;
     Some(Slots {
         budget,
         total,
@@ -169,20 +248,26 @@ async fn admit(ctx: &HttpListener, peer: SocketAddr) -> Option<Slots> {
     })
 }
 
-/// One admitted connection: the TLS handshake first on HTTPS.
-async fn connection(stream: TcpStream, peer: SocketAddr, slots: Slots, ctx: &HttpListener) {
+/// One admitted connection: the TLS handshake first on HTTPS (shed like a connection
+/// waiting for a request).
+async fn connection(stream: TcpStream, accepted: Accepted, ctx: &HttpListener) {
     let _ = stream.set_nodelay(true);
     let Some(acceptor) = &ctx.tls else {
-        return http_conn::serve(stream, peer, slots, &ctx.conn).await;
+        return http_conn::serve(stream, accepted, &ctx.conn).await;
     };
     let handshake = tokio::select! {
         _ = ctx.conn.shutdown.cancelled() => return,
+        _ = accepted.activity.shed_requested() => return,
         r = tokio::time::timeout(ctx.handshake_timeout, acceptor.accept(stream)) => r,
     };
     match handshake {
-        Ok(Ok(tls)) => http_conn::serve(tls, peer, slots, &ctx.conn).await,
+        Ok(Ok(tls)) => {
+            accepted.activity.restart();
+            http_conn::serve(tls, accepted, &ctx.conn).await;
+        }
         Ok(Err(e)) => {
-            tracing::debug!(client = %peer, "https handshake failed: {e}");
+            let client = accepted.client;
+            tracing::debug!(%client, "https handshake failed: {e}");
             ctx.conn.stats.count(HttpEvent::HandshakeFailed);
         }
         Err(_) => ctx.conn.stats.count(HttpEvent::HandshakeTimeout),

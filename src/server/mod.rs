@@ -386,7 +386,7 @@ pub async fn run(
             return stats.snapshot();
         }
     };
-    let budget = descriptor_budget(config, descriptor_limit);
+    let budget = descriptors::Budget::for_config(config, descriptor_limit);
     let permits = Arc::new(Semaphore::new(config.server.max_tcp_connections));
     let per_ip = Arc::new(tcp::PerIp::new(config.server.max_tcp_connections_per_ip));
     for (listener, tls) in tcp_listeners {
@@ -423,7 +423,7 @@ pub async fn run(
     let admin_router = (config.admin.token.as_deref())
         .map(|token| admin::router(token, Arc::clone(&shared), admin_tx));
     let http_stats = Arc::new(http_listener::HttpStats::default());
-    let serving = HttpServing {
+    let serving = http_listener::Serving {
         config,
         budget: &budget,
         stats: &http_stats,
@@ -733,96 +733,6 @@ fn http_app(
         metrics: Arc::new(move || metrics::render(&sources)),
     });
     (router, hub, ice)
-}
-
-/// The descriptor budget for this process: its limit (raised at start), what is open now,
-/// and the most relay sockets the port range and relay addresses allow. Logged.
-fn descriptor_budget(config: &Config, (limit, was): (u64, u64)) -> Arc<descriptors::Budget> {
-    let ports = u64::from(config.relay.max_port - config.relay.min_port) + 1;
-    let relay_sockets = ports * config.relay.relay_ip.len() as u64;
-    let open = descriptors::open_now();
-    let split = descriptors::Split::new(limit, open, relay_sockets);
-    tracing::info!(
-        limit,
-        raised_from = was,
-        open,
-        relay_reserve = split.relay,
-        connections = split.connections,
-        http = split.http,
-        "descriptor budget"
-    );
-    if split.http < 16 {
-        tracing::warn!(
-            "only {} descriptors for HTTP connections: raise LimitNOFILE (ulimit -n)",
-            split.http
-        );
-    }
-    descriptors::Budget::new(split)
-}
-
-/// What the HTTP listeners share, to start one.
-struct HttpServing<'a> {
-    config: &'a Config,
-    budget: &'a Arc<descriptors::Budget>,
-    stats: &'a Arc<http_listener::HttpStats>,
-    tasks: &'a TaskTracker,
-    shutdown: &'a CancellationToken,
-}
-
-impl HttpServing<'_> {
-    /// A set of caps from `[server]`.
-    fn caps(&self) -> Arc<http_listener::Caps> {
-        let server = &self.config.server;
-        http_listener::Caps::new(
-            server.max_http_connections,
-            server.max_http_connections_per_ip,
-        )
-    }
-
-    /// Serves `app` on `listener`, HTTPS when given a certificate store.
-    fn spawn(
-        &self,
-        name: &'static str,
-        listener: std::net::TcpListener,
-        tls: Option<&Arc<tls::CertStore>>,
-        app: axum::Router,
-        caps: Arc<http_listener::Caps>,
-    ) {
-        let listener = match tokio::net::TcpListener::from_std(listener) {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!("cannot register the {name} listener with tokio: {e}");
-                return;
-            }
-        };
-        let tls = match tls.map(|store| tls::acceptor(store, true)).transpose() {
-            Ok(tls) => tls,
-            Err(e) => {
-                tracing::error!("cannot set up the {name} listener: {e}");
-                return;
-            }
-        };
-        log_bound(name, listener.local_addr(), 1);
-        let server = &self.config.server;
-        let conn = http_conn::ConnContext {
-            app,
-            header_timeout: server.http_header_timeout,
-            idle_timeout: server.http_idle_timeout,
-            budget: Arc::clone(self.budget),
-            stats: Arc::clone(self.stats),
-            shutdown: self.shutdown.clone(),
-            next_id: Default::default(),
-        };
-        let ctx = http_listener::HttpListener {
-            name,
-            tls,
-            handshake_timeout: server.tls_handshake_timeout,
-            caps,
-            conn: Arc::new(conn),
-            tasks: self.tasks.clone(),
-        };
-        self.tasks.spawn(http_listener::serve(listener, ctx));
-    }
 }
 
 /// The longest the expiry task sleeps, so new earlier deadlines are never missed by more.
