@@ -120,10 +120,15 @@ pub(super) struct HttpListener {
 
 /// What the HTTP listeners share, to start one.
 pub(super) struct Serving<'a> {
+    /// `[server]` timeouts and caps.
     pub(super) config: &'a Config,
+    /// Shared with TURN over TCP/TLS.
     pub(super) budget: &'a Arc<Budget>,
+    /// Shared by every HTTP listener.
     pub(super) stats: &'a Arc<HttpStats>,
+    /// Where listener and connection tasks are tracked.
     pub(super) tasks: &'a TaskTracker,
+    /// Fires on shutdown.
     pub(super) shutdown: &'a CancellationToken,
 }
 
@@ -186,7 +191,7 @@ impl Serving<'_> {
 }
 
 /// Accepts connections until shutdown.
-pub(super) async fn serve(listener: TcpListener, ctx: HttpListener) {
+async fn serve(listener: TcpListener, ctx: HttpListener) {
     let shutdown = ctx.conn.shutdown.clone();
     let (mut backoff, mut warn) = (Backoff::default(), Throttle::default());
     let ctx = Arc::new(ctx);
