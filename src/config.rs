@@ -49,6 +49,17 @@ pub const DEFAULT_UNAUTHENTICATED_BURST: u32 = 1000;
 pub const DEFAULT_TCP_ALLOCATION_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a client may take to finish the TLS handshake.
 pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send a request head on the HTTP listeners: the first one
+/// counted from accept (after the TLS handshake), later ones from their first byte.
+pub const DEFAULT_HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an HTTP connection may wait for its next request (keep-alive) before it is closed.
+pub const DEFAULT_HTTP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections the HTTP and HTTPS listeners hold at once, WebSockets included: above the
+/// default `[signal] max-connections`, so a full signaling server still serves its pages.
+pub const DEFAULT_MAX_HTTP_CONNECTIONS: usize = 20_000;
+/// HTTP and HTTPS connections (WebSockets included) one IP address may hold at once: above
+/// the default `[signal] max-connections-per-ip` plus a browser's parallel page loads.
+pub const DEFAULT_MAX_HTTP_CONNECTIONS_PER_IP: usize = 500;
 /// Permissions (peer IPs) one allocation may hold; a browser uses one per remote candidate
 /// address, a handful per call.
 pub const DEFAULT_MAX_PERMISSIONS_PER_ALLOCATION: usize = 128;
@@ -238,6 +249,27 @@ pub struct ServerConfig {
         deserialize_with = "human_duration"
     )]
     pub tls_handshake_timeout: Duration,
+    /// A request head on the HTTP listeners that is not complete this long after it started
+    /// (the first: after accept) closes the connection.
+    #[serde(
+        default = "default_http_header_timeout",
+        deserialize_with = "human_duration"
+    )]
+    pub http_header_timeout: Duration,
+    /// An HTTP connection that waits this long for its next request is closed.
+    #[serde(
+        default = "default_http_idle_timeout",
+        deserialize_with = "human_duration"
+    )]
+    pub http_idle_timeout: Duration,
+    /// Connections the HTTP and HTTPS listeners hold at once, WebSockets included; more are
+    /// closed at accept.
+    #[serde(default = "default_max_http_connections")]
+    pub max_http_connections: usize,
+    /// HTTP and HTTPS connections one IP address may hold at once, WebSockets included; more
+    /// are closed at accept. 0 means no limit.
+    #[serde(default = "default_max_http_connections_per_ip")]
+    pub max_http_connections_per_ip: usize,
     /// Unauthenticated requests answered per second per source address (IPv6: per /64) and
     /// worker; past the bucket nothing is answered. 0 turns the limit off.
     #[serde(default = "default_unauthenticated_rate")]
@@ -459,6 +491,18 @@ fn default_max_allocations_per_ip() -> usize {
 fn default_max_channels_per_allocation() -> usize {
     DEFAULT_MAX_CHANNELS_PER_ALLOCATION
 }
+fn default_http_header_timeout() -> Duration {
+    DEFAULT_HTTP_HEADER_TIMEOUT
+}
+fn default_http_idle_timeout() -> Duration {
+    DEFAULT_HTTP_IDLE_TIMEOUT
+}
+fn default_max_http_connections() -> usize {
+    DEFAULT_MAX_HTTP_CONNECTIONS
+}
+fn default_max_http_connections_per_ip() -> usize {
+    DEFAULT_MAX_HTTP_CONNECTIONS_PER_IP
+}
 fn default_listen() -> Vec<SocketAddr> {
     vec![SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT))]
 }
@@ -496,6 +540,10 @@ impl Default for ServerConfig {
             max_tcp_connections_per_ip: DEFAULT_MAX_TCP_CONNECTIONS_PER_IP,
             tcp_allocation_timeout: DEFAULT_TCP_ALLOCATION_TIMEOUT,
             tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+            http_header_timeout: DEFAULT_HTTP_HEADER_TIMEOUT,
+            http_idle_timeout: DEFAULT_HTTP_IDLE_TIMEOUT,
+            max_http_connections: DEFAULT_MAX_HTTP_CONNECTIONS,
+            max_http_connections_per_ip: DEFAULT_MAX_HTTP_CONNECTIONS_PER_IP,
             unauthenticated_rate: DEFAULT_UNAUTHENTICATED_RATE,
             unauthenticated_burst: DEFAULT_UNAUTHENTICATED_BURST,
             drain_timeout: default_drain_timeout(),
@@ -817,6 +865,23 @@ impl Config {
             return Err(KeyError::new(
                 "server.tls-handshake-timeout",
                 "must be at least \"100ms\"",
+            ));
+        }
+        for (key, timeout) in [
+            (
+                "server.http-header-timeout",
+                self.server.http_header_timeout,
+            ),
+            ("server.http-idle-timeout", self.server.http_idle_timeout),
+        ] {
+            if timeout < Duration::from_millis(100) {
+                return Err(KeyError::new(key, "must be at least \"100ms\""));
+            }
+        }
+        if self.server.max_http_connections == 0 {
+            return Err(KeyError::new(
+                "server.max-http-connections",
+                "must be at least 1",
             ));
         }
         if self.server.unauthenticated_rate > 0 && self.server.unauthenticated_burst == 0 {
@@ -1241,6 +1306,14 @@ mod tests {
         assert_eq!(s.max_tcp_connections_per_ip, 1000);
         assert_eq!(s.tcp_allocation_timeout, Duration::from_secs(30));
         assert_eq!(s.tls_handshake_timeout, Duration::from_secs(10));
+        assert_eq!(
+            (s.http_header_timeout, s.http_idle_timeout),
+            (Duration::from_secs(5), Duration::from_secs(10))
+        );
+        assert_eq!(
+            (s.max_http_connections, s.max_http_connections_per_ip),
+            (20_000, 500)
+        );
         let r = &c.relay;
         assert_eq!(
             (
@@ -1258,7 +1331,9 @@ mod tests {
         let c = Config::from_toml(
             "realm = \"r\"\n[server]\nunauthenticated-rate = 0\nunauthenticated-burst = 0\n\
              max-tcp-connections-per-ip = 0\ntcp-allocation-timeout = \"2m\"\n\
-             tls-handshake-timeout = \"3s\"\n[relay]\nmax-permissions-per-allocation = 0\n\
+             tls-handshake-timeout = \"3s\"\nhttp-header-timeout = \"1s\"\n\
+             http-idle-timeout = \"2m\"\nmax-http-connections = 10\n\
+             max-http-connections-per-ip = 0\n[relay]\nmax-permissions-per-allocation = 0\n\
              max-channels-per-allocation = 7\nmax-bps = 125000\nbps-capacity = 12500000\n\
              max-allocations-per-ip = 0\n",
         )
@@ -1266,6 +1341,10 @@ mod tests {
         assert_eq!(c.server.unauthenticated_rate, 0);
         assert_eq!(c.server.tcp_allocation_timeout, Duration::from_secs(120));
         assert_eq!(c.server.tls_handshake_timeout, Duration::from_secs(3));
+        assert_eq!(c.server.http_header_timeout, Duration::from_secs(1));
+        assert_eq!(c.server.http_idle_timeout, Duration::from_secs(120));
+        assert_eq!(c.server.max_http_connections, 10);
+        assert_eq!(c.server.max_http_connections_per_ip, 0);
         assert_eq!(c.relay.max_channels_per_allocation, 7);
         assert_eq!(c.relay.max_allocations_per_ip, 0);
         assert_eq!(
@@ -1284,6 +1363,18 @@ mod tests {
             (
                 "[server]\ntls-handshake-timeout = \"10ms\"",
                 "server.tls-handshake-timeout",
+            ),
+            (
+                "[server]\nhttp-header-timeout = \"0s\"",
+                "server.http-header-timeout",
+            ),
+            (
+                "[server]\nhttp-idle-timeout = \"50ms\"",
+                "server.http-idle-timeout",
+            ),
+            (
+                "[server]\nmax-http-connections = 0",
+                "server.max-http-connections",
             ),
             ("[relay]\nmax-bps = 10", "relay.max-bps"),
             ("[relay]\nbps-capacity = 999", "relay.bps-capacity"),

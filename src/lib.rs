@@ -22,8 +22,9 @@
 //!   the origin rules (pure).
 //! - [`server`]: tokio glue only: binding the `[listen]` sockets (one SO_REUSEPORT UDP socket
 //!   per worker), relay sockets, one expiry timer per shard, the per-source bucket for
-//!   unauthenticated requests and the TCP/TLS connection limits, counting what was seen, and
-//!   stopping on one cancellation token.
+//!   unauthenticated requests, the TCP/TLS connection limits, the HTTP listeners (hyper with
+//!   header and idle timers, connection caps at accept) and the descriptor budget they share,
+//!   counting what was seen, and stopping on one cancellation token.
 //!
 //! `main.rs` is thin: it parses the command line, sets up tracing, reads the config, builds the
 //! runtime with one worker thread per configured worker, binds, and calls [`server::run`].

@@ -155,7 +155,7 @@ mod tests {
 
     #[test]
     fn each_client_address_gets_a_user_part_of_its_own() {
-        let config = Config::from_toml("realm = \"r\"\n[relay]\nrelay-ip = \"127.0.0.1\"\n")
+        let config = Config::from_toml("realm = \"r\"\n[listen]\nudp = [\"127.0.0.1:3478\"]\ntcp = []\n[relay]\nrelay-ip = \"127.0.0.1\"\n")
             .expect("config");
         let auth = Arc::new(Auth::new(crate::auth::AuthSettings {
             realm: "r".into(),

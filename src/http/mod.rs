@@ -11,37 +11,23 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::extract::connect_info::Connected;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::IncomingStream;
 use tokio_util::sync::CancellationToken;
 
 pub use ice::IceServers;
 
-use crate::server::tls::TlsListener;
 use crate::signal::refusals::Refusal;
 use crate::signal::token;
 use crate::signal::ws::{self, Hub};
 
-/// The client's address, for both the plain and the TLS listener.
+/// The client's address, for both the plain and the TLS listener (each request carries it
+/// as `ConnectInfo<ClientAddr>`, see `server::http_conn`).
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub SocketAddr);
-
-impl Connected<IncomingStream<'_, tokio::net::TcpListener>> for ClientAddr {
-    fn connect_info(stream: IncomingStream<'_, tokio::net::TcpListener>) -> Self {
-        ClientAddr(*stream.remote_addr())
-    }
-}
-
-impl Connected<IncomingStream<'_, TlsListener>> for ClientAddr {
-    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
-        ClientAddr(*stream.remote_addr())
-    }
-}
 
 /// What the handlers share.
 #[derive(Clone)]

@@ -4,6 +4,8 @@
 use std::fmt::Write;
 use std::sync::Arc;
 
+use super::descriptors::Budget;
+use super::http_listener::HttpStats;
 use super::shard::Shared;
 use super::stats::Stats;
 use crate::signal::ws::Hub;
@@ -15,6 +17,8 @@ pub(super) struct Sources {
     pub(super) stats: Arc<Stats>,
     pub(super) hub: Option<Arc<Hub>>,
     pub(super) port_range: usize,
+    pub(super) budget: Arc<Budget>,
+    pub(super) http: Arc<HttpStats>,
 }
 
 fn metric(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str, u64)]) {
@@ -229,8 +233,10 @@ pub(super) fn render(src: &Sources) -> String {
             ("{event=\"refused_per_ip\"}", s.tcp_refused_per_ip),
             ("{event=\"allocation_timeout\"}", s.tcp_allocation_timeout),
             ("{event=\"handshake_timeout\"}", s.tls_handshake_timeout),
+            ("{event=\"refused_descriptors\"}", src.budget.refused().1),
         ],
     );
+    connection_metrics(&mut out, src);
     if let Some(hub) = &src.hub {
         let (open, relayed, drops) = hub.traffic();
         let (peers, rooms) = hub.counts();
@@ -269,6 +275,13 @@ pub(super) fn render(src: &Sources) -> String {
             "Clients dropped for failing the heartbeat.",
             &[("", drops)],
         );
+        metric(
+            &mut out,
+            "signal_connections_refused_total",
+            "counter",
+            "WebSocket upgrades answered 503: [signal] max-connections or max-connections-per-ip reached.",
+            &[("", hub.connections_refused())],
+        );
         let (messages, joins) = hub.refusals();
         metric(
             &mut out,
@@ -305,6 +318,53 @@ pub(super) fn render(src: &Sources) -> String {
         }
     }
     out
+}
+
+/// The HTTP listeners' connection events, failed accepts and the descriptor budget.
+fn connection_metrics(out: &mut String, src: &Sources) {
+    let (refused_http, _) = src.budget.refused();
+    let events: Vec<(String, u64)> = (src.http.counts().into_iter())
+        .chain([
+            ("refused_descriptors", refused_http),
+            ("shed", src.budget.shed_count()),
+        ])
+        .map(|(event, n)| (format!("{{event=\"{event}\"}}"), n))
+        .collect();
+    let events: Vec<(&str, u64)> = events.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+    metric(
+        out,
+        "http_connections_total",
+        "counter",
+        "HTTP/HTTPS connections, by event: refused at accept (max-http-connections, \
+         max-http-connections-per-ip, the descriptor budget), shed to make room, closed by \
+         http-header-timeout, http-idle-timeout or tls-handshake-timeout.",
+        &events,
+    );
+    let (http, turn) = src.budget.accept_errors();
+    metric(
+        out,
+        "accept_errors_total",
+        "counter",
+        "Failed accepts (EMFILE and friends), by listener; each one pauses that listener.",
+        &[("{listener=\"http\"}", http), ("{listener=\"turn\"}", turn)],
+    );
+    let split = src.budget.split();
+    let (connections, http) = src.budget.held();
+    metric(
+        out,
+        "descriptors",
+        "gauge",
+        "The descriptor limit, its shares (relay sockets, all connections, HTTP), and the \
+         connections holding one now.",
+        &[
+            ("{kind=\"limit\"}", split.limit),
+            ("{kind=\"relay_reserve\"}", split.relay),
+            ("{kind=\"connections_max\"}", split.connections),
+            ("{kind=\"http_max\"}", split.http),
+            ("{kind=\"connections\"}", connections),
+            ("{kind=\"http\"}", http),
+        ],
+    );
 }
 
 /// `[cluster]`: the Redis link's state and traffic.

@@ -6,6 +6,9 @@
 
 mod admin;
 mod datapath;
+mod descriptors;
+mod http_conn;
+mod http_listener;
 mod limiter;
 mod metrics;
 mod mmsg;
@@ -32,7 +35,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::{Auth, AuthSettings};
 use crate::config::Config;
-use crate::http::{ClientAddr, HttpState, Site};
+use crate::http::{HttpState, Site};
 use crate::signal::cluster::link::Cluster;
 use crate::signal::ws::Hub;
 use crate::turn::peer_rules::PeerRules;
@@ -284,6 +287,7 @@ pub async fn run(
 ) -> Snapshot {
     let stats = Arc::new(Stats::default());
     let tasks = TaskTracker::new();
+    let descriptor_limit = descriptors::raise_limit();
 
     let workers = config.workers().get();
     // Listen socket i of every UDP address belongs to shard i.
@@ -393,6 +397,7 @@ pub async fn run(
             return stats.snapshot();
         }
     };
+    let budget = descriptors::Budget::for_config(config, descriptor_limit);
     let permits = Arc::new(Semaphore::new(config.server.max_tcp_connections));
     let per_ip = Arc::new(tcp::PerIp::new(config.server.max_tcp_connections_per_ip));
     for (listener, tls) in tcp_listeners {
@@ -413,6 +418,7 @@ pub async fn run(
             allocation_timeout: config.server.tcp_allocation_timeout,
             handshake_timeout: config.server.tls_handshake_timeout,
             per_ip: Arc::clone(&per_ip),
+            budget: Arc::clone(&budget),
             shared: Arc::clone(&shared),
             counters: stats.register(),
             shutdown: shutdown.clone(),
@@ -428,14 +434,21 @@ pub async fn run(
     // Always routed, answering 404 without a token, so a reload can set or remove one.
     let admin_token = Arc::new(admin::AdminToken::new(config.admin.token.as_deref()));
     let admin_router = admin::router(Arc::clone(&admin_token), Arc::clone(&shared), admin_tx);
+    let http_stats = Arc::new(http_listener::HttpStats::default());
+    let serving = http_listener::Serving {
+        config,
+        budget: &budget,
+        stats: &http_stats,
+        tasks: &tasks,
+        shutdown: &shutdown,
+    };
     if let Some(listener) = listeners.admin {
-        serve_http(
+        serving.spawn(
             "admin",
             listener,
             None,
             admin_router.clone(),
-            &tasks,
-            &shutdown,
+            serving.caps(),
         );
     }
     let mut http_handles = None;
@@ -447,7 +460,14 @@ pub async fn run(
             http: listeners.http.as_ref().and_then(|l| l.local_addr().ok()),
             https: listeners.https.as_ref().and_then(|l| l.local_addr().ok()),
         };
-        let scrape = (Arc::clone(&shared), Arc::clone(&stats));
+        let scrape = metrics::Sources {
+            shared: Arc::clone(&shared),
+            stats: Arc::clone(&stats),
+            hub: None,
+            port_range: usize::from(config.relay.max_port - config.relay.min_port) + 1,
+            budget: Arc::clone(&budget),
+            http: Arc::clone(&http_stats),
+        };
         let (app, live) = http_app(config, &bound, &parts.auth, scrape, &shutdown);
         let hub = Arc::clone(&live.hub);
         if let Some(cluster) = hub.cluster() {
@@ -463,13 +483,13 @@ pub async fn run(
             None => app.merge(admin_router),
             Some(_) => app,
         };
+        // HTTP and HTTPS share one set of caps.
+        let caps = serving.caps();
         if let Some(listener) = listeners.http {
-            serve_http("http", listener, None, app.clone(), &tasks, &shutdown);
+            serving.spawn("http", listener, None, app.clone(), Arc::clone(&caps));
         }
         if let (Some(listener), Some(store)) = (listeners.https, &store) {
-            let handshake = config.server.tls_handshake_timeout;
-            let tls = Some((store, handshake));
-            serve_http("https", listener, tls, app, &tasks, &shutdown);
+            serving.spawn("https", listener, Some(store), app, caps);
         }
     }
     tracing::info!(
@@ -606,7 +626,7 @@ fn http_app(
     config: &Config,
     bound: &BoundAddrs<'_>,
     auth: &Arc<Auth>,
-    (shared, stats): (Arc<Shared>, Arc<Stats>),
+    mut sources: metrics::Sources,
     shutdown: &CancellationToken,
 ) -> (axum::Router, HttpLive) {
     let ice = Arc::new(IceHolder::new(
@@ -633,12 +653,7 @@ fn http_app(
         }
     }
     let api = Arc::clone(&ice);
-    let sources = metrics::Sources {
-        shared,
-        stats,
-        hub: Some(Arc::clone(&hub)),
-        port_range: usize::from(config.relay.max_port - config.relay.min_port) + 1,
-    };
+    sources.hub = Some(Arc::clone(&hub));
     let site = Arc::new(Site::default());
     site.set_own_origins(crate::http::origin::own_origins(
         config,
@@ -660,57 +675,6 @@ fn http_app(
         https: bound.https,
     };
     (router, live)
-}
-
-/// Serves the HTTP routes on one listener, plain or (with a certificate store) HTTPS.
-fn serve_http(
-    name: &'static str,
-    listener: std::net::TcpListener,
-    tls: Option<(&Arc<tls::CertStore>, Duration)>,
-    app: axum::Router,
-    tasks: &TaskTracker,
-    shutdown: &CancellationToken,
-) {
-    let listener = match tokio::net::TcpListener::from_std(listener) {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!("cannot register the http listener with tokio: {e}");
-            return;
-        }
-    };
-    let stop = shutdown.clone();
-    let Some((store, handshake_timeout)) = tls else {
-        log_bound(name, listener.local_addr(), 1);
-        let app = app.into_make_service_with_connect_info::<ClientAddr>();
-        tasks.spawn(async move {
-            let served = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());
-            if let Err(e) = served.await {
-                tracing::error!("http listener failed: {e}");
-            }
-        });
-        return;
-    };
-    log_bound(name, listener.local_addr(), 1);
-    let listener = tls::acceptor(store, true)
-        .map_err(|e| e.to_string())
-        .and_then(|acceptor| {
-            tls::TlsListener::new(listener, acceptor, shutdown.clone(), handshake_timeout)
-                .map_err(|e| e.to_string())
-        });
-    let listener = match listener {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!("cannot set up the https listener: {e}");
-            return;
-        }
-    };
-    let app = app.into_make_service_with_connect_info::<ClientAddr>();
-    tasks.spawn(async move {
-        let served = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());
-        if let Err(e) = served.await {
-            tracing::error!("https listener failed: {e}");
-        }
-    });
 }
 
 /// The longest the expiry task sleeps, so new earlier deadlines are never missed by more.

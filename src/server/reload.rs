@@ -81,7 +81,7 @@ pub(super) fn restart_required(started: &Config, new: &Config) -> Vec<&'static s
         format!("{a:?}") != format!("{b:?}")
     }
     let (a, b) = (started, new);
-    let keys: [(&'static str, bool); 20] = [
+    let keys: [(&'static str, bool); 24] = [
         ("listen.udp", differ(&a.listen.udp, &b.listen.udp)),
         ("listen.tcp", differ(&a.listen.tcp, &b.listen.tcp)),
         ("listen.tls", differ(&a.listen.tls, &b.listen.tls)),
@@ -117,6 +117,22 @@ pub(super) fn restart_required(started: &Config, new: &Config) -> Vec<&'static s
         (
             "server.tls-handshake-timeout",
             a.server.tls_handshake_timeout != b.server.tls_handshake_timeout,
+        ),
+        (
+            "server.http-header-timeout",
+            a.server.http_header_timeout != b.server.http_header_timeout,
+        ),
+        (
+            "server.http-idle-timeout",
+            a.server.http_idle_timeout != b.server.http_idle_timeout,
+        ),
+        (
+            "server.max-http-connections",
+            a.server.max_http_connections != b.server.max_http_connections,
+        ),
+        (
+            "server.max-http-connections-per-ip",
+            a.server.max_http_connections_per_ip != b.server.max_http_connections_per_ip,
         ),
         ("tls", a.tls.is_some() != b.tls.is_some()),
         ("admin.listen", a.admin.listen != b.admin.listen),

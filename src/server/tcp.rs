@@ -3,7 +3,8 @@
 //! ([`crate::stun::next_frame`]) and a writer fed by one ordered queue. Broken framing,
 //! silence past the idle timeout without an allocation, or holding no allocation past
 //! `tcp-allocation-timeout` closes it; on TLS, so does a handshake slower than
-//! `tls-handshake-timeout`.
+//! `tls-handshake-timeout`. Each connection also holds a permit of the descriptor budget
+//! ([`super::descriptors`]); failed accepts back off.
 
 use std::collections::HashMap;
 use std::io;
@@ -19,17 +20,16 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::descriptors::{Budget, Kind};
 use super::shard::{Dispatcher, Handled, Shared};
 use super::stats::{Counters, Event};
-use super::throttle::Throttle;
+use super::throttle::{Backoff, Throttle};
 use crate::stun::{Frame, next_frame};
 use crate::turn::{FiveTuple, Transport};
 use tokio_rustls::TlsAcceptor;
 
 /// Pending connections the kernel queues while all permits are taken.
 const BACKLOG: i32 = 1024;
-/// Pause after a failed accept (EMFILE and friends), so the loop does not spin.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Binds a listening TCP socket.
 pub(super) fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
@@ -57,6 +57,8 @@ pub(super) struct TcpContext {
     pub(super) handshake_timeout: Duration,
     /// Connections per client IP, shared by every TCP and TLS listener.
     pub(super) per_ip: Arc<PerIp>,
+    /// The descriptor budget every connection draws on.
+    pub(super) budget: Arc<Budget>,
     /// The allocation managers.
     pub(super) shared: Arc<Shared>,
     /// This listener's counters.
@@ -71,7 +73,7 @@ pub(super) struct TcpContext {
 
 /// Accepts connections until shutdown.
 pub(super) async fn serve(listener: TcpListener, ctx: TcpContext) {
-    let mut warn = Throttle::default();
+    let (mut warn, mut backoff) = (Throttle::default(), Backoff::default());
     loop {
         let permit = tokio::select! {
             _ = ctx.shutdown.cancelled() => return,
@@ -85,12 +87,18 @@ pub(super) async fn serve(listener: TcpListener, ctx: TcpContext) {
             r = listener.accept() => r,
         };
         let (stream, peer) = match accepted {
-            Ok(a) => a,
+            Ok(a) => {
+                backoff.reset();
+                a
+            }
             Err(e) => {
                 ctx.counters.count(Event::IoError);
+                ctx.budget.accept_error(Kind::Turn);
                 warn.warn(|| tracing::warn!("tcp accept failed: {e}"));
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
-                continue;
+                tokio::select! {
+                    _ = ctx.shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(backoff.next()) => continue,
+                }
             }
         };
         let Some(slot) = PerIp::acquire(&ctx.per_ip, peer.ip()) else {
@@ -99,11 +107,15 @@ pub(super) async fn serve(listener: TcpListener, ctx: TcpContext) {
             drop(stream);
             continue;
         };
+        // Refused (and counted) when even shedding idle HTTP left no descriptor for it.
+        let Some(descriptor) = ctx.budget.acquire(Kind::Turn).await else {
+            continue;
+        };
         ctx.counters.count(Event::TcpAccepted);
         let conn_ctx = ctx.clone();
         ctx.tasks.spawn(async move {
             accepted_connection(stream, peer, &conn_ctx).await;
-            drop((slot, permit));
+            drop((slot, permit, descriptor));
         });
     }
 }
@@ -282,7 +294,7 @@ impl PerIp {
     }
 
     /// One more connection from `ip`, or `None` when it already holds `limit`.
-    fn acquire(this: &Arc<Self>, ip: IpAddr) -> Option<PerIpSlot> {
+    pub(super) fn acquire(this: &Arc<Self>, ip: IpAddr) -> Option<PerIpSlot> {
         let key = crate::client_key::client_key_bits(ip);
         let mut open = this.open.lock().unwrap_or_else(|e| e.into_inner());
         let held = open.entry(key).or_insert(0);

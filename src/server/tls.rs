@@ -3,7 +3,6 @@
 
 use std::path::Path;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use rustls::ServerConfig;
 use rustls::crypto::ring;
@@ -100,66 +99,4 @@ pub fn acceptor(store: &Arc<CertStore>, http: bool) -> Result<TlsAcceptor, rustl
         vec![ALPN_STUN.to_vec()]
     };
     Ok(TlsAcceptor::from(Arc::new(config)))
-}
-
-/// HTTPS for axum: accepts TCP, runs each handshake in its own task (a slow client never
-/// holds up the others), and hands finished TLS streams to the server.
-pub struct TlsListener {
-    ready: tokio::sync::mpsc::Receiver<(
-        tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
-        std::net::SocketAddr,
-    )>,
-    local: std::net::SocketAddr,
-}
-
-impl TlsListener {
-    /// Starts accepting on `listener` until `shutdown`; a client gets `handshake_timeout` to
-    /// finish its handshake.
-    pub fn new(
-        listener: tokio::net::TcpListener,
-        acceptor: TlsAcceptor,
-        shutdown: tokio_util::sync::CancellationToken,
-        handshake_timeout: Duration,
-    ) -> std::io::Result<Self> {
-        let local = listener.local_addr()?;
-        let (tx, ready) = tokio::sync::mpsc::channel(64);
-        tokio::spawn(async move {
-            loop {
-                let accepted = tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    r = listener.accept() => r,
-                };
-                let Ok((stream, peer)) = accepted else {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                };
-                let (acceptor, tx) = (acceptor.clone(), tx.clone());
-                tokio::spawn(async move {
-                    if let Ok(Ok(tls)) =
-                        tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await
-                    {
-                        let _ = tx.send((tls, peer)).await;
-                    }
-                });
-            }
-        });
-        Ok(Self { ready, local })
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(conn) => conn,
-            // The accept task ended (shutdown): wait for the server to stop.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
-    }
 }

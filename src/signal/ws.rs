@@ -49,6 +49,8 @@ pub struct Hub {
     heartbeat_drops: std::sync::atomic::AtomicU64,
     rate_limited: std::sync::atomic::AtomicU64,
     joins_refused: std::sync::atomic::AtomicU64,
+    /// Upgrades refused (HTTP 503) for `max-connections` or `max-connections-per-ip`.
+    connections_refused: std::sync::atomic::AtomicU64,
     cluster: std::sync::OnceLock<Arc<Cluster>>,
     /// Origin and token refusals, and error frames sent, for `/metrics`.
     pub refusals: Refusals,
@@ -93,6 +95,7 @@ impl Hub {
             heartbeat_drops: Default::default(),
             rate_limited: Default::default(),
             joins_refused: Default::default(),
+            connections_refused: Default::default(),
             cluster: std::sync::OnceLock::new(),
             refusals: Refusals::default(),
         }
@@ -191,6 +194,8 @@ impl Hub {
         let mine = per_ip.get(&ip).copied().unwrap_or(0);
         let config = self.config();
         if *total >= config.max_connections || mine >= config.max_connections_per_ip {
+            self.connections_refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return None;
         }
         *total += 1;
@@ -227,6 +232,11 @@ impl Hub {
             self.rate_limited.load(Relaxed),
             self.joins_refused.load(Relaxed),
         )
+    }
+
+    /// Upgrades refused for `max-connections` or `max-connections-per-ip` (HTTP 503).
+    pub fn connections_refused(&self) -> u64 {
+        (self.connections_refused).load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn lock_connections(&self) -> MutexGuard<'_, (usize, HashMap<IpAddr, usize>)> {

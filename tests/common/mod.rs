@@ -82,7 +82,28 @@ impl Server {
     /// Starts rturn on the config file at `path` (kept alive by `dir`), so a test can change
     /// the file and send SIGHUP.
     pub fn start_file(dir: tempfile::TempDir, path: &std::path::Path) -> Server {
-        let mut child = rturn()
+        Server::start_command(rturn(), dir, path)
+    }
+
+    /// Starts rturn with `config` under a descriptor limit of `nofile` (soft and hard), with
+    /// util-linux's `prlimit`, which then becomes rturn (same process).
+    pub fn start_with_nofile(config: &str, nofile: u32) -> Server {
+        let (dir, path) = write_config(config);
+        let mut command = Command::new("prlimit");
+        command
+            .arg(format!("--nofile={nofile}:{nofile}"))
+            .arg("--")
+            .arg(env!("CARGO_BIN_EXE_rturn"));
+        Server::start_command(command, dir, &path)
+    }
+
+    /// Starts `command` (rturn, or something that becomes rturn) with `-c path`.
+    fn start_command(
+        mut command: Command,
+        dir: tempfile::TempDir,
+        path: &std::path::Path,
+    ) -> Server {
+        let mut child = command
             .arg("-c")
             .arg(path)
             .env_remove("RUST_LOG")

@@ -1,0 +1,280 @@
+//! The HTTP and HTTPS listeners (and the admin API's own): an accept loop that admits a
+//! connection only under `max-http-connections-per-ip`, `max-http-connections` and the
+//! descriptor budget, all checked at accept, before any request or upgrade; then, per
+//! connection, the TLS handshake within `tls-handshake-timeout` and the timed HTTP serving
+//! of [`super::http_conn`]. Failed accepts back off instead of spinning.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::descriptors::{Budget, Kind};
+use super::http_conn::{self, Accepted, Activity, ConnContext, Slots};
+use super::tcp::PerIp;
+use super::throttle::{Backoff, Throttle};
+use super::tls::CertStore;
+use crate::config::Config;
+
+/// What the HTTP listeners count, for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum HttpEvent {
+    /// A connection was admitted.
+    Accepted,
+    /// Closed at accept: `max-http-connections` reached.
+    RefusedMax,
+    /// Closed at accept: its IP address holds `max-http-connections-per-ip`.
+    RefusedPerIp,
+    /// A request head did not arrive within `http-header-timeout`.
+    HeaderTimeout,
+    /// No request within `http-idle-timeout`.
+    IdleTimeout,
+    /// An HTTPS client did not finish its TLS handshake within `tls-handshake-timeout`.
+    HandshakeTimeout,
+    /// An HTTPS client's TLS handshake failed.
+    HandshakeFailed,
+}
+
+impl HttpEvent {
+    /// Every event, in the order they are rendered.
+    pub(super) const ALL: [HttpEvent; 7] = [
+        HttpEvent::Accepted,
+        HttpEvent::RefusedMax,
+        HttpEvent::RefusedPerIp,
+        HttpEvent::HeaderTimeout,
+        HttpEvent::IdleTimeout,
+        HttpEvent::HandshakeTimeout,
+        HttpEvent::HandshakeFailed,
+    ];
+
+    /// The `/metrics` label value.
+    pub(super) fn label(self) -> &'static str {
+        match self {
+            HttpEvent::Accepted => "accepted",
+            HttpEvent::RefusedMax => "refused_max",
+            HttpEvent::RefusedPerIp => "refused_per_ip",
+            HttpEvent::HeaderTimeout => "header_timeout",
+            HttpEvent::IdleTimeout => "idle_timeout",
+            HttpEvent::HandshakeTimeout => "handshake_timeout",
+            HttpEvent::HandshakeFailed => "handshake_failed",
+        }
+    }
+}
+
+/// Counters of [`HttpEvent`]s over every HTTP listener.
+#[derive(Debug, Default)]
+pub(super) struct HttpStats([AtomicU64; HttpEvent::ALL.len()]);
+
+impl HttpStats {
+    /// Counts one event.
+    pub(super) fn count(&self, event: HttpEvent) {
+        self.0[event as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Every counter with its label.
+    pub(super) fn counts(&self) -> [(&'static str, u64); HttpEvent::ALL.len()] {
+        HttpEvent::ALL.map(|e| (e.label(), self.0[e as usize].load(Relaxed)))
+    }
+}
+
+/// The connection caps of one group of listeners (HTTP and HTTPS share one; the admin
+/// listener has its own, so a flood of the public ones cannot lock the operator out).
+pub(super) struct Caps {
+    total: Arc<Semaphore>,
+    per_ip: Arc<PerIp>,
+}
+
+impl Caps {
+    /// `total` connections at once, `per_ip` from one address (0: no limit).
+    pub(super) fn new(total: usize, per_ip: usize) -> Arc<Self> {
+        Arc::new(Self {
+            total: Arc::new(Semaphore::new(total.min(Semaphore::MAX_PERMITS))),
+            per_ip: Arc::new(PerIp::new(per_ip)),
+        })
+    }
+}
+
+/// What one listener needs besides its socket.
+pub(super) struct HttpListener {
+    /// "http", "https" or "admin", for the log.
+    pub(super) name: &'static str,
+    /// Set on HTTPS.
+    pub(super) tls: Option<TlsAcceptor>,
+    /// `tls-handshake-timeout`.
+    pub(super) handshake_timeout: Duration,
+    /// The caps this listener counts against.
+    pub(super) caps: Arc<Caps>,
+    /// The descriptor budget, and the list of connections it may shed.
+    pub(super) budget: Arc<Budget>,
+    /// Shared by every HTTP connection.
+    pub(super) conn: Arc<ConnContext>,
+    /// Tracks connection tasks so shutdown can wait for them.
+    pub(super) tasks: TaskTracker,
+}
+
+/// What the HTTP listeners share, to start one.
+pub(super) struct Serving<'a> {
+    /// `[server]` timeouts and caps.
+    pub(super) config: &'a Config,
+    /// Shared with TURN over TCP/TLS.
+    pub(super) budget: &'a Arc<Budget>,
+    /// Shared by every HTTP listener.
+    pub(super) stats: &'a Arc<HttpStats>,
+    /// Where listener and connection tasks are tracked.
+    pub(super) tasks: &'a TaskTracker,
+    /// Fires on shutdown.
+    pub(super) shutdown: &'a CancellationToken,
+}
+
+impl Serving<'_> {
+    /// A set of caps from `[server]`.
+    pub(super) fn caps(&self) -> Arc<Caps> {
+        let server = &self.config.server;
+        Caps::new(
+            server.max_http_connections,
+            server.max_http_connections_per_ip,
+        )
+    }
+
+    /// Serves `app` on `listener`, HTTPS when given a certificate store.
+    pub(super) fn spawn(
+        &self,
+        name: &'static str,
+        listener: std::net::TcpListener,
+        tls: Option<&Arc<CertStore>>,
+        app: axum::Router,
+        caps: Arc<Caps>,
+    ) {
+        let listener = match tokio::net::TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!("cannot register the {name} listener with tokio: {e}");
+                return;
+            }
+        };
+        let tls = match tls
+            .map(|store| super::tls::acceptor(store, true))
+            .transpose()
+        {
+            Ok(tls) => tls,
+            Err(e) => {
+                tracing::error!("cannot set up the {name} listener: {e}");
+                return;
+            }
+        };
+        super::log_bound(name, listener.local_addr(), 1);
+        let server = &self.config.server;
+        let conn = ConnContext {
+            app,
+            header_timeout: server.http_header_timeout,
+            idle_timeout: server.http_idle_timeout,
+            stats: Arc::clone(self.stats),
+            shutdown: self.shutdown.clone(),
+        };
+        let ctx = HttpListener {
+            name,
+            tls,
+            handshake_timeout: server.tls_handshake_timeout,
+            caps,
+            budget: Arc::clone(self.budget),
+            conn: Arc::new(conn),
+            tasks: self.tasks.clone(),
+        };
+        self.tasks.spawn(serve(listener, ctx));
+    }
+}
+
+/// Accepts connections until shutdown.
+async fn serve(listener: TcpListener, ctx: HttpListener) {
+    let shutdown = ctx.conn.shutdown.clone();
+    let (mut backoff, mut warn) = (Backoff::default(), Throttle::default());
+    let ctx = Arc::new(ctx);
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = listener.accept() => r,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => {
+                backoff.reset();
+                a
+            }
+            Err(e) => {
+                ctx.budget.accept_error(Kind::Http);
+                warn.warn(|| tracing::warn!("{} accept failed: {e}", ctx.name));
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(backoff.next()) => continue,
+                }
+            }
+        };
+        // Refused connections are closed at once: the client sees EOF or a reset.
+        let Some(slots) = admit(&ctx, peer).await else {
+            continue;
+        };
+        ctx.conn.stats.count(HttpEvent::Accepted);
+        let activity = Arc::new(Activity::new());
+        let accepted = Accepted {
+            client: peer,
+            slots,
+            listing: ctx.budget.list(Arc::clone(&activity)),
+            activity,
+        };
+        let conn_ctx = Arc::clone(&ctx);
+        ctx.tasks.spawn(async move {
+            connection(stream, accepted, &conn_ctx).await;
+        });
+    }
+}
+
+/// The caps, then the descriptor budget (which may shed an idle connection to make room).
+async fn admit(ctx: &HttpListener, peer: SocketAddr) -> Option<Slots> {
+    let stats = &ctx.conn.stats;
+    let Some(per_ip) = PerIp::acquire(&ctx.caps.per_ip, peer.ip()) else {
+        stats.count(HttpEvent::RefusedPerIp);
+        return None;
+    };
+    let Ok(total) = Arc::clone(&ctx.caps.total).try_acquire_owned() else {
+        stats.count(HttpEvent::RefusedMax);
+        return None;
+    };
+    // Counted by the budget when refused.
+    let budget = ctx.budget.acquire(Kind::Http).await?;
+    Some(Slots {
+        budget,
+        total,
+        per_ip,
+    })
+}
+
+/// One admitted connection: the TLS handshake first on HTTPS (shed like a connection
+/// waiting for a request).
+async fn connection(stream: TcpStream, accepted: Accepted, ctx: &HttpListener) {
+    let _ = stream.set_nodelay(true);
+    let Some(acceptor) = &ctx.tls else {
+        return http_conn::serve(stream, accepted, &ctx.conn).await;
+    };
+    let handshake = tokio::select! {
+        _ = ctx.conn.shutdown.cancelled() => return,
+        _ = accepted.activity.shed_requested() => return,
+        r = tokio::time::timeout(ctx.handshake_timeout, acceptor.accept(stream)) => r,
+    };
+    match handshake {
+        Ok(Ok(tls)) => {
+            accepted.activity.restart();
+            http_conn::serve(tls, accepted, &ctx.conn).await;
+        }
+        Ok(Err(e)) => {
+            let client = accepted.client;
+            tracing::debug!(%client, "https handshake failed: {e}");
+            ctx.conn.stats.count(HttpEvent::HandshakeFailed);
+        }
+        Err(_) => ctx.conn.stats.count(HttpEvent::HandshakeTimeout),
+    }
+}
