@@ -209,6 +209,7 @@ pub(super) fn render(src: &Sources) -> String {
             ("{event=\"refused_per_ip\"}", s.tcp_refused_per_ip),
             ("{event=\"allocation_timeout\"}", s.tcp_allocation_timeout),
             ("{event=\"handshake_timeout\"}", s.tls_handshake_timeout),
+            ("{event=\"slow_consumer\"}", s.tcp_slow_consumer),
         ],
     );
     if let Some(hub) = &src.hub {
@@ -259,6 +260,21 @@ pub(super) fn render(src: &Sources) -> String {
                 ("{limit=\"messages-per-second\"}", messages),
                 ("{limit=\"joins-per-minute-per-ip\"}", joins),
             ],
+        );
+        let (slow, too_large) = hub.overflows();
+        metric(
+            &mut out,
+            "signal_slow_consumers_total",
+            "counter",
+            "Signaling connections closed (WebSocket 1008) for not reading: their queue passed signal.max-queued-bytes.",
+            &[("", slow)],
+        );
+        metric(
+            &mut out,
+            "signal_relay_too_large_total",
+            "counter",
+            "Offers, answers and candidates refused (too_large) because with \"from\" added they would pass signal.max-message-size.",
+            &[("", too_large)],
         );
         if let Some(cluster) = hub.cluster() {
             cluster_metrics(&mut out, cluster);

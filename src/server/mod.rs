@@ -400,6 +400,7 @@ pub async fn run(
             permits: Arc::clone(&permits),
             idle_timeout: config.server.tcp_idle_timeout,
             allocation_timeout: config.server.tcp_allocation_timeout,
+            max_queued_bytes: config.server.max_tcp_queued_bytes,
             handshake_timeout: config.server.tls_handshake_timeout,
             per_ip: Arc::clone(&per_ip),
             shared: Arc::clone(&shared),
@@ -603,6 +604,10 @@ fn reload(
             ),
         ),
         ("server.workers", old.server.workers != new.server.workers),
+        (
+            "server.max-tcp-queued-bytes",
+            old.server.max_tcp_queued_bytes != new.server.max_tcp_queued_bytes,
+        ),
         (
             "cluster",
             format!("{:?}", old.cluster) != format!("{:?}", new.cluster),
