@@ -266,7 +266,7 @@ pub(super) fn render(src: &Sources) -> String {
             &mut out,
             "signal_slow_consumers_total",
             "counter",
-            "Signaling connections closed (WebSocket 1008) for not reading: their queue passed signal.max-queued-bytes.",
+            "Signaling connections closed for not reading: their queue passed signal.max-queued-bytes (WebSocket close 1008), or a write waited 10 s.",
             &[("", slow)],
         );
         metric(

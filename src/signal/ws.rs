@@ -243,7 +243,8 @@ impl Hub {
         )
     }
 
-    /// Connections closed for not reading (`max-queued-bytes`), and relays refused because
+    /// Connections closed for not reading (`max-queued-bytes`, or a write stuck for
+    /// [`WRITE_TIMEOUT`]), and relays refused because
     /// the message with `from` added would pass `max-message-size`.
     pub fn overflows(&self) -> (u64, u64) {
         use std::sync::atomic::Ordering::Relaxed;
@@ -300,6 +301,8 @@ pub async fn serve(
         Instant::now(),
     );
     let ip = slot.ip;
+    // A write that did not finish within WRITE_TIMEOUT: the client is not reading.
+    let mut stuck = false;
     loop {
         tokio::select! {
             biased;
@@ -312,14 +315,18 @@ pub async fn serve(
                     break;
                 }
                 let ping = sink.send(Message::Ping(Default::default()));
-                if !sent_unless(&overflow, ping).await {
-                    break;
+                match write(&overflow, ping).await {
+                    Write::Sent => {}
+                    Write::TimedOut => { stuck = true; break }
+                    Write::Failed | Write::Overflowed => break,
                 }
             }
             Some(text) = outbox.recv() => {
                 let sent = sink.send(Message::Text(text.into()));
-                if !sent_unless(&overflow, sent).await {
-                    break;
+                match write(&overflow, sent).await {
+                    Write::Sent => {}
+                    Write::TimedOut => { stuck = true; break }
+                    Write::Failed | Write::Overflowed => break,
                 }
             }
             frame = stream.next() => {
@@ -348,10 +355,12 @@ pub async fn serve(
         }
     }
     leave_room(&hub, &id, true).await;
-    if overflow.is_cancelled() {
+    if stuck || overflow.is_cancelled() {
         hub.slow_consumers
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        tracing::debug!(peer = %id, "outbox overflowed: closing a client that does not read");
+        tracing::debug!(peer = %id, "closing a client that does not read");
+    }
+    if overflow.is_cancelled() {
         // What was queued goes now, not when the close frame is out.
         drop((queue, outbox));
         let reason = format!(
@@ -367,16 +376,30 @@ pub async fn serve(
     drop(slot);
 }
 
-/// Awaits one write, `true` when it went out; `false` when it failed, took longer than
-/// [`WRITE_TIMEOUT`], or the outbox overflowed meanwhile (the client stopped reading).
-async fn sent_unless<E>(
+/// What became of one write to the client.
+enum Write {
+    Sent,
+    /// The connection failed.
+    Failed,
+    /// It took longer than [`WRITE_TIMEOUT`]: the client is not reading.
+    TimedOut,
+    /// The outbox overflowed meanwhile: the client is not reading.
+    Overflowed,
+}
+
+/// Awaits one write, unless the outbox overflows first.
+async fn write<E>(
     overflow: &CancellationToken,
     write: impl Future<Output = Result<(), E>>,
-) -> bool {
+) -> Write {
     tokio::select! {
         biased;
-        _ = overflow.cancelled() => false,
-        sent = tokio::time::timeout(WRITE_TIMEOUT, write) => matches!(sent, Ok(Ok(()))),
+        _ = overflow.cancelled() => Write::Overflowed,
+        sent = tokio::time::timeout(WRITE_TIMEOUT, write) => match sent {
+            Ok(Ok(())) => Write::Sent,
+            Ok(Err(_)) => Write::Failed,
+            Err(_) => Write::TimedOut,
+        },
     }
 }
 

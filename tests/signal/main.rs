@@ -12,6 +12,7 @@ mod cluster;
 #[path = "../common/mod.rs"]
 mod common;
 mod limits;
+mod queues;
 mod rooms;
 
 use std::io::{Read, Write};
