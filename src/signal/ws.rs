@@ -305,7 +305,6 @@ pub async fn serve(
     let mut stuck = false;
     loop {
         tokio::select! {
-            biased;
             _ = shutdown.cancelled() => break,
             _ = overflow.cancelled() => break,
             _ = heartbeat.tick() => {
