@@ -47,6 +47,12 @@ pub const DEFAULT_UNAUTHENTICATED_RATE: u32 = 200;
 pub const DEFAULT_UNAUTHENTICATED_BURST: u32 = 1000;
 /// How long a TCP/TLS connection may live without holding an allocation.
 pub const DEFAULT_TCP_ALLOCATION_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bytes waiting to be written to one connection (`server.max-tcp-queued-bytes`,
+/// `signal.max-queued-bytes`): 16 full-size signaling messages, or a second of 8 Mbit/s
+/// relayed to a TCP client; a client that lets more pile up is not reading, and is closed.
+pub const DEFAULT_MAX_QUEUED_BYTES: usize = 1024 * 1024;
+/// The smallest `server.max-tcp-queued-bytes`: one largest TURN frame and a little more.
+pub const MIN_TCP_QUEUED_BYTES: usize = 65_536;
 /// How long a client may take to finish the TLS handshake.
 pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a client may take to send a request head on the HTTP listeners: the first one
@@ -180,6 +186,10 @@ pub struct SignalConfig {
     /// Largest text message in bytes; larger ones get `too_large`.
     #[serde(default = "default_max_message_size")]
     pub max_message_size: usize,
+    /// Bytes waiting to be written to one connection; a client that stops reading and lets
+    /// more pile up is closed (WebSocket close 1008).
+    #[serde(default = "default_max_queued_bytes")]
+    pub max_queued_bytes: usize,
     /// Messages per second one connection may send (burst of the same size); past it,
     /// `rate_limited`.
     #[serde(default = "default_messages_per_second")]
@@ -243,6 +253,10 @@ pub struct ServerConfig {
         deserialize_with = "human_duration"
     )]
     pub tcp_allocation_timeout: Duration,
+    /// Bytes (answers and relayed data) waiting to be written to one TCP/TLS client; a
+    /// client that stops reading and lets more pile up is closed.
+    #[serde(default = "default_max_tcp_queued_bytes")]
+    pub max_tcp_queued_bytes: usize,
     /// A TLS client that has not finished its handshake this long after connecting is closed.
     #[serde(
         default = "default_tls_handshake_timeout",
@@ -416,6 +430,9 @@ fn default_max_peers_per_room() -> usize {
 fn default_max_message_size() -> usize {
     64 * 1024
 }
+fn default_max_queued_bytes() -> usize {
+    DEFAULT_MAX_QUEUED_BYTES
+}
 fn default_messages_per_second() -> u32 {
     50
 }
@@ -439,6 +456,7 @@ impl Default for SignalConfig {
             heartbeat_timeout: default_heartbeat_timeout(),
             max_peers_per_room: default_max_peers_per_room(),
             max_message_size: default_max_message_size(),
+            max_queued_bytes: default_max_queued_bytes(),
             messages_per_second: default_messages_per_second(),
             joins_per_minute_per_ip: default_joins_per_minute_per_ip(),
             max_connections: default_max_connections(),
@@ -472,6 +490,9 @@ fn default_max_tcp_connections_per_ip() -> usize {
 }
 fn default_tcp_allocation_timeout() -> Duration {
     DEFAULT_TCP_ALLOCATION_TIMEOUT
+}
+fn default_max_tcp_queued_bytes() -> usize {
+    DEFAULT_MAX_QUEUED_BYTES
 }
 fn default_tls_handshake_timeout() -> Duration {
     DEFAULT_TLS_HANDSHAKE_TIMEOUT
@@ -539,6 +560,7 @@ impl Default for ServerConfig {
             max_tcp_connections: DEFAULT_MAX_TCP_CONNECTIONS,
             max_tcp_connections_per_ip: DEFAULT_MAX_TCP_CONNECTIONS_PER_IP,
             tcp_allocation_timeout: DEFAULT_TCP_ALLOCATION_TIMEOUT,
+            max_tcp_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
             tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
             http_header_timeout: DEFAULT_HTTP_HEADER_TIMEOUT,
             http_idle_timeout: DEFAULT_HTTP_IDLE_TIMEOUT,
@@ -861,6 +883,12 @@ impl Config {
                 "must be at least \"1s\" (a client needs a few round trips to allocate)",
             ));
         }
+        if self.server.max_tcp_queued_bytes < MIN_TCP_QUEUED_BYTES {
+            return Err(KeyError::new(
+                "server.max-tcp-queued-bytes",
+                format!("must be at least {MIN_TCP_QUEUED_BYTES} (one largest TURN frame)"),
+            ));
+        }
         if self.server.tls_handshake_timeout < Duration::from_millis(100) {
             return Err(KeyError::new(
                 "server.tls-handshake-timeout",
@@ -1102,6 +1130,16 @@ impl Config {
                 "must be at most 16 MiB",
             ));
         }
+        if signal.max_queued_bytes < signal.max_message_size {
+            return Err(KeyError::new(
+                "signal.max-queued-bytes",
+                format!(
+                    "must be at least signal.max-message-size ({}): a queue holds at least \
+                     one message of the largest size",
+                    signal.max_message_size
+                ),
+            ));
+        }
         for origin in &signal.allowed_origins {
             if !(origin.starts_with("http://") || origin.starts_with("https://"))
                 || origin.ends_with('/')
@@ -1314,6 +1352,8 @@ mod tests {
             (s.max_http_connections, s.max_http_connections_per_ip),
             (20_000, 500)
         );
+        assert_eq!(s.max_tcp_queued_bytes, 1024 * 1024);
+        assert_eq!(c.signal.max_queued_bytes, 1024 * 1024);
         let r = &c.relay;
         assert_eq!(
             (
@@ -1515,6 +1555,14 @@ mod tests {
             (
                 "realm = \"r\"\n[signal]\njoins-per-minute-per-ip = 0",
                 "signal.joins-per-minute-per-ip",
+            ),
+            (
+                "realm = \"r\"\n[signal]\nmax-message-size = 70000\nmax-queued-bytes = 65536",
+                "signal.max-queued-bytes",
+            ),
+            (
+                "realm = \"r\"\n[server]\nmax-tcp-queued-bytes = 1000",
+                "server.max-tcp-queued-bytes",
             ),
             (
                 "realm = \"r\"\n[signal]\nallowed-origins = [\"app.example.org\"]",

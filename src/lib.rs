@@ -18,6 +18,8 @@
 //! - [`signal`]: the signaling relay: protocol and room registry (pure), WebSocket glue.
 //! - [`client_key`]: who a client is for per-address limits (IPv4, or IPv6 by /64).
 //! - [`random`]: values from the OS CSPRNG (nonce keys, relay ports, tokens, IDs).
+//! - [`outbox`]: a connection's outgoing queue, bounded in bytes (TURN TCP/TLS clients and
+//!   signaling WebSockets); a client that stops reading overflows it and is closed.
 //! - [`http`]: the axum routes: `/ws`, `/api/ice-servers`, pages from `web/`, `/healthz`;
 //!   the origin rules (pure).
 //! - [`server`]: tokio glue only: binding the `[listen]` sockets (one SO_REUSEPORT UDP socket
@@ -35,6 +37,7 @@ pub mod client_key;
 pub mod config;
 pub mod coturn;
 pub mod http;
+pub mod outbox;
 pub mod random;
 pub mod server;
 pub mod signal;

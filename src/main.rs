@@ -11,6 +11,16 @@ use rturn::cli::{Cli, Command, LogFormat};
 use rturn::signal::token;
 use rturn::{Config, Control, Listeners};
 
+/// jemalloc with its background thread, not glibc's malloc: memory freed after a burst goes
+/// back to the system within seconds (dirty pages decay over 10 s, purged by the background
+/// thread even while the server's own threads sleep). glibc keeps freed memory in per-thread
+/// arenas when fragmentation pins the top of a heap (a flood of slow signaling readers once
+/// left the process hundreds of MB larger for good), and `unsafe_code = "forbid"` rules out
+/// calling `malloc_trim`. Shown by tests/signal/queues.rs, which measures RSS before, during
+/// and after slow readers pin memory.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(&cli);

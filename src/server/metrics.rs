@@ -234,6 +234,7 @@ pub(super) fn render(src: &Sources) -> String {
             ("{event=\"allocation_timeout\"}", s.tcp_allocation_timeout),
             ("{event=\"handshake_timeout\"}", s.tls_handshake_timeout),
             ("{event=\"refused_descriptors\"}", src.budget.refused().1),
+            ("{event=\"slow_consumer\"}", s.tcp_slow_consumer),
         ],
     );
     connection_metrics(&mut out, src);
@@ -312,6 +313,21 @@ pub(super) fn render(src: &Sources) -> String {
             "counter",
             "Signaling error frames answering text messages, by code.",
             &labelled(&errors),
+        );
+        let (slow, too_large) = hub.overflows();
+        metric(
+            &mut out,
+            "signal_slow_consumers_total",
+            "counter",
+            "Signaling connections closed for not reading: their queue passed signal.max-queued-bytes (WebSocket close 1008), or a write waited 10 s.",
+            &[("", slow)],
+        );
+        metric(
+            &mut out,
+            "signal_relay_too_large_total",
+            "counter",
+            "Offers, answers and candidates refused (too_large) because with \"from\" added they would pass signal.max-message-size.",
+            &[("", too_large)],
         );
         if let Some(cluster) = hub.cluster() {
             cluster_metrics(&mut out, cluster);

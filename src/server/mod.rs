@@ -416,6 +416,7 @@ pub async fn run(
             permits: Arc::clone(&permits),
             idle_timeout: config.server.tcp_idle_timeout,
             allocation_timeout: config.server.tcp_allocation_timeout,
+            max_queued_bytes: config.server.max_tcp_queued_bytes,
             handshake_timeout: config.server.tls_handshake_timeout,
             per_ip: Arc::clone(&per_ip),
             budget: Arc::clone(&budget),

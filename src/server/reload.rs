@@ -81,7 +81,7 @@ pub(super) fn restart_required(started: &Config, new: &Config) -> Vec<&'static s
         format!("{a:?}") != format!("{b:?}")
     }
     let (a, b) = (started, new);
-    let keys: [(&'static str, bool); 24] = [
+    let keys: [(&'static str, bool); 25] = [
         ("listen.udp", differ(&a.listen.udp, &b.listen.udp)),
         ("listen.tcp", differ(&a.listen.tcp, &b.listen.tcp)),
         ("listen.tls", differ(&a.listen.tls, &b.listen.tls)),
@@ -117,6 +117,10 @@ pub(super) fn restart_required(started: &Config, new: &Config) -> Vec<&'static s
         (
             "server.tls-handshake-timeout",
             a.server.tls_handshake_timeout != b.server.tls_handshake_timeout,
+        ),
+        (
+            "server.max-tcp-queued-bytes",
+            a.server.max_tcp_queued_bytes != b.server.max_tcp_queued_bytes,
         ),
         (
             "server.http-header-timeout",

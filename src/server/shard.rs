@@ -14,10 +14,10 @@ use std::time::Instant;
 
 use stun::attributes::{ATTR_MESSAGE_INTEGRITY, ATTR_MESSAGE_INTEGRITY_SHA256};
 use stun::message::{CLASS_INDICATION, CLASS_REQUEST, METHOD_BINDING, METHOD_SEND, Message};
-use tokio::sync::mpsc;
 
 use super::limiter::SourceLimiter;
 use super::relay::SocketBinder;
+use crate::outbox;
 use crate::stun::codec::{PacketKind, decode_into, packet_kind};
 use crate::stun::{Malformed, Responder};
 use crate::turn::{FiveTuple, Manager};
@@ -26,7 +26,7 @@ use crate::turn::{FiveTuple, Manager};
 /// rate limit of unauthenticated requests from the sources it serves.
 pub(super) struct Shard {
     pub(super) manager: Manager<SocketBinder>,
-    pub(super) tcp_sinks: HashMap<FiveTuple, mpsc::Sender<Vec<u8>>>,
+    pub(super) tcp_sinks: HashMap<FiveTuple, outbox::Sender<Vec<u8>>>,
     pub(super) limiter: SourceLimiter,
 }
 

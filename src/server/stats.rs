@@ -21,6 +21,7 @@ pub struct Counters {
     tcp_refused_per_ip: AtomicU64,
     tcp_allocation_timeout: AtomicU64,
     tls_handshake_timeout: AtomicU64,
+    tcp_slow_consumer: AtomicU64,
 }
 
 /// Names the counter to bump.
@@ -52,6 +53,9 @@ pub enum Event {
     TcpAllocationTimeout,
     /// A TLS connection was closed for not finishing its handshake in time.
     TlsHandshakeTimeout,
+    /// A TCP/TLS connection was closed for not reading: its queue passed
+    /// `max-tcp-queued-bytes`.
+    TcpSlowConsumer,
 }
 
 impl Counters {
@@ -71,6 +75,7 @@ impl Counters {
             Event::TcpRefusedPerIp => &self.tcp_refused_per_ip,
             Event::TcpAllocationTimeout => &self.tcp_allocation_timeout,
             Event::TlsHandshakeTimeout => &self.tls_handshake_timeout,
+            Event::TcpSlowConsumer => &self.tcp_slow_consumer,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -105,6 +110,8 @@ pub struct Snapshot {
     pub tcp_allocation_timeout: u64,
     /// TLS connections closed for not finishing the handshake in time.
     pub tls_handshake_timeout: u64,
+    /// TCP/TLS connections closed for not reading (`max-tcp-queued-bytes`).
+    pub tcp_slow_consumer: u64,
 }
 
 /// The registry of every worker's counters.
@@ -139,6 +146,7 @@ impl Stats {
             s.tcp_refused_per_ip += get(&c.tcp_refused_per_ip);
             s.tcp_allocation_timeout += get(&c.tcp_allocation_timeout);
             s.tls_handshake_timeout += get(&c.tls_handshake_timeout);
+            s.tcp_slow_consumer += get(&c.tcp_slow_consumer);
         }
         s
     }

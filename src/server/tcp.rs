@@ -1,8 +1,9 @@
 //! STUN/TURN over TCP: an accept loop capped by a semaphore (and per client IP by
 //! [`PerIp`]), and per connection a reader that frames the stream
-//! ([`crate::stun::next_frame`]) and a writer fed by one ordered queue. Broken framing,
-//! silence past the idle timeout without an allocation, or holding no allocation past
-//! `tcp-allocation-timeout` closes it; on TLS, so does a handshake slower than
+//! ([`crate::stun::next_frame`]) and a writer fed by one ordered queue, bounded in bytes
+//! ([`crate::outbox`]). Broken framing, silence past the idle timeout without an allocation,
+//! holding no allocation past `tcp-allocation-timeout`, or letting more than
+//! `max-tcp-queued-bytes` pile up unread closes it; on TLS, so does a handshake slower than
 //! `tls-handshake-timeout`. Each connection also holds a permit of the descriptor budget
 //! ([`super::descriptors`]); failed accepts back off.
 
@@ -16,7 +17,7 @@ use bytes::{Buf, BytesMut};
 use socket2::{Protocol, Type};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -24,6 +25,7 @@ use super::descriptors::{Budget, Kind};
 use super::shard::{Dispatcher, Handled, Shared};
 use super::stats::{Counters, Event};
 use super::throttle::{Backoff, Throttle};
+use crate::outbox;
 use crate::stun::{Frame, next_frame};
 use crate::turn::{FiveTuple, Transport};
 use tokio_rustls::TlsAcceptor;
@@ -40,10 +42,6 @@ pub(super) fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
-/// Frames queued for one connection's writer; a client that stops reading loses relayed
-/// data past this, never the server's memory.
-const WRITE_QUEUE: usize = 256;
-
 /// What every connection on one listener shares.
 #[derive(Clone)]
 pub(super) struct TcpContext {
@@ -53,6 +51,8 @@ pub(super) struct TcpContext {
     pub(super) idle_timeout: Duration,
     /// How long a connection may hold no allocation, chatty or not.
     pub(super) allocation_timeout: Duration,
+    /// Bytes waiting for one connection's writer; past them the client is closed.
+    pub(super) max_queued_bytes: usize,
     /// How long a TLS client may take over its handshake.
     pub(super) handshake_timeout: Duration,
     /// Connections per client IP, shared by every TCP and TLS listener.
@@ -159,19 +159,11 @@ where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let shard = ctx.shared.shard_for(&tuple);
-    let (mut reader, mut writer) = tokio::io::split(stream);
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
+    let (mut reader, writer) = tokio::io::split(stream);
+    let (tx, rx) = outbox::channel::<Vec<u8>>(ctx.max_queued_bytes);
     ctx.shared.lock(shard).tcp_sinks.insert(tuple, tx.clone());
     // Answers and relayed data share one ordered queue to the socket.
-    let write_timeout = ctx.idle_timeout;
-    let writer_task = tokio::spawn(async move {
-        while let Some(frame) = rx.recv().await {
-            let sent = tokio::time::timeout(write_timeout, writer.write_all(&frame)).await;
-            if !matches!(sent, Ok(Ok(()))) {
-                return;
-            }
-        }
-    });
+    let writer_task = tokio::spawn(write_loop(writer, rx, ctx.idle_timeout));
     read_loop(&mut reader, tuple, shard, &tx, ctx).await;
     {
         let mut guard = ctx.shared.lock(shard);
@@ -182,11 +174,38 @@ where
     let _ = writer_task.await;
 }
 
+/// Writes what the queue holds, in order, until the connection ends, a write takes longer
+/// than `write_timeout`, or the queue overflows (the client stopped reading: what it holds
+/// is dropped with it at once, not written out first).
+async fn write_loop(
+    mut writer: impl AsyncWrite + Unpin,
+    mut rx: outbox::Receiver<Vec<u8>>,
+    write_timeout: Duration,
+) {
+    let overflow = rx.overflow();
+    loop {
+        let frame = tokio::select! {
+            biased;
+            _ = overflow.cancelled() => return,
+            frame = rx.recv() => frame,
+        };
+        let Some(frame) = frame else { return };
+        let sent = tokio::select! {
+            biased;
+            _ = overflow.cancelled() => return,
+            sent = tokio::time::timeout(write_timeout, writer.write_all(&frame)) => sent,
+        };
+        if !matches!(sent, Ok(Ok(()))) {
+            return;
+        }
+    }
+}
+
 async fn read_loop(
     reader: &mut (impl AsyncRead + Unpin),
     tuple: FiveTuple,
     shard: usize,
-    tx: &mpsc::Sender<Vec<u8>>,
+    tx: &outbox::Sender<Vec<u8>>,
     ctx: &TcpContext,
 ) {
     let mut buf = BytesMut::with_capacity(4096);
@@ -215,10 +234,15 @@ async fn read_loop(
             };
             match handled {
                 Handled::Reply => {
-                    if tx.send(dispatcher.reply.clone()).await.is_err() {
-                        return;
+                    match tx.push(dispatcher.reply.clone()) {
+                        Ok(()) => ctx.counters.count(Event::Replied),
+                        // The client sends requests and reads no answers.
+                        Err(outbox::Refused::Full) => {
+                            ctx.counters.count(Event::TcpSlowConsumer);
+                            return;
+                        }
+                        Err(outbox::Refused::Closed) => return,
                     }
-                    ctx.counters.count(Event::Replied);
                 }
                 Handled::Relayed => ctx.counters.count(Event::Relayed),
                 Handled::Ignored => ctx.counters.count(Event::Ignored),
@@ -230,6 +254,12 @@ async fn read_loop(
         buf.reserve(4096);
         let read = tokio::select! {
             _ = ctx.shutdown.cancelled() => return,
+            _ = tx.overflowed() => {
+                // Relayed data piled up past `max-tcp-queued-bytes`: the client is not
+                // reading. Closing it deletes its allocation and frees the queue.
+                ctx.counters.count(Event::TcpSlowConsumer);
+                return;
+            }
             _ = tokio::time::sleep(ctx.idle_timeout) => {
                 if ctx.shared.lock(shard).manager.has_allocation(&tuple) {
                     continue;

@@ -1,10 +1,15 @@
 //! The signaling protocol's JSON messages (documented in README.md): parsing what clients
 //! send, and building what the server sends. Pure: text in, text out.
 //!
-//! Relayed messages (`offer`, `answer`, `candidate`) are kept as the client's own JSON object,
-//! so every field reaches the other peer untouched; only `from` is added.
+//! Relayed messages (`offer`, `answer`, `candidate`) go out as the client's own bytes, so
+//! every field reaches the other peer untouched (numbers keep their spelling, nothing grows);
+//! only `"from":ID,` is spliced in after the opening brace ([`relayed`]). A message that
+//! carries its own `from` is refused, so the recipient finds exactly one, the server's.
+//!
+//! Error messages quote what the client sent only when it is short ([`shown`]): a reply is
+//! never larger than a few hundred bytes, whatever the input.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 /// A server-assigned peer ID: 128 random bits from the OS CSPRNG, as 32 hex digits.
 pub type PeerId = String;
@@ -27,12 +32,11 @@ pub enum ClientMessage {
     Leave,
     /// Application-level keepalive; answered with `pong`.
     Ping,
-    /// An `offer`, `answer` or `candidate` for another peer: the whole object, as sent.
+    /// An `offer`, `answer` or `candidate` for another peer, forwarded as the text it came
+    /// in with `from` added ([`relayed`]).
     Relay {
         /// The recipient.
         to: PeerId,
-        /// The message, forwarded with `from` added.
-        body: Map<String, Value>,
     },
 }
 
@@ -103,6 +107,24 @@ impl SignalError {
 /// Longest room name accepted.
 pub const MAX_ROOM_LEN: usize = 256;
 
+/// Longest client string quoted back in an error message, in characters.
+const MAX_SHOWN: usize = 32;
+
+/// A client's string as an error message quotes it: in full when short and plain (printable
+/// ASCII that needs no escaping), else its plain first characters and its length, so no
+/// reply grows with the input.
+pub fn shown(text: &str) -> String {
+    let printable = |c: char| (c.is_ascii_graphic() || c == ' ') && c != '"' && c != '\\';
+    if text.len() <= MAX_SHOWN && text.chars().all(printable) {
+        return format!("{text:?}");
+    }
+    let head: String = (text.chars())
+        .take(MAX_SHOWN)
+        .take_while(|&c| printable(c))
+        .collect();
+    format!("{head:?}… ({} bytes)", text.len())
+}
+
 /// Parses one text frame from a client.
 pub fn parse(text: &str) -> Result<ClientMessage, SignalError> {
     let value: Value = serde_json::from_str(text)
@@ -135,10 +157,12 @@ pub fn parse(text: &str) -> Result<ClientMessage, SignalError> {
         "leave" => Ok(ClientMessage::Leave),
         "ping" => Ok(ClientMessage::Ping),
         "offer" | "answer" | "candidate" => match body.get("to") {
-            Some(Value::String(to)) => Ok(ClientMessage::Relay {
-                to: to.clone(),
-                body,
-            }),
+            // Decoded keys: `"fr\u006fm"` is `from` too, as every recipient's parser sees it.
+            _ if body.contains_key("from") => Err(SignalError::new(
+                ErrorCode::BadMessage,
+                format!("{kind} must not carry \"from\": the server adds it"),
+            )),
+            Some(Value::String(to)) => Ok(ClientMessage::Relay { to: to.clone() }),
             _ => Err(SignalError::new(
                 ErrorCode::BadMessage,
                 format!("{kind} needs \"to\": a peer id"),
@@ -147,7 +171,8 @@ pub fn parse(text: &str) -> Result<ClientMessage, SignalError> {
         other => Err(SignalError::new(
             ErrorCode::UnknownType,
             format!(
-                "unknown type {other:?}; expected join, leave, ping, offer, answer or candidate"
+                "unknown type {}; expected join, leave, ping, offer, answer or candidate",
+                shown(other)
             ),
         )),
     }
@@ -174,11 +199,25 @@ pub fn pong() -> String {
     json!({"type": "pong"}).to_string()
 }
 
-/// A relayed message: the sender's object with `from` set.
-pub fn relayed(mut body: Map<String, Value>, from: &str) -> String {
-    body.insert("from".to_owned(), Value::String(from.to_owned()));
-    Value::Object(body).to_string()
+/// A relayed message: the sender's `text` with `"from":"<from>",` after its opening brace.
+///
+/// `text` must be what [`parse`] took for a relay: a JSON object with members (`type` and
+/// `to` at least) and no `from`, so the first `{` is its opening brace (only whitespace can
+/// come before it) and a comma after the spliced member is always right. `from` is a
+/// server-made peer ID (hex), which needs no escaping.
+pub fn relayed(text: &str, from: &str) -> String {
+    let (before, after) = text.split_at(text.find('{').map_or(0, |i| i + 1));
+    let mut out = String::with_capacity(text.len() + FROM_OVERHEAD);
+    out.push_str(before);
+    out.push_str("\"from\":\"");
+    out.push_str(from);
+    out.push_str("\",");
+    out.push_str(after);
+    out
 }
+
+/// What [`relayed`] adds to a message with a server-made peer ID: `"from":"<32 hex>",`.
+pub const FROM_OVERHEAD: usize = r#""from":"","#.len() + 32;
 
 #[cfg(test)]
 mod tests {
@@ -200,11 +239,10 @@ mod tests {
         assert_eq!(parse(r#"{"type":"ping"}"#).unwrap(), ClientMessage::Ping);
         for kind in ["offer", "answer", "candidate"] {
             let text = format!(r#"{{"type":"{kind}","to":"abc","sdp":"v=0"}}"#);
-            let ClientMessage::Relay { to, body } = parse(&text).unwrap() else {
-                panic!("not a relay");
-            };
-            assert_eq!(to, "abc");
-            assert_eq!(body["sdp"], "v=0");
+            assert_eq!(
+                parse(&text).unwrap(),
+                ClientMessage::Relay { to: "abc".into() }
+            );
         }
     }
 
@@ -219,6 +257,17 @@ mod tests {
         assert_eq!(code(r#"{"type":"join","room":7}"#), ErrorCode::BadMessage);
         assert_eq!(code(r#"{"type":"offer","sdp":"x"}"#), ErrorCode::BadMessage);
         assert_eq!(code(r#"{"type":"dance"}"#), ErrorCode::UnknownType);
+        // The server sets `from`; a client's own, however spelt, is refused.
+        for text in [
+            r#"{"type":"offer","to":"b","from":"c"}"#,
+            r#"{"from":"c","type":"answer","to":"b"}"#,
+            r#"{"type":"candidate","to":"b","fr\u006fm":"c"}"#,
+            r#"{"type":"offer","to":"b","from":"c","from":"d"}"#,
+        ] {
+            assert_eq!(code(text), ErrorCode::BadMessage, "{text}");
+        }
+        // Only at the top: a nested `from` is the application's own business.
+        parse(r#"{"type":"offer","to":"b","x":{"from":"c"}}"#).unwrap();
         let long = format!(
             r#"{{"type":"join","room":"{}"}}"#,
             "r".repeat(MAX_ROOM_LEN + 1)
@@ -227,42 +276,59 @@ mod tests {
     }
 
     #[test]
-    fn relayed_keeps_every_field_and_adds_from() {
+    fn relayed_is_the_senders_bytes_with_from_first() {
         let sdp = "a".repeat(2000);
         let text = format!(
-            r#"{{"type":"offer","to":"b","sdp":"{sdp}","nested":{{"x":[1,2,{{"y":null}}]}},"n":1.5}}"#
+            " \n{{ \"type\":\"offer\",\"to\":\"b\",\"sdp\":\"{sdp}\",\"n\":9e15,\"m\":1.50,\"u\":\"\\u00e9\"}} "
         );
-        let ClientMessage::Relay { body, .. } = parse(&text).unwrap() else {
-            panic!("not a relay");
-        };
-        let out: Value = serde_json::from_str(&relayed(body, "a")).unwrap();
-        let original: Value = serde_json::from_str(&text).unwrap();
-        let mut expected = original.as_object().unwrap().clone();
-        expected.insert("from".into(), "a".into());
-        assert_eq!(out, Value::Object(expected));
+        assert!(matches!(parse(&text), Ok(ClientMessage::Relay { .. })));
+        let from = "0123456789abcdef0123456789abcdef";
+        let out = relayed(&text, from);
+        assert_eq!(out.len(), text.len() + FROM_OVERHEAD);
+        let at = text.find('{').unwrap() + 1;
+        assert_eq!(
+            out,
+            format!("{}\"from\":\"{from}\",{}", &text[..at], &text[at..])
+        );
+        // What the recipient parses: the sender's object with `from`, numbers as written.
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(
+            (v["from"].as_str(), v["sdp"].as_str()),
+            (Some(from), Some(sdp.as_str()))
+        );
+        assert!(
+            out.contains("\"n\":9e15,\"m\":1.50,\"u\":\"\\u00e9\""),
+            "{out}"
+        );
     }
 
-    /// Found by fuzz/signal_message: without serde_json's `float_roundtrip`, a number with
-    /// more digits than an f64 holds was parsed 1 ULP off, so the recipient got a different
-    /// number than the one the server parsed and re-serialised.
+    /// The type and the recipient of a message come back in an error message at most
+    /// [`MAX_SHOWN`] characters long, escaped or not: a reply does not grow with the input.
     #[test]
-    fn relayed_numbers_arrive_as_parsed() {
-        let text = r#"{"type":"offer","to":"0123ef","":[0.101111111111111111110,{"11x":null}]}"#;
-        let ClientMessage::Relay { body, .. } = parse(text).unwrap() else {
-            panic!("not a relay");
-        };
-        let exact: f64 = "0.101111111111111111110".parse().unwrap();
+    fn errors_quote_client_strings_boundedly() {
+        for junk in [
+            "\\u0001".repeat(10_000),
+            "\\\"".repeat(10_000),
+            "é".repeat(10_000),
+        ] {
+            let text = format!(r#"{{"type":"{junk}"}}"#);
+            let e = parse(&text).unwrap_err();
+            assert_eq!(e.code, ErrorCode::UnknownType);
+            assert!(
+                e.to_json().len() < 256,
+                "{} bytes: {}",
+                e.to_json().len(),
+                e.to_json()
+            );
+        }
+        let e = parse(r#"{"type":"dance"}"#).unwrap_err();
+        assert!(e.message.contains("\"dance\""), "{}", e.message);
+        assert_eq!(shown("peer-1"), "\"peer-1\"");
         assert_eq!(
-            body[""][0].as_f64(),
-            Some(exact),
-            "parsed to the nearest f64"
+            shown(&"x".repeat(100)),
+            format!("\"{}\"… (100 bytes)", "x".repeat(32))
         );
-        let out: Value = serde_json::from_str(&relayed(body, "a")).unwrap();
-        assert_eq!(
-            out[""][0].as_f64(),
-            Some(exact),
-            "and delivered as that number"
-        );
+        assert_eq!(shown("a\u{1}b"), "\"a\"… (3 bytes)");
     }
 
     #[test]
@@ -289,6 +355,7 @@ mod tests {
     mod properties {
         use super::super::*;
         use proptest::prelude::*;
+        use serde_json::Map;
 
         /// JSON values a client might put in a relayed message's own fields.
         fn json_value() -> impl Strategy<Value = Value> {
@@ -323,17 +390,16 @@ mod tests {
                 fields in proptest::collection::btree_map("[a-z]{1,8}", json_value(), 0..5),
             ) {
                 let mut body: Map<String, Value> = fields.into_iter().collect();
+                body.remove("from");
                 body.insert("type".into(), kind.into());
                 body.insert("to".into(), to.clone().into());
                 let text = Value::Object(body.clone()).to_string();
                 let parsed = parse(&text).unwrap();
-                prop_assert_eq!(&parsed, &ClientMessage::Relay { to: to.clone(), body: body.clone() });
-                let out = relayed(body.clone(), "sender");
-                let ClientMessage::Relay { to: again, body: got } = parse(&out).unwrap() else {
-                    panic!("{out} is not a relay");
-                };
+                prop_assert_eq!(&parsed, &ClientMessage::Relay { to: to.clone() });
+                let out = relayed(&text, "sender");
+                let got: Value = serde_json::from_str(&out).unwrap();
                 body.insert("from".into(), "sender".into());
-                prop_assert_eq!((again, got), (to, body));
+                prop_assert_eq!(got, Value::Object(body));
             }
 
             #[test]

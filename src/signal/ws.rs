@@ -2,17 +2,18 @@
 //! and [`serve`], the task of one connection: it reads frames, enforces size, message rate
 //! and the join rate of its address ([`super::limits`]), asks the registry what each
 //! message means, and writes what the registry says to write.
-//! It also pings, and drops a client that stays silent past the heartbeat timeout.
+//! It also pings, drops a client that stays silent past the heartbeat timeout, and closes
+//! one that stops reading (its queue, bounded in bytes by `max-queued-bytes`, overflows:
+//! close code 1008).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{Message, WebSocket};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::cluster::link::{Admission, Cluster, Failure};
@@ -23,9 +24,8 @@ use super::refusals::Refusals;
 use super::rooms::{Deliveries, LocalRoom, NodeId, RoomKey, Rooms};
 use crate::client_key::client_key;
 use crate::config::SignalConfig;
+use crate::outbox;
 
-/// Messages queued for one client; a client that stops reading loses messages past this.
-const QUEUE: usize = 256;
 /// How long one write may take before the client counts as gone.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -35,7 +35,7 @@ pub type IceServersFn = Box<dyn Fn(&str) -> Value + Send + Sync>;
 
 struct Registry {
     rooms: Rooms,
-    queues: HashMap<PeerId, mpsc::Sender<String>>,
+    queues: HashMap<PeerId, outbox::Sender<String>>,
 }
 
 /// What every signaling connection shares.
@@ -51,6 +51,8 @@ pub struct Hub {
     joins_refused: std::sync::atomic::AtomicU64,
     /// Upgrades refused (HTTP 503) for `max-connections` or `max-connections-per-ip`.
     connections_refused: std::sync::atomic::AtomicU64,
+    slow_consumers: std::sync::atomic::AtomicU64,
+    relays_too_large: std::sync::atomic::AtomicU64,
     cluster: std::sync::OnceLock<Arc<Cluster>>,
     /// Origin and token refusals, and error frames sent, for `/metrics`.
     pub refusals: Refusals,
@@ -96,6 +98,8 @@ impl Hub {
             rate_limited: Default::default(),
             joins_refused: Default::default(),
             connections_refused: Default::default(),
+            slow_consumers: Default::default(),
+            relays_too_large: Default::default(),
             cluster: std::sync::OnceLock::new(),
             refusals: Refusals::default(),
         }
@@ -254,6 +258,17 @@ impl Hub {
         )
     }
 
+    /// Connections closed for not reading (`max-queued-bytes`, or a write stuck for
+    /// [`WRITE_TIMEOUT`]), and relays refused because
+    /// the message with `from` added would pass `max-message-size`.
+    pub fn overflows(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.slow_consumers.load(Relaxed),
+            self.relays_too_large.load(Relaxed),
+        )
+    }
+
     /// Connected peers and non-empty rooms, for logs and health.
     pub fn counts(&self) -> (usize, usize) {
         let registry = self.lock();
@@ -261,12 +276,13 @@ impl Hub {
     }
 }
 
-/// Queues each delivery for its recipient; a full queue drops the message (that client is
-/// not reading, and the heartbeat will catch it).
+/// Queues each delivery for its recipient. A message that would take a queue past
+/// `max-queued-bytes` is dropped and overflows it: that client is not reading, and its
+/// connection closes it.
 fn deliver(registry: &Registry, out: Deliveries) {
     for (to, text) in out {
         if let Some(queue) = registry.queues.get(&to) {
-            let _ = queue.try_send(text);
+            let _ = queue.push(text);
         }
     }
 }
@@ -282,14 +298,15 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let id = protocol::new_peer_id();
-    let (queue, mut outbox) = mpsc::channel::<String>(QUEUE);
+    let config = hub.config();
+    let (queue, mut outbox) = outbox::channel::<String>(config.max_queued_bytes);
+    let overflow = outbox.overflow();
     {
         let mut registry = hub.lock();
         registry.rooms.connect(id.clone(), &namespace);
         registry.queues.insert(id.clone(), queue.clone());
     }
     let (mut sink, mut stream) = socket.split();
-    let config = hub.config();
     let mut heartbeat = tokio::time::interval(config.heartbeat_interval);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
@@ -299,9 +316,12 @@ pub async fn serve(
         Instant::now(),
     );
     let ip = slot.ip;
+    // A write that did not finish within WRITE_TIMEOUT: the client is not reading.
+    let mut stuck = false;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
+            _ = overflow.cancelled() => break,
             _ = heartbeat.tick() => {
                 if last_heard.elapsed() > config.heartbeat_timeout {
                     tracing::debug!(peer = %id, "heartbeat timeout");
@@ -309,14 +329,18 @@ pub async fn serve(
                     break;
                 }
                 let ping = sink.send(Message::Ping(Default::default()));
-                if !matches!(tokio::time::timeout(WRITE_TIMEOUT, ping).await, Ok(Ok(()))) {
-                    break;
+                match write(&overflow, ping).await {
+                    Write::Sent => {}
+                    Write::TimedOut => { stuck = true; break }
+                    Write::Failed | Write::Overflowed => break,
                 }
             }
             Some(text) = outbox.recv() => {
                 let sent = sink.send(Message::Text(text.into()));
-                if !matches!(tokio::time::timeout(WRITE_TIMEOUT, sent).await, Ok(Ok(()))) {
-                    break;
+                match write(&overflow, sent).await {
+                    Write::Sent => {}
+                    Write::TimedOut => { stuck = true; break }
+                    Write::Failed | Write::Overflowed => break,
                 }
             }
             frame = stream.next() => {
@@ -339,13 +363,58 @@ pub async fn serve(
                     Message::Ping(_) | Message::Pong(_) => None,
                 };
                 if let Some(error) = reply {
-                    let _ = queue.try_send(error.to_json());
+                    let _ = queue.push(error.to_json());
                 }
             }
         }
     }
     leave_room(&hub, &id, true).await;
+    if stuck || overflow.is_cancelled() {
+        hub.slow_consumers
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::debug!(peer = %id, "closing a client that does not read");
+    }
+    if overflow.is_cancelled() {
+        // What was queued goes now, not when the close frame is out.
+        drop((queue, outbox));
+        let reason = format!(
+            "more than {} bytes queued: the client is not reading",
+            config.max_queued_bytes
+        );
+        let close = sink.send(Message::Close(Some(CloseFrame {
+            code: close_code::POLICY,
+            reason: reason.into(),
+        })));
+        let _ = tokio::time::timeout(WRITE_TIMEOUT, close).await;
+    }
     drop(slot);
+}
+
+/// What became of one write to the client.
+enum Write {
+    Sent,
+    /// The connection failed.
+    Failed,
+    /// It took longer than [`WRITE_TIMEOUT`]: the client is not reading.
+    TimedOut,
+    /// The outbox overflowed meanwhile: the client is not reading.
+    Overflowed,
+}
+
+/// Awaits one write, unless the outbox overflows first.
+async fn write<E>(
+    overflow: &CancellationToken,
+    write: impl Future<Output = Result<(), E>>,
+) -> Write {
+    tokio::select! {
+        biased;
+        _ = overflow.cancelled() => Write::Overflowed,
+        sent = tokio::time::timeout(WRITE_TIMEOUT, write) => match sent {
+            Ok(Ok(())) => Write::Sent,
+            Ok(Err(_)) => Write::Failed,
+            Err(_) => Write::TimedOut,
+        },
+    }
 }
 
 /// `id` leaves its room (`closing`: and its connection is gone): the local members are told
@@ -464,7 +533,7 @@ async fn answer_text(
             deliver(&registry, vec![(id.to_owned(), protocol::pong())]);
             Ok(())
         }
-        ClientMessage::Relay { to, body } => relay(hub, me, &to, body).await,
+        ClientMessage::Relay { to } => relay(hub, me, &to, text, config.max_message_size).await,
     };
     result.err()
 }
@@ -507,16 +576,29 @@ async fn join(hub: &Hub, me: &Me<'_>, room: &str) -> Result<(), SignalError> {
     Ok(())
 }
 
-/// An offer, answer or candidate: to a local peer directly, to a remote one via its node.
+/// An offer, answer or candidate (`text`, as sent): to a local peer directly, to a remote
+/// one via its node, as the sender's bytes with `from` added, never more than `max_size`.
 async fn relay(
     hub: &Hub,
     me: &Me<'_>,
     to: &str,
-    body: serde_json::Map<String, Value>,
+    text: &str,
+    max_size: usize,
 ) -> Result<(), SignalError> {
     let (relayed, key) = {
         let registry = hub.lock();
-        let relayed = registry.rooms.relay(me.id, to, body)?;
+        let relayed = registry.rooms.relay(me.id, to, text)?;
+        if relayed.text.len() > max_size {
+            hub.relays_too_large
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Err(SignalError::new(
+                ErrorCode::TooLarge,
+                format!(
+                    "{} bytes with \"from\" added; the limit is {max_size}",
+                    relayed.text.len()
+                ),
+            ));
+        }
         if relayed.node.is_none() {
             hub.relayed
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -528,7 +610,7 @@ async fn relay(
     let (Some(node), Some((ns, room)), Some(cluster)) = (relayed.node, key, hub.cluster()) else {
         return Err(SignalError::new(
             ErrorCode::UnknownPeer,
-            format!("no peer {to:?}"),
+            format!("no peer {}", protocol::shown(to)),
         ));
     };
     let envelope = Envelope {
@@ -545,11 +627,17 @@ async fn relay(
         }
         Ok(false) => Err(SignalError::new(
             ErrorCode::UnknownPeer,
-            format!("no peer {to:?} in room {room:?}: its node is gone"),
+            format!(
+                "no peer {} in room {room:?}: its node is gone",
+                protocol::shown(to)
+            ),
         )),
         Err(_) => Err(SignalError::new(
             ErrorCode::Unavailable,
-            format!("peer {to:?} is on another node and the link to it is down; try again"),
+            format!(
+                "peer {} is on another node and the link to it is down; try again",
+                protocol::shown(to)
+            ),
         )),
     }
 }

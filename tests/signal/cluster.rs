@@ -120,6 +120,15 @@ async fn peers_on_two_nodes_meet_and_relay_offer_answer_and_candidate() {
     let mut expected = candidate;
     expected["from"] = json!(ja.you);
     assert_eq!(b.expect("candidate").await, expected);
+    // Byte for byte: the sender's text with `from` spliced in, numbers and escapes as spelt.
+    let sent = format!(
+        "{{ \"type\":\"offer\", \"to\":\"{}\", \"n\":9e15, \"s\":\"\\u00e9\\r\\n\" }}",
+        jb.you
+    );
+    a.send_text(&sent).await;
+    let got = within("the offer", b.next_text()).await.unwrap();
+    let from = format!("{{\"from\":\"{}\",", ja.you);
+    assert_eq!(got, sent.replacen('{', &from, 1));
 
     // Same room only, across nodes too: c is on B in another room; namespaces stay apart.
     let mut c = node_b.connect("/ws").await;
@@ -145,11 +154,11 @@ async fn peers_on_two_nodes_meet_and_relay_offer_answer_and_candidate() {
 
     assert_eq!(
         node_a.metric("rturn_cluster_relayed_total{direction=\"out\"}"),
-        2.0
+        3.0
     );
     assert_eq!(
         node_b.metric("rturn_cluster_relayed_total{direction=\"in\"}"),
-        2.0
+        3.0
     );
     assert_eq!(
         node_b.metric("rturn_cluster_relayed_total{direction=\"out\"}"),

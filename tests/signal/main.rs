@@ -1,7 +1,8 @@
 //! Black-box: the WebSocket signaling relay of the built binary. Clients join rooms, learn each
 //! other's server-assigned IDs, relay offers, answers and candidates untouched, and are told
 //! when a peer leaves, closes or stops answering heartbeats; every limit (room size, message
-//! size, message and join rates, connections in total and per IP), token, origin and the
+//! size, message and join rates, connections in total and per IP, bytes queued for a client
+//! that stops reading, and the memory that comes back after), token, origin and the
 //! ICE-servers API is checked from the outside, with credentials that must really allocate
 //! on rturn's own TURN listener.
 
@@ -12,6 +13,7 @@ mod cluster;
 #[path = "../common/mod.rs"]
 mod common;
 mod limits;
+mod queues;
 mod rooms;
 
 use std::io::{Read, Write};

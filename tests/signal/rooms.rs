@@ -64,10 +64,14 @@ async fn offer_answer_and_candidate_arrive_with_from_and_nothing_else_changed() 
     let sdp: String = sdp.chars().take(2000).collect();
     assert_eq!(sdp.chars().count(), 2000);
 
+    // The server sets `from`; a message that brings its own is refused (see queues.rs).
+    a.send(json!({"type": "offer", "to": jb.you, "from": "forged-sender"}))
+        .await;
+    a.expect_error("bad_message").await;
+
     let offer = json!({
         "type": "offer",
         "to": jb.you,
-        "from": "forged-sender",
         "sdp": {"type": "offer", "sdp": sdp},
         "meta": {
             "nested": [1, -2, 3.5, true, null, {"deep": ["x", {"deeper": "\u{1F600}"}]}],

@@ -276,6 +276,22 @@ mod tests {
         assert_eq!(Envelope::parse(b"[]"), None);
     }
 
+    /// A relayed message crosses nodes as the same bytes: the envelope carries the text as
+    /// a JSON string, which gives back exactly what went in, escapes and numbers as spelt.
+    #[test]
+    fn envelopes_carry_the_text_byte_for_byte() {
+        let text = "{\"from\":\"ab\", \"type\":\"offer\",\"to\":\"cd\",\"n\":9e15,\
+                    \"s\":\"\\u00e9\\r\\n\u{2028}\\\"\",\"f\":1.50 }\n";
+        let envelope = Envelope {
+            ns: "tenant".into(),
+            room: "r".into(),
+            to: "cd".into(),
+            text: text.into(),
+        };
+        let again = Envelope::parse(envelope.to_json().as_bytes()).unwrap();
+        assert_eq!(again.text.as_bytes(), text.as_bytes());
+    }
+
     #[test]
     fn passwords_are_redacted() {
         assert_eq!(redact("redis://u:pw@h:6379/0"), "redis://***@h:6379/0");

@@ -14,7 +14,7 @@ pub use remote::LocalRoom;
 
 use std::collections::{HashMap, VecDeque};
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::protocol::{self, ErrorCode, PeerId, SignalError};
 
@@ -209,13 +209,9 @@ impl Rooms {
         out
     }
 
-    /// An `offer`/`answer`/`candidate` from `from` to `to`: delivered only within a room.
-    pub fn relay(
-        &self,
-        from: &str,
-        to: &str,
-        body: Map<String, Value>,
-    ) -> Result<Relayed, SignalError> {
+    /// An `offer`/`answer`/`candidate` from `from` to `to`, as the `text` the sender sent
+    /// (parsed by [`protocol::parse`] as a relay): delivered only within a room.
+    pub fn relay(&self, from: &str, to: &str, text: &str) -> Result<Relayed, SignalError> {
         let sender = self
             .peers
             .get(from)
@@ -232,14 +228,14 @@ impl Rooms {
             _ => {
                 return Err(SignalError::new(
                     ErrorCode::UnknownPeer,
-                    format!("no peer {to:?} in room {room:?}"),
+                    format!("no peer {} in room {room:?}", protocol::shown(to)),
                 ));
             }
         };
         Ok(Relayed {
             to: to.to_owned(),
             node,
-            text: protocol::relayed(body, from),
+            text: protocol::relayed(text, from),
         })
     }
 
@@ -301,11 +297,8 @@ mod tests {
             .collect()
     }
 
-    pub(super) fn body(to: &str) -> Map<String, Value> {
-        json!({"type": "offer", "to": to, "sdp": "v=0"})
-            .as_object()
-            .unwrap()
-            .clone()
+    pub(super) fn body(to: &str) -> String {
+        json!({"type": "offer", "to": to, "sdp": "v=0"}).to_string()
     }
 
     #[test]
@@ -348,13 +341,13 @@ mod tests {
     fn relay_only_within_a_room() {
         let mut r = setup(16, &[("a", ""), ("b", ""), ("c", "")]);
         assert_eq!(
-            r.relay("a", "b", body("b")).unwrap_err().code,
+            r.relay("a", "b", &body("b")).unwrap_err().code,
             ErrorCode::NotJoined
         );
         r.join("a", "x", &json!([])).unwrap();
         r.join("b", "x", &json!([])).unwrap();
         r.join("c", "y", &json!([])).unwrap();
-        let relayed = r.relay("a", "b", body("b")).unwrap();
+        let relayed = r.relay("a", "b", &body("b")).unwrap();
         assert_eq!((relayed.to.as_str(), relayed.node), ("b", None));
         let v: Value = serde_json::from_str(&relayed.text).unwrap();
         assert_eq!(
@@ -362,15 +355,15 @@ mod tests {
             (Some("a"), Some("v=0"))
         );
         assert_eq!(
-            r.relay("a", "c", body("c")).unwrap_err().code,
+            r.relay("a", "c", &body("c")).unwrap_err().code,
             ErrorCode::UnknownPeer
         );
         assert_eq!(
-            r.relay("a", "zz", body("zz")).unwrap_err().code,
+            r.relay("a", "zz", &body("zz")).unwrap_err().code,
             ErrorCode::UnknownPeer
         );
         assert_eq!(
-            r.relay("a", "a", body("a")).unwrap_err().code,
+            r.relay("a", "a", &body("a")).unwrap_err().code,
             ErrorCode::UnknownPeer
         );
     }
@@ -382,7 +375,7 @@ mod tests {
         let out = r.join("b", "x", &json!([])).unwrap();
         assert_eq!(kinds(&out), [("b".into(), "peers".into())]);
         assert_eq!(
-            r.relay("a", "b", body("b")).unwrap_err().code,
+            r.relay("a", "b", &body("b")).unwrap_err().code,
             ErrorCode::UnknownPeer
         );
         assert_eq!(r.room_count(), 2);

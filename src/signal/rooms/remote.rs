@@ -243,7 +243,7 @@ mod tests {
         // Events about a room without local peers are not kept.
         assert!(r.remote_joined("n2/1", &key("y"), "z").is_empty());
         assert_eq!(
-            r.relay("a", "z", body("z")).unwrap_err().code,
+            r.relay("a", "z", &body("z")).unwrap_err().code,
             ErrorCode::UnknownPeer
         );
         // A newcomer elsewhere is announced to local members only, and only once.
@@ -255,7 +255,7 @@ mod tests {
             r.remote_joined("n3/2", &key("x"), "d").is_empty(),
             "a new session of d's node"
         );
-        let relayed = r.relay("a", "d", body("d")).unwrap();
+        let relayed = r.relay("a", "d", &body("d")).unwrap();
         assert_eq!(
             relayed.node.as_deref(),
             Some("n3/2"),
@@ -264,7 +264,7 @@ mod tests {
         // A local peer of another room cannot reach x's remote peers.
         r.join("c", "y", &json!([])).unwrap();
         assert_eq!(
-            r.relay("c", "b", body("b")).unwrap_err().code,
+            r.relay("c", "b", &body("b")).unwrap_err().code,
             ErrorCode::UnknownPeer
         );
         assert_eq!(
@@ -429,7 +429,7 @@ mod tests {
         );
         assert!(r.end_join("e").is_empty());
         assert_eq!(
-            r.relay("e", "b", body("b")).unwrap().node.as_deref(),
+            r.relay("e", "b", &body("b")).unwrap().node.as_deref(),
             Some("n2/1")
         );
     }
