@@ -11,15 +11,10 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::*;
-use stun::attributes::{ATTR_NONCE, ATTR_REALM, ATTR_REQUESTED_TRANSPORT, ATTR_USERNAME};
-use stun::error_code::ErrorCodeAttribute;
-use stun::fingerprint::FINGERPRINT;
-use stun::integrity::MessageIntegrity;
+use stun::attributes::{ATTR_NONCE, ATTR_REQUESTED_TRANSPORT};
 use stun::message::{
-    BINDING_SUCCESS, CLASS_REQUEST, CLASS_SUCCESS_RESPONSE, Getter, METHOD_ALLOCATE,
-    METHOD_REFRESH, Message, MessageType, Method, Setter,
+    BINDING_SUCCESS, CLASS_SUCCESS_RESPONSE, METHOD_ALLOCATE, METHOD_REFRESH, Message, Method,
 };
-use stun::textattrs::TextAttribute;
 use tokio_tungstenite::tungstenite;
 
 const USER: &str = "alice";
@@ -293,33 +288,13 @@ fn allocate(nonce: Option<&str>) -> Message {
 
 /// A TURN request with what `add` adds; signed as alice with `nonce`.
 fn signed(method: Method, nonce: Option<&str>, add: impl FnOnce(&mut Message)) -> Message {
-    let mut m = Message::new();
-    m.typ = MessageType::new(method, CLASS_REQUEST);
-    m.new_transaction_id().expect("transaction id");
-    m.write_header();
-    add(&mut m);
-    if let Some(nonce) = nonce {
-        for (typ, text) in [
-            (ATTR_USERNAME, USER),
-            (ATTR_REALM, "test.local"),
-            (ATTR_NONCE, nonce),
-        ] {
-            TextAttribute::new(typ, text.to_owned())
-                .add_to(&mut m)
-                .expect("text attribute");
-        }
-        MessageIntegrity::new_long_term_integrity(USER.into(), "test.local".into(), PASS.into())
-            .add_to(&mut m)
-            .expect("integrity");
-    }
-    FINGERPRINT.add_to(&mut m).expect("fingerprint");
-    m
-}
-
-fn error_code(m: &Message) -> Option<u16> {
-    let mut attr = ErrorCodeAttribute::default();
-    attr.get_from(m).ok()?;
-    Some(attr.code.0)
+    let signer = nonce.map(|nonce| Signer {
+        user: USER,
+        realm: "test.local",
+        pass: PASS,
+        nonce,
+    });
+    turn_request(method, signer, add)
 }
 
 #[test]

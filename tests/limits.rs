@@ -11,18 +11,13 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use stun::attributes::{
-    ATTR_CHANNEL_NUMBER, ATTR_NONCE, ATTR_REALM, ATTR_REQUESTED_TRANSPORT, ATTR_USERNAME,
-    ATTR_XOR_PEER_ADDRESS, ATTR_XOR_RELAYED_ADDRESS,
+    ATTR_CHANNEL_NUMBER, ATTR_NONCE, ATTR_REQUESTED_TRANSPORT, ATTR_XOR_PEER_ADDRESS,
+    ATTR_XOR_RELAYED_ADDRESS,
 };
-use stun::error_code::ErrorCodeAttribute;
-use stun::fingerprint::FINGERPRINT;
-use stun::integrity::MessageIntegrity;
 use stun::message::{
-    BINDING_SUCCESS, CLASS_ERROR_RESPONSE, CLASS_REQUEST, CLASS_SUCCESS_RESPONSE, Getter,
-    METHOD_ALLOCATE, METHOD_CHANNEL_BIND, METHOD_CREATE_PERMISSION, METHOD_REFRESH, Message,
-    MessageType, Method, Setter,
+    BINDING_SUCCESS, CLASS_ERROR_RESPONSE, CLASS_SUCCESS_RESPONSE, METHOD_ALLOCATE,
+    METHOD_CHANNEL_BIND, METHOD_CREATE_PERMISSION, METHOD_REFRESH, Message, Method,
 };
-use stun::textattrs::TextAttribute;
 use stun::xoraddr::XorMappedAddress;
 
 const USER: &str = "alice";
@@ -98,27 +93,13 @@ fn signed_with(
     nonce: Option<&str>,
     add: impl FnOnce(&mut Message),
 ) -> Message {
-    let mut m = Message::new();
-    m.typ = MessageType::new(method, CLASS_REQUEST);
-    m.new_transaction_id().expect("transaction id");
-    m.write_header();
-    add(&mut m);
-    if let Some(nonce) = nonce {
-        for (typ, text) in [
-            (ATTR_USERNAME, USER),
-            (ATTR_REALM, "test.local"),
-            (ATTR_NONCE, nonce),
-        ] {
-            TextAttribute::new(typ, text.to_owned())
-                .add_to(&mut m)
-                .expect("text attribute");
-        }
-        MessageIntegrity::new_long_term_integrity(USER.into(), "test.local".into(), pass.into())
-            .add_to(&mut m)
-            .expect("integrity");
-    }
-    FINGERPRINT.add_to(&mut m).expect("fingerprint");
-    m
+    let signer = nonce.map(|nonce| Signer {
+        user: USER,
+        realm: "test.local",
+        pass,
+        nonce,
+    });
+    turn_request(method, signer, add)
 }
 
 fn allocate(nonce: Option<&str>) -> Message {
@@ -149,12 +130,6 @@ fn channel_bind(nonce: &str, number: u16, peer: SocketAddr) -> Message {
         m.add(ATTR_CHANNEL_NUMBER, &[a, b, 0, 0]);
         add_peer(m, peer);
     })
-}
-
-fn error_code(m: &Message) -> Option<u16> {
-    let mut attr = ErrorCodeAttribute::default();
-    attr.get_from(m).ok()?;
-    Some(attr.code.0)
 }
 
 #[track_caller]

@@ -13,17 +13,10 @@ use std::time::Duration;
 
 use common::*;
 use stun::attributes::{
-    ATTR_EVEN_PORT, ATTR_LIFETIME, ATTR_NONCE, ATTR_REALM, ATTR_REQUESTED_TRANSPORT,
-    ATTR_RESERVATION_TOKEN, ATTR_USERNAME, ATTR_XOR_RELAYED_ADDRESS,
+    ATTR_EVEN_PORT, ATTR_LIFETIME, ATTR_NONCE, ATTR_REQUESTED_TRANSPORT, ATTR_RESERVATION_TOKEN,
+    ATTR_XOR_RELAYED_ADDRESS,
 };
-use stun::error_code::ErrorCodeAttribute;
-use stun::fingerprint::FINGERPRINT;
-use stun::integrity::MessageIntegrity;
-use stun::message::{
-    CLASS_REQUEST, CLASS_SUCCESS_RESPONSE, Getter, METHOD_ALLOCATE, METHOD_REFRESH, Message,
-    MessageType, Method, Setter,
-};
-use stun::textattrs::TextAttribute;
+use stun::message::{CLASS_SUCCESS_RESPONSE, METHOD_ALLOCATE, METHOD_REFRESH, Message, Method};
 use stun::xoraddr::XorMappedAddress;
 
 const REALM: &str = "test.local";
@@ -89,31 +82,13 @@ fn request(
     auth: Option<(&Creds, &str)>,
     add: impl FnOnce(&mut Message),
 ) -> Message {
-    let mut m = Message::new();
-    m.typ = MessageType::new(method, CLASS_REQUEST);
-    m.new_transaction_id().expect("transaction id");
-    m.write_header();
-    add(&mut m);
-    if let Some((Creds(user, pass), nonce)) = auth {
-        for (typ, text) in [
-            (ATTR_USERNAME, user.as_str()),
-            (ATTR_REALM, REALM),
-            (ATTR_NONCE, nonce),
-        ] {
-            (TextAttribute::new(typ, text.to_owned()).add_to(&mut m)).expect("text attribute");
-        }
-        MessageIntegrity::new_long_term_integrity(user.clone(), REALM.into(), pass.clone())
-            .add_to(&mut m)
-            .expect("integrity");
-    }
-    FINGERPRINT.add_to(&mut m).expect("fingerprint");
-    m
-}
-
-fn error_code(m: &Message) -> Option<u16> {
-    let mut attr = ErrorCodeAttribute::default();
-    attr.get_from(m).ok()?;
-    Some(attr.code.0)
+    let signer = auth.map(|(Creds(user, pass), nonce)| Signer {
+        user,
+        realm: REALM,
+        pass,
+        nonce,
+    });
+    turn_request(method, signer, add)
 }
 
 /// A TURN client on one socket that has its nonce.

@@ -14,16 +14,11 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use stun::attributes::{
-    ATTR_NONCE, ATTR_REALM, ATTR_REQUESTED_TRANSPORT, ATTR_USERNAME, ATTR_XOR_PEER_ADDRESS,
-    ATTR_XOR_RELAYED_ADDRESS,
+    ATTR_NONCE, ATTR_REQUESTED_TRANSPORT, ATTR_XOR_PEER_ADDRESS, ATTR_XOR_RELAYED_ADDRESS,
 };
-use stun::fingerprint::FINGERPRINT;
-use stun::integrity::MessageIntegrity;
 use stun::message::{
-    CLASS_REQUEST, CLASS_SUCCESS_RESPONSE, METHOD_ALLOCATE, METHOD_CREATE_PERMISSION, Message,
-    MessageType, Method, Setter,
+    CLASS_SUCCESS_RESPONSE, METHOD_ALLOCATE, METHOD_CREATE_PERMISSION, Message, Method,
 };
-use stun::textattrs::TextAttribute;
 use stun::xoraddr::XorMappedAddress;
 
 const USER: &str = "alice";
@@ -32,27 +27,13 @@ const SLOW: &str = "rturn_tcp_connections_total{event=\"slow_consumer\"}";
 
 /// A TURN request, signed as alice when `nonce` is given.
 fn request(method: Method, nonce: Option<&str>, add: impl FnOnce(&mut Message)) -> Message {
-    let mut m = Message::new();
-    m.typ = MessageType::new(method, CLASS_REQUEST);
-    m.new_transaction_id().unwrap();
-    m.write_header();
-    add(&mut m);
-    if let Some(nonce) = nonce {
-        for (typ, text) in [
-            (ATTR_USERNAME, USER),
-            (ATTR_REALM, "test.local"),
-            (ATTR_NONCE, nonce),
-        ] {
-            TextAttribute::new(typ, text.to_owned())
-                .add_to(&mut m)
-                .unwrap();
-        }
-        MessageIntegrity::new_long_term_integrity(USER.into(), "test.local".into(), PASS.into())
-            .add_to(&mut m)
-            .unwrap();
-    }
-    FINGERPRINT.add_to(&mut m).unwrap();
-    m
+    let signer = nonce.map(|nonce| Signer {
+        user: USER,
+        realm: "test.local",
+        pass: PASS,
+        nonce,
+    });
+    turn_request(method, signer, add)
 }
 
 fn allocate(nonce: Option<&str>) -> Message {

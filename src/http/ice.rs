@@ -25,7 +25,7 @@ pub struct IceServers {
     udp_port: Option<u16>,
     tcp_port: Option<u16>,
     tls_port: Option<u16>,
-    auth: std::sync::RwLock<Arc<Auth>>,
+    auth: Arc<Auth>,
     ttl: Duration,
     /// Keys the hash of a client address into its user part; drawn at start.
     user_key: Hmac<Sha256>,
@@ -47,7 +47,7 @@ impl IceServers {
             udp_port: udp.first().map(SocketAddr::port),
             tcp_port: tcp.first().map(SocketAddr::port),
             tls_port: tls.first().map(SocketAddr::port),
-            auth: std::sync::RwLock::new(auth),
+            auth,
             ttl: config.ice.credential_ttl,
             user_key: Hmac::new_from_slice(&crate::random::os_random::<[u8; 32]>())
                 .expect("HMAC accepts keys of any length"),
@@ -63,9 +63,20 @@ impl IceServers {
         digest[..8].iter().map(|b| format!("{b:02x}")).collect()
     }
 
-    /// Mints with these secrets from now on (config reload).
-    pub fn set_auth(&self, auth: Arc<Auth>) {
-        *self.auth.write().unwrap_or_else(|e| e.into_inner()) = auth;
+    /// The same list rebuilt for a reloaded `config`, keeping this one's address-hash key, so
+    /// a client keeps its user part (and its quota) across a reload.
+    pub fn reloaded(
+        &self,
+        config: &Config,
+        udp: &[SocketAddr],
+        tcp: &[SocketAddr],
+        tls: &[SocketAddr],
+        auth: Arc<Auth>,
+    ) -> Self {
+        Self {
+            user_key: self.user_key.clone(),
+            ..Self::new(config, udp, tcp, tls, auth)
+        }
     }
 
     /// `{"iceServers":[…],"ttl":N}` with fresh credentials for the client at `ip`.
@@ -83,7 +94,7 @@ impl IceServers {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let auth = Arc::clone(&self.auth.read().unwrap_or_else(|e| e.into_inner()));
+        let auth = Arc::clone(&self.auth);
         let minted = auth.mint_rest(Some(user), now, self.ttl.as_secs());
         if let Some((username, credential)) = minted {
             let mut urls = Vec::new();
@@ -182,5 +193,15 @@ mod tests {
         let joined = ice.list("0123abcd");
         let username = joined[1]["username"].as_str().expect("username");
         assert!(username.ends_with(":0123abcd"), "{username}");
+        // A reload keeps each client's user part, and so its quota.
+        let auth = Arc::new(Auth::new(crate::auth::AuthSettings {
+            realm: "r".into(),
+            secrets: vec!["rotated".into()],
+            ..Default::default()
+        }));
+        let reloaded = ice.reloaded(&config, &udp, &[], &[], auth);
+        assert_eq!(reloaded.user_for("192.0.2.1".parse().expect("ip")), a);
+        let fresh = IceServers::new(&config, &udp, &[], &[], Arc::clone(&reloaded.auth));
+        assert_ne!(fresh.user_for("192.0.2.1".parse().expect("ip")), a);
     }
 }

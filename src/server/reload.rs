@@ -49,7 +49,7 @@ impl IceHolder {
     }
 
     fn replace(&self, config: &Config, auth: Arc<Auth>) {
-        let ice = IceServers::new(config, &self.udp, &self.tcp, &self.tls, auth);
+        let ice = (self.load()).reloaded(config, &self.udp, &self.tcp, &self.tls, auth);
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(ice);
     }
 }

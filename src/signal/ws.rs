@@ -374,13 +374,22 @@ pub async fn serve(
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::debug!(peer = %id, "closing a client that does not read");
     }
-    if overflow.is_cancelled() {
+    if stuck || overflow.is_cancelled() {
         // What was queued goes now, not when the close frame is out.
         drop((queue, outbox));
-        let reason = format!(
-            "more than {} bytes queued: the client is not reading",
-            config.max_queued_bytes
-        );
+        let reason = if overflow.is_cancelled() {
+            format!(
+                "more than {} bytes queued: the client is not reading",
+                config.max_queued_bytes
+            )
+        } else {
+            format!(
+                "a write waited {} s: the client is not reading",
+                WRITE_TIMEOUT.as_secs()
+            )
+        };
+        // Behind what the client has not read yet; it finds the reason once it reads again,
+        // unless that takes longer than one more WRITE_TIMEOUT.
         let close = sink.send(Message::Close(Some(CloseFrame {
             code: close_code::POLICY,
             reason: reason.into(),

@@ -289,6 +289,53 @@ pub fn binding_request(attrs: &[(u16, &[u8])], fingerprint: bool) -> Message {
     m
 }
 
+/// Long-term credentials and the nonce a TURN request is signed with.
+pub struct Signer<'a> {
+    pub user: &'a str,
+    pub realm: &'a str,
+    pub pass: &'a str,
+    pub nonce: &'a str,
+}
+
+/// A TURN request of `method` with what `add` adds, then USERNAME, REALM, NONCE and
+/// MESSAGE-INTEGRITY when `signer` is given, and FINGERPRINT last.
+pub fn turn_request(
+    method: stun::message::Method,
+    signer: Option<Signer<'_>>,
+    add: impl FnOnce(&mut Message),
+) -> Message {
+    use stun::attributes::{ATTR_NONCE, ATTR_REALM, ATTR_USERNAME};
+    use stun::integrity::MessageIntegrity;
+    use stun::message::{CLASS_REQUEST, MessageType};
+    use stun::textattrs::TextAttribute;
+    let mut m = Message::new();
+    m.typ = MessageType::new(method, CLASS_REQUEST);
+    m.new_transaction_id().expect("transaction id");
+    m.write_header();
+    add(&mut m);
+    if let Some(s) = signer {
+        for (typ, text) in [
+            (ATTR_USERNAME, s.user),
+            (ATTR_REALM, s.realm),
+            (ATTR_NONCE, s.nonce),
+        ] {
+            (TextAttribute::new(typ, text.to_owned()).add_to(&mut m)).expect("text attribute");
+        }
+        MessageIntegrity::new_long_term_integrity(s.user.into(), s.realm.into(), s.pass.into())
+            .add_to(&mut m)
+            .expect("integrity");
+    }
+    FINGERPRINT.add_to(&mut m).expect("fingerprint");
+    m
+}
+
+/// The ERROR-CODE of a response, if it has one.
+pub fn error_code(m: &Message) -> Option<u16> {
+    let mut attr = stun::error_code::ErrorCodeAttribute::default();
+    attr.get_from(m).ok()?;
+    Some(attr.code.0)
+}
+
 /// Decodes a response and checks it answers `request`.
 pub fn decode_response(request: &Message, bytes: &[u8]) -> Message {
     let mut m = Message::new();
