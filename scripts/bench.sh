@@ -27,7 +27,10 @@ if ((${#need_packages[@]})); then
 fi
 cargo build --release --locked --quiet --bin rturn --bin rturn-bench
 # Both servers and the generators inherit this: 10 000 held allocations and 10 000 signaling
-# clients need as many open files on each side.
+# clients need as many open files on each side, and rturn splits its descriptors at start
+# between relay sockets (one per port of the range) and connections, HTTP taking at most
+# three quarters of those (src/server/descriptors.rs): raise the hard limit too where allowed.
+ulimit -Hn 1048576 2>/dev/null || true
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 threads=2
@@ -89,6 +92,7 @@ workers = $threads
 # Every load generator sends from 127.0.0.1: the per-source limits would measure themselves.
 unauthenticated-rate = 0
 max-tcp-connections-per-ip = 0
+max-http-connections-per-ip = 0
 [listen]
 udp = ["127.0.0.1:$rturn_port"]
 tcp = ["127.0.0.1:$rturn_port"]
@@ -112,8 +116,9 @@ max-peers-per-room = 64
 messages-per-second = 1000
 EOF
 
+# start_rturn [CONFIG]: the shared config unless another is given.
 start_rturn() {
-    target/release/rturn -q -c "$work/rturn.toml" 2>"$work/rturn.log" &
+    target/release/rturn -q -c "${1:-$work/rturn.toml}" 2>"$work/rturn.log" &
     rturn_pid=$!
     pids+=("$rturn_pid")
 }
@@ -322,10 +327,14 @@ done
 
 # ---- 6. signaling: WebSocket clients in rooms (rturn only; coturn has no signaling) ----
 # On a fresh rturn: the allocations `hold` left live on (their relay sockets too) until they
-# expire, and with 10 000 WebSocket connections they would pass the open-files limit.
+# expire, and with 10 000 WebSocket connections they would pass the open-files limit. These
+# runs relay nothing, so a 1000-port relay range: rturn keeps descriptors for one relay
+# socket per port (src/server/descriptors.rs), and where the hard limit cannot be raised
+# (20 000 on some machines) the full range would leave too few for 10 000 WebSockets.
 kill "$rturn_pid"
 wait "$rturn_pid" 2>/dev/null || true
-start_rturn
+sed -e "s/^max-port = .*/max-port = 20999/" "$work/rturn.toml" >"$work/signal.toml"
+start_rturn "$work/signal.toml"
 wait_udp "$rturn_port"
 wait_tcp "$http_port"
 # name --server … --server-pid …: $rounds signal runs; medians into result[name_*].
@@ -364,7 +373,7 @@ for node in a b; do
     node_ports=("${node_ports[@]:2}")
     sed -e "s/127.0.0.1:$rturn_port/127.0.0.1:$node_udp/g" -e "s/127.0.0.1:$http_port/127.0.0.1:$node_http/" \
         -e "s/^min-port = .*/min-port = $([ $node = a ] && echo 20000 || echo 30000)/" \
-        -e "s/^max-port = .*/max-port = $([ $node = a ] && echo 29999 || echo 39999)/" \
+        -e "s/^max-port = .*/max-port = $([ $node = a ] && echo 20999 || echo 30999)/" \
         "$work/rturn.toml" >"$work/node_$node.toml"
     printf '[cluster]\nredis = "redis://127.0.0.1:%s"\nnode-id = "%s"\n' "$redis_port" "$node" \
         >>"$work/node_$node.toml"

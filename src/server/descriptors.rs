@@ -4,7 +4,8 @@
 //! At start the soft `RLIMIT_NOFILE` is raised to the hard one ([`raise_limit`]). What is left
 //! after the descriptors already open and a little headroom is split ([`Split::new`]): relay
 //! sockets (one per relay port and address family) keep their share, connections get the
-//! rest, and HTTP at most half of that, so HTTP is refused first. Every connection holds a
+//! rest, and HTTP at most three quarters of that, so TURN over TCP/TLS always keeps a quarter
+//! and HTTP is refused first. Every connection holds a
 //! [`Permit`] from accept until its socket closes (an upgraded WebSocket keeps its
 //! connection's). When the budget is full, the HTTP connection waiting longest for a request
 //! is closed to make room ([`Budget::shed_idle_http`]); a connection in a request, or
@@ -75,7 +76,8 @@ pub(super) struct Split {
 impl Split {
     /// `limit` descriptors, `open` already in use, `relay_sockets` the most relay sockets
     /// the port range and relay addresses allow. Relay sockets get what they can use, up to
-    /// half of what is left; connections get the rest, HTTP half of it.
+    /// half of what is left; connections get the rest, HTTP three quarters of it (TURN over
+    /// TCP/TLS keeps the last quarter whatever the WebSockets hold).
     pub(super) fn new(limit: u64, open: u64, relay_sockets: u64) -> Self {
         let spare = limit.saturating_sub(open);
         let headroom = MIN_HEADROOM.max(spare / 64);
@@ -86,7 +88,7 @@ impl Split {
             limit,
             relay,
             connections,
-            http: connections / 2,
+            http: connections - connections / 4,
         }
     }
 }
@@ -319,14 +321,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn relay_sockets_keep_their_share_and_http_gets_half_of_the_rest() {
+    fn relay_sockets_keep_their_share_and_http_gets_three_quarters_of_the_rest() {
         // A small limit: relay and connections halve what is left after the headroom.
         let s = Split::new(256, 30, 16_384);
-        assert_eq!((s.relay, s.connections, s.http), (97, 97, 48));
+        assert_eq!((s.relay, s.connections, s.http), (97, 97, 73));
         // A large one: the relay gets every port it can use, connections the rest.
         let s = Split::new(1_048_576, 40, 16_384);
         assert_eq!(s.relay, 16_384);
-        assert!(s.connections > 1_000_000 && s.http == s.connections / 2);
+        assert!(s.connections > 1_000_000 && s.http == s.connections - s.connections / 4);
         // No relay addresses: no reserve. Nothing left: nothing handed out, no panic.
         assert_eq!(Split::new(1000, 0, 0).relay, 0);
         let none = Split::new(10, 50, 100);
