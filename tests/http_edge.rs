@@ -7,7 +7,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -27,20 +27,6 @@ fn config(server: &str, more: &str) -> String {
         "realm = \"test.local\"\n[server]\n{server}\n[listen]\nudp = [\"127.0.0.1:0\"]\n\
          tcp = [\"127.0.0.1:0\"]\nhttp = \"127.0.0.1:0\"\n{more}"
     )
-}
-
-/// A TCP connection to `server` from loopback address `ip`.
-fn connect_from(ip: &str, server: SocketAddr) -> TcpStream {
-    let socket =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    let local: SocketAddr = (ip.parse::<IpAddr>().expect("ip"), 0).into();
-    socket.bind(&local.into()).expect("bind");
-    socket
-        .connect_timeout(&server.into(), TIMEOUT)
-        .expect("connect");
-    let stream: TcpStream = socket.into();
-    stream.set_read_timeout(Some(TIMEOUT)).expect("timeout");
-    stream
 }
 
 /// One keep-alive request on `stream`: the status code and the body.
@@ -185,16 +171,16 @@ fn the_total_and_per_ip_caps_close_the_next_connection_at_accept_websockets_incl
     ));
     let http = server.http_addr();
     let (a1, a2) = (
-        connect_from("127.0.0.1", http),
-        connect_from("127.0.0.1", http),
+        tcp_client_from("127.0.0.1", http),
+        tcp_client_from("127.0.0.1", http),
     );
-    let mut b1 = connect_from("127.0.0.2", http);
+    let mut b1 = tcp_client_from("127.0.0.2", http);
     // b1 is served (and keeps serving: the scrapes below go through it).
     assert_eq!(request(&mut b1, "/healthz").0, 200);
     let start = Instant::now();
-    let mut per_ip = connect_from("127.0.0.1", http);
+    let mut per_ip = tcp_client_from("127.0.0.1", http);
     assert!(closed_after(&mut per_ip, start) < Duration::from_secs(5));
-    let mut over = connect_from("127.0.0.3", http);
+    let mut over = tcp_client_from("127.0.0.3", http);
     assert!(closed_after(&mut over, start) < Duration::from_secs(5));
     let (_, text) = request(&mut b1, "/metrics");
     assert!(text.contains("rturn_http_connections_total{event=\"refused_per_ip\"} 1"));
@@ -218,9 +204,9 @@ fn the_total_and_per_ip_caps_close_the_next_connection_at_accept_websockets_incl
             .map(str::to_owned);
         line.expect("the per-IP counter")
     };
-    let mut third = connect_from("127.0.0.1", http);
+    let mut third = tcp_client_from("127.0.0.1", http);
     assert!(closed_after(&mut third, Instant::now()) < Duration::from_secs(5));
-    let mut fourth = connect_from("127.0.0.4", http);
+    let mut fourth = tcp_client_from("127.0.0.4", http);
     assert!(closed_after(&mut fourth, Instant::now()) < Duration::from_secs(5));
     let (_, text) = request(&mut b1, "/metrics");
     let per_ip: u64 = (refused_before.rsplit(' ').next())
@@ -288,13 +274,7 @@ fn allocate(nonce: Option<&str>) -> Message {
 
 /// A TURN request with what `add` adds; signed as alice with `nonce`.
 fn signed(method: Method, nonce: Option<&str>, add: impl FnOnce(&mut Message)) -> Message {
-    let signer = nonce.map(|nonce| Signer {
-        user: USER,
-        realm: "test.local",
-        pass: PASS,
-        nonce,
-    });
-    turn_request(method, signer, add)
+    turn_request(method, nonce.map(alice), add)
 }
 
 #[test]

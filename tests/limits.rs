@@ -6,7 +6,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -53,20 +53,6 @@ fn udp_from(ip: &str, server: SocketAddr) -> UdpSocket {
     socket.set_read_timeout(Some(TIMEOUT)).expect("timeout");
     socket.connect(server).expect("connect");
     socket
-}
-
-/// A TCP connection to `server` from loopback address `ip`.
-fn tcp_from(ip: &str, server: SocketAddr) -> TcpStream {
-    let socket =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    let local: SocketAddr = (ip.parse::<IpAddr>().expect("ip"), 0).into();
-    socket.bind(&local.into()).expect("bind");
-    socket
-        .connect_timeout(&server.into(), TIMEOUT)
-        .expect("connect");
-    let stream: TcpStream = socket.into();
-    stream.set_read_timeout(Some(TIMEOUT)).expect("timeout");
-    stream
 }
 
 /// Everything already waiting on `socket`, without waiting for more.
@@ -354,22 +340,22 @@ fn binding_answered(stream: &mut TcpStream) -> bool {
 fn tcp_connections_past_the_per_ip_cap_are_closed_at_accept() {
     let server = Server::start(&config("max-tcp-connections-per-ip = 2", "", "", ""));
     let tcp = server.tcp[0];
-    let mut a = tcp_from("127.0.0.1", tcp);
-    let mut b = tcp_from("127.0.0.1", tcp);
+    let mut a = tcp_client_from("127.0.0.1", tcp);
+    let mut b = tcp_client_from("127.0.0.1", tcp);
     assert!(binding_answered(&mut a) && binding_answered(&mut b));
-    let mut third = tcp_from("127.0.0.1", tcp);
+    let mut third = tcp_client_from("127.0.0.1", tcp);
     assert!(
         closed_by_server(&mut third),
         "a third connection from one IP"
     );
     // Another address is not affected.
-    let mut other = tcp_from("127.0.0.2", tcp);
+    let mut other = tcp_client_from("127.0.0.2", tcp);
     assert!(binding_answered(&mut other));
     // A closed connection gives its place back (once the server has seen the close).
     drop(a);
     let deadline = Instant::now() + TIMEOUT;
     let mut refused = 1;
-    while !binding_answered(&mut tcp_from("127.0.0.1", tcp)) {
+    while !binding_answered(&mut tcp_client_from("127.0.0.1", tcp)) {
         refused += 1;
         assert!(Instant::now() < deadline, "the place never came back");
         std::thread::sleep(Duration::from_millis(20));
@@ -385,7 +371,7 @@ fn tcp_connections_past_the_per_ip_cap_are_closed_at_accept() {
 
 /// A TCP connection from 127.0.0.1 with an allocation; returns it and its nonce.
 fn tcp_allocated(server: &Server) -> (TcpStream, String) {
-    let mut stream = tcp_from("127.0.0.1", server.tcp[0]);
+    let mut stream = tcp_client_from("127.0.0.1", server.tcp[0]);
     let nonce = challenge(&tcp_exchange(&mut stream, &allocate(None)));
     assert_ok(&tcp_exchange(&mut stream, &allocate(Some(&nonce))));
     (stream, nonce)
@@ -402,7 +388,7 @@ fn tcp_connections_without_an_allocation_are_closed_after_the_timeout() {
     ));
     let (mut holder, nonce) = tcp_allocated(&server);
     // A chatty connection that never allocates: answered, then closed.
-    let mut chatty = tcp_from("127.0.0.1", server.tcp[0]);
+    let mut chatty = tcp_client_from("127.0.0.1", server.tcp[0]);
     let deadline = Instant::now() + TIMEOUT;
     let mut answered = 0;
     while binding_answered(&mut chatty) {
@@ -442,8 +428,8 @@ fn tls_clients_that_never_finish_the_handshake_are_closed() {
     ));
     let addr = server.tls[0];
     // One says nothing; one starts a ClientHello and stops.
-    let mut silent = tcp_from("127.0.0.1", addr);
-    let mut stalled = tcp_from("127.0.0.1", addr);
+    let mut silent = tcp_client_from("127.0.0.1", addr);
+    let mut stalled = tcp_client_from("127.0.0.1", addr);
     stalled
         .write_all(&[
             0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,

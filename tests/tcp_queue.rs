@@ -21,19 +21,11 @@ use stun::message::{
 };
 use stun::xoraddr::XorMappedAddress;
 
-const USER: &str = "alice";
-const PASS: &str = "wonderland";
 const SLOW: &str = "rturn_tcp_connections_total{event=\"slow_consumer\"}";
 
 /// A TURN request, signed as alice when `nonce` is given.
 fn request(method: Method, nonce: Option<&str>, add: impl FnOnce(&mut Message)) -> Message {
-    let signer = nonce.map(|nonce| Signer {
-        user: USER,
-        realm: "test.local",
-        pass: PASS,
-        nonce,
-    });
-    turn_request(method, signer, add)
+    turn_request(method, nonce.map(alice), add)
 }
 
 fn allocate(nonce: Option<&str>) -> Message {

@@ -29,6 +29,8 @@ pub struct IceServers {
     ttl: Duration,
     /// Keys the hash of a client address into its user part; drawn at start.
     user_key: Hmac<Sha256>,
+    /// The addresses bound at start (a reload rebuilds from them).
+    bound: [Vec<SocketAddr>; 3],
 }
 
 impl IceServers {
@@ -51,6 +53,7 @@ impl IceServers {
             ttl: config.ice.credential_ttl,
             user_key: Hmac::new_from_slice(&crate::random::os_random::<[u8; 32]>())
                 .expect("HMAC accepts keys of any length"),
+            bound: [udp.to_vec(), tcp.to_vec(), tls.to_vec()],
         }
     }
 
@@ -63,16 +66,10 @@ impl IceServers {
         digest[..8].iter().map(|b| format!("{b:02x}")).collect()
     }
 
-    /// The same list rebuilt for a reloaded `config`, keeping this one's address-hash key, so
-    /// a client keeps its user part (and its quota) across a reload.
-    pub fn reloaded(
-        &self,
-        config: &Config,
-        udp: &[SocketAddr],
-        tcp: &[SocketAddr],
-        tls: &[SocketAddr],
-        auth: Arc<Auth>,
-    ) -> Self {
+    /// The same list rebuilt for a reloaded `config` on the addresses bound at start, keeping
+    /// this one's address-hash key, so a client keeps its user part (and its quota).
+    pub fn reloaded(&self, config: &Config, auth: Arc<Auth>) -> Self {
+        let [udp, tcp, tls] = &self.bound;
         Self {
             user_key: self.user_key.clone(),
             ..Self::new(config, udp, tcp, tls, auth)
@@ -199,7 +196,7 @@ mod tests {
             secrets: vec!["rotated".into()],
             ..Default::default()
         }));
-        let reloaded = ice.reloaded(&config, &udp, &[], &[], auth);
+        let reloaded = ice.reloaded(&config, auth);
         assert_eq!(reloaded.user_for("192.0.2.1".parse().expect("ip")), a);
         let fresh = IceServers::new(&config, &udp, &[], &[], Arc::clone(&reloaded.auth));
         assert_ne!(fresh.user_for("192.0.2.1".parse().expect("ip")), a);

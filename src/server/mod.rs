@@ -35,7 +35,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::{Auth, AuthSettings};
 use crate::config::Config;
-use crate::http::{HttpState, Site};
+use crate::http::{HttpState, IceServers, Site};
 use crate::signal::cluster::link::Cluster;
 use crate::signal::ws::Hub;
 use crate::turn::peer_rules::PeerRules;
@@ -630,13 +630,13 @@ fn http_app(
     mut sources: metrics::Sources,
     shutdown: &CancellationToken,
 ) -> (axum::Router, HttpLive) {
-    let ice = Arc::new(IceHolder::new(
+    let ice = Arc::new(IceHolder::new(IceServers::new(
         config,
         bound.udp,
         bound.tcp,
         bound.tls,
         Arc::clone(auth),
-    ));
+    )));
     let list = Arc::clone(&ice);
     let hub = Arc::new(Hub::new(
         config.signal.clone(),

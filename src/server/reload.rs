@@ -18,39 +18,22 @@ use crate::turn::quota::Quotas;
 
 /// The `[ice]` list in force: a reload builds a new one from the new settings and the
 /// addresses bound at start.
-pub(super) struct IceHolder {
-    current: RwLock<Arc<IceServers>>,
-    udp: Vec<SocketAddr>,
-    tcp: Vec<SocketAddr>,
-    tls: Vec<SocketAddr>,
-}
+pub(super) struct IceHolder(RwLock<Arc<IceServers>>);
 
 impl IceHolder {
-    /// The list for `config`, advertising the addresses actually bound.
-    pub(super) fn new(
-        config: &Config,
-        udp: &[SocketAddr],
-        tcp: &[SocketAddr],
-        tls: &[SocketAddr],
-        auth: Arc<Auth>,
-    ) -> Self {
-        let ice = IceServers::new(config, udp, tcp, tls, auth);
-        Self {
-            current: RwLock::new(Arc::new(ice)),
-            udp: udp.to_vec(),
-            tcp: tcp.to_vec(),
-            tls: tls.to_vec(),
-        }
+    /// Holds `ice` until the next reload.
+    pub(super) fn new(ice: IceServers) -> Self {
+        Self(RwLock::new(Arc::new(ice)))
     }
 
     /// The list in force.
     pub(super) fn load(&self) -> Arc<IceServers> {
-        Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()))
+        Arc::clone(&self.0.read().unwrap_or_else(|e| e.into_inner()))
     }
 
     fn replace(&self, config: &Config, auth: Arc<Auth>) {
-        let ice = (self.load()).reloaded(config, &self.udp, &self.tcp, &self.tls, auth);
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(ice);
+        let ice = self.load().reloaded(config, auth);
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(ice);
     }
 }
 
@@ -80,74 +63,41 @@ pub(super) fn restart_required(started: &Config, new: &Config) -> Vec<&'static s
     fn differ<T: std::fmt::Debug>(a: &T, b: &T) -> bool {
         format!("{a:?}") != format!("{b:?}")
     }
-    let (a, b) = (started, new);
-    let keys: [(&'static str, bool); 25] = [
-        ("listen.udp", differ(&a.listen.udp, &b.listen.udp)),
-        ("listen.tcp", differ(&a.listen.tcp, &b.listen.tcp)),
-        ("listen.tls", differ(&a.listen.tls, &b.listen.tls)),
-        ("listen.http", differ(&a.listen.http, &b.listen.http)),
-        ("listen.https", differ(&a.listen.https, &b.listen.https)),
-        (
-            "relay.relay-ip",
-            differ(&a.relay.relay_ip, &b.relay.relay_ip),
-        ),
-        (
-            "relay.external-ip",
-            differ(&a.relay.external_ip, &b.relay.external_ip),
-        ),
-        ("relay.min-port", a.relay.min_port != b.relay.min_port),
-        ("relay.max-port", a.relay.max_port != b.relay.max_port),
-        ("server.workers", a.server.workers != b.server.workers),
-        (
-            "server.tcp-idle-timeout",
-            a.server.tcp_idle_timeout != b.server.tcp_idle_timeout,
-        ),
-        (
-            "server.max-tcp-connections",
-            a.server.max_tcp_connections != b.server.max_tcp_connections,
-        ),
-        (
-            "server.max-tcp-connections-per-ip",
-            a.server.max_tcp_connections_per_ip != b.server.max_tcp_connections_per_ip,
-        ),
-        (
-            "server.tcp-allocation-timeout",
-            a.server.tcp_allocation_timeout != b.server.tcp_allocation_timeout,
-        ),
-        (
-            "server.tls-handshake-timeout",
-            a.server.tls_handshake_timeout != b.server.tls_handshake_timeout,
-        ),
-        (
-            "server.max-tcp-queued-bytes",
-            a.server.max_tcp_queued_bytes != b.server.max_tcp_queued_bytes,
-        ),
-        (
-            "server.http-header-timeout",
-            a.server.http_header_timeout != b.server.http_header_timeout,
-        ),
-        (
-            "server.http-idle-timeout",
-            a.server.http_idle_timeout != b.server.http_idle_timeout,
-        ),
-        (
-            "server.max-http-connections",
-            a.server.max_http_connections != b.server.max_http_connections,
-        ),
-        (
-            "server.max-http-connections-per-ip",
-            a.server.max_http_connections_per_ip != b.server.max_http_connections_per_ip,
-        ),
-        ("tls", a.tls.is_some() != b.tls.is_some()),
-        ("admin.listen", a.admin.listen != b.admin.listen),
-        ("cluster.redis", a.cluster.redis != b.cluster.redis),
-        ("cluster.node-id", a.cluster.node_id != b.cluster.node_id),
-        (
-            "cluster.presence-ttl",
-            a.cluster.presence_ttl != b.cluster.presence_ttl,
-        ),
+    // Each key with the field it is read into.
+    macro_rules! keys {
+        ($($key:literal => $($field:ident).+,)*) => {
+            [$(($key, differ(&started.$($field).+, &new.$($field).+)),)*]
+        };
+    }
+    let keys = keys![
+        "listen.udp" => listen.udp,
+        "listen.tcp" => listen.tcp,
+        "listen.tls" => listen.tls,
+        "listen.http" => listen.http,
+        "listen.https" => listen.https,
+        "relay.relay-ip" => relay.relay_ip,
+        "relay.external-ip" => relay.external_ip,
+        "relay.min-port" => relay.min_port,
+        "relay.max-port" => relay.max_port,
+        "server.workers" => server.workers,
+        "server.tcp-idle-timeout" => server.tcp_idle_timeout,
+        "server.max-tcp-connections" => server.max_tcp_connections,
+        "server.max-tcp-connections-per-ip" => server.max_tcp_connections_per_ip,
+        "server.tcp-allocation-timeout" => server.tcp_allocation_timeout,
+        "server.tls-handshake-timeout" => server.tls_handshake_timeout,
+        "server.max-tcp-queued-bytes" => server.max_tcp_queued_bytes,
+        "server.http-header-timeout" => server.http_header_timeout,
+        "server.http-idle-timeout" => server.http_idle_timeout,
+        "server.max-http-connections" => server.max_http_connections,
+        "server.max-http-connections-per-ip" => server.max_http_connections_per_ip,
+        "admin.listen" => admin.listen,
+        "cluster.redis" => cluster.redis,
+        "cluster.node-id" => cluster.node_id,
+        "cluster.presence-ttl" => cluster.presence_ttl,
     ];
-    keys.into_iter()
+    // A changed certificate path reloads in place; only adding or removing [tls] restarts.
+    let tls = ("tls", started.tls.is_some() != new.tls.is_some());
+    (keys.into_iter().chain([tls]))
         .filter(|(_, changed)| *changed)
         .map(|(key, _)| key)
         .collect()

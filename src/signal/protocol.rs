@@ -64,6 +64,19 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in the order `/metrics` renders them.
+    pub const ALL: [ErrorCode; 9] = [
+        ErrorCode::BadMessage,
+        ErrorCode::UnknownType,
+        ErrorCode::NotJoined,
+        ErrorCode::RoomFull,
+        ErrorCode::UnknownPeer,
+        ErrorCode::RateLimited,
+        ErrorCode::Unauthorized,
+        ErrorCode::TooLarge,
+        ErrorCode::Unavailable,
+    ];
+
     /// The code as it appears on the wire.
     pub fn as_str(self) -> &'static str {
         match self {

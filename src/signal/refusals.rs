@@ -6,17 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use super::protocol::ErrorCode;
 
 /// Every error code, in the order they are rendered.
-const CODES: [ErrorCode; 9] = [
-    ErrorCode::BadMessage,
-    ErrorCode::UnknownType,
-    ErrorCode::NotJoined,
-    ErrorCode::RoomFull,
-    ErrorCode::UnknownPeer,
-    ErrorCode::RateLimited,
-    ErrorCode::Unauthorized,
-    ErrorCode::TooLarge,
-    ErrorCode::Unavailable,
-];
+const CODES: [ErrorCode; 9] = ErrorCode::ALL;
 
 /// Why the HTTP guard refused a `/ws` upgrade or an `/api/ice-servers` call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

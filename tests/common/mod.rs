@@ -297,6 +297,17 @@ pub struct Signer<'a> {
     pub nonce: &'a str,
 }
 
+/// Alice of the black-box tests' configs (`alice = "wonderland"` in realm `test.local`),
+/// signing with `nonce`.
+pub fn alice(nonce: &str) -> Signer<'_> {
+    Signer {
+        user: "alice",
+        realm: "test.local",
+        pass: "wonderland",
+        nonce,
+    }
+}
+
 /// A TURN request of `method` with what `add` adds, then USERNAME, REALM, NONCE and
 /// MESSAGE-INTEGRITY when `signer` is given, and FINGERPRINT last.
 pub fn turn_request(
@@ -375,6 +386,23 @@ pub fn udp_exchange(socket: &UdpSocket, request: &Message) -> Message {
         .recv(&mut buf)
         .expect("a response within the timeout");
     decode_response(request, &buf[..n])
+}
+
+/// A TCP connection to `server` from loopback address `ip` (127.0.0.0/8), with the test
+/// timeout for reads.
+pub fn tcp_client_from(ip: &str, server: SocketAddr) -> TcpStream {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    let ip: std::net::IpAddr = ip.parse().expect("ip");
+    socket
+        .bind(&SocketAddr::from((ip, 0)).into())
+        .expect("bind");
+    socket
+        .connect_timeout(&server.into(), TIMEOUT)
+        .expect("connect");
+    let stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    stream
 }
 
 /// A TCP connection to `server` with read timeouts.

@@ -78,6 +78,20 @@ impl Relay {
         }
     }
 
+    /// `first` joins `room`, then a second client on `/ws`; `first` has been told of it.
+    async fn pair_with(&self, mut first: Ws, room: &str) -> (Ws, Joined, Ws, Joined) {
+        let joined_first = first.join(room).await;
+        let mut second = self.connect("/ws").await;
+        let joined_second = second.join(room).await;
+        first.expect("new_peer").await;
+        (first, joined_first, second, joined_second)
+    }
+
+    /// Two clients on `/ws` in `room`, the first told of the second.
+    async fn pair(&self, room: &str) -> (Ws, Joined, Ws, Joined) {
+        self.pair_with(self.connect("/ws").await, room).await
+    }
+
     /// Connects a WebSocket to `path` with extra request `headers`.
     async fn try_connect(&self, path: &str, headers: &[(&str, &str)]) -> Result<Ws, WsError> {
         let tcp = within("TCP connect", TcpStream::connect(self.http))

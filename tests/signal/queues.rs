@@ -78,11 +78,8 @@ async fn flood_until_closed(
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_that_stops_reading_is_closed_with_1008_and_counted() {
     let relay = Relay::start("max-queued-bytes = 131072\nmessages-per-second = 2000", "");
-    let mut reader = relay.connect_small_buffer().await;
-    let jr = reader.join("q").await;
-    let mut sender = relay.connect("/ws").await;
-    let js = sender.join("q").await;
-    reader.expect("new_peer").await;
+    let reader = relay.connect_small_buffer().await;
+    let (mut reader, jr, mut sender, js) = relay.pair_with(reader, "q").await;
     assert_eq!(relay.metric(SLOW_CLOSED), 0.0);
 
     // The reader reads nothing from now on. Its kernel buffers fill (a few MB on loopback),
@@ -129,11 +126,7 @@ async fn a_client_that_stops_reading_is_closed_with_1008_and_counted() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_relayed_offer_is_the_senders_bytes_with_from_added() {
     let relay = Relay::start("", "");
-    let mut a = relay.connect("/ws").await;
-    let ja = a.join("r").await;
-    let mut b = relay.connect("/ws").await;
-    let jb = b.join("r").await;
-    a.expect("new_peer").await;
+    let (mut a, ja, mut b, jb) = relay.pair("r").await;
 
     let sent = format!(
         "{{ \"type\":\"offer\", \"to\":\"{}\", \"n\":9e15, \"f\":1.50, \"big\":123456789012345678901234567890, \
@@ -159,11 +152,7 @@ async fn a_relayed_offer_is_the_senders_bytes_with_from_added() {
 async fn a_relay_past_max_message_size_with_from_added_is_too_large() {
     const MAX: usize = 4096;
     let relay = Relay::start(&format!("max-message-size = {MAX}"), "");
-    let mut a = relay.connect("/ws").await;
-    let ja = a.join("r").await;
-    let mut b = relay.connect("/ws").await;
-    let jb = b.join("r").await;
-    a.expect("new_peer").await;
+    let (mut a, ja, mut b, jb) = relay.pair("r").await;
     let from = format!("\"from\":\"{}\",", ja.you).len();
     let sized = |len: usize| {
         let mut text = format!("{{\"type\":\"offer\",\"to\":\"{}\",\"sdp\":\"\"}}", jb.you);
@@ -193,11 +182,7 @@ async fn a_relay_past_max_message_size_with_from_added_is_too_large() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_relay_that_carries_its_own_from_is_refused() {
     let relay = Relay::start("", "");
-    let mut a = relay.connect("/ws").await;
-    a.join("r").await;
-    let mut b = relay.connect("/ws").await;
-    let jb = b.join("r").await;
-    a.expect("new_peer").await;
+    let (mut a, _, mut b, jb) = relay.pair("r").await;
     let to = &jb.you;
     for spoof in [
         format!(r#"{{"type":"offer","to":"{to}","from":"{MADE_UP_ID}"}}"#),
@@ -292,11 +277,8 @@ async fn memory_pinned_by_readers_that_stop_is_bounded_and_comes_back() {
     let pid = relay.server.pid();
     let mut pairs = Vec::new();
     for i in 0..READERS {
-        let mut reader = relay.connect_small_buffer().await;
-        let jr = reader.join(&format!("m{i}")).await;
-        let mut sender = relay.connect("/ws").await;
-        sender.join(&format!("m{i}")).await;
-        reader.expect("new_peer").await;
+        let reader = relay.connect_small_buffer().await;
+        let (reader, jr, sender, _) = relay.pair_with(reader, &format!("m{i}")).await;
         pairs.push((reader, sender, jr.you));
     }
     let before = rss_kib(pid);

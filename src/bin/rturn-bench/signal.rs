@@ -56,18 +56,6 @@ const RSS_EVERY: Duration = Duration::from_secs(1);
 const MAX_FRAMES: u64 = 10_000_000;
 /// Per-connection read buffer: signaling frames are small, and there are thousands of us.
 const READ_BUFFER: usize = 4096;
-/// What the server may answer with `{"type":"error","code":…}`.
-const ERROR_CODES: [ErrorCode; 9] = [
-    ErrorCode::BadMessage,
-    ErrorCode::UnknownType,
-    ErrorCode::NotJoined,
-    ErrorCode::RoomFull,
-    ErrorCode::UnknownPeer,
-    ErrorCode::RateLimited,
-    ErrorCode::Unauthorized,
-    ErrorCode::TooLarge,
-    ErrorCode::Unavailable,
-];
 /// A host candidate as a browser sends it.
 const CANDIDATE: &str = "candidate:1 1 udp 2122260223 192.0.2.10 54321 typ host generation 0";
 
@@ -344,7 +332,7 @@ async fn connect_from(source: SocketAddr, server: SocketAddr) -> std::io::Result
 /// The error code of an `error` frame, as a failure kind.
 fn error_kind(frame: &Value) -> Kind {
     let code = frame["code"].as_str().unwrap_or_default();
-    let known = ERROR_CODES.iter().find(|c| c.as_str() == code);
+    let known = ErrorCode::ALL.iter().find(|c| c.as_str() == code);
     Kind::Protocol(known.map_or("unknown error code", |c| c.as_str()))
 }
 
