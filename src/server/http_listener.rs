@@ -18,7 +18,7 @@ use tokio_util::task::TaskTracker;
 use super::descriptors::{Budget, Kind};
 use super::http_conn::{self, Accepted, Activity, ConnContext, Slots};
 use super::tcp::PerIp;
-use super::throttle::{Backoff, Throttle};
+use super::throttle::{Backoff, Throttle, accept};
 use super::tls::CertStore;
 use crate::config::Config;
 
@@ -196,23 +196,14 @@ async fn serve(listener: TcpListener, ctx: HttpListener) {
     let (mut backoff, mut warn) = (Backoff::default(), Throttle::default());
     let ctx = Arc::new(ctx);
     loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = listener.accept() => r,
-        };
-        let (stream, peer) = match accepted {
-            Ok(a) => {
-                backoff.reset();
-                a
-            }
-            Err(e) => {
-                ctx.budget.accept_error(Kind::Http);
-                warn.warn(|| tracing::warn!("{} accept failed: {e}", ctx.name));
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(backoff.next()) => continue,
-                }
-            }
+        let pacing = (&mut backoff, &mut warn);
+        let Some((stream, peer)) = accept(&listener, &shutdown, pacing, |e, warn| {
+            ctx.budget.accept_error(Kind::Http);
+            warn.warn(|| tracing::warn!("{} accept failed: {e}", ctx.name));
+        })
+        .await
+        else {
+            return;
         };
         // Refused connections are closed at once: the client sees EOF or a reset.
         let Some(slots) = admit(&ctx, peer).await else {

@@ -24,7 +24,7 @@ use tokio_util::task::TaskTracker;
 use super::descriptors::{Budget, Kind};
 use super::shard::{Dispatcher, Handled, Shared};
 use super::stats::{Counters, Event};
-use super::throttle::{Backoff, Throttle};
+use super::throttle::{Backoff, Throttle, accept};
 use crate::outbox;
 use crate::stun::{Frame, next_frame};
 use crate::turn::{FiveTuple, Transport};
@@ -82,24 +82,15 @@ pub(super) async fn serve(listener: TcpListener, ctx: TcpContext) {
                 Err(_) => return, // semaphore closed: shutting down
             },
         };
-        let accepted = tokio::select! {
-            _ = ctx.shutdown.cancelled() => return,
-            r = listener.accept() => r,
-        };
-        let (stream, peer) = match accepted {
-            Ok(a) => {
-                backoff.reset();
-                a
-            }
-            Err(e) => {
-                ctx.counters.count(Event::IoError);
-                ctx.budget.accept_error(Kind::Turn);
-                warn.warn(|| tracing::warn!("tcp accept failed: {e}"));
-                tokio::select! {
-                    _ = ctx.shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(backoff.next()) => continue,
-                }
-            }
+        let pacing = (&mut backoff, &mut warn);
+        let Some((stream, peer)) = accept(&listener, &ctx.shutdown, pacing, |e, warn| {
+            ctx.counters.count(Event::IoError);
+            ctx.budget.accept_error(Kind::Turn);
+            warn.warn(|| tracing::warn!("tcp accept failed: {e}"));
+        })
+        .await
+        else {
+            return;
         };
         let Some(slot) = PerIp::acquire(&ctx.per_ip, peer.ip()) else {
             // Closed at once: the client sees a reset or EOF, the permit goes back.

@@ -52,6 +52,36 @@ impl Backoff {
     }
 }
 
+/// Accepts the next connection. A failed accept (EMFILE, ENFILE…) is handed to `failed`, with
+/// the log line it may write throttled, and pauses the listener by `backoff`. `None` on
+/// shutdown.
+pub(super) async fn accept(
+    listener: &tokio::net::TcpListener,
+    shutdown: &tokio_util::sync::CancellationToken,
+    (backoff, warn): (&mut Backoff, &mut Throttle),
+    mut failed: impl FnMut(&std::io::Error, &mut Throttle),
+) -> Option<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok(a) => {
+                backoff.reset();
+                return Some(a);
+            }
+            Err(e) => {
+                failed(&e, warn);
+                tokio::select! {
+                    _ = shutdown.cancelled() => return None,
+                    _ = tokio::time::sleep(backoff.next()) => {}
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
