@@ -30,7 +30,8 @@ use super::http_listener::{HttpEvent, HttpStats};
 use super::tcp::PerIpSlot;
 use crate::http::ClientAddr;
 
-/// The largest request head (request line and headers) read; hyper answers 431 past it.
+/// hyper's read-buffer cap for a request head (request line and headers): it answers 431
+/// once a head passes it, though one read may overshoot (about 128 KiB at most is held).
 const MAX_HEAD: usize = 64 * 1024;
 /// `head_since` when no request head has started.
 const NO_HEAD: u64 = u64::MAX;
