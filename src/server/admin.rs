@@ -4,7 +4,7 @@
 //! it closes the API.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
@@ -16,28 +16,9 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 use tokio::sync::mpsc;
 
-use super::Control;
+use super::control::Control;
+use super::reload::AdminToken;
 use super::shard::Shared;
-
-/// The admin token in force: `None` while the API is off.
-#[derive(Debug, Default)]
-pub(super) struct AdminToken(RwLock<Option<Arc<str>>>);
-
-impl AdminToken {
-    /// The token from `[admin] token`.
-    pub(super) fn new(token: Option<&str>) -> Self {
-        Self(RwLock::new(token.map(Arc::from)))
-    }
-
-    /// Replaces the token (a reload); `None` turns the API off.
-    pub(super) fn set(&self, token: Option<&str>) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = token.map(Arc::from);
-    }
-
-    fn get(&self) -> Option<Arc<str>> {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-}
 
 #[derive(Clone)]
 struct AdminState {

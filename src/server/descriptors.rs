@@ -19,7 +19,7 @@ use std::time::Duration;
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use tokio::sync::Notify;
 
-use super::http_conn::Activity;
+use super::http_activity::Activity;
 use crate::config::Config;
 
 /// Descriptors never handed to connections or relay sockets: config and certificate reads on

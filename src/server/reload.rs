@@ -7,9 +7,9 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
-use super::admin::AdminToken;
 use super::shard::Shared;
-use super::{systemd, tls, turn_parts};
+use super::turn_parts::turn_parts;
+use super::{systemd, tls};
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::http::{IceServers, Site, origin};
@@ -142,7 +142,8 @@ pub(super) fn reload(
             new.server.unauthenticated_burst,
         );
     }
-    live.quotas.set_limits(super::quota_limits(&new.relay));
+    live.quotas
+        .set_limits(super::turn_parts::quota_limits(&new.relay));
     live.admin.set(new.admin.token.as_deref());
     if let Some(http) = live.http {
         http.hub.set_config(new.signal.clone());
@@ -168,6 +169,26 @@ pub(super) fn reload(
         );
     }
     systemd::ready();
+}
+
+/// The admin token in force: `None` while the API is off.
+#[derive(Debug, Default)]
+pub(super) struct AdminToken(RwLock<Option<Arc<str>>>);
+
+impl AdminToken {
+    /// The token from `[admin] token`.
+    pub(super) fn new(token: Option<&str>) -> Self {
+        Self(RwLock::new(token.map(Arc::from)))
+    }
+
+    /// Replaces the token (a reload); `None` turns the API off.
+    pub(super) fn set(&self, token: Option<&str>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = token.map(Arc::from);
+    }
+
+    pub(super) fn get(&self) -> Option<Arc<str>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,368 @@
+//! Assembling the server: the shards and their event loops, the TURN TCP/TLS listeners, the
+//! HTTP app (signaling hub, ICE-servers list, admin and metrics routes) and the cluster link,
+//! then handing over to [`super::control`] until shutdown.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::control::{Control, Running};
+use super::listeners::{Listeners, log_bound};
+use super::relay::SocketBinder;
+use super::reload::{AdminToken, HttpLive, IceHolder};
+use super::shard::{Shard, Shared};
+use super::stats::{Snapshot, Stats};
+use super::turn_parts::turn_parts;
+use super::{admin, metrics};
+use super::{datapath, descriptors, http_listener, limiter, ports, tcp, tls};
+use crate::auth::Auth;
+use crate::config::Config;
+use crate::http::{HttpState, IceServers, Site};
+use crate::signal::cluster::link::Cluster;
+use crate::signal::ws::Hub;
+use crate::turn::Manager;
+
+/// Serves `listeners` until `shutdown` is cancelled, then waits (briefly) for connections to
+/// finish and returns what was counted. Must run inside a tokio runtime.
+pub async fn run(
+    config: &Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+    control: mpsc::Receiver<Control>,
+) -> Snapshot {
+    let stats = Arc::new(Stats::default());
+    let tasks = TaskTracker::new();
+    let descriptor_limit = descriptors::raise_limit();
+
+    let workers = config.workers().get();
+    // Listen socket i of every UDP address belongs to shard i.
+    let mut udp_by_shard: Vec<Vec<std::net::UdpSocket>> =
+        (0..workers).map(|_| Vec::new()).collect();
+    let mut udp_addrs: Vec<SocketAddr> = Vec::new();
+    for group in listeners.udp {
+        let count = group.len();
+        for (i, socket) in group.into_iter().enumerate() {
+            if i == 0 {
+                let addr = socket.local_addr();
+                if let Ok(addr) = addr {
+                    udp_addrs.push(addr);
+                }
+                log_bound("udp", addr, count);
+            }
+            udp_by_shard[i % workers].push(socket);
+        }
+    }
+    let store = listeners.cert.map(tls::CertStore::new);
+    let mut tcp_listeners = Vec::new();
+    let tls_listeners = listeners.tls.into_iter().map(|l| (l, true));
+    for (listener, tls) in listeners
+        .tcp
+        .into_iter()
+        .map(|l| (l, false))
+        .chain(tls_listeners)
+    {
+        match tokio::net::TcpListener::from_std(listener) {
+            Ok(listener) => {
+                log_bound(if tls { "tls" } else { "tcp" }, listener.local_addr(), 1);
+                tcp_listeners.push((listener, tls));
+            }
+            Err(e) => tracing::error!("cannot register a tcp listener with tokio: {e}"),
+        }
+    }
+    let tcp_addrs: Vec<SocketAddr> = (tcp_listeners.iter())
+        .filter(|(_, tls)| !tls)
+        .filter_map(|(l, _)| l.local_addr().ok())
+        .collect();
+    let tls_addrs: Vec<SocketAddr> = (tcp_listeners.iter())
+        .filter(|(_, tls)| *tls)
+        .filter_map(|(l, _)| l.local_addr().ok())
+        .collect();
+    let own: Vec<SocketAddr> = (udp_addrs.iter().chain(&tcp_addrs).chain(&tls_addrs))
+        .copied()
+        .collect();
+    // One nonce key for the process, unless configured: a reload must not stale every nonce.
+    let nonce_secret = match &config.auth.nonce_secret {
+        Some(secret) => secret.as_bytes().to_vec(),
+        None => crate::random::os_random::<[u8; 32]>().to_vec(),
+    };
+    let parts = turn_parts(config, own.clone(), &nonce_secret);
+    let now = Instant::now();
+    let unix_now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let pollers = match (0..workers)
+        .map(|_| datapath::Poller::new())
+        .collect::<io::Result<Vec<_>>>()
+    {
+        Ok(pollers) => pollers,
+        Err(e) => {
+            tracing::error!("cannot set up the udp event loops: {e}");
+            return stats.snapshot();
+        }
+    };
+    let pool = || {
+        Arc::new(ports::PortPool::new(
+            config.relay.min_port,
+            config.relay.max_port,
+        ))
+    };
+    let pools = [pool(), pool()];
+    let mut shards = Vec::with_capacity(workers);
+    for poller in &pollers {
+        let registry = match poller.registry() {
+            Ok(registry) => registry,
+            Err(e) => {
+                tracing::error!("cannot set up the udp event loops: {e}");
+                return stats.snapshot();
+            }
+        };
+        shards.push(Shard {
+            manager: Manager::new(
+                parts.config.clone(),
+                Arc::clone(&parts.auth),
+                Arc::clone(&parts.rules),
+                Arc::clone(&parts.quotas),
+                SocketBinder::new(pools.clone(), registry),
+                now,
+                unix_now,
+            ),
+            tcp_sinks: HashMap::new(),
+            limiter: limiter::SourceLimiter::new(
+                config.server.unauthenticated_rate,
+                config.server.unauthenticated_burst,
+                now,
+            ),
+        });
+    }
+    let shared = Arc::new(Shared::new(shards));
+    let datapath = match datapath::DataPath::start(pollers, udp_by_shard, &shared, &stats) {
+        Ok(datapath) => datapath,
+        Err(e) => {
+            tracing::error!("cannot start the udp event loops: {e}");
+            return stats.snapshot();
+        }
+    };
+    let budget = descriptors::Budget::for_config(config, descriptor_limit);
+    let permits = Arc::new(Semaphore::new(config.server.max_tcp_connections));
+    let per_ip = Arc::new(tcp::PerIp::new(config.server.max_tcp_connections_per_ip));
+    for (listener, tls) in tcp_listeners {
+        let acceptor = match (tls, &store) {
+            (false, _) => None,
+            (true, Some(store)) => match tls::acceptor(store, false) {
+                Ok(acceptor) => Some(acceptor),
+                Err(e) => {
+                    tracing::error!("cannot set up TLS: {e}");
+                    continue;
+                }
+            },
+            (true, None) => continue, // validate() requires [tls] for listen.tls
+        };
+        let ctx = tcp::TcpContext {
+            permits: Arc::clone(&permits),
+            idle_timeout: config.server.tcp_idle_timeout,
+            allocation_timeout: config.server.tcp_allocation_timeout,
+            max_queued_bytes: config.server.max_tcp_queued_bytes,
+            handshake_timeout: config.server.tls_handshake_timeout,
+            per_ip: Arc::clone(&per_ip),
+            budget: Arc::clone(&budget),
+            shared: Arc::clone(&shared),
+            counters: stats.register(),
+            shutdown: shutdown.clone(),
+            tasks: tasks.clone(),
+            tls: acceptor,
+        };
+        tasks.spawn(tcp::serve(listener, ctx));
+    }
+    for shard in 0..shared.shard_count() {
+        tasks.spawn(expiry(Arc::clone(&shared), shard, shutdown.clone()));
+    }
+    let (admin_tx, admin_rx) = mpsc::channel(4);
+    // Always routed, answering 404 without a token, so a reload can set or remove one.
+    let admin_token = Arc::new(AdminToken::new(config.admin.token.as_deref()));
+    let admin_router = admin::router(Arc::clone(&admin_token), Arc::clone(&shared), admin_tx);
+    let http_stats = Arc::new(http_listener::HttpStats::default());
+    let serving = http_listener::Serving {
+        config,
+        budget: &budget,
+        stats: &http_stats,
+        tasks: &tasks,
+        shutdown: &shutdown,
+    };
+    if let Some(listener) = listeners.admin {
+        serving.spawn(
+            "admin",
+            listener,
+            None,
+            admin_router.clone(),
+            serving.caps(),
+        );
+    }
+    let mut http_handles = None;
+    if listeners.http.is_some() || listeners.https.is_some() {
+        let bound = BoundAddrs {
+            udp: &udp_addrs,
+            tcp: &tcp_addrs,
+            tls: &tls_addrs,
+            http: listeners.http.as_ref().and_then(|l| l.local_addr().ok()),
+            https: listeners.https.as_ref().and_then(|l| l.local_addr().ok()),
+        };
+        let scrape = metrics::Sources {
+            shared: Arc::clone(&shared),
+            stats: Arc::clone(&stats),
+            hub: None,
+            port_range: usize::from(config.relay.max_port - config.relay.min_port) + 1,
+            budget: Arc::clone(&budget),
+            http: Arc::clone(&http_stats),
+        };
+        let (app, live) = http_app(config, &bound, &parts.auth, scrape, &shutdown);
+        let hub = Arc::clone(&live.hub);
+        if let Some(cluster) = hub.cluster() {
+            let link = crate::signal::cluster::link::run(
+                Arc::clone(cluster),
+                Arc::clone(&hub),
+                shutdown.clone(),
+            );
+            tasks.spawn(link);
+        }
+        http_handles = Some(live);
+        let app = match config.admin.listen {
+            None => app.merge(admin_router),
+            Some(_) => app,
+        };
+        // HTTP and HTTPS share one set of caps.
+        let caps = serving.caps();
+        if let Some(listener) = listeners.http {
+            serving.spawn("http", listener, None, app.clone(), Arc::clone(&caps));
+        }
+        if let (Some(listener), Some(store)) = (listeners.https, &store) {
+            serving.spawn("https", listener, Some(store), app, caps);
+        }
+    }
+    tracing::info!(
+        realm = %config.realm,
+        workers,
+        "rturn {} ready",
+        env!("CARGO_PKG_VERSION")
+    );
+
+    let running = Running {
+        config,
+        shutdown,
+        control,
+        admin_rx,
+        shared,
+        quotas: parts.quotas,
+        http: http_handles,
+        certs: store,
+        admin_token,
+        own,
+        nonce_secret,
+        datapath,
+        tasks,
+        stats,
+    };
+    running.serve().await
+}
+
+/// The addresses actually bound, for the URLs handed to browsers.
+struct BoundAddrs<'a> {
+    udp: &'a [SocketAddr],
+    tcp: &'a [SocketAddr],
+    tls: &'a [SocketAddr],
+    http: Option<SocketAddr>,
+    https: Option<SocketAddr>,
+}
+
+/// `cluster.node-id` unset: the host name (or "rturn" without one).
+fn default_node_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| crate::config::valid_node_id(name))
+        .unwrap_or_else(|| "rturn".to_owned())
+}
+
+/// The HTTP routes with their shared state: signaling hub, ICE-servers list, own origins.
+fn http_app(
+    config: &Config,
+    bound: &BoundAddrs<'_>,
+    auth: &Arc<Auth>,
+    mut sources: metrics::Sources,
+    shutdown: &CancellationToken,
+) -> (axum::Router, HttpLive) {
+    let ice = Arc::new(IceHolder::new(IceServers::new(
+        config,
+        bound.udp,
+        bound.tcp,
+        bound.tls,
+        Arc::clone(auth),
+    )));
+    let list = Arc::clone(&ice);
+    let hub = Arc::new(Hub::new(
+        config.signal.clone(),
+        Box::new(move |user: &str| list.load().list(user)),
+    ));
+    if let Some(url) = &config.cluster.redis {
+        let node_id = config
+            .cluster
+            .node_id
+            .clone()
+            .unwrap_or_else(default_node_id);
+        match Cluster::new(url, node_id, config.cluster.presence_ttl) {
+            Ok(cluster) => hub.set_cluster(Arc::new(cluster)),
+            Err(e) => tracing::error!("cluster.redis: {e}; rooms stay on this node"),
+        }
+    }
+    let api = Arc::clone(&ice);
+    sources.hub = Some(Arc::clone(&hub));
+    let site = Arc::new(Site::default());
+    site.set_own_origins(crate::http::origin::own_origins(
+        config,
+        bound.http,
+        bound.https,
+    ));
+    let router = crate::http::router(HttpState {
+        hub: Arc::clone(&hub),
+        shutdown: shutdown.clone(),
+        ice: Arc::new(move |ip| api.load().response(ip)),
+        metrics: Arc::new(move || metrics::render(&sources)),
+        site: Arc::clone(&site),
+    });
+    let live = HttpLive {
+        hub,
+        ice,
+        site,
+        http: bound.http,
+        https: bound.https,
+    };
+    (router, live)
+}
+
+/// The longest the expiry task sleeps, so new earlier deadlines are never missed by more.
+const EXPIRY_TICK: Duration = Duration::from_secs(1);
+
+/// One timer per shard drives every expiry in it (allocations, permissions, channels,
+/// reservations): no task per allocation.
+async fn expiry(shared: Arc<Shared>, shard: usize, shutdown: CancellationToken) {
+    loop {
+        let next = {
+            let mut guard = shared.lock(shard);
+            let now = Instant::now();
+            guard.manager.handle_timeout(now);
+            guard.limiter.purge(now);
+            guard.manager.poll_timeout()
+        };
+        let tick = Instant::now() + EXPIRY_TICK;
+        let wake = next.map_or(tick, |t| t.min(tick));
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep_until(wake.into()) => {}
+        }
+    }
+}
