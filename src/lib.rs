@@ -37,6 +37,7 @@ pub mod client_key;
 pub mod config;
 pub mod coturn;
 pub mod http;
+pub mod metrics;
 pub mod outbox;
 pub mod random;
 pub mod server;
