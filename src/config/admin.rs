@@ -35,3 +35,34 @@ impl AdminConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::AdminConfig;
+
+    fn admin(text: &str) -> AdminConfig {
+        toml::from_str(text).expect("an [admin] section")
+    }
+
+    #[test]
+    fn off_by_default_and_a_token_needs_16_characters() {
+        let off = admin("");
+        assert!(off.token.is_none() && off.listen.is_none());
+        assert_eq!(off.validate(), Ok(()));
+        let short = admin("token = \"fifteen chars!!\"");
+        assert_eq!(
+            short.validate().map_err(|e| e.key),
+            Err("admin.token".into())
+        );
+        admin("token = \"sixteen chars!!!\"").validate().unwrap();
+    }
+
+    #[test]
+    fn a_listener_of_its_own_needs_a_token() {
+        let e = admin("listen = \"127.0.0.1:9000\"").validate().unwrap_err();
+        assert_eq!(e.key, "admin.listen");
+        admin("listen = \"127.0.0.1:9000\"\ntoken = \"sixteen chars!!!\"")
+            .validate()
+            .unwrap();
+    }
+}

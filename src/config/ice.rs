@@ -52,3 +52,33 @@ impl IceConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ice(text: &str) -> IceConfig {
+        toml::from_str(text).expect("an [ice] section")
+    }
+
+    #[test]
+    fn credentials_live_at_least_a_minute() {
+        assert_eq!(ice("").credential_ttl, Duration::from_secs(3600));
+        let e = ice("credential-ttl = \"59s\"").validate().unwrap_err();
+        assert_eq!(e.key, "ice.credential-ttl");
+        ice("credential-ttl = \"1m\"").validate().unwrap();
+    }
+
+    #[test]
+    fn public_host_is_a_bare_host() {
+        for bad in ["", "turn.example.org/", "turn example.org", "http://x/"] {
+            let e = ice(&format!("public-host = {bad:?}"))
+                .validate()
+                .unwrap_err();
+            assert_eq!(e.key, "ice.public-host", "{bad:?}");
+        }
+        for good in ["turn.example.org", "203.0.113.7", "[2001:db8::7]"] {
+            ice(&format!("public-host = {good:?}")).validate().unwrap();
+        }
+    }
+}

@@ -95,3 +95,44 @@ impl ListenConfig {
             .find(|a| !a.ip().is_loopback())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listen(text: &str) -> ListenConfig {
+        toml::from_str(text).expect("a [listen] section")
+    }
+
+    #[test]
+    fn tls_and_https_need_a_certificate() {
+        let tls = listen("tls = [\"127.0.0.1:5349\"]");
+        assert_eq!(tls.validate(false).unwrap_err().key, "listen.tls");
+        tls.validate(true).unwrap();
+        let https = listen("https = \"127.0.0.1:8443\"");
+        assert_eq!(https.validate(false).unwrap_err().key, "listen.https");
+        https.validate(true).unwrap();
+    }
+
+    /// Port 0 (the tests' "any free port") may repeat: each bind gets its own port.
+    #[test]
+    fn a_tls_address_may_not_repeat_a_tcp_one_unless_its_port_is_0() {
+        let taken = listen("tcp = [\"127.0.0.1:1\"]\ntls = [\"127.0.0.1:1\"]");
+        assert_eq!(taken.validate(true).unwrap_err().key, "listen.tls");
+        listen("tcp = [\"127.0.0.1:0\"]\ntls = [\"127.0.0.1:0\", \"127.0.0.1:0\"]")
+            .validate(true)
+            .unwrap();
+    }
+
+    #[test]
+    fn public_address_is_the_first_not_on_loopback() {
+        assert_eq!(
+            listen("").public_address(),
+            Some(SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)))
+        );
+        let local = listen("udp = [\"127.0.0.1:3478\"]\ntcp = [\"[::1]:3478\"]");
+        assert_eq!(local.public_address(), None);
+        let http = listen("udp = [\"127.0.0.1:3478\"]\ntcp = []\nhttp = \"192.0.2.1:80\"");
+        assert_eq!(http.public_address(), Some("192.0.2.1:80".parse().unwrap()));
+    }
+}

@@ -133,3 +133,46 @@ impl SignalConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signal(text: &str) -> SignalConfig {
+        toml::from_str(text).expect("a [signal] section")
+    }
+
+    #[test]
+    fn the_defaults_pass_their_own_rules() {
+        let s = signal("");
+        assert_eq!(s.max_queued_bytes, DEFAULT_MAX_QUEUED_BYTES);
+        s.validate().unwrap();
+    }
+
+    #[test]
+    fn each_rule_names_its_key() {
+        for (text, key) in [
+            ("heartbeat-interval = \"50ms\"", "signal.heartbeat-interval"),
+            ("max-connections = 0", "signal.max-connections"),
+            (
+                "max-connections-per-ip = 0",
+                "signal.max-connections-per-ip",
+            ),
+            ("messages-per-second = 0", "signal.messages-per-second"),
+            (
+                "max-message-size = 16777217\nmax-queued-bytes = 33554432",
+                "signal.max-message-size",
+            ),
+            (
+                "allowed-origins = [\"https://app.example.org/\"]",
+                "signal.allowed-origins",
+            ),
+            ("token-secret = \"short\"", "signal.token-secret"),
+        ] {
+            assert_eq!(signal(text).validate().unwrap_err().key, key, "{text}");
+        }
+        signal("allowed-origins = [\"https://app.example.org\", \"http://localhost:8080\"]")
+            .validate()
+            .unwrap();
+    }
+}
