@@ -8,27 +8,30 @@
 //!
 //! # Layout
 //!
-//! - here: reading lines, and `OPTIONS`, each coturn option rturn has with the handler that
+//! - here: reading a file, and `OPTIONS`, each coturn option rturn has with the handler that
 //!   stores its typed value in an `Importer`;
+//! - `line`: one option line as coturn reads it, and why a line was skipped;
 //! - `unsupported`: the options rturn has no counterpart for, each with the reason;
 //! - `finish`: settles what spans several options (listen addresses, relay-ip, external-ip,
 //!   which credentials count, peer ranges) and writes the TOML;
+//! - `toml_text`: writing TOML text (sections, quoted strings and keys, lists, durations);
 //! - `ranges`: coturn's `A-B` address ranges as exact CIDR blocks.
 //!
 //! Every line ends up either converted or in [`Conversion::skipped`], which the top of the TOML
 //! repeats, split into what needs attention and what needs nothing.
 
-use std::fmt;
 use std::net::IpAddr;
-use std::str::FromStr;
 
+use line::{Line, Skip, Skipped, attention, note};
 use ranges::Range;
 use unsupported::ADDRESS_FAMILY;
 
 mod finish;
+mod line;
 mod ranges;
 #[cfg(test)]
 mod tests;
+mod toml_text;
 mod unsupported;
 
 /// The result of a conversion.
@@ -57,113 +60,6 @@ pub fn convert(text: &str) -> Conversion {
 /// What coturn's bare `stale-nonce` means.
 const COTURN_STALE_NONCE: u64 = 600;
 const PORT: &str = "a port number";
-
-/// One option line: `name=value`, `name value` or a bare `name`.
-struct Line<'a> {
-    number: usize,
-    name: &'a str,
-    value: &'a str,
-}
-
-impl<'a> Line<'a> {
-    fn parse(number: usize, raw: &'a str) -> Option<Self> {
-        let s = raw.trim();
-        if s.is_empty() || s.starts_with('#') {
-            return None;
-        }
-        let s = s.strip_prefix("--").unwrap_or(s);
-        let separators = [' ', '\t', '='];
-        let (name, value) = match s.find(separators) {
-            Some(at) => (&s[..at], s[at..].trim_start_matches(separators)),
-            None => (s, ""),
-        };
-        let value = match value.strip_prefix('"') {
-            Some(v) => v.strip_suffix('"').unwrap_or(v),
-            None => value,
-        };
-        Some(Line {
-            number,
-            name,
-            value,
-        })
-    }
-
-    /// A flag's value, as coturn's `get_bool_value` reads it; a bare flag is on.
-    fn flag(&self) -> Result<bool, Skip> {
-        let v = self.value;
-        match v.chars().next() {
-            None => Ok(true),
-            Some('0' | 'n' | 'N' | 'f' | 'F') => Ok(false),
-            Some('1'..='9' | 'y' | 'Y' | 't' | 'T') => Ok(true),
-            _ if v.eq_ignore_ascii_case("off") => Ok(false),
-            _ if v.eq_ignore_ascii_case("on") => Ok(true),
-            _ => Err(attention(format!(
-                "{v:?} is not on/off, yes/no, true/false or 1/0"
-            ))),
-        }
-    }
-
-    fn text(&self) -> Result<&'a str, Skip> {
-        match self.value {
-            "" => Err(attention("needs a value")),
-            v => Ok(v),
-        }
-    }
-
-    fn number<T: FromStr>(&self, what: &str) -> Result<T, Skip> {
-        let v = self.text()?;
-        v.trim()
-            .parse()
-            .map_err(|_| attention(format!("{v:?} is not {what}")))
-    }
-
-    fn seconds(&self) -> Result<u64, Skip> {
-        match self.number("a number of seconds")? {
-            0 => Err(attention("must be at least 1 second")),
-            n => Ok(n),
-        }
-    }
-
-    fn ip(&self) -> Result<IpAddr, Skip> {
-        self.number("an IP address")
-    }
-}
-
-/// Why a line was not converted; `attention` when the result behaves differently from coturn.
-struct Skip {
-    attention: bool,
-    reason: String,
-}
-
-fn attention(reason: impl Into<String>) -> Skip {
-    Skip {
-        attention: true,
-        reason: reason.into(),
-    }
-}
-
-fn note(reason: impl Into<String>) -> Skip {
-    Skip {
-        attention: false,
-        reason: reason.into(),
-    }
-}
-
-/// One entry of [`Conversion::skipped`]; `line` is `None` for what the file lacks.
-struct Skipped {
-    line: Option<usize>,
-    option: String,
-    skip: Skip,
-}
-
-impl fmt::Display for Skipped {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(line) = self.line {
-            write!(f, "line {line}: ")?;
-        }
-        write!(f, "{}: {}", self.option, self.skip.reason)
-    }
-}
 
 /// A value and the line it came from.
 struct At<T> {

@@ -1,12 +1,12 @@
-//! The checks that ask this machine rather than the file: whether `relay.relay-ip` is one
-//! of its addresses, and who the process runs as when a file cannot be read. Run by
-//! `--check-config` and at start (not by [`Config::from_toml`], which stays pure).
+//! The check that asks this machine rather than the file: whether `relay.relay-ip` is one
+//! of its addresses. Run by `--check-config` and at start (not by [`Config::from_toml`],
+//! which stays pure). Uses [`Config`]; the parent uses nothing from here.
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::path::Path;
 
-use super::{Config, KeyError};
+use super::Config;
+use super::error::KeyError;
 
 impl Config {
     /// Binds a UDP socket on each `relay.relay-ip` (port 0, closed at once): an address that
@@ -34,23 +34,26 @@ impl Config {
     }
 }
 
-/// `e` as said once, with what to do when it is "permission denied": which user needs to
-/// read `path`, and how to let it.
-pub fn read_error(path: &Path, e: &io::Error) -> String {
-    if e.kind() != io::ErrorKind::PermissionDenied {
-        return e.to_string();
+#[cfg(test)]
+mod tests {
+    use super::Config;
+
+    /// Binding says whether relay-ip is this machine's; 192.0.2.1 (documentation) is not.
+    #[test]
+    fn relay_ip_must_be_an_address_of_this_machine() {
+        let local = Config::from_toml(
+            "realm = \"r\"\n[listen]\nudp = [\"127.0.0.1:3478\"]\ntcp = []\n\
+             [relay]\nrelay-ip = \"127.0.0.1\"\n",
+        )
+        .unwrap();
+        local.check_relay_addresses().unwrap();
+        let foreign = Config::from_toml(
+            "realm = \"r\"\n[listen]\nudp = [\"127.0.0.1:3478\"]\ntcp = []\n\
+             [relay]\nrelay-ip = \"192.0.2.1\"\n",
+        )
+        .unwrap();
+        let e = foreign.check_relay_addresses().unwrap_err();
+        assert_eq!(e.key, "relay.relay-ip");
+        assert!(e.message.contains("not an address of this machine"), "{e}");
     }
-    let uid = nix::unistd::getuid();
-    let user = nix::unistd::User::from_uid(uid).ok().flatten().map_or_else(
-        || format!("uid {uid}"),
-        |u| format!("user {} (uid {uid})", u.name),
-    );
-    format!(
-        "permission denied: rturn runs as {user}, which cannot read it. Let that user read the \
-         file and search its directories (e.g. `chgrp GROUP {path} && chmod 0640 {path}` with \
-         a group the user is in); under systemd with DynamicUser=yes (systemd/rturn.service) \
-         hand it over instead with LoadCredential=NAME:{path} and read it from \
-         $CREDENTIALS_DIRECTORY/NAME",
-        path = path.display()
-    )
 }

@@ -1,13 +1,16 @@
-//! The second step: what spans several options, and the TOML text.
+//! The second step: what spans several options (listen addresses, relay-ip, external-ip,
+//! which credentials count, peer ranges), written as TOML (`toml_text`) under a header that
+//! lists what was not converted.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::time::Duration;
 
 use ipnet::IpNet;
 
+use super::line::{Skip, Skipped, attention, note};
 use super::ranges::{LOOPBACK, MULTICAST, Range, minus_all};
-use super::{At, Conversion, Importer, Peers, Skip, Skipped, attention, clean, note};
+use super::toml_text::{Toml, duration, key, list, quote, write_peer_list};
+use super::{At, Conversion, Importer, Peers, clean};
 use crate::config::{DEFAULT_PORT, MIN_SECRET_LEN, PLACEHOLDER_SECRET};
 
 /// coturn's TLS port, where rturn has no default.
@@ -529,20 +532,6 @@ impl Importer {
     }
 }
 
-fn write_peer_list(out: &mut Toml, key: &str, entries: &[(String, Vec<IpNet>)]) {
-    if entries.is_empty() {
-        return;
-    }
-    out.line(format!("{key} = ["));
-    for (comment, nets) in entries {
-        out.line(format!("    # {comment}"));
-        for net in nets {
-            out.line(format!("    \"{net}\","));
-        }
-    }
-    out.line("]");
-}
-
 /// The comment at the top: where the file came from and what was not converted.
 fn header(skipped: &[Skipped], differences: &[String]) -> String {
     let mut out = Toml::default();
@@ -576,62 +565,4 @@ fn header(skipped: &[Skipped], differences: &[String]) -> String {
     }
     out.line("");
     out.0
-}
-
-/// TOML text being written.
-#[derive(Default)]
-struct Toml(String);
-
-impl Toml {
-    fn line(&mut self, text: impl AsRef<str>) {
-        self.0.push_str(text.as_ref());
-        self.0.push('\n');
-    }
-
-    fn section(&mut self, name: &str) {
-        self.line(format!("\n[{name}]"));
-    }
-
-    /// A section with `body`, unless the body is empty.
-    fn table(&mut self, name: &str, body: Toml) {
-        if !body.0.is_empty() {
-            self.section(name);
-            self.0.push_str(&body.0);
-        }
-    }
-}
-
-/// A TOML basic string: every character kept, quotes, backslashes and controls escaped.
-pub(super) fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// A TOML key: bare when TOML allows it, else quoted.
-pub(super) fn key(s: &str) -> String {
-    let bare = !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if bare { s.to_owned() } else { quote(s) }
-}
-
-/// A TOML list of strings.
-fn list<T: ToString>(items: impl IntoIterator<Item = T>) -> String {
-    let items: Vec<String> = items.into_iter().map(|i| quote(&i.to_string())).collect();
-    format!("[{}]", items.join(", "))
-}
-
-fn duration(seconds: u64) -> String {
-    quote(&humantime::format_duration(Duration::from_secs(seconds)).to_string())
 }

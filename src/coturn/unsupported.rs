@@ -1,6 +1,6 @@
 //! The coturn options rturn has no counterpart for, each with the reason it is skipped.
 
-use super::{Line, Skip};
+use super::line::{Line, Skip};
 
 /// How a skipped option is reported.
 #[derive(Clone, Copy)]
