@@ -22,7 +22,8 @@ pub use ice::IceServers;
 
 use crate::signal::refusals::Refusal;
 use crate::signal::token;
-use crate::signal::ws::{self, Hub};
+use crate::signal::hub::Hub;
+use crate::signal::session;
 
 /// The client's address, for both the plain and the TLS listener (each request carries it
 /// as `ConnectInfo<ClientAddr>`, see `server::http_conn`).
@@ -285,5 +286,5 @@ fn upgrade_ws(
         .write_buffer_size(WS_BUFFER)
         .max_message_size(frame_cap)
         .max_frame_size(frame_cap)
-        .on_upgrade(move |socket| ws::serve(socket, hub, namespace, only_room, slot, shutdown))
+        .on_upgrade(move |socket| session::serve(socket, hub, namespace, only_room, slot, shutdown))
 }

@@ -37,7 +37,7 @@ use crate::auth::{Auth, AuthSettings};
 use crate::config::Config;
 use crate::http::{HttpState, IceServers, Site};
 use crate::signal::cluster::link::Cluster;
-use crate::signal::ws::Hub;
+use crate::signal::hub::Hub;
 use crate::turn::peer_rules::PeerRules;
 use crate::turn::quota::Quotas;
 use crate::turn::{Manager, RelayAddress, TurnConfig};
