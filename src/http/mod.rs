@@ -20,10 +20,10 @@ use tokio_util::sync::CancellationToken;
 
 pub use ice::IceServers;
 
-use crate::signal::refusals::Refusal;
-use crate::signal::token;
 use crate::signal::hub::Hub;
+use crate::signal::refusals::Refusal;
 use crate::signal::session;
+use crate::signal::token;
 
 /// The client's address, for both the plain and the TLS listener (each request carries it
 /// as `ConnectInfo<ClientAddr>`, see `server::http_conn`).

@@ -49,6 +49,12 @@ impl FakeCluster {
         self
     }
 
+    /// Takes `delay` over each call.
+    pub(crate) fn slow(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+
     /// Holds the write side of the membership gate, as the link's sync does.
     pub(crate) async fn snapshot(&self) -> tokio::sync::RwLockWriteGuard<'_, ()> {
         self.gate.write().await
@@ -83,7 +89,10 @@ impl Calls for FakeCluster {
 
     fn leave<'a>(&'a self, key: &'a RoomKey, peer: &'a str) -> Boxed<'a, Result<(), Failure>> {
         Box::pin(async move {
-            self.leaves.lock().unwrap().push((key.clone(), peer.to_owned()));
+            self.leaves
+                .lock()
+                .unwrap()
+                .push((key.clone(), peer.to_owned()));
             self.wait().await;
             Ok(())
         })

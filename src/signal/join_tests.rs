@@ -24,7 +24,10 @@ fn hub_with(cluster: &Arc<FakeCluster>) -> Arc<Hub> {
 }
 
 fn types(messages: &[Value]) -> Vec<&str> {
-    messages.iter().map(|m| m["type"].as_str().unwrap()).collect()
+    messages
+        .iter()
+        .map(|m| m["type"].as_str().unwrap())
+        .collect()
 }
 
 async fn settled(outcome: Outcome) -> Result<(), SignalError> {
@@ -41,7 +44,10 @@ async fn admitted_join_lists_the_members_on_other_nodes() {
     let hub = hub_with(&fake);
     let mut a = connect(&hub, "a", "");
     let outcome = join(&hub, "a", "", "demo");
-    assert!(matches!(outcome, Outcome::Pending(_)), "a join waits for the cluster");
+    assert!(
+        matches!(outcome, Outcome::Pending(_)),
+        "a join waits for the cluster"
+    );
     settled(outcome).await.unwrap();
     let got = drain(&mut a);
     assert_eq!(types(&got), ["peers"]);
@@ -67,7 +73,10 @@ async fn a_room_full_across_nodes_refuses_the_join() {
     let mut a = connect(&hub, "a", "");
     let error = settled(join(&hub, "a", "", "demo")).await.unwrap_err();
     assert_eq!(error.code, ErrorCode::RoomFull);
-    assert_eq!(error.message, "room \"demo\" has 4 peers, the most it holds");
+    assert_eq!(
+        error.message,
+        "room \"demo\" has 4 peers, the most it holds"
+    );
     assert!(drain(&mut a).is_empty(), "no peers reply");
     assert_eq!(hub.lock().rooms.membership("a"), None);
     assert!(hub.local_rooms().is_empty(), "nothing left pending");
@@ -85,7 +94,11 @@ async fn with_the_link_down_the_join_is_decided_here() {
     let got = drain(&mut b);
     assert_eq!(types(&got), ["peers"]);
     assert_eq!(got[0]["peers"], json!(["a"]));
-    assert_eq!(fake.joins.lock().unwrap().len(), 2, "the cluster was asked first");
+    assert_eq!(
+        fake.joins.lock().unwrap().len(),
+        2,
+        "the cluster was asked first"
+    );
 }
 
 #[tokio::test]
@@ -200,11 +213,15 @@ async fn a_relay_to_a_dead_node_or_over_a_down_link_is_refused() {
     let fake = Arc::new(FakeCluster::new());
     let hub = with_remote_peer(&fake).await;
     *fake.relay_answer.lock().unwrap() = Ok(false);
-    let error = settled(relay(&hub, "a", "r1", OFFER, 65536)).await.unwrap_err();
+    let error = settled(relay(&hub, "a", "r1", OFFER, 65536))
+        .await
+        .unwrap_err();
     assert_eq!(error.code, ErrorCode::UnknownPeer);
     assert!(error.message.contains("its node is gone"), "{error:?}");
     *fake.relay_answer.lock().unwrap() = Err(Failure::Down);
-    let error = settled(relay(&hub, "a", "r1", OFFER, 65536)).await.unwrap_err();
+    let error = settled(relay(&hub, "a", "r1", OFFER, 65536))
+        .await
+        .unwrap_err();
     assert_eq!(error.code, ErrorCode::Unavailable);
     assert_eq!(hub.counters.relayed.load(Relaxed), 0);
 }
@@ -213,7 +230,9 @@ async fn a_relay_to_a_dead_node_or_over_a_down_link_is_refused() {
 async fn a_relay_too_large_with_from_never_reaches_the_cluster() {
     let fake = Arc::new(FakeCluster::new());
     let hub = with_remote_peer(&fake).await;
-    let error = settled(relay(&hub, "a", "r1", OFFER, OFFER.len())).await.unwrap_err();
+    let error = settled(relay(&hub, "a", "r1", OFFER, OFFER.len()))
+        .await
+        .unwrap_err();
     assert_eq!(error.code, ErrorCode::TooLarge);
     assert!(fake.relays.lock().unwrap().is_empty());
     assert_eq!(hub.counters.relays_too_large.load(Relaxed), 1);

@@ -287,7 +287,11 @@ fn answer_text(
                     ),
                 ));
             }
-            if me.only_room.as_ref().is_some_and(|allowed| *allowed != room) {
+            if me
+                .only_room
+                .as_ref()
+                .is_some_and(|allowed| *allowed != room)
+            {
                 return refuse(SignalError::new(
                     ErrorCode::Unauthorized,
                     "this token is for another room",

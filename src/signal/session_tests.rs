@@ -92,10 +92,7 @@ fn config() -> SignalConfig {
 
 #[tokio::test(start_paused = true)]
 async fn a_slow_cluster_stops_neither_the_heartbeat_nor_the_outbox() {
-    let fake = Arc::new(FakeCluster {
-        delay: Duration::from_secs(30),
-        ..FakeCluster::new()
-    });
+    let fake = Arc::new(FakeCluster::new().slow(Duration::from_secs(30)));
     let hub = fake::hub(config(), Some(Arc::clone(&fake)));
     let mut client = start(&hub, "a");
     let asked = tokio::time::Instant::now();
@@ -116,10 +113,16 @@ async fn a_slow_cluster_stops_neither_the_heartbeat_nor_the_outbox() {
             break;
         }
     }
-    assert!(asked.elapsed() >= Duration::from_secs(30), "the join took its 30 s");
+    assert!(
+        asked.elapsed() >= Duration::from_secs(30),
+        "the join took its 30 s"
+    );
     let pings = seen.iter().filter(|k| *k == "ping").count();
     assert!(pings >= 25, "kept pinging while the join waited: {seen:?}");
-    assert!(seen.contains(&"notice".to_owned()), "the outbox kept going: {seen:?}");
+    assert!(
+        seen.contains(&"notice".to_owned()),
+        "the outbox kept going: {seen:?}"
+    );
     assert_eq!(seen.last().map(String::as_str), Some("peers"));
     let (kind, _) = loop {
         let next = client.next().await;
@@ -127,7 +130,10 @@ async fn a_slow_cluster_stops_neither_the_heartbeat_nor_the_outbox() {
             break next;
         }
     };
-    assert_eq!(kind, "pong", "the ping sent behind the join is answered after it");
+    assert_eq!(
+        kind, "pong",
+        "the ping sent behind the join is answered after it"
+    );
     client.close().await;
     assert_eq!(
         fake.leaves.lock().unwrap().len(),
@@ -151,7 +157,10 @@ async fn a_refusal_from_the_cluster_comes_back_as_an_error_frame() {
         }
     };
     assert_eq!(error["code"], "room_full");
-    assert_eq!(error["message"], "room \"demo\" has 2 peers, the most it holds");
+    assert_eq!(
+        error["message"],
+        "room \"demo\" has 2 peers, the most it holds"
+    );
     let counted = hub.refusals.error_counts();
     assert!(counted.contains(&("room_full", 1)), "{counted:?}");
     client.close().await;

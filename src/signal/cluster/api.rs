@@ -61,8 +61,11 @@ pub trait Calls: Send + Sync {
     fn leave<'a>(&'a self, key: &'a RoomKey, peer: &'a str) -> Boxed<'a, Result<(), Failure>>;
 
     /// Sends a relayed message to `node`; `false` when no node is listening there (it died).
-    fn relay<'a>(&'a self, node: &'a str, envelope: &'a Envelope)
-    -> Boxed<'a, Result<bool, Failure>>;
+    fn relay<'a>(
+        &'a self,
+        node: &'a str,
+        envelope: &'a Envelope,
+    ) -> Boxed<'a, Result<bool, Failure>>;
 }
 
 /// This node's rooms, as the link sees them: what it reads to register and sync them, and

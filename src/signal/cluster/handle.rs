@@ -11,8 +11,8 @@
 //! snapshot never falls between a change and its Redis call (which would write a peer that
 //! just left back into its room).
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
@@ -313,4 +313,3 @@ pub(super) async fn timed<T>(
         Err(_) => Err(format!("no answer in {COMMAND_TIMEOUT:?}")),
     }
 }
-
