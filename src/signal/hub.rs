@@ -3,10 +3,10 @@
 //! deliveries into those outboxes; it counts connections (per address too), joins and
 //! refusals, and holds the settings in force and the cluster handle.
 //!
-//! It never awaits and never talks to Redis: a session ([`super::session`]) changes the
-//! registry through it, the cross-node steps ([`super::join`]) call the cluster and then
-//! change it, and the link ([`super::cluster::link`]) reads and updates it through
-//! [`LocalNode`].
+//! It never awaits and never talks to Redis: a session (`session.rs`) changes the registry
+//! through it, the cross-node steps (`join.rs`) call the cluster and then change it, and
+//! the Redis link (`cluster/link.rs`) reads and updates it through [`LocalNode`]. It names
+//! none of them (the cluster only as the [`Cluster`] handle it holds for them).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -17,7 +17,7 @@ use std::time::Instant;
 use serde_json::Value;
 
 use super::cluster::api::{Calls, LocalNode};
-use super::cluster::link::Cluster;
+use super::cluster::handle::Cluster;
 use super::cluster::wire::{Envelope, Event};
 use super::limits::JoinLimiter;
 use super::protocol::PeerId;
@@ -263,7 +263,7 @@ impl Hub {
     }
 
     /// Connections closed for not reading (`max-queued-bytes`, or a write stuck for
-    /// [`super::session::WRITE_TIMEOUT`]), and relays refused because
+    /// the session's `WRITE_TIMEOUT`), and relays refused because
     /// the message with `from` added would pass `max-message-size`.
     pub fn overflows(&self) -> (u64, u64) {
         (

@@ -1,11 +1,11 @@
 //! What crosses between the Redis link and the rest of signaling, so that neither side
-//! names the other's file: the link ([`super::link`]) implements [`Calls`] for the
-//! cross-node joins, leaves and relays ([`crate::signal::join`]), and reports what it hears
-//! to a [`LocalNode`], which the hub ([`crate::signal::hub`]) implements.
+//! names the other's file: the link's handle (`cluster/handle.rs`) implements [`Calls`]
+//! for the cross-node joins, leaves and relays (`join.rs`), and the link task
+//! (`cluster/link.rs`) reports what it hears to a [`LocalNode`], which the hub (`hub.rs`)
+//! implements.
 //!
-//! A leaf: it uses only the pure types of [`crate::signal::rooms`],
-//! [`crate::signal::protocol`] and [`super::wire`]. Unit tests put a fake in place of the
-//! link by implementing [`Calls`].
+//! A leaf: it uses only the pure types of `rooms`, `protocol` and `cluster/wire.rs`. Unit
+//! tests put a fake in place of the link by implementing [`Calls`].
 
 use std::future::Future;
 use std::pin::Pin;

@@ -1,6 +1,6 @@
 //! The shared handle on the Redis link, [`Cluster`]: the session in force, the link's
 //! state and counters, and the calls the cross-node steps make ([`Calls`]: join, leave,
-//! relay, each bounded by [`COMMAND_TIMEOUT`]). The link task ([`super::link`]) connects,
+//! relay, each bounded by [`COMMAND_TIMEOUT`]). The link task (`link.rs`) connects,
 //! installs and ends the sessions this handle sends on.
 //!
 //! Each connect is a new *session* with its own name and its own end: a command that fails

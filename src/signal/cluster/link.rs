@@ -2,7 +2,7 @@
 //! node's presence and its hold on its `node-id` alive, hears the other nodes' events and
 //! messages, and every ¼ `presence-ttl` re-reads the membership of the rooms this node has
 //! peers in (putting its own entries right on the way). Each connect installs a new
-//! session in the shared handle ([`Cluster`], in [`super::handle`]), which the cross-node
+//! session in the shared handle ([`Cluster`], in `handle.rs`), which the cross-node
 //! steps call; while the link is down those calls fail at once and the hub serves its
 //! local peers alone. What the link hears goes to the hub through [`LocalNode`]: this file
 //! names neither the hub nor a session.
