@@ -20,9 +20,10 @@ use tokio_util::sync::CancellationToken;
 
 pub use ice::IceServers;
 
+use crate::signal::hub::Hub;
 use crate::signal::refusals::Refusal;
+use crate::signal::session;
 use crate::signal::token;
-use crate::signal::ws::{self, Hub};
 
 /// The client's address, for both the plain and the TLS listener (each request carries it
 /// as `ConnectInfo<ClientAddr>`, see `server::http_conn`).
@@ -285,5 +286,5 @@ fn upgrade_ws(
         .write_buffer_size(WS_BUFFER)
         .max_message_size(frame_cap)
         .max_frame_size(frame_cap)
-        .on_upgrade(move |socket| ws::serve(socket, hub, namespace, only_room, slot, shutdown))
+        .on_upgrade(move |socket| session::serve(socket, hub, namespace, only_room, slot, shutdown))
 }

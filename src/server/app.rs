@@ -25,7 +25,7 @@ use crate::auth::Auth;
 use crate::config::Config;
 use crate::http::{HttpState, IceServers, Site};
 use crate::signal::cluster::link::Cluster;
-use crate::signal::ws::Hub;
+use crate::signal::hub::Hub;
 use crate::turn::Manager;
 
 /// Serves `listeners` until `shutdown` is cancelled, then waits (briefly) for connections to

@@ -8,7 +8,7 @@ use super::descriptors::Budget;
 use super::http_listener::HttpStats;
 use super::shard::Shared;
 use super::stats::Stats;
-use crate::signal::ws::Hub;
+use crate::signal::hub::Hub;
 use crate::turn::metrics::TurnMetrics;
 
 /// What a scrape reads.

@@ -13,7 +13,7 @@ use super::{systemd, tls};
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::http::{IceServers, Site, origin};
-use crate::signal::ws::Hub;
+use crate::signal::hub::Hub;
 use crate::turn::quota::Quotas;
 
 /// The `[ice]` list in force: a reload builds a new one from the new settings and the

@@ -1,319 +1,33 @@
 //! The link to Redis: one task that connects (and reconnects with backoff), keeps this
 //! node's presence and its hold on its `node-id` alive, hears the other nodes' events and
 //! messages, and every ¼ `presence-ttl` re-reads the membership of the rooms this node has
-//! peers in (putting its own entries right on the way). The connection tasks call
-//! [`Cluster`]'s methods; while the link is down they fail at once and the hub serves its
-//! local peers alone.
-//!
-//! Each connect is a new *session* with its own name and its own end: a command that fails
-//! ends the session it was sent on, never a later one.
-//!
-//! A join or leave changes the hub and then Redis; the link's sync and re-registration read
-//! the hub and then write Redis. [`Cluster::membership_change`] keeps the two apart, so a
-//! snapshot never falls between a change and its Redis call (which would write a peer that
-//! just left back into its room).
+//! peers in (putting its own entries right on the way). Each connect installs a new
+//! session in the shared handle ([`Cluster`], in `handle.rs`), which the cross-node
+//! steps call; while the link is down those calls fail at once and the hub serves its
+//! local peers alone. What the link hears goes to the hub through [`LocalNode`]: this file
+//! names neither the hub nor a session.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
 
 use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
 use tokio_util::sync::CancellationToken;
 
+use super::api::LocalNode;
+use super::handle::{COMMAND_TIMEOUT, Session, lock, timed};
+pub use super::handle::{Cluster, ClusterStats, Status};
 use super::wire::{self, Envelope, Event};
 use crate::signal::protocol::PeerId;
-use crate::signal::rooms::{NodeId, RoomKey};
-use crate::signal::ws::Hub;
+use crate::signal::rooms::NodeId;
 
-/// How long a Redis command may take before the link counts as broken.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 /// The first wait before reconnecting; it doubles up to [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const FIRST_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
 /// The longest wait between reconnect attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(5);
 /// Rooms re-read in one pipelined round trip.
 const SYNC_BATCH: usize = 256;
-
-/// What a join asked of the cluster came to.
-#[derive(Debug)]
-pub enum Admission {
-    /// In; the room's live members on other nodes.
-    Admitted(Vec<(PeerId, NodeId)>),
-    /// The room holds this many peers across all nodes already.
-    Full(usize),
-}
-
-/// Why a call to the cluster did not happen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
-    /// The link is down: nothing was sent; the caller serves locally.
-    Down,
-    /// The link broke during the call: it may or may not have reached Redis.
-    Broken,
-}
-
-/// Counters for `/metrics`.
-#[derive(Debug, Default)]
-pub struct ClusterStats {
-    /// Successful connects to Redis (the first one included).
-    pub connects: AtomicU64,
-    /// Failed connects and commands, and lost links.
-    pub errors: AtomicU64,
-    /// Messages relayed to peers on other nodes.
-    pub relayed_out: AtomicU64,
-    /// Messages from other nodes delivered to local peers.
-    pub relayed_in: AtomicU64,
-    /// Membership events heard from other nodes.
-    pub events: AtomicU64,
-    /// Channel messages that were not ours to understand.
-    pub malformed: AtomicU64,
-}
-
-/// The session in force: what the connection tasks send on.
-struct Session {
-    conn: MultiplexedConnection,
-    name: NodeId,
-    /// Which connect this is (see [`Cluster::failed`]).
-    number: u64,
-    /// Cancelled when the session ends, for the link task.
-    ended: CancellationToken,
-}
-
-/// The shared handle on the Redis link.
-pub struct Cluster {
-    client: redis::Client,
-    url: String,
-    node_id: String,
-    ttl: Duration,
-    session: Mutex<Option<Session>>,
-    sessions: AtomicU64,
-    /// Since when the link is down; `None` while it is up.
-    down_since: Mutex<Option<Instant>>,
-    last_error: Mutex<Option<String>>,
-    /// Read: a connection task's membership change; write: the link's snapshot and send.
-    gate: tokio::sync::RwLock<()>,
-    join: redis::Script,
-    members: redis::Script,
-    alive: redis::Script,
-    bye: redis::Script,
-    /// Counters for `/metrics`.
-    pub stats: ClusterStats,
-}
-
-/// The link's state for `/healthz`.
-#[derive(Debug, Clone)]
-pub struct Status {
-    /// This node's `node-id`.
-    pub node_id: String,
-    /// Connected to Redis now.
-    pub up: bool,
-    /// Seconds since the link went down (`None` while up).
-    pub down_for: Option<u64>,
-    /// Why the link is down, when it is and a reason is known.
-    pub error: Option<String>,
-}
-
-impl Cluster {
-    /// A handle for `url` (checked by config validation); the link starts with [`run`].
-    pub fn new(url: &str, node_id: String, ttl: Duration) -> redis::RedisResult<Self> {
-        Ok(Self {
-            client: redis::Client::open(url)?,
-            url: wire::redact(url),
-            node_id,
-            ttl,
-            session: Mutex::new(None),
-            sessions: AtomicU64::new(0),
-            down_since: Mutex::new(Some(Instant::now())),
-            last_error: Mutex::new(None),
-            gate: tokio::sync::RwLock::new(()),
-            join: redis::Script::new(wire::JOIN),
-            members: redis::Script::new(wire::MEMBERS),
-            alive: redis::Script::new(wire::ALIVE),
-            bye: redis::Script::new(wire::BYE),
-            stats: ClusterStats::default(),
-        })
-    }
-
-    /// Up or down, for `/healthz` and `/metrics`.
-    pub fn status(&self) -> Status {
-        let down_since = *lock(&self.down_since);
-        let up = down_since.is_none();
-        Status {
-            node_id: self.node_id.clone(),
-            up,
-            down_for: down_since.map(|t| t.elapsed().as_secs()),
-            error: if up {
-                None
-            } else {
-                lock(&self.last_error).clone()
-            },
-        }
-    }
-
-    /// Held by a connection task from a join's or leave's change to the hub until its Redis
-    /// call is done; many at once, but never during the link's sync or re-registration.
-    pub async fn membership_change(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
-        self.gate.read().await
-    }
-
-    /// Whether `node` is a session of this node (now or before a reconnect).
-    pub fn is_mine(&self, node: &str) -> bool {
-        node.strip_prefix(self.node_id.as_str())
-            .is_some_and(|rest| rest.starts_with('/'))
-    }
-
-    /// The session in force: its connection, name and number.
-    fn current(&self) -> Result<(MultiplexedConnection, NodeId, u64), Failure> {
-        let session = lock(&self.session);
-        session
-            .as_ref()
-            .map(|s| (s.conn.clone(), s.name.clone(), s.number))
-            .ok_or(Failure::Down)
-    }
-
-    /// A command sent on session `number` failed: that session is over (the link task
-    /// reconnects); a later session is left alone.
-    fn failed(&self, number: u64, what: &str, error: &dyn std::fmt::Display) -> Failure {
-        self.stats.errors.fetch_add(1, Relaxed);
-        tracing::warn!(redis = %self.url, "cluster: {what} failed: {error}");
-        *lock(&self.last_error) = Some(format!("{what} failed: {error}"));
-        self.end(number);
-        Failure::Broken
-    }
-
-    /// Session `number` is serving, unless it already ended (a connection task's command
-    /// failed while it was registering): then `false`, and the link stays down.
-    fn mark_up(&self, number: u64) -> bool {
-        let session = lock(&self.session);
-        if session.as_ref().is_none_or(|s| s.number != number) {
-            return false;
-        }
-        *lock(&self.down_since) = None;
-        *lock(&self.last_error) = None;
-        true
-    }
-
-    /// Ends session `number` if it is still the one in force.
-    fn end(&self, number: u64) {
-        let mut session = lock(&self.session);
-        if session.as_ref().is_some_and(|s| s.number == number) {
-            if let Some(s) = session.take() {
-                s.ended.cancel();
-            }
-            lock(&self.down_since).get_or_insert_with(Instant::now);
-        }
-    }
-
-    fn room_ttl_ms(&self) -> u128 {
-        (self.ttl * 4).as_millis()
-    }
-
-    /// Joins `key` room-wide: refused when the room holds `max` peers on all nodes together.
-    /// `old`: the room the peer leaves for it.
-    pub async fn join(
-        &self,
-        key: &RoomKey,
-        old: Option<&RoomKey>,
-        peer: &str,
-        max: usize,
-    ) -> Result<Admission, Failure> {
-        let (mut conn, node, number) = self.current()?;
-        let joined = Event::Joined {
-            node: node.clone(),
-            ns: key.0.clone(),
-            room: key.1.clone(),
-            peer: peer.to_owned(),
-        };
-        let left = old.map(|_| Event::Left {
-            node: node.clone(),
-            peer: peer.to_owned(),
-        });
-        let mut call = self.join.key(wire::room_key(key));
-        call.key(old.map(wire::room_key).unwrap_or_default())
-            .arg(peer)
-            .arg(&node)
-            .arg(max)
-            .arg(wire::PRESENCE_PREFIX)
-            .arg(wire::EVENTS)
-            .arg(joined.to_json())
-            .arg(left.map(|e| e.to_json()).unwrap_or_default())
-            .arg(self.room_ttl_ms().to_string());
-        let reply: Vec<String> = match timed(call.invoke_async(&mut conn)).await {
-            Ok(reply) => reply,
-            Err(e) => return Err(self.failed(number, "join", &e)),
-        };
-        match reply.split_first() {
-            Some((status, rest)) if status == "ok" => Ok(Admission::Admitted(
-                wire::pairs(rest)
-                    .into_iter()
-                    .filter(|(_, n)| !self.is_mine(n))
-                    .collect(),
-            )),
-            Some((status, [count])) if status == "full" => {
-                Ok(Admission::Full(count.parse().unwrap_or(max)))
-            }
-            _ => Err(self.failed(number, "join", &"unexpected reply from the join script")),
-        }
-    }
-
-    /// `peer` left `key`: out of the room's hash, and a `Left` event for the other nodes.
-    /// (Had this failed, the next membership sync removes the entry.)
-    pub async fn leave(&self, key: &RoomKey, peer: &str) -> Result<(), Failure> {
-        let (mut conn, node, number) = self.current()?;
-        let left = Event::Left {
-            node,
-            peer: peer.to_owned(),
-        };
-        let mut pipe = redis::pipe();
-        pipe.cmd("HDEL")
-            .arg(wire::room_key(key))
-            .arg(peer)
-            .ignore()
-            .cmd("PUBLISH")
-            .arg(wire::EVENTS)
-            .arg(left.to_json())
-            .ignore();
-        match timed(pipe.query_async::<()>(&mut conn)).await {
-            Ok(()) => Ok(()),
-            Err(e) => Err(self.failed(number, "leave", &e)),
-        }
-    }
-
-    /// Sends a relayed message to `node`; `false` when no node is listening there (it died).
-    pub async fn relay(&self, node: &str, envelope: &Envelope) -> Result<bool, Failure> {
-        let (mut conn, _, number) = self.current()?;
-        let publish = redis::cmd("PUBLISH")
-            .arg(wire::inbox(node))
-            .arg(envelope.to_json())
-            .to_owned();
-        match timed(publish.query_async::<i64>(&mut conn)).await {
-            Ok(receivers) => {
-                if receivers > 0 {
-                    self.stats.relayed_out.fetch_add(1, Relaxed);
-                }
-                Ok(receivers > 0)
-            }
-            Err(e) => Err(self.failed(number, "relay", &e)),
-        }
-    }
-}
-
-/// A mutex's guard, poisoned or not (every value behind these locks is valid at all times).
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A Redis call with [`COMMAND_TIMEOUT`].
-async fn timed<T>(
-    call: impl std::future::Future<Output = redis::RedisResult<T>>,
-) -> Result<T, String> {
-    match tokio::time::timeout(COMMAND_TIMEOUT, call).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no answer in {COMMAND_TIMEOUT:?}")),
-    }
-}
 
 /// A connected session, not yet serving.
 struct Connected {
@@ -326,7 +40,14 @@ struct Connected {
 
 /// Runs the link until shutdown: connect, serve a session, and after a failure reconnect
 /// with a backoff from 100 ms doubling to 5 s.
-pub async fn run(cluster: Arc<Cluster>, hub: Arc<Hub>, shutdown: CancellationToken) {
+///
+/// `hub`: where what the link hears goes (the signaling hub).
+pub async fn run<H: LocalNode + 'static>(
+    cluster: Arc<Cluster>,
+    hub: Arc<H>,
+    shutdown: CancellationToken,
+) {
+    let hub: &dyn LocalNode = &*hub;
     let mut backoff = FIRST_BACKOFF;
     let mut failures: u64 = 0;
     // Earlier sessions of this process not yet dropped from Redis, newest last.
@@ -356,7 +77,7 @@ pub async fn run(cluster: Arc<Cluster>, hub: Arc<Hub>, shutdown: CancellationTok
                 failures = 0;
                 let ctx = Serving {
                     cluster: &cluster,
-                    hub: &hub,
+                    hub,
                     shutdown: &shutdown,
                 };
                 serve(ctx, connected, &mut earlier, data_lost || long_outage).await;
@@ -389,7 +110,7 @@ pub async fn run(cluster: Arc<Cluster>, hub: Arc<Hub>, shutdown: CancellationTok
 #[derive(Clone, Copy)]
 struct Serving<'a> {
     cluster: &'a Arc<Cluster>,
-    hub: &'a Arc<Hub>,
+    hub: &'a dyn LocalNode,
     shutdown: &'a CancellationToken,
 }
 
@@ -586,7 +307,7 @@ async fn alive(
 /// nodes too. Pipelined, so a node with many rooms takes one round trip per [`SYNC_BATCH`].
 async fn sync(
     cluster: &Cluster,
-    hub: &Hub,
+    hub: &dyn LocalNode,
     conn: &mut MultiplexedConnection,
     name: &str,
     removals: bool,
@@ -656,7 +377,7 @@ async fn pipelined<T: redis::FromRedisValue>(
 }
 
 /// One message from a subscription: an event of another node, or a relay for a local peer.
-fn heard(cluster: &Cluster, hub: &Hub, inbox: &str, message: &redis::Msg) {
+fn heard(cluster: &Cluster, hub: &dyn LocalNode, inbox: &str, message: &redis::Msg) {
     let payload = message.get_payload_bytes();
     let channel = message.get_channel_name();
     if channel == wire::EVENTS {

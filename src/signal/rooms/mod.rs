@@ -1,6 +1,6 @@
 //! The room registry: who is connected, in which namespace and room, and what each event
 //! means for everyone else. Pure: every call returns the messages to deliver, as
-//! `(recipient, text)` pairs; `ws.rs` does the delivering.
+//! `(recipient, text)` pairs; the hub (`hub.rs`) does the delivering.
 //!
 //! With a cluster, a room also holds *remote* peers: peers connected to other nodes, known
 //! from the cluster's events ([`Rooms::remote_joined`], [`Rooms::remote_left`]) and its
@@ -9,8 +9,6 @@
 //! a remote peer names its node. The cluster half lives in [`remote`].
 
 mod remote;
-
-pub use remote::LocalRoom;
 
 use std::collections::{HashMap, VecDeque};
 
@@ -39,6 +37,28 @@ pub struct Relayed {
     pub text: String,
 }
 
+/// A local join awaiting the cluster.
+#[derive(Debug)]
+struct Pending {
+    key: RoomKey,
+    /// The number the next remote leave gets: leaves from this one on are newer than the
+    /// membership list the join will come back with.
+    since: u64,
+    /// Messages from other nodes for the joiner, in order.
+    held: Vec<String>,
+}
+
+/// A room as this node has it: its local peers and those on their way in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalRoom {
+    /// Namespace and room.
+    pub key: RoomKey,
+    /// Local peers in it.
+    pub peers: Vec<PeerId>,
+    /// Local peers whose join into it awaits the cluster.
+    pub joining: Vec<PeerId>,
+}
+
 #[derive(Debug)]
 struct Peer {
     namespace: String,
@@ -54,7 +74,7 @@ pub struct Rooms {
     /// Peers on other nodes, in rooms that have a local peer: room and node.
     remote: HashMap<PeerId, (RoomKey, NodeId)>,
     /// Local peers whose join awaits the cluster's answer (see [`remote`]).
-    pending: HashMap<PeerId, remote::Pending>,
+    pending: HashMap<PeerId, Pending>,
     /// Remote peers that left while a join was pending, numbered: not to be added back
     /// from the (older) membership list of a join pending since before they left.
     left_while_pending: VecDeque<(u64, PeerId)>,
@@ -177,6 +197,11 @@ impl Rooms {
             .into_iter()
             .map(|other| (other, protocol::remove_peer(id)))
             .collect()
+    }
+
+    /// Whether a local join into `key` awaits the cluster.
+    fn is_pending(&self, key: &RoomKey) -> bool {
+        self.pending.values().any(|p| p.key == *key)
     }
 
     /// A room whose last local peer left is not tracked any more: its remote peers go.

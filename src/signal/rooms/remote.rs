@@ -9,34 +9,12 @@
 
 use serde_json::Value;
 
-use super::{Deliveries, NodeId, PeerId, RoomKey, Rooms};
+use super::{Deliveries, LocalRoom, NodeId, PeerId, Pending, RoomKey, Rooms};
 use crate::signal::protocol::{self, ErrorCode, SignalError};
 
 /// Messages held for one pending joiner at most; a sender that floods a peer before it is
 /// in loses the excess, as it would to a slow reader.
 const MAX_HELD: usize = 64;
-
-/// A local join awaiting the cluster.
-#[derive(Debug)]
-pub(super) struct Pending {
-    pub(super) key: RoomKey,
-    /// The number the next remote leave gets: leaves from this one on are newer than the
-    /// membership list the join will come back with.
-    since: u64,
-    /// Messages from other nodes for the joiner, in order.
-    pub(super) held: Vec<String>,
-}
-
-/// A room as this node has it: its local peers and those on their way in.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LocalRoom {
-    /// Namespace and room.
-    pub key: RoomKey,
-    /// Local peers in it.
-    pub peers: Vec<PeerId>,
-    /// Local peers whose join into it awaits the cluster.
-    pub joining: Vec<PeerId>,
-}
 
 impl Rooms {
     /// `id` joins `room` as the cluster admitted it (the room-wide limit was checked there):
@@ -198,10 +176,6 @@ impl Rooms {
             return false;
         };
         (self.left_while_pending.iter()).any(|(n, left)| *n >= since && left == peer)
-    }
-
-    pub(super) fn is_pending(&self, key: &RoomKey) -> bool {
-        self.pending.values().any(|p| p.key == *key)
     }
 
     /// Every room with a local peer or a pending join, with those peers (for re-registering
