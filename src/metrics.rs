@@ -125,7 +125,11 @@ pub fn render(sources: &[&dyn Counted]) -> String {
         };
         let _ = writeln!(out, "# HELP rturn_{} {}", family.name, family.help);
         let _ = writeln!(out, "# TYPE rturn_{} {kind}", family.name);
-        for sample in report.samples.iter().filter(|s| std::ptr::eq(s.family, family)) {
+        for sample in report
+            .samples
+            .iter()
+            .filter(|s| std::ptr::eq(s.family, family))
+        {
             match &sample.label {
                 None => {
                     let _ = writeln!(out, "rturn_{} {}", family.name, sample.value);
@@ -185,6 +189,9 @@ mod tests {
     #[test]
     fn label_values_are_escaped() {
         let text = render(&[&Fixed("a\"b\\c", 1)]);
-        assert!(text.contains("rturn_packets_total{outcome=\"a\\\"b\\\\c\"} 1\n"), "{text}");
+        assert!(
+            text.contains("rturn_packets_total{outcome=\"a\\\"b\\\\c\"} 1\n"),
+            "{text}"
+        );
     }
 }

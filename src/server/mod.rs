@@ -28,6 +28,7 @@ mod mmsg;
 mod ports;
 mod relay;
 mod reload;
+mod report;
 mod shard;
 mod socket;
 mod stats;

@@ -25,6 +25,7 @@ pub(crate) mod join;
 pub mod limits;
 pub mod protocol;
 pub mod refusals;
+mod report;
 pub mod rooms;
 pub mod session;
 pub mod token;

@@ -24,6 +24,7 @@ mod methods;
 pub mod metrics;
 pub mod peer_rules;
 pub mod quota;
+mod report;
 #[cfg(test)]
 mod tests;
 

@@ -1,0 +1,154 @@
+//! What the I/O layer counts, as `/metrics` families ([`crate::metrics`]): packets and
+//! socket errors of the data path, TURN TCP/TLS and HTTP connections, failed accepts, the
+//! descriptor budget, and the shards' live allocations, relay ports and rate-limited sources.
+
+use super::descriptors::Budget;
+use super::http_stats::HttpStats;
+use super::stats::Snapshot;
+use crate::metrics::{Counted, Family, Report};
+
+static BUILD_INFO: Family = Family::gauge("build_info", "Build information.");
+static ALLOCATIONS: Family =
+    Family::gauge("allocations", "Live TURN allocations by client transport.");
+static RATE_LIMIT_SOURCES: Family = Family::gauge(
+    "rate_limit_sources",
+    "Source addresses with a partly used unauthenticated-request bucket.",
+);
+static RELAY_PORTS: Family = Family::gauge(
+    "relay_ports",
+    "Relay ports held, and the size of the port range.",
+);
+static PACKETS: Family = Family::counter(
+    "packets_total",
+    "Client packets and TCP frames, by outcome.",
+);
+static SOCKET_ERRORS: Family = Family::counter("socket_errors_total", "Socket errors survived.");
+static TCP_CONNECTIONS: Family = Family::counter(
+    "tcp_connections_total",
+    "TCP/TLS client connections, by event.",
+);
+static HTTP_CONNECTIONS: Family = Family::counter(
+    "http_connections_total",
+    "HTTP/HTTPS connections, by event: refused at accept (max-http-connections, \
+     max-http-connections-per-ip, the descriptor budget), shed to make room, closed by \
+     http-header-timeout, http-idle-timeout or tls-handshake-timeout.",
+);
+static ACCEPT_ERRORS: Family = Family::counter(
+    "accept_errors_total",
+    "Failed accepts (EMFILE and friends), by listener; each one pauses that listener.",
+);
+static DESCRIPTORS: Family = Family::gauge(
+    "descriptors",
+    "The descriptor limit, its shares (relay sockets, all connections, HTTP), and the \
+     connections holding one now.",
+);
+
+/// The version this binary was built from.
+pub(super) struct BuildInfo;
+
+impl Counted for BuildInfo {
+    fn report(&self, report: &mut Report) {
+        report.labelled(&BUILD_INFO, "version", env!("CARGO_PKG_VERSION"), 1);
+    }
+}
+
+/// What the shards hold now, added up over every worker.
+#[derive(Debug, Default)]
+pub(super) struct Held {
+    /// Live allocations by client transport: UDP, TCP, TLS.
+    pub(super) by_transport: [usize; 3],
+    /// Relay ports bound for allocations.
+    pub(super) ports: usize,
+    /// Relay ports reserved (EVEN-PORT R=1), shared by every shard: counted once.
+    pub(super) reserved: usize,
+    /// The size of `min-port..=max-port`.
+    pub(super) port_range: usize,
+    /// Sources with a partly used unauthenticated-request bucket.
+    pub(super) limited_sources: usize,
+}
+
+impl Counted for Held {
+    fn report(&self, report: &mut Report) {
+        let [udp, tcp, tls] = self.by_transport.map(|n| n as u64);
+        report.labelled(&ALLOCATIONS, "transport", "udp", udp);
+        report.labelled(&ALLOCATIONS, "transport", "tcp", tcp);
+        report.labelled(&ALLOCATIONS, "transport", "tls", tls);
+        report.value(&RATE_LIMIT_SOURCES, self.limited_sources as u64);
+        let in_use = (self.ports + self.reserved) as u64;
+        report.labelled(&RELAY_PORTS, "state", "in_use", in_use);
+        report.labelled(&RELAY_PORTS, "state", "reserved", self.reserved as u64);
+        report.labelled(&RELAY_PORTS, "state", "range", self.port_range as u64);
+    }
+}
+
+impl Counted for Snapshot {
+    fn report(&self, report: &mut Report) {
+        report.each(
+            &PACKETS,
+            "outcome",
+            [
+                ("received", self.received),
+                ("replied", self.replied),
+                ("malformed", self.malformed),
+                ("ignored", self.ignored),
+                ("rate_limited", self.rate_limited),
+            ],
+        );
+        report.value(&SOCKET_ERRORS, self.io_errors);
+        report.each(
+            &TCP_CONNECTIONS,
+            "event",
+            [
+                ("accepted", self.tcp_accepted),
+                ("broken", self.tcp_broken),
+                ("idle_closed", self.tcp_idle_closed),
+                ("refused_per_ip", self.tcp_refused_per_ip),
+                ("allocation_timeout", self.tcp_allocation_timeout),
+                ("handshake_timeout", self.tls_handshake_timeout),
+                ("slow_consumer", self.tcp_slow_consumer),
+            ],
+        );
+    }
+}
+
+impl Counted for HttpStats {
+    fn report(&self, report: &mut Report) {
+        report.each(&HTTP_CONNECTIONS, "event", self.counts());
+    }
+}
+
+impl Counted for Budget {
+    fn report(&self, report: &mut Report) {
+        let (refused_http, refused_turn) = self.refused();
+        report.labelled(
+            &HTTP_CONNECTIONS,
+            "event",
+            "refused_descriptors",
+            refused_http,
+        );
+        report.labelled(&HTTP_CONNECTIONS, "event", "shed", self.shed_count());
+        report.labelled(
+            &TCP_CONNECTIONS,
+            "event",
+            "refused_descriptors",
+            refused_turn,
+        );
+        let (http, turn) = self.accept_errors();
+        report.labelled(&ACCEPT_ERRORS, "listener", "http", http);
+        report.labelled(&ACCEPT_ERRORS, "listener", "turn", turn);
+        let split = self.split();
+        let (connections, http) = self.held();
+        report.each(
+            &DESCRIPTORS,
+            "kind",
+            [
+                ("limit", split.limit),
+                ("relay_reserve", split.relay),
+                ("connections_max", split.connections),
+                ("http_max", split.http),
+                ("connections", connections),
+                ("http", http),
+            ],
+        );
+    }
+}
