@@ -670,10 +670,13 @@ names=${names%, }
     echo "# Benchmarks"
     echo
     echo "Produced by \`scripts/bench.sh\` on $(date -u +%Y-%m-%d). Machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1),"
-    echo "$(nproc) cores, Linux $(uname -r). Servers: $names"
-    echo "(coturn 4.17.1 built from its release source by \`../shared/anchors/build-coturn.sh\`,"
-    echo "the other coturn Debian's package)."
-    [ -z "$c417_missing" ] || echo "coturn 4.17.1 was left out of this run: $c417_missing."
+    echo "$(nproc) cores, Linux $(uname -r). Servers: $names."
+    if [ -n "$c417" ]; then
+        echo "coturn 4.17.1 was built from its release source by \`../shared/anchors/build-coturn.sh\`;"
+        echo "the other coturn is Debian's package."
+    else
+        echo "coturn 4.17.1 was left out of this run: $c417_missing."
+    fi
     echo
     echo "How to run: \`scripts/bench.sh\` (the full run, which rewrites the part of this file above"
     echo "\"Where rturn stands\"); \`scripts/bench.sh --smoke\` (seconds; CI); \`scripts/bench.sh --only"
