@@ -1,23 +1,55 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark of rturn and coturn (Debian's turnserver) on loopback.
-# Writes the table to stdout and to BENCHMARKS.md (unless --smoke).
+# Side-by-side benchmark of rturn, coturn 4.17.1 and Debian's coturn (4.6.1) on loopback.
+# Writes the table to stdout, and to BENCHMARKS.md after a full run.
 #
-#   scripts/bench.sh           full run (about 10 minutes on 2 cores)
-#   scripts/bench.sh --smoke   tiny run that only proves the harness works (CI)
+#   scripts/bench.sh                  full run (about 20 minutes on 2 cores)
+#   scripts/bench.sh --smoke          tiny run that only proves the harness works (CI)
+#   scripts/bench.sh --only LIST      only these rows, full size; BENCHMARKS.md is left alone.
+#                                     LIST, comma-separated: memory, channel, send, tcp (relay:
+#                                     the three uclient rows), max-rate, alloc, signal, cluster
+#   COTURN_417=PREFIX scripts/bench.sh   coturn 4.17.1 from PREFIX/bin
 #
-# Both servers get the same realm, credentials, port range, loopback peers allowed, logging
-# off and the same number of data-path threads. Rounds alternate A B A B ...; medians are
-# reported. All traffic stays on 127.0.0.1; every run is bounded in count and time.
+# coturn 4.17.1 comes from $COTURN_417/bin, else target/coturn-4.17.1/bin, which a run other
+# than --smoke builds with ../shared/anchors/build-coturn.sh when that script is beside the
+# checkout; without either, its columns are left out and one line says why. Its own
+# turnutils_uclient and turnutils_peer then drive all three servers: coturn >= 4.16 accepts
+# ChannelBind only on 0x4000-0x4FFF, and Debian's 4.6 client picks channels up to 0x7FFF.
+#
+# All servers get the same realm, credentials, port-range size, loopback peers allowed,
+# logging off and the same number of data-path threads. Rounds alternate A B C A B C ...;
+# medians are reported. All traffic stays on 127.0.0.1; every run is bounded in count and time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export LC_ALL=C
 
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 smoke=0
-[ "${1:-}" = "--smoke" ] && smoke=1
+only=""
+while [ $# -gt 0 ]; do
+    case $1 in
+        --smoke) smoke=1 ;;
+        --only) [ $# -ge 2 ] || usage; only=$2; shift ;;
+        --only=*) only=${1#--only=} ;;
+        *) usage ;;
+    esac
+    shift
+done
+only=${only//relay/channel,send,tcp}
+for part in ${only//,/ }; do
+    case $part in
+        memory | channel | send | tcp | max-rate | alloc | signal | cluster) ;;
+        *) echo "bench: --only: unknown part '$part'" >&2; usage ;;
+    esac
+done
+# want PART: whether this run measures PART.
+want() { [ -z "$only" ] || [[ ",$only," == *",$1,"* ]]; }
 
 need_packages=()
 command -v turnutils_uclient >/dev/null 2>&1 || need_packages+=(coturn)
 command -v turnserver >/dev/null 2>&1 || need_packages+=(coturn)
-command -v redis-server >/dev/null 2>&1 || need_packages+=(redis-server)
+if want cluster; then
+    command -v redis-server >/dev/null 2>&1 || need_packages+=(redis-server)
+fi
 if ((${#need_packages[@]})); then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -25,8 +57,54 @@ if ((${#need_packages[@]})); then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
         $(printf '%s\n' "${need_packages[@]}" | sort -u) >/dev/null
 fi
+
+# ---- coturn 4.17.1: given, cached, built (never by --smoke) or left out ----
+c417=""
+c417_missing=""
+cache=$PWD/target/coturn-4.17.1
+has_c417() { [ -x "$1/bin/turnserver" ] && [ -x "$1/bin/turnutils_uclient" ] && [ -x "$1/bin/turnutils_peer" ]; }
+if [ -n "${COTURN_417:-}" ]; then
+    if ! has_c417 "$COTURN_417"; then
+        echo "bench: COTURN_417=$COTURN_417 has no bin/turnserver, bin/turnutils_uclient and bin/turnutils_peer" >&2
+        exit 1
+    fi
+    c417=$(cd "$COTURN_417" && pwd)
+elif has_c417 "$cache"; then
+    c417=$cache
+elif [ "$smoke" -eq 1 ]; then
+    c417_missing="not built (--smoke never builds it; set COTURN_417=PREFIX or run the full bench once)"
+elif [ -f ../shared/anchors/build-coturn.sh ]; then
+    echo "bench: building coturn 4.17.1 into $cache (once)" >&2
+    if nice -n 10 bash ../shared/anchors/build-coturn.sh "$cache" >&2 && has_c417 "$cache"; then
+        c417=$cache
+    else
+        c417_missing="../shared/anchors/build-coturn.sh $cache failed"
+    fi
+else
+    c417_missing="no COTURN_417=PREFIX, no $cache and no ../shared/anchors/build-coturn.sh to build it"
+fi
+if [ -n "$c417_missing" ]; then
+    echo "bench: coturn 4.17.1 columns left out: $c417_missing" >&2
+fi
+# The load client and echo peer of every uclient row: 4.17.1's where there is one.
+uclient=turnutils_uclient
+echo_peer=turnutils_peer
+if [ -n "$c417" ]; then
+    uclient=$c417/bin/turnutils_uclient
+    echo_peer=$c417/bin/turnutils_peer
+fi
+
+# rturn first, then the coturns to compare it with, newest first.
+servers=(rturn)
+[ -n "$c417" ] && servers+=(c417)
+servers+=(c461)
+coturns=("${servers[@]:1}")
+declare -A label=([rturn]=rturn [c417]="coturn 4.17.1"
+    [c461]="coturn $(turnserver --version 2>/dev/null | head -1 || echo 4.6)")
+
+bin=${CARGO_TARGET_DIR:-target}/release
 cargo build --release --locked --quiet --bin rturn --bin rturn-bench
-# Both servers and the generators inherit this: 10 000 held allocations and 10 000 signaling
+# The servers and the generators inherit this: 10 000 held allocations and 10 000 signaling
 # clients need as many open files on each side, and rturn splits its descriptors at start
 # between relay sockets (one per port of the range) and connections, HTTP taking at most
 # three quarters of those (src/server/descriptors.rs): raise the hard limit too where allowed.
@@ -35,21 +113,25 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 threads=2
 if [ "$smoke" -eq 1 ]; then
-    rounds=1; clients=5; messages=20; interval=5; alloc_secs=1; hold=200; bind_secs=1
+    rounds=1; clients=2; messages=5; interval=5; alloc_secs=1; hold=200; hold_secs=2; bind_secs=1
     many_flows=2; max_rate_args=(--start-rate 1000 --max-probes 2 --probe 300ms --measure 300ms)
     same_rate_secs=1
     signal_clients=20; signal_rooms=2; signal_secs=1
 else
-    rounds=3; clients=50; messages=1000; interval=5; alloc_secs=5; hold=10000; bind_secs=5
+    rounds=3; clients=50; messages=1000; interval=5; alloc_secs=5; hold=10000; hold_secs=5; bind_secs=5
     many_flows=1000; max_rate_args=(--start-rate 20000 --max-probes 12 --probe 1s --measure 3s)
     same_rate_secs=3
     signal_clients=10000; signal_rooms=1000; signal_secs=10
 fi
+# Relay port ranges, the same size for each server, none overlapping: 3 × 18 000 ports.
+range=18000
+declare -A min_port=([rturn]=10000 [c417]=28000 [c461]=46000)
 
 work=$(mktemp -d)
 pids=()
 cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    local p
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
     rm -rf "$work"
 }
@@ -80,12 +162,13 @@ print(" ".join(map(str, ports)))
 PY
 }
 
-rturn_port=$(free_port)
-coturn_port=$(free_port)
+declare -A port pid
+for server in "${servers[@]}"; do port[$server]=$(free_port); done
+rturn_port=${port[rturn]}
 peer_port=$(free_port)
 http_port=$(free_port)
 
-cat >"$work/rturn.toml" <<EOF
+cat >"$work/rturn.toml" <<TOML
 realm = "bench"
 [server]
 workers = $threads
@@ -100,8 +183,8 @@ http = "127.0.0.1:$http_port"
 [relay]
 relay-ip = "127.0.0.1"
 allow-loopback-peers = true
-min-port = 20000
-max-port = 39999
+min-port = ${min_port[rturn]}
+max-port = $((min_port[rturn] + range - 1))
 # Every held allocation comes from 127.0.0.1 too.
 max-allocations-per-ip = 0
 [auth.users]
@@ -114,23 +197,29 @@ max-connections-per-ip = $((signal_clients + 1000))
 joins-per-minute-per-ip = $((signal_clients + 1000))
 max-peers-per-room = 64
 messages-per-second = 1000
-EOF
+TOML
 
 # start_rturn [CONFIG]: the shared config unless another is given.
 start_rturn() {
-    target/release/rturn -q -c "${1:-$work/rturn.toml}" 2>"$work/rturn.log" &
-    rturn_pid=$!
-    pids+=("$rturn_pid")
+    "$bin/rturn" -q -c "${1:-$work/rturn.toml}" 2>"$work/rturn.log" &
+    pid[rturn]=$!
+    pids+=("$!")
 }
-start_coturn() {
-    turnserver -n --listening-ip=127.0.0.1 --listening-port="$coturn_port" \
-        --relay-ip=127.0.0.1 --min-port=40000 --max-port=59999 --realm=bench \
+start_coturn() { # c461 (Debian's turnserver) or c417
+    local name=$1 turnserver=turnserver extra=(--no-stun-backward-compatibility)
+    if [ "$name" = c417 ]; then
+        # 4.17 has MAPPED-ADDRESS off by default and no longer knows the flag.
+        turnserver=$c417/bin/turnserver
+        extra=()
+    fi
+    "$turnserver" -n --listening-ip=127.0.0.1 --listening-port="${port[$name]}" \
+        --relay-ip=127.0.0.1 --min-port="${min_port[$name]}" \
+        --max-port="$((min_port[$name] + range - 1))" --realm=bench \
         --user=bench:bench --lt-cred-mech --allow-loopback-peers --no-cli --no-tls --no-dtls \
         --no-stdout-log --log-file=/dev/null --relay-threads="$threads" \
-        --pidfile="$work/turnserver.pid" --no-rfc5780 --no-stun-backward-compatibility \
-        >/dev/null 2>&1 &
-    coturn_pid=$!
-    pids+=("$coturn_pid")
+        --pidfile="$work/$name.pid" --no-rfc5780 "${extra[@]}" >/dev/null 2>&1 &
+    pid[$name]=$!
+    pids+=("$!")
 }
 wait_udp() { # port: until a STUN binding is answered
     for _ in $(seq 50); do
@@ -149,6 +238,19 @@ wait_tcp() { # port: until it accepts a connection
     echo "server on TCP port $1 did not come up" >&2
     exit 1
 }
+start_all() { # every server, fresh, answering
+    local server
+    start_rturn
+    for server in "${coturns[@]}"; do start_coturn "$server"; done
+    for server in "${servers[@]}"; do wait_udp "${port[$server]}"; done
+}
+stop() { # server...: all at once (coturn takes seconds to join its threads)
+    local server
+    for server in "$@"; do kill "${pid[$server]}" 2>/dev/null || true; done
+    for server in "$@"; do wait "${pid[$server]}" 2>/dev/null || true; done
+}
+# Where the time goes, to stderr.
+lap() { echo "bench: $1 done at $((SECONDS / 60)) min $((SECONDS % 60)) s" >&2; }
 
 # CPU ticks (user + system, all threads) of a process.
 cpu_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
@@ -156,38 +258,44 @@ rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
 # CPU microseconds per unit: ticks used, units done.
 cpu_per() { awk -v t="$1" -v us="$tick_us" -v n="${2:-0}" 'BEGIN { if (n > 0) printf "%.2f\n", t * us / n; else print "n/a" }'; }
 tick_us=$((1000000 / $(getconf CLK_TCK)))
-bench_json() { target/release/rturn-bench "$@" | tail -1; }
+bench_json() { "$bin/rturn-bench" "$@" | tail -1; }
 field() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p"; }
 text_field() { sed -n "s/.*\"$1\":\"\([a-z]*\)\".*/\1/p"; }
 median() { sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print "n/a"; else print a[int((NR + 1) / 2)] }'; }
 
-start_rturn
-start_coturn
-wait_udp "$rturn_port"
-wait_udp "$coturn_port"
-turnutils_peer -L 127.0.0.1 -p "$peer_port" >/dev/null 2>&1 &
-pids+=("$!")
+lap "build"
+start_all
+"$echo_peer" -L 127.0.0.1 -p "$peer_port" >/dev/null 2>&1 &
+peer_pid=$!
+pids+=("$peer_pid")
 
 declare -A result
 # ---- 4. memory per allocation (one permission and one channel each), on fresh servers ----
-for server in rturn coturn; do
-    port_var=${server}_port
-    pid_var=${server}_pid
-    base=$(rss_kib "${!pid_var}")
-    fifo="$work/hold_$server"
-    mkfifo "$fifo"
-    target/release/rturn-bench hold --server "127.0.0.1:${!port_var}" --user bench --pass bench \
-        --count "$hold" --hold 5s >"$fifo" &
-    holder=$!
-    line=$(head -1 "$fifo")
-    sleep 1
-    held=$(rss_kib "${!pid_var}")
-    wait "$holder" || true
-    n=$(echo "$line" | field allocations)
-    result[mem_${server}]=$(awk -v a="$base" -v b="$held" -v n="${n:-0}" \
-        'BEGIN { if (n > 0) printf "%.0f", (b - a) * 1024 / n; else print "n/a" }')
-    result[mem_${server}_n]=${n:-0}
-done
+if want memory; then
+    for server in "${servers[@]}"; do
+        base=$(rss_kib "${pid[$server]}")
+        fifo="$work/hold_$server"
+        mkfifo "$fifo"
+        "$bin/rturn-bench" hold --server "127.0.0.1:${port[$server]}" --user bench --pass bench \
+            --count "$hold" --hold "${hold_secs}s" >"$fifo" &
+        holder=$!
+        line=$(head -1 "$fifo")
+        sleep 1
+        held=$(rss_kib "${pid[$server]}")
+        wait "$holder" || true
+        n=$(echo "$line" | field allocations)
+        result[mem_${server}]=$(awk -v a="$base" -v b="$held" -v n="${n:-0}" \
+            'BEGIN { if (n > 0) printf "%.0f", (b - a) * 1024 / n; else print "n/a" }')
+        result[mem_${server}_n]=${n:-0}
+    done
+    # The held allocations would live on until they expire, each with its relay port: the
+    # rows below start from fresh servers again (--smoke holds too few to matter).
+    if [ "$smoke" -eq 0 ]; then
+        stop "${servers[@]}"
+        start_all
+    fi
+    lap memory
+fi
 
 # Instructions retired by the server (all threads, user + kernel) while a workload runs:
 # unlike CPU time, this does not move with what else the 2 cores are doing. perf where the
@@ -209,134 +317,150 @@ count_stop() { # packets: prints instructions per packet
         END { if (n > 0 && i > 0) printf "%.0f\n", i / n; else print "n/a" }' "$work/perf.out"
 }
 
-# ---- 1. relay cost at a fixed rate (coturn's uclient and echo peer) ----
-relay_round() { # name pid port flags... -> "cpu_us_per_packet loss_percent instructions_per_packet"
-    local name=$1 pid=$2 port=$3; shift 3
-    local before after out
-    count_start "$pid"
-    before=$(cpu_ticks "$pid")
-    out=$(timeout 120 turnutils_uclient "$@" -u bench -w bench -p "$port" -e 127.0.0.1 \
-        -r "$peer_port" -m "$clients" -n "$messages" -l 120 -z "$interval" -c -X 127.0.0.1 2>&1 || true)
-    after=$(cpu_ticks "$pid")
-    local sent recv
+# ---- 1. relay cost at a fixed rate (turnutils_uclient and its echo peer) ----
+# relay_round server flags... -> "server_us loss_percent instructions machine_us", each per
+# relayed packet; machine_us adds the CPU of the uclient (all its threads, from the shell's
+# `times` for its children) and of the echo peer to the server's.
+relay_round() {
+    local server=$1 before after peer_before peer_after out sent recv loss ins client_s
+    shift
+    count_start "${pid[$server]}"
+    before=$(cpu_ticks "${pid[$server]}")
+    peer_before=$(cpu_ticks "$peer_pid")
+    out=$(
+        timeout 120 "$uclient" "$@" -u bench -w bench -p "${port[$server]}" -e 127.0.0.1 \
+            -r "$peer_port" -m "$clients" -n "$messages" -l 120 -z "$interval" -c -X \
+            127.0.0.1 2>&1 || true
+        times
+    )
+    after=$(cpu_ticks "${pid[$server]}")
+    peer_after=$(cpu_ticks "$peer_pid")
+    # The last line of `times`: user and system time of the subshell's children, "0m1.234s".
+    client_s=$(echo "$out" | tail -1 | awk '{ t = 0; for (i = 1; i <= NF; i++) {
+        split($i, p, "m"); sub("s", "", p[2]); t += p[1] * 60 + p[2] }; print t }')
     sent=$(echo "$out" | grep -o 'tot_send_msgs=[0-9]*' | tail -1 | cut -d= -f2)
     recv=$(echo "$out" | grep -o 'tot_recv_msgs=[0-9]*' | tail -1 | cut -d= -f2)
-    local loss
     loss=$(echo "$out" | grep -o 'Total lost packets [0-9]* ([0-9.]*%)' | tail -1 | grep -o '([0-9.]*' | tr -d '(')
-    if [ -z "$sent" ] || [ "$((sent + recv))" -eq 0 ]; then count_stop 0 >/dev/null; echo "n/a n/a n/a"; return; fi
-    local ins
+    if [ -z "$sent" ] || [ "$((sent + recv))" -eq 0 ]; then count_stop 0 >/dev/null; echo "n/a n/a n/a n/a"; return; fi
     ins=$(count_stop $((sent + recv)))
-    awk -v t=$((after - before)) -v us="$tick_us" -v n=$((sent + recv)) -v l="${loss:-n/a}" \
-        -v i="$ins" 'BEGIN { printf "%.2f %s %s\n", t * us / n, l, i }'
+    awk -v t=$((after - before)) -v p=$((peer_after - peer_before)) -v c="$client_s" \
+        -v us="$tick_us" -v n=$((sent + recv)) -v l="${loss:-n/a}" -v i="$ins" \
+        'BEGIN { printf "%.2f %s %s %.2f\n", t * us / n, l, i, ((t + p) * us + c * 1e6) / n }'
 }
 
 for mode in channel send tcp; do
+    want "$mode" || continue
     case $mode in
         channel) flags=() ;;
         send) flags=(-s) ;;
         tcp) flags=(-t) ;;
     esac
     for _ in $(seq "$rounds"); do
-        relay_round rturn "$rturn_pid" "$rturn_port" "${flags[@]}" >>"$work/relay_${mode}_rturn"
-        relay_round coturn "$coturn_pid" "$coturn_port" "${flags[@]}" >>"$work/relay_${mode}_coturn"
+        for server in "${servers[@]}"; do
+            relay_round "$server" "${flags[@]}" >>"$work/relay_${mode}_$server"
+        done
     done
-    for server in rturn coturn; do
-        result[relay_${mode}_${server}_cpu]=$(cut -d' ' -f1 "$work/relay_${mode}_${server}" | median)
-        result[relay_${mode}_${server}_loss]=$(cut -d' ' -f2 "$work/relay_${mode}_${server}" | median)
-        result[relay_${mode}_${server}_ins]=$(cut -d' ' -f3 "$work/relay_${mode}_${server}" | median)
+    for server in "${servers[@]}"; do
+        f="$work/relay_${mode}_$server"
+        result[relay_${mode}_${server}_cpu]=$(cut -d' ' -f1 "$f" | median)
+        result[relay_${mode}_${server}_loss]=$(cut -d' ' -f2 "$f" | median)
+        result[relay_${mode}_${server}_ins]=$(cut -d' ' -f3 "$f" | median)
+        result[relay_${mode}_${server}_all]=$(cut -d' ' -f4 "$f" | median)
     done
+    lap "uclient $mode"
 done
 
 # ---- 2. maximum loss-free relay rate, and latency at half of it (rturn-bench max-rate) ----
 # Before the allocation-rate churn, which leaves coturn's relay ports reserved for a while.
-for _ in $(seq "$rounds"); do
-    for flows in 1 "$many_flows"; do
-        for server in rturn coturn; do
-            port_var=${server}_port
-            bench_json max-rate --server "127.0.0.1:${!port_var}" --user bench --pass bench \
-                --flows "$flows" "${max_rate_args[@]}" 2>>"$work/max_rate.log" \
-                >>"$work/max_rate_${flows}_$server" || echo '{}' >>"$work/max_rate_${flows}_$server"
-        done
-    done
-done
-for flows in 1 "$many_flows"; do
-    for server in rturn coturn; do
-        f="$work/max_rate_${flows}_$server"
-        result[max_${flows}_${server}]=$(field max_rate <"$f" | median)
-        for q in p50 p99 p999; do
-            result[lat_${flows}_${server}_$q]=$(field "${q}_ms" <"$f" | median)
-        done
-        # Marked when the generator, not the server, lost most packets in most rounds.
-        gen=$(text_field limited_by <"$f" | grep -c generator || true)
-        result[max_${flows}_${server}_mark]=""
-        if [ "$gen" -gt $((rounds / 2)) ]; then result[max_${flows}_${server}_mark]="*"; fi
-    done
-done
-
-# The same latency at one rate for both servers (half of coturn's highest), since each
-# server's own half-rate puts a different load on it.
-for flows in 1 "$many_flows"; do
-    common=$(awk -v c="${result[max_${flows}_coturn]}" 'BEGIN { r = int(c / 2); print (r > 0 ? r : 1000) }')
-    result[common_${flows}_rate]=$common
+if want max-rate; then
     for _ in $(seq "$rounds"); do
-        for server in rturn coturn; do
-            port_var=${server}_port
-            bench_json relay-rate --server "127.0.0.1:${!port_var}" --user bench --pass bench \
-                --flows "$flows" --rate "$common" --batch 4 --duration "${same_rate_secs}s" \
-                2>>"$work/max_rate.log" >>"$work/same_rate_${flows}_$server" \
-                || echo '{}' >>"$work/same_rate_${flows}_$server"
+        for flows in 1 "$many_flows"; do
+            for server in "${servers[@]}"; do
+                bench_json max-rate --server "127.0.0.1:${port[$server]}" --user bench --pass bench \
+                    --flows "$flows" "${max_rate_args[@]}" 2>>"$work/max_rate.log" \
+                    >>"$work/max_rate_${flows}_$server" || echo '{}' >>"$work/max_rate_${flows}_$server"
+            done
         done
     done
-    for server in rturn coturn; do
-        for q in p50 p99 p999; do
-            result[same_${flows}_${server}_$q]=$(field "${q}_ms" <"$work/same_rate_${flows}_$server" | median)
+    for flows in 1 "$many_flows"; do
+        for server in "${servers[@]}"; do
+            f="$work/max_rate_${flows}_$server"
+            result[max_${flows}_${server}]=$(field max_rate <"$f" | median)
+            for q in p50 p99 p999; do
+                result[lat_${flows}_${server}_$q]=$(field "${q}_ms" <"$f" | median)
+            done
+            # Marked when the generator, not the server, lost most packets in most rounds.
+            gen=$(text_field limited_by <"$f" | grep -c generator || true)
+            result[max_${flows}_${server}_mark]=""
+            if [ "$gen" -gt $((rounds / 2)) ]; then result[max_${flows}_${server}_mark]="*"; fi
         done
     done
-done
+
+    # The same latency at one rate for all servers (half the lowest coturn's highest), since
+    # each server's own half-rate puts a different load on it.
+    for flows in 1 "$many_flows"; do
+        common=$(for c in "${coturns[@]}"; do echo "${result[max_${flows}_$c]}"; done |
+            awk '$1 + 0 > 0 { r = int($1 / 2); if (low == "" || r < low) low = r }
+                END { print (low > 0 ? low : 1000) }')
+        result[common_${flows}_rate]=$common
+        for _ in $(seq "$rounds"); do
+            for server in "${servers[@]}"; do
+                bench_json relay-rate --server "127.0.0.1:${port[$server]}" --user bench --pass bench \
+                    --flows "$flows" --rate "$common" --batch 4 --duration "${same_rate_secs}s" \
+                    2>>"$work/max_rate.log" >>"$work/same_rate_${flows}_$server" \
+                    || echo '{}' >>"$work/same_rate_${flows}_$server"
+            done
+        done
+        for server in "${servers[@]}"; do
+            for q in p50 p99 p999; do
+                result[same_${flows}_${server}_$q]=$(field "${q}_ms" <"$work/same_rate_${flows}_$server" | median)
+            done
+        done
+    done
+    lap max-rate
+fi
 
 # ---- 3. allocation rate, 5. binding rate ----
-for _ in $(seq "$rounds"); do
-    for server in rturn coturn; do
-        port_var=${server}_port
-        pid_var=${server}_pid
-        before=$(cpu_ticks "${!pid_var}")
-        out=$(bench_json alloc-rate --server "127.0.0.1:${!port_var}" --user bench --pass bench \
-            --clients 64 --duration "${alloc_secs}s")
-        after=$(cpu_ticks "${!pid_var}")
-        echo "$out" >>"$work/alloc_$server"
-        cpu_per $((after - before)) "$(echo "$out" | field cycles)" >>"$work/alloc_cpu_$server"
-        count_start "${!pid_var}"
-        before=$(cpu_ticks "${!pid_var}")
-        out=$(bench_json binding-rate --server "127.0.0.1:${!port_var}" --clients 32 \
-            --duration "${bind_secs}s")
-        after=$(cpu_ticks "${!pid_var}")
-        echo "$out" >>"$work/binding_$server"
-        n=$(echo "$out" | field requests)
-        count_stop "${n:-0}" >>"$work/binding_ins_$server"
-        cpu_per $((after - before)) "$n" >>"$work/binding_cpu_$server"
+if want alloc; then
+    for _ in $(seq "$rounds"); do
+        for server in "${servers[@]}"; do
+            p=${pid[$server]}
+            before=$(cpu_ticks "$p")
+            out=$(bench_json alloc-rate --server "127.0.0.1:${port[$server]}" --user bench --pass bench \
+                --clients 64 --duration "${alloc_secs}s")
+            after=$(cpu_ticks "$p")
+            echo "$out" >>"$work/alloc_$server"
+            cpu_per $((after - before)) "$(echo "$out" | field cycles)" >>"$work/alloc_cpu_$server"
+            count_start "$p"
+            before=$(cpu_ticks "$p")
+            out=$(bench_json binding-rate --server "127.0.0.1:${port[$server]}" --clients 32 \
+                --duration "${bind_secs}s")
+            after=$(cpu_ticks "$p")
+            echo "$out" >>"$work/binding_$server"
+            n=$(echo "$out" | field requests)
+            count_stop "${n:-0}" >>"$work/binding_ins_$server"
+            cpu_per $((after - before)) "$n" >>"$work/binding_cpu_$server"
+        done
     done
-done
-for server in rturn coturn; do
-    result[alloc_${server}_rate]=$(field per_second <"$work/alloc_$server" | median)
-    result[alloc_${server}_p99]=$(field p99_ms <"$work/alloc_$server" | median)
-    result[alloc_${server}_cpu]=$(median <"$work/alloc_cpu_$server")
-    result[binding_${server}_rate]=$(field per_second <"$work/binding_$server" | median)
-    result[binding_${server}_cpu]=$(median <"$work/binding_cpu_$server")
-    result[binding_${server}_ins]=$(median <"$work/binding_ins_$server")
-done
+    for server in "${servers[@]}"; do
+        result[alloc_${server}_rate]=$(field per_second <"$work/alloc_$server" | median)
+        result[alloc_${server}_p99]=$(field p99_ms <"$work/alloc_$server" | median)
+        result[alloc_${server}_cpu]=$(median <"$work/alloc_cpu_$server")
+        result[binding_${server}_rate]=$(field per_second <"$work/binding_$server" | median)
+        result[binding_${server}_cpu]=$(median <"$work/binding_cpu_$server")
+        result[binding_${server}_ins]=$(median <"$work/binding_ins_$server")
+    done
+    lap alloc
+fi
 
 # ---- 6. signaling: WebSocket clients in rooms (rturn only; coturn has no signaling) ----
-# On a fresh rturn: the allocations `hold` left live on (their relay sockets too) until they
-# expire, and with 10 000 WebSocket connections they would pass the open-files limit. These
-# runs relay nothing, so a 1000-port relay range: rturn keeps descriptors for one relay
-# socket per port (src/server/descriptors.rs), and where the hard limit cannot be raised
-# (20 000 on some machines) the full range would leave too few for 10 000 WebSockets.
-kill "$rturn_pid"
-wait "$rturn_pid" 2>/dev/null || true
-sed -e "s/^max-port = .*/max-port = 20999/" "$work/rturn.toml" >"$work/signal.toml"
-start_rturn "$work/signal.toml"
-wait_udp "$rturn_port"
-wait_tcp "$http_port"
+# The coturns are done; rturn starts again on a fresh process: the allocations the rows above
+# left live on (their relay sockets too) until they expire, and with 10 000 WebSocket
+# connections they would pass the open-files limit. These runs relay nothing, so a 1000-port
+# relay range: rturn keeps descriptors for one relay socket per port
+# (src/server/descriptors.rs), and where the hard limit cannot be raised (20 000 on some
+# machines) the full range would leave too few for 10 000 WebSockets.
+stop "${servers[@]}"
 # name --server … --server-pid …: $rounds signal runs; medians into result[name_*].
 signal_rounds() {
     local name=$1
@@ -352,152 +476,239 @@ signal_rounds() {
     result[${name}_rss_mb]=$(awk -v k="${result[${name}_server_rss_peak_kib]}" \
         'BEGIN { if (k + 0 > 0) printf "%.0f", k / 1024; else print "n/a" }')
 }
-signal_rounds signal --server "127.0.0.1:$http_port" --server-pid "$rturn_pid"
+# set_range CONFIG MIN: CONFIG's relay range as MIN to MIN + 999, to stdout.
+set_range() {
+    sed -e "s/^min-port = .*/min-port = $2/" -e "s/^max-port = .*/max-port = $(($2 + 999))/" "$1"
+}
+if want signal; then
+    set_range "$work/rturn.toml" "${min_port[rturn]}" >"$work/signal.toml"
+    start_rturn "$work/signal.toml"
+    wait_udp "$rturn_port"
+    wait_tcp "$http_port"
+    signal_rounds signal --server "127.0.0.1:$http_port" --server-pid "${pid[rturn]}"
+    stop rturn
+    lap signal
+fi
 
 # ---- 7. signaling across two nodes sharing one Redis ([cluster]) ----
 # Each room's members alternate between the nodes, so nearly every message crosses them
 # through Redis; the same clients, rooms and rate as above. Fresh processes again.
-kill "$rturn_pid"
-wait "$rturn_pid" 2>/dev/null || true
-read -r redis_port a_udp a_http b_udp b_http <<<"$(free_ports 5)"
-node_ports=("$a_udp" "$a_http" "$b_udp" "$b_http")
-redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
-    >"$work/redis.log" 2>&1 &
-redis_pid=$!
-pids+=("$redis_pid")
-node_pids=()
-node_https=()
-for node in a b; do
-    node_udp=${node_ports[0]}
-    node_http=${node_ports[1]}
-    node_ports=("${node_ports[@]:2}")
-    sed -e "s/127.0.0.1:$rturn_port/127.0.0.1:$node_udp/g" -e "s/127.0.0.1:$http_port/127.0.0.1:$node_http/" \
-        -e "s/^min-port = .*/min-port = $([ $node = a ] && echo 20000 || echo 30000)/" \
-        -e "s/^max-port = .*/max-port = $([ $node = a ] && echo 20999 || echo 30999)/" \
-        "$work/rturn.toml" >"$work/node_$node.toml"
-    printf '[cluster]\nredis = "redis://127.0.0.1:%s"\nnode-id = "%s"\n' "$redis_port" "$node" \
-        >>"$work/node_$node.toml"
-    target/release/rturn -q -c "$work/node_$node.toml" 2>"$work/node_$node.log" &
-    node_pids+=("$!")
-    pids+=("$!")
-    node_https+=("$node_http")
-done
-for port in "${node_https[@]}"; do
-    if ! (wait_tcp "$port"); then
-        cat "$work"/node_*.log >&2
-        exit 1
-    fi
-    for _ in $(seq 50); do # until the node's link to Redis is up
-        if curl -s "http://127.0.0.1:$port/healthz" | grep -q '"redis":"up"'; then break; fi
-        sleep 0.1
+if want cluster; then
+    read -r redis_port a_udp a_http b_udp b_http <<<"$(free_ports 5)"
+    node_ports=("$a_udp" "$a_http" "$b_udp" "$b_http")
+    redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
+        >"$work/redis.log" 2>&1 &
+    redis_pid=$!
+    pids+=("$redis_pid")
+    node_pids=()
+    node_https=()
+    node_min=${min_port[rturn]}
+    for node in a b; do
+        node_udp=${node_ports[0]}
+        node_http=${node_ports[1]}
+        node_ports=("${node_ports[@]:2}")
+        sed -e "s/127.0.0.1:$rturn_port/127.0.0.1:$node_udp/g" -e "s/127.0.0.1:$http_port/127.0.0.1:$node_http/" \
+            "$work/rturn.toml" >"$work/node_$node.base"
+        set_range "$work/node_$node.base" "$node_min" >"$work/node_$node.toml"
+        node_min=$((node_min + 1000))
+        printf '[cluster]\nredis = "redis://127.0.0.1:%s"\nnode-id = "%s"\n' "$redis_port" "$node" \
+            >>"$work/node_$node.toml"
+        "$bin/rturn" -q -c "$work/node_$node.toml" 2>"$work/node_$node.log" &
+        node_pids+=("$!")
+        pids+=("$!")
+        node_https+=("$node_http")
     done
-done
-signal_rounds cluster --server "127.0.0.1:${node_https[0]}" --server "127.0.0.1:${node_https[1]}" \
-    --server-pid "${node_pids[0]}" --server-pid "${node_pids[1]}"
-result[cluster_redis_mb]=$(awk -v k="$(rss_kib "$redis_pid")" \
-    'BEGIN { if (k + 0 > 0) printf "%.1f", k / 1024; else print "n/a" }')
-result[cluster_redis_cpu_s]=$(awk -v t="$(cpu_ticks "$redis_pid")" -v hz="$(getconf CLK_TCK)" \
-    'BEGIN { printf "%.1f", t / hz }')
-result[cluster_relayed]=$(curl -s "http://127.0.0.1:${node_https[0]}/metrics" \
-    | awk '$1 == "rturn_cluster_relayed_total{direction=\"out\"}" { print $2 }')
+    for p in "${node_https[@]}"; do
+        if ! (wait_tcp "$p"); then
+            cat "$work"/node_*.log >&2
+            exit 1
+        fi
+        for _ in $(seq 50); do # until the node's link to Redis is up
+            if curl -s "http://127.0.0.1:$p/healthz" | grep -q '"redis":"up"'; then break; fi
+            sleep 0.1
+        done
+    done
+    signal_rounds cluster --server "127.0.0.1:${node_https[0]}" --server "127.0.0.1:${node_https[1]}" \
+        --server-pid "${node_pids[0]}" --server-pid "${node_pids[1]}"
+    result[cluster_redis_mb]=$(awk -v k="$(rss_kib "$redis_pid")" \
+        'BEGIN { if (k + 0 > 0) printf "%.1f", k / 1024; else print "n/a" }')
+    result[cluster_redis_cpu_s]=$(awk -v t="$(cpu_ticks "$redis_pid")" -v hz="$(getconf CLK_TCK)" \
+        'BEGIN { printf "%.1f", t / hz }')
+    result[cluster_relayed]=$(curl -s "http://127.0.0.1:${node_https[0]}/metrics" \
+        | awk '$1 == "rturn_cluster_relayed_total{direction=\"out\"}" { print $2 }')
+    lap cluster
+fi
 
-# ---- the table ----
+# ---- the table: one column per server, then rturn's ratio to each coturn ----
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else print "n/a" }'; }
-row() { # figure unit rturn coturn target
-    printf '| %s | %s | %s | %s | %s |\n' "$1" "$2 $3" "$4 $3" "$(ratio "$2" "$4")" "$5"
+# val KEY SERVER: result[KEY with @ replaced by SERVER]
+val() { local k=${1//@/$2}; echo "${result[$k]:-n/a}"; }
+ratios() { # key: "| r/c1 | r/c2" for rturn's value over each coturn's
+    local c
+    for c in "${coturns[@]}"; do printf ' | %s' "$(ratio "$(val "$1" rturn)" "$(val "$1" "$c")")"; done
+}
+row() { # figure unit key target
+    local s
+    printf '| %s' "$1"
+    for s in "${servers[@]}"; do printf ' | %s' "$(val "$3" "$s")${2:+ $2}"; done
+    printf '%s | %s |\n' "$(ratios "$3")" "$4"
 }
 rate_row() { # flows label: the max-rate row, marked where the generator was the limit
-    local r="${result[max_$1_rturn]}" c="${result[max_$1_coturn]}"
-    printf '| %s | %s | %s | %s | %s |\n' "highest loss-free relay rate, $2 (packets/s each way)" \
-        "$r /s${result[max_$1_rturn_mark]}" "$c /s${result[max_$1_coturn_mark]}" "$(ratio "$r" "$c")" "≥ 2"
+    local s
+    printf '| %s' "highest loss-free relay rate, $2 (packets/s each way)"
+    for s in "${servers[@]}"; do printf ' | %s' "$(val "max_$1_@" "$s") /s${result[max_$1_${s}_mark]:-}"; done
+    printf '%s | %s |\n' "$(ratios "max_$1_@")" "≥ 2"
 }
-latency_row() { # flows label: p50 / p99 / p99.9 at half the rate found; the ratio is of p99
-    local r c
-    r="${result[lat_$1_rturn_p50]} / ${result[lat_$1_rturn_p99]} / ${result[lat_$1_rturn_p999]} ms"
-    c="${result[lat_$1_coturn_p50]} / ${result[lat_$1_coturn_p99]} / ${result[lat_$1_coturn_p999]} ms"
-    printf '| %s | %s | %s | %s | %s |\n' "one-way latency at 50 % of that rate, $2, p50 / p99 / p99.9" \
-        "$r" "$c" "$(ratio "${result[lat_$1_rturn_p99]}" "${result[lat_$1_coturn_p99]}")" "p99 ≤ 1"
+quantiles_row() { # figure key (@ = server, + _p50 … _p999) target: p50 / p99 / p99.9; the ratio is of p99
+    local s
+    printf '| %s' "$1"
+    for s in "${servers[@]}"; do
+        printf ' | %s / %s / %s ms' "$(val "$2_p50" "$s")" "$(val "$2_p99" "$s")" "$(val "$2_p999" "$s")"
+    done
+    printf '%s | %s |\n' "$(ratios "$2_p99")" "$3"
 }
-same_row() { # flows label: p50 / p99 / p99.9 of both at one rate; the ratio is of p99
-    local r c
-    r="${result[same_$1_rturn_p50]} / ${result[same_$1_rturn_p99]} / ${result[same_$1_rturn_p999]} ms"
-    c="${result[same_$1_coturn_p50]} / ${result[same_$1_coturn_p99]} / ${result[same_$1_coturn_p999]} ms"
-    printf '| %s | %s | %s | %s | %s |\n' \
-        "one-way latency, both at ${result[common_$1_rate]}/s (half coturn's highest), $2, p50 / p99 / p99.9" \
-        "$r" "$c" "$(ratio "${result[same_$1_rturn_p99]}" "${result[same_$1_coturn_p99]}")" "p99 ≤ 1"
-}
-only_row() { # figure rturn-cell target: a figure coturn has no counterpart for
-    printf '| %s | %s | — | — | %s |\n' "$1" "$2" "$3"
+only_row() { # figure rturn-cell target: a figure the coturns have no counterpart for
+    printf '| %s | %s' "$1" "$2"
+    for _ in $(seq $((${#coturns[@]} * 2))); do printf ' | —'; done
+    printf ' | %s |\n' "$3"
 }
 table=$(
-    echo "| figure | rturn | coturn 4.6 | rturn / coturn | target (ratio) |"
-    echo "|---|---|---|---|---|"
-    row "server CPU per relayed packet, UDP ChannelData" "${result[relay_channel_rturn_cpu]}" "µs" "${result[relay_channel_coturn_cpu]}" "≤ 0.5"
-    row "server CPU per relayed packet, UDP Send indication" "${result[relay_send_rturn_cpu]}" "µs" "${result[relay_send_coturn_cpu]}" "≤ 0.6"
-    row "server CPU per relayed packet, TCP" "${result[relay_tcp_rturn_cpu]}" "µs" "${result[relay_tcp_coturn_cpu]}" "—"
-    row "server instructions per relayed packet, UDP ChannelData" "${result[relay_channel_rturn_ins]}" "" "${result[relay_channel_coturn_ins]}" "—"
-    row "server instructions per relayed packet, UDP Send indication" "${result[relay_send_rturn_ins]}" "" "${result[relay_send_coturn_ins]}" "—"
-    row "loss at the fixed rate, UDP ChannelData" "${result[relay_channel_rturn_loss]}" "%" "${result[relay_channel_coturn_loss]}" "0"
-    row "allocations per second (64 clients, full cycle)" "${result[alloc_rturn_rate]}" "/s" "${result[alloc_coturn_rate]}" "≥ 5"
-    row "server CPU per allocation cycle (4 requests, 1 socket bound and closed)" "${result[alloc_rturn_cpu]}" "µs" "${result[alloc_coturn_cpu]}" "—"
-    row "allocation cycle p99" "${result[alloc_rturn_p99]}" "ms" "${result[alloc_coturn_p99]}" "—"
-    row "RSS per allocation (${result[mem_rturn_n]} held)" "${result[mem_rturn]}" "B" "${result[mem_coturn]}" "≤ 0.25"
-    row "STUN Binding requests per second" "${result[binding_rturn_rate]}" "/s" "${result[binding_coturn_rate]}" "≥ 1.5"
-    row "server CPU per Binding request" "${result[binding_rturn_cpu]}" "µs" "${result[binding_coturn_cpu]}" "—"
-    row "server instructions per Binding request" "${result[binding_rturn_ins]}" "" "${result[binding_coturn_ins]}" "—"
-    rate_row 1 "1 flow"
-    rate_row "$many_flows" "$many_flows flows"
-    latency_row 1 "1 flow"
-    latency_row "$many_flows" "$many_flows flows"
-    same_row 1 "1 flow"
-    same_row "$many_flows" "$many_flows flows"
-    only_row "signaling relay latency p50 / p99 ($signal_clients clients in $signal_rooms rooms)" \
-        "${result[signal_p50_ms]} / ${result[signal_p99_ms]} ms" "p99 < 10 ms"
-    only_row "server RSS with $signal_clients signaling clients" "${result[signal_rss_mb]} MB" "< 200 MB"
-    only_row "signaling messages lost / errors" "${result[signal_lost]} / ${result[signal_errors]}" "0 / 0"
-    only_row "signaling relay latency p50 / p99 across 2 nodes through Redis (same load, rooms split)" \
-        "${result[cluster_p50_ms]} / ${result[cluster_p99_ms]} ms" "p99 < 10 ms"
-    only_row "RSS of the 2 nodes together / of Redis, after the cluster runs" \
-        "${result[cluster_rss_mb]} MB / ${result[cluster_redis_mb]} MB" "—"
-    only_row "cross-node signaling messages lost / errors" "${result[cluster_lost]} / ${result[cluster_errors]}" "0 / 0"
-    only_row "Redis CPU for all cluster rounds (node a relayed ${result[cluster_relayed]} messages through it)" \
-        "${result[cluster_redis_cpu_s]} s" "—"
+    printf '| figure'
+    for s in "${servers[@]}"; do printf ' | %s' "${label[$s]}"; done
+    for c in "${coturns[@]}"; do printf ' | rturn / %s' "${label[$c]#coturn }"; done
+    printf ' | target (ratio) |\n|---'
+    for _ in $(seq $((${#servers[@]} + ${#coturns[@]} + 1))); do printf '|---'; done
+    printf '|\n'
+    # Per relayed packet, each figure for every uclient mode measured.
+    for figure in "server CPU:µs:cpu" "machine-wide CPU (server + uclient + echo peer):µs:all" \
+        "server instructions::ins" "loss at the fixed rate:%:loss"; do
+        IFS=: read -r name unit key <<<"$figure"
+        for mode in channel send tcp; do
+            want "$mode" || continue
+            case $key/$mode in
+                loss/send) continue ;;
+                cpu/channel) target="≤ 0.5" ;;
+                cpu/send) target="≤ 0.6" ;;
+                cpu/tcp | all/tcp) target="≤ 1" ;;
+                loss/*) target="0" ;;
+                *) target="—" ;;
+            esac
+            case $mode in
+                channel) what="UDP ChannelData" ;;
+                send) what="UDP Send indication" ;;
+                tcp) what="TCP ChannelData" ;;
+            esac
+            if [ "$key" = loss ]; then
+                row "$name, $what" "$unit" "relay_${mode}_@_$key" "$target"
+            else
+                row "$name per relayed packet, $what" "$unit" "relay_${mode}_@_$key" "$target"
+            fi
+        done
+    done
+    if want alloc; then
+        row "allocations per second (64 clients, full cycle)" "/s" "alloc_@_rate" "≥ 5"
+        row "server CPU per allocation cycle (4 requests, 1 socket bound and closed)" "µs" "alloc_@_cpu" "—"
+        row "allocation cycle p99" "ms" "alloc_@_p99" "—"
+    fi
+    if want memory; then
+        row "RSS per allocation (${result[mem_rturn_n]} held)" "B" "mem_@" "≤ 0.25"
+    fi
+    if want alloc; then
+        row "STUN Binding requests per second" "/s" "binding_@_rate" "≥ 1.5"
+        row "server CPU per Binding request" "µs" "binding_@_cpu" "—"
+        row "server instructions per Binding request" "" "binding_@_ins" "—"
+    fi
+    if want max-rate; then
+        rate_row 1 "1 flow"
+        rate_row "$many_flows" "$many_flows flows"
+        for flows in 1 "$many_flows"; do
+            what="1 flow"
+            [ "$flows" = 1 ] || what="$flows flows"
+            quantiles_row "one-way latency at 50 % of that rate, $what, p50 / p99 / p99.9" \
+                "lat_${flows}_@" "p99 ≤ 1"
+        done
+        for flows in 1 "$many_flows"; do
+            what="1 flow"
+            [ "$flows" = 1 ] || what="$flows flows"
+            quantiles_row "one-way latency, all at ${result[common_${flows}_rate]}/s (half the lowest coturn's highest), $what, p50 / p99 / p99.9" \
+                "same_${flows}_@" "p99 ≤ 1"
+        done
+    fi
+    if want signal; then
+        only_row "signaling relay latency p50 / p99 ($signal_clients clients in $signal_rooms rooms)" \
+            "${result[signal_p50_ms]} / ${result[signal_p99_ms]} ms" "p99 < 10 ms"
+        only_row "server RSS with $signal_clients signaling clients" "${result[signal_rss_mb]} MB" "< 200 MB"
+        only_row "signaling messages lost / errors" "${result[signal_lost]} / ${result[signal_errors]}" "0 / 0"
+    fi
+    if want cluster; then
+        only_row "signaling relay latency p50 / p99 across 2 nodes through Redis (same load, rooms split)" \
+            "${result[cluster_p50_ms]} / ${result[cluster_p99_ms]} ms" "p99 < 10 ms"
+        only_row "RSS of the 2 nodes together / of Redis, after the cluster runs" \
+            "${result[cluster_rss_mb]} MB / ${result[cluster_redis_mb]} MB" "—"
+        only_row "cross-node signaling messages lost / errors" "${result[cluster_lost]} / ${result[cluster_errors]}" "0 / 0"
+        only_row "Redis CPU for all cluster rounds (node a relayed ${result[cluster_relayed]} messages through it)" \
+            "${result[cluster_redis_cpu_s]} s" "—"
+    fi
 )
 echo "$table"
-grep -h 'probe\|joined' "$work/max_rate.log" "$work/signal.log" >&2 || true
+grep -hs 'probe\|joined' "$work/max_rate.log" "$work/signal.log" >&2 || true
+[ -z "$c417_missing" ] || echo "bench: coturn 4.17.1 columns left out: $c417_missing" >&2
 echo "bench: took $((SECONDS / 60)) min $((SECONDS % 60)) s" >&2
 
-# Smoke mode: the harness must produce a complete table (every rturn cell measured).
+# Every rturn cell of the table must be measured (instructions only where perf counts them).
 if echo "$table" | awk -F'|' 'NR > 2 && $2 !~ /instructions/ && $3 ~ /n\/a/ { bad = 1 } END { exit !bad }'; then
     echo "bench: some rturn figure was not measured" >&2
     exit 1
 fi
-[ "$smoke" -eq 1 ] && exit 0
+[ "$smoke" -eq 0 ] && [ -z "$only" ] || exit 0
 
 # The analysis written by hand below the table survives a re-run.
 notes=$(sed -n '/^## Where rturn stands/,$p' BENCHMARKS.md 2>/dev/null || true)
+names=$(for s in "${servers[@]}"; do printf '%s, ' "${label[$s]}"; done)
+names=${names%, }
 {
     echo "# Benchmarks"
     echo
     echo "Produced by \`scripts/bench.sh\` on $(date -u +%Y-%m-%d). Machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1),"
-    echo "$(nproc) cores, Linux $(uname -r). coturn: $(turnserver --version 2>/dev/null | head -1 || echo unknown)."
+    echo "$(nproc) cores, Linux $(uname -r). Servers: $names."
+    if [ -n "$c417" ]; then
+        echo "coturn 4.17.1 was built from its release source by \`../shared/anchors/build-coturn.sh\`;"
+        echo "the other coturn is Debian's package."
+    else
+        echo "coturn 4.17.1 was left out of this run: $c417_missing."
+    fi
     echo
-    echo "Both servers ran side by side on loopback with $threads data-path threads, the same realm,"
+    echo "How to run: \`scripts/bench.sh\` (the full run, which rewrites the part of this file above"
+    echo "\"Where rturn stands\"); \`scripts/bench.sh --smoke\` (seconds; CI); \`scripts/bench.sh --only"
+    echo "relay\` (or \`channel,tcp\`, \`max-rate\`, \`alloc\`, \`memory\`, \`signal\`, \`cluster\`: those rows"
+    echo "only, this file untouched). coturn 4.17.1 comes from \`COTURN_417=PREFIX\`, else"
+    echo "\`target/coturn-4.17.1\`, built there once when \`../shared/anchors/build-coturn.sh\` exists;"
+    echo "without it the run leaves its columns out and says why."
+    echo
+    echo "The servers ran side by side on loopback with $threads data-path threads, the same realm,"
     echo "user, port-range size, loopback peers allowed and logging off; rounds alternated"
-    echo "(rturn, coturn, rturn, ...), $rounds each, and each cell is the median. CPU is user + system"
-    echo "time of the server process (all threads) from /proc/PID/stat, divided by the packets it"
-    echo "relayed (both directions) or the requests it answered; the load generators share the"
+    echo "($names, rturn, ...), $rounds each, and each cell is the median. Server CPU is"
+    echo "user + system time of the server process (all threads) from /proc/PID/stat, divided by"
+    echo "the packets it relayed (both directions) or the requests it answered; machine-wide CPU"
+    echo "adds the load client's (\`turnutils_uclient\`, all its threads) and the echo peer's"
+    echo "(\`turnutils_peer\`) to the server's, for the same packets. The load generators share the"
     echo "same 2 cores. Lower is better for CPU and memory, higher for rates."
     echo
     echo "$table"
     echo
-    echo "Commands: coturn's \`turnutils_uclient -m $clients -n $messages -l 120 -z $interval -c -X\`"
-    echo "(ChannelData; \`-s\` Send indications; \`-t\` TCP) against \`turnutils_peer\`;"
+    echo "Commands: \`$(basename "$uclient") -m $clients -n $messages -l 120 -z $interval -c -X\`"
+    echo "(ChannelData; \`-s\` Send indications; \`-t\` TCP) against \`turnutils_peer\`, both"
+    if [ -n "$c417" ]; then
+        echo "coturn 4.17.1's for every server (it binds channels 0x4000-0x4FFF only, as 4.17 requires);"
+    else
+        echo "Debian's;"
+    fi
     echo "\`rturn-bench alloc-rate --clients 64\` (401 → Allocate → ChannelBind → Refresh 0),"
-    echo "\`rturn-bench binding-rate --clients 32\`, \`rturn-bench hold --count $hold\`,"
+    echo "\`rturn-bench binding-rate --clients 32\`, \`rturn-bench hold --count $hold\` (then every"
+    echo "server restarts),"
     echo "\`rturn-bench max-rate --flows 1|$many_flows ${max_rate_args[*]}\`,"
-    echo "\`rturn-bench relay-rate --flows 1|$many_flows --rate R --batch 4\` (both servers at R, half"
-    echo "coturn's highest rate),"
+    echo "\`rturn-bench relay-rate --flows 1|$many_flows --rate R --batch 4\` (every server at R, half"
+    echo "the lowest coturn's highest rate),"
     echo "\`rturn-bench signal --clients $signal_clients --rooms $signal_rooms --duration ${signal_secs}s --server-pid PID\`,"
     echo "and across two nodes with \`[cluster] redis\` on one \`redis-server\` (no persistence), the same"
     echo "command with \`--server\` and \`--server-pid\` once per node."
