@@ -12,6 +12,9 @@
 //! - [`stun`]: the STUN wire codec, TCP framing and the Binding responder. Pure: no tokio,
 //!   no sockets, no clock, so every path is unit-tested on bytes.
 //! - [`auth`]: long-term credentials, TURN REST secrets, stateless nonces. Pure.
+//! - [`client`]: a sans-IO TURN client: requests built with long-term credentials, responses,
+//!   Data indications and ChannelData parsed; used by the tests, benches, fuzz targets and
+//!   `rturn-bench`. Pure.
 //! - [`turn`]: the allocation manager, sans-IO: decoded requests and the time in, response
 //!   bytes and data-path routes out; relay ports come through a binder trait; peer rules,
 //!   per-allocation caps and bandwidth limits.
@@ -33,6 +36,7 @@
 
 pub mod auth;
 pub mod cli;
+pub mod client;
 pub mod client_key;
 pub mod config;
 pub mod coturn;
