@@ -30,6 +30,8 @@
 //!   unauthenticated requests, the TCP/TLS connection limits, the HTTP listeners (hyper with
 //!   header and idle timers, connection caps at accept) and the descriptor budget they share,
 //!   counting what was seen, and stopping on one cancellation token.
+//! - `testkit` (tests and the `testkit` feature only): the black-box test harness that every
+//!   binary under `tests/` uses.
 //!
 //! `main.rs` is thin: it parses the command line, sets up tracing, reads the config, builds the
 //! runtime with one worker thread per configured worker, binds, and calls [`server::run`].
@@ -46,6 +48,8 @@ pub mod random;
 pub mod server;
 pub mod signal;
 pub mod stun;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 pub mod turn;
 
 pub use config::Config;

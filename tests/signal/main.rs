@@ -10,8 +10,6 @@
 
 mod access;
 mod cluster;
-#[path = "../common/mod.rs"]
-mod common;
 mod limits;
 mod queues;
 mod rooms;
@@ -21,7 +19,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::*;
+use rturn::testkit::*;
 use futures_util::{SinkExt, StreamExt};
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
