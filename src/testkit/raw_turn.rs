@@ -78,10 +78,16 @@ impl RawTurn {
         // The first Allocate has no credentials: its 401 brings REALM and NONCE.
         let challenge = turn.exchange(&allocate);
         assert_eq!(challenge.code(), 401, "unauthenticated Allocate");
-        assert!(turn.client.handle_challenge(&challenge), "401 with REALM and NONCE");
+        assert!(
+            turn.client.handle_challenge(&challenge),
+            "401 with REALM and NONCE"
+        );
         let mut m = turn.exchange_message(&allocate);
         if read(&m).code() == 438 {
-            assert!(turn.client.handle_challenge(&read(&m)), "438 with a new NONCE");
+            assert!(
+                turn.client.handle_challenge(&read(&m)),
+                "438 with a new NONCE"
+            );
             m = turn.exchange_message(&allocate);
         }
         let response = read(&m);

@@ -15,7 +15,6 @@
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -14,7 +14,6 @@
 //! earlier ones left: a server that kept anything per connection would grow again by all of
 //! it. (tests/signal/queues.rs shows the memory going back once the load is over.)
 
-
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::process::{Command, Stdio};

@@ -1,6 +1,5 @@
 //! Black-box: the command line and config errors as an operator sees them.
 
-
 use rturn::testkit::*;
 
 #[test]

@@ -3,7 +3,6 @@
 //! capacity or draining sends new allocations to its `alternate-server` (300 with
 //! ALTERNATE-SERVER) instead of refusing them.
 
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 

@@ -4,7 +4,6 @@
 //! `prlimit --nofile=256`, flooded with idle HTTP connections, still relays, answers TURN over
 //! TCP and `/healthz`). Every refusal is read back from `/metrics`. Loopback only.
 
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};

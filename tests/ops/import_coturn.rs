@@ -2,7 +2,6 @@
 //! documents, and a round trip: a coturn configuration converted, served by rturn, and used by
 //! coturn's `turnutils_uclient` through coturn's echo peer with nothing lost.
 
-
 use std::net::{TcpListener, UdpSocket};
 use std::path::Path;
 use std::process::{Command, Output};

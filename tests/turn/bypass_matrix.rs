@@ -10,7 +10,6 @@
 //! refuses, so nothing is sent), and data is only ever sent after the server refused both the
 //! permission and the channel, so a server that relayed it would have had nothing to relay on.
 
-
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};

@@ -5,7 +5,6 @@
 //! 16 bytes of the IPv4 one before: every IPv6 peer packet looked like it came from a
 //! stranger and was dropped, and IPv6 clients were answered at a garbage address.
 
-
 use std::net::{SocketAddr, UdpSocket};
 
 use rturn::testkit::*;

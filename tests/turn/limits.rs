@@ -3,7 +3,6 @@
 //! cap, the TCP allocation timeout and the TLS handshake timeout. Every count is read back
 //! from `/metrics`. Loopback only; one worker, so one shard holds every bucket.
 
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};

@@ -5,7 +5,6 @@
 //! which count against the quotas of whoever made them. Clients on other addresses come from
 //! 127.0.0.2 and 127.0.0.3, which Linux routes like 127.0.0.1.
 
-
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::time::Duration;

@@ -1,7 +1,6 @@
 //! Black-box: the built binary answers STUN Binding over UDP and TCP, to clients we did not
 //! write (coturn's turnutils_stunclient) and to raw sockets, and survives malformed input.
 
-
 use std::io::Write;
 use std::process::Command;
 

@@ -4,7 +4,6 @@
 //! instead of holding 256 frames of up to 64 KiB per such client. Loopback only; the default
 //! worker count.
 
-
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};

@@ -2,7 +2,6 @@
 //! properly, against that certificate as the only root), the `turns:` URL they hand out, and
 //! certificate errors that name the file and the key.
 
-
 use std::sync::Arc;
 
 use rturn::testkit::*;

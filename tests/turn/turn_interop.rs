@@ -3,7 +3,6 @@
 //! and mode the client has for plain TURN: ChannelData, Send indications, TCP, client to
 //! client, TURN REST credentials, and an `external-ip` (NAT) configuration.
 
-
 use std::process::Command;
 
 use rturn::testkit::*;
