@@ -74,7 +74,9 @@ pub fn parse_inbound(packet: &[u8]) -> Result<Inbound, ClientError> {
         return Response::from_message(&msg).map(Inbound::Response);
     }
     if msg.typ.method != METHOD_DATA {
-        return Err(ClientError::NotResponse("an indication other than Data"));
+        return Err(ClientError::NotResponse(
+            "an indication other than Data: not a response",
+        ));
     }
     let bad = ClientError::Malformed(Malformed::BadAttribute);
     let peer = (msg.get(ATTR_XOR_PEER_ADDRESS).ok())

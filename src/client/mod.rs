@@ -43,6 +43,6 @@ pub enum ClientError {
     Malformed(#[from] crate::stun::Malformed),
     /// A STUN message, but not a response (a request or an indication where a response was
     /// expected), or an error response without ERROR-CODE.
-    #[error("not a response: {0}")]
+    #[error("{0}")]
     NotResponse(&'static str),
 }

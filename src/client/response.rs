@@ -59,7 +59,7 @@ impl Response {
                 .map_err(|_| ClientError::NotResponse("error response without ERROR-CODE"))?;
             Some((e.code.0, String::from_utf8_lossy(&e.reason).into_owned()))
         } else {
-            return Err(ClientError::NotResponse("a request or an indication"));
+            return Err(ClientError::NotResponse("not a response"));
         };
         let text = |typ| TextAttribute::get_from_as(msg, typ).ok().map(|a| a.text);
         let id = &msg.transaction_id.0;

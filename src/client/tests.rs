@@ -267,7 +267,7 @@ fn requests_and_garbage_are_not_responses() {
     let req = Request::allocate().build(ID, None).expect("builds");
     assert_eq!(
         Response::parse(&req.raw),
-        Err(ClientError::NotResponse("a request or an indication"))
+        Err(ClientError::NotResponse("not a response"))
     );
     let no_code = response(CLASS_ERROR_RESPONSE, &[]);
     assert!(matches!(
