@@ -69,6 +69,15 @@ impl Request {
         }
     }
 
+    /// An indication of `method` with no attributes (a Send indication with DATA or
+    /// XOR-PEER-ADDRESS left out, say); never signed.
+    pub fn indication(method: Method) -> Request {
+        Request {
+            class: CLASS_INDICATION,
+            ..Request::new(method)
+        }
+    }
+
     /// A STUN Binding request (RFC 8489 §3); never signed.
     pub fn binding() -> Request {
         Request::new(METHOD_BINDING)
@@ -99,9 +108,7 @@ impl Request {
 
     /// A Send indication of `data` to `peer` (RFC 8656 §10); indications are never signed.
     pub fn send(peer: SocketAddr, data: &[u8]) -> Request {
-        let mut req = Request::new(METHOD_SEND).peer(peer).data(data);
-        req.class = CLASS_INDICATION;
-        req
+        Request::indication(METHOD_SEND).peer(peer).data(data)
     }
 
     /// The method of the request.
