@@ -181,6 +181,12 @@ impl Request {
         self.with(Attr::Raw(typ, value.to_vec()))
     }
 
+    /// Adds a text attribute (SOFTWARE, or USERNAME, REALM and NONCE set by hand to test a
+    /// server's checks), as given.
+    pub fn text(self, typ: AttrType, text: &str) -> Request {
+        self.attr(typ, text.as_bytes())
+    }
+
     /// Leaves FINGERPRINT out.
     pub fn without_fingerprint(mut self) -> Request {
         self.fingerprint = false;

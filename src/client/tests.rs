@@ -148,6 +148,7 @@ fn optional_attributes_go_in_order_and_fingerprint_can_be_left_out() {
         .even_port(true)
         .additional_family(2)
         .dont_fragment()
+        .text(ATTR_USERNAME, "alice")
         .without_fingerprint();
     let back = decode(&req.build(ID, None).expect("builds").raw);
     assert_eq!(
@@ -156,10 +157,13 @@ fn optional_attributes_go_in_order_and_fingerprint_can_be_left_out() {
             ATTR_REQUESTED_TRANSPORT,
             ATTR_EVEN_PORT,
             ATTR_ADDITIONAL_ADDRESS_FAMILY,
-            stun::attributes::ATTR_DONT_FRAGMENT
+            stun::attributes::ATTR_DONT_FRAGMENT,
+            ATTR_USERNAME
         ]
     );
     assert_eq!(back.get(ATTR_EVEN_PORT).expect("even"), [0x80]);
+    let user = TextAttribute::get_from_as(&back, ATTR_USERNAME).expect("USERNAME");
+    assert_eq!(user.text, "alice");
 }
 
 #[test]
