@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use stun::attributes::{ATTR_DATA, ATTR_XOR_PEER_ADDRESS};
 use stun::message::{CLASS_INDICATION, METHOD_DATA, Message};
 
-use super::ClientError;
+use super::error::ClientError;
 use super::response::Response;
 use crate::stun::channel_data;
 use crate::stun::codec::{Malformed, PacketKind, decode_into, packet_kind};

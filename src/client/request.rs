@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use stun::agent::TransactionId;
 use stun::attributes::{
-    ATTR_DATA, ATTR_DONT_FRAGMENT, ATTR_EVEN_PORT, ATTR_NONCE, ATTR_REALM,
-    ATTR_REQUESTED_ADDRESS_FAMILY, ATTR_RESERVATION_TOKEN, ATTR_USERNAME, AttrType,
+    ATTR_DATA, ATTR_DONT_FRAGMENT, ATTR_EVEN_PORT, ATTR_REQUESTED_ADDRESS_FAMILY,
+    ATTR_RESERVATION_TOKEN, AttrType,
 };
 use stun::fingerprint::FINGERPRINT;
 use stun::message::{
@@ -20,15 +20,13 @@ use stun::message::{
     METHOD_CREATE_PERMISSION, METHOD_REFRESH, METHOD_SEND, Message, MessageClass, MessageType,
     Method, Setter,
 };
-use stun::textattrs::TextAttribute;
 use turn::proto::channum::ChannelNumber;
 use turn::proto::lifetime::Lifetime;
 use turn::proto::peeraddr::PeerAddress;
 use turn::proto::reqtrans::RequestedTransport;
 
-use super::ClientError;
+use super::error::ClientError;
 use super::session::Session;
-use crate::auth::add_integrity;
 use crate::turn::attrs::{ATTR_ADDITIONAL_ADDRESS_FAMILY, PROTO_UDP};
 
 /// One attribute of a request, as a value.
@@ -212,16 +210,7 @@ impl Request {
             add(&mut m, attr)?;
         }
         if let Some(s) = session {
-            for (typ, text, what) in [
-                (ATTR_USERNAME, s.username(), "USERNAME"),
-                (ATTR_REALM, s.realm(), "REALM"),
-                (ATTR_NONCE, s.nonce(), "NONCE"),
-            ] {
-                TextAttribute::new(typ, text.to_owned())
-                    .add_to(&mut m)
-                    .map_err(|_| ClientError::Encode(what))?;
-            }
-            add_integrity(&mut m, s.key(), s.integrity());
+            s.sign(&mut m)?;
         }
         if self.fingerprint {
             FINGERPRINT

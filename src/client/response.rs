@@ -12,7 +12,7 @@ use stun::error_code::ErrorCodeAttribute;
 use stun::message::{CLASS_ERROR_RESPONSE, CLASS_SUCCESS_RESPONSE, Getter, Message, Method};
 use stun::textattrs::TextAttribute;
 
-use super::ClientError;
+use super::error::ClientError;
 use crate::stun::codec::decode_into;
 use crate::turn::attrs::decode_xor_address;
 

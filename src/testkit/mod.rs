@@ -18,12 +18,7 @@ pub mod raw_turn;
 pub mod redis;
 pub mod server;
 
-use std::time::Duration;
-
 pub use net::*;
 pub use peer::*;
 pub use raw_turn::{RawTurn, Relayed};
 pub use server::*;
-
-/// How long anything in a test may take before it counts as hung.
-pub const TIMEOUT: Duration = Duration::from_secs(10);

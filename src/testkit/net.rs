@@ -1,30 +1,30 @@
-//! STUN and TURN over real sockets for the black-box tests: requests built and responses read
-//! with the `stun` crate (for the tests that must send what a careful client never would),
+//! STUN and TURN over real sockets for the black-box tests: requests built (with
+//! [`crate::client`], or attribute by attribute for the tests that must send what a careful
+//! client never would) and responses read with the `stun` crate,
 //! blocking UDP and TCP clients with the test timeout, and the stream helpers.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 
+use stun::agent::TransactionId;
 use stun::attributes::AttrType;
 use stun::fingerprint::FINGERPRINT;
-use stun::message::{BINDING_REQUEST, Getter, Message, Setter};
+use stun::message::{CLASS_REQUEST, Getter, Message, MessageType, Setter};
 use stun::xoraddr::XorMappedAddress;
 
-use super::TIMEOUT;
+use super::server::TIMEOUT;
+use crate::client::{Request, Session};
 
 /// A Binding request with a fresh transaction ID; `attrs` are added before FINGERPRINT.
 pub fn binding_request(attrs: &[(u16, &[u8])], fingerprint: bool) -> Message {
-    let mut m = Message::new();
-    m.typ = BINDING_REQUEST;
-    m.new_transaction_id().expect("transaction id");
-    m.write_header();
+    let mut req = Request::binding();
     for (typ, value) in attrs {
-        m.add(AttrType(*typ), value);
+        req = req.attr(AttrType(*typ), value);
     }
-    if fingerprint {
-        FINGERPRINT.add_to(&mut m).expect("fingerprint");
+    if !fingerprint {
+        req = req.without_fingerprint();
     }
-    m
+    (req.build(TransactionId::new(), None)).expect("binding request builds")
 }
 
 /// Long-term credentials and the nonce a TURN request is signed with.
@@ -51,32 +51,20 @@ pub fn alice(nonce: &str) -> Signer<'_> {
 }
 
 /// A TURN request of `method` with what `add` adds, then USERNAME, REALM, NONCE and
-/// MESSAGE-INTEGRITY when `signer` is given, and FINGERPRINT last.
+/// MESSAGE-INTEGRITY when `signer` is given (by [`Session::sign`]), and FINGERPRINT last.
 pub fn turn_request(
     method: stun::message::Method,
     signer: Option<Signer<'_>>,
     add: impl FnOnce(&mut Message),
 ) -> Message {
-    use stun::attributes::{ATTR_NONCE, ATTR_REALM, ATTR_USERNAME};
-    use stun::integrity::MessageIntegrity;
-    use stun::message::{CLASS_REQUEST, MessageType};
-    use stun::textattrs::TextAttribute;
     let mut m = Message::new();
     m.typ = MessageType::new(method, CLASS_REQUEST);
     m.new_transaction_id().expect("transaction id");
     m.write_header();
     add(&mut m);
     if let Some(s) = signer {
-        for (typ, text) in [
-            (ATTR_USERNAME, s.user),
-            (ATTR_REALM, s.realm),
-            (ATTR_NONCE, s.nonce),
-        ] {
-            (TextAttribute::new(typ, text.to_owned()).add_to(&mut m)).expect("text attribute");
-        }
-        MessageIntegrity::new_long_term_integrity(s.user.into(), s.realm.into(), s.pass.into())
-            .add_to(&mut m)
-            .expect("integrity");
+        let session = Session::new(s.user, s.pass, s.realm, s.nonce);
+        session.sign(&mut m).expect("credentials encode");
     }
     FINGERPRINT.add_to(&mut m).expect("fingerprint");
     m

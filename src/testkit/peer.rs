@@ -5,7 +5,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::TIMEOUT;
+use super::server::TIMEOUT;
 
 /// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
 pub fn noise(seed: u64, len: usize) -> Vec<u8> {

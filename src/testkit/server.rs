@@ -11,7 +11,8 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::TIMEOUT;
+/// How long anything in a test may take before it counts as hung.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A running rturn process, killed when dropped.
 pub struct Server {
