@@ -11,25 +11,23 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use criterion::{Criterion, Throughput, criterion_main};
 use rturn::auth::Integrity;
+use rturn::client::Request;
 use rturn::stun::codec::{PacketKind, decode_into, packet_kind};
 use rturn::stun::{Outcome, Responder, next_frame};
-use stun::attributes::ATTR_REQUESTED_TRANSPORT;
-use stun::message::{CLASS_SUCCESS_RESPONSE, METHOD_ALLOCATE, METHOD_BINDING, Message};
+use stun::message::{CLASS_SUCCESS_RESPONSE, Message};
 
 const CLIENT: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1)), 40000);
 
 /// A Binding request as STUN clients send it: no attributes but FINGERPRINT.
 fn binding() -> Vec<u8> {
-    common::request(METHOD_BINDING, 1, None, |_| {})
+    common::request(&Request::binding(), 1, None)
 }
 
 /// An Allocate after the 401: REQUESTED-TRANSPORT, USERNAME, REALM, NONCE,
 /// MESSAGE-INTEGRITY, FINGERPRINT.
 fn allocate() -> Vec<u8> {
-    let signer = common::Signer::new(&common::auth(), CLIENT, Integrity::Sha1);
-    common::request(METHOD_ALLOCATE, 2, Some(&signer), |m| {
-        m.add(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]);
-    })
+    let signer = common::signer(&common::auth(), CLIENT, Integrity::Sha1);
+    common::request(&Request::allocate(), 2, Some(&signer))
 }
 
 /// ChannelData as it travels on a stream: padded to a multiple of 4 (RFC 8656 §12.5).

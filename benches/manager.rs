@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_main};
 use rturn::auth::{Auth, Integrity, NonceCheck, verify_integrity};
+use rturn::client::{Request, Session};
 use rturn::stun::codec::decode_into;
 use rturn::turn::manager::PeerRoute;
 use rturn::turn::peer_rules::PeerRules;
@@ -21,16 +22,7 @@ use rturn::turn::quota::Quotas;
 use rturn::turn::{
     FiveTuple, Manager, PortChoice, RelayAddress, RelayBinder, Transport, TurnConfig,
 };
-use stun::attributes::{
-    ATTR_CHANNEL_NUMBER, ATTR_LIFETIME, ATTR_REQUESTED_TRANSPORT, ATTR_XOR_PEER_ADDRESS,
-};
-use stun::message::{
-    CLASS_ERROR_RESPONSE, CLASS_SUCCESS_RESPONSE, METHOD_ALLOCATE, METHOD_CHANNEL_BIND,
-    METHOD_CREATE_PERMISSION, METHOD_REFRESH, Message, MessageClass,
-};
-use stun::xoraddr::XorMappedAddress;
-
-use common::Signer;
+use stun::message::{CLASS_ERROR_RESPONSE, CLASS_SUCCESS_RESPONSE, Message, MessageClass};
 
 const SERVER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 1)), 3478);
 const RELAY: IpAddr = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7));
@@ -120,30 +112,15 @@ fn decode(raw: &[u8]) -> Message {
     msg
 }
 
-fn add_peer(m: &mut Message) {
-    let peer = XorMappedAddress {
-        ip: PEER.ip(),
-        port: PEER.port(),
-    };
-    peer.add_to_as(m, ATTR_XOR_PEER_ADDRESS)
-        .expect("an address always encodes");
+fn allocate(id: u32, signer: Option<&Session>) -> Message {
+    decode(&common::request(&Request::allocate(), id, signer))
 }
 
-fn allocate(id: u32, signer: Option<&Signer>) -> Message {
-    decode(&common::request(METHOD_ALLOCATE, id, signer, |m| {
-        m.add(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]);
-    }))
-}
-
-fn channel_bind(id: u32, signer: &Signer) -> Message {
+fn channel_bind(id: u32, signer: &Session) -> Message {
     decode(&common::request(
-        METHOD_CHANNEL_BIND,
+        &Request::channel_bind(CHANNEL, PEER),
         id,
         Some(signer),
-        |m| {
-            m.add(ATTR_CHANNEL_NUMBER, &[0x40, 0, 0, 0]);
-            add_peer(m);
-        },
     ))
 }
 
@@ -152,24 +129,21 @@ fn channel_bind(id: u32, signer: &Signer) -> Message {
 fn lifecycle(c: &mut Criterion) {
     let mut shard = Shard::new();
     let tuple = tuple(0);
-    let signer = Signer::new(&shard.auth, tuple.client, Integrity::Sha1);
+    let signer = common::signer(&shard.auth, tuple.client, Integrity::Sha1);
     let steps = [
         (allocate(1, None), CLASS_ERROR_RESPONSE),
         (allocate(2, Some(&signer)), CLASS_SUCCESS_RESPONSE),
         (
             decode(&common::request(
-                METHOD_CREATE_PERMISSION,
+                &Request::create_permission(&[PEER]),
                 3,
                 Some(&signer),
-                add_peer,
             )),
             CLASS_SUCCESS_RESPONSE,
         ),
         (channel_bind(4, &signer), CLASS_SUCCESS_RESPONSE),
         (
-            decode(&common::request(METHOD_REFRESH, 5, Some(&signer), |m| {
-                m.add(ATTR_LIFETIME, &0u32.to_be_bytes());
-            })),
+            decode(&common::request(&Request::refresh(0), 5, Some(&signer))),
             CLASS_SUCCESS_RESPONSE,
         ),
     ];
@@ -199,7 +173,7 @@ fn populated(n: u32) -> (Shard, FiveTuple, SocketAddr) {
     let mut shard = Shard::new();
     for i in 0..n {
         let tuple = tuple(i);
-        let signer = Signer::new(&shard.auth, tuple.client, Integrity::Sha1);
+        let signer = common::signer(&shard.auth, tuple.client, Integrity::Sha1);
         for req in [
             allocate(2 * i, Some(&signer)),
             channel_bind(2 * i + 1, &signer),
@@ -260,14 +234,15 @@ fn authentication(c: &mut Criterion) {
         ("verify_integrity/sha1", Integrity::Sha1),
         ("verify_integrity/sha256", Integrity::Sha256),
     ] {
-        let signer = Signer::new(&auth, client, integrity);
+        let signer = common::signer(&auth, client, integrity);
         let req = allocate(1, Some(&signer));
-        assert_eq!(verify_integrity(&req, &signer.key), Ok(integrity));
+        assert_eq!(verify_integrity(&req, signer.key()), Ok(integrity));
         group.bench_function(name, |b| {
-            b.iter(|| verify_integrity(black_box(&req), &signer.key))
+            b.iter(|| verify_integrity(black_box(&req), signer.key()))
         });
     }
-    let nonce = Signer::new(&auth, client, Integrity::Sha1).nonce;
+    let signer = common::signer(&auth, client, Integrity::Sha1);
+    let nonce = signer.nonce();
     let now = common::UNIX_START;
     assert_eq!(
         auth.check_nonce(nonce.as_bytes(), now, client),

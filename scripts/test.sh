@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs rturn's whole test suite. Installs what the tests need when it is missing:
 #   coturn           - for turnutils_stunclient / turnutils_uclient, clients we did not write.
-#   chromium         - Debian's browser, for tests/browser.rs (WebRTC through TURN).
+#   chromium         - Debian's browser, for tests/browser/ (WebRTC through TURN).
 #   playwright-core  - drives that browser; npm ci into tests/browser/node_modules.
 #   redis-server     - the cluster tests start their own, each on a free loopback port.
 # Usage: scripts/test.sh [extra cargo test arguments]

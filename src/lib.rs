@@ -12,6 +12,9 @@
 //! - [`stun`]: the STUN wire codec, TCP framing and the Binding responder. Pure: no tokio,
 //!   no sockets, no clock, so every path is unit-tested on bytes.
 //! - [`auth`]: long-term credentials, TURN REST secrets, stateless nonces. Pure.
+//! - [`client`]: a sans-IO TURN client: requests built with long-term credentials, responses,
+//!   Data indications and ChannelData parsed; used by the tests, benches, fuzz targets and
+//!   `rturn-bench`. Pure.
 //! - [`turn`]: the allocation manager, sans-IO: decoded requests and the time in, response
 //!   bytes and data-path routes out; relay ports come through a binder trait; peer rules,
 //!   per-allocation caps and bandwidth limits.
@@ -27,12 +30,15 @@
 //!   unauthenticated requests, the TCP/TLS connection limits, the HTTP listeners (hyper with
 //!   header and idle timers, connection caps at accept) and the descriptor budget they share,
 //!   counting what was seen, and stopping on one cancellation token.
+//! - `testkit` (tests and the `testkit` feature only): the black-box test harness that every
+//!   binary under `tests/` uses.
 //!
 //! `main.rs` is thin: it parses the command line, sets up tracing, reads the config, builds the
 //! runtime with one worker thread per configured worker, binds, and calls [`server::run`].
 
 pub mod auth;
 pub mod cli;
+pub mod client;
 pub mod client_key;
 pub mod config;
 pub mod coturn;
@@ -43,6 +49,8 @@ pub mod random;
 pub mod server;
 pub mod signal;
 pub mod stun;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 pub mod turn;
 
 pub use config::Config;

@@ -1,17 +1,15 @@
-//! Requests for the benchmarks, built and signed as a client would: fixed transaction IDs,
-//! a fixed nonce secret and a fixed clock, so every run measures the same bytes.
+//! Requests for the benchmarks, built and signed by `rturn::client` as a client would: fixed
+//! transaction IDs, a fixed nonce secret and a fixed clock, so every run measures the same
+//! bytes.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use criterion::Criterion;
-use rturn::auth::{Auth, AuthSettings, Integrity, Key, add_integrity, long_term_key};
+use rturn::auth::{Auth, AuthSettings, Integrity};
+use rturn::client::{Request, Session};
 use stun::agent::TransactionId;
-use stun::attributes::{ATTR_NONCE, ATTR_REALM, ATTR_USERNAME};
-use stun::fingerprint::FINGERPRINT;
-use stun::message::{CLASS_REQUEST, Message, MessageType, Method, Setter};
-use stun::textattrs::TextAttribute;
 
 /// The realm of the one static user.
 const REALM: &str = "example.org";
@@ -40,55 +38,19 @@ pub(crate) fn auth() -> Auth {
     })
 }
 
-/// A client that got a nonce from a 401 and signs with the user's long-term key.
-pub(crate) struct Signer {
-    /// The nonce `auth` issued to the client at [`UNIX_START`].
-    pub(crate) nonce: String,
-    /// MD5(user:realm:password), RFC 8489 §9.2.2.
-    pub(crate) key: Key,
-    integrity: Integrity,
+/// The static user at `client` with the nonce `auth` issued it at [`UNIX_START`], as after
+/// a 401, signing with MESSAGE-INTEGRITY(-SHA256) per `integrity`.
+pub(crate) fn signer(auth: &Auth, client: SocketAddr, integrity: Integrity) -> Session {
+    let nonce = auth.make_nonce(UNIX_START, client);
+    Session::new(USER.0, USER.1, REALM, &nonce).signing_with(integrity)
 }
 
-impl Signer {
-    /// The static user at `client`, signing with MESSAGE-INTEGRITY(-SHA256) per `integrity`.
-    pub(crate) fn new(auth: &Auth, client: SocketAddr, integrity: Integrity) -> Self {
-        Self {
-            nonce: auth.make_nonce(UNIX_START, client),
-            key: long_term_key(USER.0, REALM, USER.1),
-            integrity,
-        }
-    }
-}
-
-/// The wire bytes of a `method` request with transaction ID `id`: the attributes `attrs`
-/// adds, then USERNAME, REALM, NONCE and MESSAGE-INTEGRITY if signed, then FINGERPRINT.
-pub(crate) fn request(
-    method: Method,
-    id: u32,
-    signer: Option<&Signer>,
-    attrs: impl FnOnce(&mut Message),
-) -> Vec<u8> {
-    let mut m = Message::new();
-    m.typ = MessageType::new(method, CLASS_REQUEST);
+/// The wire bytes of `req` with transaction ID `id`: its attributes, then USERNAME, REALM,
+/// NONCE and MESSAGE-INTEGRITY if signed, then FINGERPRINT.
+pub(crate) fn request(req: &Request, id: u32, signer: Option<&Session>) -> Vec<u8> {
     let mut tid = [0x5a; 12];
     tid[8..].copy_from_slice(&id.to_be_bytes());
-    m.transaction_id = TransactionId(tid);
-    m.write_header();
-    attrs(&mut m);
-    if let Some(signer) = signer {
-        for (typ, text) in [
-            (ATTR_USERNAME, USER.0),
-            (ATTR_REALM, REALM),
-            (ATTR_NONCE, signer.nonce.as_str()),
-        ] {
-            TextAttribute::new(typ, text.to_owned())
-                .add_to(&mut m)
-                .expect("username, realm and nonce are short");
-        }
-        add_integrity(&mut m, &signer.key, signer.integrity);
-    }
-    FINGERPRINT
-        .add_to(&mut m)
-        .expect("FINGERPRINT fits any request");
-    m.raw
+    (req.build(TransactionId(tid), signer))
+        .expect("benchmark requests encode")
+        .raw
 }

@@ -21,30 +21,21 @@ use std::time::{Duration, Instant};
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use rturn::auth::verify_integrity;
-use rturn::auth::{Auth, AuthSettings, Integrity, Key, add_integrity, long_term_key};
+use rturn::auth::{Auth, AuthSettings, Integrity, Key, long_term_key};
+use rturn::client::{Request, Response, Session};
 use rturn::stun::channel_data;
 use rturn::stun::codec::decode_into;
-use rturn::turn::attrs::{ATTR_ADDITIONAL_ADDRESS_FAMILY, decode_xor_address};
 use rturn::turn::peer_rules::PeerRules;
 use rturn::turn::quota::{Limits, Quotas};
 use rturn::turn::{
     FiveTuple, Manager, PortChoice, RelayAddress, RelayBinder, Transport, TurnConfig,
 };
 use stun::agent::TransactionId;
-use stun::attributes::{
-    ATTR_CHANNEL_NUMBER, ATTR_DATA, ATTR_DONT_FRAGMENT, ATTR_EVEN_PORT, ATTR_LIFETIME, ATTR_NONCE,
-    ATTR_REALM, ATTR_REQUESTED_ADDRESS_FAMILY, ATTR_REQUESTED_TRANSPORT, ATTR_RESERVATION_TOKEN,
-    ATTR_USERNAME, ATTR_XOR_PEER_ADDRESS, ATTR_XOR_RELAYED_ADDRESS, AttrType,
-};
-use stun::error_code::ErrorCodeAttribute;
-use stun::fingerprint::FINGERPRINT;
+use stun::attributes::{ATTR_XOR_RELAYED_ADDRESS, AttrType};
 use stun::message::{
-    CLASS_ERROR_RESPONSE, CLASS_INDICATION, CLASS_REQUEST, CLASS_SUCCESS_RESPONSE, Getter,
-    METHOD_ALLOCATE, METHOD_BINDING, METHOD_CHANNEL_BIND, METHOD_CREATE_PERMISSION, METHOD_REFRESH,
-    METHOD_SEND, Message, MessageType, Method, Setter,
+    CLASS_INDICATION, CLASS_REQUEST, METHOD_ALLOCATE, METHOD_BINDING, METHOD_CHANNEL_BIND,
+    METHOD_CREATE_PERMISSION, METHOD_REFRESH, METHOD_SEND, Message, Method,
 };
-use stun::textattrs::TextAttribute;
-use stun::xoraddr::XorMappedAddress;
 
 const REALM: &str = "example.org";
 const UNIX_START: u64 = 1_700_000_000;
@@ -157,52 +148,52 @@ impl World {
         }
     }
 
-    /// A request of `method` with fuzzed attributes for it.
-    fn request(&self, u: &mut Unstructured<'_>, method: Method) -> Result<Message> {
-        let mut m = Message::new();
-        m.typ = MessageType::new(method, CLASS_REQUEST);
+    /// A request of `method` with fuzzed attributes for it, and its transaction ID.
+    fn request(
+        &self,
+        u: &mut Unstructured<'_>,
+        method: Method,
+    ) -> Result<(Request, TransactionId)> {
+        let mut m = Request::new(method);
         // Few distinct IDs, so retransmissions (same ID again) happen.
-        m.transaction_id = TransactionId([u.int_in_range(0..=3)?; 12]);
-        m.write_header();
+        let id = TransactionId([u.int_in_range(0..=3)?; 12]);
         match method {
             METHOD_ALLOCATE => {
                 let proto = if u.ratio(7, 8)? { 17 } else { u.arbitrary()? };
                 if u.ratio(15, 16)? {
-                    m.add(ATTR_REQUESTED_TRANSPORT, &[proto, 0, 0, 0]);
+                    m = m.transport(proto);
                 }
                 if u.ratio(1, 4)? {
-                    m.add(ATTR_EVEN_PORT, &[if u.arbitrary()? { 0x80 } else { 0 }]);
+                    m = m.even_port(u.arbitrary()?);
                 }
                 if u.ratio(1, 4)? {
                     let family = u.int_in_range(0..=3)?;
-                    let typ = if u.arbitrary()? {
-                        ATTR_REQUESTED_ADDRESS_FAMILY
+                    m = if u.arbitrary()? {
+                        m.family(family)
                     } else {
-                        ATTR_ADDITIONAL_ADDRESS_FAMILY
+                        m.additional_family(family)
                     };
-                    m.add(typ, &[family, 0, 0, 0]);
                 }
                 if u.ratio(1, 4)? && !self.tokens.is_empty() {
-                    m.add(ATTR_RESERVATION_TOKEN, u.choose(&self.tokens)?);
+                    m = m.reservation_token(u.choose(&self.tokens)?);
                 }
                 if u.ratio(1, 8)? {
-                    m.add(ATTR_DONT_FRAGMENT, &[]);
+                    m = m.dont_fragment();
                 }
-                self.lifetime(u, &mut m)?;
+                m = self.lifetime(u, m)?;
             }
-            METHOD_REFRESH => self.lifetime(u, &mut m)?,
+            METHOD_REFRESH => m = self.lifetime(u, m)?,
             METHOD_CREATE_PERMISSION => {
                 for _ in 0..u.int_in_range(0..=3)? {
-                    self.add_peer(u, &mut m)?;
+                    m = m.peer(self.peer(u)?);
                 }
             }
             METHOD_CHANNEL_BIND => {
                 if u.ratio(15, 16)? {
-                    let [hi, lo] = self.channel(u)?.to_be_bytes();
-                    m.add(ATTR_CHANNEL_NUMBER, &[hi, lo, 0, 0]);
+                    m = m.channel(self.channel(u)?);
                 }
                 if u.ratio(15, 16)? {
-                    self.add_peer(u, &mut m)?;
+                    m = m.peer(self.peer(u)?);
                 }
             }
             _ => {}
@@ -211,12 +202,12 @@ impl World {
         if u.ratio(1, 8)? {
             let typ = AttrType(u.arbitrary()?);
             let len = u.int_in_range(0..=9)?;
-            m.add(typ, u.bytes(len)?);
+            m = m.attr(typ, u.bytes(len)?);
         }
-        Ok(m)
+        Ok((m, id))
     }
 
-    fn lifetime(&self, u: &mut Unstructured<'_>, m: &mut Message) -> Result<()> {
+    fn lifetime(&self, u: &mut Unstructured<'_>, m: Request) -> Result<Request> {
         if u.ratio(1, 2)? {
             let secs: u32 = match u.int_in_range(0..=3)? {
                 0 => 0,
@@ -224,48 +215,41 @@ impl World {
                 2 => u.int_in_range(700..=5000)?,
                 _ => u.arbitrary()?,
             };
-            m.add(ATTR_LIFETIME, &secs.to_be_bytes());
+            return Ok(m.lifetime(secs));
         }
-        Ok(())
+        Ok(m)
     }
 
-    fn add_peer(&self, u: &mut Unstructured<'_>, m: &mut Message) -> Result<()> {
-        let peer = self.peer(u)?;
-        let xor = XorMappedAddress {
-            ip: peer.ip(),
-            port: peer.port(),
-        };
-        xor.add_to_as(m, ATTR_XOR_PEER_ADDRESS)
-            .expect("XOR-PEER-ADDRESS encodes");
-        Ok(())
-    }
-
-    /// Signs as client `c` with its nonce (or leaves the request unsigned, to get a 401).
-    fn sign(&self, u: &mut Unstructured<'_>, c: usize, m: &mut Message) -> Result<()> {
+    /// Builds `req` signed as client `c` with its nonce (or unsigned, to get a 401), with
+    /// FINGERPRINT most of the time.
+    fn sign(
+        &self,
+        u: &mut Unstructured<'_>,
+        c: usize,
+        req: Request,
+        id: TransactionId,
+    ) -> Result<Message> {
         let client = &self.clients[c];
+        let mut session = None;
         if let Some(nonce) = &client.nonce
             && u.ratio(15, 16)?
         {
-            for (typ, text) in [
-                (ATTR_USERNAME, client.user.as_str()),
-                (ATTR_REALM, REALM),
-                (ATTR_NONCE, nonce.as_str()),
-            ] {
-                TextAttribute::new(typ, text.to_owned())
-                    .add_to(m)
-                    .expect("text attribute encodes");
-            }
             let integrity = if u.ratio(1, 4)? {
                 Integrity::Sha256
             } else {
                 Integrity::Sha1
             };
-            add_integrity(m, &client.key, integrity);
+            let signer = Session::with_key(&client.user, client.key, REALM, nonce);
+            session = Some(signer.signing_with(integrity));
         }
-        if u.ratio(3, 4)? {
-            FINGERPRINT.add_to(m).expect("FINGERPRINT encodes");
-        }
-        Ok(())
+        let req = if u.ratio(3, 4)? {
+            req
+        } else {
+            req.without_fingerprint()
+        };
+        Ok(req
+            .build(id, session.as_ref())
+            .expect("the request encodes"))
     }
 
     /// The bytes on the wire, now and then corrupted: a flipped byte, or cut short.
@@ -319,54 +303,48 @@ impl World {
         );
         assert_eq!(resp.transaction_id, req.transaction_id);
         assert_eq!(resp.typ.method, req.typ.method);
-        let mut error = ErrorCodeAttribute::default();
-        match resp.typ.class {
-            CLASS_SUCCESS_RESPONSE => {
+        let r = Response::from_message(&resp)
+            .unwrap_or_else(|e| panic!("a request answered with {e}: {resp}"));
+        match r.error_code() {
+            None => {
                 let key = self.clients[c].key;
                 assert!(
                     verify_integrity(&resp, &key).is_ok(),
                     "success not signed with the key"
                 );
                 if resp.typ.method == METHOD_ALLOCATE {
-                    let relayed = resp
-                        .attributes
-                        .0
-                        .iter()
-                        .filter(|a| a.typ == ATTR_XOR_RELAYED_ADDRESS);
-                    let mut any = false;
-                    for a in relayed {
-                        any = true;
-                        let advertised = decode_xor_address(&a.value, &resp.transaction_id.0)
-                            .expect("XOR-RELAYED-ADDRESS decodes");
+                    let carried = (resp.attributes.0.iter())
+                        .filter(|a| a.typ == ATTR_XOR_RELAYED_ADDRESS)
+                        .count();
+                    assert_eq!(r.relayed.len(), carried, "XOR-RELAYED-ADDRESS decodes");
+                    for advertised in &r.relayed {
                         let addr = match advertised.ip() {
                             ADVERTISED_V4 => SocketAddr::new(RELAY_V4, advertised.port()),
-                            _ => advertised,
+                            _ => *advertised,
                         };
                         assert!(
                             self.mgr.binder().bound.contains(&addr),
                             "relayed {addr} is not bound"
                         );
                     }
-                    assert!(any, "Allocate success without a relayed address");
-                    if let Ok(token) = resp.get(ATTR_RESERVATION_TOKEN) {
+                    assert!(
+                        !r.relayed.is_empty(),
+                        "Allocate success without a relayed address"
+                    );
+                    if let Some(token) = r.reservation_token {
                         assert_eq!(token.len(), 8);
                         self.tokens.push(token);
                     }
                 }
             }
-            CLASS_ERROR_RESPONSE => {
-                error
-                    .get_from(&resp)
-                    .expect("an error response has ERROR-CODE");
-                let code = error.code.0;
+            Some(code) => {
                 assert!((300..700).contains(&code), "code {code}");
                 if code == 401 || code == 438 {
-                    let nonce = resp.get(ATTR_NONCE).expect("a challenge has NONCE");
-                    assert_eq!(resp.get(ATTR_REALM).ok().as_deref(), Some(REALM.as_bytes()));
-                    self.clients[c].nonce = Some(String::from_utf8(nonce).expect("nonce is text"));
+                    let nonce = r.nonce.expect("a challenge has NONCE");
+                    assert_eq!(r.realm.as_deref(), Some(REALM));
+                    self.clients[c].nonce = Some(nonce);
                 }
             }
-            class => panic!("a request answered with class {class}"),
         }
     }
 
@@ -414,24 +392,23 @@ fn steps(w: &mut World, u: &mut Unstructured<'_>) -> Result<()> {
                     METHOD_CHANNEL_BIND,
                     METHOD_ALLOCATE,
                 ][op as usize];
-                let mut m = w.request(u, method)?;
-                w.sign(u, c, &mut m)?;
+                let (req, id) = w.request(u, method)?;
+                let m = w.sign(u, c, req, id)?;
                 let raw = w.wire(u, m)?;
                 w.deliver(c, &raw);
             }
             5 => {
                 // A Send indication (no integrity: indications are not authenticated).
-                let mut m = Message::new();
-                m.typ = MessageType::new(METHOD_SEND, CLASS_INDICATION);
-                m.transaction_id = TransactionId(u.arbitrary()?);
-                m.write_header();
+                let mut req = Request::indication(METHOD_SEND).without_fingerprint();
+                let id = TransactionId(u.arbitrary()?);
                 if u.ratio(15, 16)? {
-                    w.add_peer(u, &mut m)?;
+                    req = req.peer(w.peer(u)?);
                 }
                 if u.ratio(15, 16)? {
                     let len = u.int_in_range(0..=32)?;
-                    m.add(ATTR_DATA, u.bytes(len)?);
+                    req = req.data(u.bytes(len)?);
                 }
+                let m = req.build(id, None).expect("the indication encodes");
                 let raw = w.wire(u, m)?;
                 w.deliver(c, &raw);
             }
@@ -596,10 +573,10 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
     };
     // Every client starts with a challenge, so it has a nonce to sign with.
     for c in 0..w.clients.len() {
-        let mut m = Message::new();
-        m.typ = MessageType::new(METHOD_ALLOCATE, CLASS_REQUEST);
-        m.transaction_id = TransactionId([9; 12]);
-        m.write_header();
+        let m = Request::new(METHOD_ALLOCATE)
+            .without_fingerprint()
+            .build(TransactionId([9; 12]), None)
+            .expect("an empty Allocate encodes");
         w.deliver(c, &m.raw);
         assert!(
             w.clients[c].nonce.is_some(),

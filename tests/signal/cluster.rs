@@ -4,7 +4,7 @@
 //! `presence-ttl`; a Redis outage leaves local rooms working, is reported, and heals.
 
 use super::*;
-use common::redis::Redis;
+use rturn::testkit::redis::Redis;
 
 /// `presence-ttl` of the test nodes that die or lose Redis.
 const TTL: Duration = Duration::from_secs(2);

@@ -10,8 +10,6 @@
 
 mod access;
 mod cluster;
-#[path = "../common/mod.rs"]
-mod common;
 mod limits;
 mod queues;
 mod rooms;
@@ -21,9 +19,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::*;
 use futures_util::{SinkExt, StreamExt};
 use hmac::{Hmac, Mac};
+use rturn::testkit::*;
 use serde_json::{Value, json};
 use sha2::Sha256;
 use tokio::net::{TcpStream, UdpSocket};

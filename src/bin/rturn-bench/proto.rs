@@ -1,4 +1,5 @@
-//! TURN requests as a client builds them, and one request/response transaction over UDP.
+//! TURN requests as a client builds them (with `rturn::client`, the sans-IO client), and one
+//! request/response transaction over UDP.
 //!
 //! Only what RFC 8656 (and RFC 5766 before it) asks of every server: the first Allocate goes
 //! without credentials and the 401 brings REALM and NONCE (RFC 8489 §9.2.3); later requests
@@ -14,21 +15,10 @@ use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use rturn::auth::{Integrity, Key, add_integrity, long_term_key};
+use rturn::client::{self, ClientError, Response};
 use rturn::stun::codec::decode_into;
-use stun::attributes::{
-    ATTR_CHANNEL_NUMBER, ATTR_LIFETIME, ATTR_NONCE, ATTR_REALM, ATTR_REQUESTED_TRANSPORT,
-    ATTR_USERNAME, ATTR_XOR_PEER_ADDRESS, AttrType,
-};
-use stun::error_code::ErrorCodeAttribute;
-use stun::fingerprint::FINGERPRINT;
-use stun::message::{
-    CLASS_ERROR_RESPONSE, CLASS_REQUEST, CLASS_SUCCESS_RESPONSE, Getter, METHOD_ALLOCATE,
-    METHOD_CHANNEL_BIND, METHOD_CREATE_PERMISSION, METHOD_REFRESH, Message, MessageType, Method,
-    Setter,
-};
-use stun::textattrs::TextAttribute;
-use stun::xoraddr::XorMappedAddress;
+use stun::agent::TransactionId;
+use stun::message::{Message, Method};
 use tokio::net::UdpSocket;
 use tokio::time::{Instant, timeout_at};
 
@@ -43,8 +33,6 @@ const MAX_STRAY: usize = 64;
 pub(crate) const DISCARD_PEER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9);
 /// The first channel number (RFC 8656 §12).
 pub(crate) const CHANNEL: u16 = 0x4000;
-/// REQUESTED-TRANSPORT value for UDP (RFC 8656 §18.6).
-const PROTO_UDP: u8 = 17;
 /// Big enough for any STUN response a TURN server sends.
 const RECV_BUF: usize = 2048;
 
@@ -145,15 +133,6 @@ pub(crate) enum Request {
 }
 
 impl Request {
-    fn method(self) -> Method {
-        match self {
-            Request::Allocate => METHOD_ALLOCATE,
-            Request::Permission(_) => METHOD_CREATE_PERMISSION,
-            Request::ChannelBind(..) => METHOD_CHANNEL_BIND,
-            Request::Refresh(_) => METHOD_REFRESH,
-        }
-    }
-
     fn step(self) -> Step {
         match self {
             Request::Allocate => Step::Allocate,
@@ -163,46 +142,33 @@ impl Request {
         }
     }
 
-    /// A fresh request with a new transaction ID and this request's own attributes.
-    fn start(self, step: Step) -> Result<Message, Failure> {
-        let mut m = Message::new();
-        m.typ = MessageType::new(self.method(), CLASS_REQUEST);
-        m.new_transaction_id()
-            .map_err(|_| Failure::new(step, Kind::Protocol("no transaction ID")))?;
-        m.write_header();
+    /// This request as the sans-IO client builds it.
+    fn to_client(self) -> client::Request {
         match self {
-            Request::Allocate => m.add(ATTR_REQUESTED_TRANSPORT, &[PROTO_UDP, 0, 0, 0]),
-            Request::Permission(peer) => add_peer(&mut m, peer, step)?,
-            Request::ChannelBind(channel, peer) => {
-                let [hi, lo] = channel.to_be_bytes();
-                m.add(ATTR_CHANNEL_NUMBER, &[hi, lo, 0, 0]);
-                add_peer(&mut m, peer, step)?;
-            }
-            Request::Refresh(lifetime) => m.add(ATTR_LIFETIME, &lifetime.to_be_bytes()),
+            Request::Allocate => client::Request::allocate(),
+            Request::Permission(peer) => client::Request::create_permission(&[peer]),
+            Request::ChannelBind(channel, peer) => client::Request::channel_bind(channel, peer),
+            Request::Refresh(lifetime) => client::Request::refresh(lifetime),
         }
-        Ok(m)
     }
 }
 
-fn add_peer(m: &mut Message, peer: SocketAddr, step: Step) -> Result<(), Failure> {
-    let xor = XorMappedAddress {
-        ip: peer.ip(),
-        port: peer.port(),
-    };
-    xor.add_to_as(m, ATTR_XOR_PEER_ADDRESS)
-        .map_err(|_| Failure::new(step, Kind::Protocol("cannot encode XOR-PEER-ADDRESS")))
+/// `req` with a fresh transaction ID, signed with `session` if given, and FINGERPRINT.
+fn build(
+    req: &client::Request,
+    session: Option<&client::Session>,
+    step: Step,
+) -> Result<Message, Failure> {
+    req.build(TransactionId::new(), session)
+        .map_err(|e| Failure::new(step, Kind::Protocol(protocol_error(e))))
 }
 
-fn add_text(m: &mut Message, typ: AttrType, text: &str, step: Step) -> Result<(), Failure> {
-    TextAttribute::new(typ, text.to_owned())
-        .add_to(m)
-        .map_err(|_| Failure::new(step, Kind::Protocol("text attribute too long")))
-}
-
-fn add_fingerprint(m: &mut Message, step: Step) -> Result<(), Failure> {
-    FINGERPRINT
-        .add_to(m)
-        .map_err(|_| Failure::new(step, Kind::Protocol("cannot add FINGERPRINT")))
+fn protocol_error(e: ClientError) -> &'static str {
+    match e {
+        ClientError::Encode(_) | ClientError::TooLong => "cannot encode the request",
+        ClientError::Malformed(_) => "malformed response",
+        ClientError::NotResponse(what) => what,
+    }
 }
 
 /// Long-term credentials as given on the command line.
@@ -214,16 +180,11 @@ pub(crate) struct Credentials {
 
 /// What the 401 taught us: realm, nonce, and the key they make with the credentials.
 #[derive(Debug, Clone)]
-pub(crate) struct Session {
-    realm: String,
-    nonce: String,
-    key: Key,
-}
+pub(crate) struct Session(client::Session);
 
 impl Session {
-    fn new(creds: &Credentials, realm: String, nonce: String) -> Session {
-        let key = long_term_key(&creds.user, &realm, &creds.pass);
-        Session { realm, nonce, key }
+    fn new(creds: &Credentials, realm: &str, nonce: &str) -> Session {
+        Session(client::Session::new(&creds.user, &creds.pass, realm, nonce))
     }
 }
 
@@ -278,15 +239,14 @@ impl Client {
     /// Allocate without credentials; the 401 gives the realm and nonce of the session.
     pub(crate) async fn challenge(&mut self, creds: &Credentials) -> Result<Session, Failure> {
         let step = Step::Challenge;
-        let mut m = Request::Allocate.start(step)?;
-        add_fingerprint(&mut m, step)?;
+        let m = build(&Request::Allocate.to_client(), None, step)?;
         let reply = self.transact(step, &m).await?;
         match reply {
             Reply {
                 code: Some(401),
                 realm: Some(realm),
                 nonce: Some(nonce),
-            } => Ok(Session::new(creds, realm, nonce)),
+            } => Ok(Session::new(creds, &realm, &nonce)),
             Reply {
                 code: Some(401), ..
             } => Err(Failure::new(
@@ -306,13 +266,9 @@ impl Client {
         req: Request,
     ) -> Result<(), Failure> {
         let step = req.step();
+        let req_client = req.to_client();
         for attempt in 0..2 {
-            let mut m = req.start(step)?;
-            add_text(&mut m, ATTR_USERNAME, &creds.user, step)?;
-            add_text(&mut m, ATTR_REALM, &session.realm, step)?;
-            add_text(&mut m, ATTR_NONCE, &session.nonce, step)?;
-            add_integrity(&mut m, &session.key, Integrity::Sha1);
-            add_fingerprint(&mut m, step)?;
+            let m = build(&req_client, Some(&session.0), step)?;
             match self.transact(step, &m).await? {
                 Reply { code: None, .. } => return Ok(()),
                 Reply {
@@ -320,8 +276,8 @@ impl Client {
                     realm,
                     nonce: Some(nonce),
                 } if attempt == 0 => {
-                    let realm = realm.unwrap_or_else(|| session.realm.clone());
-                    *session = Session::new(creds, realm, nonce);
+                    let realm = realm.unwrap_or_else(|| session.0.realm().to_owned());
+                    *session = Session::new(creds, &realm, &nonce);
                 }
                 Reply {
                     code: Some(code), ..
@@ -422,21 +378,12 @@ fn reply(msg: &Message, method: Method, step: Step) -> Result<Reply, Failure> {
             Kind::Protocol("response to another method"),
         ));
     }
-    let text = |typ| TextAttribute::get_from_as(msg, typ).ok().map(|a| a.text);
-    let code = if msg.typ.class == CLASS_SUCCESS_RESPONSE {
-        None
-    } else if msg.typ.class == CLASS_ERROR_RESPONSE {
-        let mut error = ErrorCodeAttribute::default();
-        error
-            .get_from(msg)
-            .map_err(|_| Failure::new(step, Kind::Protocol("error response without ERROR-CODE")))?;
-        Some(error.code.0)
-    } else {
-        return Err(Failure::new(step, Kind::Protocol("not a response")));
-    };
+    let response = Response::from_message(msg)
+        .map_err(|e| Failure::new(step, Kind::Protocol(protocol_error(e))))?;
+    let code = response.error_code();
     Ok(Reply {
         code,
-        realm: code.and_then(|_| text(ATTR_REALM)),
-        nonce: code.and_then(|_| text(ATTR_NONCE)),
+        realm: code.and(response.realm),
+        nonce: code.and(response.nonce),
     })
 }

@@ -1,5 +1,7 @@
-//! Black-box fault tests of the built binary's life cycle, on loopback only:
+//! Black-box fault tests of the built binary, on loopback only:
 //!
+//! - [`flood`]: an attack on the side (malformed datagrams, unauthenticated Allocates,
+//!   half-open TCP) while honest clients relay: they lose nothing, and memory comes back.
 //! - [`vanishing`]: clients that never refresh lose their allocation at expiry and the port
 //!   returns to the pool; TCP clients that drop mid-message (FIN or RST) are cleaned up and
 //!   counted.
@@ -8,13 +10,13 @@
 //! - [`restart`]: SIGTERM while coturn's `turnutils_uclient` relays exits cleanly within the
 //!   shutdown grace; a second run binds at once on exactly the ports the first one took.
 //!
-//! Signaling clients that stop answering pings are covered by `tests/signal/rooms.rs`.
+//! [`raw`] is the bare TURN client the life-cycle tests drive. Signaling clients that stop
+//! answering pings are covered by `tests/signal/rooms.rs`.
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
-#[path = "../common/mod.rs"]
-mod common;
 mod exhaustion;
+mod flood;
 mod raw;
 mod restart;
 mod vanishing;
@@ -22,7 +24,7 @@ mod vanishing;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::*;
+use rturn::testkit::*;
 
 /// A TURN server on loopback relaying to loopback peers, with users alice and bob, an HTTP
 /// listener for `/metrics`, and `relay` appended to its `[relay]` section.

@@ -1,10 +1,6 @@
 //! Black-box: the command line and config errors as an operator sees them.
 
-#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
-
-mod common;
-
-use common::*;
+use rturn::testkit::*;
 
 #[test]
 fn check_config_accepts_the_shipped_config() {

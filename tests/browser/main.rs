@@ -15,12 +15,10 @@
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::*;
+use rturn::testkit::*;
 
 /// Relays on loopback (the browser's peer is the other allocation on 127.0.0.1) and the
 /// credentials the page uses.
@@ -144,7 +142,7 @@ fn browser_room_pages_connect_through_the_relay() {
 /// each page relays through its own node's TURN server.
 #[test]
 fn browser_room_pages_on_two_nodes_meet_through_redis() {
-    let redis = common::redis::Redis::start();
+    let redis = rturn::testkit::redis::Redis::start();
     let cluster = |id: &str| {
         format!(
             "{PAGES}[cluster]\nredis = \"{}\"\nnode-id = \"{id}\"\npresence-ttl = \"2s\"\n",

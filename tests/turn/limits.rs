@@ -3,13 +3,11 @@
 //! cap, the TCP allocation timeout and the TLS handshake timeout. Every count is read back
 //! from `/metrics`. Loopback only; one worker, so one shard holds every bucket.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
-use common::*;
+use rturn::testkit::*;
 use stun::attributes::{
     ATTR_CHANNEL_NUMBER, ATTR_NONCE, ATTR_REQUESTED_TRANSPORT, ATTR_XOR_PEER_ADDRESS,
     ATTR_XOR_RELAYED_ADDRESS,

@@ -1,14 +1,10 @@
 //! Black-box: the built binary answers STUN Binding over UDP and TCP, to clients we did not
 //! write (coturn's turnutils_stunclient) and to raw sockets, and survives malformed input.
 
-#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
-
-mod common;
-
 use std::io::Write;
 use std::process::Command;
 
-use common::*;
+use rturn::testkit::*;
 use stun::attributes::{ATTR_ERROR_CODE, ATTR_FINGERPRINT, ATTR_SOFTWARE};
 use stun::error_code::ErrorCodeAttribute;
 use stun::message::{BINDING_ERROR, BINDING_SUCCESS, Getter};

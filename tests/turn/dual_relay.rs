@@ -5,15 +5,9 @@
 //! 16 bytes of the IPv4 one before: every IPv6 peer packet looked like it came from a
 //! stranger and was dropped, and IPv6 clients were answered at a garbage address.
 
-#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
-
-mod common;
-mod fault;
-
 use std::net::{SocketAddr, UdpSocket};
 
-use common::*;
-use fault::{RawTurn, Relayed};
+use rturn::testkit::*;
 
 #[test]
 fn dual_allocation_relays_both_families_interleaved() {

@@ -3,16 +3,10 @@
 //! capacity or draining sends new allocations to its `alternate-server` (300 with
 //! ALTERNATE-SERVER) instead of refusing them.
 
-#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
-
-mod common;
-mod fault;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use common::*;
-use fault::{RawTurn, code};
+use rturn::testkit::*;
 use stun::addr::AlternateServer;
 use stun::attributes::ATTR_ALTERNATE_SERVER;
 use stun::integrity::MessageIntegrity;
@@ -98,7 +92,7 @@ async fn a_draining_node_answers_300_with_the_alternates_address() {
     let Err(mut refused) = RawTurn::try_allocate(a.udp[0], &user, &pass, false) else {
         panic!("a draining node allocated");
     };
-    assert_eq!(code(&refused), 300, "{refused}");
+    assert_eq!(error_code(&refused), Some(300), "{refused}");
     let mut alternate = AlternateServer::default();
     (alternate.get_from_as(&refused, ATTR_ALTERNATE_SERVER)).expect("ALTERNATE-SERVER in the 300");
     assert_eq!(SocketAddr::new(alternate.ip, alternate.port), b.udp[0]);

@@ -3,17 +3,13 @@
 //! changes nothing; SIGUSR1 drains: new allocations get 300 with ALTERNATE-SERVER, live ones
 //! keep relaying, and the process exits once the last one ends.
 
-#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
-
-mod common;
-
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use rturn::testkit::*;
 use webrtc_util::Conn;
 
 fn config(users: &str, secret: &str, extra: &str) -> String {

@@ -2,13 +2,9 @@
 //! properly, against that certificate as the only root), the `turns:` URL they hand out, and
 //! certificate errors that name the file and the key.
 
-#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
-
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
+use rturn::testkit::*;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -4,13 +4,11 @@
 //! `prlimit --nofile=256`, flooded with idle HTTP connections, still relays, answers TURN over
 //! TCP and `/healthz`). Every refusal is read back from `/metrics`. Loopback only.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::*;
+use rturn::testkit::*;
 use stun::attributes::{ATTR_NONCE, ATTR_REQUESTED_TRANSPORT};
 use stun::message::{
     BINDING_SUCCESS, CLASS_SUCCESS_RESPONSE, METHOD_ALLOCATE, METHOD_REFRESH, Message, Method,

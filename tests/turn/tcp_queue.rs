@@ -4,15 +4,11 @@
 //! instead of holding 256 frames of up to 64 KiB per such client. Loopback only; the default
 //! worker count.
 
-#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
-
-mod common;
-
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
-use common::*;
+use rturn::testkit::*;
 use stun::attributes::{
     ATTR_NONCE, ATTR_REQUESTED_TRANSPORT, ATTR_XOR_PEER_ADDRESS, ATTR_XOR_RELAYED_ADDRESS,
 };

@@ -2,18 +2,14 @@
 //! on the built binary, relays UDP both ways to a peer, authenticates with a static user and a
 //! TURN REST secret, and is refused with a wrong password or a forbidden peer.
 
-#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
-
-mod common;
-
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::prelude::BASE64_STANDARD;
-use common::*;
 use hmac::{Hmac, Mac};
+use rturn::testkit::*;
 use sha1::Sha1;
 use stun::agent::TransactionId;
 use stun::fingerprint::FINGERPRINT;

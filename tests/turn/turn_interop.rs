@@ -3,13 +3,9 @@
 //! and mode the client has for plain TURN: ChannelData, Send indications, TCP, client to
 //! client, TURN REST credentials, and an `external-ip` (NAT) configuration.
 
-#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
-
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use rturn::testkit::*;
 
 const TURN_CONFIG: &str = "[relay]\nrelay-ip = \"127.0.0.1\"\nallow-loopback-peers = true\n\
                            [auth]\nstatic-auth-secret = \"rest-secret\"\n\

@@ -2,15 +2,11 @@
 //! documents, and a round trip: a coturn configuration converted, served by rturn, and used by
 //! coturn's `turnutils_uclient` through coturn's echo peer with nothing lost.
 
-#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
-
-mod common;
-
 use std::net::{TcpListener, UdpSocket};
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::*;
+use rturn::testkit::*;
 
 /// The example configuration shipped by Debian's coturn package (scripts/test.sh installs it).
 const EXAMPLE: &str = "/usr/share/doc/coturn/examples/etc/turnserver.conf";

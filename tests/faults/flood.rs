@@ -14,17 +14,12 @@
 //! earlier ones left: a server that kept anything per connection would grow again by all of
 //! it. (tests/signal/queues.rs shows the memory going back once the load is over.)
 
-#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
-
-mod common;
-mod fault;
-
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use rturn::testkit::*;
 use socket2::{Domain, Socket, Type};
 use stun::attributes::ATTR_REQUESTED_TRANSPORT;
 use stun::error_code::ErrorCodeAttribute;

@@ -5,13 +5,11 @@
 //! which count against the quotas of whoever made them. Clients on other addresses come from
 //! 127.0.0.2 and 127.0.0.3, which Linux routes like 127.0.0.1.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::time::Duration;
 
-use common::*;
+use rturn::testkit::*;
 use stun::attributes::{
     ATTR_EVEN_PORT, ATTR_LIFETIME, ATTR_NONCE, ATTR_REQUESTED_TRANSPORT, ATTR_RESERVATION_TOKEN,
     ATTR_XOR_RELAYED_ADDRESS,

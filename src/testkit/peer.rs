@@ -1,0 +1,107 @@
+//! Peers and helpers around a running server: coturn's echo peer, the `turn` crate's client
+//! (a client we did not write), deterministic noise, a free one-port relay range.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::server::TIMEOUT;
+
+/// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// coturn's UDP echo peer, `turnutils_peer`, on a free loopback port; killed on drop.
+pub struct EchoPeer {
+    child: Child,
+    /// Its UDP port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl EchoPeer {
+    /// Starts it and waits until it echoes.
+    pub fn start() -> EchoPeer {
+        let port = UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new("turnutils_peer")
+            .args(["-L", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("turnutils_peer is missing: install coturn (scripts/test.sh does)");
+        // Owned at once, so a failed start below still kills it.
+        let peer = EchoPeer { child, port };
+        let probe = UdpSocket::bind("127.0.0.1:0").expect("probe socket");
+        probe
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("timeout");
+        let deadline = Instant::now() + TIMEOUT;
+        let mut buf = [0u8; 16];
+        loop {
+            probe.send_to(b"ping", ("127.0.0.1", port)).expect("send");
+            if probe.recv(&mut buf).is_ok() {
+                return peer;
+            }
+            assert!(Instant::now() < deadline, "turnutils_peer did not start");
+        }
+    }
+}
+
+impl Drop for EchoPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A listening `turn` crate client (webrtc-rs) for the TURN server at `server` in realm
+/// "test.local", sending from `socket`.
+pub async fn turn_client(
+    server: SocketAddr,
+    socket: std::sync::Arc<tokio::net::UdpSocket>,
+    user: &str,
+    pass: &str,
+) -> turn::client::Client {
+    let client = turn::client::Client::new(turn::client::ClientConfig {
+        stun_serv_addr: server.to_string(),
+        turn_serv_addr: server.to_string(),
+        username: user.to_owned(),
+        password: pass.to_owned(),
+        realm: "test.local".to_owned(),
+        software: String::new(),
+        rto_in_ms: 0,
+        conn: socket,
+        vnet: None,
+    })
+    .await
+    .expect("turn client");
+    client.listen().await.expect("turn client listens");
+    client
+}
+
+/// `[relay]` keys for a range of exactly one relay port, free when the test starts. It is
+/// taken below Linux's ephemeral range (32768 and up) and the default relay range (49152 and
+/// up), so no other socket of a parallel test lands on it by chance.
+pub fn one_port_range() -> (u16, String) {
+    let seed = std::process::id() as usize
+        + std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .subsec_nanos() as usize;
+    let port = (0..10_000)
+        .map(|i| 20_000 + ((seed + i * 7919) % 12_000) as u16)
+        .find(|&p| UdpSocket::bind(("127.0.0.1", p)).is_ok())
+        .expect("a free port in 20000..32000");
+    (port, format!("min-port = {port}\nmax-port = {port}\n"))
+}

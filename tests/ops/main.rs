@@ -1,0 +1,17 @@
+//! Black-box: the built binary as an operator runs it, on loopback only.
+//!
+//! - [`cli`]: the command line and config errors.
+//! - [`operations`]: SIGHUP reloads, SIGUSR1 drains, the admin API.
+//! - [`fleet`]: two nodes sharing secrets; capacity and draining redirect with 300.
+//! - [`http_edge`]: the HTTP listeners' timeouts, connection caps and descriptor budget.
+//! - [`import_coturn`]: `rturn import-coturn` on coturn's files, and a converted config served.
+//!
+//! Every module uses the shared harness, `rturn::testkit`.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+mod cli;
+mod fleet;
+mod http_edge;
+mod import_coturn;
+mod operations;

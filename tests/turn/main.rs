@@ -1,0 +1,25 @@
+//! Black-box: STUN and TURN against the built binary, on loopback only.
+//!
+//! - [`stun_binding`]: Binding over UDP and TCP, to coturn's client and raw sockets; malformed
+//!   input survived.
+//! - [`turn_client`], [`turn_interop`]: clients we did not write (the `turn` crate's,
+//!   coturn's `turnutils_uclient`) allocate and relay, losing nothing.
+//! - [`dual_relay`]: IPv4 and IPv6 relays of one allocation, both ways at once.
+//! - [`bypass_matrix`]: every forbidden peer class and disguise refused, on real sockets.
+//! - [`quotas`], [`limits`], [`tcp_queue`]: quotas, abuse limits, a TCP client that stops
+//!   reading.
+//! - [`tls`]: HTTPS and certificate errors.
+//!
+//! Every module uses the shared harness, `rturn::testkit`.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+mod bypass_matrix;
+mod dual_relay;
+mod limits;
+mod quotas;
+mod stun_binding;
+mod tcp_queue;
+mod tls;
+mod turn_client;
+mod turn_interop;
