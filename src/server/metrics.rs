@@ -6,14 +6,13 @@ use std::sync::Arc;
 
 use super::descriptors::Budget;
 use super::http_listener::HttpStats;
-use super::shard::Shared;
 use super::stats::Stats;
+use super::workers::Workers;
 use crate::signal::ws::Hub;
-use crate::turn::metrics::TurnMetrics;
 
 /// What a scrape reads.
 pub(super) struct Sources {
-    pub(super) shared: Arc<Shared>,
+    pub(super) workers: Arc<Workers>,
     pub(super) stats: Arc<Stats>,
     pub(super) hub: Option<Arc<Hub>>,
     pub(super) port_range: usize,
@@ -34,26 +33,24 @@ fn labelled(samples: &[(String, u64)]) -> Vec<(&str, u64)> {
     samples.iter().map(|(l, n)| (l.as_str(), *n)).collect()
 }
 
+/// The `/metrics` handler for [`crate::http::HttpState`].
+pub(super) fn handler(
+    sources: Sources,
+) -> Arc<dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = String> + Send>> + Send + Sync> {
+    let sources = Arc::new(sources);
+    Arc::new(move || {
+        let sources = Arc::clone(&sources);
+        Box::pin(async move { render(&sources).await })
+    })
+}
+
 /// Renders every metric.
-pub(super) fn render(src: &Sources) -> String {
-    let mut turn = TurnMetrics::default();
-    let mut by_transport = [0usize; 3];
-    let mut ports = 0;
-    let mut limited_sources = 0;
-    for shard in 0..src.shared.shard_count() {
-        let guard = src.shared.lock(shard);
-        turn.add(guard.manager.metrics());
-        for (total, n) in by_transport
-            .iter_mut()
-            .zip(guard.manager.allocations_by_transport())
-        {
-            *total += n;
-        }
-        ports += guard.manager.binder().in_use();
-        limited_sources += guard.limiter.tracked();
-    }
+pub(super) async fn render(src: &Sources) -> String {
+    let workers = src.workers.snapshot().await;
+    let (turn, by_transport) = (&workers.turn, workers.by_transport);
+    let (ports, limited_sources) = (workers.relays_in_use, workers.limited_sources);
     // Reserved ports are shared by every shard: counted once.
-    let reserved = src.shared.lock(0).manager.binder().reserved();
+    let reserved = workers.reserved;
     let s = src.stats.snapshot();
     let mut out = String::with_capacity(4096);
     let v = |n: usize| n as u64;

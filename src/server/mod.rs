@@ -5,6 +5,7 @@
 //! failure is reported with the config key it came from.
 
 mod admin;
+mod command;
 mod datapath;
 mod descriptors;
 mod http_conn;
@@ -22,12 +23,12 @@ mod tcp;
 mod throttle;
 pub mod tls;
 mod udp;
+mod workers;
 
-use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -40,11 +41,10 @@ use crate::signal::cluster::link::Cluster;
 use crate::signal::ws::Hub;
 use crate::turn::peer_rules::PeerRules;
 use crate::turn::quota::Quotas;
-use crate::turn::{Manager, RelayAddress, TurnConfig};
-use relay::SocketBinder;
+use crate::turn::{RelayAddress, TurnConfig};
 use reload::{HttpLive, IceHolder, Live};
-use shard::{Shard, Shared};
 pub use stats::{Snapshot, Stats};
+use workers::Workers;
 
 /// How long shutdown waits for open connections to finish their current message.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -341,59 +341,23 @@ pub async fn run(
         None => crate::random::os_random::<[u8; 32]>().to_vec(),
     };
     let parts = turn_parts(config, own.clone(), &nonce_secret);
-    let now = Instant::now();
-    let unix_now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let pollers = match (0..workers)
-        .map(|_| datapath::Poller::new())
-        .collect::<io::Result<Vec<_>>>()
-    {
-        Ok(pollers) => pollers,
-        Err(e) => {
-            tracing::error!("cannot set up the udp event loops: {e}");
-            return stats.snapshot();
-        }
+    let setup = workers::Setup {
+        config: &parts.config,
+        auth: &parts.auth,
+        rules: &parts.rules,
+        quotas: &parts.quotas,
+        ports: (config.relay.min_port, config.relay.max_port),
+        rate: (
+            config.server.unauthenticated_rate,
+            config.server.unauthenticated_burst,
+        ),
+        listen: udp_by_shard,
+        stats: &stats,
     };
-    let pool = || {
-        Arc::new(ports::PortPool::new(
-            config.relay.min_port,
-            config.relay.max_port,
-        ))
-    };
-    let pools = [pool(), pool()];
-    let mut shards = Vec::with_capacity(workers);
-    for poller in &pollers {
-        let registry = match poller.registry() {
-            Ok(registry) => registry,
-            Err(e) => {
-                tracing::error!("cannot set up the udp event loops: {e}");
-                return stats.snapshot();
-            }
-        };
-        shards.push(Shard {
-            manager: Manager::new(
-                parts.config.clone(),
-                Arc::clone(&parts.auth),
-                Arc::clone(&parts.rules),
-                Arc::clone(&parts.quotas),
-                SocketBinder::new(pools.clone(), registry),
-                now,
-                unix_now,
-            ),
-            tcp_sinks: HashMap::new(),
-            limiter: limiter::SourceLimiter::new(
-                config.server.unauthenticated_rate,
-                config.server.unauthenticated_burst,
-                now,
-            ),
-        });
-    }
-    let shared = Arc::new(Shared::new(shards));
-    let datapath = match datapath::DataPath::start(pollers, udp_by_shard, &shared, &stats) {
-        Ok(datapath) => datapath,
+    let workers = match Workers::start(setup) {
+        Ok(workers) => Arc::new(workers),
         Err(e) => {
-            tracing::error!("cannot start the udp event loops: {e}");
+            tracing::error!("cannot start the workers: {e}");
             return stats.snapshot();
         }
     };
@@ -420,7 +384,7 @@ pub async fn run(
             handshake_timeout: config.server.tls_handshake_timeout,
             per_ip: Arc::clone(&per_ip),
             budget: Arc::clone(&budget),
-            shared: Arc::clone(&shared),
+            workers: Arc::clone(&workers),
             counters: stats.register(),
             shutdown: shutdown.clone(),
             tasks: tasks.clone(),
@@ -428,13 +392,10 @@ pub async fn run(
         };
         tasks.spawn(tcp::serve(listener, ctx));
     }
-    for shard in 0..shared.shard_count() {
-        tasks.spawn(expiry(Arc::clone(&shared), shard, shutdown.clone()));
-    }
     let (admin_tx, mut admin_rx) = mpsc::channel(4);
     // Always routed, answering 404 without a token, so a reload can set or remove one.
     let admin_token = Arc::new(admin::AdminToken::new(config.admin.token.as_deref()));
-    let admin_router = admin::router(Arc::clone(&admin_token), Arc::clone(&shared), admin_tx);
+    let admin_router = admin::router(Arc::clone(&admin_token), Arc::clone(&workers), admin_tx);
     let http_stats = Arc::new(http_listener::HttpStats::default());
     let serving = http_listener::Serving {
         config,
@@ -462,7 +423,7 @@ pub async fn run(
             https: listeners.https.as_ref().and_then(|l| l.local_addr().ok()),
         };
         let scrape = metrics::Sources {
-            shared: Arc::clone(&shared),
+            workers: Arc::clone(&workers),
             stats: Arc::clone(&stats),
             hub: None,
             port_range: usize::from(config.relay.max_port - config.relay.min_port) + 1,
@@ -495,7 +456,7 @@ pub async fn run(
     }
     tracing::info!(
         realm = %config.realm,
-        workers,
+        workers = workers.count(),
         "rturn {} ready",
         env!("CARGO_PKG_VERSION")
     );
@@ -511,7 +472,7 @@ pub async fn run(
             Some(command) = control.recv() => command,
             Some(command) = admin_rx.recv() => command,
             _ = drain_check.tick(), if drain_deadline.is_some() => {
-                let held = allocation_total(&shared);
+                let held = workers.snapshot().await.allocations();
                 if held == 0 || drain_deadline.is_some_and(|d| Instant::now() >= d) {
                     tracing::info!(allocations = held, "drained");
                     shutdown.cancel();
@@ -522,7 +483,7 @@ pub async fn run(
         match command {
             Control::Reload(new) => {
                 let live = Live {
-                    shared: &shared,
+                    workers: &workers,
                     quotas: &parts.quotas,
                     http: http_handles.as_ref(),
                     certs: store.as_ref(),
@@ -530,16 +491,11 @@ pub async fn run(
                     started: config,
                 };
                 let draining = drain_deadline.is_some();
-                reload::reload(&new, &live, &own, &nonce_secret, draining);
+                reload::reload(&new, &live, &own, &nonce_secret, draining).await;
                 current = *new;
             }
             Control::Drain => {
-                for shard in 0..shared.shard_count() {
-                    shared
-                        .lock(shard)
-                        .manager
-                        .drain(current.relay.alternate_server);
-                }
+                workers.drain(current.relay.alternate_server).await;
                 drain_deadline.get_or_insert(Instant::now() + current.server.drain_timeout);
                 tracing::info!(
                     timeout = ?current.server.drain_timeout,
@@ -551,13 +507,9 @@ pub async fn run(
     systemd::stopping();
     tracing::info!("shutting down");
     // Relay sockets stop with their allocations.
-    let mut allocations = 0;
-    for shard in 0..shared.shard_count() {
-        let mut guard = shared.lock(shard);
-        allocations += guard.manager.allocation_count();
-        guard.manager.clear();
-    }
-    if tokio::task::spawn_blocking(move || datapath.stop())
+    let allocations = workers.clear().await;
+    let stopping = Arc::clone(&workers);
+    if tokio::task::spawn_blocking(move || stopping.stop())
         .await
         .is_err()
     {
@@ -596,12 +548,6 @@ pub enum Control {
     Reload(Box<Config>),
     /// Refuse new allocations and exit when the last one ends (or `drain-timeout`).
     Drain,
-}
-
-fn allocation_total(shared: &Shared) -> usize {
-    (0..shared.shard_count())
-        .map(|shard| shared.lock(shard).manager.allocation_count())
-        .sum()
 }
 
 /// The addresses actually bound, for the URLs handed to browsers.
@@ -665,7 +611,7 @@ fn http_app(
         hub: Arc::clone(&hub),
         shutdown: shutdown.clone(),
         ice: Arc::new(move |ip| api.load().response(ip)),
-        metrics: Arc::new(move || metrics::render(&sources)),
+        metrics: metrics::handler(sources),
         site: Arc::clone(&site),
     });
     let live = HttpLive {
@@ -676,29 +622,6 @@ fn http_app(
         https: bound.https,
     };
     (router, live)
-}
-
-/// The longest the expiry task sleeps, so new earlier deadlines are never missed by more.
-const EXPIRY_TICK: Duration = Duration::from_secs(1);
-
-/// One timer per shard drives every expiry in it (allocations, permissions, channels,
-/// reservations): no task per allocation.
-async fn expiry(shared: Arc<Shared>, shard: usize, shutdown: CancellationToken) {
-    loop {
-        let next = {
-            let mut guard = shared.lock(shard);
-            let now = Instant::now();
-            guard.manager.handle_timeout(now);
-            guard.limiter.purge(now);
-            guard.manager.poll_timeout()
-        };
-        let tick = Instant::now() + EXPIRY_TICK;
-        let wake = next.map_or(tick, |t| t.min(tick));
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep_until(wake.into()) => {}
-        }
-    }
 }
 
 /// The line black-box tests and operators look for: "listening on udp 127.0.0.1:3478".

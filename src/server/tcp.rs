@@ -1,7 +1,8 @@
 //! STUN/TURN over TCP: an accept loop capped by a semaphore (and per client IP by
 //! [`PerIp`]), and per connection a reader that frames the stream
-//! ([`crate::stun::next_frame`]) and a writer fed by one ordered queue, bounded in bytes
-//! ([`crate::outbox`]). Broken framing, silence past the idle timeout without an allocation,
+//! ([`crate::stun::next_frame`]) and hands each frame to the connection's worker
+//! ([`Workers::tcp_frame`]), and a writer fed by one ordered queue, bounded in bytes
+//! ([`crate::outbox`]), where the worker puts answers and relayed data. Broken framing, silence past the idle timeout without an allocation,
 //! holding no allocation past `tcp-allocation-timeout`, or letting more than
 //! `max-tcp-queued-bytes` pile up unread closes it; on TLS, so does a handshake slower than
 //! `tls-handshake-timeout`. Each connection also holds a permit of the descriptor budget
@@ -11,7 +12,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use socket2::{Protocol, Type};
@@ -22,9 +23,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::descriptors::{Budget, Kind};
-use super::shard::{Dispatcher, Handled, Shared};
 use super::stats::{Counters, Event};
 use super::throttle::{Backoff, Throttle, accept};
+use super::workers::Workers;
 use crate::outbox;
 use crate::stun::{Frame, next_frame};
 use crate::turn::{FiveTuple, Transport};
@@ -59,8 +60,8 @@ pub(super) struct TcpContext {
     pub(super) per_ip: Arc<PerIp>,
     /// The descriptor budget every connection draws on.
     pub(super) budget: Arc<Budget>,
-    /// The allocation managers.
-    pub(super) shared: Arc<Shared>,
+    /// The workers whose shards hold the allocations.
+    pub(super) workers: Arc<Workers>,
     /// This listener's counters.
     pub(super) counters: Arc<Counters>,
     /// Fires on shutdown.
@@ -149,18 +150,14 @@ async fn connection<S>(stream: S, tuple: FiveTuple, ctx: &TcpContext)
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
-    let shard = ctx.shared.shard_for(&tuple);
+    let worker = ctx.workers.worker_for(&tuple);
     let (mut reader, writer) = tokio::io::split(stream);
     let (tx, rx) = outbox::channel::<Vec<u8>>(ctx.max_queued_bytes);
-    ctx.shared.lock(shard).tcp_sinks.insert(tuple, tx.clone());
+    ctx.workers.tcp_open(worker, tuple, tx.clone()).await;
     // Answers and relayed data share one ordered queue to the socket.
     let writer_task = tokio::spawn(write_loop(writer, rx, ctx.idle_timeout));
-    read_loop(&mut reader, tuple, shard, &tx, ctx).await;
-    {
-        let mut guard = ctx.shared.lock(shard);
-        guard.tcp_sinks.remove(&tuple);
-        guard.manager.close(tuple);
-    }
+    read_loop(&mut reader, tuple, worker, &tx, ctx).await;
+    ctx.workers.tcp_close(worker, tuple).await;
     drop(tx);
     let _ = writer_task.await;
 }
@@ -195,12 +192,11 @@ async fn write_loop(
 async fn read_loop(
     reader: &mut (impl AsyncRead + Unpin),
     tuple: FiveTuple,
-    shard: usize,
+    worker: usize,
     tx: &outbox::Sender<Vec<u8>>,
     ctx: &TcpContext,
 ) {
     let mut buf = BytesMut::with_capacity(4096);
-    let mut dispatcher = Dispatcher::new();
     let mut allocation_check = tokio::time::Instant::now() + ctx.allocation_timeout;
     loop {
         // Handle every complete frame already buffered, in order.
@@ -219,27 +215,9 @@ async fn read_loop(
                 Frame::ChannelData(_) => channel_data_without_padding(&buf),
                 Frame::Stun(len) => &buf[..len],
             };
-            let handled = {
-                let mut guard = ctx.shared.lock(shard);
-                dispatcher.handle(&mut guard, Instant::now(), tuple, bytes)
-            };
-            match handled {
-                Handled::Reply => {
-                    match tx.push(dispatcher.reply.clone()) {
-                        Ok(()) => ctx.counters.count(Event::Replied),
-                        // The client sends requests and reads no answers.
-                        Err(outbox::Refused::Full) => {
-                            ctx.counters.count(Event::TcpSlowConsumer);
-                            return;
-                        }
-                        Err(outbox::Refused::Closed) => return,
-                    }
-                }
-                Handled::Relayed => ctx.counters.count(Event::Relayed),
-                Handled::Ignored => ctx.counters.count(Event::Ignored),
-                Handled::Malformed(_) => ctx.counters.count(Event::Malformed),
-                Handled::RateLimited => ctx.counters.count(Event::RateLimited),
-            }
+            // The worker answers into `tx` and counts what became of the frame; a client
+            // that sends requests and reads no answers overflows `tx` (seen below).
+            ctx.workers.tcp_frame(worker, tuple, bytes).await;
             buf.advance(frame.len());
         }
         buf.reserve(4096);
@@ -252,14 +230,14 @@ async fn read_loop(
                 return;
             }
             _ = tokio::time::sleep(ctx.idle_timeout) => {
-                if ctx.shared.lock(shard).manager.has_allocation(&tuple) {
+                if ctx.workers.has_allocation(worker, tuple).await {
                     continue;
                 }
                 ctx.counters.count(Event::TcpIdleClosed);
                 return;
             }
             _ = tokio::time::sleep_until(allocation_check) => {
-                if ctx.shared.lock(shard).manager.has_allocation(&tuple) {
+                if ctx.workers.has_allocation(worker, tuple).await {
                     // Looked at again a timeout later: an allocation that ended by then
                     // closes the connection within one more timeout.
                     allocation_check += ctx.allocation_timeout;
