@@ -18,6 +18,8 @@ mod relay;
 mod reload;
 mod shard;
 mod stats;
+#[allow(dead_code)] // until the worker loop serves TURN over TCP/TLS with it (issue 16)
+mod stream;
 mod systemd;
 mod tcp;
 mod throttle;
