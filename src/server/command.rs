@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
+use super::conns::Guards;
 use crate::auth::Auth;
-use crate::outbox;
 use crate::turn::metrics::TurnMetrics;
 use crate::turn::peer_rules::PeerRules;
-use crate::turn::{FiveTuple, Session, TurnConfig};
+use crate::turn::{Session, TurnConfig};
 
 /// One request to a worker.
 pub(super) enum Command {
@@ -32,18 +32,14 @@ pub(super) enum Command {
     Drain(Option<SocketAddr>, oneshot::Sender<()>),
     /// Delete every allocation and reservation (shutdown); replies how many allocations went.
     Clear(oneshot::Sender<usize>),
-    /// A TURN TCP/TLS connection of this worker opened: answers and peers' data for it go
-    /// to `sink`, in order.
-    TcpOpen {
-        tuple: FiveTuple,
-        sink: outbox::Sender<Vec<u8>>,
+    /// A TURN TCP/TLS connection the accept loop hands over: from now on the worker serves
+    /// it ([`super::conns`]); `tls` is the `turns:` listener's config; `guards` keep it
+    /// counted until it closes.
+    Accept {
+        stream: std::net::TcpStream,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        guards: Guards,
     },
-    /// One frame (STUN message or ChannelData without its padding) from a TCP/TLS client.
-    TcpFrame { tuple: FiveTuple, frame: Vec<u8> },
-    /// The connection closed: its allocation goes with it (RFC 8656 §3.1).
-    TcpClose(FiveTuple),
-    /// Whether the client of a connection holds an allocation.
-    HasAllocation(FiveTuple, oneshot::Sender<bool>),
 }
 
 /// What a reload hands every worker.

@@ -27,10 +27,12 @@ use stun::attributes::{ATTR_DATA, ATTR_XOR_PEER_ADDRESS};
 use stun::message::{CLASS_INDICATION, METHOD_DATA, Message, MessageType};
 
 use super::command::{Command, WorkerSnapshot};
+use super::conns::{CONN_TOKENS, Conns};
 use super::mmsg::{BATCH, RecvBatch, SendQueue, UNKNOWN};
 use super::relay::RELAY_TOKENS;
 use super::shard::{Dispatcher, Handled, Shard};
 use super::stats::{Counters, Event};
+use super::stream::Limits;
 use super::throttle::Throttle;
 use crate::stun::{channel_data, response};
 use crate::turn::{FiveTuple, Transport};
@@ -75,6 +77,8 @@ pub(super) struct WorkerParts {
     /// so a burst of commands costs one wake-up.
     pub(super) notified: Arc<AtomicBool>,
     pub(super) counters: Arc<Counters>,
+    /// What its TURN TCP/TLS connections are held to.
+    pub(super) stream_limits: Limits,
 }
 
 /// Starts worker `index`'s loop on its own thread; it runs until `stop` is set and it is
@@ -93,6 +97,7 @@ pub(super) fn spawn(
     }
     let (poller, shard, counters) = (parts.poller, parts.shard, parts.counters);
     let (commands, notified) = (parts.commands, parts.notified);
+    let conns = Conns::new(poller.registry()?, parts.stream_limits);
     std::thread::Builder::new()
         .name(format!("rturn-worker-{index}"))
         .spawn(move || {
@@ -114,6 +119,7 @@ pub(super) fn spawn(
                 again: Vec::new(),
                 commands,
                 notified,
+                conns,
             };
             event_loop.run(poller.poll, shard, &stop);
         })
@@ -139,6 +145,8 @@ struct Loop {
     again: Vec<Token>,
     commands: mpsc::Receiver<Command>,
     notified: Arc<AtomicBool>,
+    /// Its TURN TCP/TLS clients.
+    conns: Conns,
 }
 
 impl Loop {
@@ -148,7 +156,10 @@ impl Loop {
         let mut purge_at = Instant::now() + PURGE_EVERY;
         loop {
             let timeout = if self.again.is_empty() {
-                let next = (shard.manager.poll_timeout()).map_or(purge_at, |t| t.min(purge_at));
+                let next = [shard.manager.poll_timeout(), self.conns.poll_timeout()]
+                    .into_iter()
+                    .flatten()
+                    .fold(purge_at, Instant::min);
                 next.saturating_duration_since(Instant::now())
             } else {
                 Duration::ZERO
@@ -157,7 +168,7 @@ impl Loop {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
-                tracing::error!("udp event loop of shard {} failed: {e}", self.shard);
+                tracing::error!("the event loop of worker {} failed: {e}", self.shard);
                 return;
             }
             if stop.load(Ordering::Acquire) {
@@ -171,6 +182,12 @@ impl Loop {
             for &token in &ready {
                 if token.0 >= RELAY_TOKENS {
                     self.serve_relay(&mut shard, now, token);
+                } else if token.0 >= CONN_TOKENS {
+                    let (dispatcher, counters) = (&mut self.dispatcher, &self.counters);
+                    // Past its read budget: another turn, after the others.
+                    if (self.conns).serve(token, &mut shard, dispatcher, counters, now) {
+                        self.again.push(token);
+                    }
                 } else {
                     self.serve_listen(&mut shard, now, token);
                 }
@@ -179,6 +196,8 @@ impl Loop {
                 shard.manager.handle_timeout(now);
                 shard.settle();
             }
+            (self.conns).handle_timeout(now, &mut shard, &self.counters);
+            self.conns.flush(&mut shard, &self.counters, now);
             if now >= purge_at {
                 shard.limiter.purge(now);
                 purge_at = now + PURGE_EVERY;
@@ -237,37 +256,12 @@ impl Loop {
                 shard.settle();
                 let _ = reply.send(allocations);
             }
-            Command::TcpOpen { tuple, sink } => {
-                shard.tcp_sinks.insert(tuple, sink);
-            }
-            Command::TcpFrame { tuple, frame } => self.tcp_frame(shard, now, tuple, &frame),
-            Command::TcpClose(tuple) => {
-                shard.tcp_sinks.remove(&tuple);
-                shard.manager.close(tuple);
-                shard.settle();
-            }
-            Command::HasAllocation(tuple, reply) => {
-                let _ = reply.send(shard.manager.has_allocation(&tuple));
-            }
+            Command::Accept {
+                stream,
+                tls,
+                guards,
+            } => self.conns.accept(stream, tls, guards, now),
         }
-    }
-
-    /// One frame from a TURN TCP/TLS client (counted as received by its connection); the
-    /// answer goes into the connection's queue, behind the data relayed to it.
-    fn tcp_frame(&mut self, shard: &mut Shard, now: Instant, tuple: FiveTuple, frame: &[u8]) {
-        let event = match self.dispatcher.handle(shard, now, tuple, frame) {
-            Handled::Reply => match shard.tcp_sinks.get(&tuple) {
-                // A refused push marks the queue overflowed: the connection sees it, counts
-                // the slow consumer and closes.
-                Some(sink) if sink.push(self.dispatcher.reply.clone()).is_ok() => Event::Replied,
-                _ => return,
-            },
-            Handled::Relayed => Event::Relayed,
-            Handled::Ignored => Event::Ignored,
-            Handled::Malformed(_) => Event::Malformed,
-            Handled::RateLimited => Event::RateLimited,
-        };
-        self.counters.count(event);
     }
 
     /// Datagrams from clients: ChannelData to peers, requests answered.
@@ -394,20 +388,12 @@ impl Loop {
                     None => false,
                 }
             }
-            Transport::Tcp | Transport::Tls => match shard.tcp_sinks.get(&route.client) {
-                Some(tx) => {
-                    // Streams carry ChannelData padded to 4 bytes (RFC 8656 §12.5).
-                    let len = parts[0].len() + parts[1].len();
-                    let mut frame = Vec::with_capacity(len + 3);
-                    frame.extend_from_slice(parts[0]);
-                    frame.extend_from_slice(parts[1]);
-                    frame.resize(len.next_multiple_of(4), 0);
-                    // A client that stopped reading overflows its queue and is closed by
-                    // its connection task (`tcp.rs`); meanwhile its data is dropped.
-                    tx.push(frame).is_ok()
-                }
-                None => false,
-            },
+            // Copied into the connection's outgoing buffer (padded to 4 bytes, RFC 8656
+            // §12.5) and written at the end of the turn; a client that stopped reading is
+            // closed and its data dropped.
+            Transport::Tcp | Transport::Tls => {
+                (self.conns).queue(&route.client, &parts, shard, &self.counters)
+            }
         };
         self.counters
             .count(if sent { Event::Relayed } else { Event::IoError });

@@ -6,6 +6,7 @@
 
 mod admin;
 mod command;
+mod conns;
 mod datapath;
 mod descriptors;
 mod http_conn;
@@ -18,7 +19,6 @@ mod relay;
 mod reload;
 mod shard;
 mod stats;
-#[allow(dead_code)] // until the worker loop serves TURN over TCP/TLS with it (issue 16)
 mod stream;
 mod systemd;
 mod tcp;
@@ -354,6 +354,7 @@ pub async fn run(
             config.server.unauthenticated_burst,
         ),
         listen: udp_by_shard,
+        stream_limits: stream::Limits::from_config(&config.server),
         stats: &stats,
     };
     let workers = match Workers::start(setup) {
@@ -380,17 +381,12 @@ pub async fn run(
         };
         let ctx = tcp::TcpContext {
             permits: Arc::clone(&permits),
-            idle_timeout: config.server.tcp_idle_timeout,
-            allocation_timeout: config.server.tcp_allocation_timeout,
-            max_queued_bytes: config.server.max_tcp_queued_bytes,
-            handshake_timeout: config.server.tls_handshake_timeout,
             per_ip: Arc::clone(&per_ip),
             budget: Arc::clone(&budget),
             workers: Arc::clone(&workers),
             counters: stats.register(),
             shutdown: shutdown.clone(),
-            tasks: tasks.clone(),
-            tls: acceptor,
+            tls: acceptor.map(|acceptor| Arc::clone(acceptor.config())),
         };
         tasks.spawn(tcp::serve(listener, ctx));
     }

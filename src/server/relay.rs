@@ -27,8 +27,9 @@ use crate::turn::{Bound, Event, PortChoice};
 /// (Insufficient Capacity).
 const BIND_ATTEMPTS: usize = 64;
 /// Poll tokens from here on are relay sockets (slot = token - RELAY_TOKENS); below are the
-/// event loop's own (waker, listen sockets).
-pub(super) const RELAY_TOKENS: usize = 1 << 16;
+/// event loop's own (waker, listen sockets) and its stream connections
+/// ([`super::conns::CONN_TOKENS`]).
+pub(super) const RELAY_TOKENS: usize = 1 << 30;
 
 /// One bound relay socket.
 pub(super) struct Relay {

@@ -9,7 +9,6 @@
 //! straight to the peer without touching the STUN decoder, Binding is answered locally, TURN
 //! requests and Send indications go to the shard's manager.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use stun::attributes::{ATTR_MESSAGE_INTEGRITY, ATTR_MESSAGE_INTEGRITY_SHA256};
@@ -17,17 +16,15 @@ use stun::message::{CLASS_INDICATION, CLASS_REQUEST, METHOD_BINDING, METHOD_SEND
 
 use super::limiter::SourceLimiter;
 use super::relay::RelayTable;
-use crate::outbox;
 use crate::stun::codec::{PacketKind, decode_into, packet_kind};
 use crate::stun::{Malformed, Responder};
 use crate::turn::{Answer, Bound, FiveTuple, Manager};
 
-/// One shard: an allocation manager, the relay sockets of its allocations, the TCP clients
-/// whose allocations it holds, and the rate limit of unauthenticated requests.
+/// One shard: an allocation manager, the relay sockets of its allocations, and the rate
+/// limit of unauthenticated requests. (Its TCP/TLS clients are in [`super::conns`].)
 pub(super) struct Shard {
     pub(super) manager: Manager,
     pub(super) relays: RelayTable,
-    pub(super) tcp_sinks: HashMap<FiveTuple, outbox::Sender<Vec<u8>>>,
     pub(super) limiter: SourceLimiter,
 }
 

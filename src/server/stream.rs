@@ -53,7 +53,6 @@ mod tls;
 mod tests;
 
 use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -174,12 +173,14 @@ impl StreamConn {
     }
 
     /// The client's address.
-    pub(crate) fn peer_addr(&self) -> SocketAddr {
+    #[cfg(test)]
+    pub(crate) fn peer_addr(&self) -> std::net::SocketAddr {
         self.tuple.client
     }
 
     /// The listener's address the client connected to.
-    pub(crate) fn local_addr(&self) -> SocketAddr {
+    #[cfg(test)]
+    pub(crate) fn local_addr(&self) -> std::net::SocketAddr {
         self.tuple.server
     }
 
@@ -259,6 +260,7 @@ impl StreamConn {
     }
 
     /// Bytes waiting to be written, as counted against `max-tcp-queued-bytes`.
+    #[cfg(test)]
     pub(crate) fn queued(&self) -> usize {
         self.out.queued()
     }

@@ -18,14 +18,15 @@ use mio::Waker;
 use tokio::sync::{mpsc, oneshot};
 
 use super::command::{Command, Reload, WorkerSnapshot};
+use super::conns::Guards;
 use super::datapath::{self, Poller, WorkerParts};
 use super::limiter::SourceLimiter;
 use super::ports::PortPool;
 use super::relay::RelayTable;
 use super::shard::Shard;
 use super::stats::Stats;
+use super::stream::Limits;
 use crate::auth::Auth;
-use crate::outbox;
 use crate::turn::peer_rules::PeerRules;
 use crate::turn::quota::Quotas;
 use crate::turn::{FiveTuple, Manager, Session, TurnConfig};
@@ -45,6 +46,8 @@ pub(super) struct Setup<'a> {
     pub(super) rate: (u32, u32),
     /// The UDP listen sockets of each worker.
     pub(super) listen: Vec<Vec<std::net::UdpSocket>>,
+    /// What TURN TCP/TLS connections are held to.
+    pub(super) stream_limits: Limits,
     pub(super) stats: &'a Stats,
 }
 
@@ -90,7 +93,6 @@ impl Workers {
                     unix_now,
                 ),
                 relays: RelayTable::new(pools.clone(), poller.registry()?),
-                tcp_sinks: Default::default(),
                 limiter: SourceLimiter::new(setup.rate.0, setup.rate.1, now),
             };
             let (tx, rx) = mpsc::channel(QUEUE);
@@ -107,6 +109,7 @@ impl Workers {
                 commands: rx,
                 notified,
                 counters: setup.stats.register(),
+                stream_limits: setup.stream_limits,
             };
             match datapath::spawn(index, parts, Arc::clone(&workers.stop)) {
                 Ok(thread) => workers.lock_threads().push(thread),
@@ -128,8 +131,8 @@ impl Workers {
         self.handles.len()
     }
 
-    /// The worker a TCP/TLS connection's allocation lives on.
-    pub(super) fn worker_for(&self, tuple: &FiveTuple) -> usize {
+    /// The worker a TCP/TLS connection (and so its allocation) lives on.
+    fn worker_for(&self, tuple: &FiveTuple) -> usize {
         (self.hasher.hash_one(tuple) % self.handles.len().max(1) as u64) as usize
     }
 
@@ -228,31 +231,23 @@ impl Workers {
         self.ask_all(Command::Clear).await.into_iter().sum()
     }
 
-    /// A TURN TCP/TLS connection to `worker` opened; its answers and data go to `sink`.
-    pub(super) async fn tcp_open(
+    /// Hands an accepted TURN TCP/TLS connection (with the `turns:` listener's TLS config,
+    /// and the guards that keep it counted) to the worker its 5-tuple hashes to, which
+    /// serves it from then on. Dropped (and so closed) once the workers have stopped.
+    pub(super) async fn accept(
         &self,
-        worker: usize,
-        tuple: FiveTuple,
-        sink: outbox::Sender<Vec<u8>>,
+        tuple: &FiveTuple,
+        stream: std::net::TcpStream,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        guards: Guards,
     ) {
-        self.send(worker, Command::TcpOpen { tuple, sink }).await;
-    }
-
-    /// One frame from a TCP/TLS client, handled in order on its worker.
-    pub(super) async fn tcp_frame(&self, worker: usize, tuple: FiveTuple, frame: &[u8]) {
-        let frame = frame.to_vec();
-        self.send(worker, Command::TcpFrame { tuple, frame }).await;
-    }
-
-    /// The connection closed: its allocation goes.
-    pub(super) async fn tcp_close(&self, worker: usize, tuple: FiveTuple) {
-        self.send(worker, Command::TcpClose(tuple)).await;
-    }
-
-    /// Whether the client of a TCP/TLS connection holds an allocation.
-    pub(super) async fn has_allocation(&self, worker: usize, tuple: FiveTuple) -> bool {
-        let (tx, rx) = oneshot::channel();
-        self.send(worker, Command::HasAllocation(tuple, tx)).await && rx.await.unwrap_or(false)
+        let worker = self.worker_for(tuple);
+        let accept = Command::Accept {
+            stream,
+            tls,
+            guards,
+        };
+        self.send(worker, accept).await;
     }
 
     /// Stops every loop and waits for it (blocking: call from a blocking thread); the

@@ -36,11 +36,6 @@ impl<'a> Out<'a> {
     pub(crate) fn queue(&mut self, parts: &[&[u8]]) -> Result<(), Overflow> {
         self.0.queue(parts)
     }
-
-    /// Bytes waiting for the client, as counted against `max-tcp-queued-bytes`.
-    pub(crate) fn queued(&self) -> usize {
-        self.0.queued()
-    }
 }
 
 /// Bytes waiting to be written to one connection.
