@@ -139,7 +139,7 @@ impl Conns {
                 outcome == ReadOutcome::MoreToRead
             }
             Err(close) => {
-                self.close(slot, close, shard, counters);
+                self.close(slot, close, shard, counters, now);
                 false
             }
         }
@@ -154,6 +154,7 @@ impl Conns {
         parts: &[&[u8]],
         shard: &mut Shard,
         counters: &Counters,
+        now: Instant,
     ) -> bool {
         let Some(&slot) = self.by_tuple.get(tuple) else {
             return false;
@@ -163,7 +164,7 @@ impl Conns {
         };
         let idle = !entry.conn.wants_flush();
         if entry.conn.queue(parts).is_err() {
-            self.close(slot, Close::Overflow, shard, counters);
+            self.close(slot, Close::Overflow, shard, counters, now);
             return false;
         }
         if idle {
@@ -183,7 +184,7 @@ impl Conns {
                     let deadline = entry.conn.deadline();
                     self.note(deadline);
                 }
-                Err(close) => self.close(slot, close, shard, counters),
+                Err(close) => self.close(slot, close, shard, counters, now),
             }
         }
     }
@@ -207,7 +208,7 @@ impl Conns {
                 None
             };
             match close {
-                Some(close) => self.close(slot, close, shard, counters),
+                Some(close) => self.close(slot, close, shard, counters, now),
                 None => {
                     let deadline = entry.conn.deadline();
                     self.note(deadline);
@@ -221,13 +222,28 @@ impl Conns {
     }
 
     /// Ends the connection in `slot` for `close` (counted): its allocation goes with it
-    /// (RFC 8656 §3.1), its socket closes and its guards are given back.
-    fn close(&mut self, slot: usize, close: Close, shard: &mut Shard, counters: &Counters) {
+    /// (RFC 8656 §3.1), its socket closes and its guards are given back. Answers already
+    /// queued (to the requests before a broken frame, say) get one last chance to leave,
+    /// unless the client is not reading or the socket failed.
+    fn close(
+        &mut self,
+        slot: usize,
+        close: Close,
+        shard: &mut Shard,
+        counters: &Counters,
+        now: Instant,
+    ) {
         let Some(mut entry) = self.slots.get_mut(slot).and_then(Option::take) else {
             return;
         };
         for &event in close.events() {
             counters.count(event);
+        }
+        if !matches!(
+            close,
+            Close::Overflow | Close::Io { .. } | Close::WriteTimeout
+        ) {
+            let _ = entry.conn.flush(&self.registry, now);
         }
         let _ = entry.conn.deregister(&self.registry);
         let tuple = entry.conn.tuple();

@@ -392,7 +392,7 @@ impl Loop {
             // §12.5) and written at the end of the turn; a client that stopped reading is
             // closed and its data dropped.
             Transport::Tcp | Transport::Tls => {
-                (self.conns).queue(&route.client, &parts, shard, &self.counters)
+                (self.conns).queue(&route.client, &parts, shard, &self.counters, now)
             }
         };
         self.counters
