@@ -1,15 +1,18 @@
 //! The workers: one event-loop thread per shard, owning it ([`Shard`]: the allocation
-//! manager, its relay sockets, its TURN TCP/TLS clients and the source limiter), its
-//! SO_REUSEPORT UDP listen sockets (one per UDP listen address) and its timers. A relayed
-//! datagram never changes thread: client → listen socket → relay socket → peer, and back, on
-//! one core, and nothing on that path takes a lock another thread takes.
+//! manager, its relay sockets and the source limiter), its SO_REUSEPORT UDP listen sockets
+//! (one per UDP listen address), its TURN TCP/TLS clients ([`Conns`]) and its timers. A
+//! relayed packet never changes thread: client → listen socket (or TCP connection) → relay
+//! socket → peer, and back, on one core, and nothing on that path takes a lock another
+//! thread takes.
 //!
 //! Per wake-up the loop reads its command channel ([`Command`], sent by
 //! [`super::workers::Workers`] for the tokio side: admin, metrics, reload, drain, shutdown,
-//! TCP connections), reads one batch from each ready socket with `recvmmsg` (a socket with
-//! more waiting goes round again, after the others), runs the manager's expiries when due
-//! (the poll timeout is the manager's [`crate::turn::Manager::poll_timeout`]), and sends
-//! everything bound for clients with one `sendmmsg` per listen socket and batch.
+//! accepted TCP connections), reads one batch from each ready socket with `recvmmsg` (a
+//! socket with more waiting goes round again, after the others; a TCP connection reads up
+//! to its budget), runs the expiries when due (the poll timeout is the soonest of the
+//! manager's [`crate::turn::Manager::poll_timeout`] and the connections' deadlines), and
+//! sends everything bound for clients with one `sendmmsg` per listen socket and batch, and
+//! one write per TCP connection.
 
 use std::io;
 use std::net::SocketAddr;

@@ -48,7 +48,7 @@ pub(super) struct RelayTable {
 }
 
 impl RelayTable {
-    /// A binder whose sockets are watched by the event loop that polls `registry`.
+    /// A table whose sockets are watched by the event loop that polls `registry`.
     pub(super) fn new(pools: [Arc<PortPool>; 2], registry: Registry) -> Self {
         Self {
             pools,
@@ -215,7 +215,7 @@ mod tests {
 
     const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
-    /// Two binders (two shards) over one range of 8 ports on loopback (one range per test:
+    /// Two tables (two shards) over one range of 8 ports on loopback (one range per test:
     /// tests run in parallel).
     fn binders(first: u16) -> (mio::Poll, RelayTable, RelayTable) {
         let poll = mio::Poll::new().expect("poll");

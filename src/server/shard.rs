@@ -2,7 +2,7 @@
 //! the allocation manager, the relay sockets its allocations hold, its TURN TCP/TLS clients
 //! and the rate limit of unauthenticated requests from the sources it serves. A UDP listen
 //! socket always serves the same shard (SO_REUSEPORT keeps a client on one socket), a TCP
-//! connection is hashed to one ([`super::workers::Workers::worker_for`]), and a relay
+//! connection is hashed to one by the accept loop ([`super::workers::Workers::accept`]), and a relay
 //! socket belongs to the shard of its allocation, so shards never wait on each other.
 //!
 //! [`Dispatcher`] is what a client-facing socket does with each packet: ChannelData goes
