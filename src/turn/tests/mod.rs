@@ -579,6 +579,7 @@ fn lifetime(resp: &Message) -> u32 {
 
 mod allocate;
 mod authentication;
+mod events;
 mod limits;
 mod quotas;
 mod relaying;
