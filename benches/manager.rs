@@ -2,8 +2,9 @@
 //! life in requests, the data-path route lookups with 1 and 10 000 allocations held, and the
 //! MESSAGE-INTEGRITY and nonce checks every authenticated request pays.
 //!
-//! Virtual time and a relay binder that binds nothing: no sockets, no clock reads in the
-//! measured code. `cargo bench --bench manager`; `cargo test --benches` runs each once.
+//! Virtual time and a stand-in for the event loop that binds nothing (slot = port): no
+//! sockets, no clock reads in the measured code. `cargo bench --bench manager`;
+//! `cargo test --benches` runs each once.
 
 mod common;
 
@@ -19,9 +20,7 @@ use rturn::stun::codec::decode_into;
 use rturn::turn::manager::PeerRoute;
 use rturn::turn::peer_rules::PeerRules;
 use rturn::turn::quota::Quotas;
-use rturn::turn::{
-    FiveTuple, Manager, PortChoice, RelayAddress, RelayBinder, Transport, TurnConfig,
-};
+use rturn::turn::{Answer, Bound, Event, FiveTuple, Manager, RelayAddress, Transport, TurnConfig};
 use stun::message::{CLASS_ERROR_RESPONSE, CLASS_SUCCESS_RESPONSE, Message, MessageClass};
 
 const SERVER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 1)), 3478);
@@ -36,24 +35,25 @@ struct Binder {
     free: Vec<u16>,
 }
 
-impl RelayBinder for Binder {
-    fn bind(&mut self, ip: IpAddr, _choice: PortChoice) -> Option<SocketAddr> {
+impl Binder {
+    fn bind(&mut self, ip: IpAddr) -> Option<Bound> {
         let port = self.free.pop().or_else(|| {
             let port = self.next;
             self.next = port.checked_add(1)?;
             Some(port)
         })?;
-        Some(SocketAddr::new(ip, port))
-    }
-
-    fn release(&mut self, addr: SocketAddr) {
-        self.free.push(addr.port());
+        let addr = SocketAddr::new(ip, port);
+        Some(Bound {
+            addr,
+            slot: usize::from(port),
+        })
     }
 }
 
-/// One shard's manager and the moment its virtual clock started.
+/// One shard's manager, the ports it holds, and the moment its virtual clock started.
 struct Shard {
-    mgr: Manager<Binder>,
+    mgr: Manager,
+    binder: Binder,
     auth: Arc<Auth>,
     t0: Instant,
 }
@@ -76,23 +76,38 @@ impl Shard {
         };
         let quotas = Arc::new(Quotas::new(Default::default()));
         let t0 = Instant::now();
-        let mgr = Manager::new(
-            config,
-            auth.clone(),
-            rules,
-            quotas,
+        let mgr = Manager::new(config, auth.clone(), rules, quotas, t0, common::UNIX_START);
+        Shard {
+            mgr,
             binder,
+            auth,
             t0,
-            common::UNIX_START,
-        );
-        Shard { mgr, auth, t0 }
+        }
     }
 
-    /// Answers `req` at the start of the virtual clock; returns the class of the answer.
+    /// Answers `req` at the start of the virtual clock as the event loop does (binds what an
+    /// Allocate asks for, releases what the manager let go); returns what `read` makes of
+    /// the answer.
+    fn answer<T>(&mut self, tuple: FiveTuple, req: &Message, read: impl FnOnce(&[u8]) -> T) -> T {
+        while let Some(event) = self.mgr.poll_event() {
+            if let Event::Close(bound) = event {
+                self.binder.free.push(bound.addr.port());
+            }
+        }
+        match self.mgr.handle_request(self.t0, tuple, req) {
+            Answer::Reply(answer) => read(answer),
+            Answer::Bind(wanted) => {
+                let bound: Vec<Bound> = (wanted.iter())
+                    .map_while(|(ip, _)| self.binder.bind(*ip))
+                    .collect();
+                read(self.mgr.allocate_bound(self.t0, tuple, req, &bound))
+            }
+        }
+    }
+
+    /// Answers `req`; returns the class of the answer.
     fn class_of(&mut self, tuple: FiveTuple, req: &Message) -> MessageClass {
-        decode(self.mgr.handle_request(self.t0, tuple, req))
-            .typ
-            .class
+        self.answer(tuple, req, |answer| decode(answer).typ.class)
     }
 }
 
@@ -159,7 +174,7 @@ fn lifecycle(c: &mut Criterion) {
         |b| {
             b.iter(|| {
                 for (req, _) in &steps {
-                    black_box(shard.mgr.handle_request(shard.t0, tuple, black_box(req)));
+                    black_box(shard.answer(tuple, black_box(req), <[u8]>::len));
                 }
             })
         },
@@ -168,8 +183,8 @@ fn lifecycle(c: &mut Criterion) {
 }
 
 /// A shard holding `n` allocations, each with a channel bound to [`PEER`]; returns it with
-/// the client probed and its relay address.
-fn populated(n: u32) -> (Shard, FiveTuple, SocketAddr) {
+/// the client probed and its relay slot.
+fn populated(n: u32) -> (Shard, FiveTuple, usize) {
     let mut shard = Shard::new();
     for i in 0..n {
         let tuple = tuple(i);
@@ -186,7 +201,7 @@ fn populated(n: u32) -> (Shard, FiveTuple, SocketAddr) {
     let sessions = shard.mgr.sessions(shard.t0);
     let session = sessions.iter().find(|s| s.client == probe.client);
     let relay = session.expect("the probed client has an allocation").relays[0];
-    (shard, probe, relay)
+    (shard, probe, usize::from(relay.port()))
 }
 
 /// The data path's per-packet lookups: ChannelData from a client (which relay, which peer)

@@ -28,7 +28,7 @@ use rturn::stun::codec::decode_into;
 use rturn::turn::peer_rules::PeerRules;
 use rturn::turn::quota::{Limits, Quotas};
 use rturn::turn::{
-    FiveTuple, Manager, PortChoice, RelayAddress, RelayBinder, Transport, TurnConfig,
+    Answer, Bound, Event, FiveTuple, Manager, PortChoice, RelayAddress, Transport, TurnConfig,
 };
 use stun::agent::TransactionId;
 use stun::attributes::{ATTR_XOR_RELAYED_ADDRESS, AttrType};
@@ -83,7 +83,18 @@ impl FakeBinder {
     }
 }
 
-impl RelayBinder for FakeBinder {
+/// The slot of a bound address in the fake socket table: its port, IPv6 ones after.
+fn slot_of(addr: SocketAddr) -> usize {
+    usize::from(addr.port()) + if addr.is_ipv6() { 1 << 16 } else { 0 }
+}
+
+/// The bound address of a slot ([`slot_of`] backwards).
+fn addr_of(slot: usize) -> SocketAddr {
+    let ip = if slot >> 16 == 1 { RELAY_V6 } else { RELAY_V4 };
+    SocketAddr::new(ip, (slot & 0xffff) as u16)
+}
+
+impl FakeBinder {
     fn bind(&mut self, ip: IpAddr, choice: PortChoice) -> Option<SocketAddr> {
         let at = |port| SocketAddr::new(ip, port);
         let free = |p: u16| self.is_free(at(p));
@@ -119,7 +130,9 @@ struct Client {
 struct World {
     t0: Instant,
     secs: Duration,
-    mgr: Manager<FakeBinder>,
+    mgr: Manager,
+    /// The ports the event loop holds for it.
+    ports: FakeBinder,
     quotas: Arc<Quotas>,
     clients: Vec<Client>,
     tokens: Vec<Vec<u8>>,
@@ -277,15 +290,30 @@ impl World {
         match (req.typ.class, req.typ.method) {
             (CLASS_REQUEST, METHOD_BINDING) => {} // answered by the Responder, not the manager
             (CLASS_REQUEST, _) => {
-                let answer = self.mgr.handle_request(now, tuple, &req).to_vec();
+                // As the event loop does: bind what an Allocate asks for.
+                let answer = match self.mgr.handle_request(now, tuple, &req) {
+                    Answer::Reply(answer) => answer.to_vec(),
+                    Answer::Bind(wanted) => {
+                        let mut bound = Vec::new();
+                        for (ip, choice) in wanted {
+                            let Some(addr) = self.ports.bind(ip, choice) else {
+                                break;
+                            };
+                            bound.push(Bound {
+                                addr,
+                                slot: slot_of(addr),
+                            });
+                        }
+                        (self.mgr.allocate_bound(now, tuple, &req, &bound)).to_vec()
+                    }
+                };
+                self.settle();
                 self.check_response(c, &req, &answer);
             }
             (CLASS_INDICATION, METHOD_SEND) => {
-                if let Some((relay, peer, data)) = self.mgr.handle_send(now, tuple, &req) {
-                    assert!(
-                        self.mgr.binder().bound.contains(&relay),
-                        "{relay} not bound"
-                    );
+                if let Some((slot, peer, data)) = self.mgr.handle_send(now, tuple, &req) {
+                    let relay = addr_of(slot);
+                    assert!(self.ports.bound.contains(&relay), "{relay} not bound");
                     assert_eq!(relay.is_ipv4(), peer.is_ipv4());
                     assert!(data.len() <= raw.len());
                 }
@@ -323,7 +351,7 @@ impl World {
                             _ => *advertised,
                         };
                         assert!(
-                            self.mgr.binder().bound.contains(&addr),
+                            self.ports.bound.contains(&addr),
                             "relayed {addr} is not bound"
                         );
                     }
@@ -348,8 +376,25 @@ impl World {
         }
     }
 
-    /// Ports, allocations and quotas agree.
-    fn check(&self) {
+    /// Acts on the manager's events, as the event loop does: releases what it let go.
+    fn settle(&mut self) {
+        while let Some(event) = self.mgr.poll_event() {
+            match event {
+                Event::Close(bound) => {
+                    assert_eq!(bound.slot, slot_of(bound.addr));
+                    self.ports.release(bound.addr);
+                }
+                Event::Unreserve(addr) => {
+                    assert!(self.ports.reserved.contains(&addr), "{addr} not reserved");
+                    self.ports.release(addr);
+                }
+            }
+        }
+    }
+
+    /// Ports, allocations and quotas agree (once the events are acted on).
+    fn check(&mut self) {
+        self.settle();
         let now = self.now();
         let sessions = self.mgr.sessions(now);
         assert_eq!(sessions.len(), self.mgr.allocation_count());
@@ -361,7 +406,7 @@ impl World {
         );
         assert_eq!(
             self.quotas.reservations(),
-            self.mgr.binder().reserved.len(),
+            self.ports.reserved.len(),
             "reservations and reserved ports differ"
         );
         let mut relays = BTreeSet::new();
@@ -371,9 +416,9 @@ impl World {
                 assert!(relays.insert(*r), "{r} relays for two allocations");
             }
         }
-        let bound = &self.mgr.binder().bound;
+        let bound = &self.ports.bound;
         assert_eq!(&relays, bound, "bound ports and allocations' relays differ");
-        assert!(bound.is_disjoint(&self.mgr.binder().reserved));
+        assert!(bound.is_disjoint(&self.ports.reserved));
     }
 }
 
@@ -423,25 +468,26 @@ fn steps(w: &mut World, u: &mut Unstructured<'_>) -> Result<()> {
                 if let Ok(cd) = channel_data::parse(&packet) {
                     let tuple = w.clients[c].tuple;
                     let now = w.now();
-                    if let Some((relay, peer)) =
+                    if let Some((slot, peer)) =
                         w.mgr
                             .channel_route(now, &tuple, cd.channel, cd.payload.len())
                     {
-                        assert!(w.mgr.binder().bound.contains(&relay), "{relay} not bound");
+                        let relay = addr_of(slot);
+                        assert!(w.ports.bound.contains(&relay), "{relay} not bound");
                         assert_eq!(relay.is_ipv4(), peer.is_ipv4());
                     }
                 }
             }
             7 => {
                 // A datagram from a peer on a relay address (held, or any).
-                let bound: Vec<SocketAddr> = w.mgr.binder().bound.iter().copied().collect();
+                let bound: Vec<SocketAddr> = w.ports.bound.iter().copied().collect();
                 let relay = match u.choose(&bound) {
                     Ok(r) if u.ratio(7, 8)? => *r,
                     _ => SocketAddr::new(RELAY_V4, u.int_in_range(49999..=50006)?),
                 };
                 let peer = w.peer(u)?;
                 let now = w.now();
-                if let Some(route) = w.mgr.peer_route(now, relay, peer, 10) {
+                if let Some(route) = w.mgr.peer_route(now, slot_of(relay), peer, 10) {
                     assert!(
                         w.mgr.has_allocation(&route.client),
                         "route to no allocation"
@@ -531,15 +577,7 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
     }));
     let rules = Arc::new(PeerRules::new(false, vec![], vec![], vec![SERVER]));
     let t0 = Instant::now();
-    let mgr = Manager::new(
-        config,
-        auth.clone(),
-        rules,
-        quotas.clone(),
-        FakeBinder::default(),
-        t0,
-        UNIX_START,
-    );
+    let mgr = Manager::new(config, auth.clone(), rules, quotas.clone(), t0, UNIX_START);
     let (carol, carol_pass) = auth
         .mint_rest(Some("carol"), UNIX_START, u.int_in_range(0..=900)?)
         .expect("a secret is configured");
@@ -566,6 +604,7 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
         t0,
         secs: Duration::ZERO,
         mgr,
+        ports: FakeBinder::default(),
         quotas,
         clients,
         tokens: Vec::new(),
@@ -613,8 +652,8 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
         0,
         "allocations outlived max lifetime"
     );
-    assert!(w.mgr.binder().bound.is_empty(), "ports still bound");
-    assert!(w.mgr.binder().reserved.is_empty(), "ports still reserved");
+    assert!(w.ports.bound.is_empty(), "ports still bound");
+    assert!(w.ports.reserved.is_empty(), "ports still reserved");
     assert_eq!(w.quotas.total(), 0);
     assert_eq!(
         w.mgr.poll_timeout(),

@@ -39,8 +39,9 @@ pub struct HttpState {
     pub shutdown: CancellationToken,
     /// The `/api/ice-servers` body, fresh credentials each call.
     pub ice: Arc<dyn Fn(std::net::IpAddr) -> serde_json::Value + Send + Sync>,
-    /// The `/metrics` body.
-    pub metrics: Arc<dyn Fn() -> String + Send + Sync>,
+    /// The `/metrics` body (gathered from the workers, so awaited).
+    pub metrics:
+        Arc<dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = String> + Send>> + Send + Sync>,
     /// This server's own origins and the settings waiting for a restart (a reload sets both).
     pub site: Arc<Site>,
 }
@@ -146,7 +147,7 @@ async fn healthz(State(state): State<HttpState>) -> Response {
 }
 
 async fn metrics(State(state): State<HttpState>) -> Response {
-    let body = (state.metrics)();
+    let body = (state.metrics)().await;
     (
         [(
             header::CONTENT_TYPE,

@@ -18,12 +18,12 @@ use tokio::sync::mpsc;
 
 use super::control::Control;
 use super::reload::AdminToken;
-use super::shard::Shared;
+use super::workers::Workers;
 
 #[derive(Clone)]
 struct AdminState {
     token: Arc<AdminToken>,
-    shared: Arc<Shared>,
+    workers: Arc<Workers>,
     control: mpsc::Sender<Control>,
     started: Instant,
 }
@@ -31,12 +31,12 @@ struct AdminState {
 /// The admin routes, to merge into an HTTP router; they answer 404 while no token is set.
 pub(super) fn router(
     token: Arc<AdminToken>,
-    shared: Arc<Shared>,
+    workers: Arc<Workers>,
     control: mpsc::Sender<Control>,
 ) -> Router {
     let state = AdminState {
         token,
-        shared,
+        workers,
         control,
         started: Instant::now(),
     };
@@ -83,13 +83,9 @@ async fn status(State(state): State<AdminState>, headers: HeaderMap) -> Response
     if let Some(refused) = refusal(&state, &headers) {
         return refused;
     }
-    let shards = state.shared.shard_count();
-    let (mut allocations, mut draining) = (0, false);
-    for shard in 0..shards {
-        let guard = state.shared.lock(shard);
-        allocations += guard.manager.allocation_count();
-        draining |= guard.manager.is_draining();
-    }
+    let shards = state.workers.count();
+    let snapshot = state.workers.snapshot().await;
+    let (allocations, draining) = (snapshot.allocations(), snapshot.draining);
     json_response(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_secs": state.started.elapsed().as_secs(),
@@ -103,19 +99,12 @@ async fn sessions(State(state): State<AdminState>, headers: HeaderMap) -> Respon
     if let Some(refused) = refusal(&state, &headers) {
         return refused;
     }
-    let now = Instant::now();
-    let mut all = Vec::new();
-    for shard in 0..state.shared.shard_count() {
-        all.extend(state.shared.lock(shard).manager.sessions(now));
-    }
+    let all = state.workers.sessions().await;
     json_response(json!({ "sessions": all }))
 }
 
-fn kick(state: &AdminState, id: Option<&str>, user: Option<&str>) -> Response {
-    let mut kicked = 0;
-    for shard in 0..state.shared.shard_count() {
-        kicked += state.shared.lock(shard).manager.kick(id, user);
-    }
+async fn kick(state: &AdminState, id: Option<&str>, user: Option<&str>) -> Response {
+    let kicked = state.workers.kick(id, user).await;
     if kicked == 0 {
         return (StatusCode::NOT_FOUND, "no such session\n").into_response();
     }
@@ -130,7 +119,7 @@ async fn kick_one(
     if let Some(refused) = refusal(&state, &headers) {
         return refused;
     }
-    kick(&state, Some(&id), None)
+    kick(&state, Some(&id), None).await
 }
 
 async fn kick_user(
@@ -144,7 +133,7 @@ async fn kick_user(
     let Some(user) = query.get("user") else {
         return (StatusCode::BAD_REQUEST, "give ?user=NAME\n").into_response();
     };
-    kick(&state, None, Some(user))
+    kick(&state, None, Some(user)).await
 }
 
 async fn drain(State(state): State<AdminState>, headers: HeaderMap) -> Response {

@@ -2,11 +2,8 @@
 //! HTTP app (signaling hub, ICE-servers list, admin and metrics routes) and the cluster link,
 //! then handing over to [`super::control`] until shutdown.
 
-use std::collections::HashMap;
-use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -14,19 +11,17 @@ use tokio_util::task::TaskTracker;
 
 use super::control::{Control, Running};
 use super::listeners::{Listeners, log_bound};
-use super::relay::SocketBinder;
 use super::reload::{AdminToken, HttpLive, IceHolder};
-use super::shard::{Shard, Shared};
 use super::stats::{Snapshot, Stats};
 use super::turn_parts::turn_parts;
+use super::workers::{self, Workers};
 use super::{admin, metrics};
-use super::{datapath, descriptors, http_listener, limiter, ports, tcp, tls};
+use super::{descriptors, http_listener, stream, tcp, tls};
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::http::{HttpState, IceServers, Site};
 use crate::signal::cluster::link::Cluster;
 use crate::signal::hub::Hub;
-use crate::turn::Manager;
 
 /// Serves `listeners` until `shutdown` is cancelled, then waits (briefly) for connections to
 /// finish and returns what was counted. Must run inside a tokio runtime.
@@ -92,59 +87,24 @@ pub async fn run(
         None => crate::random::os_random::<[u8; 32]>().to_vec(),
     };
     let parts = turn_parts(config, own.clone(), &nonce_secret);
-    let now = Instant::now();
-    let unix_now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let pollers = match (0..workers)
-        .map(|_| datapath::Poller::new())
-        .collect::<io::Result<Vec<_>>>()
-    {
-        Ok(pollers) => pollers,
-        Err(e) => {
-            tracing::error!("cannot set up the udp event loops: {e}");
-            return stats.snapshot();
-        }
+    let setup = workers::Setup {
+        config: &parts.config,
+        auth: &parts.auth,
+        rules: &parts.rules,
+        quotas: &parts.quotas,
+        ports: (config.relay.min_port, config.relay.max_port),
+        rate: (
+            config.server.unauthenticated_rate,
+            config.server.unauthenticated_burst,
+        ),
+        listen: udp_by_shard,
+        stream_limits: stream::Limits::from_config(&config.server),
+        stats: &stats,
     };
-    let pool = || {
-        Arc::new(ports::PortPool::new(
-            config.relay.min_port,
-            config.relay.max_port,
-        ))
-    };
-    let pools = [pool(), pool()];
-    let mut shards = Vec::with_capacity(workers);
-    for poller in &pollers {
-        let registry = match poller.registry() {
-            Ok(registry) => registry,
-            Err(e) => {
-                tracing::error!("cannot set up the udp event loops: {e}");
-                return stats.snapshot();
-            }
-        };
-        shards.push(Shard {
-            manager: Manager::new(
-                parts.config.clone(),
-                Arc::clone(&parts.auth),
-                Arc::clone(&parts.rules),
-                Arc::clone(&parts.quotas),
-                SocketBinder::new(pools.clone(), registry),
-                now,
-                unix_now,
-            ),
-            tcp_sinks: HashMap::new(),
-            limiter: limiter::SourceLimiter::new(
-                config.server.unauthenticated_rate,
-                config.server.unauthenticated_burst,
-                now,
-            ),
-        });
-    }
-    let shared = Arc::new(Shared::new(shards));
-    let datapath = match datapath::DataPath::start(pollers, udp_by_shard, &shared, &stats) {
-        Ok(datapath) => datapath,
+    let workers = match Workers::start(setup) {
+        Ok(workers) => Arc::new(workers),
         Err(e) => {
-            tracing::error!("cannot start the udp event loops: {e}");
+            tracing::error!("cannot start the workers: {e}");
             return stats.snapshot();
         }
     };
@@ -165,27 +125,19 @@ pub async fn run(
         };
         let ctx = tcp::TcpContext {
             permits: Arc::clone(&permits),
-            idle_timeout: config.server.tcp_idle_timeout,
-            allocation_timeout: config.server.tcp_allocation_timeout,
-            max_queued_bytes: config.server.max_tcp_queued_bytes,
-            handshake_timeout: config.server.tls_handshake_timeout,
             per_ip: Arc::clone(&per_ip),
             budget: Arc::clone(&budget),
-            shared: Arc::clone(&shared),
+            workers: Arc::clone(&workers),
             counters: stats.register(),
             shutdown: shutdown.clone(),
-            tasks: tasks.clone(),
-            tls: acceptor,
+            tls: acceptor.map(|acceptor| Arc::clone(acceptor.config())),
         };
         tasks.spawn(tcp::serve(listener, ctx));
-    }
-    for shard in 0..shared.shard_count() {
-        tasks.spawn(expiry(Arc::clone(&shared), shard, shutdown.clone()));
     }
     let (admin_tx, admin_rx) = mpsc::channel(4);
     // Always routed, answering 404 without a token, so a reload can set or remove one.
     let admin_token = Arc::new(AdminToken::new(config.admin.token.as_deref()));
-    let admin_router = admin::router(Arc::clone(&admin_token), Arc::clone(&shared), admin_tx);
+    let admin_router = admin::router(Arc::clone(&admin_token), Arc::clone(&workers), admin_tx);
     let http_stats = Arc::new(http_listener::HttpStats::default());
     let serving = http_listener::Serving {
         config,
@@ -213,7 +165,7 @@ pub async fn run(
             https: listeners.https.as_ref().and_then(|l| l.local_addr().ok()),
         };
         let scrape = metrics::Sources {
-            shared: Arc::clone(&shared),
+            workers: Arc::clone(&workers),
             stats: Arc::clone(&stats),
             hub: None,
             port_range: usize::from(config.relay.max_port - config.relay.min_port) + 1,
@@ -246,7 +198,7 @@ pub async fn run(
     }
     tracing::info!(
         realm = %config.realm,
-        workers,
+        workers = workers.count(),
         "rturn {} ready",
         env!("CARGO_PKG_VERSION")
     );
@@ -256,14 +208,13 @@ pub async fn run(
         shutdown,
         control,
         admin_rx,
-        shared,
+        workers,
         quotas: parts.quotas,
         http: http_handles,
         certs: store,
         admin_token,
         own,
         nonce_secret,
-        datapath,
         tasks,
         stats,
     };
@@ -331,7 +282,7 @@ fn http_app(
         hub: Arc::clone(&hub),
         shutdown: shutdown.clone(),
         ice: Arc::new(move |ip| api.load().response(ip)),
-        metrics: Arc::new(move || metrics::render(&sources)),
+        metrics: metrics::handler(sources),
         site: Arc::clone(&site),
     });
     let live = HttpLive {
@@ -342,27 +293,4 @@ fn http_app(
         https: bound.https,
     };
     (router, live)
-}
-
-/// The longest the expiry task sleeps, so new earlier deadlines are never missed by more.
-const EXPIRY_TICK: Duration = Duration::from_secs(1);
-
-/// One timer per shard drives every expiry in it (allocations, permissions, channels,
-/// reservations): no task per allocation.
-async fn expiry(shared: Arc<Shared>, shard: usize, shutdown: CancellationToken) {
-    loop {
-        let next = {
-            let mut guard = shared.lock(shard);
-            let now = Instant::now();
-            guard.manager.handle_timeout(now);
-            guard.limiter.purge(now);
-            guard.manager.poll_timeout()
-        };
-        let tick = Instant::now() + EXPIRY_TICK;
-        let wake = next.map_or(tick, |t| t.min(tick));
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep_until(wake.into()) => {}
-        }
-    }
 }

@@ -9,12 +9,11 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::datapath::DataPath;
 use super::reload::{self, AdminToken, HttpLive, Live};
-use super::shard::Shared;
 use super::stats::{Snapshot, Stats};
 use super::systemd;
 use super::tls::CertStore;
+use super::workers::Workers;
 use crate::config::Config;
 use crate::turn::quota::Quotas;
 
@@ -38,14 +37,13 @@ pub(super) struct Running<'a> {
     pub(super) shutdown: CancellationToken,
     pub(super) control: mpsc::Receiver<Control>,
     pub(super) admin_rx: mpsc::Receiver<Control>,
-    pub(super) shared: Arc<Shared>,
+    pub(super) workers: Arc<Workers>,
     pub(super) quotas: Arc<Quotas>,
     pub(super) http: Option<HttpLive>,
     pub(super) certs: Option<Arc<CertStore>>,
     pub(super) admin_token: Arc<AdminToken>,
     pub(super) own: Vec<SocketAddr>,
     pub(super) nonce_secret: Vec<u8>,
-    pub(super) datapath: DataPath,
     pub(super) tasks: TaskTracker,
     pub(super) stats: Arc<Stats>,
 }
@@ -59,14 +57,13 @@ impl Running<'_> {
             shutdown,
             mut control,
             mut admin_rx,
-            shared,
+            workers,
             quotas,
             http: http_handles,
             certs: store,
             admin_token,
             own,
             nonce_secret,
-            datapath,
             tasks,
             stats,
         } = self;
@@ -81,7 +78,7 @@ impl Running<'_> {
                 Some(command) = control.recv() => command,
                 Some(command) = admin_rx.recv() => command,
                 _ = drain_check.tick(), if drain_deadline.is_some() => {
-                    let held = allocation_total(&shared);
+                    let held = workers.snapshot().await.allocations();
                     if held == 0 || drain_deadline.is_some_and(|d| Instant::now() >= d) {
                         tracing::info!(allocations = held, "drained");
                         shutdown.cancel();
@@ -92,7 +89,7 @@ impl Running<'_> {
             match command {
                 Control::Reload(new) => {
                     let live = Live {
-                        shared: &shared,
+                        workers: &workers,
                         quotas: &quotas,
                         http: http_handles.as_ref(),
                         certs: store.as_ref(),
@@ -100,16 +97,11 @@ impl Running<'_> {
                         started: config,
                     };
                     let draining = drain_deadline.is_some();
-                    reload::reload(&new, &live, &own, &nonce_secret, draining);
+                    reload::reload(&new, &live, &own, &nonce_secret, draining).await;
                     current = *new;
                 }
                 Control::Drain => {
-                    for shard in 0..shared.shard_count() {
-                        shared
-                            .lock(shard)
-                            .manager
-                            .drain(current.relay.alternate_server);
-                    }
+                    workers.drain(current.relay.alternate_server).await;
                     drain_deadline.get_or_insert(Instant::now() + current.server.drain_timeout);
                     tracing::info!(
                         timeout = ?current.server.drain_timeout,
@@ -121,13 +113,9 @@ impl Running<'_> {
         systemd::stopping();
         tracing::info!("shutting down");
         // Relay sockets stop with their allocations.
-        let mut allocations = 0;
-        for shard in 0..shared.shard_count() {
-            let mut guard = shared.lock(shard);
-            allocations += guard.manager.allocation_count();
-            guard.manager.clear();
-        }
-        if tokio::task::spawn_blocking(move || datapath.stop())
+        let allocations = workers.clear().await;
+        let stopping = Arc::clone(&workers);
+        if tokio::task::spawn_blocking(move || stopping.stop())
             .await
             .is_err()
         {
@@ -156,10 +144,4 @@ impl Running<'_> {
         );
         s
     }
-}
-
-fn allocation_total(shared: &Shared) -> usize {
-    (0..shared.shard_count())
-        .map(|shard| shared.lock(shard).manager.allocation_count())
-        .sum()
 }

@@ -1,12 +1,18 @@
-//! The UDP data path: one event-loop thread per shard. Each thread owns its shard's
-//! SO_REUSEPORT listen sockets (one per UDP listen address) and polls them together with
-//! every relay socket its shard's allocations hold, so a relayed datagram never changes
-//! thread: client → listen socket → relay socket → peer, and back, on one core.
+//! The workers: one event-loop thread per shard, owning it ([`Shard`]: the allocation
+//! manager, its relay sockets and the source limiter), its SO_REUSEPORT UDP listen sockets
+//! (one per UDP listen address), its TURN TCP/TLS clients ([`Conns`]) and its timers. A
+//! relayed packet never changes thread: client → listen socket (or TCP connection) → relay
+//! socket → peer, and back, on one core, and nothing on that path takes a lock another
+//! thread takes.
 //!
-//! Per wake-up the thread takes the shard's lock once (other threads take it only for TCP
-//! clients, timers and admin requests), reads one batch from each ready socket with
-//! `recvmmsg` (a socket with more waiting goes round again, after the others), and sends
-//! everything bound for clients with one `sendmmsg` per listen socket and batch.
+//! Per wake-up the loop reads its command channel ([`Command`], sent by
+//! [`super::workers::Workers`] for the tokio side: admin, metrics, reload, drain, shutdown,
+//! accepted TCP connections), reads one batch from each ready socket with `recvmmsg` (a
+//! socket with more waiting goes round again, after the others; a TCP connection reads up
+//! to its budget), runs the expiries when due (the poll timeout is the soonest of the
+//! manager's [`crate::turn::Manager::poll_timeout`] and the connections' deadlines), and
+//! sends everything bound for clients with one `sendmmsg` per listen socket and batch, and
+//! one write per TCP connection.
 
 use std::io;
 use std::net::SocketAddr;
@@ -16,23 +22,30 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use tokio::sync::mpsc;
+
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use stun::attributes::{ATTR_DATA, ATTR_XOR_PEER_ADDRESS};
 use stun::message::{CLASS_INDICATION, METHOD_DATA, Message, MessageType};
 
+use super::command::{Command, WorkerSnapshot};
+use super::conns::{CONN_TOKENS, Conns};
 use super::mmsg::{BATCH, RecvBatch, SendQueue, UNKNOWN};
 use super::relay::RELAY_TOKENS;
-use super::shard::{Dispatcher, Handled, Shard, Shared};
-use super::stats::{Counters, Event, Stats};
+use super::shard::{Dispatcher, Handled, Shard};
+use super::stats::{Counters, Event};
+use super::stream::Limits;
 use super::throttle::Throttle;
 use crate::stun::{channel_data, response};
 use crate::turn::{FiveTuple, Transport};
 
-/// Wakes a loop to look at its stop flag.
+/// Wakes a loop to look at its command channel and its stop flag.
 const WAKE: Token = Token(0);
+/// How often buckets the source limiter no longer needs are forgotten.
+const PURGE_EVERY: Duration = Duration::from_secs(1);
 
-/// A shard's poll set, made before the shard so its binder can register relay sockets.
+/// A shard's poll set, made before the shard so its relay table can register sockets.
 pub(super) struct Poller {
     poll: Poll,
     waker: Arc<Waker>,
@@ -45,92 +58,74 @@ impl Poller {
         Ok(Self { poll, waker })
     }
 
-    /// A handle to register relay sockets with, from any thread.
+    /// A handle to register relay sockets with.
     pub(super) fn registry(&self) -> io::Result<Registry> {
         self.poll.registry().try_clone()
     }
+
+    /// Wakes the loop that polls this set.
+    pub(super) fn waker(&self) -> Arc<Waker> {
+        Arc::clone(&self.waker)
+    }
 }
 
-/// The running event-loop threads.
-pub(super) struct DataPath {
-    threads: Vec<JoinHandle<()>>,
-    wakers: Vec<Arc<Waker>>,
+/// Everything one worker's loop is started with.
+pub(super) struct WorkerParts {
+    pub(super) poller: Poller,
+    pub(super) shard: Shard,
+    /// Its UDP listen sockets, one per UDP listen address.
+    pub(super) listen: Vec<std::net::UdpSocket>,
+    pub(super) commands: mpsc::Receiver<Command>,
+    /// Set by senders when they wake the loop; cleared by the loop before it reads commands,
+    /// so a burst of commands costs one wake-up.
+    pub(super) notified: Arc<AtomicBool>,
+    pub(super) counters: Arc<Counters>,
+    /// What its TURN TCP/TLS connections are held to.
+    pub(super) stream_limits: Limits,
+}
+
+/// Starts worker `index`'s loop on its own thread; it runs until `stop` is set and it is
+/// woken.
+pub(super) fn spawn(
+    index: usize,
+    parts: WorkerParts,
     stop: Arc<AtomicBool>,
-}
-
-impl DataPath {
-    /// Starts one thread per poller; `listen[i]` are the listen sockets of shard `i`.
-    pub(super) fn start(
-        pollers: Vec<Poller>,
-        listen: Vec<Vec<std::net::UdpSocket>>,
-        shared: &Arc<Shared>,
-        stats: &Stats,
-    ) -> io::Result<Self> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut path = Self {
-            threads: Vec::new(),
-            wakers: Vec::new(),
-            stop: Arc::clone(&stop),
-        };
-        let mut listen = listen.into_iter();
-        for (shard, poller) in pollers.into_iter().enumerate() {
-            let mut sockets = Vec::new();
-            for (i, socket) in listen.next().unwrap_or_default().into_iter().enumerate() {
-                let fd = socket.as_raw_fd();
-                let token = Token(1 + i);
-                (poller.poll.registry()).register(&mut SourceFd(&fd), token, Interest::READABLE)?;
-                sockets.push((socket.local_addr()?, socket));
-            }
-            path.wakers.push(Arc::clone(&poller.waker));
-            let shared = Arc::clone(shared);
-            let counters = stats.register();
-            let stop = Arc::clone(&stop);
-            let thread = std::thread::Builder::new()
-                .name(format!("rturn-udp-{shard}"))
-                .spawn(move || {
-                    // Built here: the batch headers hold raw pointers and stay on this thread.
-                    let event_loop = Loop {
-                        shard,
-                        shared,
-                        counters,
-                        listen: (sockets.into_iter())
-                            .map(|(addr, socket)| Listen {
-                                addr,
-                                socket,
-                                out: SendQueue::new(),
-                            })
-                            .collect(),
-                        recv: RecvBatch::new(),
-                        dispatcher: Dispatcher::new(),
-                        indication: Message::new(),
-                        warn: Throttle::default(),
-                        again: Vec::new(),
-                    };
-                    event_loop.run(poller.poll, &stop);
-                });
-            match thread {
-                Ok(thread) => path.threads.push(thread),
-                Err(e) => {
-                    path.stop();
-                    return Err(e);
-                }
-            }
-        }
-        Ok(path)
+) -> io::Result<JoinHandle<()>> {
+    let mut sockets = Vec::new();
+    for (i, socket) in parts.listen.into_iter().enumerate() {
+        let fd = socket.as_raw_fd();
+        let token = Token(1 + i);
+        (parts.poller.poll.registry()).register(&mut SourceFd(&fd), token, Interest::READABLE)?;
+        sockets.push((socket.local_addr()?, socket));
     }
-
-    /// Stops every loop and waits for it; the listen sockets close on return.
-    pub(super) fn stop(mut self) {
-        self.stop.store(true, Ordering::Release);
-        for waker in &self.wakers {
-            let _ = waker.wake();
-        }
-        for thread in self.threads.drain(..) {
-            if thread.join().is_err() {
-                tracing::error!("a udp event loop panicked");
-            }
-        }
-    }
+    let (poller, shard, counters) = (parts.poller, parts.shard, parts.counters);
+    let (commands, notified) = (parts.commands, parts.notified);
+    let conns = Conns::new(poller.registry()?, parts.stream_limits);
+    std::thread::Builder::new()
+        .name(format!("rturn-worker-{index}"))
+        .spawn(move || {
+            // Built here: the batch headers hold raw pointers and stay on this thread.
+            let event_loop = Loop {
+                shard: index,
+                counters,
+                listen: (sockets.into_iter())
+                    .map(|(addr, socket)| Listen {
+                        addr,
+                        socket,
+                        out: SendQueue::new(),
+                    })
+                    .collect(),
+                recv: RecvBatch::new(),
+                dispatcher: Dispatcher::new(),
+                indication: Message::new(),
+                warn: Throttle::default(),
+                again: Vec::new(),
+                commands,
+                notified,
+                conns,
+            };
+            event_loop.run(poller.poll, shard, &stop);
+        })
 }
 
 /// One listen socket of a loop and what waits to leave it.
@@ -143,7 +138,6 @@ struct Listen {
 /// One shard's event loop.
 struct Loop {
     shard: usize,
-    shared: Arc<Shared>,
     counters: Arc<Counters>,
     listen: Vec<Listen>,
     recv: RecvBatch,
@@ -152,21 +146,32 @@ struct Loop {
     warn: Throttle,
     /// Sockets left with datagrams queued after their turn.
     again: Vec<Token>,
+    commands: mpsc::Receiver<Command>,
+    notified: Arc<AtomicBool>,
+    /// Its TURN TCP/TLS clients.
+    conns: Conns,
 }
 
 impl Loop {
-    fn run(mut self, mut poll: Poll, stop: &AtomicBool) {
+    fn run(mut self, mut poll: Poll, mut shard: Shard, stop: &AtomicBool) {
         let mut events = Events::with_capacity(1024);
         let mut ready = Vec::with_capacity(1024);
-        // Its own handle, so the lock guard does not borrow `self`.
-        let shared = Arc::clone(&self.shared);
+        let mut purge_at = Instant::now() + PURGE_EVERY;
         loop {
-            let timeout = (!self.again.is_empty()).then_some(Duration::ZERO);
-            if let Err(e) = poll.poll(&mut events, timeout) {
+            let timeout = if self.again.is_empty() {
+                let next = [shard.manager.poll_timeout(), self.conns.poll_timeout()]
+                    .into_iter()
+                    .flatten()
+                    .fold(purge_at, Instant::min);
+                next.saturating_duration_since(Instant::now())
+            } else {
+                Duration::ZERO
+            };
+            if let Err(e) = poll.poll(&mut events, Some(timeout)) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
-                tracing::error!("udp event loop of shard {} failed: {e}", self.shard);
+                tracing::error!("the event loop of worker {} failed: {e}", self.shard);
                 return;
             }
             if stop.load(Ordering::Acquire) {
@@ -175,19 +180,90 @@ impl Loop {
             ready.clear();
             ready.append(&mut self.again);
             ready.extend(events.iter().map(|e| e.token()).filter(|t| *t != WAKE));
-            let mut shard = shared.lock(self.shard);
             let now = Instant::now();
+            self.commands(&mut shard, now);
             for &token in &ready {
                 if token.0 >= RELAY_TOKENS {
                     self.serve_relay(&mut shard, now, token);
+                } else if token.0 >= CONN_TOKENS {
+                    let (dispatcher, counters) = (&mut self.dispatcher, &self.counters);
+                    // Past its read budget: another turn, after the others.
+                    if (self.conns).serve(token, &mut shard, dispatcher, counters, now) {
+                        self.again.push(token);
+                    }
                 } else {
                     self.serve_listen(&mut shard, now, token);
                 }
             }
-            drop(shard);
+            if shard.manager.poll_timeout().is_some_and(|due| due <= now) {
+                shard.manager.handle_timeout(now);
+                shard.settle();
+            }
+            (self.conns).handle_timeout(now, &mut shard, &self.counters);
+            self.conns.flush(&mut shard, &self.counters, now);
+            if now >= purge_at {
+                shard.limiter.purge(now);
+                purge_at = now + PURGE_EVERY;
+            }
             for i in 0..self.listen.len() {
                 self.flush(i);
             }
+        }
+    }
+
+    /// Everything the command channel holds.
+    fn commands(&mut self, shard: &mut Shard, now: Instant) {
+        self.notified.store(false, Ordering::Release);
+        while let Ok(command) = self.commands.try_recv() {
+            self.command(shard, now, command);
+        }
+    }
+
+    fn command(&mut self, shard: &mut Shard, now: Instant, command: Command) {
+        // A reply nobody waits for any more is dropped.
+        match command {
+            Command::Sessions(reply) => {
+                let _ = reply.send(shard.manager.sessions(now));
+            }
+            Command::Kick { id, user, reply } => {
+                let kicked = shard.manager.kick(id.as_deref(), user.as_deref());
+                shard.settle();
+                let _ = reply.send(kicked);
+            }
+            Command::Snapshot(reply) => {
+                let _ = reply.send(WorkerSnapshot {
+                    turn: shard.manager.metrics().clone(),
+                    by_transport: shard.manager.allocations_by_transport(),
+                    relays_in_use: shard.relays.in_use(),
+                    reserved: shard.relays.reserved(),
+                    limited_sources: shard.limiter.tracked(),
+                    draining: shard.manager.is_draining(),
+                });
+            }
+            Command::Reload(new, reply) => {
+                let new = *new;
+                shard.manager.reload(new.config, new.auth, new.rules);
+                if let Some(alternate) = new.draining {
+                    shard.manager.drain(alternate);
+                }
+                shard.limiter.set(new.rate, new.burst);
+                let _ = reply.send(());
+            }
+            Command::Drain(alternate, reply) => {
+                shard.manager.drain(alternate);
+                let _ = reply.send(());
+            }
+            Command::Clear(reply) => {
+                let allocations = shard.manager.allocation_count();
+                shard.manager.clear();
+                shard.settle();
+                let _ = reply.send(allocations);
+            }
+            Command::Accept {
+                stream,
+                tls,
+                guards,
+            } => self.conns.accept(stream, tls, guards, now),
         }
     }
 
@@ -236,14 +312,13 @@ impl Loop {
 
     /// Datagrams from peers: to their clients as ChannelData or Data indications.
     fn serve_relay(&mut self, shard: &mut Shard, now: Instant, token: Token) {
-        let Some(relay) = shard.manager.binder().by_token(token).map(|r| r.addr) else {
-            return; // released since the event was queued
-        };
+        let slot = token.0 - RELAY_TOKENS;
+        // Nothing when released since the event was queued.
         let Some(count) = self.receive(usize::MAX, Some(token), shard) else {
             return;
         };
         for i in 0..count {
-            self.forward(shard, now, relay, i);
+            self.forward(shard, now, slot, i);
         }
         self.take_turn(token, count);
     }
@@ -262,7 +337,7 @@ impl Loop {
     fn receive(&mut self, index: usize, relay: Option<Token>, shard: &Shard) -> Option<usize> {
         let received = match relay {
             Some(token) => {
-                let relay = shard.manager.binder().by_token(token)?;
+                let relay = shard.relays.by_token(token)?;
                 self.recv.recv(&relay.socket, relay.addr.is_ipv6())
             }
             None => {
@@ -283,11 +358,11 @@ impl Loop {
     }
 
     /// Sends datagram `i` of the last receive on relay `relay` to its client.
-    fn forward(&mut self, shard: &mut Shard, now: Instant, relay: SocketAddr, i: usize) {
+    fn forward(&mut self, shard: &mut Shard, now: Instant, slot: usize, i: usize) {
         let Some((payload, peer)) = self.recv.get(i) else {
             return;
         };
-        let Some(route) = shard.manager.peer_route(now, relay, peer, payload.len()) else {
+        let Some(route) = shard.manager.peer_route(now, slot, peer, payload.len()) else {
             self.counters.count(Event::Ignored);
             return;
         };
@@ -316,20 +391,12 @@ impl Loop {
                     None => false,
                 }
             }
-            Transport::Tcp | Transport::Tls => match shard.tcp_sinks.get(&route.client) {
-                Some(tx) => {
-                    // Streams carry ChannelData padded to 4 bytes (RFC 8656 §12.5).
-                    let len = parts[0].len() + parts[1].len();
-                    let mut frame = Vec::with_capacity(len + 3);
-                    frame.extend_from_slice(parts[0]);
-                    frame.extend_from_slice(parts[1]);
-                    frame.resize(len.next_multiple_of(4), 0);
-                    // A client that stopped reading overflows its queue and is closed by
-                    // its connection task (`tcp.rs`); meanwhile its data is dropped.
-                    tx.push(frame).is_ok()
-                }
-                None => false,
-            },
+            // Copied into the connection's outgoing buffer (padded to 4 bytes, RFC 8656
+            // §12.5) and written at the end of the turn; a client that stopped reading is
+            // closed and its data dropped.
+            Transport::Tcp | Transport::Tls => {
+                (self.conns).queue(&route.client, &parts, shard, &self.counters, now)
+            }
         };
         self.counters
             .count(if sent { Event::Relayed } else { Event::IoError });

@@ -1,20 +1,21 @@
-//! `/metrics` in the Prometheus text format: counters added up over every shard and worker
-//! at scrape time, with no per-user labels.
+//! `/metrics` in the Prometheus text format: counters added up over every worker at scrape
+//! time (one snapshot command per worker), with no per-user labels.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use super::descriptors::Budget;
 use super::http_stats::HttpStats;
 use super::report::{BuildInfo, Held};
-use super::shard::Shared;
 use super::stats::Stats;
+use super::workers::Workers;
 use crate::metrics::Counted;
 use crate::signal::hub::Hub;
-use crate::turn::metrics::TurnMetrics;
 
 /// What a scrape reads.
 pub(super) struct Sources {
-    pub(super) shared: Arc<Shared>,
+    pub(super) workers: Arc<Workers>,
     pub(super) stats: Arc<Stats>,
     pub(super) hub: Option<Arc<Hub>>,
     pub(super) port_range: usize,
@@ -22,31 +23,33 @@ pub(super) struct Sources {
     pub(super) http: Arc<HttpStats>,
 }
 
+/// The `/metrics` handler for [`crate::http::HttpState`].
+pub(super) fn handler(
+    sources: Sources,
+) -> Arc<dyn Fn() -> Pin<Box<dyn Future<Output = String> + Send>> + Send + Sync> {
+    let sources = Arc::new(sources);
+    Arc::new(move || {
+        let sources = Arc::clone(&sources);
+        Box::pin(async move { render(&sources).await })
+    })
+}
+
 /// Renders every metric: one table of sources, each reporting its own families.
-pub(super) fn render(src: &Sources) -> String {
-    let mut turn = TurnMetrics::default();
-    let mut held = Held {
+pub(super) async fn render(src: &Sources) -> String {
+    let workers = src.workers.snapshot().await;
+    let held = Held {
+        by_transport: workers.by_transport,
+        ports: workers.relays_in_use,
+        // Reserved ports are shared by every worker: counted once.
+        reserved: workers.reserved,
         port_range: src.port_range,
-        ..Held::default()
+        limited_sources: workers.limited_sources,
     };
-    for shard in 0..src.shared.shard_count() {
-        let guard = src.shared.lock(shard);
-        turn.add(guard.manager.metrics());
-        for (total, n) in
-            (held.by_transport.iter_mut()).zip(guard.manager.allocations_by_transport())
-        {
-            *total += n;
-        }
-        held.ports += guard.manager.binder().in_use();
-        held.limited_sources += guard.limiter.tracked();
-    }
-    // Reserved ports are shared by every shard: counted once.
-    held.reserved = src.shared.lock(0).manager.binder().reserved();
     let stats = src.stats.snapshot();
     let mut table: Vec<&dyn Counted> = vec![
         &BuildInfo,
         &held,
-        &turn,
+        &workers.turn,
         &stats,
         src.budget.as_ref(),
         src.http.as_ref(),

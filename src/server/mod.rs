@@ -14,6 +14,8 @@
 
 mod admin;
 mod app;
+mod command;
+mod conns;
 mod control;
 mod datapath;
 mod descriptors;
@@ -32,12 +34,14 @@ mod report;
 mod shard;
 mod socket;
 mod stats;
+mod stream;
 mod systemd;
 mod tcp;
 mod throttle;
 pub mod tls;
 mod turn_parts;
 mod udp;
+mod workers;
 
 pub use app::run;
 pub use control::Control;

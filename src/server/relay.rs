@@ -1,11 +1,11 @@
-//! Relay sockets: [`SocketBinder`] binds them for the allocation manager (random free ports
-//! from the shared [`PortPool`] of `min-port..=max-port`, so they are not predictable) and
-//! registers each with its shard's
-//! event loop ([`super::datapath`]), which moves datagrams from peers back to clients.
+//! Relay sockets: [`RelayTable`] is one worker's table of them, owned by its event loop
+//! ([`super::datapath`]). The loop binds them when the allocation manager asks
+//! ([`crate::turn::Answer::Bind`]: random free ports from the shared [`PortPool`] of
+//! `min-port..=max-port`, so they are not predictable) and closes them on its events.
 //!
 //! A relay socket is a slot in a table indexed by its poll token, so the event loop finds
-//! the socket behind a readiness event with one index, and an idle allocation costs its
-//! socket and a slot: no task, no buffer.
+//! the socket behind a readiness event with one index, routes name the slot to send from,
+//! and an idle allocation costs its socket and a slot: no task, no buffer.
 //!
 //! A reserved port (EVEN-PORT R=1) is held by a bound socket that nobody reads: it is kept
 //! in the shared [`PortPool`] (any shard may claim it) with a socket filter that drops every
@@ -21,14 +21,15 @@ use mio::{Interest, Registry, Token};
 use socket2::{Protocol, Type};
 
 use super::ports::PortPool;
-use crate::turn::{FastMap, PortChoice, RelayBinder};
+use crate::turn::{Bound, Event, PortChoice};
 
 /// Free ports tried (ones another program holds fail to bind) before answering 508
 /// (Insufficient Capacity).
 const BIND_ATTEMPTS: usize = 64;
 /// Poll tokens from here on are relay sockets (slot = token - RELAY_TOKENS); below are the
-/// event loop's own (waker, listen sockets).
-pub(super) const RELAY_TOKENS: usize = 1 << 16;
+/// event loop's own (waker, listen sockets) and its stream connections
+/// ([`super::conns::CONN_TOKENS`]).
+pub(super) const RELAY_TOKENS: usize = 1 << 30;
 
 /// One bound relay socket.
 pub(super) struct Relay {
@@ -36,31 +37,30 @@ pub(super) struct Relay {
     pub(super) socket: std::net::UdpSocket,
 }
 
-/// Binds relay sockets on behalf of one shard's allocation manager.
-pub(super) struct SocketBinder {
+/// One worker's relay sockets, by slot.
+pub(super) struct RelayTable {
     /// The port pools of IPv4 and IPv6 relay addresses, shared by every shard.
     pools: [Arc<PortPool>; 2],
     registry: Registry,
     slots: Vec<Option<Relay>>,
     free: Vec<usize>,
-    by_addr: FastMap<SocketAddr, usize>,
+    in_use: usize,
 }
 
-impl SocketBinder {
-    /// A binder whose sockets are watched by the event loop that polls `registry`.
+impl RelayTable {
+    /// A table whose sockets are watched by the event loop that polls `registry`.
     pub(super) fn new(pools: [Arc<PortPool>; 2], registry: Registry) -> Self {
         Self {
             pools,
             registry,
             slots: Vec::new(),
             free: Vec::new(),
-            by_addr: FastMap::default(),
+            in_use: 0,
         }
     }
 
-    /// The relay socket bound at `addr`, to send from.
-    pub(super) fn socket(&self, addr: &SocketAddr) -> Option<&std::net::UdpSocket> {
-        let slot = *self.by_addr.get(addr)?;
+    /// The relay socket in `slot`, to send from.
+    pub(super) fn socket(&self, slot: usize) -> Option<&std::net::UdpSocket> {
         self.slots.get(slot)?.as_ref().map(|r| &r.socket)
     }
 
@@ -72,7 +72,7 @@ impl SocketBinder {
 
     /// Relay ports bound for this shard's allocations.
     pub(super) fn in_use(&self) -> usize {
-        self.by_addr.len()
+        self.in_use
     }
 
     /// Relay ports reserved, by every shard (the pools are shared).
@@ -84,7 +84,7 @@ impl SocketBinder {
         &self.pools[usize::from(ip.is_ipv6())]
     }
 
-    fn activate(&mut self, socket: std::net::UdpSocket) -> Option<SocketAddr> {
+    fn activate(&mut self, socket: std::net::UdpSocket) -> Option<Bound> {
         let addr = socket.local_addr().ok()?;
         let slot = self.free.pop().unwrap_or(self.slots.len());
         let token = Token(RELAY_TOKENS + slot);
@@ -100,8 +100,8 @@ impl SocketBinder {
             self.slots.push(None);
         }
         self.slots[slot] = Some(Relay { addr, socket });
-        self.by_addr.insert(addr, slot);
-        Some(addr)
+        self.in_use += 1;
+        Some(Bound { addr, slot })
     }
 }
 
@@ -123,8 +123,12 @@ fn bind_muted(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     Ok(socket.into())
 }
 
-impl RelayBinder for SocketBinder {
-    fn bind(&mut self, ip: IpAddr, choice: PortChoice) -> Option<SocketAddr> {
+impl RelayTable {
+    /// Binds a relay socket on `ip` as the manager asked; `None` when no port is free (the
+    /// manager answers 508). With [`PortChoice::EvenReserveNext`] port + 1 is held, muted,
+    /// in the shared pool until any worker claims it ([`PortChoice::Reserved`]) or gives it
+    /// up ([`Event::Unreserve`]). A reserved port receives nothing.
+    pub(super) fn bind(&mut self, ip: IpAddr, choice: PortChoice) -> Option<Bound> {
         if let PortChoice::Reserved(port) = choice {
             let socket = self.pool(ip).take_held(port)?;
             let unmuted = socket2::SockRef::from(&socket).detach_filter();
@@ -166,34 +170,41 @@ impl RelayBinder for SocketBinder {
             self.pool(ip).release(port);
         }
         let (port, socket) = bound?;
-        let addr = self.activate(socket);
-        if addr.is_none() {
+        let relay = self.activate(socket);
+        if relay.is_none() {
             // Not watched, so not used: give the port (and its reserved twin) back.
             self.pool(ip).release(port);
             if pair && self.pool(ip).take_held(port + 1).is_some() {
                 self.pool(ip).release(port + 1);
             }
         }
-        addr
+        relay
     }
 
-    fn release(&mut self, addr: SocketAddr) {
-        let mut closed = false;
-        if let Some(slot) = self.by_addr.remove(&addr) {
-            if let Some(relay) = self.slots.get_mut(slot).and_then(Option::take) {
+    /// Does what the manager asked: closes a relay socket, or gives up a reserved port.
+    pub(super) fn handle_event(&mut self, event: Event) {
+        let addr = match event {
+            Event::Close(bound) => {
+                let Some(relay) = self.slots.get_mut(bound.slot).and_then(Option::take) else {
+                    return;
+                };
                 // Closing the socket also removes it from the poll set; deregistering first
                 // keeps that true even if something else still held the descriptor.
                 let fd = relay.socket.as_raw_fd();
                 let _ = self.registry.deregister(&mut SourceFd(&fd));
+                self.free.push(bound.slot);
+                self.in_use -= 1;
+                relay.addr
             }
-            self.free.push(slot);
-            closed = true;
-        }
-        closed |= self.pool(addr.ip()).take_held(addr.port()).is_some();
+            Event::Unreserve(addr) => {
+                if self.pool(addr.ip()).take_held(addr.port()).is_none() {
+                    return;
+                }
+                addr
+            }
+        };
         // Only once the socket is closed may another shard take the port.
-        if closed {
-            self.pool(addr.ip()).release(addr.port());
-        }
+        self.pool(addr.ip()).release(addr.port());
     }
 }
 
@@ -204,15 +215,15 @@ mod tests {
 
     const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
-    /// Two binders (two shards) over one range of 8 ports on loopback (one range per test:
+    /// Two tables (two shards) over one range of 8 ports on loopback (one range per test:
     /// tests run in parallel).
-    fn binders(first: u16) -> (mio::Poll, SocketBinder, SocketBinder) {
+    fn binders(first: u16) -> (mio::Poll, RelayTable, RelayTable) {
         let poll = mio::Poll::new().expect("poll");
         let pool = || Arc::new(PortPool::new(first, first + 7));
         let pools = [pool(), pool()];
         let binder = || {
             let registry = poll.registry().try_clone().expect("registry");
-            SocketBinder::new(pools.clone(), registry)
+            RelayTable::new(pools.clone(), registry)
         };
         let (a, b) = (binder(), binder());
         (poll, a, b)
@@ -226,12 +237,12 @@ mod tests {
         for i in 0.. {
             let binder = if i % 2 == 0 { &mut a } else { &mut b };
             match binder.bind(LOOPBACK, PortChoice::Any) {
-                Some(addr) => held.push((i % 2, addr)),
+                Some(relay) => held.push((i % 2, relay)),
                 None => break,
             }
         }
         assert!(!held.is_empty() && held.len() <= 8, "{held:?}");
-        let mut ports: Vec<u16> = held.iter().map(|(_, addr)| addr.port()).collect();
+        let mut ports: Vec<u16> = held.iter().map(|(_, r)| r.addr.port()).collect();
         ports.sort_unstable();
         ports.dedup();
         assert_eq!(ports.len(), held.len(), "a port bound twice: {held:?}");
@@ -243,47 +254,73 @@ mod tests {
             .copied()
             .find(|(shard, _)| *shard == 0)
             .expect("A bound");
-        a.release(freed);
+        a.handle_event(Event::Close(freed));
         assert_eq!(a.in_use() + b.in_use(), held.len() - 1);
-        assert_eq!(b.bind(LOOPBACK, PortChoice::Any), Some(freed));
+        let again = b.bind(LOOPBACK, PortChoice::Any).map(|r| r.addr);
+        assert_eq!(again, Some(freed.addr));
     }
 
     #[test]
     fn a_reserved_twin_is_held_until_claimed_by_any_shard_or_released() {
         let (_poll, mut a, mut b) = binders(47_200);
-        let Some(first) = a.bind(LOOPBACK, PortChoice::EvenReserveNext) else {
+        let Some(first) = a
+            .bind(LOOPBACK, PortChoice::EvenReserveNext)
+            .map(|r| r.addr)
+        else {
             return; // every even port of the range is taken by other programs: nothing to test
         };
         assert_eq!(first.port() % 2, 0);
         let twin = first.port() + 1;
         assert_eq!((a.in_use(), a.reserved(), b.reserved()), (1, 1, 1));
         // Nobody else gets the twin while it is reserved...
-        while let Some(addr) = b.bind(LOOPBACK, PortChoice::Any) {
-            assert_ne!(addr.port(), twin);
+        while let Some(relay) = b.bind(LOOPBACK, PortChoice::Any) {
+            assert_ne!(relay.addr.port(), twin);
         }
         // ...and any shard claims it by number (the Allocate with the token may reach
         // another worker than the one that reserved it), once.
-        let claimed = b.bind(LOOPBACK, PortChoice::Reserved(twin));
-        assert_eq!(claimed, Some(SocketAddr::new(LOOPBACK, twin)));
+        let claimed = b
+            .bind(LOOPBACK, PortChoice::Reserved(twin))
+            .expect("claimed");
+        assert_eq!(claimed.addr, SocketAddr::new(LOOPBACK, twin));
         assert_eq!(a.bind(LOOPBACK, PortChoice::Reserved(twin)), None);
+        assert_eq!((b.reserved(), b.socket(claimed.slot).is_some()), (0, true));
+        b.handle_event(Event::Close(claimed));
         assert_eq!(
-            (
-                b.reserved(),
-                b.socket(&SocketAddr::new(LOOPBACK, twin)).is_some()
-            ),
-            (0, true)
-        );
-        b.release(SocketAddr::new(LOOPBACK, twin));
-        assert_eq!(
-            a.bind(LOOPBACK, PortChoice::Any).map(|a| a.port()),
+            a.bind(LOOPBACK, PortChoice::Any).map(|a| a.addr.port()),
             Some(twin)
         );
     }
 
     #[test]
+    fn an_unclaimed_reservation_given_up_frees_its_port_once() {
+        let (_poll, mut a, mut b) = binders(47_220);
+        let Some(first) = a.bind(LOOPBACK, PortChoice::EvenReserveNext) else {
+            return; // every even port of the range is taken by other programs: nothing to test
+        };
+        let twin = SocketAddr::new(LOOPBACK, first.addr.port() + 1);
+        // Given up by another worker than the one that reserved it (the shared pool holds it).
+        b.handle_event(Event::Unreserve(twin));
+        assert_eq!((a.reserved(), b.reserved()), (0, 0));
+        // Twice is nothing: the port is not freed under whoever takes it next.
+        let again = b.bind(LOOPBACK, PortChoice::Reserved(twin.port()));
+        assert_eq!(again, None);
+        let mut ports = Vec::new();
+        while let Some(relay) = b.bind(LOOPBACK, PortChoice::Any) {
+            ports.push(relay.addr.port());
+        }
+        a.handle_event(Event::Unreserve(twin));
+        assert!(ports.contains(&twin.port()), "{ports:?}");
+        assert_eq!(b.bind(LOOPBACK, PortChoice::Any), None, "freed twice");
+        assert_eq!(a.in_use(), 1);
+    }
+
+    #[test]
     fn a_reserved_port_buffers_nothing_and_relays_once_claimed() {
         let (_poll, mut a, mut b) = binders(47_210);
-        let Some(first) = a.bind(LOOPBACK, PortChoice::EvenReserveNext) else {
+        let Some(first) = a
+            .bind(LOOPBACK, PortChoice::EvenReserveNext)
+            .map(|r| r.addr)
+        else {
             return; // every even port of the range is taken by other programs: nothing to test
         };
         let twin = SocketAddr::new(LOOPBACK, first.port() + 1);
@@ -293,8 +330,8 @@ mod tests {
         }
         // Claimed by another shard than the one that reserved it.
         let claimed = b.bind(LOOPBACK, PortChoice::Reserved(twin.port()));
-        assert_eq!(claimed, Some(twin));
-        let socket = b.socket(&twin).expect("bound");
+        assert_eq!(claimed.map(|r| r.addr), Some(twin));
+        let socket = b.socket(claimed.expect("bound").slot).expect("bound");
         let mut buf = [0u8; 1500];
         // Nothing the stranger sent while the port was reserved was kept...
         let before = socket.recv_from(&mut buf);

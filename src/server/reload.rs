@@ -7,8 +7,8 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
-use super::shard::Shared;
 use super::turn_parts::turn_parts;
+use super::workers::Workers;
 use super::{systemd, tls};
 use crate::auth::Auth;
 use crate::config::Config;
@@ -49,7 +49,7 @@ pub(super) struct HttpLive {
 
 /// What a reload reaches into.
 pub(super) struct Live<'a> {
-    pub(super) shared: &'a Arc<Shared>,
+    pub(super) workers: &'a Arc<Workers>,
     pub(super) quotas: &'a Arc<Quotas>,
     pub(super) http: Option<&'a HttpLive>,
     pub(super) certs: Option<&'a Arc<tls::CertStore>>,
@@ -104,7 +104,7 @@ pub(super) fn restart_required(started: &Config, new: &Config) -> Vec<&'static s
 }
 
 /// Applies `new` to the running server (see the module docs).
-pub(super) fn reload(
+pub(super) async fn reload(
     new: &Config,
     live: &Live<'_>,
     own: &[SocketAddr],
@@ -125,23 +125,16 @@ pub(super) fn reload(
     };
     let mut parts = turn_parts(new, own.to_vec(), &nonce_secret);
     // Split among the shards that run, which a changed server.workers does not change.
-    let shards = live.shared.shard_count() as u64;
+    let shards = live.workers.count() as u64;
     parts.config.bps_capacity = new.relay.bps_capacity.div_ceil(shards);
-    for shard in 0..live.shared.shard_count() {
-        let mut guard = live.shared.lock(shard);
-        guard.manager.reload(
-            parts.config.clone(),
-            Arc::clone(&parts.auth),
-            Arc::clone(&parts.rules),
-        );
-        if draining {
-            guard.manager.drain(new.relay.alternate_server);
-        }
-        (guard.limiter).set(
-            new.server.unauthenticated_rate,
-            new.server.unauthenticated_burst,
-        );
-    }
+    let rate = (
+        new.server.unauthenticated_rate,
+        new.server.unauthenticated_burst,
+    );
+    let draining = draining.then_some(new.relay.alternate_server);
+    (live.workers)
+        .reload(&parts.config, &parts.auth, &parts.rules, draining, rate)
+        .await;
     live.quotas
         .set_limits(super::turn_parts::quota_limits(&new.relay));
     live.admin.set(new.admin.token.as_deref());

@@ -1,63 +1,60 @@
-//! The state the listeners share: the allocation managers, one per shard. A UDP listen
-//! socket always serves the same shard (SO_REUSEPORT keeps a client on one socket) from that
-//! shard's event loop ([`super::datapath`]), a TCP connection is hashed to one, and a relay
+//! One worker's shard, owned by its event loop ([`super::datapath`]) and by nothing else:
+//! the allocation manager, the relay sockets its allocations hold, its TURN TCP/TLS clients
+//! and the rate limit of unauthenticated requests from the sources it serves. A UDP listen
+//! socket always serves the same shard (SO_REUSEPORT keeps a client on one socket), a TCP
+//! connection is hashed to one by the accept loop ([`super::workers::Workers::accept`]), and a relay
 //! socket belongs to the shard of its allocation, so shards never wait on each other.
 //!
 //! [`Dispatcher`] is what a client-facing socket does with each packet: ChannelData goes
 //! straight to the peer without touching the STUN decoder, Binding is answered locally, TURN
 //! requests and Send indications go to the shard's manager.
 
-use std::collections::HashMap;
-use std::hash::BuildHasher;
-use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 use stun::attributes::{ATTR_MESSAGE_INTEGRITY, ATTR_MESSAGE_INTEGRITY_SHA256};
 use stun::message::{CLASS_INDICATION, CLASS_REQUEST, METHOD_BINDING, METHOD_SEND, Message};
 
 use super::limiter::SourceLimiter;
-use super::relay::SocketBinder;
-use crate::outbox;
+use super::relay::RelayTable;
 use crate::stun::codec::{PacketKind, decode_into, packet_kind};
 use crate::stun::{Malformed, Responder};
-use crate::turn::{FiveTuple, Manager};
+use crate::turn::{Answer, Bound, FiveTuple, Manager};
 
-/// One shard: an allocation manager, the TCP clients whose allocations it holds, and the
-/// rate limit of unauthenticated requests from the sources it serves.
+/// One shard: an allocation manager, the relay sockets of its allocations, and the rate
+/// limit of unauthenticated requests. (Its TCP/TLS clients are in [`super::conns`].)
 pub(super) struct Shard {
-    pub(super) manager: Manager<SocketBinder>,
-    pub(super) tcp_sinks: HashMap<FiveTuple, outbox::Sender<Vec<u8>>>,
+    pub(super) manager: Manager,
+    pub(super) relays: RelayTable,
     pub(super) limiter: SourceLimiter,
 }
 
-/// Everything the listener threads and tasks share.
-pub(super) struct Shared {
-    shards: Box<[Mutex<Shard>]>,
-    hasher: std::collections::hash_map::RandomState,
-}
-
-impl Shared {
-    pub(super) fn new(shards: Vec<Shard>) -> Self {
-        Self {
-            shards: shards.into_iter().map(Mutex::new).collect(),
-            hasher: Default::default(),
+impl Shard {
+    /// Does what the manager asked for since the last call: closes relay sockets, gives up
+    /// reserved ports. Called after every input that may end an allocation.
+    pub(super) fn settle(&mut self) {
+        while let Some(event) = self.manager.poll_event() {
+            self.relays.handle_event(event);
         }
     }
 
-    pub(super) fn shard_count(&self) -> usize {
-        self.shards.len()
-    }
-
-    pub(super) fn lock(&self, shard: usize) -> MutexGuard<'_, Shard> {
-        // A panic while holding a shard cannot be recovered from more safely than by going on.
-        self.shards[shard % self.shards.len()]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The shard a TCP connection's allocation lives on.
-    pub(super) fn shard_for(&self, tuple: &FiveTuple) -> usize {
-        (self.hasher.hash_one(tuple) % self.shards.len() as u64) as usize
+    /// Answers a TURN request into `reply`, binding the relay sockets an Allocate needs.
+    fn request(&mut self, now: Instant, tuple: FiveTuple, req: &Message, reply: &mut Vec<u8>) {
+        reply.clear();
+        match self.manager.handle_request(now, tuple, req) {
+            Answer::Reply(answer) => reply.extend_from_slice(answer),
+            Answer::Bind(wanted) => {
+                let mut bound: Vec<Bound> = Vec::with_capacity(wanted.len());
+                for (ip, choice) in wanted {
+                    match self.relays.bind(ip, choice) {
+                        Some(relay) => bound.push(relay),
+                        None => break,
+                    }
+                }
+                let answer = self.manager.allocate_bound(now, tuple, req, &bound);
+                reply.extend_from_slice(answer);
+            }
+        }
+        self.settle();
     }
 }
 
@@ -129,9 +126,10 @@ impl Dispatcher {
                 if !signed && !shard.limiter.allow(source, now) {
                     return Handled::RateLimited;
                 }
-                let answer = shard.manager.handle_request(now, tuple, req);
-                self.reply.clear();
-                self.reply.extend_from_slice(answer);
+                shard.request(now, tuple, req, &mut self.reply);
+                if self.reply.is_empty() {
+                    return Handled::Ignored;
+                }
                 // Signed but not valid (stale nonce, wrong key...): unauthenticated too.
                 if signed
                     && !shard.manager.answered_authenticated()
@@ -145,9 +143,8 @@ impl Dispatcher {
                 let sent =
                     (shard.manager)
                         .handle_send(now, tuple, req)
-                        .and_then(|(relay, peer, data)| {
-                            super::send_now(shard.manager.binder().socket(&relay)?, data, peer)
-                                .then_some(())
+                        .and_then(|(slot, peer, data)| {
+                            super::send_now(shard.relays.socket(slot)?, data, peer).then_some(())
                         });
                 if sent.is_some() {
                     Handled::Relayed
@@ -170,8 +167,8 @@ fn channel_data(shard: &mut Shard, now: Instant, tuple: &FiveTuple, packet: &[u8
     let len = payload.len();
     let sent = (shard.manager)
         .channel_route(now, tuple, channel, len)
-        .and_then(|(relay, peer)| {
-            super::send_now(shard.manager.binder().socket(&relay)?, payload, peer).then_some(())
+        .and_then(|(slot, peer)| {
+            super::send_now(shard.relays.socket(slot)?, payload, peer).then_some(())
         });
     if sent.is_some() {
         Handled::Relayed

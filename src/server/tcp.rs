@@ -1,34 +1,25 @@
-//! STUN/TURN over TCP: an accept loop capped by a semaphore (and per client IP by
-//! [`PerIp`]), and per connection a reader that frames the stream
-//! ([`crate::stun::next_frame`]) and a writer fed by one ordered queue, bounded in bytes
-//! ([`crate::outbox`]). Broken framing, silence past the idle timeout without an allocation,
-//! holding no allocation past `tcp-allocation-timeout`, or letting more than
-//! `max-tcp-queued-bytes` pile up unread closes it; on TLS, so does a handshake slower than
-//! `tls-handshake-timeout`. Each connection also holds a permit of the descriptor budget
-//! ([`super::descriptors`]); failed accepts back off.
+//! STUN/TURN over TCP and TLS, the tokio side: an accept loop capped by a semaphore (and
+//! per client IP by [`PerIp`]) that draws a permit of the descriptor budget
+//! ([`super::descriptors`]) for each connection, backs off on failed accepts, and hands the
+//! connection with those guards to its worker ([`Workers::accept`]). The worker's event
+//! loop serves it from then on ([`super::conns`], [`super::stream`]): framing, TLS, the
+//! byte-bounded outgoing buffer, the idle, allocation and handshake timeouts.
 
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
 use socket2::{Protocol, Type};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use super::descriptors::{Budget, Kind};
-use super::shard::{Dispatcher, Handled, Shared};
 use super::stats::{Counters, Event};
 use super::throttle::{Backoff, Throttle, accept};
-use crate::outbox;
-use crate::stun::{Frame, next_frame};
+use super::workers::Workers;
 use crate::turn::{FiveTuple, Transport};
-use tokio_rustls::TlsAcceptor;
 
 /// Pending connections the kernel queues while all permits are taken.
 const BACKLOG: i32 = 1024;
@@ -47,28 +38,18 @@ pub(super) fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 pub(super) struct TcpContext {
     /// Caps connections served at once.
     pub(super) permits: Arc<Semaphore>,
-    /// Silence after which a connection without an allocation is closed.
-    pub(super) idle_timeout: Duration,
-    /// How long a connection may hold no allocation, chatty or not.
-    pub(super) allocation_timeout: Duration,
-    /// Bytes waiting for one connection's writer; past them the client is closed.
-    pub(super) max_queued_bytes: usize,
-    /// How long a TLS client may take over its handshake.
-    pub(super) handshake_timeout: Duration,
     /// Connections per client IP, shared by every TCP and TLS listener.
     pub(super) per_ip: Arc<PerIp>,
     /// The descriptor budget every connection draws on.
     pub(super) budget: Arc<Budget>,
-    /// The allocation managers.
-    pub(super) shared: Arc<Shared>,
+    /// The workers whose shards hold the allocations.
+    pub(super) workers: Arc<Workers>,
     /// This listener's counters.
     pub(super) counters: Arc<Counters>,
     /// Fires on shutdown.
     pub(super) shutdown: CancellationToken,
-    /// Tracks connection tasks so shutdown can wait for them.
-    pub(super) tasks: TaskTracker,
     /// Set on a `turns:` listener: the TLS handshake comes first.
-    pub(super) tls: Option<TlsAcceptor>,
+    pub(super) tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Accepts connections until shutdown.
@@ -103,197 +84,23 @@ pub(super) async fn serve(listener: TcpListener, ctx: TcpContext) {
             continue;
         };
         ctx.counters.count(Event::TcpAccepted);
-        let conn_ctx = ctx.clone();
-        ctx.tasks.spawn(async move {
-            accepted_connection(stream, peer, &conn_ctx).await;
-            drop((slot, permit, descriptor));
-        });
-    }
-}
-
-/// A connection just accepted: TLS handshake first on a `turns:` listener.
-async fn accepted_connection(stream: TcpStream, client: SocketAddr, ctx: &TcpContext) {
-    // Replies are small and should leave at once.
-    let _ = stream.set_nodelay(true);
-    let Ok(server) = stream.local_addr() else {
-        return;
-    };
-    let Some(acceptor) = &ctx.tls else {
+        // Off tokio, onto the worker's event loop.
+        let (Ok(server), Ok(stream)) = (stream.local_addr(), stream.into_std()) else {
+            continue;
+        };
+        let transport = match ctx.tls {
+            Some(_) => Transport::Tls,
+            None => Transport::Tcp,
+        };
         let tuple = FiveTuple {
-            transport: Transport::Tcp,
-            client,
+            transport,
+            client: peer,
             server,
         };
-        return connection(stream, tuple, ctx).await;
-    };
-    match tokio::time::timeout(ctx.handshake_timeout, acceptor.accept(stream)).await {
-        Ok(Ok(stream)) => {
-            let tuple = FiveTuple {
-                transport: Transport::Tls,
-                client,
-                server,
-            };
-            connection(stream, tuple, ctx).await;
-        }
-        // A failed or slow handshake: nothing was said, nothing to clean up.
-        Ok(Err(e)) => {
-            tracing::debug!(%client, "tls handshake failed: {e}");
-            ctx.counters.count(Event::TcpBroken);
-        }
-        Err(_) => ctx.counters.count(Event::TlsHandshakeTimeout),
-    }
-}
-
-/// Serves one connection: one 5-tuple, so closing it deletes its allocation (RFC 8656 §3.1).
-async fn connection<S>(stream: S, tuple: FiveTuple, ctx: &TcpContext)
-where
-    S: AsyncRead + AsyncWrite + Send + 'static,
-{
-    let shard = ctx.shared.shard_for(&tuple);
-    let (mut reader, writer) = tokio::io::split(stream);
-    let (tx, rx) = outbox::channel::<Vec<u8>>(ctx.max_queued_bytes);
-    ctx.shared.lock(shard).tcp_sinks.insert(tuple, tx.clone());
-    // Answers and relayed data share one ordered queue to the socket.
-    let writer_task = tokio::spawn(write_loop(writer, rx, ctx.idle_timeout));
-    read_loop(&mut reader, tuple, shard, &tx, ctx).await;
-    {
-        let mut guard = ctx.shared.lock(shard);
-        guard.tcp_sinks.remove(&tuple);
-        guard.manager.close(tuple);
-    }
-    drop(tx);
-    let _ = writer_task.await;
-}
-
-/// Writes what the queue holds, in order, until the connection ends, a write takes longer
-/// than `write_timeout`, or the queue overflows (the client stopped reading: what it holds
-/// is dropped with it at once, not written out first).
-async fn write_loop(
-    mut writer: impl AsyncWrite + Unpin,
-    mut rx: outbox::Receiver<Vec<u8>>,
-    write_timeout: Duration,
-) {
-    let overflow = rx.overflow();
-    loop {
-        let frame = tokio::select! {
-            biased;
-            _ = overflow.cancelled() => return,
-            frame = rx.recv() => frame,
-        };
-        let Some(frame) = frame else { return };
-        let sent = tokio::select! {
-            biased;
-            _ = overflow.cancelled() => return,
-            sent = tokio::time::timeout(write_timeout, writer.write_all(&frame)) => sent,
-        };
-        if !matches!(sent, Ok(Ok(()))) {
-            return;
-        }
-    }
-}
-
-async fn read_loop(
-    reader: &mut (impl AsyncRead + Unpin),
-    tuple: FiveTuple,
-    shard: usize,
-    tx: &outbox::Sender<Vec<u8>>,
-    ctx: &TcpContext,
-) {
-    let mut buf = BytesMut::with_capacity(4096);
-    let mut dispatcher = Dispatcher::new();
-    let mut allocation_check = tokio::time::Instant::now() + ctx.allocation_timeout;
-    loop {
-        // Handle every complete frame already buffered, in order.
-        loop {
-            let frame = match next_frame(&buf) {
-                Ok(Some(frame)) => frame,
-                Ok(None) => break,
-                Err(_) => {
-                    ctx.counters.count(Event::TcpBroken);
-                    return;
-                }
-            };
-            ctx.counters.count(Event::Received);
-            let bytes = match frame {
-                // The padding is not part of the ChannelData message.
-                Frame::ChannelData(_) => channel_data_without_padding(&buf),
-                Frame::Stun(len) => &buf[..len],
-            };
-            let handled = {
-                let mut guard = ctx.shared.lock(shard);
-                dispatcher.handle(&mut guard, Instant::now(), tuple, bytes)
-            };
-            match handled {
-                Handled::Reply => {
-                    match tx.push(dispatcher.reply.clone()) {
-                        Ok(()) => ctx.counters.count(Event::Replied),
-                        // The client sends requests and reads no answers.
-                        Err(outbox::Refused::Full) => {
-                            ctx.counters.count(Event::TcpSlowConsumer);
-                            return;
-                        }
-                        Err(outbox::Refused::Closed) => return,
-                    }
-                }
-                Handled::Relayed => ctx.counters.count(Event::Relayed),
-                Handled::Ignored => ctx.counters.count(Event::Ignored),
-                Handled::Malformed(_) => ctx.counters.count(Event::Malformed),
-                Handled::RateLimited => ctx.counters.count(Event::RateLimited),
-            }
-            buf.advance(frame.len());
-        }
-        buf.reserve(4096);
-        let read = tokio::select! {
-            _ = ctx.shutdown.cancelled() => return,
-            _ = tx.overflowed() => {
-                // Relayed data piled up past `max-tcp-queued-bytes`: the client is not
-                // reading. Closing it deletes its allocation and frees the queue.
-                ctx.counters.count(Event::TcpSlowConsumer);
-                return;
-            }
-            _ = tokio::time::sleep(ctx.idle_timeout) => {
-                if ctx.shared.lock(shard).manager.has_allocation(&tuple) {
-                    continue;
-                }
-                ctx.counters.count(Event::TcpIdleClosed);
-                return;
-            }
-            _ = tokio::time::sleep_until(allocation_check) => {
-                if ctx.shared.lock(shard).manager.has_allocation(&tuple) {
-                    // Looked at again a timeout later: an allocation that ended by then
-                    // closes the connection within one more timeout.
-                    allocation_check += ctx.allocation_timeout;
-                    continue;
-                }
-                ctx.counters.count(Event::TcpAllocationTimeout);
-                return;
-            }
-            r = reader.read_buf(&mut buf) => r,
-        };
-        match read {
-            Ok(0) | Err(_) => {
-                if read.is_err() {
-                    ctx.counters.count(Event::IoError);
-                }
-                // The client closed (or reset) the stream; bytes left over are a message cut
-                // short, dropped like any other malformed input, and counted.
-                if !buf.is_empty() {
-                    ctx.counters.count(Event::TcpBroken);
-                }
-                return;
-            }
-            Ok(_) => {}
-        }
-    }
-}
-
-/// The ChannelData message at the start of `buf`, without its stream padding.
-fn channel_data_without_padding(buf: &[u8]) -> &[u8] {
-    // `next_frame` found a whole frame here, so the parse succeeds; if it did not, the
-    // dispatcher would count what it is given as malformed.
-    match crate::stun::channel_data::parse(buf) {
-        Ok(cd) => &buf[..cd.message_len()],
-        Err(_) => buf,
+        let guards = Box::new((slot, permit, descriptor));
+        (ctx.workers)
+            .accept(&tuple, stream, ctx.tls.clone(), guards)
+            .await;
     }
 }
 

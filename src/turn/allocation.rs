@@ -3,6 +3,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
+use super::Bound;
 use super::bandwidth::Bandwidth;
 use super::quota::Holder;
 use crate::auth::{Integrity, Key};
@@ -34,8 +35,8 @@ pub struct Allocation {
     pub key: Key,
     /// Which integrity attribute the client used; responses use the same.
     pub integrity: Integrity,
-    /// Bound relay addresses: one, or one per family for a dual allocation.
-    pub relays: Vec<SocketAddr>,
+    /// Bound relay sockets: one, or one per family for a dual allocation.
+    pub relays: Vec<Bound>,
     /// When the allocation lapses unless refreshed.
     pub expires: Instant,
     /// Permissions by peer IP (RFC 8656 §9: ports do not matter) and their expiry.
@@ -59,11 +60,11 @@ pub struct Allocation {
 
 impl Allocation {
     /// The relay address that serves peers of `peer`'s family.
-    pub fn relay_for(&self, peer: IpAddr) -> Option<SocketAddr> {
+    pub fn relay_for(&self, peer: IpAddr) -> Option<Bound> {
         self.relays
             .iter()
             .copied()
-            .find(|r| r.is_ipv4() == peer.is_ipv4())
+            .find(|r| r.addr.is_ipv4() == peer.is_ipv4())
     }
 
     /// Whether a live permission covers `peer` at `now`.

@@ -1,7 +1,7 @@
 //! The allocation manager: authentication, dispatch, data-path routing and expiry.
 //! The method handlers themselves are in `methods.rs`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,11 +16,12 @@ use stun::uattrs::UnknownAttributes;
 
 use super::allocation::Allocation;
 use super::attrs::{self, KNOWN_TURN_ATTRIBUTES};
-use super::bandwidth::{self, Bandwidth};
+use super::bandwidth::Bandwidth;
+use super::methods::PendingAllocate;
 use super::metrics::TurnMetrics;
 use super::peer_rules::PeerRules;
 use super::quota::Quotas;
-use super::{FiveTuple, RelayBinder, TurnConfig};
+use super::{Answer, Event, FiveTuple, TurnConfig};
 use crate::auth::{Auth, Integrity, Key, NonceCheck, add_integrity, verify_integrity};
 use crate::stun::codec::unknown_required;
 use crate::stun::response;
@@ -53,41 +54,20 @@ pub struct PeerRoute {
     pub channel: Option<u16>,
 }
 
-/// One allocation as the admin API shows it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Session {
-    /// ID for `DELETE /admin/sessions/<id>`.
-    pub id: String,
-    /// The user it authenticated as.
-    pub user: String,
-    /// The client transport.
-    pub transport: super::Transport,
-    /// The client's address.
-    pub client: SocketAddr,
-    /// Relayed addresses (as bound).
-    pub relays: Vec<SocketAddr>,
-    /// Seconds since it was created.
-    pub age_secs: u64,
-    /// Packets and bytes client → peers.
-    pub to_peer: (u64, u64),
-    /// Packets and bytes peers → client.
-    pub to_client: (u64, u64),
-    /// Peer IPs with a permission.
-    pub permissions: Vec<IpAddr>,
-    /// Channels bound.
-    pub channels: usize,
-}
-
 /// All allocations of one shard, and the reservations every shard shares (in [`Quotas`]).
 /// See the module docs of [`crate::turn`].
-pub struct Manager<B> {
+pub struct Manager {
     pub(super) config: TurnConfig,
     pub(super) auth: Arc<Auth>,
     pub(super) rules: Arc<PeerRules>,
     pub(super) quotas: Arc<Quotas>,
-    pub(super) binder: B,
     pub(super) allocations: FastMap<FiveTuple, Allocation>,
-    pub(super) by_relay: FastMap<SocketAddr, FiveTuple>,
+    /// The allocation of each relay slot.
+    pub(super) by_relay: FastMap<usize, FiveTuple>,
+    /// What the event loop has to do: sockets to close, reservations to give up.
+    events: VecDeque<Event>,
+    /// The Allocate waiting for its relay sockets ([`Answer::Bind`]).
+    pub(super) pending: Option<PendingAllocate>,
     /// Every pending expiry, soonest first; exactly one entry per live timer.
     pub(super) timers: BTreeSet<(Instant, Timer)>,
     /// The deadline of the one live heap entry of each timer.
@@ -104,10 +84,10 @@ pub struct Manager<B> {
     /// request (else it was a 401, 438, 400 or 420 anyone could have asked for).
     authenticated: bool,
     /// This shard's share of `bps-capacity`.
-    capacity: Bandwidth,
+    pub(super) capacity: Bandwidth,
 }
 
-impl<B: RelayBinder> Manager<B> {
+impl Manager {
     /// A manager with no allocations. `now` and `unix_now` are the same moment on the
     /// monotonic clock and in unix seconds.
     pub fn new(
@@ -115,7 +95,6 @@ impl<B: RelayBinder> Manager<B> {
         auth: Arc<Auth>,
         rules: Arc<PeerRules>,
         quotas: Arc<Quotas>,
-        binder: B,
         now: Instant,
         unix_now: u64,
     ) -> Self {
@@ -124,9 +103,10 @@ impl<B: RelayBinder> Manager<B> {
             auth,
             rules,
             quotas,
-            binder,
             allocations: FastMap::default(),
             by_relay: FastMap::default(),
+            events: VecDeque::new(),
+            pending: None,
             timers: BTreeSet::new(),
             queued: FastMap::default(),
             response: Message::new(),
@@ -203,14 +183,13 @@ impl<B: RelayBinder> Manager<B> {
         self.draining = Some(alternate);
     }
 
-    /// The relay binder, for the I/O layer to collect the sockets it bound.
-    pub fn binder_mut(&mut self) -> &mut B {
-        &mut self.binder
+    /// The next thing the event loop must do; call after every input until `None`.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
     }
 
-    /// The relay binder, to find the socket of a relay address.
-    pub fn binder(&self) -> &B {
-        &self.binder
+    pub(super) fn push_event(&mut self, event: Event) {
+        self.events.push_back(event);
     }
 
     /// Whether `tuple` holds an allocation.
@@ -228,8 +207,9 @@ impl<B: RelayBinder> Manager<B> {
     }
 
     /// Answers a TURN request (Allocate, Refresh, CreatePermission, ChannelBind) that the
-    /// caller decoded; returns the response to send back on the same 5-tuple.
-    pub fn handle_request(&mut self, now: Instant, tuple: FiveTuple, req: &Message) -> &[u8] {
+    /// caller decoded: the response to send back on the same 5-tuple, or, for an Allocate
+    /// that needs relay sockets, which to bind ([`Answer::Bind`]).
+    pub fn handle_request(&mut self, now: Instant, tuple: FiveTuple, req: &Message) -> Answer<'_> {
         self.authenticated = false;
         let mut unknown = UnknownAttributes(Vec::new());
         unknown_required(req, KNOWN_TURN_ATTRIBUTES, &mut unknown.0);
@@ -238,26 +218,65 @@ impl<B: RelayBinder> Manager<B> {
             self.error(req, 420);
             let _ = unknown.add_to(&mut self.response);
             response::finish(&mut self.response, req);
-            return &self.response.raw;
+            return Answer::Reply(&self.response.raw);
         }
         let creds = match self.authenticate(now, tuple, req) {
             Ok(creds) => creds,
-            Err(()) => return &self.response.raw,
+            Err(()) => return Answer::Reply(&self.response.raw),
         };
         self.authenticated = true;
         if let Some(alloc) = self.allocations.get(&tuple)
             && alloc.username != creds.username
         {
             // RFC 8656 §5: the credentials must be those that created the allocation.
-            return self.fail(req, 441, &creds);
+            return Answer::Reply(self.fail(req, 441, &creds));
         }
         let result = match req.typ.method {
-            METHOD_ALLOCATE => self.allocate(now, tuple, req, &creds),
+            METHOD_ALLOCATE => match self.allocate(now, tuple, req, &creds) {
+                Ok(Some(binds)) => return Answer::Bind(binds),
+                Ok(None) => Ok(()),
+                Err(code) => Err(code),
+            },
             METHOD_REFRESH => self.refresh(now, tuple, req),
             METHOD_CREATE_PERMISSION => self.create_permission(now, tuple, req),
             METHOD_CHANNEL_BIND => self.channel_bind(now, tuple, req),
             _ => Err(400),
         };
+        Answer::Reply(self.answer(tuple, req, &creds, result))
+    }
+
+    /// Completes the Allocate that answered [`Answer::Bind`] with the sockets bound for it,
+    /// in the order asked (fewer when one failed: then they are all given back, through
+    /// events, and the answer is 508 or 300). Returns the response.
+    pub fn allocate_bound(
+        &mut self,
+        now: Instant,
+        tuple: FiveTuple,
+        req: &Message,
+        bound: &[super::Bound],
+    ) -> &[u8] {
+        let Some(pending) = (self.pending.take()).filter(|p| p.is_for(tuple, req)) else {
+            // Nothing asked for these (a caller's mistake): give them back, answer nothing.
+            for b in bound {
+                self.push_event(Event::Close(*b));
+            }
+            return &[];
+        };
+        self.authenticated = true;
+        let creds = pending.creds.clone();
+        let result = self.finish_allocate(now, tuple, req, pending, bound);
+        self.answer(tuple, req, &creds, result)
+    }
+
+    /// The authenticated response to `req`: a success the handler started, or `result`'s
+    /// error code.
+    fn answer(
+        &mut self,
+        tuple: FiveTuple,
+        req: &Message,
+        creds: &Credentials,
+        result: Result<(), u16>,
+    ) -> &[u8] {
         match result {
             Ok(()) => {
                 add_integrity(&mut self.response, &creds.key, creds.integrity);
@@ -266,7 +285,7 @@ impl<B: RelayBinder> Manager<B> {
             }
             Err(code) => {
                 tracing::debug!(client = %tuple.client, method = %req.typ.method, code, "request refused");
-                self.fail(req, code, &creds)
+                self.fail(req, code, creds)
             }
         }
     }
@@ -376,130 +395,6 @@ impl<B: RelayBinder> Manager<B> {
         response::begin(&mut self.response, req, CLASS_SUCCESS_RESPONSE);
     }
 
-    /// A Send indication (RFC 8656 §11.2): where its DATA goes, or `None` to drop it silently
-    /// (indications get no error responses).
-    pub fn handle_send<'m>(
-        &mut self,
-        now: Instant,
-        tuple: FiveTuple,
-        msg: &'m Message,
-    ) -> Option<(SocketAddr, SocketAddr, &'m [u8])> {
-        let alloc = self.allocations.get(&tuple)?;
-        let peer = attrs::decode_xor_address(
-            attrs::value(msg, stun::attributes::ATTR_XOR_PEER_ADDRESS)?,
-            &msg.transaction_id.0,
-        )?;
-        let data = attrs::value(msg, stun::attributes::ATTR_DATA)?;
-        if !alloc.permits(peer.ip(), now) || self.rules.allows_addr(peer).is_err() {
-            return None;
-        }
-        let relay = alloc.relay_for(peer.ip())?;
-        self.admit_to_peer(now, &tuple, data.len())?;
-        Some((relay, peer, data))
-    }
-
-    /// ChannelData from a client (RFC 8656 §12.4): the relay to send from and the peer.
-    pub fn channel_route(
-        &mut self,
-        now: Instant,
-        tuple: &FiveTuple,
-        channel: u16,
-        len: usize,
-    ) -> Option<(SocketAddr, SocketAddr)> {
-        let alloc = self.allocations.get(tuple)?;
-        let bound = alloc.channel(channel, now)?;
-        if !alloc.permits(bound.peer.ip(), now) {
-            return None;
-        }
-        let relay = alloc.relay_for(bound.peer.ip())?;
-        self.admit_to_peer(now, tuple, len)?;
-        Some((relay, bound.peer))
-    }
-
-    /// A datagram from `peer` arrived on relay address `relay` (RFC 8656 §11.3, §12.5): the
-    /// client to deliver it to, or `None` to drop it (no permission).
-    pub fn peer_route(
-        &mut self,
-        now: Instant,
-        relay: SocketAddr,
-        peer: SocketAddr,
-        len: usize,
-    ) -> Option<PeerRoute> {
-        let client = *self.by_relay.get(&relay)?;
-        let alloc = self.allocations.get_mut(&client)?;
-        if !alloc.permits(peer.ip(), now) {
-            return None;
-        }
-        let channel = alloc
-            .channel_by_peer
-            .get(&peer)
-            .copied()
-            .filter(|&c| alloc.channel(c, now).is_some());
-        let rates = (self.config.max_bps, self.config.bps_capacity);
-        let (mine, shard) = (&mut alloc.bandwidth.to_client, &mut self.capacity.to_client);
-        if let Err(over) = bandwidth::admit(mine, shard, rates, now, len) {
-            self.metrics.dropped(over, len);
-            return None;
-        }
-        self.metrics.to_client.0 += 1;
-        self.metrics.to_client.1 += len as u64;
-        alloc.to_client.0 += 1;
-        alloc.to_client.1 += len as u64;
-        Some(PeerRoute { client, channel })
-    }
-
-    /// Counts `len` bytes from the client of `tuple` to a peer, or `None` when its
-    /// `max-bps` or the shard's `bps-capacity` is used up (the packet is dropped, counted).
-    fn admit_to_peer(&mut self, now: Instant, tuple: &FiveTuple, len: usize) -> Option<()> {
-        let alloc = self.allocations.get_mut(tuple)?;
-        let rates = (self.config.max_bps, self.config.bps_capacity);
-        let (mine, shard) = (&mut alloc.bandwidth.to_peer, &mut self.capacity.to_peer);
-        if let Err(over) = bandwidth::admit(mine, shard, rates, now, len) {
-            self.metrics.dropped(over, len);
-            return None;
-        }
-        self.metrics.to_peer.0 += 1;
-        self.metrics.to_peer.1 += len as u64;
-        alloc.to_peer.0 += 1;
-        alloc.to_peer.1 += len as u64;
-        Some(())
-    }
-
-    /// Every allocation, for the admin API.
-    pub fn sessions(&self, now: Instant) -> Vec<Session> {
-        (self.allocations.iter())
-            .map(|(tuple, a)| Session {
-                id: format!("{:016x}", a.id),
-                user: a.username.clone(),
-                transport: tuple.transport,
-                client: tuple.client,
-                relays: a.relays.clone(),
-                age_secs: now.saturating_duration_since(a.created).as_secs(),
-                to_peer: a.to_peer,
-                to_client: a.to_client,
-                permissions: a.permissions.keys().copied().collect(),
-                channels: a.channels.len(),
-            })
-            .collect()
-    }
-
-    /// Deletes the allocations whose admin ID is `id` or whose user is `user`; returns how
-    /// many went. A TCP client's connection stays open but has no allocation any more.
-    pub fn kick(&mut self, id: Option<&str>, user: Option<&str>) -> usize {
-        let doomed: Vec<FiveTuple> = (self.allocations.iter())
-            .filter(|(_, a)| {
-                id.is_some_and(|id| format!("{:016x}", a.id) == id)
-                    || user.is_some_and(|u| a.username == u)
-            })
-            .map(|(t, _)| *t)
-            .collect();
-        for tuple in &doomed {
-            tracing::info!(client = %tuple.client, "allocation deleted by an operator");
-            self.delete_allocation(*tuple);
-        }
-        doomed.len()
-    }
-
     /// Whether new allocations are refused.
     pub fn is_draining(&self) -> bool {
         self.draining.is_some()
@@ -518,7 +413,7 @@ impl<B: RelayBinder> Manager<B> {
         }
         // Reservations are shared: the first shard to clear ends them all.
         for r in self.quotas.clear_reservations() {
-            self.binder.release(r.addr);
+            self.push_event(Event::Unreserve(r.addr));
         }
     }
 
@@ -576,7 +471,7 @@ impl<B: RelayBinder> Manager<B> {
             }
             Timer::Reservation(token) => match self.quotas.expire(&token, now) {
                 Some(r) => {
-                    self.binder.release(r.addr);
+                    self.push_event(Event::Unreserve(r.addr));
                     None
                 }
                 // Claimed meanwhile, maybe on another shard (reservations are shared, their
@@ -629,8 +524,8 @@ impl<B: RelayBinder> Manager<B> {
             self.metrics.allocations_deleted += 1;
             tracing::debug!(client = %tuple.client, user = %alloc.username, "allocation deleted");
             for relay in &alloc.relays {
-                self.by_relay.remove(relay);
-                self.binder.release(*relay);
+                self.by_relay.remove(&relay.slot);
+                self.push_event(Event::Close(*relay));
             }
             self.quotas.release(&alloc.holder, 1);
         }

@@ -2,7 +2,7 @@
 //! started in `self.response`, or the error code to answer with; authentication, integrity
 //! and FINGERPRINT are added by the caller.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use stun::attributes::{
@@ -15,7 +15,7 @@ use super::allocation::{Allocation, Channel};
 use super::attrs::{self, FAMILY_IPV4, FAMILY_IPV6, PROTO_UDP};
 use super::manager::{Credentials, Manager, Timer};
 use super::quota::{Holder, Reservation};
-use super::{FiveTuple, PortChoice, RelayBinder};
+use super::{Bound, Event, FiveTuple, PortChoice};
 use crate::stun::response;
 use crate::turn::FastMap;
 
@@ -24,6 +24,7 @@ use crate::turn::FastMap;
 const CHANNELS: std::ops::RangeInclusive<u16> = 0x4000..=0x7FFF;
 
 /// What an Allocate asked for, once its attributes are checked.
+#[derive(Debug)]
 struct AllocateRequest {
     families: Vec<u8>,
     missing_family: Option<u8>,
@@ -32,41 +33,66 @@ struct AllocateRequest {
     lifetime: Option<u32>,
 }
 
-impl<B: RelayBinder> Manager<B> {
+/// An Allocate between [`Answer::Bind`](super::Answer::Bind) and
+/// [`Manager::allocate_bound`]: what was checked and charged before its sockets were asked for.
+#[derive(Debug)]
+pub(super) struct PendingAllocate {
+    tuple: FiveTuple,
+    transaction: [u8; 12],
+    pub(super) creds: Credentials,
+    ask: AllocateRequest,
+    /// Whose quotas it is charged to, and how many units were taken.
+    holder: Holder,
+    units: usize,
+    /// It claimed a reservation (RESERVATION-TOKEN): one socket, the reserved port.
+    claimed: bool,
+    /// Sockets asked for.
+    wanted: usize,
+}
+
+impl PendingAllocate {
+    pub(super) fn is_for(&self, tuple: FiveTuple, req: &Message) -> bool {
+        self.tuple == tuple && self.transaction == req.transaction_id.0
+    }
+}
+
+impl Manager {
+    /// Phase one of an Allocate: answered at once (`Ok(None)`: a retransmission; `Err`: a
+    /// refusal), or the relay sockets to bind, with the quota already charged
+    /// ([`Manager::finish_allocate`] is phase two).
     pub(super) fn allocate(
         &mut self,
         now: Instant,
         tuple: FiveTuple,
         req: &Message,
         creds: &Credentials,
-    ) -> Result<(), u16> {
+    ) -> Result<Option<Vec<(IpAddr, PortChoice)>>, u16> {
         if let Some(alloc) = self.allocations.get(&tuple) {
             if alloc.allocate_transaction != req.transaction_id.0 {
                 return Err(437);
             }
             // A retransmitted Allocate: answer it again, changing nothing.
-            let relays = alloc.relays.clone();
+            let relays: Vec<SocketAddr> = alloc.relays.iter().map(|r| r.addr).collect();
             let (missing, token) = (alloc.missing_family, alloc.reservation_token);
             let left = alloc.expires.saturating_duration_since(now);
             self.allocate_success(req, tuple, &relays, missing, token, left);
-            return Ok(());
+            return Ok(None);
         }
         if let Some(alternate) = self.draining {
             // fail() adds ALTERNATE-SERVER to the 300.
             return Err(if alternate.is_some() { 300 } else { 508 });
         }
         let ask = self.parse_allocate(req)?;
-        // At capacity (508 for the total quota or the port range, not a user's own quota,
-        // 486), a configured alternate takes the client instead (RFC 8656 §7.2, 300).
-        let alternate = self.config.alternate_server;
-        let redirect = move |code: u16| match (code, alternate) {
-            (508, Some(_)) => 300,
-            _ => code,
-        };
-        let (relays, reserved_token, holder) = match ask.token {
+        let (binds, holder, units, claimed) = match ask.token {
             Some(token) => {
-                let (relay, holder) = self.claim_reservation(&token)?;
-                (vec![relay], None, holder)
+                // Whichever shard reserved it; the allocation takes over the reservation's
+                // quota unit and its holder.
+                let reservation = self.quotas.claim(&token).ok_or(508u16)?;
+                // The timer, if this shard made it, finds nothing when it fires; drop it now.
+                self.unschedule(Timer::Reservation(token));
+                let addr = reservation.addr;
+                let bind = vec![(addr.ip(), PortChoice::Reserved(addr.port()))];
+                (bind, reservation.holder, 1, true)
             }
             None => {
                 let holder = Holder {
@@ -77,27 +103,98 @@ impl<B: RelayBinder> Manager<B> {
                 let units = 1 + usize::from(ask.port == PortChoice::EvenReserveNext);
                 if let Err(refusal) = self.quotas.acquire(&holder, units) {
                     self.metrics.quota_refused(refusal);
-                    return Err(redirect(refusal.code()));
+                    return Err(self.redirect(refusal.code()));
                 }
-                match self.bind_relays(now, &ask, &holder) {
-                    Ok((relays, token)) => {
-                        if units > 1 && token.is_none() {
-                            self.quotas.release(&holder, units - 1);
-                        }
-                        (relays, token, holder)
-                    }
-                    Err(code) => {
-                        self.quotas.release(&holder, units);
-                        return Err(redirect(code));
-                    }
-                }
+                // EVEN-PORT applies to the first (requested) family only.
+                let binds = (ask.families.iter().enumerate())
+                    .filter_map(|(i, &family)| {
+                        let relay = self.config.relay_for_family(family)?;
+                        Some((relay.bind, if i == 0 { ask.port } else { PortChoice::Any }))
+                    })
+                    .collect();
+                (binds, holder, units, false)
             }
         };
+        self.pending = Some(PendingAllocate {
+            tuple,
+            transaction: req.transaction_id.0,
+            creds: creds.clone(),
+            ask,
+            holder,
+            units,
+            claimed,
+            wanted: binds.len(),
+        });
+        Ok(Some(binds))
+    }
+
+    /// At capacity (508 for the total quota or the port range, not a user's own quota,
+    /// 486), a configured alternate takes the client instead (RFC 8656 §7.2, 300).
+    fn redirect(&self, code: u16) -> u16 {
+        match (code, self.config.alternate_server) {
+            (508, Some(_)) => 300,
+            _ => code,
+        }
+    }
+
+    /// Phase two of an Allocate: the sockets asked for are `bound` (all of them, or the
+    /// ones bound before one failed). All or nothing: on failure every socket bound or port
+    /// reserved for it is given back and the quota units it took are released.
+    pub(super) fn finish_allocate(
+        &mut self,
+        now: Instant,
+        tuple: FiveTuple,
+        req: &Message,
+        pending: PendingAllocate,
+        bound: &[Bound],
+    ) -> Result<(), u16> {
+        let PendingAllocate { ask, holder, .. } = &pending;
+        let complete = bound.len() == pending.wanted && pending.wanted > 0;
+        let twin = (ask.port == PortChoice::EvenReserveNext && !pending.claimed)
+            .then(|| bound.first())
+            .flatten()
+            .map(|first| SocketAddr::new(first.addr.ip(), first.addr.port() + 1));
+        if !complete {
+            for b in bound {
+                self.push_event(Event::Close(*b));
+            }
+            if let Some(twin) = twin {
+                self.push_event(Event::Unreserve(twin));
+            }
+            self.quotas.release(holder, pending.units);
+            return Err(if pending.claimed {
+                508
+            } else {
+                self.redirect(508)
+            });
+        }
+        if pending.units > 1 && twin.is_none() {
+            self.quotas.release(holder, pending.units - 1);
+        }
+        let reserved_token = twin.map(|addr| {
+            let token: [u8; 8] = crate::random::os_random();
+            let expires = now + self.config.reservation_lifetime;
+            let holder = holder.clone();
+            (self.quotas).reserve(
+                token,
+                Reservation {
+                    addr,
+                    expires,
+                    holder,
+                },
+            );
+            self.schedule(expires, Timer::Reservation(token));
+            token
+        });
+        let PendingAllocate {
+            creds, ask, holder, ..
+        } = pending;
         let lifetime = self.granted_lifetime(ask.lifetime);
         let expires = now + lifetime;
-        for relay in &relays {
-            self.by_relay.insert(*relay, tuple);
+        for relay in bound {
+            self.by_relay.insert(relay.slot, tuple);
         }
+        let relays: Vec<SocketAddr> = bound.iter().map(|r| r.addr).collect();
         self.allocations.insert(
             tuple,
             Allocation {
@@ -108,7 +205,7 @@ impl<B: RelayBinder> Manager<B> {
                 username: creds.username.clone(),
                 key: creds.key,
                 integrity: creds.integrity,
-                relays: relays.clone(),
+                relays: bound.to_vec(),
                 expires,
                 permissions: FastMap::default(),
                 channels: FastMap::default(),
@@ -194,68 +291,6 @@ impl<B: RelayBinder> Manager<B> {
         })
     }
 
-    /// Binds the port a RESERVATION-TOKEN names, whichever shard reserved it; the
-    /// allocation takes over the reservation's quota unit and its holder.
-    fn claim_reservation(&mut self, token: &[u8; 8]) -> Result<(SocketAddr, Holder), u16> {
-        let reservation = self.quotas.claim(token).ok_or(508u16)?;
-        // The timer, if this shard made it, finds nothing when it fires; drop it now.
-        self.unschedule(Timer::Reservation(*token));
-        let addr = reservation.addr;
-        match (self.binder).bind(addr.ip(), PortChoice::Reserved(addr.port())) {
-            Some(relay) => Ok((relay, reservation.holder)),
-            None => {
-                self.quotas.release(&reservation.holder, 1);
-                Err(508)
-            }
-        }
-    }
-
-    /// Binds one relay per family; returns them and a reservation token if one was made
-    /// (charged to `holder`, whose quota unit for it the caller took). All or nothing: on
-    /// failure every port bound or reserved here is released.
-    fn bind_relays(
-        &mut self,
-        now: Instant,
-        ask: &AllocateRequest,
-        holder: &Holder,
-    ) -> Result<(Vec<SocketAddr>, Option<[u8; 8]>), u16> {
-        let mut relays = Vec::with_capacity(ask.families.len());
-        let mut twin = None;
-        for (i, &family) in ask.families.iter().enumerate() {
-            let Some(relay_ip) = self.config.relay_for_family(family) else {
-                continue;
-            };
-            // EVEN-PORT applies to the first (requested) family only.
-            let choice = if i == 0 { ask.port } else { PortChoice::Any };
-            let Some(relay) = self.binder.bind(relay_ip.bind, choice) else {
-                for r in relays.into_iter().chain(twin) {
-                    self.binder.release(r);
-                }
-                return Err(508);
-            };
-            if choice == PortChoice::EvenReserveNext {
-                twin = Some(SocketAddr::new(relay.ip(), relay.port() + 1));
-            }
-            relays.push(relay);
-        }
-        let token = twin.map(|addr| {
-            let token: [u8; 8] = crate::random::os_random();
-            let expires = now + self.config.reservation_lifetime;
-            let holder = holder.clone();
-            (self.quotas).reserve(
-                token,
-                Reservation {
-                    addr,
-                    expires,
-                    holder,
-                },
-            );
-            self.schedule(expires, Timer::Reservation(token));
-            token
-        });
-        Ok((relays, token))
-    }
-
     fn allocate_success(
         &mut self,
         req: &Message,
@@ -305,7 +340,7 @@ impl<B: RelayBinder> Manager<B> {
             && !alloc
                 .relays
                 .iter()
-                .any(|r| attrs::family_of(r.ip()) == family)
+                .any(|r| attrs::family_of(r.addr.ip()) == family)
         {
             return Err(443);
         }
@@ -432,7 +467,7 @@ impl<B: RelayBinder> Manager<B> {
         Ok(())
     }
 
-    fn permit(&mut self, tuple: FiveTuple, ip: std::net::IpAddr, expires: Instant) {
+    fn permit(&mut self, tuple: FiveTuple, ip: IpAddr, expires: Instant) {
         if let Some(alloc) = self.allocations.get_mut(&tuple) {
             alloc.permissions.insert(ip, expires);
             self.schedule(expires, Timer::Permission(tuple, ip));

@@ -2,15 +2,19 @@
 //!
 //! [`Manager`] owns every allocation, permission and channel binding of its shard, and no
 //! socket: requests come in as decoded messages with the time passed in, answers come out as
-//! bytes, and relay ports are obtained through a [`RelayBinder`] the caller supplies (real
-//! sockets in `server/`, a fake in tests). All expiries sit in one ordered heap driven by
-//! [`Manager::poll_timeout`] / [`Manager::handle_timeout`]. Port reservations and quota
+//! bytes. Relay sockets belong to the caller's event loop, in a table of slots: an Allocate
+//! that needs ports answers [`Answer::Bind`], the loop binds and completes it with
+//! [`Manager::allocate_bound`]; routes name the slot to send from; sockets to close come out
+//! of [`Manager::poll_event`] (like quinn's endpoint events). All expiries sit in one
+//! ordered heap driven by [`Manager::poll_timeout`] / [`Manager::handle_timeout`]. Port reservations and quota
 //! counts are shared by every shard, in [`quota`]: the Allocate that claims a reservation
 //! may reach any shard.
 //!
 //! - [`attrs`]: reading TURN attributes off decoded messages.
 //! - [`allocation`]: one allocation's state.
-//! - [`manager`]: the request handlers, routing for the data path, expiry.
+//! - [`manager`]: authentication, dispatch, events and expiry.
+//! - `methods`: the request handlers; `routes`: routing for the data path; `sessions`: the
+//!   admin view.
 //! - [`peer_rules`]: which peers may be relayed to.
 //! - [`quota`]: allocation counts per user, per client address and in total, and the port
 //!   reservations, shared by every shard.
@@ -25,13 +29,16 @@ pub mod metrics;
 pub mod peer_rules;
 pub mod quota;
 mod report;
+mod routes;
+mod sessions;
 #[cfg(test)]
 mod tests;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-pub use manager::Manager;
+pub use manager::{Manager, PeerRoute};
+pub use sessions::Session;
 
 /// The hash map of the data path: keyed by addresses that clients and peers choose, so
 /// randomly seeded (like the standard one) but several times faster than SipHash on a
@@ -74,15 +81,38 @@ pub enum PortChoice {
     Reserved(u16),
 }
 
-/// Where relay sockets come from: the manager asks, the implementation binds.
-pub trait RelayBinder {
-    /// Binds a relay socket on `ip`; `None` when no port is free (the manager answers 508).
-    /// With [`PortChoice::EvenReserveNext`] the implementation also holds port + 1 until it
-    /// is claimed with [`PortChoice::Reserved`] or released, by this binder or by any other
-    /// sharing its port range (another shard's). A reserved port receives nothing.
-    fn bind(&mut self, ip: IpAddr, choice: PortChoice) -> Option<SocketAddr>;
-    /// Closes the relay socket (or reservation) at `addr`; its port returns to the pool.
-    fn release(&mut self, addr: SocketAddr);
+/// A relay socket as the manager knows it: the address it is bound to and its slot in the
+/// socket table of the event loop that owns it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Bound {
+    /// The bound relay address.
+    pub addr: SocketAddr,
+    /// Its index in the owning loop's socket table.
+    pub slot: usize,
+}
+
+/// What the manager needs its event loop to do ([`Manager::poll_event`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// Close the relay socket in this slot; its port goes back to the shared pool.
+    Close(Bound),
+    /// Give up a reserved port (EVEN-PORT R=1) nobody claimed: the socket holding it closes
+    /// and its port goes back to the pool, whichever shard reserved it.
+    Unreserve(SocketAddr),
+}
+
+/// The answer to a TURN request ([`Manager::handle_request`]).
+#[derive(Debug)]
+pub enum Answer<'a> {
+    /// The response to send back on the same 5-tuple.
+    Reply(&'a [u8]),
+    /// An Allocate that needs relay sockets: bind one per entry, in order (stop at the first
+    /// that fails), then call [`Manager::allocate_bound`] with what was bound.
+    ///
+    /// With [`PortChoice::EvenReserveNext`] the loop also holds port + 1, muted, in the
+    /// shared pool until it is claimed with [`PortChoice::Reserved`] (by any shard) or given
+    /// back on [`Event::Unreserve`].
+    Bind(Vec<(IpAddr, PortChoice)>),
 }
 
 /// One relay address family: where sockets bind and what clients are told.

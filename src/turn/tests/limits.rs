@@ -105,7 +105,11 @@ fn through(h: &mut Harness, client: &Client, ms: u64) -> (usize, usize) {
         .filter(|_| h.mgr.channel_route(now, &tuple, 0x4000, 1000).is_some())
         .count();
     let back = (0..100)
-        .filter(|_| h.mgr.peer_route(now, relay(50000), peer(1), 1000).is_some())
+        .filter(|_| {
+            h.mgr
+                .peer_route(now, slot_of(relay(50000)), peer(1), 1000)
+                .is_some()
+        })
         .count();
     (out, back)
 }
@@ -154,10 +158,7 @@ fn unauthenticated_answers_carry_nothing_but_what_the_client_needs() {
     let mut h = Setup::default().start();
     // 401: header, ERROR-CODE without a reason phrase, REALM, NONCE, FINGERPRINT.
     let req = Req::allocate().build();
-    let raw = h
-        .mgr
-        .handle_request(h.at(0), tuple(1), &decode(&req))
-        .to_vec();
+    let raw = h.mgr.answer(h.t0, tuple(1), &decode(&req));
     let answer = decode(&raw);
     let nonce = assert_challenge(&answer, 401);
     let padded = |n: usize| 4 + n.next_multiple_of(4);
@@ -170,10 +171,7 @@ fn unauthenticated_answers_carry_nothing_but_what_the_client_needs() {
         .text(ATTR_REALM, REALM)
         .text(ATTR_NONCE, &nonce);
     add_integrity(&mut req.0, &long_term_key("x", REALM, "y"), Integrity::Sha1);
-    let raw = h
-        .mgr
-        .handle_request(h.at(0), tuple(1), &decode(&req.build()))
-        .to_vec();
+    let raw = h.mgr.answer(h.t0, tuple(1), &decode(&req.build()));
     assert_error(&decode(&raw), 400);
     assert_eq!(raw.len(), 20 + padded(4) + 8);
     assert!(!h.mgr.answered_authenticated());
@@ -183,10 +181,7 @@ fn unauthenticated_answers_carry_nothing_but_what_the_client_needs() {
     assert!(h.mgr.answered_authenticated());
     // Whatever the request's size, no unauthenticated answer grows past these.
     let big = Req::allocate().attr(AttrType(0x8099), &[7; 1000]).build();
-    let raw = h
-        .mgr
-        .handle_request(h.at(0), tuple(2), &decode(&big))
-        .to_vec();
+    let raw = h.mgr.answer(h.t0, tuple(2), &decode(&big));
     assert!(raw.len() <= bound, "{} bytes", raw.len());
 }
 

@@ -1,10 +1,11 @@
 //! The allocation manager driven as a client would drive it: requests built and signed with
-//! the `stun` crate, virtual time, and a fake relay binder that shows which ports are held.
+//! the `stun` crate, virtual time, and a small event loop per shard ([`Shard`]) that binds
+//! what the manager asks from fake ports, acts on its events, and shows which ports are held.
 //! Every refusal asserts its exact code (RFC 8656 §7–§12).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::ops::RangeInclusive;
+use std::ops::{Deref, DerefMut, RangeInclusive};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,7 +30,9 @@ use super::attrs::{ATTR_ADDITIONAL_ADDRESS_FAMILY, ATTR_ADDRESS_ERROR_CODE, deco
 use super::manager::PeerRoute;
 use super::peer_rules::PeerRules;
 use super::quota::{Limits, Quotas};
-use super::{FiveTuple, Manager, PortChoice, RelayAddress, RelayBinder, Transport, TurnConfig};
+use super::{
+    Answer, Bound, Event, FiveTuple, Manager, PortChoice, RelayAddress, Transport, TurnConfig,
+};
 use crate::auth::{Auth, AuthSettings, Integrity, Key, NonceCheck};
 use crate::auth::{add_integrity, long_term_key, verify_integrity};
 use crate::stun::codec::decode_into;
@@ -72,10 +75,20 @@ fn tuple(n: u16) -> FiveTuple {
     }
 }
 
-/// Binds from a small port range per IP and remembers what it holds. Clones share the
-/// range, as the shards of a server do.
-#[derive(Clone)]
-struct FakeBinder(Arc<Mutex<FakePorts>>);
+/// The relay slot of a bound address in the fake socket table: its port, IPv6 ones after.
+fn slot_of(addr: SocketAddr) -> usize {
+    usize::from(addr.port()) + if addr.is_ipv6() { 1 << 16 } else { 0 }
+}
+
+/// The bound address of a slot ([`slot_of`] backwards).
+fn addr_of(slot: usize) -> SocketAddr {
+    let ip = if slot >> 16 == 1 { RELAY_V6 } else { RELAY_V4 };
+    SocketAddr::new(ip, (slot & 0xffff) as u16)
+}
+
+/// Ports from a small range per IP, and what is held. Shared by the shards of a harness, as
+/// the port pool is by the workers of a server.
+type FakePool = Arc<Mutex<FakePorts>>;
 
 struct FakePorts {
     ports: RangeInclusive<u16>,
@@ -96,19 +109,68 @@ impl FakePorts {
     }
 }
 
-impl FakeBinder {
-    fn ports(&self) -> std::sync::MutexGuard<'_, FakePorts> {
-        self.0.lock().unwrap()
+/// One shard's event loop, as `server/` runs it but with fake ports: answers requests,
+/// binding the relays an Allocate asks for, and acts on the manager's events.
+struct Shard {
+    mgr: Manager,
+    ports: FakePool,
+}
+
+impl Deref for Shard {
+    type Target = Manager;
+    fn deref(&self) -> &Manager {
+        &self.mgr
     }
 }
 
-impl RelayBinder for FakeBinder {
-    fn bind(&mut self, ip: IpAddr, choice: PortChoice) -> Option<SocketAddr> {
-        self.ports().bind(ip, choice)
+impl DerefMut for Shard {
+    fn deref_mut(&mut self) -> &mut Manager {
+        &mut self.mgr
+    }
+}
+
+impl Shard {
+    fn ports(&self) -> std::sync::MutexGuard<'_, FakePorts> {
+        self.ports.lock().unwrap()
     }
 
-    fn release(&mut self, addr: SocketAddr) {
-        self.ports().release(addr);
+    /// The answer to `req`, with the relays it needed bound (stopping at the first that
+    /// fails, as the server does).
+    fn answer(&mut self, now: Instant, tuple: FiveTuple, req: &Message) -> Vec<u8> {
+        let answer = match self.mgr.handle_request(now, tuple, req) {
+            Answer::Reply(answer) => answer.to_vec(),
+            Answer::Bind(wanted) => {
+                let mut bound = Vec::new();
+                for (ip, choice) in wanted {
+                    let Some(addr) = self.ports().bind(ip, choice) else {
+                        break;
+                    };
+                    bound.push(Bound {
+                        addr,
+                        slot: slot_of(addr),
+                    });
+                }
+                self.mgr.allocate_bound(now, tuple, req, &bound).to_vec()
+            }
+        };
+        self.settle();
+        answer
+    }
+
+    /// Acts on every event: closes what the manager released.
+    fn settle(&mut self) {
+        while let Some(event) = self.mgr.poll_event() {
+            match event {
+                Event::Close(bound) => {
+                    assert_eq!(bound.slot, slot_of(bound.addr));
+                    self.ports().release(bound.addr);
+                }
+                Event::Unreserve(addr) => {
+                    assert!(self.ports().reserved.contains(&addr), "{addr} not reserved");
+                    self.ports().release(addr);
+                }
+            }
+        }
     }
 }
 
@@ -297,17 +359,19 @@ impl Setup {
             ..AuthSettings::default()
         }));
         let quotas = Arc::new(self.quotas);
-        let binder = FakeBinder(Arc::new(Mutex::new(FakePorts {
+        let ports: FakePool = Arc::new(Mutex::new(FakePorts {
             ports: self.ports,
             bound: BTreeSet::new(),
             reserved: BTreeSet::new(),
-        })));
+        }));
         let t0 = Instant::now();
         let rules = Arc::new(self.rules);
         let shard = || {
             let (auth, rules, quotas) = (auth.clone(), rules.clone(), quotas.clone());
             let config = self.config.clone();
-            Manager::new(config, auth, rules, quotas, binder.clone(), t0, UNIX_START)
+            let mgr = Manager::new(config, auth, rules, quotas, t0, UNIX_START);
+            let ports = Arc::clone(&ports);
+            Shard { mgr, ports }
         };
         let (mgr, other_shard) = (shard(), shard());
         Harness {
@@ -325,9 +389,9 @@ struct Harness {
     auth: Arc<Auth>,
     quotas: Arc<Quotas>,
     /// The shard requests go to.
-    mgr: Manager<FakeBinder>,
+    mgr: Shard,
     /// A second shard of the same server: same credentials, quotas, reservations and ports.
-    other_shard: Manager<FakeBinder>,
+    other_shard: Shard,
 }
 
 impl Harness {
@@ -352,7 +416,9 @@ impl Harness {
     fn send(&mut self, secs: u64, tuple: FiveTuple, raw: &[u8]) -> Message {
         let req = decode(raw);
         let now = self.at(secs);
-        let resp = decode(self.mgr.handle_request(now, tuple, &req));
+        self.other_shard.settle();
+        self.mgr.settle();
+        let resp = decode(&self.mgr.answer(now, tuple, &req));
         assert_eq!(resp.transaction_id, req.transaction_id);
         assert_eq!(resp.typ.method, req.typ.method);
         assert!(
@@ -408,12 +474,16 @@ impl Harness {
         relayed(&self.ok(secs, client, Req::allocate()))[0]
     }
 
+    /// Every port held, bound or reserved, once both shards acted on their events.
     fn held(&mut self) -> Vec<SocketAddr> {
-        self.mgr.binder_mut().ports().held()
+        self.other_shard.settle();
+        self.mgr.settle();
+        self.mgr.ports().held()
     }
 
     fn route(&mut self, secs: u64, relay: SocketAddr, peer: SocketAddr) -> Option<PeerRoute> {
-        self.mgr.peer_route(self.at(secs), relay, peer, 0)
+        let now = self.at(secs);
+        self.mgr.peer_route(now, slot_of(relay), peer, 0)
     }
 
     fn channel(
@@ -422,17 +492,19 @@ impl Harness {
         client: &Client,
         number: u16,
     ) -> Option<(SocketAddr, SocketAddr)> {
-        self.mgr
-            .channel_route(self.at(secs), &client.tuple, number, 0)
+        let now = self.at(secs);
+        let route = self.mgr.channel_route(now, &client.tuple, number, 0);
+        route.map(|(slot, peer)| (addr_of(slot), peer))
     }
 
     /// Where a Send indication to `peer` goes: the relay to send from.
     fn send_to(&mut self, secs: u64, tuple: FiveTuple, peer: SocketAddr) -> Option<SocketAddr> {
         let ind = Req::of_class(METHOD_SEND, CLASS_INDICATION).peer(peer);
         let ind = decode(&ind.attr(ATTR_DATA, b"hello").build());
-        let (relay, to, data) = self.mgr.handle_send(self.at(secs), tuple, &ind)?;
+        let now = self.at(secs);
+        let (slot, to, data) = self.mgr.handle_send(now, tuple, &ind)?;
         assert_eq!((to, data), (peer, &b"hello"[..]));
-        Some(relay)
+        Some(addr_of(slot))
     }
 
     fn expire(&mut self, secs: u64) {
@@ -507,6 +579,7 @@ fn lifetime(resp: &Message) -> u32 {
 
 mod allocate;
 mod authentication;
+mod events;
 mod limits;
 mod quotas;
 mod relaying;

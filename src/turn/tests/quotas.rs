@@ -55,7 +55,7 @@ fn a_reservation_made_on_one_shard_is_claimed_on_another() {
     h.refused(1, &bob, Req::allocate().token(&token), 508);
     assert_eq!(h.quotas.total(), 2);
     // The reserving shard's timer finds the reservation claimed and releases nothing (the
-    // fake binder panics on a double release); the claimed port lives on.
+    // test loop panics on a double release); the claimed port lives on.
     h.expire_all(30);
     assert_eq!(h.held(), [relay(rtp), relay(rtp + 1)]);
     assert_eq!((h.quotas.total(), h.quotas.reservations()), (2, 0));

@@ -1,0 +1,255 @@
+//! One worker's TURN TCP/TLS clients ([`StreamConn`]), served by its event loop
+//! ([`super::datapath`]) like its UDP sockets: the accept loop on the tokio side hands each
+//! accepted connection over ([`super::workers::Workers::accept`]) with the guards that
+//! count it (connection permit, per-IP slot, descriptor); from then on its reads, writes,
+//! timers and close happen on this thread. Data a peer sends to a TCP client is copied
+//! straight into the connection's outgoing buffer: no allocation, no other thread.
+//!
+//! A connection is a slot in a table indexed by its poll token (`CONN_TOKENS + slot`), and
+//! found by its 5-tuple for the peer → client direction.
+
+use std::time::{Duration, Instant};
+
+use mio::{Registry, Token};
+
+use super::shard::{Dispatcher, Handled, Shard};
+use super::stats::{Counters, Event};
+use super::stream::{Close, Limits, ReadOutcome, StreamConn};
+use crate::turn::{FastMap, FiveTuple};
+
+/// Poll tokens from here up to [`super::relay::RELAY_TOKENS`] are stream connections.
+pub(super) const CONN_TOKENS: usize = 1 << 16;
+/// Timers of connections are looked at no more often than this (a deadline is met this
+/// late at worst), so many connections with deadlines a little apart cost one scan.
+const TIMER_GRANULARITY: Duration = Duration::from_millis(50);
+
+/// What keeps an accepted connection counted (its permit, per-IP slot and descriptor);
+/// dropped with it.
+pub(super) type Guards = Box<dyn Send>;
+
+struct Entry {
+    conn: StreamConn,
+    _guards: Guards,
+}
+
+/// A worker's stream connections.
+pub(super) struct Conns {
+    registry: Registry,
+    limits: Limits,
+    slots: Vec<Option<Entry>>,
+    free: Vec<usize>,
+    by_tuple: FastMap<FiveTuple, usize>,
+    /// Connections that had bytes queued this turn, flushed at its end.
+    dirty: Vec<usize>,
+    /// When the connections' timers are next looked at.
+    next_check: Option<Instant>,
+}
+
+impl Conns {
+    pub(super) fn new(registry: Registry, limits: Limits) -> Self {
+        Self {
+            registry,
+            limits,
+            slots: Vec::new(),
+            free: Vec::new(),
+            by_tuple: FastMap::default(),
+            dirty: Vec::new(),
+            next_check: None,
+        }
+    }
+
+    /// Takes over a connection the accept loop handed over (with its TLS config on a
+    /// `turns:` listener) and starts watching it.
+    pub(super) fn accept(
+        &mut self,
+        stream: std::net::TcpStream,
+        tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+        guards: Guards,
+        now: Instant,
+    ) {
+        let mut conn = match StreamConn::new(stream, tls, &self.limits, now) {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::debug!("accepted connection unusable: {e}");
+                return;
+            }
+        };
+        let slot = self.free.pop().unwrap_or(self.slots.len());
+        if let Err(e) = conn.register(&self.registry, Token(CONN_TOKENS + slot)) {
+            tracing::warn!("cannot watch a tcp connection: {e}");
+            if slot < self.slots.len() {
+                self.free.push(slot);
+            }
+            return;
+        }
+        if slot == self.slots.len() {
+            self.slots.push(None);
+        }
+        self.by_tuple.insert(conn.tuple(), slot);
+        self.note(conn.deadline());
+        self.slots[slot] = Some(Entry {
+            conn,
+            _guards: guards,
+        });
+    }
+
+    /// When [`Conns::handle_timeout`] next has work.
+    pub(super) fn poll_timeout(&self) -> Option<Instant> {
+        self.next_check
+    }
+
+    fn note(&mut self, deadline: Instant) {
+        self.next_check = Some(self.next_check.map_or(deadline, |at| at.min(deadline)));
+    }
+
+    /// A readiness event (or another turn) for the connection behind `token`: reads and
+    /// handles what it sent, writes what waits. `true` when more may be left to read.
+    pub(super) fn serve(
+        &mut self,
+        token: Token,
+        shard: &mut Shard,
+        dispatcher: &mut Dispatcher,
+        counters: &Counters,
+        now: Instant,
+    ) -> bool {
+        let slot = token.0 - CONN_TOKENS;
+        let Some(entry) = self.slots.get_mut(slot).and_then(Option::as_mut) else {
+            return false; // closed since the event was queued
+        };
+        let tuple = entry.conn.tuple();
+        let read = entry.conn.read(&self.registry, now, |message, out| {
+            counters.count(Event::Received);
+            let event = match dispatcher.handle(shard, now, tuple, message) {
+                // A refused reply ends the read with Close::Overflow (counted then).
+                Handled::Reply => match out.queue(&[&dispatcher.reply]) {
+                    Ok(()) => Event::Replied,
+                    Err(_) => return,
+                },
+                Handled::Relayed => Event::Relayed,
+                Handled::Ignored => Event::Ignored,
+                Handled::Malformed(_) => Event::Malformed,
+                Handled::RateLimited => Event::RateLimited,
+            };
+            counters.count(event);
+        });
+        match read {
+            Ok(outcome) => {
+                let deadline = entry.conn.deadline();
+                self.note(deadline);
+                outcome == ReadOutcome::MoreToRead
+            }
+            Err(close) => {
+                self.close(slot, close, shard, counters, now);
+                false
+            }
+        }
+    }
+
+    /// Queues a frame from a peer for the client of `tuple`, to be written at the end of
+    /// the turn ([`Conns::flush`]). `false` when there is no such connection or it is not
+    /// reading (then it is closed: the slow consumer).
+    pub(super) fn queue(
+        &mut self,
+        tuple: &FiveTuple,
+        parts: &[&[u8]],
+        shard: &mut Shard,
+        counters: &Counters,
+        now: Instant,
+    ) -> bool {
+        let Some(&slot) = self.by_tuple.get(tuple) else {
+            return false;
+        };
+        let Some(entry) = self.slots.get_mut(slot).and_then(Option::as_mut) else {
+            return false;
+        };
+        let idle = !entry.conn.wants_flush();
+        if entry.conn.queue(parts).is_err() {
+            self.close(slot, Close::Overflow, shard, counters, now);
+            return false;
+        }
+        if idle {
+            self.dirty.push(slot);
+        }
+        true
+    }
+
+    /// Writes what this turn queued.
+    pub(super) fn flush(&mut self, shard: &mut Shard, counters: &Counters, now: Instant) {
+        while let Some(slot) = self.dirty.pop() {
+            let Some(entry) = self.slots.get_mut(slot).and_then(Option::as_mut) else {
+                continue;
+            };
+            match entry.conn.flush(&self.registry, now) {
+                Ok(()) => {
+                    let deadline = entry.conn.deadline();
+                    self.note(deadline);
+                }
+                Err(close) => self.close(slot, close, shard, counters, now),
+            }
+        }
+    }
+
+    /// Applies the timers due at `now`: idle, allocation, handshake and write timeouts.
+    pub(super) fn handle_timeout(&mut self, now: Instant, shard: &mut Shard, counters: &Counters) {
+        if self.next_check.is_none_or(|at| at > now) {
+            return;
+        }
+        self.next_check = None;
+        for slot in 0..self.slots.len() {
+            let Some(entry) = self.slots[slot].as_mut() else {
+                continue;
+            };
+            let tuple = entry.conn.tuple();
+            let close = if entry.conn.deadline() <= now {
+                entry
+                    .conn
+                    .on_timeout(now, || shard.manager.has_allocation(&tuple))
+            } else {
+                None
+            };
+            match close {
+                Some(close) => self.close(slot, close, shard, counters, now),
+                None => {
+                    let deadline = entry.conn.deadline();
+                    self.note(deadline);
+                }
+            }
+        }
+        // Deadlines a little apart are met by one scan.
+        if let Some(at) = self.next_check {
+            self.next_check = Some(at.max(now + TIMER_GRANULARITY));
+        }
+    }
+
+    /// Ends the connection in `slot` for `close` (counted): its allocation goes with it
+    /// (RFC 8656 §3.1), its socket closes and its guards are given back. Answers already
+    /// queued (to the requests before a broken frame, say) get one last chance to leave,
+    /// unless the client is not reading or the socket failed.
+    fn close(
+        &mut self,
+        slot: usize,
+        close: Close,
+        shard: &mut Shard,
+        counters: &Counters,
+        now: Instant,
+    ) {
+        let Some(mut entry) = self.slots.get_mut(slot).and_then(Option::take) else {
+            return;
+        };
+        for &event in close.events() {
+            counters.count(event);
+        }
+        if !matches!(
+            close,
+            Close::Overflow | Close::Io { .. } | Close::WriteTimeout
+        ) {
+            let _ = entry.conn.flush(&self.registry, now);
+        }
+        let _ = entry.conn.deregister(&self.registry);
+        let tuple = entry.conn.tuple();
+        self.by_tuple.remove(&tuple);
+        self.free.push(slot);
+        shard.manager.close(tuple);
+        shard.settle();
+    }
+}

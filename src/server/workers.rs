@@ -1,0 +1,267 @@
+//! The tokio side's handle on the workers ([`super::datapath`]): [`Workers`] starts one
+//! event loop per shard and is the only way to reach them afterwards, through each one's
+//! command channel and mio waker ([`Command`]); answers come back over `oneshot`s. Nothing
+//! here is touched per relayed UDP packet, and no lock is shared with the loops.
+//!
+//! State that spans workers is not here: the relay port pools ([`super::ports`]) and the
+//! quotas and reservations ([`crate::turn::quota`]) are shared by every worker's manager.
+
+use std::hash::BuildHasher;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use mio::Waker;
+use tokio::sync::{mpsc, oneshot};
+
+use super::command::{Command, Reload, WorkerSnapshot};
+use super::conns::Guards;
+use super::datapath::{self, Poller, WorkerParts};
+use super::limiter::SourceLimiter;
+use super::ports::PortPool;
+use super::relay::RelayTable;
+use super::shard::Shard;
+use super::stats::Stats;
+use super::stream::Limits;
+use crate::auth::Auth;
+use crate::turn::peer_rules::PeerRules;
+use crate::turn::quota::Quotas;
+use crate::turn::{FiveTuple, Manager, Session, TurnConfig};
+
+/// Commands a worker's channel holds before senders wait (TCP frames are the bulk).
+const QUEUE: usize = 1024;
+
+/// What every worker's shard is built from.
+pub(super) struct Setup<'a> {
+    pub(super) config: &'a TurnConfig,
+    pub(super) auth: &'a Arc<Auth>,
+    pub(super) rules: &'a Arc<PeerRules>,
+    pub(super) quotas: &'a Arc<Quotas>,
+    /// `relay.min-port` and `relay.max-port`.
+    pub(super) ports: (u16, u16),
+    /// `unauthenticated-rate` and `unauthenticated-burst`.
+    pub(super) rate: (u32, u32),
+    /// The UDP listen sockets of each worker.
+    pub(super) listen: Vec<Vec<std::net::UdpSocket>>,
+    /// What TURN TCP/TLS connections are held to.
+    pub(super) stream_limits: Limits,
+    pub(super) stats: &'a Stats,
+}
+
+/// One worker, as the tokio side sees it.
+struct Handle {
+    commands: mpsc::Sender<Command>,
+    waker: Arc<Waker>,
+    notified: Arc<AtomicBool>,
+}
+
+/// The running workers.
+pub(super) struct Workers {
+    handles: Vec<Handle>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    stop: Arc<AtomicBool>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl Workers {
+    /// Builds one shard per entry of `setup.listen` and starts its loop.
+    pub(super) fn start(setup: Setup<'_>) -> io::Result<Self> {
+        let now = Instant::now();
+        let unix_now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let pool = || Arc::new(PortPool::new(setup.ports.0, setup.ports.1));
+        let pools = [pool(), pool()];
+        let mut workers = Self {
+            handles: Vec::new(),
+            threads: Mutex::new(Vec::new()),
+            stop: Arc::new(AtomicBool::new(false)),
+            hasher: Default::default(),
+        };
+        for (index, listen) in setup.listen.into_iter().enumerate() {
+            let poller = Poller::new()?;
+            let shard = Shard {
+                manager: Manager::new(
+                    setup.config.clone(),
+                    Arc::clone(setup.auth),
+                    Arc::clone(setup.rules),
+                    Arc::clone(setup.quotas),
+                    now,
+                    unix_now,
+                ),
+                relays: RelayTable::new(pools.clone(), poller.registry()?),
+                limiter: SourceLimiter::new(setup.rate.0, setup.rate.1, now),
+            };
+            let (tx, rx) = mpsc::channel(QUEUE);
+            let notified = Arc::new(AtomicBool::new(false));
+            workers.handles.push(Handle {
+                commands: tx,
+                waker: poller.waker(),
+                notified: Arc::clone(&notified),
+            });
+            let parts = WorkerParts {
+                poller,
+                shard,
+                listen,
+                commands: rx,
+                notified,
+                counters: setup.stats.register(),
+                stream_limits: setup.stream_limits,
+            };
+            match datapath::spawn(index, parts, Arc::clone(&workers.stop)) {
+                Ok(thread) => workers.lock_threads().push(thread),
+                Err(e) => {
+                    workers.stop();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(workers)
+    }
+
+    fn lock_threads(&self) -> std::sync::MutexGuard<'_, Vec<JoinHandle<()>>> {
+        self.threads.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How many workers run.
+    pub(super) fn count(&self) -> usize {
+        self.handles.len()
+    }
+
+    /// The worker a TCP/TLS connection (and so its allocation) lives on.
+    fn worker_for(&self, tuple: &FiveTuple) -> usize {
+        (self.hasher.hash_one(tuple) % self.handles.len().max(1) as u64) as usize
+    }
+
+    /// Queues `command` for `worker` (waiting while its channel is full) and wakes it;
+    /// `false` once the workers have stopped.
+    async fn send(&self, worker: usize, command: Command) -> bool {
+        let Some(handle) = self.handles.get(worker) else {
+            return false;
+        };
+        if handle.commands.send(command).await.is_err() {
+            return false;
+        }
+        if !handle.notified.swap(true, Ordering::AcqRel) {
+            let _ = handle.waker.wake();
+        }
+        true
+    }
+
+    /// Asks every worker and collects the answers (none from a stopped worker).
+    async fn ask_all<T>(&self, mut ask: impl FnMut(oneshot::Sender<T>) -> Command) -> Vec<T> {
+        let mut waiting = Vec::with_capacity(self.handles.len());
+        for worker in 0..self.handles.len() {
+            let (tx, rx) = oneshot::channel();
+            if self.send(worker, ask(tx)).await {
+                waiting.push(rx);
+            }
+        }
+        let mut answers = Vec::with_capacity(waiting.len());
+        for rx in waiting {
+            if let Ok(answer) = rx.await {
+                answers.push(answer);
+            }
+        }
+        answers
+    }
+
+    /// Every allocation, for the admin API.
+    pub(super) async fn sessions(&self) -> Vec<Session> {
+        (self.ask_all(Command::Sessions).await)
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// Deletes the allocations whose admin ID is `id` or whose user is `user`; returns how
+    /// many went.
+    pub(super) async fn kick(&self, id: Option<&str>, user: Option<&str>) -> usize {
+        let ask = |reply| Command::Kick {
+            id: id.map(str::to_owned),
+            user: user.map(str::to_owned),
+            reply,
+        };
+        self.ask_all(ask).await.into_iter().sum()
+    }
+
+    /// Counters and gauges added up over every worker.
+    pub(super) async fn snapshot(&self) -> WorkerSnapshot {
+        let mut total = WorkerSnapshot::default();
+        for one in self.ask_all(Command::Snapshot).await {
+            total.add(&one);
+        }
+        total
+    }
+
+    /// New settings from a config reload; returns once every worker applied them.
+    pub(super) async fn reload(
+        &self,
+        config: &TurnConfig,
+        auth: &Arc<Auth>,
+        rules: &Arc<PeerRules>,
+        draining: Option<Option<SocketAddr>>,
+        rate: (u32, u32),
+    ) {
+        let ask = |reply| {
+            let reload = Reload {
+                config: config.clone(),
+                auth: Arc::clone(auth),
+                rules: Arc::clone(rules),
+                draining,
+                rate: rate.0,
+                burst: rate.1,
+            };
+            Command::Reload(Box::new(reload), reply)
+        };
+        self.ask_all(ask).await;
+    }
+
+    /// Refuse new allocations from now on (300 with `alternate`, else 508).
+    pub(super) async fn drain(&self, alternate: Option<SocketAddr>) {
+        self.ask_all(|reply| Command::Drain(alternate, reply)).await;
+    }
+
+    /// Deletes every allocation and reservation (shutdown); returns how many allocations
+    /// there were.
+    pub(super) async fn clear(&self) -> usize {
+        self.ask_all(Command::Clear).await.into_iter().sum()
+    }
+
+    /// Hands an accepted TURN TCP/TLS connection (with the `turns:` listener's TLS config,
+    /// and the guards that keep it counted) to the worker its 5-tuple hashes to, which
+    /// serves it from then on. Dropped (and so closed) once the workers have stopped.
+    pub(super) async fn accept(
+        &self,
+        tuple: &FiveTuple,
+        stream: std::net::TcpStream,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        guards: Guards,
+    ) {
+        let worker = self.worker_for(tuple);
+        let accept = Command::Accept {
+            stream,
+            tls,
+            guards,
+        };
+        self.send(worker, accept).await;
+    }
+
+    /// Stops every loop and waits for it (blocking: call from a blocking thread); the
+    /// listen and relay sockets close on return.
+    pub(super) fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        for handle in &self.handles {
+            let _ = handle.waker.wake();
+        }
+        let threads = std::mem::take(&mut *self.lock_threads());
+        for thread in threads {
+            if thread.join().is_err() {
+                tracing::error!("a worker's event loop panicked");
+            }
+        }
+    }
+}
