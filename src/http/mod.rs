@@ -2,6 +2,7 @@
 //! API, the pages, and health. `/ws` and `/api/ice-servers` are guarded alike (origin and
 //! token rules), so the API never turns rturn into an open relay.
 
+pub(crate) mod admin;
 mod ice;
 pub mod origin;
 

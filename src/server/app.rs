@@ -11,14 +11,15 @@ use tokio_util::task::TaskTracker;
 
 use super::control::{Control, Running};
 use super::listeners::{Listeners, log_bound};
+use super::scrape;
 use super::reload::{AdminToken, HttpLive, IceHolder};
 use super::stats::{Snapshot, Stats};
 use super::turn_parts::turn_parts;
 use super::workers::{self, Workers};
-use super::{admin, metrics};
 use super::{descriptors, http_listener, stream, tcp, tls};
 use crate::auth::Auth;
 use crate::config::Config;
+use crate::http::admin;
 use crate::http::{HttpState, IceServers, Site};
 use crate::signal::cluster::link::Cluster;
 use crate::signal::hub::Hub;
@@ -164,7 +165,7 @@ pub async fn run(
             http: listeners.http.as_ref().and_then(|l| l.local_addr().ok()),
             https: listeners.https.as_ref().and_then(|l| l.local_addr().ok()),
         };
-        let scrape = metrics::Sources {
+        let scrape = scrape::Sources {
             workers: Arc::clone(&workers),
             stats: Arc::clone(&stats),
             hub: None,
@@ -244,7 +245,7 @@ fn http_app(
     config: &Config,
     bound: &BoundAddrs<'_>,
     auth: &Arc<Auth>,
-    mut sources: metrics::Sources,
+    mut sources: scrape::Sources,
     shutdown: &CancellationToken,
 ) -> (axum::Router, HttpLive) {
     let ice = Arc::new(IceHolder::new(IceServers::new(
@@ -282,7 +283,7 @@ fn http_app(
         hub: Arc::clone(&hub),
         shutdown: shutdown.clone(),
         ice: Arc::new(move |ip| api.load().response(ip)),
-        metrics: metrics::handler(sources),
+        metrics: scrape::handler(sources),
         site: Arc::clone(&site),
     });
     let live = HttpLive {

@@ -56,20 +56,20 @@ pub(super) struct Reload {
 
 /// One worker's counters and gauges; [`WorkerSnapshot::add`] sums them over workers.
 #[derive(Debug, Default, Clone)]
-pub(super) struct WorkerSnapshot {
+pub(crate) struct WorkerSnapshot {
     /// The allocation manager's counters.
-    pub(super) turn: TurnMetrics,
+    pub(crate) turn: TurnMetrics,
     /// Live allocations by client transport: UDP, TCP, TLS.
-    pub(super) by_transport: [usize; 3],
+    pub(crate) by_transport: [usize; 3],
     /// Relay sockets bound.
-    pub(super) relays_in_use: usize,
+    pub(crate) relays_in_use: usize,
     /// Relay ports reserved (EVEN-PORT R=1), by every worker: the pool is shared, so the
     /// sum keeps the largest, not the total.
-    pub(super) reserved: usize,
+    pub(crate) reserved: usize,
     /// Sources the unauthenticated-request limiter tracks.
-    pub(super) limited_sources: usize,
+    pub(crate) limited_sources: usize,
     /// Whether new allocations are refused.
-    pub(super) draining: bool,
+    pub(crate) draining: bool,
 }
 
 impl WorkerSnapshot {
@@ -86,7 +86,7 @@ impl WorkerSnapshot {
     }
 
     /// Live allocations.
-    pub(super) fn allocations(&self) -> usize {
+    pub(crate) fn allocations(&self) -> usize {
         self.by_transport.iter().sum()
     }
 }

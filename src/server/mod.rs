@@ -10,11 +10,11 @@
 //! - `datapath`, `shard`, `relay`, `ports`, `mmsg`, `udp`: the UDP event loops and relay
 //!   sockets; `tcp`, `tls`: TURN over TCP/TLS; `limiter`, `throttle`, `descriptors`: limits
 //!   at the edge; `http_listener`, `http_conn`: the HTTP accept loop and connections;
-//!   `admin`, `metrics`, `stats`: what operators see; `reload`, `turn_parts`, `systemd`.
+//!   `scrape` (gathering `/metrics` from the workers), `stats`, `report`: what operators see (the admin and
+//!   metrics routes are in [`crate::http`]); `reload`, `turn_parts`, `systemd`.
 
-mod admin;
 mod app;
-mod command;
+pub(crate) mod command;
 mod conns;
 mod control;
 mod datapath;
@@ -25,11 +25,11 @@ mod http_listener;
 mod http_stats;
 mod limiter;
 mod listeners;
-mod metrics;
+mod scrape;
 mod mmsg;
 mod ports;
 mod relay;
-mod reload;
+pub(crate) mod reload;
 mod report;
 mod shard;
 mod socket;
@@ -41,7 +41,7 @@ mod throttle;
 pub mod tls;
 mod turn_parts;
 mod udp;
-mod workers;
+pub(crate) mod workers;
 
 pub use app::run;
 pub use control::Control;

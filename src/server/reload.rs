@@ -166,20 +166,20 @@ pub(super) async fn reload(
 
 /// The admin token in force: `None` while the API is off.
 #[derive(Debug, Default)]
-pub(super) struct AdminToken(RwLock<Option<Arc<str>>>);
+pub(crate) struct AdminToken(RwLock<Option<Arc<str>>>);
 
 impl AdminToken {
     /// The token from `[admin] token`.
-    pub(super) fn new(token: Option<&str>) -> Self {
+    pub(crate) fn new(token: Option<&str>) -> Self {
         Self(RwLock::new(token.map(Arc::from)))
     }
 
     /// Replaces the token (a reload); `None` turns the API off.
-    pub(super) fn set(&self, token: Option<&str>) {
+    pub(crate) fn set(&self, token: Option<&str>) {
         *self.0.write().unwrap_or_else(|e| e.into_inner()) = token.map(Arc::from);
     }
 
-    pub(super) fn get(&self) -> Option<Arc<str>> {
+    pub(crate) fn get(&self) -> Option<Arc<str>> {
         self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }

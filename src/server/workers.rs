@@ -59,7 +59,7 @@ struct Handle {
 }
 
 /// The running workers.
-pub(super) struct Workers {
+pub(crate) struct Workers {
     handles: Vec<Handle>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     stop: Arc<AtomicBool>,
@@ -127,7 +127,7 @@ impl Workers {
     }
 
     /// How many workers run.
-    pub(super) fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.handles.len()
     }
 
@@ -170,7 +170,7 @@ impl Workers {
     }
 
     /// Every allocation, for the admin API.
-    pub(super) async fn sessions(&self) -> Vec<Session> {
+    pub(crate) async fn sessions(&self) -> Vec<Session> {
         (self.ask_all(Command::Sessions).await)
             .into_iter()
             .flatten()
@@ -179,7 +179,7 @@ impl Workers {
 
     /// Deletes the allocations whose admin ID is `id` or whose user is `user`; returns how
     /// many went.
-    pub(super) async fn kick(&self, id: Option<&str>, user: Option<&str>) -> usize {
+    pub(crate) async fn kick(&self, id: Option<&str>, user: Option<&str>) -> usize {
         let ask = |reply| Command::Kick {
             id: id.map(str::to_owned),
             user: user.map(str::to_owned),
@@ -189,7 +189,7 @@ impl Workers {
     }
 
     /// Counters and gauges added up over every worker.
-    pub(super) async fn snapshot(&self) -> WorkerSnapshot {
+    pub(crate) async fn snapshot(&self) -> WorkerSnapshot {
         let mut total = WorkerSnapshot::default();
         for one in self.ask_all(Command::Snapshot).await {
             total.add(&one);

@@ -17,12 +17,12 @@ use stun::uattrs::UnknownAttributes;
 use super::allocation::Allocation;
 use super::attrs::{self, KNOWN_TURN_ATTRIBUTES};
 use super::bandwidth::Bandwidth;
-use super::methods::PendingAllocate;
 use super::metrics::TurnMetrics;
 use super::peer_rules::PeerRules;
+use super::pending::{Credentials, PendingAllocate};
 use super::quota::Quotas;
 use super::{Answer, Event, FiveTuple, TurnConfig};
-use crate::auth::{Auth, Integrity, Key, NonceCheck, add_integrity, verify_integrity};
+use crate::auth::{Auth, NonceCheck, add_integrity, verify_integrity};
 use crate::stun::codec::unknown_required;
 use crate::stun::response;
 use crate::turn::FastMap;
@@ -35,14 +35,6 @@ pub(super) enum Timer {
     Permission(FiveTuple, IpAddr),
     Channel(FiveTuple, u16),
     Reservation([u8; 8]),
-}
-
-/// Who a request authenticated as.
-#[derive(Debug, Clone)]
-pub(super) struct Credentials {
-    pub(super) username: String,
-    pub(super) key: Key,
-    pub(super) integrity: Integrity,
 }
 
 /// Where a packet from a peer goes.

@@ -13,7 +13,8 @@ use stun::message::Message;
 
 use super::allocation::{Allocation, Channel};
 use super::attrs::{self, FAMILY_IPV4, FAMILY_IPV6, PROTO_UDP};
-use super::manager::{Credentials, Manager, Timer};
+use super::manager::{Manager, Timer};
+use super::pending::{AllocateRequest, Credentials, PendingAllocate};
 use super::quota::{Holder, Reservation};
 use super::{Bound, Event, FiveTuple, PortChoice};
 use crate::stun::response;
@@ -22,39 +23,6 @@ use crate::turn::FastMap;
 /// Channel numbers a client may bind: RFC 8656 §12's 0x4000–0x4FFF plus the 0x5000–0x7FFF
 /// that RFC 5766 allowed and its clients still use (see [`crate::stun::PacketKind`]).
 const CHANNELS: std::ops::RangeInclusive<u16> = 0x4000..=0x7FFF;
-
-/// What an Allocate asked for, once its attributes are checked.
-#[derive(Debug)]
-struct AllocateRequest {
-    families: Vec<u8>,
-    missing_family: Option<u8>,
-    port: PortChoice,
-    token: Option<[u8; 8]>,
-    lifetime: Option<u32>,
-}
-
-/// An Allocate between [`Answer::Bind`](super::Answer::Bind) and
-/// [`Manager::allocate_bound`]: what was checked and charged before its sockets were asked for.
-#[derive(Debug)]
-pub(super) struct PendingAllocate {
-    tuple: FiveTuple,
-    transaction: [u8; 12],
-    pub(super) creds: Credentials,
-    ask: AllocateRequest,
-    /// Whose quotas it is charged to, and how many units were taken.
-    holder: Holder,
-    units: usize,
-    /// It claimed a reservation (RESERVATION-TOKEN): one socket, the reserved port.
-    claimed: bool,
-    /// Sockets asked for.
-    wanted: usize,
-}
-
-impl PendingAllocate {
-    pub(super) fn is_for(&self, tuple: FiveTuple, req: &Message) -> bool {
-        self.tuple == tuple && self.transaction == req.transaction_id.0
-    }
-}
 
 impl Manager {
     /// Phase one of an Allocate: answered at once (`Ok(None)`: a retransmission; `Err`: a

@@ -27,6 +27,7 @@ pub mod manager;
 mod methods;
 pub mod metrics;
 pub mod peer_rules;
+mod pending;
 pub mod quota;
 mod report;
 mod routes;

@@ -16,9 +16,9 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 use tokio::sync::mpsc;
 
-use super::control::Control;
-use super::reload::AdminToken;
-use super::workers::Workers;
+use crate::server::Control;
+use crate::server::reload::AdminToken;
+use crate::server::workers::Workers;
 
 #[derive(Clone)]
 struct AdminState {
@@ -29,7 +29,7 @@ struct AdminState {
 }
 
 /// The admin routes, to merge into an HTTP router; they answer 404 while no token is set.
-pub(super) fn router(
+pub(crate) fn router(
     token: Arc<AdminToken>,
     workers: Arc<Workers>,
     control: mpsc::Sender<Control>,

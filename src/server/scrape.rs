@@ -1,5 +1,5 @@
-//! `/metrics` in the Prometheus text format: counters added up over every worker at scrape
-//! time (one snapshot command per worker), with no per-user labels.
+//! Gathering `/metrics` (the route is in `http/`): one snapshot command per worker, added up,
+//! and every subsystem's [`Counted`] source rendered from one table. No per-user labels.
 
 use std::future::Future;
 use std::pin::Pin;
