@@ -11,8 +11,8 @@ use tokio_util::task::TaskTracker;
 
 use super::control::{Control, Running};
 use super::listeners::{Listeners, log_bound};
-use super::scrape;
 use super::reload::{AdminToken, HttpLive, IceHolder};
+use super::scrape;
 use super::stats::{Snapshot, Stats};
 use super::turn_parts::turn_parts;
 use super::workers::{self, Workers};

@@ -45,8 +45,7 @@ fn bind_hint(e: &io::Error) -> &'static str {
     }
 }
 
-/// A non-blocking socket for `addr`. IPv6 sockets are IPv6-only, so "[::]:3478" and
-
+/// Every socket from `[listen]`, bound and not yet served.
 #[derive(Debug)]
 pub struct Listeners {
     /// Per UDP listen address, one socket per worker, all on the same port.

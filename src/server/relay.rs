@@ -64,6 +64,17 @@ impl RelayTable {
         self.slots.get(slot)?.as_ref().map(|r| &r.socket)
     }
 
+    /// Sends `data` to `peer` from the relay socket in `slot`, now, without waiting: a full
+    /// socket buffer drops it (UDP semantics, counted by the caller). False when the slot is
+    /// empty or the send failed.
+    pub(super) fn send_to(&self, slot: usize, data: &[u8], peer: SocketAddr) -> bool {
+        self.socket(slot).is_some_and(|socket| {
+            socket2::SockRef::from(socket)
+                .send_to(data, &peer.into())
+                .is_ok()
+        })
+    }
+
     /// The relay socket behind a poll token, if it is still bound.
     pub(super) fn by_token(&self, token: Token) -> Option<&Relay> {
         let slot = token.0.checked_sub(RELAY_TOKENS)?;

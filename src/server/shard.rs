@@ -144,7 +144,7 @@ impl Dispatcher {
                     (shard.manager)
                         .handle_send(now, tuple, req)
                         .and_then(|(slot, peer, data)| {
-                            super::send_now(shard.relays.socket(slot)?, data, peer).then_some(())
+                            shard.relays.send_to(slot, data, peer).then_some(())
                         });
                 if sent.is_some() {
                     Handled::Relayed
@@ -167,9 +167,7 @@ fn channel_data(shard: &mut Shard, now: Instant, tuple: &FiveTuple, packet: &[u8
     let len = payload.len();
     let sent = (shard.manager)
         .channel_route(now, tuple, channel, len)
-        .and_then(|(slot, peer)| {
-            super::send_now(shard.relays.socket(slot)?, payload, peer).then_some(())
-        });
+        .and_then(|(slot, peer)| shard.relays.send_to(slot, payload, peer).then_some(()));
     if sent.is_some() {
         Handled::Relayed
     } else {

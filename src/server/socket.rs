@@ -1,9 +1,9 @@
-//! Socket helpers shared by the listeners and the relay: a non-blocking socket for an
-//! address, and a datagram sent without waiting.
+//! The non-blocking socket every listener and relay socket starts from.
 
 use std::io;
 use std::net::SocketAddr;
 
+/// A non-blocking socket for `addr`. IPv6 sockets are IPv6-only, so "[::]:3478" and
 /// "0.0.0.0:3478" can be listed side by side.
 pub(super) fn new_socket(
     addr: SocketAddr,
@@ -16,11 +16,4 @@ pub(super) fn new_socket(
     }
     socket.set_nonblocking(true)?;
     Ok(socket)
-}
-
-/// counted by the caller).
-pub(super) fn send_now(socket: &std::net::UdpSocket, data: &[u8], to: SocketAddr) -> bool {
-    socket2::SockRef::from(socket)
-        .send_to(data, &to.into())
-        .is_ok()
 }

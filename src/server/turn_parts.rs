@@ -27,6 +27,8 @@ pub(super) fn quota_limits(relay: &crate::config::RelayConfig) -> crate::turn::q
     }
 }
 
+/// The relay settings, credentials, peer rules and quotas from `config`; `own` are the
+/// listen addresses peers may not be (our own ports).
 pub(super) fn turn_parts(config: &Config, own: Vec<SocketAddr>, nonce_secret: &[u8]) -> TurnParts {
     let relay = &config.relay;
     // validate() already checked external-ip; an error here cannot happen.
