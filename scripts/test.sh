@@ -4,6 +4,7 @@
 #   chromium         - Debian's browser, for tests/browser/ (WebRTC through TURN).
 #   playwright-core  - drives that browser; npm ci into tests/browser/node_modules.
 #   redis-server     - the cluster tests start their own, each on a free loopback port.
+#   python3          - scripts/check-layout.py (file sizes, import cycles, test binaries).
 # Usage: scripts/test.sh [extra cargo test arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,7 @@ need_packages=()
 command -v turnutils_stunclient >/dev/null 2>&1 || need_packages+=(coturn)
 [ -x /usr/bin/chromium ] || need_packages+=(chromium)
 command -v redis-server >/dev/null 2>&1 || need_packages+=(redis-server)
+command -v python3 >/dev/null 2>&1 || need_packages+=(python3)
 
 if ((${#need_packages[@]})); then
     echo "scripts/test.sh: installing ${need_packages[*]} (Debian packages the tests use)"
@@ -33,6 +35,7 @@ if [ ! -d tests/browser/node_modules ]; then
     npm ci --prefix tests/browser --no-audit --no-fund
 fi
 
+scripts/check-layout.py
 cargo test --locked --all-targets "$@"
 cargo test --locked --doc
 scripts/bench.sh --smoke

@@ -1,10 +1,12 @@
-//! A connection's outgoing queue, bounded in bytes: what a TURN TCP/TLS client and a
-//! signaling WebSocket have waiting to be written to them.
+//! A signaling WebSocket's outgoing queue, bounded in bytes: what it has waiting to be
+//! written to it, pushed by other sessions and the cluster link from any task. (A TURN
+//! TCP/TLS client's queue is its connection's own buffer on its worker, bounded the same
+//! way: `server/stream/outbuf.rs`.)
 //!
 //! A count of messages bounds nothing when messages are large (256 signaling messages of
 //! 187 kB each pinned 48 MB per reader), so the queue counts bytes. A client that stops
 //! reading fills it; the push that would take it past its limit is refused and marks the
-//! queue *overflowed*, which its connection watches ([`Receiver::overflowed`]) to close the
+//! queue *overflowed*, which its connection watches (`Receiver::overflowed`) to close the
 //! client at once: a slow consumer is dropped, not fed forever from the server's memory.
 //!
 //! Every item costs its length plus [`ITEM_OVERHEAD`] (the allocation and the channel slot),

@@ -2,11 +2,11 @@
 //! The protocol cores (`stun`, `turn`, `signal::rooms`) hold no sockets; this module moves
 //! their bytes.
 //!
-//! - [`listeners`]: binding every `[listen]` address first ([`Listeners::bind`]), so a bind
+//! - `listeners`: binding every `[listen]` address first ([`Listeners::bind`]), so a bind
 //!   failure names its config key before anything is served.
-//! - [`app`]: assembling the running server ([`run`]): shards and event loops, the TURN
+//! - `app`: assembling the running server ([`run`]): shards and event loops, the TURN
 //!   TCP/TLS listeners, the HTTP app, the cluster link.
-//! - [`control`]: reload, drain and shutdown of a running server ([`Control`]).
+//! - `control`: reload, drain and shutdown of a running server ([`Control`]).
 //! - `datapath`, `shard`, `relay`, `ports`, `mmsg`, `udp`: the UDP event loops and relay
 //!   sockets; `tcp`, `tls`: TURN over TCP/TLS; `limiter`, `throttle`, `descriptors`: limits
 //!   at the edge; `http_listener`, `http_conn`: the HTTP accept loop and connections;

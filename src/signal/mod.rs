@@ -9,7 +9,7 @@
 //! - [`hub`]: the registry of this node's sessions and rooms, routing deliveries into
 //!   their outboxes.
 //! - [`session`]: one task per WebSocket, moving messages between the socket and the hub.
-//! - [`join`]: the steps that may need the other nodes (join, leave, relay across nodes),
+//! - `join`: the steps that may need the other nodes (join, leave, relay across nodes),
 //!   each in a task of its own that answers its session.
 //! - [`cluster`]: rooms across nodes over Redis (off unless configured).
 //!

@@ -4,7 +4,7 @@
 //! the registry in the [`Hub`] what each message means, and writes what the registry says
 //! to write.
 //!
-//! A step that needs the other nodes ([`super::join`]) runs in a task of its own; while it
+//! A step that needs the other nodes (`join.rs`) runs in a task of its own; while it
 //! is pending the session reads no further frame (so a client's messages keep their order)
 //! but goes on pinging and writing its outbox, and takes the answer as one more event of
 //! its loop: nothing in the loop waits for Redis.

@@ -1,6 +1,6 @@
 //! The shared handle on the Redis link, [`Cluster`]: the session in force, the link's
 //! state and counters, and the calls the cross-node steps make ([`Calls`]: join, leave,
-//! relay, each bounded by [`COMMAND_TIMEOUT`]). The link task (`link.rs`) connects,
+//! relay, each bounded by `COMMAND_TIMEOUT`). The link task (`link.rs`) connects,
 //! installs and ends the sessions this handle sends on.
 //!
 //! Each connect is a new *session* with its own name and its own end: a command that fails
@@ -86,7 +86,7 @@ pub struct Status {
 }
 
 impl Cluster {
-    /// A handle for `url` (checked by config validation); the link starts with [`run`].
+    /// A handle for `url` (checked by config validation); the link starts with [`super::link::run`].
     pub fn new(url: &str, node_id: String, ttl: Duration) -> redis::RedisResult<Self> {
         Ok(Self {
             client: redis::Client::open(url)?,

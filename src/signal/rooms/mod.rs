@@ -6,7 +6,7 @@
 //! from the cluster's events ([`Rooms::remote_joined`], [`Rooms::remote_left`]) and its
 //! periodic membership lists ([`Rooms::sync_room`]). Only rooms with a local peer (or a
 //! local peer on its way in) are kept; announcements go to local peers only, and a relay to
-//! a remote peer names its node. The cluster half lives in [`remote`].
+//! a remote peer names its node. The cluster half lives in `remote.rs`.
 
 mod remote;
 
