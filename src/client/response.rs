@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use stun::addr::AlternateServer;
 use stun::agent::TransactionId;
 use stun::attributes::{
-    ATTR_ALTERNATE_SERVER, ATTR_LIFETIME, ATTR_NONCE, ATTR_REALM, ATTR_RESERVATION_TOKEN, ATTR_XOR_RELAYED_ADDRESS,
-    ATTR_XORMAPPED_ADDRESS, AttrType,
+    ATTR_ALTERNATE_SERVER, ATTR_LIFETIME, ATTR_NONCE, ATTR_REALM, ATTR_RESERVATION_TOKEN,
+    ATTR_XOR_RELAYED_ADDRESS, ATTR_XORMAPPED_ADDRESS, AttrType,
 };
 use stun::error_code::ErrorCodeAttribute;
 use stun::message::{CLASS_ERROR_RESPONSE, CLASS_SUCCESS_RESPONSE, Getter, Message, Method};

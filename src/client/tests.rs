@@ -372,7 +372,9 @@ fn a_session_can_leave_one_credential_out_and_still_sign() {
     // Any other attribute leaves the session as it was.
     let same = session.clone().leaving_out(ATTR_LIFETIME);
     let a = Request::refresh(0).build(ID, Some(&same)).expect("builds");
-    let b = Request::refresh(0).build(ID, Some(&session)).expect("builds");
+    let b = Request::refresh(0)
+        .build(ID, Some(&session))
+        .expect("builds");
     assert_eq!(a.raw, b.raw);
 }
 
@@ -436,11 +438,17 @@ fn a_300_reads_its_alternate_server() {
     assert_eq!(r.alternate_server, Some(SocketAddr::new(RELAY.ip(), 3478)));
     // Absent, or too short to hold an address: none.
     let raw = response(CLASS_ERROR_RESPONSE, &[&error(508)]);
-    assert_eq!(Response::parse(&raw).expect("parses").alternate_server, None);
+    assert_eq!(
+        Response::parse(&raw).expect("parses").alternate_server,
+        None
+    );
     let short = |m: &mut Message| {
         m.add(stun::attributes::ATTR_ALTERNATE_SERVER, &[0, 1, 0x0d]);
         Ok(())
     };
     let raw = response(CLASS_ERROR_RESPONSE, &[&error(300), &Alt(short)]);
-    assert_eq!(Response::parse(&raw).expect("parses").alternate_server, None);
+    assert_eq!(
+        Response::parse(&raw).expect("parses").alternate_server,
+        None
+    );
 }
