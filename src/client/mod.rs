@@ -10,7 +10,8 @@
 //!   last 401 or 438 gave them: it signs requests and decides whether a challenge is worth
 //!   one more try (RFC 8489 §9.2).
 //! - [`response`]: [`Response`], the parts of a success or error response a client acts on
-//!   (ERROR-CODE, REALM, NONCE, XOR-RELAYED-ADDRESS, XOR-MAPPED-ADDRESS, LIFETIME).
+//!   (ERROR-CODE, REALM, NONCE, XOR-RELAYED-ADDRESS, XOR-MAPPED-ADDRESS, LIFETIME,
+//!   RESERVATION-TOKEN, ALTERNATE-SERVER).
 //! - [`error`]: [`ClientError`], why a request could not be built or a packet not read.
 //! - [`data`]: ChannelData framing and [`Inbound`], what a client socket receives: a
 //!   response, a Data indication or ChannelData.

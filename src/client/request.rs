@@ -4,7 +4,8 @@
 //!
 //! Attribute order on the wire: the request's own attributes in the order they were added,
 //! then USERNAME, REALM, NONCE and MESSAGE-INTEGRITY(-SHA256) when signed, then FINGERPRINT
-//! (RFC 8489 §14.5–§14.7).
+//! (RFC 8489 §14.5–§14.7). [`Request::after_integrity`] puts attributes between the last two,
+//! to test that a server ignores what the integrity does not cover.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -53,6 +54,8 @@ pub struct Request {
     method: Method,
     class: MessageClass,
     attrs: Vec<Attr>,
+    /// Attributes after MESSAGE-INTEGRITY, which it does not cover.
+    after_integrity: Vec<Attr>,
     fingerprint: bool,
 }
 
@@ -63,6 +66,7 @@ impl Request {
             method,
             class: CLASS_REQUEST,
             attrs: Vec::new(),
+            after_integrity: Vec::new(),
             fingerprint: true,
         }
     }
@@ -191,6 +195,16 @@ impl Request {
         self
     }
 
+    /// Adds the attributes `f` adds to an empty request after MESSAGE-INTEGRITY (and before
+    /// FINGERPRINT), where the integrity does not cover them: what an on-path attacker could
+    /// append to a signed request. A server must ignore them (RFC 8489 §14.5); unsigned, they
+    /// simply follow the request's own attributes.
+    pub fn after_integrity(mut self, f: impl FnOnce(Request) -> Request) -> Request {
+        let extra = f(Request::new(self.method));
+        self.after_integrity.extend(extra.attrs);
+        self
+    }
+
     fn with(mut self, attr: Attr) -> Request {
         self.attrs.push(attr);
         self
@@ -211,6 +225,9 @@ impl Request {
         }
         if let Some(s) = session {
             s.sign(&mut m)?;
+        }
+        for attr in &self.after_integrity {
+            add(&mut m, attr)?;
         }
         if self.fingerprint {
             FINGERPRINT

@@ -3,10 +3,11 @@
 
 use std::net::SocketAddr;
 
+use stun::addr::AlternateServer;
 use stun::agent::TransactionId;
 use stun::attributes::{
-    ATTR_LIFETIME, ATTR_NONCE, ATTR_REALM, ATTR_RESERVATION_TOKEN, ATTR_XOR_RELAYED_ADDRESS,
-    ATTR_XORMAPPED_ADDRESS, AttrType,
+    ATTR_ALTERNATE_SERVER, ATTR_LIFETIME, ATTR_NONCE, ATTR_REALM, ATTR_RESERVATION_TOKEN,
+    ATTR_XOR_RELAYED_ADDRESS, ATTR_XORMAPPED_ADDRESS, AttrType,
 };
 use stun::error_code::ErrorCodeAttribute;
 use stun::message::{CLASS_ERROR_RESPONSE, CLASS_SUCCESS_RESPONSE, Getter, Message, Method};
@@ -38,6 +39,9 @@ pub struct Response {
     pub lifetime: Option<u32>,
     /// RESERVATION-TOKEN (an Allocate with EVEN-PORT R=1).
     pub reservation_token: Option<Vec<u8>>,
+    /// ALTERNATE-SERVER of a 300 Try Alternate: where to send the request instead (RFC 8489
+    /// §10).
+    pub alternate_server: Option<SocketAddr>,
 }
 
 impl Response {
@@ -80,6 +84,7 @@ impl Response {
             reservation_token: values(msg, ATTR_RESERVATION_TOKEN)
                 .next()
                 .map(<[u8]>::to_vec),
+            alternate_server: alternate_server(msg),
         })
     }
 
@@ -102,6 +107,13 @@ impl Response {
     pub fn relayed_address(&self) -> Option<SocketAddr> {
         self.relayed.first().copied()
     }
+}
+
+/// ALTERNATE-SERVER, a plain (not XOR'd) address; `None` if absent or malformed.
+fn alternate_server(msg: &Message) -> Option<SocketAddr> {
+    let mut addr = AlternateServer::default();
+    addr.get_from_as(msg, ATTR_ALTERNATE_SERVER).ok()?;
+    Some(SocketAddr::new(addr.ip, addr.port))
 }
 
 /// The values of every attribute of type `typ`, in order.

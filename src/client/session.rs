@@ -2,7 +2,7 @@
 //! USERNAME, the REALM and NONCE of the server's last 401 or 438, and MESSAGE-INTEGRITY over
 //! the key MD5(user:realm:pass).
 
-use stun::attributes::{ATTR_NONCE, ATTR_REALM, ATTR_USERNAME};
+use stun::attributes::{ATTR_NONCE, ATTR_REALM, ATTR_USERNAME, AttrType};
 use stun::message::{Message, Setter};
 use stun::textattrs::TextAttribute;
 
@@ -18,6 +18,8 @@ pub struct Session {
     nonce: String,
     key: Key,
     integrity: Integrity,
+    /// USERNAME, REALM or NONCE left out when signing, to test a server's checks.
+    left_out: Option<AttrType>,
 }
 
 impl Session {
@@ -40,6 +42,7 @@ impl Session {
             nonce: nonce.to_owned(),
             key,
             integrity: Integrity::Sha1,
+            left_out: None,
         }
     }
 
@@ -47,6 +50,14 @@ impl Session {
     /// [`Integrity::Sha256`]).
     pub fn signing_with(mut self, integrity: Integrity) -> Session {
         self.integrity = integrity;
+        self
+    }
+
+    /// The same session leaving `attr` (USERNAME, REALM or NONCE) out of what it signs with,
+    /// MESSAGE-INTEGRITY still added: a request a server must refuse with 400 (RFC 8489
+    /// §9.2.4). Any other attribute type changes nothing.
+    pub fn leaving_out(mut self, attr: AttrType) -> Session {
+        self.left_out = Some(attr);
         self
     }
 
@@ -83,6 +94,9 @@ impl Session {
             (ATTR_REALM, &self.realm, "REALM"),
             (ATTR_NONCE, &self.nonce, "NONCE"),
         ] {
+            if self.left_out == Some(typ) {
+                continue;
+            }
             TextAttribute::new(typ, text.clone())
                 .add_to(m)
                 .map_err(|_| ClientError::Encode(what))?;

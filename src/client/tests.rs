@@ -354,3 +354,101 @@ fn long_text_is_an_error_not_a_panic() {
         Err(ClientError::Encode("NONCE"))
     ));
 }
+
+#[test]
+fn a_session_can_leave_one_credential_out_and_still_sign() {
+    let session = Session::new("alice", "pw", "example.org", "n0nce");
+    for (left_out, kept) in [
+        (ATTR_USERNAME, [ATTR_REALM, ATTR_NONCE]),
+        (ATTR_REALM, [ATTR_USERNAME, ATTR_NONCE]),
+        (ATTR_NONCE, [ATTR_USERNAME, ATTR_REALM]),
+    ] {
+        let s = session.clone().leaving_out(left_out);
+        let back = decode(&Request::refresh(0).build(ID, Some(&s)).expect("builds").raw);
+        let want = [ATTR_LIFETIME, kept[0], kept[1], ATTR_MESSAGE_INTEGRITY];
+        assert_eq!(types(&back), [&want[..], &[ATTR_FINGERPRINT]].concat());
+        assert_eq!(verify_integrity(&back, s.key()), Ok(Integrity::Sha1));
+    }
+    // Any other attribute leaves the session as it was.
+    let same = session.clone().leaving_out(ATTR_LIFETIME);
+    let a = Request::refresh(0).build(ID, Some(&same)).expect("builds");
+    let b = Request::refresh(0)
+        .build(ID, Some(&session))
+        .expect("builds");
+    assert_eq!(a.raw, b.raw);
+}
+
+#[test]
+fn attributes_after_integrity_follow_the_mac_and_precede_the_fingerprint() {
+    let s = Session::new("alice", "pw", "example.org", "n0nce");
+    let req = Request::create_permission(&[PEER]).after_integrity(|r| r.peer(RELAY).lifetime(0));
+    // The server's decoder drops what follows the MAC; the `stun` crate's keeps all.
+    let mut back = Message::new();
+    back.raw = req.build(ID, Some(&s)).expect("builds").raw;
+    back.decode().expect("decodes");
+    assert_eq!(
+        types(&back),
+        [
+            ATTR_XOR_PEER_ADDRESS,
+            ATTR_USERNAME,
+            ATTR_REALM,
+            ATTR_NONCE,
+            ATTR_MESSAGE_INTEGRITY,
+            ATTR_XOR_PEER_ADDRESS,
+            ATTR_LIFETIME,
+            ATTR_FINGERPRINT
+        ]
+    );
+    // The MAC covers what came before it only, so it still verifies.
+    assert_eq!(verify_integrity(&back, s.key()), Ok(Integrity::Sha1));
+    let peers: Vec<_> = (back.attributes.0.iter())
+        .filter(|a| a.typ == ATTR_XOR_PEER_ADDRESS)
+        .map(|a| decode_xor_address(&a.value, &ID.0))
+        .collect();
+    assert_eq!(peers, [Some(PEER), Some(RELAY)]);
+    // Unsigned, they simply come after the request's own.
+    let back = decode(&req.build(ID, None).expect("builds").raw);
+    assert_eq!(
+        types(&back),
+        [
+            ATTR_XOR_PEER_ADDRESS,
+            ATTR_XOR_PEER_ADDRESS,
+            ATTR_LIFETIME,
+            ATTR_FINGERPRINT
+        ]
+    );
+}
+
+#[test]
+fn a_300_reads_its_alternate_server() {
+    let alternate = stun::addr::AlternateServer {
+        ip: RELAY.ip(),
+        port: 3478,
+    };
+    let setter = |m: &mut Message| alternate.add_to_as(m, stun::attributes::ATTR_ALTERNATE_SERVER);
+    struct Alt<F>(F);
+    impl<F: Fn(&mut Message) -> Result<(), stun::Error>> Setter for Alt<F> {
+        fn add_to(&self, m: &mut Message) -> Result<(), stun::Error> {
+            (self.0)(m)
+        }
+    }
+    let raw = response(CLASS_ERROR_RESPONSE, &[&error(300), &Alt(setter)]);
+    let r = Response::parse(&raw).expect("parses");
+    assert_eq!(r.error_code(), Some(300));
+    assert_eq!(r.alternate_server, Some(SocketAddr::new(RELAY.ip(), 3478)));
+    // Absent, or too short to hold an address: none.
+    let raw = response(CLASS_ERROR_RESPONSE, &[&error(508)]);
+    assert_eq!(
+        Response::parse(&raw).expect("parses").alternate_server,
+        None
+    );
+    let short = |m: &mut Message| {
+        m.add(stun::attributes::ATTR_ALTERNATE_SERVER, &[0, 1, 0x0d]);
+        Ok(())
+    };
+    let raw = response(CLASS_ERROR_RESPONSE, &[&error(300), &Alt(short)]);
+    assert_eq!(
+        Response::parse(&raw).expect("parses").alternate_server,
+        None
+    );
+}

@@ -9,7 +9,7 @@ fn an_allocate_asks_for_sockets_routes_name_their_slot_and_a_delete_closes_it() 
     let mut h = Setup::default().start();
     let alice = h.alice(1);
     let now = h.at(0);
-    let req = decode(&alice.sign(Req::allocate()).build());
+    let req = decode(&alice.signed(&Request::allocate()));
     let wanted = match h.mgr.mgr.handle_request(now, alice.tuple, &req) {
         Answer::Bind(wanted) => wanted,
         Answer::Reply(answer) => panic!("answered at once: {:?}", decode(answer)),
@@ -20,12 +20,12 @@ fn an_allocate_asks_for_sockets_routes_name_their_slot_and_a_delete_closes_it() 
         addr: relay(50005),
         slot: 7,
     };
-    let resp = decode(h.mgr.mgr.allocate_bound(now, alice.tuple, &req, &[bound]));
-    assert_success(&resp, &alice.key);
-    assert_eq!(relayed(&resp), [SocketAddr::new(ADVERTISED_V4, 50005)]);
+    let resp = read(h.mgr.mgr.allocate_bound(now, alice.tuple, &req, &[bound]));
+    assert_success(&resp, alice.key());
+    assert_eq!(resp.relayed, [SocketAddr::new(ADVERTISED_V4, 50005)]);
     assert_eq!(h.mgr.poll_event(), None, "nothing to close");
 
-    h.ok(0, &alice, Req::bind(0x4000, PEER_A));
+    h.ok(0, &alice, Request::channel_bind(0x4000, PEER_A));
     let route = h.mgr.channel_route(now, &alice.tuple, 0x4000, 10);
     assert_eq!(route, Some((7, PEER_A)));
     let back = h.mgr.peer_route(now, 7, PEER_A, 10);
@@ -35,7 +35,7 @@ fn an_allocate_asks_for_sockets_routes_name_their_slot_and_a_delete_closes_it() 
     );
     assert_eq!(h.mgr.peer_route(now, 8, PEER_A, 10), None, "another slot");
 
-    let refresh = decode(&alice.sign(Req::refresh(0)).build());
+    let refresh = decode(&alice.signed(&Request::refresh(0)));
     assert!(matches!(
         h.mgr.mgr.handle_request(now, alice.tuple, &refresh),
         Answer::Reply(_)
@@ -49,7 +49,7 @@ fn an_allocate_asks_for_sockets_routes_name_their_slot_and_a_delete_closes_it() 
 fn sockets_nobody_asked_for_are_given_back_unanswered() {
     let mut h = Setup::default().start();
     let alice = h.alice(1);
-    let req = decode(&alice.sign(Req::allocate()).build());
+    let req = decode(&alice.signed(&Request::allocate()));
     let stray = Bound {
         addr: relay(50003),
         slot: 3,

@@ -22,25 +22,38 @@ fn permissions_past_the_cap_get_508_and_install_nothing() {
     let mut h = capped(3, 0);
     let alice = h.alice(1);
     h.allocate(0, &alice);
-    h.ok(0, &alice, Req::permission(&[peer(1), peer(2)]));
+    h.ok(0, &alice, Request::create_permission(&[peer(1), peer(2)]));
     // Two new peers with one place left: all or nothing.
-    h.refused(0, &alice, Req::permission(&[peer(3), peer(4)]), 508);
+    h.refused(
+        0,
+        &alice,
+        Request::create_permission(&[peer(3), peer(4)]),
+        508,
+    );
     assert_eq!(h.route(0, relay(50000), peer(3)), None);
     // Refreshing held permissions takes no room, nor does naming one IP twice.
     h.ok(
         1,
         &alice,
-        Req::permission(&[peer(1), peer(2), peer(3), peer(3)]),
+        Request::create_permission(&[peer(1), peer(2), peer(3), peer(3)]),
     );
-    h.refused(1, &alice, Req::permission(&[peer(4)]), 508);
+    h.refused(1, &alice, Request::create_permission(&[peer(4)]), 508);
     assert_eq!(h.mgr.metrics().permission_cap, 2);
     assert_eq!(h.mgr.metrics().refused.get(&508), Some(&2));
     // Another allocation has its own room.
     let bob = h.bob(2);
     h.allocate(0, &bob);
-    h.ok(1, &bob, Req::permission(&[peer(4), peer(5), peer(6)]));
+    h.ok(
+        1,
+        &bob,
+        Request::create_permission(&[peer(4), peer(5), peer(6)]),
+    );
     // Once permissions expire (300 s), their room is free again, timer or not.
-    h.ok(302, &alice, Req::permission(&[peer(7), peer(8), peer(9)]));
+    h.ok(
+        302,
+        &alice,
+        Request::create_permission(&[peer(7), peer(8), peer(9)]),
+    );
     assert!(h.route(302, relay(50000), peer(9)).is_some());
     assert_eq!(h.route(302, relay(50000), peer(1)), None);
 }
@@ -50,17 +63,17 @@ fn channels_past_the_cap_get_508() {
     let mut h = capped(0, 2);
     let alice = h.alice(1);
     h.allocate(0, &alice);
-    h.ok(0, &alice, Req::bind(0x4000, peer(1)));
-    h.ok(0, &alice, Req::bind(0x4001, peer(2)));
-    h.refused(0, &alice, Req::bind(0x4002, peer(3)), 508);
+    h.ok(0, &alice, Request::channel_bind(0x4000, peer(1)));
+    h.ok(0, &alice, Request::channel_bind(0x4001, peer(2)));
+    h.refused(0, &alice, Request::channel_bind(0x4002, peer(3)), 508);
     assert_eq!(h.channel(0, &alice, 0x4002), None);
     // Refreshing a bound channel is fine.
-    h.ok(10, &alice, Req::bind(0x4001, peer(2)));
+    h.ok(10, &alice, Request::channel_bind(0x4001, peer(2)));
     assert_eq!(h.mgr.metrics().channel_cap, 1);
     // Once the channels lapse (60 s here), new ones can be bound, timer or not.
-    h.ok(75, &alice, Req::bind(0x4005, peer(5)));
-    h.ok(75, &alice, Req::bind(0x4006, peer(6)));
-    h.refused(75, &alice, Req::bind(0x4007, peer(7)), 508);
+    h.ok(75, &alice, Request::channel_bind(0x4005, peer(5)));
+    h.ok(75, &alice, Request::channel_bind(0x4006, peer(6)));
+    h.refused(75, &alice, Request::channel_bind(0x4007, peer(7)), 508);
 }
 
 #[test]
@@ -68,10 +81,10 @@ fn a_channel_bind_needing_a_permission_past_the_cap_is_508() {
     let mut h = capped(1, 0);
     let alice = h.alice(1);
     h.allocate(0, &alice);
-    h.ok(0, &alice, Req::permission(&[peer(1)]));
+    h.ok(0, &alice, Request::create_permission(&[peer(1)]));
     // A channel to the permitted peer fits; one to a new peer would need a second permission.
-    h.ok(0, &alice, Req::bind(0x4000, peer(1)));
-    h.refused(0, &alice, Req::bind(0x4001, peer(2)), 508);
+    h.ok(0, &alice, Request::channel_bind(0x4000, peer(1)));
+    h.refused(0, &alice, Request::channel_bind(0x4001, peer(2)), 508);
     assert_eq!(h.route(0, relay(50000), peer(2)), None);
     assert_eq!(h.mgr.metrics().permission_cap, 1);
 }
@@ -82,23 +95,23 @@ fn no_caps_by_default_in_the_manager() {
     let alice = h.alice(1);
     h.allocate(0, &alice);
     let peers: Vec<SocketAddr> = (1..=200).map(peer).collect();
-    h.ok(0, &alice, Req::permission(&peers));
+    h.ok(0, &alice, Request::create_permission(&peers));
 }
 
 /// A harness with one allocation, a channel 0x4000 to `peer(1)`, and these limits.
-fn bandwidth(max_bps: u64, capacity: u64) -> (Harness, Client) {
+fn bandwidth(max_bps: u64, capacity: u64) -> (Harness, Caller) {
     let mut setup = Setup::default();
     setup.config.max_bps = max_bps;
     setup.config.bps_capacity = capacity;
     let mut h = setup.start();
     let alice = h.alice(1);
     h.allocate(0, &alice);
-    h.ok(0, &alice, Req::bind(0x4000, peer(1)));
+    h.ok(0, &alice, Request::channel_bind(0x4000, peer(1)));
     (h, alice)
 }
 
 /// Packets of 1000 bytes that pass out of 100 at virtual time `ms`, each way.
-fn through(h: &mut Harness, client: &Client, ms: u64) -> (usize, usize) {
+fn through(h: &mut Harness, client: &Caller, ms: u64) -> (usize, usize) {
     let now = h.t0 + Duration::from_millis(ms);
     let tuple = client.tuple;
     let out = (0..100)
@@ -124,8 +137,7 @@ fn max_bps_drops_and_counts_each_direction_separately() {
     assert_eq!(m.dropped_bps_capacity, (0, 0));
     assert_eq!((m.to_peer.0, m.to_client.0), (15, 15));
     // Send indications count against the same bucket.
-    let ind = Req::of_class(METHOD_SEND, CLASS_INDICATION).peer(peer(1));
-    let ind = decode(&ind.attr(ATTR_DATA, b"hello").build());
+    let ind = decode(&build(&Request::send(peer(1), b"hello"), None));
     let at = |ms| h.t0 + Duration::from_millis(ms);
     let (empty, refilled) = (at(500), at(600));
     assert!(h.mgr.handle_send(empty, alice.tuple, &ind).is_none());
@@ -138,7 +150,7 @@ fn bps_capacity_is_shared_by_every_allocation_of_the_shard() {
     let (mut h, alice) = bandwidth(0, 20_000);
     let bob = h.bob(2);
     h.allocate(0, &bob);
-    h.ok(0, &bob, Req::bind(0x4000, peer(2)));
+    h.ok(0, &bob, Request::channel_bind(0x4000, peer(2)));
     assert_eq!(through(&mut h, &alice, 0), (20, 20));
     let now = h.at(0);
     assert_eq!(h.mgr.channel_route(now, &bob.tuple, 0x4000, 1000), None);
@@ -157,22 +169,20 @@ fn bps_capacity_is_shared_by_every_allocation_of_the_shard() {
 fn unauthenticated_answers_carry_nothing_but_what_the_client_needs() {
     let mut h = Setup::default().start();
     // 401: header, ERROR-CODE without a reason phrase, REALM, NONCE, FINGERPRINT.
-    let req = Req::allocate().build();
-    let raw = h.mgr.answer(h.t0, tuple(1), &decode(&req));
-    let answer = decode(&raw);
+    let req = build(&Request::allocate(), None);
+    let raw = h.mgr.answer(h.t0, tuple(1), &decode(&req)).to_vec();
+    let answer = read(&raw);
     let nonce = assert_challenge(&answer, 401);
     let padded = |n: usize| 4 + n.next_multiple_of(4);
     let bound = 20 + padded(4) + padded(REALM.len()) + padded(nonce.len()) + 8;
-    assert_eq!(raw.len(), bound, "{:?}", answer.attributes);
+    assert_eq!(raw.len(), bound, "{:?}", answer.msg.attributes);
     assert!(!h.mgr.answered_authenticated());
-    assert_eq!(answer.get(stun::attributes::ATTR_SOFTWARE).ok(), None);
+    assert_eq!(answer.msg.get(stun::attributes::ATTR_SOFTWARE).ok(), None);
     // 400 before authentication (integrity without a username): ERROR-CODE and FINGERPRINT.
-    let mut req = Req::allocate()
-        .text(ATTR_REALM, REALM)
-        .text(ATTR_NONCE, &nonce);
-    add_integrity(&mut req.0, &long_term_key("x", REALM, "y"), Integrity::Sha1);
-    let raw = h.mgr.answer(h.t0, tuple(1), &decode(&req.build()));
-    assert_error(&decode(&raw), 400);
+    let anonymous = Session::new("x", "y", REALM, &nonce).leaving_out(ATTR_USERNAME);
+    let req = build(&Request::allocate(), Some(&anonymous));
+    let raw = h.mgr.answer(h.t0, tuple(1), &decode(&req)).to_vec();
+    assert_error(&read(&raw), 400);
     assert_eq!(raw.len(), 20 + padded(4) + 8);
     assert!(!h.mgr.answered_authenticated());
     // An authenticated answer is marked so (the server does not rate-limit it).
@@ -180,20 +190,15 @@ fn unauthenticated_answers_carry_nothing_but_what_the_client_needs() {
     h.allocate(0, &alice);
     assert!(h.mgr.answered_authenticated());
     // Whatever the request's size, no unauthenticated answer grows past these.
-    let big = Req::allocate().attr(AttrType(0x8099), &[7; 1000]).build();
+    let big = build(
+        &Request::allocate().attr(AttrType(0x8099), &[7; 1000]),
+        None,
+    );
     let raw = h.mgr.answer(h.t0, tuple(2), &decode(&big));
     assert!(raw.len() <= bound, "{} bytes", raw.len());
 }
 
 const ALTERNATE: SocketAddr = v4(203, 0, 113, 8, 3478);
-
-/// The ALTERNATE-SERVER address of a response, if any.
-fn alternate_of(resp: &Message) -> Option<SocketAddr> {
-    let value = resp.get(stun::attributes::ATTR_ALTERNATE_SERVER).ok()?;
-    let port = u16::from_be_bytes([value[2], value[3]]);
-    let ip: [u8; 4] = value.get(4..8)?.try_into().ok()?;
-    Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::from(ip)), port))
-}
 
 #[test]
 fn at_capacity_new_allocations_try_the_alternate() {
@@ -208,12 +213,12 @@ fn at_capacity_new_allocations_try_the_alternate() {
     let (alice, bob) = (h.alice(1), h.bob(2));
     h.allocate(0, &alice);
     // No relay port left: 300 naming the alternate, integrity-protected, instead of 508.
-    let resp = h.request(0, &bob, Req::allocate());
-    assert_eq!(error_code(&resp), Some(300));
-    assert_eq!(alternate_of(&resp), Some(ALTERNATE));
-    assert_eq!(verify_integrity(&resp, &bob.key), Ok(Integrity::Sha1));
+    let resp = h.request(0, &bob, Request::allocate());
+    assert_eq!(resp.error_code(), Some(300));
+    assert_eq!(resp.alternate_server, Some(ALTERNATE));
+    assert_eq!(verify_integrity(&resp.msg, bob.key()), Ok(Integrity::Sha1));
     // The failed attempt took no quota, so a freed port serves bob here again.
-    h.ok(1, &alice, Req::refresh(0));
+    h.ok(1, &alice, Request::refresh(0));
     h.allocate(1, &bob);
 }
 
@@ -231,9 +236,9 @@ fn the_total_quota_redirects_but_a_users_own_quota_does_not() {
     let mut h = with_quotas(0, 1);
     let (alice, bob) = (h.alice(1), h.bob(2));
     h.allocate(0, &alice);
-    let resp = h.request(0, &bob, Req::allocate());
+    let resp = h.request(0, &bob, Request::allocate());
     assert_eq!(
-        (error_code(&resp), alternate_of(&resp)),
+        (resp.error_code(), resp.alternate_server),
         (Some(300), Some(ALTERNATE))
     );
 
@@ -241,8 +246,11 @@ fn the_total_quota_redirects_but_a_users_own_quota_does_not() {
     let mut h = with_quotas(1, 2);
     let (alice, alice2) = (h.alice(1), h.alice(2));
     h.allocate(0, &alice);
-    let resp = h.request(0, &alice2, Req::allocate());
-    assert_eq!((error_code(&resp), alternate_of(&resp)), (Some(486), None));
+    let resp = h.request(0, &alice2, Request::allocate());
+    assert_eq!(
+        (resp.error_code(), resp.alternate_server),
+        (Some(486), None)
+    );
 }
 
 #[test]
@@ -254,6 +262,9 @@ fn without_an_alternate_capacity_is_508() {
     .start();
     let (alice, bob) = (h.alice(1), h.bob(2));
     h.allocate(0, &alice);
-    let resp = h.request(0, &bob, Req::allocate());
-    assert_eq!((error_code(&resp), alternate_of(&resp)), (Some(508), None));
+    let resp = h.request(0, &bob, Request::allocate());
+    assert_eq!(
+        (resp.error_code(), resp.alternate_server),
+        (Some(508), None)
+    );
 }

@@ -1,7 +1,9 @@
-//! The allocation manager driven as a client would drive it: requests built and signed with
-//! the `stun` crate, virtual time, and a small event loop per shard ([`Shard`]) that binds
-//! what the manager asks from fake ports, acts on its events, and shows which ports are held.
-//! Every refusal asserts its exact code (RFC 8656 §7–§12).
+//! The allocation manager driven as a client would drive it: requests built and signed, and
+//! answers read, by [`crate::client`] (the crate's one client; a [`Caller`] is a 5-tuple and
+//! its [`Session`], a [`Reply`] the [`Response`] and the message it came in), virtual time,
+//! and a small event loop per shard ([`Shard`]) that binds what the manager asks from fake
+//! ports, acts on its events, and shows which ports are held. Every refusal asserts its exact
+//! code (RFC 8656 §7–§12).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -9,32 +11,25 @@ use std::ops::{Deref, DerefMut, RangeInclusive};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use stun::agent::TransactionId;
 use stun::attributes::{
-    ATTR_CHANNEL_NUMBER, ATTR_DATA, ATTR_EVEN_PORT, ATTR_FINGERPRINT, ATTR_LIFETIME,
-    ATTR_MESSAGE_INTEGRITY, ATTR_NONCE, ATTR_REALM, ATTR_REQUESTED_ADDRESS_FAMILY,
-    ATTR_REQUESTED_TRANSPORT, ATTR_RESERVATION_TOKEN, ATTR_USERNAME, ATTR_XOR_PEER_ADDRESS,
-    ATTR_XOR_RELAYED_ADDRESS, ATTR_XORMAPPED_ADDRESS, AttrType,
+    ATTR_FINGERPRINT, ATTR_MESSAGE_INTEGRITY, ATTR_NONCE, ATTR_REALM, ATTR_RESERVATION_TOKEN,
+    ATTR_USERNAME, ATTR_XOR_RELAYED_ADDRESS, ATTR_XORMAPPED_ADDRESS, AttrType,
 };
-use stun::error_code::ErrorCodeAttribute;
-use stun::fingerprint::FINGERPRINT;
 use stun::message::{
-    CLASS_ERROR_RESPONSE, CLASS_INDICATION, CLASS_REQUEST, CLASS_SUCCESS_RESPONSE, Getter,
-    METHOD_ALLOCATE, METHOD_CHANNEL_BIND, METHOD_CREATE_PERMISSION, METHOD_REFRESH, METHOD_SEND,
-    Message, MessageClass, MessageType, Method, Setter,
+    Getter, METHOD_ALLOCATE, METHOD_CHANNEL_BIND, METHOD_CREATE_PERMISSION, METHOD_REFRESH, Message,
 };
-use stun::textattrs::TextAttribute;
 use stun::uattrs::UnknownAttributes;
-use stun::xoraddr::XorMappedAddress;
 
-use super::attrs::{ATTR_ADDITIONAL_ADDRESS_FAMILY, ATTR_ADDRESS_ERROR_CODE, decode_xor_address};
+use super::attrs::ATTR_ADDRESS_ERROR_CODE;
 use super::manager::PeerRoute;
 use super::peer_rules::PeerRules;
 use super::quota::{Limits, Quotas};
 use super::{
     Answer, Bound, Event, FiveTuple, Manager, PortChoice, RelayAddress, Transport, TurnConfig,
 };
-use crate::auth::{Auth, AuthSettings, Integrity, Key, NonceCheck};
-use crate::auth::{add_integrity, long_term_key, verify_integrity};
+use crate::auth::{Auth, AuthSettings, Integrity, Key, NonceCheck, verify_integrity};
+use crate::client::{Request, Response, Session};
 use crate::stun::codec::decode_into;
 
 const REALM: &str = "example.org";
@@ -204,109 +199,65 @@ impl FakePorts {
     }
 }
 
-/// A request (or indication) under construction.
-struct Req(Message);
-
-impl Req {
-    fn new(method: Method) -> Self {
-        Self::of_class(method, CLASS_REQUEST)
-    }
-
-    fn of_class(method: Method, class: MessageClass) -> Self {
-        let mut m = Message::new();
-        m.typ = MessageType::new(method, class);
-        m.new_transaction_id().unwrap();
-        m.write_header();
-        Req(m)
-    }
-
-    /// Allocate with REQUESTED-TRANSPORT UDP.
-    fn allocate() -> Self {
-        Self::new(METHOD_ALLOCATE).transport(17)
-    }
-
-    fn refresh(lifetime: u32) -> Self {
-        Self::new(METHOD_REFRESH).lifetime(lifetime)
-    }
-
-    fn permission(peers: &[SocketAddr]) -> Self {
-        let req = Self::new(METHOD_CREATE_PERMISSION);
-        peers.iter().fold(req, |req, &peer| req.peer(peer))
-    }
-
-    fn bind(number: u16, peer: SocketAddr) -> Self {
-        let [hi, lo] = number.to_be_bytes();
-        (Self::new(METHOD_CHANNEL_BIND).attr(ATTR_CHANNEL_NUMBER, &[hi, lo, 0, 0])).peer(peer)
-    }
-
-    fn attr(mut self, typ: AttrType, value: &[u8]) -> Self {
-        self.0.add(typ, value);
-        self
-    }
-
-    fn text(mut self, typ: AttrType, text: &str) -> Self {
-        let attr = TextAttribute::new(typ, text.to_owned());
-        attr.add_to(&mut self.0).unwrap();
-        self
-    }
-
-    fn transport(self, protocol: u8) -> Self {
-        self.attr(ATTR_REQUESTED_TRANSPORT, &[protocol, 0, 0, 0])
-    }
-
-    fn family(self, family: u8) -> Self {
-        self.attr(ATTR_REQUESTED_ADDRESS_FAMILY, &[family, 0, 0, 0])
-    }
-
-    fn additional_family(self, family: u8) -> Self {
-        self.attr(ATTR_ADDITIONAL_ADDRESS_FAMILY, &[family, 0, 0, 0])
-    }
-
-    fn lifetime(self, secs: u32) -> Self {
-        self.attr(ATTR_LIFETIME, &secs.to_be_bytes())
-    }
-
-    fn even_port(self, reserve_next: bool) -> Self {
-        self.attr(ATTR_EVEN_PORT, &[if reserve_next { 0x80 } else { 0 }])
-    }
-
-    fn token(self, token: &[u8]) -> Self {
-        self.attr(ATTR_RESERVATION_TOKEN, token)
-    }
-
-    fn peer(mut self, addr: SocketAddr) -> Self {
-        let xor = XorMappedAddress {
-            ip: addr.ip(),
-            port: addr.port(),
-        };
-        xor.add_to_as(&mut self.0, ATTR_XOR_PEER_ADDRESS).unwrap();
-        self
-    }
-
-    /// The wire bytes, with FINGERPRINT.
-    fn build(mut self) -> Vec<u8> {
-        FINGERPRINT.add_to(&mut self.0).unwrap();
-        self.0.raw
-    }
-}
-
-/// A client that got a nonce from a 401 and signs with its long-term key.
+/// A client of the harness: its 5-tuple and the session its 401 gave it, which
+/// [`crate::client`] signs its requests with.
 #[derive(Clone)]
-struct Client {
+struct Caller {
     tuple: FiveTuple,
-    user: String,
-    realm: String,
-    nonce: String,
-    key: Key,
+    session: Session,
 }
 
-impl Client {
-    fn sign(&self, req: Req) -> Req {
-        let mut req = (req.text(ATTR_USERNAME, &self.user))
-            .text(ATTR_REALM, &self.realm)
-            .text(ATTR_NONCE, &self.nonce);
-        add_integrity(&mut req.0, &self.key, Integrity::Sha1);
-        req
+impl Caller {
+    fn key(&self) -> &Key {
+        self.session.key()
+    }
+
+    fn nonce(&self) -> &str {
+        self.session.nonce()
+    }
+
+    /// The same client signing with `session` instead.
+    fn with(&self, session: Session) -> Caller {
+        Caller {
+            tuple: self.tuple,
+            session,
+        }
+    }
+
+    /// The same client signing with the same key but `nonce`.
+    fn with_nonce(&self, nonce: &str) -> Caller {
+        let s = &self.session;
+        self.with(Session::with_key(s.username(), *s.key(), s.realm(), nonce))
+    }
+
+    /// `req` signed with the session, as wire bytes.
+    fn signed(&self, req: &Request) -> Vec<u8> {
+        build(req, Some(&self.session))
+    }
+}
+
+/// `req` with a fresh transaction ID, signed with `session` if given, as wire bytes.
+fn build(req: &Request, session: Option<&Session>) -> Vec<u8> {
+    req.build(TransactionId::new(), session).unwrap().raw
+}
+
+/// A response as a client reads it ([`Response`]), and the message for what is checked on
+/// the wire itself (integrity, FINGERPRINT, attributes a client does not act on).
+struct Reply {
+    msg: Message,
+    resp: Response,
+}
+
+impl Deref for Reply {
+    type Target = Response;
+    fn deref(&self) -> &Response {
+        &self.resp
+    }
+}
+
+impl Reply {
+    fn contains(&self, typ: AttrType) -> bool {
+        self.msg.contains(typ)
     }
 }
 
@@ -412,15 +363,15 @@ impl Harness {
         self.t0 + Duration::from_secs(secs)
     }
 
-    /// Decodes `raw` as the server would, answers it, and decodes the answer.
-    fn send(&mut self, secs: u64, tuple: FiveTuple, raw: &[u8]) -> Message {
+    /// Decodes `raw` as the server would, answers it, and reads the answer as a client.
+    fn send(&mut self, secs: u64, tuple: FiveTuple, raw: &[u8]) -> Reply {
         let req = decode(raw);
         let now = self.at(secs);
         self.other_shard.settle();
         self.mgr.settle();
-        let resp = decode(&self.mgr.answer(now, tuple, &req));
+        let resp = read(&self.mgr.answer(now, tuple, &req));
         assert_eq!(resp.transaction_id, req.transaction_id);
-        assert_eq!(resp.typ.method, req.typ.method);
+        assert_eq!(resp.method, req.typ.method);
         assert!(
             resp.contains(ATTR_FINGERPRINT),
             "the request had FINGERPRINT"
@@ -428,50 +379,51 @@ impl Harness {
         resp
     }
 
-    /// Sends an unauthenticated Allocate and keeps the nonce of the 401.
-    fn login(&mut self, secs: u64, tuple: FiveTuple, user: &str, pass: &str) -> Client {
-        let nonce = assert_challenge(&self.send(secs, tuple, &Req::allocate().build()), 401);
-        let (user, realm, key) = (user.into(), REALM.into(), long_term_key(user, REALM, pass));
-        Client {
-            tuple,
-            user,
-            realm,
-            nonce,
-            key,
-        }
+    /// Sends an unauthenticated Allocate and takes the session its 401 gives, as
+    /// [`crate::client::Client`] does.
+    fn login(&mut self, secs: u64, tuple: FiveTuple, user: &str, pass: &str) -> Caller {
+        let challenge = self.send(secs, tuple, &build(&Request::allocate(), None));
+        assert_challenge(&challenge, 401);
+        let mut client = crate::client::Client::new(user, pass);
+        assert!(client.handle_challenge(&challenge.resp));
+        let session = client.session().unwrap().clone();
+        Caller { tuple, session }
     }
 
-    fn alice(&mut self, n: u16) -> Client {
+    fn alice(&mut self, n: u16) -> Caller {
         self.login(0, tuple(n), "alice", "wonderland")
     }
 
-    fn bob(&mut self, n: u16) -> Client {
+    fn bob(&mut self, n: u16) -> Caller {
         self.login(0, tuple(n), "bob", "builder")
     }
 
-    fn request(&mut self, secs: u64, client: &Client, req: Req) -> Message {
-        let raw = client.sign(req).build();
+    fn request(&mut self, secs: u64, client: &Caller, req: Request) -> Reply {
+        let raw = client.signed(&req);
         self.send(secs, client.tuple, &raw)
     }
 
     /// A request that must succeed.
-    fn ok(&mut self, secs: u64, client: &Client, req: Req) -> Message {
+    fn ok(&mut self, secs: u64, client: &Caller, req: Request) -> Reply {
         let resp = self.request(secs, client, req);
-        assert_success(&resp, &client.key);
+        assert_success(&resp, client.key());
         resp
     }
 
     /// A request that must fail after authentication with `code`.
     #[track_caller]
-    fn refused(&mut self, secs: u64, client: &Client, req: Req, code: u16) {
+    fn refused(&mut self, secs: u64, client: &Caller, req: Request, code: u16) {
         let resp = self.request(secs, client, req);
         assert_error(&resp, code);
-        assert_eq!(verify_integrity(&resp, &client.key), Ok(Integrity::Sha1));
+        assert_eq!(
+            verify_integrity(&resp.msg, client.key()),
+            Ok(Integrity::Sha1)
+        );
     }
 
     /// A plain UDP Allocate that must succeed; returns the advertised relay address.
-    fn allocate(&mut self, secs: u64, client: &Client) -> SocketAddr {
-        relayed(&self.ok(secs, client, Req::allocate()))[0]
+    fn allocate(&mut self, secs: u64, client: &Caller) -> SocketAddr {
+        self.ok(secs, client, Request::allocate()).relayed[0]
     }
 
     /// Every port held, bound or reserved, once both shards acted on their events.
@@ -489,7 +441,7 @@ impl Harness {
     fn channel(
         &mut self,
         secs: u64,
-        client: &Client,
+        client: &Caller,
         number: u16,
     ) -> Option<(SocketAddr, SocketAddr)> {
         let now = self.at(secs);
@@ -499,8 +451,7 @@ impl Harness {
 
     /// Where a Send indication to `peer` goes: the relay to send from.
     fn send_to(&mut self, secs: u64, tuple: FiveTuple, peer: SocketAddr) -> Option<SocketAddr> {
-        let ind = Req::of_class(METHOD_SEND, CLASS_INDICATION).peer(peer);
-        let ind = decode(&ind.attr(ATTR_DATA, b"hello").build());
+        let ind = decode(&build(&Request::send(peer, b"hello"), None));
         let now = self.at(secs);
         let (slot, to, data) = self.mgr.handle_send(now, tuple, &ind)?;
         assert_eq!((to, data), (peer, &b"hello"[..]));
@@ -528,53 +479,48 @@ fn decode(raw: &[u8]) -> Message {
     m
 }
 
-fn error_code(resp: &Message) -> Option<u16> {
-    let mut attr = ErrorCodeAttribute::default();
-    attr.get_from(resp).ok()?;
-    Some(attr.code.0)
+/// Reads an answer as a client does, keeping the message for the checks on the wire.
+#[track_caller]
+fn read(answer: &[u8]) -> Reply {
+    let resp = Response::parse(answer).unwrap();
+    let msg = decode(answer);
+    // Every address the client read is every one on the wire: none failed to decode.
+    let relayed = count(&msg, ATTR_XOR_RELAYED_ADDRESS);
+    assert_eq!(relayed, resp.relayed.len(), "XOR-RELAYED-ADDRESS");
+    let mapped = count(&msg, ATTR_XORMAPPED_ADDRESS);
+    assert_eq!(
+        mapped,
+        usize::from(resp.mapped.is_some()),
+        "XOR-MAPPED-ADDRESS"
+    );
+    Reply { msg, resp }
+}
+
+/// How many attributes of type `typ` the message has.
+fn count(msg: &Message, typ: AttrType) -> usize {
+    msg.attributes.0.iter().filter(|a| a.typ == typ).count()
 }
 
 #[track_caller]
-fn assert_error(resp: &Message, code: u16) {
-    assert_eq!(resp.typ.class, CLASS_ERROR_RESPONSE);
-    assert_eq!(error_code(resp), Some(code));
+fn assert_error(resp: &Reply, code: u16) {
+    assert_eq!(resp.error_code(), Some(code), "{:?}", resp.error);
 }
 
 /// A 401 or 438: REALM and a NONCE, no MESSAGE-INTEGRITY. Returns the nonce.
 #[track_caller]
-fn assert_challenge(resp: &Message, code: u16) -> String {
+fn assert_challenge(resp: &Reply, code: u16) -> String {
     assert_error(resp, code);
-    assert_eq!(resp.get(ATTR_REALM).unwrap(), REALM.as_bytes());
+    assert_eq!(resp.realm.as_deref(), Some(REALM));
     assert!(!resp.contains(ATTR_MESSAGE_INTEGRITY));
-    let nonce = String::from_utf8(resp.get(ATTR_NONCE).unwrap()).unwrap();
+    let nonce = resp.nonce.clone().unwrap();
     assert!(!nonce.is_empty());
     nonce
 }
 
 #[track_caller]
-fn assert_success(resp: &Message, key: &Key) {
-    assert_eq!(
-        resp.typ.class,
-        CLASS_SUCCESS_RESPONSE,
-        "error {:?}",
-        error_code(resp)
-    );
-    assert_eq!(verify_integrity(resp, key), Ok(Integrity::Sha1));
-}
-
-fn xor_addrs(resp: &Message, typ: AttrType) -> Vec<SocketAddr> {
-    let attrs = resp.attributes.0.iter().filter(|a| a.typ == typ);
-    attrs
-        .map(|a| decode_xor_address(&a.value, &resp.transaction_id.0).unwrap())
-        .collect()
-}
-
-fn relayed(resp: &Message) -> Vec<SocketAddr> {
-    xor_addrs(resp, ATTR_XOR_RELAYED_ADDRESS)
-}
-
-fn lifetime(resp: &Message) -> u32 {
-    u32::from_be_bytes(resp.get(ATTR_LIFETIME).unwrap().try_into().unwrap())
+fn assert_success(resp: &Reply, key: &Key) {
+    assert!(resp.is_success(), "error {:?}", resp.error);
+    assert_eq!(verify_integrity(&resp.msg, key), Ok(Integrity::Sha1));
 }
 
 mod allocate;
