@@ -39,12 +39,13 @@ pub(crate) enum Close {
 }
 
 impl Close {
-    /// The counters to bump for this end, as `tcp.rs` counts it: a read error is an I/O
-    /// error, a stream left mid-message is broken as well, a failed handshake is broken,
-    /// a write timeout went uncounted.
+    /// The counters to bump for this end: a read error is an I/O error, a stream left
+    /// mid-message is broken as well, a failed handshake is broken, and a client whose
+    /// writes made no progress for `tcp-idle-timeout` stopped reading, like one whose queue
+    /// overflowed: a slow consumer.
     pub(crate) fn events(self) -> &'static [Event] {
         match self {
-            Close::PeerClosed { mid_frame: false } | Close::WriteTimeout => &[],
+            Close::PeerClosed { mid_frame: false } => &[],
             Close::PeerClosed { mid_frame: true }
             | Close::Malformed
             | Close::TlsHandshakeFailed => &[Event::TcpBroken],
@@ -53,7 +54,7 @@ impl Close {
             Close::TlsHandshakeTimeout => &[Event::TlsHandshakeTimeout],
             Close::IdleTimeout => &[Event::TcpIdleClosed],
             Close::AllocationTimeout => &[Event::TcpAllocationTimeout],
-            Close::Overflow => &[Event::TcpSlowConsumer],
+            Close::Overflow | Close::WriteTimeout => &[Event::TcpSlowConsumer],
         }
     }
 }
@@ -94,6 +95,6 @@ mod tests {
         assert_eq!(count(Close::AllocationTimeout), (0, 0, 0, 1, 0, 0));
         assert_eq!(count(Close::TlsHandshakeTimeout), (0, 0, 0, 0, 1, 0));
         assert_eq!(count(Close::Overflow), (0, 0, 0, 0, 0, 1));
-        assert_eq!(count(Close::WriteTimeout), (0, 0, 0, 0, 0, 0));
+        assert_eq!(count(Close::WriteTimeout), (0, 0, 0, 0, 0, 1));
     }
 }
