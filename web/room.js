@@ -5,8 +5,10 @@
 //
 // Negotiation is "perfect negotiation" (W3C webrtc-pc §10.7): the newcomer offers to the
 // peers already in the room, and later renegotiation (a camera granted late, an ICE restart)
-// can start on either side without glare. Query: ?policy=relay forces TURN,
-// ?token=... is passed on to /ws. Plain browser JS, no dependencies.
+// can start on either side without glare. ?policy=relay (the "relay only" switch) forces
+// TURN, ?token=... is passed on to /ws. A failed connection says why (the TURN errors the
+// browser reported) and is restarted with exponential backoff, a few times at most; every
+// connection is closed when the page goes away. Plain browser JS, no dependencies.
 "use strict";
 
 (() => {
@@ -16,6 +18,10 @@
   const MEDIA_WAIT_MS = 1_500;
   const RECONNECT_MIN_MS = 1_000;
   const RECONNECT_MAX_MS = 30_000;
+  /** ICE restarts after a failure: first after this long, doubling, at most this often. */
+  const RESTART_MIN_MS = 2_000;
+  const RESTART_MAX_MS = 60_000;
+  const RESTART_MAX_TRIES = 6;
   const MAX_CHAT_LEN = 2_000;
 
   const $ = (id) => document.getElementById(id);
@@ -34,6 +40,7 @@
     localTile: $("local-tile"),
     localVideo: $("local-video"),
     localCaption: $("local-caption"),
+    relayOnly: $("relay-only"),
     peers: $("peers"),
     me: $("me"),
     chatLog: $("chat-log"),
@@ -239,6 +246,13 @@
       pendingCandidates: [],
       route: "",
       statsTimer: 0,
+      // TURN errors the browser reported for this connection (icecandidateerror), the
+      // reason shown when it fails, and the pending ICE restart.
+      iceErrors: [],
+      failure: "",
+      restartTimer: 0,
+      restartDelay: RESTART_MIN_MS,
+      restarts: 0,
       // Negotiated channel with a fixed id: both sides have it at once, no ondatachannel.
       dc: pc.createDataChannel("chat", { negotiated: true, id: 0 }),
       ...peerElements(id),
@@ -269,8 +283,22 @@
     pc.addEventListener("icecandidate", ({ candidate }) => {
       if (candidate && candidate.candidate) send({ type: "candidate", to: id, candidate: candidate.toJSON() });
     });
+    pc.addEventListener("icecandidateerror", (e) => {
+      // 701 (no answer from that server) is routine for a STUN URL of the other family.
+      if (e.errorCode === 701 && !/^turns?:/.test(e.url || "")) return;
+      peer.iceErrors.push({ code: e.errorCode, text: e.errorText || "", url: e.url || "" });
+      if (peer.iceErrors.length > 8) peer.iceErrors.shift();
+    });
     pc.addEventListener("connectionstatechange", () => {
-      if (pc.connectionState === "failed" && !peer.polite) pc.restartIce();
+      if (pc.connectionState === "failed") onFailed(peer);
+      if (pc.connectionState === "connected") {
+        clearTimeout(peer.restartTimer);
+        peer.restartTimer = 0;
+        peer.restartDelay = RESTART_MIN_MS;
+        peer.restarts = 0;
+        peer.failure = "";
+        peer.iceErrors = [];
+      }
       refreshPeer(peer);
     });
     pc.addEventListener("track", ({ track, streams }) => {
@@ -302,6 +330,54 @@
     peer.statsTimer = setInterval(() => refreshPeer(peer), STATS_INTERVAL_MS);
     refreshPeer(peer);
     return peer;
+  }
+
+  /**
+   * A connection that failed: say why, and (on the impolite side, which restarts for both)
+   * try an ICE restart after a delay that doubles each time, a few times at most.
+   */
+  function onFailed(peer) {
+    peer.failure = failureReason(peer);
+    systemLine(`${short(peer.id)}: connection failed: ${peer.failure}`, "error");
+    if (peer.polite || peer.restartTimer) return;
+    if (peer.restarts >= RESTART_MAX_TRIES) {
+      systemLine(`${short(peer.id)}: gave up after ${peer.restarts} ICE restarts`, "error");
+      return;
+    }
+    const delay = peer.restartDelay;
+    peer.restartDelay = Math.min(peer.restartDelay * 2, RESTART_MAX_MS);
+    peer.restartTimer = setTimeout(() => {
+      peer.restartTimer = 0;
+      if (peers.get(peer.id) !== peer || peer.pc.connectionState !== "failed") return;
+      peer.restarts += 1;
+      peer.iceErrors = [];
+      peer.pc.restartIce();
+    }, delay);
+  }
+
+  /** Why ICE failed, from the TURN errors the browser reported (RFC 8656 error codes). */
+  function failureReason(peer) {
+    const meaning = {
+      401: "the TURN credentials were refused",
+      403: "the TURN server's peer rules refuse that address (relay-ip private or loopback, or a peer the server does not allow)",
+      437: "the allocation was lost (timed out or deleted)",
+      438: "stale nonce",
+      486: "TURN allocation quota reached",
+      508: "the TURN server has no free relay port",
+      701: "no answer from the TURN server",
+    };
+    const seen = new Map();
+    for (const e of peer.iceErrors) seen.set(e.code, e);
+    if (seen.size) {
+      return [...seen.values()]
+        .map((e) => `${e.code}${meaning[e.code] ? ` (${meaning[e.code]})` : e.text ? ` ${e.text}` : ""}${e.url ? ` at ${e.url}` : ""}`)
+        .join("; ");
+    }
+    if (policy === "relay") {
+      return "no relayed pair worked: both relays must be allowed to reach each other " +
+        "(a server whose relay addresses are private or loopback refuses that with 403 unless its peer rules allow them)";
+    }
+    return "no candidate pair worked (no TURN server, or the network blocks UDP)";
   }
 
   /** An offer, answer or candidate from `peer`, handled as perfect negotiation says. */
@@ -340,6 +416,7 @@
     if (!peer) return;
     peers.delete(id);
     clearInterval(peer.statsTimer);
+    clearTimeout(peer.restartTimer);
     peer.pc.close();
     peer.li.remove();
     peer.tile.remove();
@@ -389,6 +466,7 @@
       peer.detail = null;
     }
     const parts = [state];
+    if (state === "failed" && peer.failure) parts.push(peer.failure);
     if (peer.route) {
       const d = peer.detail;
       parts.push(peer.route + (d.protocol ? ` (${d.protocol})` : ""));
@@ -399,7 +477,9 @@
     peer.li.dataset.state = state;
     peer.li.dataset.route = peer.route;
     peer.li.querySelector(".state").textContent = text;
-    peer.tile.querySelector("figcaption").textContent = `${short(peer.id)} · ${text}`;
+    const caption = peer.tile.querySelector("figcaption");
+    caption.textContent = `${short(peer.id)} · ${text}`;
+    caption.title = caption.textContent;
   }
 
   /**
@@ -552,6 +632,25 @@
 
   document.title = `rturn · ${room}`;
   els.roomName.textContent = room;
+  // The relay-only switch reloads the room with or without ?policy=relay (a connection's
+  // ICE transport policy is fixed when it is made).
+  els.relayOnly.checked = policy === "relay";
+  els.relayOnly.addEventListener("change", () => {
+    const url = new URL(location.href);
+    if (els.relayOnly.checked) url.searchParams.set("policy", "relay");
+    else url.searchParams.delete("policy");
+    location.assign(url);
+  });
+  // Leaving the page ends every connection now, so the TURN allocations are released at
+  // once instead of waiting out their lifetimes.
+  window.addEventListener("pagehide", () => {
+    for (const id of [...peers.keys()]) removePeer(id);
+    if (ws) {
+      const socket = ws;
+      ws = null;
+      socket.close(1000, "left");
+    }
+  });
   if (token) {
     for (const a of document.querySelectorAll('a[href="/"]')) a.href = `/?token=${encodeURIComponent(token)}`;
   }

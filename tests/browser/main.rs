@@ -165,6 +165,19 @@ fn browser_room_pages_on_two_nodes_meet_through_redis() {
     }
 }
 
+/// On a server with the default peer rules and its relay address on loopback, two relay-only
+/// room pages cannot reach each other (each relay refuses the other's address with 403): page
+/// A marks the peer failed and says why, naming the peer rules and 403, instead of a bare
+/// "failed". See `tests/browser/room_refused.mjs`.
+#[test]
+fn browser_room_page_says_why_a_relay_only_connection_failed() {
+    let config = PAGES.replace("allow-loopback-peers = true\n", "");
+    let server = Server::start(&config);
+    run_page_script(&[&server], "room_refused.mjs", "room-refused.png");
+    // The refusals the page explains were the server's peer rules.
+    assert!(server.metric("rturn_requests_refused_total{code=\"403\"}") > 0.0);
+}
+
 /// The trickle-ICE page at `/` loads its servers from `/api/ice-servers`, and with policy
 /// "relay" gathers a relay candidate on 127.0.0.1 for each of the TURN URLs (UDP and TCP to
 /// the server) and says so in its verdict. See `tests/browser/trickle.mjs`.

@@ -5,7 +5,7 @@
 // and microphone. The pages find each other through the signaling relay at /ws and connect
 // through rturn's TURN relay. Passes if each page lists the other as connected with a
 // relay/relay selected pair, shows its video, and a chat message crosses each way over the
-// data channel. Prints the result as one line of JSON; exits 0 if all of that held, 1 if
+// data channel, and the relay-only switch shows ?policy=relay. Prints the result as one line of JSON; exits 0 if all of that held, 1 if
 // not, 2 if the browser or playwright-core is missing. --screenshot saves page A as a PNG.
 // With HTTP_PORT_B, page B is served by that port's server (another node of a cluster): it
 // signals and relays through that node, page A through the first.
@@ -114,6 +114,10 @@ try {
     a: await pages.a.textContent("#media"),
     b: await pages.b.textContent("#media"),
   };
+  // ?policy=relay shows as the relay-only switch, on.
+  for (const name of ["a", "b"]) {
+    if (!(await pages[name].isChecked("#relay-only"))) problems.push(`${name}'s relay-only switch is off under ?policy=relay`);
+  }
 
   // Chat over the data channel, each way; the receiver shows it under the sender's ID.
   const chat = async (from, to) => {
