@@ -201,8 +201,10 @@ mod tests {
 
     fn stun(host: &str, port: u16) -> Target {
         Target::Turn {
+            host: host.to_owned(),
+            port,
+            transport: Transport::Udp,
             turn: false,
-            ..turn(host, port, Transport::Udp)
         }
     }
 
