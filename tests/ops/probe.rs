@@ -1,6 +1,8 @@
-//! Black-box: `rturn probe` against a running rturn (every step passes; a wrong password
-//! fails it with 401; default peer rules refuse the link-local peer and say why relaying
-//! between two relays fails) and against coturn, the server it must work with alike.
+//! Black-box: `rturn probe` against a running rturn (every step passes, with the targets
+//! given as URLs or taken from the config; a wrong password fails it with 401; REST
+//! credentials minted from the config's secret work; default peer rules refuse the link-local
+//! peer and the relay step says why relaying between two relays fails) and against coturn,
+//! the server it must work with alike.
 
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::process::{Child, Command, Output, Stdio};
@@ -152,14 +154,20 @@ fn a_wrong_password_fails_with_401() {
 
 #[test]
 fn default_peer_rules_refuse_the_link_local_peer_and_the_relay_says_why() {
-    let server = Server::start(&loopback_config(&format!(
-        "[relay]\nrelay-ip = \"127.0.0.1\"\n{USERS}"
-    )));
+    // No users: the probe mints TURN REST credentials from the secret.
+    let server = Server::start(&loopback_config(
+        "[relay]\nrelay-ip = \"127.0.0.1\"\n[auth]\nstatic-auth-secret = \"probe-test-secret\"\n",
+    ));
     let out = probe(
         Some(&server.config_path),
         &[&format!("turn:{}", server.udp[0])],
     );
     let report = stdout(&out);
+    assert!(
+        report.contains(":rturn-probe (from static-auth-secret)"),
+        "{report}"
+    );
+    assert!(line(&report, "allocate UDP").contains(" ok "), "{report}");
     let forbidden = line(&report, "forbidden peer");
     assert!(
         forbidden.contains(" ok ") && forbidden.contains("403"),
