@@ -40,6 +40,7 @@ fn urls(server: &Server) -> Vec<String> {
     ];
     urls.extend(server.tls.first().map(|a| format!("turns:{a}")));
     urls.extend(server.http.map(|a| format!("http://{a}")));
+    urls.extend(server.https.map(|a| format!("https://{a}")));
     urls
 }
 
@@ -49,7 +50,7 @@ const USERS: &str = "[auth.users]\nalice = \"wonderland\"\n";
 fn every_step_passes_against_rturn_with_loopback_peers_allowed() {
     let certs = tempfile::tempdir().unwrap();
     let config = loopback_config(&format!(
-        "tls = [\"127.0.0.1:0\"]\nhttp = \"127.0.0.1:0\"\n\
+        "tls = [\"127.0.0.1:0\"]\nhttp = \"127.0.0.1:0\"\nhttps = \"127.0.0.1:0\"\n\
          [relay]\nrelay-ip = \"127.0.0.1\"\nallow-loopback-peers = true\n{USERS}{}",
         test_certificate(certs.path())
     ));
@@ -83,12 +84,21 @@ fn every_step_passes_against_rturn_with_loopback_peers_allowed() {
         "healthz",
         "ice-servers",
     ] {
-        assert!(line(&report, step).contains(" ok "), "{report}");
+        let l = line(&report, step);
+        assert!(l.contains(" ok ") && !l.contains(" FAIL "), "{report}");
     }
+    assert!(
+        line(&report, "healthz https://").contains(" ok "),
+        "{report}"
+    );
+    assert!(
+        line(&report, "ice-servers https://").contains(" ok "),
+        "{report}"
+    );
     assert!(line(&report, "allocate TLS").contains("relayed 127.0.0.1:"));
     assert!(line(&report, "forbidden peer").contains("403"), "{report}");
     assert!(
-        report.contains("verdict: PASS (10 passed, 0 failed, 0 skipped)"),
+        report.contains("verdict: PASS (12 passed, 0 failed, 0 skipped)"),
         "{report}"
     );
 
@@ -107,6 +117,10 @@ fn every_step_passes_against_rturn_with_loopback_peers_allowed() {
             &format!("tls = [\"{}\"]", server.tls[0]),
         )
         .replace(
+            "https = \"127.0.0.1:0\"",
+            &format!("https = \"{}\"", server.https.unwrap()),
+        )
+        .replace(
             "http = \"127.0.0.1:0\"",
             &format!("http = \"{}\"", server.http_addr()),
         );
@@ -115,7 +129,7 @@ fn every_step_passes_against_rturn_with_loopback_peers_allowed() {
     let report = stdout(&out);
     assert!(out.status.success(), "{report}");
     assert!(
-        report.contains("verdict: PASS (10 passed, 0 failed, 0 skipped)"),
+        report.contains("verdict: PASS (12 passed, 0 failed, 0 skipped)"),
         "{report}"
     );
 
@@ -150,6 +164,26 @@ fn a_wrong_password_fails_with_401() {
     );
     assert!(line(&report, "healthz").contains("skip"), "{report}");
     assert!(report.contains("verdict: FAIL"), "{report}");
+
+    // Nobody there: every step fails within its timeout, and so does the probe.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let out = probe(
+        None,
+        &[
+            &format!("turn:{closed}?transport=tcp"),
+            "--user",
+            "alice",
+            "--password",
+            "wonderland",
+        ],
+    );
+    let report = stdout(&out);
+    assert!(!out.status.success(), "{report}");
+    assert!(line(&report, "binding TCP").contains(" FAIL "), "{report}");
+    assert!(line(&report, "allocate TCP").contains(" FAIL "), "{report}");
 }
 
 #[test]
