@@ -83,12 +83,15 @@ pub enum Command {
         /// The coturn configuration file.
         file: PathBuf,
     },
-    /// Check a running STUN/TURN server (rturn or any other) end to end: Binding over UDP
-    /// and TCP, Allocate over UDP/TCP/TLS, two allocations relaying to each other, a
-    /// forbidden peer refused, /healthz and /api/ice-servers. Prints one line per step and a
-    /// verdict; exits non-zero if any step fails. Without URLs, probes the `[listen]`
-    /// addresses of the config file (-c); credentials come from --user/--password, else the
-    /// file's first [auth.users] entry, else its static-auth-secret. Needs no config change.
+    /// Check a running STUN/TURN server (rturn, coturn, ...) end to end and print a verdict.
+    ///
+    /// Steps: Binding over UDP, TCP and TLS; Allocate over UDP, TCP and TLS; two allocations
+    /// relaying to each other both ways; a forbidden peer (169.254.169.254) refused with 403;
+    /// /healthz and /api/ice-servers. Prints one line per step (ok, FAIL or skip, with the
+    /// time and what was seen) and a verdict; exits non-zero if any step fails. Without URLs,
+    /// probes the `[listen]` addresses of the config file (-c). Credentials: --user and
+    /// --password, else the file's first [auth.users] entry, else TURN REST credentials
+    /// minted from its static-auth-secret. The server's configuration needs no change.
     Probe {
         /// What to probe: stun:HOST:PORT, turn:HOST:PORT[?transport=udp|tcp],
         /// turns:HOST:PORT, http://HOST:PORT, https://HOST:PORT.

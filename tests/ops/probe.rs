@@ -303,3 +303,25 @@ fn coturn_passes_the_turn_steps() {
     assert!(!out.status.success(), "{report}");
     assert!(line(&report, "allocate UDP").contains("401"), "{report}");
 }
+
+#[test]
+fn help_lists_probe_and_a_bad_url_is_refused_by_name() {
+    let out = rturn().arg("--help").output().unwrap();
+    let help = stdout(&out);
+    assert!(
+        help.contains("probe") && help.contains("end to end"),
+        "{help}"
+    );
+    let out = rturn().args(["probe", "--help"]).output().unwrap();
+    let help = stdout(&out);
+    for word in ["turns:", "--user", "--insecure", "--ca-file", "--timeout"] {
+        assert!(help.contains(word), "{word}: {help}");
+    }
+    let out = probe(
+        None,
+        &["turn:h?transport=sctp", "--user", "a", "--password", "b"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("turn:h?transport=sctp"), "{stderr}");
+}
