@@ -74,7 +74,7 @@ impl Conn {
                 let mut stream = StreamOwned::new(conn, tcp(server, deadline)?);
                 while stream.conn.is_handshaking() {
                     stream.sock.set_read_timeout(Some(left(deadline)?))?;
-                    stream.conn.complete_io(&mut stream.sock)?;
+                    (stream.conn.complete_io(&mut stream.sock)).map_err(timeout_kind)?;
                 }
                 Ok(Conn::Tls(Box::new(stream), Vec::new()))
             }

@@ -114,16 +114,20 @@ fn run_check(check: &Check, cx: &steps::Context, timeout: Duration) -> StepResul
         Check::ForbiddenPeer(e) => steps::forbidden_peer(e, cx, deadline),
         Check::Healthz(w) => steps::healthz(w, cx, deadline),
         Check::IceServers(w) => steps::ice_servers(w, cx, deadline),
-        Check::Skipped { why, .. } => Err(why.clone()),
-    };
-    let outcome = match (check, result) {
-        (Check::Skipped { .. }, r) => Outcome::Skip(r.err().unwrap_or_default()),
-        (_, Ok(detail)) => Outcome::Pass(detail),
-        (_, Err(why)) => Outcome::Fail(why),
+        Check::Skipped { why, .. } => {
+            return StepResult {
+                name: check.name(),
+                outcome: Outcome::Skip(why.clone()),
+                elapsed: Duration::ZERO,
+            };
+        }
     };
     StepResult {
         name: check.name(),
-        outcome,
+        outcome: match result {
+            Ok(detail) => Outcome::Pass(detail),
+            Err(why) => Outcome::Fail(why),
+        },
         elapsed: start.elapsed(),
     }
 }

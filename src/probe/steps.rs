@@ -56,13 +56,20 @@ pub fn binding(ep: &Endpoint, cx: &Context, deadline: Instant) -> Result<String,
 struct Allocation {
     turn: TurnConn,
     relay: SocketAddr,
+    /// LIFETIME granted, in seconds.
+    lifetime: u32,
 }
 
 fn allocate_on(ep: &Endpoint, cx: &Context, deadline: Instant) -> Result<Allocation, String> {
     let mut turn = session(ep, cx, deadline)?;
     let response = turn.request(&Request::allocate(), deadline)?;
     let relay = relayed_address(&response).map_err(|e| format!("Allocate: {e}"))?;
-    Ok(Allocation { turn, relay })
+    let lifetime = response.lifetime.unwrap_or_default();
+    Ok(Allocation {
+        turn,
+        relay,
+        lifetime,
+    })
 }
 
 /// Deletes the allocation (Refresh with lifetime 0); best effort, its answer is not awaited
@@ -73,12 +80,10 @@ fn release(mut a: Allocation, deadline: Instant) {
 
 /// Allocate: the relayed address and lifetime; the allocation is deleted again.
 pub fn allocate(ep: &Endpoint, cx: &Context, deadline: Instant) -> Result<String, String> {
-    let mut turn = session(ep, cx, deadline)?;
-    let response = turn.request(&Request::allocate(), deadline)?;
-    let relay = relayed_address(&response).map_err(|e| format!("Allocate: {e}"))?;
-    let lifetime = response.lifetime.unwrap_or_default();
-    release(Allocation { turn, relay }, deadline);
-    Ok(format!("relayed {relay}, lifetime {lifetime} s"))
+    let a = allocate_on(ep, cx, deadline)?;
+    let detail = format!("relayed {}, lifetime {} s", a.relay, a.lifetime);
+    release(a, deadline);
+    Ok(detail)
 }
 
 /// Two allocations A and B: each permits the other's relayed address; A sends to B with a
