@@ -1,4 +1,5 @@
-//! The command line: `rturn -c FILE [--check-config] [-v|-q]`.
+//! The command line: `rturn -c FILE [--check-config] [-v|-q]`, and the subcommands (`token`,
+//! `credentials`, `import-coturn`, `probe`).
 
 use std::path::PathBuf;
 
@@ -82,6 +83,36 @@ pub enum Command {
         /// The coturn configuration file.
         file: PathBuf,
     },
+    /// Check a running STUN/TURN server (rturn, coturn, ...) end to end and print a verdict.
+    ///
+    /// Steps: Binding over UDP, TCP and TLS; Allocate over UDP, TCP and TLS; two allocations
+    /// relaying to each other both ways; a forbidden peer (169.254.169.254) refused with 403;
+    /// /healthz and /api/ice-servers. Prints one line per step (ok, FAIL or skip, with the
+    /// time and what was seen) and a verdict; exits non-zero if any step fails. Without URLs,
+    /// probes the `[listen]` addresses of the config file (-c). Credentials: --user and
+    /// --password, else the file's first [auth.users] entry, else TURN REST credentials
+    /// minted from its static-auth-secret. The server's configuration needs no change.
+    Probe {
+        /// What to probe: stun:HOST:PORT, turn:HOST:PORT[?transport=udp|tcp],
+        /// turns:HOST:PORT, http://HOST:PORT, https://HOST:PORT.
+        #[arg(value_name = "URL")]
+        urls: Vec<String>,
+        /// The TURN username (with --password), instead of the config file's.
+        #[arg(long, requires = "password")]
+        user: Option<String>,
+        /// The TURN password (with --user).
+        #[arg(long, requires = "user")]
+        password: Option<String>,
+        /// Accept any TLS certificate (a self-signed one on a test server).
+        #[arg(long)]
+        insecure: bool,
+        /// Trust the CA certificates in this PEM file instead of the system's.
+        #[arg(long, value_name = "FILE", conflicts_with = "insecure")]
+        ca_file: Option<PathBuf>,
+        /// The longest one step may take.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
 }
 
 impl Cli {
@@ -145,6 +176,38 @@ mod tests {
         assert_eq!(namespace, "", "plain /ws unless --namespace");
         assert_eq!(ttl, std::time::Duration::from_secs(1800));
         assert!(Cli::try_parse_from(["rturn", "token", "--ttl", "soon"]).is_err());
+    }
+
+    #[test]
+    fn probe_takes_urls_and_credentials_in_pairs() {
+        let cli = parse(&[
+            "-c",
+            "x.toml",
+            "probe",
+            "turn:h:1",
+            "--user",
+            "u",
+            "--password",
+            "p",
+        ]);
+        let Some(Command::Probe {
+            urls,
+            user,
+            password,
+            timeout,
+            ..
+        }) = cli.command
+        else {
+            panic!("not the probe command");
+        };
+        assert_eq!(urls, ["turn:h:1"]);
+        assert_eq!(
+            (user.as_deref(), password.as_deref()),
+            (Some("u"), Some("p"))
+        );
+        assert_eq!(timeout, std::time::Duration::from_secs(3));
+        assert!(Cli::try_parse_from(["rturn", "probe", "--user", "u"]).is_err());
+        assert!(Cli::try_parse_from(["rturn", "probe", "--insecure", "--ca-file", "c"]).is_err());
     }
 
     #[test]

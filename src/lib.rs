@@ -20,6 +20,8 @@
 //! - [`config`]: the TOML configuration, one file per section with its defaults and checks,
 //!   and the two checks that ask the machine.
 //! - [`coturn`]: `rturn import-coturn`, turnserver.conf to turnserver.toml.
+//! - [`probe`]: `rturn probe`, a running server checked end to end (steps, credentials and
+//!   report pure; blocking sockets bounded by a timeout in `probe::conn`).
 //!
 //! Glue and small shared pieces:
 //! - [`server`]: sockets, threads and tasks: binding `[listen]`, one event loop per worker
@@ -46,6 +48,7 @@ pub mod coturn;
 pub mod http;
 pub mod metrics;
 pub mod outbox;
+pub mod probe;
 pub mod random;
 pub mod server;
 pub mod signal;

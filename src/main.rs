@@ -57,6 +57,24 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             return print_credentials(secret, user.as_deref(), *ttl, urls);
         }
         Some(Command::ImportCoturn { file }) => return import_coturn(file),
+        Some(Command::Probe {
+            urls,
+            user,
+            password,
+            insecure,
+            ca_file,
+            timeout,
+        }) => {
+            let options = rturn::probe::ProbeOptions {
+                urls: urls.clone(),
+                user: user.clone(),
+                password: password.clone(),
+                insecure: *insecure,
+                ca_file: ca_file.clone(),
+                timeout: *timeout,
+            };
+            return probe(cli, &options);
+        }
         _ => {}
     }
     let (path, explicit) = cli.config_path();
@@ -213,4 +231,21 @@ fn import_coturn(file: &std::path::Path) -> anyhow::Result<()> {
         eprintln!("{}: {skipped}", file.display());
     }
     Ok(())
+}
+
+/// `rturn probe`: the config is read only when given with -c, or when no URL says what to
+/// probe; the report goes to stdout, and any failed step fails the command.
+fn probe(cli: &Cli, options: &rturn::probe::ProbeOptions) -> anyhow::Result<()> {
+    let (path, explicit) = cli.config_path();
+    let config = if explicit || options.urls.is_empty() {
+        Some(Config::read(&path)?)
+    } else {
+        None
+    };
+    let mut out = std::io::stdout().lock();
+    match rturn::probe::run(config.as_ref(), options, &mut out) {
+        Ok(true) => Ok(()),
+        Ok(false) => bail!("the probe failed: see the lines marked FAIL"),
+        Err(e) => bail!("{e}"),
+    }
 }

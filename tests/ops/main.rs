@@ -5,6 +5,7 @@
 //! - [`fleet`]: two nodes sharing secrets; capacity and draining redirect with 300.
 //! - [`http_edge`]: the HTTP listeners' timeouts, connection caps and descriptor budget.
 //! - [`import_coturn`]: `rturn import-coturn` on coturn's files, and a converted config served.
+//! - [`probe`]: `rturn probe` against rturn and coturn: every step, a wrong password, peer rules.
 //!
 //! Every module uses the shared harness, `rturn::testkit`.
 
@@ -15,3 +16,4 @@ mod fleet;
 mod http_edge;
 mod import_coturn;
 mod operations;
+mod probe;
