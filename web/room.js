@@ -374,8 +374,8 @@
         .join("; ");
     }
     if (policy === "relay") {
-      return "no relayed pair worked: both relays must be allowed to reach each other " +
-        "(a server whose relay addresses are private or loopback refuses that with 403 unless its peer rules allow them)";
+      return "no relayed pair worked: the TURN server refused relaying between the two relay addresses " +
+        "(403 from its peer rules: denied-peer-ip, or another server that refuses private or loopback peers)";
     }
     return "no candidate pair worked (no TURN server, or the network blocks UDP)";
   }

@@ -11,6 +11,7 @@ use tokio_util::task::TaskTracker;
 
 use super::control::{Control, Running};
 use super::listeners::{Listeners, log_bound};
+use super::ports::Pools;
 use super::reload::{AdminToken, HttpLive, IceHolder};
 use super::scrape;
 use super::stats::{Snapshot, Stats};
@@ -23,6 +24,7 @@ use crate::http::admin;
 use crate::http::{HttpState, IceServers, Site};
 use crate::signal::cluster::link::Cluster;
 use crate::signal::hub::Hub;
+use crate::turn::peer_rules::LiveRelays;
 
 /// Serves `listeners` until `shutdown` is cancelled, then waits (briefly) for connections to
 /// finish and returns what was counted. Must run inside a tokio runtime.
@@ -87,13 +89,16 @@ pub async fn run(
         Some(secret) => secret.as_bytes().to_vec(),
         None => crate::random::os_random::<[u8; 32]>().to_vec(),
     };
-    let parts = turn_parts(config, own.clone(), &nonce_secret);
+    // Shared by every worker; the peer rules ask them which relay ports are live.
+    let pools = Arc::new(Pools::new(config.relay.min_port, config.relay.max_port));
+    let live_relays: Arc<dyn LiveRelays> = Arc::clone(&pools) as Arc<dyn LiveRelays>;
+    let parts = turn_parts(config, own.clone(), &nonce_secret, live_relays);
     let setup = workers::Setup {
         config: &parts.config,
         auth: &parts.auth,
         rules: &parts.rules,
         quotas: &parts.quotas,
-        ports: (config.relay.min_port, config.relay.max_port),
+        ports: &pools,
         rate: (
             config.server.unauthenticated_rate,
             config.server.unauthenticated_burst,
@@ -211,6 +216,7 @@ pub async fn run(
         admin_rx,
         workers,
         quotas: parts.quotas,
+        pools,
         http: http_handles,
         certs: store,
         admin_token,

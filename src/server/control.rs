@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::ports::Pools;
 use super::reload::{self, AdminToken, HttpLive, Live};
 use super::stats::{Snapshot, Stats};
 use super::systemd;
@@ -39,6 +40,7 @@ pub(super) struct Running<'a> {
     pub(super) admin_rx: mpsc::Receiver<Control>,
     pub(super) workers: Arc<Workers>,
     pub(super) quotas: Arc<Quotas>,
+    pub(super) pools: Arc<Pools>,
     pub(super) http: Option<HttpLive>,
     pub(super) certs: Option<Arc<CertStore>>,
     pub(super) admin_token: Arc<AdminToken>,
@@ -59,6 +61,7 @@ impl Running<'_> {
             mut admin_rx,
             workers,
             quotas,
+            pools,
             http: http_handles,
             certs: store,
             admin_token,
@@ -91,6 +94,7 @@ impl Running<'_> {
                     let live = Live {
                         workers: &workers,
                         quotas: &quotas,
+                        pools: &pools,
                         http: http_handles.as_ref(),
                         certs: store.as_ref(),
                         admin: &admin_token,

@@ -72,6 +72,13 @@ impl PortPool {
         }
     }
 
+    /// Whether `port` is taken now: bound for an allocation, or reserved.
+    pub(super) fn is_taken(&self, port: u16) -> bool {
+        self.offset(port).is_some_and(|offset| {
+            self.words[offset / 64].load(Ordering::Relaxed) & (1u64 << (offset % 64)) != 0
+        })
+    }
+
     /// Ports taken now.
     #[cfg(test)]
     fn taken(&self) -> u32 {
@@ -111,6 +118,38 @@ impl PortPool {
     }
 }
 
+/// The relay port pools of IPv4 and IPv6, shared by every worker; as
+/// [`crate::turn::peer_rules::LiveRelays`] they tell the peer rules which of the relay
+/// addresses' ports are rturn's own live relay endpoints now.
+#[derive(Debug)]
+pub(super) struct Pools {
+    pub(super) v4: std::sync::Arc<PortPool>,
+    pub(super) v6: std::sync::Arc<PortPool>,
+}
+
+impl Pools {
+    pub(super) fn new(min: u16, max: u16) -> Self {
+        Self {
+            v4: std::sync::Arc::new(PortPool::new(min, max)),
+            v6: std::sync::Arc::new(PortPool::new(min, max)),
+        }
+    }
+
+    /// Both pools, IPv4 first, as the relay tables take them.
+    pub(super) fn both(&self) -> [std::sync::Arc<PortPool>; 2] {
+        [
+            std::sync::Arc::clone(&self.v4),
+            std::sync::Arc::clone(&self.v6),
+        ]
+    }
+}
+
+impl crate::turn::peer_rules::LiveRelays for Pools {
+    fn holds(&self, port: u16, ipv6: bool) -> bool {
+        if ipv6 { &self.v6 } else { &self.v4 }.is_taken(port)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +166,19 @@ mod tests {
         assert_eq!(pool.take(false, false), None);
         pool.release(50_042);
         assert_eq!(pool.take(false, false), Some(50_042));
+    }
+
+    #[test]
+    fn a_port_is_live_from_take_to_release() {
+        let pool = PortPool::new(50_000, 50_009);
+        let port = pool.take(false, false).expect("a free port");
+        assert!(pool.is_taken(port));
+        assert!(
+            !pool.is_taken(49_999) && !pool.is_taken(50_010),
+            "outside the range"
+        );
+        pool.release(port);
+        assert!(!pool.is_taken(port));
     }
 
     #[test]

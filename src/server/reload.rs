@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
+use super::ports::Pools;
 use super::turn_parts::turn_parts;
 use super::workers::Workers;
 use super::{systemd, tls};
@@ -14,6 +15,7 @@ use crate::auth::Auth;
 use crate::config::Config;
 use crate::http::{IceServers, Site, origin};
 use crate::signal::hub::Hub;
+use crate::turn::peer_rules::LiveRelays;
 use crate::turn::quota::Quotas;
 
 /// The `[ice]` list in force: a reload builds a new one from the new settings and the
@@ -51,6 +53,8 @@ pub(super) struct HttpLive {
 pub(super) struct Live<'a> {
     pub(super) workers: &'a Arc<Workers>,
     pub(super) quotas: &'a Arc<Quotas>,
+    /// The relay port pools, which the new peer rules ask which relay ports are live.
+    pub(super) pools: &'a Arc<Pools>,
     pub(super) http: Option<&'a HttpLive>,
     pub(super) certs: Option<&'a Arc<tls::CertStore>>,
     pub(super) admin: &'a AdminToken,
@@ -123,7 +127,8 @@ pub(super) async fn reload(
         Some(secret) => secret.as_bytes().to_vec(),
         None => nonce_secret.to_vec(),
     };
-    let mut parts = turn_parts(new, own.to_vec(), &nonce_secret);
+    let live_relays: Arc<dyn LiveRelays> = Arc::clone(live.pools) as Arc<dyn LiveRelays>;
+    let mut parts = turn_parts(new, own.to_vec(), &nonce_secret, live_relays);
     // Split among the shards that run, which a changed server.workers does not change.
     let shards = live.workers.count() as u64;
     parts.config.bps_capacity = new.relay.bps_capacity.div_ceil(shards);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::auth::{Auth, AuthSettings};
 use crate::config::Config;
-use crate::turn::peer_rules::PeerRules;
+use crate::turn::peer_rules::{LiveRelays, PeerRules};
 use crate::turn::quota::Quotas;
 use crate::turn::{RelayAddress, TurnConfig};
 
@@ -28,8 +28,14 @@ pub(super) fn quota_limits(relay: &crate::config::RelayConfig) -> crate::turn::q
 }
 
 /// The relay settings, credentials, peer rules and quotas from `config`; `own` are the
-/// listen addresses peers may not be (our own ports).
-pub(super) fn turn_parts(config: &Config, own: Vec<SocketAddr>, nonce_secret: &[u8]) -> TurnParts {
+/// listen addresses peers may not be (our own ports); `live` tells which relay ports are
+/// held now, so clients of this server may relay to each other.
+pub(super) fn turn_parts(
+    config: &Config,
+    own: Vec<SocketAddr>,
+    nonce_secret: &[u8],
+    live: Arc<dyn LiveRelays>,
+) -> TurnParts {
     let relay = &config.relay;
     // validate() already checked external-ip; an error here cannot happen.
     let external = config.external_ips().unwrap_or_default();
@@ -98,7 +104,8 @@ pub(super) fn turn_parts(config: &Config, own: Vec<SocketAddr>, nonce_secret: &[
         relay.allowed_peer_ip.clone(),
         relay.denied_peer_ip.clone(),
         own,
-    );
+    )
+    .with_own_relays(relay.relay_ip.clone(), live);
     TurnParts {
         config: turn,
         auth: Arc::new(auth),

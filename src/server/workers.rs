@@ -21,7 +21,7 @@ use super::command::{Command, Reload, WorkerSnapshot};
 use super::conns::Guards;
 use super::datapath::{self, Poller, WorkerParts};
 use super::limiter::SourceLimiter;
-use super::ports::PortPool;
+use super::ports::Pools;
 use super::relay::RelayTable;
 use super::shard::Shard;
 use super::stats::Stats;
@@ -40,8 +40,8 @@ pub(super) struct Setup<'a> {
     pub(super) auth: &'a Arc<Auth>,
     pub(super) rules: &'a Arc<PeerRules>,
     pub(super) quotas: &'a Arc<Quotas>,
-    /// `relay.min-port` and `relay.max-port`.
-    pub(super) ports: (u16, u16),
+    /// The relay port pools of `relay.min-port..=relay.max-port`, shared by every worker.
+    pub(super) ports: &'a Pools,
     /// `unauthenticated-rate` and `unauthenticated-burst`.
     pub(super) rate: (u32, u32),
     /// The UDP listen sockets of each worker.
@@ -73,8 +73,7 @@ impl Workers {
         let unix_now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let pool = || Arc::new(PortPool::new(setup.ports.0, setup.ports.1));
-        let pools = [pool(), pool()];
+        let pools = setup.ports.both();
         let mut workers = Self {
             handles: Vec::new(),
             threads: Mutex::new(Vec::new()),

@@ -148,7 +148,8 @@ impl Manager {
         let rules = &self.rules;
         for (tuple, alloc) in &mut self.allocations {
             alloc.permissions.retain(|ip, _| {
-                let allowed = rules.allows_ip(*ip).is_ok();
+                // A relay address stays: its live endpoints are checked per packet.
+                let allowed = rules.allows_ip(*ip).is_ok() || rules.is_relay_ip(*ip);
                 if !allowed {
                     gone.push(Timer::Permission(*tuple, *ip));
                 }

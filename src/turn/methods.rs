@@ -344,7 +344,7 @@ impl Manager {
             // All or nothing: every peer is checked before any permission is installed.
             for peer in &peers {
                 alloc.relay_for(peer.ip()).ok_or(443u16)?;
-                self.rules.allows_ip(peer.ip()).map_err(|_| 403u16)?;
+                self.rules.allows_permission(*peer).map_err(|_| 403u16)?;
             }
             let cap = self.config.max_permissions;
             if cap != 0 {

@@ -162,6 +162,13 @@ fn default_class(ip: IpAddr) -> Option<Denied> {
         .map(|&(_, why)| why)
 }
 
+/// Which ports of the relay addresses rturn holds now, across every worker (the shared port
+/// pools): a peer at one of them is one of rturn's own live relay endpoints.
+pub trait LiveRelays: std::fmt::Debug + Send + Sync {
+    /// Whether the relay port `port` of the IPv4 (or IPv6) relay address is taken now.
+    fn holds(&self, port: u16, ipv6: bool) -> bool;
+}
+
 /// Peer address policy: immutable after construction, queried per Send indication.
 /// `Default` is the strict policy with no operator lists and no listeners.
 #[derive(Debug, Clone, Default)]
@@ -170,6 +177,11 @@ pub struct PeerRules {
     allowed: Box<[IpNet]>,
     denied: Box<[IpNet]>,
     own: Box<[SocketAddr]>,
+    /// The relay addresses (`relay-ip`) and which of their ports are live relay endpoints:
+    /// a peer there is allowed whatever its address class (two clients of this server
+    /// relaying to each other), unless the operator denied it.
+    relays: Box<[IpAddr]>,
+    live: Option<std::sync::Arc<dyn LiveRelays>>,
 }
 
 impl PeerRules {
@@ -189,6 +201,48 @@ impl PeerRules {
             allowed: with_unmapped(allowed),
             denied: with_unmapped(denied),
             own: own.into_boxed_slice(),
+            relays: Box::new([]),
+            live: None,
+        }
+    }
+
+    /// These rules, also allowing rturn's own live relay endpoints: a port of one of
+    /// `relays` (the `relay-ip` addresses) that `live` says is held now. Every other address
+    /// of those hosts stays refused as before.
+    pub fn with_own_relays(
+        mut self,
+        relays: Vec<IpAddr>,
+        live: std::sync::Arc<dyn LiveRelays>,
+    ) -> Self {
+        self.relays = relays.into_boxed_slice();
+        self.live = Some(live);
+        self
+    }
+
+    /// Whether `addr` is one of rturn's own relay endpoints, live now.
+    pub fn is_own_relay(&self, addr: SocketAddr) -> bool {
+        addr.port() != 0
+            && self.relays.contains(&addr.ip())
+            && self
+                .live
+                .as_ref()
+                .is_some_and(|live| live.holds(addr.port(), addr.is_ipv6()))
+    }
+
+    /// Whether `ip` is one of the relay addresses, whose live ports may be peers.
+    pub fn is_relay_ip(&self, ip: IpAddr) -> bool {
+        self.relays.contains(&ip)
+    }
+
+    /// Whether a permission may be installed for the peer at `peer` (CreatePermission): its
+    /// IP passes [`Self::allows_ip`], or `peer` is one of rturn's own live relay endpoints and
+    /// the operator did not deny its IP. The permission is per IP; data to other ports of a
+    /// relay address is still refused per packet ([`Self::allows_addr`]).
+    pub fn allows_permission(&self, peer: SocketAddr) -> Result<(), Denied> {
+        match self.allows_ip(peer.ip()) {
+            Err(Denied::Configured) => Err(Denied::Configured),
+            Err(_) if self.is_own_relay(peer) => Ok(()),
+            other => other,
         }
     }
 
@@ -202,10 +256,15 @@ impl PeerRules {
         candidates.iter().flatten().try_for_each(|&c| self.judge(c))
     }
 
-    /// Whether data may be sent to this peer address (ChannelBind, Send): [`Self::allows_ip`],
-    /// then port 0 and the server's own listeners are refused.
+    /// Whether data may be sent to this peer address (ChannelBind, Send): [`Self::allows_ip`]
+    /// (or one of rturn's own live relay endpoints, unless denied by the operator), then port
+    /// 0 and the server's own listeners are refused.
     pub fn allows_addr(&self, addr: SocketAddr) -> Result<(), Denied> {
-        self.allows_ip(addr.ip())?;
+        match self.allows_ip(addr.ip()) {
+            Err(Denied::Configured) => return Err(Denied::Configured),
+            Err(_) if self.is_own_relay(addr) => return Ok(()),
+            other => other?,
+        }
         if addr.port() == 0 {
             return Err(Denied::PortZero);
         }
@@ -265,6 +324,9 @@ fn hits_listener(own: SocketAddr, peer: SocketAddr) -> bool {
         }
     }
 }
+
+#[cfg(test)]
+mod own_relay_tests;
 
 #[cfg(test)]
 mod tests {

@@ -49,6 +49,10 @@ impl Manager {
         if !alloc.permits(bound.peer.ip(), now) {
             return None;
         }
+        // A channel to one of our own relay endpoints lives only as long as that endpoint.
+        if self.rules.is_relay_ip(bound.peer.ip()) && self.rules.allows_addr(bound.peer).is_err() {
+            return None;
+        }
         let relay = alloc.relay_for(bound.peer.ip())?;
         self.admit_to_peer(now, tuple, len)?;
         Some((relay.slot, bound.peer))

@@ -165,13 +165,16 @@ fn browser_room_pages_on_two_nodes_meet_through_redis() {
     }
 }
 
-/// On a server with the default peer rules and its relay address on loopback, two relay-only
-/// room pages cannot reach each other (each relay refuses the other's address with 403): page
-/// A marks the peer failed and says why, naming the peer rules and 403, instead of a bare
-/// "failed". See `tests/browser/room_refused.mjs`.
+/// On a server whose operator denies the relay address as a peer (`denied-peer-ip`), two
+/// relay-only room pages cannot reach each other (each relay refuses the other's address
+/// with 403): page A marks the peer failed and says why, naming the peer rules and 403,
+/// instead of a bare "failed". See `tests/browser/room_refused.mjs`.
 #[test]
 fn browser_room_page_says_why_a_relay_only_connection_failed() {
-    let config = PAGES.replace("allow-loopback-peers = true\n", "");
+    let config = PAGES.replace(
+        "allow-loopback-peers = true\n",
+        "denied-peer-ip = [\"127.0.0.1\"]\n",
+    );
     let server = Server::start(&config);
     run_page_script(&[&server], "room_refused.mjs", "room-refused.png");
     // The refusals the page explains were the server's peer rules.

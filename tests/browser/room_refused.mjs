@@ -1,8 +1,9 @@
 // Usage: node tests/browser/room_refused.mjs HTTP_PORT
 //
-// Opens rturn's video room with ?policy=relay twice on a server with the default peer rules,
-// whose relay address is 127.0.0.1: relaying to a loopback peer is refused (403), so the two
-// relayed candidates can never reach each other and ICE fails. Passes if page A marks the
+// Opens rturn's video room with ?policy=relay twice on a server whose relay address is
+// 127.0.0.1 and whose operator denies that address as a peer (denied-peer-ip): relaying
+// between the two relays is refused (403), so the relayed candidates can never reach each
+// other and ICE fails. Passes if page A marks the
 // other peer failed, says why (the peer rules, 403) in its peer list and its chat log, and
 // shows the relay-only switch on. Prints one line of JSON; exits 0 if all of that held, 1 if
 // not, 2 if the browser or playwright-core is missing.

@@ -187,7 +187,7 @@ fn a_wrong_password_fails_with_401() {
 }
 
 #[test]
-fn default_peer_rules_refuse_the_link_local_peer_and_the_relay_says_why() {
+fn default_peer_rules_refuse_the_link_local_peer_and_let_own_relays_meet() {
     // No users: the probe mints TURN REST credentials from the secret.
     let server = Server::start(&loopback_config(
         "[relay]\nrelay-ip = \"127.0.0.1\"\n[auth]\nstatic-auth-secret = \"probe-test-secret\"\n",
@@ -207,6 +207,22 @@ fn default_peer_rules_refuse_the_link_local_peer_and_the_relay_says_why() {
         forbidden.contains(" ok ") && forbidden.contains("403"),
         "{report}"
     );
+    // The two relay addresses are loopback, but rturn's own live relay endpoints: allowed.
+    assert!(line(&report, "relay A<->B").contains(" ok "), "{report}");
+    assert!(out.status.success(), "{report}");
+}
+
+#[test]
+fn a_relay_refused_by_the_operator_fails_the_probe_and_says_why() {
+    let server = Server::start(&loopback_config(
+        "[relay]\nrelay-ip = \"127.0.0.1\"\ndenied-peer-ip = [\"127.0.0.1\"]\n\
+         [auth]\nstatic-auth-secret = \"probe-test-secret\"\n",
+    ));
+    let out = probe(
+        Some(&server.config_path),
+        &[&format!("turn:{}", server.udp[0])],
+    );
+    let report = stdout(&out);
     let relay = line(&report, "relay A<->B");
     assert!(
         relay.contains("FAIL") && relay.contains("403") && relay.contains("peer rules"),

@@ -17,6 +17,7 @@
 mod bypass_matrix;
 mod dual_relay;
 mod limits;
+mod own_relays;
 mod quotas;
 mod stun_binding;
 mod tcp_queue;
