@@ -17,7 +17,7 @@ use super::scrape;
 use super::stats::{Snapshot, Stats};
 use super::turn_parts::turn_parts;
 use super::workers::{self, Workers};
-use super::{descriptors, http_listener, stream, tcp, tls};
+use super::{descriptors, http_listener, http_stats, stream, tcp, tls};
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::http::admin;
@@ -144,7 +144,7 @@ pub async fn run(
     // Always routed, answering 404 without a token, so a reload can set or remove one.
     let admin_token = Arc::new(AdminToken::new(config.admin.token.as_deref()));
     let admin_router = admin::router(Arc::clone(&admin_token), Arc::clone(&workers), admin_tx);
-    let http_stats = Arc::new(http_listener::HttpStats::default());
+    let http_stats = Arc::new(http_stats::HttpStats::default());
     let serving = http_listener::Serving {
         config,
         budget: &budget,

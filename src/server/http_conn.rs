@@ -24,7 +24,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::sync::CancellationToken;
 
 use super::descriptors::{Listing, Permit};
-pub(super) use super::http_activity::{Activity, Expiry};
+use super::http_activity::{Activity, Expiry};
 use super::http_stats::{HttpEvent, HttpStats};
 use super::tcp::PerIpSlot;
 use crate::http::ClientAddr;

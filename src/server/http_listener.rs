@@ -15,8 +15,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::descriptors::{Budget, Kind};
-use super::http_conn::{self, Accepted, Activity, ConnContext, Slots};
-pub(super) use super::http_stats::{HttpEvent, HttpStats};
+use super::http_activity::Activity;
+use super::http_conn::{self, Accepted, ConnContext, Slots};
+use super::http_stats::{HttpEvent, HttpStats};
 use super::tcp::PerIp;
 use super::throttle::{Backoff, Throttle, accept};
 use super::tls::CertStore;

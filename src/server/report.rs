@@ -2,6 +2,7 @@
 //! socket errors of the data path, TURN TCP/TLS and HTTP connections, failed accepts, the
 //! descriptor budget, and the shards' live allocations, relay ports and rate-limited sources.
 
+use super::command::WorkerSnapshot;
 use super::descriptors::Budget;
 use super::http_stats::HttpStats;
 use super::stats::Snapshot;
@@ -52,32 +53,29 @@ impl Counted for BuildInfo {
     }
 }
 
-/// What the shards hold now, added up over every worker.
-#[derive(Debug, Default)]
-pub(super) struct Held {
-    /// Live allocations by client transport: UDP, TCP, TLS.
-    pub(super) by_transport: [usize; 3],
-    /// Relay ports bound for allocations.
-    pub(super) ports: usize,
-    /// Relay ports reserved (EVEN-PORT R=1), shared by every shard: counted once.
-    pub(super) reserved: usize,
-    /// The size of `min-port..=max-port`.
-    pub(super) port_range: usize,
-    /// Sources with a partly used unauthenticated-request bucket.
-    pub(super) limited_sources: usize,
+/// The size of the relay port range, `min-port..=max-port`.
+pub(super) struct PortRange(pub(super) usize);
+
+impl Counted for PortRange {
+    fn report(&self, report: &mut Report) {
+        report.labelled(&RELAY_PORTS, "state", "range", self.0 as u64);
+    }
 }
 
-impl Counted for Held {
+/// What the workers hold now, added up: allocations, relay ports, rate-limited sources, and
+/// the allocation manager's counters.
+impl Counted for WorkerSnapshot {
     fn report(&self, report: &mut Report) {
         let [udp, tcp, tls] = self.by_transport.map(|n| n as u64);
         report.labelled(&ALLOCATIONS, "transport", "udp", udp);
         report.labelled(&ALLOCATIONS, "transport", "tcp", tcp);
         report.labelled(&ALLOCATIONS, "transport", "tls", tls);
         report.value(&RATE_LIMIT_SOURCES, self.limited_sources as u64);
-        let in_use = (self.ports + self.reserved) as u64;
+        // Reserved ports are shared by every worker: counted once.
+        let in_use = (self.relays_in_use + self.reserved) as u64;
         report.labelled(&RELAY_PORTS, "state", "in_use", in_use);
         report.labelled(&RELAY_PORTS, "state", "reserved", self.reserved as u64);
-        report.labelled(&RELAY_PORTS, "state", "range", self.port_range as u64);
+        self.turn.report(report);
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::descriptors::Budget;
 use super::http_stats::HttpStats;
-use super::report::{BuildInfo, Held};
+use super::report::{BuildInfo, PortRange};
 use super::stats::Stats;
 use super::workers::Workers;
 use crate::metrics::Counted;
@@ -37,19 +37,12 @@ pub(super) fn handler(
 /// Renders every metric: one table of sources, each reporting its own families.
 pub(super) async fn render(src: &Sources) -> String {
     let workers = src.workers.snapshot().await;
-    let held = Held {
-        by_transport: workers.by_transport,
-        ports: workers.relays_in_use,
-        // Reserved ports are shared by every worker: counted once.
-        reserved: workers.reserved,
-        port_range: src.port_range,
-        limited_sources: workers.limited_sources,
-    };
+    let range = PortRange(src.port_range);
     let stats = src.stats.snapshot();
     let mut table: Vec<&dyn Counted> = vec![
         &BuildInfo,
-        &held,
-        &workers.turn,
+        &workers,
+        &range,
         &stats,
         src.budget.as_ref(),
         src.http.as_ref(),
