@@ -20,9 +20,10 @@ use std::process::Command;
 
 use rturn::testkit::*;
 
-/// Relays on loopback (the browser's peer is the other allocation on 127.0.0.1) and the
+/// Relays on loopback at the shipped peer rules (the browser's peer is the other allocation,
+/// one of this server's own live relay endpoints on 127.0.0.1) and the
 /// credentials the page uses.
-const RELAY: &str = "[relay]\nrelay-ip = \"127.0.0.1\"\nallow-loopback-peers = true\n\
+const RELAY: &str = "[relay]\nrelay-ip = \"127.0.0.1\"\n\
                      [auth.users]\nalice = \"wonderland\"\n";
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -114,11 +115,13 @@ fn count(line: &str, key: &str) -> u64 {
 }
 
 /// The config for the page tests: TURN on UDP and TCP, the HTTP listener, and TURN REST
-/// credentials, which `/api/ice-servers` and the join reply hand to the pages.
+/// credentials, which `/api/ice-servers` and the join reply hand to the pages. The peer
+/// rules are the shipped ones (no `allow-loopback-peers`): two relays of this server reach
+/// each other because each peer is one of the server's own live relay endpoints.
 const PAGES: &str = "realm = \"test.local\"\n\
                      [listen]\nudp = [\"127.0.0.1:0\"]\ntcp = [\"127.0.0.1:0\"]\n\
                      http = \"127.0.0.1:0\"\n\
-                     [relay]\nrelay-ip = \"127.0.0.1\"\nallow-loopback-peers = true\n\
+                     [relay]\nrelay-ip = \"127.0.0.1\"\n\
                      [auth]\nstatic-auth-secret = \"test-secret\"\n\
                      [signal]\nheartbeat-interval = \"5s\"\n";
 
@@ -145,7 +148,13 @@ fn browser_room_pages_on_two_nodes_meet_through_redis() {
     let redis = rturn::testkit::redis::Redis::start();
     let cluster = |id: &str| {
         format!(
-            "{PAGES}[cluster]\nredis = \"{}\"\nnode-id = \"{id}\"\npresence-ttl = \"2s\"\n",
+            "{}[cluster]\nredis = \"{}\"\nnode-id = \"{id}\"\npresence-ttl = \"2s\"\n",
+            // Each page relays through its own node: the other node's relay is another
+            // process's port, not one of this server's own, so loopback peers are allowed.
+            PAGES.replace(
+                "relay-ip = \"127.0.0.1\"\n",
+                "relay-ip = \"127.0.0.1\"\nallow-loopback-peers = true\n"
+            ),
             redis.url()
         )
     };
@@ -172,8 +181,8 @@ fn browser_room_pages_on_two_nodes_meet_through_redis() {
 #[test]
 fn browser_room_page_says_why_a_relay_only_connection_failed() {
     let config = PAGES.replace(
-        "allow-loopback-peers = true\n",
-        "denied-peer-ip = [\"127.0.0.1\"]\n",
+        "relay-ip = \"127.0.0.1\"\n",
+        "relay-ip = \"127.0.0.1\"\ndenied-peer-ip = [\"127.0.0.1\"]\n",
     );
     let server = Server::start(&config);
     run_page_script(&[&server], "room_refused.mjs", "room-refused.png");
