@@ -119,6 +119,26 @@ try {
     if (!(await pages[name].isChecked("#relay-only"))) problems.push(`${name}'s relay-only switch is off under ?policy=relay`);
   }
 
+  // Nothing the user must read is cut off: the chat placeholder fits its input, and every
+  // tile caption (own and remote, with the peer's ID and route) fits its tile.
+  for (const name of ["a", "b"]) {
+    const cut = await pages[name].evaluate(() => {
+      const out = [];
+      const input = document.querySelector("#chat-input");
+      const style = getComputedStyle(input);
+      const ctx = document.createElement("canvas").getContext("2d");
+      ctx.font = `${style.fontStyle} ${style.fontWeight} ${style.fontSize} ${style.fontFamily}`;
+      const room = input.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+      const need = ctx.measureText(input.placeholder).width;
+      if (need > room) out.push(`chat placeholder needs ${need.toFixed(0)} px, has ${room.toFixed(0)}`);
+      for (const cap of document.querySelectorAll("figure.tile figcaption")) {
+        if (cap.scrollWidth > cap.clientWidth + 1) out.push(`caption "${cap.textContent}" is cut off`);
+      }
+      return out;
+    });
+    for (const c of cut) problems.push(`${name}: ${c}`);
+  }
+
   // Chat over the data channel, each way; the receiver shows it under the sender's ID.
   const chat = async (from, to) => {
     const text = `hello from ${from} ${Math.random().toString(36).slice(2)}`;

@@ -99,6 +99,7 @@ try {
   }
   if (result.relay.timeout) problems.push(result.relay.timeout);
   if (result.relay.errors.length) problems.push("icecandidateerror reported");
+  if (result.relay.cutUrls.length) problems.push(`Server URL cut off: ${result.relay.cutUrls.join(", ")}`);
   result.problems = problems;
   result.ok = problems.length === 0;
 } catch (err) {
@@ -137,8 +138,15 @@ async function gather(page, policy) {
         url: cells[columns.indexOf("Server URL")],
       };
     });
+    // The Server URL column shows each URL whole (it once cut them at 10 rem).
+    const urlAt = columns.indexOf("Server URL");
+    const cut = [...document.querySelectorAll("#candidates tr[data-type]")]
+      .map((tr) => tr.children[urlAt])
+      .filter((td) => td && td.scrollWidth > td.clientWidth + 1)
+      .map((td) => td.textContent.trim());
     const verdict = document.getElementById("verdict");
     return {
+      cutUrls: cut,
       status: verdict.dataset.status,
       verdict: verdict.textContent.trim(),
       rows,
