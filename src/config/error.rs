@@ -79,8 +79,8 @@ pub fn read_error(path: &Path, e: &io::Error) -> String {
     format!(
         "permission denied: rturn runs as {user}, which cannot read it. Let that user read the \
          file and search its directories (e.g. `chgrp GROUP {path} && chmod 0640 {path}` with \
-         a group the user is in); under systemd with DynamicUser=yes (systemd/rturn.service) \
-         hand it over instead with LoadCredential=NAME:{path} and read it from \
+         a group the user is in: systemd/rturn.service runs as user and group rturn); under \
+         systemd a file can also be handed over with LoadCredential=NAME:{path} and read from \
          $CREDENTIALS_DIRECTORY/NAME",
         path = path.display()
     )
