@@ -34,18 +34,19 @@ fail() {
 }
 ok() { echo "check-package: ok: $*"; }
 
-# ---- inside the private mount namespace: install, check, remove, purge ----
-if [ "${1:-}" = --in-namespace ]; then
-    deb=$2 root=$3
+# scratch_root DIR: a root to chroot into. dpkg unpacks into its /usr, and the maintainer
+# scripts run programs from it (sh, systemd-sysusers, dpkg-statoverride, deb-systemd-helper):
+# an overlay, this machine's /usr below, the root's own writes above, so this machine's /usr
+# is never written. Its /etc has root and nobody, PAM's configuration (for runuser) and an
+# empty /etc/systemd/system.
+scratch_root() {
+    local root=$1 link
     chmod 0755 "$root"
-    mkdir -p "$root"/{usr,etc,dev,tmp,run,var/lib/dpkg/info,var/lib/dpkg/updates}
+    mkdir -p "$root"/{usr,etc/systemd/system,dev,tmp,run,var/lib/dpkg/info,var/lib/dpkg/updates}
     chmod 1777 "$root/tmp"
     for link in bin sbin lib lib64; do
-        [ -L "/$link" ] && ln -s "$(readlink "/$link")" "$root/$link"
+        if [ -L "/$link" ]; then ln -s "$(readlink "/$link")" "$root/$link"; fi
     done
-    # dpkg unpacks into the root's /usr, and the maintainer scripts run programs from it (sh,
-    # systemd-sysusers, dpkg-statoverride, deb-systemd-helper): an overlay, this machine's
-    # /usr below, the root's own writes above. This machine's /usr is never written.
     mkdir -p "$root/.usr-upper" "$root/.usr-work"
     mount -t overlay overlay -o "lowerdir=/usr,upperdir=$root/.usr-upper,workdir=$root/.usr-work" "$root/usr"
     touch "$root/dev/null"
@@ -56,10 +57,49 @@ if [ "${1:-}" = --in-namespace ]; then
     printf 'root:*::\nnogroup:*::\n' >"$root/etc/gshadow"
     chmod 0640 "$root/etc/shadow" "$root/etc/gshadow"
     printf 'passwd: files\ngroup: files\nshadow: files\ngshadow: files\n' >"$root/etc/nsswitch.conf"
+    cp -a /etc/pam.d /etc/login.defs "$root/etc/"
+    if [ -d /etc/security ]; then cp -a /etc/security "$root/etc/"; fi
+    : >"$root/var/lib/dpkg/status"
+    touch "$root/var/lib/dpkg/available"
+}
+
+# ---- inside the private mount namespace, by hand: the README's "Install by hand" ----
+if [ "${1:-}" = --manual-in-namespace ]; then
+    root=$2 binary=$3
+    scratch_root "$root"
+    mkdir -p "$root/src/target/release"
+    cp -r systemd conf "$root/src/"
+    cp "$binary" "$root/src/target/release/rturn"
+    # The README's block, but for `cargo build` (done: the release build is copied in).
+    steps=$(awk '/^### Install by hand/ { on = 1 } on && /^```sh$/ { block = 1; next }
+        block && /^```$/ { exit } block' README.md | grep -v '^cargo build')
+    [ "$(wc -l <<<"$steps")" -ge 6 ] || fail "README.md has no \"Install by hand\" sh block: $steps"
+    # No systemd runs here (nor can systemctl tell a chroot from this container, whose PID 1
+    # it may not inspect): SYSTEMD_OFFLINE=1 makes `systemctl daemon-reload` a no-op.
+    out=$(SYSTEMD_OFFLINE=1 chroot "$root" /bin/sh -ec "cd /src; $steps" 2>&1) ||
+        fail "the README's steps: $out"
+    uid=$(awk -F: '$1 == "rturn" { print $3 }' "$root/etc/passwd")
+    gid=$(awk -F: '$1 == "rturn" { print $3 }' "$root/etc/group")
+    [ -n "$uid" ] && [ -n "$gid" ] || fail "the README's steps made no user rturn"
+    [ "$(stat -c '%u %g %a' "$root$conf")" = "0 $gid 640" ] || fail "by hand, $conf is not root:rturn 0640"
+    size=$(stat -c %s "$root/usr/bin/rturn")
+    [ "$size" -le "$max_binary_bytes" ] || fail "by hand, /usr/bin/rturn is $size bytes"
+    verify=$(systemd-analyze verify --man=no --root="$root" "$root/etc/systemd/system/rturn.service" 2>&1) ||
+        fail "systemd-analyze verify, by hand: $verify"
+    [ -z "$verify" ] || fail "systemd-analyze verify, by hand, said: $verify"
+    check=$(chroot "$root" runuser -u rturn -- rturn -c "$conf" --check-config 2>&1) ||
+        fail "runuser -u rturn -- rturn --check-config: $check"
+    ok "the README's steps by hand: $((size / 1024)) KiB binary, user rturn, $conf root:rturn 0640, unit verified; as rturn: $check"
+    exit 0
+fi
+
+# ---- inside the private mount namespace: install, check, remove, purge ----
+if [ "${1:-}" = --in-namespace ]; then
+    deb=$2 root=$3
+    scratch_root "$root"
     # The database knows only the packages that satisfy rturn's Depends here (their status
     # copied from this machine's), so dpkg checks them like on a real system.
     deps=$(dpkg-deb -f "$deb" Depends)
-    : >"$root/var/lib/dpkg/status"
     IFS=, read -ra groups <<<"$deps"
     for group in "${groups[@]}"; do
         found=""
@@ -75,7 +115,6 @@ if [ "${1:-}" = --in-namespace ]; then
         { dpkg-query -s "$found"; echo; } >>"$root/var/lib/dpkg/status"
         touch "$root/var/lib/dpkg/info/$(dpkg-query -W -f='${binary:Package}' "$found").list"
     done
-    touch "$root/var/lib/dpkg/available"
     # dpkg itself runs inside the root too: it resolves the statoverride's user and group
     # there, as on a real system (`dpkg --root` from outside would look them up here).
     cp "$deb" "$root/tmp/rturn.deb"
@@ -202,4 +241,9 @@ root=$(mktemp -d /tmp/rturn-scratch-root.XXXXXX)
 # The mounts under $root die with the namespace, before this removes the directory.
 trap '$sudo rm -rf --one-file-system "$root"' EXIT
 $sudo unshare --mount --propagation private -- bash "$0" --in-namespace "$(realpath "$deb")" "$root"
+# The README's steps for those who build from source, with the same release build.
+manual=$(mktemp -d /tmp/rturn-scratch-root.XXXXXX)
+trap '$sudo rm -rf --one-file-system "$root" "$manual"' EXIT
+$sudo unshare --mount --propagation private -- bash "$0" --manual-in-namespace "$manual" \
+    "${CARGO_TARGET_DIR:-target}/release/rturn"
 echo "check-package: all checks passed"
