@@ -9,15 +9,17 @@
 #     installed conffile, refuses the "change-me" placeholder (and user nobody cannot read
 #     the file at all); edited as the README says, the same file is accepted;
 #   - reinstalling (an upgrade) keeps the operator's edits, owner and mode; remove, then
-#     purge, take everything away but the user.
+#     purge, take everything away but the user;
+#   - the README's "Install by hand, from source" block, run as written in a second scratch
+#     root with the same release build, gives the same user, config owner and mode, and unit.
 #
-# The scratch root is a directory under /tmp with this machine's /usr mounted below its own
+# A scratch root is a directory under /tmp with this machine's /usr mounted below its own
 # (an overlay: dpkg's writes land in the root; no debootstrap, nothing downloaded), its own
 # /etc (a passwd and group with root and nobody) and its own dpkg database (knowing only the
 # packages that satisfy rturn's Depends here); dpkg runs chrooted into it, maintainer scripts
-# and all. The mounts live in a private mount namespace
-# (unshare) that ends with this script; this machine's /etc, dpkg database and systemd are
-# never touched and no service is started. Needs root (or sudo) for the namespace and chroot.
+# and all. The mounts live in a private mount namespace (unshare) that ends before the
+# directory is removed. This machine's /etc, dpkg database and systemd are never touched and
+# no service is started. Needs root (or sudo) for the namespace, the mounts and chroot.
 #
 # Usage: scripts/check-package.sh [extra scripts/package.sh arguments, e.g. --no-build]
 set -euo pipefail
@@ -245,5 +247,5 @@ $sudo unshare --mount --propagation private -- bash "$0" --in-namespace "$(realp
 manual=$(mktemp -d /tmp/rturn-scratch-root.XXXXXX)
 trap '$sudo rm -rf --one-file-system "$root" "$manual"' EXIT
 $sudo unshare --mount --propagation private -- bash "$0" --manual-in-namespace "$manual" \
-    "${CARGO_TARGET_DIR:-target}/release/rturn"
+    "$(realpath "${CARGO_TARGET_DIR:-target}/release/rturn")"
 echo "check-package: all checks passed"
