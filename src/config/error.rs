@@ -101,5 +101,7 @@ mod tests {
         assert_eq!(e.matches("ermission denied").count(), 1, "{e}");
         assert!(e.contains(&format!("uid {}", nix::unistd::getuid())), "{e}");
         assert!(e.contains("chmod") && e.contains("LoadCredential"), "{e}");
+        // The group to give the file to under the shipped unit (User=rturn, Group=rturn).
+        assert!(e.contains("runs as user and group rturn"), "{e}");
     }
 }
