@@ -5,6 +5,8 @@
 #   playwright-core  - drives that browser; npm ci into tests/browser/node_modules.
 #   redis-server     - the cluster tests start their own, each on a free loopback port.
 #   python3          - scripts/check-layout.py (file sizes, import cycles, test binaries).
+#   systemd          - systemd-analyze (and systemd-sysusers) for scripts/check-package.sh;
+#   binutils           strip and readelf, for the same (cargo-deb comes from crates.io).
 # Usage: scripts/test.sh [extra cargo test arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +16,8 @@ command -v turnutils_stunclient >/dev/null 2>&1 || need_packages+=(coturn)
 [ -x /usr/bin/chromium ] || need_packages+=(chromium)
 command -v redis-server >/dev/null 2>&1 || need_packages+=(redis-server)
 command -v python3 >/dev/null 2>&1 || need_packages+=(python3)
+command -v systemd-analyze >/dev/null 2>&1 || need_packages+=(systemd)
+command -v readelf >/dev/null 2>&1 || need_packages+=(binutils)
 
 if ((${#need_packages[@]})); then
     echo "scripts/test.sh: installing ${need_packages[*]} (Debian packages the tests use)"
@@ -39,3 +43,5 @@ scripts/check-layout.py
 cargo test --locked --all-targets "$@"
 cargo test --locked --doc
 scripts/bench.sh --smoke
+# The Debian package, from the release build bench.sh just made, installed into a scratch root.
+scripts/check-package.sh

@@ -79,8 +79,8 @@ pub fn read_error(path: &Path, e: &io::Error) -> String {
     format!(
         "permission denied: rturn runs as {user}, which cannot read it. Let that user read the \
          file and search its directories (e.g. `chgrp GROUP {path} && chmod 0640 {path}` with \
-         a group the user is in); under systemd with DynamicUser=yes (systemd/rturn.service) \
-         hand it over instead with LoadCredential=NAME:{path} and read it from \
+         a group the user is in: systemd/rturn.service runs as user and group rturn); under \
+         systemd a file can also be handed over with LoadCredential=NAME:{path} and read from \
          $CREDENTIALS_DIRECTORY/NAME",
         path = path.display()
     )
@@ -101,5 +101,7 @@ mod tests {
         assert_eq!(e.matches("ermission denied").count(), 1, "{e}");
         assert!(e.contains(&format!("uid {}", nix::unistd::getuid())), "{e}");
         assert!(e.contains("chmod") && e.contains("LoadCredential"), "{e}");
+        // The group to give the file to under the shipped unit (User=rturn, Group=rturn).
+        assert!(e.contains("runs as user and group rturn"), "{e}");
     }
 }

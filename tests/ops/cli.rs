@@ -244,7 +244,7 @@ fn short_secrets_are_refused_on_a_public_listener() {
 }
 
 /// "Permission denied" was printed twice and said nothing about the fix; now once, naming
-/// the user that must read the file and how (the systemd unit runs as a dynamic user).
+/// the user that must read the file and how (the systemd unit runs as the user rturn).
 /// Run as root, the check runs rturn as nobody, for whom the mode means something.
 #[test]
 fn permission_denied_is_said_once_with_who_and_how() {
