@@ -58,16 +58,17 @@ impl Conns {
         }
     }
 
-    /// Takes over a connection the accept loop handed over (with its TLS config on a
-    /// `turns:` listener) and starts watching it.
+    /// Takes over a connection of `client` the accept loop handed over (with its TLS config
+    /// on a `turns:` listener) and starts watching it.
     pub(super) fn accept(
         &mut self,
         stream: std::net::TcpStream,
+        client: std::net::SocketAddr,
         tls: Option<std::sync::Arc<rustls::ServerConfig>>,
         guards: Guards,
         now: Instant,
     ) {
-        let mut conn = match StreamConn::new(stream, tls, &self.limits, now) {
+        let mut conn = match StreamConn::new(stream, client, tls, &self.limits, now) {
             Ok(conn) => conn,
             Err(e) => {
                 tracing::debug!("accepted connection unusable: {e}");

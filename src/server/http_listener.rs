@@ -2,7 +2,10 @@
 //! connection only under `max-http-connections-per-ip`, `max-http-connections` and the
 //! descriptor budget, all checked at accept, before any request or upgrade; then, per
 //! connection, the TLS handshake within `tls-handshake-timeout` and the timed HTTP serving
-//! of [`super::http_conn`]. Failed accepts back off instead of spinning.
+//! of [`super::http_conn`]. Failed accepts back off instead of spinning. Behind a load
+//! balancer (`proxy-protocol-from`), the connection's task reads its PROXY header first
+//! ([`super::proxy`]); a balancer's connections are admitted under the caps as the real
+//! client the header names, every other connection as its own address, at accept.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,10 +21,11 @@ use super::descriptors::{Budget, Kind};
 use super::http_activity::Activity;
 use super::http_conn::{self, Accepted, ConnContext, Slots};
 use super::http_stats::{HttpEvent, HttpStats};
+use super::proxy::{Policy, ProxyStats};
 use super::tcp::PerIp;
 use super::throttle::{Backoff, Throttle, accept};
 use super::tls::CertStore;
-use crate::config::Config;
+use crate::config::{Config, ProxyListener};
 
 /// The connection caps of one group of listeners (HTTP and HTTPS share one; the admin
 /// listener has its own, so a flood of the public ones cannot lock the operator out).
@@ -56,6 +60,8 @@ pub(super) struct HttpListener {
     pub(super) conn: Arc<ConnContext>,
     /// Tracks connection tasks so shutdown can wait for them.
     pub(super) tasks: TaskTracker,
+    /// Set when this listener sits behind a load balancer speaking the PROXY protocol.
+    pub(super) proxy: Option<Arc<Policy>>,
 }
 
 /// What the HTTP listeners share, to start one.
@@ -70,6 +76,8 @@ pub(super) struct Serving<'a> {
     pub(super) tasks: &'a TaskTracker,
     /// Fires on shutdown.
     pub(super) shutdown: &'a CancellationToken,
+    /// What the PROXY protocol step counts.
+    pub(super) proxy: &'a Arc<ProxyStats>,
 }
 
 impl Serving<'_> {
@@ -110,6 +118,14 @@ impl Serving<'_> {
         };
         super::listeners::log_bound(name, listener.local_addr(), 1);
         let server = &self.config.server;
+        let kind = match name {
+            "http" => Some(ProxyListener::Http),
+            "https" => Some(ProxyListener::Https),
+            _ => None, // the admin listener takes none
+        };
+        let timeout = server.tls_handshake_timeout;
+        let proxy = kind
+            .and_then(|kind| Policy::for_listener(&self.config.listen, kind, timeout, self.proxy));
         let conn = ConnContext {
             app,
             header_timeout: server.http_header_timeout,
@@ -125,6 +141,7 @@ impl Serving<'_> {
             budget: Arc::clone(self.budget),
             conn: Arc::new(conn),
             tasks: self.tasks.clone(),
+            proxy,
         };
         self.tasks.spawn(serve(listener, ctx));
     }
@@ -145,22 +162,52 @@ async fn serve(listener: TcpListener, ctx: HttpListener) {
         else {
             return;
         };
+        if let Some(policy) = ctx.proxy.clone().filter(|p| p.trusts(peer)) {
+            // Admitted as the client its header names, in its own task.
+            let conn_ctx = Arc::clone(&ctx);
+            ctx.tasks.spawn(async move {
+                let mut stream = stream;
+                let client = tokio::select! {
+                    _ = conn_ctx.conn.shutdown.cancelled() => return,
+                    client = policy.client(&mut stream, peer) => client,
+                };
+                if let Some(client) = client
+                    && let Some(slots) = admit(&conn_ctx, client).await
+                {
+                    connection(stream, accepted(&conn_ctx, client, slots), &conn_ctx).await;
+                }
+            });
+            continue;
+        }
         // Refused connections are closed at once: the client sees EOF or a reset.
         let Some(slots) = admit(&ctx, peer).await else {
             continue;
         };
-        ctx.conn.stats.count(HttpEvent::Accepted);
-        let activity = Arc::new(Activity::new());
-        let accepted = Accepted {
-            client: peer,
-            slots,
-            listing: ctx.budget.list(Arc::clone(&activity)),
-            activity,
-        };
+        let accepted = accepted(&ctx, peer, slots);
         let conn_ctx = Arc::clone(&ctx);
         ctx.tasks.spawn(async move {
+            let mut stream = stream;
+            // A PROXY header from an untrusted address is refused.
+            if let Some(policy) = &conn_ctx.proxy
+                && policy.client(&mut stream, peer).await.is_none()
+            {
+                return;
+            }
             connection(stream, accepted, &conn_ctx).await;
         });
+    }
+}
+
+/// An admitted connection of `client`, counted, with its timers and its place on the
+/// shedding list.
+fn accepted(ctx: &HttpListener, client: SocketAddr, slots: Slots) -> Accepted {
+    ctx.conn.stats.count(HttpEvent::Accepted);
+    let activity = Arc::new(Activity::new());
+    Accepted {
+        client,
+        slots,
+        listing: ctx.budget.list(Arc::clone(&activity)),
+        activity,
     }
 }
 
