@@ -113,7 +113,7 @@ fn parse_v1(buf: &[u8]) -> Result<Option<Header>, Invalid> {
         if window.len() == V1_MAX {
             return Err(Invalid::Malformed("v1 line longer than 107 bytes"));
         }
-        if window.iter().any(|&b| b == b'\r') && window.last() != Some(&b'\r') {
+        if window.contains(&b'\r') && window.last() != Some(&b'\r') {
             return Err(Invalid::Malformed("v1 line with a CR inside"));
         }
         return Ok(None);
