@@ -75,6 +75,12 @@ impl Conns {
                 return;
             }
         };
+        // Only a PROXY header can name a 5-tuple twice (one client reaching two addresses of
+        // the load balancer from one port): the newcomer must not take the first's place.
+        if self.by_tuple.contains_key(&conn.tuple()) {
+            tracing::debug!(client = %client, "a connection of this 5-tuple is open: closed");
+            return;
+        }
         let slot = self.free.pop().unwrap_or(self.slots.len());
         if let Err(e) = conn.register(&self.registry, Token(CONN_TOKENS + slot)) {
             tracing::warn!("cannot watch a tcp connection: {e}");

@@ -188,10 +188,14 @@ async fn serve(listener: TcpListener, ctx: HttpListener) {
         ctx.tasks.spawn(async move {
             let mut stream = stream;
             // A PROXY header from an untrusted address is refused.
-            if let Some(policy) = &conn_ctx.proxy
-                && policy.client(&mut stream, peer).await.is_none()
-            {
-                return;
+            if let Some(policy) = &conn_ctx.proxy {
+                let refused = tokio::select! {
+                    _ = conn_ctx.conn.shutdown.cancelled() => true,
+                    client = policy.client(&mut stream, peer) => client.is_none(),
+                };
+                if refused {
+                    return;
+                }
             }
             connection(stream, accepted, &conn_ctx).await;
         });

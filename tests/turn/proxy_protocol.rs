@@ -163,6 +163,19 @@ fn a_header_from_an_untrusted_address_or_none_from_the_balancer_is_refused() {
     assert_eq!(outcome(&server, "refused_missing"), 1.0);
     assert_eq!(outcome(&server, "refused_malformed"), 1.0);
     assert_eq!(outcome(&server, "accepted_v1"), 0.0);
+    // One client's address and port named twice at once: the second connection must not
+    // take the first one's 5-tuple (and with it its allocation); it is closed.
+    let mut first = through_balancer(tcp, &v1("198.51.100.7:4242"));
+    assert!(binding_answered(&mut first));
+    let mut twin = through_balancer(tcp, &v2("198.51.100.7:4242"));
+    assert!(
+        !binding_answered(&mut twin),
+        "a second connection of one 5-tuple"
+    );
+    assert!(
+        binding_answered(&mut first),
+        "the first one is still served"
+    );
 }
 
 #[test]
