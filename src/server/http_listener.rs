@@ -4,25 +4,26 @@
 //! connection, the TLS handshake within `tls-handshake-timeout` and the timed HTTP serving
 //! of [`super::http_conn`]. Failed accepts back off instead of spinning. Behind a load
 //! balancer (`proxy-protocol-from`), the connection's task reads its PROXY header first
-//! ([`super::proxy`]); a balancer's connections are admitted under the caps as the real
-//! client the header names, every other connection as its own address, at accept.
+//! ([`super::proxy`]); a balancer's connections take their place under
+//! `max-http-connections` and the budget at accept and under `max-http-connections-per-ip`
+//! as the client the header names; every other connection is admitted at accept, as itself.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::descriptors::{Budget, Kind};
+use super::descriptors::{Budget, Kind, Permit};
 use super::http_activity::Activity;
 use super::http_conn::{self, Accepted, ConnContext, Slots};
 use super::http_stats::{HttpEvent, HttpStats};
 use super::proxy::{Policy, ProxyStats};
-use super::tcp::PerIp;
+use super::tcp::{PerIp, PerIpSlot};
 use super::throttle::{Backoff, Throttle, accept};
 use super::tls::CertStore;
 use crate::config::{Config, ProxyListener};
@@ -163,7 +164,11 @@ async fn serve(listener: TcpListener, ctx: HttpListener) {
             return;
         };
         if let Some(policy) = ctx.proxy.clone().filter(|p| p.trusts(peer)) {
-            // Admitted as the client its header names, in its own task.
+            // Under the total cap and the budget now; per IP as the client its header
+            // names, once its own task has read it.
+            let Some((total, budget)) = room(&ctx).await else {
+                continue;
+            };
             let conn_ctx = Arc::clone(&ctx);
             ctx.tasks.spawn(async move {
                 let mut stream = stream;
@@ -171,11 +176,16 @@ async fn serve(listener: TcpListener, ctx: HttpListener) {
                     _ = conn_ctx.conn.shutdown.cancelled() => return,
                     client = policy.client(&mut stream, peer) => client,
                 };
-                if let Some(client) = client
-                    && let Some(slots) = admit(&conn_ctx, client).await
-                {
-                    connection(stream, accepted(&conn_ctx, client, slots), &conn_ctx).await;
-                }
+                let Some(client) = client else { return };
+                let Some(per_ip) = per_ip(&conn_ctx, client) else {
+                    return;
+                };
+                let slots = Slots {
+                    budget,
+                    total,
+                    per_ip,
+                };
+                connection(stream, accepted(&conn_ctx, client, slots), &conn_ctx).await;
             });
             continue;
         }
@@ -217,22 +227,33 @@ fn accepted(ctx: &HttpListener, client: SocketAddr, slots: Slots) -> Accepted {
 
 /// The caps, then the descriptor budget (which may shed an idle connection to make room).
 async fn admit(ctx: &HttpListener, peer: SocketAddr) -> Option<Slots> {
-    let stats = &ctx.conn.stats;
-    let Some(per_ip) = PerIp::acquire(&ctx.caps.per_ip, peer.ip()) else {
-        stats.count(HttpEvent::RefusedPerIp);
-        return None;
-    };
-    let Ok(total) = Arc::clone(&ctx.caps.total).try_acquire_owned() else {
-        stats.count(HttpEvent::RefusedMax);
-        return None;
-    };
-    // Counted by the budget when refused.
-    let budget = ctx.budget.acquire(Kind::Http).await?;
+    let per_ip = per_ip(ctx, peer)?;
+    let (total, budget) = room(ctx).await?;
     Some(Slots {
         budget,
         total,
         per_ip,
     })
+}
+
+/// A place under `max-http-connections-per-ip` for `client` (refusals counted).
+fn per_ip(ctx: &HttpListener, client: SocketAddr) -> Option<PerIpSlot> {
+    let slot = PerIp::acquire(&ctx.caps.per_ip, client.ip());
+    if slot.is_none() {
+        ctx.conn.stats.count(HttpEvent::RefusedPerIp);
+    }
+    slot
+}
+
+/// A place under `max-http-connections`, then in the descriptor budget (refusals counted).
+async fn room(ctx: &HttpListener) -> Option<(OwnedSemaphorePermit, Permit)> {
+    let Ok(total) = Arc::clone(&ctx.caps.total).try_acquire_owned() else {
+        ctx.conn.stats.count(HttpEvent::RefusedMax);
+        return None;
+    };
+    // Counted by the budget when refused.
+    let budget = ctx.budget.acquire(Kind::Http).await?;
+    Some((total, budget))
 }
 
 /// One admitted connection: the TLS handshake first on HTTPS (shed like a connection
