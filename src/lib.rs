@@ -20,6 +20,8 @@
 //! - [`config`]: the TOML configuration, one file per section with its defaults and checks,
 //!   and the two checks that ask the machine.
 //! - [`coturn`]: `rturn import-coturn`, turnserver.conf to turnserver.toml.
+//! - [`proxy_protocol`]: the PROXY protocol header (v1 and v2) a load balancer puts before
+//!   a connection, parsed from a byte slice.
 //! - [`probe`]: `rturn probe`, a running server checked end to end (steps, credentials and
 //!   report pure; blocking sockets bounded by a timeout in `probe::conn`).
 //!
@@ -49,6 +51,7 @@ pub mod http;
 pub mod metrics;
 pub mod outbox;
 pub mod probe;
+pub mod proxy_protocol;
 pub mod random;
 pub mod server;
 pub mod signal;

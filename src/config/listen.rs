@@ -1,8 +1,10 @@
 //! `[listen]`: the addresses clients reach rturn on (STUN/TURN over UDP, TCP and TLS; HTTP and
-//! HTTPS), their defaults and their checks.
+//! HTTPS), the load balancers trusted to put a PROXY protocol header before a connection,
+//! their defaults and their checks.
 
 use std::net::SocketAddr;
 
+use ipnet::IpNet;
 use serde::Deserialize;
 
 use super::error::KeyError;
@@ -25,6 +27,36 @@ pub struct ListenConfig {
     pub https: Option<SocketAddr>,
     /// Signaling, pages and the ICE-servers API over HTTP; unset: no HTTP listener.
     pub http: Option<SocketAddr>,
+    /// Load balancers (addresses or CIDR ranges) whose connections must start with a PROXY
+    /// protocol header (v1 or v2) naming the real client; empty: PROXY protocol off.
+    #[serde(deserialize_with = "super::de::ip_nets")]
+    pub proxy_protocol_from: Vec<IpNet>,
+    /// The listeners `proxy-protocol-from` applies to (default: all four).
+    pub proxy_protocol_listeners: Vec<ProxyListener>,
+}
+
+/// A kind of listener that can sit behind a load balancer speaking the PROXY protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProxyListener {
+    /// `listen.tcp`: STUN/TURN over TCP.
+    Tcp,
+    /// `listen.tls`: STUN/TURN over TLS (the header comes before the TLS handshake).
+    Tls,
+    /// `listen.http`.
+    Http,
+    /// `listen.https` (the header comes before the TLS handshake).
+    Https,
+}
+
+impl ListenConfig {
+    /// The trusted load balancers of listener kind `kind`: `None` when PROXY protocol is
+    /// off for it.
+    pub fn proxy_protocol_for(&self, kind: ProxyListener) -> Option<&[IpNet]> {
+        let on =
+            !self.proxy_protocol_from.is_empty() && self.proxy_protocol_listeners.contains(&kind);
+        on.then_some(&self.proxy_protocol_from[..])
+    }
 }
 
 impl Default for ListenConfig {
@@ -36,6 +68,13 @@ impl Default for ListenConfig {
             tls: Vec::new(),
             https: None,
             http: None,
+            proxy_protocol_from: Vec::new(),
+            proxy_protocol_listeners: vec![
+                ProxyListener::Tcp,
+                ProxyListener::Tls,
+                ProxyListener::Http,
+                ProxyListener::Https,
+            ],
         }
     }
 }
@@ -80,6 +119,13 @@ impl ListenConfig {
                 ));
             }
         }
+        if !self.proxy_protocol_from.is_empty() && self.proxy_protocol_listeners.is_empty() {
+            return Err(KeyError::new(
+                "listen.proxy-protocol-listeners",
+                "names no listener, so proxy-protocol-from is unused: name some of \
+                 \"tcp\", \"tls\", \"http\", \"https\", or remove proxy-protocol-from",
+            ));
+        }
         Ok(())
     }
 
@@ -122,6 +168,53 @@ mod tests {
         listen("tcp = [\"127.0.0.1:0\"]\ntls = [\"127.0.0.1:0\", \"127.0.0.1:0\"]")
             .validate(true)
             .unwrap();
+    }
+
+    #[test]
+    fn proxy_protocol_is_off_unless_networks_are_trusted() {
+        let off = listen("");
+        off.validate(false).unwrap();
+        assert_eq!(off.proxy_protocol_for(ProxyListener::Tcp), None);
+        let on = listen("proxy-protocol-from = [\"10.0.0.0/8\", \"192.0.2.7\"]");
+        on.validate(false).unwrap();
+        let nets = on.proxy_protocol_for(ProxyListener::Https).unwrap();
+        assert_eq!(
+            nets,
+            [
+                "10.0.0.0/8".parse().unwrap(),
+                "192.0.2.7/32".parse().unwrap()
+            ]
+        );
+        let some = listen(
+            "proxy-protocol-from = [\"10.0.0.0/8\"]\nproxy-protocol-listeners = [\"http\", \"tls\"]",
+        );
+        assert!(some.proxy_protocol_for(ProxyListener::Tls).is_some());
+        assert!(some.proxy_protocol_for(ProxyListener::Http).is_some());
+        assert!(some.proxy_protocol_for(ProxyListener::Tcp).is_none());
+        let none = listen("proxy-protocol-from = [\"10.0.0.0/8\"]\nproxy-protocol-listeners = []");
+        assert_eq!(
+            none.validate(false).unwrap_err().key,
+            "listen.proxy-protocol-listeners"
+        );
+    }
+
+    #[test]
+    fn proxy_protocol_keys_name_their_errors() {
+        let error = |text: &str| crate::config::Config::from_toml(text).unwrap_err();
+        let bad_net = error("realm = \"x\"\n[listen]\nproxy-protocol-from = [\"10.0.0.0/33\"]");
+        assert_eq!(bad_net.key, "listen.proxy-protocol-from");
+        assert!(
+            bad_net.message.contains("10.0.0.0/33"),
+            "{}",
+            bad_net.message
+        );
+        let bad_kind = error("realm = \"x\"\n[listen]\nproxy-protocol-listeners = [\"udp\"]");
+        assert!(
+            bad_kind.key.starts_with("listen.proxy-protocol-listeners"),
+            "{}",
+            bad_kind.key
+        );
+        assert!(bad_kind.message.contains("udp"), "{}", bad_kind.message);
     }
 
     #[test]

@@ -45,7 +45,7 @@ pub use auth::AuthConfig;
 pub use cluster::{ClusterConfig, valid_node_id};
 pub use error::{ConfigError, KeyError, read_error};
 pub use ice::IceConfig;
-pub use listen::{DEFAULT_PORT, ListenConfig};
+pub use listen::{DEFAULT_PORT, ListenConfig, ProxyListener};
 pub use relay::{
     DEFAULT_MAX_ALLOCATIONS_PER_IP, DEFAULT_MAX_CHANNELS_PER_ALLOCATION,
     DEFAULT_MAX_PERMISSIONS_PER_ALLOCATION, RelayConfig,

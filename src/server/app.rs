@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 use super::control::{Control, Running};
 use super::listeners::{Listeners, log_bound};
 use super::ports::Pools;
+use super::proxy::{Policy, ProxyStats};
 use super::reload::{AdminToken, HttpLive, IceHolder};
 use super::scrape;
 use super::stats::{Snapshot, Stats};
@@ -19,7 +20,7 @@ use super::turn_parts::turn_parts;
 use super::workers::{self, Workers};
 use super::{descriptors, http_listener, http_stats, stream, tcp, tls};
 use crate::auth::Auth;
-use crate::config::Config;
+use crate::config::{Config, ProxyListener};
 use crate::http::admin;
 use crate::http::{HttpState, IceServers, Site};
 use crate::signal::cluster::link::Cluster;
@@ -117,6 +118,7 @@ pub async fn run(
     let budget = descriptors::Budget::for_config(config, descriptor_limit);
     let permits = Arc::new(Semaphore::new(config.server.max_tcp_connections));
     let per_ip = Arc::new(tcp::PerIp::new(config.server.max_tcp_connections_per_ip));
+    let proxy_stats = Arc::new(ProxyStats::default());
     for (listener, tls) in tcp_listeners {
         let acceptor = match (tls, &store) {
             (false, _) => None,
@@ -137,6 +139,16 @@ pub async fn run(
             counters: stats.register(),
             shutdown: shutdown.clone(),
             tls: acceptor.map(|acceptor| Arc::clone(acceptor.config())),
+            proxy: Policy::for_listener(
+                &config.listen,
+                if tls {
+                    ProxyListener::Tls
+                } else {
+                    ProxyListener::Tcp
+                },
+                config.server.tls_handshake_timeout,
+                &proxy_stats,
+            ),
         };
         tasks.spawn(tcp::serve(listener, ctx));
     }
@@ -151,6 +163,7 @@ pub async fn run(
         stats: &http_stats,
         tasks: &tasks,
         shutdown: &shutdown,
+        proxy: &proxy_stats,
     };
     if let Some(listener) = listeners.admin {
         serving.spawn(
@@ -177,6 +190,7 @@ pub async fn run(
             port_range: usize::from(config.relay.max_port - config.relay.min_port) + 1,
             budget: Arc::clone(&budget),
             http: Arc::clone(&http_stats),
+            proxy: Arc::clone(&proxy_stats),
         };
         let (app, live) = http_app(config, &bound, &parts.auth, scrape, &shutdown);
         let hub = Arc::clone(&live.hub);

@@ -33,10 +33,12 @@ pub(super) enum Command {
     /// Delete every allocation and reservation (shutdown); replies how many allocations went.
     Clear(oneshot::Sender<usize>),
     /// A TURN TCP/TLS connection the accept loop hands over: from now on the worker serves
-    /// it ([`super::conns`]); `tls` is the `turns:` listener's config; `guards` keep it
+    /// it ([`super::conns`]); `client` is the socket's peer or the client a load balancer's
+    /// PROXY header named; `tls` is the `turns:` listener's config; `guards` keep it
     /// counted until it closes.
     Accept {
         stream: std::net::TcpStream,
+        client: SocketAddr,
         tls: Option<Arc<rustls::ServerConfig>>,
         guards: Guards,
     },

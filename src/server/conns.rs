@@ -58,22 +58,29 @@ impl Conns {
         }
     }
 
-    /// Takes over a connection the accept loop handed over (with its TLS config on a
-    /// `turns:` listener) and starts watching it.
+    /// Takes over a connection of `client` the accept loop handed over (with its TLS config
+    /// on a `turns:` listener) and starts watching it.
     pub(super) fn accept(
         &mut self,
         stream: std::net::TcpStream,
+        client: std::net::SocketAddr,
         tls: Option<std::sync::Arc<rustls::ServerConfig>>,
         guards: Guards,
         now: Instant,
     ) {
-        let mut conn = match StreamConn::new(stream, tls, &self.limits, now) {
+        let mut conn = match StreamConn::new(stream, client, tls, &self.limits, now) {
             Ok(conn) => conn,
             Err(e) => {
                 tracing::debug!("accepted connection unusable: {e}");
                 return;
             }
         };
+        // Only a PROXY header can name a 5-tuple twice (one client reaching two addresses of
+        // the load balancer from one port): the newcomer must not take the first's place.
+        if self.by_tuple.contains_key(&conn.tuple()) {
+            tracing::debug!(client = %client, "a connection of this 5-tuple is open: closed");
+            return;
+        }
         let slot = self.free.pop().unwrap_or(self.slots.len());
         if let Err(e) = conn.register(&self.registry, Token(CONN_TOKENS + slot)) {
             tracing::warn!("cannot watch a tcp connection: {e}");

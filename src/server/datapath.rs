@@ -261,9 +261,10 @@ impl Loop {
             }
             Command::Accept {
                 stream,
+                client,
                 tls,
                 guards,
-            } => self.conns.accept(stream, tls, guards, now),
+            } => self.conns.accept(stream, client, tls, guards, now),
         }
     }
 

@@ -2,26 +2,31 @@
 //! connection only under `max-http-connections-per-ip`, `max-http-connections` and the
 //! descriptor budget, all checked at accept, before any request or upgrade; then, per
 //! connection, the TLS handshake within `tls-handshake-timeout` and the timed HTTP serving
-//! of [`super::http_conn`]. Failed accepts back off instead of spinning.
+//! of [`super::http_conn`]. Failed accepts back off instead of spinning. Behind a load
+//! balancer (`proxy-protocol-from`), the connection's task reads its PROXY header first
+//! ([`super::proxy`]); a balancer's connections take their place under
+//! `max-http-connections` and the budget at accept and under `max-http-connections-per-ip`
+//! as the client the header names; every other connection is admitted at accept, as itself.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::descriptors::{Budget, Kind};
+use super::descriptors::{Budget, Kind, Permit};
 use super::http_activity::Activity;
 use super::http_conn::{self, Accepted, ConnContext, Slots};
 use super::http_stats::{HttpEvent, HttpStats};
-use super::tcp::PerIp;
+use super::proxy::{Policy, ProxyStats};
+use super::tcp::{PerIp, PerIpSlot};
 use super::throttle::{Backoff, Throttle, accept};
 use super::tls::CertStore;
-use crate::config::Config;
+use crate::config::{Config, ProxyListener};
 
 /// The connection caps of one group of listeners (HTTP and HTTPS share one; the admin
 /// listener has its own, so a flood of the public ones cannot lock the operator out).
@@ -56,6 +61,8 @@ pub(super) struct HttpListener {
     pub(super) conn: Arc<ConnContext>,
     /// Tracks connection tasks so shutdown can wait for them.
     pub(super) tasks: TaskTracker,
+    /// Set when this listener sits behind a load balancer speaking the PROXY protocol.
+    pub(super) proxy: Option<Arc<Policy>>,
 }
 
 /// What the HTTP listeners share, to start one.
@@ -70,6 +77,8 @@ pub(super) struct Serving<'a> {
     pub(super) tasks: &'a TaskTracker,
     /// Fires on shutdown.
     pub(super) shutdown: &'a CancellationToken,
+    /// What the PROXY protocol step counts.
+    pub(super) proxy: &'a Arc<ProxyStats>,
 }
 
 impl Serving<'_> {
@@ -110,6 +119,14 @@ impl Serving<'_> {
         };
         super::listeners::log_bound(name, listener.local_addr(), 1);
         let server = &self.config.server;
+        let kind = match name {
+            "http" => Some(ProxyListener::Http),
+            "https" => Some(ProxyListener::Https),
+            _ => None, // the admin listener takes none
+        };
+        let timeout = server.tls_handshake_timeout;
+        let proxy = kind
+            .and_then(|kind| Policy::for_listener(&self.config.listen, kind, timeout, self.proxy));
         let conn = ConnContext {
             app,
             header_timeout: server.http_header_timeout,
@@ -125,6 +142,7 @@ impl Serving<'_> {
             budget: Arc::clone(self.budget),
             conn: Arc::new(conn),
             tasks: self.tasks.clone(),
+            proxy,
         };
         self.tasks.spawn(serve(listener, ctx));
     }
@@ -145,43 +163,97 @@ async fn serve(listener: TcpListener, ctx: HttpListener) {
         else {
             return;
         };
+        if let Some(policy) = ctx.proxy.clone().filter(|p| p.trusts(peer)) {
+            // Under the total cap and the budget now; per IP as the client its header
+            // names, once its own task has read it.
+            let Some((total, budget)) = room(&ctx).await else {
+                continue;
+            };
+            let conn_ctx = Arc::clone(&ctx);
+            ctx.tasks.spawn(async move {
+                let mut stream = stream;
+                let client = tokio::select! {
+                    _ = conn_ctx.conn.shutdown.cancelled() => return,
+                    client = policy.client(&mut stream, peer) => client,
+                };
+                let Some(client) = client else { return };
+                let Some(per_ip) = per_ip(&conn_ctx, client) else {
+                    return;
+                };
+                let slots = Slots {
+                    budget,
+                    total,
+                    per_ip,
+                };
+                connection(stream, accepted(&conn_ctx, client, slots), &conn_ctx).await;
+            });
+            continue;
+        }
         // Refused connections are closed at once: the client sees EOF or a reset.
         let Some(slots) = admit(&ctx, peer).await else {
             continue;
         };
-        ctx.conn.stats.count(HttpEvent::Accepted);
-        let activity = Arc::new(Activity::new());
-        let accepted = Accepted {
-            client: peer,
-            slots,
-            listing: ctx.budget.list(Arc::clone(&activity)),
-            activity,
-        };
+        let accepted = accepted(&ctx, peer, slots);
         let conn_ctx = Arc::clone(&ctx);
         ctx.tasks.spawn(async move {
+            let mut stream = stream;
+            // A PROXY header from an untrusted address is refused.
+            if let Some(policy) = &conn_ctx.proxy {
+                let refused = tokio::select! {
+                    _ = conn_ctx.conn.shutdown.cancelled() => true,
+                    client = policy.client(&mut stream, peer) => client.is_none(),
+                };
+                if refused {
+                    return;
+                }
+            }
             connection(stream, accepted, &conn_ctx).await;
         });
     }
 }
 
+/// An admitted connection of `client`, counted, with its timers and its place on the
+/// shedding list.
+fn accepted(ctx: &HttpListener, client: SocketAddr, slots: Slots) -> Accepted {
+    ctx.conn.stats.count(HttpEvent::Accepted);
+    let activity = Arc::new(Activity::new());
+    Accepted {
+        client,
+        slots,
+        listing: ctx.budget.list(Arc::clone(&activity)),
+        activity,
+    }
+}
+
 /// The caps, then the descriptor budget (which may shed an idle connection to make room).
 async fn admit(ctx: &HttpListener, peer: SocketAddr) -> Option<Slots> {
-    let stats = &ctx.conn.stats;
-    let Some(per_ip) = PerIp::acquire(&ctx.caps.per_ip, peer.ip()) else {
-        stats.count(HttpEvent::RefusedPerIp);
-        return None;
-    };
-    let Ok(total) = Arc::clone(&ctx.caps.total).try_acquire_owned() else {
-        stats.count(HttpEvent::RefusedMax);
-        return None;
-    };
-    // Counted by the budget when refused.
-    let budget = ctx.budget.acquire(Kind::Http).await?;
+    let per_ip = per_ip(ctx, peer)?;
+    let (total, budget) = room(ctx).await?;
     Some(Slots {
         budget,
         total,
         per_ip,
     })
+}
+
+/// A place under `max-http-connections-per-ip` for `client` (refusals counted).
+fn per_ip(ctx: &HttpListener, client: SocketAddr) -> Option<PerIpSlot> {
+    let slot = PerIp::acquire(&ctx.caps.per_ip, client.ip());
+    if slot.is_none() {
+        ctx.conn.stats.count(HttpEvent::RefusedPerIp);
+    }
+    slot
+}
+
+/// A place under `max-http-connections`, then in the descriptor budget (refusals counted).
+async fn room(ctx: &HttpListener) -> Option<(OwnedSemaphorePermit, Permit)> {
+    let Ok(total) = Arc::clone(&ctx.caps.total).try_acquire_owned() else {
+        ctx.conn.stats.count(HttpEvent::RefusedMax);
+        return None;
+    };
+    // Counted by the budget when refused.
+    let budget = ctx.budget.acquire(Kind::Http).await?;
+    Some((total, budget))
 }
 
 /// One admitted connection: the TLS handshake first on HTTPS (shed like a connection

@@ -79,6 +79,8 @@ pub(super) fn restart_required(started: &Config, new: &Config) -> Vec<&'static s
         "listen.tls" => listen.tls,
         "listen.http" => listen.http,
         "listen.https" => listen.https,
+        "listen.proxy-protocol-from" => listen.proxy_protocol_from,
+        "listen.proxy-protocol-listeners" => listen.proxy_protocol_listeners,
         "relay.relay-ip" => relay.relay_ip,
         "relay.external-ip" => relay.external_ip,
         "relay.min-port" => relay.min_port,

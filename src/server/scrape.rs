@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::descriptors::Budget;
 use super::http_stats::HttpStats;
+use super::proxy::ProxyStats;
 use super::report::{BuildInfo, PortRange};
 use super::stats::Stats;
 use super::workers::Workers;
@@ -21,6 +22,7 @@ pub(super) struct Sources {
     pub(super) port_range: usize,
     pub(super) budget: Arc<Budget>,
     pub(super) http: Arc<HttpStats>,
+    pub(super) proxy: Arc<ProxyStats>,
 }
 
 /// The `/metrics` handler for [`crate::http::HttpState`].
@@ -46,6 +48,7 @@ pub(super) async fn render(src: &Sources) -> String {
         &stats,
         src.budget.as_ref(),
         src.http.as_ref(),
+        src.proxy.as_ref(),
     ];
     if let Some(hub) = &src.hub {
         table.push(hub.as_ref());

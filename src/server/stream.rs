@@ -109,11 +109,13 @@ pub(crate) struct StreamConn {
 }
 
 impl StreamConn {
-    /// Takes over a connection accepted at `now` (made non-blocking here); with `tls` (the
-    /// `turns:` listener's config, [`super::tls::acceptor`]`(…).config()`), its handshake
-    /// comes first.
+    /// Takes over a connection of `client` (the socket's peer, or the client a load
+    /// balancer's PROXY header named) accepted at `now` (made non-blocking here); with `tls`
+    /// (the `turns:` listener's config, [`super::tls::acceptor`]`(…).config()`), its
+    /// handshake comes first.
     pub(crate) fn new(
         stream: std::net::TcpStream,
+        client: std::net::SocketAddr,
         tls: Option<Arc<rustls::ServerConfig>>,
         limits: &Limits,
         now: Instant,
@@ -127,7 +129,7 @@ impl StreamConn {
             } else {
                 Transport::Tcp
             },
-            client: stream.peer_addr()?,
+            client,
             server: stream.local_addr()?,
         };
         let tls = match tls {

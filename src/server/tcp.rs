@@ -1,8 +1,11 @@
 //! STUN/TURN over TCP and TLS, the tokio side: an accept loop capped by a semaphore (and
 //! per client IP by [`PerIp`]) that draws a permit of the descriptor budget
 //! ([`super::descriptors`]) for each connection, backs off on failed accepts, and hands the
-//! connection with those guards to its worker ([`Workers::accept`]). The worker's event
-//! loop serves it from then on ([`super::conns`], [`super::stream`]): framing, TLS, the
+//! connection with those guards to its worker ([`Workers::accept`]). Behind a load balancer
+//! (`proxy-protocol-from`), a task of the connection's own reads its PROXY header first
+//! ([`super::proxy`]) and the per-IP cap counts the real client, not the balancer; a
+//! connection from elsewhere is capped by its own address at accept, as always. The worker's
+//! event loop serves it from then on ([`super::conns`], [`super::stream`]): framing, TLS, the
 //! byte-bounded outgoing buffer, the idle, allocation and handshake timeouts.
 
 use std::collections::HashMap;
@@ -16,6 +19,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::descriptors::{Budget, Kind};
+use super::proxy::Policy;
 use super::stats::{Counters, Event};
 use super::throttle::{Backoff, Throttle, accept};
 use super::workers::Workers;
@@ -50,6 +54,8 @@ pub(super) struct TcpContext {
     pub(super) shutdown: CancellationToken,
     /// Set on a `turns:` listener: the TLS handshake comes first.
     pub(super) tls: Option<Arc<rustls::ServerConfig>>,
+    /// Set when this listener sits behind a load balancer speaking the PROXY protocol.
+    pub(super) proxy: Option<Arc<Policy>>,
 }
 
 /// Accepts connections until shutdown.
@@ -73,35 +79,74 @@ pub(super) async fn serve(listener: TcpListener, ctx: TcpContext) {
         else {
             return;
         };
-        let Some(slot) = PerIp::acquire(&ctx.per_ip, peer.ip()) else {
-            // Closed at once: the client sees a reset or EOF, the permit goes back.
-            ctx.counters.count(Event::TcpRefusedPerIp);
-            drop(stream);
-            continue;
+        // A trusted load balancer's connections are counted per IP once its header names
+        // the real client; everyone else's here, before anything is read.
+        let behind_balancer = ctx.proxy.as_ref().is_some_and(|p| p.trusts(peer));
+        let slot = match behind_balancer {
+            true => None,
+            false => match PerIp::acquire(&ctx.per_ip, peer.ip()) {
+                Some(slot) => Some(slot),
+                None => {
+                    // Closed at once: the client sees a reset or EOF, the permit goes back.
+                    ctx.counters.count(Event::TcpRefusedPerIp);
+                    drop(stream);
+                    continue;
+                }
+            },
         };
         // Refused (and counted) when even shedding idle HTTP left no descriptor for it.
         let Some(descriptor) = ctx.budget.acquire(Kind::Turn).await else {
             continue;
         };
-        ctx.counters.count(Event::TcpAccepted);
-        // Off tokio, onto the worker's event loop.
-        let (Ok(server), Ok(stream)) = (stream.local_addr(), stream.into_std()) else {
+        let Some(policy) = ctx.proxy.clone() else {
+            hand_over(&ctx, stream, peer, Box::new((slot, permit, descriptor))).await;
             continue;
         };
-        let transport = match ctx.tls {
-            Some(_) => Transport::Tls,
-            None => Transport::Tcp,
-        };
-        let tuple = FiveTuple {
-            transport,
-            client: peer,
-            server,
-        };
-        let guards = Box::new((slot, permit, descriptor));
-        (ctx.workers)
-            .accept(&tuple, stream, ctx.tls.clone(), guards)
-            .await;
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let mut stream = stream;
+            let client = tokio::select! {
+                _ = ctx.shutdown.cancelled() => return,
+                client = policy.client(&mut stream, peer) => client,
+            };
+            let Some(client) = client else { return };
+            let slot = match slot {
+                Some(slot) => slot,
+                None => match PerIp::acquire(&ctx.per_ip, client.ip()) {
+                    Some(slot) => slot,
+                    None => return ctx.counters.count(Event::TcpRefusedPerIp),
+                },
+            };
+            hand_over(&ctx, stream, client, Box::new((slot, permit, descriptor))).await;
+        });
     }
+}
+
+/// Off tokio, onto the worker's event loop: the connection of `client` (the socket's peer,
+/// or the client a load balancer's PROXY header named) with the `guards` that keep it
+/// counted.
+async fn hand_over(
+    ctx: &TcpContext,
+    stream: tokio::net::TcpStream,
+    client: SocketAddr,
+    guards: Box<dyn Send>,
+) {
+    ctx.counters.count(Event::TcpAccepted);
+    let (Ok(server), Ok(stream)) = (stream.local_addr(), stream.into_std()) else {
+        return;
+    };
+    let transport = match ctx.tls {
+        Some(_) => Transport::Tls,
+        None => Transport::Tcp,
+    };
+    let tuple = FiveTuple {
+        transport,
+        client,
+        server,
+    };
+    (ctx.workers)
+        .accept(&tuple, stream, ctx.tls.clone(), guards)
+        .await;
 }
 
 /// Open connections per client address (IPv6: per /64), for `max-tcp-connections-per-ip`.

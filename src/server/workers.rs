@@ -243,6 +243,7 @@ impl Workers {
         let worker = self.worker_for(tuple);
         let accept = Command::Accept {
             stream,
+            client: tuple.client,
             tls,
             guards,
         };

@@ -9,6 +9,8 @@
 //! - [`quotas`], [`limits`], [`tcp_queue`]: quotas, abuse limits, a TCP client that stops
 //!   reading.
 //! - [`tls`]: HTTPS and certificate errors.
+//! - [`proxy_protocol`]: behind a load balancer: the client a PROXY header names is the one
+//!   TURN, the per-IP caps and the ICE API see; untrusted or missing headers refused.
 //!
 //! Every module uses the shared harness, `rturn::testkit`.
 
@@ -18,6 +20,7 @@ mod bypass_matrix;
 mod dual_relay;
 mod limits;
 mod own_relays;
+mod proxy_protocol;
 mod quotas;
 mod stun_binding;
 mod tcp_queue;

@@ -69,7 +69,8 @@ impl Harness {
         limits: Limits,
     ) -> Self {
         let clock = Instant::now();
-        let mut conn = StreamConn::new(server, tls, &limits, clock).unwrap();
+        let client_addr = server.peer_addr().unwrap();
+        let mut conn = StreamConn::new(server, client_addr, tls, &limits, clock).unwrap();
         let poll = Poll::new().unwrap();
         conn.register(poll.registry(), Token(7)).unwrap();
         Self {
