@@ -8,7 +8,7 @@
 //!   TCP/TLS listeners, the HTTP app, the cluster link.
 //! - `control`: reload, drain and shutdown of a running server ([`Control`]).
 //! - `datapath`, `shard`, `relay`, `ports`, `mmsg`, `udp`: the UDP event loops and relay
-//!   sockets; `tcp`, `tls`: TURN over TCP/TLS; `limiter`, `throttle`, `descriptors`: limits
+//!   sockets; `handoff`: data for rturn's own relays, handed between workers in process; `tcp`, `tls`: TURN over TCP/TLS; `limiter`, `throttle`, `descriptors`: limits
 //!   at the edge; `http_listener`, `http_conn`: the HTTP accept loop and connections;
 //!   `scrape` (gathering `/metrics` from the workers), `stats`, `report`: what operators see (the admin and
 //!   metrics routes are in [`crate::http`]); `reload`, `turn_parts`, `systemd`.
@@ -19,6 +19,7 @@ mod conns;
 mod control;
 mod datapath;
 mod descriptors;
+mod handoff;
 mod http_activity;
 mod http_conn;
 mod http_listener;
