@@ -3,7 +3,9 @@
 //! (one per UDP listen address), its TURN TCP/TLS clients ([`Conns`]) and its timers. A
 //! relayed packet never changes thread: client → listen socket (or TCP connection) → relay
 //! socket → peer, and back, on one core, and nothing on that path takes a lock another
-//! thread takes.
+//! thread takes. The exception is data for one of rturn's own relays held by another
+//! worker: it goes there in a batch per turn ([`super::handoff`]), delivered at the end of
+//! that worker's next turn as if read from the relay socket.
 //!
 //! Per wake-up the loop reads its command channel ([`Command`], sent by
 //! [`super::workers::Workers`] for the tokio side: admin, metrics, reload, drain, shutdown,
@@ -389,7 +391,7 @@ impl Loop {
             for handed in batch.iter() {
                 let event = if !shard.relays.holds(handed.slot, handed.to) {
                     Event::HandoffGone
-                } else if (self.to_client()).forward(
+                } else if (self.clients()).forward(
                     shard,
                     now,
                     handed.slot,
@@ -407,7 +409,7 @@ impl Loop {
         self.handed = batches;
     }
 
-    fn to_client(&mut self) -> ToClient<'_> {
+    fn clients(&mut self) -> ToClient<'_> {
         ToClient {
             listen: &mut self.listen,
             conns: &mut self.conns,
@@ -418,7 +420,7 @@ impl Loop {
 
     /// Sends what waits on listen socket `index`.
     fn flush(&mut self, index: usize) {
-        self.to_client().flush(index);
+        self.clients().flush(index);
     }
 }
 

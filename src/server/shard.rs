@@ -43,7 +43,7 @@ impl Shard {
 
     /// Sends a client's `data` where the manager routed it: out of a relay socket, or handed
     /// to one of rturn's own relays. False when it went nowhere.
-    fn to_peer(&mut self, to: ToPeer, data: &[u8]) -> bool {
+    fn send_to_peer(&mut self, to: ToPeer, data: &[u8]) -> bool {
         match to {
             ToPeer::Out { slot, peer } => self.relays.send_to(slot, data, peer),
             ToPeer::Handoff { to, from } => self.handoffs.push(from, to, data),
@@ -154,7 +154,7 @@ impl Dispatcher {
             }
             (CLASS_INDICATION, METHOD_SEND) => {
                 let sent = (shard.manager.handle_send(now, tuple, req))
-                    .is_some_and(|(to, data)| shard.to_peer(to, data));
+                    .is_some_and(|(to, data)| shard.send_to_peer(to, data));
                 if sent {
                     Handled::Relayed
                 } else {
@@ -175,7 +175,7 @@ fn channel_data(shard: &mut Shard, now: Instant, tuple: &FiveTuple, packet: &[u8
     };
     let len = payload.len();
     let sent = (shard.manager.channel_route(now, tuple, channel, len))
-        .is_some_and(|to| shard.to_peer(to, payload));
+        .is_some_and(|to| shard.send_to_peer(to, payload));
     if sent {
         Handled::Relayed
     } else {

@@ -127,7 +127,11 @@ fn an_external_ip_not_on_this_machine_is_handed_over_too() {
     let server = start("external-ip = \"203.0.113.9\"\n");
     let (mut a, mut b) = (client(&server), client(&server));
     let (ra, rb) = (a.relays[0], b.relays[0]);
-    assert_eq!((ra.ip(), rb.ip()), (external.ip(), external.ip()), "advertised");
+    assert_eq!(
+        (ra.ip(), rb.ip()),
+        (external.ip(), external.ip()),
+        "advertised"
+    );
     assert_eq!(a.create_permission(rb), 0);
     assert_eq!(b.create_permission(ra), 0);
 
@@ -226,7 +230,11 @@ fn a_reserved_port_no_allocation_holds_is_refused() {
     let c = RawTurn::try_allocate_with(server.udp[0], "alice", "wonderland", &even)
         .expect("an EVEN-PORT Allocate");
     let reserved = SocketAddr::new(c.relays[0].ip(), c.relays[0].port() + 1);
-    assert_eq!(a.create_permission(c.relays[0]), 0, "the allocated port is live");
+    assert_eq!(
+        a.create_permission(c.relays[0]),
+        0,
+        "the allocated port is live"
+    );
     assert_eq!(
         a.create_permission(reserved),
         403,
