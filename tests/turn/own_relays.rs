@@ -7,14 +7,27 @@
 //! other address of that host stays refused: another port, a port once live but released, a
 //! reserved port no allocation holds, and an operator's `denied-peer-ip`.
 //!
-//! The servers run the default number of workers, so an allocation may live on any of them.
+//! The servers run the default number of workers, so an allocation may live on any of them;
+//! a client over TCP is handed data like one over UDP.
 
+use std::io::Write;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use rturn::client::Request;
-use rturn::testkit::Server;
 use rturn::testkit::raw_turn::{RawTurn, Relayed};
+use rturn::testkit::{
+    Server, alice, error_code, read_stun, tcp_client, tcp_exchange, turn_request,
+};
+use stun::attributes::{
+    ATTR_DATA, ATTR_NONCE, ATTR_REQUESTED_TRANSPORT, ATTR_XOR_PEER_ADDRESS,
+    ATTR_XOR_RELAYED_ADDRESS,
+};
+use stun::message::{
+    CLASS_INDICATION, METHOD_ALLOCATE, METHOD_CREATE_PERMISSION, METHOD_DATA, METHOD_SEND, Message,
+    MessageType,
+};
+use stun::xoraddr::XorMappedAddress;
 
 fn start(extra: &str) -> Server {
     Server::start(&format!(
@@ -248,4 +261,61 @@ fn an_operator_denial_wins_over_own_relays() {
     let mut a = client(&server);
     let b = client(&server);
     assert_eq!(a.create_permission(b.relays[0]), 403);
+}
+
+#[test]
+fn a_tcp_client_and_a_udp_client_relay_to_each_other() {
+    let server = start("");
+    let mut udp = client(&server);
+    let mut tcp = tcp_client(server.tcp[0]);
+    let signed = |method, nonce: Option<&str>, add: &dyn Fn(&mut Message)| {
+        turn_request(method, nonce.map(alice), add)
+    };
+    let peer = |addr: SocketAddr| {
+        move |m: &mut Message| {
+            let attr = XorMappedAddress {
+                ip: addr.ip(),
+                port: addr.port(),
+            };
+            attr.add_to_as(m, ATTR_XOR_PEER_ADDRESS).expect("peer");
+        }
+    };
+    let udp_relay = udp.relays[0];
+    // Allocate over TCP (after the 401 that brings the nonce) and permit the UDP client's relay.
+    let udp_transport = |m: &mut Message| m.add(ATTR_REQUESTED_TRANSPORT, &[17, 0, 0, 0]);
+    let challenge = tcp_exchange(&mut tcp, &signed(METHOD_ALLOCATE, None, &udp_transport));
+    let nonce = String::from_utf8(challenge.get(ATTR_NONCE).expect("a nonce")).expect("text");
+    let allocate = signed(METHOD_ALLOCATE, Some(&nonce), &udp_transport);
+    let answer = tcp_exchange(&mut tcp, &allocate);
+    let mut relayed = XorMappedAddress::default();
+    relayed
+        .get_from_as(&answer, ATTR_XOR_RELAYED_ADDRESS)
+        .expect("a relayed address");
+    let tcp_relay = SocketAddr::new(relayed.ip, relayed.port);
+    let permit = signed(METHOD_CREATE_PERMISSION, Some(&nonce), &peer(udp_relay));
+    assert_eq!(error_code(&tcp_exchange(&mut tcp, &permit)), None);
+    assert_eq!(udp.create_permission(tcp_relay), 0);
+
+    // UDP client → the TCP client's relay: a Data indication on the TCP connection.
+    udp.send_indication(tcp_relay, b"to tcp");
+    let frame = read_stun(&mut tcp);
+    let mut indication = Message::new();
+    indication.unmarshal_binary(&frame).expect("a STUN message");
+    let typ = (indication.typ.method, indication.typ.class);
+    assert_eq!(typ, (METHOD_DATA, CLASS_INDICATION));
+    let mut from = XorMappedAddress::default();
+    (from.get_from_as(&indication, ATTR_XOR_PEER_ADDRESS)).expect("the peer");
+    assert_eq!(SocketAddr::new(from.ip, from.port), udp_relay);
+    assert_eq!(indication.get(ATTR_DATA).expect("data"), b"to tcp");
+
+    // TCP client → the UDP client's relay.
+    let mut send = Message::new();
+    send.typ = MessageType::new(METHOD_SEND, CLASS_INDICATION);
+    send.new_transaction_id().expect("a transaction id");
+    send.write_header();
+    peer(udp_relay)(&mut send);
+    send.add(ATTR_DATA, b"to udp");
+    tcp.write_all(&send.raw).expect("write");
+    assert_eq!(udp.next_relayed(WAIT), data(tcp_relay, b"to udp"));
+    assert_eq!(handoffs(&server, "delivered"), 2.0);
 }
