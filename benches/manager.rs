@@ -213,7 +213,13 @@ fn routes(c: &mut Criterion) {
     for (n, (shard, probe, relay)) in &mut shards {
         let now = shard.t0 + Duration::from_secs(1);
         let route = shard.mgr.channel_route(now, probe, CHANNEL, 160);
-        assert_eq!(route, Some((*relay, PEER)));
+        assert_eq!(
+            route,
+            Some(rturn::turn::ToPeer::Out {
+                slot: *relay,
+                peer: PEER
+            })
+        );
         group.bench_function(BenchmarkId::from_parameter(n), |b| {
             b.iter(|| (shard.mgr).channel_route(now, black_box(probe), black_box(CHANNEL), 160))
         });

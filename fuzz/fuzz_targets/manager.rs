@@ -28,7 +28,8 @@ use rturn::stun::codec::decode_into;
 use rturn::turn::peer_rules::PeerRules;
 use rturn::turn::quota::{Limits, Quotas};
 use rturn::turn::{
-    Answer, Bound, Event, FiveTuple, Manager, PortChoice, RelayAddress, Transport, TurnConfig,
+    Answer, Bound, Event, FiveTuple, Manager, PortChoice, RelayAddress, ToPeer, Transport,
+    TurnConfig,
 };
 use stun::agent::TransactionId;
 use stun::attributes::{ATTR_XOR_RELAYED_ADDRESS, AttrType};
@@ -311,7 +312,9 @@ impl World {
                 self.check_response(c, &req, &answer);
             }
             (CLASS_INDICATION, METHOD_SEND) => {
-                if let Some((slot, peer, data)) = self.mgr.handle_send(now, tuple, &req) {
+                if let Some((ToPeer::Out { slot, peer }, data)) =
+                    self.mgr.handle_send(now, tuple, &req)
+                {
                     let relay = addr_of(slot);
                     assert!(self.ports.bound.contains(&relay), "{relay} not bound");
                     assert_eq!(relay.is_ipv4(), peer.is_ipv4());
@@ -468,7 +471,7 @@ fn steps(w: &mut World, u: &mut Unstructured<'_>) -> Result<()> {
                 if let Ok(cd) = channel_data::parse(&packet) {
                     let tuple = w.clients[c].tuple;
                     let now = w.now();
-                    if let Some((slot, peer)) =
+                    if let Some(ToPeer::Out { slot, peer }) =
                         w.mgr
                             .channel_route(now, &tuple, cd.channel, cd.payload.len())
                     {

@@ -25,7 +25,7 @@ use crate::http::admin;
 use crate::http::{HttpState, IceServers, Site};
 use crate::signal::cluster::link::Cluster;
 use crate::signal::hub::Hub;
-use crate::turn::peer_rules::LiveRelays;
+use crate::turn::own_relays::LiveRelays;
 
 /// Serves `listeners` until `shutdown` is cancelled, then waits (briefly) for connections to
 /// finish and returns what was counted. Must run inside a tokio runtime.

@@ -3,7 +3,9 @@
 //! (one per UDP listen address), its TURN TCP/TLS clients ([`Conns`]) and its timers. A
 //! relayed packet never changes thread: client → listen socket (or TCP connection) → relay
 //! socket → peer, and back, on one core, and nothing on that path takes a lock another
-//! thread takes.
+//! thread takes. The exception is data for one of rturn's own relays held by another
+//! worker: it goes there in a batch per turn ([`super::handoff`]), delivered at the end of
+//! that worker's next turn as if read from the relay socket.
 //!
 //! Per wake-up the loop reads its command channel ([`Command`], sent by
 //! [`super::workers::Workers`] for the tokio side: admin, metrics, reload, drain, shutdown,
@@ -31,6 +33,7 @@ use stun::message::{CLASS_INDICATION, METHOD_DATA, Message, MessageType};
 
 use super::command::{Command, WorkerSnapshot};
 use super::conns::{CONN_TOKENS, Conns};
+use super::handoff::Batch;
 use super::mmsg::{BATCH, RecvBatch, SendQueue, UNKNOWN};
 use super::relay::RELAY_TOKENS;
 use super::shard::{Dispatcher, Handled, Shard};
@@ -123,6 +126,7 @@ pub(super) fn spawn(
                 commands,
                 notified,
                 conns,
+                handed: Vec::new(),
             };
             event_loop.run(poller.poll, shard, &stop);
         })
@@ -150,6 +154,8 @@ struct Loop {
     notified: Arc<AtomicBool>,
     /// Its TURN TCP/TLS clients.
     conns: Conns,
+    /// Hand-off batches being delivered (kept for their capacity).
+    handed: Vec<Batch>,
 }
 
 impl Loop {
@@ -195,6 +201,7 @@ impl Loop {
                     self.serve_listen(&mut shard, now, token);
                 }
             }
+            self.handoffs(&mut shard, now);
             if shard.manager.poll_timeout().is_some_and(|due| due <= now) {
                 shard.manager.handle_timeout(now);
                 shard.settle();
@@ -363,9 +370,84 @@ impl Loop {
         let Some((payload, peer)) = self.recv.get(i) else {
             return;
         };
+        // Borrowed field by field: the payload is still in the receive buffer.
+        let mut out = ToClient {
+            listen: &mut self.listen,
+            conns: &mut self.conns,
+            indication: &mut self.indication,
+            counters: &self.counters,
+        };
+        out.forward(shard, now, slot, peer, payload);
+    }
+
+    /// Data handed to this worker's relays ([`super::handoff`]) by its own clients this turn
+    /// and by other workers' through its inbox, delivered as datagrams arriving on those
+    /// relay sockets from the sending relays; what its clients handed to other workers
+    /// leaves for their inboxes first.
+    fn handoffs(&mut self, shard: &mut Shard, now: Instant) {
+        shard.handoffs.flush();
+        let mut batches = std::mem::take(&mut self.handed);
+        shard.handoffs.take_incoming(&mut batches);
+        for batch in batches.drain(..) {
+            for handed in batch.iter() {
+                let event = if !shard.relays.holds(handed.slot, handed.to) {
+                    Event::HandoffGone
+                } else if (self.clients()).forward(
+                    shard,
+                    now,
+                    handed.slot,
+                    handed.from,
+                    handed.payload,
+                ) {
+                    Event::HandoffDelivered
+                } else {
+                    Event::HandoffRefused
+                };
+                self.counters.count(event);
+            }
+            shard.handoffs.recycle(batch);
+        }
+        self.handed = batches;
+    }
+
+    fn clients(&mut self) -> ToClient<'_> {
+        ToClient {
+            listen: &mut self.listen,
+            conns: &mut self.conns,
+            indication: &mut self.indication,
+            counters: &self.counters,
+        }
+    }
+
+    /// Sends what waits on listen socket `index`.
+    fn flush(&mut self, index: usize) {
+        self.clients().flush(index);
+    }
+}
+
+/// What a loop sends to its clients through, borrowed from it for one datagram.
+struct ToClient<'a> {
+    listen: &'a mut [Listen],
+    conns: &'a mut Conns,
+    indication: &'a mut Message,
+    counters: &'a Counters,
+}
+
+impl ToClient<'_> {
+    /// A datagram from `peer` on the relay socket in `slot`: to its allocation's client as
+    /// ChannelData or a Data indication. False when the allocation refused it (no
+    /// permission, over its bandwidth).
+    fn forward(
+        &mut self,
+        shard: &mut Shard,
+        now: Instant,
+        slot: usize,
+        peer: SocketAddr,
+        payload: &[u8],
+    ) -> bool {
         let Some(route) = shard.manager.peer_route(now, slot, peer, payload.len()) else {
             self.counters.count(Event::Ignored);
-            return;
+            return false;
         };
         let header: [u8; 4];
         let parts: [&[u8]; 2] = match route.channel {
@@ -374,7 +456,7 @@ impl Loop {
                 [&header, payload]
             }
             None => {
-                data_indication(&mut self.indication, peer, payload);
+                data_indication(self.indication, peer, payload);
                 [&self.indication.raw, &[]]
             }
         };
@@ -396,11 +478,12 @@ impl Loop {
             // §12.5) and written at the end of the turn; a client that stopped reading is
             // closed and its data dropped.
             Transport::Tcp | Transport::Tls => {
-                (self.conns).queue(&route.client, &parts, shard, &self.counters, now)
+                (self.conns).queue(&route.client, &parts, shard, self.counters, now)
             }
         };
         self.counters
             .count(if sent { Event::Relayed } else { Event::IoError });
+        true
     }
 
     /// Sends what waits on listen socket `index`; what the socket refused is counted as an

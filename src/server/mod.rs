@@ -8,7 +8,8 @@
 //!   TCP/TLS listeners, the HTTP app, the cluster link.
 //! - `control`: reload, drain and shutdown of a running server ([`Control`]).
 //! - `datapath`, `shard`, `relay`, `ports`, `mmsg`, `udp`: the UDP event loops and relay
-//!   sockets; `tcp`, `tls`: TURN over TCP/TLS; `proxy`: the PROXY protocol header at the
+//!   sockets; `handoff`: data for rturn's own relays, handed between workers in process;
+//!   `tcp`, `tls`: TURN over TCP/TLS; `proxy`: the PROXY protocol header at the
 //!   TCP, TLS and HTTP listeners' doors; `limiter`, `throttle`, `descriptors`: limits
 //!   at the edge; `http_listener`, `http_conn`: the HTTP accept loop and connections;
 //!   `scrape` (gathering `/metrics` from the workers), `stats`, `report`: what operators see (the admin and
@@ -20,6 +21,7 @@ mod conns;
 mod control;
 mod datapath;
 mod descriptors;
+mod handoff;
 mod http_activity;
 mod http_conn;
 mod http_listener;

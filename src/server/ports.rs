@@ -5,6 +5,11 @@
 //!
 //! The pool also keeps the sockets of reserved ports (EVEN-PORT R=1, RFC 8656 §7.2): the
 //! Allocate that claims one may reach any shard, which takes the socket from here.
+//!
+//! And it records which worker holds each port bound for an allocation, and in which slot of
+//! its relay table ([`PortPool::owner`]): a client's data for one of rturn's own relay
+//! endpoints is handed to that worker inside the process ([`super::handoff`]), and the peer
+//! rules ask [`Pools`] which relay ports are live.
 
 use std::collections::HashMap;
 use std::net::UdpSocket;
@@ -17,7 +22,16 @@ pub(super) struct PortPool {
     min: u16,
     max: u16,
     words: Box<[AtomicU64]>,
+    /// Per port: 0, or the worker and slot of the allocation's relay socket bound to it
+    /// ([`pack_owner`]).
+    owners: Box<[AtomicU64]>,
     reserved: Mutex<HashMap<u16, UdpSocket>>,
+}
+
+/// A port's owner as one word: worker + 1 in the high half (so 0 is "nobody"), the slot in
+/// the low half.
+fn pack_owner(worker: usize, slot: usize) -> u64 {
+    (worker as u64 + 1) << 32 | (slot as u64 & 0xffff_ffff)
 }
 
 impl PortPool {
@@ -27,6 +41,7 @@ impl PortPool {
             min,
             max,
             words: (0..count.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
+            owners: (0..count).map(|_| AtomicU64::new(0)).collect(),
             reserved: Mutex::default(),
         }
     }
@@ -73,10 +88,34 @@ impl PortPool {
     }
 
     /// Whether `port` is taken now: bound for an allocation, or reserved.
-    pub(super) fn is_taken(&self, port: u16) -> bool {
+    #[cfg(test)]
+    fn is_taken(&self, port: u16) -> bool {
         self.offset(port).is_some_and(|offset| {
             self.words[offset / 64].load(Ordering::Relaxed) & (1u64 << (offset % 64)) != 0
         })
+    }
+
+    /// Records that `worker`'s relay socket in `slot` is bound to the taken `port` for an
+    /// allocation: from now on it is a live relay endpoint.
+    pub(super) fn set_owner(&self, port: u16, worker: usize, slot: usize) {
+        if let Some(offset) = self.offset(port) {
+            self.owners[offset].store(pack_owner(worker, slot), Ordering::Release);
+        }
+    }
+
+    /// Forgets the owner of `port`, before its socket closes.
+    pub(super) fn clear_owner(&self, port: u16) {
+        if let Some(offset) = self.offset(port) {
+            self.owners[offset].store(0, Ordering::Release);
+        }
+    }
+
+    /// The worker and relay-table slot of the allocation holding `port` now; `None` when the
+    /// port is free, reserved, or being bound or closed.
+    pub(super) fn owner(&self, port: u16) -> Option<(usize, usize)> {
+        let word = self.owners[self.offset(port)?].load(Ordering::Acquire);
+        let worker = (word >> 32).checked_sub(1)?;
+        Some((worker as usize, (word & 0xffff_ffff) as usize))
     }
 
     /// Ports taken now.
@@ -119,8 +158,9 @@ impl PortPool {
 }
 
 /// The relay port pools of IPv4 and IPv6, shared by every worker; as
-/// [`crate::turn::peer_rules::LiveRelays`] they tell the peer rules which of the relay
-/// addresses' ports are rturn's own live relay endpoints now.
+/// [`crate::turn::own_relays::LiveRelays`] they tell the peer rules which of the relay
+/// addresses' ports are rturn's own live relay endpoints now: bound for an allocation (a
+/// reserved port nobody claimed is not).
 #[derive(Debug)]
 pub(super) struct Pools {
     pub(super) v4: std::sync::Arc<PortPool>,
@@ -144,9 +184,9 @@ impl Pools {
     }
 }
 
-impl crate::turn::peer_rules::LiveRelays for Pools {
+impl crate::turn::own_relays::LiveRelays for Pools {
     fn holds(&self, port: u16, ipv6: bool) -> bool {
-        if ipv6 { &self.v6 } else { &self.v4 }.is_taken(port)
+        if ipv6 { &self.v6 } else { &self.v4 }.owner(port).is_some()
     }
 }
 
@@ -179,6 +219,22 @@ mod tests {
         );
         pool.release(port);
         assert!(!pool.is_taken(port));
+    }
+
+    #[test]
+    fn a_port_has_an_owner_from_activation_to_close() {
+        let pool = PortPool::new(50_000, 50_009);
+        let port = pool.take(false, false).expect("a free port");
+        assert_eq!(pool.owner(port), None, "taken, not yet bound");
+        pool.set_owner(port, 1, 70_000);
+        assert_eq!(pool.owner(port), Some((1, 70_000)));
+        pool.set_owner(50_042, 0, 0);
+        assert_eq!(pool.owner(50_042), None, "outside the range");
+        pool.clear_owner(port);
+        assert_eq!(pool.owner(port), None);
+        // Worker 0, slot 0 is an owner too (0 is not "nobody").
+        pool.set_owner(port, 0, 0);
+        assert_eq!(pool.owner(port), Some((0, 0)));
     }
 
     #[test]

@@ -39,8 +39,11 @@ pub(super) struct Relay {
 
 /// One worker's relay sockets, by slot.
 pub(super) struct RelayTable {
-    /// The port pools of IPv4 and IPv6 relay addresses, shared by every shard.
+    /// The port pools of IPv4 and IPv6 relay addresses, shared by every shard; each bound
+    /// port records this worker and its slot as its owner.
     pools: [Arc<PortPool>; 2],
+    /// The index of the worker that owns this table.
+    worker: usize,
     registry: Registry,
     slots: Vec<Option<Relay>>,
     free: Vec<usize>,
@@ -48,10 +51,12 @@ pub(super) struct RelayTable {
 }
 
 impl RelayTable {
-    /// A table whose sockets are watched by the event loop that polls `registry`.
-    pub(super) fn new(pools: [Arc<PortPool>; 2], registry: Registry) -> Self {
+    /// Worker `worker`'s table, whose sockets are watched by the event loop that polls
+    /// `registry`.
+    pub(super) fn new(pools: [Arc<PortPool>; 2], registry: Registry, worker: usize) -> Self {
         Self {
             pools,
+            worker,
             registry,
             slots: Vec::new(),
             free: Vec::new(),
@@ -73,6 +78,15 @@ impl RelayTable {
                 .send_to(data, &peer.into())
                 .is_ok()
         })
+    }
+
+    /// Whether the relay socket in `slot` is bound to `addr` now (a hand-off names both: the
+    /// port may have been released, or bound again elsewhere, since it was sent).
+    pub(super) fn holds(&self, slot: usize, addr: SocketAddr) -> bool {
+        self.slots
+            .get(slot)
+            .and_then(Option::as_ref)
+            .is_some_and(|relay| relay.addr == addr)
     }
 
     /// The relay socket behind a poll token, if it is still bound.
@@ -112,6 +126,8 @@ impl RelayTable {
         }
         self.slots[slot] = Some(Relay { addr, socket });
         self.in_use += 1;
+        self.pool(addr.ip())
+            .set_owner(addr.port(), self.worker, slot);
         Some(Bound { addr, slot })
     }
 }
@@ -201,6 +217,7 @@ impl RelayTable {
                 };
                 // Closing the socket also removes it from the poll set; deregistering first
                 // keeps that true even if something else still held the descriptor.
+                self.pool(relay.addr.ip()).clear_owner(relay.addr.port());
                 let fd = relay.socket.as_raw_fd();
                 let _ = self.registry.deregister(&mut SourceFd(&fd));
                 self.free.push(bound.slot);
@@ -232,11 +249,11 @@ mod tests {
         let poll = mio::Poll::new().expect("poll");
         let pool = || Arc::new(PortPool::new(first, first + 7));
         let pools = [pool(), pool()];
-        let binder = || {
+        let binder = |worker| {
             let registry = poll.registry().try_clone().expect("registry");
-            RelayTable::new(pools.clone(), registry)
+            RelayTable::new(pools.clone(), registry, worker)
         };
-        let (a, b) = (binder(), binder());
+        let (a, b) = (binder(0), binder(1));
         (poll, a, b)
     }
 
@@ -265,7 +282,16 @@ mod tests {
             .copied()
             .find(|(shard, _)| *shard == 0)
             .expect("A bound");
+        // Each bound port names its worker and slot, until it closes.
+        let pool = Arc::clone(&a.pools[0]);
+        let owner = |relay: &Bound| pool.owner(relay.addr.port());
+        for (worker, relay) in &held {
+            assert_eq!(owner(relay), Some((*worker, relay.slot)), "{relay:?}");
+        }
+        assert!(a.holds(freed.slot, freed.addr) && !b.holds(freed.slot, freed.addr));
         a.handle_event(Event::Close(freed));
+        assert_eq!(owner(&freed), None);
+        assert!(!a.holds(freed.slot, freed.addr));
         assert_eq!(a.in_use() + b.in_use(), held.len() - 1);
         let again = b.bind(LOOPBACK, PortChoice::Any).map(|r| r.addr);
         assert_eq!(again, Some(freed.addr));

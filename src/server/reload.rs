@@ -15,7 +15,7 @@ use crate::auth::Auth;
 use crate::config::Config;
 use crate::http::{IceServers, Site, origin};
 use crate::signal::hub::Hub;
-use crate::turn::peer_rules::LiveRelays;
+use crate::turn::own_relays::LiveRelays;
 use crate::turn::quota::Quotas;
 
 /// The `[ice]` list in force: a reload builds a new one from the new settings and the

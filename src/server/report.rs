@@ -1,5 +1,5 @@
 //! What the I/O layer counts, as `/metrics` families ([`crate::metrics`]): packets and
-//! socket errors of the data path, TURN TCP/TLS and HTTP connections, failed accepts, the
+//! socket errors of the data path, hand-offs to rturn's own relays, TURN TCP/TLS and HTTP connections, failed accepts, the
 //! descriptor budget, and the shards' live allocations, relay ports and rate-limited sources.
 
 use super::command::WorkerSnapshot;
@@ -22,6 +22,12 @@ static RELAY_PORTS: Family = Family::gauge(
 static PACKETS: Family = Family::counter(
     "packets_total",
     "Client packets and TCP frames, by outcome.",
+);
+static RELAY_HANDOFF: Family = Family::counter(
+    "relay_handoff_total",
+    "Datagrams for rturn's own live relay endpoints, handed to their allocation inside the \
+     process (no kernel round trip), by result: delivered to its client, refused by it (no \
+     permission, bandwidth), gone (the port was released), full (its worker's inbox was).",
 );
 static SOCKET_ERRORS: Family = Family::counter("socket_errors_total", "Socket errors survived.");
 static TCP_CONNECTIONS: Family = Family::counter(
@@ -93,6 +99,17 @@ impl Counted for Snapshot {
             ],
         );
         report.value(&SOCKET_ERRORS, self.io_errors);
+        let [delivered, refused, gone, full] = self.handoff;
+        report.each(
+            &RELAY_HANDOFF,
+            "result",
+            [
+                ("delivered", delivered),
+                ("refused", refused),
+                ("gone", gone),
+                ("full", full),
+            ],
+        );
         report.each(
             &TCP_CONNECTIONS,
             "event",

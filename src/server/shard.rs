@@ -7,25 +7,29 @@
 //!
 //! [`Dispatcher`] is what a client-facing socket does with each packet: ChannelData goes
 //! straight to the peer without touching the STUN decoder, Binding is answered locally, TURN
-//! requests and Send indications go to the shard's manager.
+//! requests and Send indications go to the shard's manager. Data for one of rturn's own relay
+//! endpoints is handed over inside the process ([`super::handoff`]) instead of sent.
 
 use std::time::Instant;
 
 use stun::attributes::{ATTR_MESSAGE_INTEGRITY, ATTR_MESSAGE_INTEGRITY_SHA256};
 use stun::message::{CLASS_INDICATION, CLASS_REQUEST, METHOD_BINDING, METHOD_SEND, Message};
 
+use super::handoff::Handoffs;
 use super::limiter::SourceLimiter;
 use super::relay::RelayTable;
 use crate::stun::codec::{PacketKind, decode_into, packet_kind};
 use crate::stun::{Malformed, Responder};
-use crate::turn::{Answer, Bound, FiveTuple, Manager};
+use crate::turn::{Answer, Bound, FiveTuple, Manager, ToPeer};
 
-/// One shard: an allocation manager, the relay sockets of its allocations, and the rate
-/// limit of unauthenticated requests. (Its TCP/TLS clients are in [`super::conns`].)
+/// One shard: an allocation manager, the relay sockets of its allocations, the rate limit
+/// of unauthenticated requests, and the data it hands to rturn's own relays this turn. (Its
+/// TCP/TLS clients are in [`super::conns`].)
 pub(super) struct Shard {
     pub(super) manager: Manager,
     pub(super) relays: RelayTable,
     pub(super) limiter: SourceLimiter,
+    pub(super) handoffs: Handoffs,
 }
 
 impl Shard {
@@ -34,6 +38,15 @@ impl Shard {
     pub(super) fn settle(&mut self) {
         while let Some(event) = self.manager.poll_event() {
             self.relays.handle_event(event);
+        }
+    }
+
+    /// Sends a client's `data` where the manager routed it: out of a relay socket, or handed
+    /// to one of rturn's own relays. False when it went nowhere.
+    fn send_to_peer(&mut self, to: ToPeer, data: &[u8]) -> bool {
+        match to {
+            ToPeer::Out { slot, peer } => self.relays.send_to(slot, data, peer),
+            ToPeer::Handoff { to, from } => self.handoffs.push(from, to, data),
         }
     }
 
@@ -140,13 +153,9 @@ impl Dispatcher {
                 Handled::Reply
             }
             (CLASS_INDICATION, METHOD_SEND) => {
-                let sent =
-                    (shard.manager)
-                        .handle_send(now, tuple, req)
-                        .and_then(|(slot, peer, data)| {
-                            shard.relays.send_to(slot, data, peer).then_some(())
-                        });
-                if sent.is_some() {
+                let sent = (shard.manager.handle_send(now, tuple, req))
+                    .is_some_and(|(to, data)| shard.send_to_peer(to, data));
+                if sent {
                     Handled::Relayed
                 } else {
                     Handled::Ignored
@@ -165,10 +174,9 @@ fn channel_data(shard: &mut Shard, now: Instant, tuple: &FiveTuple, packet: &[u8
         Err(e) => return Handled::Malformed(e),
     };
     let len = payload.len();
-    let sent = (shard.manager)
-        .channel_route(now, tuple, channel, len)
-        .and_then(|(slot, peer)| shard.relays.send_to(slot, payload, peer).then_some(()));
-    if sent.is_some() {
+    let sent = (shard.manager.channel_route(now, tuple, channel, len))
+        .is_some_and(|to| shard.send_to_peer(to, payload));
+    if sent {
         Handled::Relayed
     } else {
         Handled::Ignored

@@ -22,6 +22,10 @@ pub struct Counters {
     tcp_allocation_timeout: AtomicU64,
     tls_handshake_timeout: AtomicU64,
     tcp_slow_consumer: AtomicU64,
+    handoff_delivered: AtomicU64,
+    handoff_refused: AtomicU64,
+    handoff_gone: AtomicU64,
+    handoff_full: AtomicU64,
 }
 
 /// Names the counter to bump.
@@ -56,11 +60,25 @@ pub enum Event {
     /// A TCP/TLS connection was closed for not reading: its queue passed
     /// `max-tcp-queued-bytes`.
     TcpSlowConsumer,
+    /// Data for one of rturn's own relays reached its allocation inside the process, which
+    /// passed it on to its client.
+    HandoffDelivered,
+    /// ... which dropped it (no permission for the sender, or over its bandwidth).
+    HandoffRefused,
+    /// ... whose port was released before the data got there: dropped.
+    HandoffGone,
+    /// ... whose worker's inbox was full: dropped.
+    HandoffFull,
 }
 
 impl Counters {
     /// Counts one event.
     pub fn count(&self, event: Event) {
+        self.count_many(event, 1);
+    }
+
+    /// Counts `n` events of one kind.
+    pub fn count_many(&self, event: Event, n: u64) {
         let counter = match event {
             Event::Received => &self.received,
             Event::Replied => &self.replied,
@@ -76,8 +94,12 @@ impl Counters {
             Event::TcpAllocationTimeout => &self.tcp_allocation_timeout,
             Event::TlsHandshakeTimeout => &self.tls_handshake_timeout,
             Event::TcpSlowConsumer => &self.tcp_slow_consumer,
+            Event::HandoffDelivered => &self.handoff_delivered,
+            Event::HandoffRefused => &self.handoff_refused,
+            Event::HandoffGone => &self.handoff_gone,
+            Event::HandoffFull => &self.handoff_full,
         };
-        counter.fetch_add(1, Ordering::Relaxed);
+        counter.fetch_add(n, Ordering::Relaxed);
     }
 }
 
@@ -112,6 +134,10 @@ pub struct Snapshot {
     pub tls_handshake_timeout: u64,
     /// TCP/TLS connections closed for not reading (`max-tcp-queued-bytes`).
     pub tcp_slow_consumer: u64,
+    /// Datagrams for rturn's own relays handed over inside the process: delivered to the
+    /// client, refused by the receiving allocation, dropped for a released port, dropped
+    /// for a full inbox.
+    pub handoff: [u64; 4],
 }
 
 /// The registry of every worker's counters.
@@ -147,6 +173,15 @@ impl Stats {
             s.tcp_allocation_timeout += get(&c.tcp_allocation_timeout);
             s.tls_handshake_timeout += get(&c.tls_handshake_timeout);
             s.tcp_slow_consumer += get(&c.tcp_slow_consumer);
+            let handoff = [
+                &c.handoff_delivered,
+                &c.handoff_refused,
+                &c.handoff_gone,
+                &c.handoff_full,
+            ];
+            for (total, counter) in s.handoff.iter_mut().zip(handoff) {
+                *total += get(counter);
+            }
         }
         s
     }

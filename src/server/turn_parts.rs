@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use crate::auth::{Auth, AuthSettings};
 use crate::config::Config;
-use crate::turn::peer_rules::{LiveRelays, PeerRules};
+use crate::turn::own_relays::{LiveRelays, OwnRelays};
+use crate::turn::peer_rules::PeerRules;
 use crate::turn::quota::Quotas;
 use crate::turn::{RelayAddress, TurnConfig};
 
@@ -29,7 +30,8 @@ pub(super) fn quota_limits(relay: &crate::config::RelayConfig) -> crate::turn::q
 
 /// The relay settings, credentials, peer rules and quotas from `config`; `own` are the
 /// listen addresses peers may not be (our own ports); `live` tells which relay ports are
-/// held now, so clients of this server may relay to each other.
+/// held now, so clients of this server may relay to each other (at `relay-ip` or
+/// `external-ip`).
 pub(super) fn turn_parts(
     config: &Config,
     own: Vec<SocketAddr>,
@@ -67,6 +69,13 @@ pub(super) fn turn_parts(
         alternate_server: relay.alternate_server,
         ..TurnConfig::default()
     };
+    // Each relay address as bound and as advertised: a peer at either with a live port is
+    // one of ours.
+    let own_relays = [turn.relay_v4, turn.relay_v6]
+        .into_iter()
+        .flatten()
+        .map(|r| (r.bind, r.advertise))
+        .collect();
     let auth = Auth::new(AuthSettings {
         realm: config.realm.clone(),
         users: config.auth.users.clone(),
@@ -105,7 +114,7 @@ pub(super) fn turn_parts(
         relay.denied_peer_ip.clone(),
         own,
     )
-    .with_own_relays(relay.relay_ip.clone(), live);
+    .with_own_relays(OwnRelays::new(own_relays, live));
     TurnParts {
         config: turn,
         auth: Arc::new(auth),

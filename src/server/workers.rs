@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::command::{Command, Reload, WorkerSnapshot};
 use super::conns::Guards;
 use super::datapath::{self, Poller, WorkerParts};
+use super::handoff::{Handoffs, Inbox};
 use super::limiter::SourceLimiter;
 use super::ports::Pools;
 use super::relay::RelayTable;
@@ -80,8 +81,18 @@ impl Workers {
             stop: Arc::new(AtomicBool::new(false)),
             hasher: Default::default(),
         };
-        for (index, listen) in setup.listen.into_iter().enumerate() {
-            let poller = Poller::new()?;
+        // Every loop's poll set first: each worker's inbox of hand-offs wakes its loop.
+        let pollers =
+            (setup.listen.iter().map(|_| Poller::new())).collect::<io::Result<Vec<_>>>()?;
+        let inboxes: Arc<[Inbox]> = pollers.iter().map(|p| Inbox::new(p.waker())).collect();
+        for ((index, listen), poller) in setup.listen.into_iter().enumerate().zip(pollers) {
+            let counters = setup.stats.register();
+            let handoffs = Handoffs::new(
+                index,
+                Arc::clone(&inboxes),
+                pools.clone(),
+                Arc::clone(&counters),
+            );
             let shard = Shard {
                 manager: Manager::new(
                     setup.config.clone(),
@@ -91,8 +102,9 @@ impl Workers {
                     now,
                     unix_now,
                 ),
-                relays: RelayTable::new(pools.clone(), poller.registry()?),
+                relays: RelayTable::new(pools.clone(), poller.registry()?, index),
                 limiter: SourceLimiter::new(setup.rate.0, setup.rate.1, now),
+                handoffs,
             };
             let (tx, rx) = mpsc::channel(QUEUE);
             let notified = Arc::new(AtomicBool::new(false));
@@ -107,7 +119,7 @@ impl Workers {
                 listen,
                 commands: rx,
                 notified,
-                counters: setup.stats.register(),
+                counters,
                 stream_limits: setup.stream_limits,
             };
             match datapath::spawn(index, parts, Arc::clone(&workers.stop)) {

@@ -63,6 +63,20 @@ impl RawTurn {
         pass: &str,
         dual: bool,
     ) -> Result<RawTurn, Message> {
+        let mut allocate = Request::allocate();
+        if dual {
+            allocate = allocate.additional_family(FAMILY_IPV6);
+        }
+        Self::try_allocate_with(server, user, pass, &allocate)
+    }
+
+    /// As [`Self::try_allocate`], with the Allocate request given (EVEN-PORT, say).
+    pub fn try_allocate_with(
+        server: SocketAddr,
+        user: &str,
+        pass: &str,
+        allocate: &Request,
+    ) -> Result<RawTurn, Message> {
         let socket = UdpSocket::bind("127.0.0.1:0").expect("bind client");
         socket.connect(server).expect("connect");
         let mut turn = RawTurn {
@@ -71,24 +85,20 @@ impl RawTurn {
             relayed: VecDeque::new(),
             relays: Vec::new(),
         };
-        let mut allocate = Request::allocate();
-        if dual {
-            allocate = allocate.additional_family(FAMILY_IPV6);
-        }
         // The first Allocate has no credentials: its 401 brings REALM and NONCE.
-        let challenge = turn.exchange(&allocate);
+        let challenge = turn.exchange(allocate);
         assert_eq!(challenge.code(), 401, "unauthenticated Allocate");
         assert!(
             turn.client.handle_challenge(&challenge),
             "401 with REALM and NONCE"
         );
-        let mut m = turn.exchange_message(&allocate);
+        let mut m = turn.exchange_message(allocate);
         if read(&m).code() == 438 {
             assert!(
                 turn.client.handle_challenge(&read(&m)),
                 "438 with a new NONCE"
             );
-            m = turn.exchange_message(&allocate);
+            m = turn.exchange_message(allocate);
         }
         let response = read(&m);
         if !response.is_success() {

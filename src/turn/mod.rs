@@ -15,7 +15,8 @@
 //! - [`manager`]: authentication, dispatch, events and expiry.
 //! - `methods`: the request handlers; `routes`: routing for the data path; `sessions`: the
 //!   admin view.
-//! - [`peer_rules`]: which peers may be relayed to.
+//! - [`peer_rules`]: which peers may be relayed to; [`own_relays`]: rturn's own live relay
+//!   endpoints as peers, whose data is handed over inside the process ([`ToPeer::Handoff`]).
 //! - [`quota`]: allocation counts per user, per client address and in total, and the port
 //!   reservations, shared by every shard.
 //! - [`bandwidth`]: `max-bps` per allocation and `bps-capacity` overall.
@@ -26,6 +27,7 @@ pub mod bandwidth;
 pub mod manager;
 mod methods;
 pub mod metrics;
+pub mod own_relays;
 pub mod peer_rules;
 mod pending;
 pub mod quota;
@@ -90,6 +92,30 @@ pub struct Bound {
     pub addr: SocketAddr,
     /// Its index in the owning loop's socket table.
     pub slot: usize,
+}
+
+/// Where a client's data for a peer goes ([`Manager::handle_send`],
+/// [`Manager::channel_route`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToPeer {
+    /// Out of the relay socket in `slot`, to `peer`.
+    Out {
+        /// The relay socket to send from.
+        slot: usize,
+        /// Where to.
+        peer: SocketAddr,
+    },
+    /// `peer` is one of rturn's own live relay endpoints ([`own_relays`]): the loop hands
+    /// the data to the allocation that holds the relay bound at `to`, inside the process, as
+    /// a datagram arriving there from `from` (the sending relay as clients know it, its
+    /// `external-ip` when set). The receiving allocation's permission, channels and
+    /// bandwidth apply as to any datagram.
+    Handoff {
+        /// The bound relay address the peer names (`relay-ip:port`).
+        to: SocketAddr,
+        /// The sending relay's advertised address.
+        from: SocketAddr,
+    },
 }
 
 /// What the manager needs its event loop to do ([`Manager::poll_event`]).

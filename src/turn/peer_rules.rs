@@ -11,7 +11,8 @@
 //! 3. `allowed-peer-ip` admits, overriding the default classes, but never the unspecified
 //!    address (`0.0.0.0/8`, `::`) and never the server's own listeners.
 //! 4. The classes in [`DEFAULT_DENIED`] are refused (loopback is admitted with
-//!    `allow-loopback-peers`).
+//!    `allow-loopback-peers`), except rturn's own live relay endpoints ([`OwnRelays`]),
+//!    whose data is handed over inside the process.
 //! 5. Everything else is allowed.
 //!
 //! These defaults are stricter than coturn 4.6, which relays to `169.254.169.254` (cloud
@@ -20,6 +21,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+
+use super::own_relays::OwnRelays;
 
 /// Why a peer address was refused. Every reason maps to 403 Forbidden on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -162,13 +165,6 @@ fn default_class(ip: IpAddr) -> Option<Denied> {
         .map(|&(_, why)| why)
 }
 
-/// Which ports of the relay addresses rturn holds now, across every worker (the shared port
-/// pools): a peer at one of them is one of rturn's own live relay endpoints.
-pub trait LiveRelays: std::fmt::Debug + Send + Sync {
-    /// Whether the relay port `port` of the IPv4 (or IPv6) relay address is taken now.
-    fn holds(&self, port: u16, ipv6: bool) -> bool;
-}
-
 /// Peer address policy: immutable after construction, queried per Send indication.
 /// `Default` is the strict policy with no operator lists and no listeners.
 #[derive(Debug, Clone, Default)]
@@ -177,11 +173,10 @@ pub struct PeerRules {
     allowed: Box<[IpNet]>,
     denied: Box<[IpNet]>,
     own: Box<[SocketAddr]>,
-    /// The relay addresses (`relay-ip`) and which of their ports are live relay endpoints:
-    /// a peer there is allowed whatever its address class (two clients of this server
-    /// relaying to each other), unless the operator denied it.
-    relays: Box<[IpAddr]>,
-    live: Option<std::sync::Arc<dyn LiveRelays>>,
+    /// The relay addresses (`relay-ip` and `external-ip`) and which of their ports are live
+    /// relay endpoints: a peer there is allowed whatever its address class (two clients of
+    /// this server relaying to each other), unless the operator denied it.
+    relays: OwnRelays,
 }
 
 impl PeerRules {
@@ -201,37 +196,35 @@ impl PeerRules {
             allowed: with_unmapped(allowed),
             denied: with_unmapped(denied),
             own: own.into_boxed_slice(),
-            relays: Box::new([]),
-            live: None,
+            relays: OwnRelays::default(),
         }
     }
 
-    /// These rules, also allowing rturn's own live relay endpoints: a port of one of
-    /// `relays` (the `relay-ip` addresses) that `live` says is held now. Every other address
-    /// of those hosts stays refused as before.
-    pub fn with_own_relays(
-        mut self,
-        relays: Vec<IpAddr>,
-        live: std::sync::Arc<dyn LiveRelays>,
-    ) -> Self {
-        self.relays = relays.into_boxed_slice();
-        self.live = Some(live);
+    /// These rules, also allowing rturn's own live relay endpoints ([`OwnRelays`]: a port
+    /// of a `relay-ip` or `external-ip` address held for an allocation now). Every other
+    /// address of those hosts stays refused as before.
+    pub fn with_own_relays(mut self, relays: OwnRelays) -> Self {
+        self.relays = relays;
         self
     }
 
     /// Whether `addr` is one of rturn's own relay endpoints, live now.
     pub fn is_own_relay(&self, addr: SocketAddr) -> bool {
-        addr.port() != 0
-            && self.relays.contains(&addr.ip())
-            && self
-                .live
-                .as_ref()
-                .is_some_and(|live| live.holds(addr.port(), addr.is_ipv6()))
+        self.relays.resolve(addr).is_some()
     }
 
-    /// Whether `ip` is one of the relay addresses, whose live ports may be peers.
+    /// The bound relay address `addr` names, when it is one of rturn's own relay endpoints,
+    /// live now, and the operator did not deny it: data for it is handed over inside the
+    /// process.
+    pub fn own_relay(&self, addr: SocketAddr) -> Option<SocketAddr> {
+        let bound = self.relays.resolve(addr)?;
+        (self.allows_ip(addr.ip()) != Err(Denied::Configured)).then_some(bound)
+    }
+
+    /// Whether `ip` is one of the relay addresses (bound or advertised), whose live ports
+    /// may be peers.
     pub fn is_relay_ip(&self, ip: IpAddr) -> bool {
-        self.relays.contains(&ip)
+        self.relays.is_relay_ip(ip)
     }
 
     /// Whether a permission may be installed for the peer at `peer` (CreatePermission): its

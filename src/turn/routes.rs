@@ -1,17 +1,20 @@
 //! Routing for the data path: where a client's ChannelData or Send indication goes, and
 //! which client a peer's datagram is for, with the bandwidth limits counted on the way.
 //! Routes name the relay socket by its slot in the event loop's table, so the loop sends
-//! without a lookup by address.
+//! without a lookup by address; data for one of rturn's own live relay endpoints is routed
+//! to that relay instead ([`ToPeer::Handoff`]), decided here with the same check that
+//! allowed it.
 
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use stun::message::Message;
 
-use super::FiveTuple;
+use super::Bound;
 use super::attrs;
 use super::bandwidth;
 use super::manager::{Manager, PeerRoute};
+use super::{FiveTuple, ToPeer};
 
 impl Manager {
     /// A Send indication (RFC 8656 §11.2): where its DATA goes, or `None` to drop it silently
@@ -21,7 +24,7 @@ impl Manager {
         now: Instant,
         tuple: FiveTuple,
         msg: &'m Message,
-    ) -> Option<(usize, SocketAddr, &'m [u8])> {
+    ) -> Option<(ToPeer, &'m [u8])> {
         let alloc = self.allocations.get(&tuple)?;
         let peer = attrs::decode_xor_address(
             attrs::value(msg, stun::attributes::ATTR_XOR_PEER_ADDRESS)?,
@@ -32,30 +35,47 @@ impl Manager {
             return None;
         }
         let relay = alloc.relay_for(peer.ip())?;
+        let to = self.to_peer(relay, peer)?;
         self.admit_to_peer(now, &tuple, data.len())?;
-        Some((relay.slot, peer, data))
+        Some((to, data))
     }
 
-    /// ChannelData from a client (RFC 8656 §12.4): the relay slot to send from and the peer.
+    /// ChannelData from a client (RFC 8656 §12.4): where its payload goes.
     pub fn channel_route(
         &mut self,
         now: Instant,
         tuple: &FiveTuple,
         channel: u16,
         len: usize,
-    ) -> Option<(usize, SocketAddr)> {
+    ) -> Option<ToPeer> {
         let alloc = self.allocations.get(tuple)?;
         let bound = alloc.channel(channel, now)?;
         if !alloc.permits(bound.peer.ip(), now) {
             return None;
         }
-        // A channel to one of our own relay endpoints lives only as long as that endpoint.
-        if self.rules.is_relay_ip(bound.peer.ip()) && self.rules.allows_addr(bound.peer).is_err() {
+        let relay = alloc.relay_for(bound.peer.ip())?;
+        let to = self.to_peer(relay, bound.peer)?;
+        self.admit_to_peer(now, tuple, len)?;
+        Some(to)
+    }
+
+    /// Out of the relay socket, or, for one of rturn's own live relay endpoints, handed to
+    /// it as from the sending relay's advertised address. A peer at a relay address is
+    /// judged again here, in the one check that decides: a channel or permission to one of
+    /// our endpoints lives only as long as that endpoint, and a port released since the
+    /// permission was given is refused (`None`) rather than sent through the kernel.
+    fn to_peer(&self, relay: Bound, peer: SocketAddr) -> Option<ToPeer> {
+        if let Some(to) = self.rules.own_relay(peer) {
+            let from = self.config.advertised(relay.addr);
+            return Some(ToPeer::Handoff { to, from });
+        }
+        if self.rules.is_relay_ip(peer.ip()) && self.rules.allows_addr(peer).is_err() {
             return None;
         }
-        let relay = alloc.relay_for(bound.peer.ip())?;
-        self.admit_to_peer(now, tuple, len)?;
-        Some((relay.slot, bound.peer))
+        Some(ToPeer::Out {
+            slot: relay.slot,
+            peer,
+        })
     }
 
     /// A datagram from `peer` arrived on the relay socket in `slot` (RFC 8656 §11.3,

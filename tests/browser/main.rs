@@ -134,6 +134,14 @@ fn browser_room_pages_connect_through_the_relay() {
     let mut server = Server::start(PAGES);
     run_page_script(&[&server], "room.mjs", "room.png");
 
+    // At the shipped peer rules, each relay reached the other as one of the server's own
+    // live relay endpoints, handed over in process, and no peer was refused.
+    let handed = server.metric("rturn_relay_handoff_total{result=\"delivered\"}");
+    assert!(handed > 0.0, "no data handed between the two relays");
+    assert_eq!(
+        server.metric("rturn_requests_refused_total{code=\"403\"}"),
+        0.0
+    );
     // The media and the chat went through rturn's relay, not around it.
     assert!(server.terminate().success());
     let stopped = server.wait_line(|l| l.contains("stopped"));

@@ -6,7 +6,8 @@ use std::net::{IpAddr, SocketAddr};
 use ipnet::IpNet;
 
 use super::Denied::*;
-use super::{LiveRelays, PeerRules};
+use super::PeerRules;
+use crate::turn::own_relays::{LiveRelays, OwnRelays};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -23,19 +24,31 @@ impl LiveRelays for Live {
 }
 
 fn with_own(denied: Vec<IpNet>) -> PeerRules {
-    PeerRules::new(false, vec![], denied, vec![]).with_own_relays(
-        vec![ip("127.0.0.1"), ip("10.0.0.7")],
-        std::sync::Arc::new(Live),
-    )
+    let relays = vec![
+        (ip("127.0.0.1"), ip("127.0.0.1")),
+        (ip("10.0.0.7"), ip("198.18.0.7")),
+    ];
+    let own = OwnRelays::new(relays, std::sync::Arc::new(Live));
+    PeerRules::new(false, vec![], denied, vec![]).with_own_relays(own)
 }
 
 #[test]
 fn own_live_relay_endpoints_are_allowed_whatever_their_class() {
     let rules = with_own(vec![]);
-    for peer in ["127.0.0.1:50000", "10.0.0.7:50002"] {
+    // The relay address, or the external-ip advertised for it (here in a refused class too).
+    for (peer, bound) in [
+        ("127.0.0.1:50000", "127.0.0.1:50000"),
+        ("10.0.0.7:50002", "10.0.0.7:50002"),
+        ("198.18.0.7:50002", "10.0.0.7:50002"),
+    ] {
         let peer: SocketAddr = peer.parse().unwrap();
         assert_eq!(rules.allows_permission(peer), Ok(()), "{peer}");
         assert_eq!(rules.allows_addr(peer), Ok(()), "{peer}");
+        assert_eq!(
+            rules.own_relay(peer),
+            Some(bound.parse().unwrap()),
+            "{peer}"
+        );
     }
     // Another port of a relay address, a relay port of another loopback address, or a
     // disguise of a relay address: refused as before.
@@ -44,10 +57,12 @@ fn own_live_relay_endpoints_are_allowed_whatever_their_class() {
         ("127.0.0.2:50000", Loopback),
         ("10.0.0.8:50000", Private),
         ("[::ffff:127.0.0.1]:50000", Loopback),
+        ("198.18.0.7:50001", Benchmarking),
     ] {
         let peer: SocketAddr = peer.parse().unwrap();
         assert_eq!(rules.allows_permission(peer), Err(why), "{peer}");
         assert_eq!(rules.allows_addr(peer), Err(why), "{peer}");
+        assert_eq!(rules.own_relay(peer), None, "{peer}");
     }
     // Without the live view (the strict default), nothing changes.
     let strict = PeerRules::new(false, vec![], vec![], vec![]);
@@ -63,4 +78,5 @@ fn an_operator_denial_wins_over_own_relays() {
     let peer: SocketAddr = "127.0.0.1:50000".parse().unwrap();
     assert_eq!(rules.allows_permission(peer), Err(Configured));
     assert_eq!(rules.allows_addr(peer), Err(Configured));
+    assert_eq!(rules.own_relay(peer), None, "denied: never handed over");
 }

@@ -27,7 +27,13 @@ fn an_allocate_asks_for_sockets_routes_name_their_slot_and_a_delete_closes_it() 
 
     h.ok(0, &alice, Request::channel_bind(0x4000, PEER_A));
     let route = h.mgr.channel_route(now, &alice.tuple, 0x4000, 10);
-    assert_eq!(route, Some((7, PEER_A)));
+    assert_eq!(
+        route,
+        Some(ToPeer::Out {
+            slot: 7,
+            peer: PEER_A
+        })
+    );
     let back = h.mgr.peer_route(now, 7, PEER_A, 10);
     assert_eq!(
         back.map(|r| (r.client, r.channel)),

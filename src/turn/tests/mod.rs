@@ -26,7 +26,8 @@ use super::manager::PeerRoute;
 use super::peer_rules::PeerRules;
 use super::quota::{Limits, Quotas};
 use super::{
-    Answer, Bound, Event, FiveTuple, Manager, PortChoice, RelayAddress, Transport, TurnConfig,
+    Answer, Bound, Event, FiveTuple, Manager, PortChoice, RelayAddress, ToPeer, Transport,
+    TurnConfig,
 };
 use crate::auth::{Auth, AuthSettings, Integrity, Key, NonceCheck, verify_integrity};
 use crate::client::{Request, Response, Session};
@@ -445,15 +446,20 @@ impl Harness {
         number: u16,
     ) -> Option<(SocketAddr, SocketAddr)> {
         let now = self.at(secs);
-        let route = self.mgr.channel_route(now, &client.tuple, number, 0);
-        route.map(|(slot, peer)| (addr_of(slot), peer))
+        match self.mgr.channel_route(now, &client.tuple, number, 0)? {
+            ToPeer::Out { slot, peer } => Some((addr_of(slot), peer)),
+            ToPeer::Handoff { to, from } => panic!("handed from {from} to {to}"),
+        }
     }
 
     /// Where a Send indication to `peer` goes: the relay to send from.
     fn send_to(&mut self, secs: u64, tuple: FiveTuple, peer: SocketAddr) -> Option<SocketAddr> {
         let ind = decode(&build(&Request::send(peer, b"hello"), None));
         let now = self.at(secs);
-        let (slot, to, data) = self.mgr.handle_send(now, tuple, &ind)?;
+        let (to, data) = self.mgr.handle_send(now, tuple, &ind)?;
+        let ToPeer::Out { slot, peer: to } = to else {
+            panic!("handed over: {to:?}");
+        };
         assert_eq!((to, data), (peer, &b"hello"[..]));
         Some(addr_of(slot))
     }
@@ -527,5 +533,6 @@ mod allocate;
 mod authentication;
 mod events;
 mod limits;
+mod own_relays;
 mod quotas;
 mod relaying;
