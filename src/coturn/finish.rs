@@ -155,8 +155,9 @@ impl Importer {
         }
         if self.cert.is_some() && self.pkey.is_some() && !self.no_dtls {
             let why = format!(
-                "coturn also served TURN over DTLS on UDP port {tls_port} with this \
-                 certificate; rturn has no DTLS, so those clients must use turns: (TLS over TCP)"
+                "coturn before 4.17 also served TURN over DTLS on UDP port {tls_port} with \
+                 this certificate (4.17 and later only with dtls); rturn has no DTLS, so those \
+                 clients must use turns: (TLS over TCP)"
             );
             self.skip(None, "dtls", attention(why));
         }
@@ -166,12 +167,16 @@ impl Importer {
         if !tls.is_empty() {
             out.line(format!("tls = {}", list(&tls)));
         }
+        let http = self.http(out, &[tcp.as_slice(), &tls].concat());
         if let Some((cert, key)) = files {
             out.section("tls");
+            if self.unreadable_files() {
+                out.line("# CHANGE ME: rturn's service cannot read /etc/letsencrypt (see above).");
+            }
             out.line(format!("cert = {}", quote(&cert)));
             out.line(format!("key = {}", quote(&key)));
         }
-        [udp, tcp, tls].concat()
+        [udp, tcp, tls, http.into_iter().collect()].concat()
     }
 
     /// Reports why there is no TLS listener on the first TLS line, and the others as unused.
@@ -377,6 +382,7 @@ impl Importer {
             out.line("allow-loopback-peers = true");
         }
         self.peer_lists(out);
+        self.alternate(out);
         if let Some(max) = &self.max_lifetime {
             if max.value < RTURN_ALLOCATION_LIFETIME {
                 out.line(format!("allocation-lifetime = {}", duration(max.value)));

@@ -1,6 +1,7 @@
 //! Black-box: `rturn import-coturn` on coturn's own example file, on every option that file
-//! documents, and a round trip: a coturn configuration converted, served by rturn, and used by
-//! coturn's `turnutils_uclient` through coturn's echo peer with nothing lost.
+//! documents, and a round trip: a coturn configuration converted, served by rturn (with
+//! `/healthz` and `/metrics` on its HTTP listener), and used by coturn's `turnutils_uclient`
+//! through coturn's echo peer with nothing lost.
 
 use std::net::{TcpListener, UdpSocket};
 use std::path::Path;
@@ -150,9 +151,14 @@ fn converted_config_relays_for_turnutils_uclient() {
     );
     assert_eq!(stderr.lines().count(), 2, "{stderr}");
 
-    let server = Server::start(&toml);
+    // /healthz and /metrics on loopback, on rturn's usual port; a free one here.
+    let http = "http = \"127.0.0.1:8080\"\n";
+    assert!(toml.contains(http), "{toml}");
+    let server = Server::start(&toml.replace(http, "http = \"127.0.0.1:0\"\n"));
     let want = vec![format!("127.0.0.1:{port}").parse().unwrap()];
     assert_eq!((&server.udp, &server.tcp), (&want, &want), "{toml}");
+    assert!(http_body(server.http_addr(), "/healthz").contains("\"status\":\"ok\""));
+    assert!(!server.metrics().is_empty(), "/metrics is served");
     let peer = EchoPeer::start();
     uclient(&server, &peer, &[]);
     uclient(&server, &peer, &["-t"]);
