@@ -145,9 +145,9 @@ impl Importer {
                 "pkey without cert, so there is no TLS listener: add [tls] cert by hand",
             )),
             (None, None, None) => Some(attention(format!(
-                "coturn serves TLS (and DTLS) on port {tls_port} when it finds a certificate \
-                 (cert/pkey, or its default turn_server_cert.pem); none is named here, so \
-                 there is no TLS listener: add [tls] cert/key and listen.tls for turns:"
+                "coturn serves TLS (and, before 4.17, DTLS) on port {tls_port} when it finds a \
+                 certificate (cert/pkey, or its default turn_server_cert.pem); none is named \
+                 here, so there is no TLS listener: add [tls] cert/key and listen.tls for turns:"
             ))),
         };
         if let Some(skip) = no_tls {
