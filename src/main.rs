@@ -95,7 +95,9 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     {
         let Some(secret) = &config.signal.token_secret else {
             bail!(
-                "{}: signal.token-secret is not set, so rturn accepts no tokens",
+                "{}: signal.token-secret is not set, so this server asks for no token (anyone \
+                 may use /ws and /api/ice-servers): to require tokens, add token-secret = \
+                 \"...\" (16 characters or more) under [signal], reload, then mint them here",
                 path.display()
             );
         };
