@@ -48,10 +48,10 @@ const SYSTEMD: &str = "use systemd for this (see systemd/rturn.service)";
 const TLS_TUNING: &str = "rturn's TLS (rustls) chooses its own ciphers and key exchange";
 const OLD_TLS: &str = "already so: rturn speaks TLS 1.2 and 1.3 only";
 const TLS_1_2: &str = "rturn still accepts TLS 1.2 (it speaks TLS 1.2 and 1.3)";
-const CA_FILE: &str = "with it, coturn demands from every TLS client a certificate signed by \
-                       this CA; rturn never asks for one (TURN credentials still apply). If the \
-                       file holds your certificate's intermediate chain, put the chain in [tls] \
-                       cert instead (fullchain.pem)";
+const CA_FILE: &str = "with it, coturn demands of every TLS client a client certificate signed \
+                       by this CA; rturn never asks for one (TURN credentials still apply). If \
+                       the file holds your certificate's intermediate chain, put the chain in \
+                       [tls] cert instead (fullchain.pem)";
 const PKEY_PWD: &str =
     "rturn reads unencrypted keys only: decrypt it (openssl pkey -in KEY -out PLAIN)";
 const RAW_KEYS: &str = "rturn uses X.509 certificates only";
