@@ -2,7 +2,8 @@
 //! `EXPIRY:ROOM` for the root namespace (`/ws`) or `EXPIRY/NAMESPACE:ROOM` for `/ws/NAMESPACE`,
 //! ROOM empty for a token valid in any room of its namespace. Minted by `rturn token` (or by
 //! the application's backend, with the same formula) and checked on `/ws` and
-//! `/api/ice-servers`. Stateless: nothing is stored per token.
+//! `/api/ice-servers` by [`check`], whose refusal says what was wrong and how to mint a good
+//! token. Stateless: nothing is stored per token.
 //!
 //! The two forms cannot be confused: the expiry is digits only, followed by `:` in one and
 //! `/` in the other, and a namespace holding `:` never verifies (it would make
