@@ -218,6 +218,9 @@ impl Importer {
                 None
             }
         };
+        // coturn's static-auth-secret switches use-auth-secret on, and with it coturn checks
+        // TURN REST credentials only (get_user_key returns before the user= lines).
+        let rest = self.use_auth_secret.is_some() || !self.secrets.is_empty();
         let mut users: BTreeMap<String, At<String>> = BTreeMap::new();
         for At { line, value } in std::mem::take(&mut self.users) {
             let (name, password) = value;
@@ -235,11 +238,7 @@ impl Importer {
         let mut secrets: Vec<At<String>> = Vec::new();
         for secret in std::mem::take(&mut self.secrets) {
             let line = Some(secret.line);
-            if self.use_auth_secret.is_none() {
-                let why = "coturn ignores it without use-auth-secret, so it is not carried over \
-                           (copy it to [auth] static-auth-secret to accept TURN REST credentials)";
-                self.skip(line, "static-auth-secret", attention(why));
-            } else if self.stun_only.is_some() {
+            if self.stun_only.is_some() {
                 self.skip(line, "static-auth-secret", note(stun_only));
             } else if let Some(why) = weak(&secret.value, true).filter(|_| public) {
                 let why = format!("the secret {why}");
@@ -250,6 +249,16 @@ impl Importer {
             } else {
                 secrets.push(secret);
             }
+        }
+        if rest && !users.is_empty() {
+            let lines: Vec<String> = users.values().map(|u| u.line.to_string()).collect();
+            let why = format!(
+                "with use-auth-secret or static-auth-secret coturn took TURN REST credentials \
+                 only and refused these users (line {}); rturn accepts both: remove them from \
+                 [auth.users] to refuse them here too",
+                lines.join(", ")
+            );
+            self.skip(None, "user", attention(why));
         }
         // The flags are converted by what they switch on; report them when that is nothing.
         let database = "coturn read them from its database; add them to";
