@@ -10,13 +10,13 @@ use super::toml_text::{Toml, quote};
 use super::{At, Importer};
 
 /// coturn's `prometheus-port` default.
-pub(super) const COTURN_METRICS_PORT: u16 = 9641;
+const COTURN_METRICS_PORT: u16 = 9641;
 /// `listen.http` when coturn served no metrics: the port of rturn's shipped config.
-pub(super) const HTTP_PORT: u16 = 8080;
+const HTTP_PORT: u16 = 8080;
 /// certbot's directory: `live/` and `archive/` are root's alone (mode 0700).
 const LETSENCRYPT: &str = "/etc/letsencrypt/";
 
-/// What the HTTP listener serves besides `/metrics`, for the reports and the TOML comment.
+/// What the HTTP listener serves besides `/metrics`, for the reports.
 const HTTP_ALSO: &str = "the signaling relay (/ws), the web pages and /api/ice-servers (TURN \
                          credentials for whoever asks)";
 
@@ -85,7 +85,12 @@ impl Importer {
                  /metrics, no /healthz): add one on a free port",
                 http.port()
             );
-            self.skip(prometheus, "prometheus-port", attention(why));
+            let option = if prometheus.is_some() {
+                "prometheus-port"
+            } else {
+                "http"
+            };
+            self.skip(prometheus, option, attention(why));
             return None;
         }
         out.line(match prometheus {

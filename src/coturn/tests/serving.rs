@@ -54,6 +54,10 @@ fn prometheus_becomes_listen_http() {
     let (config, c) = run("realm=r\nprometheus\nprometheus-port=3478\n");
     assert_eq!(config.listen.http, None);
     assert!(skip(&c, "line 2: prometheus-port: ").contains("no listen.http"));
+    // rturn's usual 8080 taken by coturn's listening-port: said without a prometheus line.
+    let (config, c) = run("realm=r\nlistening-port=8080\n");
+    assert_eq!(config.listen.http, None);
+    assert!(skip(&c, "http: ").contains("no listen.http"));
 }
 
 #[test]
