@@ -2,6 +2,7 @@
 # Runs rturn's whole test suite. Installs what the tests need when it is missing:
 #   coturn           - for turnutils_stunclient / turnutils_uclient, clients we did not write.
 #   chromium         - Debian's browser, for tests/browser/ (WebRTC through TURN).
+#   npm (and nodejs) - runs tests/browser/*.mjs.
 #   playwright-core  - drives that browser; npm ci into tests/browser/node_modules.
 #   redis-server     - the cluster tests start their own, each on a free loopback port.
 #   python3          - scripts/check-layout.py (file sizes, import cycles, test binaries).
@@ -18,6 +19,7 @@ command -v redis-server >/dev/null 2>&1 || need_packages+=(redis-server)
 command -v python3 >/dev/null 2>&1 || need_packages+=(python3)
 command -v systemd-analyze >/dev/null 2>&1 || need_packages+=(systemd)
 command -v readelf >/dev/null 2>&1 || need_packages+=(binutils)
+command -v npm >/dev/null 2>&1 || need_packages+=(npm)
 
 if ((${#need_packages[@]})); then
     echo "scripts/test.sh: installing ${need_packages[*]} (Debian packages the tests use)"

@@ -62,11 +62,22 @@ pub enum Command {
         ttl: std::time::Duration,
     },
     /// Print TURN REST credentials (username and password) and a ready `iceServers` snippet.
-    /// Needs no config file.
+    ///
+    /// The secret they are signed with: the config file's first `[auth] static-auth-secret`
+    /// (-c FILE, default /etc/rturn/turnserver.toml; its rest-separator too), unless
+    /// `--secret` or the RTURN_SECRET environment variable gives one. `--secret -` reads it
+    /// from the first line of stdin. A secret written on the command line is seen by `ps`
+    /// and kept in the shell's history: prefer the file, stdin or the variable.
     Credentials {
-        /// The `static-auth-secret` to sign with.
-        #[arg(long)]
-        secret: String,
+        /// The `static-auth-secret` to sign with, or `-` to read it from stdin [default: the
+        /// config file's]
+        #[arg(
+            long,
+            env = "RTURN_SECRET",
+            hide_env_values = true,
+            value_name = "SECRET"
+        )]
+        secret: Option<String>,
         /// The user name inside the REST username ("EXPIRY:USER").
         #[arg(long)]
         user: Option<String>,

@@ -14,21 +14,27 @@
 //! - `unsupported`: the options rturn has no counterpart for, each with the reason;
 //! - `finish`: settles what spans several options (listen addresses, relay-ip, external-ip,
 //!   which credentials count, peer ranges) and writes the TOML;
+//! - `serving`: what rturn serves beyond TURN: `[listen] http` (for `/metrics` and `/healthz`,
+//!   from coturn's `prometheus` options), `[relay] alternate-server`, and certificate paths
+//!   the service cannot read;
 //! - `toml_text`: writing TOML text (sections, quoted strings and keys, lists, durations);
 //! - `ranges`: coturn's `A-B` address ranges as exact CIDR blocks.
 //!
 //! Every line ends up either converted or in [`Conversion::skipped`], which the top of the TOML
 //! repeats, split into what needs attention and what needs nothing.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use line::{Line, Skip, Skipped, attention, note};
 use ranges::Range;
 use unsupported::ADDRESS_FAMILY;
 
+use crate::config::DEFAULT_PORT;
+
 mod finish;
 mod line;
 mod ranges;
+mod serving;
 #[cfg(test)]
 mod tests;
 mod toml_text;
@@ -116,6 +122,11 @@ struct Importer {
     max_bps: Option<At<usize>>,
     bps_capacity: Option<At<usize>>,
     workers: Option<At<usize>>,
+    /// `prometheus`: the line that switched it on.
+    prometheus: Option<usize>,
+    prometheus_port: Option<At<u16>>,
+    prometheus_address: Option<At<IpAddr>>,
+    alternates: Vec<At<SocketAddr>>,
     skipped: Vec<Skipped>,
 }
 
@@ -217,6 +228,20 @@ const OPTIONS: &[(&str, Handler)] = &[
         n if n > 1024 => Err(attention("rturn runs at most 1024 workers")),
         n => once(&mut c.skipped, &mut c.workers, l, n),
     }),
+    ("prometheus", |c, l| set_flag(&mut c.prometheus, l)),
+    ("prometheus-port", |c, l| {
+        let port = l.number(PORT)?;
+        once(&mut c.skipped, &mut c.prometheus_port, l, port)
+    }),
+    ("prometheus-address", |c, l| {
+        let ip = l.ip()?;
+        once(&mut c.skipped, &mut c.prometheus_address, l, ip)
+    }),
+    ("alternate-server", |c, l| {
+        let addr = l.address(DEFAULT_PORT)?;
+        c.alternates.push(At::new(l.number, addr));
+        Ok(())
+    }),
     ("allocation-default-address-family", |_, l| {
         match l.text()? {
             "ipv4" => Err(note(
@@ -282,7 +307,7 @@ impl Importer {
         } else if let Some(result) = unsupported::skip(line) {
             result
         } else {
-            Err(attention("unknown coturn option"))
+            Err(unknown(line.name))
         };
         if let Err(skip) = result {
             self.skip(Some(line.number), line.name, skip);
@@ -386,6 +411,24 @@ impl Importer {
             _ => once(&mut self.skipped, &mut self.nonce_lifetime, line, seconds),
         }
     }
+}
+
+/// An option coturn does not have. coturn's names are case-sensitive, so a known name in
+/// other letters (`ca-file` for `CA-file`) is a line coturn ignored: say which it meant.
+fn unknown(name: &str) -> Skip {
+    let names = OPTIONS.iter().map(|(n, _)| *n);
+    let names = names.chain(unsupported::UNSUPPORTED.iter().map(|(n, ..)| *n));
+    let Some(meant) = names.into_iter().find(|n| n.eq_ignore_ascii_case(name)) else {
+        return attention("unknown coturn option");
+    };
+    let what = match unsupported::UNSUPPORTED.iter().find(|(n, ..)| *n == meant) {
+        Some((_, _, why)) => format!("; about {meant}: {why}"),
+        None => format!(": if {meant} was meant, write it so and convert again"),
+    };
+    attention(format!(
+        "not a coturn option, so coturn ignored this line (its option names are \
+         case-sensitive: this is {meant} in other letters){what}"
+    ))
 }
 
 /// File text fit for a comment line: control characters become `?`.

@@ -54,7 +54,8 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             ttl,
             urls,
         }) => {
-            return print_credentials(secret, user.as_deref(), *ttl, urls);
+            let (secret, separator) = credentials_secret(cli, secret.as_deref())?;
+            return print_credentials(&secret, separator, user.as_deref(), *ttl, urls);
         }
         Some(Command::ImportCoturn { file }) => return import_coturn(file),
         Some(Command::Probe {
@@ -94,7 +95,9 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     {
         let Some(secret) = &config.signal.token_secret else {
             bail!(
-                "{}: signal.token-secret is not set, so rturn accepts no tokens",
+                "{}: signal.token-secret is not set, so this server asks for no token (anyone \
+                 may use /ws and /api/ice-servers): to require tokens, add token-secret = \
+                 \"...\" (16 characters or more) under [signal], reload, then mint them here",
                 path.display()
             );
         };
@@ -197,15 +200,64 @@ fn unix_now() -> anyhow::Result<u64> {
         .as_secs())
 }
 
+/// The secret `rturn credentials` signs with, and the REST separator: `--secret` (or
+/// RTURN_SECRET; `-` reads stdin's first line), else the config file's first
+/// static-auth-secret. The file, when read, also gives the separator.
+fn credentials_secret(cli: &Cli, given: Option<&str>) -> anyhow::Result<(String, char)> {
+    const HOW: &str = "give the server's secret as RTURN_SECRET=... or on stdin \
+                       (`rturn credentials --secret - < FILE`), or name its config with -c FILE";
+    let (path, explicit) = cli.config_path();
+    let secret = match given {
+        Some("-") => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("--secret -: cannot read the secret from stdin")?;
+            let secret = line.trim_end_matches(['\r', '\n']);
+            if secret.is_empty() {
+                bail!("--secret -: stdin is empty; pipe the secret in, e.g. --secret - < FILE");
+            }
+            Some(secret.to_owned())
+        }
+        Some("") => bail!("the secret is empty: {HOW}"),
+        other => other.map(str::to_owned),
+    };
+    if let (Some(secret), false) = (&secret, explicit) {
+        return Ok((secret.clone(), ':'));
+    }
+    if !explicit && !path.exists() {
+        bail!(
+            "no secret to sign with: {} does not exist; {HOW}",
+            path.display()
+        );
+    }
+    let config = Config::read(&path)?;
+    let separator = config.auth.rest_separator;
+    if let Some(secret) = secret {
+        return Ok((secret, separator));
+    }
+    match config.auth.static_auth_secret.first() {
+        Some(first) => Ok((first.clone(), separator)),
+        None => bail!(
+            "{}: [auth] static-auth-secret is not set, so this server accepts no TURN REST \
+             credentials: add one there (16 characters or more; every server that should \
+             accept the credentials needs the same), or, for another server, {HOW}",
+            path.display()
+        ),
+    }
+}
+
 /// `rturn credentials`: what an application backend would mint, for trying a TURN server.
 fn print_credentials(
     secret: &str,
+    rest_separator: char,
     user: Option<&str>,
     ttl: std::time::Duration,
     urls: &[String],
 ) -> anyhow::Result<()> {
     let auth = rturn::auth::Auth::new(rturn::auth::AuthSettings {
         secrets: vec![secret.to_owned()],
+        rest_separator,
         ..Default::default()
     });
     let (username, credential) = auth

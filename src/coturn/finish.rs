@@ -145,9 +145,9 @@ impl Importer {
                 "pkey without cert, so there is no TLS listener: add [tls] cert by hand",
             )),
             (None, None, None) => Some(attention(format!(
-                "coturn serves TLS (and DTLS) on port {tls_port} when it finds a certificate \
-                 (cert/pkey, or its default turn_server_cert.pem); none is named here, so \
-                 there is no TLS listener: add [tls] cert/key and listen.tls for turns:"
+                "coturn serves TLS (and, before 4.17, DTLS) on port {tls_port} when it finds a \
+                 certificate (cert/pkey, or its default turn_server_cert.pem); none is named \
+                 here, so there is no TLS listener: add [tls] cert/key and listen.tls for turns:"
             ))),
         };
         if let Some(skip) = no_tls {
@@ -155,8 +155,9 @@ impl Importer {
         }
         if self.cert.is_some() && self.pkey.is_some() && !self.no_dtls {
             let why = format!(
-                "coturn also served TURN over DTLS on UDP port {tls_port} with this \
-                 certificate; rturn has no DTLS, so those clients must use turns: (TLS over TCP)"
+                "coturn before 4.17 also served TURN over DTLS on UDP port {tls_port} with \
+                 this certificate (4.17 and later only with dtls); rturn has no DTLS, so those \
+                 clients must use turns: (TLS over TCP)"
             );
             self.skip(None, "dtls", attention(why));
         }
@@ -166,12 +167,16 @@ impl Importer {
         if !tls.is_empty() {
             out.line(format!("tls = {}", list(&tls)));
         }
+        let http = self.http(out, &[tcp.as_slice(), &tls].concat());
         if let Some((cert, key)) = files {
             out.section("tls");
+            if self.unreadable_files() {
+                out.line("# CHANGE ME: rturn's service cannot read /etc/letsencrypt (see above).");
+            }
             out.line(format!("cert = {}", quote(&cert)));
             out.line(format!("key = {}", quote(&key)));
         }
-        [udp, tcp, tls].concat()
+        [udp, tcp, tls, http.into_iter().collect()].concat()
     }
 
     /// Reports why there is no TLS listener on the first TLS line, and the others as unused.
@@ -213,6 +218,9 @@ impl Importer {
                 None
             }
         };
+        // coturn's static-auth-secret switches use-auth-secret on, and with it coturn checks
+        // TURN REST credentials only (get_user_key returns before the user= lines).
+        let rest = self.use_auth_secret.is_some() || !self.secrets.is_empty();
         let mut users: BTreeMap<String, At<String>> = BTreeMap::new();
         for At { line, value } in std::mem::take(&mut self.users) {
             let (name, password) = value;
@@ -230,11 +238,7 @@ impl Importer {
         let mut secrets: Vec<At<String>> = Vec::new();
         for secret in std::mem::take(&mut self.secrets) {
             let line = Some(secret.line);
-            if self.use_auth_secret.is_none() {
-                let why = "coturn ignores it without use-auth-secret, so it is not carried over \
-                           (copy it to [auth] static-auth-secret to accept TURN REST credentials)";
-                self.skip(line, "static-auth-secret", attention(why));
-            } else if self.stun_only.is_some() {
+            if self.stun_only.is_some() {
                 self.skip(line, "static-auth-secret", note(stun_only));
             } else if let Some(why) = weak(&secret.value, true).filter(|_| public) {
                 let why = format!("the secret {why}");
@@ -245,6 +249,16 @@ impl Importer {
             } else {
                 secrets.push(secret);
             }
+        }
+        if rest && !users.is_empty() {
+            let lines: Vec<String> = users.values().map(|u| u.line.to_string()).collect();
+            let why = format!(
+                "with use-auth-secret or static-auth-secret coturn took TURN REST credentials \
+                 only and refused these users (line {}); rturn accepts both: remove them from \
+                 [auth.users] to refuse them here too",
+                lines.join(", ")
+            );
+            self.skip(None, "user", attention(why));
         }
         // The flags are converted by what they switch on; report them when that is nothing.
         let database = "coturn read them from its database; add them to";
@@ -377,6 +391,7 @@ impl Importer {
             out.line("allow-loopback-peers = true");
         }
         self.peer_lists(out);
+        self.alternate(out);
         if let Some(max) = &self.max_lifetime {
             if max.value < RTURN_ALLOCATION_LIFETIME {
                 out.line(format!("allocation-lifetime = {}", duration(max.value)));

@@ -3,7 +3,7 @@
 //! table and `finish` all use it; it uses none of them.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
 /// One option line: `name=value`, `name value` or a bare `name`.
@@ -74,6 +74,22 @@ impl<'a> Line<'a> {
 
     pub(super) fn ip(&self) -> Result<IpAddr, Skip> {
         self.number("an IP address")
+    }
+
+    /// `IP`, `IP:PORT` or `[IPv6]:PORT`, as coturn's alternate-server takes it; without a
+    /// port, `default_port`.
+    pub(super) fn address(&self, default_port: u16) -> Result<SocketAddr, Skip> {
+        let v = self.text()?.trim();
+        if let Ok(addr) = v.parse() {
+            return Ok(addr);
+        }
+        let bare = v.strip_prefix('[').and_then(|v| v.strip_suffix(']'));
+        match bare.unwrap_or(v).parse::<IpAddr>() {
+            Ok(ip) => Ok(SocketAddr::new(ip, default_port)),
+            Err(_) => Err(attention(format!(
+                "{v:?} is not an address (IP, IP:PORT or [IPv6]:PORT)"
+            ))),
+        }
     }
 }
 

@@ -11,6 +11,7 @@ mod addresses;
 mod credentials;
 mod peers;
 mod reading;
+mod serving;
 
 /// Converts `text`, and checks the TOML passes rturn's own validation.
 pub(super) fn run(text: &str) -> (Config, Conversion) {

@@ -55,7 +55,7 @@ fn refusal(state: &AdminState, headers: &HeaderMap) -> Option<Response> {
         return Some(
             (
                 StatusCode::NOT_FOUND,
-                "the admin API is off ([admin] token)\n",
+                "the admin API is off: set [admin] token in the server's config to turn it on\n",
             )
                 .into_response(),
         );
@@ -67,7 +67,9 @@ fn refusal(state: &AdminState, headers: &HeaderMap) -> Option<Response> {
     if bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
         None
     } else {
-        Some((StatusCode::UNAUTHORIZED, "admin token required\n").into_response())
+        let why = "admin token required: send the [admin] token of the server's config as \
+                   Authorization: Bearer TOKEN\n";
+        Some((StatusCode::UNAUTHORIZED, why).into_response())
     }
 }
 

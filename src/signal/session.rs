@@ -294,7 +294,9 @@ fn answer_text(
             {
                 return refuse(SignalError::new(
                     ErrorCode::Unauthorized,
-                    "this token is for another room",
+                    "this connection's token is for another room (the one in &room=): to \
+                     join this one, connect again with a token minted for it (rturn token \
+                     --room ROOM) and &room=ROOM",
                 ));
             }
             join::join(hub, id, &me.namespace, &room)

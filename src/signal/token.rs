@@ -2,7 +2,8 @@
 //! `EXPIRY:ROOM` for the root namespace (`/ws`) or `EXPIRY/NAMESPACE:ROOM` for `/ws/NAMESPACE`,
 //! ROOM empty for a token valid in any room of its namespace. Minted by `rturn token` (or by
 //! the application's backend, with the same formula) and checked on `/ws` and
-//! `/api/ice-servers`. Stateless: nothing is stored per token.
+//! `/api/ice-servers` by [`check`], whose refusal says what was wrong and how to mint a good
+//! token. Stateless: nothing is stored per token.
 //!
 //! The two forms cannot be confused: the expiry is digits only, followed by `:` in one and
 //! `/` in the other, and a namespace holding `:` never verifies (it would make
@@ -105,6 +106,59 @@ pub fn verify(
     Ok(())
 }
 
+/// How to get a token, said in every refusal (the client reads it in the 401's body).
+const MINT: &str = "mint one with `rturn -c FILE token` (add --room R for one room, \
+                    --namespace NS for /ws/NS) or in your backend with the server's \
+                    [signal] token-secret";
+
+/// The token rules of a request to `/ws`, `/ws/NAMESPACE` or `/api/ice-servers`, given its
+/// `?token=` and `&room=` (`namespace` `""`: plain `/ws`): `Ok(None)` for a token good in
+/// any room, `Ok(Some(room))` for a room token, else the text of the 401, which says what
+/// was wrong and how to get it right.
+pub fn check(
+    secret: &[u8],
+    token: Option<&str>,
+    room: Option<&str>,
+    namespace: &str,
+    now: u64,
+) -> Result<Option<String>, String> {
+    let Some(token) = token else {
+        return Err(format!(
+            "a token is required: this server has [signal] token-secret set, so connect with \
+             ?token=EXPIRY:MAC (and &room=R for a token bound to room R); {MINT}\n"
+        ));
+    };
+    // A token good in any room works with or without `room`; a room token only with its room.
+    let any = verify(secret, token, namespace, None, now);
+    let result = match (any, room) {
+        (Ok(()), _) => return Ok(None),
+        (Err(TokenError::BadMac), Some(room)) => {
+            verify(secret, token, namespace, Some(room), now).map(|()| Some(room.to_owned()))
+        }
+        (Err(error), _) => Err(error),
+    };
+    let place = match namespace {
+        "" => "/ws",
+        _ => "this namespace",
+    };
+    result.map_err(|error| match (error, room) {
+        (TokenError::Malformed, _) => format!(
+            "malformed token: it is EXPIRY:MAC, a decimal expiry and 64 hex digits, as \
+             `rturn token` prints it; {MINT}\n"
+        ),
+        (TokenError::Expired, _) => format!("token expired: {MINT}\n"),
+        (TokenError::BadMac, None) => format!(
+            "token not valid for {place}: a token minted for one room (--room R) also needs \
+             &room=R in the URL; otherwise it was minted for another namespace or with \
+             another token-secret: {MINT}\n"
+        ),
+        (TokenError::BadMac, Some(_)) => format!(
+            "token not valid for the room in &room= under {place}: it was minted for another \
+             room or namespace, or with another token-secret: {MINT}\n"
+        ),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,6 +195,49 @@ mod tests {
         assert_eq!(mint(SECRET, 1000, "a:b", None), None);
         assert_eq!(signed_text(7, "ns", "r"), "7/ns:r");
         assert_eq!(signed_text(7, "", "r"), "7:r");
+    }
+
+    /// Every refusal says what was wrong and how to mint a good token.
+    #[test]
+    fn refusals_name_the_fix() {
+        let check = |token: Option<&str>, room: Option<&str>, ns: &str| {
+            check(SECRET, token, room, ns, 500).unwrap_err()
+        };
+        for text in [
+            check(None, None, ""),
+            check(Some("garbage"), None, ""),
+            check(Some(&mint_root(100, None)), None, ""),
+            check(Some(&mint_root(1000, Some("r"))), None, ""),
+            check(Some(&mint_root(1000, Some("r"))), Some("s"), ""),
+        ] {
+            assert!(text.contains("rturn -c FILE token"), "{text}");
+            assert!(text.contains("token-secret"), "{text}");
+            assert!(text.ends_with('\n'), "{text}");
+        }
+        assert!(check(None, None, "").starts_with("a token is required"));
+        assert!(check(Some("1:x"), None, "").starts_with("malformed token"));
+        assert!(
+            check(Some(&mint_root(100, Some("r"))), Some("r"), "").starts_with("token expired")
+        );
+        // A room token presented without its room: the message says to add &room=.
+        let room_token = mint_root(1000, Some("r"));
+        let text = check(Some(&room_token), None, "");
+        assert!(text.contains("&room=R"), "{text}");
+        assert!(check(Some(&room_token), None, "ns").contains("this namespace"));
+        // With the wrong room, it says so.
+        assert!(check(Some(&room_token), Some("s"), "").contains("another room"));
+    }
+
+    #[test]
+    fn check_returns_the_room_a_token_is_bound_to() {
+        let any = mint_root(1000, None);
+        assert_eq!(check(SECRET, Some(&any), None, "", 0), Ok(None));
+        assert_eq!(check(SECRET, Some(&any), Some("r"), "", 0), Ok(None));
+        let room = mint_root(1000, Some("r"));
+        assert_eq!(
+            check(SECRET, Some(&room), Some("r"), "", 0),
+            Ok(Some("r".to_owned()))
+        );
     }
 
     /// "01000" parsed to the 1000 the MAC was made over and verified: another spelling.

@@ -301,6 +301,8 @@ impl Manager {
         let has_integrity = req.contains(stun::attributes::ATTR_MESSAGE_INTEGRITY)
             || req.contains(stun::attributes::ATTR_MESSAGE_INTEGRITY_SHA256);
         if !has_integrity {
+            // The first round trip of every session: normal, so only at trace (-vv).
+            tracing::trace!(client = %tuple.client, "401 challenge: no credentials yet");
             self.metrics.challenges += 1;
             self.challenge(now, tuple, req, 401);
             return Err(());
@@ -310,20 +312,20 @@ impl Manager {
             attrs::value(req, ATTR_REALM),
             attrs::value(req, ATTR_NONCE),
         ) else {
-            self.metrics.auth_failed("bad_request");
+            self.auth_failed(tuple, "", "bad_request");
             self.error(req, 400);
             response::finish(&mut self.response, req);
             return Err(());
         };
         if self.auth.check_nonce(nonce, unix, tuple.client) != NonceCheck::Valid {
-            self.metrics.auth_failed("stale_nonce");
+            self.auth_failed(tuple, "", "stale_nonce");
             self.challenge(now, tuple, req, 438);
             return Err(());
         }
         let username = match std::str::from_utf8(username) {
             Ok(u) if realm == self.auth.realm().as_bytes() => u,
             _ => {
-                self.metrics.auth_failed("wrong_realm");
+                self.auth_failed(tuple, "", "wrong_realm");
                 self.challenge(now, tuple, req, 401);
                 return Err(());
             }
@@ -331,10 +333,11 @@ impl Manager {
         let keys = match self.auth.keys_for(username, unix) {
             Ok(keys) => keys,
             Err(e) => {
-                self.metrics.auth_failed(match e {
+                let reason = match e {
                     crate::auth::AuthError::Expired => "expired",
                     _ => "unknown_user",
-                });
+                };
+                self.auth_failed(tuple, username, reason);
                 self.challenge(now, tuple, req, 401);
                 return Err(());
             }
@@ -348,9 +351,17 @@ impl Manager {
                 });
             }
         }
-        self.metrics.auth_failed("bad_integrity");
+        self.auth_failed(tuple, username, "bad_integrity");
         self.challenge(now, tuple, req, 401);
         Err(())
+    }
+
+    /// A request whose credentials failed (not the first, credential-less 401 of a
+    /// session): counted by `reason`, and logged at debug (-v) for an operator looking for
+    /// why a client cannot log in.
+    fn auth_failed(&mut self, tuple: FiveTuple, user: &str, reason: &'static str) {
+        self.metrics.auth_failed(reason);
+        tracing::debug!(client = %tuple.client, user, reason, "authentication failed");
     }
 
     /// 401 or 438 with REALM and a fresh NONCE, and no MESSAGE-INTEGRITY.

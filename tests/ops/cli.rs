@@ -317,3 +317,21 @@ fn permission_denied_is_said_once_with_who_and_how() {
     assert!(stderr.contains(&format!("uid {uid}")), "{stderr}");
     assert!(stderr.contains("LoadCredential="), "{stderr}");
 }
+
+/// `rturn token` on a server that asks for no token: where `token-secret` goes.
+#[test]
+fn token_without_a_token_secret_says_where_it_goes() {
+    let (_dir, path) = write_config(LOCAL);
+    let out = rturn().arg("-c").arg(&path).arg("token").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.starts_with(&format!("Error: {}: ", path.display())),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("under [signal]") && stderr.contains("token-secret = "),
+        "{stderr}"
+    );
+}

@@ -1,6 +1,8 @@
 //! Black-box: `rturn import-coturn` on coturn's own example file, on every option that file
-//! documents, and a round trip: a coturn configuration converted, served by rturn, and used by
-//! coturn's `turnutils_uclient` through coturn's echo peer with nothing lost.
+//! documents, and a round trip: a coturn configuration converted, served by rturn (with
+//! `/healthz` and `/metrics` on its HTTP listener), and used by coturn's `turnutils_uclient`
+//! through coturn's echo peer with nothing lost. And what coturn does with a secret alone
+//! (REST credentials only), shown on coturn itself.
 
 use std::net::{TcpListener, UdpSocket};
 use std::path::Path;
@@ -150,9 +152,14 @@ fn converted_config_relays_for_turnutils_uclient() {
     );
     assert_eq!(stderr.lines().count(), 2, "{stderr}");
 
-    let server = Server::start(&toml);
+    // /healthz and /metrics on loopback, on rturn's usual port; a free one here.
+    let http = "http = \"127.0.0.1:8080\"\n";
+    assert!(toml.contains(http), "{toml}");
+    let server = Server::start(&toml.replace(http, "http = \"127.0.0.1:0\"\n"));
     let want = vec![format!("127.0.0.1:{port}").parse().unwrap()];
     assert_eq!((&server.udp, &server.tcp), (&want, &want), "{toml}");
+    assert!(http_body(server.http_addr(), "/healthz").contains("\"status\":\"ok\""));
+    assert!(!server.metrics().is_empty(), "/metrics is served");
     let peer = EchoPeer::start();
     uclient(&server, &peer, &[]);
     uclient(&server, &peer, &["-t"]);
@@ -188,4 +195,69 @@ fn uclient(server: &Server, peer: &EchoPeer, flags: &[&str]) {
     let sent = format!("tot_send_msgs={expected}, tot_recv_msgs={expected}");
     assert!(text.contains(&sent), "{}", summary());
     assert!(!text.contains("error"), "{}", summary());
+}
+
+/// coturn's static-auth-secret needs no use-auth-secret, and with it coturn refuses its
+/// user= lines: shown on coturn itself, and the importer carries the secret and says so.
+#[test]
+fn a_secret_alone_is_how_coturn_authenticates_and_the_import_says_so() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "coturn-rest-secret-0123";
+    let conf = format!(
+        "listening-ip=127.0.0.1\nlistening-port={port}\nrelay-ip=127.0.0.1\n\
+         min-port=43000\nmax-port=43999\nrealm=import.test\nstatic-auth-secret={secret}\n\
+         user=alice:wonderland\nallow-loopback-peers\nno-tls\nno-dtls\nno-cli\n\
+         log-file=/dev/null\npidfile={}\n",
+        dir.path().join("pid").display()
+    );
+    let path = dir.path().join("turnserver.conf");
+    std::fs::write(&path, &conf).unwrap();
+    let child = Command::new("turnserver")
+        .arg("-c")
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("turnserver (Debian's coturn; scripts/test.sh installs it)");
+    let _coturn = Coturn(child);
+    let up = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    assert!(up, "coturn did not come up on port {port}");
+    let uclient = |credentials: &[&str]| {
+        let out = Command::new("timeout")
+            .arg("30")
+            .arg("turnutils_uclient")
+            .args(["-y", "-n", "5", "-m", "1", "-p", &port.to_string()])
+            .args(credentials)
+            .arg("127.0.0.1")
+            .output()
+            .expect("turnutils_uclient (coturn)");
+        text(&out.stdout) + &text(&out.stderr)
+    };
+    let rest = uclient(&["-W", secret, "-u", "bob"]);
+    assert!(rest.contains("Total lost packets 0 (0.000000%)"), "{rest}");
+    let user = uclient(&["-u", "alice", "-w", "wonderland"]);
+    assert!(!user.contains("Total lost packets 0"), "{user}");
+
+    let out = import(&path);
+    let (toml, stderr) = (text(&out.stdout), text(&out.stderr));
+    let config = rturn::Config::from_toml(&toml).unwrap();
+    assert_eq!(config.auth.static_auth_secret, [secret]);
+    assert!(
+        stderr.contains("user: with use-auth-secret or static-auth-secret coturn"),
+        "{stderr}"
+    );
+}
+
+/// coturn, killed when dropped.
+struct Coturn(std::process::Child);
+
+impl Drop for Coturn {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -1,6 +1,7 @@
 //! Black-box: the built binary as an operator runs it, on loopback only.
 //!
 //! - [`cli`]: the command line and config errors.
+//! - [`credentials`]: `rturn credentials` and where its secret comes from.
 //! - [`operations`]: SIGHUP reloads, SIGUSR1 drains, the admin API.
 //! - [`fleet`]: two nodes sharing secrets; capacity and draining redirect with 300.
 //! - [`http_edge`]: the HTTP listeners' timeouts, connection caps and descriptor budget.
@@ -12,6 +13,7 @@
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod cli;
+mod credentials;
 mod fleet;
 mod http_edge;
 mod import_coturn;

@@ -287,7 +287,12 @@ async fn admin_api_needs_its_token_lists_kicks_and_drains() {
         tokio::task::spawn_blocking(move || http_request(http, "GET", path, token))
     };
 
-    assert_eq!(get("/admin/status", None).await.unwrap().0, 401);
+    let (code, body) = get("/admin/status", None).await.unwrap();
+    assert_eq!(code, 401);
+    assert!(
+        body.contains("Authorization: Bearer"),
+        "the 401 says how: {body}"
+    );
     assert_eq!(
         get("/admin/status", Some("wrong-token-0123456789"))
             .await

@@ -130,6 +130,55 @@ async fn a_room_token_opens_only_its_room() {
     }
 }
 
+/// A 401 says what was wrong with the token and how to get a good one: where the secret is
+/// (`[signal] token-secret`), how to mint one, and that a room token needs `&room=`.
+#[tokio::test(flavor = "multi_thread")]
+async fn token_refusals_name_the_fix() {
+    let signal = format!("token-secret = \"{TOKEN_SECRET}\"");
+    let relay = Relay::start(&signal, "");
+    let future = unix_now() + 3600;
+    let room_token = token(TOKEN_SECRET, future, "alpha");
+    let expired = token(TOKEN_SECRET, unix_now() - 10, "");
+    let cases = [
+        (String::new(), "a token is required"),
+        ("?token=garbage".to_owned(), "malformed token"),
+        (format!("?token={expired}"), "token expired"),
+        (format!("?token={room_token}"), "&room=R"),
+        (format!("?token={room_token}&room=beta"), "another room"),
+    ];
+    for (query, says) in &cases {
+        let api = relay.get(&format!("/api/ice-servers{query}"));
+        assert_eq!(api.status, 401, "{query}");
+        for fix in [*says, "rturn -c FILE token", "[signal] token-secret"] {
+            assert!(api.body.contains(fix), "{query}: {fix}: {}", api.body);
+        }
+    }
+    // The upgrade's 401 carries the same text.
+    match relay
+        .try_connect(&format!("/ws?token={room_token}"), &[])
+        .await
+    {
+        Err(WsError::Http(response)) => {
+            assert_eq!(response.status().as_u16(), 401);
+            let body = response.body().clone().unwrap_or_default();
+            let body = String::from_utf8_lossy(&body);
+            assert!(body.contains("&room=R"), "{body}");
+        }
+        other => panic!("a room token without its room: {:?}", other.map(|_| ())),
+    }
+    // Joining another room than the token's says how to get there.
+    let mut a = relay
+        .connect(&format!("/ws?token={room_token}&room=alpha"))
+        .await;
+    a.send(json!({"type": "join", "room": "beta"})).await;
+    let refused = a.expect_error("unauthorized").await;
+    let message = refused["message"].as_str().unwrap();
+    assert!(
+        message.contains("--room") && message.contains("&room="),
+        "{message}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn only_allowed_origins_may_connect() {
     let relay = Relay::start("allowed-origins = [\"https://good.example\"]", "");

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::{run, skip, skipped};
+use super::{attention_lines, run, skip, skipped};
 use crate::coturn::finish::PLACEHOLDER_RELAY_IP;
 use crate::coturn::toml_text::{key, quote};
 
@@ -125,11 +125,29 @@ fn quote_escapes_what_toml_needs() {
     assert_eq!(key(""), "\"\"");
 }
 
+/// coturn's static-auth-secret switches use-auth-secret on (checked against coturn 4.6.1:
+/// turnutils_uclient -W allocates with the secret alone), and then coturn checks TURN REST
+/// credentials only: its user= lines log nobody in.
 #[test]
-fn secrets_need_use_auth_secret_as_in_coturn() {
-    let (config, c) = run("realm=r\nstatic-auth-secret=s3cret\n");
-    assert!(config.auth.static_auth_secret.is_empty());
-    assert!(skip(&c, "line 2: static-auth-secret: ").contains("without use-auth-secret"));
+fn a_secret_alone_switches_rest_credentials_on_as_in_coturn() {
+    let (config, c) = run("realm=r\nstatic-auth-secret=s3cret-0123456789\n");
+    assert_eq!(config.auth.static_auth_secret, ["s3cret-0123456789"]);
+    assert!(!skipped(&c, "line 2"), "{:#?}", c.skipped);
+
+    // Users beside a secret: carried (rturn takes both), with what coturn did with them.
+    let (config, c) =
+        run("realm=r\nuser=alice:pw\nstatic-auth-secret=s3cret\nuser=bob:pw\nlistening-ip=::1\n");
+    assert_eq!(config.auth.users.len(), 2);
+    let why = skip(&c, "user: ");
+    assert!(
+        why.contains("line 2, 4") && why.contains("remove them"),
+        "{why}"
+    );
+    assert!(attention_lines(&c).iter().any(|l| l.contains("user: ")));
+    let (_, c) = run("realm=r\nuser=alice:pw\nuse-auth-secret\nlistening-ip=::1\n");
+    assert!(skip(&c, "user: ").contains("line 2"));
+    let (_, c) = run("realm=r\nuser=alice:pw\nlt-cred-mech\nlistening-ip=::1\n");
+    assert!(!skipped(&c, "user: "), "{:#?}", c.skipped);
 
     let (_, c) = run("realm=r\nuse-auth-secret\n");
     assert!(skip(&c, "line 2: use-auth-secret: ").contains("database"));

@@ -83,6 +83,61 @@ fn bad_credentials_are_401() {
     assert_eq!(h.quotas.total(), 0);
 }
 
+/// What the log says: the 401 that starts every session is normal, so it is only traced;
+/// a failed login is said at debug (-v) with its reason; nothing at info (the default).
+#[test]
+fn challenges_are_traced_and_failed_logins_logged_at_debug() {
+    use std::sync::{Arc, Mutex};
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let mut h = Setup::default().start();
+        let alice = h.alice(1); // one challenge
+        let wrong = alice.with(Session::new("alice", "looking-glass", REALM, alice.nonce()));
+        assert_challenge(&h.request(0, &wrong, Request::allocate()), 401);
+        h.allocate(0, &alice);
+    });
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    let challenge: Vec<_> = lines
+        .iter()
+        .filter(|l| l.contains("401 challenge"))
+        .collect();
+    assert_eq!(challenge.len(), 1, "{log}");
+    assert!(challenge[0].contains("TRACE"), "{log}");
+    let failed: Vec<_> = (lines.iter())
+        .filter(|l| l.contains("authentication failed"))
+        .collect();
+    assert_eq!(failed.len(), 1, "{log}");
+    assert!(failed[0].contains("DEBUG"), "{log}");
+    assert!(
+        failed[0].contains("reason=\"bad_integrity\"") && failed[0].contains("alice"),
+        "{log}"
+    );
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains(" INFO ") || l.contains(" WARN ")),
+        "{log}"
+    );
+}
+
 #[test]
 fn rest_credentials_allocate_until_they_expire() {
     let mut h = Setup::default().start();
