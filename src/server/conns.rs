@@ -67,20 +67,46 @@ impl Conns {
         guards: Guards,
         now: Instant,
     ) {
-        let mut conn = match StreamConn::new(stream, tls, &self.limits, now) {
-            Ok(conn) => conn,
-            Err(e) => {
-                tracing::debug!("accepted connection unusable: {e}");
-                return;
+        match StreamConn::new(stream, tls, &self.limits, now) {
+            Ok(conn) => {
+                self.insert(conn, guards);
             }
-        };
+            Err(e) => tracing::debug!("accepted connection unusable: {e}"),
+        }
+    }
+
+    /// Takes over a TLS connection handshaken on the tokio side (the shared
+    /// `turns:`/HTTPS port), with the plaintext already read from it. Returns its token,
+    /// which the loop must serve this turn or the next without waiting for an event (what
+    /// rustls holds raises none).
+    pub(super) fn accept_established(
+        &mut self,
+        stream: std::net::TcpStream,
+        tuple: FiveTuple,
+        session: Box<rustls::ServerConnection>,
+        prefix: &[u8],
+        guards: Guards,
+        now: Instant,
+    ) -> Option<Token> {
+        match StreamConn::established(stream, tuple, session, prefix, &self.limits, now) {
+            Ok(conn) => self.insert(conn, guards),
+            Err(e) => {
+                tracing::debug!("handed-over connection unusable: {e}");
+                None
+            }
+        }
+    }
+
+    /// Registers `conn` in a free slot; its token, or `None` when it cannot be watched
+    /// (then it is dropped, and closed).
+    fn insert(&mut self, mut conn: StreamConn, guards: Guards) -> Option<Token> {
         let slot = self.free.pop().unwrap_or(self.slots.len());
         if let Err(e) = conn.register(&self.registry, Token(CONN_TOKENS + slot)) {
             tracing::warn!("cannot watch a tcp connection: {e}");
             if slot < self.slots.len() {
                 self.free.push(slot);
             }
-            return;
+            return None;
         }
         if slot == self.slots.len() {
             self.slots.push(None);
@@ -91,6 +117,7 @@ impl Conns {
             conn,
             _guards: guards,
         });
+        Some(Token(CONN_TOKENS + slot))
     }
 
     /// When [`Conns::handle_timeout`] next has work.

@@ -165,7 +165,7 @@ async fn serve(listener: TcpListener, ctx: HttpListener) {
 }
 
 /// The caps, then the descriptor budget (which may shed an idle connection to make room).
-async fn admit(ctx: &HttpListener, peer: SocketAddr) -> Option<Slots> {
+pub(super) async fn admit(ctx: &HttpListener, peer: SocketAddr) -> Option<Slots> {
     let stats = &ctx.conn.stats;
     let Some(per_ip) = PerIp::acquire(&ctx.caps.per_ip, peer.ip()) else {
         stats.count(HttpEvent::RefusedPerIp);

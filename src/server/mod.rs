@@ -8,7 +8,8 @@
 //!   TCP/TLS listeners, the HTTP app, the cluster link.
 //! - `control`: reload, drain and shutdown of a running server ([`Control`]).
 //! - `datapath`, `shard`, `relay`, `ports`, `mmsg`, `udp`: the UDP event loops and relay
-//!   sockets; `tcp`, `tls`: TURN over TCP/TLS; `limiter`, `throttle`, `descriptors`: limits
+//!   sockets; `tcp`, `tls`: TURN over TCP/TLS; `shared_tls`, `rewind`: one TLS port for
+//!   `turns:` and HTTPS; `limiter`, `throttle`, `descriptors`: limits
 //!   at the edge; `http_listener`, `http_conn`: the HTTP accept loop and connections;
 //!   `scrape` (gathering `/metrics` from the workers), `stats`, `report`: what operators see (the admin and
 //!   metrics routes are in [`crate::http`]); `reload`, `turn_parts`, `systemd`.
@@ -30,8 +31,10 @@ mod ports;
 mod relay;
 pub(crate) mod reload;
 mod report;
+mod rewind;
 mod scrape;
 mod shard;
+mod shared_tls;
 mod socket;
 mod stats;
 mod stream;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::descriptors::Budget;
 use super::http_stats::HttpStats;
 use super::report::{BuildInfo, PortRange};
+use super::shared_tls::SharedStats;
 use super::stats::Stats;
 use super::workers::Workers;
 use crate::metrics::Counted;
@@ -21,6 +22,8 @@ pub(super) struct Sources {
     pub(super) port_range: usize,
     pub(super) budget: Arc<Budget>,
     pub(super) http: Arc<HttpStats>,
+    /// Set when `turns:` and HTTPS share a port.
+    pub(super) shared_tls: Option<Arc<SharedStats>>,
 }
 
 /// The `/metrics` handler for [`crate::http::HttpState`].
@@ -47,6 +50,9 @@ pub(super) async fn render(src: &Sources) -> String {
         src.budget.as_ref(),
         src.http.as_ref(),
     ];
+    if let Some(shared) = &src.shared_tls {
+        table.push(shared.as_ref());
+    }
     if let Some(hub) = &src.hub {
         table.push(hub.as_ref());
     }
