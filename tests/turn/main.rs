@@ -8,7 +8,8 @@
 //! - [`bypass_matrix`]: every forbidden peer class and disguise refused, on real sockets.
 //! - [`quotas`], [`limits`], [`tcp_queue`]: quotas, abuse limits, a TCP client that stops
 //!   reading.
-//! - [`tls`]: HTTPS and certificate errors.
+//! - [`tls`]: HTTPS and certificate errors; [`shared_tls`]: `turns:`, HTTPS and WSS on one
+//!   port.
 //!
 //! Every module uses the shared harness, `rturn::testkit`.
 
@@ -19,6 +20,7 @@ mod dual_relay;
 mod limits;
 mod own_relays;
 mod quotas;
+mod shared_tls;
 mod stun_binding;
 mod tcp_queue;
 mod tls;
