@@ -205,10 +205,17 @@ pub async fn run(
             serving.spawn("http", listener, None, app.clone(), Arc::clone(&caps));
         }
         if let (Some(listener), Some(store)) = (listeners.https, &store) {
-            serving.spawn("https", listener, Some(store), app.clone(), Arc::clone(&caps));
+            serving.spawn(
+                "https",
+                listener,
+                Some(store),
+                app.clone(),
+                Arc::clone(&caps),
+            );
         }
         // One port for turns: and HTTPS: the HTTP caps above, the TURN ones of listen.tls.
-        if let (Some(listener), Some(store), Some(counts)) = (shared_listener, &store, shared_stats) {
+        if let (Some(listener), Some(store), Some(counts)) = (shared_listener, &store, shared_stats)
+        {
             let turn = tcp::TcpContext {
                 permits: Arc::clone(&permits),
                 per_ip: Arc::clone(&per_ip),

@@ -229,7 +229,9 @@ async fn serve(listener: TcpListener, ctx: Arc<SharedTls>) {
         else {
             return;
         };
-        ctx.http.tasks.spawn(connection(stream, peer, Arc::clone(&ctx)));
+        ctx.http
+            .tasks
+            .spawn(connection(stream, peer, Arc::clone(&ctx)));
     }
 }
 

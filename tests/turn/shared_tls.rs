@@ -20,7 +20,7 @@ use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 type Tls = StreamOwned<ClientConnection, TcpStream>;
 
 /// A port free now, for an address both keys name (port 0 would give each its own).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
 }
@@ -108,7 +108,7 @@ fn https_get(addr: SocketAddr, dir: &Path, alpn: &[&[u8]], path: &str) -> String
 }
 
 /// The value of `/metrics` sample `name` read over HTTPS, 0 if absent.
-fn metric(addr: SocketAddr, dir: &Path, name: &str) -> f64 {
+pub(crate) fn metric(addr: SocketAddr, dir: &Path, name: &str) -> f64 {
     let body = https_get(addr, dir, &[b"http/1.1"], "/metrics");
     (body.lines())
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
@@ -190,7 +190,10 @@ fn silent_clients_close_and_turn_caps_hold_on_the_shared_port() {
 
     let mut silent = tls_client(addr, dir.path(), &[], b"");
     let mut buf = [0u8; 16];
-    silent.sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    silent
+        .sock
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     assert!(matches!(silent.read(&mut buf), Ok(0) | Err(_)), "closed");
     let silent_name = "rturn_shared_tls_connections_total{outcome=\"silent\"}";
     assert_eq!(metric(addr, dir.path(), silent_name), 1.0);
