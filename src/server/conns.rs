@@ -1,7 +1,9 @@
 //! One worker's TURN TCP/TLS clients ([`StreamConn`]), served by its event loop
 //! ([`super::datapath`]) like its UDP sockets: the accept loop on the tokio side hands each
 //! accepted connection over ([`super::workers::Workers::accept`]) with the guards that
-//! count it (connection permit, per-IP slot, descriptor); from then on its reads, writes,
+//! count it (connection permit, per-IP slot, descriptor), or, from the TLS port shared with
+//! HTTPS ([`super::shared_tls`]), with its TLS handshake already done
+//! ([`Conns::accept_established`]); from then on its reads, writes,
 //! timers and close happen on this thread. Data a peer sends to a TCP client is copied
 //! straight into the connection's outgoing buffer: no allocation, no other thread.
 //!
