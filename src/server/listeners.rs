@@ -108,7 +108,7 @@ impl Listeners {
         };
         let shared = config.listen.shared_tls();
         let shared_tls = shared
-            .map(|addr| stream("tls", "listen.tls", addr))
+            .map(|addr| stream("tls/https", "listen.tls and listen.https", addr))
             .transpose()?;
         let tls = (config.listen.tls.iter())
             .filter(|&&addr| Some(addr) != shared)

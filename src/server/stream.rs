@@ -258,16 +258,16 @@ impl StreamConn {
             true => deliver(&mut self.inbuf),
             false => Ok(()),
         };
-        let read = match &mut self.tls {
-            _ if primed.is_err() => primed.map(|()| ReadOutcome::Drained),
-            None => plain::read(
+        let read = match (primed, &mut self.tls) {
+            (Err(close), _) => Err(close),
+            (Ok(()), None) => plain::read(
                 &mut self.socket,
                 &mut self.inbuf,
                 &mut self.timers,
                 now,
                 deliver,
             ),
-            Some(session) => tls::read(
+            (Ok(()), Some(session)) => tls::read(
                 session,
                 &mut self.socket,
                 &mut self.inbuf,

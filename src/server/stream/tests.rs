@@ -69,7 +69,11 @@ impl Harness {
         limits: Limits,
     ) -> Self {
         let clock = Instant::now();
-        let mut conn = StreamConn::new(server, tls, &limits, clock).unwrap();
+        Self::serving(StreamConn::new(server, tls, &limits, clock).unwrap(), clock)
+    }
+
+    /// A harness around `conn`, made at `clock`.
+    fn serving(mut conn: StreamConn, clock: Instant) -> Self {
         let poll = Poll::new().unwrap();
         conn.register(poll.registry(), Token(7)).unwrap();
         Self {
