@@ -23,7 +23,9 @@ pub struct ListenConfig {
     pub tcp: Vec<SocketAddr>,
     /// STUN/TURN over TLS (`turns:`); needs `[tls]`.
     pub tls: Vec<SocketAddr>,
-    /// The HTTP listener's routes over HTTPS (`wss://` signaling); needs `[tls]`.
+    /// The HTTP listener's routes over HTTPS (`wss://` signaling); needs `[tls]`. The same
+    /// address (not port 0) as one of `tls`: one listener serves `turns:` and HTTPS there
+    /// ([`ListenConfig::shared_tls`]).
     pub https: Option<SocketAddr>,
     /// Signaling, pages and the ICE-servers API over HTTP; unset: no HTTP listener.
     pub http: Option<SocketAddr>,
@@ -110,6 +112,15 @@ impl ListenConfig {
                 ));
             }
         }
+        if let Some(https) = self.https
+            && https.port() != 0
+            && self.tcp.contains(&https)
+        {
+            return Err(KeyError::new(
+                "listen.https",
+                format!("{https} is in listen.tcp too (it may share an address with listen.tls)"),
+            ));
+        }
         for (i, addr) in self.tls.iter().enumerate() {
             let taken = self.tls[..i].contains(addr) || self.tcp.contains(addr);
             if taken && addr.port() != 0 {
@@ -127,6 +138,14 @@ impl ListenConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The address `listen.https` shares with `listen.tls`, if it names one of them (with a
+    /// port other than 0, which means "any free port", a new one for each): one TLS
+    /// listener serves STUN/TURN and HTTPS there, told apart per connection.
+    pub fn shared_tls(&self) -> Option<SocketAddr> {
+        self.https
+            .filter(|https| https.port() != 0 && self.tls.contains(https))
     }
 
     /// The first listen address reachable from other machines, if any.
@@ -168,6 +187,21 @@ mod tests {
         listen("tcp = [\"127.0.0.1:0\"]\ntls = [\"127.0.0.1:0\", \"127.0.0.1:0\"]")
             .validate(true)
             .unwrap();
+    }
+
+    /// One TLS port for `turns:` and HTTPS: the same address in both is shared, not a
+    /// clash; port 0 stays two listeners; HTTPS on a plain TCP port is refused.
+    #[test]
+    fn https_may_share_a_tls_address() {
+        let shared = listen("tls = [\"127.0.0.1:443\"]\nhttps = \"127.0.0.1:443\"");
+        shared.validate(true).unwrap();
+        assert_eq!(shared.shared_tls(), Some("127.0.0.1:443".parse().unwrap()));
+        let apart = listen("tls = [\"127.0.0.1:5349\"]\nhttps = \"127.0.0.1:443\"");
+        assert_eq!(apart.shared_tls(), None);
+        let any = listen("tls = [\"127.0.0.1:0\"]\nhttps = \"127.0.0.1:0\"");
+        assert_eq!(any.shared_tls(), None);
+        let plain = listen("tcp = [\"127.0.0.1:443\"]\nhttps = \"127.0.0.1:443\"");
+        assert_eq!(plain.validate(true).unwrap_err().key, "listen.https");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use super::scrape;
 use super::stats::{Snapshot, Stats};
 use super::turn_parts::turn_parts;
 use super::workers::{self, Workers};
-use super::{descriptors, http_listener, http_stats, stream, tcp, tls};
+use super::{descriptors, http_listener, http_stats, shared_tls, stream, tcp, tls};
 use crate::auth::Auth;
 use crate::config::{Config, ProxyListener};
 use crate::http::admin;
@@ -78,9 +78,12 @@ pub async fn run(
         .filter(|(_, tls)| !tls)
         .filter_map(|(l, _)| l.local_addr().ok())
         .collect();
+    let shared_listener = listeners.shared_tls;
+    let shared_addr = shared_listener.as_ref().and_then(|l| l.local_addr().ok());
     let tls_addrs: Vec<SocketAddr> = (tcp_listeners.iter())
         .filter(|(_, tls)| *tls)
         .filter_map(|(l, _)| l.local_addr().ok())
+        .chain(shared_addr)
         .collect();
     let own: Vec<SocketAddr> = (udp_addrs.iter().chain(&tcp_addrs).chain(&tls_addrs))
         .copied()
@@ -175,14 +178,16 @@ pub async fn run(
         );
     }
     let mut http_handles = None;
-    if listeners.http.is_some() || listeners.https.is_some() {
+    if listeners.http.is_some() || listeners.https.is_some() || shared_listener.is_some() {
+        let https = listeners.https.as_ref().and_then(|l| l.local_addr().ok());
         let bound = BoundAddrs {
             udp: &udp_addrs,
             tcp: &tcp_addrs,
             tls: &tls_addrs,
             http: listeners.http.as_ref().and_then(|l| l.local_addr().ok()),
-            https: listeners.https.as_ref().and_then(|l| l.local_addr().ok()),
+            https: https.or(shared_addr),
         };
+        let shared_stats = shared_listener.as_ref().map(|_| Arc::default());
         let scrape = scrape::Sources {
             workers: Arc::clone(&workers),
             stats: Arc::clone(&stats),
@@ -191,6 +196,7 @@ pub async fn run(
             budget: Arc::clone(&budget),
             http: Arc::clone(&http_stats),
             proxy: Arc::clone(&proxy_stats),
+            shared_tls: shared_stats.clone(),
         };
         let (app, live) = http_app(config, &bound, &parts.auth, scrape, &shutdown);
         let hub = Arc::clone(&live.hub);
@@ -213,7 +219,29 @@ pub async fn run(
             serving.spawn("http", listener, None, app.clone(), Arc::clone(&caps));
         }
         if let (Some(listener), Some(store)) = (listeners.https, &store) {
-            serving.spawn("https", listener, Some(store), app, caps);
+            serving.spawn(
+                "https",
+                listener,
+                Some(store),
+                app.clone(),
+                Arc::clone(&caps),
+            );
+        }
+        // One port for turns: and HTTPS: the HTTP caps above, the TURN ones of listen.tls.
+        if let (Some(listener), Some(store), Some(counts)) = (shared_listener, &store, shared_stats)
+        {
+            let turn = tcp::TcpContext {
+                permits: Arc::clone(&permits),
+                per_ip: Arc::clone(&per_ip),
+                budget: Arc::clone(&budget),
+                workers: Arc::clone(&workers),
+                counters: stats.register(),
+                shutdown: shutdown.clone(),
+                tls: None,
+                // The shared listener reads PROXY headers itself, before it knows the protocol.
+                proxy: None,
+            };
+            shared_tls::spawn(&serving, listener, store, (app, caps), turn, counts);
         }
     }
     tracing::info!(

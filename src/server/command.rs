@@ -12,7 +12,7 @@ use super::conns::Guards;
 use crate::auth::Auth;
 use crate::turn::metrics::TurnMetrics;
 use crate::turn::peer_rules::PeerRules;
-use crate::turn::{Session, TurnConfig};
+use crate::turn::{FiveTuple, Session, TurnConfig};
 
 /// One request to a worker.
 pub(super) enum Command {
@@ -42,6 +42,23 @@ pub(super) enum Command {
         tls: Option<Arc<rustls::ServerConfig>>,
         guards: Guards,
     },
+    /// A TLS connection of the shared `turns:`/HTTPS port, handshaken on the tokio side
+    /// and found to speak STUN ([`super::shared_tls`]): the worker serves it from now on.
+    AcceptTls(Box<EstablishedTls>),
+}
+
+/// A TURN-over-TLS connection whose handshake is done, as handed to a worker.
+pub(super) struct EstablishedTls {
+    /// The socket.
+    pub(super) stream: std::net::TcpStream,
+    /// Its 5-tuple, with the client address the listener was given.
+    pub(super) tuple: FiveTuple,
+    /// The TLS session, holding whatever it read past the handshake.
+    pub(super) session: Box<rustls::ServerConnection>,
+    /// Plaintext already read from the session (the bytes that told STUN from HTTP).
+    pub(super) prefix: Vec<u8>,
+    /// What keeps it counted until it closes.
+    pub(super) guards: Guards,
 }
 
 /// What a reload hands every worker.

@@ -1,7 +1,9 @@
 //! One worker's TURN TCP/TLS clients ([`StreamConn`]), served by its event loop
 //! ([`super::datapath`]) like its UDP sockets: the accept loop on the tokio side hands each
 //! accepted connection over ([`super::workers::Workers::accept`]) with the guards that
-//! count it (connection permit, per-IP slot, descriptor); from then on its reads, writes,
+//! count it (connection permit, per-IP slot, descriptor), or, from the TLS port shared with
+//! HTTPS ([`super::shared_tls`]), with its TLS handshake already done
+//! ([`Conns::accept_established`]); from then on its reads, writes,
 //! timers and close happen on this thread. Data a peer sends to a TCP client is copied
 //! straight into the connection's outgoing buffer: no allocation, no other thread.
 //!
@@ -68,18 +70,44 @@ impl Conns {
         guards: Guards,
         now: Instant,
     ) {
-        let mut conn = match StreamConn::new(stream, client, tls, &self.limits, now) {
-            Ok(conn) => conn,
-            Err(e) => {
-                tracing::debug!("accepted connection unusable: {e}");
-                return;
+        match StreamConn::new(stream, client, tls, &self.limits, now) {
+            Ok(conn) => {
+                self.insert(conn, guards);
             }
-        };
+            Err(e) => tracing::debug!("accepted connection unusable: {e}"),
+        }
+    }
+
+    /// Takes over a TLS connection handshaken on the tokio side (the shared
+    /// `turns:`/HTTPS port), with the plaintext already read from it. Returns its token,
+    /// which the loop must serve this turn or the next without waiting for an event (what
+    /// rustls holds raises none).
+    pub(super) fn accept_established(
+        &mut self,
+        stream: std::net::TcpStream,
+        tuple: FiveTuple,
+        session: Box<rustls::ServerConnection>,
+        prefix: &[u8],
+        guards: Guards,
+        now: Instant,
+    ) -> Option<Token> {
+        match StreamConn::established(stream, tuple, session, prefix, &self.limits, now) {
+            Ok(conn) => self.insert(conn, guards),
+            Err(e) => {
+                tracing::debug!("handed-over connection unusable: {e}");
+                None
+            }
+        }
+    }
+
+    /// Registers `conn` in a free slot; its token, or `None` when it cannot be watched
+    /// (then it is dropped, and closed).
+    fn insert(&mut self, mut conn: StreamConn, guards: Guards) -> Option<Token> {
         // Only a PROXY header can name a 5-tuple twice (one client reaching two addresses of
         // the load balancer from one port): the newcomer must not take the first's place.
         if self.by_tuple.contains_key(&conn.tuple()) {
-            tracing::debug!(client = %client, "a connection of this 5-tuple is open: closed");
-            return;
+            tracing::debug!(client = %conn.tuple().client, "a connection of this 5-tuple is open: closed");
+            return None;
         }
         let slot = self.free.pop().unwrap_or(self.slots.len());
         if let Err(e) = conn.register(&self.registry, Token(CONN_TOKENS + slot)) {
@@ -87,7 +115,7 @@ impl Conns {
             if slot < self.slots.len() {
                 self.free.push(slot);
             }
-            return;
+            return None;
         }
         if slot == self.slots.len() {
             self.slots.push(None);
@@ -98,6 +126,7 @@ impl Conns {
             conn,
             _guards: guards,
         });
+        Some(Token(CONN_TOKENS + slot))
     }
 
     /// When [`Conns::handle_timeout`] next has work.

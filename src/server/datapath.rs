@@ -272,6 +272,22 @@ impl Loop {
                 tls,
                 guards,
             } => self.conns.accept(stream, client, tls, guards, now),
+            Command::AcceptTls(tls) => {
+                // Read it next turn: rustls may already hold its first requests.
+                let tls = *tls;
+                let (stream, tuple, session) = (tls.stream, tls.tuple, tls.session);
+                let accepted = (self.conns).accept_established(
+                    stream,
+                    tuple,
+                    session,
+                    &tls.prefix,
+                    tls.guards,
+                    now,
+                );
+                if let Some(token) = accepted {
+                    self.again.push(token);
+                }
+            }
         }
     }
 

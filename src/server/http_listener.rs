@@ -226,7 +226,7 @@ fn accepted(ctx: &HttpListener, client: SocketAddr, slots: Slots) -> Accepted {
 }
 
 /// The caps, then the descriptor budget (which may shed an idle connection to make room).
-async fn admit(ctx: &HttpListener, peer: SocketAddr) -> Option<Slots> {
+pub(super) async fn admit(ctx: &HttpListener, peer: SocketAddr) -> Option<Slots> {
     let per_ip = per_ip(ctx, peer)?;
     let (total, budget) = room(ctx).await?;
     Some(Slots {

@@ -56,8 +56,12 @@ pub struct Listeners {
     pub tls: Vec<std::net::TcpListener>,
     /// The HTTP listener (signaling, pages, API), if configured.
     pub http: Option<std::net::TcpListener>,
-    /// The same routes over HTTPS, if configured.
+    /// The same routes over HTTPS, if configured (and not shared with `listen.tls`).
     pub https: Option<std::net::TcpListener>,
+    /// The one listener for `turns:` and HTTPS when `listen.https` names a `listen.tls`
+    /// address ([`crate::config::ListenConfig::shared_tls`]); that address is then in
+    /// neither `tls` nor `https`.
+    pub shared_tls: Option<std::net::TcpListener>,
     /// The certificate for both, read from `[tls]`.
     pub cert: Option<Arc<rustls::sign::CertifiedKey>>,
     /// The admin API's own listener, if `[admin] listen` is set.
@@ -102,13 +106,19 @@ impl Listeners {
                 error: source,
             })
         };
+        let shared = config.listen.shared_tls();
+        let shared_tls = shared
+            .map(|addr| stream("tls/https", "listen.tls and listen.https", addr))
+            .transpose()?;
         let tls = (config.listen.tls.iter())
+            .filter(|&&addr| Some(addr) != shared)
             .map(|&addr| stream("tls", "listen.tls", addr))
             .collect::<Result<_, _>>()?;
         let http = (config.listen.http)
             .map(|addr| stream("http", "listen.http", addr))
             .transpose()?;
         let https = (config.listen.https)
+            .filter(|&addr| Some(addr) != shared)
             .map(|addr| stream("https", "listen.https", addr))
             .transpose()?;
         let cert = config.tls.as_ref().map(tls::load).transpose()?;
@@ -122,6 +132,7 @@ impl Listeners {
             tls,
             http,
             https,
+            shared_tls,
             cert,
         })
     }

@@ -9,8 +9,9 @@
 //! - `control`: reload, drain and shutdown of a running server ([`Control`]).
 //! - `datapath`, `shard`, `relay`, `ports`, `mmsg`, `udp`: the UDP event loops and relay
 //!   sockets; `handoff`: data for rturn's own relays, handed between workers in process;
-//!   `tcp`, `tls`: TURN over TCP/TLS; `proxy`: the PROXY protocol header at the
-//!   TCP, TLS and HTTP listeners' doors; `limiter`, `throttle`, `descriptors`: limits
+//!   `tcp`, `tls`: TURN over TCP/TLS; `shared_tls`, `rewind`: one TLS port for `turns:` and
+//!   HTTPS; `proxy`: the PROXY protocol header at the TCP, TLS and HTTP listeners' doors;
+//!   `limiter`, `throttle`, `descriptors`: limits
 //!   at the edge; `http_listener`, `http_conn`: the HTTP accept loop and connections;
 //!   `scrape` (gathering `/metrics` from the workers), `stats`, `report`: what operators see (the admin and
 //!   metrics routes are in [`crate::http`]); `reload`, `turn_parts`, `systemd`.
@@ -34,8 +35,10 @@ mod proxy;
 mod relay;
 pub(crate) mod reload;
 mod report;
+mod rewind;
 mod scrape;
 mod shard;
+mod shared_tls;
 mod socket;
 mod stats;
 mod stream;

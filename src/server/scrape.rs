@@ -9,6 +9,7 @@ use super::descriptors::Budget;
 use super::http_stats::HttpStats;
 use super::proxy::ProxyStats;
 use super::report::{BuildInfo, PortRange};
+use super::shared_tls::SharedStats;
 use super::stats::Stats;
 use super::workers::Workers;
 use crate::metrics::Counted;
@@ -23,6 +24,8 @@ pub(super) struct Sources {
     pub(super) budget: Arc<Budget>,
     pub(super) http: Arc<HttpStats>,
     pub(super) proxy: Arc<ProxyStats>,
+    /// Set when `turns:` and HTTPS share a port.
+    pub(super) shared_tls: Option<Arc<SharedStats>>,
 }
 
 /// The `/metrics` handler for [`crate::http::HttpState`].
@@ -50,6 +53,9 @@ pub(super) async fn render(src: &Sources) -> String {
         src.http.as_ref(),
         src.proxy.as_ref(),
     ];
+    if let Some(shared) = &src.shared_tls {
+        table.push(shared.as_ref());
+    }
     if let Some(hub) = &src.hub {
         table.push(hub.as_ref());
     }

@@ -106,6 +106,9 @@ pub(crate) struct StreamConn {
     token: Option<Token>,
     /// Whether WRITABLE interest is registered.
     writable: bool,
+    /// Set when `inbuf` starts with plaintext read before the handover
+    /// ([`StreamConn::established`]): the next read frames it first.
+    primed: bool,
 }
 
 impl StreamConn {
@@ -150,6 +153,44 @@ impl StreamConn {
             out: OutBuf::new(limits.max_queued_bytes),
             token: None,
             writable: false,
+            primed: false,
+        })
+    }
+
+    /// Takes over a TLS connection whose handshake was done elsewhere (the shared
+    /// `turns:`/HTTPS port, [`super::shared_tls`]) at `now`: `session` holds what it read
+    /// past the handshake, `prefix` the plaintext already taken out of it (the bytes that
+    /// told STUN from HTTP), framed first. `tuple` names the client (which need not be the
+    /// socket's peer, behind a proxy). The caller must read it once without waiting for an
+    /// event: what rustls holds raises none.
+    pub(crate) fn established(
+        stream: std::net::TcpStream,
+        tuple: FiveTuple,
+        mut session: Box<ServerConnection>,
+        prefix: &[u8],
+        limits: &Limits,
+        now: Instant,
+    ) -> io::Result<Self> {
+        stream.set_nonblocking(true)?;
+        stream.set_nodelay(true)?;
+        session.set_buffer_limit(Some(tls::BUFFER_LIMIT));
+        let mut inbuf = InBuf::new();
+        for chunk in prefix.chunks(1024) {
+            let room = inbuf.spare();
+            let n = chunk.len().min(room.len());
+            room[..n].copy_from_slice(&chunk[..n]);
+            inbuf.filled(n);
+        }
+        Ok(Self {
+            socket: TcpStream::from_std(stream),
+            tuple,
+            timers: Timers::new(limits.timeouts, now, false),
+            tls: Some(session),
+            inbuf,
+            out: OutBuf::new(limits.max_queued_bytes),
+            token: None,
+            writable: false,
+            primed: !prefix.is_empty(),
         })
     }
 
@@ -205,7 +246,7 @@ impl StreamConn {
         F: FnMut(&[u8], &mut Out<'_>),
     {
         let out = &mut self.out;
-        let deliver = |inbuf: &mut InBuf| -> Result<(), Close> {
+        let mut deliver = |inbuf: &mut InBuf| -> Result<(), Close> {
             while let Some(range) = inbuf.next().map_err(|_| Close::Malformed)? {
                 on_message(inbuf.get(range), &mut Out::new(out));
                 if out.is_overflowed() {
@@ -214,15 +255,21 @@ impl StreamConn {
             }
             Ok(())
         };
-        let read = match &mut self.tls {
-            None => plain::read(
+        // Plaintext handed over with the connection is framed before the socket is read.
+        let primed = match std::mem::take(&mut self.primed) {
+            true => deliver(&mut self.inbuf),
+            false => Ok(()),
+        };
+        let read = match (primed, &mut self.tls) {
+            (Err(close), _) => Err(close),
+            (Ok(()), None) => plain::read(
                 &mut self.socket,
                 &mut self.inbuf,
                 &mut self.timers,
                 now,
                 deliver,
             ),
-            Some(session) => tls::read(
+            (Ok(()), Some(session)) => tls::read(
                 session,
                 &mut self.socket,
                 &mut self.inbuf,

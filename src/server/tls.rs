@@ -1,5 +1,6 @@
 //! TLS for `turns:` and HTTPS: rustls (TLS 1.2 and 1.3 only), one certificate from `[tls]`,
-//! held in a [`CertStore`] that a reload swaps without touching open connections.
+//! held in a [`CertStore`] that a reload swaps without touching open connections, and the
+//! ALPN each listener offers (`stun.turn`, `http/1.1`, or both on a shared port).
 
 use std::path::Path;
 use std::sync::{Arc, RwLock};
@@ -15,7 +16,9 @@ use tokio_rustls::TlsAcceptor;
 use crate::config::TlsConfig;
 
 /// ALPN for STUN/TURN over TLS (RFC 7443).
-const ALPN_STUN: &[u8] = b"stun.turn";
+pub(crate) const ALPN_STUN: &[u8] = b"stun.turn";
+/// ALPN for HTTPS (and WSS): HTTP/1.1 is all the HTTP side serves.
+pub(crate) const ALPN_HTTP1: &[u8] = b"http/1.1";
 
 /// A certificate or key that could not be used, naming the file and the key it came from.
 #[derive(Debug, thiserror::Error)]
@@ -88,15 +91,22 @@ impl ResolvesServerCert for CertStore {
 
 /// An acceptor for STUN/TURN over TLS (ALPN `stun.turn` offered) or HTTPS (`http/1.1`).
 pub fn acceptor(store: &Arc<CertStore>, http: bool) -> Result<TlsAcceptor, rustls::Error> {
+    let alpn = if http { ALPN_HTTP1 } else { ALPN_STUN };
+    with_alpn(store, vec![alpn.to_vec()])
+}
+
+/// An acceptor for the port `turns:` and HTTPS share: both ALPN protocols offered, STUN/TURN
+/// first (rustls picks the first of ours the client offers; a browser offers only HTTP).
+pub fn shared_acceptor(store: &Arc<CertStore>) -> Result<TlsAcceptor, rustls::Error> {
+    with_alpn(store, vec![ALPN_STUN.to_vec(), ALPN_HTTP1.to_vec()])
+}
+
+fn with_alpn(store: &Arc<CertStore>, alpn: Vec<Vec<u8>>) -> Result<TlsAcceptor, rustls::Error> {
     let provider = Arc::new(ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_no_client_auth()
         .with_cert_resolver(Arc::clone(store) as Arc<dyn ResolvesServerCert>);
-    config.alpn_protocols = if http {
-        vec![b"http/1.1".to_vec()]
-    } else {
-        vec![ALPN_STUN.to_vec()]
-    };
+    config.alpn_protocols = alpn;
     Ok(TlsAcceptor::from(Arc::new(config)))
 }

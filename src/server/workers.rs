@@ -17,7 +17,7 @@ use std::time::Instant;
 use mio::Waker;
 use tokio::sync::{mpsc, oneshot};
 
-use super::command::{Command, Reload, WorkerSnapshot};
+use super::command::{Command, EstablishedTls, Reload, WorkerSnapshot};
 use super::conns::Guards;
 use super::datapath::{self, Poller, WorkerParts};
 use super::handoff::{Handoffs, Inbox};
@@ -260,6 +260,14 @@ impl Workers {
             guards,
         };
         self.send(worker, accept).await;
+    }
+
+    /// Hands a TURN-over-TLS connection handshaken on the tokio side (the shared
+    /// `turns:`/HTTPS port) to the worker its 5-tuple hashes to. Dropped (and so closed)
+    /// once the workers have stopped.
+    pub(super) async fn accept_tls(&self, tls: EstablishedTls) {
+        let worker = self.worker_for(&tls.tuple);
+        self.send(worker, Command::AcceptTls(Box::new(tls))).await;
     }
 
     /// Stops every loop and waits for it (blocking: call from a blocking thread); the

@@ -11,7 +11,9 @@
 //! The same browser then drives rturn's own pages, served by its HTTP listener: two video-room
 //! pages (`/room/demo`) that signal over `/ws` and connect through the relay
 //! (`tests/browser/room.mjs`), and the trickle-ICE page (`/`) gathering a relay candidate with
-//! the servers from `/api/ice-servers` (`tests/browser/trickle.mjs`).
+//! the servers from `/api/ice-servers` (`tests/browser/trickle.mjs`); and, on one TLS port
+//! shared by `turns:` and HTTPS, the room page over HTTPS and `wss:` gathering a relay
+//! candidate from that port's `turns:` URL (`tests/browser/shared_port.mjs`).
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
@@ -259,4 +261,50 @@ fn browser() -> (PathBuf, String) {
          (it runs npm ci --prefix tests/browser)"
     );
     (dir, chromium)
+}
+
+/// One TLS port for `turns:`, HTTPS and WSS: the room page served over HTTPS on the port
+/// `listen.tls` and `listen.https` share joins its room over `wss:` there, and Chromium
+/// gathers a relay candidate over TLS from the `turns:` URL `/api/ice-servers` lists for that
+/// same port. See `tests/browser/shared_port.mjs`.
+#[test]
+fn browser_turns_and_wss_room_on_one_port() {
+    let (dir, chromium) = browser();
+    let certs = tempfile::tempdir().unwrap();
+    let port = {
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        free.local_addr().unwrap().port()
+    };
+    let listen = format!("tls = [\"127.0.0.1:{port}\"]\nhttps = \"127.0.0.1:{port}\"\n[relay]");
+    let config =
+        format!("{PAGES}{}", test_certificate(certs.path())).replacen("[relay]", &listen, 1);
+    let server = Server::start(&config);
+    assert_eq!(server.https.map(|a| a.port()), Some(port), "one port");
+    // The script gives up by itself (within a minute), so this cannot hang.
+    let out = Command::new("node")
+        .arg(dir.join("shared_port.mjs"))
+        .arg(port.to_string())
+        .env("RTURN_CHROMIUM", &chromium)
+        .output()
+        .expect("node is missing: install Node.js, then run scripts/test.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("\"ok\":true"),
+        "shared_port.mjs failed ({}):\n{stdout}\n{stderr}\nrturn log:\n{}",
+        out.status,
+        server.log()
+    );
+    // Both sides came through the one port: Chromium's turns: offers no ALPN (told by its
+    // first bytes, and handed to the workers as TURN), the page and its WebSocket offer
+    // http/1.1.
+    let outcome = |o: &str| {
+        server.metric(&format!(
+            "rturn_shared_tls_connections_total{{outcome=\"{o}\"}}"
+        ))
+    };
+    assert!(outcome("turn_first_bytes") >= 1.0, "{}", server.log());
+    assert!(outcome("http_alpn") >= 2.0, "{}", server.log());
+    let accepted = server.metric("rturn_tcp_connections_total{event=\"accepted\"}");
+    assert!(accepted >= 1.0);
 }

@@ -8,7 +8,8 @@
 //! - [`bypass_matrix`]: every forbidden peer class and disguise refused, on real sockets.
 //! - [`quotas`], [`limits`], [`tcp_queue`]: quotas, abuse limits, a TCP client that stops
 //!   reading.
-//! - [`tls`]: HTTPS and certificate errors.
+//! - [`tls`]: HTTPS and certificate errors; [`shared_tls`]: `turns:`, HTTPS and WSS on one
+//!   port.
 //! - [`proxy_protocol`]: behind a load balancer: the client a PROXY header names is the one
 //!   TURN, the per-IP caps and the ICE API see; untrusted or missing headers refused.
 //!
@@ -22,6 +23,7 @@ mod limits;
 mod own_relays;
 mod proxy_protocol;
 mod quotas;
+mod shared_tls;
 mod stun_binding;
 mod tcp_queue;
 mod tls;

@@ -308,3 +308,50 @@ fn over_tls_and_https_the_header_comes_before_the_handshake() {
     assert_eq!(outcome(&server, "accepted_v1"), 3.0);
     assert_eq!(outcome(&server, "accepted_v2"), 1.0);
 }
+
+/// On the port `turns:` and HTTPS share, the header comes before the handshake too, and the
+/// client it names is what the TURN side (XOR-MAPPED-ADDRESS) and the HTTP side (the ICE
+/// API's per-client credentials) see.
+#[test]
+fn on_the_shared_tls_port_the_header_comes_first_for_both_protocols() {
+    let dir = tempfile::tempdir().unwrap();
+    let more = format!(
+        "[auth]\nstatic-auth-secret = \"proxy-test-secret\"\n{}",
+        test_certificate(dir.path())
+    );
+    let port = crate::shared_tls::free_port();
+    let listen = format!("tls = [\"127.0.0.1:{port}\"]\nhttps = \"127.0.0.1:{port}\"");
+    let server = Server::start(
+        &config("", &listen, &more).replace("[auth.users]\nalice = \"wonderland\"\n", ""),
+    );
+    let shared: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let client = tls_client(dir.path());
+    let mut turns = tls_through_balancer(shared, &v2("198.51.100.7:4242"), &client);
+    let request = binding_request(&[], true);
+    turns.write_all(&request.raw).unwrap();
+    let mut header = [0u8; 20];
+    turns.read_exact(&mut header).unwrap();
+    let len = usize::from(u16::from_be_bytes([header[2], header[3]]));
+    let mut bytes = header.to_vec();
+    bytes.resize(20 + len, 0);
+    turns.read_exact(&mut bytes[20..]).unwrap();
+    let mapped = mapped_address(&decode_response(&request, &bytes));
+    assert_eq!(mapped, "198.51.100.7:4242".parse().unwrap());
+
+    let a = ice_user(shared, "198.51.100.7:1", &client);
+    assert_ne!(
+        ice_user(shared, "198.51.100.8:1", &client),
+        a,
+        "another client"
+    );
+    assert_eq!(outcome(&server, "accepted_v1"), 2.0);
+    assert_eq!(outcome(&server, "accepted_v2"), 1.0);
+
+    // A header from an address the balancer list does not hold is refused here as well.
+    let mut direct = tcp_client_from("127.0.0.1", shared);
+    direct.write_all(&v1("198.51.100.9:1")).unwrap();
+    let mut rest = Vec::new();
+    let _ = direct.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "the untrusted header got an answer");
+    assert_eq!(outcome(&server, "refused_untrusted"), 1.0);
+}

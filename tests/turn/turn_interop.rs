@@ -107,6 +107,34 @@ fn uclient_tls() {
         "[listen]\nudp = [\"127.0.0.1:0\"]\ntcp = [\"127.0.0.1:0\"]\ntls = [\"127.0.0.1:0\"]\n[relay]",
     );
     let server = Server::start(&format!("realm = \"test.local\"\n{config}"));
+    uclient_tls_runs(&server);
+}
+
+/// `turnutils_uclient -t -S` on the TLS port shared with HTTPS (`listen.https` naming the
+/// `listen.tls` address): it relays, losing nothing, and HTTPS still answers there.
+#[test]
+fn uclient_tls_on_the_port_shared_with_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = test_certificate(dir.path());
+    let port = crate::shared_tls::free_port();
+    let listen = format!(
+        "[listen]\nudp = [\"127.0.0.1:0\"]\ntcp = [\"127.0.0.1:0\"]\n\
+         tls = [\"127.0.0.1:{port}\"]\nhttps = \"127.0.0.1:{port}\"\n[relay]"
+    );
+    let config = format!("{TURN_CONFIG}{tls}").replace("[relay]", &listen);
+    let server = Server::start(&format!("realm = \"test.local\"\n{config}"));
+    assert_eq!(Some(server.tls[0]), server.https, "one port");
+    uclient_tls_runs(&server);
+    let turn = |how: &str| {
+        let name = format!("rturn_shared_tls_connections_total{{outcome=\"turn_{how}\"}}");
+        crate::shared_tls::metric(server.tls[0], dir.path(), &name)
+    };
+    assert!(turn("alpn") + turn("first_bytes") >= 2.0);
+}
+
+/// A few `turnutils_uclient -t -S` runs against `server.tls[0]`; at least two must get
+/// through, and those lose nothing.
+fn uclient_tls_runs(server: &Server) {
     let peer = EchoPeer::start();
     // turnutils_uclient -S picks its TLS version at random for each connection, TLS 1.0 and
     // 1.1 included, which rturn refuses by design (TLS 1.2 and 1.3 only): a run whose client
@@ -114,7 +142,7 @@ fn uclient_tls() {
     // run that got through must have lost nothing.
     let mut passed = 0;
     for _ in 0..12 {
-        let out = uclient_run(&server, &peer, &["-t", "-S", "-c"], 1, 40);
+        let out = uclient_run(server, &peer, &["-t", "-S", "-c"], 1, 40);
         if out.contains("tot_send_msgs=40, tot_recv_msgs=40") {
             assert!(out.contains("Total lost packets 0 (0.000000%)"), "{out}");
             passed += 1;

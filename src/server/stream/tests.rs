@@ -70,7 +70,14 @@ impl Harness {
     ) -> Self {
         let clock = Instant::now();
         let client_addr = server.peer_addr().unwrap();
-        let mut conn = StreamConn::new(server, client_addr, tls, &limits, clock).unwrap();
+        Self::serving(
+            StreamConn::new(server, client_addr, tls, &limits, clock).unwrap(),
+            clock,
+        )
+    }
+
+    /// A harness around `conn`, made at `clock`.
+    fn serving(mut conn: StreamConn, clock: Instant) -> Self {
         let poll = Poll::new().unwrap();
         conn.register(poll.registry(), Token(7)).unwrap();
         Self {

@@ -12,7 +12,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, Serve
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
-use super::{Close, Harness, PATIENCE, channel_data, limits, stun};
+use super::{Close, Harness, PATIENCE, StreamConn, channel_data, limits, stun};
 use crate::server::tls::{CertStore, acceptor};
 
 /// The `turns:` listener's config for a fresh self-signed certificate, and a client
@@ -195,4 +195,65 @@ fn a_tls_client_that_stops_reading_overflows() {
     );
     done_tx.send(()).unwrap();
     drop(client.join().unwrap());
+}
+
+/// The shared `turns:`/HTTPS port's handover: the handshake done elsewhere (here by hand,
+/// blocking), the first 5 plaintext bytes already taken out (part of a frame), the rest of
+/// the client's first flight still held by rustls. The connection frames the prefix first
+/// and reads what rustls holds on its first read, with no socket event.
+#[test]
+fn a_connection_handshaken_elsewhere_carries_on_from_what_was_read() {
+    let (first, second) = (stun(8, 21), stun(0, 22));
+    let flight = [first.clone(), second.clone()].concat();
+    let answers = flight.len();
+    let (server_config, client_config) = configs();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let client = std::thread::spawn(move || {
+        let socket = std::net::TcpStream::connect(addr).unwrap();
+        socket.set_read_timeout(Some(PATIENCE)).unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut tls = StreamOwned::new(ClientConnection::new(client_config, name).unwrap(), socket);
+        tls.write_all(&flight).unwrap();
+        tls.flush().unwrap();
+        let mut echoed = vec![0; answers];
+        tls.read_exact(&mut echoed).unwrap();
+        echoed
+    });
+    let (mut socket, _) = listener.accept().unwrap();
+    socket.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut session = rustls::ServerConnection::new(server_config).unwrap();
+    while session.is_handshaking() {
+        session.complete_io(&mut socket).unwrap();
+    }
+    // Records until there is plaintext; take 5 bytes of it, as the shared port's split does.
+    let mut prefix = [0u8; 5];
+    let mut taken = 0;
+    while taken < prefix.len() {
+        match session.reader().read(&mut prefix[taken..]) {
+            Ok(n) => taken += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                session.read_tls(&mut socket).unwrap();
+                session.process_new_packets().unwrap();
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let tuple = crate::turn::FiveTuple {
+        transport: crate::turn::Transport::Tls,
+        client: socket.peer_addr().unwrap(),
+        server: addr,
+    };
+    let clock = std::time::Instant::now();
+    let conn = StreamConn::established(socket, tuple, Box::new(session), &prefix, &limits(), clock);
+    let mut h = Harness::serving(conn.unwrap(), clock);
+    assert!(!h.conn.is_handshaking());
+    assert_eq!(h.conn.tuple(), tuple);
+    h.echo = true;
+    // The first read is the loop's, not an event's.
+    h.more = true;
+    h.until("both requests", |h| h.got.len() == 2);
+    assert_eq!(h.got, vec![first.clone(), second.clone()]);
+    let echoed = client.join().unwrap();
+    assert_eq!(echoed, [first, second].concat());
 }
