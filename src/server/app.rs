@@ -122,6 +122,17 @@ pub async fn run(
     let permits = Arc::new(Semaphore::new(config.server.max_tcp_connections));
     let per_ip = Arc::new(tcp::PerIp::new(config.server.max_tcp_connections_per_ip));
     let proxy_stats = Arc::new(ProxyStats::default());
+    // What every TURN TCP/TLS listener shares, with its own counters; no TLS, no PROXY.
+    let turn_context = |counters| tcp::TcpContext {
+        permits: Arc::clone(&permits),
+        per_ip: Arc::clone(&per_ip),
+        budget: Arc::clone(&budget),
+        workers: Arc::clone(&workers),
+        counters,
+        shutdown: shutdown.clone(),
+        tls: None,
+        proxy: None,
+    };
     for (listener, tls) in tcp_listeners {
         let acceptor = match (tls, &store) {
             (false, _) => None,
@@ -134,24 +145,16 @@ pub async fn run(
             },
             (true, None) => continue, // validate() requires [tls] for listen.tls
         };
+        let kind = if tls {
+            ProxyListener::Tls
+        } else {
+            ProxyListener::Tcp
+        };
+        let timeout = config.server.tls_handshake_timeout;
         let ctx = tcp::TcpContext {
-            permits: Arc::clone(&permits),
-            per_ip: Arc::clone(&per_ip),
-            budget: Arc::clone(&budget),
-            workers: Arc::clone(&workers),
-            counters: stats.register(),
-            shutdown: shutdown.clone(),
             tls: acceptor.map(|acceptor| Arc::clone(acceptor.config())),
-            proxy: Policy::for_listener(
-                &config.listen,
-                if tls {
-                    ProxyListener::Tls
-                } else {
-                    ProxyListener::Tcp
-                },
-                config.server.tls_handshake_timeout,
-                &proxy_stats,
-            ),
+            proxy: Policy::for_listener(&config.listen, kind, timeout, &proxy_stats),
+            ..turn_context(stats.register())
         };
         tasks.spawn(tcp::serve(listener, ctx));
     }
@@ -230,17 +233,9 @@ pub async fn run(
         // One port for turns: and HTTPS: the HTTP caps above, the TURN ones of listen.tls.
         if let (Some(listener), Some(store), Some(counts)) = (shared_listener, &store, shared_stats)
         {
-            let turn = tcp::TcpContext {
-                permits: Arc::clone(&permits),
-                per_ip: Arc::clone(&per_ip),
-                budget: Arc::clone(&budget),
-                workers: Arc::clone(&workers),
-                counters: stats.register(),
-                shutdown: shutdown.clone(),
-                tls: None,
-                // The shared listener reads PROXY headers itself, before it knows the protocol.
-                proxy: None,
-            };
+            // Its TLS is done on the tokio side, and it reads PROXY headers itself, before it
+            // knows the protocol: neither is the TURN context's.
+            let turn = turn_context(stats.register());
             shared_tls::spawn(&serving, listener, store, (app, caps), turn, counts);
         }
     }

@@ -255,6 +255,19 @@ fn tls_through_balancer(
     rustls::StreamOwned::new(session, stream)
 }
 
+/// The XOR-MAPPED-ADDRESS a Binding over the TLS session `turns` gets back.
+fn tls_binding_mapped(turns: &mut (impl Read + Write)) -> SocketAddr {
+    let request = binding_request(&[], true);
+    turns.write_all(&request.raw).unwrap();
+    let mut header = [0u8; 20];
+    turns.read_exact(&mut header).unwrap();
+    let len = usize::from(u16::from_be_bytes([header[2], header[3]]));
+    let mut bytes = header.to_vec();
+    bytes.resize(20 + len, 0);
+    turns.read_exact(&mut bytes[20..]).unwrap();
+    mapped_address(&decode_response(&request, &bytes))
+}
+
 /// The REST user part of the TURN username `/api/ice-servers` minted (an HMAC of the
 /// client's address), over HTTPS through the balancer for `client`.
 fn ice_user(https: SocketAddr, client: &str, config: &Arc<rustls::ClientConfig>) -> String {
@@ -285,15 +298,7 @@ fn over_tls_and_https_the_header_comes_before_the_handshake() {
     );
     let client = tls_client(dir.path());
     let mut turns = tls_through_balancer(server.tls[0], &v2("198.51.100.7:4242"), &client);
-    let request = binding_request(&[], true);
-    turns.write_all(&request.raw).unwrap();
-    let mut header = [0u8; 20];
-    turns.read_exact(&mut header).unwrap();
-    let len = usize::from(u16::from_be_bytes([header[2], header[3]]));
-    let mut bytes = header.to_vec();
-    bytes.resize(20 + len, 0);
-    turns.read_exact(&mut bytes[20..]).unwrap();
-    let mapped = mapped_address(&decode_response(&request, &bytes));
+    let mapped = tls_binding_mapped(&mut turns);
     assert_eq!(mapped, "198.51.100.7:4242".parse().unwrap());
 
     // The ICE API mints credentials per client address: the claimed one.
@@ -327,15 +332,7 @@ fn on_the_shared_tls_port_the_header_comes_first_for_both_protocols() {
     let shared: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let client = tls_client(dir.path());
     let mut turns = tls_through_balancer(shared, &v2("198.51.100.7:4242"), &client);
-    let request = binding_request(&[], true);
-    turns.write_all(&request.raw).unwrap();
-    let mut header = [0u8; 20];
-    turns.read_exact(&mut header).unwrap();
-    let len = usize::from(u16::from_be_bytes([header[2], header[3]]));
-    let mut bytes = header.to_vec();
-    bytes.resize(20 + len, 0);
-    turns.read_exact(&mut bytes[20..]).unwrap();
-    let mapped = mapped_address(&decode_response(&request, &bytes));
+    let mapped = tls_binding_mapped(&mut turns);
     assert_eq!(mapped, "198.51.100.7:4242".parse().unwrap());
 
     let a = ice_user(shared, "198.51.100.7:1", &client);
