@@ -20,10 +20,15 @@
 // is the contract in src/offload/entry.rs; addresses, ports and the channel number are in
 // network byte order, IPv4 addresses in the first 4 of the 16 bytes.
 //
-// IPv4 on `lo` only for now: the relayed packet is re-injected into lo's ingress
-// (bpf_redirect with BPF_F_INGRESS) so that the kernel delivers it to the local socket. On any
-// other interface the program passes everything to user space. The UDP checksum of a rewritten
-// IPv4 packet is set to zero (allowed for IPv4, RFC 768); the IP header checksum is recomputed.
+// IPv4 on `lo` only for now. A relayed packet is rewritten in place and continues up lo's
+// ingress (TC_ACT_OK): it keeps the route the output path gave it (local delivery), so the
+// kernel hands it to the socket its new addresses name. (bpf_redirect to lo's ingress would
+// drop that route, and the new route lookup refuses 127.0.0.0/8 as martian unless
+// route_localnet is set.) So a packet is relayed only when a local UDP socket will take it
+// (bpf_sk_lookup_udp); to a peer or client elsewhere it goes to user space unchanged. On any
+// other interface the program passes everything to user space. The UDP checksum of a
+// rewritten IPv4 packet is set to zero (allowed for IPv4, RFC 768); the IP header checksum is
+// recomputed.
 //
 // Rebuild with scripts/build-bpf.sh; the committed relay.bpf.o must match its output.
 
@@ -132,6 +137,24 @@ static __always_inline __be32 ip4_of(const __u8 ip[16])
     return *(const __be32 *)ip;
 }
 
+// Whether a local UDP socket takes a datagram from saddr:sport to daddr:dport.
+static __always_inline int local_socket(struct __sk_buff *skb, const __u8 saddr[16], __be16 sport,
+                                        const __u8 daddr[16], __be16 dport)
+{
+    struct bpf_sock_tuple tuple = {};
+    struct bpf_sock *sk;
+
+    tuple.ipv4.saddr = ip4_of(saddr);
+    tuple.ipv4.daddr = ip4_of(daddr);
+    tuple.ipv4.sport = sport;
+    tuple.ipv4.dport = dport;
+    sk = bpf_sk_lookup_udp(skb, &tuple, sizeof(tuple.ipv4), BPF_F_CURRENT_NETNS, 0);
+    if (!sk)
+        return 0;
+    bpf_sk_release(sk);
+    return 1;
+}
+
 // Client -> peer: strip the ChannelData header. BPF_ADJ_ROOM_NET removes the 4 bytes right
 // after the IP header (the start of the UDP header), so the UDP header is written back over
 // what is left of it and of the ChannelData header; the helper does not touch the IP header,
@@ -147,6 +170,8 @@ static __always_inline int relay_to_peer(struct __sk_buff *skb, struct headers4 
     };
     struct iphdr ip = h->ip;
 
+    if (!local_socket(skb, v->relay_ip, v->relay_port, v->peer_ip, v->peer_port))
+        return PASS;
     if (bpf_skb_adjust_room(skb, -CD_HLEN, BPF_ADJ_ROOM_NET, 0))
         return PASS;
     if (bpf_skb_store_bytes(skb, ETH_HLEN_ + IP4_HLEN, &udp, sizeof(udp), 0))
@@ -159,7 +184,7 @@ static __always_inline int relay_to_peer(struct __sk_buff *skb, struct headers4 
         return TC_ACT_SHOT;
     __sync_fetch_and_add(&v->packets, 1);
     __sync_fetch_and_add(&v->bytes, payload);
-    return bpf_redirect(skb->ifindex, BPF_F_INGRESS);
+    return TC_ACT_OK;
 }
 
 // Peer -> client: BPF_ADJ_ROOM_NET inserts 4 bytes right after the IP header; the UDP header
@@ -179,6 +204,8 @@ static __always_inline int relay_to_client(struct __sk_buff *skb, struct headers
     };
     struct iphdr ip = h->ip;
 
+    if (!local_socket(skb, v->listen_ip, v->listen_port, v->client_ip, v->client_port))
+        return PASS;
     if (bpf_skb_adjust_room(skb, CD_HLEN, BPF_ADJ_ROOM_NET, 0))
         return PASS;
     if (bpf_skb_store_bytes(skb, ETH_HLEN_ + IP4_HLEN, &out, sizeof(out), 0))
@@ -191,7 +218,7 @@ static __always_inline int relay_to_client(struct __sk_buff *skb, struct headers
         return TC_ACT_SHOT;
     __sync_fetch_and_add(&v->packets, 1);
     __sync_fetch_and_add(&v->bytes, payload);
-    return bpf_redirect(skb->ifindex, BPF_F_INGRESS);
+    return TC_ACT_OK;
 }
 
 SEC("classifier")

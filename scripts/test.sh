@@ -8,6 +8,8 @@
 #   python3          - scripts/check-layout.py (file sizes, import cycles, test binaries).
 #   systemd          - systemd-analyze (and systemd-sysusers) for scripts/check-package.sh;
 #   binutils           strip and readelf, for the same (cargo-deb comes from crates.io).
+#   clang, llvm,     - scripts/build-bpf.sh --check: the committed eBPF object (bpf/relay.bpf.o)
+#   libbpf-dev         must be what bpf/relay.bpf.c builds to.
 # Usage: scripts/test.sh [extra cargo test arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +22,9 @@ command -v python3 >/dev/null 2>&1 || need_packages+=(python3)
 command -v systemd-analyze >/dev/null 2>&1 || need_packages+=(systemd)
 command -v readelf >/dev/null 2>&1 || need_packages+=(binutils)
 command -v npm >/dev/null 2>&1 || need_packages+=(npm)
+command -v clang >/dev/null 2>&1 || need_packages+=(clang)
+command -v llvm-strip >/dev/null 2>&1 || need_packages+=(llvm)
+[ -f /usr/include/bpf/bpf_helpers.h ] || need_packages+=(libbpf-dev)
 
 if ((${#need_packages[@]})); then
     echo "scripts/test.sh: installing ${need_packages[*]} (Debian packages the tests use)"
@@ -42,6 +47,7 @@ if [ ! -d tests/browser/node_modules ]; then
 fi
 
 scripts/check-layout.py
+scripts/build-bpf.sh --check
 cargo test --locked --all-targets "$@"
 cargo test --locked --doc
 scripts/bench.sh --smoke

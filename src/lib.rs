@@ -49,6 +49,7 @@ pub mod config;
 pub mod coturn;
 pub mod http;
 pub mod metrics;
+pub mod offload;
 pub mod outbox;
 pub mod probe;
 pub mod proxy_protocol;
