@@ -20,13 +20,16 @@
 // is the contract in src/offload/entry.rs; addresses, ports and the channel number are in
 // network byte order, IPv4 addresses in the first 4 of the 16 bytes.
 //
-// IPv4 on `lo` only for now. A relayed packet is rewritten in place and continues up lo's
+// IPv4 only for now. On `lo` a relayed packet is rewritten in place and continues up lo's
 // ingress (TC_ACT_OK): it keeps the route the output path gave it (local delivery), so the
 // kernel hands it to the socket its new addresses name. (bpf_redirect to lo's ingress would
 // drop that route, and the new route lookup refuses 127.0.0.0/8 as martian unless
-// route_localnet is set.) So a packet is relayed only when a local UDP socket will take it
-// (bpf_sk_lookup_udp); to a peer or client elsewhere it goes to user space unchanged. On any
-// other interface the program passes everything to user space. The UDP checksum of a
+// route_localnet is set.) So on lo a packet is relayed only when a local UDP socket will take
+// it (bpf_sk_lookup_udp); to a peer or client elsewhere it goes to user space unchanged. On
+// an Ethernet-framed interface (veth, a NIC) the program asks the FIB for the rewritten
+// packet's route (bpf_fib_lookup, which needs forwarding enabled on that interface), writes
+// the next hop's MAC addresses and redirects it to the egress interface; with no route, an
+// unresolved neighbour or a packet over the MTU it passes to user space. The UDP checksum of a
 // rewritten IPv4 packet is set to zero (allowed for IPv4, RFC 768); the IP header checksum is
 // recomputed.
 //
@@ -46,6 +49,7 @@
 #define UDP_HLEN 8
 #define CD_HLEN 4
 #define LOOPBACK_IFINDEX 1
+#define AF_INET_ 2
 #define MAX_ENTRIES 65536
 // "Not mine": the next TC program (TCX) or filter (clsact) sees the packet, and with none the
 // kernel passes it on unchanged to the stack and user space.
@@ -155,6 +159,53 @@ static __always_inline int local_socket(struct __sk_buff *skb, const __u8 saddr[
     return 1;
 }
 
+// Where a rewritten packet leaves: ifindex 0 is on up lo's ingress (local delivery), else the
+// egress of that interface with these Ethernet addresses (dmac then smac, as on the wire).
+struct egress {
+    __u32 ifindex;
+    __u8 macs[12];
+};
+
+// Decides, before anything is changed, whether a packet rewritten to src -> dst can be relayed
+// and where it goes. On lo: when a local socket takes it. Elsewhere: when the FIB has a route
+// and a resolved neighbour for it (bpf_fib_lookup; this needs forwarding enabled on the
+// interface it came in on) and it fits that route's MTU. Anything else stays in user space.
+static __always_inline int route(struct __sk_buff *skb, const __u8 src[16], __be16 sport,
+                                 const __u8 dst[16], __be16 dport, __u32 total,
+                                 struct egress *out)
+{
+    struct bpf_fib_lookup fib = {};
+
+    if (skb->ifindex == LOOPBACK_IFINDEX) {
+        out->ifindex = 0;
+        return local_socket(skb, src, sport, dst, dport);
+    }
+    fib.family = AF_INET_;
+    fib.l4_protocol = IPPROTO_UDP;
+    fib.sport = sport;
+    fib.dport = dport;
+    fib.tot_len = total;
+    fib.ifindex = skb->ifindex;
+    fib.ipv4_src = ip4_of(src);
+    fib.ipv4_dst = ip4_of(dst);
+    if (bpf_fib_lookup(skb, &fib, sizeof(fib), 0) != BPF_FIB_LKUP_RET_SUCCESS)
+        return 0;
+    out->ifindex = fib.ifindex;
+    __builtin_memcpy(out->macs, fib.dmac, 6);
+    __builtin_memcpy(out->macs + 6, fib.smac, 6);
+    return 1;
+}
+
+// Sends a rewritten packet where route() said.
+static __always_inline int send(struct __sk_buff *skb, struct egress *out)
+{
+    if (!out->ifindex)
+        return TC_ACT_OK;
+    if (bpf_skb_store_bytes(skb, 0, out->macs, sizeof(out->macs), 0))
+        return TC_ACT_SHOT;
+    return bpf_redirect(out->ifindex, 0);
+}
+
 // Client -> peer: strip the ChannelData header. BPF_ADJ_ROOM_NET removes the 4 bytes right
 // after the IP header (the start of the UDP header), so the UDP header is written back over
 // what is left of it and of the ChannelData header; the helper does not touch the IP header,
@@ -169,8 +220,10 @@ static __always_inline int relay_to_peer(struct __sk_buff *skb, struct headers4 
         .check = 0,
     };
     struct iphdr ip = h->ip;
+    struct egress via;
 
-    if (!local_socket(skb, v->relay_ip, v->relay_port, v->peer_ip, v->peer_port))
+    if (!route(skb, v->relay_ip, v->relay_port, v->peer_ip, v->peer_port,
+               IP4_HLEN + UDP_HLEN + payload, &via))
         return PASS;
     if (bpf_skb_adjust_room(skb, -CD_HLEN, BPF_ADJ_ROOM_NET, 0))
         return PASS;
@@ -184,7 +237,7 @@ static __always_inline int relay_to_peer(struct __sk_buff *skb, struct headers4 
         return TC_ACT_SHOT;
     __sync_fetch_and_add(&v->packets, 1);
     __sync_fetch_and_add(&v->bytes, payload);
-    return TC_ACT_OK;
+    return send(skb, &via);
 }
 
 // Peer -> client: BPF_ADJ_ROOM_NET inserts 4 bytes right after the IP header; the UDP header
@@ -192,7 +245,7 @@ static __always_inline int relay_to_peer(struct __sk_buff *skb, struct headers4 
 static __always_inline int relay_to_client(struct __sk_buff *skb, struct headers4 *h,
                                            struct to_client_value *v, __u32 payload)
 {
-    struct udp_cd out = {
+    struct udp_cd hdr = {
         .udp = {
             .source = v->listen_port,
             .dest = v->client_port,
@@ -203,12 +256,14 @@ static __always_inline int relay_to_client(struct __sk_buff *skb, struct headers
         .length = bpf_htons(payload),
     };
     struct iphdr ip = h->ip;
+    struct egress via;
 
-    if (!local_socket(skb, v->listen_ip, v->listen_port, v->client_ip, v->client_port))
+    if (!route(skb, v->listen_ip, v->listen_port, v->client_ip, v->client_port,
+               IP4_HLEN + UDP_HLEN + CD_HLEN + payload, &via))
         return PASS;
     if (bpf_skb_adjust_room(skb, CD_HLEN, BPF_ADJ_ROOM_NET, 0))
         return PASS;
-    if (bpf_skb_store_bytes(skb, ETH_HLEN_ + IP4_HLEN, &out, sizeof(out), 0))
+    if (bpf_skb_store_bytes(skb, ETH_HLEN_ + IP4_HLEN, &hdr, sizeof(hdr), 0))
         return TC_ACT_SHOT;
     ip.saddr = ip4_of(v->listen_ip);
     ip.daddr = ip4_of(v->client_ip);
@@ -218,7 +273,7 @@ static __always_inline int relay_to_client(struct __sk_buff *skb, struct headers
         return TC_ACT_SHOT;
     __sync_fetch_and_add(&v->packets, 1);
     __sync_fetch_and_add(&v->bytes, payload);
-    return TC_ACT_OK;
+    return send(skb, &via);
 }
 
 SEC("classifier")
@@ -227,7 +282,7 @@ int rturn_relay(struct __sk_buff *skb)
     struct headers4 h;
     __u32 total, udp_len;
 
-    if (skb->ifindex != LOOPBACK_IFINDEX || skb->protocol != bpf_htons(ETH_P_IP))
+    if (skb->protocol != bpf_htons(ETH_P_IP))
         return PASS;
     if (skb->gso_segs > 1 || skb->gso_size)
         return PASS;

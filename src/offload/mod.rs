@@ -13,8 +13,9 @@
 //!   with per-entry packet and byte counters. `entry.rs` holds the entry types and their bytes
 //!   in the maps; `support.rs` the privilege check and the errors.
 //!
-//! Not yet wired to the allocation manager; IPv4 on `lo` only so far (the program passes every
-//! other packet to user space unchanged).
+//! Not yet wired to the allocation manager; IPv4 only so far (the program passes every other
+//! packet to user space unchanged). On `lo` it delivers to the local socket; on Ethernet-framed
+//! interfaces it redirects to the egress the FIB names, which needs IP forwarding enabled.
 
 mod entry;
 mod maps;
@@ -75,7 +76,9 @@ impl Offload {
     }
 
     /// Attaches the classifier to the ingress of `interface` (where both the clients' and the
-    /// peers' packets arrive on `lo`). Attaching twice to one interface is a no-op.
+    /// peers' packets arrive on `lo`; elsewhere attach it to every interface clients or peers
+    /// reach the server through). Only `lo` and Ethernet-framed interfaces (veth, NICs).
+    /// Attaching twice to one interface is a no-op.
     pub fn attach(&mut self, interface: &str) -> Result<(), OffloadError> {
         if self.attached.iter().any(|a| a.interface == interface) {
             return Ok(());
@@ -84,6 +87,11 @@ impl Offload {
             interface: interface.to_owned(),
             reason,
         };
+        // The program reads an Ethernet header first: lo and Ethernet-framed devices only.
+        let kind = std::fs::read_to_string(format!("/sys/class/net/{interface}/type"));
+        if !matches!(kind.as_deref().map(str::trim), Ok("1" | "772")) {
+            return Err(failed("not an Ethernet or loopback interface".into()));
+        }
         let tcx = KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0));
         let mut added_clsact = false;
         if !tcx {
