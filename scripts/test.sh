@@ -10,6 +10,7 @@
 #   binutils           strip and readelf, for the same (cargo-deb comes from crates.io).
 #   clang, llvm,     - scripts/build-bpf.sh --check: the committed eBPF object (bpf/relay.bpf.o)
 #   libbpf-dev         must be what bpf/relay.bpf.c builds to.
+#   iproute2         - ip: the kernel offload's test between network namespaces (src/offload/).
 # Usage: scripts/test.sh [extra cargo test arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,7 @@ command -v npm >/dev/null 2>&1 || need_packages+=(npm)
 command -v clang >/dev/null 2>&1 || need_packages+=(clang)
 command -v llvm-strip >/dev/null 2>&1 || need_packages+=(llvm)
 [ -f /usr/include/bpf/bpf_helpers.h ] || need_packages+=(libbpf-dev)
+command -v ip >/dev/null 2>&1 || need_packages+=(iproute2)
 
 if ((${#need_packages[@]})); then
     echo "scripts/test.sh: installing ${need_packages[*]} (Debian packages the tests use)"

@@ -22,6 +22,8 @@ mod maps;
 mod support;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod veth_tests;
 
 use aya::programs::tc::{self, SchedClassifierLinkId, TcAttachType};
 use aya::programs::{ProgramError, SchedClassifier};
@@ -88,8 +90,10 @@ impl Offload {
             reason,
         };
         // The program reads an Ethernet header first: lo and Ethernet-framed devices only.
+        // (/sys shows the namespace it was mounted in: another namespace's devices are absent
+        // there and taken on trust.)
         let kind = std::fs::read_to_string(format!("/sys/class/net/{interface}/type"));
-        if !matches!(kind.as_deref().map(str::trim), Ok("1" | "772")) {
+        if kind.is_ok_and(|k| !matches!(k.trim(), "1" | "772")) {
             return Err(failed("not an Ethernet or loopback interface".into()));
         }
         let tcx = KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0));

@@ -1,0 +1,189 @@
+//! The kernel program between network namespaces joined by veth pairs (client | server | peer):
+//! the path a real deployment takes, where the program redirects to another interface's egress.
+//!
+//! Needs root, as CI runs; without it the test fails and says so. The namespaces are named after
+//! this process and removed by a guard, also while a panic unwinds (removing a namespace removes
+//! its veths and with them the program's attachments).
+
+use std::fs::File;
+use std::net::{SocketAddr, UdpSocket};
+use std::process::Command;
+use std::time::Duration;
+
+use nix::sched::{CloneFlags, setns};
+
+use super::{ChannelEntry, Offload, OffloadCounts, check_privileges};
+
+const PACKETS: usize = 100;
+
+/// Three namespaces: client, server, peer; deleted on drop.
+struct Topology {
+    names: Vec<String>,
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        for name in &self.names {
+            let _ = Command::new("ip").args(["netns", "del", name]).status();
+        }
+    }
+}
+
+fn ip(args: &[&str]) {
+    let status = Command::new("ip").args(args).status().expect("run ip");
+    assert!(status.success(), "ip {} failed", args.join(" "));
+}
+
+/// Runs `f` on a thread inside namespace `name` (sockets made there stay there).
+fn in_netns<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/run/netns/{name}");
+    std::thread::spawn(move || {
+        let ns = File::open(&path).expect("open the namespace");
+        setns(&ns, CloneFlags::CLONE_NEWNET).expect("enter the namespace");
+        f()
+    })
+    .join()
+    .expect("namespace thread")
+}
+
+fn bind(at: &str) -> UdpSocket {
+    let s = UdpSocket::bind(at).expect("bind");
+    s.set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("read timeout");
+    s
+}
+
+fn addr(s: &UdpSocket) -> SocketAddr {
+    s.local_addr().expect("local address")
+}
+
+fn recv(s: &UdpSocket, what: &str) -> (Vec<u8>, SocketAddr) {
+    let mut buf = [0u8; 2048];
+    let (n, from) = s
+        .recv_from(&mut buf)
+        .unwrap_or_else(|e| panic!("{what}: nothing received within 2 s ({e})"));
+    (buf[..n].to_vec(), from)
+}
+
+fn assert_empty(s: &UdpSocket, what: &str) {
+    s.set_nonblocking(true).expect("nonblocking");
+    let mut buf = [0u8; 2048];
+    let got = s.recv_from(&mut buf);
+    assert!(
+        got.as_ref()
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock),
+        "{what} should have received nothing, got {got:?}"
+    );
+}
+
+fn channel_data(channel: u16, payload: &[u8]) -> Vec<u8> {
+    let mut out = channel.to_be_bytes().to_vec();
+    out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+fn payload(i: usize) -> Vec<u8> {
+    (0..(i * 41) % 1400).map(|j| (i ^ j) as u8).collect()
+}
+
+#[test]
+fn relays_between_veth_namespaces() {
+    if let Err(e) = check_privileges() {
+        panic!("this test creates network namespaces and needs root (CI runs as root): {e}");
+    }
+    let pid = std::process::id();
+    let (c, s, p) = (
+        format!("rtc{pid}"),
+        format!("rts{pid}"),
+        format!("rtp{pid}"),
+    );
+    let (vc, vsc, vp, vsp) = (
+        format!("vc{pid}"),
+        format!("vsc{pid}"),
+        format!("vp{pid}"),
+        format!("vsp{pid}"),
+    );
+    let topology = Topology {
+        names: vec![c.clone(), s.clone(), p.clone()],
+    };
+    for name in &topology.names {
+        ip(&["netns", "add", name]);
+    }
+    ip(&[
+        "link", "add", &vc, "netns", &c, "type", "veth", "peer", "name", &vsc, "netns", &s,
+    ]);
+    ip(&[
+        "link", "add", &vp, "netns", &p, "type", "veth", "peer", "name", &vsp, "netns", &s,
+    ]);
+    for (ns, dev, cidr) in [
+        (&c, &vc, "10.181.1.2/24"),
+        (&s, &vsc, "10.181.1.1/24"),
+        (&s, &vsp, "10.181.2.1/24"),
+        (&p, &vp, "10.181.2.2/24"),
+    ] {
+        ip(&["-n", ns, "addr", "add", cidr, "dev", dev]);
+        ip(&["-n", ns, "link", "set", dev, "up"]);
+    }
+    ip(&["-n", &c, "route", "add", "default", "via", "10.181.1.1"]);
+    ip(&["-n", &p, "route", "add", "default", "via", "10.181.2.1"]);
+    // bpf_fib_lookup answers only on interfaces that forward.
+    in_netns(&s, || std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")).expect("ip_forward");
+
+    let client = in_netns(&c, || bind("10.181.1.2:0"));
+    let peer = in_netns(&p, || bind("10.181.2.2:0"));
+    let (listen, relay) = in_netns(&s, || (bind("10.181.1.1:0"), bind("10.181.2.1:0")));
+    let entry = ChannelEntry {
+        client: addr(&client),
+        listen: addr(&listen),
+        channel: 0x4abc,
+        relay: addr(&relay),
+        peer: addr(&peer),
+    };
+    // User space first: this also resolves the neighbours the program needs.
+    relay.send_to(b"warm", entry.peer).expect("send");
+    assert_eq!(recv(&peer, "peer"), (b"warm".to_vec(), entry.relay));
+    listen.send_to(b"warm", entry.client).expect("send");
+    assert_eq!(recv(&client, "client"), (b"warm".to_vec(), entry.listen));
+
+    let (vsc2, vsp2) = (vsc.clone(), vsp.clone());
+    let mut offload = in_netns(&s, move || {
+        let mut offload = Offload::load().unwrap_or_else(|e| panic!("{e}"));
+        offload.attach(&vsc2).unwrap_or_else(|e| panic!("{e}"));
+        offload.attach(&vsp2).unwrap_or_else(|e| panic!("{e}"));
+        offload
+    });
+    offload.maps().insert(&entry).expect("insert");
+
+    let mut bytes = 0;
+    for i in 0..PACKETS {
+        let p = payload(i);
+        bytes += p.len() as u64;
+        client
+            .send_to(&channel_data(0x4abc, &p), entry.listen)
+            .expect("client send");
+        assert_eq!(
+            recv(&peer, "peer"),
+            (p, entry.relay),
+            "packet {i} to the peer"
+        );
+    }
+    for i in 0..PACKETS {
+        let p = payload(PACKETS - 1 - i);
+        peer.send_to(&p, entry.relay).expect("peer send");
+        let want = (channel_data(0x4abc, &p), entry.listen);
+        assert_eq!(recv(&client, "client"), want, "packet {i} to the client");
+    }
+    assert_empty(&listen, "the listen socket");
+    assert_empty(&relay, "the relay socket");
+    let want = OffloadCounts {
+        to_peer_packets: PACKETS as u64,
+        to_peer_bytes: bytes,
+        to_client_packets: PACKETS as u64,
+        to_client_bytes: bytes,
+    };
+    assert_eq!(offload.maps().counts(&entry), Some(want));
+
+    drop(offload);
+    drop(topology);
+}
