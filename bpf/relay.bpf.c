@@ -39,6 +39,7 @@
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/ip.h>
+#include <linux/ipv6.h>
 #include <linux/pkt_cls.h>
 #include <linux/udp.h>
 #include <bpf/bpf_endian.h>
@@ -46,11 +47,15 @@
 
 #define ETH_HLEN_ 14
 #define IP4_HLEN 20
+#define IP6_HLEN 40
 #define UDP_HLEN 8
 #define CD_HLEN 4
 #define LOOPBACK_IFINDEX 1
 #define AF_INET_ 2
+#define AF_INET6_ 10
 #define MAX_ENTRIES 65536
+// The largest payload relayed in the kernel (bigger ones go to user space), a power of two.
+#define SCRATCH 2048
 // "Not mine": the next TC program (TCX) or filter (clsact) sees the packet, and with none the
 // kernel passes it on unchanged to the stack and user space.
 #define PASS TC_ACT_UNSPEC
@@ -108,11 +113,65 @@ struct {
     __type(value, struct to_client_value);
 } to_client SEC(".maps");
 
-// The IPv4 header and what follows it, as read from the packet.
-struct headers4 {
-    struct iphdr ip;
-    struct udphdr udp;
+// One CPU's copy of a payload while it moves 4 bytes (see relay()).
+struct scratch_buf {
+    __u8 bytes[SCRATCH];
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct scratch_buf);
+} scratch SEC(".maps");
+
+// A UDP datagram as read from the packet, either family.
+struct packet {
+    __u32 family;  // 4 or 6
+    __u32 l3_len;  // the IP header: 20 or 40 bytes
+    __u32 udp_len; // UDP header and payload
+    __u8 src[16];
+    __u8 dst[16];
+    __be16 sport;
+    __be16 dport;
+    __be16 check; // the UDP checksum field
     __u8 cd[CD_HLEN];
+    union {
+        struct iphdr v4;
+        struct ipv6hdr v6;
+    } ip;
+};
+
+// Where a packet goes once rewritten, and what it becomes.
+struct rewrite {
+    __u8 src[16];
+    __u8 dst[16];
+    __be16 sport;
+    __be16 dport;
+    __be16 channel; // to a client: the ChannelData header's channel; to a peer: 0
+    __u16 payload;  // payload bytes, without the ChannelData header
+    __u64 *packets;
+    __u64 *bytes;
+};
+
+// The words a checksum update swaps: both addresses, both ports, the UDP length (twice: in the
+// pseudo-header and in the UDP header) and the ChannelData header (zero where there is none).
+struct csum_words {
+    __u8 src[16];
+    __u8 dst[16];
+    __be16 sport;
+    __be16 dport;
+    __be16 len1;
+    __be16 len2;
+    __u8 cd[CD_HLEN];
+};
+
+// The IPv6 pseudo-header (RFC 8200 §8.1).
+struct pseudo6 {
+    __u8 src[16];
+    __u8 dst[16];
+    __be32 len;
+    __be32 next;
 };
 
 // The UDP header and the ChannelData header written in front of a payload to a client.
@@ -121,6 +180,15 @@ struct udp_cd {
     __be16 channel;
     __be16 length;
 };
+
+static __always_inline __u16 fold(__s64 sum)
+{
+    __u32 s = (__u32)sum;
+
+    s = (s & 0xffff) + (s >> 16);
+    s = (s & 0xffff) + (s >> 16);
+    return (__u16)s;
+}
 
 static __always_inline void ip4_set_checksum(struct iphdr *ip)
 {
@@ -131,9 +199,7 @@ static __always_inline void ip4_set_checksum(struct iphdr *ip)
 #pragma unroll
     for (int i = 0; i < IP4_HLEN / 2; i++)
         sum += words[i];
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    ip->check = (__u16)~sum;
+    ip->check = (__u16)~fold(sum);
 }
 
 static __always_inline __be32 ip4_of(const __u8 ip[16])
@@ -141,18 +207,93 @@ static __always_inline __be32 ip4_of(const __u8 ip[16])
     return *(const __be32 *)ip;
 }
 
-// Whether a local UDP socket takes a datagram from saddr:sport to daddr:dport.
-static __always_inline int local_socket(struct __sk_buff *skb, const __u8 saddr[16], __be16 sport,
-                                        const __u8 daddr[16], __be16 dport)
+// The IPv4 pseudo-header (RFC 768).
+struct pseudo4 {
+    __be32 src;
+    __be32 dst;
+    __u8 zero;
+    __u8 proto;
+    __be16 len;
+};
+
+// The folded sum of a UDP pseudo-header: what the UDP checksum field holds while the rest of
+// the checksum is left to the device (CHECKSUM_PARTIAL, as local senders on lo and veth leave
+// it; the receiver on this machine then trusts it, a device fills it in).
+static __always_inline __u16 pseudo_sum(__u32 family, const __u8 src[16], const __u8 dst[16],
+                                        __u32 udp_len)
+{
+    if (family == 4) {
+        struct pseudo4 ph = {
+            .src = ip4_of(src),
+            .dst = ip4_of(dst),
+            .proto = IPPROTO_UDP,
+            .len = bpf_htons(udp_len),
+        };
+
+        return fold(bpf_csum_diff(0, 0, (__be32 *)&ph, sizeof(ph), 0));
+    } else {
+        struct pseudo6 ph = {.len = bpf_htonl(udp_len), .next = bpf_htonl(IPPROTO_UDP)};
+
+        __builtin_memcpy(ph.src, src, 16);
+        __builtin_memcpy(ph.dst, dst, 16);
+        return fold(bpf_csum_diff(0, 0, (__be32 *)&ph, sizeof(ph), 0));
+    }
+}
+
+// The UDP checksum of the rewritten datagram. A field holding only the pseudo-header sum gets
+// the new pseudo-header's; none (IPv4's zero) stays none; a full checksum is updated for every
+// word that changes (removing or inserting the 4-byte ChannelData header right after the UDP
+// header is the same as zeroing it or filling it in: the rest of the payload keeps its
+// alignment).
+static __always_inline __be16 udp_checksum(struct packet *p, struct rewrite *r, __u32 udp_len)
+{
+    struct csum_words from = {}, to = {};
+    __u16 sum;
+
+    if (p->family == 4 && !p->check)
+        return 0;
+    if (p->check == pseudo_sum(p->family, p->src, p->dst, p->udp_len))
+        return pseudo_sum(p->family, r->src, r->dst, udp_len);
+    __builtin_memcpy(from.src, p->src, 16);
+    __builtin_memcpy(from.dst, p->dst, 16);
+    from.sport = p->sport;
+    from.dport = p->dport;
+    from.len1 = from.len2 = bpf_htons(p->udp_len);
+    __builtin_memcpy(to.src, r->src, 16);
+    __builtin_memcpy(to.dst, r->dst, 16);
+    to.sport = r->sport;
+    to.dport = r->dport;
+    to.len1 = to.len2 = bpf_htons(udp_len);
+    if (r->channel) {
+        *(__be16 *)&to.cd[0] = r->channel;
+        *(__be16 *)&to.cd[2] = bpf_htons(r->payload);
+    } else {
+        __builtin_memcpy(from.cd, p->cd, CD_HLEN);
+    }
+    sum = ~fold(bpf_csum_diff((__be32 *)&from, sizeof(from), (__be32 *)&to, sizeof(to),
+                              (__u16)~p->check));
+    return sum ? sum : 0xffff;
+}
+
+// Whether a local UDP socket takes a datagram from src:sport to dst:dport.
+static __always_inline int local_socket(struct __sk_buff *skb, __u32 family, struct rewrite *r)
 {
     struct bpf_sock_tuple tuple = {};
     struct bpf_sock *sk;
 
-    tuple.ipv4.saddr = ip4_of(saddr);
-    tuple.ipv4.daddr = ip4_of(daddr);
-    tuple.ipv4.sport = sport;
-    tuple.ipv4.dport = dport;
-    sk = bpf_sk_lookup_udp(skb, &tuple, sizeof(tuple.ipv4), BPF_F_CURRENT_NETNS, 0);
+    if (family == 4) {
+        tuple.ipv4.saddr = ip4_of(r->src);
+        tuple.ipv4.daddr = ip4_of(r->dst);
+        tuple.ipv4.sport = r->sport;
+        tuple.ipv4.dport = r->dport;
+        sk = bpf_sk_lookup_udp(skb, &tuple, sizeof(tuple.ipv4), BPF_F_CURRENT_NETNS, 0);
+    } else {
+        __builtin_memcpy(tuple.ipv6.saddr, r->src, 16);
+        __builtin_memcpy(tuple.ipv6.daddr, r->dst, 16);
+        tuple.ipv6.sport = r->sport;
+        tuple.ipv6.dport = r->dport;
+        sk = bpf_sk_lookup_udp(skb, &tuple, sizeof(tuple.ipv6), BPF_F_CURRENT_NETNS, 0);
+    }
     if (!sk)
         return 0;
     bpf_sk_release(sk);
@@ -166,28 +307,33 @@ struct egress {
     __u8 macs[12];
 };
 
-// Decides, before anything is changed, whether a packet rewritten to src -> dst can be relayed
-// and where it goes. On lo: when a local socket takes it. Elsewhere: when the FIB has a route
+// Decides, before anything is changed, whether a packet rewritten by r can be relayed and
+// where it goes. On lo: when a local socket takes it. Elsewhere: when the FIB has a route
 // and a resolved neighbour for it (bpf_fib_lookup; this needs forwarding enabled on the
 // interface it came in on) and it fits that route's MTU. Anything else stays in user space.
-static __always_inline int route(struct __sk_buff *skb, const __u8 src[16], __be16 sport,
-                                 const __u8 dst[16], __be16 dport, __u32 total,
-                                 struct egress *out)
+static __always_inline int route(struct __sk_buff *skb, __u32 family, struct rewrite *r,
+                                 __u32 total, struct egress *out)
 {
     struct bpf_fib_lookup fib = {};
 
     if (skb->ifindex == LOOPBACK_IFINDEX) {
         out->ifindex = 0;
-        return local_socket(skb, src, sport, dst, dport);
+        return local_socket(skb, family, r);
     }
-    fib.family = AF_INET_;
     fib.l4_protocol = IPPROTO_UDP;
-    fib.sport = sport;
-    fib.dport = dport;
+    fib.sport = r->sport;
+    fib.dport = r->dport;
     fib.tot_len = total;
     fib.ifindex = skb->ifindex;
-    fib.ipv4_src = ip4_of(src);
-    fib.ipv4_dst = ip4_of(dst);
+    if (family == 4) {
+        fib.family = AF_INET_;
+        fib.ipv4_src = ip4_of(r->src);
+        fib.ipv4_dst = ip4_of(r->dst);
+    } else {
+        fib.family = AF_INET6_;
+        __builtin_memcpy(fib.ipv6_src, r->src, 16);
+        __builtin_memcpy(fib.ipv6_dst, r->dst, 16);
+    }
     if (bpf_fib_lookup(skb, &fib, sizeof(fib), 0) != BPF_FIB_LKUP_RET_SUCCESS)
         return 0;
     out->ifindex = fib.ifindex;
@@ -196,146 +342,215 @@ static __always_inline int route(struct __sk_buff *skb, const __u8 src[16], __be
     return 1;
 }
 
-// Sends a rewritten packet where route() said.
-static __always_inline int send(struct __sk_buff *skb, struct egress *out)
+// Moves the payload 4 bytes: to a peer (r->channel 0) over the ChannelData header, which is
+// then cut from the end; to a client onto 4 bytes added at the end, making room for the
+// header. The IP and UDP headers stay where they are, so a checksum left to the device
+// (CHECKSUM_PARTIAL: csum_start names the UDP header) stays right; bpf_skb_adjust_room would
+// move the headers instead and leave csum_start 4 bytes off.
+static __always_inline int move_payload(struct __sk_buff *skb, struct packet *p,
+                                        struct rewrite *r)
 {
-    if (!out->ifindex)
-        return TC_ACT_OK;
-    if (bpf_skb_store_bytes(skb, 0, out->macs, sizeof(out->macs), 0))
-        return TC_ACT_SHOT;
-    return bpf_redirect(out->ifindex, 0);
+    __u32 base = ETH_HLEN_ + p->l3_len + UDP_HLEN;
+    // 1..=SCRATCH whatever r->payload is, as the verifier can see; r->payload when it is in
+    // 1..SCRATCH (relay() checked it is below SCRATCH).
+    __u32 len = ((r->payload - 1) & (SCRATCH - 1)) + 1;
+    __u32 zero = 0;
+    struct scratch_buf *buf;
+
+    if (r->payload) {
+        buf = bpf_map_lookup_elem(&scratch, &zero);
+        if (!buf)
+            return -1;
+        if (r->channel) {
+            if (bpf_skb_load_bytes(skb, base, buf->bytes, len))
+                return -1;
+            if (bpf_skb_change_tail(skb, skb->len + CD_HLEN, 0))
+                return -1;
+            return bpf_skb_store_bytes(skb, base + CD_HLEN, buf->bytes, len,
+                                       BPF_F_RECOMPUTE_CSUM);
+        }
+        if (bpf_skb_load_bytes(skb, base + CD_HLEN, buf->bytes, len))
+            return -1;
+        if (bpf_skb_store_bytes(skb, base, buf->bytes, len, BPF_F_RECOMPUTE_CSUM))
+            return -1;
+    } else if (r->channel) {
+        return bpf_skb_change_tail(skb, skb->len + CD_HLEN, 0);
+    }
+    return bpf_skb_change_tail(skb, skb->len - CD_HLEN, 0);
 }
 
-// Client -> peer: strip the ChannelData header. BPF_ADJ_ROOM_NET removes the 4 bytes right
-// after the IP header (the start of the UDP header), so the UDP header is written back over
-// what is left of it and of the ChannelData header; the helper does not touch the IP header,
-// so its total length and checksum are set here.
-static __always_inline int relay_to_peer(struct __sk_buff *skb, struct headers4 *h,
-                                         struct to_peer_value *v, __u32 payload)
+// Rewrites the datagram and sends it on: the payload moved (move_payload), the UDP header
+// (and to a client the ChannelData header) written in front of it, the IP header's addresses
+// and length (and IPv4's checksum) set.
+static __always_inline int relay(struct __sk_buff *skb, struct packet *p, struct rewrite *r)
 {
-    struct udphdr udp = {
-        .source = v->relay_port,
-        .dest = v->peer_port,
-        .len = bpf_htons(UDP_HLEN + payload),
-        .check = 0,
-    };
-    struct iphdr ip = h->ip;
-    struct egress via;
-
-    if (!route(skb, v->relay_ip, v->relay_port, v->peer_ip, v->peer_port,
-               IP4_HLEN + UDP_HLEN + payload, &via))
-        return PASS;
-    if (bpf_skb_adjust_room(skb, -CD_HLEN, BPF_ADJ_ROOM_NET, 0))
-        return PASS;
-    if (bpf_skb_store_bytes(skb, ETH_HLEN_ + IP4_HLEN, &udp, sizeof(udp), 0))
-        return TC_ACT_SHOT;
-    ip.saddr = ip4_of(v->relay_ip);
-    ip.daddr = ip4_of(v->peer_ip);
-    ip.tot_len = bpf_htons(IP4_HLEN + UDP_HLEN + payload);
-    ip4_set_checksum(&ip);
-    if (bpf_skb_store_bytes(skb, ETH_HLEN_, &ip, sizeof(ip), 0))
-        return TC_ACT_SHOT;
-    __sync_fetch_and_add(&v->packets, 1);
-    __sync_fetch_and_add(&v->bytes, payload);
-    return send(skb, &via);
-}
-
-// Peer -> client: BPF_ADJ_ROOM_NET inserts 4 bytes right after the IP header; the UDP header
-// and the ChannelData header are written over the first 12 bytes from there.
-static __always_inline int relay_to_client(struct __sk_buff *skb, struct headers4 *h,
-                                           struct to_client_value *v, __u32 payload)
-{
+    __u32 cd = r->channel ? CD_HLEN : 0;
+    __u32 udp_len = UDP_HLEN + cd + r->payload;
     struct udp_cd hdr = {
         .udp = {
-            .source = v->listen_port,
-            .dest = v->client_port,
-            .len = bpf_htons(UDP_HLEN + CD_HLEN + payload),
+            .source = r->sport,
+            .dest = r->dport,
+            .len = bpf_htons(udp_len),
             .check = 0,
         },
-        .channel = v->channel,
-        .length = bpf_htons(payload),
+        .channel = r->channel,
+        .length = bpf_htons(r->payload),
     };
-    struct iphdr ip = h->ip;
     struct egress via;
 
-    if (!route(skb, v->listen_ip, v->listen_port, v->client_ip, v->client_port,
-               IP4_HLEN + UDP_HLEN + CD_HLEN + payload, &via))
+    if (r->payload >= SCRATCH)
         return PASS;
-    if (bpf_skb_adjust_room(skb, CD_HLEN, BPF_ADJ_ROOM_NET, 0))
+    if (!route(skb, p->family, r, p->l3_len + udp_len, &via))
         return PASS;
-    if (bpf_skb_store_bytes(skb, ETH_HLEN_ + IP4_HLEN, &hdr, sizeof(hdr), 0))
+    hdr.udp.check = udp_checksum(p, r, udp_len);
+    if (move_payload(skb, p, r))
         return TC_ACT_SHOT;
-    ip.saddr = ip4_of(v->listen_ip);
-    ip.daddr = ip4_of(v->client_ip);
-    ip.tot_len = bpf_htons(IP4_HLEN + UDP_HLEN + CD_HLEN + payload);
-    ip4_set_checksum(&ip);
-    if (bpf_skb_store_bytes(skb, ETH_HLEN_, &ip, sizeof(ip), 0))
+    if (bpf_skb_store_bytes(skb, ETH_HLEN_ + p->l3_len, &hdr, UDP_HLEN + cd,
+                            BPF_F_RECOMPUTE_CSUM))
         return TC_ACT_SHOT;
-    __sync_fetch_and_add(&v->packets, 1);
-    __sync_fetch_and_add(&v->bytes, payload);
-    return send(skb, &via);
+    if (p->family == 4) {
+        struct iphdr ip = p->ip.v4;
+
+        ip.saddr = ip4_of(r->src);
+        ip.daddr = ip4_of(r->dst);
+        ip.tot_len = bpf_htons(IP4_HLEN + udp_len);
+        ip4_set_checksum(&ip);
+        if (bpf_skb_store_bytes(skb, ETH_HLEN_, &ip, sizeof(ip), BPF_F_RECOMPUTE_CSUM))
+            return TC_ACT_SHOT;
+    } else {
+        struct ipv6hdr ip = p->ip.v6;
+
+        __builtin_memcpy(&ip.saddr, r->src, 16);
+        __builtin_memcpy(&ip.daddr, r->dst, 16);
+        ip.payload_len = bpf_htons(udp_len);
+        if (bpf_skb_store_bytes(skb, ETH_HLEN_, &ip, sizeof(ip), BPF_F_RECOMPUTE_CSUM))
+            return TC_ACT_SHOT;
+    }
+    __sync_fetch_and_add(r->packets, 1);
+    __sync_fetch_and_add(r->bytes, r->payload);
+    if (!via.ifindex)
+        return TC_ACT_OK;
+    if (bpf_skb_store_bytes(skb, 0, via.macs, sizeof(via.macs), 0))
+        return TC_ACT_SHOT;
+    return bpf_redirect(via.ifindex, 0);
+}
+
+// Reads a plain UDP datagram (no IP options, extension headers or fragments; lengths that
+// agree with each other and with the packet) into p. 0 when it is one.
+static __always_inline int parse(struct __sk_buff *skb, struct packet *p)
+{
+    struct udphdr udp;
+    __u32 total;
+
+    if (skb->protocol == bpf_htons(ETH_P_IP)) {
+        struct iphdr *ip = &p->ip.v4;
+
+        if (bpf_skb_load_bytes(skb, ETH_HLEN_, ip, IP4_HLEN))
+            return -1;
+        if (ip->version != 4 || ip->ihl != 5 || ip->protocol != IPPROTO_UDP)
+            return -1;
+        if (ip->frag_off & bpf_htons(0x3fff))
+            return -1;
+        p->family = 4;
+        p->l3_len = IP4_HLEN;
+        total = bpf_ntohs(ip->tot_len);
+        __builtin_memset(p->src, 0, 32);
+        *(__be32 *)p->src = ip->saddr;
+        *(__be32 *)p->dst = ip->daddr;
+    } else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+        struct ipv6hdr *ip = &p->ip.v6;
+
+        if (bpf_skb_load_bytes(skb, ETH_HLEN_, ip, IP6_HLEN))
+            return -1;
+        if (ip->version != 6 || ip->nexthdr != IPPROTO_UDP)
+            return -1;
+        p->family = 6;
+        p->l3_len = IP6_HLEN;
+        total = IP6_HLEN + bpf_ntohs(ip->payload_len);
+        __builtin_memcpy(p->src, &ip->saddr, 16);
+        __builtin_memcpy(p->dst, &ip->daddr, 16);
+    } else {
+        return -1;
+    }
+    if (bpf_skb_load_bytes(skb, ETH_HLEN_ + p->l3_len, &udp, UDP_HLEN))
+        return -1;
+    p->udp_len = bpf_ntohs(udp.len);
+    if (skb->len != ETH_HLEN_ + total || p->udp_len != total - p->l3_len ||
+        p->udp_len < UDP_HLEN)
+        return -1;
+    p->sport = udp.source;
+    p->dport = udp.dest;
+    p->check = udp.check;
+    return 0;
 }
 
 SEC("classifier")
 int rturn_relay(struct __sk_buff *skb)
 {
-    struct headers4 h;
-    __u32 total, udp_len;
+    struct packet p;
+    struct rewrite r;
 
-    if (skb->protocol != bpf_htons(ETH_P_IP))
-        return PASS;
     if (skb->gso_segs > 1 || skb->gso_size)
         return PASS;
-    if (bpf_skb_load_bytes(skb, ETH_HLEN_, &h, IP4_HLEN + UDP_HLEN))
-        return PASS;
-    if (h.ip.version != 4 || h.ip.ihl != 5 || h.ip.protocol != IPPROTO_UDP)
-        return PASS;
-    if (h.ip.frag_off & bpf_htons(0x3fff))
-        return PASS;
-    total = bpf_ntohs(h.ip.tot_len);
-    udp_len = bpf_ntohs(h.udp.len);
-    if (skb->len != ETH_HLEN_ + total || udp_len != total - IP4_HLEN || udp_len < UDP_HLEN)
+    if (parse(skb, &p))
         return PASS;
 
-    if (udp_len >= UDP_HLEN + CD_HLEN &&
-        !bpf_skb_load_bytes(skb, ETH_HLEN_ + IP4_HLEN + UDP_HLEN, h.cd, CD_HLEN) &&
-        (h.cd[0] & 0xf0) == 0x40) {
-        __u32 payload = udp_len - UDP_HLEN - CD_HLEN;
-        __u32 length = ((__u32)h.cd[2] << 8) | h.cd[3];
+    __builtin_memset(p.cd, 0, CD_HLEN);
+    if (p.udp_len >= UDP_HLEN + CD_HLEN &&
+        !bpf_skb_load_bytes(skb, ETH_HLEN_ + p.l3_len + UDP_HLEN, p.cd, CD_HLEN) &&
+        (p.cd[0] & 0xf0) == 0x40) {
+        __u32 payload = p.udp_len - UDP_HLEN - CD_HLEN;
+        __u32 length = ((__u32)p.cd[2] << 8) | p.cd[3];
         struct to_peer_key key = {
-            .family = 4,
-            .client_port = h.udp.source,
-            .listen_port = h.udp.dest,
-            .channel = *(__u16 *)&h.cd[0],
+            .family = p.family,
+            .client_port = p.sport,
+            .listen_port = p.dport,
+            .channel = *(__u16 *)&p.cd[0],
         };
         struct to_peer_value *v;
 
-        *(__be32 *)key.client_ip = h.ip.saddr;
-        *(__be32 *)key.listen_ip = h.ip.daddr;
+        __builtin_memcpy(key.client_ip, p.src, 16);
+        __builtin_memcpy(key.listen_ip, p.dst, 16);
         v = bpf_map_lookup_elem(&to_peer, &key);
         if (v) {
             if (length != payload)
                 return PASS;
-            return relay_to_peer(skb, &h, v, payload);
+            __builtin_memcpy(r.src, v->relay_ip, 16);
+            __builtin_memcpy(r.dst, v->peer_ip, 16);
+            r.sport = v->relay_port;
+            r.dport = v->peer_port;
+            r.channel = 0;
+            r.payload = payload;
+            r.packets = &v->packets;
+            r.bytes = &v->bytes;
+            return relay(skb, &p, &r);
         }
     }
 
     {
-        __u32 payload = udp_len - UDP_HLEN;
+        __u32 payload = p.udp_len - UDP_HLEN;
         struct to_client_key key = {
-            .family = 4,
-            .peer_port = h.udp.source,
-            .relay_port = h.udp.dest,
+            .family = p.family,
+            .peer_port = p.sport,
+            .relay_port = p.dport,
         };
         struct to_client_value *v;
 
-        *(__be32 *)key.peer_ip = h.ip.saddr;
-        *(__be32 *)key.relay_ip = h.ip.daddr;
+        __builtin_memcpy(key.peer_ip, p.src, 16);
+        __builtin_memcpy(key.relay_ip, p.dst, 16);
         v = bpf_map_lookup_elem(&to_client, &key);
-        if (v && payload <= 0xffff - IP4_HLEN - UDP_HLEN - CD_HLEN)
-            return relay_to_client(skb, &h, v, payload);
+        if (!v || payload > 0xffff - IP6_HLEN - UDP_HLEN - CD_HLEN)
+            return PASS;
+        __builtin_memcpy(r.src, v->listen_ip, 16);
+        __builtin_memcpy(r.dst, v->client_ip, 16);
+        r.sport = v->listen_port;
+        r.dport = v->client_port;
+        r.channel = v->channel;
+        r.payload = payload;
+        r.packets = &v->packets;
+        r.bytes = &v->bytes;
+        return relay(skb, &p, &r);
     }
-    return PASS;
 }
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";

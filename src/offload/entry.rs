@@ -98,8 +98,6 @@ fn put(out: &mut [u8], at: usize, bytes: &[u8]) {
 /// Checks an entry and encodes its four records.
 ///
 /// Refused (`InvalidInput`): a channel outside 0x4000..=0x4FFF or addresses of mixed families.
-/// Refused (`Unsupported`): IPv6, which the kernel program does not relay yet; such a channel
-/// stays in user space.
 pub(crate) fn encode(entry: &ChannelEntry) -> io::Result<Encoded> {
     let (client, listen) = (canonical(entry.client), canonical(entry.listen));
     let (relay, peer) = (canonical(entry.relay), canonical(entry.peer));
@@ -114,12 +112,6 @@ pub(crate) fn encode(entry: &ChannelEntry) -> io::Result<Encoded> {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "the entry's addresses are not all of one family",
-        ));
-    }
-    if fam == 6 {
-        return Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "the kernel fast path relays IPv4 only so far",
         ));
     }
     let channel = entry.channel.to_be_bytes();
@@ -217,7 +209,7 @@ mod tests {
     }
 
     #[test]
-    fn bad_entries_are_refused() {
+    fn bad_entries_are_refused_and_ipv6_is_encoded() {
         let mut bad = entry();
         bad.channel = 0x3fff;
         assert_eq!(
@@ -237,10 +229,9 @@ mod tests {
             relay: addr("[2001:db8::2]:50000"),
             peer: addr("[2001:db8::3]:6000"),
         };
-        assert_eq!(
-            encode(&v6).map_err(|e| e.kind()).err(),
-            Some(io::ErrorKind::Unsupported)
-        );
+        let e = encode(&v6).expect("IPv6 entry");
+        assert_eq!(&e.to_peer_key[..4], &6u32.to_ne_bytes());
+        assert_eq!(e.to_peer_key[4..20], "2001:db8::1".parse::<std::net::Ipv6Addr>().expect("v6").octets());
     }
 
     #[test]

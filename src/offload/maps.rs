@@ -40,7 +40,7 @@ impl KernelMaps {
     }
 
     /// Starts relaying `entry` in the kernel, with its counters at zero (an entry already there
-    /// is replaced). IPv6 entries are refused (`Unsupported`) until the program relays IPv6.
+    /// is replaced). A channel number out of range or mixed families are `InvalidInput`.
     pub fn insert(&mut self, entry: &ChannelEntry) -> io::Result<()> {
         let e = entry::encode(entry)?;
         self.to_peer

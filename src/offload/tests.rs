@@ -17,8 +17,8 @@ use super::{ChannelEntry, Offload, OffloadCounts, check_privileges};
 
 const PACKETS: usize = 100;
 
-fn socket() -> UdpSocket {
-    let s = UdpSocket::bind("127.0.0.1:0").expect("bind a loopback UDP socket");
+fn socket(host: &str) -> UdpSocket {
+    let s = UdpSocket::bind((host, 0)).expect("bind a loopback UDP socket");
     s.set_read_timeout(Some(Duration::from_secs(2)))
         .expect("read timeout");
     s
@@ -72,6 +72,21 @@ fn relays_bound_channels_on_lo_and_passes_the_rest() {
     if let Err(e) = check_privileges() {
         panic!("this test loads an eBPF program and needs root (CI runs as root): {e}");
     }
+    let mut offload = Offload::load().unwrap_or_else(|e| panic!("{e}"));
+    offload.attach("lo").unwrap_or_else(|e| panic!("{e}"));
+    let id = offload.program_id().expect("the loaded program's id");
+    scenario(&mut offload, "127.0.0.1");
+    scenario(&mut offload, "::1");
+
+    // Dropped: detached from lo.
+    assert!(lo_programs().contains(&id), "attached to lo's ingress");
+    drop(offload);
+    assert!(!lo_programs().contains(&id), "detached from lo on drop");
+}
+
+/// Four sockets on `host`: an entry relays both ways, the rest goes to user space.
+fn scenario(offload: &mut Offload, host: &str) {
+    let socket = || socket(host);
     let (client, listen, relay, peer) = (socket(), socket(), socket(), socket());
     let entry = ChannelEntry {
         client: addr(&client),
@@ -80,15 +95,8 @@ fn relays_bound_channels_on_lo_and_passes_the_rest() {
         relay: addr(&relay),
         peer: addr(&peer),
     };
-
-    let mut offload = Offload::load().unwrap_or_else(|e| panic!("{e}"));
-    offload.attach("lo").unwrap_or_else(|e| panic!("{e}"));
-    let id = offload.program_id().expect("the loaded program's id");
     offload.maps().insert(&entry).expect("insert the entry");
-    assert_eq!(
-        offload.maps().counts(&entry),
-        Some(OffloadCounts::default())
-    );
+    assert_eq!(offload.maps().counts(&entry), Some(OffloadCounts::default()));
 
     // Client -> peer: the header is stripped, the peer sees the relay address.
     let mut bytes = 0;
@@ -98,7 +106,7 @@ fn relays_bound_channels_on_lo_and_passes_the_rest() {
         let cd = channel_data(0x4000, p.len() as u16, &p);
         client.send_to(&cd, entry.listen).expect("client send");
         let (got, from) = recv(&peer, "peer");
-        assert_eq!((got, from), (p, entry.relay), "packet {i} to the peer");
+        assert_eq!((got, from), (p, entry.relay), "{host}: packet {i} to the peer");
     }
     assert_empty(&listen, "the listen socket");
 
@@ -111,7 +119,7 @@ fn relays_bound_channels_on_lo_and_passes_the_rest() {
         assert_eq!(
             (got, from),
             (want, entry.listen),
-            "packet {i} to the client"
+            "{host}: packet {i} to the client"
         );
     }
     assert_empty(&relay, "the relay socket");
@@ -162,9 +170,4 @@ fn relays_bound_channels_on_lo_and_passes_the_rest() {
     assert_eq!(recv(&relay, "relay"), (b"back".to_vec(), entry.peer));
     assert_empty(&client, "the client");
     assert_empty(&peer, "the peer");
-
-    // Dropped: detached from lo.
-    assert!(lo_programs().contains(&id), "attached to lo's ingress");
-    drop(offload);
-    assert!(!lo_programs().contains(&id), "detached from lo on drop");
 }
