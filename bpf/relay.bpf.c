@@ -10,9 +10,9 @@
 //     from the relay address to the peer;
 //   peer -> client: a UDP datagram from a peer to a relay address that is in `to_client` gains
 //     the 4-byte header and leaves as ChannelData from the listen address to the client.
-// Everything else - other protocols, IP options, fragments, GSO packets, a ChannelData length
-// that does not match the UDP length (padding included), an unknown channel or peer - is
-// passed on unchanged (TC_ACT_UNSPEC, so that any TC program after this one still sees it):
+// Everything else - other protocols, IP options or IPv6 extension headers, fragments, GSO
+// packets, a ChannelData length that does not match the UDP length (padding included), an
+// unknown channel or peer - is passed on unchanged (TC_ACT_UNSPEC, so that any TC program after this one still sees it):
 // user space stays the authority and handles it.
 //
 // User space (src/offload/) owns the maps: it inserts an entry on a ChannelBind and removes it
@@ -20,18 +20,21 @@
 // is the contract in src/offload/entry.rs; addresses, ports and the channel number are in
 // network byte order, IPv4 addresses in the first 4 of the 16 bytes.
 //
-// IPv4 only for now. On `lo` a relayed packet is rewritten in place and continues up lo's
-// ingress (TC_ACT_OK): it keeps the route the output path gave it (local delivery), so the
-// kernel hands it to the socket its new addresses name. (bpf_redirect to lo's ingress would
-// drop that route, and the new route lookup refuses 127.0.0.0/8 as martian unless
-// route_localnet is set.) So on lo a packet is relayed only when a local UDP socket will take
-// it (bpf_sk_lookup_udp); to a peer or client elsewhere it goes to user space unchanged. On
-// an Ethernet-framed interface (veth, a NIC) the program asks the FIB for the rewritten
-// packet's route (bpf_fib_lookup, which needs forwarding enabled on that interface), writes
-// the next hop's MAC addresses and redirects it to the egress interface; with no route, an
-// unresolved neighbour or a packet over the MTU it passes to user space. The UDP checksum of a
-// rewritten IPv4 packet is set to zero (allowed for IPv4, RFC 768); the IP header checksum is
-// recomputed.
+// IPv4 and IPv6. The payload moves 4 bytes inside the packet (over the stripped header, or to
+// make room for it) while the IP and UDP headers stay where they are, so that a checksum left
+// to the device (CHECKSUM_PARTIAL, as local senders on lo and veth leave it) stays valid;
+// the UDP checksum is then the new pseudo-header sum, else it is updated word by word (IPv4's
+// zero stays zero). Payloads of SCRATCH bytes or more go to user space.
+//
+// On `lo` a relayed packet continues up lo's ingress (TC_ACT_OK): it keeps the route the
+// output path gave it (local delivery), so the kernel hands it to the socket its new addresses
+// name. (bpf_redirect to lo's ingress would drop that route, and the new route lookup refuses
+// 127.0.0.0/8 as martian unless route_localnet is set.) So on lo a packet is relayed only when
+// a local UDP socket will take it (bpf_sk_lookup_udp); to a peer or client elsewhere it goes
+// to user space unchanged. On an Ethernet-framed interface (veth, a NIC) the program asks the
+// FIB for the rewritten packet's route (bpf_fib_lookup, which needs forwarding enabled),
+// writes the next hop's MAC addresses and redirects it to the egress interface; with no
+// route, an unresolved neighbour or a packet over the MTU it passes to user space.
 //
 // Rebuild with scripts/build-bpf.sh; the committed relay.bpf.o must match its output.
 

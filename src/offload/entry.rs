@@ -231,7 +231,13 @@ mod tests {
         };
         let e = encode(&v6).expect("IPv6 entry");
         assert_eq!(&e.to_peer_key[..4], &6u32.to_ne_bytes());
-        assert_eq!(e.to_peer_key[4..20], "2001:db8::1".parse::<std::net::Ipv6Addr>().expect("v6").octets());
+        assert_eq!(
+            e.to_peer_key[4..20],
+            "2001:db8::1"
+                .parse::<std::net::Ipv6Addr>()
+                .expect("v6")
+                .octets()
+        );
     }
 
     #[test]

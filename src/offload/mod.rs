@@ -13,9 +13,10 @@
 //!   with per-entry packet and byte counters. `entry.rs` holds the entry types and their bytes
 //!   in the maps; `support.rs` the privilege check and the errors.
 //!
-//! Not yet wired to the allocation manager; IPv4 only so far (the program passes every other
-//! packet to user space unchanged). On `lo` it delivers to the local socket; on Ethernet-framed
-//! interfaces it redirects to the egress the FIB names, which needs IP forwarding enabled.
+//! Not yet wired to the allocation manager. IPv4 and IPv6; the program passes every packet it
+//! does not own to user space unchanged. On `lo` it delivers to the local socket; on
+//! Ethernet-framed interfaces it redirects to the egress the FIB names, which needs IP
+//! forwarding enabled.
 
 mod entry;
 mod maps;

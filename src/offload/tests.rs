@@ -96,7 +96,10 @@ fn scenario(offload: &mut Offload, host: &str) {
         peer: addr(&peer),
     };
     offload.maps().insert(&entry).expect("insert the entry");
-    assert_eq!(offload.maps().counts(&entry), Some(OffloadCounts::default()));
+    assert_eq!(
+        offload.maps().counts(&entry),
+        Some(OffloadCounts::default())
+    );
 
     // Client -> peer: the header is stripped, the peer sees the relay address.
     let mut bytes = 0;
@@ -106,7 +109,11 @@ fn scenario(offload: &mut Offload, host: &str) {
         let cd = channel_data(0x4000, p.len() as u16, &p);
         client.send_to(&cd, entry.listen).expect("client send");
         let (got, from) = recv(&peer, "peer");
-        assert_eq!((got, from), (p, entry.relay), "{host}: packet {i} to the peer");
+        assert_eq!(
+            (got, from),
+            (p, entry.relay),
+            "{host}: packet {i} to the peer"
+        );
     }
     assert_empty(&listen, "the listen socket");
 

@@ -47,7 +47,7 @@ fn in_netns<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'stati
 }
 
 fn bind(at: &str) -> UdpSocket {
-    let s = UdpSocket::bind(at).expect("bind");
+    let s = UdpSocket::bind((at, 0)).expect("bind");
     s.set_read_timeout(Some(Duration::from_secs(2)))
         .expect("read timeout");
     s
@@ -116,35 +116,44 @@ fn relays_between_veth_namespaces() {
     ip(&[
         "link", "add", &vp, "netns", &p, "type", "veth", "peer", "name", &vsp, "netns", &s,
     ]);
-    for (ns, dev, cidr) in [
-        (&c, &vc, "10.181.1.2/24"),
-        (&s, &vsc, "10.181.1.1/24"),
-        (&s, &vsp, "10.181.2.1/24"),
-        (&p, &vp, "10.181.2.2/24"),
+    for (ns, dev, v4, v6) in [
+        (&c, &vc, "10.181.1.2/24", "fd00:181:1::2/64"),
+        (&s, &vsc, "10.181.1.1/24", "fd00:181:1::1/64"),
+        (&s, &vsp, "10.181.2.1/24", "fd00:181:2::1/64"),
+        (&p, &vp, "10.181.2.2/24", "fd00:181:2::2/64"),
     ] {
-        ip(&["-n", ns, "addr", "add", cidr, "dev", dev]);
+        ip(&["-n", ns, "addr", "add", v4, "dev", dev]);
+        ip(&["-n", ns, "addr", "add", v6, "dev", dev, "nodad"]);
         ip(&["-n", ns, "link", "set", dev, "up"]);
     }
     ip(&["-n", &c, "route", "add", "default", "via", "10.181.1.1"]);
     ip(&["-n", &p, "route", "add", "default", "via", "10.181.2.1"]);
-    // bpf_fib_lookup answers only on interfaces that forward.
-    in_netns(&s, || std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")).expect("ip_forward");
-
-    let client = in_netns(&c, || bind("10.181.1.2:0"));
-    let peer = in_netns(&p, || bind("10.181.2.2:0"));
-    let (listen, relay) = in_netns(&s, || (bind("10.181.1.1:0"), bind("10.181.2.1:0")));
-    let entry = ChannelEntry {
-        client: addr(&client),
-        listen: addr(&listen),
-        channel: 0x4abc,
-        relay: addr(&relay),
-        peer: addr(&peer),
-    };
-    // User space first: this also resolves the neighbours the program needs.
-    relay.send_to(b"warm", entry.peer).expect("send");
-    assert_eq!(recv(&peer, "peer"), (b"warm".to_vec(), entry.relay));
-    listen.send_to(b"warm", entry.client).expect("send");
-    assert_eq!(recv(&client, "client"), (b"warm".to_vec(), entry.listen));
+    ip(&[
+        "-n",
+        &c,
+        "-6",
+        "route",
+        "add",
+        "default",
+        "via",
+        "fd00:181:1::1",
+    ]);
+    ip(&[
+        "-n",
+        &p,
+        "-6",
+        "route",
+        "add",
+        "default",
+        "via",
+        "fd00:181:2::1",
+    ]);
+    // bpf_fib_lookup answers only where the namespace forwards.
+    in_netns(&s, || {
+        std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")?;
+        std::fs::write("/proc/sys/net/ipv6/conf/all/forwarding", "1")
+    })
+    .expect("enable forwarding");
 
     let (vsc2, vsp2) = (vsc.clone(), vsp.clone());
     let mut offload = in_netns(&s, move || {
@@ -153,6 +162,45 @@ fn relays_between_veth_namespaces() {
         offload.attach(&vsp2).unwrap_or_else(|e| panic!("{e}"));
         offload
     });
+    let hosts = [
+        ["10.181.1.2", "10.181.1.1", "10.181.2.1", "10.181.2.2"],
+        [
+            "fd00:181:1::2",
+            "fd00:181:1::1",
+            "fd00:181:2::1",
+            "fd00:181:2::2",
+        ],
+    ];
+    for [client, listen, relay, peer] in hosts {
+        let client = in_netns(&c, move || bind(client));
+        let peer = in_netns(&p, move || bind(peer));
+        let (listen, relay) = in_netns(&s, move || (bind(listen), bind(relay)));
+        relay_both_ways(&mut offload, &client, &listen, &relay, &peer);
+    }
+    drop(offload);
+    drop(topology);
+}
+
+/// 100 packets each way through the program between sockets in the three namespaces.
+fn relay_both_ways(
+    offload: &mut Offload,
+    client: &UdpSocket,
+    listen: &UdpSocket,
+    relay: &UdpSocket,
+    peer: &UdpSocket,
+) {
+    let entry = ChannelEntry {
+        client: addr(client),
+        listen: addr(listen),
+        channel: 0x4abc,
+        relay: addr(relay),
+        peer: addr(peer),
+    };
+    // User space first: this also resolves the neighbours the program needs.
+    relay.send_to(b"warm", entry.peer).expect("send");
+    assert_eq!(recv(peer, "peer"), (b"warm".to_vec(), entry.relay));
+    listen.send_to(b"warm", entry.client).expect("send");
+    assert_eq!(recv(client, "client"), (b"warm".to_vec(), entry.listen));
     offload.maps().insert(&entry).expect("insert");
 
     let mut bytes = 0;
@@ -162,20 +210,27 @@ fn relays_between_veth_namespaces() {
         client
             .send_to(&channel_data(0x4abc, &p), entry.listen)
             .expect("client send");
+        let want = (p, entry.relay);
         assert_eq!(
-            recv(&peer, "peer"),
-            (p, entry.relay),
-            "packet {i} to the peer"
+            recv(peer, "peer"),
+            want,
+            "{}: packet {i} to the peer",
+            entry.peer
         );
     }
     for i in 0..PACKETS {
         let p = payload(PACKETS - 1 - i);
         peer.send_to(&p, entry.relay).expect("peer send");
         let want = (channel_data(0x4abc, &p), entry.listen);
-        assert_eq!(recv(&client, "client"), want, "packet {i} to the client");
+        assert_eq!(
+            recv(client, "client"),
+            want,
+            "{}: packet {i} to the client",
+            entry.client
+        );
     }
-    assert_empty(&listen, "the listen socket");
-    assert_empty(&relay, "the relay socket");
+    assert_empty(listen, "the listen socket");
+    assert_empty(relay, "the relay socket");
     let want = OffloadCounts {
         to_peer_packets: PACKETS as u64,
         to_peer_bytes: bytes,
@@ -183,7 +238,5 @@ fn relays_between_veth_namespaces() {
         to_client_bytes: bytes,
     };
     assert_eq!(offload.maps().counts(&entry), Some(want));
-
-    drop(offload);
-    drop(topology);
+    offload.maps().remove(&entry);
 }
