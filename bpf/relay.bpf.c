@@ -354,6 +354,8 @@ static __always_inline int move_payload(struct __sk_buff *skb, struct packet *p,
                                         struct rewrite *r)
 {
     __u32 base = ETH_HLEN_ + p->l3_len + UDP_HLEN;
+    // The new length; it also drops any Ethernet padding after the IP packet.
+    __u32 end = base + (r->channel ? CD_HLEN : 0) + r->payload;
     // 1..=SCRATCH whatever r->payload is, as the verifier can see; r->payload when it is in
     // 1..SCRATCH (relay() checked it is below SCRATCH).
     __u32 len = ((r->payload - 1) & (SCRATCH - 1)) + 1;
@@ -367,7 +369,7 @@ static __always_inline int move_payload(struct __sk_buff *skb, struct packet *p,
         if (r->channel) {
             if (bpf_skb_load_bytes(skb, base, buf->bytes, len))
                 return -1;
-            if (bpf_skb_change_tail(skb, skb->len + CD_HLEN, 0))
+            if (bpf_skb_change_tail(skb, end, 0))
                 return -1;
             return bpf_skb_store_bytes(skb, base + CD_HLEN, buf->bytes, len,
                                        BPF_F_RECOMPUTE_CSUM);
@@ -377,9 +379,9 @@ static __always_inline int move_payload(struct __sk_buff *skb, struct packet *p,
         if (bpf_skb_store_bytes(skb, base, buf->bytes, len, BPF_F_RECOMPUTE_CSUM))
             return -1;
     } else if (r->channel) {
-        return bpf_skb_change_tail(skb, skb->len + CD_HLEN, 0);
+        return bpf_skb_change_tail(skb, end, 0);
     }
-    return bpf_skb_change_tail(skb, skb->len - CD_HLEN, 0);
+    return bpf_skb_change_tail(skb, end, 0);
 }
 
 // Rewrites the datagram and sends it on: the payload moved (move_payload), the UDP header
@@ -478,7 +480,8 @@ static __always_inline int parse(struct __sk_buff *skb, struct packet *p)
     if (bpf_skb_load_bytes(skb, ETH_HLEN_ + p->l3_len, &udp, UDP_HLEN))
         return -1;
     p->udp_len = bpf_ntohs(udp.len);
-    if (skb->len != ETH_HLEN_ + total || p->udp_len != total - p->l3_len ||
+    // A frame may be longer than its IP packet (Ethernet pads to 60 bytes), never shorter.
+    if (skb->len < ETH_HLEN_ + total || p->udp_len != total - p->l3_len ||
         p->udp_len < UDP_HLEN)
         return -1;
     p->sport = udp.source;
