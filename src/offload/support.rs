@@ -49,7 +49,7 @@ pub fn check_privileges() -> Result<(), OffloadError> {
         .unwrap_or(0);
     missing_capabilities(effective).map_or(Ok(()), |missing| {
         Err(OffloadError::Privileges(format!(
-            "{missing} (run as root, or add it to the service's AmbientCapabilities)"
+            "{missing} (run as root, or grant AmbientCapabilities=CAP_BPF CAP_NET_ADMIN)"
         )))
     })
 }
