@@ -10,7 +10,7 @@
 #   binutils           strip and readelf, for the same (cargo-deb comes from crates.io).
 #   clang, llvm,     - scripts/build-bpf.sh --check: the committed eBPF object (bpf/relay.bpf.o)
 #   libbpf-dev         must be what bpf/relay.bpf.c builds to.
-#   iproute2         - ip: the kernel offload's test between network namespaces (src/offload/).
+#   iproute2         - ip and tc: the kernel offload's test between network namespaces.
 # Usage: scripts/test.sh [extra cargo test arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."

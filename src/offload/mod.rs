@@ -8,7 +8,8 @@
 //!   interfaces it is given and detaches it when dropped, also while a panic unwinds. On
 //!   Linux >= 6.6 the attachment is a TCX link, which the kernel also removes when the process
 //!   dies; on older kernels it is a `clsact` filter (the qdisc is added if missing, and
-//!   removed again when this added it).
+//!   removed again when this added it; drop the `Offload` in the network namespace it was
+//!   attached in, as netlink works per namespace).
 //! - [`KernelMaps`] (`maps.rs`) is the table user space writes: one entry per bound channel,
 //!   with per-entry packet and byte counters. `entry.rs` holds the entry types and their bytes
 //!   in the maps; `support.rs` the privilege check and the errors.
@@ -26,7 +27,8 @@ mod tests;
 #[cfg(test)]
 mod veth_tests;
 
-use aya::programs::tc::{self, SchedClassifierLinkId, TcAttachType};
+use aya::programs::links::LinkOrder;
+use aya::programs::tc::{self, NlOptions, SchedClassifierLinkId, TcAttachOptions, TcAttachType};
 use aya::programs::{ProgramError, SchedClassifier};
 use aya::util::KernelVersion;
 use aya::{Ebpf, include_bytes_aligned};
@@ -39,6 +41,16 @@ pub use support::{OffloadError, check_privileges};
 static OBJECT: &[u8] = include_bytes_aligned!("../../bpf/relay.bpf.o");
 /// The classifier's name in the object (its C function).
 const PROGRAM: &str = "rturn_relay";
+
+/// How the classifier hooks into an interface's ingress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Hook {
+    /// A TCX link (Linux >= 6.6): the kernel drops it when its descriptor closes.
+    Tcx,
+    /// A direct-action filter on a `clsact` qdisc (older kernels), removed by netlink in this
+    /// network namespace.
+    Clsact,
+}
 
 /// One interface the classifier is attached to.
 #[derive(Debug)]
@@ -83,6 +95,12 @@ impl Offload {
     /// reach the server through). Only `lo` and Ethernet-framed interfaces (veth, NICs).
     /// Attaching twice to one interface is a no-op.
     pub fn attach(&mut self, interface: &str) -> Result<(), OffloadError> {
+        let tcx = KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0));
+        self.attach_as(interface, if tcx { Hook::Tcx } else { Hook::Clsact })
+    }
+
+    /// [`Offload::attach`] with the hook chosen (the tests try the one older kernels use).
+    pub(crate) fn attach_as(&mut self, interface: &str, hook: Hook) -> Result<(), OffloadError> {
         if self.attached.iter().any(|a| a.interface == interface) {
             return Ok(());
         }
@@ -97,18 +115,21 @@ impl Offload {
         if kind.is_ok_and(|k| !matches!(k.trim(), "1" | "772")) {
             return Err(failed("not an Ethernet or loopback interface".into()));
         }
-        let tcx = KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0));
         let mut added_clsact = false;
-        if !tcx {
-            match tc::qdisc_add_clsact(interface) {
-                Ok(()) => added_clsact = true,
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(failed(support::one_line(&e))),
+        let options = match hook {
+            Hook::Tcx => TcAttachOptions::TcxOrder(LinkOrder::default()),
+            Hook::Clsact => {
+                match tc::qdisc_add_clsact(interface) {
+                    Ok(()) => added_clsact = true,
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(failed(support::one_line(&e))),
+                }
+                TcAttachOptions::Netlink(NlOptions::default())
             }
-        }
+        };
         let attached = program(&mut self.ebpf)
             .map_err(|e| failed(e.to_string()))?
-            .attach(interface, TcAttachType::Ingress);
+            .attach_with_options(interface, TcAttachType::Ingress, options);
         match attached {
             Ok(link) => {
                 self.attached.push(Attached {

@@ -1,7 +1,8 @@
 //! The kernel program between network namespaces joined by veth pairs (client | server | peer):
 //! the path a real deployment takes, where the program redirects to another interface's egress.
 //!
-//! Needs root, as CI runs; without it the test fails and says so. The namespaces are named after
+//! Needs root, as CI runs; without it the test fails and says so. One interface is hooked with
+//! TCX and the other with a `clsact` filter, so both ways of attaching carry traffic. The namespaces are named after
 //! this process and removed by a guard, also while a panic unwinds (removing a namespace removes
 //! its veths and with them the program's attachments).
 
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use nix::sched::{CloneFlags, setns};
 
-use super::{ChannelEntry, Offload, OffloadCounts, check_privileges};
+use super::{ChannelEntry, Hook, Offload, OffloadCounts, check_privileges};
 
 const PACKETS: usize = 100;
 
@@ -155,13 +156,20 @@ fn relays_between_veth_namespaces() {
     })
     .expect("enable forwarding");
 
+    // Client -> peer arrives through a TCX link, peer -> client through a clsact filter (the
+    // hook of kernels before 6.6).
     let (vsc2, vsp2) = (vsc.clone(), vsp.clone());
     let mut offload = in_netns(&s, move || {
         let mut offload = Offload::load().unwrap_or_else(|e| panic!("{e}"));
-        offload.attach(&vsc2).unwrap_or_else(|e| panic!("{e}"));
-        offload.attach(&vsp2).unwrap_or_else(|e| panic!("{e}"));
+        offload
+            .attach_as(&vsc2, Hook::Tcx)
+            .unwrap_or_else(|e| panic!("{e}"));
+        offload
+            .attach_as(&vsp2, Hook::Clsact)
+            .unwrap_or_else(|e| panic!("{e}"));
         offload
     });
+    assert!(qdiscs(&s, &vsp).contains("clsact"), "clsact added to {vsp}");
     let hosts = [
         ["10.181.1.2", "10.181.1.1", "10.181.2.1", "10.181.2.2"],
         [
@@ -177,8 +185,22 @@ fn relays_between_veth_namespaces() {
         let (listen, relay) = in_netns(&s, move || (bind(listen), bind(relay)));
         relay_both_ways(&mut offload, &client, &listen, &relay, &peer);
     }
-    drop(offload);
+    // Dropped where it was attached (netlink is per namespace): filter and qdisc gone.
+    in_netns(&s, move || drop(offload));
+    assert!(
+        !qdiscs(&s, &vsp).contains("clsact"),
+        "clsact removed from {vsp}"
+    );
     drop(topology);
+}
+
+/// The qdiscs of `dev` in namespace `ns`, as `tc` lists them.
+fn qdiscs(ns: &str, dev: &str) -> String {
+    let out = Command::new("tc")
+        .args(["-n", ns, "qdisc", "show", "dev", dev])
+        .output()
+        .expect("run tc");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// 100 packets each way through the program between sockets in the three namespaces.
