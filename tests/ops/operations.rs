@@ -509,7 +509,9 @@ fn the_offload_says_whether_it_is_on_and_why_not() {
         assert!(health["offload"]["reason"].is_string(), "{body}");
         let samples = server.metrics();
         assert!(
-            samples.iter().any(|(n, v)| n == "rturn_offload_active" && *v == 0.0),
+            samples
+                .iter()
+                .any(|(n, v)| n == "rturn_offload_active" && *v == 0.0),
             "{samples:?}"
         );
         let log = server.log();
