@@ -12,7 +12,8 @@
 //! - [`auth`]: long-term credentials, TURN REST secrets, stateless nonces.
 //! - [`turn`]: the allocation manager: decoded requests and the time in, answers, data-path
 //!   routes (naming relay sockets by slot) and bind/close events out; it owns no socket.
-//!   Peer rules, quotas and reservations shared by every worker, bandwidth limits.
+//!   Peer rules, quotas and reservations shared by every worker, bandwidth limits, and
+//!   which channels the kernel may relay by itself (offload insert/remove events out).
 //! - [`client`]: a sans-IO TURN client (requests with long-term credentials, responses,
 //!   ChannelData), used by the tests, benches, fuzz targets and `rturn-bench`.
 //! - [`signal`]: the signaling relay: the message format and room registry (pure), the hub,

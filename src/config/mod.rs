@@ -48,7 +48,7 @@ pub use ice::IceConfig;
 pub use listen::{DEFAULT_PORT, ListenConfig, ProxyListener};
 pub use relay::{
     DEFAULT_MAX_ALLOCATIONS_PER_IP, DEFAULT_MAX_CHANNELS_PER_ALLOCATION,
-    DEFAULT_MAX_PERMISSIONS_PER_ALLOCATION, RelayConfig,
+    DEFAULT_MAX_PERMISSIONS_PER_ALLOCATION, OffloadMode, RelayConfig,
 };
 pub use secret::{MIN_SECRET_LEN, PLACEHOLDER_SECRET};
 pub use server::{

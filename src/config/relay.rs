@@ -1,5 +1,6 @@
 //! `[relay]`: relay addresses (`relay-ip`, `external-ip` behind 1:1 NAT), the port range,
-//! lifetimes, quotas, bandwidth and which peers may be reached; defaults and checks.
+//! lifetimes, quotas, bandwidth, which peers may be reached and whether the kernel relays
+//! bound channels by itself (`offload`); defaults and checks.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -19,6 +20,19 @@ pub const DEFAULT_MAX_PERMISSIONS_PER_ALLOCATION: usize = 128;
 pub const DEFAULT_MAX_ALLOCATIONS_PER_IP: usize = 256;
 /// Channels one allocation may bind; a browser binds one per remote candidate pair in use.
 pub const DEFAULT_MAX_CHANNELS_PER_ALLOCATION: usize = 128;
+
+/// `[relay] offload`: whether the kernel relays UDP ChannelData of bound channels by
+/// itself (an eBPF program), where it can.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OffloadMode {
+    /// On where the kernel and the process's capabilities allow it, else off with one log
+    /// line saying why.
+    #[default]
+    Auto,
+    /// Never: every packet goes through user space.
+    Off,
+}
 
 /// `[relay]`: relay addresses, lifetimes, quotas and which peers may be reached. A key left
 /// out takes its value from [`RelayConfig::default`].
@@ -75,6 +89,8 @@ pub struct RelayConfig {
     pub bps_capacity: u64,
     /// Where a draining or full server sends new allocations (300 Try Alternate); else 508.
     pub alternate_server: Option<SocketAddr>,
+    /// Whether the kernel relays bound UDP channels by itself (`"auto"` or `"off"`).
+    pub offload: OffloadMode,
 }
 
 impl Default for RelayConfig {
@@ -99,6 +115,7 @@ impl Default for RelayConfig {
             max_bps: 0,
             bps_capacity: 0,
             alternate_server: None,
+            offload: OffloadMode::Auto,
         }
     }
 }

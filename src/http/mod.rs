@@ -52,6 +52,8 @@ pub struct HttpState {
 pub struct Site {
     own_origins: std::sync::RwLock<Arc<Vec<String>>>,
     restart_required: std::sync::RwLock<Arc<Vec<String>>>,
+    /// Whether the kernel relays bound channels (`relay.offload`), and why not; set at start.
+    offload: std::sync::OnceLock<(bool, Option<String>)>,
 }
 
 impl Site {
@@ -66,6 +68,12 @@ impl Site {
             .restart_required
             .write()
             .unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
+    }
+
+    /// Whether the kernel relays bound UDP channels by itself, and if not, why (for
+    /// `/healthz`). Set once, at start: the first call wins.
+    pub fn set_offload(&self, active: bool, reason: Option<String>) {
+        let _ = self.offload.set((active, reason));
     }
 
     fn own_origins(&self) -> Arc<Vec<String>> {
@@ -125,6 +133,10 @@ async fn healthz(State(state): State<HttpState>) -> Response {
     if !restart.is_empty() {
         // Still "ok": the node serves, on the settings it started with for these keys.
         body["restart_required"] = serde_json::json!(*restart);
+    }
+    if let Some((active, reason)) = state.site.offload.get() {
+        // Informational: a server without the offload relays every packet in user space.
+        body["offload"] = serde_json::json!({"active": active, "reason": reason});
     }
     if let Some(cluster) = state.hub.cluster() {
         // Degraded, not failed: local rooms keep working, so a load balancer should keep

@@ -18,7 +18,7 @@ use super::scrape;
 use super::stats::{Snapshot, Stats};
 use super::turn_parts::turn_parts;
 use super::workers::{self, Workers};
-use super::{descriptors, http_listener, http_stats, shared_tls, stream, tcp, tls};
+use super::{descriptors, http_listener, http_stats, offload, shared_tls, stream, tcp, tls};
 use crate::auth::Auth;
 use crate::config::{Config, ProxyListener};
 use crate::http::admin;
@@ -97,6 +97,7 @@ pub async fn run(
     let pools = Arc::new(Pools::new(config.relay.min_port, config.relay.max_port));
     let live_relays: Arc<dyn LiveRelays> = Arc::clone(&pools) as Arc<dyn LiveRelays>;
     let parts = turn_parts(config, own.clone(), &nonce_secret, live_relays);
+    let kernel = offload::start(config.relay.offload);
     let setup = workers::Setup {
         config: &parts.config,
         auth: &parts.auth,
@@ -110,6 +111,7 @@ pub async fn run(
         listen: udp_by_shard,
         stream_limits: stream::Limits::from_config(&config.server),
         stats: &stats,
+        kernel: &kernel,
     };
     let workers = match Workers::start(setup) {
         Ok(workers) => Arc::new(workers),
@@ -200,6 +202,7 @@ pub async fn run(
             http: Arc::clone(&http_stats),
             proxy: Arc::clone(&proxy_stats),
             shared_tls: shared_stats.clone(),
+            offload: kernel.status().clone(),
         };
         let (app, live) = http_app(config, &bound, &parts.auth, scrape, &shutdown);
         let hub = Arc::clone(&live.hub);
@@ -317,6 +320,8 @@ fn http_app(
     let api = Arc::clone(&ice);
     sources.hub = Some(Arc::clone(&hub));
     let site = Arc::new(Site::default());
+    let offload = &sources.offload;
+    site.set_offload(offload.active, offload.reason.clone());
     site.set_own_origins(crate::http::origin::own_origins(
         config,
         bound.http,

@@ -89,6 +89,8 @@ pub(crate) struct WorkerSnapshot {
     pub(crate) limited_sources: usize,
     /// Whether new allocations are refused.
     pub(crate) draining: bool,
+    /// Channels the kernel relays by itself (#18).
+    pub(crate) offloaded: usize,
 }
 
 impl WorkerSnapshot {
@@ -102,6 +104,7 @@ impl WorkerSnapshot {
         self.reserved = self.reserved.max(other.reserved);
         self.limited_sources += other.limited_sources;
         self.draining |= other.draining;
+        self.offloaded += other.offloaded;
     }
 
     /// Live allocations.

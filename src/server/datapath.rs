@@ -211,6 +211,8 @@ impl Loop {
             if now >= purge_at {
                 shard.limiter.purge(now);
                 purge_at = now + PURGE_EVERY;
+                // At most once per READ_EVERY; nothing without the offload.
+                shard.read_offload(now, false);
             }
             for i in 0..self.listen.len() {
                 self.flush(i);
@@ -230,6 +232,8 @@ impl Loop {
         // A reply nobody waits for any more is dropped.
         match command {
             Command::Sessions(reply) => {
+                // Counters that include what the kernel relayed until now.
+                shard.read_offload(now, true);
                 let _ = reply.send(shard.manager.sessions(now));
             }
             Command::Kick { id, user, reply } => {
@@ -238,6 +242,7 @@ impl Loop {
                 let _ = reply.send(kicked);
             }
             Command::Snapshot(reply) => {
+                shard.read_offload(now, true);
                 let _ = reply.send(WorkerSnapshot {
                     turn: shard.manager.metrics().clone(),
                     by_transport: shard.manager.allocations_by_transport(),
@@ -245,11 +250,14 @@ impl Loop {
                     reserved: shard.relays.reserved(),
                     limited_sources: shard.limiter.tracked(),
                     draining: shard.manager.is_draining(),
+                    offloaded: shard.manager.offload().len(),
                 });
             }
             Command::Reload(new, reply) => {
                 let new = *new;
                 shard.manager.reload(new.config, new.auth, new.rules);
+                // Channels the new rules, credentials or limits refuse leave the kernel now.
+                shard.settle();
                 if let Some(alternate) = new.draining {
                     shard.manager.drain(alternate);
                 }

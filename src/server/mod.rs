@@ -9,6 +9,7 @@
 //! - `control`: reload, drain and shutdown of a running server ([`Control`]).
 //! - `datapath`, `shard`, `relay`, `ports`, `mmsg`, `udp`: the UDP event loops and relay
 //!   sockets; `handoff`: data for rturn's own relays, handed between workers in process;
+//!   `offload`: the kernel fast path's status and each worker's handle on its maps;
 //!   `tcp`, `tls`: TURN over TCP/TLS; `shared_tls`, `rewind`: one TLS port for `turns:` and
 //!   HTTPS; `proxy`: the PROXY protocol header at the TCP, TLS and HTTP listeners' doors;
 //!   `limiter`, `throttle`, `descriptors`: limits
@@ -30,6 +31,7 @@ mod http_stats;
 mod limiter;
 mod listeners;
 mod mmsg;
+mod offload;
 mod ports;
 mod proxy;
 mod relay;

@@ -230,6 +230,8 @@ impl RelayTable {
                 }
                 addr
             }
+            // The kernel's maps' business (`Shard::settle`), not the sockets'.
+            Event::OffloadInsert(_) | Event::OffloadRemove(_) => return,
         };
         // Only once the socket is closed may another shard take the port.
         self.pool(addr.ip()).release(addr.port());

@@ -85,6 +85,7 @@ pub(super) fn restart_required(started: &Config, new: &Config) -> Vec<&'static s
         "relay.external-ip" => relay.external_ip,
         "relay.min-port" => relay.min_port,
         "relay.max-port" => relay.max_port,
+        "relay.offload" => relay.offload,
         "server.workers" => server.workers,
         "server.tcp-idle-timeout" => server.tcp_idle_timeout,
         "server.max-tcp-connections" => server.max_tcp_connections,

@@ -19,6 +19,10 @@ static RELAY_PORTS: Family = Family::gauge(
     "relay_ports",
     "Relay ports held, and the size of the port range.",
 );
+static OFFLOADED: Family = Family::gauge(
+    "offload_channels",
+    "Bound UDP channels the kernel relays by itself now (relay.offload).",
+);
 static PACKETS: Family = Family::counter(
     "packets_total",
     "Client packets and TCP frames, by outcome.",
@@ -81,6 +85,7 @@ impl Counted for WorkerSnapshot {
         let in_use = (self.relays_in_use + self.reserved) as u64;
         report.labelled(&RELAY_PORTS, "state", "in_use", in_use);
         report.labelled(&RELAY_PORTS, "state", "reserved", self.reserved as u64);
+        report.value(&OFFLOADED, self.offloaded as u64);
         self.turn.report(report);
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::descriptors::Budget;
 use super::http_stats::HttpStats;
+use super::offload::OffloadStatus;
 use super::proxy::ProxyStats;
 use super::report::{BuildInfo, PortRange};
 use super::shared_tls::SharedStats;
@@ -26,6 +27,8 @@ pub(super) struct Sources {
     pub(super) proxy: Arc<ProxyStats>,
     /// Set when `turns:` and HTTPS share a port.
     pub(super) shared_tls: Option<Arc<SharedStats>>,
+    /// Whether the kernel relays bound channels.
+    pub(super) offload: OffloadStatus,
 }
 
 /// The `/metrics` handler for [`crate::http::HttpState`].
@@ -52,6 +55,7 @@ pub(super) async fn render(src: &Sources) -> String {
         src.budget.as_ref(),
         src.http.as_ref(),
         src.proxy.as_ref(),
+        &src.offload,
     ];
     if let Some(shared) = &src.shared_tls {
         table.push(shared.as_ref());

@@ -9,6 +9,8 @@
 //! straight to the peer without touching the STUN decoder, Binding is answered locally, TURN
 //! requests and Send indications go to the shard's manager. Data for one of rturn's own relay
 //! endpoints is handed over inside the process ([`super::handoff`]) instead of sent.
+//! With the kernel fast path on, the shard also holds its worker's handle on the kernel's
+//! channel maps ([`super::offload`]), which acts on the manager's offload events.
 
 use std::time::Instant;
 
@@ -17,10 +19,11 @@ use stun::message::{CLASS_INDICATION, CLASS_REQUEST, METHOD_BINDING, METHOD_SEND
 
 use super::handoff::Handoffs;
 use super::limiter::SourceLimiter;
+use super::offload::WorkerOffload;
 use super::relay::RelayTable;
 use crate::stun::codec::{PacketKind, decode_into, packet_kind};
 use crate::stun::{Malformed, Responder};
-use crate::turn::{Answer, Bound, FiveTuple, Manager, ToPeer};
+use crate::turn::{Answer, Bound, Event, FiveTuple, Manager, ToPeer};
 
 /// One shard: an allocation manager, the relay sockets of its allocations, the rate limit
 /// of unauthenticated requests, and the data it hands to rturn's own relays this turn. (Its
@@ -30,14 +33,29 @@ pub(super) struct Shard {
     pub(super) relays: RelayTable,
     pub(super) limiter: SourceLimiter,
     pub(super) handoffs: Handoffs,
+    /// The kernel's channel maps; `None` while the offload is off.
+    pub(super) offload: Option<WorkerOffload>,
 }
 
 impl Shard {
     /// Does what the manager asked for since the last call: closes relay sockets, gives up
-    /// reserved ports. Called after every input that may end an allocation.
+    /// reserved ports, puts channels into the kernel's maps and takes them out. Called after
+    /// every input that may end an allocation, bind a channel or change a permission.
     pub(super) fn settle(&mut self) {
         while let Some(event) = self.manager.poll_event() {
-            self.relays.handle_event(event);
+            match (&event, &mut self.offload) {
+                (Event::OffloadInsert(_) | Event::OffloadRemove(_), Some(offload)) => {
+                    offload.apply(&mut self.manager, &event);
+                }
+                _ => self.relays.handle_event(event),
+            }
+        }
+    }
+
+    /// Reads what the kernel relayed into the counters, when due or `force`d.
+    pub(super) fn read_offload(&mut self, now: Instant, force: bool) {
+        if let Some(offload) = &mut self.offload {
+            offload.read(&mut self.manager, now, force);
         }
     }
 

@@ -22,6 +22,7 @@ use super::conns::Guards;
 use super::datapath::{self, Poller, WorkerParts};
 use super::handoff::{Handoffs, Inbox};
 use super::limiter::SourceLimiter;
+use super::offload::{Kernel, WorkerOffload};
 use super::ports::Pools;
 use super::relay::RelayTable;
 use super::shard::Shard;
@@ -50,6 +51,8 @@ pub(super) struct Setup<'a> {
     /// What TURN TCP/TLS connections are held to.
     pub(super) stream_limits: Limits,
     pub(super) stats: &'a Stats,
+    /// The kernel fast path: each worker's handle on its maps, if it is on.
+    pub(super) kernel: &'a Kernel,
 }
 
 /// One worker, as the tokio side sees it.
@@ -93,18 +96,23 @@ impl Workers {
                 pools.clone(),
                 Arc::clone(&counters),
             );
+            let mut manager = Manager::new(
+                setup.config.clone(),
+                Arc::clone(setup.auth),
+                Arc::clone(setup.rules),
+                Arc::clone(setup.quotas),
+                now,
+                unix_now,
+            );
+            let offload = (setup.kernel.maps(index))
+                .map(|maps| WorkerOffload::new(maps, Arc::clone(&counters), now));
+            manager.set_offload(offload.is_some());
             let shard = Shard {
-                manager: Manager::new(
-                    setup.config.clone(),
-                    Arc::clone(setup.auth),
-                    Arc::clone(setup.rules),
-                    Arc::clone(setup.quotas),
-                    now,
-                    unix_now,
-                ),
+                manager,
                 relays: RelayTable::new(pools.clone(), poller.registry()?, index),
                 limiter: SourceLimiter::new(setup.rate.0, setup.rate.1, now),
                 handoffs,
+                offload,
             };
             let (tx, rx) = mpsc::channel(QUEUE);
             let notified = Arc::new(AtomicBool::new(false));

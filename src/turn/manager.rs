@@ -18,6 +18,7 @@ use super::allocation::Allocation;
 use super::attrs::{self, KNOWN_TURN_ATTRIBUTES};
 use super::bandwidth::Bandwidth;
 use super::metrics::TurnMetrics;
+use super::offload_table::OffloadTable;
 use super::peer_rules::PeerRules;
 use super::pending::{Credentials, PendingAllocate};
 use super::quota::Quotas;
@@ -77,6 +78,9 @@ pub struct Manager {
     authenticated: bool,
     /// This shard's share of `bps-capacity`.
     pub(super) capacity: Bandwidth,
+    /// The channels the kernel relays for this shard (#18); off unless its worker has the
+    /// kernel's maps.
+    pub(super) offload: OffloadTable,
 }
 
 impl Manager {
@@ -108,6 +112,7 @@ impl Manager {
             metrics: TurnMetrics::default(),
             authenticated: false,
             capacity: Bandwidth::default(),
+            offload: OffloadTable::default(),
         }
     }
 
@@ -127,7 +132,8 @@ impl Manager {
 
     /// New credentials, peer rules and lifetimes from a config reload. Relay addresses stay
     /// (changing them needs a restart); allocations live on, and so do their permissions and
-    /// channels unless the new rules refuse their peer.
+    /// channels unless the new rules refuse their peer. Every offloaded channel is decided
+    /// again: the kernel keeps none the new rules, credentials or bandwidth limits refuse.
     pub fn reload(&mut self, config: TurnConfig, auth: Arc<Auth>, rules: Arc<PeerRules>) {
         self.config = TurnConfig {
             relay_v4: self.config.relay_v4,
@@ -137,6 +143,8 @@ impl Manager {
         self.auth = auth;
         self.rules = rules;
         self.revoke_refused_peers();
+        self.offload_recheck_credentials();
+        self.offload_all();
     }
 
     /// Ends every permission and channel whose peer the current rules refuse, so tightening
@@ -167,6 +175,11 @@ impl Manager {
         }
         for timer in gone {
             self.unschedule(timer);
+            match timer {
+                Timer::Permission(tuple, ip) => self.offload_peer_ip(tuple, ip),
+                Timer::Channel(tuple, number) => self.offload_channel(tuple, number),
+                Timer::Allocation(_) | Timer::Reservation(_) => {}
+            }
         }
     }
 
@@ -457,6 +470,7 @@ impl Manager {
                 match alloc.as_ref().and_then(|a| a.permissions.get(&ip).copied()) {
                     Some(at) if at <= now => {
                         alloc.map(|a| a.permissions.remove(&ip));
+                        self.offload_peer_ip(tuple, ip);
                         None
                     }
                     later => later,
@@ -468,6 +482,7 @@ impl Manager {
                     Some((alloc, channel)) if channel.expires <= now => {
                         alloc.channels.remove(&number);
                         alloc.channel_by_peer.remove(&channel.peer);
+                        self.offload_channel(tuple, number);
                         None
                     }
                     later => later.map(|(_, c)| c.expires),
@@ -527,6 +542,8 @@ impl Manager {
             }
             self.metrics.allocations_deleted += 1;
             tracing::debug!(client = %tuple.client, user = %alloc.username, "allocation deleted");
+            // Out of the kernel before its relay ports can go to another allocation.
+            self.offload_deleted(tuple, &alloc);
             for relay in &alloc.relays {
                 self.by_relay.remove(&relay.slot);
                 self.push_event(Event::Close(*relay));

@@ -439,6 +439,9 @@ impl Manager {
         if let Some(alloc) = self.allocations.get_mut(&tuple) {
             alloc.permissions.insert(ip, expires);
             self.schedule(expires, Timer::Permission(tuple, ip));
+            // A channel to `ip` may be relayed by the kernel now (a ChannelBind binds its
+            // channel before it permits): its entry goes in, once.
+            self.offload_peer_ip(tuple, ip);
         }
     }
 }

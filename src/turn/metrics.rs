@@ -34,6 +34,11 @@ pub struct TurnMetrics {
     pub dropped_max_bps: (u64, u64),
     /// Packets and bytes dropped for the server's `bps-capacity`.
     pub dropped_bps_capacity: (u64, u64),
+    /// Packets and bytes the kernel relayed from clients to peers (#18), also counted in
+    /// `to_peer`.
+    pub offloaded_to_peer: (u64, u64),
+    /// Packets and bytes the kernel relayed from peers to clients, also in `to_client`.
+    pub offloaded_to_client: (u64, u64),
 }
 
 impl TurnMetrics {
@@ -62,6 +67,10 @@ impl TurnMetrics {
         self.dropped_max_bps.1 += other.dropped_max_bps.1;
         self.dropped_bps_capacity.0 += other.dropped_bps_capacity.0;
         self.dropped_bps_capacity.1 += other.dropped_bps_capacity.1;
+        self.offloaded_to_peer.0 += other.offloaded_to_peer.0;
+        self.offloaded_to_peer.1 += other.offloaded_to_peer.1;
+        self.offloaded_to_client.0 += other.offloaded_to_client.0;
+        self.offloaded_to_client.1 += other.offloaded_to_client.1;
     }
 
     pub(super) fn auth_failed(&mut self, reason: &'static str) {

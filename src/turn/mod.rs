@@ -20,6 +20,8 @@
 //! - [`quota`]: allocation counts per user, per client address and in total, and the port
 //!   reservations, shared by every shard.
 //! - [`bandwidth`]: `max-bps` per allocation and `bps-capacity` overall.
+//! - [`offload`]: the kernel fast path's types and maps; [`offload_table`]: which channels
+//!   the kernel holds; `offload_sync`: the manager keeping them in step (#18).
 
 pub mod allocation;
 pub mod attrs;
@@ -27,6 +29,9 @@ pub mod bandwidth;
 pub mod manager;
 mod methods;
 pub mod metrics;
+pub mod offload;
+mod offload_sync;
+pub mod offload_table;
 pub mod own_relays;
 pub mod peer_rules;
 mod pending;
@@ -126,6 +131,12 @@ pub enum Event {
     /// Give up a reserved port (EVEN-PORT R=1) nobody claimed: the socket holding it closes
     /// and its port goes back to the pool, whichever shard reserved it.
     Unreserve(SocketAddr),
+    /// Let the kernel relay this channel (only while the offload is on,
+    /// [`Manager::set_offload`]); carried out by [`Manager::offload_apply`].
+    OffloadInsert(offload::ChannelEntry),
+    /// Stop the kernel relaying this channel, counting what it relayed since the last
+    /// reading; carried out by [`Manager::offload_apply`].
+    OffloadRemove(offload::Offloaded),
 }
 
 /// The answer to a TURN request ([`Manager::handle_request`]).

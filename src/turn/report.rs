@@ -31,6 +31,15 @@ static DROPPED_BYTES: Family = Family::counter(
     "relay_dropped_bytes_total",
     "Payload bytes dropped by the bandwidth limits.",
 );
+static OFFLOAD_PACKETS: Family = Family::counter(
+    "offload_packets_total",
+    "ChannelData packets the kernel relayed by itself (relay.offload), by direction; also \
+     counted in relayed_packets_total.",
+);
+static OFFLOAD_BYTES: Family = Family::counter(
+    "offload_bytes_total",
+    "Payload bytes the kernel relayed by itself, by direction; also in relayed_bytes_total.",
+);
 static CAPS: Family = Family::counter(
     "allocation_caps_reached_total",
     "CreatePermission and ChannelBind refused with 508 for a per-allocation cap.",
@@ -65,6 +74,11 @@ impl Counted for TurnMetrics {
         report.labelled(&DROPPED_PACKETS, "limit", "bps_capacity", capacity.0);
         report.labelled(&DROPPED_BYTES, "limit", "max_bps", max_bps.1);
         report.labelled(&DROPPED_BYTES, "limit", "bps_capacity", capacity.1);
+        let (to_peer, to_client) = (self.offloaded_to_peer, self.offloaded_to_client);
+        report.labelled(&OFFLOAD_PACKETS, "direction", "to_peer", to_peer.0);
+        report.labelled(&OFFLOAD_PACKETS, "direction", "to_client", to_client.0);
+        report.labelled(&OFFLOAD_BYTES, "direction", "to_peer", to_peer.1);
+        report.labelled(&OFFLOAD_BYTES, "direction", "to_client", to_client.1);
         report.labelled(&CAPS, "cap", "permissions", self.permission_cap);
         report.labelled(&CAPS, "cap", "channels", self.channel_cap);
         for quota in ["user", "per_ip", "total"] {

@@ -492,3 +492,30 @@ fn sighup_names_what_needs_a_restart() {
     assert!(!line.contains("restart"), "{line}");
     assert!(health(http).get("restart_required").is_none());
 }
+
+/// `[relay] offload`: this build has no kernel half, so `auto` is off with one log line
+/// saying why, and `/healthz` and `/metrics` say it is off; `off` logs nothing about it.
+#[test]
+fn the_offload_says_whether_it_is_on_and_why_not() {
+    for (extra, logged) in [("", true), ("offload = \"off\"\n", false)] {
+        let text = config("alice = \"wonderland\"\n", "s", extra)
+            .replace("tcp = [", "http = \"127.0.0.1:0\"\ntcp = [");
+        // Started: its ready line, logged after the offload's, was read.
+        let server = Server::start(&text);
+        let (code, body) = http_request(server.http_addr(), "GET", "/healthz", None);
+        assert_eq!(code, 200, "{body}");
+        let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(health["offload"]["active"], false, "{body}");
+        assert!(health["offload"]["reason"].is_string(), "{body}");
+        let samples = server.metrics();
+        assert!(
+            samples
+                .iter()
+                .any(|(n, v)| n == "rturn_offload_active" && *v == 0.0),
+            "{samples:?}"
+        );
+        let log = server.log();
+        let lines = log.matches("relay.offload = \"auto\": off: ").count();
+        assert_eq!(lines, usize::from(logged), "{extra:?}:\n{log}");
+    }
+}

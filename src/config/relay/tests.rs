@@ -59,3 +59,20 @@ fn loopback_relay_ip_beside_a_public_listener_is_refused() {
     }
     Config::from_toml(LOCAL).unwrap();
 }
+
+#[test]
+fn offload_is_auto_by_default_off_on_request_and_nothing_else() {
+    use crate::config::OffloadMode;
+    assert_eq!(
+        Config::from_toml(LOCAL).unwrap().relay.offload,
+        OffloadMode::Auto
+    );
+    let off = Config::from_toml(&format!("{LOCAL}offload = \"off\"\n")).unwrap();
+    assert_eq!(off.relay.offload, OffloadMode::Off);
+    let auto = Config::from_toml(&format!("{LOCAL}offload = \"auto\"\n")).unwrap();
+    assert_eq!(auto.relay.offload, OffloadMode::Auto);
+    for bad in ["\"on\"", "true", "\"xdp\""] {
+        let e = err(&format!("{LOCAL}offload = {bad}\n"));
+        assert!(e.key.starts_with("relay.offload"), "{bad}: {e}");
+    }
+}

@@ -110,6 +110,8 @@ impl FakePorts {
 struct Shard {
     mgr: Manager,
     ports: FakePool,
+    /// The kernel's channel maps, when a test turns the offload on ([`offload`]).
+    kernel: Option<Box<dyn super::offload::OffloadMaps>>,
 }
 
 impl Deref for Shard {
@@ -164,6 +166,10 @@ impl Shard {
                 Event::Unreserve(addr) => {
                     assert!(self.ports().reserved.contains(&addr), "{addr} not reserved");
                     self.ports().release(addr);
+                }
+                Event::OffloadInsert(_) | Event::OffloadRemove(_) => {
+                    let kernel = self.kernel.as_mut().expect("offload events with it off");
+                    let _ = self.mgr.offload_apply(kernel.as_mut(), &event);
                 }
             }
         }
@@ -323,7 +329,11 @@ impl Setup {
             let config = self.config.clone();
             let mgr = Manager::new(config, auth, rules, quotas, t0, UNIX_START);
             let ports = Arc::clone(&ports);
-            Shard { mgr, ports }
+            Shard {
+                mgr,
+                ports,
+                kernel: None,
+            }
         };
         let (mgr, other_shard) = (shard(), shard());
         Harness {
@@ -533,6 +543,7 @@ mod allocate;
 mod authentication;
 mod events;
 mod limits;
+mod offload;
 mod own_relays;
 mod quotas;
 mod relaying;
