@@ -32,7 +32,7 @@
 //!   accept loops with their limits, the descriptor budget, reload, drain and shutdown.
 //! - [`http`]: every HTTP route: pages from `web/`, `/ws`, `/api/ice-servers`, `/healthz`,
 //!   `/metrics`, `/admin`; the origin rules (pure).
-//! - [`offload`]: the kernel fast path (not yet wired): the eBPF TC program relaying UDP
+//! - [`offload`]: the kernel fast path: the eBPF TC program relaying UDP
 //!   ChannelData in the kernel, loaded and attached with aya, and the maps user space writes.
 //! - [`metrics`]: one way to count: each subsystem's families, reported through one trait
 //!   and rendered from one table.

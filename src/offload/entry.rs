@@ -10,35 +10,7 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 
-/// One bound UDP channel the kernel may relay: client <-> listen address (ChannelData with
-/// `channel`), relay <-> peer (plain UDP). All addresses of one family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ChannelEntry {
-    /// The TURN client's address as the server sees it.
-    pub client: SocketAddr,
-    /// The server's UDP listen address the client sends to.
-    pub listen: SocketAddr,
-    /// The channel number, 0x4000..=0x4FFF (RFC 8656 §12).
-    pub channel: u16,
-    /// The allocation's bound relay address (relay-ip:port).
-    pub relay: SocketAddr,
-    /// The peer.
-    pub peer: SocketAddr,
-}
-
-/// Packets and bytes (payload bytes, without the 4-byte ChannelData header) the kernel relayed
-/// for one entry since it was inserted, each way.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct OffloadCounts {
-    /// Client -> peer packets.
-    pub to_peer_packets: u64,
-    /// Client -> peer payload bytes.
-    pub to_peer_bytes: u64,
-    /// Peer -> client packets.
-    pub to_client_packets: u64,
-    /// Peer -> client payload bytes.
-    pub to_client_bytes: u64,
-}
+pub use crate::turn::offload::{ChannelEntry, OffloadCounts};
 
 /// Size of a `to_peer` key: family, client ip, listen ip, client port, listen port, channel, pad.
 pub(crate) const TO_PEER_KEY_LEN: usize = 4 + 16 + 16 + 2 + 2 + 2 + 2;

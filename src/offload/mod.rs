@@ -14,7 +14,8 @@
 //!   with per-entry packet and byte counters. `entry.rs` holds the entry types and their bytes
 //!   in the maps; `support.rs` the privilege check and the errors.
 //!
-//! Not yet wired to the allocation manager. IPv4 and IPv6; the program passes every packet it
+//! `server/offload.rs` loads it and hands each worker the maps; the Manager decides what goes
+//! in (`turn/offload_sync.rs`). IPv4 and IPv6; the program passes every packet it
 //! does not own to user space unchanged. On `lo` it delivers to the local socket; on
 //! Ethernet-framed interfaces it redirects to the egress the FIB names, which needs IP
 //! forwarding enabled.

@@ -5,17 +5,21 @@
 //! manager's counters and the worker's packet counters.
 //!
 //! Without the offload a worker has no handle and its manager tracks nothing: the data path
-//! does no work for it. This binary has no kernel half yet (the eBPF program and its loader
-//! come separately), so [`start`] says why it is off and every worker gets `None`.
+//! does no work for it. With it, [`start`] has loaded the eBPF program ([`crate::offload`])
+//! and attached it to the interfaces that hold the UDP listen and relay addresses; every
+//! worker's handle writes the same kernel maps, under one mutex taken on ChannelBind, on
+//! removal and on each reading of the counts, never per packet.
 
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::stats::{Counters, Event as Count};
 use super::throttle::Throttle;
 use crate::config::OffloadMode;
 use crate::metrics::{Counted, Family, Report};
-use crate::turn::offload::{OffloadCounts, OffloadMaps};
+use crate::offload::Offload;
+use crate::turn::offload::{ChannelEntry, OffloadCounts, OffloadMaps};
 use crate::turn::{Event, Manager};
 
 /// How often a worker reads the kernel's counts (also on every `/metrics` scrape and admin
@@ -42,30 +46,108 @@ impl Counted for OffloadStatus {
     }
 }
 
-/// The kernel half of the offload for this process: how workers reach its maps.
+/// The kernel half of the offload for this process: how workers reach its maps. Dropping
+/// it (after the workers) detaches the program.
 pub(super) struct Kernel {
     status: OffloadStatus,
+    loaded: Option<Arc<Mutex<Offload>>>,
 }
 
-/// Decides whether the kernel relays for this process, logging one line when `auto` finds
-/// it cannot.
-pub(super) fn start(mode: OffloadMode) -> Kernel {
-    let reason = match mode {
-        OffloadMode::Off => "relay.offload is \"off\"".to_owned(),
-        OffloadMode::Auto => {
-            let reason = "this binary has no kernel half yet (the eBPF program and its loader \
-                          are not built in); every packet goes through user space"
-                .to_owned();
-            tracing::info!("relay.offload = \"auto\": off: {reason}");
-            reason
-        }
-    };
-    Kernel {
+/// Decides whether the kernel relays for this process: with `auto`, loads the program and
+/// attaches it to the interfaces holding the `udp` listen addresses and the `relay_ips`, or
+/// logs one line saying why not.
+pub(super) fn start(mode: OffloadMode, udp: &[SocketAddr], relay_ips: &[IpAddr]) -> Kernel {
+    let off = |reason: String| Kernel {
         status: OffloadStatus {
             active: false,
             reason: Some(reason),
         },
+        loaded: None,
+    };
+    if mode == OffloadMode::Off {
+        return off("relay.offload is \"off\"".to_owned());
     }
+    match load(udp, relay_ips) {
+        Ok(offload) => {
+            let on: Vec<&str> = offload.interfaces().collect();
+            tracing::info!(
+                "relay.offload = \"auto\": the kernel relays bound UDP channels (on {})",
+                on.join(", ")
+            );
+            Kernel {
+                status: OffloadStatus {
+                    active: true,
+                    reason: None,
+                },
+                loaded: Some(Arc::new(Mutex::new(offload))),
+            }
+        }
+        Err(reason) => {
+            tracing::info!(
+                "relay.offload = \"auto\": off: {reason}; every packet goes through user space"
+            );
+            off(reason)
+        }
+    }
+}
+
+/// Loads the program and attaches it where clients' and peers' packets arrive.
+fn load(udp: &[SocketAddr], relay_ips: &[IpAddr]) -> Result<Offload, String> {
+    let ips: Vec<IpAddr> = (udp.iter().map(|a| a.ip()))
+        .chain(relay_ips.iter().copied())
+        .collect();
+    if ips.iter().any(IpAddr::is_unspecified) {
+        return Err(
+            "a UDP listen address is a wildcard, so the kernel cannot tell which \
+                    address a client sent to (list the addresses in listen.udp)"
+                .into(),
+        );
+    }
+    let interfaces = interfaces_of(&ips)?;
+    let mut offload = Offload::load().map_err(|e| e.to_string())?;
+    for interface in &interfaces {
+        offload.attach(interface).map_err(|e| e.to_string())?;
+    }
+    if interfaces.iter().any(|i| i != "lo") && !forwarding() {
+        tracing::warn!(
+            "relay.offload: IP forwarding is off (net.ipv4.ip_forward / net.ipv6.conf.all.\
+             forwarding), so the kernel cannot redirect between interfaces and hands those \
+             packets to user space"
+        );
+    }
+    Ok(offload)
+}
+
+/// The interfaces holding `ips` (loopback addresses are on `lo`).
+fn interfaces_of(ips: &[IpAddr]) -> Result<Vec<String>, String> {
+    let mut names: Vec<String> = Vec::new();
+    let addrs: Vec<_> = nix::ifaddrs::getifaddrs()
+        .map_err(|e| format!("cannot list the interfaces: {e}"))?
+        .collect();
+    for ip in ips {
+        let found = if ip.is_loopback() {
+            Some("lo".to_owned())
+        } else {
+            addrs.iter().find_map(|a| {
+                let addr = a.address.as_ref()?;
+                let held = match ip {
+                    IpAddr::V4(v4) => addr.as_sockaddr_in().map(|s| s.ip() == *v4),
+                    IpAddr::V6(v6) => addr.as_sockaddr_in6().map(|s| s.ip() == *v6),
+                };
+                held.unwrap_or(false).then(|| a.interface_name.clone())
+            })
+        };
+        let name = found.ok_or_else(|| format!("no interface holds {ip}"))?;
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    Ok(names)
+}
+
+/// Whether this host forwards IPv4 (what a redirect between interfaces needs).
+fn forwarding() -> bool {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").is_ok_and(|v| v.trim() == "1")
 }
 
 impl Kernel {
@@ -76,7 +158,31 @@ impl Kernel {
 
     /// Worker `worker`'s handle on the kernel's maps; `None` while the offload is off.
     pub(super) fn maps(&self, _worker: usize) -> Option<Box<dyn OffloadMaps>> {
-        None
+        let loaded = self.loaded.as_ref()?;
+        Some(Box::new(Shared(Arc::clone(loaded))))
+    }
+}
+
+/// A worker's handle on the one loaded program's maps.
+struct Shared(Arc<Mutex<Offload>>);
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Offload> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl OffloadMaps for Shared {
+    fn insert(&mut self, entry: &ChannelEntry) -> std::io::Result<()> {
+        self.lock().maps().insert(entry)
+    }
+
+    fn remove(&mut self, entry: &ChannelEntry) {
+        self.lock().maps().remove(entry);
+    }
+
+    fn counts(&self, entry: &ChannelEntry) -> Option<OffloadCounts> {
+        self.lock().maps().counts(entry)
     }
 }
 

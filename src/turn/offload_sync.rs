@@ -12,8 +12,9 @@
 //!   listen, relay and peer addresses are of one family;
 //! - neither `max-bps` nor `bps-capacity` is set (they are policed in user space);
 //! - the channel number is in 0x4000..=0x4FFF and a permission covers its peer;
-//! - the peer is allowed by the current rules and is not at one of rturn's own relay
-//!   addresses (data for those is handed over inside the process, [`super::ToPeer::Handoff`]);
+//! - the peer is allowed by the current rules (by its address class, not only as one of
+//!   rturn's own live relays) and is not one of rturn's own live relay endpoints
+//!   (data for those is handed over inside the process, [`super::ToPeer::Handoff`]);
 //! - the allocation's credentials still verify (a reload that removes the user, changes its
 //!   password or drops the secret its REST username was made with bars it from the kernel;
 //!   user space keeps relaying for it until it ends, as it always did).
@@ -63,7 +64,13 @@ impl Manager {
         if tuple.client.is_ipv4() != v4 || tuple.server.is_ipv4() != v4 {
             return None;
         }
-        if self.rules.is_relay_ip(peer.ip()) || self.rules.allows_addr(peer).is_err() {
+        // rturn's own live relays are handed over in process, and a relay-ip peer allowed
+        // only as one stays in user space, whose per-packet check refuses its port once it
+        // is released; a peer its address class allows is relayed by the kernel.
+        let rules = &self.rules;
+        let own = rules.own_relay(peer).is_some();
+        let by_exception = rules.is_relay_ip(peer.ip()) && rules.allows_ip(peer.ip()).is_err();
+        if own || by_exception || rules.allows_addr(peer).is_err() {
             return None;
         }
         Some(ChannelEntry {

@@ -10,6 +10,8 @@
 //!   reading.
 //! - [`tls`]: HTTPS and certificate errors; [`shared_tls`]: `turns:`, HTTPS and WSS on one
 //!   port.
+//! - [`offload`]: the kernel fast path relays a bound channel both ways, and with it off,
+//!   user space does the same.
 //! - [`proxy_protocol`]: behind a load balancer: the client a PROXY header names is the one
 //!   TURN, the per-IP caps and the ICE API see; untrusted or missing headers refused.
 //!
@@ -20,6 +22,7 @@
 mod bypass_matrix;
 mod dual_relay;
 mod limits;
+mod offload;
 mod own_relays;
 mod proxy_protocol;
 mod quotas;

@@ -186,13 +186,28 @@ fn a_channel_bind_reaches_the_kernel_its_counts_come_back_and_refresh_zero_takes
 }
 
 #[test]
-fn without_a_kernel_half_the_offload_is_off_and_says_why() {
-    for mode in [OffloadMode::Auto, OffloadMode::Off] {
-        let kernel = start(mode);
-        assert!(!kernel.status().active);
-        assert!(kernel.status().reason.is_some());
-        assert!(kernel.maps(0).is_none());
-    }
-    let text = crate::metrics::render(&[start(OffloadMode::Off).status()]);
+fn off_or_unable_the_offload_says_why() {
+    let udp: [SocketAddr; 1] = ["0.0.0.0:3478".parse().unwrap()];
+    let relay: [IpAddr; 1] = ["127.0.0.1".parse().unwrap()];
+    let off = start(OffloadMode::Off, &udp, &relay);
+    assert!(!off.status().active);
+    assert_eq!(
+        off.status().reason.as_deref(),
+        Some("relay.offload is \"off\"")
+    );
+    assert!(off.maps(0).is_none());
+    // auto, but a wildcard listen address: the kernel could not tell where a client sent to.
+    let wildcard = start(OffloadMode::Auto, &udp, &relay);
+    assert!(!wildcard.status().active);
+    assert!(
+        wildcard
+            .status()
+            .reason
+            .as_ref()
+            .unwrap()
+            .contains("wildcard")
+    );
+    assert!(wildcard.maps(0).is_none());
+    let text = crate::metrics::render(&[off.status()]);
     assert!(text.contains("rturn_offload_active 0\n"), "{text}");
 }
