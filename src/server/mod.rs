@@ -29,6 +29,7 @@ mod http_listener;
 mod http_stats;
 mod limiter;
 mod listeners;
+mod gso;
 mod mmsg;
 mod ports;
 mod proxy;
