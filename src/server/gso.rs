@@ -107,7 +107,11 @@ impl Gso {
                 self.max_segment = self.max_segment.min(segment - 1);
                 Refusal::Narrowed(self.max_segment)
             }
-            Errno::EINVAL | Errno::EMSGSIZE | Errno::EIO | Errno::ENOPROTOOPT | Errno::EOPNOTSUPP => {
+            Errno::EINVAL
+            | Errno::EMSGSIZE
+            | Errno::EIO
+            | Errno::ENOPROTOOPT
+            | Errno::EOPNOTSUPP => {
                 *self = Gso::OFF;
                 Refusal::Off
             }
@@ -202,7 +206,10 @@ mod tests {
         let mut gso = Gso::ON;
         assert_eq!(gso.refused(1_400, Errno::EINVAL), Refusal::Narrowed(1_399));
         assert_eq!(gso.max_segment(), 1_399);
-        assert_eq!(gso.refused(1_300, Errno::EMSGSIZE), Refusal::Narrowed(1_299));
+        assert_eq!(
+            gso.refused(1_300, Errno::EMSGSIZE),
+            Refusal::Narrowed(1_299)
+        );
         assert_eq!(gso.refused(1_000, Errno::EHOSTUNREACH), Refusal::Other);
         assert_eq!(gso.max_segment(), 1_299);
         assert_eq!(gso.refused(1_000, Errno::EINVAL), Refusal::Off);

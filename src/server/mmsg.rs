@@ -194,7 +194,13 @@ impl SendQueue {
         // On the stack: the data path allocates nothing per datagram or per batch.
         let mut slices = [[IoSlice::new(&[])]; BATCH];
         for (slot, i) in slices.iter_mut().zip(done..end) {
-            *slot = [IoSlice::new(datagrams(&self.arena, &self.starts, &self.items, i, 1))];
+            *slot = [IoSlice::new(datagrams(
+                &self.arena,
+                &self.starts,
+                &self.items,
+                i,
+                1,
+            ))];
         }
         let none: [ControlMessage<'_>; 0] = [];
         match nix::sys::socket::sendmmsg(
@@ -280,7 +286,6 @@ impl SendQueue {
             },
         }
     }
-
 }
 
 /// The bytes of `count` queued datagrams from the `first`, one after the other in `arena`.
@@ -393,19 +398,56 @@ mod tests {
     }
 
     #[test]
+    fn datagrams_of_two_sockets_never_share_a_send() {
+        // One queue per socket: the same destination and length from two sockets are two
+        // GSO sends, each from its own source.
+        let to = receiver();
+        let addr = to.local_addr().expect("addr");
+        let senders: Vec<_> = (0..2)
+            .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").expect("sender"))
+            .collect();
+        let mut queues = [SendQueue::new(Gso::ON), SendQueue::new(Gso::ON)];
+        for (s, queue) in queues.iter_mut().enumerate() {
+            for i in 0..3 {
+                queue.push(addr, &[&datagram(s * 10 + i, 100)]);
+            }
+        }
+        for (sender, queue) in senders.iter().zip(&mut queues) {
+            let flushed = queue.flush(sender);
+            assert_eq!((flushed.gso_sends, flushed.gso_datagrams), (1, 3));
+        }
+        let mut buf = [0u8; 200];
+        for (s, sender) in senders.iter().enumerate() {
+            for i in 0..3 {
+                let (len, from) = to.recv_from(&mut buf).expect("a datagram");
+                assert_eq!(
+                    (&buf[..len], from),
+                    (
+                        &datagram(s * 10 + i, 100)[..],
+                        sender.local_addr().expect("addr")
+                    )
+                );
+            }
+        }
+    }
+
+    #[test]
     fn a_socket_that_refuses_gso_sends_every_datagram_one_by_one() {
         // The kernel refuses GSO on UDP-Lite sockets (EIO), as on a device without checksum
         // offload.
         let udplite = socket2::Protocol::from(136);
         let socket = |addr: &str| {
-            let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, Some(udplite))
-                .expect("a UDP-Lite socket");
+            let socket =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, Some(udplite))
+                    .expect("a UDP-Lite socket");
             let addr: SocketAddr = addr.parse().expect("addr");
             socket.bind(&addr.into()).expect("bind");
             std::net::UdpSocket::from(socket)
         };
         let (sender, receiver) = (socket("127.0.0.1:0"), socket("127.0.0.1:0"));
-        receiver.set_read_timeout(Some(std::time::Duration::from_secs(5))).expect("timeout");
+        receiver
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .expect("timeout");
         let to = receiver.local_addr().expect("addr");
         let mut queue = SendQueue::new(Gso::ON);
         for round in 0..2 {
@@ -416,7 +458,13 @@ mod tests {
             let flushed = queue.flush(&sender);
             // Refused once, then off for this socket.
             let refused = usize::from(round == 0);
-            assert_eq!(flushed, Flushed { gso_refused: refused, ..Flushed::default() });
+            assert_eq!(
+                flushed,
+                Flushed {
+                    gso_refused: refused,
+                    ..Flushed::default()
+                }
+            );
             assert_eq!(take(&receiver, want.len()), want);
         }
         assert_eq!(queue.gso, Gso::OFF);

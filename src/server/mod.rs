@@ -7,7 +7,7 @@
 //! - `app`: assembling the running server ([`run`]): shards and event loops, the TURN
 //!   TCP/TLS listeners, the HTTP app, the cluster link.
 //! - `control`: reload, drain and shutdown of a running server ([`Control`]).
-//! - `datapath`, `shard`, `relay`, `ports`, `mmsg`, `udp`: the UDP event loops and relay
+//! - `datapath`, `shard`, `relay`, `ports`, `mmsg`, `gso`, `udp`: the UDP event loops and relay
 //!   sockets; `handoff`: data for rturn's own relays, handed between workers in process;
 //!   `tcp`, `tls`: TURN over TCP/TLS; `shared_tls`, `rewind`: one TLS port for `turns:` and
 //!   HTTPS; `proxy`: the PROXY protocol header at the TCP, TLS and HTTP listeners' doors;
@@ -22,6 +22,7 @@ mod conns;
 mod control;
 mod datapath;
 mod descriptors;
+mod gso;
 mod handoff;
 mod http_activity;
 mod http_conn;
@@ -29,7 +30,6 @@ mod http_listener;
 mod http_stats;
 mod limiter;
 mod listeners;
-mod gso;
 mod mmsg;
 mod ports;
 mod proxy;

@@ -30,7 +30,15 @@ fn send_burst(peer: &UdpSocket, to: SocketAddr, burst: &[Vec<u8>]) {
     let cmsg = [ControlMessage::UdpGsoSegments(&segment)];
     let iov = [std::io::IoSlice::new(&all)];
     let dest = SockaddrStorage::from(to);
-    if sendmsg(peer.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), Some(&dest)).is_err() {
+    if sendmsg(
+        peer.as_raw_fd(),
+        &iov,
+        &cmsg,
+        MsgFlags::empty(),
+        Some(&dest),
+    )
+    .is_err()
+    {
         for datagram in burst {
             peer.send_to(datagram, to).unwrap();
         }
@@ -64,7 +72,10 @@ fn a_burst_to_one_client_leaves_as_gso_sends_and_arrives_datagram_by_datagram() 
             );
         }
     }
-    assert_eq!(client.next_relayed(std::time::Duration::from_millis(100)), None);
+    assert_eq!(
+        client.next_relayed(std::time::Duration::from_millis(100)),
+        None
+    );
 
     let relayed = (ROUNDS * BURST) as f64;
     let to_client = "rturn_relayed_packets_total{direction=\"to_client\"}";
