@@ -15,8 +15,8 @@ use std::os::fd::AsFd;
 use nix::errno::Errno;
 use nix::sys::socket::{getsockopt, sockopt};
 
-/// Most datagrams in one GSO send: the kernel's `UDP_MAX_SEGMENTS` (64 up to Linux 6.12,
-/// 128 since).
+/// Most datagrams in one GSO send: the kernel's `UDP_MAX_SEGMENTS`, 64 in the kernels that
+/// brought `UDP_SEGMENT` (newer ones allow more; 64 is safe everywhere).
 pub(super) const MAX_SEGMENTS: usize = 64;
 /// Most bytes in one GSO send: one IP packet (65 535 bytes) less the IPv6 and UDP headers,
 /// for IPv4 sockets too.
