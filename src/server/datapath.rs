@@ -13,7 +13,8 @@
 //! socket with more waiting goes round again, after the others; a TCP connection reads up
 //! to its budget), runs the expiries when due (the poll timeout is the soonest of the
 //! manager's [`crate::turn::Manager::poll_timeout`] and the connections' deadlines), and
-//! sends everything bound for clients with one `sendmmsg` per listen socket and batch, and
+//! sends everything bound for clients with one `sendmmsg` per listen socket and batch (runs
+//! of datagrams for one client and of one length as one GSO send each, [`super::gso`]), and
 //! one write per TCP connection.
 
 use std::io;
@@ -33,6 +34,7 @@ use stun::message::{CLASS_INDICATION, METHOD_DATA, Message, MessageType};
 
 use super::command::{Command, WorkerSnapshot};
 use super::conns::{CONN_TOKENS, Conns};
+use super::gso::Gso;
 use super::handoff::Batch;
 use super::mmsg::{BATCH, RecvBatch, SendQueue, UNKNOWN};
 use super::relay::RELAY_TOKENS;
@@ -112,10 +114,19 @@ pub(super) fn spawn(
                 shard: index,
                 counters,
                 listen: (sockets.into_iter())
-                    .map(|(addr, socket)| Listen {
-                        addr,
-                        socket,
-                        out: SendQueue::new(),
+                    .map(|(addr, socket)| {
+                        let gso = Gso::probe(&socket);
+                        if gso == Gso::OFF && index == 0 {
+                            tracing::info!(
+                                "UDP GSO is not available on {addr} (Linux < 4.18?): \
+                                 datagrams to its clients leave one by one"
+                            );
+                        }
+                        Listen {
+                            addr,
+                            socket,
+                            out: SendQueue::new(gso),
+                        }
                     })
                     .collect(),
                 recv: RecvBatch::new(),
@@ -516,8 +527,16 @@ impl ToClient<'_> {
         let Some(listen) = self.listen.get_mut(index) else {
             return;
         };
-        for _ in 0..listen.out.flush(&listen.socket) {
-            self.counters.count(Event::IoError);
+        let flushed = listen.out.flush(&listen.socket);
+        for (event, n) in [
+            (Event::IoError, flushed.dropped),
+            (Event::GsoSends, flushed.gso_sends),
+            (Event::GsoDatagrams, flushed.gso_datagrams),
+            (Event::GsoRefused, flushed.gso_refused),
+        ] {
+            if n > 0 {
+                self.counters.count_many(event, n as u64);
+            }
         }
     }
 }

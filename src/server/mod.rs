@@ -7,7 +7,7 @@
 //! - `app`: assembling the running server ([`run`]): shards and event loops, the TURN
 //!   TCP/TLS listeners, the HTTP app, the cluster link.
 //! - `control`: reload, drain and shutdown of a running server ([`Control`]).
-//! - `datapath`, `shard`, `relay`, `ports`, `mmsg`, `udp`: the UDP event loops and relay
+//! - `datapath`, `shard`, `relay`, `ports`, `mmsg`, `gso`, `udp`: the UDP event loops and relay
 //!   sockets; `handoff`: data for rturn's own relays, handed between workers in process;
 //!   `offload`: the kernel fast path's status and each worker's handle on its maps;
 //!   `tcp`, `tls`: TURN over TCP/TLS; `shared_tls`, `rewind`: one TLS port for `turns:` and
@@ -23,6 +23,7 @@ mod conns;
 mod control;
 mod datapath;
 mod descriptors;
+mod gso;
 mod handoff;
 mod http_activity;
 mod http_conn;

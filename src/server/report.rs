@@ -1,6 +1,7 @@
-//! What the I/O layer counts, as `/metrics` families ([`crate::metrics`]): packets and
-//! socket errors of the data path, hand-offs to rturn's own relays, TURN TCP/TLS and HTTP connections, failed accepts, the
-//! descriptor budget, and the shards' live allocations, relay ports and rate-limited sources.
+//! What the I/O layer counts, as `/metrics` families ([`crate::metrics`]): packets, socket
+//! errors and UDP GSO sends of the data path, hand-offs to rturn's own relays, TURN TCP/TLS
+//! and HTTP connections, failed accepts, the descriptor budget, and the shards' live
+//! allocations, relay ports and rate-limited sources.
 
 use super::command::WorkerSnapshot;
 use super::descriptors::Budget;
@@ -32,6 +33,12 @@ static RELAY_HANDOFF: Family = Family::counter(
     "Datagrams for rturn's own live relay endpoints, handed to their allocation inside the \
      process (no kernel round trip), by result: delivered to its client, refused by it (no \
      permission, bandwidth), gone (the port was released), full (its worker's inbox was).",
+);
+static UDP_GSO: Family = Family::counter(
+    "udp_gso_total",
+    "UDP GSO on the sockets that serve clients: sends (several datagrams for one client in \
+     one), the datagrams they carried, and sends the kernel refused (sent again datagram by \
+     datagram; GSO is then narrowed or off for that socket).",
 );
 static SOCKET_ERRORS: Family = Family::counter("socket_errors_total", "Socket errors survived.");
 static TCP_CONNECTIONS: Family = Family::counter(
@@ -113,6 +120,16 @@ impl Counted for Snapshot {
                 ("refused", refused),
                 ("gone", gone),
                 ("full", full),
+            ],
+        );
+        let [sends, datagrams, refused] = self.gso;
+        report.each(
+            &UDP_GSO,
+            "event",
+            [
+                ("sends", sends),
+                ("datagrams", datagrams),
+                ("refused", refused),
             ],
         );
         report.each(

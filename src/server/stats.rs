@@ -26,6 +26,9 @@ pub struct Counters {
     handoff_refused: AtomicU64,
     handoff_gone: AtomicU64,
     handoff_full: AtomicU64,
+    gso_sends: AtomicU64,
+    gso_datagrams: AtomicU64,
+    gso_refused: AtomicU64,
 }
 
 /// Names the counter to bump.
@@ -69,6 +72,12 @@ pub enum Event {
     HandoffGone,
     /// ... whose worker's inbox was full: dropped.
     HandoffFull,
+    /// Datagrams for one client left a listen socket as one UDP GSO send.
+    GsoSends,
+    /// A datagram left inside a UDP GSO send.
+    GsoDatagrams,
+    /// The kernel refused a UDP GSO send; its datagrams left one by one.
+    GsoRefused,
 }
 
 impl Counters {
@@ -98,6 +107,9 @@ impl Counters {
             Event::HandoffRefused => &self.handoff_refused,
             Event::HandoffGone => &self.handoff_gone,
             Event::HandoffFull => &self.handoff_full,
+            Event::GsoSends => &self.gso_sends,
+            Event::GsoDatagrams => &self.gso_datagrams,
+            Event::GsoRefused => &self.gso_refused,
         };
         counter.fetch_add(n, Ordering::Relaxed);
     }
@@ -138,6 +150,9 @@ pub struct Snapshot {
     /// client, refused by the receiving allocation, dropped for a released port, dropped
     /// for a full inbox.
     pub handoff: [u64; 4],
+    /// UDP GSO on the listen sockets: sends, the datagrams they carried, sends refused by
+    /// the kernel (sent again datagram by datagram).
+    pub gso: [u64; 3],
 }
 
 /// The registry of every worker's counters.
@@ -180,6 +195,10 @@ impl Stats {
                 &c.handoff_full,
             ];
             for (total, counter) in s.handoff.iter_mut().zip(handoff) {
+                *total += get(counter);
+            }
+            let gso = [&c.gso_sends, &c.gso_datagrams, &c.gso_refused];
+            for (total, counter) in s.gso.iter_mut().zip(gso) {
                 *total += get(counter);
             }
         }

@@ -5,6 +5,8 @@
 //! - [`turn_client`], [`turn_interop`]: clients we did not write (the `turn` crate's,
 //!   coturn's `turnutils_uclient`) allocate and relay, losing nothing.
 //! - [`dual_relay`]: IPv4 and IPv6 relays of one allocation, both ways at once.
+//! - [`gso`]: a peer's burst to one client leaves as UDP GSO sends and arrives datagram by
+//!   datagram.
 //! - [`bypass_matrix`]: every forbidden peer class and disguise refused, on real sockets.
 //! - [`quotas`], [`limits`], [`tcp_queue`]: quotas, abuse limits, a TCP client that stops
 //!   reading.
@@ -21,6 +23,7 @@
 
 mod bypass_matrix;
 mod dual_relay;
+mod gso;
 mod limits;
 mod offload;
 mod own_relays;
