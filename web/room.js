@@ -466,7 +466,9 @@
       peer.detail = null;
     }
     const parts = [state];
+    // The reason stays in view while an ICE restart tries again (cleared once connected).
     if (state === "failed" && peer.failure) parts.push(peer.failure);
+    else if (state !== "connected" && peer.failure) parts.push(`retrying; last failure: ${peer.failure}`);
     if (peer.route) {
       const d = peer.detail;
       parts.push(peer.route + (d.protocol ? ` (${d.protocol})` : ""));

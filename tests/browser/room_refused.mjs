@@ -41,6 +41,14 @@ try {
     .waitForFunction(() => document.querySelector("#peers li[data-state='failed']"), null, { timeout: 40_000 })
     .then(() => true, () => false);
   if (!failed) result.problems.push("page A never marked the other peer failed");
+  // The reason stays in the peer list, also while an ICE restart tries again.
+  await pages[0]
+    .waitForFunction(
+      () => [...document.querySelectorAll("#peers li")].some((li) => li.textContent.includes("403")),
+      null,
+      { timeout: 10_000 },
+    )
+    .catch(() => {});
   result.peers = await pages[0].$$eval("#peers li", (lis) => lis.map((li) => li.textContent));
   result.chat = await pages[0].$$eval("#chat-log li", (lis) => lis.map((li) => li.textContent));
   if (!result.peers.some((t) => t.includes("403") && t.includes("peer rules"))) {
