@@ -8,6 +8,8 @@
 #                                     LIST, comma-separated: memory, channel, send, tcp (relay:
 #                                     the three uclient rows), max-rate, alloc, signal, cluster
 #   COTURN_417=PREFIX scripts/bench.sh   coturn 4.17.1 from PREFIX/bin
+#   RTURN_OFFLOAD=off scripts/bench.sh   rturn without the kernel fast path ([relay] offload;
+#                                     default "auto": on when run as root)
 #
 # coturn 4.17.1 comes from $COTURN_417/bin, else target/coturn-4.17.1/bin, which a run other
 # than --smoke builds with ../shared/anchors/build-coturn.sh when that script is beside the
@@ -183,6 +185,8 @@ http = "127.0.0.1:$http_port"
 [relay]
 relay-ip = "127.0.0.1"
 allow-loopback-peers = true
+# The kernel fast path: "auto" (on as root) or "off" (RTURN_OFFLOAD=off).
+offload = "${RTURN_OFFLOAD:-auto}"
 min-port = ${min_port[rturn]}
 max-port = $((min_port[rturn] + range - 1))
 # Every held allocation comes from 127.0.0.1 too.
