@@ -142,8 +142,8 @@ pub fn tcp_client(server: SocketAddr) -> TcpStream {
     s
 }
 
-/// Reads one STUN message framed by its header from a stream.
-pub fn read_stun(stream: &mut TcpStream) -> Vec<u8> {
+/// Reads one STUN message framed by its header from a stream (TCP or TLS).
+pub fn read_stun(stream: &mut impl Read) -> Vec<u8> {
     let mut header = [0u8; 20];
     stream.read_exact(&mut header).expect("response header");
     let len = u16::from_be_bytes([header[2], header[3]]) as usize;
@@ -153,11 +153,25 @@ pub fn read_stun(stream: &mut TcpStream) -> Vec<u8> {
     msg
 }
 
-/// Sends `request` over TCP and returns the decoded response.
-pub fn tcp_exchange(stream: &mut TcpStream, request: &Message) -> Message {
+/// Sends `request` over a stream (TCP or TLS) and returns the decoded response.
+pub fn tcp_exchange(stream: &mut (impl Read + Write), request: &Message) -> Message {
     stream.write_all(&request.raw).expect("write");
     let bytes = read_stun(stream);
     decode_response(request, &bytes)
+}
+
+/// Whether a Binding over `stream` is answered (false: the server closed it).
+pub fn binding_answered(stream: &mut (impl Read + Write)) -> bool {
+    let request = binding_request(&[], true);
+    if stream.write_all(&request.raw).is_err() {
+        return false;
+    }
+    let mut header = [0u8; 20];
+    if stream.read_exact(&mut header).is_err() {
+        return false;
+    }
+    let len = usize::from(u16::from_be_bytes([header[2], header[3]]));
+    stream.read_exact(&mut vec![0; len]).is_ok()
 }
 
 /// Whether the server closed `stream` (EOF or reset) within the timeout.

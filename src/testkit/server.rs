@@ -64,6 +64,25 @@ pub fn test_certificate(dir: &std::path::Path) -> String {
     )
 }
 
+/// A TLS client config trusting only the certificate [`test_certificate`] wrote into `dir`.
+pub fn test_tls_client(dir: &std::path::Path) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(dir.join("cert.pem")).expect("cert.pem") {
+        roots
+            .add(cert.expect("a certificate"))
+            .expect("a usable certificate");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS 1.2 and 1.3")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
 /// The rturn binary under test: `CARGO_BIN_EXE_rturn` when set, else `rturn` in the target
 /// directory the running test binary was built into (`target/<profile>/deps/<test>-<hash>`
 /// next to `target/<profile>/rturn`; cargo builds the binary before any integration test).

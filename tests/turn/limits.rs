@@ -3,7 +3,7 @@
 //! cap, the TCP allocation timeout and the TLS handshake timeout. Every count is read back
 //! from `/metrics`. Loopback only; one worker, so one shard holds every bucket.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
@@ -317,21 +317,6 @@ fn max_bps_drops_what_an_allocation_sends_past_it() {
         ),
         0
     );
-}
-
-/// Whether a Binding over `stream` is answered (false: the server closed it).
-fn binding_answered(stream: &mut TcpStream) -> bool {
-    let request = binding_request(&[], false);
-    if stream.write_all(&request.raw).is_err() {
-        return false;
-    }
-    let mut header = [0u8; 20];
-    if stream.read_exact(&mut header).is_err() {
-        return false;
-    }
-    let len = usize::from(u16::from_be_bytes([header[2], header[3]]));
-    let mut body = vec![0; len];
-    stream.read_exact(&mut body).is_ok()
 }
 
 #[test]

@@ -9,8 +9,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 
 use rturn::testkit::*;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use stun::attributes::{ATTR_NONCE, ATTR_REQUESTED_TRANSPORT};
 use stun::message::{CLASS_SUCCESS_RESPONSE, METHOD_ALLOCATE, Message};
 
@@ -64,23 +63,9 @@ fn through_balancer(server: SocketAddr, header: &[u8]) -> TcpStream {
 }
 
 /// The XOR-MAPPED-ADDRESS a Binding over `stream` gets back.
-fn binding_mapped(stream: &mut TcpStream) -> SocketAddr {
+fn binding_mapped(stream: &mut (impl Read + Write)) -> SocketAddr {
     let request = binding_request(&[], true);
     mapped_address(&tcp_exchange(stream, &request))
-}
-
-/// Whether a Binding over `stream` is answered (false: the server closed it).
-fn binding_answered(stream: &mut TcpStream) -> bool {
-    let request = binding_request(&[], true);
-    if stream.write_all(&request.raw).is_err() {
-        return false;
-    }
-    let mut header = [0u8; 20];
-    if stream.read_exact(&mut header).is_err() {
-        return false;
-    }
-    let len = usize::from(u16::from_be_bytes([header[2], header[3]]));
-    stream.read_exact(&mut vec![0; len]).is_ok()
 }
 
 /// Allocates over `stream` as alice; the success response.
@@ -228,21 +213,6 @@ fn per_ip_caps_count_the_real_client_not_the_balancer() {
     drop(held);
 }
 
-/// A TLS client config trusting only the test certificate in `dir`.
-fn tls_client(dir: &std::path::Path) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(dir.join("cert.pem")).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Arc::new(config)
-}
-
 /// A TLS session over a connection from the balancer that first sent `header`.
 fn tls_through_balancer(
     server: SocketAddr,
@@ -253,19 +223,6 @@ fn tls_through_balancer(
     let name = ServerName::try_from("localhost").unwrap();
     let session = rustls::ClientConnection::new(Arc::clone(config), name).unwrap();
     rustls::StreamOwned::new(session, stream)
-}
-
-/// The XOR-MAPPED-ADDRESS a Binding over the TLS session `turns` gets back.
-fn tls_binding_mapped(turns: &mut (impl Read + Write)) -> SocketAddr {
-    let request = binding_request(&[], true);
-    turns.write_all(&request.raw).unwrap();
-    let mut header = [0u8; 20];
-    turns.read_exact(&mut header).unwrap();
-    let len = usize::from(u16::from_be_bytes([header[2], header[3]]));
-    let mut bytes = header.to_vec();
-    bytes.resize(20 + len, 0);
-    turns.read_exact(&mut bytes[20..]).unwrap();
-    mapped_address(&decode_response(&request, &bytes))
 }
 
 /// The REST user part of the TURN username `/api/ice-servers` minted (an HMAC of the
@@ -296,9 +253,9 @@ fn over_tls_and_https_the_header_comes_before_the_handshake() {
     let server = Server::start(
         &config("", listen, &more).replace("[auth.users]\nalice = \"wonderland\"\n", ""),
     );
-    let client = tls_client(dir.path());
+    let client = test_tls_client(dir.path());
     let mut turns = tls_through_balancer(server.tls[0], &v2("198.51.100.7:4242"), &client);
-    let mapped = tls_binding_mapped(&mut turns);
+    let mapped = binding_mapped(&mut turns);
     assert_eq!(mapped, "198.51.100.7:4242".parse().unwrap());
 
     // The ICE API mints credentials per client address: the claimed one.
@@ -330,9 +287,9 @@ fn on_the_shared_tls_port_the_header_comes_first_for_both_protocols() {
         &config("", &listen, &more).replace("[auth.users]\nalice = \"wonderland\"\n", ""),
     );
     let shared: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let client = tls_client(dir.path());
+    let client = test_tls_client(dir.path());
     let mut turns = tls_through_balancer(shared, &v2("198.51.100.7:4242"), &client);
-    let mapped = tls_binding_mapped(&mut turns);
+    let mapped = binding_mapped(&mut turns);
     assert_eq!(mapped, "198.51.100.7:4242".parse().unwrap());
 
     let a = ice_user(shared, "198.51.100.7:1", &client);
