@@ -42,7 +42,7 @@ fn payload(i: usize) -> Vec<u8> {
     (0..(i * 37) % 1400).map(|j| (i + j) as u8).collect()
 }
 
-fn recv(s: &UdpSocket, what: &str) -> (Vec<u8>, SocketAddr) {
+pub(super) fn recv(s: &UdpSocket, what: &str) -> (Vec<u8>, SocketAddr) {
     let mut buf = [0u8; 2048];
     let (n, from) = s
         .recv_from(&mut buf)
@@ -50,7 +50,7 @@ fn recv(s: &UdpSocket, what: &str) -> (Vec<u8>, SocketAddr) {
     (buf[..n].to_vec(), from)
 }
 
-fn assert_empty(s: &UdpSocket, what: &str) {
+pub(super) fn assert_empty(s: &UdpSocket, what: &str) {
     s.set_nonblocking(true).expect("nonblocking");
     let mut buf = [0u8; 2048];
     match s.recv_from(&mut buf) {

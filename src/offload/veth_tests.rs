@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use nix::sched::{CloneFlags, setns};
 
+use super::tests::{assert_empty, recv};
 use super::{ChannelEntry, Hook, Offload, OffloadCounts, check_privileges};
 
 const PACKETS: usize = 100;
@@ -56,25 +57,6 @@ fn bind(at: &str) -> UdpSocket {
 
 fn addr(s: &UdpSocket) -> SocketAddr {
     s.local_addr().expect("local address")
-}
-
-fn recv(s: &UdpSocket, what: &str) -> (Vec<u8>, SocketAddr) {
-    let mut buf = [0u8; 2048];
-    let (n, from) = s
-        .recv_from(&mut buf)
-        .unwrap_or_else(|e| panic!("{what}: nothing received within 2 s ({e})"));
-    (buf[..n].to_vec(), from)
-}
-
-fn assert_empty(s: &UdpSocket, what: &str) {
-    s.set_nonblocking(true).expect("nonblocking");
-    let mut buf = [0u8; 2048];
-    let got = s.recv_from(&mut buf);
-    assert!(
-        got.as_ref()
-            .is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock),
-        "{what} should have received nothing, got {got:?}"
-    );
 }
 
 fn channel_data(channel: u16, payload: &[u8]) -> Vec<u8> {
