@@ -51,6 +51,9 @@ fi
 scripts/check-layout.py
 scripts/build-bpf.sh --check
 cargo test --locked --all-targets "$@"
+# The TURN and browser tests once more without the kernel fast path ([relay] offload, on by
+# default as root): both data paths must pass them.
+RTURN_TEST_OFFLOAD=off cargo test --locked --test turn --test browser "$@"
 cargo test --locked --doc
 scripts/bench.sh --smoke
 # The Debian package, from the release build bench.sh just made, installed into a scratch root.

@@ -41,12 +41,32 @@ pub fn loopback_config(extra: &str) -> String {
     )
 }
 
-/// Writes `config` to a temporary file.
+/// Writes `config` to a temporary file. With `RTURN_TEST_OFFLOAD=off` in the environment
+/// (`scripts/test.sh` runs the TURN and browser tests a second time so), a config that does
+/// not choose `[relay] offload` itself gets `offload = "off"`: the same tests then run
+/// without the kernel fast path.
 pub fn write_config(config: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("turnserver.toml");
+    let forced = std::env::var("RTURN_TEST_OFFLOAD").ok();
+    let config = match forced.as_deref() {
+        Some(mode) if !config.contains("offload =") => with_offload(config, mode),
+        _ => config.to_owned(),
+    };
     std::fs::write(&path, config).expect("write config");
     (dir, path)
+}
+
+/// `config` with `[relay] offload = mode` added (to its `[relay]` table, or a new one).
+fn with_offload(config: &str, mode: &str) -> String {
+    let key = format!("offload = \"{mode}\"\n");
+    match config.find("[relay]\n") {
+        Some(at) => {
+            let end = at + "[relay]\n".len();
+            format!("{}{key}{}", &config[..end], &config[end..])
+        }
+        None => format!("{config}\n[relay]\n{key}"),
+    }
 }
 
 /// A self-signed certificate for 127.0.0.1 and localhost, made now, written as PEM files

@@ -55,7 +55,7 @@ fn exchange(offload: &str) -> Server {
 
 #[test]
 fn a_bound_channel_is_relayed_by_the_kernel_both_ways_and_still_counted() {
-    let server = exchange("");
+    let server = exchange("offload = \"auto\"\n");
     assert_eq!(
         family(&server, "rturn_offload_active"),
         1.0,
