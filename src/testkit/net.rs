@@ -135,6 +135,18 @@ pub fn tcp_client_from(ip: &str, server: SocketAddr) -> TcpStream {
     stream
 }
 
+/// A loopback port free for both UDP and TCP right now, for a config that must name the
+/// same port twice (port 0 would give each key its own).
+pub fn free_port() -> u16 {
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind a loopback UDP port");
+        let port = udp.local_addr().expect("its address").port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// A TCP connection to `server` with read timeouts.
 pub fn tcp_client(server: SocketAddr) -> TcpStream {
     let s = TcpStream::connect_timeout(&server, TIMEOUT).expect("connect");

@@ -98,10 +98,11 @@ pub struct Offloaded {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn counts(p: u64, b: u64, q: u64, c: u64) -> OffloadCounts {
+    /// Counts to peer (packets, bytes) and to client (packets, bytes).
+    pub(in crate::turn) fn counts(p: u64, b: u64, q: u64, c: u64) -> OffloadCounts {
         OffloadCounts {
             to_peer_packets: p,
             to_peer_bytes: b,

@@ -136,6 +136,7 @@ impl OffloadTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::turn::offload::tests::counts;
     use std::net::SocketAddr;
 
     fn sa(s: &str) -> SocketAddr {
@@ -149,15 +150,6 @@ mod tests {
             channel,
             relay: sa("203.0.113.1:50000"),
             peer: sa(peer),
-        }
-    }
-
-    fn counts(p: u64, b: u64, q: u64, c: u64) -> OffloadCounts {
-        OffloadCounts {
-            to_peer_packets: p,
-            to_peer_bytes: b,
-            to_client_packets: q,
-            to_client_bytes: c,
         }
     }
 

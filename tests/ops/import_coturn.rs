@@ -4,7 +4,6 @@
 //! through coturn's echo peer with nothing lost. And what coturn does with a secret alone
 //! (REST credentials only), shown on coturn itself.
 
-use std::net::{TcpListener, UdpSocket};
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -113,17 +112,6 @@ fn is_option(text: &str) -> bool {
     name_len > 1
         && text.starts_with(|c: char| c.is_ascii_alphabetic())
         && (rest.is_empty() || rest.starts_with('=') || rest.starts_with(" \""))
-}
-
-/// A loopback port free for both UDP and TCP right now.
-fn free_port() -> u16 {
-    loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! peer and the relay step says why relaying between two relays fails) and against coturn,
 //! the server it must work with alike.
 
-use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
@@ -229,17 +229,6 @@ fn a_relay_refused_by_the_operator_fails_the_probe_and_says_why() {
         "{report}"
     );
     assert!(!out.status.success(), "a failed relay fails the probe");
-}
-
-/// A loopback port free for both UDP and TCP right now.
-fn free_port() -> u16 {
-    loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
 }
 
 /// coturn, killed when dropped.

@@ -16,11 +16,11 @@ use stun::message::{CLASS_SUCCESS_RESPONSE, METHOD_ALLOCATE, Message};
 /// The load balancer's address, the one `proxy-protocol-from` trusts.
 const BALANCER: &str = "127.0.0.3";
 
-/// One worker; TCP and HTTP on loopback (and `listen` added), 127.0.0.3 trusted; `server`
+/// The default worker count; TCP and HTTP on loopback (and `listen` added), 127.0.0.3 trusted; `server`
 /// goes into `[server]`, `more` at the end.
 fn config(server: &str, listen: &str, more: &str) -> String {
     format!(
-        "realm = \"test.local\"\n[server]\nworkers = 1\n{server}\n\
+        "realm = \"test.local\"\n[server]\n{server}\n\
          [listen]\nudp = [\"127.0.0.1:0\"]\ntcp = [\"127.0.0.1:0\"]\nhttp = \"127.0.0.1:0\"\n\
          proxy-protocol-from = [\"{BALANCER}/32\"]\n{listen}\n\
          [relay]\nrelay-ip = \"127.0.0.1\"\n[auth.users]\nalice = \"wonderland\"\n{more}"
@@ -281,7 +281,7 @@ fn on_the_shared_tls_port_the_header_comes_first_for_both_protocols() {
         "[auth]\nstatic-auth-secret = \"proxy-test-secret\"\n{}",
         test_certificate(dir.path())
     );
-    let port = crate::shared_tls::free_port();
+    let port = free_port();
     let listen = format!("tls = [\"127.0.0.1:{port}\"]\nhttps = \"127.0.0.1:{port}\"");
     let server = Server::start(
         &config("", &listen, &more).replace("[auth.users]\nalice = \"wonderland\"\n", ""),

@@ -19,12 +19,6 @@ use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 
 type Tls = StreamOwned<ClientConnection, TcpStream>;
 
-/// A port free now, for an address both keys name (port 0 would give each its own).
-pub(crate) fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 /// `turns:` and HTTPS on `port`, TURN also on UDP (no plain TCP listener: its accept loop
 /// would hold one of `max-tcp-connections` while it waits), users for the long-term
 /// credentials; `extra` goes in `[server]`.

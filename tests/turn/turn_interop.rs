@@ -116,7 +116,7 @@ fn uclient_tls() {
 fn uclient_tls_on_the_port_shared_with_https() {
     let dir = tempfile::tempdir().unwrap();
     let tls = test_certificate(dir.path());
-    let port = crate::shared_tls::free_port();
+    let port = free_port();
     let listen = format!(
         "[listen]\nudp = [\"127.0.0.1:0\"]\ntcp = [\"127.0.0.1:0\"]\n\
          tls = [\"127.0.0.1:{port}\"]\nhttps = \"127.0.0.1:{port}\"\n[relay]"
