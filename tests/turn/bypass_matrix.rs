@@ -199,7 +199,21 @@ struct Targets {
 }
 
 impl Targets {
-    fn bind(server: &Server) -> Targets {
+    /// A server started by [`start`] and its targets. The port number of a TCP listener may
+    /// be held for UDP by another process on this machine (a relay port of a server in a
+    /// parallel test): then the server is started again on other ports, a few times at most.
+    fn with_server(allow_loopback: bool) -> (Server, Targets) {
+        for _ in 0..5 {
+            let server = start(allow_loopback);
+            if let Some(targets) = Targets::try_bind(&server) {
+                return (server, targets);
+            }
+        }
+        panic!("the TCP listeners' port numbers kept being taken for UDP");
+    }
+
+    /// The targets, or `None` when a TCP listener's port number is taken for UDP.
+    fn try_bind(server: &Server) -> Option<Targets> {
         let tcp = |v4: bool| {
             server
                 .tcp
@@ -222,12 +236,12 @@ impl Targets {
         ]
         .into_iter()
         .map(|(name, addr)| {
-            let s = UdpSocket::bind(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+            let s = UdpSocket::bind(addr).ok()?;
             s.set_nonblocking(true).unwrap();
-            (name, s)
+            Some((name, s))
         })
-        .collect();
-        Targets { sockets }
+        .collect::<Option<_>>()?;
+        Some(Targets { sockets })
     }
 
     fn ports(&self, server: &Server) -> Ports {
@@ -375,8 +389,7 @@ fn leaks(
 
 #[test]
 fn default_rules_refuse_every_class_and_disguise() {
-    let server = start(false);
-    let targets = Targets::bind(&server);
+    let (server, targets) = Targets::with_server(false);
     let rows = rows(&targets.ports(&server));
     let mut client = RawTurn::allocate(server.udp[0], "alice", "wonderland", true);
     assert_eq!(
@@ -406,8 +419,7 @@ fn default_rules_refuse_every_class_and_disguise() {
 
 #[test]
 fn refused_local_peers_receive_nothing() {
-    let server = start(false);
-    let targets = Targets::bind(&server);
+    let (server, targets) = Targets::with_server(false);
     let ports = targets.ports(&server);
     let rows = rows(&ports);
     let mut client = RawTurn::allocate(server.udp[0], "alice", "wonderland", true);
@@ -442,8 +454,7 @@ fn refused_local_peers_receive_nothing() {
 
 #[test]
 fn allow_loopback_peers_opens_loopback_and_nothing_else() {
-    let server = start(true);
-    let targets = Targets::bind(&server);
+    let (server, targets) = Targets::with_server(true);
     let ports = targets.ports(&server);
     let rows = rows(&ports);
     let mut client = RawTurn::allocate(server.udp[0], "alice", "wonderland", true);
