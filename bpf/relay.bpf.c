@@ -10,6 +10,10 @@
 //     from the relay address to the peer;
 //   peer -> client: a UDP datagram from a peer to a relay address that is in `to_client` gains
 //     the 4-byte header and leaves as ChannelData from the listen address to the client.
+// A client of a wildcard listen address (0.0.0.0, ::) is entered with a zero listen address:
+// its ChannelData matches on a second lookup, and the program writes the address the client
+// sent to into the channel's `to_client` value, which user space leaves zero; until then the
+// peer's datagrams go to user space.
 // Everything else - other protocols, IP options or IPv6 extension headers, fragments, GSO
 // packets, a ChannelData length that does not match the UDP length (padding included), an
 // unknown channel or peer - is passed on unchanged (TC_ACT_UNSPEC, so that any TC program after this one still sees it):
@@ -62,6 +66,9 @@
 // "Not mine": the next TC program (TCX) or filter (clsact) sees the packet, and with none the
 // kernel passes it on unchanged to the stack and user space.
 #define PASS TC_ACT_UNSPEC
+// A relayed datagram is a new one that the relay sends, as user space's would be: it leaves
+// with the usual default TTL (IPv4) or hop limit (IPv6), not the one it arrived with.
+#define FRESH_TTL 64
 
 struct to_peer_key {
     __u32 family;
@@ -418,6 +425,7 @@ static __always_inline int relay(struct __sk_buff *skb, struct packet *p, struct
 
         ip.saddr = ip4_of(r->src);
         ip.daddr = ip4_of(r->dst);
+        ip.ttl = FRESH_TTL;
         ip.tot_len = bpf_htons(IP4_HLEN + udp_len);
         ip4_set_checksum(&ip);
         if (bpf_skb_store_bytes(skb, ETH_HLEN_, &ip, sizeof(ip), BPF_F_RECOMPUTE_CSUM))
@@ -428,6 +436,7 @@ static __always_inline int relay(struct __sk_buff *skb, struct packet *p, struct
         __builtin_memcpy(&ip.saddr, r->src, 16);
         __builtin_memcpy(&ip.daddr, r->dst, 16);
         ip.payload_len = bpf_htons(udp_len);
+        ip.hop_limit = FRESH_TTL;
         if (bpf_skb_store_bytes(skb, ETH_HLEN_, &ip, sizeof(ip), BPF_F_RECOMPUTE_CSUM))
             return TC_ACT_SHOT;
     }
@@ -490,6 +499,38 @@ static __always_inline int parse(struct __sk_buff *skb, struct packet *p)
     return 0;
 }
 
+static __always_inline int is_zero16(const __u8 ip[16])
+{
+    __u64 w[2];
+
+    __builtin_memcpy(w, ip, 16);
+    return !(w[0] | w[1]);
+}
+
+// A client of a wildcard listen address sent ChannelData to p->dst: the local address its
+// channel's data from the peer must come from. Written into the channel's to_client value
+// (whose listen address user space enters as zero) when it is not there yet or changed.
+static __always_inline void learn_listen_ip(struct packet *p, struct to_peer_value *v)
+{
+    struct to_client_key key = {
+        .family = p->family,
+        .peer_port = v->peer_port,
+        .relay_port = v->relay_port,
+    };
+    struct to_client_value *back;
+    __u64 want[2], have[2];
+
+    __builtin_memcpy(key.peer_ip, v->peer_ip, 16);
+    __builtin_memcpy(key.relay_ip, v->relay_ip, 16);
+    back = bpf_map_lookup_elem(&to_client, &key);
+    if (!back)
+        return;
+    __builtin_memcpy(want, p->dst, 16);
+    __builtin_memcpy(have, back->listen_ip, 16);
+    if (have[0] != want[0] || have[1] != want[1])
+        __builtin_memcpy(back->listen_ip, want, 16);
+}
+
 SEC("classifier")
 int rturn_relay(struct __sk_buff *skb)
 {
@@ -518,6 +559,14 @@ int rturn_relay(struct __sk_buff *skb)
         __builtin_memcpy(key.client_ip, p.src, 16);
         __builtin_memcpy(key.listen_ip, p.dst, 16);
         v = bpf_map_lookup_elem(&to_peer, &key);
+        if (!v) {
+            // A client of a wildcard listen address (0.0.0.0 or ::) is entered with a zero
+            // listen address.
+            __builtin_memset(key.listen_ip, 0, 16);
+            v = bpf_map_lookup_elem(&to_peer, &key);
+            if (v && length == payload)
+                learn_listen_ip(&p, v);
+        }
         if (v) {
             if (length != payload)
                 return PASS;
@@ -546,6 +595,10 @@ int rturn_relay(struct __sk_buff *skb)
         __builtin_memcpy(key.relay_ip, p.dst, 16);
         v = bpf_map_lookup_elem(&to_client, &key);
         if (!v || payload > 0xffff - IP6_HLEN - UDP_HLEN - CD_HLEN)
+            return PASS;
+        // A client of a wildcard listen address the program has not seen send yet: which
+        // local address it sends to is not known, so user space answers.
+        if (is_zero16(v->listen_ip))
             return PASS;
         __builtin_memcpy(r.src, v->listen_ip, 16);
         __builtin_memcpy(r.dst, v->client_ip, 16);

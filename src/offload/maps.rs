@@ -2,8 +2,10 @@
 //! channel and reads its counters back.
 //!
 //! [`KernelMaps`] owns the map descriptors (taken out of the loaded object in `mod.rs`); it is
-//! the only writer. The program only reads entries and adds to their counters, so a removed
-//! entry stops matching for the next packet.
+//! the only one that inserts and removes. The program reads entries and adds to their
+//! counters, and for a client of a wildcard listen address writes the local address the
+//! client sent to into the `to_client` value (entered as zero), so a removed entry stops
+//! matching for the next packet.
 
 use std::io;
 
@@ -17,6 +19,18 @@ use super::entry::{
 /// The bytes of a value that name where a packet goes (both addresses, ports and the channel),
 /// before the counters.
 const ROUTE_LEN: usize = 38;
+
+/// Whether a stored `to_client` value still routes to `want`'s client: its route bytes are
+/// the same, but for the listen address (bytes 16..32) when the entry's is a wildcard, which
+/// the program fills in itself.
+fn to_client_matches(stored: &Value, want: &entry::Encoded) -> bool {
+    let want = &want.to_client_value;
+    if want[16..32] == [0u8; 16] {
+        stored[..16] == want[..16] && stored[32..ROUTE_LEN] == want[32..ROUTE_LEN]
+    } else {
+        stored[..ROUTE_LEN] == want[..ROUTE_LEN]
+    }
+}
 
 /// The `to_peer` and `to_client` maps of one loaded program.
 #[derive(Debug)]
@@ -69,7 +83,7 @@ impl KernelMaps {
         if self
             .to_client
             .get(&e.to_client_key, 0)
-            .is_ok_and(|v| v[..ROUTE_LEN] == e.to_client_value[..ROUTE_LEN])
+            .is_ok_and(|v| to_client_matches(&v, &e))
         {
             let _ = self.to_client.remove(&e.to_client_key);
         }
@@ -82,7 +96,7 @@ impl KernelMaps {
         let to_peer = self.to_peer.get(&e.to_peer_key, 0).ok()?;
         let to_client = self.to_client.get(&e.to_client_key, 0).ok()?;
         if to_peer[..ROUTE_LEN] != e.to_peer_value[..ROUTE_LEN]
-            || to_client[..ROUTE_LEN] != e.to_client_value[..ROUTE_LEN]
+            || !to_client_matches(&to_client, &e)
         {
             return None;
         }

@@ -77,6 +77,8 @@ fn relays_bound_channels_on_lo_and_passes_the_rest() {
     let id = offload.program_id().expect("the loaded program's id");
     scenario(&mut offload, "127.0.0.1");
     scenario(&mut offload, "::1");
+    wildcard(&mut offload, "127.0.0.1", "0.0.0.0");
+    wildcard(&mut offload, "::1", "::");
 
     // Dropped: detached from lo.
     assert!(lo_programs().contains(&id), "attached to lo's ingress");
@@ -177,4 +179,49 @@ fn scenario(offload: &mut Offload, host: &str) {
     assert_eq!(recv(&relay, "relay"), (b"back".to_vec(), entry.peer));
     assert_empty(&client, "the client");
     assert_empty(&peer, "the peer");
+}
+
+/// A client of a wildcard listen address (entered with listen 0.0.0.0 or ::): the program
+/// relays its ChannelData to the peer and learns the address it was sent to; until then the
+/// peer's data goes to user space, afterwards the client gets it from that address.
+fn wildcard(offload: &mut Offload, host: &str, any: &str) {
+    let socket = || socket(host);
+    let (client, relay, peer) = (socket(), socket(), socket());
+    let listen = UdpSocket::bind((any, 0)).expect("bind a wildcard socket");
+    listen
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("read timeout");
+    let port = addr(&listen).port();
+    let to = SocketAddr::new(host.parse().expect("an address"), port);
+    let entry = ChannelEntry {
+        client: addr(&client),
+        listen: addr(&listen),
+        channel: 0x4003,
+        relay: addr(&relay),
+        peer: addr(&peer),
+    };
+    assert!(entry.listen.ip().is_unspecified());
+    offload.maps().insert(&entry).expect("insert the entry");
+
+    // Before the client sent anything the local address is not known: user space answers.
+    peer.send_to(b"early", entry.relay).expect("peer send");
+    assert_eq!(recv(&relay, "relay"), (b"early".to_vec(), entry.peer));
+    assert_empty(&client, "the client");
+
+    let cd = channel_data(0x4003, 2, b"hi");
+    client.send_to(&cd, to).expect("client send");
+    assert_eq!(recv(&peer, "peer"), (b"hi".to_vec(), entry.relay), "{any}");
+    assert_empty(&listen, "the wildcard listen socket");
+
+    peer.send_to(b"back", entry.relay).expect("peer send");
+    let want = channel_data(0x4003, 4, b"back");
+    assert_eq!(
+        recv(&client, "client"),
+        (want, to),
+        "{any}: from the learned address"
+    );
+    assert_empty(&relay, "the relay socket");
+    let counts = offload.maps().counts(&entry).expect("the entry's counts");
+    assert_eq!((counts.to_peer_packets, counts.to_client_packets), (1, 1));
+    offload.maps().remove(&entry);
 }

@@ -96,13 +96,6 @@ fn load(udp: &[SocketAddr], relay_ips: &[IpAddr]) -> Result<Offload, String> {
     let ips: Vec<IpAddr> = (udp.iter().map(|a| a.ip()))
         .chain(relay_ips.iter().copied())
         .collect();
-    if ips.iter().any(IpAddr::is_unspecified) {
-        return Err(
-            "a UDP listen address is a wildcard, so the kernel cannot tell which \
-                    address a client sent to (list the addresses in listen.udp)"
-                .into(),
-        );
-    }
     let interfaces = interfaces_of(&ips)?;
     let mut offload = Offload::load().map_err(|e| e.to_string())?;
     for interface in &interfaces {
@@ -115,31 +108,54 @@ fn load(udp: &[SocketAddr], relay_ips: &[IpAddr]) -> Result<Offload, String> {
              packets to user space"
         );
     }
+    if ips.iter().any(IpAddr::is_unspecified) {
+        tracing::info!(
+            "relay.offload: a UDP listen address is a wildcard, so the program is on every \
+             interface that had an address of its family at start ({}); clients arriving on \
+             an interface added later are relayed in user space",
+            interfaces.join(", ")
+        );
+    }
     Ok(offload)
 }
 
-/// The interfaces holding `ips` (loopback addresses are on `lo`).
+/// The interfaces holding `ips` (loopback addresses are on `lo`); for a wildcard (0.0.0.0
+/// or ::), every interface holding an address of its family.
 fn interfaces_of(ips: &[IpAddr]) -> Result<Vec<String>, String> {
     let mut names: Vec<String> = Vec::new();
     let addrs: Vec<_> = nix::ifaddrs::getifaddrs()
         .map_err(|e| format!("cannot list the interfaces: {e}"))?
         .collect();
-    for ip in ips {
-        let found = if ip.is_loopback() {
-            Some("lo".to_owned())
-        } else {
-            addrs.iter().find_map(|a| {
-                let addr = a.address.as_ref()?;
-                let held = match ip {
-                    IpAddr::V4(v4) => addr.as_sockaddr_in().map(|s| s.ip() == *v4),
-                    IpAddr::V6(v6) => addr.as_sockaddr_in6().map(|s| s.ip() == *v6),
-                };
-                held.unwrap_or(false).then(|| a.interface_name.clone())
-            })
-        };
-        let name = found.ok_or_else(|| format!("no interface holds {ip}"))?;
+    let mut add = |name: String| {
         if !names.contains(&name) {
             names.push(name);
+        }
+    };
+    for ip in ips {
+        let holds = |a: &nix::ifaddrs::InterfaceAddress| {
+            let Some(addr) = a.address.as_ref() else {
+                return false;
+            };
+            match ip {
+                IpAddr::V4(v4) => addr
+                    .as_sockaddr_in()
+                    .is_some_and(|s| v4.is_unspecified() || s.ip() == *v4),
+                IpAddr::V6(v6) => addr
+                    .as_sockaddr_in6()
+                    .is_some_and(|s| v6.is_unspecified() || s.ip() == *v6),
+            }
+        };
+        if ip.is_loopback() {
+            add("lo".to_owned());
+            continue;
+        }
+        let mut found = false;
+        for a in addrs.iter().filter(|a| holds(a)) {
+            add(a.interface_name.clone());
+            found = true;
+        }
+        if !found {
+            return Err(format!("no interface holds {ip}"));
         }
     }
     Ok(names)

@@ -8,8 +8,9 @@
 //! deleted, expires or is kicked, a reload refuses the peer, revokes the credentials or sets
 //! a bandwidth limit):
 //! - the offload is on for this shard (its worker has the kernel's maps);
-//! - the client is on UDP, at a listen address that is not a wildcard, and the client,
-//!   listen, relay and peer addresses are of one family;
+//! - the client is on UDP and the client, listen, relay and peer addresses are of one family
+//!   (a wildcard listen address is entered as it is; the kernel learns from the client's
+//!   ChannelData which local address it sends to);
 //! - neither `max-bps` nor `bps-capacity` is set (they are policed in user space);
 //! - the channel number is in 0x4000..=0x4FFF and a permission covers its peer;
 //! - the peer is allowed by the current rules (by its address class, not only as one of
@@ -49,7 +50,6 @@ impl Manager {
             || config.max_bps != 0
             || config.bps_capacity != 0
             || !OFFLOAD_CHANNELS.contains(&number)
-            || tuple.server.ip().is_unspecified()
             || self.offload.is_barred(tuple)
         {
             return None;

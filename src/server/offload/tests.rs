@@ -196,18 +196,38 @@ fn off_or_unable_the_offload_says_why() {
         Some("relay.offload is \"off\"")
     );
     assert!(off.maps(0).is_none());
-    // auto, but a wildcard listen address: the kernel could not tell where a client sent to.
-    let wildcard = start(OffloadMode::Auto, &udp, &relay);
-    assert!(!wildcard.status().active);
-    assert!(
-        wildcard
-            .status()
-            .reason
-            .as_ref()
-            .unwrap()
-            .contains("wildcard")
-    );
-    assert!(wildcard.maps(0).is_none());
+    // auto, but no interface holds the listen address: nothing to attach to.
+    let absent: [SocketAddr; 1] = ["192.0.2.1:3478".parse().unwrap()];
+    let nowhere = start(OffloadMode::Auto, &absent, &relay);
+    assert!(!nowhere.status().active);
+    let reason = nowhere.status().reason.clone().unwrap();
+    assert!(reason.contains("no interface holds 192.0.2.1"), "{reason}");
+    assert!(nowhere.maps(0).is_none());
     let text = crate::metrics::render(&[off.status()]);
     assert!(text.contains("rturn_offload_active 0\n"), "{text}");
+}
+
+#[test]
+fn a_wildcard_listen_address_attaches_to_every_interface_of_its_family() {
+    let any: [IpAddr; 1] = ["0.0.0.0".parse().unwrap()];
+    let all = super::interfaces_of(&any).unwrap();
+    let with_v4: Vec<String> = (nix::ifaddrs::getifaddrs().unwrap())
+        .filter(|a| {
+            a.address
+                .as_ref()
+                .is_some_and(|s| s.as_sockaddr_in().is_some())
+        })
+        .map(|a| a.interface_name)
+        .collect();
+    assert!(all.contains(&"lo".to_owned()), "{all:?}");
+    for name in &with_v4 {
+        assert!(all.contains(name), "{name} missing from {all:?}");
+    }
+    assert!(
+        all.iter().all(|n| with_v4.contains(n)),
+        "{all:?} vs {with_v4:?}"
+    );
+    // A concrete address: only its interface.
+    let lo: [IpAddr; 1] = ["127.0.0.1".parse().unwrap()];
+    assert_eq!(super::interfaces_of(&lo).unwrap(), ["lo"]);
 }
