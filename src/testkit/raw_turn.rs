@@ -77,7 +77,20 @@ impl RawTurn {
         pass: &str,
         allocate: &Request,
     ) -> Result<RawTurn, Message> {
-        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind client");
+        let local = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self::try_allocate_from(local, server, user, pass, allocate)
+    }
+
+    /// As [`Self::try_allocate_with`], from a socket bound to `local` (in the network
+    /// namespace of the calling thread, where the socket stays).
+    pub fn try_allocate_from(
+        local: SocketAddr,
+        server: SocketAddr,
+        user: &str,
+        pass: &str,
+        allocate: &Request,
+    ) -> Result<RawTurn, Message> {
+        let socket = UdpSocket::bind(local).expect("bind client");
         socket.connect(server).expect("connect");
         let mut turn = RawTurn {
             socket,

@@ -150,6 +150,16 @@ impl Server {
         Server::start_command(command, dir, &path)
     }
 
+    /// Starts rturn with `config` inside the network namespace `netns` (made with
+    /// `ip netns add`), through `ip netns exec`, which then becomes rturn (same process).
+    /// The addresses it reports are that namespace's.
+    pub fn start_in_netns(netns: &str, config: &str) -> Server {
+        let (dir, path) = write_config(config);
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", netns]).arg(binary());
+        Server::start_command(command, dir, &path)
+    }
+
     /// Starts `command` (rturn, or something that becomes rturn) with `-c path`.
     fn start_command(
         mut command: Command,

@@ -13,7 +13,10 @@
 //! - [`tls`]: HTTPS and certificate errors; [`shared_tls`]: `turns:`, HTTPS and WSS on one
 //!   port.
 //! - [`offload`]: the kernel fast path relays a bound channel both ways, and with it off,
-//!   user space does the same.
+//!   user space does the same; a reload that refuses the peer or revokes the user takes the
+//!   channel out of the kernel at once.
+//! - [`offload_veth`]: coturn's uclient relays through the kernel fast path between network
+//!   namespaces joined by veth pairs (as root), losing nothing.
 //! - [`proxy_protocol`]: behind a load balancer: the client a PROXY header names is the one
 //!   TURN, the per-IP caps and the ICE API see; untrusted or missing headers refused.
 //!
@@ -26,6 +29,7 @@ mod dual_relay;
 mod gso;
 mod limits;
 mod offload;
+mod offload_veth;
 mod own_relays;
 mod proxy_protocol;
 mod quotas;
