@@ -545,7 +545,7 @@ int rturn_relay(struct __sk_buff *skb)
     __builtin_memset(p.cd, 0, CD_HLEN);
     if (p.udp_len >= UDP_HLEN + CD_HLEN &&
         !bpf_skb_load_bytes(skb, ETH_HLEN_ + p.l3_len + UDP_HLEN, p.cd, CD_HLEN) &&
-        (p.cd[0] & 0xf0) == 0x40) {
+        (p.cd[0] & 0xc0) == 0x40) {
         __u32 payload = p.udp_len - UDP_HLEN - CD_HLEN;
         __u32 length = ((__u32)p.cd[2] << 8) | p.cd[3];
         struct to_peer_key key = {

@@ -69,14 +69,14 @@ fn put(out: &mut [u8], at: usize, bytes: &[u8]) {
 
 /// Checks an entry and encodes its four records.
 ///
-/// Refused (`InvalidInput`): a channel outside 0x4000..=0x4FFF or addresses of mixed families.
+/// Refused (`InvalidInput`): a channel outside 0x4000..=0x7FFF or addresses of mixed families.
 pub(crate) fn encode(entry: &ChannelEntry) -> io::Result<Encoded> {
     let (client, listen) = (canonical(entry.client), canonical(entry.listen));
     let (relay, peer) = (canonical(entry.relay), canonical(entry.peer));
-    if !(0x4000..=0x4FFF).contains(&entry.channel) {
+    if !crate::turn::offload::OFFLOAD_CHANNELS.contains(&entry.channel) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("channel {:#06x} is not in 0x4000..=0x4FFF", entry.channel),
+            format!("channel {:#06x} is not in 0x4000..=0x7FFF", entry.channel),
         ));
     }
     let fam = family(client.ip());

@@ -16,9 +16,10 @@
 
 use std::net::SocketAddr;
 
-/// The channel numbers the kernel may relay (RFC 8656 §12); the 0x5000–0x7FFF that RFC 5766
-/// clients may still use stay in user space.
-pub const OFFLOAD_CHANNELS: std::ops::RangeInclusive<u16> = 0x4000..=0x4FFF;
+/// The channel numbers the kernel may relay: every one a client may bind, RFC 8656 §12's
+/// 0x4000–0x4FFF and the 0x5000–0x7FFF that RFC 5766 clients still use (coturn's uclient
+/// draws from all of them).
+pub const OFFLOAD_CHANNELS: std::ops::RangeInclusive<u16> = 0x4000..=0x7FFF;
 
 /// One bound UDP channel the kernel may relay: client <-> listen address (ChannelData with
 /// `channel`), relay <-> peer (plain UDP). All addresses of one family.
@@ -28,7 +29,7 @@ pub struct ChannelEntry {
     pub client: SocketAddr,
     /// The server's UDP listen address the client sends to.
     pub listen: SocketAddr,
-    /// The channel number, 0x4000..=0x4FFF.
+    /// The channel number, 0x4000..=0x7FFF.
     pub channel: u16,
     /// The allocation's bound relay address (`relay-ip:port`).
     pub relay: SocketAddr,

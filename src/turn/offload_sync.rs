@@ -12,7 +12,7 @@
 //!   (a wildcard listen address is entered as it is; the kernel learns from the client's
 //!   ChannelData which local address it sends to);
 //! - neither `max-bps` nor `bps-capacity` is set (they are policed in user space);
-//! - the channel number is in 0x4000..=0x4FFF and a permission covers its peer;
+//! - a permission covers the channel's peer;
 //! - the peer is allowed by the current rules (by its address class, not only as one of
 //!   rturn's own live relays) and is not one of rturn's own live relay endpoints
 //!   (data for those is handed over inside the process, [`super::ToPeer::Handoff`]);
