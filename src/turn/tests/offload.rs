@@ -329,9 +329,9 @@ fn tcp_clients_capped_allocations_and_other_families_stay_in_user_space() {
     let bob = h.bob(3);
     h.allocate(0, &bob);
     h.ok(0, &bob, Request::channel_bind(0x7FFF, PEER_A));
-    let held = held(&mut h, &kernel);
+    let channels = held(&mut h, &kernel);
     assert_eq!(
-        held.iter().map(|e| e.channel).collect::<Vec<_>>(),
+        channels.iter().map(|e| e.channel).collect::<Vec<_>>(),
         [0x7FFF],
         "{:?}",
         kernel.log()
