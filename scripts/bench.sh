@@ -3,7 +3,7 @@
 # between network namespaces joined by veth pairs (client | server | peer) that it makes itself.
 # Writes the table to stdout, and to BENCHMARKS.md after a full run.
 #
-#   scripts/bench.sh                  full run (about 20 minutes on 2 cores)
+#   scripts/bench.sh                  full run (about 30 minutes on 2 cores; the veth rows need root)
 #   scripts/bench.sh --smoke          tiny run that only proves the harness works (CI)
 #   scripts/bench.sh --only LIST      only these rows, full size; BENCHMARKS.md is left alone.
 #                                     LIST, comma-separated: memory, channel, send, tcp (relay:
@@ -28,7 +28,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export LC_ALL=C
 
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 smoke=0
 only=""
 while [ $# -gt 0 ]; do
@@ -262,6 +262,16 @@ stop() { # server...: all at once (coturn takes seconds to join its threads)
     for server in "$@"; do kill "${pid[$server]}" 2>/dev/null || true; done
     for server in "$@"; do wait "${pid[$server]}" 2>/dev/null || true; done
 }
+# offload_state URL [NETNS]: whether rturn's kernel fast path is on, from its /healthz at URL
+# (asked from inside NETNS if given): "on", or "off: the reason it gave".
+offload_state() {
+    local get=(curl -s "$1")
+    [ -z "${2:-}" ] || get=(ip netns exec "$2" curl -s "$1")
+    "${get[@]}" | python3 -c 'import json, sys
+o = json.load(sys.stdin).get("offload") or {}
+print("on" if o.get("active") else "off: %s" % (o.get("reason") or "offload = \"off\""))' 2>/dev/null ||
+        echo "unknown (no /healthz answer)"
+}
 # Where the time goes, to stderr.
 lap() { echo "bench: $1 done at $((SECONDS / 60)) min $((SECONDS % 60)) s" >&2; }
 
@@ -282,8 +292,12 @@ loopback=0
 for part in memory channel send tcp max-rate alloc; do
     if want "$part"; then loopback=1; fi
 done
+rturn_offload="not measured"
 if [ "$loopback" -eq 1 ]; then
     start_all
+    wait_tcp "$http_port"
+    rturn_offload=$(offload_state "http://127.0.0.1:$http_port/healthz")
+    echo "bench: rturn on loopback, offload = \"${RTURN_OFFLOAD:-auto}\": $rturn_offload" >&2
     "$echo_peer" -L 127.0.0.1 -p "$peer_port" >/dev/null 2>&1 &
     peer_pid=$!
     pids+=("$peer_pid")
@@ -367,10 +381,17 @@ uclient_round() {
     # The last line of `times`: user and system time of the subshell's children, "0m1.234s".
     client_s=$(echo "$out" | tail -1 | awk '{ t = 0; for (i = 1; i <= NF; i++) {
         split($i, p, "m"); sub("s", "", p[2]); t += p[1] * 60 + p[2] }; print t }')
-    sent=$(echo "$out" | grep -o 'tot_send_msgs=[0-9]*' | tail -1 | cut -d= -f2)
-    recv=$(echo "$out" | grep -o 'tot_recv_msgs=[0-9]*' | tail -1 | cut -d= -f2)
-    loss=$(echo "$out" | grep -o 'Total lost packets [0-9]* ([0-9.]*%)' | tail -1 | grep -o '([0-9.]*' | tr -d '(')
-    if [ -z "$sent" ] || [ "$((sent + recv))" -eq 0 ]; then count_stop 0 >/dev/null; echo "n/a n/a n/a n/a"; return; fi
+    # A run that failed prints no totals: its round reads n/a (grep finding nothing must not
+    # end the script under `set -e -o pipefail`).
+    sent=$(echo "$out" | grep -o 'tot_send_msgs=[0-9]*' | tail -1 | cut -d= -f2 || true)
+    recv=$(echo "$out" | grep -o 'tot_recv_msgs=[0-9]*' | tail -1 | cut -d= -f2 || true)
+    loss=$(echo "$out" | grep -o 'Total lost packets [0-9]* ([0-9.]*%)' | tail -1 | grep -o '([0-9.]*' | tr -d '(' || true)
+    if [ -z "$sent" ] || [ -z "$recv" ] || [ "$((sent + recv))" -eq 0 ]; then
+        echo "bench: a uclient run printed no totals: $(echo "$out" | tail -3 | head -2 | tr '\n' ' ')" >&2
+        count_stop 0 >/dev/null
+        echo "n/a n/a n/a n/a"
+        return
+    fi
     ins=$(count_stop $((sent + recv)))
     awk -v t=$((after - before)) -v p=$((peer_after - peer_before + soft_after - soft_before)) \
         -v c="$client_s" -v us="$tick_us" -v n=$((sent + recv)) -v l="${loss:-n/a}" -v i="$ins" \
@@ -573,6 +594,9 @@ if want cluster; then
         'BEGIN { printf "%.1f", t / hz }')
     result[cluster_relayed]=$(curl -s "http://127.0.0.1:${node_https[0]}/metrics" \
         | awk '$1 == "rturn_cluster_relayed_total{direction=\"out\"}" { print $2 }')
+    # Done with them: nothing of theirs runs beside the rows below.
+    kill "${node_pids[@]}" "$redis_pid" 2>/dev/null || true
+    wait "${node_pids[@]}" "$redis_pid" 2>/dev/null || true
     lap cluster
 fi
 
@@ -701,6 +725,7 @@ TOML
         ip netns exec "$ns_c" "$bin/rturn-bench" "$1" --server "$v_listen:$v_port" --user bench \
             --pass "$v_pass" --peer-ip $v_peer --peer-netns "$ns_p" "${@:2}" 2>>"$work/veth_rate.log" | tail -1
     }
+    declare -A veth_offload=()
     veth_rate_servers=(rturn "${coturns[@]}")
     # --smoke proves the topology and the harness work, with rturn alone (seconds).
     if [ "$smoke" -eq 1 ]; then
@@ -713,7 +738,12 @@ TOML
             uclient_round "$veth_pid" "$veth_peer_pid" ip netns exec "$ns_c" "$uclient" \
                 "${uclient_args[@]}" -w "$v_pass" -p $v_port -e $v_peer -r $v_peer_port $v_listen \
                 >>"$work/veth_relay_$server"
-            case $server in rturn*) offload_share >>"$work/veth_share_$server" ;; esac
+            case $server in
+                rturn*)
+                    offload_share >>"$work/veth_share_$server"
+                    veth_offload[$server]=$(offload_state http://127.0.0.1:8080/healthz "$ns_s")
+                    ;;
+            esac
             if [ "$server" != rturn_off ]; then
                 for flows in 1 "$many_flows"; do
                     veth_bench max-rate --flows "$flows" "${max_rate_args[@]}" \
@@ -951,10 +981,11 @@ names=${names%, }
         echo "coturn 4.17.1 was left out of this run: $c417_missing."
     fi
     echo
-    echo "How to run: \`scripts/bench.sh\` (the full run, which rewrites the part of this file above"
-    echo "\"Where rturn stands\"); \`scripts/bench.sh --smoke\` (seconds; CI); \`scripts/bench.sh --only"
-    echo "relay\` (or \`channel,tcp\`, \`max-rate\`, \`alloc\`, \`memory\`, \`signal\`, \`cluster\`: those rows"
-    echo "only, this file untouched). coturn 4.17.1 comes from \`COTURN_417=PREFIX\`, else"
+    echo "How to run: \`scripts/bench.sh\` (the full run, as root for the veth rows, which rewrites the"
+    echo "part of this file above \"Where rturn stands\"); \`scripts/bench.sh --smoke\` (seconds; CI);"
+    echo "\`scripts/bench.sh --only relay\` (or \`channel,tcp\`, \`max-rate\`, \`alloc\`, \`memory\`, \`signal\`,"
+    echo "\`cluster\`, \`veth\`: those rows only, this file untouched); \`RTURN_OFFLOAD=off\` runs rturn without"
+    echo "its kernel fast path. coturn 4.17.1 comes from \`COTURN_417=PREFIX\`, else"
     echo "\`target/coturn-4.17.1\`, built there once when \`../shared/anchors/build-coturn.sh\` exists;"
     echo "without it the run leaves its columns out and says why."
     echo
@@ -964,12 +995,23 @@ names=${names%, }
     echo "user + system time of the server process (all threads) from /proc/PID/stat, divided by"
     echo "the packets it relayed (both directions) or the requests it answered; machine-wide CPU"
     echo "adds the load client's (\`turnutils_uclient\`, all its threads) and the echo peer's"
-    echo "(\`turnutils_peer\`) to the server's, for the same packets. The load generators share the"
-    echo "same 2 cores. Lower is better for CPU and memory, higher for rates."
+    echo "(\`turnutils_peer\`) and the kernel's softirq threads' (\`ksoftirqd/N\`) to the server's, for"
+    echo "the same packets. The load generators share the same 2 cores. Lower is better for CPU and"
+    echo "memory, higher for rates."
+    echo
+    echo "rturn ran with \`[relay] offload = \"${RTURN_OFFLOAD:-auto}\"\` (the default is \"auto\"); its kernel fast path on"
+    echo "loopback, as its /healthz said: $rturn_offload. It relays bound UDP channels in the kernel: the"
+    echo "UDP ChannelData rows (uclient, \`rturn-bench\`). Send indications, TCP and everything else"
+    echo "stay in user space. The kernel does that relaying in the softirq of the process whose packet"
+    echo "it is: on loopback and between veths the packet's sender, whose system time it is counted"
+    echo "in (or ksoftirqd, when the kernel defers the work), so the server's own CPU flatters the"
+    echo "offload and the machine-wide rows are the ones to compare. On loopback rturn's program"
+    echo "stays attached to \`lo\` while the coturns run, and looks up (and passes on) their packets"
+    echo "too; in the veth topology every server runs alone."
     echo
     echo "$table"
     echo
-    echo "Commands: \`$(basename "$uclient") -m $clients -n $messages -l 120 -z $interval -c -X\`"
+    echo "Commands (loopback): \`$(basename "$uclient") -m $clients -n $messages -l 120 -z $interval -c -X\`"
     echo "(ChannelData; \`-s\` Send indications; \`-t\` TCP) against \`turnutils_peer\`, both"
     if [ -n "$c417" ]; then
         echo "coturn 4.17.1's for every server (it binds channels 0x4000-0x4FFF only, as 4.17 requires);"
@@ -999,6 +1041,27 @@ names=${names%, }
     echo "(offer, answer, candidate in turn) to the other members of its room; latency is send →"
     echo "receipt; RSS is the server's VmRSS, highest sample while all clients are connected."
     echo
+    if want veth && [ -z "$veth_ok" ]; then
+        echo "Veth topology (the rows marked so): three network namespaces the run creates and"
+        echo "deletes, client (10.183.1.2) | server (10.183.1.1 and 10.183.2.1, IP forwarding on) |"
+        echo "peer (10.183.2.2), joined by two veth pairs, the routes through the server namespace."
+        echo "Each server runs alone in the server namespace, started afresh for each of its rounds"
+        echo "(alternating, $rounds each): listening on 10.183.1.1:3478 (UDP), relaying from 10.183.2.1,"
+        echo "the peer allowed (\`allowed-peer-ip\`, coturn's \`--allowed-peer-ip\`; 10.183.2.2 is"
+        echo "private), the same realm and user with a 19-character password (rturn wants 16 or more"
+        echo "off loopback), $threads data-path threads. rturn runs once with \`offload = \"${RTURN_OFFLOAD:-auto}\"\`"
+        echo "(/healthz: ${veth_offload[rturn]:-not measured}) and, in the \"offload off\" rows, once with"
+        echo "\`offload = \"off\"\` (${veth_offload[rturn_off]:-not run}); the share row is what rturn's /metrics counted"
+        echo "(\`rturn_offload_packets_total\` of \`rturn_relayed_packets_total\`). The uclient command"
+        echo "is the loopback ChannelData row's, run in the client namespace with \`turnutils_peer\` in"
+        echo "the peer namespace: \`ip netns exec CLIENT $(basename "$uclient") -m $clients -n $messages -l 120 -z $interval -c -X -e 10.183.2.2 -r 3480 10.183.1.1\`."
+        echo "\`rturn-bench max-rate\` and \`relay-rate\` (same options as on loopback) run in the client"
+        echo "namespace with \`--peer-ip 10.183.2.2 --peer-netns PEER\`: the echo peer's socket is bound"
+        echo "in the peer namespace, its packets cross the server namespace both ways. The offload"
+        echo "there redirects each packet from one veth's ingress to the other's egress; its softirq"
+        echo "work is counted in the uclient's CPU (client → peer) and the echo peer's (peer → client)."
+        echo
+    fi
     echo "The full run took $((SECONDS / 60)) min $((SECONDS % 60)) s."
     if [ -n "$notes" ]; then
         echo
