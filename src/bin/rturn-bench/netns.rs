@@ -78,3 +78,21 @@ pub(crate) fn check_target(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
          anywhere from inside a network namespace of its own (`ip netns exec`)"
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_and_names() {
+        let loopback: SocketAddr = "127.0.0.1:3478".parse().expect("address");
+        assert!(check_target(loopback).is_ok());
+        let private: SocketAddr = "10.183.1.1:3478".parse().expect("address");
+        // Run from a namespace of its own (`ip netns exec`), any target is the topology's.
+        assert_eq!(check_target(private).is_ok(), separate());
+        for bad in ["", "../etc", "a/b", ".hidden"] {
+            assert!(Netns::open(bad).is_err(), "{bad:?} is not a namespace name");
+        }
+        assert!(Netns::open("rturn-bench-no-such-namespace").is_err());
+    }
+}
