@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark of rturn, coturn 4.17.1 and Debian's coturn (4.6.1) on loopback.
+# Side-by-side benchmark of rturn, coturn 4.17.1 and Debian's coturn (4.6.1) on loopback, and
+# between network namespaces joined by veth pairs (client | server | peer) that it makes itself.
 # Writes the table to stdout, and to BENCHMARKS.md after a full run.
 #
-#   scripts/bench.sh                  full run (about 20 minutes on 2 cores)
+#   scripts/bench.sh                  full run (about 30 minutes on 2 cores; the veth rows need root)
 #   scripts/bench.sh --smoke          tiny run that only proves the harness works (CI)
 #   scripts/bench.sh --only LIST      only these rows, full size; BENCHMARKS.md is left alone.
 #                                     LIST, comma-separated: memory, channel, send, tcp (relay:
-#                                     the three uclient rows), max-rate, alloc, signal, cluster
+#                                     the three uclient rows), max-rate, alloc, signal, cluster,
+#                                     veth (UDP ChannelData between network namespaces joined
+#                                     by veth pairs; needs root)
 #   COTURN_417=PREFIX scripts/bench.sh   coturn 4.17.1 from PREFIX/bin
 #   RTURN_OFFLOAD=off scripts/bench.sh   rturn without the kernel fast path ([relay] offload;
 #                                     default "auto": on when run as root)
@@ -19,12 +22,13 @@
 #
 # All servers get the same realm, credentials, port-range size, loopback peers allowed,
 # logging off and the same number of data-path threads. Rounds alternate A B C A B C ...;
-# medians are reported. All traffic stays on 127.0.0.1; every run is bounded in count and time.
+# medians are reported. All traffic stays on 127.0.0.1 or inside the namespaces (10.183.0.0/16,
+# fd00:183::/32, removed on exit); every run is bounded in count and time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export LC_ALL=C
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 smoke=0
 only=""
 while [ $# -gt 0 ]; do
@@ -39,7 +43,7 @@ done
 only=${only//relay/channel,send,tcp}
 for part in ${only//,/ }; do
     case $part in
-        memory | channel | send | tcp | max-rate | alloc | signal | cluster) ;;
+        memory | channel | send | tcp | max-rate | alloc | signal | cluster | veth) ;;
         *) echo "bench: --only: unknown part '$part'" >&2; usage ;;
     esac
 done
@@ -131,13 +135,18 @@ declare -A min_port=([rturn]=10000 [c417]=28000 [c461]=46000)
 
 work=$(mktemp -d)
 pids=()
+netns_made=() # the veth topology's namespaces, deleted on exit (with their veths)
 cleanup() {
-    local p
+    local p ns
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
+    for ns in "${netns_made[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
     rm -rf "$work"
 }
 trap cleanup EXIT
+# Ctrl-C and kill end the run through the EXIT trap too.
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -253,6 +262,16 @@ stop() { # server...: all at once (coturn takes seconds to join its threads)
     for server in "$@"; do kill "${pid[$server]}" 2>/dev/null || true; done
     for server in "$@"; do wait "${pid[$server]}" 2>/dev/null || true; done
 }
+# offload_state URL [NETNS]: whether rturn's kernel fast path is on, from its /healthz at URL
+# (asked from inside NETNS if given): "on", or "off: the reason it gave".
+offload_state() {
+    local get=(curl -s "$1")
+    [ -z "${2:-}" ] || get=(ip netns exec "$2" curl -s "$1")
+    "${get[@]}" | python3 -c 'import json, sys
+o = json.load(sys.stdin).get("offload") or {}
+print("on" if o.get("active") else "off: %s" % (o.get("reason") or "offload = \"off\""))' 2>/dev/null ||
+        echo "unknown (no /healthz answer)"
+}
 # Where the time goes, to stderr.
 lap() { echo "bench: $1 done at $((SECONDS / 60)) min $((SECONDS % 60)) s" >&2; }
 
@@ -268,10 +287,21 @@ text_field() { sed -n "s/.*\"$1\":\"\([a-z]*\)\".*/\1/p"; }
 median() { sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print "n/a"; else print a[int((NR + 1) / 2)] }'; }
 
 lap "build"
-start_all
-"$echo_peer" -L 127.0.0.1 -p "$peer_port" >/dev/null 2>&1 &
-peer_pid=$!
-pids+=("$peer_pid")
+# The servers side by side on loopback, for the rows that use them.
+loopback=0
+for part in memory channel send tcp max-rate alloc; do
+    if want "$part"; then loopback=1; fi
+done
+rturn_offload="not measured"
+if [ "$loopback" -eq 1 ]; then
+    start_all
+    wait_tcp "$http_port"
+    rturn_offload=$(offload_state "http://127.0.0.1:$http_port/healthz")
+    echo "bench: rturn on loopback, offload = \"${RTURN_OFFLOAD:-auto}\": $rturn_offload" >&2
+    "$echo_peer" -L 127.0.0.1 -p "$peer_port" >/dev/null 2>&1 &
+    peer_pid=$!
+    pids+=("$peer_pid")
+fi
 
 declare -A result
 # ---- 4. memory per allocation (one permission and one channel each), on fresh servers ----
@@ -322,34 +352,58 @@ count_stop() { # packets: prints instructions per packet
 }
 
 # ---- 1. relay cost at a fixed rate (turnutils_uclient and its echo peer) ----
-# relay_round server flags... -> "server_us loss_percent instructions machine_us", each per
-# relayed packet; machine_us adds the CPU of the uclient (all its threads, from the shell's
-# `times` for its children) and of the echo peer to the server's.
-relay_round() {
-    local server=$1 before after peer_before peer_after out sent recv loss ins client_s
-    shift
-    count_start "${pid[$server]}"
-    before=$(cpu_ticks "${pid[$server]}")
-    peer_before=$(cpu_ticks "$peer_pid")
+# CPU ticks of the kernel's softirq threads (ksoftirqd/N): network work the kernel could not
+# finish in the softirq of the process that sent the packet (which is charged for it).
+ksoftirqd_ticks() {
+    local p t=0
+    for p in $(pgrep '^ksoftirqd/'); do t=$((t + $(cpu_ticks "$p" 2>/dev/null || echo 0))); done
+    echo "$t"
+}
+# uclient_round SERVER_PID PEER_PID COMMAND... -> "server_us loss_percent instructions
+# machine_us", each per relayed packet; COMMAND runs turnutils_uclient (perhaps through
+# `ip netns exec`), machine_us adds to the server's CPU the uclient's (all its threads, from
+# the shell's `times` for its children), the echo peer's and the softirq threads'.
+uclient_round() {
+    local server_pid=$1 echo_pid=$2 before after peer_before peer_after soft_before soft_after
+    local out sent recv loss ins client_s
+    shift 2
+    count_start "$server_pid"
+    before=$(cpu_ticks "$server_pid")
+    peer_before=$(cpu_ticks "$echo_pid")
+    soft_before=$(ksoftirqd_ticks)
     out=$(
-        timeout 120 "$uclient" "$@" -u bench -w bench -p "${port[$server]}" -e 127.0.0.1 \
-            -r "$peer_port" -m "$clients" -n "$messages" -l 120 -z "$interval" -c -X \
-            127.0.0.1 2>&1 || true
+        timeout 120 "$@" 2>&1 || true
         times
     )
-    after=$(cpu_ticks "${pid[$server]}")
-    peer_after=$(cpu_ticks "$peer_pid")
+    after=$(cpu_ticks "$server_pid")
+    peer_after=$(cpu_ticks "$echo_pid")
+    soft_after=$(ksoftirqd_ticks)
     # The last line of `times`: user and system time of the subshell's children, "0m1.234s".
     client_s=$(echo "$out" | tail -1 | awk '{ t = 0; for (i = 1; i <= NF; i++) {
         split($i, p, "m"); sub("s", "", p[2]); t += p[1] * 60 + p[2] }; print t }')
-    sent=$(echo "$out" | grep -o 'tot_send_msgs=[0-9]*' | tail -1 | cut -d= -f2)
-    recv=$(echo "$out" | grep -o 'tot_recv_msgs=[0-9]*' | tail -1 | cut -d= -f2)
-    loss=$(echo "$out" | grep -o 'Total lost packets [0-9]* ([0-9.]*%)' | tail -1 | grep -o '([0-9.]*' | tr -d '(')
-    if [ -z "$sent" ] || [ "$((sent + recv))" -eq 0 ]; then count_stop 0 >/dev/null; echo "n/a n/a n/a n/a"; return; fi
+    # A run that failed prints no totals: its round reads n/a (grep finding nothing must not
+    # end the script under `set -e -o pipefail`).
+    sent=$(echo "$out" | grep -o 'tot_send_msgs=[0-9]*' | tail -1 | cut -d= -f2 || true)
+    recv=$(echo "$out" | grep -o 'tot_recv_msgs=[0-9]*' | tail -1 | cut -d= -f2 || true)
+    loss=$(echo "$out" | grep -o 'Total lost packets [0-9]* ([0-9.]*%)' | tail -1 | grep -o '([0-9.]*' | tr -d '(' || true)
+    if [ -z "$sent" ] || [ -z "$recv" ] || [ "$((sent + recv))" -eq 0 ]; then
+        echo "bench: a uclient run printed no totals: $(echo "$out" | tail -3 | head -2 | tr '\n' ' ')" >&2
+        count_stop 0 >/dev/null
+        echo "n/a n/a n/a n/a"
+        return
+    fi
     ins=$(count_stop $((sent + recv)))
-    awk -v t=$((after - before)) -v p=$((peer_after - peer_before)) -v c="$client_s" \
-        -v us="$tick_us" -v n=$((sent + recv)) -v l="${loss:-n/a}" -v i="$ins" \
+    awk -v t=$((after - before)) -v p=$((peer_after - peer_before + soft_after - soft_before)) \
+        -v c="$client_s" -v us="$tick_us" -v n=$((sent + recv)) -v l="${loss:-n/a}" -v i="$ins" \
         'BEGIN { printf "%.2f %s %s %.2f\n", t * us / n, l, i, ((t + p) * us + c * 1e6) / n }'
+}
+# The uclient's options of every relay row but the server's and the peer's addresses.
+uclient_args=(-u bench -w bench -m "$clients" -n "$messages" -l 120 -z "$interval" -c -X)
+relay_round() { # server flags...: uclient_round on loopback
+    local server=$1
+    shift
+    uclient_round "${pid[$server]}" "$peer_pid" "$uclient" "$@" "${uclient_args[@]}" \
+        -p "${port[$server]}" -e 127.0.0.1 -r "$peer_port" 127.0.0.1
 }
 
 for mode in channel send tcp; do
@@ -464,7 +518,7 @@ fi
 # relay range: rturn keeps descriptors for one relay socket per port
 # (src/server/descriptors.rs), and where the hard limit cannot be raised (20 000 on some
 # machines) the full range would leave too few for 10 000 WebSockets.
-stop "${servers[@]}"
+[ "$loopback" -eq 0 ] || stop "${servers[@]}"
 # name --server … --server-pid …: $rounds signal runs; medians into result[name_*].
 signal_rounds() {
     local name=$1
@@ -540,7 +594,222 @@ if want cluster; then
         'BEGIN { printf "%.1f", t / hz }')
     result[cluster_relayed]=$(curl -s "http://127.0.0.1:${node_https[0]}/metrics" \
         | awk '$1 == "rturn_cluster_relayed_total{direction=\"out\"}" { print $2 }')
+    # Done with them: nothing of theirs runs beside the rows below.
+    kill "${node_pids[@]}" "$redis_pid" 2>/dev/null || true
+    wait "${node_pids[@]}" "$redis_pid" 2>/dev/null || true
     lap cluster
+fi
+
+# ---- 8. the veth topology: client | server | peer, each in a network namespace ----
+# Two veth pairs: the client namespace (10.183.1.2) and the peer namespace (10.183.2.2) reach
+# each other only through the server namespace, which forwards; the servers listen on
+# 10.183.1.1 and relay from 10.183.2.1, so a relayed packet arrives on one interface and
+# leaves by the other (where rturn's kernel program redirects it). One server runs at a time,
+# alone in the server namespace (no other server's program or sockets on its path), started
+# fresh for each round; rturn also a second time with the offload off (unless RTURN_OFFLOAD
+# already turned it off). The namespaces carry this process's id and go on exit, whatever
+# ends the run; the veths and routes go with them. Nothing reaches a real interface.
+veth_ok=""
+if want veth; then
+    if [ "$(id -u)" -ne 0 ]; then
+        veth_ok="not run: it creates network namespaces, which needs root"
+    elif ! command -v ip >/dev/null 2>&1; then
+        veth_ok="not run: no \`ip\` (iproute2)"
+    fi
+    if [ -n "$veth_ok" ]; then
+        echo "bench: veth topology $veth_ok" >&2
+        [ -z "$only" ] || exit 1
+    fi
+fi
+if want veth && [ -z "$veth_ok" ]; then
+    ns_c=rbc$$ ns_s=rbs$$ ns_p=rbp$$
+    for ns in "$ns_c" "$ns_s" "$ns_p"; do
+        netns_made+=("$ns")
+        ip netns add "$ns"
+        ip -n "$ns" link set lo up
+    done
+    ip link add "rbvc$$" netns "$ns_c" type veth peer name "rbvsc$$" netns "$ns_s"
+    ip link add "rbvp$$" netns "$ns_p" type veth peer name "rbvsp$$" netns "$ns_s"
+    while read -r ns dev v4 v6; do
+        ip -n "$ns" addr add "$v4" dev "$dev"
+        ip -n "$ns" addr add "$v6" dev "$dev" nodad
+        ip -n "$ns" link set "$dev" up
+    done <<LINKS
+$ns_c rbvc$$ 10.183.1.2/24 fd00:183:1::2/64
+$ns_s rbvsc$$ 10.183.1.1/24 fd00:183:1::1/64
+$ns_s rbvsp$$ 10.183.2.1/24 fd00:183:2::1/64
+$ns_p rbvp$$ 10.183.2.2/24 fd00:183:2::2/64
+LINKS
+    ip -n "$ns_c" route add default via 10.183.1.1
+    ip -n "$ns_c" -6 route add default via fd00:183:1::1
+    ip -n "$ns_p" route add default via 10.183.2.1
+    ip -n "$ns_p" -6 route add default via fd00:183:2::1
+    ip netns exec "$ns_s" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+
+    v_listen=10.183.1.1 v_relay=10.183.2.1 v_peer=10.183.2.2 v_port=3478 v_peer_port=3480
+    # rturn wants 16 characters or more for a secret on a non-loopback listener; every server
+    # gets this one.
+    v_pass=bench-veth-password
+    veth_servers=(rturn)
+    [ "${RTURN_OFFLOAD:-auto}" = off ] || veth_servers+=(rturn_off)
+    veth_servers+=("${coturns[@]}")
+    for mode in auto off; do
+        cat >"$work/veth_$mode.toml" <<TOML
+realm = "bench"
+[server]
+workers = $threads
+unauthenticated-rate = 0
+max-tcp-connections-per-ip = 0
+[listen]
+udp = ["$v_listen:$v_port"]
+tcp = []
+http = "127.0.0.1:8080"
+[relay]
+relay-ip = "$v_relay"
+# The peer namespace's address is private: allowed explicitly, as coturn is told below.
+allowed-peer-ip = ["$v_peer"]
+offload = "$mode"
+min-port = ${min_port[rturn]}
+max-port = $((min_port[rturn] + range - 1))
+max-allocations-per-ip = 0
+[auth.users]
+bench = "$v_pass"
+TOML
+    done
+    sed -i "s/^offload = \"auto\"/offload = \"${RTURN_OFFLOAD:-auto}\"/" "$work/veth_auto.toml"
+    veth_start() { # server: alone in the server namespace, answering; its pid in veth_pid
+        local name=$1 turnserver=turnserver extra=(--no-stun-backward-compatibility)
+        case $name in
+            rturn | rturn_off)
+                local mode=auto
+                [ "$name" = rturn ] || mode=off
+                ip netns exec "$ns_s" "$bin/rturn" -q -c "$work/veth_$mode.toml" 2>"$work/veth_$name.log" &
+                ;;
+            *)
+                if [ "$name" = c417 ]; then turnserver=$c417/bin/turnserver; extra=(); fi
+                ip netns exec "$ns_s" "$turnserver" -n --listening-ip=$v_listen \
+                    --listening-port=$v_port --relay-ip=$v_relay --min-port="${min_port[$name]}" \
+                    --max-port="$((min_port[$name] + range - 1))" --realm=bench --user="bench:$v_pass" \
+                    --lt-cred-mech --allowed-peer-ip=$v_peer --no-cli --no-tls --no-dtls \
+                    --no-tcp --no-stdout-log --log-file=/dev/null --relay-threads="$threads" \
+                    --pidfile="$work/veth_$name.pid" --no-rfc5780 "${extra[@]}" >/dev/null 2>&1 &
+                ;;
+        esac
+        veth_pid=$!
+        pids+=("$veth_pid")
+        for _ in $(seq 50); do
+            if ip netns exec "$ns_c" timeout 2 turnutils_stunclient -p $v_port $v_listen >/dev/null 2>&1; then
+                return 0
+            fi
+            kill -0 "$veth_pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        echo "bench: $name did not come up in namespace $ns_s" >&2
+        cat "$work/veth_$name.log" >&2 2>/dev/null || true
+        exit 1
+    }
+    veth_stop() {
+        kill "$veth_pid" 2>/dev/null || true
+        wait "$veth_pid" 2>/dev/null || true
+    }
+    # rturn's own count of what the kernel relayed, of all it relayed (/metrics).
+    offload_share() {
+        ip netns exec "$ns_s" curl -s http://127.0.0.1:8080/metrics | awk '
+            /^rturn_offload_packets_total/ { k += $NF } /^rturn_relayed_packets_total/ { r += $NF }
+            END { if (r > 0) printf "%.1f\n", 100 * k / r; else print "n/a" }'
+    }
+    ip netns exec "$ns_p" "$echo_peer" -L $v_peer -p $v_peer_port >/dev/null 2>&1 &
+    veth_peer_pid=$!
+    pids+=("$veth_peer_pid")
+    veth_bench() { # rturn-bench in the client namespace, the echo peer in the peer namespace
+        ip netns exec "$ns_c" "$bin/rturn-bench" "$1" --server "$v_listen:$v_port" --user bench \
+            --pass "$v_pass" --peer-ip $v_peer --peer-netns "$ns_p" "${@:2}" 2>>"$work/veth_rate.log" | tail -1
+    }
+    declare -A veth_offload=()
+    veth_rate_servers=(rturn "${coturns[@]}")
+    # --smoke proves the topology and the harness work, with rturn alone (seconds).
+    if [ "$smoke" -eq 1 ]; then
+        veth_servers=(rturn)
+        veth_rate_servers=(rturn)
+    fi
+    for _ in $(seq "$rounds"); do
+        for server in "${veth_servers[@]}"; do
+            veth_start "$server"
+            uclient_round "$veth_pid" "$veth_peer_pid" ip netns exec "$ns_c" "$uclient" \
+                "${uclient_args[@]}" -w "$v_pass" -p $v_port -e $v_peer -r $v_peer_port $v_listen \
+                >>"$work/veth_relay_$server"
+            case $server in
+                rturn*)
+                    offload_share >>"$work/veth_share_$server"
+                    veth_offload[$server]=$(offload_state http://127.0.0.1:8080/healthz "$ns_s")
+                    ;;
+            esac
+            if [ "$server" != rturn_off ]; then
+                for flows in 1 "$many_flows"; do
+                    veth_bench max-rate --flows "$flows" "${max_rate_args[@]}" \
+                        >>"$work/veth_max_${flows}_$server" || echo '{}' >>"$work/veth_max_${flows}_$server"
+                done
+            fi
+            veth_stop
+        done
+    done
+    for server in "${veth_servers[@]}"; do
+        f="$work/veth_relay_$server"
+        result[veth_cpu_$server]=$(cut -d' ' -f1 "$f" | median)
+        result[veth_loss_$server]=$(cut -d' ' -f2 "$f" | median)
+        result[veth_all_$server]=$(cut -d' ' -f4 "$f" | median)
+    done
+    for server in rturn rturn_off; do
+        [ -f "$work/veth_share_$server" ] && result[veth_share_$server]=$(median <"$work/veth_share_$server")
+    done
+    # Rows for rturn with the offload off: its figures in the rturn column, the same coturns.
+    if [ -n "${result[veth_cpu_rturn_off]:-}" ]; then
+        for key in cpu all loss; do
+            result[veth_off_${key}_rturn]=${result[veth_${key}_rturn_off]}
+            for c in "${coturns[@]}"; do result[veth_off_${key}_$c]=${result[veth_${key}_$c]}; done
+        done
+    fi
+    for flows in 1 "$many_flows"; do
+        for server in "${veth_rate_servers[@]}"; do
+            f="$work/veth_max_${flows}_$server"
+            result[veth_max_${flows}_${server}]=$(field max_rate <"$f" | median)
+            for q in p50 p99 p999; do
+                result[veth_lat_${flows}_${server}_$q]=$(field "${q}_ms" <"$f" | median)
+            done
+            gen=$(text_field limited_by <"$f" | grep -c generator || true)
+            result[veth_max_${flows}_${server}_mark]=""
+            if [ "$gen" -gt $((rounds / 2)) ]; then result[veth_max_${flows}_${server}_mark]="*"; fi
+        done
+    done
+    # Latency with every server at one rate: half the lowest coturn's highest.
+    for flows in 1 "$many_flows"; do
+        result[veth_common_${flows}_rate]=$(for c in "${coturns[@]}"; do echo "${result[veth_max_${flows}_$c]:-}"; done |
+            awk '$1 + 0 > 0 { r = int($1 / 2); if (low == "" || r < low) low = r }
+                END { print (low > 0 ? low : 1000) }')
+    done
+    for _ in $(seq "$rounds"); do
+        for server in "${veth_rate_servers[@]}"; do
+            veth_start "$server"
+            for flows in 1 "$many_flows"; do
+                veth_bench relay-rate --flows "$flows" --rate "${result[veth_common_${flows}_rate]}" \
+                    --batch 4 --duration "${same_rate_secs}s" >>"$work/veth_same_${flows}_$server" ||
+                    echo '{}' >>"$work/veth_same_${flows}_$server"
+            done
+            veth_stop
+        done
+    done
+    for flows in 1 "$many_flows"; do
+        for server in "${veth_rate_servers[@]}"; do
+            for q in p50 p99 p999; do
+                result[veth_same_${flows}_${server}_$q]=$(field "${q}_ms" <"$work/veth_same_${flows}_$server" | median)
+            done
+        done
+    done
+    kill "$veth_peer_pid" 2>/dev/null || true
+    wait "$veth_peer_pid" 2>/dev/null || true
+    for ns in "${netns_made[@]}"; do ip netns del "$ns"; done
+    netns_made=()
+    lap veth
 fi
 
 # ---- the table: one column per server, then rturn's ratio to each coturn ----
@@ -557,11 +826,11 @@ row() { # figure unit key target
     for s in "${servers[@]}"; do printf ' | %s' "$(val "$3" "$s")${2:+ $2}"; done
     printf '%s | %s |\n' "$(ratios "$3")" "$4"
 }
-rate_row() { # flows label: the max-rate row, marked where the generator was the limit
+rate_row() { # flows label [key prefix, row prefix]: the max-rate row, marked where the generator was the limit
     local s
-    printf '| %s' "highest loss-free relay rate, $2 (packets/s each way)"
-    for s in "${servers[@]}"; do printf ' | %s' "$(val "max_$1_@" "$s") /s${result[max_$1_${s}_mark]:-}"; done
-    printf '%s | %s |\n' "$(ratios "max_$1_@")" "≥ 2"
+    printf '| %s' "${4:-}highest loss-free relay rate, $2 (packets/s each way)"
+    for s in "${servers[@]}"; do printf ' | %s' "$(val "${3:-}max_$1_@" "$s") /s${result[${3:-}max_$1_${s}_mark]:-}"; done
+    printf '%s | %s |\n' "$(ratios "${3:-}max_$1_@")" "≥ 2"
 }
 quantiles_row() { # figure key (@ = server, + _p50 … _p999) target: p50 / p99 / p99.9; the ratio is of p99
     local s
@@ -584,7 +853,7 @@ table=$(
     for _ in $(seq $((${#servers[@]} + ${#coturns[@]} + 1))); do printf '|---'; done
     printf '|\n'
     # Per relayed packet, each figure for every uclient mode measured.
-    for figure in "server CPU:µs:cpu" "machine-wide CPU (server + uclient + echo peer):µs:all" \
+    for figure in "server CPU:µs:cpu" "machine-wide CPU (server + uclient + echo peer + ksoftirqd):µs:all" \
         "server instructions::ins" "loss at the fixed rate:%:loss"; do
         IFS=: read -r name unit key <<<"$figure"
         for mode in channel send tcp; do
@@ -638,6 +907,35 @@ table=$(
                 "same_${flows}_@" "p99 ≤ 1"
         done
     fi
+    if want veth && [ -z "$veth_ok" ]; then
+        v="veth topology:"
+        row "$v server CPU per relayed packet, UDP ChannelData" µs "veth_cpu_@" "≤ 0.2"
+        row "$v machine-wide CPU (server + uclient + echo peer + ksoftirqd) per relayed packet, UDP ChannelData" \
+            µs "veth_all_@" "≤ 0.6"
+        row "$v loss at the fixed rate, UDP ChannelData" % "veth_loss_@" 0
+        if [ -n "${result[veth_off_cpu_rturn]:-}" ]; then
+            row "$v rturn's offload off: server CPU per relayed packet, UDP ChannelData" µs "veth_off_cpu_@" "—"
+            row "$v rturn's offload off: machine-wide CPU per relayed packet, UDP ChannelData" \
+                µs "veth_off_all_@" "—"
+            row "$v rturn's offload off: loss at the fixed rate, UDP ChannelData" % "veth_off_loss_@" 0
+        fi
+        only_row "$v relayed packets the kernel relayed by itself (rturn's /metrics), offload on / off" \
+            "${result[veth_share_rturn]:-n/a} % / ${result[veth_share_rturn_off]:-—} %" "—"
+        rate_row 1 "1 flow" veth_ "$v "
+        rate_row "$many_flows" "$many_flows flows" veth_ "$v "
+        for flows in 1 "$many_flows"; do
+            what="1 flow"
+            [ "$flows" = 1 ] || what="$flows flows"
+            quantiles_row "$v one-way latency at 50 % of that rate, $what, p50 / p99 / p99.9" \
+                "veth_lat_${flows}_@" "p99 ≤ 1"
+        done
+        for flows in 1 "$many_flows"; do
+            what="1 flow"
+            [ "$flows" = 1 ] || what="$flows flows"
+            quantiles_row "$v one-way latency, all at ${result[veth_common_${flows}_rate]}/s (half the lowest coturn's highest), $what, p50 / p99 / p99.9" \
+                "veth_same_${flows}_@" "p99 ≤ 1"
+        done
+    fi
     if want signal; then
         only_row "signaling relay latency p50 / p99 ($signal_clients clients in $signal_rooms rooms)" \
             "${result[signal_p50_ms]} / ${result[signal_p99_ms]} ms" "p99 < 10 ms"
@@ -658,6 +956,7 @@ echo "$table"
 grep -hs 'probe\|joined' "$work/max_rate.log" "$work/signal.log" >&2 || true
 [ -z "$c417_missing" ] || echo "bench: coturn 4.17.1 columns left out: $c417_missing" >&2
 echo "bench: took $((SECONDS / 60)) min $((SECONDS % 60)) s" >&2
+[ ! -s "$work/veth_rate.log" ] || grep -v 'probe\|joined' "$work/veth_rate.log" >&2 || true
 
 # Every rturn cell of the table must be measured (instructions only where perf counts them).
 if echo "$table" | awk -F'|' 'NR > 2 && $2 !~ /instructions/ && $3 ~ /n\/a/ { bad = 1 } END { exit !bad }'; then
@@ -682,10 +981,11 @@ names=${names%, }
         echo "coturn 4.17.1 was left out of this run: $c417_missing."
     fi
     echo
-    echo "How to run: \`scripts/bench.sh\` (the full run, which rewrites the part of this file above"
-    echo "\"Where rturn stands\"); \`scripts/bench.sh --smoke\` (seconds; CI); \`scripts/bench.sh --only"
-    echo "relay\` (or \`channel,tcp\`, \`max-rate\`, \`alloc\`, \`memory\`, \`signal\`, \`cluster\`: those rows"
-    echo "only, this file untouched). coturn 4.17.1 comes from \`COTURN_417=PREFIX\`, else"
+    echo "How to run: \`scripts/bench.sh\` (the full run, as root for the veth rows, which rewrites the"
+    echo "part of this file above \"Where rturn stands\"); \`scripts/bench.sh --smoke\` (seconds; CI);"
+    echo "\`scripts/bench.sh --only relay\` (or \`channel,tcp\`, \`max-rate\`, \`alloc\`, \`memory\`, \`signal\`,"
+    echo "\`cluster\`, \`veth\`: those rows only, this file untouched); \`RTURN_OFFLOAD=off\` runs rturn without"
+    echo "its kernel fast path. coturn 4.17.1 comes from \`COTURN_417=PREFIX\`, else"
     echo "\`target/coturn-4.17.1\`, built there once when \`../shared/anchors/build-coturn.sh\` exists;"
     echo "without it the run leaves its columns out and says why."
     echo
@@ -695,12 +995,23 @@ names=${names%, }
     echo "user + system time of the server process (all threads) from /proc/PID/stat, divided by"
     echo "the packets it relayed (both directions) or the requests it answered; machine-wide CPU"
     echo "adds the load client's (\`turnutils_uclient\`, all its threads) and the echo peer's"
-    echo "(\`turnutils_peer\`) to the server's, for the same packets. The load generators share the"
-    echo "same 2 cores. Lower is better for CPU and memory, higher for rates."
+    echo "(\`turnutils_peer\`) and the kernel's softirq threads' (\`ksoftirqd/N\`) to the server's, for"
+    echo "the same packets. The load generators share the same 2 cores. Lower is better for CPU and"
+    echo "memory, higher for rates."
+    echo
+    echo "rturn ran with \`[relay] offload = \"${RTURN_OFFLOAD:-auto}\"\` (the default is \"auto\"); its kernel fast path on"
+    echo "loopback, as its /healthz said: $rturn_offload. It relays bound UDP channels in the kernel: the"
+    echo "UDP ChannelData rows (uclient, \`rturn-bench\`). Send indications, TCP and everything else"
+    echo "stay in user space. The kernel does that relaying in the softirq of the process whose packet"
+    echo "it is: on loopback and between veths the packet's sender, whose system time it is counted"
+    echo "in (or ksoftirqd, when the kernel defers the work), so the server's own CPU flatters the"
+    echo "offload and the machine-wide rows are the ones to compare. On loopback rturn's program"
+    echo "stays attached to \`lo\` while the coturns run, and looks up (and passes on) their packets"
+    echo "too; in the veth topology every server runs alone."
     echo
     echo "$table"
     echo
-    echo "Commands: \`$(basename "$uclient") -m $clients -n $messages -l 120 -z $interval -c -X\`"
+    echo "Commands (loopback): \`$(basename "$uclient") -m $clients -n $messages -l 120 -z $interval -c -X\`"
     echo "(ChannelData; \`-s\` Send indications; \`-t\` TCP) against \`turnutils_peer\`, both"
     if [ -n "$c417" ]; then
         echo "coturn 4.17.1's for every server (it binds channels 0x4000-0x4FFF only, as 4.17 requires);"
@@ -730,6 +1041,27 @@ names=${names%, }
     echo "(offer, answer, candidate in turn) to the other members of its room; latency is send →"
     echo "receipt; RSS is the server's VmRSS, highest sample while all clients are connected."
     echo
+    if want veth && [ -z "$veth_ok" ]; then
+        echo "Veth topology (the rows marked so): three network namespaces the run creates and"
+        echo "deletes, client (10.183.1.2) | server (10.183.1.1 and 10.183.2.1, IP forwarding on) |"
+        echo "peer (10.183.2.2), joined by two veth pairs, the routes through the server namespace."
+        echo "Each server runs alone in the server namespace, started afresh for each of its rounds"
+        echo "(alternating, $rounds each): listening on 10.183.1.1:3478 (UDP), relaying from 10.183.2.1,"
+        echo "the peer allowed (\`allowed-peer-ip\`, coturn's \`--allowed-peer-ip\`; 10.183.2.2 is"
+        echo "private), the same realm and user with a 19-character password (rturn wants 16 or more"
+        echo "off loopback), $threads data-path threads. rturn runs once with \`offload = \"${RTURN_OFFLOAD:-auto}\"\`"
+        echo "(/healthz: ${veth_offload[rturn]:-not measured}) and, in the \"offload off\" rows, once with"
+        echo "\`offload = \"off\"\` (${veth_offload[rturn_off]:-not run}); the share row is what rturn's /metrics counted"
+        echo "(\`rturn_offload_packets_total\` of \`rturn_relayed_packets_total\`). The uclient command"
+        echo "is the loopback ChannelData row's, run in the client namespace with \`turnutils_peer\` in"
+        echo "the peer namespace: \`ip netns exec CLIENT $(basename "$uclient") -m $clients -n $messages -l 120 -z $interval -c -X -e 10.183.2.2 -r 3480 10.183.1.1\`."
+        echo "\`rturn-bench max-rate\` and \`relay-rate\` (same options as on loopback) run in the client"
+        echo "namespace with \`--peer-ip 10.183.2.2 --peer-netns PEER\`: the echo peer's socket is bound"
+        echo "in the peer namespace, its packets cross the server namespace both ways. The offload"
+        echo "there redirects each packet from one veth's ingress to the other's egress; its softirq"
+        echo "work is counted in the uclient's CPU (client → peer) and the echo peer's (peer → client)."
+        echo
+    fi
     echo "The full run took $((SECONDS / 60)) min $((SECONDS % 60)) s."
     if [ -n "$notes" ]; then
         echo

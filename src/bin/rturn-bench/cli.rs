@@ -1,6 +1,6 @@
 //! The command line of `rturn-bench`: one subcommand per workload.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -77,6 +77,8 @@ pub(crate) enum Command {
         target: Target,
         #[command(flatten)]
         creds: Credentials,
+        #[command(flatten)]
+        echo: EchoPeer,
         /// Flows: allocations, each with a channel to the echo peer.
         #[arg(long, alias = "clients", default_value_t = 16)]
         flows: usize,
@@ -100,6 +102,8 @@ pub(crate) enum Command {
         target: Target,
         #[command(flatten)]
         creds: Credentials,
+        #[command(flatten)]
+        echo: EchoPeer,
         /// Flows: allocations, each with a channel to the echo peer.
         #[arg(long, default_value_t = 1)]
         flows: usize,
@@ -176,9 +180,23 @@ pub(crate) enum Command {
 /// The server under test.
 #[derive(Args, Debug)]
 pub(crate) struct Target {
-    /// STUN/TURN server address (UDP); must be a loopback address.
+    /// STUN/TURN server address (UDP); must be a loopback address (relay-rate and max-rate:
+    /// any address when rturn-bench runs in a network namespace of its own, `ip netns exec`).
     #[arg(long)]
     pub(crate) server: SocketAddr,
+}
+
+/// Where the relay workloads bind their echo peer.
+#[derive(Args, Debug)]
+pub(crate) struct EchoPeer {
+    /// The echo peer's address, one this host (or --peer-netns) holds.
+    #[arg(long, default_value_t = Ipv4Addr::LOCALHOST)]
+    pub(crate) peer_ip: Ipv4Addr,
+    /// Bind the echo peer inside this network namespace (a name `ip netns` lists), as the
+    /// veth topology of `scripts/bench.sh --only veth` does: client, server and peer each in
+    /// their own.
+    #[arg(long)]
+    pub(crate) peer_netns: Option<String>,
 }
 
 /// Long-term credentials (RFC 8489 §9.2).

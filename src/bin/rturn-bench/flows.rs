@@ -6,6 +6,9 @@
 //! number of flows. After set-up the sockets leave tokio's reactor (`into_std`): the engine
 //! (`load`) reads them with its own epoll, and tokio would otherwise wake for every datagram.
 //! [`Flows::tear_down`] hands them back to tokio to delete the allocations (Refresh 0).
+//!
+//! The peer is on 127.0.0.1 unless [`EchoPeer`] says otherwise: in the benchmark's veth
+//! topology it is bound inside the peer's network namespace (`netns`).
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
@@ -17,6 +20,7 @@ use socket2::SockRef;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, timeout_at};
 
+use crate::netns::Netns;
 use crate::procfs;
 use crate::proto::{CHANNEL, Client, Credentials, Failure, Kind, Request, Session, Step};
 use crate::stats::Tally;
@@ -29,6 +33,24 @@ const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
 /// a burst the engine is slow to read is then queued, not dropped and counted as loss.
 const RECV_BUFFER: usize = 4 << 20;
 
+/// Where the echo peer is bound.
+#[derive(Debug)]
+pub(crate) struct EchoPeer {
+    /// Its address (IPv4, as the relay is).
+    pub(crate) ip: Ipv4Addr,
+    /// The network namespace it is bound in; `None`: the generator's own.
+    pub(crate) netns: Option<Netns>,
+}
+
+impl Default for EchoPeer {
+    fn default() -> Self {
+        EchoPeer {
+            ip: Ipv4Addr::LOCALHOST,
+            netns: None,
+        }
+    }
+}
+
 /// Allocations ready to relay, and their echo peer.
 pub(crate) struct Flows {
     /// One per flow: the client's socket, connected to the server, and its session.
@@ -38,6 +60,8 @@ pub(crate) struct Flows {
     /// The local addresses of all these sockets as `/proc/net/udp` lists them, to read how
     /// many datagrams the kernel dropped because the generator read too slowly.
     pub(crate) udp_keys: HashSet<String>,
+    /// The echo peer's namespace, where its drops are counted.
+    peer_netns: Option<Netns>,
     creds: Arc<Credentials>,
 }
 
@@ -47,12 +71,17 @@ pub(crate) async fn set_up(
     server: SocketAddr,
     creds: Credentials,
     count: usize,
+    echo: EchoPeer,
     failures: &mut Tally,
 ) -> anyhow::Result<Flows> {
     let creds = Arc::new(creds);
     // The relay is IPv4 (no REQUESTED-ADDRESS-FAMILY), so the peer is too.
-    let peer = UdpSocket::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0))
-        .context("binding the echo peer")?;
+    let bind = || UdpSocket::bind(SocketAddr::new(IpAddr::V4(echo.ip), 0));
+    let peer = match &echo.netns {
+        Some(ns) => ns.run(bind)?,
+        None => bind(),
+    }
+    .with_context(|| format!("binding the echo peer on {}", echo.ip))?;
     peer.set_nonblocking(true)
         .context("making the echo peer non-blocking")?;
     let _ = SockRef::from(&peer).set_recv_buffer_size(RECV_BUFFER);
@@ -95,6 +124,7 @@ pub(crate) async fn set_up(
         clients,
         peer,
         udp_keys,
+        peer_netns: echo.netns,
         creds,
     })
 }
@@ -120,6 +150,16 @@ async fn set_up_one(
 }
 
 impl Flows {
+    /// Datagrams the kernel dropped so far on these sockets (`procfs::udp_drops`), in the
+    /// generator's namespace and the echo peer's.
+    pub(crate) fn udp_drops(&self) -> Option<u64> {
+        let here = procfs::udp_drops(&self.udp_keys)?;
+        match &self.peer_netns {
+            Some(ns) => Some(here + ns.run(|| procfs::udp_drops(&self.udp_keys)).ok()??),
+            None => Some(here),
+        }
+    }
+
     /// Deletes every allocation (Refresh 0), at most [`IN_FLIGHT`] at a time; failures are
     /// counted in `failures`.
     pub(crate) async fn tear_down(self, failures: &mut Tally) -> anyhow::Result<()> {

@@ -173,7 +173,7 @@ pub(crate) fn run(flows: &Flows, load: Load) -> anyhow::Result<Outcome> {
         done: AtomicBool::new(false),
     };
     let mut receiver = Receiver::new(&fds, peer.as_raw_fd(), load)?;
-    let drops_before = procfs::udp_drops(&flows.udp_keys);
+    let drops_before = flows.udp_drops();
     let start = Instant::now();
     let (sender, received) = std::thread::scope(|s| {
         let sending = s.spawn(|| send(&fds, load, start, &progress));
@@ -185,7 +185,7 @@ pub(crate) fn run(flows: &Flows, load: Load) -> anyhow::Result<Outcome> {
         Err(_) => anyhow::bail!("the sender thread panicked"),
     };
     received.context("receiving")?;
-    let drops = match (drops_before, procfs::udp_drops(&flows.udp_keys)) {
+    let drops = match (drops_before, flows.udp_drops()) {
         (Some(before), Some(after)) => after.saturating_sub(before),
         _ => 0,
     };

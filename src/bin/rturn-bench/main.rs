@@ -7,7 +7,8 @@
 //! FINGERPRINT, and channel numbers start at 0x4000.
 //!
 //! Every loop is bounded twice: by a count and by time (`--duration`, plus a hard timeout on
-//! every receive), and every target address must be a loopback address.
+//! every receive), and every target address must be a loopback address, but for the relay
+//! workloads run inside a network namespace of their own (`netns`).
 //!
 //! # Layout
 //!
@@ -17,6 +18,7 @@
 //! - `procfs`: open-files limit, CPU time and a server's RSS, from `/proc`.
 //! - `flows`, `load`, `receiver`: allocations with channels to one echo peer, and the batched
 //!   two-thread engine that offers ChannelData over them at a fixed rate.
+//! - `netns`: the echo peer in another network namespace (the benchmark's veth topology).
 //! - `alloc_rate`, `binding_rate`, `hold`, `relay_rate`, `max_rate`, `signal`: the workloads.
 
 use std::io::Write;
@@ -36,6 +38,7 @@ mod flows;
 mod hold;
 mod load;
 mod max_rate;
+mod netns;
 mod procfs;
 mod proto;
 mod receiver;
@@ -155,13 +158,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::RelayRate {
             target,
             creds,
+            echo,
             flows,
             rate,
             size,
             duration,
             batch,
         } => {
-            let server = loopback(target.server)?;
+            let server = netns::check_target(target.server)?;
+            let echo = echo_peer(echo)?;
             check_relay_time(duration, "--duration")?;
             check_flows(flows, size, batch)?;
             if rate == 0 || rate > MAX_RATE {
@@ -173,6 +178,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     user: creds.user,
                     pass: creds.pass,
                 },
+                echo,
                 flows,
                 rate,
                 size,
@@ -184,6 +190,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::MaxRate {
             target,
             creds,
+            echo,
             flows,
             size,
             batch,
@@ -196,7 +203,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             max_loss,
             precision,
         } => {
-            let server = loopback(target.server)?;
+            let server = netns::check_target(target.server)?;
+            let echo = echo_peer(echo)?;
             check_flows(flows, size, batch)?;
             check_range(latency_batch, 1, MAX_WINDOW, "--latency-batch")?;
             check_range(max_probes, 1, MAX_PROBES, "--max-probes")?;
@@ -223,6 +231,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     user: creds.user,
                     pass: creds.pass,
                 },
+                echo,
                 flows,
                 size,
                 batch,
@@ -279,6 +288,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print_report(&runtime.block_on(signal::run(params))?)
         }
     }
+}
+
+/// The echo peer the options name, its namespace opened.
+fn echo_peer(options: cli::EchoPeer) -> anyhow::Result<flows::EchoPeer> {
+    Ok(flows::EchoPeer {
+        ip: options.peer_ip,
+        netns: options
+            .peer_netns
+            .as_deref()
+            .map(netns::Netns::open)
+            .transpose()?,
+    })
 }
 
 /// Refuses any target that is not on the loopback interface: this tool floods what it hits.

@@ -33,6 +33,8 @@ const SETTLE: Duration = Duration::from_millis(100);
 pub(crate) struct Params {
     pub(crate) server: SocketAddr,
     pub(crate) creds: Credentials,
+    /// Where the echo peer is bound.
+    pub(crate) echo: flows::EchoPeer,
     pub(crate) flows: usize,
     pub(crate) size: usize,
     pub(crate) batch: usize,
@@ -62,10 +64,17 @@ struct Probe {
 }
 
 /// Sets up the flows, searches, measures at half the rate found, deletes, reports.
-pub(crate) async fn run(params: Params) -> anyhow::Result<serde_json::Value> {
+pub(crate) async fn run(mut params: Params) -> anyhow::Result<serde_json::Value> {
     let mut failures = Tally::default();
     let creds = params.creds.clone();
-    let flows = flows::set_up(params.server, creds, params.flows, &mut failures).await?;
+    let flows = flows::set_up(
+        params.server,
+        creds,
+        params.flows,
+        std::mem::take(&mut params.echo),
+        &mut failures,
+    )
+    .await?;
     let ready = flows.clients.len();
     let process_cpu = procfs::process_cpu();
     let (probes, best, mut cpu) = tokio::task::block_in_place(|| search(&flows, &params))?;

@@ -87,8 +87,9 @@ pub(crate) fn udp_key(addr: SocketAddr) -> Option<String> {
 
 /// Datagrams the kernel dropped so far, summed over the UDP sockets whose local addresses
 /// (as [`udp_key`] writes them) are in `keys`: a full receive queue, the reader too slow.
+/// Reads the table of the calling thread's network namespace.
 pub(crate) fn udp_drops(keys: &HashSet<String>) -> Option<u64> {
-    let table = std::fs::read_to_string("/proc/net/udp").ok()?;
+    let table = std::fs::read_to_string("/proc/thread-self/net/udp").ok()?;
     let mut drops = 0;
     for line in table.lines().skip(1) {
         let fields: Vec<&str> = line.split_whitespace().collect();

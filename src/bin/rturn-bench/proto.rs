@@ -320,6 +320,14 @@ impl Client {
 /// A socket connected to `server`, on the next source address of the rotation (see
 /// [`next_source`]) and an ephemeral port: a 5-tuple the server has most likely never seen.
 async fn fresh_socket(server: SocketAddr) -> io::Result<UdpSocket> {
+    if !server.ip().to_canonical().is_loopback() {
+        // A server in another network namespace (`netns`): the kernel picks the source.
+        let any = match server {
+            SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        };
+        return bind_connected(SocketAddr::new(any, 0), server).await;
+    }
     let main = match server {
         SocketAddr::V4(_) => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
         SocketAddr::V6(_) => SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), 0),

@@ -19,6 +19,8 @@ use crate::stats::Tally;
 pub(crate) struct Params {
     pub(crate) server: SocketAddr,
     pub(crate) creds: Credentials,
+    /// Where the echo peer is bound.
+    pub(crate) echo: flows::EchoPeer,
     /// Allocations, each with a channel to the echo peer.
     pub(crate) flows: usize,
     /// Packets per second, all flows together, one way.
@@ -33,7 +35,14 @@ pub(crate) struct Params {
 /// Sets up the flows, relays for the duration, deletes the allocations, reports.
 pub(crate) async fn run(params: Params) -> anyhow::Result<serde_json::Value> {
     let mut failures = Tally::default();
-    let flows = flows::set_up(params.server, params.creds, params.flows, &mut failures).await?;
+    let flows = flows::set_up(
+        params.server,
+        params.creds,
+        params.flows,
+        params.echo,
+        &mut failures,
+    )
+    .await?;
     let ready = flows.clients.len();
     let load = Load {
         rate: params.rate,
