@@ -17,6 +17,7 @@
 //! - `serving`: what rturn serves beyond TURN: `[listen] http` (for `/metrics` and `/healthz`,
 //!   from coturn's `prometheus` options), `[relay] alternate-server`, and certificate paths
 //!   the service cannot read;
+//! - `stun`: `[stun]`, from `stun-only` and the RFC 5780 options;
 //! - `toml_text`: writing TOML text (sections, quoted strings and keys, lists, durations);
 //! - `ranges`: coturn's `A-B` address ranges as exact CIDR blocks.
 //!
@@ -35,6 +36,7 @@ mod finish;
 mod line;
 mod ranges;
 mod serving;
+mod stun;
 #[cfg(test)]
 mod tests;
 mod toml_text;

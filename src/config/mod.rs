@@ -11,8 +11,8 @@
 //! - here: the whole file ([`Config`]), reading and parsing (a toml/serde error becomes a
 //!   [`KeyError`] with the key and the line), and the rules that span sections;
 //! - one file per section, each with its struct, its defaults (`impl Default`, taken for every
-//!   key left out) and its own rules: `server`, `listen`, `relay`, `auth`, `signal`, `ice`,
-//!   `tls`, `admin`, `cluster`; tests that need the whole file in `SECTION/tests.rs`;
+//!   key left out) and its own rules: `server`, `listen`, `relay`, `auth`, `stun`, `signal`,
+//!   `ice`, `tls`, `admin`, `cluster`; tests that need the whole file in `SECTION/tests.rs`;
 //! - `error`: [`KeyError`] and [`ConfigError`]; `de`: durations, one-or-many lists and CIDR
 //!   ranges; `secret`: secret lengths and the shipped placeholder (leaves: they use no other
 //!   config file, and no section file uses this one);
@@ -36,6 +36,7 @@ mod relay;
 mod secret;
 mod server;
 mod signal;
+mod stun;
 #[cfg(test)]
 mod tests;
 mod tls;
@@ -59,6 +60,7 @@ pub use server::{
     MIN_TCP_QUEUED_BYTES, ServerConfig,
 };
 pub use signal::SignalConfig;
+pub use stun::StunConfig;
 pub use tls::TlsConfig;
 
 /// Where rturn looks for its configuration when `-c` is not given.
@@ -82,6 +84,9 @@ pub struct Config {
     /// Credentials.
     #[serde(default)]
     pub auth: AuthConfig,
+    /// The STUN service: STUN only, RFC 5780's second address.
+    #[serde(default)]
+    pub stun: StunConfig,
     /// The WebSocket signaling relay.
     #[serde(default)]
     pub signal: SignalConfig,
@@ -140,11 +145,12 @@ impl Config {
         let public = self.public_listen_address();
         self.relay.validate(public)?;
         self.auth.validate(public)?;
+        self.stun.validate(&self.listen)?;
         self.signal.validate()?;
         self.admin.validate()?;
         self.ice.validate()?;
         self.cluster.validate()?;
-        if self.auth.has_credentials() && self.relay.relay_ip.is_empty() {
+        if self.auth.has_credentials() && self.relay.relay_ip.is_empty() && !self.stun.only {
             return Err(KeyError::new(
                 "relay.relay-ip",
                 "required once [auth] has users or secrets: the address relay sockets bind to",

@@ -48,6 +48,7 @@ impl Importer {
         let mut relay = Toml::default();
         self.relay(&mut relay, &relay_ips);
         out.table("relay", relay);
+        self.stun(&mut out);
         self.auth(&mut out, &users, &secrets);
 
         let mut body = out.0;
@@ -521,11 +522,6 @@ impl Importer {
     /// `[auth]` and `[auth.users]`.
     fn auth(&mut self, out: &mut Toml, users: &BTreeMap<String, At<String>>, secrets: &[String]) {
         let mut auth = Toml::default();
-        if let Some(line) = self.stun_only {
-            auth.line(format!(
-                "# stun-only (line {line}): no credentials, so no TURN."
-            ));
-        }
         if !secrets.is_empty() {
             auth.line(format!("static-auth-secret = {}", list(secrets)));
         }

@@ -116,6 +116,9 @@ pub async fn run(
         stream_limits: stream::Limits::from_config(&config.server),
         stats: &stats,
         kernel: &kernel,
+        stun_only: config.stun.only,
+        rfc5780: (config.stun.rfc5780(&config.listen))
+            .and_then(|(primary, other)| crate::stun::rfc5780::Addresses::new(primary, other)),
     };
     let workers = match Workers::start(setup) {
         Ok(workers) => Arc::new(workers),

@@ -337,11 +337,14 @@ impl Loop {
             match self.dispatcher.handle(shard, now, tuple, packet) {
                 Handled::Reply => {
                     self.counters.count(Event::Replied);
-                    self.listen[index]
-                        .out
-                        .push(client, &[&self.dispatcher.reply]);
-                    if self.listen[index].out.is_full() {
-                        self.flush(index);
+                    // RFC 5780: the answer may leave from another of this worker's sockets.
+                    let (out, to) = match self.dispatcher.route {
+                        Some((from, to)) => (self.listen_index(from).unwrap_or(index), to),
+                        None => (index, client),
+                    };
+                    self.listen[out].out.push(to, &[&self.dispatcher.reply]);
+                    if self.listen[out].out.is_full() {
+                        self.flush(out);
                     }
                 }
                 Handled::Relayed => self.counters.count(Event::Relayed),
@@ -351,6 +354,11 @@ impl Loop {
             }
         }
         self.take_turn(token, count);
+    }
+
+    /// The index of this worker's listen socket bound to `addr`.
+    fn listen_index(&self, addr: SocketAddr) -> Option<usize> {
+        self.listen.iter().position(|l| l.addr == addr)
     }
 
     /// Datagrams from peers: to their clients as ChannelData or Data indications.

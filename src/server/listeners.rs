@@ -48,7 +48,8 @@ fn bind_hint(e: &io::Error) -> &'static str {
 /// Every socket from `[listen]`, bound and not yet served.
 #[derive(Debug)]
 pub struct Listeners {
-    /// Per UDP listen address, one socket per worker, all on the same port.
+    /// Per UDP listen address (those of `listen.udp`, then RFC 5780's others), one socket
+    /// per worker, all on the same port.
     pub udp: Vec<Vec<std::net::UdpSocket>>,
     /// TCP listening sockets.
     pub tcp: Vec<std::net::TcpListener>,
@@ -84,7 +85,8 @@ impl Listeners {
                     error: source,
                 })
             })
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<Vec<_>, _>>()?;
+        let udp = bind_rfc5780(config, udp, workers)?;
         let tcp = config
             .listen
             .tcp
@@ -136,6 +138,30 @@ impl Listeners {
             cert,
         })
     }
+}
+
+/// With `[stun] other-address`, adds a socket group for each of RFC 5780's four addresses
+/// that `listen.udp` does not already have, after those of `listen.udp`.
+fn bind_rfc5780(
+    config: &Config,
+    mut udp: Vec<Vec<std::net::UdpSocket>>,
+    workers: usize,
+) -> Result<Vec<Vec<std::net::UdpSocket>>, BindError> {
+    let pair = (config.stun.rfc5780(&config.listen))
+        .and_then(|(primary, other)| crate::stun::rfc5780::Addresses::new(primary, other));
+    for addr in pair.iter().flat_map(|a| a.all()) {
+        if config.listen.udp.contains(&addr) {
+            continue;
+        }
+        let group = udp::bind_group(addr, workers).map_err(|error| BindError {
+            proto: "udp",
+            addr,
+            key: "stun.other-address",
+            error,
+        })?;
+        udp.push(group);
+    }
+    Ok(udp)
 }
 
 /// The line black-box tests and operators look for: "listening on udp 127.0.0.1:3478".

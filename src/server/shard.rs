@@ -6,12 +6,15 @@
 //! socket belongs to the shard of its allocation, so shards never wait on each other.
 //!
 //! [`Dispatcher`] is what a client-facing socket does with each packet: ChannelData goes
-//! straight to the peer without touching the STUN decoder, Binding is answered locally, TURN
-//! requests and Send indications go to the shard's manager. Data for one of rturn's own relay
+//! straight to the peer without touching the STUN decoder, Binding is answered locally (over
+//! UDP with RFC 5780's [`Dispatcher::route`] when the answer leaves from another socket), TURN
+//! requests and Send indications go to the shard's manager (under `[stun] only` TURN requests
+//! get 403 and Send indications are dropped). Data for one of rturn's own relay
 //! endpoints is handed over inside the process ([`super::handoff`]) instead of sent.
 //! With the kernel fast path on, the shard also holds its worker's handle on the kernel's
 //! channel maps ([`super::offload`]), which acts on the manager's offload events.
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use stun::attributes::{ATTR_MESSAGE_INTEGRITY, ATTR_MESSAGE_INTEGRITY_SHA256};
@@ -22,8 +25,9 @@ use super::limiter::SourceLimiter;
 use super::offload::WorkerOffload;
 use super::relay::RelayTable;
 use crate::stun::codec::{PacketKind, decode_into, packet_kind};
+use crate::stun::rfc5780::Addresses;
 use crate::stun::{Malformed, Responder};
-use crate::turn::{Answer, Bound, Event, FiveTuple, Manager, ToPeer};
+use crate::turn::{Answer, Bound, Event, FiveTuple, Manager, ToPeer, Transport};
 
 /// One shard: an allocation manager, the relay sockets of its allocations, the rate limit
 /// of unauthenticated requests, and the data it hands to rturn's own relays this turn. (Its
@@ -35,6 +39,10 @@ pub(super) struct Shard {
     pub(super) handoffs: Handoffs,
     /// The kernel's channel maps; `None` while the offload is off.
     pub(super) offload: Option<WorkerOffload>,
+    /// `[stun] only`: every TURN request is refused with 403.
+    pub(super) stun_only: bool,
+    /// RFC 5780's four addresses (`[stun] other-address`), if configured.
+    pub(super) rfc5780: Option<Addresses>,
 }
 
 impl Shard {
@@ -110,6 +118,9 @@ pub(super) struct Dispatcher {
     responder: Responder,
     /// The answer to send back, valid after [`Handled::Reply`].
     pub(super) reply: Vec<u8>,
+    /// After [`Handled::Reply`] to a UDP Binding under RFC 5780: the local address the
+    /// answer leaves from and its destination, when either is not the request's own.
+    pub(super) route: Option<(SocketAddr, SocketAddr)>,
 }
 
 impl Dispatcher {
@@ -118,6 +129,7 @@ impl Dispatcher {
             request: Message::new(),
             responder: Responder::new(),
             reply: Vec::with_capacity(256),
+            route: None,
         }
     }
 
@@ -134,6 +146,7 @@ impl Dispatcher {
             PacketKind::Other => return Handled::Malformed(Malformed::NotStun),
             PacketKind::Stun => {}
         }
+        self.route = None;
         if let Err(e) = decode_into(packet, &mut self.request) {
             return Handled::Malformed(e);
         }
@@ -144,7 +157,30 @@ impl Dispatcher {
                 if !shard.limiter.allow(source, now) {
                     return Handled::RateLimited;
                 }
-                let answer = self.responder.answer(req, tuple.client);
+                let (client, server) = (tuple.client, tuple.server);
+                let answer = match tuple.transport {
+                    Transport::Udp => {
+                        let addresses = shard.rfc5780.as_ref();
+                        let (answer, from, to) =
+                            self.responder.answer_udp(req, client, server, addresses);
+                        if (from, to) != (server, client) {
+                            self.route = Some((from, to));
+                        }
+                        answer
+                    }
+                    _ => self.responder.answer(req, client),
+                };
+                self.reply.clear();
+                self.reply.extend_from_slice(answer);
+                Handled::Reply
+            }
+            (CLASS_REQUEST, _) if shard.stun_only => {
+                if !shard.limiter.allow(source, now) {
+                    return Handled::RateLimited;
+                }
+                // RFC 8656 §6: 403, "cannot be performed due to administrative or similar
+                // restrictions": the method is known, this server is told not to serve it.
+                let answer = self.responder.refuse(req, 403);
                 self.reply.clear();
                 self.reply.extend_from_slice(answer);
                 Handled::Reply
@@ -170,6 +206,7 @@ impl Dispatcher {
                 }
                 Handled::Reply
             }
+            (CLASS_INDICATION, METHOD_SEND) if shard.stun_only => Handled::Ignored,
             (CLASS_INDICATION, METHOD_SEND) => {
                 let sent = (shard.manager.handle_send(now, tuple, req))
                     .is_some_and(|(to, data)| shard.send_to_peer(to, data));

@@ -53,6 +53,10 @@ pub(super) struct Setup<'a> {
     pub(super) stats: &'a Stats,
     /// The kernel fast path: each worker's handle on its maps, if it is on.
     pub(super) kernel: &'a Kernel,
+    /// `[stun] only`: TURN requests refused with 403.
+    pub(super) stun_only: bool,
+    /// RFC 5780's four addresses, if `[stun] other-address` is set.
+    pub(super) rfc5780: Option<crate::stun::rfc5780::Addresses>,
 }
 
 /// One worker, as the tokio side sees it.
@@ -113,6 +117,8 @@ impl Workers {
                 limiter: SourceLimiter::new(setup.rate.0, setup.rate.1, now),
                 handoffs,
                 offload,
+                stun_only: setup.stun_only,
+                rfc5780: setup.rfc5780,
             };
             let (tx, rx) = mpsc::channel(QUEUE);
             let notified = Arc::new(AtomicBool::new(false));

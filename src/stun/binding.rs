@@ -14,12 +14,14 @@ use stun::uattrs::UnknownAttributes;
 
 use super::codec::{Malformed, PacketKind, decode_into, packet_kind, unknown_required};
 use super::response;
+use super::rfc5780::{self, Addresses, Plan};
 
 /// Comprehension-required attributes a Binding request may carry without a 420: the STUN
 /// core set (RFC 8489 §14), which this server reads or deliberately ignores, and the ICE
 /// attributes (RFC 8445 §16.1) that browsers' connectivity checks carry. CHANGE-REQUEST
 /// (RFC 5780) is absent on purpose: without an alternate address, 420 is the answer
-/// RFC 5780 §7.2 asks for.
+/// RFC 5780 §7.2 asks for; with one, [`Responder::answer_udp`] understands it (and
+/// RESPONSE-PORT and PADDING) on the four addresses of [`rfc5780`].
 const KNOWN_BINDING_ATTRIBUTES: &[AttrType] = &[
     ATTR_MAPPED_ADDRESS,
     ATTR_USERNAME,
@@ -103,6 +105,15 @@ impl Responder {
         Outcome::Reply(&self.response.raw)
     }
 
+    /// Refuses a request the caller has already decoded with error `code` (the TURN methods
+    /// under `[stun] only`: 403).
+    pub fn refuse(&mut self, request: &Message, code: u16) -> &[u8] {
+        response::begin(&mut self.response, request, CLASS_ERROR_RESPONSE);
+        response::add_error_code(&mut self.response, code);
+        response::finish(&mut self.response, request);
+        &self.response.raw
+    }
+
     /// Answers a Binding request the caller has already decoded.
     pub fn answer(&mut self, request: &Message, source: SocketAddr) -> &[u8] {
         answer(&mut self.response, &mut self.unknown, request, source);
@@ -128,6 +139,77 @@ fn answer(
         let _ = unknown.add_to(response);
     }
     response::finish(response, request);
+}
+
+impl Responder {
+    /// Answers a Binding request that arrived over UDP on `local` from `source`: with RFC
+    /// 5780 on (`addresses`) and `local` one of its four addresses, the answer carries
+    /// RESPONSE-ORIGIN and OTHER-ADDRESS and honours CHANGE-REQUEST, RESPONSE-PORT and
+    /// PADDING. Returns the bytes, the local address to send them from and the destination.
+    pub fn answer_udp(
+        &mut self,
+        request: &Message,
+        source: SocketAddr,
+        local: SocketAddr,
+        addresses: Option<&Addresses>,
+    ) -> (&[u8], SocketAddr, SocketAddr) {
+        let plan = addresses.and_then(|a| rfc5780::plan(request, source, local, a));
+        let Some(plan) = plan else {
+            answer(&mut self.response, &mut self.unknown, request, source);
+            return (&self.response.raw, local, source);
+        };
+        unknown_required(request, KNOWN_BINDING_ATTRIBUTES, &mut self.unknown.0);
+        (self.unknown.0).retain(|t| !rfc5780::REQUEST_ATTRIBUTES.contains(t));
+        let response = &mut self.response;
+        match plan {
+            _ if !self.unknown.0.is_empty() => {
+                response::begin(response, request, CLASS_ERROR_RESPONSE);
+                response::add_error_code(response, 420);
+                let _ = self.unknown.add_to(response);
+            }
+            Plan::Error(code) => {
+                response::begin(response, request, CLASS_ERROR_RESPONSE);
+                response::add_error_code(response, code);
+            }
+            Plan::Answer {
+                from,
+                to,
+                other,
+                padding,
+            } => {
+                response::begin(response, request, CLASS_SUCCESS_RESPONSE);
+                response::add_xor_address(response, ATTR_XORMAPPED_ADDRESS, source);
+                add_address(response, ATTR_RESPONSE_ORIGIN, from);
+                add_address(response, ATTR_OTHER_ADDRESS, other);
+                add_padding(response, request, padding);
+                response::finish(response, request);
+                return (&self.response.raw, from, to);
+            }
+        }
+        response::finish(response, request);
+        (&self.response.raw, local, source)
+    }
+}
+
+/// Adds a plain (not XOR-ed) address attribute: RESPONSE-ORIGIN, OTHER-ADDRESS.
+fn add_address(response: &mut Message, typ: AttrType, addr: SocketAddr) {
+    let attr = stun::addr::MappedAddress {
+        ip: addr.ip(),
+        port: addr.port(),
+    };
+    // Encoding an address cannot fail.
+    let _ = attr.add_to_as(response, typ);
+}
+
+/// PADDING (RFC 5780 §7.6) of up to `wanted` bytes, but never so much that the answer grows
+/// past the request: a spoofed request must not buy a larger reflection.
+fn add_padding(response: &mut Message, request: &Message, wanted: usize) {
+    let fingerprint = if request.contains(ATTR_FINGERPRINT) { 8 } else { 0 };
+    let room = (request.raw.len()).saturating_sub(response.raw.len() + 4 + fingerprint);
+    let len = wanted.min(room) & !3;
+    if len > 0 {
+        response.add(ATTR_PADDING, &vec![0; len]);
+    }
 }
 
 impl Default for Responder {

@@ -6,12 +6,14 @@
 //! - [`framing`]: splitting a TCP byte stream into STUN and ChannelData frames.
 //! - [`binding`]: the Binding responder.
 //! - [`response`]: the steps every response shares (no reason phrases, no SOFTWARE).
+//! - [`rfc5780`]: NAT behaviour discovery: the four addresses, CHANGE-REQUEST, RESPONSE-PORT.
 
 pub mod binding;
 pub mod channel_data;
 pub mod codec;
 pub mod framing;
 pub mod response;
+pub mod rfc5780;
 
 #[cfg(test)]
 mod rfc5769;

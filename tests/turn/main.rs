@@ -35,6 +35,7 @@ mod proxy_protocol;
 mod quotas;
 mod shared_tls;
 mod stun_binding;
+mod stun_only;
 mod tcp_queue;
 mod tls;
 mod turn_client;

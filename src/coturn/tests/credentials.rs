@@ -196,5 +196,7 @@ fn stun_only_carries_no_credentials() {
     assert!(config.relay.relay_ip.is_empty());
     assert!(skip(&c, "line 3: user: ").contains("stun-only"));
     assert!(skip(&c, "line 5: static-auth-secret: ").contains("stun-only"));
-    assert!(c.toml.contains("# stun-only (line 2)"));
+    // Binding only: TURN requests get 403 instead of a 401 no credentials could answer.
+    assert!(config.stun.only);
+    assert!(c.toml.contains("only = true # stun-only (line 2)"));
 }

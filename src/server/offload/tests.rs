@@ -95,6 +95,8 @@ fn shard(maps: Fake, now: Instant) -> (Poller, Shard, Stats) {
         limiter: SourceLimiter::new(1000, 1000, now),
         handoffs: Handoffs::new(0, inboxes, pools, Arc::clone(&counters)),
         offload: Some(WorkerOffload::new(Box::new(maps), counters, now)),
+        stun_only: false,
+        rfc5780: None,
     };
     (poller, shard, stats)
 }
