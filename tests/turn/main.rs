@@ -33,6 +33,7 @@ mod offload_veth;
 mod own_relays;
 mod proxy_protocol;
 mod quotas;
+mod rfc5780;
 mod shared_tls;
 mod stun_binding;
 mod stun_only;
