@@ -217,3 +217,81 @@ impl Default for Responder {
         Self::new()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use stun::message::{BINDING_REQUEST, Getter};
+
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn request(attrs: &[(AttrType, &[u8])]) -> Message {
+        let mut m = Message::new();
+        m.typ = BINDING_REQUEST;
+        m.new_transaction_id().unwrap();
+        m.write_header();
+        for (typ, v) in attrs {
+            m.add(*typ, v);
+        }
+        let mut decoded = Message::new();
+        decoded.unmarshal_binary(&m.raw).unwrap();
+        decoded
+    }
+
+    fn decode(raw: &[u8]) -> Message {
+        let mut m = Message::new();
+        m.unmarshal_binary(raw).unwrap();
+        m
+    }
+
+    #[test]
+    fn rfc5780_answers_carry_origin_and_other_address_and_route_elsewhere() {
+        let (local, source) = (addr("127.0.0.1:3478"), addr("198.51.100.7:5000"));
+        let pair = Addresses::new(local, addr("127.0.0.2:3479")).unwrap();
+        let mut r = Responder::new();
+        let req = request(&[(ATTR_CHANGE_REQUEST, &[0, 0, 0, 4])]);
+        let (raw, from, to) = r.answer_udp(&req, source, local, Some(&pair));
+        assert_eq!((from, to), (addr("127.0.0.2:3478"), source));
+        let m = decode(raw);
+        assert_eq!(m.typ.class, CLASS_SUCCESS_RESPONSE);
+        let mut origin = stun::addr::MappedAddress::default();
+        origin.get_from_as(&m, ATTR_RESPONSE_ORIGIN).unwrap();
+        assert_eq!(SocketAddr::new(origin.ip, origin.port), from);
+        assert!(m.contains(ATTR_OTHER_ADDRESS));
+
+        // Without RFC 5780 (or on a socket not among the four) CHANGE-REQUEST is a 420, and
+        // the answer goes back the way it came.
+        for (local, pair) in [(local, None), (addr("127.0.0.1:9"), Some(&pair))] {
+            let (raw, from, to) = r.answer_udp(&req, source, local, pair);
+            assert_eq!((from, to), (local, source));
+            assert_eq!(decode(raw).typ.class, CLASS_ERROR_RESPONSE);
+        }
+        // Another unknown comprehension-required attribute is still a 420.
+        let req = request(&[(AttrType(0x0031), &[1, 2, 3, 4])]);
+        let (raw, _, _) = r.answer_udp(&req, source, local, Some(&pair));
+        let mut err = stun::error_code::ErrorCodeAttribute::default();
+        err.get_from(&decode(raw)).unwrap();
+        assert_eq!(err.code.0, 420);
+    }
+
+    #[test]
+    fn padding_never_makes_the_answer_larger_than_the_request() {
+        let local = addr("127.0.0.1:3478");
+        let pair = Addresses::new(local, addr("127.0.0.2:3479")).unwrap();
+        let mut r = Responder::new();
+        for len in [4, 40, 400, 1200] {
+            let req = request(&[(ATTR_PADDING, &vec![0; len])]);
+            let (raw, _, _) = r.answer_udp(&req, addr("198.51.100.7:5000"), local, Some(&pair));
+            // A tiny request's answer is larger anyway (three addresses): then no PADDING.
+            let padded = decode(raw).contains(ATTR_PADDING);
+            assert_eq!(padded, len >= 40, "{len}");
+            if padded {
+                assert!(raw.len() <= req.raw.len(), "{len}: {}", raw.len());
+                assert!(raw.len() + 4 > req.raw.len() - 4, "{len}: padded up to the request");
+            }
+        }
+    }
+}
