@@ -108,6 +108,10 @@ struct Importer {
     lt_cred_mech: Option<usize>,
     use_auth_secret: Option<usize>,
     stun_only: Option<usize>,
+    /// RFC 5780: `rfc5780`, `no-rfc5780` (the lines that set them) and `alt-listening-port`.
+    rfc5780: Option<usize>,
+    no_rfc5780: Option<usize>,
+    alt_port: Option<At<u16>>,
     users: Vec<At<(String, String)>>,
     secrets: Vec<At<String>>,
     rest_separator: Option<At<char>>,
@@ -186,6 +190,21 @@ const OPTIONS: &[(&str, Handler)] = &[
     }),
     ("stale-nonce", Importer::stale_nonce),
     ("stun-only", |c, l| set_flag(&mut c.stun_only, l)),
+    ("rfc5780", |c, l| set_flag(&mut c.rfc5780, l)),
+    ("no-rfc5780", |c, l| set_flag(&mut c.no_rfc5780, l)),
+    ("alt-listening-port", |c, l| {
+        once(&mut c.skipped, &mut c.alt_port, l, l.number(PORT)?)
+    }),
+    ("response-origin-only-with-rfc5780", |_, l| {
+        match l.flag()? {
+            true => Err(note(
+                "already so: rturn sends RESPONSE-ORIGIN only with [stun] other-address",
+            )),
+            false => Err(attention(
+                "rturn sends RESPONSE-ORIGIN only with [stun] other-address (RFC 5780)",
+            )),
+        }
+    }),
     ("allowed-peer-ip", |c, l| peers(&mut c.allowed, l)),
     ("denied-peer-ip", |c, l| peers(&mut c.denied, l)),
     ("allow-loopback-peers", |c, l| {

@@ -86,9 +86,7 @@ mod tests {
     use crate::config::Config;
 
     fn check(listen: &str, stun: &str) -> Result<Config, String> {
-        let text = format!(
-            "realm = \"r\"\n[listen]\nudp = {listen}\ntcp = []\n[stun]\n{stun}\n"
-        );
+        let text = format!("realm = \"r\"\n[listen]\nudp = {listen}\ntcp = []\n[stun]\n{stun}\n");
         Config::from_toml(&text).map_err(|e| e.to_string())
     }
 
@@ -101,18 +99,39 @@ mod tests {
         .unwrap();
         let pair = c.stun.rfc5780(&c.listen).unwrap();
         assert_eq!(pair.0, "127.0.0.1:3478".parse().unwrap());
-        assert!(check("[\"127.0.0.1:3478\"]", "only = true").unwrap().stun.only);
+        assert!(
+            check("[\"127.0.0.1:3478\"]", "only = true")
+                .unwrap()
+                .stun
+                .only
+        );
     }
 
     #[test]
     fn other_address_must_differ_in_ip_and_port_from_a_concrete_primary() {
         for (listen, other, says) in [
-            ("[\"127.0.0.1:3478\"]", "127.0.0.1:3479", "must differ in IP"),
-            ("[\"127.0.0.1:3478\"]", "127.0.0.2:3478", "must differ in port"),
-            ("[\"0.0.0.0:3478\"]", "127.0.0.2:3479", "must be a concrete IP"),
+            (
+                "[\"127.0.0.1:3478\"]",
+                "127.0.0.1:3479",
+                "must differ in IP",
+            ),
+            (
+                "[\"127.0.0.1:3478\"]",
+                "127.0.0.2:3478",
+                "must differ in port",
+            ),
+            (
+                "[\"0.0.0.0:3478\"]",
+                "127.0.0.2:3479",
+                "must be a concrete IP",
+            ),
             ("[\"127.0.0.1:0\"]", "127.0.0.2:3479", "fixed port"),
             ("[\"127.0.0.1:3478\"]", "127.0.0.2:0", "fixed port"),
-            ("[\"127.0.0.1:3478\"]", "[::2]:3479", "needs an IPv6 address"),
+            (
+                "[\"127.0.0.1:3478\"]",
+                "[::2]:3479",
+                "needs an IPv6 address",
+            ),
         ] {
             let e = check(listen, &format!("other-address = \"{other}\"")).unwrap_err();
             assert!(

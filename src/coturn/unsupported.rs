@@ -77,7 +77,7 @@ const ALTERNATE: &str = "rturn has one alternate server for every transport: [re
 const AUX: &str = "rturn has no auxiliary servers: list the addresses in [listen] instead";
 const SELF_BALANCE: &str =
     "rturn has no auxiliary servers (it spreads UDP over cores with SO_REUSEPORT)";
-const RFC5780: &str = "rturn does not implement RFC 5780 NAT behaviour discovery";
+const RFC5780_TLS: &str = "rturn serves RFC 5780 over UDP only ([stun] other-address)";
 const BACKWARD: &str =
     "already so: rturn answers RFC 5389 Binding requests only, with XOR-MAPPED-ADDRESS";
 const DEVICE: &str =
@@ -180,11 +180,7 @@ pub(super) const UNSUPPORTED: &[(&str, Treat, &str)] = &[
     ("tcp-alternate-server", ValueAttention, ALTERNATE),
     ("aux-server", ValueAttention, AUX),
     ("udp-self-balance", Flag, SELF_BALANCE),
-    ("rfc5780", Flag, RFC5780),
-    ("no-rfc5780", Flag, RFC5780),
-    ("response-origin-only-with-rfc5780", Flag, RFC5780),
-    ("alt-listening-port", Value, RFC5780),
-    ("alt-tls-listening-port", Value, RFC5780),
+    ("alt-tls-listening-port", Value, RFC5780_TLS),
     ("no-stun-backward-compatibility", Flag, BACKWARD),
     ("listening-device", ValueAttention, DEVICE),
     ("relay-device", ValueAttention, DEVICE),

@@ -204,7 +204,11 @@ fn add_address(response: &mut Message, typ: AttrType, addr: SocketAddr) {
 /// PADDING (RFC 5780 §7.6) of up to `wanted` bytes, but never so much that the answer grows
 /// past the request: a spoofed request must not buy a larger reflection.
 fn add_padding(response: &mut Message, request: &Message, wanted: usize) {
-    let fingerprint = if request.contains(ATTR_FINGERPRINT) { 8 } else { 0 };
+    let fingerprint = if request.contains(ATTR_FINGERPRINT) {
+        8
+    } else {
+        0
+    };
     let room = (request.raw.len()).saturating_sub(response.raw.len() + 4 + fingerprint);
     let len = wanted.min(room) & !3;
     if len > 0 {
@@ -290,7 +294,10 @@ mod tests {
             assert_eq!(padded, len >= 40, "{len}");
             if padded {
                 assert!(raw.len() <= req.raw.len(), "{len}: {}", raw.len());
-                assert!(raw.len() + 4 > req.raw.len() - 4, "{len}: padded up to the request");
+                assert!(
+                    raw.len() + 4 > req.raw.len() - 4,
+                    "{len}: padded up to the request"
+                );
             }
         }
     }

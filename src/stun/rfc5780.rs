@@ -91,7 +91,8 @@ pub enum Plan {
 
 /// The attributes RFC 5780 adds to a Binding request; comprehension-required, so understood
 /// only where [`plan`] applies.
-pub const REQUEST_ATTRIBUTES: [AttrType; 3] = [ATTR_CHANGE_REQUEST, ATTR_RESPONSE_PORT, ATTR_PADDING];
+pub const REQUEST_ATTRIBUTES: [AttrType; 3] =
+    [ATTR_CHANGE_REQUEST, ATTR_RESPONSE_PORT, ATTR_PADDING];
 
 /// The raw value of `typ` in `m`, without copying it.
 fn value(m: &Message, typ: AttrType) -> Option<&[u8]> {
@@ -243,7 +244,10 @@ mod tests {
             };
             assert_eq!((got, to), (addr(from), source), "flags {flags}");
         }
-        let req = request(&[(ATTR_RESPONSE_PORT, &[0x13, 0x88, 0, 0]), (ATTR_PADDING, &[0; 40])]);
+        let req = request(&[
+            (ATTR_RESPONSE_PORT, &[0x13, 0x88, 0, 0]),
+            (ATTR_PADDING, &[0; 40]),
+        ]);
         let Some(Plan::Answer { to, padding, .. }) = plan(&req, source, local, &pair()) else {
             panic!("an answer");
         };

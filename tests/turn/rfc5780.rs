@@ -46,7 +46,9 @@ fn address(m: &Message, typ: AttrType) -> SocketAddr {
 fn exchange(socket: &UdpSocket, to: SocketAddr, request: &Message) -> (Message, SocketAddr) {
     socket.send_to(&request.raw, to).expect("send");
     let mut buf = [0u8; 2048];
-    let (n, from) = socket.recv_from(&mut buf).expect("an answer within the timeout");
+    let (n, from) = socket
+        .recv_from(&mut buf)
+        .expect("an answer within the timeout");
     (decode_response(request, &buf[..n]), from)
 }
 
@@ -76,9 +78,15 @@ fn coturn_natdiscovery_finds_mapping_and_filtering_behaviour() {
         stdout.contains("NAT with Endpoint Independent Filtering!"),
         "{report}"
     );
-    assert!(stdout.contains(&format!("Other addr: : {other}")), "{report}");
+    assert!(
+        stdout.contains(&format!("Other addr: : {other}")),
+        "{report}"
+    );
     // The filtering test's change-IP-and-port answer came from the other address.
-    assert!(stdout.contains(&format!("Response origin: : {other}")), "{report}");
+    assert!(
+        stdout.contains(&format!("Response origin: : {other}")),
+        "{report}"
+    );
 }
 
 #[test]
@@ -116,7 +124,9 @@ fn response_port_and_padding() {
     let request = binding_request(&[(ATTR_RESPONSE_PORT.0, &[port[0], port[1], 0, 0])], true);
     asker.send_to(&request.raw, primary).expect("send");
     let mut buf = [0u8; 2048];
-    let (n, from) = receiver.recv_from(&mut buf).expect("the answer at RESPONSE-PORT");
+    let (n, from) = receiver
+        .recv_from(&mut buf)
+        .expect("the answer at RESPONSE-PORT");
     assert_eq!(from, primary);
     let response = decode_response(&request, &buf[..n]);
     // XOR-MAPPED-ADDRESS is still the request's source, not where the answer went.
@@ -137,7 +147,10 @@ fn response_port_and_padding() {
     // A RESPONSE-PORT of 0 is malformed; over TCP CHANGE-REQUEST is not understood (420).
     let request = binding_request(&[(ATTR_RESPONSE_PORT.0, &[0, 0, 0, 0])], true);
     let (response, _) = exchange(&asker, primary, &request);
-    assert_eq!((response.typ, error_code(&response)), (BINDING_ERROR, Some(400)));
+    assert_eq!(
+        (response.typ, error_code(&response)),
+        (BINDING_ERROR, Some(400))
+    );
     let mut stream = tcp_client(primary);
     let request = binding_request(&[(ATTR_CHANGE_REQUEST.0, &[0, 0, 0, 6])], true);
     let response = tcp_exchange(&mut stream, &request);

@@ -1,5 +1,5 @@
 //! Users, REST secrets and nonces: which credentials count, MD5 keys, short and placeholder
-//! secrets on public listeners, quoting, user databases, stun-only.
+//! secrets on public listeners, quoting, user databases, stun-only, RFC 5780.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -199,4 +199,32 @@ fn stun_only_carries_no_credentials() {
     // Binding only: TURN requests get 403 instead of a 401 no credentials could answer.
     assert!(config.stun.only);
     assert!(c.toml.contains("only = true # stun-only (line 2)"));
+}
+
+#[test]
+fn rfc5780_pairs_the_first_two_listening_ips_of_one_family() {
+    let ips = "listening-ip=127.0.0.1\nlistening-ip=127.0.0.2\n";
+    // On by default with two addresses of a family, as in coturn, at listening-port + 1.
+    let (config, _) = run(&format!("realm=r\nlistening-port=3478\n{ips}"));
+    assert_eq!(
+        config.stun.other_address,
+        Some("127.0.0.2:3479".parse().unwrap())
+    );
+    let (config, c) = run(&format!("realm=r\n{ips}alt-listening-port=4000\n"));
+    assert_eq!(
+        config.stun.other_address,
+        Some("127.0.0.2:4000".parse().unwrap())
+    );
+    assert!(!skipped(&c, "line 4"), "alt-listening-port is converted");
+    let (config, c) = run(&format!(
+        "realm=r\n{ips}no-rfc5780\nresponse-origin-only-with-rfc5780\n"
+    ));
+    assert_eq!(config.stun.other_address, None);
+    assert!(skip(&c, "line 4: no-rfc5780: ").contains("already the default"));
+    assert!(skip(&c, "line 5: response-origin-only-with-rfc5780: ").contains("already so"));
+    // One address: nothing to pair with, which the rfc5780 line hears about.
+    let (config, c) = run("realm=r\nlistening-ip=127.0.0.1\nrfc5780\nalt-listening-port=4000\n");
+    assert_eq!(config.stun.other_address, None);
+    assert!(skip(&c, "line 3: rfc5780: ").contains("two listening-ip"));
+    assert!(skip(&c, "line 4: alt-listening-port: ").contains("unused"));
 }
