@@ -142,7 +142,7 @@ pub fn plan(
 
 #[cfg(test)]
 mod tests {
-    use stun::message::{BINDING_REQUEST, Setter};
+    use stun::message::BINDING_REQUEST;
 
     use super::*;
 
