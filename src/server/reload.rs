@@ -97,6 +97,8 @@ pub(super) fn restart_required(started: &Config, new: &Config) -> Vec<&'static s
         "server.http-idle-timeout" => server.http_idle_timeout,
         "server.max-http-connections" => server.max_http_connections,
         "server.max-http-connections-per-ip" => server.max_http_connections_per_ip,
+        "stun.only" => stun.only,
+        "stun.other-address" => stun.other_address,
         "admin.listen" => admin.listen,
         "cluster.redis" => cluster.redis,
         "cluster.node-id" => cluster.node_id,
@@ -216,6 +218,19 @@ mod tests {
         assert_eq!(
             restart_required(&started, &moved),
             ["listen.udp", "listen.http", "server.workers"]
+        );
+    }
+
+    #[test]
+    fn the_stun_keys_take_a_restart() {
+        let base = "[listen]\nudp = [\"127.0.0.1:3478\"]\n";
+        let started = config(base);
+        let changed = config(&format!(
+            "{base}[stun]\nonly = true\nother-address = \"127.0.0.2:3479\"\n"
+        ));
+        assert_eq!(
+            restart_required(&started, &changed),
+            ["stun.only", "stun.other-address"]
         );
     }
 }
