@@ -97,11 +97,8 @@ pub async fn run(
     let pools = Arc::new(Pools::new(config.relay.min_port, config.relay.max_port));
     let live_relays: Arc<dyn LiveRelays> = Arc::clone(&pools) as Arc<dyn LiveRelays>;
     let parts = turn_parts(config, own.clone(), &nonce_secret, live_relays);
-    let kernel = offload::start(
-        config.relay.offload,
-        &config.listen.udp,
-        &config.relay.relay_ip,
-    );
+    // Every UDP listen address, RFC 5780's included: the program goes where clients arrive.
+    let kernel = offload::start(config.relay.offload, &udp_addrs, &config.relay.relay_ip);
     let setup = workers::Setup {
         config: &parts.config,
         auth: &parts.auth,
