@@ -13,6 +13,7 @@ mod cluster;
 mod limits;
 mod queues;
 mod rooms;
+mod skyrtc;
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
