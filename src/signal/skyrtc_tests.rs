@@ -5,7 +5,8 @@ use crate::signal::protocol::{self, ClientMessage};
 
 /// What a SkyRTC client's frame means, as the `/ws` message (parsed back to JSON).
 fn inward(frame: Value) -> Value {
-    let text = Dialect::SkyRtc.incoming(&frame.to_string()).unwrap();
+    let frame = frame.to_string();
+    let text = Dialect::SkyRtc.incoming(&frame).unwrap();
     serde_json::from_str(&text).unwrap()
 }
 
@@ -190,7 +191,8 @@ fn skyrtc_to_skyrtc_round_trips() {
         ),
     ];
     for (sent, received) in cases {
-        let ws = Dialect::SkyRtc.incoming(&sent.to_string()).unwrap();
+        let text = sent.to_string();
+        let ws = Dialect::SkyRtc.incoming(&text).unwrap();
         let relayed = protocol::relayed(&ws, "a");
         let got: Value = serde_json::from_str(&Dialect::SkyRtc.outgoing(relayed)).unwrap();
         assert_eq!(got, received, "{sent}");
