@@ -241,7 +241,15 @@ async fn ws_root(
     query: Query<HashMap<String, String>>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    upgrade_ws(state, peer, headers, query, upgrade, String::new(), Dialect::Ws)
+    upgrade_ws(
+        state,
+        peer,
+        headers,
+        query,
+        upgrade,
+        String::new(),
+        Dialect::Ws,
+    )
 }
 
 async fn ws_namespace(
@@ -264,7 +272,15 @@ async fn skyrtc_root(
     query: Query<HashMap<String, String>>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    upgrade_ws(state, peer, headers, query, upgrade, String::new(), Dialect::SkyRtc)
+    upgrade_ws(
+        state,
+        peer,
+        headers,
+        query,
+        upgrade,
+        String::new(),
+        Dialect::SkyRtc,
+    )
 }
 
 async fn skyrtc_namespace(
@@ -275,7 +291,15 @@ async fn skyrtc_namespace(
     Path(namespace): Path<String>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    upgrade_ws(state, peer, headers, query, upgrade, namespace, Dialect::SkyRtc)
+    upgrade_ws(
+        state,
+        peer,
+        headers,
+        query,
+        upgrade,
+        namespace,
+        Dialect::SkyRtc,
+    )
 }
 
 /// Initial WebSocket read and write buffer per client.

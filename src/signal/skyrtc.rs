@@ -205,7 +205,11 @@ fn candidate_object(data: &mut Map<String, Value>) -> Result<Value, SignalError>
             Some(Value::String(value)) => {
                 out.insert(name.into(), value.into());
             }
-            Some(_) => return Err(bad(format!("__ice_candidate's \"{name}\" must be a string"))),
+            Some(_) => {
+                return Err(bad(format!(
+                    "__ice_candidate's \"{name}\" must be a string"
+                )));
+            }
         }
     }
     if !out.contains_key("sdpMLineIndex") && !out.contains_key("sdpMid") {

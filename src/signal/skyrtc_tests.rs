@@ -51,8 +51,14 @@ fn join_defaults_to_the_default_room() {
             room: "demo".into()
         }
     );
-    assert_eq!(inward(json!({"eventName": "__leave"})), json!({"type": "leave"}));
-    assert_eq!(inward(json!({"eventName": "__ping"})), json!({"type": "ping"}));
+    assert_eq!(
+        inward(json!({"eventName": "__leave"})),
+        json!({"type": "leave"})
+    );
+    assert_eq!(
+        inward(json!({"eventName": "__ping"})),
+        json!({"type": "ping"})
+    );
 }
 
 #[test]
@@ -66,7 +72,8 @@ fn offers_and_answers_carry_the_sdp_text() {
             ClientMessage::Relay { to: "b".into() }
         );
         // The bare text is accepted too, and other members ride along.
-        let ws = inward(json!({"eventName": event, "data": {"socketId": "b", "sdp": SDP, "x": [1]}}));
+        let ws =
+            inward(json!({"eventName": event, "data": {"socketId": "b", "sdp": SDP, "x": [1]}}));
         assert_eq!(ws, json!({"type": kind, "to": "b", "sdp": SDP, "x": [1]}));
     }
 }
@@ -94,21 +101,77 @@ fn bad_frames_have_their_codes_and_say_why() {
     for (text, code, says) in [
         ("not json", ErrorCode::BadMessage, "not JSON"),
         ("[1]", ErrorCode::BadMessage, "eventName"),
-        (r#"{"type":"join","room":"r"}"#, ErrorCode::BadMessage, "eventName"),
+        (
+            r#"{"type":"join","room":"r"}"#,
+            ErrorCode::BadMessage,
+            "eventName",
+        ),
         (r#"{"eventName":5}"#, ErrorCode::BadMessage, "eventName"),
-        (r#"{"eventName":"__join","data":"r"}"#, ErrorCode::BadMessage, "data"),
-        (r#"{"eventName":"__join","data":{"room":7}}"#, ErrorCode::BadMessage, "room"),
-        (r#"{"eventName":"__dance"}"#, ErrorCode::UnknownType, "__dance"),
-        (r#"{"eventName":"__offer","data":{"sdp":"x"}}"#, ErrorCode::BadMessage, "socketId"),
-        (r#"{"eventName":"__offer","data":{"socketId":"b"}}"#, ErrorCode::BadMessage, "sdp"),
-        (r#"{"eventName":"__answer","data":{"socketId":"b","sdp":{"type":"answer"}}}"#, ErrorCode::BadMessage, "sdp"),
-        (r#"{"eventName":"__offer","data":{"socketId":"b","sdp":"x","from":"c"}}"#, ErrorCode::BadMessage, "server"),
-        (r#"{"eventName":"__offer","data":{"socketId":"b","sdp":"x","to":"c"}}"#, ErrorCode::BadMessage, "server"),
-        (r#"{"eventName":"__ice_candidate","data":{"socketId":"b","label":0}}"#, ErrorCode::BadMessage, "candidate"),
-        (r#"{"eventName":"__ice_candidate","data":{"socketId":"b","candidate":"c"}}"#, ErrorCode::BadMessage, "label"),
-        (r#"{"eventName":"__ice_candidate","data":{"socketId":"b","candidate":"c","label":"0"}}"#, ErrorCode::BadMessage, "label"),
-        (r#"{"eventName":"__ice_candidate","data":{"socketId":"b","candidate":"c","label":-1}}"#, ErrorCode::BadMessage, "label"),
-        (r#"{"eventName":"__ice_candidate","data":{"socketId":"b","candidate":"c","label":0,"sdpMid":1}}"#, ErrorCode::BadMessage, "sdpMid"),
+        (
+            r#"{"eventName":"__join","data":"r"}"#,
+            ErrorCode::BadMessage,
+            "data",
+        ),
+        (
+            r#"{"eventName":"__join","data":{"room":7}}"#,
+            ErrorCode::BadMessage,
+            "room",
+        ),
+        (
+            r#"{"eventName":"__dance"}"#,
+            ErrorCode::UnknownType,
+            "__dance",
+        ),
+        (
+            r#"{"eventName":"__offer","data":{"sdp":"x"}}"#,
+            ErrorCode::BadMessage,
+            "socketId",
+        ),
+        (
+            r#"{"eventName":"__offer","data":{"socketId":"b"}}"#,
+            ErrorCode::BadMessage,
+            "sdp",
+        ),
+        (
+            r#"{"eventName":"__answer","data":{"socketId":"b","sdp":{"type":"answer"}}}"#,
+            ErrorCode::BadMessage,
+            "sdp",
+        ),
+        (
+            r#"{"eventName":"__offer","data":{"socketId":"b","sdp":"x","from":"c"}}"#,
+            ErrorCode::BadMessage,
+            "server",
+        ),
+        (
+            r#"{"eventName":"__offer","data":{"socketId":"b","sdp":"x","to":"c"}}"#,
+            ErrorCode::BadMessage,
+            "server",
+        ),
+        (
+            r#"{"eventName":"__ice_candidate","data":{"socketId":"b","label":0}}"#,
+            ErrorCode::BadMessage,
+            "candidate",
+        ),
+        (
+            r#"{"eventName":"__ice_candidate","data":{"socketId":"b","candidate":"c"}}"#,
+            ErrorCode::BadMessage,
+            "label",
+        ),
+        (
+            r#"{"eventName":"__ice_candidate","data":{"socketId":"b","candidate":"c","label":"0"}}"#,
+            ErrorCode::BadMessage,
+            "label",
+        ),
+        (
+            r#"{"eventName":"__ice_candidate","data":{"socketId":"b","candidate":"c","label":-1}}"#,
+            ErrorCode::BadMessage,
+            "label",
+        ),
+        (
+            r#"{"eventName":"__ice_candidate","data":{"socketId":"b","candidate":"c","label":0,"sdpMid":1}}"#,
+            ErrorCode::BadMessage,
+            "sdpMid",
+        ),
     ] {
         let e = refused(text);
         assert_eq!(e.code, code, "{text}: {e:?}");
@@ -121,7 +184,9 @@ fn bad_frames_have_their_codes_and_say_why() {
 
 #[test]
 fn server_messages_become_events() {
-    let got = outward(json!({"type": "peers", "you": "me", "room": "r", "peers": ["a", "b"], "iceServers": []}));
+    let got = outward(
+        json!({"type": "peers", "you": "me", "room": "r", "peers": ["a", "b"], "iceServers": []}),
+    );
     assert_eq!(
         got,
         json!({"eventName": "_peers",
@@ -149,14 +214,18 @@ fn server_messages_become_events() {
 
 #[test]
 fn relayed_offers_carry_the_description_and_the_sender() {
-    let relayed = protocol::relayed(&json!({"type": "answer", "to": "b", "sdp": SDP, "x": 1}).to_string(), "a");
+    let relayed = protocol::relayed(
+        &json!({"type": "answer", "to": "b", "sdp": SDP, "x": 1}).to_string(),
+        "a",
+    );
     assert_eq!(
         outward(serde_json::from_str(&relayed).unwrap()),
         json!({"eventName": "_answer",
             "data": {"sdp": {"type": "answer", "sdp": SDP}, "socketId": "a", "x": 1}})
     );
     // A sender's own socketId does not pass for the server's.
-    let got = outward(json!({"type": "offer", "from": "a", "to": "b", "sdp": SDP, "socketId": "z"}));
+    let got =
+        outward(json!({"type": "offer", "from": "a", "to": "b", "sdp": SDP, "socketId": "z"}));
     assert_eq!(got["data"]["socketId"], "a");
 }
 
@@ -201,7 +270,12 @@ fn skyrtc_to_skyrtc_round_trips() {
 
 #[test]
 fn what_has_no_event_goes_as_it_is() {
-    for text in ["not json", r#"{"type":"other"}"#, r#"{"no":"type"}"#, r#"{"type":"offer","sdp":"x"}"#] {
+    for text in [
+        "not json",
+        r#"{"type":"other"}"#,
+        r#"{"no":"type"}"#,
+        r#"{"type":"offer","sdp":"x"}"#,
+    ] {
         assert_eq!(Dialect::SkyRtc.outgoing(text.to_owned()), text);
     }
 }

@@ -95,7 +95,7 @@ async fn skyrtc_peers_meet_and_exchange_offer_answer_and_candidates() {
     let mut b = relay.sky("/skyrtc").await;
     // An empty room is the default room too, as SkyRTC's `data.room || "__default"`.
     let jb = b.join(Some("")).await;
-    assert_eq!(jb.connections, [ja.you.clone()]);
+    assert_eq!(jb.connections, std::slice::from_ref(&ja.you));
     assert_eq!(a.on("_new_peer").await, json!({"socketId": jb.you}));
     b.ws.silent(QUIET).await; // no _new_peer about oneself
 
@@ -137,7 +137,7 @@ async fn skyrtc_peers_meet_and_exchange_offer_answer_and_candidates() {
     assert_eq!(a.on("_remove_peer").await, json!({"socketId": jb.you}));
     // Back in, then gone by closing.
     let jb = b.join(None).await;
-    assert_eq!(jb.connections, [ja.you.clone()]);
+    assert_eq!(jb.connections, std::slice::from_ref(&ja.you));
     assert_eq!(a.on("_new_peer").await["socketId"], jb.you.as_str());
     drop(b);
     assert_eq!(a.on("_remove_peer").await, json!({"socketId": jb.you}));
@@ -154,7 +154,7 @@ async fn ws_and_skyrtc_peers_share_a_room_both_ways() {
     let jw = w.join("mixed").await;
     let mut s = relay.sky("/skyrtc/tenant").await;
     let js = s.join(Some("mixed")).await;
-    assert_eq!(js.connections, [jw.you.clone()]);
+    assert_eq!(js.connections, std::slice::from_ref(&jw.you));
     assert_eq!(w.expect("new_peer").await["id"], js.you.as_str());
 
     // SkyRTC → /ws: the offer's SDP text, the candidate as RTCIceCandidateInit.
@@ -216,8 +216,11 @@ async fn refusals_are_error_events_on_a_connection_that_lives_on() {
     let relay = Relay::start("max-message-size = 4096", "");
     let mut a = relay.sky("/skyrtc").await;
     // Before any room: not joined.
-    a.emit("__offer", json!({"socketId": MADE_UP_ID, "sdp": {"type": "offer", "sdp": SDP}}))
-        .await;
+    a.emit(
+        "__offer",
+        json!({"socketId": MADE_UP_ID, "sdp": {"type": "offer", "sdp": SDP}}),
+    )
+    .await;
     a.refused("not_joined").await;
     let ja = a.join(Some("one")).await;
     let mut b = relay.sky("/skyrtc").await;
@@ -225,8 +228,11 @@ async fn refusals_are_error_events_on_a_connection_that_lives_on() {
 
     // A peer of another room, and one that does not exist.
     for to in [jb.you.as_str(), MADE_UP_ID] {
-        a.emit("__offer", json!({"socketId": to, "sdp": {"type": "offer", "sdp": SDP}}))
-            .await;
+        a.emit(
+            "__offer",
+            json!({"socketId": to, "sdp": {"type": "offer", "sdp": SDP}}),
+        )
+        .await;
         let e = a.refused("unknown_peer").await;
         assert!(e["message"].as_str().unwrap().contains(&to[..8]), "{e}");
     }
@@ -238,9 +244,18 @@ async fn refusals_are_error_events_on_a_connection_that_lives_on() {
         (r#"{"type":"join","room":"one"}"#, "bad_message"),
         (r#"{"eventName":"__dance","data":{}}"#, "unknown_type"),
         (r#"{"eventName":"__join","data":{"room":5}}"#, "bad_message"),
-        (r#"{"eventName":"__offer","data":{"sdp":"x"}}"#, "bad_message"),
-        (r#"{"eventName":"__ice_candidate","data":{"socketId":"x","candidate":"c"}}"#, "bad_message"),
-        (r#"{"eventName":"__answer","data":{"socketId":"x","sdp":"x","from":"y"}}"#, "bad_message"),
+        (
+            r#"{"eventName":"__offer","data":{"sdp":"x"}}"#,
+            "bad_message",
+        ),
+        (
+            r#"{"eventName":"__ice_candidate","data":{"socketId":"x","candidate":"c"}}"#,
+            "bad_message",
+        ),
+        (
+            r#"{"eventName":"__answer","data":{"socketId":"x","sdp":"x","from":"y"}}"#,
+            "bad_message",
+        ),
     ] {
         a.ws.send_text(text).await;
         a.refused(code).await;
@@ -261,7 +276,7 @@ async fn refusals_are_error_events_on_a_connection_that_lives_on() {
     a.alive().await;
     let mut c = relay.sky("/skyrtc").await;
     let jc = c.join(Some("one")).await;
-    assert_eq!(jc.connections, [ja.you.clone()]);
+    assert_eq!(jc.connections, std::slice::from_ref(&ja.you));
     assert_eq!(a.on("_new_peer").await["socketId"], jc.you.as_str());
     assert_eq!(
         relay.metric("rturn_signal_errors_total{code=\"unknown_peer\"}"),
@@ -285,12 +300,22 @@ async fn skyrtc_needs_the_token_ws_needs() {
     a.join(None).await;
 
     // A room token of a namespace opens that namespace's room, in either dialect, only.
-    let room = mint_token(&config, &["--room", "r", "--namespace", "ns", "--ttl", "1h"]);
+    let room = mint_token(
+        &config,
+        &["--room", "r", "--namespace", "ns", "--ttl", "1h"],
+    );
     assert_eq!(
-        relay.refused(&format!("/skyrtc?token={room}&room=r"), &[]).await,
+        relay
+            .refused(&format!("/skyrtc?token={room}&room=r"), &[])
+            .await,
         401
     );
-    assert_eq!(relay.refused(&format!("/skyrtc/ns?token={room}"), &[]).await, 401);
+    assert_eq!(
+        relay
+            .refused(&format!("/skyrtc/ns?token={room}"), &[])
+            .await,
+        401
+    );
     let mut s = relay.sky(&format!("/skyrtc/ns?token={room}&room=r")).await;
     s.emit("__join", json!({"room": "other"})).await;
     s.refused("unauthorized").await;
