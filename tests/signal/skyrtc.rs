@@ -323,3 +323,38 @@ async fn skyrtc_needs_the_token_ws_needs() {
     let mut w = relay.connect(&format!("/ws/ns?token={room}&room=r")).await;
     assert_eq!(w.join("r").await.peers, [js.you]);
 }
+
+/// The heartbeat and the room limit of `/ws` hold on `/skyrtc`: a SkyRTC client that stops
+/// answering pings is dropped and announced with `_remove_peer`; a room of both dialects
+/// holds `max-peers-per-room`, the next SkyRTC joiner gets `_error room_full`.
+#[tokio::test(flavor = "multi_thread")]
+async fn skyrtc_shares_the_heartbeat_and_the_room_limit() {
+    let relay = Relay::start(
+        "heartbeat-interval = \"1s\"\nheartbeat-timeout = \"3s\"\nmax-peers-per-room = 2",
+        "",
+    );
+    let mut honest = relay.sky("/skyrtc").await;
+    honest.join(Some("hb")).await;
+    let mut w = relay.connect("/ws").await;
+    w.join("hb").await;
+    honest.on("_new_peer").await;
+    let mut third = relay.sky("/skyrtc").await;
+    third.emit("__join", json!({"room": "hb"})).await;
+    third.refused("room_full").await;
+    drop((w, third));
+    honest.on("_remove_peer").await;
+
+    let mut mute = relay.sky("/skyrtc").await;
+    let jm = mute.join(Some("hb")).await;
+    assert_eq!(honest.on("_new_peer").await["socketId"], jm.you.as_str());
+    // `mute` is never polled from here on, so it never answers a Ping with a Pong.
+    let gone = honest.ws.recv_within(Duration::from_secs(3 + 4)).await;
+    assert_eq!(
+        gone,
+        json!({"eventName": "_remove_peer", "data": {"socketId": jm.you}})
+    );
+    assert!(mute.ws.closed_by_server().await);
+    assert_eq!(relay.metric("rturn_signal_heartbeat_drops_total"), 1.0);
+    // The honest one, which reads and so answers every Ping, is still served.
+    honest.alive().await;
+}
