@@ -1,7 +1,7 @@
 //! The SkyRTC dialect on `/skyrtc`: a client of our own speaking `{"eventName":…,"data":…}`
 //! as the articles' SkyRTC client does, against the message shapes the issue names; peers
-//! of both dialects in one room; refusals as `_error` events on a connection that lives on;
-//! the same tokens as `/ws`.
+//! of both dialects in one room, on one node and across a cluster; refusals as `_error`
+//! events on a connection that lives on; the same tokens, heartbeat and room limit as `/ws`.
 
 use super::*;
 
@@ -357,4 +357,50 @@ async fn skyrtc_shares_the_heartbeat_and_the_room_limit() {
     assert_eq!(relay.metric("rturn_signal_heartbeat_drops_total"), 1.0);
     // The honest one, which reads and so answers every Ping, is still served.
     honest.alive().await;
+}
+
+/// Across the nodes of a cluster, a SkyRTC peer on one and a SkyRTC and a `/ws` peer on the
+/// other meet in one room: Redis carries `/ws` messages, each node speaks its clients'
+/// dialect.
+#[tokio::test(flavor = "multi_thread")]
+async fn skyrtc_rooms_cross_nodes() {
+    use super::cluster::{EVENTS_ONLY, two_nodes};
+    let redis = rturn::testkit::redis::Redis::start();
+    let (node_a, node_b) = two_nodes(&redis, "", EVENTS_ONLY).await;
+    let mut a = node_a.sky("/skyrtc").await;
+    let ja = a.join(Some("across")).await;
+    let mut b = node_b.sky("/skyrtc").await;
+    let jb = b.join(Some("across")).await;
+    assert_eq!(jb.connections, std::slice::from_ref(&ja.you));
+    assert_eq!(a.on("_new_peer").await["socketId"], jb.you.as_str());
+    let mut w = node_b.connect("/ws").await;
+    let jw = w.join("across").await;
+    assert_eq!(a.on("_new_peer").await["socketId"], jw.you.as_str());
+    b.on("_new_peer").await;
+
+    let offer = json!({"type": "offer", "sdp": SDP});
+    b.emit("__offer", json!({"socketId": ja.you, "sdp": offer}))
+        .await;
+    assert_eq!(
+        a.on("_offer").await,
+        json!({"sdp": offer, "socketId": jb.you})
+    );
+    a.emit(
+        "__ice_candidate",
+        json!({"socketId": jw.you, "label": 0, "candidate": CANDIDATE}),
+    )
+    .await;
+    assert_eq!(
+        w.recv().await,
+        json!({"type": "candidate", "from": ja.you, "to": jw.you,
+            "candidate": {"candidate": CANDIDATE, "sdpMLineIndex": 0}})
+    );
+    w.send(json!({"type": "answer", "to": ja.you, "sdp": SDP}))
+        .await;
+    assert_eq!(
+        a.on("_answer").await,
+        json!({"sdp": {"type": "answer", "sdp": SDP}, "socketId": jw.you})
+    );
+    drop(b);
+    assert_eq!(a.on("_remove_peer").await, json!({"socketId": jb.you}));
 }
