@@ -48,13 +48,14 @@ pub enum LogFormat {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Print a signaling token (`EXPIRY:MAC`) for `/ws?token=...` and `/api/ice-servers`,
-    /// signed with `[signal] token-secret`.
+    /// Print a signaling token (`EXPIRY:MAC`) for `/ws?token=...` (or `/skyrtc?token=...`)
+    /// and `/api/ice-servers`, signed with `[signal] token-secret`.
     Token {
         /// Only valid in this room (connect with `/ws?token=...&room=ROOM`).
         #[arg(long)]
         room: Option<String>,
-        /// Valid under `/ws/NAMESPACE` (and only there); without it, under plain `/ws`.
+        /// Valid under `/ws/NAMESPACE` and `/skyrtc/NAMESPACE` (and only there); without it,
+        /// under plain `/ws` and `/skyrtc`.
         #[arg(long, default_value = "")]
         namespace: String,
         /// How long the token is valid, e.g. "30m", "1h", "7d".

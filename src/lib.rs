@@ -16,8 +16,9 @@
 //!   which channels the kernel may relay by itself (offload insert/remove events out).
 //! - [`client`]: a sans-IO TURN client (requests with long-term credentials, responses,
 //!   ChannelData), used by the tests, benches, fuzz targets and `rturn-bench`.
-//! - [`signal`]: the signaling relay: the message format and room registry (pure), the hub,
-//!   one task per WebSocket session, the cross-node steps and the Redis link.
+//! - [`signal`]: the signaling relay: the message format, the SkyRTC dialect and the room
+//!   registry (pure), the hub, one task per WebSocket session, the cross-node steps and the
+//!   Redis link.
 //! - [`config`]: the TOML configuration, one file per section with its defaults and checks,
 //!   and the two checks that ask the machine.
 //! - [`coturn`]: `rturn import-coturn`, turnserver.conf to turnserver.toml.

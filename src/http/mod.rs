@@ -1,6 +1,7 @@
-//! The HTTP listener (axum on the same runtime): the signaling WebSocket, the ICE-servers
-//! API, the pages, and health. `/ws` and `/api/ice-servers` are guarded alike (origin and
-//! token rules), so the API never turns rturn into an open relay.
+//! The HTTP listener (axum on the same runtime): the signaling WebSocket (`/ws`, and
+//! `/skyrtc` in SkyRTC's dialect), the ICE-servers API, the pages, and health. `/ws`,
+//! `/skyrtc` and `/api/ice-servers` are guarded alike (origin and token rules), so the API
+//! never turns rturn into an open relay.
 
 pub(crate) mod admin;
 mod ice;
@@ -24,6 +25,7 @@ pub use ice::IceServers;
 use crate::signal::hub::Hub;
 use crate::signal::refusals::Refusal;
 use crate::signal::session;
+use crate::signal::skyrtc::Dialect;
 use crate::signal::token;
 
 /// The client's address, for both the plain and the TLS listener (each request carries it
@@ -107,6 +109,8 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/ice-servers", get(ice_servers))
         .route("/ws", get(ws_root))
         .route("/ws/{namespace}", get(ws_namespace))
+        .route("/skyrtc", get(skyrtc_root))
+        .route("/skyrtc/{namespace}", get(skyrtc_namespace))
         .with_state(state)
 }
 
@@ -237,7 +241,15 @@ async fn ws_root(
     query: Query<HashMap<String, String>>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    upgrade_ws(state, peer, headers, query, upgrade, String::new())
+    upgrade_ws(
+        state,
+        peer,
+        headers,
+        query,
+        upgrade,
+        String::new(),
+        Dialect::Ws,
+    )
 }
 
 async fn ws_namespace(
@@ -248,7 +260,46 @@ async fn ws_namespace(
     Path(namespace): Path<String>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    upgrade_ws(state, peer, headers, query, upgrade, namespace)
+    upgrade_ws(state, peer, headers, query, upgrade, namespace, Dialect::Ws)
+}
+
+/// `/skyrtc`: the signaling WebSocket in SkyRTC's dialect, guarded and served as `/ws`
+/// (same rooms, so its peers meet `/ws`'s).
+async fn skyrtc_root(
+    state: State<HttpState>,
+    peer: ConnectInfo<ClientAddr>,
+    headers: HeaderMap,
+    query: Query<HashMap<String, String>>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    upgrade_ws(
+        state,
+        peer,
+        headers,
+        query,
+        upgrade,
+        String::new(),
+        Dialect::SkyRtc,
+    )
+}
+
+async fn skyrtc_namespace(
+    state: State<HttpState>,
+    peer: ConnectInfo<ClientAddr>,
+    headers: HeaderMap,
+    query: Query<HashMap<String, String>>,
+    Path(namespace): Path<String>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    upgrade_ws(
+        state,
+        peer,
+        headers,
+        query,
+        upgrade,
+        namespace,
+        Dialect::SkyRtc,
+    )
 }
 
 /// Initial WebSocket read and write buffer per client.
@@ -261,6 +312,7 @@ fn upgrade_ws(
     Query(query): Query<HashMap<String, String>>,
     upgrade: WebSocketUpgrade,
     namespace: String,
+    dialect: Dialect,
 ) -> Response {
     let only_room = match guard(&state, &headers, &query, &namespace) {
         Ok(room) => room,
@@ -283,5 +335,7 @@ fn upgrade_ws(
         .write_buffer_size(WS_BUFFER)
         .max_message_size(frame_cap)
         .max_frame_size(frame_cap)
-        .on_upgrade(move |socket| session::serve(socket, hub, namespace, only_room, slot, shutdown))
+        .on_upgrade(move |socket| {
+            session::serve(socket, hub, namespace, only_room, dialect, slot, shutdown)
+        })
 }

@@ -3,6 +3,8 @@
 //!
 //! - [`protocol`]: the JSON messages (pure).
 //! - [`rooms`]: the room registry (pure): every event in, messages to deliver out.
+//! - [`skyrtc`]: the SkyRTC dialect (`/skyrtc`), translated to and from `protocol`'s
+//!   messages at the edges of a session (pure).
 //! - [`token`]: the optional `?token=` check (pure).
 //! - [`limits`]: the message and join rate limits (pure).
 //! - [`refusals`]: counters of what was refused, for `/metrics`.
@@ -28,4 +30,5 @@ pub mod refusals;
 mod report;
 pub mod rooms;
 pub mod session;
+pub mod skyrtc;
 pub mod token;

@@ -9,6 +9,10 @@
 //! but goes on pinging and writing its outbox, and takes the answer as one more event of
 //! its loop: nothing in the loop waits for Redis.
 //!
+//! A connection on `/skyrtc` speaks SkyRTC's dialect ([`super::skyrtc`]): its frames are
+//! translated into `/ws` messages as they are read, and what its outbox holds back into
+//! SkyRTC events as it is written; everything in between is the same for both.
+//!
 //! It pings, drops a client that stays silent past the heartbeat timeout, and closes one
 //! that stops reading (its outbox overflows, or a write is stuck for [`WRITE_TIMEOUT`])
 //! with close code 1008.
@@ -26,19 +30,21 @@ use super::hub::{Hub, Slot};
 use super::join::{self, Outcome, Pending};
 use super::limits::Bucket;
 use super::protocol::{self, ClientMessage, ErrorCode, SignalError};
+use super::skyrtc::Dialect;
 use crate::config::SignalConfig;
 use crate::outbox;
 
 /// How long one write may take before the client counts as gone.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves one WebSocket in `namespace` until it closes, fails the heartbeat or shutdown.
-/// `only_room`: the one room a room-bound token allows.
+/// Serves one WebSocket speaking `dialect` in `namespace` until it closes, fails the
+/// heartbeat or shutdown. `only_room`: the one room a room-bound token allows.
 pub async fn serve(
     socket: WebSocket,
     hub: Arc<Hub>,
     namespace: String,
     only_room: Option<String>,
+    dialect: Dialect,
     slot: Slot,
     shutdown: CancellationToken,
 ) {
@@ -48,6 +54,7 @@ pub async fn serve(
         namespace,
         ip: slot.ip(),
         only_room,
+        dialect,
     };
     run(sink, stream, hub, me, shutdown).await;
     drop(slot);
@@ -60,6 +67,8 @@ pub(crate) struct Me {
     pub(crate) ip: IpAddr,
     /// The one room a room-bound token allows.
     pub(crate) only_room: Option<String>,
+    /// The protocol it speaks: frames are translated to and from `/ws`'s at the edges.
+    pub(crate) dialect: Dialect,
 }
 
 /// The session on any socket halves (a WebSocket's, or channels in the tests).
@@ -108,6 +117,7 @@ pub(crate) async fn run<S, R, E>(
                 }
             }
             Some(text) = outbox.recv() => {
+                let text = me.dialect.outgoing(text);
                 let sent = sink.send(Message::Text(text.into()));
                 match write(&overflow, sent).await {
                     Write::Sent => {}
@@ -270,7 +280,12 @@ fn answer_text(
             ),
         ));
     }
-    let message = match protocol::parse(text) {
+    // A SkyRTC frame as the `/ws` message it means, from here on.
+    let text = match me.dialect.incoming(text) {
+        Ok(text) => text,
+        Err(e) => return refuse(e),
+    };
+    let message = match protocol::parse(&text) {
         Ok(m) => m,
         Err(e) => return refuse(e),
     };
@@ -306,7 +321,7 @@ fn answer_text(
             hub.lock().deliver(vec![(id.to_owned(), protocol::pong())]);
             Outcome::Done(Ok(()))
         }
-        ClientMessage::Relay { to } => join::relay(hub, id, &to, text, config.max_message_size),
+        ClientMessage::Relay { to } => join::relay(hub, id, &to, &text, config.max_message_size),
     }
 }
 

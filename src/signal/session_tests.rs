@@ -33,6 +33,7 @@ fn start(hub: &Arc<Hub>, id: &str) -> Client {
         namespace: String::new(),
         ip: "192.0.2.1".parse().unwrap(),
         only_room: None,
+        dialect: Default::default(),
     };
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(run(

@@ -13,7 +13,9 @@
 //! (`tests/browser/room.mjs`), and the trickle-ICE page (`/`) gathering a relay candidate with
 //! the servers from `/api/ice-servers` (`tests/browser/trickle.mjs`); and, on one TLS port
 //! shared by `turns:` and HTTPS, the room page over HTTPS and `wss:` gathering a relay
-//! candidate from that port's `turns:` URL (`tests/browser/shared_port.mjs`).
+//! candidate from that port's `turns:` URL (`tests/browser/shared_port.mjs`). Two pages
+//! of an app written against the SkyRTC client signal over `/skyrtc` and connect through
+//! the relay (`tests/browser/skyrtc.mjs`).
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
@@ -212,6 +214,21 @@ fn browser_trickle_page_gathers_a_relay_candidate() {
     assert!(server.terminate().success());
     let stopped = server.wait_line(|l| l.contains("stopped"));
     assert!(count(&stopped, "tcp_accepted") > 0, "{stopped}");
+}
+
+/// An app written against the articles' SkyRTC client (`tests/browser/skyrtc.html`) works
+/// on rturn by its server URL alone: two pages signal over `/skyrtc` in SkyRTC's dialect,
+/// build each relayed candidate with `new RTCIceCandidate(data)` (which today's Chromium
+/// accepts because rturn adds `sdpMLineIndex` beside `label`), and open a data channel
+/// through the TURN relay, relay/relay on both sides. See `tests/browser/skyrtc.mjs`.
+#[test]
+fn browser_skyrtc_app_connects_through_rturn() {
+    let mut server = Server::start(PAGES);
+    run_page_script(&[&server], "skyrtc.mjs", "skyrtc.png");
+    assert!(server.metric("rturn_signal_messages_relayed_total") >= 4.0);
+    assert!(server.terminate().success());
+    let stopped = server.wait_line(|l| l.contains("stopped"));
+    assert!(count(&stopped, "relayed") > 0, "{stopped}");
 }
 
 /// Runs `tests/browser/SCRIPT HTTP_PORT…` against `servers` (one per page, for the room

@@ -10,7 +10,7 @@ use rturn::testkit::redis::Redis;
 const TTL: Duration = Duration::from_secs(2);
 /// `presence-ttl` of the other test nodes: they sync every 15 s, longer than any wait for a
 /// message, so joins, leaves and relays must travel as events, not by sync.
-const EVENTS_ONLY: Duration = Duration::from_secs(60);
+pub(super) const EVENTS_ONLY: Duration = Duration::from_secs(60);
 
 /// A node of the cluster on `redis` with `presence-ttl` `ttl`.
 fn node_with_ttl(redis: &Redis, id: &str, signal: &str, ttl: Duration) -> Relay {
@@ -25,7 +25,7 @@ fn node_with_ttl(redis: &Redis, id: &str, signal: &str, ttl: Duration) -> Relay 
 }
 
 /// Nodes "a" and "b" on `redis`, both connected to it.
-async fn two_nodes(redis: &Redis, signal: &str, ttl: Duration) -> (Relay, Relay) {
+pub(super) async fn two_nodes(redis: &Redis, signal: &str, ttl: Duration) -> (Relay, Relay) {
     let (a, b) = (
         node_with_ttl(redis, "a", signal, ttl),
         node_with_ttl(redis, "b", signal, ttl),

@@ -4,7 +4,8 @@
 //! size, message and join rates, connections in total and per IP, bytes queued for a client
 //! that stops reading, and the memory that comes back after), token, origin and the
 //! ICE-servers API is checked from the outside, with credentials that must really allocate
-//! on rturn's own TURN listener.
+//! on rturn's own TURN listener. The SkyRTC dialect on `/skyrtc` is checked with a client of
+//! our own speaking it, alone and in rooms shared with `/ws` clients (`skyrtc.rs`).
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
@@ -13,6 +14,7 @@ mod cluster;
 mod limits;
 mod queues;
 mod rooms;
+mod skyrtc;
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
