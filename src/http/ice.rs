@@ -1,5 +1,6 @@
 //! The `iceServers` list handed to browsers by `/api/ice-servers` and the `peers` reply:
-//! rturn's own STUN and TURN URLs, with short-lived TURN REST credentials.
+//! rturn's own STUN and TURN URLs, with short-lived TURN REST credentials (STUN alone under
+//! `[stun] only`, where every TURN request is refused).
 //!
 //! Each client gets its own REST user part (`EXPIRY:USER`, coturn's format), so `user-quota`
 //! limits that client and not everyone who fetched credentials: the signaling peer ID for a
@@ -25,6 +26,8 @@ pub struct IceServers {
     udp_port: Option<u16>,
     tcp_port: Option<u16>,
     tls_port: Option<u16>,
+    /// `[stun] only`: no TURN entry, whatever secrets are set.
+    stun_only: bool,
     auth: Arc<Auth>,
     ttl: Duration,
     /// Keys the hash of a client address into its user part; drawn at start.
@@ -49,6 +52,7 @@ impl IceServers {
             udp_port: udp.first().map(SocketAddr::port),
             tcp_port: tcp.first().map(SocketAddr::port),
             tls_port: tls.first().map(SocketAddr::port),
+            stun_only: config.stun.only,
             auth,
             ttl: config.ice.credential_ttl,
             user_key: Hmac::new_from_slice(&crate::random::os_random::<[u8; 32]>())
@@ -87,6 +91,9 @@ impl IceServers {
         let mut servers = Vec::new();
         if let Some(port) = self.udp_port.or(self.tcp_port) {
             servers.push(json!({"urls": [format!("stun:{host}:{port}")]}));
+        }
+        if self.stun_only {
+            return Value::Array(servers);
         }
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -200,5 +207,21 @@ mod tests {
         assert_eq!(reloaded.user_for("192.0.2.1".parse().expect("ip")), a);
         let fresh = IceServers::new(&config, &udp, &[], &[], Arc::clone(&reloaded.auth));
         assert_ne!(fresh.user_for("192.0.2.1".parse().expect("ip")), a);
+    }
+
+    #[test]
+    fn a_stun_only_server_hands_out_no_turn_entry() {
+        let toml =
+            "realm = \"r\"\n[listen]\nudp = [\"127.0.0.1:3478\"]\ntcp = []\n[stun]\nonly = true\n";
+        let config = Config::from_toml(toml).expect("config");
+        let auth = Arc::new(Auth::new(crate::auth::AuthSettings {
+            realm: "r".into(),
+            secrets: vec!["s".into()],
+            ..Default::default()
+        }));
+        let udp = ["127.0.0.1:3478".parse().expect("addr")];
+        let ice = IceServers::new(&config, &udp, &[], &[], auth);
+        let list = ice.list("u");
+        assert_eq!(list, json!([{"urls": ["stun:127.0.0.1:3478"]}]));
     }
 }

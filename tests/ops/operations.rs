@@ -96,9 +96,12 @@ fn sighup_reloads_users_and_secrets_without_dropping_traffic() {
         text(&out)
     );
     let new = uclient(port, &peer, &["-W", "new-secret", "-u", "x"], 1, 5);
+    let out = new.wait_with_output().unwrap();
     assert!(
-        lossless(&new.wait_with_output().unwrap(), 1, 5),
-        "the new secret fails"
+        lossless(&out, 1, 5),
+        "the new secret fails:\n{}\nserver log:\n{}",
+        text(&out),
+        server.log()
     );
 
     // An invalid file is refused and the running configuration stays.
