@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
+use super::auth_store::AuthStore;
 use super::ports::Pools;
 use super::turn_parts::turn_parts;
 use super::workers::Workers;
@@ -53,6 +54,8 @@ pub(super) struct HttpLive {
 pub(super) struct Live<'a> {
     pub(super) workers: &'a Arc<Workers>,
     pub(super) quotas: &'a Arc<Quotas>,
+    /// The credentials in force: the file's, merged with what `[auth] redis` held last.
+    pub(super) auth: &'a Arc<AuthStore>,
     /// The relay port pools, which the new peer rules ask which relay ports are live.
     pub(super) pools: &'a Arc<Pools>,
     pub(super) http: Option<&'a HttpLive>,
@@ -142,8 +145,10 @@ pub(super) async fn reload(
         new.server.unauthenticated_burst,
     );
     let draining = draining.then_some(new.relay.alternate_server);
+    // The file's new users and secrets with Redis's last read (not awaiting its next one).
+    let auth = live.auth.set_file(parts.auth_settings.clone());
     (live.workers)
-        .reload(&parts.config, &parts.auth, &parts.rules, draining, rate)
+        .reload(&parts.config, &auth, &parts.rules, draining, rate)
         .await;
     live.quotas
         .set_limits(super::turn_parts::quota_limits(&new.relay));
