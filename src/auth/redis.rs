@@ -108,7 +108,10 @@ pub fn merge(file: &AuthSettings, redis: Option<&RedisCreds>) -> AuthSettings {
     let mut merged = file.clone();
     if let Some(redis) = redis {
         for (name, key) in &redis.users {
-            merged.users.entry(name.clone()).or_insert_with(|| key.clone());
+            merged
+                .users
+                .entry(name.clone())
+                .or_insert_with(|| key.clone());
         }
         for secret in &redis.secrets {
             if !merged.secrets.contains(secret) {

@@ -268,7 +268,11 @@ impl Importer {
         let database = "coturn read them from its database; add them to";
         let no_redis = self.redis_userdb.is_none();
         let flags = [
-            (self.use_auth_secret, "use-auth-secret", secrets.is_empty() && no_redis),
+            (
+                self.use_auth_secret,
+                "use-auth-secret",
+                secrets.is_empty() && no_redis,
+            ),
             (
                 self.lt_cred_mech,
                 "lt-cred-mech",

@@ -14,9 +14,10 @@ pub(super) fn to_url(conninfo: &str) -> Result<String, Skip> {
         match key {
             "host" | "ip" | "addr" | "ipaddr" | "hostaddr" => host = value.to_owned(),
             "dbname" | "db" | "database" => {
-                db = Some(value.parse().map_err(|_| {
-                    attention(format!("{key}={value:?} is not a database number"))
-                })?);
+                db =
+                    Some(value.parse().map_err(|_| {
+                        attention(format!("{key}={value:?} is not a database number"))
+                    })?);
             }
             "user" | "uname" | "name" | "username" => user = Some(value),
             "password" | "pwd" | "passwd" | "secret" => password = Some(value),
@@ -94,8 +95,16 @@ mod tests {
 
     #[test]
     fn tls_and_bad_values_need_attention() {
-        for text in ["ip=db tls=1", "ip=db cacert=/x.pem", "port=http", "dbname=x", "ip=a/b"] {
-            let skip = to_url(text).err().unwrap_or_else(|| panic!("{text} converted"));
+        for text in [
+            "ip=db tls=1",
+            "ip=db cacert=/x.pem",
+            "port=http",
+            "dbname=x",
+            "ip=a/b",
+        ] {
+            let skip = to_url(text)
+                .err()
+                .unwrap_or_else(|| panic!("{text} converted"));
             assert!(skip.attention, "{text}");
         }
     }

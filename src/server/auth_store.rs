@@ -64,7 +64,9 @@ mod tests {
         let store = AuthStore::new(file.clone());
         assert!(store.auth().keys_for("carol", 0).is_err());
         let mut creds = RedisCreds::default();
-        creds.users.insert("carol".into(), format!("0x{}", "ab".repeat(16)));
+        creds
+            .users
+            .insert("carol".into(), format!("0x{}", "ab".repeat(16)));
         let auth = store.set_redis(creds.clone()).expect("changed");
         assert_eq!(auth.keys_for("carol", 0), Ok(vec![[0xab; 16]]));
         assert!(store.set_redis(creds).is_none(), "unchanged: no new Auth");

@@ -109,7 +109,8 @@ impl Poller {
     async fn apply(&self, creds: RedisCreds) {
         let s = &self.status;
         s.users.store(creds.users.len() as u64, Ordering::Relaxed);
-        s.secrets.store(creds.secrets.len() as u64, Ordering::Relaxed);
+        s.secrets
+            .store(creds.secrets.len() as u64, Ordering::Relaxed);
         s.skipped.store(creds.skipped as u64, Ordering::Relaxed);
         let now = SystemTime::now().duration_since(UNIX_EPOCH);
         s.last_ok
@@ -181,7 +182,9 @@ impl Poller {
 }
 
 /// A Redis call with [`CALL_TIMEOUT`].
-async fn timed<T>(call: impl std::future::Future<Output = redis::RedisResult<T>>) -> Result<T, String> {
+async fn timed<T>(
+    call: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Result<T, String> {
     match tokio::time::timeout(CALL_TIMEOUT, call).await {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) => Err(e.to_string()),

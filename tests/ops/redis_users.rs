@@ -40,7 +40,10 @@ fn eventually(what: &str, check: impl Fn() -> bool) {
 
 /// A REST username for `user`, valid ten minutes, and its password under `secret`.
 fn rest(secret: &str, user: &str) -> (String, String) {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let auth = Auth::new(AuthSettings {
         realm: REALM.into(),
         secrets: vec![secret.to_owned()],
@@ -88,7 +91,10 @@ fn users_and_secrets_in_redis_follow_changes_without_a_reload_and_survive_an_out
     assert!(allocates(turn, "carol", "second-password"));
     let (user, password) = rest(REDIS_SECRET, "erin");
     assert!(allocates(turn, &user, &password));
-    let warnings = server.log().matches("cannot read users and secrets").count();
+    let warnings = server
+        .log()
+        .matches("cannot read users and secrets")
+        .count();
     assert_eq!(warnings, 1, "one warning per outage:\n{}", server.log());
 
     // Back, empty: carol and the secret are deleted, alice (the file's) stays.

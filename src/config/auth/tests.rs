@@ -89,7 +89,10 @@ fn redis_userdb_is_checked_by_name() {
         "{LOCAL}[auth]\nredis = \"redis://:pw@127.0.0.1:6379/2\"\nredis-refresh = \"1s\"\n"
     );
     let ok = Config::from_toml(&ok).unwrap();
-    assert_eq!(ok.auth.redis.as_deref(), Some("redis://:pw@127.0.0.1:6379/2"));
+    assert_eq!(
+        ok.auth.redis.as_deref(),
+        Some("redis://:pw@127.0.0.1:6379/2")
+    );
     assert_eq!(ok.auth.redis_refresh, std::time::Duration::from_secs(1));
     let bad = err(&format!("{LOCAL}[auth]\nredis = \"http://:hunter2@x\"\n"));
     assert_eq!(bad.key, "auth.redis");

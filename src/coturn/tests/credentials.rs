@@ -237,7 +237,10 @@ fn redis_userdb_becomes_auth_redis() {
         config.auth.redis.as_deref(),
         Some("redis://:pw@127.0.0.1:6380/3")
     );
-    assert!(!config.relay.relay_ip.is_empty(), "credentials need a relay");
+    assert!(
+        !config.relay.relay_ip.is_empty(),
+        "credentials need a relay"
+    );
     assert!(!skipped(&c, "line 2: "), "{:#?}", c.skipped);
     assert!(!skipped(&c, "line 3: "), "{:#?}", c.skipped);
     assert!(!skipped(&c, "line 4: "), "{:#?}", c.skipped);
