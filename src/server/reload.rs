@@ -103,6 +103,8 @@ pub(super) fn restart_required(started: &Config, new: &Config) -> Vec<&'static s
         "stun.only" => stun.only,
         "stun.other-address" => stun.other_address,
         "admin.listen" => admin.listen,
+        "auth.redis" => auth.redis,
+        "auth.redis-refresh" => auth.redis_refresh,
         "cluster.redis" => cluster.redis,
         "cluster.node-id" => cluster.node_id,
         "cluster.presence-ttl" => cluster.presence_ttl,
@@ -236,6 +238,20 @@ mod tests {
         assert_eq!(
             restart_required(&started, &changed),
             ["stun.only", "stun.other-address"]
+        );
+    }
+
+    #[test]
+    fn the_auth_redis_keys_take_a_restart() {
+        let base =
+            "[listen]\nudp = [\"127.0.0.1:3478\"]\ntcp = []\n[relay]\nrelay-ip = \"127.0.0.1\"\n";
+        let started = config(base);
+        let changed = config(&format!(
+            "{base}[auth]\nredis = \"redis://127.0.0.1:6379\"\nredis-refresh = \"5s\"\n"
+        ));
+        assert_eq!(
+            restart_required(&started, &changed),
+            ["auth.redis", "auth.redis-refresh"]
         );
     }
 }

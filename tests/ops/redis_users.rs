@@ -83,6 +83,13 @@ fn users_and_secrets_in_redis_follow_changes_without_a_reload_and_survive_an_out
     });
     assert!(!allocates(turn, "carol", "first-password"));
 
+    // A reload (the file's half) keeps Redis's users: carol works right after it.
+    let hup = nix::sys::signal::Signal::SIGHUP;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(server.pid() as i32), hup).unwrap();
+    server.wait_line(|l| l.contains("configuration reloaded"));
+    assert!(allocates(turn, "carol", "second-password"));
+    assert!(allocates(turn, "alice", "alice-password-0123"));
+
     // Redis gone: the credentials read last stay, and the outage is logged once.
     redis.stop();
     eventually("the outage is counted", || {
