@@ -17,6 +17,8 @@ use crate::metrics::{Counted, Family, Report};
 
 /// Each Redis call (connect, SCAN page, MGET, SMEMBERS) gets this long.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// A whole read (a SCAN over a large keyspace is many calls) gets this long.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Keys asked for per SCAN page and per MGET.
 const PAGE: usize = 500;
 
@@ -85,7 +87,11 @@ impl Poller {
                 _ = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            match self.read(&mut conn).await {
+            let read = tokio::time::timeout(READ_TIMEOUT, self.read(&mut conn));
+            let read = read
+                .await
+                .unwrap_or_else(|_| Err(format!("no full read in {READ_TIMEOUT:?}")));
+            match read {
                 Ok(creds) => {
                     if failing.swap(false, Ordering::Relaxed) {
                         tracing::info!(redis = %self.shown, "users and secrets read from Redis again");
