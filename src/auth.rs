@@ -7,6 +7,8 @@
 //! Usernames and passwords are used byte for byte, without the OpaqueString profile
 //! (RFC 8265) that RFC 8489 §9.2.2 asks for, as coturn does.
 
+pub mod redis;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;

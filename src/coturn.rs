@@ -35,6 +35,7 @@ use crate::config::DEFAULT_PORT;
 mod finish;
 mod line;
 mod ranges;
+mod redis_userdb;
 mod serving;
 mod stun;
 #[cfg(test)]
@@ -116,6 +117,8 @@ struct Importer {
     secrets: Vec<At<String>>,
     rest_separator: Option<At<char>>,
     nonce_lifetime: Option<At<u64>>,
+    /// `redis-userdb` as an `[auth] redis` URL.
+    redis_userdb: Option<At<String>>,
     allowed: Vec<Peers>,
     denied: Vec<Peers>,
     allow_loopback: bool,
@@ -189,6 +192,10 @@ const OPTIONS: &[(&str, Handler)] = &[
         once(&mut c.skipped, &mut c.rest_separator, l, first)
     }),
     ("stale-nonce", Importer::stale_nonce),
+    ("redis-userdb", |c, l| {
+        let url = redis_userdb::to_url(l.text()?)?;
+        once(&mut c.skipped, &mut c.redis_userdb, l, url)
+    }),
     ("stun-only", |c, l| set_flag(&mut c.stun_only, l)),
     ("rfc5780", |c, l| set_flag(&mut c.rfc5780, l)),
     ("no-rfc5780", |c, l| set_flag(&mut c.no_rfc5780, l)),

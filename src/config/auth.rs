@@ -11,6 +11,10 @@ use super::de::{human_duration, one_or_many};
 use super::error::KeyError;
 use super::secret::{MIN_SECRET_LEN, check_secret};
 
+/// Bounds of `redis-refresh`: often enough to matter, rarely enough not to load Redis.
+const MIN_REDIS_REFRESH: Duration = Duration::from_millis(500);
+const MAX_REDIS_REFRESH: Duration = Duration::from_secs(300);
+
 /// `[auth]`: long-term credentials and TURN REST API secrets. A key left out takes its value
 /// from [`AuthConfig::default`].
 #[derive(Debug, Clone, Deserialize)]
@@ -29,6 +33,12 @@ pub struct AuthConfig {
     /// Key for the stateless nonces; nodes sharing it accept each other's nonces.
     /// Absent: random at each start.
     pub nonce_secret: Option<String>,
+    /// `redis://[user:password@]host:port[/db]`: also read users and REST secrets from this
+    /// Redis, in coturn's `redis-userdb` schema; unset: the file's credentials only.
+    pub redis: Option<String>,
+    /// How often the users and secrets are read again from `redis`.
+    #[serde(deserialize_with = "human_duration")]
+    pub redis_refresh: Duration,
 }
 
 impl Default for AuthConfig {
@@ -39,6 +49,8 @@ impl Default for AuthConfig {
             rest_separator: ':',
             nonce_lifetime: Duration::from_secs(600),
             nonce_secret: None,
+            redis: None,
+            redis_refresh: Duration::from_secs(2),
         }
     }
 }
@@ -100,12 +112,36 @@ impl AuthConfig {
             }
             check_secret(&key, secret, public, true)?;
         }
+        self.validate_redis()
+    }
+
+    /// `redis` and `redis-refresh`.
+    fn validate_redis(&self) -> Result<(), KeyError> {
+        if let Some(url) = &self.redis {
+            let scheme_ok = url.starts_with("redis://") || url.starts_with("unix://");
+            if !scheme_ok || redis::Client::open(url.as_str()).is_err() {
+                return Err(KeyError::new(
+                    "auth.redis",
+                    format!(
+                        "{:?} is not a Redis address; write \"redis://host:6379\", \
+                         \"redis://:password@host:6379/2\" or \"unix:///path/redis.sock\"",
+                        crate::signal::cluster::wire::redact(url)
+                    ),
+                ));
+            }
+        }
+        if !(MIN_REDIS_REFRESH..=MAX_REDIS_REFRESH).contains(&self.redis_refresh) {
+            return Err(KeyError::new(
+                "auth.redis-refresh",
+                "must be between \"500ms\" and \"5m\" (how stale a user read from Redis may be)",
+            ));
+        }
         Ok(())
     }
 
     /// Whether any credential is configured (then TURN needs a relay address).
     pub(super) fn has_credentials(&self) -> bool {
-        !self.users.is_empty() || !self.static_auth_secret.is_empty()
+        !self.users.is_empty() || !self.static_auth_secret.is_empty() || self.redis.is_some()
     }
 }
 

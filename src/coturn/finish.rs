@@ -43,7 +43,10 @@ impl Importer {
         let listen = self.listen(&mut out, &mut differences);
         let public = listen.iter().any(|a| !a.ip().is_loopback());
         let (users, secrets) = self.credentials(public);
-        let needs_relay = !users.is_empty() || !secrets.is_empty() || !self.external_ips.is_empty();
+        let needs_relay = !users.is_empty()
+            || !secrets.is_empty()
+            || self.redis_userdb.is_some()
+            || !self.external_ips.is_empty();
         let relay_ips = self.relay_ips(needs_relay, public);
         let mut relay = Toml::default();
         self.relay(&mut relay, &relay_ips);
@@ -263,12 +266,17 @@ impl Importer {
         }
         // The flags are converted by what they switch on; report them when that is nothing.
         let database = "coturn read them from its database; add them to";
+        let no_redis = self.redis_userdb.is_none();
         let flags = [
-            (self.use_auth_secret, "use-auth-secret", secrets.is_empty()),
+            (
+                self.use_auth_secret,
+                "use-auth-secret",
+                secrets.is_empty() && no_redis,
+            ),
             (
                 self.lt_cred_mech,
                 "lt-cred-mech",
-                users.is_empty() && secrets.is_empty(),
+                users.is_empty() && secrets.is_empty() && no_redis,
             ),
         ];
         for (line, option, nothing) in flags {
@@ -533,6 +541,9 @@ impl Importer {
         }
         if let Some(nonce) = &self.nonce_lifetime {
             auth.line(format!("nonce-lifetime = {}", duration(nonce.value)));
+        }
+        if let Some(url) = &self.redis_userdb {
+            auth.line(format!("redis = {}", quote(&url.value)));
         }
         out.table("auth", auth);
         let mut table = Toml::default();

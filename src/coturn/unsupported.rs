@@ -191,7 +191,6 @@ pub(super) const UNSUPPORTED: &[(&str, Treat, &str)] = &[
     ("sql-userdb", ValueAttention, DATABASE),
     ("mysql-userdb", ValueAttention, DATABASE),
     ("mongo-userdb", ValueAttention, DATABASE),
-    ("redis-userdb", ValueAttention, DATABASE),
     ("redis-statsdb", Value, STATS),
     ("secret-key-file", Value, NO_DATABASE),
     ("no-auth-pings", Flag, NO_DATABASE),

@@ -9,6 +9,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::auth_store::AuthStore;
 use super::control::{Control, Running};
 use super::listeners::{Listeners, log_bound};
 use super::ports::Pools;
@@ -18,7 +19,9 @@ use super::scrape;
 use super::stats::{Snapshot, Stats};
 use super::turn_parts::turn_parts;
 use super::workers::{self, Workers};
-use super::{descriptors, http_listener, http_stats, offload, shared_tls, stream, tcp, tls};
+use super::{
+    descriptors, http_listener, http_stats, offload, redis_auth, shared_tls, stream, tcp, tls,
+};
 use crate::auth::Auth;
 use crate::config::{Config, ProxyListener};
 use crate::http::admin;
@@ -124,6 +127,9 @@ pub async fn run(
             return stats.snapshot();
         }
     };
+    // The file's credentials, with Redis's merged in as the polling reads them.
+    let auth_store = Arc::new(AuthStore::new(parts.auth_settings.clone()));
+    let redis_auth = redis_auth::spawn(config, &auth_store, &workers, &tasks, &shutdown);
     let budget = descriptors::Budget::for_config(config, descriptor_limit);
     let permits = Arc::new(Semaphore::new(config.server.max_tcp_connections));
     let per_ip = Arc::new(tcp::PerIp::new(config.server.max_tcp_connections_per_ip));
@@ -207,6 +213,7 @@ pub async fn run(
             proxy: Arc::clone(&proxy_stats),
             shared_tls: shared_stats.clone(),
             offload: kernel.status().clone(),
+            redis_auth,
         };
         let (app, live) = http_app(config, &bound, &parts.auth, scrape, &shutdown);
         let hub = Arc::clone(&live.hub);
@@ -260,6 +267,7 @@ pub async fn run(
         admin_rx,
         workers,
         quotas: parts.quotas,
+        auth: auth_store,
         pools,
         http: http_handles,
         certs: store,

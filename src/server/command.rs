@@ -28,6 +28,8 @@ pub(super) enum Command {
     Snapshot(oneshot::Sender<WorkerSnapshot>),
     /// New settings from a config reload (see [`crate::turn::Manager::reload`]).
     Reload(Box<Reload>, oneshot::Sender<()>),
+    /// New credentials only (`[auth] redis` changed): the rest of the settings stay.
+    SetAuth(Arc<Auth>, oneshot::Sender<()>),
     /// Refuse new allocations (300 to this alternate, or 508).
     Drain(Option<SocketAddr>, oneshot::Sender<()>),
     /// Delete every allocation and reservation (shutdown); replies how many allocations went.

@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::auth_store::AuthStore;
 use super::ports::Pools;
 use super::reload::{self, AdminToken, HttpLive, Live};
 use super::stats::{Snapshot, Stats};
@@ -40,6 +41,7 @@ pub(super) struct Running<'a> {
     pub(super) admin_rx: mpsc::Receiver<Control>,
     pub(super) workers: Arc<Workers>,
     pub(super) quotas: Arc<Quotas>,
+    pub(super) auth: Arc<AuthStore>,
     pub(super) pools: Arc<Pools>,
     pub(super) http: Option<HttpLive>,
     pub(super) certs: Option<Arc<CertStore>>,
@@ -61,6 +63,7 @@ impl Running<'_> {
             mut admin_rx,
             workers,
             quotas,
+            auth,
             pools,
             http: http_handles,
             certs: store,
@@ -94,6 +97,7 @@ impl Running<'_> {
                     let live = Live {
                         workers: &workers,
                         quotas: &quotas,
+                        auth: &auth,
                         pools: &pools,
                         http: http_handles.as_ref(),
                         certs: store.as_ref(),

@@ -275,6 +275,11 @@ impl Loop {
                 shard.limiter.set(new.rate, new.burst);
                 let _ = reply.send(());
             }
+            Command::SetAuth(auth, reply) => {
+                shard.manager.set_auth(auth);
+                shard.settle();
+                let _ = reply.send(());
+            }
             Command::Drain(alternate, reply) => {
                 shard.manager.drain(alternate);
                 let _ = reply.send(());

@@ -18,6 +18,7 @@
 //!   metrics routes are in [`crate::http`]); `reload`, `turn_parts`, `systemd`.
 
 mod app;
+mod auth_store;
 pub(crate) mod command;
 mod conns;
 mod control;
@@ -35,6 +36,7 @@ mod mmsg;
 mod offload;
 mod ports;
 mod proxy;
+mod redis_auth;
 mod relay;
 pub(crate) mod reload;
 mod report;

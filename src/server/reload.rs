@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
+use super::auth_store::AuthStore;
 use super::ports::Pools;
 use super::turn_parts::turn_parts;
 use super::workers::Workers;
@@ -53,6 +54,8 @@ pub(super) struct HttpLive {
 pub(super) struct Live<'a> {
     pub(super) workers: &'a Arc<Workers>,
     pub(super) quotas: &'a Arc<Quotas>,
+    /// The credentials in force: the file's, merged with what `[auth] redis` held last.
+    pub(super) auth: &'a Arc<AuthStore>,
     /// The relay port pools, which the new peer rules ask which relay ports are live.
     pub(super) pools: &'a Arc<Pools>,
     pub(super) http: Option<&'a HttpLive>,
@@ -100,6 +103,8 @@ pub(super) fn restart_required(started: &Config, new: &Config) -> Vec<&'static s
         "stun.only" => stun.only,
         "stun.other-address" => stun.other_address,
         "admin.listen" => admin.listen,
+        "auth.redis" => auth.redis,
+        "auth.redis-refresh" => auth.redis_refresh,
         "cluster.redis" => cluster.redis,
         "cluster.node-id" => cluster.node_id,
         "cluster.presence-ttl" => cluster.presence_ttl,
@@ -142,8 +147,10 @@ pub(super) async fn reload(
         new.server.unauthenticated_burst,
     );
     let draining = draining.then_some(new.relay.alternate_server);
+    // The file's new users and secrets with Redis's last read (not awaiting its next one).
+    let auth = live.auth.set_file(parts.auth_settings.clone());
     (live.workers)
-        .reload(&parts.config, &parts.auth, &parts.rules, draining, rate)
+        .reload(&parts.config, &auth, &parts.rules, draining, rate)
         .await;
     live.quotas
         .set_limits(super::turn_parts::quota_limits(&new.relay));
@@ -231,6 +238,20 @@ mod tests {
         assert_eq!(
             restart_required(&started, &changed),
             ["stun.only", "stun.other-address"]
+        );
+    }
+
+    #[test]
+    fn the_auth_redis_keys_take_a_restart() {
+        let base =
+            "[listen]\nudp = [\"127.0.0.1:3478\"]\ntcp = []\n[relay]\nrelay-ip = \"127.0.0.1\"\n";
+        let started = config(base);
+        let changed = config(&format!(
+            "{base}[auth]\nredis = \"redis://127.0.0.1:6379\"\nredis-refresh = \"5s\"\n"
+        ));
+        assert_eq!(
+            restart_required(&started, &changed),
+            ["auth.redis", "auth.redis-refresh"]
         );
     }
 }

@@ -9,6 +9,7 @@ use super::descriptors::Budget;
 use super::http_stats::HttpStats;
 use super::offload::OffloadStatus;
 use super::proxy::ProxyStats;
+use super::redis_auth::RedisAuthStatus;
 use super::report::{BuildInfo, PortRange};
 use super::shared_tls::SharedStats;
 use super::stats::Stats;
@@ -29,6 +30,8 @@ pub(super) struct Sources {
     pub(super) shared_tls: Option<Arc<SharedStats>>,
     /// Whether the kernel relays bound channels.
     pub(super) offload: OffloadStatus,
+    /// The `[auth] redis` polling, when configured.
+    pub(super) redis_auth: Option<Arc<RedisAuthStatus>>,
 }
 
 /// The `/metrics` handler for [`crate::http::HttpState`].
@@ -59,6 +62,9 @@ pub(super) async fn render(src: &Sources) -> String {
     ];
     if let Some(shared) = &src.shared_tls {
         table.push(shared.as_ref());
+    }
+    if let Some(redis) = &src.redis_auth {
+        table.push(redis.as_ref());
     }
     if let Some(hub) = &src.hub {
         table.push(hub.as_ref());

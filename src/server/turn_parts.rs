@@ -15,6 +15,8 @@ use crate::turn::{RelayAddress, TurnConfig};
 pub(super) struct TurnParts {
     pub(super) config: TurnConfig,
     pub(super) auth: Arc<Auth>,
+    /// What `auth` was built from (the file's credentials, before Redis's are merged in).
+    pub(super) auth_settings: AuthSettings,
     pub(super) rules: Arc<PeerRules>,
     pub(super) quotas: Arc<Quotas>,
 }
@@ -76,14 +78,15 @@ pub(super) fn turn_parts(
         .flatten()
         .map(|r| (r.bind, r.advertise))
         .collect();
-    let auth = Auth::new(AuthSettings {
+    let auth_settings = AuthSettings {
         realm: config.realm.clone(),
         users: config.auth.users.clone(),
         secrets: config.auth.static_auth_secret.clone(),
         rest_separator: config.auth.rest_separator,
         nonce_secret: Some(nonce_secret.to_vec()),
         nonce_lifetime: config.auth.nonce_lifetime,
-    });
+    };
+    let auth = Auth::new(auth_settings.clone());
     // A wildcard listener means "this port on each of our addresses": spell those out, so
     // the rule refuses our own port and not that port on every host of the internet.
     let ours: Vec<IpAddr> = [
@@ -118,6 +121,7 @@ pub(super) fn turn_parts(
     TurnParts {
         config: turn,
         auth: Arc::new(auth),
+        auth_settings,
         rules: Arc::new(rules),
         quotas: Arc::new(Quotas::new(quota_limits(relay))),
     }

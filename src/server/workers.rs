@@ -245,6 +245,13 @@ impl Workers {
         self.ask_all(ask).await;
     }
 
+    /// New credentials (a read of `[auth] redis` that changed them); returns once every
+    /// worker applied them.
+    pub(super) async fn set_auth(&self, auth: &Arc<Auth>) {
+        self.ask_all(|reply| Command::SetAuth(Arc::clone(auth), reply))
+            .await;
+    }
+
     /// Refuse new allocations from now on (300 with `alternate`, else 508).
     pub(super) async fn drain(&self, alternate: Option<SocketAddr>) {
         self.ask_all(|reply| Command::Drain(alternate, reply)).await;

@@ -147,6 +147,11 @@ impl Manager {
         self.offload_all();
     }
 
+    /// New credentials, the rest of the settings unchanged (see [`Manager::reload`]).
+    pub fn set_auth(&mut self, auth: Arc<Auth>) {
+        self.reload(self.config.clone(), auth, Arc::clone(&self.rules));
+    }
+
     /// Ends every permission and channel whose peer the current rules refuse, so tightening
     /// `denied-peer-ip` (or turning `allow-loopback-peers` off) cuts relaying to those peers
     /// at the reload, not when the client stops refreshing them. ChannelData is forwarded by

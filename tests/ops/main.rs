@@ -6,6 +6,7 @@
 //! - [`fleet`]: two nodes sharing secrets; capacity and draining redirect with 300.
 //! - [`http_edge`]: the HTTP listeners' timeouts, connection caps and descriptor budget.
 //! - [`import_coturn`]: `rturn import-coturn` on coturn's files, and a converted config served.
+//! - [`redis_users`]: `[auth] redis`, users and secrets in a real redis-server.
 //! - [`probe`]: `rturn probe` against rturn and coturn: every step, a wrong password, peer rules.
 //!
 //! Every module uses the shared harness, `rturn::testkit`.
@@ -19,3 +20,4 @@ mod http_edge;
 mod import_coturn;
 mod operations;
 mod probe;
+mod redis_users;

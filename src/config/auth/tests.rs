@@ -82,3 +82,25 @@ fn rest_separator_must_not_be_part_of_an_expiry() {
         Config::from_toml(&format!("{LOCAL}[auth]\nrest-separator = \"{sep}\"\n")).unwrap();
     }
 }
+
+#[test]
+fn redis_userdb_is_checked_by_name() {
+    let ok = format!(
+        "{LOCAL}[auth]\nredis = \"redis://:pw@127.0.0.1:6379/2\"\nredis-refresh = \"1s\"\n"
+    );
+    let ok = Config::from_toml(&ok).unwrap();
+    assert_eq!(
+        ok.auth.redis.as_deref(),
+        Some("redis://:pw@127.0.0.1:6379/2")
+    );
+    assert_eq!(ok.auth.redis_refresh, std::time::Duration::from_secs(1));
+    let bad = err(&format!("{LOCAL}[auth]\nredis = \"http://:hunter2@x\"\n"));
+    assert_eq!(bad.key, "auth.redis");
+    assert!(!bad.message.contains("hunter2"), "{bad}");
+    for refresh in ["100ms", "10m"] {
+        let e = err(&format!(
+            "{LOCAL}[auth]\nredis = \"redis://127.0.0.1\"\nredis-refresh = \"{refresh}\"\n"
+        ));
+        assert_eq!(e.key, "auth.redis-refresh");
+    }
+}

@@ -158,14 +158,13 @@ fn a_secret_alone_switches_rest_credentials_on_as_in_coturn() {
 #[test]
 fn user_databases_are_skipped() {
     let text = "realm=r\nuserdb=/var/lib/turn/turndb\npsql-userdb=\"host=db\"\n\
-                mysql-userdb=\"host=db\"\nmongo-userdb=mongodb://db\nredis-userdb=\"ip=db\"\n";
+                mysql-userdb=\"host=db\"\nmongo-userdb=mongodb://db\n";
     let (_, c) = run(text);
     for (line, name) in [
         (2, "userdb"),
         (3, "psql-userdb"),
         (4, "mysql-userdb"),
         (5, "mongo-userdb"),
-        (6, "redis-userdb"),
     ] {
         let s = skip(&c, &format!("line {line}: {name}: "));
         assert!(
@@ -227,4 +226,25 @@ fn rfc5780_pairs_the_first_two_listening_ips_of_one_family() {
     assert_eq!(config.stun.other_address, None);
     assert!(skip(&c, "line 3: rfc5780: ").contains("two listening-ip"));
     assert!(skip(&c, "line 4: alt-listening-port: ").contains("unused"));
+}
+
+#[test]
+fn redis_userdb_becomes_auth_redis() {
+    let text = "realm=r\nlt-cred-mech\nuse-auth-secret\n\
+                redis-userdb=\"ip=127.0.0.1 dbname=3 password=pw port=6380\"\n";
+    let (config, c) = run(text);
+    assert_eq!(
+        config.auth.redis.as_deref(),
+        Some("redis://:pw@127.0.0.1:6380/3")
+    );
+    assert!(
+        !config.relay.relay_ip.is_empty(),
+        "credentials need a relay"
+    );
+    assert!(!skipped(&c, "line 2: "), "{:#?}", c.skipped);
+    assert!(!skipped(&c, "line 3: "), "{:#?}", c.skipped);
+    assert!(!skipped(&c, "line 4: "), "{:#?}", c.skipped);
+    let (config, c) = run("realm=r\nredis-userdb=\"ip=db tls=1\"\n");
+    assert!(config.auth.redis.is_none());
+    assert!(skip(&c, "line 2: redis-userdb: ").contains("without TLS"));
 }
