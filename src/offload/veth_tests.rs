@@ -6,15 +6,13 @@
 //! this process and removed by a guard, also while a panic unwinds (removing a namespace removes
 //! its veths and with them the program's attachments).
 
-use std::fs::File;
 use std::net::{SocketAddr, UdpSocket};
 use std::process::Command;
 use std::time::Duration;
 
-use nix::sched::{CloneFlags, setns};
-
 use super::tests::{assert_empty, recv};
 use super::{ChannelEntry, Hook, Offload, OffloadCounts, check_privileges};
+use crate::testkit::in_netns;
 
 const PACKETS: usize = 100;
 
@@ -34,18 +32,6 @@ impl Drop for Topology {
 fn ip(args: &[&str]) {
     let status = Command::new("ip").args(args).status().expect("run ip");
     assert!(status.success(), "ip {} failed", args.join(" "));
-}
-
-/// Runs `f` on a thread inside namespace `name` (sockets made there stay there).
-fn in_netns<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/run/netns/{name}");
-    std::thread::spawn(move || {
-        let ns = File::open(&path).expect("open the namespace");
-        setns(&ns, CloneFlags::CLONE_NEWNET).expect("enter the namespace");
-        f()
-    })
-    .join()
-    .expect("namespace thread")
 }
 
 fn bind(at: &str) -> UdpSocket {

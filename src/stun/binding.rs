@@ -223,16 +223,17 @@ impl Default for Responder {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use stun::message::{BINDING_REQUEST, Getter};
 
     use super::*;
 
-    fn addr(s: &str) -> SocketAddr {
+    pub(in crate::stun) fn addr(s: &str) -> SocketAddr {
         s.parse().unwrap()
     }
 
-    fn request(attrs: &[(AttrType, &[u8])]) -> Message {
+    /// A decoded Binding request carrying `attrs` (the RFC 5780 tests use it too).
+    pub(in crate::stun) fn request(attrs: &[(AttrType, &[u8])]) -> Message {
         let mut m = Message::new();
         m.typ = BINDING_REQUEST;
         m.new_transaction_id().unwrap();

@@ -142,32 +142,13 @@ pub fn plan(
 
 #[cfg(test)]
 mod tests {
-    use stun::message::BINDING_REQUEST;
-
+    use super::super::binding::tests::{addr, request};
     use super::*;
 
     fn pair() -> Addresses {
         let primary = "127.0.0.1:3478".parse().unwrap();
         let other = "127.0.0.2:3479".parse().unwrap();
         Addresses::new(primary, other).unwrap()
-    }
-
-    fn addr(s: &str) -> SocketAddr {
-        s.parse().unwrap()
-    }
-
-    fn request(attrs: &[(AttrType, &[u8])]) -> Message {
-        let mut m = Message::new();
-        m.typ = BINDING_REQUEST;
-        m.new_transaction_id().unwrap();
-        m.write_header();
-        for (typ, v) in attrs {
-            m.add(*typ, v);
-        }
-        let raw = m.raw.clone();
-        let mut decoded = Message::new();
-        decoded.unmarshal_binary(&raw).unwrap();
-        decoded
     }
 
     #[test]

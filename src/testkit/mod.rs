@@ -9,16 +9,19 @@
 //!   [`crate::client`], for requests a careful client never sends.
 //! - [`peer`]: coturn's echo peer, the `turn` crate's client, noise, a one-port relay range.
 //! - [`redis`]: a private `redis-server` per cluster test.
+//! - [`netns`]: [`in_netns`], code run inside a network namespace a test made.
 //!
 //! This is test code: it panics (with the server's log) where a test should fail.
 
 pub mod net;
+pub mod netns;
 pub mod peer;
 pub mod raw_turn;
 pub mod redis;
 pub mod server;
 
 pub use net::*;
+pub use netns::in_netns;
 pub use peer::*;
 pub use raw_turn::{RawTurn, Relayed};
 pub use server::*;

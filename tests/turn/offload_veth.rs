@@ -11,12 +11,10 @@
 //! them the veths) carry this process's ID and are removed by a guard, also while a panic
 //! unwinds; their addresses (10.182.0.0/16, fd00:182::/32) cannot reach a real network.
 
-use std::fs::File;
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sched::{CloneFlags, setns};
 use rturn::client::Request;
 use rturn::testkit::*;
 use rturn::turn::attrs::FAMILY_IPV6;
@@ -143,18 +141,6 @@ impl Topology {
         .expect("enable forwarding in the server namespace");
         t
     }
-}
-
-/// Runs `f` on a thread inside namespace `name` (sockets made there stay there).
-fn in_netns<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/run/netns/{name}");
-    std::thread::spawn(move || {
-        let ns = File::open(&path).expect("open the namespace");
-        setns(&ns, CloneFlags::CLONE_NEWNET).expect("enter the namespace");
-        f()
-    })
-    .join()
-    .expect("namespace thread")
 }
 
 /// A process killed on drop.
