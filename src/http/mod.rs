@@ -107,10 +107,10 @@ pub fn router(state: HttpState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/ice-servers", get(ice_servers))
-        .route("/ws", get(ws_root))
-        .route("/ws/{namespace}", get(ws_namespace))
-        .route("/skyrtc", get(skyrtc_root))
-        .route("/skyrtc/{namespace}", get(skyrtc_namespace))
+        .route("/ws", get(signal_ws::<false>))
+        .route("/ws/{namespace}", get(signal_ws::<false>))
+        .route("/skyrtc", get(signal_ws::<true>))
+        .route("/skyrtc/{namespace}", get(signal_ws::<true>))
         .with_state(state)
 }
 
@@ -234,72 +234,20 @@ async fn ice_servers(
         .into_response()
 }
 
-async fn ws_root(
+/// `/ws`, `/ws/{namespace}` and, with `SKYRTC`, `/skyrtc` and `/skyrtc/{namespace}`: the
+/// signaling WebSocket, in SkyRTC's dialect on the latter (guarded and served alike, over
+/// the same rooms, so the peers of both dialects meet).
+async fn signal_ws<const SKYRTC: bool>(
     state: State<HttpState>,
     peer: ConnectInfo<ClientAddr>,
     headers: HeaderMap,
     query: Query<HashMap<String, String>>,
+    namespace: Option<Path<String>>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    upgrade_ws(
-        state,
-        peer,
-        headers,
-        query,
-        upgrade,
-        String::new(),
-        Dialect::Ws,
-    )
-}
-
-async fn ws_namespace(
-    state: State<HttpState>,
-    peer: ConnectInfo<ClientAddr>,
-    headers: HeaderMap,
-    query: Query<HashMap<String, String>>,
-    Path(namespace): Path<String>,
-    upgrade: WebSocketUpgrade,
-) -> Response {
-    upgrade_ws(state, peer, headers, query, upgrade, namespace, Dialect::Ws)
-}
-
-/// `/skyrtc`: the signaling WebSocket in SkyRTC's dialect, guarded and served as `/ws`
-/// (same rooms, so its peers meet `/ws`'s).
-async fn skyrtc_root(
-    state: State<HttpState>,
-    peer: ConnectInfo<ClientAddr>,
-    headers: HeaderMap,
-    query: Query<HashMap<String, String>>,
-    upgrade: WebSocketUpgrade,
-) -> Response {
-    upgrade_ws(
-        state,
-        peer,
-        headers,
-        query,
-        upgrade,
-        String::new(),
-        Dialect::SkyRtc,
-    )
-}
-
-async fn skyrtc_namespace(
-    state: State<HttpState>,
-    peer: ConnectInfo<ClientAddr>,
-    headers: HeaderMap,
-    query: Query<HashMap<String, String>>,
-    Path(namespace): Path<String>,
-    upgrade: WebSocketUpgrade,
-) -> Response {
-    upgrade_ws(
-        state,
-        peer,
-        headers,
-        query,
-        upgrade,
-        namespace,
-        Dialect::SkyRtc,
-    )
+    let namespace = namespace.map(|Path(n)| n).unwrap_or_default();
+    let dialect = if SKYRTC { Dialect::SkyRtc } else { Dialect::Ws };
+    upgrade_ws(state, peer, headers, query, upgrade, namespace, dialect)
 }
 
 /// Initial WebSocket read and write buffer per client.
