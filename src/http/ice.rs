@@ -168,17 +168,24 @@ mod tests {
         assert_eq!(host_of("", &["0.0.0.0:3478"]), "localhost");
     }
 
-    #[test]
-    fn each_client_address_gets_a_user_part_of_its_own() {
-        let config = Config::from_toml("realm = \"r\"\n[listen]\nudp = [\"127.0.0.1:3478\"]\ntcp = []\n[relay]\nrelay-ip = \"127.0.0.1\"\n")
-            .expect("config");
+    /// The list for a config whose `[auth]` holds secret `secret`, on one UDP listener.
+    fn ice_for(toml: &str, secret: &str) -> IceServers {
+        let config = Config::from_toml(toml).expect("config");
         let auth = Arc::new(Auth::new(crate::auth::AuthSettings {
             realm: "r".into(),
-            secrets: vec!["s".into()],
+            secrets: vec![secret.into()],
             ..Default::default()
         }));
         let udp = ["127.0.0.1:3478".parse().expect("addr")];
-        let ice = IceServers::new(&config, &udp, &[], &[], auth);
+        IceServers::new(&config, &udp, &[], &[], auth)
+    }
+
+    #[test]
+    fn each_client_address_gets_a_user_part_of_its_own() {
+        let toml = "realm = \"r\"\n[listen]\nudp = [\"127.0.0.1:3478\"]\ntcp = []\n[relay]\nrelay-ip = \"127.0.0.1\"\n";
+        let config = Config::from_toml(toml).expect("config");
+        let udp = ["127.0.0.1:3478".parse().expect("addr")];
+        let ice = ice_for(toml, "s");
         let user = |ip: &str| ice.user_for(ip.parse().expect("ip"));
         let a = user("192.0.2.1");
         assert_eq!(a.len(), 16);
@@ -213,14 +220,7 @@ mod tests {
     fn a_stun_only_server_hands_out_no_turn_entry() {
         let toml =
             "realm = \"r\"\n[listen]\nudp = [\"127.0.0.1:3478\"]\ntcp = []\n[stun]\nonly = true\n";
-        let config = Config::from_toml(toml).expect("config");
-        let auth = Arc::new(Auth::new(crate::auth::AuthSettings {
-            realm: "r".into(),
-            secrets: vec!["s".into()],
-            ..Default::default()
-        }));
-        let udp = ["127.0.0.1:3478".parse().expect("addr")];
-        let ice = IceServers::new(&config, &udp, &[], &[], auth);
+        let ice = ice_for(toml, "s");
         let list = ice.list("u");
         assert_eq!(list, json!([{"urls": ["stun:127.0.0.1:3478"]}]));
     }

@@ -10,9 +10,9 @@ use stun::error_code::ErrorCodeAttribute;
 use stun::message::{BINDING_ERROR, BINDING_SUCCESS, Getter};
 use stun::uattrs::UnknownAttributes;
 
-#[test]
-fn coturn_stunclient_gets_its_mapped_address_over_udp() {
-    let server = Server::start(&loopback_config(""));
+/// coturn's `turnutils_stunclient` against `server`'s first UDP listener: it succeeds and
+/// reports a loopback reflexive address.
+pub(crate) fn assert_stunclient_maps(server: &Server) {
     let port = server.udp[0].port().to_string();
     let out = Command::new("timeout")
         .args(["10", "turnutils_stunclient", "-p", &port, "127.0.0.1"])
@@ -28,6 +28,11 @@ fn coturn_stunclient_gets_its_mapped_address_over_udp() {
         stdout.contains("UDP reflexive addr: 127.0.0.1:"),
         "no mapped address in: {stdout}"
     );
+}
+
+#[test]
+fn coturn_stunclient_gets_its_mapped_address_over_udp() {
+    assert_stunclient_maps(&Server::start(&loopback_config("")));
 }
 
 #[test]

@@ -2,8 +2,6 @@
 //! sockets, needs neither credentials nor a relay address, and refuses every TURN request
 //! (signed or not, over UDP and TCP) with 403.
 
-use std::process::Command;
-
 use rturn::testkit::*;
 use stun::message::{BINDING_SUCCESS, CLASS_ERROR_RESPONSE, METHOD_ALLOCATE, METHOD_REFRESH};
 
@@ -13,17 +11,7 @@ const STUN_ONLY: &str = "[stun]\nonly = true\n";
 fn stun_only_serves_coturn_stunclient_and_refuses_allocate() {
     // No [auth], no relay-ip: a STUN-only server needs neither.
     let server = Server::start(&loopback_config(STUN_ONLY));
-    let port = server.udp[0].port().to_string();
-    let out = Command::new("timeout")
-        .args(["10", "turnutils_stunclient", "-p", &port, "127.0.0.1"])
-        .output()
-        .expect("turnutils_stunclient is missing: install coturn (scripts/test.sh does)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "stunclient failed: {stdout}");
-    assert!(
-        stdout.contains("UDP reflexive addr: 127.0.0.1:"),
-        "no mapped address in: {stdout}"
-    );
+    super::stun_binding::assert_stunclient_maps(&server);
 
     let client = udp_client(server.udp[0]);
     let response = udp_exchange(&client, &binding_request(&[], true));
