@@ -507,10 +507,13 @@ static __always_inline int is_zero16(const __u8 ip[16])
     return !(w[0] | w[1]);
 }
 
-// A client of a wildcard listen address sent ChannelData to p->dst: the local address its
-// channel's data from the peer must come from. Written into the channel's to_client value
-// (whose listen address user space enters as zero) when it is not there yet or changed.
-static __always_inline void learn_listen_ip(struct packet *p, struct to_peer_value *v)
+// A client of a wildcard listen address sent ChannelData on `channel` to p->dst: the local
+// address its channel's data from the peer must come from. Written into the channel's
+// to_client value (whose listen address user space enters as zero) when it is not there yet
+// or changed, and only into the value of this very client and channel (a to_client value of
+// another entry, met while user space replaces one, is left alone).
+static __always_inline void learn_listen_ip(struct packet *p, struct to_peer_value *v,
+                                            __u16 channel)
 {
     struct to_client_key key = {
         .family = p->family,
@@ -523,7 +526,11 @@ static __always_inline void learn_listen_ip(struct packet *p, struct to_peer_val
     __builtin_memcpy(key.peer_ip, v->peer_ip, 16);
     __builtin_memcpy(key.relay_ip, v->relay_ip, 16);
     back = bpf_map_lookup_elem(&to_client, &key);
-    if (!back)
+    if (!back || back->client_port != p->sport || back->channel != channel)
+        return;
+    __builtin_memcpy(want, p->src, 16);
+    __builtin_memcpy(have, back->client_ip, 16);
+    if (have[0] != want[0] || have[1] != want[1])
         return;
     __builtin_memcpy(want, p->dst, 16);
     __builtin_memcpy(have, back->listen_ip, 16);
@@ -565,7 +572,7 @@ int rturn_relay(struct __sk_buff *skb)
             __builtin_memset(key.listen_ip, 0, 16);
             v = bpf_map_lookup_elem(&to_peer, &key);
             if (v && length == payload)
-                learn_listen_ip(&p, v);
+                learn_listen_ip(&p, v, key.channel);
         }
         if (v) {
             if (length != payload)

@@ -9,7 +9,7 @@ use crate::auth::redis::{RedisCreds, merge};
 use crate::auth::{Auth, AuthSettings};
 
 /// The two halves of the credentials and how they merge ([`merge`]: the file wins).
-pub(super) struct AuthStore(Mutex<State>);
+pub(super) struct AuthStore(Mutex<State>, tokio::sync::Mutex<()>);
 
 struct State {
     file: AuthSettings,
@@ -19,7 +19,17 @@ struct State {
 impl AuthStore {
     /// Starts with the file's credentials and nothing from Redis yet.
     pub(super) fn new(file: AuthSettings) -> Self {
-        Self(Mutex::new(State { file, redis: None }))
+        Self(
+            Mutex::new(State { file, redis: None }),
+            tokio::sync::Mutex::new(()),
+        )
+    }
+
+    /// Held by whoever builds merged credentials and hands them to the workers (a reload, the
+    /// Redis poller) until the workers have them: so the set built last is the one applied
+    /// last, and a user a reload removed cannot come back with an older Redis build.
+    pub(super) async fn applying(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.1.lock().await
     }
 
     fn build(state: &State) -> Arc<Auth> {

@@ -101,7 +101,7 @@ fn load(udp: &[SocketAddr], relay_ips: &[IpAddr]) -> Result<Offload, String> {
     for interface in &interfaces {
         offload.attach(interface).map_err(|e| e.to_string())?;
     }
-    if interfaces.iter().any(|i| i != "lo") && !forwarding() {
+    if interfaces.iter().any(|i| i != "lo") && !forwarding(&ips) {
         tracing::warn!(
             "relay.offload: IP forwarding is off (net.ipv4.ip_forward / net.ipv6.conf.all.\
              forwarding), so the kernel cannot redirect between interfaces and hands those \
@@ -161,9 +161,12 @@ fn interfaces_of(ips: &[IpAddr]) -> Result<Vec<String>, String> {
     Ok(names)
 }
 
-/// Whether this host forwards IPv4 (what a redirect between interfaces needs).
-fn forwarding() -> bool {
-    std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").is_ok_and(|v| v.trim() == "1")
+/// Whether this host forwards every family among `ips` (what a redirect between interfaces
+/// needs): IPv4, and IPv6 when an address is IPv6.
+fn forwarding(ips: &[IpAddr]) -> bool {
+    let on = |path: &str| std::fs::read_to_string(path).is_ok_and(|v| v.trim() == "1");
+    on("/proc/sys/net/ipv4/ip_forward")
+        && (!ips.iter().any(IpAddr::is_ipv6) || on("/proc/sys/net/ipv6/conf/all/forwarding"))
 }
 
 impl Kernel {

@@ -88,9 +88,12 @@ impl Poller {
                 _ = tick.tick() => {}
             }
             let read = tokio::time::timeout(READ_TIMEOUT, self.read(&mut conn));
-            let read = read
-                .await
-                .unwrap_or_else(|_| Err(format!("no full read in {READ_TIMEOUT:?}")));
+            // A read under way does not hold up shutdown.
+            let read = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                read = read => read,
+            };
+            let read = read.unwrap_or_else(|_| Err(format!("no full read in {READ_TIMEOUT:?}")));
             match read {
                 Ok(creds) => {
                     if failing.swap(false, Ordering::Relaxed) {
@@ -122,6 +125,7 @@ impl Poller {
         s.last_ok
             .store(now.map_or(0, |d| d.as_secs()), Ordering::Relaxed);
         let (users, secrets) = (creds.users.len(), creds.secrets.len());
+        let _turn = self.store.applying().await;
         if let Some(auth) = self.store.set_redis(creds) {
             self.workers.set_auth(&auth).await;
             tracing::info!(users, secrets, "credentials from Redis applied");

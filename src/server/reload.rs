@@ -148,6 +148,7 @@ pub(super) async fn reload(
     );
     let draining = draining.then_some(new.relay.alternate_server);
     // The file's new users and secrets with Redis's last read (not awaiting its next one).
+    let _turn = live.auth.applying().await;
     let auth = live.auth.set_file(parts.auth_settings.clone());
     (live.workers)
         .reload(&parts.config, &auth, &parts.rules, draining, rate)

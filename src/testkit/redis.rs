@@ -5,7 +5,7 @@
 
 use std::fs::OpenOptions;
 use std::io::{self, BufRead, BufReader, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
@@ -45,7 +45,7 @@ impl Redis {
         let dir = tempfile::tempdir().expect("temp dir for redis-server");
         let mut last = String::new();
         for _ in 0..START_ATTEMPTS {
-            let port = free_port();
+            let port = super::net::free_port();
             match spawn_ready(port, dir.path()) {
                 Ok(child) => {
                     return Redis {
@@ -148,14 +148,6 @@ impl Drop for Redis {
             let _ = child.wait();
         }
     }
-}
-
-/// A loopback port nothing listened on a moment ago.
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|listener| listener.local_addr())
-        .expect("bind a free loopback port for redis-server")
-        .port()
 }
 
 /// Spawns redis-server on `port` and waits until it, and not some other server that took

@@ -15,20 +15,13 @@ pub(super) fn tuple_of(entry: &ChannelEntry) -> FiveTuple {
     }
 }
 
-/// One entry the kernel holds (or was asked to hold), and its counts as last read.
-#[derive(Debug, Clone, Copy)]
-struct Live {
-    entry: ChannelEntry,
-    seen: OffloadCounts,
-}
-
 /// One shard's books of its offloaded channels: exactly the entries the kernel was asked to
 /// hold, by allocation and channel number. Off (and empty) unless the worker has the
 /// kernel's maps, so a server without the offload does no work for it.
 #[derive(Debug, Default)]
 pub struct OffloadTable {
     on: bool,
-    live: FastMap<(FiveTuple, u16), Live>,
+    live: FastMap<(FiveTuple, u16), Offloaded>,
     /// Allocations that may not be offloaded any more: their credentials were revoked by
     /// a reload.
     barred: FastMap<FiveTuple, ()>,
@@ -73,13 +66,10 @@ impl OffloadTable {
         if have == want {
             return (None, None);
         }
-        let out = (self.live.remove(&key)).map(|l| Offloaded {
-            entry: l.entry,
-            seen: l.seen,
-        });
+        let out = self.live.remove(&key);
         if let Some(entry) = want {
             let seen = OffloadCounts::default();
-            self.live.insert(key, Live { entry, seen });
+            self.live.insert(key, Offloaded { entry, seen });
         }
         (out, want)
     }
