@@ -138,7 +138,7 @@ pub fn check(
         (Err(error), _) => Err(error),
     };
     let place = match namespace {
-        "" => "/ws",
+        "" => "the root namespace (/ws, /skyrtc)",
         _ => "this namespace",
     };
     result.map_err(|error| match (error, room) {
