@@ -36,6 +36,7 @@ mod finish;
 mod line;
 mod ranges;
 mod redis_userdb;
+mod relay;
 mod serving;
 mod stun;
 #[cfg(test)]
