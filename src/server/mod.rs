@@ -33,6 +33,7 @@ mod http_stats;
 mod limiter;
 mod listeners;
 mod mmsg;
+mod mobility;
 mod offload;
 mod ports;
 mod proxy;

@@ -1,0 +1,392 @@
+//! RFC 8016 mobility across workers: datagrams from a client whose allocation lives on
+//! another worker, passed to that worker ([`Moves`]).
+//!
+//! The kernel hashes each UDP client 4-tuple to one worker's SO_REUSEPORT socket, so a client
+//! that changes address usually lands on a worker that does not hold its allocation. Two
+//! things route it back, both looked at only when this worker holds no allocation for the
+//! 5-tuple (the normal path pays nothing):
+//!
+//! - a Refresh carrying a MOBILITY-TICKET that another worker made: the ticket names that
+//!   worker, and its MAC ([`crate::turn::ticket`]) is checked here first, so a forged one is
+//!   answered here (400) and never crosses;
+//! - the shared [`MovedTable`]: the 5-tuples allocations moved to, and the worker of each,
+//!   written by the owning worker when its manager moves or ends a mobile allocation
+//!   ([`crate::turn::mobility::Moved`]) and read on a lookup miss (an atomic count first, so
+//!   an empty table costs no lock).
+//!
+//! Such a datagram is copied, with its 5-tuple, into a [`Batch`] for the owning worker and
+//! sent to its [`Inbox`] at the end of the turn (one lock and at most one wake-up per batch;
+//! bounded in datagrams and bytes: a batch that does not fit is dropped, as a full socket
+//! buffer would drop it). The owner handles each one as if its own listen socket of that
+//! address had read it ([`super::datapath`]), and answers from its own socket bound to the
+//! same address, which the client cannot tell apart. Peer data for the client leaves the
+//! owner directly. A datagram handed over is never handed on again.
+//!
+//! TCP/TLS connections stay on the worker that accepted them: a move over a connection
+//! served by another worker than the allocation's is refused (437) by the manager.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use mio::Waker;
+use stun::message::{METHOD_REFRESH, Message};
+
+use crate::turn::mobility::Moved;
+use crate::turn::ticket::{ATTR_MOBILITY_TICKET, TicketKey};
+use crate::turn::{FastMap, FiveTuple, Manager, Transport};
+
+/// Datagrams one worker's inbox holds before batches for it are dropped.
+const INBOX_DATAGRAMS: usize = 8192;
+/// Bytes one worker's inbox holds before batches for it are dropped.
+const INBOX_BYTES: usize = 4 << 20;
+/// A batch goes to its worker once it holds this many datagrams or bytes, or at the end
+/// of the turn.
+const BATCH_DATAGRAMS: usize = 256;
+const BATCH_BYTES: usize = 256 << 10;
+/// Emptied batches kept to be filled again.
+const SPARE_BATCHES: usize = 8;
+
+/// The 5-tuples mobile allocations moved to, and the worker holding each; shared by every
+/// worker.
+#[derive(Debug, Default)]
+pub(super) struct MovedTable {
+    map: Mutex<FastMap<FiveTuple, usize>>,
+    /// Entries in `map`, read without the lock.
+    len: AtomicUsize,
+}
+
+impl MovedTable {
+    fn lock(&self) -> MutexGuard<'_, FastMap<FiveTuple, usize>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The worker holding the allocation `tuple` moved to, if any.
+    fn get(&self, tuple: &FiveTuple) -> Option<usize> {
+        if self.len.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        self.lock().get(tuple).copied()
+    }
+
+    /// What worker `worker`'s manager reported.
+    fn apply(&self, worker: usize, moved: Moved) {
+        let mut map = self.lock();
+        let mut forget = |tuple: FiveTuple| {
+            if map.get(&tuple) == Some(&worker) {
+                map.remove(&tuple);
+            }
+        };
+        match moved {
+            Moved::To { from, to } => {
+                forget(from);
+                map.insert(to, worker);
+            }
+            Moved::Gone(tuple) => forget(tuple),
+        }
+        self.len.store(map.len(), Ordering::Release);
+    }
+}
+
+/// One datagram of a batch; its bytes are `len` bytes of the batch's bytes.
+#[derive(Debug, Clone, Copy)]
+struct Item {
+    tuple: FiveTuple,
+    len: usize,
+}
+
+/// Datagrams for one worker, their bytes back to back.
+#[derive(Debug, Default)]
+pub(super) struct Batch {
+    items: Vec<Item>,
+    bytes: Vec<u8>,
+}
+
+impl Batch {
+    fn is_full(&self) -> bool {
+        self.items.len() >= BATCH_DATAGRAMS || self.bytes.len() >= BATCH_BYTES
+    }
+
+    /// Its datagrams and their 5-tuples, in the order they were read.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (FiveTuple, &[u8])> {
+        let mut start = 0;
+        self.items.iter().filter_map(move |item| {
+            let packet = self.bytes.get(start..start + item.len)?;
+            start += item.len;
+            Some((item.tuple, packet))
+        })
+    }
+}
+
+/// What an inbox holds, and how much.
+#[derive(Debug, Default)]
+struct Queued {
+    batches: Vec<Batch>,
+    datagrams: usize,
+    bytes: usize,
+}
+
+/// One worker's inbox of datagrams other workers read for its moved clients, with the waker
+/// of its loop.
+#[derive(Debug)]
+pub(super) struct Inbox {
+    queued: Mutex<Queued>,
+    notified: AtomicBool,
+    waker: Arc<Waker>,
+}
+
+impl Inbox {
+    pub(super) fn new(waker: Arc<Waker>) -> Self {
+        Self {
+            queued: Mutex::default(),
+            notified: AtomicBool::new(false),
+            waker,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Queued> {
+        self.queued.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues `batch` and wakes the loop, or gives it back when it does not fit.
+    fn offer(&self, batch: Batch) -> Result<(), Batch> {
+        {
+            let mut queued = self.lock();
+            let datagrams = queued.datagrams + batch.items.len();
+            let bytes = queued.bytes + batch.bytes.len();
+            if datagrams > INBOX_DATAGRAMS || bytes > INBOX_BYTES {
+                return Err(batch);
+            }
+            (queued.datagrams, queued.bytes) = (datagrams, bytes);
+            queued.batches.push(batch);
+        }
+        if !self.notified.swap(true, Ordering::AcqRel) {
+            let _ = self.waker.wake();
+        }
+        Ok(())
+    }
+
+    fn take(&self, into: &mut Vec<Batch>) {
+        if !self.notified.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let mut queued = self.lock();
+        into.append(&mut queued.batches);
+        (queued.datagrams, queued.bytes) = (0, 0);
+    }
+}
+
+/// What every worker's [`Moves`] is made from, shared.
+#[derive(Debug, Clone)]
+pub(super) struct Shared {
+    pub(super) table: Arc<MovedTable>,
+    pub(super) inboxes: Arc<[Inbox]>,
+    pub(super) key: TicketKey,
+}
+
+/// One worker's side: where its moved clients' datagrams go, and what it hands over.
+pub(super) struct Moves {
+    worker: usize,
+    shared: Shared,
+    /// Per worker, what waits to be handed to it this turn.
+    pending: Vec<Batch>,
+    spare: Vec<Batch>,
+    /// Set while handling a datagram another worker handed over: it is not handed on.
+    pub(super) delivering: bool,
+    /// Datagrams handed to other workers, and those dropped for a full inbox.
+    pub(super) forwarded: u64,
+    pub(super) dropped: u64,
+}
+
+impl Moves {
+    pub(super) fn new(worker: usize, shared: Shared) -> Self {
+        Self {
+            worker,
+            pending: (0..shared.inboxes.len()).map(|_| Batch::default()).collect(),
+            shared,
+            spare: Vec::new(),
+            delivering: false,
+            forwarded: 0,
+            dropped: 0,
+        }
+    }
+
+    /// The side of the only worker of a test shard.
+    #[cfg(test)]
+    pub(super) fn single(waker: Arc<Waker>) -> Self {
+        let shared = Shared {
+            table: Arc::default(),
+            inboxes: Arc::from(vec![Inbox::new(waker)]),
+            key: TicketKey::random(),
+        };
+        Self::new(0, shared)
+    }
+
+    /// Publishes where this worker's manager moved or ended mobile allocations.
+    pub(super) fn settle(&mut self, manager: &mut Manager) {
+        while let Some(moved) = manager.poll_moved() {
+            self.shared.table.apply(self.worker, moved);
+        }
+    }
+
+    /// A STUN request from `tuple`, which holds no allocation here: handed to the worker
+    /// the moved table or its MOBILITY-TICKET names (true), or left to this worker.
+    pub(super) fn divert_request(
+        &mut self,
+        manager: &Manager,
+        tuple: FiveTuple,
+        req: &Message,
+        packet: &[u8],
+    ) -> bool {
+        if !self.may_divert(manager, &tuple) {
+            return false;
+        }
+        let worker = self.shared.table.get(&tuple).or_else(|| {
+            if req.typ.method != METHOD_REFRESH {
+                return None;
+            }
+            let ticket = crate::turn::attrs::value(req, ATTR_MOBILITY_TICKET)?;
+            let (worker, _) = self.shared.key.open(ticket)?;
+            Some(usize::from(worker))
+        });
+        worker.is_some_and(|worker| self.push(worker, tuple, packet))
+    }
+
+    /// Data (ChannelData, a Send indication) from `tuple` that went nowhere here: handed to
+    /// the worker its allocation moved to, if any.
+    pub(super) fn divert_data(&mut self, manager: &Manager, tuple: FiveTuple, packet: &[u8]) -> bool {
+        if !self.may_divert(manager, &tuple) {
+            return false;
+        }
+        let worker = self.shared.table.get(&tuple);
+        worker.is_some_and(|worker| self.push(worker, tuple, packet))
+    }
+
+    fn may_divert(&self, manager: &Manager, tuple: &FiveTuple) -> bool {
+        tuple.transport == Transport::Udp && !self.delivering && !manager.has_allocation(tuple)
+    }
+
+    /// Copies `packet` into worker `worker`'s batch; false for this worker or one that does
+    /// not exist (then this worker handles it).
+    fn push(&mut self, worker: usize, tuple: FiveTuple, packet: &[u8]) -> bool {
+        if worker == self.worker {
+            return false;
+        }
+        let Some(batch) = self.pending.get_mut(worker) else {
+            return false;
+        };
+        batch.items.push(Item {
+            tuple,
+            len: packet.len(),
+        });
+        batch.bytes.extend_from_slice(packet);
+        if batch.is_full() {
+            self.send(worker);
+        }
+        true
+    }
+
+    /// Sends what waits for other workers to their inboxes (end of the turn).
+    pub(super) fn flush(&mut self) {
+        for worker in 0..self.pending.len() {
+            if !self.pending[worker].items.is_empty() {
+                self.send(worker);
+            }
+        }
+    }
+
+    fn send(&mut self, worker: usize) {
+        let fresh = self.spare.pop().unwrap_or_default();
+        let Some(slot) = self.pending.get_mut(worker) else {
+            return;
+        };
+        let batch = std::mem::replace(slot, fresh);
+        let count = batch.items.len() as u64;
+        let Some(inbox) = self.shared.inboxes.get(worker) else {
+            return;
+        };
+        match inbox.offer(batch) {
+            Ok(()) => self.forwarded += count,
+            Err(refused) => {
+                self.dropped += count;
+                self.recycle(refused);
+            }
+        }
+    }
+
+    /// What other workers handed this one since the last call.
+    pub(super) fn take_incoming(&mut self, into: &mut Vec<Batch>) {
+        if let Some(inbox) = self.shared.inboxes.get(self.worker) {
+            inbox.take(into);
+        }
+    }
+
+    /// Keeps a delivered batch to be filled again.
+    pub(super) fn recycle(&mut self, mut batch: Batch) {
+        if self.spare.len() < SPARE_BATCHES {
+            batch.items.clear();
+            batch.bytes.clear();
+            self.spare.push(batch);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tuple(port: u16) -> FiveTuple {
+        FiveTuple {
+            transport: Transport::Udp,
+            client: ([127, 0, 0, 1], port).into(),
+            server: ([127, 0, 0, 1], 3478).into(),
+        }
+    }
+
+    #[test]
+    fn the_table_follows_moves_and_forgets_ended_allocations() {
+        let table = MovedTable::default();
+        assert_eq!(table.get(&tuple(1)), None);
+        table.apply(
+            1,
+            Moved::To {
+                from: tuple(1),
+                to: tuple(2),
+            },
+        );
+        assert_eq!(table.get(&tuple(2)), Some(1));
+        table.apply(
+            1,
+            Moved::To {
+                from: tuple(2),
+                to: tuple(3),
+            },
+        );
+        assert_eq!((table.get(&tuple(2)), table.get(&tuple(3))), (None, Some(1)));
+        // Another worker's report does not remove this worker's entry.
+        table.apply(0, Moved::Gone(tuple(3)));
+        assert_eq!(table.get(&tuple(3)), Some(1));
+        table.apply(1, Moved::Gone(tuple(3)));
+        assert_eq!(table.get(&tuple(3)), None);
+        assert_eq!(table.len.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_batch_gives_back_its_datagrams_in_order() {
+        let mut batch = Batch::default();
+        for (port, bytes) in [(1, &b"one"[..]), (2, b""), (3, b"three")] {
+            batch.items.push(Item {
+                tuple: tuple(port),
+                len: bytes.len(),
+            });
+            batch.bytes.extend_from_slice(bytes);
+        }
+        let got: Vec<(u16, Vec<u8>)> = batch
+            .iter()
+            .map(|(t, p)| (t.client.port(), p.to_vec()))
+            .collect();
+        assert_eq!(
+            got,
+            [(1, b"one".to_vec()), (2, Vec::new()), (3, b"three".to_vec())]
+        );
+    }
+}
