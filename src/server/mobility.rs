@@ -31,6 +31,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use mio::Waker;
 use stun::message::{METHOD_REFRESH, Message};
 
+use super::stats::{Counters, Event};
 use crate::turn::mobility::Moved;
 use crate::turn::ticket::{ATTR_MOBILITY_TICKET, TicketKey};
 use crate::turn::{FastMap, FiveTuple, Manager, Transport};
@@ -192,21 +193,19 @@ pub(super) struct Moves {
     spare: Vec<Batch>,
     /// Set while handling a datagram another worker handed over: it is not handed on.
     pub(super) delivering: bool,
-    /// Datagrams handed to other workers, and those dropped for a full inbox.
-    pub(super) forwarded: u64,
-    pub(super) dropped: u64,
+    /// Where datagrams handed over and dropped are counted.
+    counters: Arc<Counters>,
 }
 
 impl Moves {
-    pub(super) fn new(worker: usize, shared: Shared) -> Self {
+    pub(super) fn new(worker: usize, shared: Shared, counters: Arc<Counters>) -> Self {
         Self {
             worker,
             pending: (0..shared.inboxes.len()).map(|_| Batch::default()).collect(),
             shared,
             spare: Vec::new(),
             delivering: false,
-            forwarded: 0,
-            dropped: 0,
+            counters,
         }
     }
 
@@ -218,7 +217,7 @@ impl Moves {
             inboxes: Arc::from(vec![Inbox::new(waker)]),
             key: TicketKey::random(),
         };
-        Self::new(0, shared)
+        Self::new(0, shared, Arc::default())
     }
 
     /// Publishes where this worker's manager moved or ended mobile allocations.
@@ -305,9 +304,9 @@ impl Moves {
             return;
         };
         match inbox.offer(batch) {
-            Ok(()) => self.forwarded += count,
+            Ok(()) => self.counters.count_many(Event::MobilityForwarded, count),
             Err(refused) => {
-                self.dropped += count;
+                self.counters.count_many(Event::MobilityFull, count);
                 self.recycle(refused);
             }
         }

@@ -29,6 +29,8 @@ pub struct Counters {
     gso_sends: AtomicU64,
     gso_datagrams: AtomicU64,
     gso_refused: AtomicU64,
+    mobility_forwarded: AtomicU64,
+    mobility_full: AtomicU64,
 }
 
 /// Names the counter to bump.
@@ -78,6 +80,11 @@ pub enum Event {
     GsoDatagrams,
     /// The kernel refused a UDP GSO send; its datagrams left one by one.
     GsoRefused,
+    /// A datagram from a client whose allocation moved to another worker (RFC 8016) went
+    /// to that worker's inbox.
+    MobilityForwarded,
+    /// ... which was full: dropped.
+    MobilityFull,
 }
 
 impl Counters {
@@ -110,6 +117,8 @@ impl Counters {
             Event::GsoSends => &self.gso_sends,
             Event::GsoDatagrams => &self.gso_datagrams,
             Event::GsoRefused => &self.gso_refused,
+            Event::MobilityForwarded => &self.mobility_forwarded,
+            Event::MobilityFull => &self.mobility_full,
         };
         counter.fetch_add(n, Ordering::Relaxed);
     }
@@ -153,6 +162,9 @@ pub struct Snapshot {
     /// UDP GSO on the listen sockets: sends, the datagrams they carried, sends refused by
     /// the kernel (sent again datagram by datagram).
     pub gso: [u64; 3],
+    /// Datagrams of clients whose allocation moved to another worker: handed to it,
+    /// dropped for its full inbox.
+    pub mobility: [u64; 2],
 }
 
 /// The registry of every worker's counters.
@@ -201,6 +213,8 @@ impl Stats {
             for (total, counter) in s.gso.iter_mut().zip(gso) {
                 *total += get(counter);
             }
+            s.mobility[0] += get(&c.mobility_forwarded);
+            s.mobility[1] += get(&c.mobility_full);
         }
         s
     }

@@ -128,7 +128,7 @@ impl Workers {
                 offload,
                 stun_only: setup.stun_only,
                 rfc5780: setup.rfc5780,
-                moves: Moves::new(index, moved.clone()),
+                moves: Moves::new(index, moved.clone(), Arc::clone(&counters)),
             };
             let (tx, rx) = mpsc::channel(QUEUE);
             let notified = Arc::new(AtomicBool::new(false));
