@@ -32,7 +32,7 @@ use mio::Waker;
 use stun::message::{METHOD_REFRESH, Message};
 
 use super::stats::{Counters, Event};
-use crate::turn::mobility::Moved;
+use crate::turn::Moved;
 use crate::turn::ticket::{ATTR_MOBILITY_TICKET, TicketKey};
 use crate::turn::{FastMap, FiveTuple, Manager, Transport};
 
@@ -201,7 +201,9 @@ impl Moves {
     pub(super) fn new(worker: usize, shared: Shared, counters: Arc<Counters>) -> Self {
         Self {
             worker,
-            pending: (0..shared.inboxes.len()).map(|_| Batch::default()).collect(),
+            pending: (0..shared.inboxes.len())
+                .map(|_| Batch::default())
+                .collect(),
             shared,
             spare: Vec::new(),
             delivering: false,
@@ -252,7 +254,12 @@ impl Moves {
 
     /// Data (ChannelData, a Send indication) from `tuple` that went nowhere here: handed to
     /// the worker its allocation moved to, if any.
-    pub(super) fn divert_data(&mut self, manager: &Manager, tuple: FiveTuple, packet: &[u8]) -> bool {
+    pub(super) fn divert_data(
+        &mut self,
+        manager: &Manager,
+        tuple: FiveTuple,
+        packet: &[u8],
+    ) -> bool {
         if !self.may_divert(manager, &tuple) {
             return false;
         }
@@ -360,7 +367,10 @@ mod tests {
                 to: tuple(3),
             },
         );
-        assert_eq!((table.get(&tuple(2)), table.get(&tuple(3))), (None, Some(1)));
+        assert_eq!(
+            (table.get(&tuple(2)), table.get(&tuple(3))),
+            (None, Some(1))
+        );
         // Another worker's report does not remove this worker's entry.
         table.apply(0, Moved::Gone(tuple(3)));
         assert_eq!(table.get(&tuple(3)), Some(1));
@@ -385,7 +395,11 @@ mod tests {
             .collect();
         assert_eq!(
             got,
-            [(1, b"one".to_vec()), (2, Vec::new()), (3, b"three".to_vec())]
+            [
+                (1, b"one".to_vec()),
+                (2, Vec::new()),
+                (3, b"three".to_vec())
+            ]
         );
     }
 }

@@ -96,7 +96,10 @@ impl Workers {
         // RFC 8016: one ticket key and one table of moved clients for every worker.
         let moved = mobility::Shared {
             table: Arc::default(),
-            inboxes: pollers.iter().map(|p| mobility::Inbox::new(p.waker())).collect(),
+            inboxes: pollers
+                .iter()
+                .map(|p| mobility::Inbox::new(p.waker()))
+                .collect(),
             key: crate::turn::ticket::TicketKey::random(),
         };
         for ((index, listen), poller) in setup.listen.into_iter().enumerate().zip(pollers) {

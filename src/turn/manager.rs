@@ -18,7 +18,7 @@ use super::allocation::Allocation;
 use super::attrs::{self, KNOWN_TURN_ATTRIBUTES};
 use super::bandwidth::Bandwidth;
 use super::metrics::TurnMetrics;
-use super::mobility::Mobility;
+use super::mobile_table::Mobility;
 use super::offload_table::OffloadTable;
 use super::peer_rules::PeerRules;
 use super::pending::{Credentials, PendingAllocate};

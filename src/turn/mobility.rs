@@ -14,64 +14,19 @@
 //! Refresh with the current ticket from the allocation's own 5-tuple rotates it.
 //!
 //! Which worker a ticket names is the glue's business ([`Moved`] tells it where allocations
-//! went, `server/mobility.rs` routes the new 5-tuple's datagrams there).
+//! went, `server/mobility.rs` routes the new 5-tuple's datagrams there). The state itself,
+//! tickets by handle and by 5-tuple, is in `mobile_table.rs`.
 
-use std::collections::VecDeque;
 use std::time::Instant;
 
 use stun::message::{METHOD_ALLOCATE, Message};
 
+use super::FiveTuple;
 use super::attrs;
 use super::manager::{Manager, Timer};
+use super::mobile_table::{Mobile, Moved};
 use super::pending::Credentials;
 use super::ticket::{self, ATTR_MOBILITY_TICKET, Handle, TicketKey, WIRE_LEN};
-use super::{FastMap, FiveTuple};
-
-/// Where a mobile allocation went, for the event loop ([`Manager::poll_moved`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Moved {
-    /// The allocation of `from` now belongs to `to`.
-    To {
-        /// Its old 5-tuple.
-        from: FiveTuple,
-        /// Its new one.
-        to: FiveTuple,
-    },
-    /// The mobile allocation of this 5-tuple ended.
-    Gone(FiveTuple),
-}
-
-/// One mobile allocation's ticket state.
-#[derive(Debug, Clone, Copy)]
-struct Mobile {
-    handle: Handle,
-    /// The transaction and ticket of the Refresh that last moved or rotated it, so its
-    /// retransmission is answered again rather than refused.
-    last: Option<([u8; 12], [u8; WIRE_LEN])>,
-}
-
-/// The mobile allocations of one manager, by ticket handle and by 5-tuple.
-#[derive(Debug)]
-pub struct Mobility {
-    /// This manager's worker index, named in its tickets.
-    worker: u16,
-    key: TicketKey,
-    by_handle: FastMap<Handle, FiveTuple>,
-    by_tuple: FastMap<FiveTuple, Mobile>,
-    moved: VecDeque<Moved>,
-}
-
-impl Default for Mobility {
-    fn default() -> Self {
-        Self {
-            worker: 0,
-            key: TicketKey::random(),
-            by_handle: FastMap::default(),
-            by_tuple: FastMap::default(),
-            moved: VecDeque::new(),
-        }
-    }
-}
 
 impl Manager {
     /// The worker index this manager's tickets name, and the key every worker signs them

@@ -22,8 +22,9 @@
 //! - [`bandwidth`]: `max-bps` per allocation and `bps-capacity` overall.
 //! - [`offload`]: the kernel fast path's types and maps; [`offload_table`]: which channels
 //!   the kernel holds; `offload_sync`: the manager keeping them in step (#18).
-//! - [`mobility`]: RFC 8016 MOBILITY-TICKET and moving an allocation to its client's new
-//!   5-tuple; [`ticket`]: the ticket's bytes.
+//! - `mobility`: RFC 8016 MOBILITY-TICKET and moving an allocation to its client's new
+//!   5-tuple ([`Moved`] says where it went); `mobile_table`: the tickets held;
+//!   [`ticket`]: the ticket's bytes.
 
 pub mod allocation;
 pub mod attrs;
@@ -31,7 +32,8 @@ pub mod bandwidth;
 pub mod manager;
 mod methods;
 pub mod metrics;
-pub mod mobility;
+mod mobile_table;
+mod mobility;
 pub mod offload;
 mod offload_sync;
 pub mod offload_table;
@@ -50,6 +52,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 pub use manager::{Manager, PeerRoute};
+pub use mobile_table::Moved;
 pub use sessions::Session;
 
 /// The hash map of the data path: keyed by addresses that clients and peers choose, so

@@ -89,7 +89,12 @@ impl Moving {
             channel: CHANNEL,
             data: back.into_bytes(),
         };
-        assert_eq!(self.client.next_relayed(TIMEOUT), Some(want), "{tag}; log:\n{}", log());
+        assert_eq!(
+            self.client.next_relayed(TIMEOUT),
+            Some(want),
+            "{tag}; log:\n{}",
+            log()
+        );
     }
 
     /// The client moves to a new socket and refreshes with its ticket; returns the old socket.
@@ -103,7 +108,9 @@ impl Moving {
 }
 
 fn moves_keep_relaying(offload: &str) {
-    let server = Server::start(&config(&format!("mobility = true\noffload = \"{offload}\"")));
+    let server = Server::start(&config(&format!(
+        "mobility = true\noffload = \"{offload}\""
+    )));
     let log = || server.log();
     let mut moving = Moving::start(&server);
     moving.round_trip("before", log);
@@ -127,10 +134,16 @@ fn moves_keep_relaying(offload: &str) {
         old.send(&frame).unwrap();
         moving.peer.set_read_timeout(Some(SILENCE)).unwrap();
         let mut buf = [0u8; 1500];
-        assert!(moving.peer.recv_from(&mut buf).is_err(), "move {round}: old address relayed");
+        assert!(
+            moving.peer.recv_from(&mut buf).is_err(),
+            "move {round}: old address relayed"
+        );
         moving.peer.set_read_timeout(Some(TIMEOUT)).unwrap();
         old.set_read_timeout(Some(SILENCE)).unwrap();
-        assert!(old.recv(&mut buf).is_err(), "move {round}: old address answered");
+        assert!(
+            old.recv(&mut buf).is_err(),
+            "move {round}: old address answered"
+        );
     }
     // The channel is in the kernel as often as before the moves (with the new address).
     assert_eq!(sample(&server.metrics(), "rturn_offload_channels"), kernel);
@@ -178,7 +191,10 @@ fn forged_tickets_other_users_and_dead_allocations_are_refused() {
 #[test]
 fn mobility_off_refuses_tickets_and_a_reload_turns_it_on() {
     let mut server = Server::start(&config(""));
-    assert_eq!(mobile_allocate(&server, "alice", "wonderland").err(), Some(405));
+    assert_eq!(
+        mobile_allocate(&server, "alice", "wonderland").err(),
+        Some(405)
+    );
     let mut plain = RawTurn::allocate(server.udp[0], "alice", "wonderland", false);
     assert_eq!(plain.refresh_with_ticket(&[b'A'; 32]), 405);
     // A reload turns it on for new requests.
@@ -203,8 +219,17 @@ fn uclient_moves_its_clients_and_loses_nothing() {
     let server = Server::start(&config("mobility = true"));
     for flags in [&["-c"][..], &[]] {
         let text = uclient_mobile(&server, flags);
-        let summary = || format!("uclient -M {flags:?}:\n{text}\nserver log:\n{}", server.log());
-        assert!(text.contains("Total lost packets 0 (0.000000%)"), "{}", summary());
+        let summary = || {
+            format!(
+                "uclient -M {flags:?}:\n{text}\nserver log:\n{}",
+                server.log()
+            )
+        };
+        assert!(
+            text.contains("Total lost packets 0 (0.000000%)"),
+            "{}",
+            summary()
+        );
         assert!(
             text.contains("tot_send_msgs=400, tot_recv_msgs=400"),
             "{}",
@@ -221,6 +246,9 @@ fn uclient_asking_for_mobility_is_refused_when_it_is_off() {
     let server = Server::start(&config(""));
     let text = uclient_mobile(&server, &["-c"]);
     assert!(!text.contains("Total lost packets 0"), "{text}");
-    let refused = sample(&server.metrics(), "rturn_requests_refused_total{code=\"405\"}");
+    let refused = sample(
+        &server.metrics(),
+        "rturn_requests_refused_total{code=\"405\"}",
+    );
     assert!(refused >= 1.0, "{text}\n{}", server.log());
 }

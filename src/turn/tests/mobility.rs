@@ -2,7 +2,7 @@
 //! its client's new 5-tuple with everything it holds.
 
 use super::*;
-use crate::turn::mobility::Moved;
+use crate::turn::Moved;
 use crate::turn::ticket::{ATTR_MOBILITY_TICKET, TicketKey};
 
 fn mobile() -> Harness {
@@ -20,7 +20,11 @@ fn ticket(resp: &Reply) -> Vec<u8> {
 }
 
 fn allocate_mobile(h: &mut Harness, alice: &Caller) -> Vec<u8> {
-    let resp = h.ok(0, alice, Request::allocate().attr(ATTR_MOBILITY_TICKET, &[]));
+    let resp = h.ok(
+        0,
+        alice,
+        Request::allocate().attr(ATTR_MOBILITY_TICKET, &[]),
+    );
     ticket(&resp)
 }
 
@@ -92,10 +96,7 @@ fn a_refresh_with_the_ticket_moves_the_allocation_with_its_permissions_and_chann
     assert!(!h.mgr.has_allocation(&alice.tuple));
     assert!(h.mgr.has_allocation(&moved.tuple));
     // Relaying goes on from and to the new 5-tuple only.
-    assert_eq!(
-        h.channel(10, &moved, 0x4000),
-        Some((relay(50000), PEER_A))
-    );
+    assert_eq!(h.channel(10, &moved, 0x4000), Some((relay(50000), PEER_A)));
     assert_eq!(h.channel(10, &alice, 0x4000), None);
     assert_eq!(h.send_to(10, moved.tuple, PEER_B), Some(relay(50000)));
     assert_eq!(h.send_to(10, alice.tuple, PEER_B), None);
@@ -144,7 +145,11 @@ fn a_retransmitted_move_is_answered_again_and_the_current_ticket_rotates() {
     h.refused(4, &moved, refresh_with(&t2), 400);
     assert!(h.mgr.has_allocation(&moved.tuple));
     // LIFETIME 0 with the ticket deletes: no ticket back.
-    let gone = h.ok(5, &moved, Request::refresh(0).attr(ATTR_MOBILITY_TICKET, &t3));
+    let gone = h.ok(
+        5,
+        &moved,
+        Request::refresh(0).attr(ATTR_MOBILITY_TICKET, &t3),
+    );
     assert!(!gone.contains(ATTR_MOBILITY_TICKET));
     assert!(!h.mgr.has_allocation(&moved.tuple));
     assert_eq!(h.mgr.mobile_count(), 0);
