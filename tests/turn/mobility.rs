@@ -252,3 +252,71 @@ fn uclient_asking_for_mobility_is_refused_when_it_is_off() {
     );
     assert!(refused >= 1.0, "{text}\n{}", server.log());
 }
+
+/// A Refresh with `ticket` over a new TCP connection, signed as alice: its error code (0
+/// for a success).
+fn tcp_refresh_with_ticket(stream: &mut std::net::TcpStream, ticket: &[u8]) -> u16 {
+    use stun::attributes::ATTR_LIFETIME;
+    use stun::message::METHOD_REFRESH;
+    let add = |m: &mut stun::message::Message| {
+        m.add(ATTR_LIFETIME, &600u32.to_be_bytes());
+        m.add(ATTR_MOBILITY_TICKET, ticket);
+    };
+    let challenge = tcp_exchange(stream, &turn_request(METHOD_REFRESH, None, add));
+    assert_eq!(error_code(&challenge), Some(401));
+    let nonce = rturn::client::Response::from_message(&challenge)
+        .unwrap()
+        .nonce
+        .expect("a nonce");
+    let signed = turn_request(METHOD_REFRESH, Some(alice(&nonce)), add);
+    error_code(&tcp_exchange(stream, &signed)).unwrap_or(0)
+}
+
+/// Reads one ChannelData message from a stream: its channel and payload.
+fn read_channel_data(stream: &mut std::net::TcpStream) -> (u16, Vec<u8>) {
+    use std::io::Read;
+    let mut header = [0u8; 4];
+    stream.read_exact(&mut header).expect("ChannelData header");
+    let len = usize::from(u16::from_be_bytes([header[2], header[3]]));
+    let mut payload = vec![0; len.next_multiple_of(4)];
+    stream
+        .read_exact(&mut payload)
+        .expect("ChannelData payload");
+    payload.truncate(len);
+    (u16::from_be_bytes([header[0], header[1]]), payload)
+}
+
+/// Over TCP a move is served only by the allocation's own worker: a connection the accept
+/// loop gave to the other one gets 437, one on the same worker moves the allocation (here
+/// from UDP to TCP), and relaying goes on over the connection.
+#[test]
+fn a_move_over_tcp_is_served_on_the_allocations_worker_and_refused_elsewhere() {
+    use std::io::Write;
+    let server = Server::start(&config("mobility = true"));
+    let mut moving = Moving::start(&server);
+    moving.round_trip("over udp", || server.log());
+    let ticket = moving.client.ticket.clone().unwrap();
+    let mut moved = None;
+    for _ in 0..24 {
+        let mut stream = tcp_client(server.tcp[0]);
+        match tcp_refresh_with_ticket(&mut stream, &ticket) {
+            0 => {
+                moved = Some(stream);
+                break;
+            }
+            code => assert_eq!(code, 437, "{}", server.log()),
+        }
+    }
+    let mut stream = moved.expect("a connection on the allocation's worker");
+    // Eight bytes: no padding needed on the stream.
+    let frame = rturn::client::channel_data(CHANNEL, b"over tcp").unwrap();
+    stream.write_all(&frame).unwrap();
+    let mut buf = [0u8; 1500];
+    let (n, from) = moving.peer.recv_from(&mut buf).expect("the peer receives");
+    assert_eq!((&buf[..n], from), (&b"over tcp"[..], moving.relay));
+    moving.peer.send_to(b"back over tcp", moving.relay).unwrap();
+    assert_eq!(
+        read_channel_data(&mut stream),
+        (CHANNEL, b"back over tcp".to_vec())
+    );
+}
