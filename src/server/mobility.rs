@@ -9,10 +9,11 @@
 //! - a Refresh carrying a MOBILITY-TICKET that another worker made: the ticket names that
 //!   worker, and its MAC ([`crate::turn::ticket`]) is checked here first, so a forged one is
 //!   answered here (400) and never crosses;
-//! - the shared [`MovedTable`]: the 5-tuples allocations moved to, and the worker of each,
-//!   written by the owning worker when its manager moves or ends a mobile allocation
-//!   ([`crate::turn::mobility::Moved`]) and read on a lookup miss (an atomic count first, so
-//!   an empty table costs no lock).
+//! - the [`MovedTable`]: the 5-tuples allocations moved to, and the worker of each. The
+//!   owning worker reports every move and end of a mobile allocation ([`Moved`]) to each
+//!   other worker ([`Reports`], a queue and a flag); each keeps its own copy, brought up to
+//!   date before a lookup (one atomic load when nothing changed), so the lookup itself takes
+//!   no lock even under a flood of datagrams from unknown addresses.
 //!
 //! Such a datagram is copied, with its 5-tuple, into a [`Batch`] for the owning worker and
 //! sent to its [`Inbox`] at the end of the turn (one lock and at most one wake-up per batch;
@@ -25,7 +26,7 @@
 //! TCP/TLS connections stay on the worker that accepted them: a move over a connection
 //! served by another worker than the allocation's is refused (437) by the manager.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use mio::Waker;
@@ -47,31 +48,22 @@ const BATCH_BYTES: usize = 256 << 10;
 /// Emptied batches kept to be filled again.
 const SPARE_BATCHES: usize = 8;
 
-/// The 5-tuples mobile allocations moved to, and the worker holding each; shared by every
-/// worker.
+/// The 5-tuples mobile allocations moved to, and the worker holding each: every worker
+/// keeps its own copy, so a lookup takes no lock and touches no memory another core writes.
 #[derive(Debug, Default)]
 pub(super) struct MovedTable {
-    map: Mutex<FastMap<FiveTuple, usize>>,
-    /// Entries in `map`, read without the lock.
-    len: AtomicUsize,
+    map: FastMap<FiveTuple, usize>,
 }
 
 impl MovedTable {
-    fn lock(&self) -> MutexGuard<'_, FastMap<FiveTuple, usize>> {
-        self.map.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// The worker holding the allocation `tuple` moved to, if any.
     fn get(&self, tuple: &FiveTuple) -> Option<usize> {
-        if self.len.load(Ordering::Acquire) == 0 {
-            return None;
-        }
-        self.lock().get(tuple).copied()
+        self.map.get(tuple).copied()
     }
 
     /// What worker `worker`'s manager reported.
-    fn apply(&self, worker: usize, moved: Moved) {
-        let mut map = self.lock();
+    fn apply(&mut self, worker: usize, moved: Moved) {
+        let map = &mut self.map;
         let mut forget = |tuple: FiveTuple| {
             if map.get(&tuple) == Some(&worker) {
                 map.remove(&tuple);
@@ -84,7 +76,36 @@ impl MovedTable {
             }
             Moved::Gone(tuple) => forget(tuple),
         }
-        self.len.store(map.len(), Ordering::Release);
+    }
+}
+
+/// What the other workers reported to one worker since it last looked: moves and ends of
+/// their mobile allocations, in the order each reported them.
+#[derive(Debug, Default)]
+pub(super) struct Reports {
+    queue: Mutex<Vec<(usize, Moved)>>,
+    /// Set by a reporter; cleared by the worker before it takes the queue.
+    pending: AtomicBool,
+}
+
+impl Reports {
+    fn lock(&self) -> MutexGuard<'_, Vec<(usize, Moved)>> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn push(&self, worker: usize, moved: Moved) {
+        self.lock().push((worker, moved));
+        self.pending.store(true, Ordering::Release);
+    }
+
+    /// Applies what waits to `table`; one atomic load when nothing does.
+    fn apply_to(&self, table: &mut MovedTable) {
+        if !self.pending.load(Ordering::Acquire) || !self.pending.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        for (worker, moved) in self.lock().drain(..) {
+            table.apply(worker, moved);
+        }
     }
 }
 
@@ -176,10 +197,10 @@ impl Inbox {
     }
 }
 
-/// What every worker's [`Moves`] is made from, shared.
+/// What every worker's [`Moves`] is made from, shared: one entry per worker in each list.
 #[derive(Debug, Clone)]
 pub(super) struct Shared {
-    pub(super) table: Arc<MovedTable>,
+    pub(super) reports: Arc<[Reports]>,
     pub(super) inboxes: Arc<[Inbox]>,
     pub(super) key: TicketKey,
 }
@@ -188,6 +209,8 @@ pub(super) struct Shared {
 pub(super) struct Moves {
     worker: usize,
     shared: Shared,
+    /// This worker's copy of where moved allocations are.
+    table: MovedTable,
     /// Per worker, what waits to be handed to it this turn.
     pending: Vec<Batch>,
     spare: Vec<Batch>,
@@ -205,6 +228,7 @@ impl Moves {
                 .map(|_| Batch::default())
                 .collect(),
             shared,
+            table: MovedTable::default(),
             spare: Vec::new(),
             delivering: false,
             counters,
@@ -215,18 +239,32 @@ impl Moves {
     #[cfg(test)]
     pub(super) fn single(waker: Arc<Waker>) -> Self {
         let shared = Shared {
-            table: Arc::default(),
+            reports: Arc::from(vec![Reports::default()]),
             inboxes: Arc::from(vec![Inbox::new(waker)]),
             key: TicketKey::random(),
         };
         Self::new(0, shared, Arc::default())
     }
 
-    /// Publishes where this worker's manager moved or ended mobile allocations.
+    /// Publishes where this worker's manager moved or ended mobile allocations: into its
+    /// own table, and to every other worker.
     pub(super) fn settle(&mut self, manager: &mut Manager) {
         while let Some(moved) = manager.poll_moved() {
-            self.shared.table.apply(self.worker, moved);
+            self.table.apply(self.worker, moved);
+            for (worker, reports) in self.shared.reports.iter().enumerate() {
+                if worker != self.worker {
+                    reports.push(self.worker, moved);
+                }
+            }
         }
+    }
+
+    /// The worker holding the allocation `tuple` moved to, after what the others reported.
+    fn owner(&mut self, tuple: &FiveTuple) -> Option<usize> {
+        if let Some(reports) = self.shared.reports.get(self.worker) {
+            reports.apply_to(&mut self.table);
+        }
+        self.table.get(tuple)
     }
 
     /// A STUN request from `tuple`, which holds no allocation here: handed to the worker
@@ -241,7 +279,7 @@ impl Moves {
         if !self.may_divert(manager, &tuple) {
             return false;
         }
-        let worker = self.shared.table.get(&tuple).or_else(|| {
+        let worker = self.owner(&tuple).or_else(|| {
             if req.typ.method != METHOD_REFRESH {
                 return None;
             }
@@ -263,7 +301,7 @@ impl Moves {
         if !self.may_divert(manager, &tuple) {
             return false;
         }
-        let worker = self.shared.table.get(&tuple);
+        let worker = self.owner(&tuple);
         worker.is_some_and(|worker| self.push(worker, tuple, packet))
     }
 
@@ -350,7 +388,7 @@ mod tests {
 
     #[test]
     fn the_table_follows_moves_and_forgets_ended_allocations() {
-        let table = MovedTable::default();
+        let mut table = MovedTable::default();
         assert_eq!(table.get(&tuple(1)), None);
         table.apply(
             1,
@@ -376,7 +414,25 @@ mod tests {
         assert_eq!(table.get(&tuple(3)), Some(1));
         table.apply(1, Moved::Gone(tuple(3)));
         assert_eq!(table.get(&tuple(3)), None);
-        assert_eq!(table.len.load(Ordering::Relaxed), 0);
+        assert!(table.map.is_empty());
+    }
+
+    #[test]
+    fn reports_reach_the_other_workers_table_in_order() {
+        let reports = Reports::default();
+        let mut table = MovedTable::default();
+        reports.apply_to(&mut table);
+        let (from, to) = (tuple(1), tuple(2));
+        reports.push(1, Moved::To { from, to });
+        reports.push(1, Moved::To { from: to, to: from });
+        reports.apply_to(&mut table);
+        assert_eq!(
+            (table.get(&tuple(1)), table.get(&tuple(2))),
+            (Some(1), None)
+        );
+        reports.push(1, Moved::Gone(tuple(1)));
+        reports.apply_to(&mut table);
+        assert!(table.map.is_empty());
     }
 
     #[test]

@@ -95,7 +95,7 @@ impl Workers {
         let inboxes: Arc<[Inbox]> = pollers.iter().map(|p| Inbox::new(p.waker())).collect();
         // RFC 8016: one ticket key and one table of moved clients for every worker.
         let moved = mobility::Shared {
-            table: Arc::default(),
+            reports: pollers.iter().map(|_| Default::default()).collect(),
             inboxes: pollers
                 .iter()
                 .map(|p| mobility::Inbox::new(p.waker()))
