@@ -429,9 +429,13 @@ impl Manager {
         self.draining.is_some()
     }
 
-    /// The client's TCP connection closed: its allocation goes with it (RFC 8656 §3.1).
+    /// The client's TCP connection closed: its allocation goes with it (RFC 8656 §3.1),
+    /// unless it is mobile (RFC 8016): then it lives on until it expires, for the client to
+    /// take to a new connection with its ticket (as coturn does).
     pub fn close(&mut self, tuple: FiveTuple) {
-        self.delete_allocation(tuple);
+        if !self.mobility.by_tuple.contains_key(&tuple) {
+            self.delete_allocation(tuple);
+        }
     }
 
     /// Deletes every allocation and reservation (shutdown).

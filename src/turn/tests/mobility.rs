@@ -208,3 +208,30 @@ fn another_workers_ticket_is_refused_here_and_mobility_off_refuses_refreshes() {
     h.refused(2, &alice, refresh_with(&t1), 405);
     h.ok(2, &alice, Request::refresh(600));
 }
+
+#[test]
+fn a_mobile_allocation_outlives_its_tcp_connection_until_it_moves_or_expires() {
+    let mut h = mobile();
+    let over_tcp = |port| FiveTuple {
+        transport: Transport::Tcp,
+        ..tuple(port)
+    };
+    let alice = h.login(0, over_tcp(1), "alice", "wonderland");
+    let t1 = allocate_mobile(&mut h, &alice);
+    // A plain one goes with its connection.
+    let bob = h.login(0, over_tcp(2), "bob", "builder");
+    h.allocate(0, &bob);
+    h.mgr.close(bob.tuple);
+    h.mgr.close(alice.tuple);
+    assert!(!h.mgr.has_allocation(&bob.tuple));
+    assert!(h.mgr.has_allocation(&alice.tuple));
+    // A new connection takes it.
+    let again = h.login(1, over_tcp(3), "alice", "wonderland");
+    ticket(&h.ok(1, &again, refresh_with(&t1)));
+    assert!(h.mgr.has_allocation(&again.tuple));
+    // Closed and never taken: it expires.
+    h.mgr.close(again.tuple);
+    h.expire(700);
+    assert!(!h.mgr.has_allocation(&again.tuple));
+    assert_eq!(h.mgr.mobile_count(), 0);
+}
