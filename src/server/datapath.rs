@@ -214,6 +214,7 @@ impl Loop {
             }
             self.handoffs(&mut shard, now);
             self.moved(&mut shard, now);
+            self.conns.adopt(&mut shard, &mut self.again);
             if shard.manager.poll_timeout().is_some_and(|due| due <= now) {
                 shard.manager.handle_timeout(now);
                 shard.settle();

@@ -23,8 +23,12 @@
 //! same address, which the client cannot tell apart. Peer data for the client leaves the
 //! owner directly. A datagram handed over is never handed on again.
 //!
-//! TCP/TLS connections stay on the worker that accepted them: a move over a connection
-//! served by another worker than the allocation's is refused (437) by the manager.
+//! A TCP/TLS connection whose Refresh carries another worker's ticket is handed to that
+//! worker whole ([`Moves::divert_request`], `Conns::hand_over`): taken out of this loop's
+//! poll set with that request and whatever it sent after it, read and not served here, put
+//! back before its unread bytes ([`StreamConn::prime`]); the owner takes it in from its
+//! inbox at the end of its turn (`Conns::adopt`) and serves it from then on, that request
+//! first. Its TLS session and its guards go with it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -33,6 +37,7 @@ use mio::Waker;
 use stun::message::{METHOD_REFRESH, Message};
 
 use super::stats::{Counters, Event};
+use super::stream::StreamConn;
 use crate::turn::Moved;
 use crate::turn::ticket::{ATTR_MOBILITY_TICKET, TicketKey};
 use crate::turn::{FastMap, FiveTuple, Manager, Transport};
@@ -147,13 +152,24 @@ struct Queued {
     bytes: usize,
 }
 
-/// One worker's inbox of datagrams other workers read for its moved clients, with the waker
-/// of its loop.
-#[derive(Debug)]
+/// A TCP/TLS connection handed to the allocation's worker, with the guards that keep it
+/// counted.
+pub(super) type Adopted = (StreamConn, Box<dyn Send>);
+
+/// One worker's inbox of datagrams other workers read for its moved clients, and of TCP/TLS
+/// connections they hand it, with the waker of its loop.
 pub(super) struct Inbox {
     queued: Mutex<Queued>,
     notified: AtomicBool,
+    adopted: Mutex<Vec<Adopted>>,
+    adopting: AtomicBool,
     waker: Arc<Waker>,
+}
+
+impl std::fmt::Debug for Inbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inbox").finish_non_exhaustive()
+    }
 }
 
 impl Inbox {
@@ -161,8 +177,14 @@ impl Inbox {
         Self {
             queued: Mutex::default(),
             notified: AtomicBool::new(false),
+            adopted: Mutex::default(),
+            adopting: AtomicBool::new(false),
             waker,
         }
+    }
+
+    fn adopted(&self) -> MutexGuard<'_, Vec<Adopted>> {
+        self.adopted.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn lock(&self) -> MutexGuard<'_, Queued> {
@@ -216,6 +238,8 @@ pub(super) struct Moves {
     spare: Vec<Batch>,
     /// Set while handling a datagram another worker handed over: it is not handed on.
     pub(super) delivering: bool,
+    /// The worker the TCP/TLS connection whose request was just handled goes to.
+    handing: Option<usize>,
     /// Where datagrams handed over and dropped are counted.
     counters: Arc<Counters>,
 }
@@ -231,6 +255,7 @@ impl Moves {
             table: MovedTable::default(),
             spare: Vec::new(),
             delivering: false,
+            handing: None,
             counters,
         }
     }
@@ -268,7 +293,9 @@ impl Moves {
     }
 
     /// A STUN request from `tuple`, which holds no allocation here: handed to the worker
-    /// the moved table or its MOBILITY-TICKET names (true), or left to this worker.
+    /// the moved table or its MOBILITY-TICKET names (true), or left to this worker. Over
+    /// TCP/TLS a Refresh with another worker's ticket hands the whole connection over
+    /// ([`Moves::take_handing`]), this request first.
     pub(super) fn divert_request(
         &mut self,
         manager: &Manager,
@@ -276,18 +303,56 @@ impl Moves {
         req: &Message,
         packet: &[u8],
     ) -> bool {
-        if !self.may_divert(manager, &tuple) {
-            return false;
-        }
-        let worker = self.owner(&tuple).or_else(|| {
+        let key = self.shared.key.clone();
+        let ticketed = || {
             if req.typ.method != METHOD_REFRESH {
                 return None;
             }
             let ticket = crate::turn::attrs::value(req, ATTR_MOBILITY_TICKET)?;
-            let (worker, _) = self.shared.key.open(ticket)?;
+            let (worker, _) = key.open(ticket)?;
             Some(usize::from(worker))
-        });
+        };
+        if tuple.transport != Transport::Udp {
+            let other = (ticketed()).filter(|w| *w != self.worker && *w < self.pending.len());
+            if other.is_none() || manager.has_allocation(&tuple) {
+                return false;
+            }
+            self.handing = other;
+            return true;
+        }
+        if !self.may_divert(manager, &tuple) {
+            return false;
+        }
+        let worker = self.owner(&tuple).or_else(ticketed);
         worker.is_some_and(|worker| self.push(worker, tuple, packet))
+    }
+
+    /// The worker the connection whose request was just handled is to be handed to, once
+    /// ([`Moves::divert_request`]).
+    pub(super) fn take_handing(&mut self) -> Option<usize> {
+        self.handing.take()
+    }
+
+    /// Hands a TCP/TLS connection (its pending frames primed) to worker `worker`, which
+    /// serves it from its next turn; dropped (closed) if there is no such worker.
+    pub(super) fn adopt(&mut self, worker: usize, conn: StreamConn, guards: Box<dyn Send>) {
+        if let Some(inbox) = self.shared.inboxes.get(worker) {
+            self.counters.count(Event::MobilityConnection);
+            inbox.adopted().push((conn, guards));
+            if !inbox.adopting.swap(true, Ordering::AcqRel) {
+                let _ = inbox.waker.wake();
+            }
+        }
+    }
+
+    /// The connections other workers handed this one since the last call.
+    pub(super) fn take_adopted(&mut self) -> Vec<Adopted> {
+        match self.shared.inboxes.get(self.worker) {
+            Some(inbox) if inbox.adopting.swap(false, Ordering::AcqRel) => {
+                std::mem::take(&mut *inbox.adopted())
+            }
+            _ => Vec::new(),
+        }
     }
 
     /// Data (ChannelData, a Send indication) from `tuple` that went nowhere here: handed to

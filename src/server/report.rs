@@ -43,7 +43,8 @@ static UDP_GSO: Family = Family::counter(
 static MOBILITY: Family = Family::counter(
     "mobility_forwarded_total",
     "Datagrams of clients whose allocation moved (RFC 8016) to another worker than the one \
-     their new address lands on, by result: forwarded to it, or dropped (full: its inbox was).",
+     their new address lands on, by result: forwarded to it, or dropped (full: its inbox was); \
+     connection: a TCP/TLS connection handed to it.",
 );
 static SOCKET_ERRORS: Family = Family::counter("socket_errors_total", "Socket errors survived.");
 static TCP_CONNECTIONS: Family = Family::counter(
@@ -127,11 +128,15 @@ impl Counted for Snapshot {
                 ("full", full),
             ],
         );
-        let [forwarded, full] = self.mobility;
+        let [forwarded, full, connections] = self.mobility;
         report.each(
             &MOBILITY,
             "result",
-            [("forwarded", forwarded), ("full", full)],
+            [
+                ("forwarded", forwarded),
+                ("full", full),
+                ("connection", connections),
+            ],
         );
         let [sends, datagrams, refused] = self.gso;
         report.each(

@@ -31,6 +31,7 @@ pub struct Counters {
     gso_refused: AtomicU64,
     mobility_forwarded: AtomicU64,
     mobility_full: AtomicU64,
+    mobility_connections: AtomicU64,
 }
 
 /// Names the counter to bump.
@@ -85,6 +86,8 @@ pub enum Event {
     MobilityForwarded,
     /// ... which was full: dropped.
     MobilityFull,
+    /// A TCP/TLS connection moving an allocation another worker holds went to that worker.
+    MobilityConnection,
 }
 
 impl Counters {
@@ -119,6 +122,7 @@ impl Counters {
             Event::GsoRefused => &self.gso_refused,
             Event::MobilityForwarded => &self.mobility_forwarded,
             Event::MobilityFull => &self.mobility_full,
+            Event::MobilityConnection => &self.mobility_connections,
         };
         counter.fetch_add(n, Ordering::Relaxed);
     }
@@ -163,8 +167,8 @@ pub struct Snapshot {
     /// the kernel (sent again datagram by datagram).
     pub gso: [u64; 3],
     /// Datagrams of clients whose allocation moved to another worker: handed to it,
-    /// dropped for its full inbox.
-    pub mobility: [u64; 2],
+    /// dropped for its full inbox; and TCP/TLS connections handed to it.
+    pub mobility: [u64; 3],
 }
 
 /// The registry of every worker's counters.
@@ -215,6 +219,7 @@ impl Stats {
             }
             s.mobility[0] += get(&c.mobility_forwarded);
             s.mobility[1] += get(&c.mobility_full);
+            s.mobility[2] += get(&c.mobility_connections);
         }
         s
     }

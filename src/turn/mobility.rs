@@ -116,8 +116,8 @@ impl Manager {
             }
         } else {
             let (worker, handle) = self.mobility.key.open(&shown).ok_or(400u16)?;
-            // Another worker's ticket reaches this one only over TCP/TLS, whose connections
-            // stay on the worker that accepted them (see `server/mobility.rs`).
+            // The glue hands another worker's ticket to that worker (`server/mobility.rs`);
+            // one that still reaches this one names nothing here.
             if worker != self.mobility.worker {
                 return Err(437);
             }

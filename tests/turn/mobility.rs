@@ -4,8 +4,10 @@
 //! ways, ChannelData and Send/Data indications, with the kernel fast path on and off (its
 //! channel leaves the kernel's maps and comes back with the new client address), and the old
 //! address reaches nothing. Forged tickets, another user's credentials and mobility off are
-//! refused as RFC 8016 says; a reload turns it on. And coturn's own client, `turnutils_uclient
-//! -M`, which allocates and then moves every client to a new socket, loses nothing.
+//! refused as RFC 8016 says; a reload turns it on. Over TCP the new connection is handed to
+//! the allocation's worker when another one accepted it. And coturn's own client,
+//! `turnutils_uclient -M`, which allocates and then moves every client to a new socket (UDP
+//! and TCP), loses nothing.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
@@ -217,7 +219,7 @@ fn uclient_mobile(server: &Server, flags: &[&str]) -> String {
 #[test]
 fn uclient_moves_its_clients_and_loses_nothing() {
     let server = Server::start(&config("mobility = true"));
-    for flags in [&["-c"][..], &[]] {
+    for flags in [&["-c"][..], &[], &["-t", "-c"]] {
         let text = uclient_mobile(&server, flags);
         let summary = || {
             format!(
@@ -238,7 +240,7 @@ fn uclient_moves_its_clients_and_loses_nothing() {
     }
     // Every client (and each RTCP twin without -c) moved once per run.
     let moved = sample(&server.metrics(), "rturn_allocations_moved_total");
-    assert!(moved >= 20.0, "moved {moved}");
+    assert!(moved >= 30.0, "moved {moved}");
 }
 
 #[test]
@@ -254,8 +256,8 @@ fn uclient_asking_for_mobility_is_refused_when_it_is_off() {
 }
 
 /// A Refresh with `ticket` over a new TCP connection, signed as alice: its error code (0
-/// for a success).
-fn tcp_refresh_with_ticket(stream: &mut std::net::TcpStream, ticket: &[u8]) -> u16 {
+/// for a success) and the ticket it gave.
+fn tcp_refresh_with_ticket(stream: &mut std::net::TcpStream, ticket: &[u8]) -> (u16, Vec<u8>) {
     use stun::attributes::ATTR_LIFETIME;
     use stun::message::METHOD_REFRESH;
     let add = |m: &mut stun::message::Message| {
@@ -269,7 +271,9 @@ fn tcp_refresh_with_ticket(stream: &mut std::net::TcpStream, ticket: &[u8]) -> u
         .nonce
         .expect("a nonce");
     let signed = turn_request(METHOD_REFRESH, Some(alice(&nonce)), add);
-    error_code(&tcp_exchange(stream, &signed)).unwrap_or(0)
+    let answer = tcp_exchange(stream, &signed);
+    let next = rturn::turn::attrs::value(&answer, ATTR_MOBILITY_TICKET).unwrap_or_default();
+    (error_code(&answer).unwrap_or(0), next.to_vec())
 }
 
 /// Reads one ChannelData message from a stream: its channel and payload.
@@ -286,37 +290,47 @@ fn read_channel_data(stream: &mut std::net::TcpStream) -> (u16, Vec<u8>) {
     (u16::from_be_bytes([header[0], header[1]]), payload)
 }
 
-/// Over TCP a move is served only by the allocation's own worker: a connection the accept
-/// loop gave to the other one gets 437, one on the same worker moves the allocation (here
-/// from UDP to TCP), and relaying goes on over the connection.
+/// Over TCP a move is served whichever worker the accept loop gives the new connection to
+/// (one that does not hold the allocation hands the connection over): the allocation moves
+/// from UDP to a connection, then from connection to connection, relaying each time.
 #[test]
-fn a_move_over_tcp_is_served_on_the_allocations_worker_and_refused_elsewhere() {
+fn moves_over_tcp_are_served_whichever_worker_takes_the_connection() {
     use std::io::Write;
     let server = Server::start(&config("mobility = true"));
     let mut moving = Moving::start(&server);
     moving.round_trip("over udp", || server.log());
-    let ticket = moving.client.ticket.clone().unwrap();
-    let mut moved = None;
-    for _ in 0..24 {
+    let mut ticket = moving.client.ticket.clone().unwrap();
+    let mut streams = Vec::new();
+    let handed = || {
+        let name = "rturn_mobility_forwarded_total{result=\"connection\"}";
+        sample(&server.metrics(), name)
+    };
+    let mut round = 0;
+    while round < MOVES || (handed() == 0.0 && round < MAX_MOVES) {
+        round += 1;
         let mut stream = tcp_client(server.tcp[0]);
-        match tcp_refresh_with_ticket(&mut stream, &ticket) {
-            0 => {
-                moved = Some(stream);
-                break;
-            }
-            code => assert_eq!(code, 437, "{}", server.log()),
-        }
+        let (code, next) = tcp_refresh_with_ticket(&mut stream, &ticket);
+        assert_eq!(code, 0, "move {round}; {}", server.log());
+        assert_ne!(next, ticket, "a new ticket");
+        ticket = next;
+        let out = format!("over tcp {round:04}");
+        let mut frame = rturn::client::channel_data(CHANNEL, out.as_bytes()).unwrap();
+        // Padded to four bytes, as on any stream (RFC 8656 §12.5).
+        frame.resize(frame.len().next_multiple_of(4), 0);
+        stream.write_all(&frame).unwrap();
+        let mut buf = [0u8; 1500];
+        let (n, from) = moving.peer.recv_from(&mut buf).expect("the peer receives");
+        assert_eq!((&buf[..n], from), (out.as_bytes(), moving.relay));
+        let back = format!("back over tcp {round:04}");
+        moving.peer.send_to(back.as_bytes(), moving.relay).unwrap();
+        assert_eq!(read_channel_data(&mut stream), (CHANNEL, back.into_bytes()));
+        // The previous connection stays open and reaches nothing.
+        streams.push(stream);
     }
-    let mut stream = moved.expect("a connection on the allocation's worker");
-    // Eight bytes: no padding needed on the stream.
-    let frame = rturn::client::channel_data(CHANNEL, b"over tcp").unwrap();
-    stream.write_all(&frame).unwrap();
-    let mut buf = [0u8; 1500];
-    let (n, from) = moving.peer.recv_from(&mut buf).expect("the peer receives");
-    assert_eq!((&buf[..n], from), (&b"over tcp"[..], moving.relay));
-    moving.peer.send_to(b"back over tcp", moving.relay).unwrap();
-    assert_eq!(
-        read_channel_data(&mut stream),
-        (CHANNEL, b"back over tcp".to_vec())
+    let moved = sample(&server.metrics(), "rturn_allocations_moved_total");
+    assert_eq!(moved, round as f64);
+    assert!(
+        handed() > 0.0,
+        "no connection went to the other worker in {round}"
     );
 }

@@ -193,7 +193,7 @@ fn another_workers_ticket_is_refused_here_and_mobility_off_refuses_refreshes() {
     h.other_shard.set_mobility(1, key);
     let alice = h.alice(1);
     let t1 = allocate_mobile(&mut h, &alice);
-    // The glue passes UDP to the owner; what reaches another worker (TCP/TLS) gets 437.
+    // The glue passes it to the owner; one that reaches another worker anyway gets 437.
     h.switch_shard();
     let moved = h.alice(2);
     h.refused(1, &moved, refresh_with(&t1), 437);
