@@ -303,17 +303,9 @@ impl Moves {
         req: &Message,
         packet: &[u8],
     ) -> bool {
-        let key = self.shared.key.clone();
-        let ticketed = || {
-            if req.typ.method != METHOD_REFRESH {
-                return None;
-            }
-            let ticket = crate::turn::attrs::value(req, ATTR_MOBILITY_TICKET)?;
-            let (worker, _) = key.open(ticket)?;
-            Some(usize::from(worker))
-        };
         if tuple.transport != Transport::Udp {
-            let other = (ticketed()).filter(|w| *w != self.worker && *w < self.pending.len());
+            let other = (ticket_worker(&self.shared.key, req))
+                .filter(|w| *w != self.worker && *w < self.pending.len());
             if other.is_none() || manager.has_allocation(&tuple) {
                 return false;
             }
@@ -323,7 +315,7 @@ impl Moves {
         if !self.may_divert(manager, &tuple) {
             return false;
         }
-        let worker = self.owner(&tuple).or_else(ticketed);
+        let worker = (self.owner(&tuple)).or_else(|| ticket_worker(&self.shared.key, req));
         worker.is_some_and(|worker| self.push(worker, tuple, packet))
     }
 
@@ -437,6 +429,16 @@ impl Moves {
             self.spare.push(batch);
         }
     }
+}
+
+/// The worker a Refresh's MOBILITY-TICKET names, if it carries one this process made.
+fn ticket_worker(key: &TicketKey, req: &Message) -> Option<usize> {
+    if req.typ.method != METHOD_REFRESH {
+        return None;
+    }
+    let ticket = crate::turn::attrs::value(req, ATTR_MOBILITY_TICKET)?;
+    let (worker, _) = key.open(ticket)?;
+    Some(usize::from(worker))
 }
 
 #[cfg(test)]
