@@ -91,6 +91,9 @@ pub struct RelayConfig {
     pub alternate_server: Option<SocketAddr>,
     /// Whether the kernel relays bound UDP channels by itself (`"auto"` or `"off"`).
     pub offload: OffloadMode,
+    /// RFC 8016 mobility (coturn's `mobility`): a client may keep its allocation when its
+    /// address changes, with the MOBILITY-TICKET it was given. Off: such requests get 405.
+    pub mobility: bool,
 }
 
 impl Default for RelayConfig {
@@ -116,6 +119,7 @@ impl Default for RelayConfig {
             bps_capacity: 0,
             alternate_server: None,
             offload: OffloadMode::Auto,
+            mobility: false,
         }
     }
 }

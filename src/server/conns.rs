@@ -153,9 +153,22 @@ impl Conns {
             return false; // closed since the event was queued
         };
         let tuple = entry.conn.tuple();
+        // RFC 8016: set when a request moves the connection to another worker; it and
+        // what follows it are kept for that worker.
+        let mut handing: Option<(usize, Vec<u8>)> = None;
         let read = entry.conn.read(&self.registry, now, |message, out| {
+            if let Some((_, kept)) = &mut handing {
+                return keep_frame(kept, message);
+            }
             counters.count(Event::Received);
-            let event = match dispatcher.handle(shard, now, tuple, message) {
+            let handled = dispatcher.handle(shard, now, tuple, message);
+            if let Some(worker) = shard.moves.take_handing() {
+                let mut kept = Vec::new();
+                keep_frame(&mut kept, message);
+                handing = Some((worker, kept));
+                return;
+            }
+            let event = match handled {
                 // A refused reply ends the read with Close::Overflow (counted then).
                 Handled::Reply => match out.queue(&[&dispatcher.reply]) {
                     Ok(()) => Event::Replied,
@@ -169,6 +182,12 @@ impl Conns {
             counters.count(event);
         });
         match read {
+            Ok(_) if handing.is_some() => {
+                if let Some((worker, kept)) = handing {
+                    self.hand_over(slot, worker, &kept, shard);
+                }
+                false
+            }
             Ok(outcome) => {
                 let deadline = entry.conn.deadline();
                 self.note(deadline);
@@ -178,6 +197,29 @@ impl Conns {
                 self.close(slot, close, shard, counters, now);
                 false
             }
+        }
+    }
+
+    /// Hands the connection in `slot` to worker `worker` (RFC 8016: a move to an allocation
+    /// it holds), with `kept`, the frames read and not served here, to be served there
+    /// first. Closed when they do not fit its buffer.
+    fn hand_over(&mut self, slot: usize, worker: usize, kept: &[u8], shard: &mut Shard) {
+        let Some(mut entry) = self.slots.get_mut(slot).and_then(Option::take) else {
+            return;
+        };
+        let _ = entry.conn.deregister(&self.registry);
+        self.by_tuple.remove(&entry.conn.tuple());
+        self.free.push(slot);
+        if entry.conn.prime(kept) {
+            shard.moves.adopt(worker, entry.conn, entry._guards);
+        }
+    }
+
+    /// Takes over the connections other workers handed this one ([`Conns::hand_over`]);
+    /// their tokens go to `again`, to be served without waiting for an event.
+    pub(super) fn adopt(&mut self, shard: &mut Shard, again: &mut Vec<Token>) {
+        for (conn, guards) in shard.moves.take_adopted() {
+            again.extend(self.insert(conn, guards));
         }
     }
 
@@ -288,4 +330,11 @@ impl Conns {
         shard.manager.close(tuple);
         shard.settle();
     }
+}
+
+/// Appends a frame read from a stream to `kept`, padded as on the stream (RFC 8656 §12.5:
+/// ChannelData to four bytes; STUN messages always are), so it can be framed again.
+fn keep_frame(kept: &mut Vec<u8>, frame: &[u8]) {
+    kept.extend_from_slice(frame);
+    kept.resize(kept.len().next_multiple_of(4), 0);
 }

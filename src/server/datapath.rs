@@ -213,6 +213,8 @@ impl Loop {
                 }
             }
             self.handoffs(&mut shard, now);
+            self.moved(&mut shard, now);
+            self.conns.adopt(&mut shard, &mut self.again);
             if shard.manager.poll_timeout().is_some_and(|due| due <= now) {
                 shard.manager.handle_timeout(now);
                 shard.settle();
@@ -339,26 +341,54 @@ impl Loop {
                 client,
                 server,
             };
-            match self.dispatcher.handle(shard, now, tuple, packet) {
-                Handled::Reply => {
-                    self.counters.count(Event::Replied);
-                    // RFC 5780: the answer may leave from another of this worker's sockets.
-                    let (out, to) = match self.dispatcher.route {
-                        Some((from, to)) => (self.listen_index(from).unwrap_or(index), to),
-                        None => (index, client),
-                    };
-                    self.listen[out].out.push(to, &[&self.dispatcher.reply]);
-                    if self.listen[out].out.is_full() {
-                        self.flush(out);
-                    }
-                }
-                Handled::Relayed => self.counters.count(Event::Relayed),
-                Handled::Ignored => self.counters.count(Event::Ignored),
-                Handled::Malformed(_) => self.counters.count(Event::Malformed),
-                Handled::RateLimited => self.counters.count(Event::RateLimited),
-            }
+            let handled = self.dispatcher.handle(shard, now, tuple, packet);
+            self.handled(index, client, handled);
         }
         self.take_turn(token, count);
+    }
+
+    /// Acts on what became of a datagram from `client` read on listen socket `index`.
+    fn handled(&mut self, index: usize, client: SocketAddr, handled: Handled) {
+        match handled {
+            Handled::Reply => {
+                self.counters.count(Event::Replied);
+                // RFC 5780: the answer may leave from another of this worker's sockets.
+                let (out, to) = match self.dispatcher.route {
+                    Some((from, to)) => (self.listen_index(from).unwrap_or(index), to),
+                    None => (index, client),
+                };
+                self.listen[out].out.push(to, &[&self.dispatcher.reply]);
+                if self.listen[out].out.is_full() {
+                    self.flush(out);
+                }
+            }
+            Handled::Relayed => self.counters.count(Event::Relayed),
+            Handled::Ignored => self.counters.count(Event::Ignored),
+            Handled::Malformed(_) => self.counters.count(Event::Malformed),
+            Handled::RateLimited => self.counters.count(Event::RateLimited),
+        }
+    }
+
+    /// Datagrams other workers read from clients whose allocation moved to this one (RFC
+    /// 8016, [`super::mobility`]), handled as if this worker's listen socket of the same
+    /// address had read them; what this worker's sockets read for other workers' moved
+    /// clients leaves for their inboxes first.
+    fn moved(&mut self, shard: &mut Shard, now: Instant) {
+        shard.moves.flush();
+        let mut batches = Vec::new();
+        shard.moves.take_incoming(&mut batches);
+        for batch in batches {
+            shard.moves.delivering = true;
+            for (tuple, packet) in batch.iter() {
+                let Some(index) = self.listen_index(tuple.server) else {
+                    continue;
+                };
+                let handled = self.dispatcher.handle(shard, now, tuple, packet);
+                self.handled(index, tuple.client, handled);
+            }
+            shard.moves.delivering = false;
+            shard.moves.recycle(batch);
+        }
     }
 
     /// The index of this worker's listen socket bound to `addr`.

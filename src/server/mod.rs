@@ -9,6 +9,7 @@
 //! - `control`: reload, drain and shutdown of a running server ([`Control`]).
 //! - `datapath`, `shard`, `relay`, `ports`, `mmsg`, `gso`, `udp`: the UDP event loops and relay
 //!   sockets; `handoff`: data for rturn's own relays, handed between workers in process;
+//!   `mobility`: datagrams of clients whose allocation moved (RFC 8016) to another worker;
 //!   `offload`: the kernel fast path's status and each worker's handle on its maps;
 //!   `tcp`, `tls`: TURN over TCP/TLS; `shared_tls`, `rewind`: one TLS port for `turns:` and
 //!   HTTPS; `proxy`: the PROXY protocol header at the TCP, TLS and HTTP listeners' doors;
@@ -33,6 +34,7 @@ mod http_stats;
 mod limiter;
 mod listeners;
 mod mmsg;
+mod mobility;
 mod offload;
 mod ports;
 mod proxy;

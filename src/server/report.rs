@@ -40,6 +40,12 @@ static UDP_GSO: Family = Family::counter(
      one), the datagrams they carried, and sends the kernel refused (sent again datagram by \
      datagram; GSO is then narrowed or off for that socket).",
 );
+static MOBILITY: Family = Family::counter(
+    "mobility_forwarded_total",
+    "Datagrams of clients whose allocation moved (RFC 8016) to another worker than the one \
+     their new address lands on, by result: forwarded to it, or dropped (full: its inbox was); \
+     connection: a TCP/TLS connection handed to it.",
+);
 static SOCKET_ERRORS: Family = Family::counter("socket_errors_total", "Socket errors survived.");
 static TCP_CONNECTIONS: Family = Family::counter(
     "tcp_connections_total",
@@ -120,6 +126,16 @@ impl Counted for Snapshot {
                 ("refused", refused),
                 ("gone", gone),
                 ("full", full),
+            ],
+        );
+        let [forwarded, full, connections] = self.mobility;
+        report.each(
+            &MOBILITY,
+            "result",
+            [
+                ("forwarded", forwarded),
+                ("full", full),
+                ("connection", connections),
             ],
         );
         let [sends, datagrams, refused] = self.gso;

@@ -12,7 +12,9 @@
 //! get 403 and Send indications are dropped). Data for one of rturn's own relay
 //! endpoints is handed over inside the process ([`super::handoff`]) instead of sent.
 //! With the kernel fast path on, the shard also holds its worker's handle on the kernel's
-//! channel maps ([`super::offload`]), which acts on the manager's offload events.
+//! channel maps ([`super::offload`]), which acts on the manager's offload events. A UDP
+//! datagram from a client whose allocation moved to another worker (RFC 8016) goes there
+//! ([`super::mobility`]), looked for only when this shard holds no allocation for it.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -22,6 +24,7 @@ use stun::message::{CLASS_INDICATION, CLASS_REQUEST, METHOD_BINDING, METHOD_SEND
 
 use super::handoff::Handoffs;
 use super::limiter::SourceLimiter;
+use super::mobility::Moves;
 use super::offload::WorkerOffload;
 use super::relay::RelayTable;
 use crate::stun::codec::{PacketKind, decode_into, packet_kind};
@@ -43,6 +46,8 @@ pub(super) struct Shard {
     pub(super) stun_only: bool,
     /// RFC 5780's four addresses (`[stun] other-address`), if configured.
     pub(super) rfc5780: Option<Addresses>,
+    /// Datagrams of clients whose allocation moved to another worker (RFC 8016).
+    pub(super) moves: Moves,
 }
 
 impl Shard {
@@ -58,6 +63,7 @@ impl Shard {
                 _ => self.relays.handle_event(event),
             }
         }
+        self.moves.settle(&mut self.manager);
     }
 
     /// Reads what the kernel relayed into the counters, when due or `force`d.
@@ -186,6 +192,10 @@ impl Dispatcher {
                 Handled::Reply
             }
             (CLASS_REQUEST, _) => {
+                // A client whose allocation another worker holds is served there.
+                if (shard.moves).divert_request(&shard.manager, tuple, req, packet) {
+                    return Handled::Relayed;
+                }
                 // Without MESSAGE-INTEGRITY the answer is a 401 (or 420): no need to build it
                 // when the source may not have it.
                 let signed = req.contains(ATTR_MESSAGE_INTEGRITY)
@@ -210,7 +220,7 @@ impl Dispatcher {
             (CLASS_INDICATION, METHOD_SEND) => {
                 let sent = (shard.manager.handle_send(now, tuple, req))
                     .is_some_and(|(to, data)| shard.send_to_peer(to, data));
-                if sent {
+                if sent || shard.moves.divert_data(&shard.manager, tuple, packet) {
                     Handled::Relayed
                 } else {
                     Handled::Ignored
@@ -231,7 +241,7 @@ fn channel_data(shard: &mut Shard, now: Instant, tuple: &FiveTuple, packet: &[u8
     let len = payload.len();
     let sent = (shard.manager.channel_route(now, tuple, channel, len))
         .is_some_and(|to| shard.send_to_peer(to, payload));
-    if sent {
+    if sent || shard.moves.divert_data(&shard.manager, *tuple, packet) {
         Handled::Relayed
     } else {
         Handled::Ignored

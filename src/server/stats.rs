@@ -29,6 +29,9 @@ pub struct Counters {
     gso_sends: AtomicU64,
     gso_datagrams: AtomicU64,
     gso_refused: AtomicU64,
+    mobility_forwarded: AtomicU64,
+    mobility_full: AtomicU64,
+    mobility_connections: AtomicU64,
 }
 
 /// Names the counter to bump.
@@ -78,6 +81,13 @@ pub enum Event {
     GsoDatagrams,
     /// The kernel refused a UDP GSO send; its datagrams left one by one.
     GsoRefused,
+    /// A datagram from a client whose allocation moved to another worker (RFC 8016) went
+    /// to that worker's inbox.
+    MobilityForwarded,
+    /// ... which was full: dropped.
+    MobilityFull,
+    /// A TCP/TLS connection moving an allocation another worker holds went to that worker.
+    MobilityConnection,
 }
 
 impl Counters {
@@ -110,6 +120,9 @@ impl Counters {
             Event::GsoSends => &self.gso_sends,
             Event::GsoDatagrams => &self.gso_datagrams,
             Event::GsoRefused => &self.gso_refused,
+            Event::MobilityForwarded => &self.mobility_forwarded,
+            Event::MobilityFull => &self.mobility_full,
+            Event::MobilityConnection => &self.mobility_connections,
         };
         counter.fetch_add(n, Ordering::Relaxed);
     }
@@ -153,6 +166,9 @@ pub struct Snapshot {
     /// UDP GSO on the listen sockets: sends, the datagrams they carried, sends refused by
     /// the kernel (sent again datagram by datagram).
     pub gso: [u64; 3],
+    /// Datagrams of clients whose allocation moved to another worker: handed to it,
+    /// dropped for its full inbox; and TCP/TLS connections handed to it.
+    pub mobility: [u64; 3],
 }
 
 /// The registry of every worker's counters.
@@ -201,6 +217,9 @@ impl Stats {
             for (total, counter) in s.gso.iter_mut().zip(gso) {
                 *total += get(counter);
             }
+            s.mobility[0] += get(&c.mobility_forwarded);
+            s.mobility[1] += get(&c.mobility_full);
+            s.mobility[2] += get(&c.mobility_connections);
         }
         s
     }

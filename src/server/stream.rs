@@ -194,6 +194,16 @@ impl StreamConn {
         })
     }
 
+    /// Puts `frames` (whole, stream-padded) before what the connection holds unread, to be
+    /// handed out first by the next [`StreamConn::read`], which must come without waiting
+    /// for an event; false when they do not fit. For a connection handed to another worker
+    /// with the requests read and not yet served (RFC 8016 mobility, `super::mobility`).
+    pub(crate) fn prime(&mut self, frames: &[u8]) -> bool {
+        let fits = self.inbuf.prepend(frames);
+        self.primed |= fits;
+        fits
+    }
+
     /// Registers the socket with `registry` under `token` (readable; writable while
     /// bytes wait).
     pub(crate) fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {

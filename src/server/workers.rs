@@ -22,6 +22,7 @@ use super::conns::Guards;
 use super::datapath::{self, Poller, WorkerParts};
 use super::handoff::{Handoffs, Inbox};
 use super::limiter::SourceLimiter;
+use super::mobility::{self, Moves};
 use super::offload::{Kernel, WorkerOffload};
 use super::ports::Pools;
 use super::relay::RelayTable;
@@ -92,6 +93,15 @@ impl Workers {
         let pollers =
             (setup.listen.iter().map(|_| Poller::new())).collect::<io::Result<Vec<_>>>()?;
         let inboxes: Arc<[Inbox]> = pollers.iter().map(|p| Inbox::new(p.waker())).collect();
+        // RFC 8016: one ticket key and one table of moved clients for every worker.
+        let moved = mobility::Shared {
+            reports: pollers.iter().map(|_| Default::default()).collect(),
+            inboxes: pollers
+                .iter()
+                .map(|p| mobility::Inbox::new(p.waker()))
+                .collect(),
+            key: crate::turn::ticket::TicketKey::random(),
+        };
         for ((index, listen), poller) in setup.listen.into_iter().enumerate().zip(pollers) {
             let counters = setup.stats.register();
             let handoffs = Handoffs::new(
@@ -111,6 +121,8 @@ impl Workers {
             let offload = (setup.kernel.maps(index))
                 .map(|maps| WorkerOffload::new(maps, Arc::clone(&counters), now));
             manager.set_offload(offload.is_some());
+            // At most 1024 workers (`server.workers`).
+            manager.set_mobility(index as u16, moved.key.clone());
             let shard = Shard {
                 manager,
                 relays: RelayTable::new(pools.clone(), poller.registry()?, index),
@@ -119,6 +131,7 @@ impl Workers {
                 offload,
                 stun_only: setup.stun_only,
                 rfc5780: setup.rfc5780,
+                moves: Moves::new(index, moved.clone(), Arc::clone(&counters)),
             };
             let (tx, rx) = mpsc::channel(QUEUE);
             let notified = Arc::new(AtomicBool::new(false));

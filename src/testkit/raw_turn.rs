@@ -14,6 +14,7 @@ use stun::message::Message;
 use crate::client::{Client, Inbound, Request, Response, channel_data, parse_inbound};
 use crate::stun::codec::decode_into;
 use crate::turn::attrs::FAMILY_IPV6;
+use crate::turn::ticket::ATTR_MOBILITY_TICKET;
 
 /// How long one request waits for its response.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -45,6 +46,8 @@ pub struct RawTurn {
     relayed: VecDeque<Relayed>,
     /// The relay addresses the Allocate returned: IPv4 first, then IPv6 if asked and given.
     pub relays: Vec<SocketAddr>,
+    /// The MOBILITY-TICKET (RFC 8016) of the last success that carried one.
+    pub ticket: Option<Vec<u8>>,
 }
 
 impl RawTurn {
@@ -90,21 +93,7 @@ impl RawTurn {
         pass: &str,
         allocate: &Request,
     ) -> Result<RawTurn, Message> {
-        let socket = UdpSocket::bind(local).expect("bind client");
-        socket.connect(server).expect("connect");
-        let mut turn = RawTurn {
-            socket,
-            client: Client::new(user, pass),
-            relayed: VecDeque::new(),
-            relays: Vec::new(),
-        };
-        // The first Allocate has no credentials: its 401 brings REALM and NONCE.
-        let challenge = turn.exchange(allocate);
-        assert_eq!(challenge.code(), 401, "unauthenticated Allocate");
-        assert!(
-            turn.client.handle_challenge(&challenge),
-            "401 with REALM and NONCE"
-        );
+        let mut turn = Self::login_from(local, server, user, pass, allocate);
         let mut m = turn.exchange_message(allocate);
         if read(&m).code() == 438 {
             assert!(
@@ -118,7 +107,70 @@ impl RawTurn {
             return Err(m);
         }
         turn.relays = response.relayed;
+        turn.keep_ticket(&m);
         Ok(turn)
+    }
+
+    /// A client of `user` on a fresh socket on 127.0.0.1 with the server's REALM and NONCE
+    /// (its unauthenticated Allocate got 401), and no allocation.
+    pub fn login(server: SocketAddr, user: &str, pass: &str) -> RawTurn {
+        let local = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self::login_from(local, server, user, pass, &Request::allocate())
+    }
+
+    fn login_from(
+        local: SocketAddr,
+        server: SocketAddr,
+        user: &str,
+        pass: &str,
+        probe: &Request,
+    ) -> RawTurn {
+        let socket = UdpSocket::bind(local).expect("bind client");
+        socket.connect(server).expect("connect");
+        let mut turn = RawTurn {
+            socket,
+            client: Client::new(user, pass),
+            relayed: VecDeque::new(),
+            relays: Vec::new(),
+            ticket: None,
+        };
+        // The first request has no credentials: its 401 brings REALM and NONCE.
+        let challenge = turn.exchange(probe);
+        assert_eq!(challenge.code(), 401, "unauthenticated {}", probe.method());
+        assert!(
+            turn.client.handle_challenge(&challenge),
+            "401 with REALM and NONCE"
+        );
+        turn
+    }
+
+    /// The client's address changes (RFC 8016): from now on it talks from a fresh socket on
+    /// 127.0.0.1 (a new source port). Returns the old socket, still open.
+    pub fn new_socket(&mut self) -> UdpSocket {
+        let socket = UdpSocket::bind(("127.0.0.1", 0)).expect("bind client");
+        socket.connect(self.server()).expect("connect");
+        std::mem::replace(&mut self.socket, socket)
+    }
+
+    /// A Refresh carrying `ticket` as MOBILITY-TICKET (RFC 8016 §3.2): 0 on success (the
+    /// new ticket is kept in [`Self::ticket`]), else the error code.
+    pub fn refresh_with_ticket(&mut self, ticket: &[u8]) -> u16 {
+        let refresh = Request::refresh(600).attr(ATTR_MOBILITY_TICKET, ticket);
+        let mut m = self.exchange_message(&refresh);
+        if read(&m).code() == 438 && self.client.handle_challenge(&read(&m)) {
+            m = self.exchange_message(&refresh);
+        }
+        self.keep_ticket(&m);
+        read(&m).code()
+    }
+
+    /// Keeps the MOBILITY-TICKET of a success response.
+    fn keep_ticket(&mut self, m: &Message) {
+        if let Some(ticket) = crate::turn::attrs::value(m, ATTR_MOBILITY_TICKET)
+            && read(m).is_success()
+        {
+            self.ticket = Some(ticket.to_vec());
+        }
     }
 
     /// The server address this client talks to.

@@ -18,6 +18,7 @@ use super::allocation::Allocation;
 use super::attrs::{self, KNOWN_TURN_ATTRIBUTES};
 use super::bandwidth::Bandwidth;
 use super::metrics::TurnMetrics;
+use super::mobile_table::Mobility;
 use super::offload_table::OffloadTable;
 use super::peer_rules::PeerRules;
 use super::pending::{Credentials, PendingAllocate};
@@ -81,6 +82,8 @@ pub struct Manager {
     /// The channels the kernel relays for this shard (#18); off unless its worker has the
     /// kernel's maps.
     pub(super) offload: OffloadTable,
+    /// Its mobile allocations' tickets (RFC 8016).
+    pub(super) mobility: Mobility,
 }
 
 impl Manager {
@@ -113,6 +116,7 @@ impl Manager {
             authenticated: false,
             capacity: Bandwidth::default(),
             offload: OffloadTable::default(),
+            mobility: Mobility::default(),
         }
     }
 
@@ -243,12 +247,14 @@ impl Manager {
             return Answer::Reply(self.fail(req, 441, &creds));
         }
         let result = match req.typ.method {
-            METHOD_ALLOCATE => match self.allocate(now, tuple, req, &creds) {
+            METHOD_ALLOCATE => match (self.mobility_asked(req))
+                .and_then(|()| self.allocate(now, tuple, req, &creds))
+            {
                 Ok(Some(binds)) => return Answer::Bind(binds),
                 Ok(None) => Ok(()),
                 Err(code) => Err(code),
             },
-            METHOD_REFRESH => self.refresh(now, tuple, req),
+            METHOD_REFRESH => self.refresh_or_move(now, tuple, req, &creds),
             METHOD_CREATE_PERMISSION => self.create_permission(now, tuple, req),
             METHOD_CHANNEL_BIND => self.channel_bind(now, tuple, req),
             _ => Err(400),
@@ -290,6 +296,7 @@ impl Manager {
     ) -> &[u8] {
         match result {
             Ok(()) => {
+                self.add_ticket(tuple, req);
                 add_integrity(&mut self.response, &creds.key, creds.integrity);
                 response::finish(&mut self.response, req);
                 &self.response.raw
@@ -422,9 +429,13 @@ impl Manager {
         self.draining.is_some()
     }
 
-    /// The client's TCP connection closed: its allocation goes with it (RFC 8656 §3.1).
+    /// The client's TCP connection closed: its allocation goes with it (RFC 8656 §3.1),
+    /// unless it is mobile (RFC 8016): then it lives on until it expires, for the client to
+    /// take to a new connection with its ticket (as coturn does).
     pub fn close(&mut self, tuple: FiveTuple) {
-        self.delete_allocation(tuple);
+        if !self.mobility.by_tuple.contains_key(&tuple) {
+            self.delete_allocation(tuple);
+        }
     }
 
     /// Deletes every allocation and reservation (shutdown).
@@ -554,6 +565,7 @@ impl Manager {
                 self.push_event(Event::Close(*relay));
             }
             self.quotas.release(&alloc.holder, 1);
+            self.mobility_forget(tuple);
         }
     }
 }

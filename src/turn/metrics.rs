@@ -12,6 +12,8 @@ pub struct TurnMetrics {
     pub allocations_expired: u64,
     /// Allocations ended by the client (Refresh 0, TCP close), an operator, or shutdown.
     pub allocations_deleted: u64,
+    /// Allocations moved to their client's new 5-tuple (RFC 8016 mobility).
+    pub allocations_moved: u64,
     /// 401 challenges to requests without credentials (the normal first round trip).
     pub challenges: u64,
     /// Authentication failures by reason.
@@ -47,6 +49,7 @@ impl TurnMetrics {
         self.allocations_created += other.allocations_created;
         self.allocations_expired += other.allocations_expired;
         self.allocations_deleted += other.allocations_deleted;
+        self.allocations_moved += other.allocations_moved;
         self.challenges += other.challenges;
         for (reason, n) in &other.auth_failures {
             *self.auth_failures.entry(reason).or_default() += n;

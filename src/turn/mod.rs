@@ -22,6 +22,9 @@
 //! - [`bandwidth`]: `max-bps` per allocation and `bps-capacity` overall.
 //! - [`offload`]: the kernel fast path's types and maps; [`offload_table`]: which channels
 //!   the kernel holds; `offload_sync`: the manager keeping them in step (#18).
+//! - `mobility`: RFC 8016 MOBILITY-TICKET and moving an allocation to its client's new
+//!   5-tuple ([`Moved`] says where it went); `mobile_table`: the tickets held;
+//!   [`ticket`]: the ticket's bytes.
 
 pub mod allocation;
 pub mod attrs;
@@ -29,6 +32,8 @@ pub mod bandwidth;
 pub mod manager;
 mod methods;
 pub mod metrics;
+mod mobile_table;
+mod mobility;
 pub mod offload;
 mod offload_sync;
 pub mod offload_table;
@@ -41,11 +46,13 @@ mod routes;
 mod sessions;
 #[cfg(test)]
 mod tests;
+pub mod ticket;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 pub use manager::{Manager, PeerRoute};
+pub use mobile_table::Moved;
 pub use sessions::Session;
 
 /// The hash map of the data path: keyed by addresses that clients and peers choose, so
@@ -191,6 +198,9 @@ pub struct TurnConfig {
     /// Where a new Allocate is sent with 300 (Try Alternate, RFC 8656 §7.2) when this server
     /// is at capacity (`total-quota` reached or no relay port free) or draining; `None`: 508.
     pub alternate_server: Option<SocketAddr>,
+    /// RFC 8016 mobility (`[relay] mobility`): Allocates may ask for a MOBILITY-TICKET and
+    /// Refreshes may move an allocation with it; off, both get 405.
+    pub mobility: bool,
 }
 
 impl Default for TurnConfig {
@@ -208,6 +218,7 @@ impl Default for TurnConfig {
             max_bps: 0,
             bps_capacity: 0,
             alternate_server: None,
+            mobility: false,
         }
     }
 }

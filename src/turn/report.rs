@@ -5,6 +5,10 @@ use crate::metrics::{Counted, Family, Report};
 
 static ENDED: Family = Family::counter("allocations_ended_total", "Allocations ended, by how.");
 static CREATED: Family = Family::counter("allocations_created_total", "Allocations created.");
+static MOVED: Family = Family::counter(
+    "allocations_moved_total",
+    "Allocations moved to their client's new address with a MOBILITY-TICKET (RFC 8016).",
+);
 static REFUSED: Family = Family::counter(
     "requests_refused_total",
     "TURN requests refused, by STUN error code (403: peer rules; 486, 508: quotas and ports).",
@@ -54,6 +58,7 @@ impl Counted for TurnMetrics {
         report.labelled(&ENDED, "reason", "expired", self.allocations_expired);
         report.labelled(&ENDED, "reason", "deleted", self.allocations_deleted);
         report.value(&CREATED, self.allocations_created);
+        report.value(&MOVED, self.allocations_moved);
         report.each(
             &REFUSED,
             "code",

@@ -17,6 +17,8 @@
 //!   channel out of the kernel at once.
 //! - [`offload_veth`]: coturn's uclient relays through the kernel fast path between network
 //!   namespaces joined by veth pairs (as root), losing nothing.
+//! - [`mobility`]: RFC 8016: a client that changes address keeps its allocation, whichever
+//!   worker its new address lands on; coturn's `turnutils_uclient -M` loses nothing.
 //! - [`proxy_protocol`]: behind a load balancer: the client a PROXY header names is the one
 //!   TURN, the per-IP caps and the ICE API see; untrusted or missing headers refused.
 //!
@@ -28,6 +30,7 @@ mod bypass_matrix;
 mod dual_relay;
 mod gso;
 mod limits;
+mod mobility;
 mod offload;
 mod offload_veth;
 mod own_relays;

@@ -39,7 +39,7 @@ fn uclient_checked(server: &Server, peer: &EchoPeer, flags: &[&str]) {
 }
 
 /// One turnutils_uclient run; returns everything it printed.
-fn uclient_run(
+pub(crate) fn uclient_run(
     server: &Server,
     peer: &EchoPeer,
     flags: &[&str],

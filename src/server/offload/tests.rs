@@ -97,6 +97,7 @@ fn shard(maps: Fake, now: Instant) -> (Poller, Shard, Stats) {
         offload: Some(WorkerOffload::new(Box::new(maps), counters, now)),
         stun_only: false,
         rfc5780: None,
+        moves: crate::server::mobility::Moves::single(poller.waker()),
     };
     (poller, shard, stats)
 }

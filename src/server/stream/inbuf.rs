@@ -103,6 +103,22 @@ impl InBuf {
         self.end - self.start
     }
 
+    /// Puts whole frames (stream-padded) back before what waits, to be handed out first;
+    /// false, changing nothing, when they do not fit [`MAX_INBUF`].
+    pub(crate) fn prepend(&mut self, frames: &[u8]) -> bool {
+        let held = self.end - self.start;
+        if frames.len() + held > MAX_INBUF {
+            return false;
+        }
+        let mut buf = Vec::with_capacity((frames.len() + held).max(INITIAL));
+        buf.extend_from_slice(frames);
+        buf.extend_from_slice(self.buf.get(self.start..self.end).unwrap_or_default());
+        let end = buf.len();
+        buf.resize(buf.capacity().min(MAX_INBUF).max(end), 0);
+        (self.buf, self.start, self.end) = (buf, 0, end);
+        true
+    }
+
     /// Whether no bytes wait: false means a frame was begun and not finished.
     pub(crate) fn is_empty(&self) -> bool {
         self.start == self.end
@@ -140,6 +156,36 @@ mod tests {
         }
         assert!(inbuf.is_empty());
         Ok(got)
+    }
+
+    #[test]
+    fn frames_put_back_come_out_first_then_the_unfinished_rest() {
+        let (a, b, c) = (
+            channel_data(0x4000, b"one"),
+            channel_data(0x4001, b"two"),
+            channel_data(0x4002, b"three"),
+        );
+        let mut inbuf = InBuf::new();
+        // Half of c has arrived.
+        let half = c.len() / 2;
+        inbuf.spare()[..half].copy_from_slice(&c[..half]);
+        inbuf.filled(half);
+        assert_eq!(inbuf.next(), Ok(None));
+        assert!(inbuf.prepend(&[a.clone(), b.clone()].concat()));
+        let mut got = Vec::new();
+        while let Some(range) = inbuf.next().unwrap() {
+            got.push(inbuf.get(range).to_vec());
+        }
+        assert_eq!(got, [&a[..7], &b[..7]]);
+        let room = inbuf.spare();
+        room[..c.len() - half].copy_from_slice(&c[half..]);
+        inbuf.filled(c.len() - half);
+        let range = inbuf.next().unwrap().unwrap();
+        assert_eq!(inbuf.get(range), &c[..9]);
+        assert!(inbuf.is_empty());
+        // Too much to put back: nothing changes.
+        assert!(!inbuf.prepend(&vec![0; MAX_INBUF + 1]));
+        assert!(inbuf.is_empty());
     }
 
     #[test]

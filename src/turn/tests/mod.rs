@@ -543,6 +543,7 @@ mod allocate;
 mod authentication;
 mod events;
 mod limits;
+mod mobility;
 mod offload;
 mod own_relays;
 mod quotas;

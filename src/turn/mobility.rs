@@ -1,0 +1,200 @@
+//! RFC 8016 mobility in the manager: MOBILITY-TICKET on Allocate and Refresh, and moving an
+//! allocation to the client's new 5-tuple. Pure, like the rest of the manager.
+//!
+//! An Allocate with an empty MOBILITY-TICKET gets a ticket ([`super::ticket`]) in its success
+//! response when `[relay] mobility` is on, else 405 (Mobility Forbidden, RFC 8016 §3.1). A
+//! Refresh carrying a ticket from a 5-tuple with no allocation is a move (§3.2): the ticket
+//! must be one this manager handed out and still files ([`Mobility`]; else 400 for a ticket
+//! that is not ours, 437 for one that names no live allocation), the request's credentials
+//! those of the allocation's user (else 441). The allocation is then re-keyed to the new
+//! 5-tuple with everything it holds: relay sockets, permissions, channels, timers, counters,
+//! and its channels leave the kernel's maps and come back with the new client address. The
+//! old 5-tuple reaches nothing from then on. The success response carries a new ticket; a
+//! retransmission of the same Refresh (same transaction, old ticket) is answered again, and a
+//! Refresh with the current ticket from the allocation's own 5-tuple rotates it.
+//!
+//! Which worker a ticket names is the glue's business ([`Moved`] tells it where allocations
+//! went, `server/mobility.rs` routes the new 5-tuple's datagrams there). The state itself,
+//! tickets by handle and by 5-tuple, is in `mobile_table.rs`.
+
+use std::time::Instant;
+
+use stun::message::{METHOD_ALLOCATE, Message};
+
+use super::FiveTuple;
+use super::attrs;
+use super::manager::{Manager, Timer};
+use super::mobile_table::{Mobile, Moved};
+use super::pending::Credentials;
+use super::ticket::{self, ATTR_MOBILITY_TICKET, Handle, TicketKey, WIRE_LEN};
+
+impl Manager {
+    /// The worker index this manager's tickets name, and the key every worker signs them
+    /// with (one per process).
+    pub fn set_mobility(&mut self, worker: u16, key: TicketKey) {
+        self.mobility.worker = worker;
+        self.mobility.key = key;
+    }
+
+    /// The next change the event loop must publish to the other workers.
+    pub fn poll_moved(&mut self) -> Option<Moved> {
+        self.mobility.moved.pop_front()
+    }
+
+    /// Mobile allocations held (for tests and the admin view).
+    pub fn mobile_count(&self) -> usize {
+        self.mobility.by_tuple.len()
+    }
+
+    /// An Allocate's MOBILITY-TICKET (RFC 8016 §3.1): absent or empty with mobility on is
+    /// fine; 405 with mobility off, 400 when not empty.
+    pub(super) fn mobility_asked(&self, req: &Message) -> Result<(), u16> {
+        match attrs::value(req, ATTR_MOBILITY_TICKET) {
+            None => Ok(()),
+            Some(_) if !self.config.mobility => Err(405),
+            Some([]) => Ok(()),
+            Some(_) => Err(400),
+        }
+    }
+
+    /// Adds the ticket to an Allocate's success response when the client asked for one
+    /// (the same ticket to a retransmission).
+    pub(super) fn add_ticket(&mut self, tuple: FiveTuple, req: &Message) {
+        if req.typ.method != METHOD_ALLOCATE
+            || !req.contains(ATTR_MOBILITY_TICKET)
+            || !self.config.mobility
+            || !self.allocations.contains_key(&tuple)
+        {
+            return;
+        }
+        let handle = match self.mobility.by_tuple.get(&tuple) {
+            Some(mobile) => mobile.handle,
+            None => {
+                let handle = ticket::new_handle();
+                self.mobility.by_handle.insert(handle, tuple);
+                let mobile = Mobile { handle, last: None };
+                self.mobility.by_tuple.insert(tuple, mobile);
+                handle
+            }
+        };
+        self.put_ticket(handle);
+    }
+
+    fn put_ticket(&mut self, handle: Handle) {
+        let wire = self.mobility.key.seal(self.mobility.worker, &handle);
+        self.response.add(ATTR_MOBILITY_TICKET, &wire);
+    }
+
+    /// A Refresh: a plain one, or with MOBILITY-TICKET a move or a ticket rotation.
+    pub(super) fn refresh_or_move(
+        &mut self,
+        now: Instant,
+        tuple: FiveTuple,
+        req: &Message,
+        creds: &Credentials,
+    ) -> Result<(), u16> {
+        let Some(value) = attrs::value(req, ATTR_MOBILITY_TICKET) else {
+            return self.refresh(now, tuple, req);
+        };
+        if !self.config.mobility {
+            return Err(405);
+        }
+        let tid = req.transaction_id.0;
+        let shown: [u8; WIRE_LEN] = value.try_into().map_err(|_| 400u16)?;
+        if self.allocations.contains_key(&tuple) {
+            // From the allocation's own 5-tuple: the current ticket rotates it, the ticket a
+            // moving Refresh showed answers that Refresh's retransmission; anything else is
+            // not a ticket for this allocation.
+            let mobile = *self.mobility.by_tuple.get(&tuple).ok_or(400u16)?;
+            let current = self.mobility.key.seal(self.mobility.worker, &mobile.handle);
+            if shown != current && mobile.last != Some((tid, shown)) {
+                return Err(400);
+            }
+            self.refresh(now, tuple, req)?;
+            if shown == current {
+                self.rotate(tuple, (tid, shown));
+            }
+        } else {
+            let (worker, handle) = self.mobility.key.open(&shown).ok_or(400u16)?;
+            // The glue hands another worker's ticket to that worker (`server/mobility.rs`);
+            // one that still reaches this one names nothing here.
+            if worker != self.mobility.worker {
+                return Err(437);
+            }
+            let from = *self.mobility.by_handle.get(&handle).ok_or(437u16)?;
+            let alloc = self.allocations.get(&from).ok_or(437u16)?;
+            // RFC 8016 §3.2: only the allocation's own user may move it.
+            if alloc.username != creds.username {
+                return Err(441);
+            }
+            self.move_allocation(from, tuple);
+            self.refresh(now, tuple, req)?;
+            self.rotate(tuple, (tid, shown));
+        }
+        // Deleted by a zero LIFETIME: no ticket.
+        if let Some(mobile) = self.mobility.by_tuple.get(&tuple) {
+            let handle = mobile.handle;
+            self.put_ticket(handle);
+        }
+        Ok(())
+    }
+
+    /// A new ticket for the mobile allocation of `tuple` (RFC 8016 §3.2: it must differ);
+    /// `last` is the Refresh that asked, answered again if it is retransmitted.
+    fn rotate(&mut self, tuple: FiveTuple, last: ([u8; 12], [u8; WIRE_LEN])) {
+        let Some(mobile) = self.mobility.by_tuple.get_mut(&tuple) else {
+            return;
+        };
+        self.mobility.by_handle.remove(&mobile.handle);
+        mobile.handle = ticket::new_handle();
+        mobile.last = Some(last);
+        self.mobility.by_handle.insert(mobile.handle, tuple);
+    }
+
+    /// Re-keys the allocation of `from` to `to`, with its relay slots, timers, ticket and
+    /// kernel entries.
+    fn move_allocation(&mut self, from: FiveTuple, to: FiveTuple) {
+        let Some(alloc) = self.allocations.remove(&from) else {
+            return;
+        };
+        // Its channels leave the kernel while the table no longer holds it under `from`.
+        self.offload_deleted(from, &alloc);
+        self.unschedule(Timer::Allocation(from));
+        for ip in alloc.permissions.keys() {
+            self.unschedule(Timer::Permission(from, *ip));
+        }
+        for number in alloc.channels.keys() {
+            self.unschedule(Timer::Channel(from, *number));
+        }
+        for relay in &alloc.relays {
+            self.by_relay.insert(relay.slot, to);
+        }
+        self.schedule(alloc.expires, Timer::Allocation(to));
+        for (ip, at) in &alloc.permissions {
+            self.schedule(*at, Timer::Permission(to, *ip));
+        }
+        let numbers: Vec<u16> = alloc.channels.keys().copied().collect();
+        for (number, channel) in &alloc.channels {
+            self.schedule(channel.expires, Timer::Channel(to, *number));
+        }
+        tracing::debug!(from = %from.client, to = %to.client, user = %alloc.username, "allocation moved");
+        self.allocations.insert(to, alloc);
+        for number in numbers {
+            self.offload_channel(to, number);
+        }
+        if let Some(mobile) = self.mobility.by_tuple.remove(&from) {
+            self.mobility.by_handle.insert(mobile.handle, to);
+            self.mobility.by_tuple.insert(to, mobile);
+        }
+        self.metrics.allocations_moved += 1;
+        self.mobility.moved.push_back(Moved::To { from, to });
+    }
+
+    /// The allocation of `tuple` is gone: so is its ticket.
+    pub(super) fn mobility_forget(&mut self, tuple: FiveTuple) {
+        if let Some(mobile) = self.mobility.by_tuple.remove(&tuple) {
+            self.mobility.by_handle.remove(&mobile.handle);
+            self.mobility.moved.push_back(Moved::Gone(tuple));
+        }
+    }
+}

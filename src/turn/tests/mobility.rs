@@ -1,0 +1,237 @@
+//! RFC 8016 mobility: MOBILITY-TICKET on Allocate and Refresh, and an allocation moving to
+//! its client's new 5-tuple with everything it holds.
+
+use super::*;
+use crate::turn::Moved;
+use crate::turn::ticket::{ATTR_MOBILITY_TICKET, TicketKey};
+
+fn mobile() -> Harness {
+    let mut setup = Setup::default();
+    setup.config.mobility = true;
+    setup.start()
+}
+
+/// The ticket of a response.
+#[track_caller]
+fn ticket(resp: &Reply) -> Vec<u8> {
+    crate::turn::attrs::value(&resp.msg, ATTR_MOBILITY_TICKET)
+        .expect("a MOBILITY-TICKET")
+        .to_vec()
+}
+
+fn allocate_mobile(h: &mut Harness, alice: &Caller) -> Vec<u8> {
+    let resp = h.ok(
+        0,
+        alice,
+        Request::allocate().attr(ATTR_MOBILITY_TICKET, &[]),
+    );
+    ticket(&resp)
+}
+
+fn refresh_with(ticket: &[u8]) -> Request {
+    Request::refresh(600).attr(ATTR_MOBILITY_TICKET, ticket)
+}
+
+#[test]
+fn allocate_asks_for_a_ticket_and_gets_one_only_when_mobility_is_on() {
+    let mut h = Setup::default().start();
+    let alice = h.alice(1);
+    // Off: 405 (Mobility Forbidden), and no allocation.
+    let ask = Request::allocate().attr(ATTR_MOBILITY_TICKET, &[]);
+    h.refused(0, &alice, ask.clone(), 405);
+    assert!(!h.mgr.has_allocation(&alice.tuple));
+    // A plain Allocate gets none.
+    let plain = h.ok(0, &alice, Request::allocate());
+    assert!(!plain.contains(ATTR_MOBILITY_TICKET));
+
+    let mut h = mobile();
+    let alice = h.alice(1);
+    // Not empty: 400.
+    let wrong = Request::allocate().attr(ATTR_MOBILITY_TICKET, b"x");
+    h.refused(0, &alice, wrong, 400);
+    let first = h.ok(0, &alice, ask.clone());
+    let t = ticket(&first);
+    assert_eq!(t.len(), 32);
+    assert!(t.iter().all(|b| b.is_ascii_graphic()));
+    assert_eq!(h.mgr.mobile_count(), 1);
+    // Without asking, another client gets none.
+    let bob = h.bob(2);
+    let plain = h.ok(0, &bob, Request::allocate());
+    assert!(!plain.contains(ATTR_MOBILITY_TICKET));
+    assert_eq!(h.mgr.mobile_count(), 1);
+}
+
+#[test]
+fn a_retransmitted_allocate_repeats_the_ticket() {
+    let mut h = mobile();
+    let alice = h.alice(1);
+    let raw = alice.signed(&Request::allocate().attr(ATTR_MOBILITY_TICKET, &[]));
+    let first = h.send(0, alice.tuple, &raw);
+    let again = h.send(1, alice.tuple, &raw);
+    assert_success(&again, alice.key());
+    assert_eq!(ticket(&first), ticket(&again));
+}
+
+#[test]
+fn a_refresh_with_the_ticket_moves_the_allocation_with_its_permissions_and_channels() {
+    let mut h = mobile();
+    let alice = h.alice(1);
+    let t1 = allocate_mobile(&mut h, &alice);
+    h.ok(0, &alice, Request::channel_bind(0x4000, PEER_A));
+    h.ok(0, &alice, Request::create_permission(&[PEER_B]));
+    while h.mgr.poll_moved().is_some() {}
+
+    // The client's address changed: tuple 2, a fresh nonce for it.
+    let moved = h.alice(2);
+    let resp = h.ok(10, &moved, refresh_with(&t1));
+    let t2 = ticket(&resp);
+    assert_ne!(t1, t2, "a new ticket (RFC 8016 §3.2)");
+    assert_eq!(
+        h.mgr.poll_moved(),
+        Some(Moved::To {
+            from: alice.tuple,
+            to: moved.tuple
+        })
+    );
+    assert!(!h.mgr.has_allocation(&alice.tuple));
+    assert!(h.mgr.has_allocation(&moved.tuple));
+    // Relaying goes on from and to the new 5-tuple only.
+    assert_eq!(h.channel(10, &moved, 0x4000), Some((relay(50000), PEER_A)));
+    assert_eq!(h.channel(10, &alice, 0x4000), None);
+    assert_eq!(h.send_to(10, moved.tuple, PEER_B), Some(relay(50000)));
+    assert_eq!(h.send_to(10, alice.tuple, PEER_B), None);
+    let to_moved = Some(PeerRoute {
+        client: moved.tuple,
+        channel: Some(0x4000),
+    });
+    assert_eq!(h.route(10, relay(50000), PEER_A), to_moved);
+    // The old 5-tuple has nothing any more; the old ticket moves nothing again.
+    let old = h.alice(1);
+    h.refused(10, &old, Request::refresh(600), 437);
+    let third = h.alice(3);
+    h.refused(10, &third, refresh_with(&t1), 437);
+    // Timers moved too: the channel and the permissions expire, then the allocation.
+    h.ok(200, &moved, Request::refresh(600));
+    h.expire(700);
+    assert_eq!(h.channel(700, &moved, 0x4000), None);
+    assert!(h.mgr.has_allocation(&moved.tuple));
+    h.expire(900);
+    assert!(!h.mgr.has_allocation(&moved.tuple));
+    assert_eq!(h.mgr.mobile_count(), 0);
+    assert_eq!(h.mgr.poll_moved(), Some(Moved::Gone(moved.tuple)));
+    assert_eq!(h.mgr.metrics().allocations_moved, 1);
+    assert!(h.held().is_empty(), "its relay port went back");
+}
+
+#[test]
+fn a_retransmitted_move_is_answered_again_and_the_current_ticket_rotates() {
+    let mut h = mobile();
+    let alice = h.alice(1);
+    let t1 = allocate_mobile(&mut h, &alice);
+    let moved = h.alice(2);
+    // coturn's uclient sends its moving Refresh twice, the second from the new 5-tuple
+    // that already holds the allocation.
+    let raw = moved.signed(&refresh_with(&t1));
+    let first = h.send(1, moved.tuple, &raw);
+    assert_success(&first, moved.key());
+    let again = h.send(1, moved.tuple, &raw);
+    assert_success(&again, moved.key());
+    let t2 = ticket(&first);
+    assert_eq!(ticket(&again), t2);
+    // The old ticket in a new transaction is refused; the current one rotates.
+    h.refused(2, &moved, refresh_with(&t1), 400);
+    let t3 = ticket(&h.ok(3, &moved, refresh_with(&t2)));
+    assert_ne!(t3, t2);
+    h.refused(4, &moved, refresh_with(&t2), 400);
+    assert!(h.mgr.has_allocation(&moved.tuple));
+    // LIFETIME 0 with the ticket deletes: no ticket back.
+    let gone = h.ok(
+        5,
+        &moved,
+        Request::refresh(0).attr(ATTR_MOBILITY_TICKET, &t3),
+    );
+    assert!(!gone.contains(ATTR_MOBILITY_TICKET));
+    assert!(!h.mgr.has_allocation(&moved.tuple));
+    assert_eq!(h.mgr.mobile_count(), 0);
+}
+
+#[test]
+fn moves_need_the_allocations_user_and_a_genuine_live_ticket() {
+    let mut h = mobile();
+    let alice = h.alice(1);
+    let t1 = allocate_mobile(&mut h, &alice);
+    // bob with alice's ticket: 441, nothing moved.
+    let bob = h.bob(2);
+    h.refused(1, &bob, refresh_with(&t1), 441);
+    assert!(h.mgr.has_allocation(&alice.tuple));
+    // Garbled, forged, wrong length: 400.
+    let elsewhere = h.alice(3);
+    let mut garbled = t1.clone();
+    garbled[5] ^= 1;
+    h.refused(1, &elsewhere, refresh_with(&garbled), 400);
+    let forged = TicketKey::from_bytes([1; 32]).seal(0, &[0; 14]);
+    h.refused(1, &elsewhere, refresh_with(&forged), 400);
+    h.refused(1, &elsewhere, refresh_with(&t1[..31]), 400);
+    h.refused(1, &elsewhere, refresh_with(&[]), 400);
+    // A ticket for the allocation's own 5-tuple that is not its own: 400.
+    h.refused(1, &alice, refresh_with(&garbled), 400);
+    assert!(h.mgr.has_allocation(&alice.tuple));
+    // A plain allocation has no ticket to show.
+    let carol = h.bob(4);
+    h.allocate(1, &carol);
+    h.refused(1, &carol, refresh_with(&t1), 400);
+    // The allocation gone: 437.
+    h.ok(2, &alice, Request::refresh(0));
+    h.refused(3, &elsewhere, refresh_with(&t1), 437);
+}
+
+#[test]
+fn another_workers_ticket_is_refused_here_and_mobility_off_refuses_refreshes() {
+    let mut h = mobile();
+    let key = TicketKey::from_bytes([9; 32]);
+    h.mgr.set_mobility(0, key.clone());
+    h.other_shard.set_mobility(1, key);
+    let alice = h.alice(1);
+    let t1 = allocate_mobile(&mut h, &alice);
+    // The glue passes it to the owner; one that reaches another worker anyway gets 437.
+    h.switch_shard();
+    let moved = h.alice(2);
+    h.refused(1, &moved, refresh_with(&t1), 437);
+    h.switch_shard();
+    assert!(h.mgr.has_allocation(&alice.tuple));
+    // Mobility turned off by a reload: tickets get 405, plain refreshes go on.
+    let mut config = h.mgr.config.clone();
+    config.mobility = false;
+    let (auth, rules) = (Arc::clone(&h.auth), Arc::clone(&h.mgr.rules));
+    h.mgr.reload(config, auth, rules);
+    h.refused(2, &moved, refresh_with(&t1), 405);
+    h.refused(2, &alice, refresh_with(&t1), 405);
+    h.ok(2, &alice, Request::refresh(600));
+}
+
+#[test]
+fn a_mobile_allocation_outlives_its_tcp_connection_until_it_moves_or_expires() {
+    let mut h = mobile();
+    let over_tcp = |port| FiveTuple {
+        transport: Transport::Tcp,
+        ..tuple(port)
+    };
+    let alice = h.login(0, over_tcp(1), "alice", "wonderland");
+    let t1 = allocate_mobile(&mut h, &alice);
+    // A plain one goes with its connection.
+    let bob = h.login(0, over_tcp(2), "bob", "builder");
+    h.allocate(0, &bob);
+    h.mgr.close(bob.tuple);
+    h.mgr.close(alice.tuple);
+    assert!(!h.mgr.has_allocation(&bob.tuple));
+    assert!(h.mgr.has_allocation(&alice.tuple));
+    // A new connection takes it.
+    let again = h.login(1, over_tcp(3), "alice", "wonderland");
+    ticket(&h.ok(1, &again, refresh_with(&t1)));
+    assert!(h.mgr.has_allocation(&again.tuple));
+    // Closed and never taken: it expires.
+    h.mgr.close(again.tuple);
+    h.expire(700);
+    assert!(!h.mgr.has_allocation(&again.tuple));
+    assert_eq!(h.mgr.mobile_count(), 0);
+}
