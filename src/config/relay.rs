@@ -91,6 +91,9 @@ pub struct RelayConfig {
     pub alternate_server: Option<SocketAddr>,
     /// Whether the kernel relays bound UDP channels by itself (`"auto"` or `"off"`).
     pub offload: OffloadMode,
+    /// Whether clients may allocate TCP relays (RFC 6062; coturn allows them unless
+    /// `no-tcp-relay`). Reloadable: off, a TCP Allocate gets 442; live ones stay.
+    pub tcp_allocations: bool,
 }
 
 impl Default for RelayConfig {
@@ -116,6 +119,7 @@ impl Default for RelayConfig {
             bps_capacity: 0,
             alternate_server: None,
             offload: OffloadMode::Auto,
+            tcp_allocations: true,
         }
     }
 }

@@ -39,6 +39,7 @@ use super::handoff::Batch;
 use super::mmsg::{BATCH, RecvBatch, SendQueue, UNKNOWN};
 use super::relay::RELAY_TOKENS;
 use super::shard::{Dispatcher, Handled, Shard};
+use super::tcp_relay::is_tcp_slot;
 use super::stats::{Counters, Event};
 use super::stream::Limits;
 use super::throttle::Throttle;
@@ -200,7 +201,9 @@ impl Loop {
             let now = Instant::now();
             self.commands(&mut shard, now);
             for &token in &ready {
-                if token.0 >= RELAY_TOKENS {
+                if token.0 >= RELAY_TOKENS && is_tcp_slot(token.0 - RELAY_TOKENS) {
+                    shard.tcp.serve(token.0 - RELAY_TOKENS, &mut shard.manager, now);
+                } else if token.0 >= RELAY_TOKENS {
                     self.serve_relay(&mut shard, now, token);
                 } else if token.0 >= CONN_TOKENS {
                     let (dispatcher, counters) = (&mut self.dispatcher, &self.counters);
@@ -218,6 +221,17 @@ impl Loop {
                 shard.settle();
             }
             (self.conns).handle_timeout(now, &mut shard, &self.counters);
+            if now >= purge_at {
+                // RFC 6062: connects and unbound connections timed out, pairs of ended
+                // allocations closed, pairs the bandwidth limits held back pumped.
+                shard.tcp.tick(&mut shard.manager, now);
+                let again = self.conns.tick_splices(&mut shard, &self.counters, now);
+                self.again.extend(again);
+            }
+            // Connect answers and ConnectionAttempts for control connections.
+            for (tuple, message) in shard.tcp.take_outbox() {
+                (self.conns).queue(&tuple, &[&message], &mut shard, &self.counters, now);
+            }
             self.conns.flush(&mut shard, &self.counters, now);
             if now >= purge_at {
                 shard.limiter.purge(now);
@@ -257,7 +271,7 @@ impl Loop {
                 let _ = reply.send(WorkerSnapshot {
                     turn: shard.manager.metrics().clone(),
                     by_transport: shard.manager.allocations_by_transport(),
-                    relays_in_use: shard.relays.in_use(),
+                    relays_in_use: shard.relays.in_use() + shard.tcp.in_use(),
                     reserved: shard.relays.reserved(),
                     limited_sources: shard.limiter.tracked(),
                     draining: shard.manager.is_draining(),

@@ -24,10 +24,11 @@ use super::handoff::Handoffs;
 use super::limiter::SourceLimiter;
 use super::offload::WorkerOffload;
 use super::relay::RelayTable;
+use super::tcp_relay::{TcpRelays, is_tcp_slot};
 use crate::stun::codec::{PacketKind, decode_into, packet_kind};
 use crate::stun::rfc5780::Addresses;
 use crate::stun::{Malformed, Responder};
-use crate::turn::{Answer, Bound, Event, FiveTuple, Manager, ToPeer, Transport};
+use crate::turn::{Answer, Bound, Event, FiveTuple, Manager, PortChoice, ToPeer, Transport};
 
 /// One shard: an allocation manager, the relay sockets of its allocations, the rate limit
 /// of unauthenticated requests, and the data it hands to rturn's own relays this turn. (Its
@@ -43,6 +44,8 @@ pub(super) struct Shard {
     pub(super) stun_only: bool,
     /// RFC 5780's four addresses (`[stun] other-address`), if configured.
     pub(super) rfc5780: Option<Addresses>,
+    /// Its TCP allocations' listeners and connects (RFC 6062).
+    pub(super) tcp: TcpRelays,
 }
 
 impl Shard {
@@ -55,6 +58,7 @@ impl Shard {
                 (Event::OffloadInsert(_) | Event::OffloadRemove(_), Some(offload)) => {
                     offload.apply(&mut self.manager, &event);
                 }
+                (Event::Close(bound), _) if is_tcp_slot(bound.slot) => self.tcp.close(*bound),
                 _ => self.relays.handle_event(event),
             }
         }
@@ -81,10 +85,15 @@ impl Shard {
         reply.clear();
         match self.manager.handle_request(now, tuple, req) {
             Answer::Reply(answer) => reply.extend_from_slice(answer),
+            Answer::Later => self.tcp.handle_orders(&mut self.manager, now, reply),
             Answer::Bind(wanted) => {
                 let mut bound: Vec<Bound> = Vec::with_capacity(wanted.len());
                 for (ip, choice) in wanted {
-                    match self.relays.bind(ip, choice) {
+                    let relay = match choice {
+                        PortChoice::Tcp => self.tcp.bind(ip),
+                        choice => self.relays.bind(ip, choice),
+                    };
+                    match relay {
                         Some(relay) => bound.push(relay),
                         None => break,
                     }

@@ -28,6 +28,7 @@ use super::relay::RelayTable;
 use super::shard::Shard;
 use super::stats::Stats;
 use super::stream::Limits;
+use super::tcp_relay::{TcpRelays, Waiting};
 use crate::auth::Auth;
 use crate::turn::peer_rules::PeerRules;
 use crate::turn::quota::Quotas;
@@ -92,6 +93,8 @@ impl Workers {
         let pollers =
             (setup.listen.iter().map(|_| Poller::new())).collect::<io::Result<Vec<_>>>()?;
         let inboxes: Arc<[Inbox]> = pollers.iter().map(|p| Inbox::new(p.waker())).collect();
+        // RFC 6062 peer connections waiting for a ConnectionBind, which may reach any worker.
+        let waiting = Arc::new(Waiting::default());
         for ((index, listen), poller) in setup.listen.into_iter().enumerate().zip(pollers) {
             let counters = setup.stats.register();
             let handoffs = Handoffs::new(
@@ -119,6 +122,7 @@ impl Workers {
                 offload,
                 stun_only: setup.stun_only,
                 rfc5780: setup.rfc5780,
+                tcp: TcpRelays::new(pools.clone(), poller.registry()?, index, Arc::clone(&waiting)),
             };
             let (tx, rx) = mpsc::channel(QUEUE);
             let notified = Arc::new(AtomicBool::new(false));

@@ -53,6 +53,8 @@ pub struct Allocation {
     pub reservation_token: Option<[u8; 8]>,
     /// Its `max-bps` buckets.
     pub bandwidth: Bandwidth,
+    /// For a TCP allocation (RFC 6062), what its peer connections share with it.
+    pub tcp: Option<std::sync::Arc<super::tcp_relay::TcpLink>>,
     /// Whose quotas it counts against: its user's and client address's, or, when it claimed
     /// a reservation, those of the client that made the reservation.
     pub holder: Holder,

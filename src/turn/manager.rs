@@ -9,7 +9,8 @@ use std::time::Instant;
 use stun::attributes::{ATTR_NONCE, ATTR_REALM, ATTR_USERNAME};
 use stun::message::{
     CLASS_ERROR_RESPONSE, CLASS_SUCCESS_RESPONSE, METHOD_ALLOCATE, METHOD_CHANNEL_BIND,
-    METHOD_CREATE_PERMISSION, METHOD_REFRESH, Message, Setter,
+    METHOD_CONNECT, METHOD_CONNECTION_BIND, METHOD_CREATE_PERMISSION, METHOD_REFRESH, Message,
+    Setter,
 };
 use stun::textattrs::TextAttribute;
 use stun::uattrs::UnknownAttributes;
@@ -81,6 +82,8 @@ pub struct Manager {
     /// The channels the kernel relays for this shard (#18); off unless its worker has the
     /// kernel's maps.
     pub(super) offload: OffloadTable,
+    /// RFC 6062 Connects and ConnectionBinds for the loop to carry out (`tcp_relay.rs`).
+    pub(super) tcp_orders: VecDeque<super::tcp_relay::TcpOrder>,
 }
 
 impl Manager {
@@ -113,6 +116,7 @@ impl Manager {
             authenticated: false,
             capacity: Bandwidth::default(),
             offload: OffloadTable::default(),
+            tcp_orders: VecDeque::new(),
         }
     }
 
@@ -251,6 +255,15 @@ impl Manager {
             METHOD_REFRESH => self.refresh(now, tuple, req),
             METHOD_CREATE_PERMISSION => self.create_permission(now, tuple, req),
             METHOD_CHANNEL_BIND => self.channel_bind(now, tuple, req),
+            // RFC 6062: answered once the loop has connected, or found the connection.
+            METHOD_CONNECT => match self.tcp_connect(tuple, req, &creds) {
+                Ok(()) => return Answer::Later,
+                Err(code) => Err(code),
+            },
+            METHOD_CONNECTION_BIND => match self.tcp_connection_bind(tuple, req, &creds) {
+                Ok(()) => return Answer::Later,
+                Err(code) => Err(code),
+            },
             _ => Err(400),
         };
         Answer::Reply(self.answer(tuple, req, &creds, result))
@@ -335,7 +348,8 @@ impl Manager {
             response::finish(&mut self.response, req);
             return Err(());
         };
-        if self.auth.check_nonce(nonce, unix, tuple.client) != NonceCheck::Valid {
+        let bound_to = super::tcp_relay::nonce_client(tuple);
+        if self.auth.check_nonce(nonce, unix, bound_to) != NonceCheck::Valid {
             self.auth_failed(tuple, "", "stale_nonce");
             self.challenge(now, tuple, req, 438);
             return Err(());
@@ -384,7 +398,7 @@ impl Manager {
 
     /// 401 or 438 with REALM and a fresh NONCE, and no MESSAGE-INTEGRITY.
     fn challenge(&mut self, now: Instant, tuple: FiveTuple, req: &Message, code: u16) {
-        let nonce = self.auth.make_nonce(self.unix(now), tuple.client);
+        let nonce = (self.auth).make_nonce(self.unix(now), super::tcp_relay::nonce_client(tuple));
         let realm = self.auth.realm().to_owned();
         self.error(req, code);
         let _ = TextAttribute::new(ATTR_REALM, realm).add_to(&mut self.response);
@@ -399,7 +413,7 @@ impl Manager {
     }
 
     /// An authenticated error response: ERROR-CODE, MESSAGE-INTEGRITY, FINGERPRINT.
-    fn fail(&mut self, req: &Message, code: u16, creds: &Credentials) -> &[u8] {
+    pub(super) fn fail(&mut self, req: &Message, code: u16, creds: &Credentials) -> &[u8] {
         self.metrics.refuse(code);
         self.error(req, code);
         // Draining names the alternate it was given; otherwise 300 means at capacity.
@@ -546,6 +560,10 @@ impl Manager {
                 self.unschedule(Timer::Channel(tuple, *number));
             }
             self.metrics.allocations_deleted += 1;
+            // Its TCP peer and data connections close, on whichever worker (RFC 6062).
+            if let Some(link) = &alloc.tcp {
+                link.end();
+            }
             tracing::debug!(client = %tuple.client, user = %alloc.username, "allocation deleted");
             // Out of the kernel before its relay ports can go to another allocation.
             self.offload_deleted(tuple, &alloc);

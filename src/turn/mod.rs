@@ -20,6 +20,8 @@
 //! - [`quota`]: allocation counts per user, per client address and in total, and the port
 //!   reservations, shared by every shard.
 //! - [`bandwidth`]: `max-bps` per allocation and `bps-capacity` overall.
+//! - [`tcp_relay`]: RFC 6062 TCP allocations: Connect, ConnectionBind and what their peer
+//!   connections share with the allocation; the sockets are the loop's.
 //! - [`offload`]: the kernel fast path's types and maps; [`offload_table`]: which channels
 //!   the kernel holds; `offload_sync`: the manager keeping them in step (#18).
 
@@ -39,6 +41,7 @@ pub mod quota;
 mod report;
 mod routes;
 mod sessions;
+pub mod tcp_relay;
 #[cfg(test)]
 mod tests;
 
@@ -87,6 +90,8 @@ pub enum PortChoice {
     EvenReserveNext,
     /// Exactly this port, previously reserved.
     Reserved(u16),
+    /// Any free port, for a TCP listener (RFC 6062) instead of a UDP socket.
+    Tcp,
 }
 
 /// A relay socket as the manager knows it: the address it is bound to and its slot in the
@@ -151,6 +156,9 @@ pub enum Answer<'a> {
     /// shared pool until it is claimed with [`PortChoice::Reserved`] (by any shard) or given
     /// back on [`Event::Unreserve`].
     Bind(Vec<(IpAddr, PortChoice)>),
+    /// A Connect or ConnectionBind (RFC 6062) the loop carries out first: take its order
+    /// from [`Manager::poll_tcp_order`], then answer with [`Manager::tcp_answer`].
+    Later,
 }
 
 /// One relay address family: where sockets bind and what clients are told.
@@ -191,6 +199,8 @@ pub struct TurnConfig {
     /// Where a new Allocate is sent with 300 (Try Alternate, RFC 8656 §7.2) when this server
     /// is at capacity (`total-quota` reached or no relay port free) or draining; `None`: 508.
     pub alternate_server: Option<SocketAddr>,
+    /// Whether an Allocate may ask for a TCP relay (RFC 6062, `tcp-allocations`); else 442.
+    pub tcp_allocations: bool,
 }
 
 impl Default for TurnConfig {
@@ -208,6 +218,7 @@ impl Default for TurnConfig {
             max_bps: 0,
             bps_capacity: 0,
             alternate_server: None,
+            tcp_allocations: true,
         }
     }
 }
