@@ -543,6 +543,7 @@ fn assert_success(resp: &Reply, key: &Key) {
 
 mod allocate;
 mod authentication;
+mod tcp_relay;
 mod events;
 mod limits;
 mod offload;
