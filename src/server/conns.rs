@@ -316,8 +316,7 @@ impl Conns {
             let Some(splice) = &mut entry.splice else {
                 continue;
             };
-            let result = if !splice.is_alive() || !shard.manager.tcp_peer_allowed(splice.peer())
-            {
+            let result = if !splice.is_alive() || !shard.manager.tcp_peer_allowed(splice.peer()) {
                 Err(Close::RelayEnded)
             } else if splice.is_throttled() {
                 splice.pump(&mut entry.conn, &self.registry, &mut shard.manager, now)

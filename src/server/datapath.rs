@@ -39,9 +39,9 @@ use super::handoff::Batch;
 use super::mmsg::{BATCH, RecvBatch, SendQueue, UNKNOWN};
 use super::relay::RELAY_TOKENS;
 use super::shard::{Dispatcher, Handled, Shard};
-use super::tcp_relay::is_tcp_slot;
 use super::stats::{Counters, Event};
 use super::stream::Limits;
+use super::tcp_relay::is_tcp_slot;
 use super::throttle::Throttle;
 use crate::stun::{channel_data, response};
 use crate::turn::{FiveTuple, Transport};
@@ -202,7 +202,9 @@ impl Loop {
             self.commands(&mut shard, now);
             for &token in &ready {
                 if token.0 >= RELAY_TOKENS && is_tcp_slot(token.0 - RELAY_TOKENS) {
-                    shard.tcp.serve(token.0 - RELAY_TOKENS, &mut shard.manager, now);
+                    shard
+                        .tcp
+                        .serve(token.0 - RELAY_TOKENS, &mut shard.manager, now);
                 } else if token.0 >= RELAY_TOKENS {
                     self.serve_relay(&mut shard, now, token);
                 } else if token.0 >= CONN_TOKENS {

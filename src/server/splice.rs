@@ -106,7 +106,8 @@ impl Splice {
         let mut budget = PUMP_BUDGET;
         self.throttled = false;
         loop {
-            let moved = self.from_client(conn, manager, now)? + self.from_peer(conn, manager, now)?;
+            let moved =
+                self.from_client(conn, manager, now)? + self.from_peer(conn, manager, now)?;
             self.write_peer()?;
             conn.flush(registry, now)?;
             if self.client_eof && self.waiting_for_peer() == 0 {

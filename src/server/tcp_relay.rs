@@ -253,7 +253,12 @@ impl TcpRelays {
     /// Carries out the Connects and ConnectionBinds the manager just accepted, answering
     /// into `reply` what is answered at once: a ConnectionBind, and a Connect whose connect
     /// failed before it started.
-    pub(super) fn handle_orders(&mut self, manager: &mut Manager, now: Instant, reply: &mut Vec<u8>) {
+    pub(super) fn handle_orders(
+        &mut self,
+        manager: &mut Manager,
+        now: Instant,
+        reply: &mut Vec<u8>,
+    ) {
         while let Some(order) = manager.poll_tcp_order() {
             match order {
                 TcpOrder::Connect {
@@ -262,7 +267,9 @@ impl TcpRelays {
                     peer,
                     slot,
                     later,
-                } => match connect(relay, peer).inspect(|_| tracing::trace!(%relay, %peer, "tcp relay connect")) {
+                } => match connect(relay, peer)
+                    .inspect(|_| tracing::trace!(%relay, %peer, "tcp relay connect"))
+                {
                     Ok(socket) => {
                         let connecting = Connecting {
                             socket,
@@ -273,7 +280,8 @@ impl TcpRelays {
                             deadline: now + CONNECT_TIMEOUT,
                         };
                         if let Err(connecting) = self.watch(connecting) {
-                            let answer = manager.tcp_answer(now, tuple, &connecting.later, Err(447));
+                            let answer =
+                                manager.tcp_answer(now, tuple, &connecting.later, Err(447));
                             reply.extend_from_slice(answer);
                         }
                     }

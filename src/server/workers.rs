@@ -122,7 +122,12 @@ impl Workers {
                 offload,
                 stun_only: setup.stun_only,
                 rfc5780: setup.rfc5780,
-                tcp: TcpRelays::new(pools.clone(), poller.registry()?, index, Arc::clone(&waiting)),
+                tcp: TcpRelays::new(
+                    pools.clone(),
+                    poller.registry()?,
+                    index,
+                    Arc::clone(&waiting),
+                ),
             };
             let (tx, rx) = mpsc::channel(QUEUE);
             let notified = Arc::new(AtomicBool::new(false));

@@ -108,9 +108,11 @@ impl TcpLink {
         if connect && connected.contains_key(&peer) {
             return Err(446);
         }
-        let taken = self.open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-            (n < MAX_CONNECTIONS).then_some(n + 1)
-        });
+        let taken = self
+            .open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_CONNECTIONS).then_some(n + 1)
+            });
         if taken.is_err() {
             return Err(508);
         }

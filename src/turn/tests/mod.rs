@@ -543,10 +543,10 @@ fn assert_success(resp: &Reply, key: &Key) {
 
 mod allocate;
 mod authentication;
-mod tcp_relay;
 mod events;
 mod limits;
 mod offload;
 mod own_relays;
 mod quotas;
 mod relaying;
+mod tcp_relay;

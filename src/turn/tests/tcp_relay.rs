@@ -126,7 +126,11 @@ fn connect_checks_the_allocation_and_the_peer_rules() {
     };
     assert_eq!(
         (*tuple, *relay, *peer),
-        (alice.tuple, SocketAddr::new(RELAY_V4, relayed.port()), PEER_A)
+        (
+            alice.tuple,
+            SocketAddr::new(RELAY_V4, relayed.port()),
+            PEER_A
+        )
     );
     // Connecting already: 446.
     h.refused(0, &alice, connect(PEER_A), 446);
@@ -137,7 +141,10 @@ fn connect_checks_the_allocation_and_the_peer_rules() {
     let now = h.at(1);
     let failed = read(h.mgr.tcp_answer(now, alice.tuple, &later, Err(447)));
     assert_error(&failed, 447);
-    assert_eq!(verify_integrity(&failed.msg, alice.key()), Ok(Integrity::Sha1));
+    assert_eq!(
+        verify_integrity(&failed.msg, alice.key()),
+        Ok(Integrity::Sha1)
+    );
     drop(slot);
     let _again = h.later(2, &alice, connect(PEER_A));
 }
@@ -149,21 +156,33 @@ fn a_connect_that_succeeds_answers_its_connection_id_and_permits_the_peer() {
     let slot = slot_of(SocketAddr::new(RELAY_V4, 50000));
     // A peer without a permission may not connect in.
     assert!(h.mgr.tcp_accept(h.at(0), slot, PEER_A).is_none());
-    let TcpOrder::Connect { later, slot: place, .. } = h.later(0, &alice, connect(PEER_A)) else {
+    let TcpOrder::Connect {
+        later, slot: place, ..
+    } = h.later(0, &alice, connect(PEER_A))
+    else {
         panic!("not a Connect");
     };
     let now = h.at(1);
-    let ok = read(h.mgr.tcp_answer(now, alice.tuple, &later, Ok(Some((0xabcd_0123, PEER_A)))));
+    let ok = read(
+        h.mgr
+            .tcp_answer(now, alice.tuple, &later, Ok(Some((0xabcd_0123, PEER_A)))),
+    );
     assert_success(&ok, alice.key());
     let id = ok.msg.get(ATTR_CONNECTION_ID).unwrap();
     assert_eq!(id, 0xabcd_0123u32.to_be_bytes());
     // The peer's IP is permitted now (RFC 6062 §5.2): another of its ports may connect in,
     // for the permission's lifetime; other peers may not.
     let from_peer = SocketAddr::new(PEER_A.ip(), 6001);
-    let (tuple, accepted) = h.mgr.tcp_accept(h.at(2), slot, from_peer).expect("permitted");
+    let (tuple, accepted) = h
+        .mgr
+        .tcp_accept(h.at(2), slot, from_peer)
+        .expect("permitted");
     assert_eq!(tuple, alice.tuple);
     assert!(h.mgr.tcp_accept(h.at(2), slot, PEER_B).is_none());
-    assert!(h.mgr.tcp_accept(h.at(302), slot, from_peer).is_none(), "lapsed");
+    assert!(
+        h.mgr.tcp_accept(h.at(302), slot, from_peer).is_none(),
+        "lapsed"
+    );
     // Both connections count in the allocation.
     assert_eq!(accepted.link().open_connections(), 2);
     drop((place, accepted));
@@ -183,7 +202,10 @@ fn connection_bind_is_for_a_new_tcp_connection_naming_its_id() {
     // Else the loop looks the id up, for this user.
     let order = h.later(0, &data, connection_bind(7));
     let TcpOrder::Bind {
-        tuple, id, user, later,
+        tuple,
+        id,
+        user,
+        later,
     } = order
     else {
         panic!("not a Bind");
@@ -209,7 +231,10 @@ fn the_link_caps_connections_refuses_a_second_connect_and_dies_with_the_allocati
     // A peer that connected in counts as connected too.
     assert_eq!(link.open(PEER_A, true).map(|_| ()), Err(446));
     // A peer already connected in: 446; a new one at the cap: 508.
-    assert_eq!(link.open(v4(192, 0, 2, 1, 1000), true).map(|_| ()), Err(446));
+    assert_eq!(
+        link.open(v4(192, 0, 2, 1, 1000), true).map(|_| ()),
+        Err(446)
+    );
     assert_eq!(link.open(v4(192, 0, 2, 2, 1), true).map(|_| ()), Err(508));
     drop(to_a);
     drop(held);
