@@ -23,7 +23,7 @@ use super::stream::{Close, StreamConn};
 use super::tcp_relay::Unbound;
 use crate::turn::Manager;
 use crate::turn::bandwidth::Bandwidth;
-use crate::turn::tcp_relay::PeerSlot;
+use crate::turn::tcp_link::PeerSlot;
 
 /// Set in a stream connection's poll token for the peer socket spliced to it.
 pub(super) const PEER_BIT: usize = 1 << 28;
@@ -106,8 +106,8 @@ impl Splice {
         let mut budget = PUMP_BUDGET;
         self.throttled = false;
         loop {
-            let moved =
-                self.from_client(conn, manager, now)? + self.from_peer(conn, manager, now)?;
+            let moved = self.client_to_peer(conn, manager, now)?
+                + self.peer_to_client(conn, manager, now)?;
             self.write_peer()?;
             conn.flush(registry, now)?;
             if self.client_eof && self.waiting_for_peer() == 0 {
@@ -129,7 +129,7 @@ impl Splice {
     }
 
     /// Client → buffer for the peer; the bytes read.
-    fn from_client(
+    fn client_to_peer(
         &mut self,
         conn: &mut StreamConn,
         manager: &mut Manager,
@@ -162,7 +162,7 @@ impl Splice {
     }
 
     /// Peer → the client's outgoing buffer; the bytes read.
-    fn from_peer(
+    fn peer_to_client(
         &mut self,
         conn: &mut StreamConn,
         manager: &mut Manager,

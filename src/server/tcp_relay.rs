@@ -28,7 +28,7 @@ use socket2::{Protocol, Type};
 
 use super::ports::PortPool;
 use super::relay::RELAY_TOKENS;
-use crate::turn::tcp_relay::{
+use crate::turn::tcp_link::{
     BIND_TIMEOUT, CONNECT_TIMEOUT, Later, PeerSlot, TcpOrder, bind_check, connection_attempt,
 };
 use crate::turn::{Bound, FiveTuple, Manager};
@@ -322,7 +322,7 @@ impl TcpRelays {
         }
     }
 
-    fn watch(&mut self, connecting: Connecting) -> Result<(), Connecting> {
+    fn watch(&mut self, connecting: Connecting) -> Result<(), Box<Connecting>> {
         let index = self.free_connects.pop().unwrap_or(self.connects.len());
         let token = Token(RELAY_TOKENS + TCP_SLOT_BASE + CONNECT_BIT + index);
         let fd = connecting.socket.as_raw_fd();
@@ -331,7 +331,7 @@ impl TcpRelays {
             .is_err()
         {
             self.free_connects.push(index);
-            return Err(connecting);
+            return Err(Box::new(connecting));
         }
         if index == self.connects.len() {
             self.connects.push(None);

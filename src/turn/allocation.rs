@@ -54,7 +54,7 @@ pub struct Allocation {
     /// Its `max-bps` buckets.
     pub bandwidth: Bandwidth,
     /// For a TCP allocation (RFC 6062), what its peer connections share with it.
-    pub tcp: Option<std::sync::Arc<super::tcp_relay::TcpLink>>,
+    pub tcp: Option<std::sync::Arc<super::tcp_link::TcpLink>>,
     /// Whose quotas it counts against: its user's and client address's, or, when it claimed
     /// a reservation, those of the client that made the reservation.
     pub holder: Holder,

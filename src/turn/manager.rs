@@ -83,7 +83,7 @@ pub struct Manager {
     /// kernel's maps.
     pub(super) offload: OffloadTable,
     /// RFC 6062 Connects and ConnectionBinds for the loop to carry out (`tcp_relay.rs`).
-    pub(super) tcp_orders: VecDeque<super::tcp_relay::TcpOrder>,
+    pub(super) tcp_orders: VecDeque<super::tcp_link::TcpOrder>,
 }
 
 impl Manager {
@@ -348,7 +348,7 @@ impl Manager {
             response::finish(&mut self.response, req);
             return Err(());
         };
-        let bound_to = super::tcp_relay::nonce_client(tuple);
+        let bound_to = super::tcp_link::nonce_client(tuple);
         if self.auth.check_nonce(nonce, unix, bound_to) != NonceCheck::Valid {
             self.auth_failed(tuple, "", "stale_nonce");
             self.challenge(now, tuple, req, 438);
@@ -398,7 +398,7 @@ impl Manager {
 
     /// 401 or 438 with REALM and a fresh NONCE, and no MESSAGE-INTEGRITY.
     fn challenge(&mut self, now: Instant, tuple: FiveTuple, req: &Message, code: u16) {
-        let nonce = (self.auth).make_nonce(self.unix(now), super::tcp_relay::nonce_client(tuple));
+        let nonce = (self.auth).make_nonce(self.unix(now), super::tcp_link::nonce_client(tuple));
         let realm = self.auth.realm().to_owned();
         self.error(req, code);
         let _ = TextAttribute::new(ATTR_REALM, realm).add_to(&mut self.response);

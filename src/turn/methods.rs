@@ -16,7 +16,7 @@ use super::attrs::{self, FAMILY_IPV4, FAMILY_IPV6};
 use super::manager::{Manager, Timer};
 use super::pending::{AllocateRequest, Credentials, PendingAllocate};
 use super::quota::{Holder, Reservation};
-use super::tcp_relay::TcpLink;
+use super::tcp_link::TcpLink;
 use super::{Bound, Event, FiveTuple, PortChoice};
 use crate::stun::response;
 use crate::turn::FastMap;

@@ -20,8 +20,8 @@
 //! - [`quota`]: allocation counts per user, per client address and in total, and the port
 //!   reservations, shared by every shard.
 //! - [`bandwidth`]: `max-bps` per allocation and `bps-capacity` overall.
-//! - [`tcp_relay`]: RFC 6062 TCP allocations: Connect, ConnectionBind and what their peer
-//!   connections share with the allocation; the sockets are the loop's.
+//! - `tcp_relay`: RFC 6062 TCP allocations, Connect and ConnectionBind; [`tcp_link`]: what
+//!   their peer connections share with the allocation. The sockets are the loop's.
 //! - [`offload`]: the kernel fast path's types and maps; [`offload_table`]: which channels
 //!   the kernel holds; `offload_sync`: the manager keeping them in step (#18).
 
@@ -41,7 +41,8 @@ pub mod quota;
 mod report;
 mod routes;
 mod sessions;
-pub mod tcp_relay;
+pub mod tcp_link;
+mod tcp_relay;
 #[cfg(test)]
 mod tests;
 

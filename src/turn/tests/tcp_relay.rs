@@ -9,7 +9,7 @@ use stun::attributes::ATTR_CONNECTION_ID;
 use stun::message::{METHOD_ALLOCATE, METHOD_CONNECT, METHOD_CONNECTION_BIND};
 
 use super::*;
-use crate::turn::tcp_relay::{
+use crate::turn::tcp_link::{
     BIND_TIMEOUT, MAX_CONNECTIONS, PROTO_TCP, TcpLink, TcpOrder, bind_check, nonce_client,
 };
 
@@ -89,9 +89,11 @@ fn tcp_allocations_off_is_442() {
 
 #[test]
 fn a_tcp_allocation_counts_against_the_quotas() {
-    let mut setup = Setup::default();
-    setup.quotas = Quotas::new(limits(1, 0, 0));
-    let mut h = setup.start();
+    let mut h = Setup {
+        quotas: Quotas::new(limits(1, 0, 0)),
+        ..Setup::default()
+    }
+    .start();
     let _first = h.tcp_alice(1);
     let again = h.login(0, tcp_tuple(2), "alice", "wonderland");
     h.refused(0, &again, tcp_allocate(), 486);
