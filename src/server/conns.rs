@@ -299,15 +299,34 @@ impl Conns {
         }
     }
 
-    /// Once a second: closes the RFC 6062 data connections whose allocation ended or whose
-    /// peer the rules now refuse, and pumps the ones the bandwidth limits held back.
-    /// Returns the tokens to serve again (their budget ran out).
-    pub(super) fn tick_splices(
+    /// RFC 6062 at the end of a turn: on a `tick` (once a second) connects and unbound
+    /// connections timed out, pairs of ended allocations closed, pairs the bandwidth limits
+    /// held back pumped; then the Connect answers and ConnectionAttempts queued on their
+    /// control connections. Returns the tokens to serve again.
+    pub(super) fn tcp_relay_turn(
         &mut self,
         shard: &mut Shard,
         counters: &Counters,
         now: Instant,
+        tick: bool,
     ) -> Vec<Token> {
+        let again = match tick {
+            true => {
+                shard.tcp.tick(&mut shard.manager, now);
+                self.tick_splices(shard, counters, now)
+            }
+            false => Vec::new(),
+        };
+        for (tuple, message) in shard.tcp.take_outbox() {
+            self.queue(&tuple, &[&message], shard, counters, now);
+        }
+        again
+    }
+
+    /// Once a second: closes the RFC 6062 data connections whose allocation ended or whose
+    /// peer the rules now refuse, and pumps the ones the bandwidth limits held back.
+    /// Returns the tokens to serve again (their budget ran out).
+    fn tick_splices(&mut self, shard: &mut Shard, counters: &Counters, now: Instant) -> Vec<Token> {
         let mut again = Vec::new();
         for slot in 0..self.slots.len() {
             let Some(entry) = self.slots[slot].as_mut() else {

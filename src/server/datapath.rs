@@ -202,9 +202,7 @@ impl Loop {
             self.commands(&mut shard, now);
             for &token in &ready {
                 if token.0 >= RELAY_TOKENS && is_tcp_slot(token.0 - RELAY_TOKENS) {
-                    shard
-                        .tcp
-                        .serve(token.0 - RELAY_TOKENS, &mut shard.manager, now);
+                    shard.serve_tcp_relay(token.0 - RELAY_TOKENS, now);
                 } else if token.0 >= RELAY_TOKENS {
                     self.serve_relay(&mut shard, now, token);
                 } else if token.0 >= CONN_TOKENS {
@@ -223,17 +221,9 @@ impl Loop {
                 shard.settle();
             }
             (self.conns).handle_timeout(now, &mut shard, &self.counters);
-            if now >= purge_at {
-                // RFC 6062: connects and unbound connections timed out, pairs of ended
-                // allocations closed, pairs the bandwidth limits held back pumped.
-                shard.tcp.tick(&mut shard.manager, now);
-                let again = self.conns.tick_splices(&mut shard, &self.counters, now);
-                self.again.extend(again);
-            }
-            // Connect answers and ConnectionAttempts for control connections.
-            for (tuple, message) in shard.tcp.take_outbox() {
-                (self.conns).queue(&tuple, &[&message], &mut shard, &self.counters, now);
-            }
+            let tick = now >= purge_at;
+            let again = (self.conns).tcp_relay_turn(&mut shard, &self.counters, now, tick);
+            self.again.extend(again);
             self.conns.flush(&mut shard, &self.counters, now);
             if now >= purge_at {
                 shard.limiter.purge(now);

@@ -71,6 +71,11 @@ impl Shard {
         }
     }
 
+    /// A readiness event for one of its TCP allocations' listeners or connects (RFC 6062).
+    pub(super) fn serve_tcp_relay(&mut self, slot: usize, now: Instant) {
+        self.tcp.serve(slot, &mut self.manager, now);
+    }
+
     /// Sends a client's `data` where the manager routed it: out of a relay socket, or handed
     /// to one of rturn's own relays. False when it went nowhere.
     fn send_to_peer(&mut self, to: ToPeer, data: &[u8]) -> bool {

@@ -13,7 +13,6 @@
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use mio::net::TcpStream;
@@ -156,7 +155,7 @@ impl Splice {
         if n > 0 {
             manager.tcp_admit(now, &mut self.buckets.to_peer, true, n);
             manager.tcp_relayed(true, n);
-            (self.slot.link().to_peer).fetch_add(n as u64, Ordering::Relaxed);
+            self.slot.link().count(true, n);
         }
         Ok(n)
     }
@@ -192,7 +191,7 @@ impl Splice {
         conn.queue_raw(&self.scratch[..n]);
         manager.tcp_admit(now, &mut self.buckets.to_client, false, n);
         manager.tcp_relayed(false, n);
-        (self.slot.link().to_client).fetch_add(n as u64, Ordering::Relaxed);
+        self.slot.link().count(false, n);
         Ok(n)
     }
 

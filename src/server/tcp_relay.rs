@@ -499,3 +499,6 @@ fn connect(from: SocketAddr, peer: SocketAddr) -> io::Result<std::net::TcpStream
     socket.set_tcp_nodelay(true)?;
     Ok(socket.into())
 }
+
+#[cfg(test)]
+mod tests;

@@ -60,6 +60,16 @@ pub struct Allocation {
     pub holder: Holder,
 }
 
+/// An allocation that ends (deleted, expired, its TCP connection closed, kicked, shutdown)
+/// ends its RFC 6062 peer and data connections too, on whichever worker they are.
+impl Drop for Allocation {
+    fn drop(&mut self) {
+        if let Some(link) = &self.tcp {
+            link.end();
+        }
+    }
+}
+
 impl Allocation {
     /// The relay address that serves peers of `peer`'s family.
     pub fn relay_for(&self, peer: IpAddr) -> Option<Bound> {

@@ -23,6 +23,7 @@ use super::offload_table::OffloadTable;
 use super::peer_rules::PeerRules;
 use super::pending::{Credentials, PendingAllocate};
 use super::quota::Quotas;
+use super::tcp_link::{TcpOrder, nonce_client};
 use super::{Answer, Event, FiveTuple, TurnConfig};
 use crate::auth::{Auth, NonceCheck, add_integrity, verify_integrity};
 use crate::stun::codec::unknown_required;
@@ -83,7 +84,7 @@ pub struct Manager {
     /// kernel's maps.
     pub(super) offload: OffloadTable,
     /// RFC 6062 Connects and ConnectionBinds for the loop to carry out (`tcp_relay.rs`).
-    pub(super) tcp_orders: VecDeque<super::tcp_link::TcpOrder>,
+    pub(super) tcp_orders: VecDeque<TcpOrder>,
 }
 
 impl Manager {
@@ -256,11 +257,7 @@ impl Manager {
             METHOD_CREATE_PERMISSION => self.create_permission(now, tuple, req),
             METHOD_CHANNEL_BIND => self.channel_bind(now, tuple, req),
             // RFC 6062: answered once the loop has connected, or found the connection.
-            METHOD_CONNECT => match self.tcp_connect(tuple, req, &creds) {
-                Ok(()) => return Answer::Later,
-                Err(code) => Err(code),
-            },
-            METHOD_CONNECTION_BIND => match self.tcp_connection_bind(tuple, req, &creds) {
+            METHOD_CONNECT | METHOD_CONNECTION_BIND => match self.tcp_request(tuple, req, &creds) {
                 Ok(()) => return Answer::Later,
                 Err(code) => Err(code),
             },
@@ -348,8 +345,7 @@ impl Manager {
             response::finish(&mut self.response, req);
             return Err(());
         };
-        let bound_to = super::tcp_link::nonce_client(tuple);
-        if self.auth.check_nonce(nonce, unix, bound_to) != NonceCheck::Valid {
+        if self.auth.check_nonce(nonce, unix, nonce_client(tuple)) != NonceCheck::Valid {
             self.auth_failed(tuple, "", "stale_nonce");
             self.challenge(now, tuple, req, 438);
             return Err(());
@@ -398,7 +394,7 @@ impl Manager {
 
     /// 401 or 438 with REALM and a fresh NONCE, and no MESSAGE-INTEGRITY.
     fn challenge(&mut self, now: Instant, tuple: FiveTuple, req: &Message, code: u16) {
-        let nonce = (self.auth).make_nonce(self.unix(now), super::tcp_link::nonce_client(tuple));
+        let nonce = self.auth.make_nonce(self.unix(now), nonce_client(tuple));
         let realm = self.auth.realm().to_owned();
         self.error(req, code);
         let _ = TextAttribute::new(ATTR_REALM, realm).add_to(&mut self.response);
@@ -560,10 +556,6 @@ impl Manager {
                 self.unschedule(Timer::Channel(tuple, *number));
             }
             self.metrics.allocations_deleted += 1;
-            // Its TCP peer and data connections close, on whichever worker (RFC 6062).
-            if let Some(link) = &alloc.tcp {
-                link.end();
-            }
             tracing::debug!(client = %tuple.client, user = %alloc.username, "allocation deleted");
             // Out of the kernel before its relay ports can go to another allocation.
             self.offload_deleted(tuple, &alloc);

@@ -46,10 +46,9 @@ pub struct TcpLink {
     /// Peers connecting or connected now, with how many connections each (RFC 6062 §5.2:
     /// a Connect to one of them gets 446).
     connected: Mutex<HashMap<SocketAddr, usize>>,
-    /// Bytes relayed client → peers and peers → client over this allocation's connections.
-    pub to_peer: AtomicU64,
-    /// See [`TcpLink::to_peer`].
-    pub to_client: AtomicU64,
+    /// Reads and bytes relayed client → peers, then peers → client, over this
+    /// allocation's connections (on whichever worker), for the admin API.
+    relayed: [AtomicU64; 4],
 }
 
 impl TcpLink {
@@ -60,8 +59,7 @@ impl TcpLink {
             user: user.to_owned(),
             open: AtomicUsize::new(0),
             connected: Mutex::new(HashMap::new()),
-            to_peer: AtomicU64::new(0),
-            to_client: AtomicU64::new(0),
+            relayed: Default::default(),
         }
     }
 
@@ -78,6 +76,19 @@ impl TcpLink {
     /// The user the allocation belongs to.
     pub fn user(&self) -> &str {
         &self.user
+    }
+
+    /// Counts one read of `len` bytes relayed `to_peer` (from the client) or to it.
+    pub fn count(&self, to_peer: bool, len: usize) {
+        let at = if to_peer { 0 } else { 2 };
+        self.relayed[at].fetch_add(1, Ordering::Relaxed);
+        self.relayed[at + 1].fetch_add(len as u64, Ordering::Relaxed);
+    }
+
+    /// Reads and bytes relayed: client → peers, then peers → client.
+    pub fn relayed(&self) -> [(u64, u64); 2] {
+        let get = |i: usize| self.relayed[i].load(Ordering::Relaxed);
+        [(get(0), get(1)), (get(2), get(3))]
     }
 
     /// Peer connections held now.

@@ -31,6 +31,19 @@ fn connection_id(req: &Message) -> Result<u32, u16> {
 }
 
 impl Manager {
+    /// A Connect or a ConnectionBind: `Ok` when handed to the loop ([`TcpOrder`]).
+    pub(super) fn tcp_request(
+        &mut self,
+        tuple: FiveTuple,
+        req: &Message,
+        creds: &Credentials,
+    ) -> Result<(), u16> {
+        match req.typ.method {
+            stun::message::METHOD_CONNECT => self.tcp_connect(tuple, req, creds),
+            _ => self.tcp_connection_bind(tuple, req, creds),
+        }
+    }
+
     /// RFC 6062 §5.1: what an Allocate asking for TCP may not carry, and where it may not
     /// come from. `Ok(false)` for UDP, `Ok(true)` for TCP, else the refusal.
     pub(super) fn requested_tcp(&self, tuple: FiveTuple, req: &Message) -> Result<bool, u16> {
@@ -52,7 +65,7 @@ impl Manager {
     }
 
     /// A Connect (RFC 6062 §5.2): checked, then handed to the loop as [`TcpOrder::Connect`].
-    pub(super) fn tcp_connect(
+    fn tcp_connect(
         &mut self,
         tuple: FiveTuple,
         req: &Message,
@@ -87,7 +100,7 @@ impl Manager {
     /// A ConnectionBind (RFC 6062 §5.4) on a new connection: checked, then handed to the
     /// loop as [`TcpOrder::Bind`]. Only over TCP or TLS, on a connection that holds no
     /// allocation, with a CONNECTION-ID; else 400.
-    pub(super) fn tcp_connection_bind(
+    fn tcp_connection_bind(
         &mut self,
         tuple: FiveTuple,
         req: &Message,
@@ -155,7 +168,8 @@ impl Manager {
         let tuple = *self.by_relay.get(&slot)?;
         let alloc = self.allocations.get(&tuple)?;
         let link = alloc.tcp.as_ref()?;
-        if !alloc.permits(peer.ip(), now) || self.rules.allows_ip(peer.ip()).is_err() {
+        // The rules again: a reload may have denied the peer since its permission was given.
+        if !alloc.permits(peer.ip(), now) || self.rules.allows_permission(peer).is_err() {
             return None;
         }
         Some((tuple, link.open(peer, false).ok()?))
