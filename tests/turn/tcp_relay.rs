@@ -7,9 +7,10 @@
 //! (400), a peer without permission, `tcp-allocations = false` (442) and its reload.
 
 use std::collections::VecDeque;
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
@@ -34,18 +35,35 @@ fn tcp_allocate() -> Request {
     Request::new(METHOD_ALLOCATE).transport(6)
 }
 
-/// A TURN client over one TCP connection: requests with long-term credentials (401 and 438
-/// answered), and the indications that arrive meanwhile kept.
-struct Tcp {
-    stream: TcpStream,
+/// A TURN client over one TCP or TLS connection: requests with long-term credentials (401
+/// and 438 answered), and the indications that arrive meanwhile kept.
+struct Turn<S> {
+    stream: S,
     client: Client,
     indications: VecDeque<Message>,
 }
 
+type Tcp = Turn<TcpStream>;
+type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
 impl Tcp {
     fn connect(server: SocketAddr) -> Tcp {
-        Tcp {
-            stream: tcp_client(server),
+        Turn::over(tcp_client(server))
+    }
+}
+
+impl Turn<Tls> {
+    fn tls(server: SocketAddr, config: &Arc<rustls::ClientConfig>) -> Turn<Tls> {
+        let name = "localhost".try_into().unwrap();
+        let session = rustls::ClientConnection::new(Arc::clone(config), name).unwrap();
+        Turn::over(rustls::StreamOwned::new(session, tcp_client(server)))
+    }
+}
+
+impl<S: Read + Write> Turn<S> {
+    fn over(stream: S) -> Turn<S> {
+        Turn {
+            stream,
             client: Client::new("alice", "wonderland"),
             indications: VecDeque::new(),
         }
@@ -113,7 +131,11 @@ fn connection_id(m: &Message) -> u32 {
 
 /// A new data connection bound to `id`: the stream, carrying raw bytes from now on.
 fn bind(server: SocketAddr, id: u32) -> Result<TcpStream, u16> {
-    let mut data = Tcp::connect(server);
+    bind_over(Tcp::connect(server), id)
+}
+
+/// `data` (a new connection) bound to `id`.
+fn bind_over<S: Read + Write>(mut data: Turn<S>, id: u32) -> Result<S, u16> {
     let bind = Request::new(METHOD_CONNECTION_BIND).attr(ATTR_CONNECTION_ID, &id.to_be_bytes());
     match data.request(&bind).0.code() {
         0 => Ok(data.stream),
@@ -259,6 +281,49 @@ fn refusals_forbidden_peer_unknown_id_quota_udp_and_switched_off() {
         server.wait_line(|l| l.contains("configuration reloaded"));
         let mut other = Tcp::connect(server.tcp[0]);
         assert_eq!(other.code(&tcp_allocate()), want);
+    }
+}
+
+/// Over TLS: the control connection and the data connection (its TLS session kept once
+/// bound) carry the peer's bytes both ways.
+#[test]
+fn tls_control_and_data_connections_relay_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = test_certificate(dir.path());
+    let listen = "tls = [\"127.0.0.1:0\"]\nhttp = \"127.0.0.1:0\"\n[relay]";
+    let text = config("allow-loopback-peers = true\n").replacen(
+        "http = \"127.0.0.1:0\"\n[relay]",
+        listen,
+        1,
+    );
+    let server = Server::start(&format!("{text}{tls}"));
+    let client = test_tls_client(dir.path());
+    let listener = peer_listener();
+    let mut ctl = Turn::tls(server.tls[0], &client);
+    ctl.allocate();
+    let (response, m) =
+        ctl.request(&Request::new(METHOD_CONNECT).peer(listener.local_addr().unwrap()));
+    assert!(response.is_success(), "{:?}", response.error);
+    let (mut at_peer, _) = accepted(&listener);
+    let mut data = bind_over(Turn::tls(server.tls[0], &client), connection_id(&m)).expect("bound");
+    for (i, len) in [1, 1000, 40_000].into_iter().enumerate() {
+        let there = noise(i as u64, len);
+        data.write_all(&there).unwrap();
+        let mut got = vec![0; len];
+        at_peer.read_exact(&mut got).unwrap();
+        assert!(got == there, "{len} bytes to the peer changed");
+        let back = noise(100 + i as u64, len);
+        at_peer.write_all(&back).unwrap();
+        data.read_exact(&mut got).unwrap();
+        assert!(got == back, "{len} bytes to the client changed");
+    }
+    // The peer closing closes the data connection (a TLS end or a reset).
+    drop(at_peer);
+    let mut buf = [0u8; 16];
+    match data.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+        other => panic!("the data connection stayed open: {other:?}"),
     }
 }
 
