@@ -202,7 +202,9 @@ impl Loop {
             self.commands(&mut shard, now);
             for &token in &ready {
                 if token.0 >= RELAY_TOKENS && is_tcp_slot(token.0 - RELAY_TOKENS) {
-                    shard.serve_tcp_relay(token.0 - RELAY_TOKENS, now);
+                    if shard.serve_tcp_relay(token.0 - RELAY_TOKENS, now) {
+                        self.again.push(token);
+                    }
                 } else if token.0 >= RELAY_TOKENS {
                     self.serve_relay(&mut shard, now, token);
                 } else if token.0 >= CONN_TOKENS {

@@ -71,9 +71,10 @@ impl Shard {
         }
     }
 
-    /// A readiness event for one of its TCP allocations' listeners or connects (RFC 6062).
-    pub(super) fn serve_tcp_relay(&mut self, slot: usize, now: Instant) {
-        self.tcp.serve(slot, &mut self.manager, now);
+    /// A readiness event for one of its TCP allocations' listeners or connects (RFC 6062);
+    /// `true` when it is to be served again.
+    pub(super) fn serve_tcp_relay(&mut self, slot: usize, now: Instant) -> bool {
+        self.tcp.serve(slot, &mut self.manager, now)
     }
 
     /// Sends a client's `data` where the manager routed it: out of a relay socket, or handed

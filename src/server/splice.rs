@@ -138,13 +138,14 @@ impl Splice {
         if self.client_eof || waiting >= SPLICE_BUFFER {
             return Ok(0);
         }
-        if !manager.tcp_admit(now, &mut self.buckets.to_peer, true, 0) {
+        let allowed = manager.tcp_room(now, &mut self.buckets.to_peer, true);
+        if allowed == 0 {
             self.throttled = true;
             return Ok(0);
         }
         let before = self.to_peer.len();
         let to_peer = &mut self.to_peer;
-        match conn.read_raw(now, SPLICE_BUFFER - waiting, |bytes| {
+        match conn.read_raw(now, allowed.min(SPLICE_BUFFER - waiting), |bytes| {
             to_peer.extend_from_slice(bytes)
         }) {
             Ok(_) => {}
@@ -153,7 +154,7 @@ impl Splice {
         }
         let n = self.to_peer.len() - before;
         if n > 0 {
-            manager.tcp_admit(now, &mut self.buckets.to_peer, true, n);
+            manager.tcp_charge(now, &mut self.buckets.to_peer, true, n);
             manager.tcp_relayed(true, n);
             self.slot.link().count(true, n);
         }
@@ -171,11 +172,14 @@ impl Splice {
         if self.peer_eof || queued >= SPLICE_BUFFER {
             return Ok(0);
         }
-        if !manager.tcp_admit(now, &mut self.buckets.to_client, false, 0) {
+        let allowed = manager.tcp_room(now, &mut self.buckets.to_client, false);
+        if allowed == 0 {
             self.throttled = true;
             return Ok(0);
         }
-        let room = (SPLICE_BUFFER - queued).min(self.scratch.len());
+        let room = (SPLICE_BUFFER - queued)
+            .min(self.scratch.len())
+            .min(allowed);
         let n = loop {
             match self.peer.read(&mut self.scratch[..room]) {
                 Ok(0) => {
@@ -189,7 +193,7 @@ impl Splice {
             }
         };
         conn.queue_raw(&self.scratch[..n]);
-        manager.tcp_admit(now, &mut self.buckets.to_client, false, n);
+        manager.tcp_charge(now, &mut self.buckets.to_client, false, n);
         manager.tcp_relayed(false, n);
         self.slot.link().count(false, n);
         Ok(n)

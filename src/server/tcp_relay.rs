@@ -340,30 +340,33 @@ impl TcpRelays {
         Ok(())
     }
 
-    /// A readiness event for one of these sockets (`slot` = token - RELAY_TOKENS).
-    pub(super) fn serve(&mut self, slot: usize, manager: &mut Manager, now: Instant) {
+    /// A readiness event for one of these sockets (`slot` = token - RELAY_TOKENS). `true`
+    /// when a listener may have more connections queued than a turn accepts: serve it
+    /// again without waiting for an event (the poll is edge-triggered).
+    pub(super) fn serve(&mut self, slot: usize, manager: &mut Manager, now: Instant) -> bool {
         let index = slot - TCP_SLOT_BASE;
         if index >= CONNECT_BIT {
             self.connect_ready(index - CONNECT_BIT, manager, now);
+            false
         } else {
-            self.accept(index, slot, manager, now);
+            self.accept(index, slot, manager, now)
         }
     }
 
     /// Peers connecting to the listener at `index`: the ones with a permission wait for
     /// their ConnectionBind, announced by a ConnectionAttempt; the others are closed.
-    fn accept(&mut self, index: usize, slot: usize, manager: &mut Manager, now: Instant) {
+    fn accept(&mut self, index: usize, slot: usize, manager: &mut Manager, now: Instant) -> bool {
         for _ in 0..ACCEPTS_PER_TURN {
             let Some(listener) = self.listeners.get(index).and_then(Option::as_ref) else {
-                return;
+                return false;
             };
             let (socket, peer) = match listener.socket.accept() {
                 Ok(accepted) => accepted,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     tracing::debug!("relayed tcp accept failed: {e}");
-                    return;
+                    return false;
                 }
             };
             let Some((tuple, place)) = manager.tcp_accept(now, slot, peer) else {
@@ -382,6 +385,7 @@ impl TcpRelays {
                 None => manager.tcp_counted("peer_refused"),
             }
         }
+        true
     }
 
     /// The outgoing connect at `index` finished, or failed.

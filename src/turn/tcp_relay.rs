@@ -181,24 +181,39 @@ impl Manager {
         self.rules.allows_addr(peer).is_ok()
     }
 
-    /// Whether a bound pair may relay `len` more bytes in one direction now (`to_peer`:
-    /// from the client), through its own `max-bps` bucket and the shard's `bps-capacity`,
-    /// charging both. A TCP pair cannot drop bytes: asked with 0 before it reads (is there
-    /// room?), then with what it read.
-    pub fn tcp_admit(
+    /// How many bytes a bound pair may relay in one direction now (`to_peer`: from the
+    /// client): what its own `max-bps` bucket and the shard's `bps-capacity` hold. A TCP
+    /// pair cannot drop bytes, so it reads no more than this, then [`Manager::tcp_charge`]s
+    /// what it read, and waits when it is 0.
+    pub fn tcp_room(
+        &mut self,
+        now: Instant,
+        bucket: &mut super::bandwidth::ByteBucket,
+        to_peer: bool,
+    ) -> usize {
+        let (max_bps, bps_capacity) = (self.config.max_bps, self.config.bps_capacity);
+        let capacity = self.capacity_bucket(to_peer).room(now, bps_capacity);
+        capacity.min(bucket.room(now, max_bps))
+    }
+
+    /// Charges `len` bytes a bound pair relayed to its bucket and the shard's.
+    pub fn tcp_charge(
         &mut self,
         now: Instant,
         bucket: &mut super::bandwidth::ByteBucket,
         to_peer: bool,
         len: usize,
-    ) -> bool {
-        let shard = if to_peer {
-            &mut self.capacity.to_peer
-        } else {
-            &mut self.capacity.to_client
-        };
+    ) {
         let rates = (self.config.max_bps, self.config.bps_capacity);
-        super::bandwidth::admit(bucket, shard, rates, now, len).is_ok()
+        let shard = self.capacity_bucket(to_peer);
+        let _ = super::bandwidth::admit(bucket, shard, rates, now, len);
+    }
+
+    fn capacity_bucket(&mut self, to_peer: bool) -> &mut super::bandwidth::ByteBucket {
+        match to_peer {
+            true => &mut self.capacity.to_peer,
+            false => &mut self.capacity.to_client,
+        }
     }
 
     /// Counts a peer connection's `result` (see `TurnMetrics::tcp_connections`).

@@ -327,6 +327,36 @@ fn tls_control_and_data_connections_relay_bytes() {
     }
 }
 
+/// `max-bps` holds a pair back instead of dropping bytes (TCP cannot): 60 KB at 20 kB/s
+/// arrive whole, and not before the limit allows.
+#[test]
+fn max_bps_slows_a_pair_down_and_loses_nothing() {
+    let server = Server::start(&config("allow-loopback-peers = true\nmax-bps = 20000\n"));
+    let listener = peer_listener();
+    let mut ctl = Tcp::connect(server.tcp[0]);
+    ctl.allocate();
+    let (response, m) =
+        ctl.request(&Request::new(METHOD_CONNECT).peer(listener.local_addr().unwrap()));
+    assert!(response.is_success(), "{:?}", response.error);
+    let (mut at_peer, _) = accepted(&listener);
+    at_peer
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut data = bind(server.tcp[0], connection_id(&m)).expect("bound");
+    let there = noise(3, 60_000);
+    let start = std::time::Instant::now();
+    data.write_all(&there).unwrap();
+    let mut got = vec![0; there.len()];
+    at_peer.read_exact(&mut got).unwrap();
+    assert!(got == there, "bytes to the peer changed");
+    // One second's worth at once, then 20 kB a second.
+    assert!(
+        start.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
 /// Runs a `turnutils_uclient -T` binary against `server`; its output.
 fn uclient(binary: &str, server: &Server, clients: usize, messages: usize) -> String {
     let out = Command::new("timeout")
