@@ -105,10 +105,14 @@ impl Splice {
         let mut budget = PUMP_BUDGET;
         self.throttled = false;
         loop {
-            let moved = self.client_to_peer(conn, manager, now)?
+            // Bytes written count as progress too: room they made in a full buffer lets its
+            // source be read again, and no event would say so (the poll is edge-triggered).
+            let read = self.client_to_peer(conn, manager, now)?
                 + self.peer_to_client(conn, manager, now)?;
-            self.write_peer()?;
+            let written = self.write_peer()?;
+            let queued = conn.queued();
             conn.flush(registry, now)?;
+            let moved = read + written + queued.saturating_sub(conn.queued());
             if self.client_eof && self.waiting_for_peer() == 0 {
                 // What the client sent before it closed reached the peer.
                 let _ = self.peer.shutdown(std::net::Shutdown::Write);
@@ -199,8 +203,9 @@ impl Splice {
         Ok(n)
     }
 
-    /// Writes what waits for the peer, as far as its socket takes it.
-    fn write_peer(&mut self) -> Result<(), Close> {
+    /// Writes what waits for the peer, as far as its socket takes it; the bytes written.
+    fn write_peer(&mut self) -> Result<usize, Close> {
+        let before = self.sent;
         while self.sent < self.to_peer.len() {
             match self.peer.write(&self.to_peer[self.sent..]) {
                 Ok(0) => return Err(Close::RelayEnded),
@@ -210,6 +215,7 @@ impl Splice {
                 Err(_) => return Err(Close::RelayEnded),
             }
         }
+        let written = self.sent - before;
         if self.sent == self.to_peer.len() {
             self.to_peer.clear();
             self.sent = 0;
@@ -220,6 +226,6 @@ impl Splice {
             self.to_peer.drain(..self.sent);
             self.sent = 0;
         }
-        Ok(())
+        Ok(written)
     }
 }

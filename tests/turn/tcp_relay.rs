@@ -327,6 +327,41 @@ fn tls_control_and_data_connections_relay_bytes() {
     }
 }
 
+/// A reader that lags behind: its side's buffers fill, the writer is held back (not
+/// closed, nothing lost) and catches up once the reader reads, in both directions.
+#[test]
+fn a_slow_reader_holds_its_writer_back_and_loses_nothing() {
+    let server = Server::start(&config("allow-loopback-peers = true\n"));
+    let listener = peer_listener();
+    let mut ctl = Tcp::connect(server.tcp[0]);
+    ctl.allocate();
+    let (response, m) =
+        ctl.request(&Request::new(METHOD_CONNECT).peer(listener.local_addr().unwrap()));
+    assert!(response.is_success(), "{:?}", response.error);
+    let (at_peer, _) = accepted(&listener);
+    let data = bind(server.tcp[0], connection_id(&m)).expect("bound");
+    for (seed, (mut writer, mut reader)) in
+        [(11, (clone(&data), clone(&at_peer))), (12, (at_peer, data))]
+    {
+        let sent = noise(seed, 4 << 20);
+        let copy = sent.clone();
+        let writing = std::thread::spawn(move || writer.write_all(&copy).map(|()| writer));
+        // Far more than every buffer on the way holds is waiting when the reader starts.
+        std::thread::sleep(Duration::from_millis(500));
+        reader
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut got = vec![0; sent.len()];
+        reader.read_exact(&mut got).unwrap();
+        assert!(got == sent, "bytes changed on the way");
+        writing.join().unwrap().unwrap();
+    }
+}
+
+fn clone(stream: &TcpStream) -> TcpStream {
+    stream.try_clone().unwrap()
+}
+
 /// `max-bps` holds a pair back instead of dropping bytes (TCP cannot): 60 KB at 20 kB/s
 /// arrive whole, and not before the limit allows.
 #[test]
