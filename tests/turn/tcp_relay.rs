@@ -430,10 +430,12 @@ fn assert_lossless(text: &str, server: &Server, clients: usize, messages: usize)
 }
 
 /// coturn's client: 4 clients (so pairs cross workers), each Connecting to every other's
-/// relayed address, 50 messages each, through rturn's TCP relays, losing nothing.
+/// relayed address, 50 messages each, through rturn's TCP relays, losing nothing. On the
+/// default peer rules: the peers are rturn's own live relay endpoints (loopback here), which
+/// they allow.
 #[test]
 fn uclient_tcp_relay_loses_nothing() {
-    let server = Server::start(&config("allow-loopback-peers = true\n"));
+    let server = Server::start(&config(""));
     let (clients, messages) = (4, 50);
     let text = uclient("turnutils_uclient", &server, clients, messages);
     assert_lossless(&text, &server, clients, messages);
