@@ -549,7 +549,6 @@ fn a_connection_stops_framing_and_carries_raw_bytes() {
     read_raw(&mut h, 8);
     client.write_all(b"\x00\x01 more").unwrap();
     read_raw(&mut h, 14);
-    drop(read_raw);
     assert_eq!(raw, b"not STUN\x00\x01 more");
     // Back to the client as they are: no padding.
     h.conn.queue_raw(b"abc");
