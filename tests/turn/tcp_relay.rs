@@ -2,9 +2,11 @@
 //! clients that Connect to each other's relayed addresses, so rturn both connects out and
 //! accepts, sends ConnectionAttempts and takes ConnectionBinds on any worker) loses nothing;
 //! a client of our own checks the bytes through Connect + ConnectionBind to a plain TCP peer
-//! and through a peer's own connection, the pair closing with its allocation, and the
-//! refusals: forbidden peer (403), unknown CONNECTION-ID (400), quota (486), TCP over UDP
-//! (400), a peer without permission, `tcp-allocations = false` (442) and its reload.
+//! (over TCP and over TLS) and through a peer's own connection, a slow reader holding its
+//! writer back, `max-bps` slowing a pair down, the pair closing with its allocation, with
+//! either side or on a reload that denies the peer, and the refusals: forbidden peer (403),
+//! unknown CONNECTION-ID (400), quota (486), TCP over UDP (400), a peer without permission,
+//! `tcp-allocations = false` (442) and its reload.
 
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
@@ -325,6 +327,31 @@ fn tls_control_and_data_connections_relay_bytes() {
         Err(e) if !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
         other => panic!("the data connection stayed open: {other:?}"),
     }
+}
+
+/// A reload that denies the peer closes its pair within a tick, as it ends the peer's UDP
+/// permissions and channels.
+#[test]
+fn a_reload_that_denies_the_peer_closes_its_pair() {
+    let mut server = Server::start(&config("allow-loopback-peers = true\n"));
+    let listener = peer_listener();
+    let mut ctl = Tcp::connect(server.tcp[0]);
+    ctl.allocate();
+    let (response, m) =
+        ctl.request(&Request::new(METHOD_CONNECT).peer(listener.local_addr().unwrap()));
+    assert!(response.is_success(), "{:?}", response.error);
+    let (mut at_peer, _) = accepted(&listener);
+    let mut data = bind(server.tcp[0], connection_id(&m)).expect("bound");
+    both_ways(&mut data, &mut at_peer, 21);
+    let denied = config("allow-loopback-peers = true\ndenied-peer-ip = [\"127.0.0.1\"]\n");
+    std::fs::write(&server.config_path, denied).unwrap();
+    kill(Pid::from_raw(server.pid() as i32), Signal::SIGHUP).unwrap();
+    server.wait_line(|l| l.contains("configuration reloaded"));
+    assert!(ends(&mut at_peer), "the peer connection stayed open");
+    assert!(ends(&mut data), "the data connection stayed open");
+    // And a new Connect to it is refused.
+    let peer = listener.local_addr().unwrap();
+    assert_eq!(ctl.code(&Request::new(METHOD_CONNECT).peer(peer)), 403);
 }
 
 /// A reader that lags behind: its side's buffers fill, the writer is held back (not
