@@ -267,29 +267,30 @@ impl TcpRelays {
                     peer,
                     slot,
                     later,
-                } => match connect(relay, peer)
-                    .inspect(|_| tracing::trace!(%relay, %peer, "tcp relay connect"))
-                {
-                    Ok(socket) => {
-                        let connecting = Connecting {
-                            socket,
-                            tuple,
-                            peer,
-                            slot,
-                            later,
-                            deadline: now + CONNECT_TIMEOUT,
-                        };
-                        if let Err(connecting) = self.watch(connecting) {
-                            let answer =
-                                manager.tcp_answer(now, tuple, &connecting.later, Err(447));
-                            reply.extend_from_slice(answer);
+                } => {
+                    tracing::trace!(%relay, %peer, "tcp relay connect");
+                    let failed = match connect(relay, peer) {
+                        Ok(socket) => {
+                            let deadline = now + CONNECT_TIMEOUT;
+                            let connecting = Connecting {
+                                socket,
+                                tuple,
+                                peer,
+                                slot,
+                                later,
+                                deadline,
+                            };
+                            (self.watch(connecting).err())
+                                .map(|c| (c.later, "cannot watch its socket".to_owned()))
                         }
-                    }
-                    Err(e) => {
-                        tracing::debug!(%relay, %peer, "tcp relay connect failed at once: {e}");
+                        Err(e) => Some((later, e.to_string())),
+                    };
+                    if let Some((later, why)) = failed {
+                        tracing::debug!(%relay, %peer, "tcp relay connect failed at once: {why}");
+                        manager.tcp_counted("connect_failed");
                         reply.extend_from_slice(manager.tcp_answer(now, tuple, &later, Err(447)));
                     }
-                },
+                }
                 TcpOrder::Bind {
                     tuple,
                     id,

@@ -209,6 +209,9 @@ fn connect_and_bind_relay_bytes_both_ways_and_close_with_the_allocation() {
     both_ways(&mut data, &mut at_peer, 1);
     // Bound once only.
     assert_eq!(bind(server.tcp[0], id).map(|_| ()), Err(400));
+    // Nobody listening: 447 (Connection Timeout or Failure).
+    let closed = peer_listener().local_addr().unwrap();
+    assert_eq!(ctl.code(&Request::new(METHOD_CONNECT).peer(closed)), 447);
     // The allocation ends: both sides of the pair close.
     assert_eq!(ctl.code(&Request::refresh(0)), 0);
     assert!(ends(&mut at_peer), "the peer connection stayed open");
@@ -219,6 +222,7 @@ fn connect_and_bind_relay_bytes_both_ways_and_close_with_the_allocation() {
         ))
     };
     assert_eq!((counted("connected"), counted("bound")), (1.0, 1.0));
+    assert_eq!(counted("connect_failed"), 1.0);
     assert!(server.metric("rturn_relayed_bytes_total{direction=\"to_peer\"}") >= 200_000.0);
 }
 
