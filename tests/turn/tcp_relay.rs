@@ -333,6 +333,30 @@ fn tls_control_and_data_connections_relay_bytes() {
     }
 }
 
+/// An IPv6 TCP relay (REQUESTED-ADDRESS-FAMILY) connects to an IPv6 peer from its relayed
+/// address, and bytes pass.
+#[test]
+fn an_ipv6_tcp_relay_connects_to_an_ipv6_peer() {
+    let text = loopback_config(&format!(
+        "http = \"127.0.0.1:0\"\n[relay]\nrelay-ip = [\"127.0.0.1\", \"::1\"]\n\
+         allow-loopback-peers = true\n{USERS}"
+    ));
+    let server = Server::start(&text);
+    let listener = TcpListener::bind("[::1]:0").unwrap();
+    let mut ctl = Tcp::connect(server.tcp[0]);
+    let (response, _) = ctl.request(&tcp_allocate().family(rturn::turn::attrs::FAMILY_IPV6));
+    assert!(response.is_success(), "{:?}", response.error);
+    let relayed = response.relayed[0];
+    assert!(relayed.is_ipv6(), "{relayed}");
+    let (response, m) =
+        ctl.request(&Request::new(METHOD_CONNECT).peer(listener.local_addr().unwrap()));
+    assert!(response.is_success(), "{:?}", response.error);
+    let (mut at_peer, from) = accepted(&listener);
+    assert_eq!(from, relayed);
+    let mut data = bind(server.tcp[0], connection_id(&m)).expect("bound");
+    both_ways(&mut data, &mut at_peer, 31);
+}
+
 /// A reload that denies the peer closes its pair within a tick, as it ends the peer's UDP
 /// permissions and channels.
 #[test]
