@@ -2,8 +2,8 @@
 //! clients that Connect to each other's relayed addresses, so rturn both connects out and
 //! accepts, sends ConnectionAttempts and takes ConnectionBinds on any worker) loses nothing;
 //! a client of our own checks the bytes through Connect + ConnectionBind to a plain TCP peer
-//! (over TCP and over TLS) and through a peer's own connection, a slow reader holding its
-//! writer back, `max-bps` slowing a pair down, the pair closing with its allocation, with
+//! (over TCP, over TLS and over IPv6) and through a peer's own connection, a slow reader
+//! holding its writer back, `max-bps` slowing a pair down, the pair closing with its allocation, with
 //! either side or on a reload that denies the peer, and the refusals: forbidden peer (403),
 //! unknown CONNECTION-ID (400), quota (486), TCP over UDP (400), a peer without permission,
 //! `tcp-allocations = false` (442) and its reload.
