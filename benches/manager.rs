@@ -96,6 +96,7 @@ impl Shard {
         }
         match self.mgr.handle_request(self.t0, tuple, req) {
             Answer::Reply(answer) => read(answer),
+            Answer::Later => read(&[]),
             Answer::Bind(wanted) => {
                 let bound: Vec<Bound> = (wanted.iter())
                     .map_while(|(ip, _)| self.binder.bind(*ip))

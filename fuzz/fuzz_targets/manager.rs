@@ -100,7 +100,7 @@ impl FakeBinder {
         let at = |port| SocketAddr::new(ip, port);
         let free = |p: u16| self.is_free(at(p));
         let port = match choice {
-            PortChoice::Any => PORTS.clone().find(|&p| free(p))?,
+            PortChoice::Any | PortChoice::Tcp => PORTS.clone().find(|&p| free(p))?,
             PortChoice::Even => PORTS.clone().find(|&p| p % 2 == 0 && free(p))?,
             PortChoice::EvenReserveNext => {
                 let p = PORTS
@@ -294,6 +294,11 @@ impl World {
                 // As the event loop does: bind what an Allocate asks for.
                 let answer = match self.mgr.handle_request(now, tuple, &req) {
                     Answer::Reply(answer) => answer.to_vec(),
+                    // RFC 6062 Connect and ConnectionBind: nothing to connect to here.
+                    Answer::Later => {
+                        while self.mgr.poll_tcp_order().is_some() {}
+                        Vec::new()
+                    }
                     Answer::Bind(wanted) => {
                         let mut bound = Vec::new();
                         for (ip, choice) in wanted {

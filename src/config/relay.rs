@@ -94,6 +94,9 @@ pub struct RelayConfig {
     /// RFC 8016 mobility (coturn's `mobility`): a client may keep its allocation when its
     /// address changes, with the MOBILITY-TICKET it was given. Off: such requests get 405.
     pub mobility: bool,
+    /// Whether clients may allocate TCP relays (RFC 6062; coturn allows them unless
+    /// `no-tcp-relay`). Reloadable: off, a TCP Allocate gets 442; live ones stay.
+    pub tcp_allocations: bool,
 }
 
 impl Default for RelayConfig {
@@ -120,6 +123,7 @@ impl Default for RelayConfig {
             alternate_server: None,
             offload: OffloadMode::Auto,
             mobility: false,
+            tcp_allocations: true,
         }
     }
 }

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use mio::{Registry, Token};
 
 use super::shard::{Dispatcher, Handled, Shard};
+use super::splice::{PEER_BIT, Splice};
 use super::stats::{Counters, Event};
 use super::stream::{Close, Limits, ReadOutcome, StreamConn};
 use crate::turn::{FastMap, FiveTuple};
@@ -32,6 +33,8 @@ pub(super) type Guards = Box<dyn Send>;
 struct Entry {
     conn: StreamConn,
     _guards: Guards,
+    /// Set once it is an RFC 6062 data connection bound to its peer.
+    splice: Option<Box<Splice>>,
 }
 
 /// A worker's stream connections.
@@ -125,6 +128,7 @@ impl Conns {
         self.slots[slot] = Some(Entry {
             conn,
             _guards: guards,
+            splice: None,
         });
         Some(Token(CONN_TOKENS + slot))
     }
@@ -148,14 +152,30 @@ impl Conns {
         counters: &Counters,
         now: Instant,
     ) -> bool {
-        let slot = token.0 - CONN_TOKENS;
+        // The peer socket of a data connection shares its slot.
+        let slot = (token.0 - CONN_TOKENS) & !PEER_BIT;
         let Some(entry) = self.slots.get_mut(slot).and_then(Option::as_mut) else {
             return false; // closed since the event was queued
         };
+        if let Some(splice) = &mut entry.splice {
+            return match splice.pump(&mut entry.conn, &self.registry, &mut shard.manager, now) {
+                Ok(more) => {
+                    let deadline = entry.conn.deadline();
+                    self.note(deadline);
+                    more
+                }
+                Err(close) => {
+                    self.close(slot, close, shard, counters, now);
+                    false
+                }
+            };
+        }
         let tuple = entry.conn.tuple();
         // RFC 8016: set when a request moves the connection to another worker; it and
         // what follows it are kept for that worker.
         let mut handing: Option<(usize, Vec<u8>)> = None;
+        // RFC 6062: set when a ConnectionBind took a peer connection.
+        let mut bound = None;
         let read = entry.conn.read(&self.registry, now, |message, out| {
             if let Some((_, kept)) = &mut handing {
                 return keep_frame(kept, message);
@@ -171,7 +191,15 @@ impl Conns {
             let event = match handled {
                 // A refused reply ends the read with Close::Overflow (counted then).
                 Handled::Reply => match out.queue(&[&dispatcher.reply]) {
-                    Ok(()) => Event::Replied,
+                    Ok(()) => {
+                        // A ConnectionBind took a peer connection: from now on the
+                        // connection carries that peer's bytes (RFC 6062 §5.4).
+                        bound = shard.tcp.take_bound(&tuple);
+                        if bound.is_some() {
+                            out.stop_framing();
+                        }
+                        Event::Replied
+                    }
                     Err(_) => return,
                 },
                 Handled::Relayed => Event::Relayed,
@@ -181,6 +209,19 @@ impl Conns {
             };
             counters.count(event);
         });
+        if let (Ok(_), Some(unbound)) = (&read, bound) {
+            let token = Token(CONN_TOKENS + PEER_BIT + slot);
+            match Splice::new(unbound, &self.registry, token) {
+                Ok(splice) => entry.splice = Some(Box::new(splice)),
+                Err(e) => {
+                    tracing::warn!("cannot watch a tcp relay peer connection: {e}");
+                    self.close(slot, Close::RelayEnded, shard, counters, now);
+                    return false;
+                }
+            }
+            // What followed the ConnectionBind is the client's first bytes for the peer.
+            return true;
+        }
         match read {
             Ok(_) if handing.is_some() => {
                 if let Some((worker, kept)) = handing {
@@ -278,10 +319,12 @@ impl Conns {
                 continue;
             };
             let tuple = entry.conn.tuple();
+            // A data connection lives as long as its allocation, wherever that is.
+            let alive = entry.splice.as_ref().map(|s| s.is_alive());
             let close = if entry.conn.deadline() <= now {
-                entry
-                    .conn
-                    .on_timeout(now, || shard.manager.has_allocation(&tuple))
+                (entry.conn).on_timeout(now, || {
+                    alive.unwrap_or_else(|| shard.manager.has_allocation(&tuple))
+                })
             } else {
                 None
             };
@@ -297,6 +340,58 @@ impl Conns {
         if let Some(at) = self.next_check {
             self.next_check = Some(at.max(now + TIMER_GRANULARITY));
         }
+    }
+
+    /// RFC 6062 at the end of a turn: on a `tick` (once a second) connects and unbound
+    /// connections timed out, pairs of ended allocations closed, pairs the bandwidth limits
+    /// held back pumped; then the Connect answers and ConnectionAttempts queued on their
+    /// control connections. Returns the tokens to serve again.
+    pub(super) fn tcp_relay_turn(
+        &mut self,
+        shard: &mut Shard,
+        counters: &Counters,
+        now: Instant,
+        tick: bool,
+    ) -> Vec<Token> {
+        let again = match tick {
+            true => {
+                shard.tcp.tick(&mut shard.manager, now);
+                self.tick_splices(shard, counters, now)
+            }
+            false => Vec::new(),
+        };
+        for (tuple, message) in shard.tcp.take_outbox() {
+            self.queue(&tuple, &[&message], shard, counters, now);
+        }
+        again
+    }
+
+    /// Once a second: closes the RFC 6062 data connections whose allocation ended or whose
+    /// peer the rules now refuse, and pumps the ones the bandwidth limits held back.
+    /// Returns the tokens to serve again (their budget ran out).
+    fn tick_splices(&mut self, shard: &mut Shard, counters: &Counters, now: Instant) -> Vec<Token> {
+        let mut again = Vec::new();
+        for slot in 0..self.slots.len() {
+            let Some(entry) = self.slots[slot].as_mut() else {
+                continue;
+            };
+            let Some(splice) = &mut entry.splice else {
+                continue;
+            };
+            let result = if !splice.is_alive() || !shard.manager.tcp_peer_allowed(splice.peer()) {
+                Err(Close::RelayEnded)
+            } else if splice.is_throttled() {
+                splice.pump(&mut entry.conn, &self.registry, &mut shard.manager, now)
+            } else {
+                Ok(false)
+            };
+            match result {
+                Ok(true) => again.push(Token(CONN_TOKENS + slot)),
+                Ok(false) => {}
+                Err(close) => self.close(slot, close, shard, counters, now),
+            }
+        }
+        again
     }
 
     /// Ends the connection in `slot` for `close` (counted): its allocation goes with it
@@ -324,6 +419,9 @@ impl Conns {
             let _ = entry.conn.flush(&self.registry, now);
         }
         let _ = entry.conn.deregister(&self.registry);
+        if let Some(splice) = &mut entry.splice {
+            splice.deregister(&self.registry);
+        }
         let tuple = entry.conn.tuple();
         self.by_tuple.remove(&tuple);
         self.free.push(slot);

@@ -29,8 +29,7 @@ use tokio::sync::mpsc;
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
-use stun::attributes::{ATTR_DATA, ATTR_XOR_PEER_ADDRESS};
-use stun::message::{CLASS_INDICATION, METHOD_DATA, Message, MessageType};
+use stun::message::Message;
 
 use super::command::{Command, WorkerSnapshot};
 use super::conns::{CONN_TOKENS, Conns};
@@ -41,6 +40,7 @@ use super::relay::RELAY_TOKENS;
 use super::shard::{Dispatcher, Handled, Shard};
 use super::stats::{Counters, Event};
 use super::stream::Limits;
+use super::tcp_relay::is_tcp_slot;
 use super::throttle::Throttle;
 use crate::stun::{channel_data, response};
 use crate::turn::{FiveTuple, Transport};
@@ -220,6 +220,9 @@ impl Loop {
                 shard.settle();
             }
             (self.conns).handle_timeout(now, &mut shard, &self.counters);
+            let again =
+                (self.conns).tcp_relay_turn(&mut shard, &self.counters, now, now >= purge_at);
+            self.again.extend(again);
             self.conns.flush(&mut shard, &self.counters, now);
             if now >= purge_at {
                 shard.limiter.purge(now);
@@ -259,7 +262,7 @@ impl Loop {
                 let _ = reply.send(WorkerSnapshot {
                     turn: shard.manager.metrics().clone(),
                     by_transport: shard.manager.allocations_by_transport(),
-                    relays_in_use: shard.relays.in_use(),
+                    relays_in_use: shard.relays.in_use() + shard.tcp.in_use(),
                     reserved: shard.relays.reserved(),
                     limited_sources: shard.limiter.tracked(),
                     draining: shard.manager.is_draining(),
@@ -396,9 +399,15 @@ impl Loop {
         self.listen.iter().position(|l| l.addr == addr)
     }
 
-    /// Datagrams from peers: to their clients as ChannelData or Data indications.
+    /// Datagrams from peers: to their clients as ChannelData or Data indications; or a TCP
+    /// allocation's listener or connect (RFC 6062).
     fn serve_relay(&mut self, shard: &mut Shard, now: Instant, token: Token) {
         let slot = token.0 - RELAY_TOKENS;
+        if is_tcp_slot(slot) {
+            return self
+                .again
+                .extend(shard.serve_tcp_relay(slot, now).then_some(token));
+        }
         // Nothing when released since the event was queued.
         let Some(count) = self.receive(usize::MAX, Some(token), shard) else {
             return;
@@ -534,7 +543,7 @@ impl ToClient<'_> {
                 [&header, payload]
             }
             None => {
-                data_indication(self.indication, peer, payload);
+                response::data_indication(self.indication, peer, payload);
                 [&self.indication.raw, &[]]
             }
         };
@@ -582,15 +591,4 @@ impl ToClient<'_> {
             }
         }
     }
-}
-
-/// A Data indication (RFC 8656 §11.4) carrying `payload` from `peer`.
-fn data_indication(msg: &mut Message, peer: SocketAddr, payload: &[u8]) {
-    msg.reset();
-    msg.typ = MessageType::new(METHOD_DATA, CLASS_INDICATION);
-    // Not a secret, and per packet: the thread-local CSPRNG, no system call.
-    msg.transaction_id.0 = rand::random();
-    msg.write_header();
-    response::add_xor_address(msg, ATTR_XOR_PEER_ADDRESS, peer);
-    msg.add(ATTR_DATA, payload);
 }

@@ -11,7 +11,7 @@
 //!   sockets; `handoff`: data for rturn's own relays, handed between workers in process;
 //!   `mobility`: datagrams of clients whose allocation moved (RFC 8016) to another worker;
 //!   `offload`: the kernel fast path's status and each worker's handle on its maps;
-//!   `tcp`, `tls`: TURN over TCP/TLS; `shared_tls`, `rewind`: one TLS port for `turns:` and
+//!   `tcp`, `tls`: TURN over TCP/TLS; `tcp_relay`, `splice`: RFC 6062 TCP allocations; `shared_tls`, `rewind`: one TLS port for `turns:` and
 //!   HTTPS; `proxy`: the PROXY protocol header at the TCP, TLS and HTTP listeners' doors;
 //!   `limiter`, `throttle`, `descriptors`: limits
 //!   at the edge; `http_listener`, `http_conn`: the HTTP accept loop and connections;
@@ -47,10 +47,12 @@ mod scrape;
 mod shard;
 mod shared_tls;
 mod socket;
+mod splice;
 mod stats;
 mod stream;
 mod systemd;
 mod tcp;
+mod tcp_relay;
 mod throttle;
 pub mod tls;
 mod turn_parts;

@@ -27,10 +27,11 @@ use super::limiter::SourceLimiter;
 use super::mobility::Moves;
 use super::offload::WorkerOffload;
 use super::relay::RelayTable;
+use super::tcp_relay::{TcpRelays, is_tcp_slot};
 use crate::stun::codec::{PacketKind, decode_into, packet_kind};
 use crate::stun::rfc5780::Addresses;
 use crate::stun::{Malformed, Responder};
-use crate::turn::{Answer, Bound, Event, FiveTuple, Manager, ToPeer, Transport};
+use crate::turn::{Answer, Bound, Event, FiveTuple, Manager, PortChoice, ToPeer, Transport};
 
 /// One shard: an allocation manager, the relay sockets of its allocations, the rate limit
 /// of unauthenticated requests, and the data it hands to rturn's own relays this turn. (Its
@@ -48,6 +49,8 @@ pub(super) struct Shard {
     pub(super) rfc5780: Option<Addresses>,
     /// Datagrams of clients whose allocation moved to another worker (RFC 8016).
     pub(super) moves: Moves,
+    /// Its TCP allocations' listeners and connects (RFC 6062).
+    pub(super) tcp: TcpRelays,
 }
 
 impl Shard {
@@ -60,6 +63,7 @@ impl Shard {
                 (Event::OffloadInsert(_) | Event::OffloadRemove(_), Some(offload)) => {
                     offload.apply(&mut self.manager, &event);
                 }
+                (Event::Close(bound), _) if is_tcp_slot(bound.slot) => self.tcp.close(*bound),
                 _ => self.relays.handle_event(event),
             }
         }
@@ -71,6 +75,12 @@ impl Shard {
         if let Some(offload) = &mut self.offload {
             offload.read(&mut self.manager, now, force);
         }
+    }
+
+    /// A readiness event for one of its TCP allocations' listeners or connects (RFC 6062);
+    /// `true` when it is to be served again.
+    pub(super) fn serve_tcp_relay(&mut self, slot: usize, now: Instant) -> bool {
+        self.tcp.serve(slot, &mut self.manager, now)
     }
 
     /// Sends a client's `data` where the manager routed it: out of a relay socket, or handed
@@ -87,10 +97,15 @@ impl Shard {
         reply.clear();
         match self.manager.handle_request(now, tuple, req) {
             Answer::Reply(answer) => reply.extend_from_slice(answer),
+            Answer::Later => self.tcp.handle_orders(&mut self.manager, now, reply),
             Answer::Bind(wanted) => {
                 let mut bound: Vec<Bound> = Vec::with_capacity(wanted.len());
                 for (ip, choice) in wanted {
-                    match self.relays.bind(ip, choice) {
+                    let relay = match choice {
+                        PortChoice::Tcp => self.tcp.bind(ip),
+                        choice => self.relays.bind(ip, choice),
+                    };
+                    match relay {
                         Some(relay) => bound.push(relay),
                         None => break,
                     }

@@ -258,9 +258,14 @@ impl StreamConn {
         let out = &mut self.out;
         let mut deliver = |inbuf: &mut InBuf| -> Result<(), Close> {
             while let Some(range) = inbuf.next().map_err(|_| Close::Malformed)? {
-                on_message(inbuf.get(range), &mut Out::new(out));
+                let mut handle = Out::new(out);
+                on_message(inbuf.get(range), &mut handle);
+                let stopped = handle.stopped();
                 if out.is_overflowed() {
                     return Err(Close::Overflow);
+                }
+                if stopped {
+                    return Err(Close::Spliced);
                 }
             }
             Ok(())
@@ -293,6 +298,11 @@ impl StreamConn {
                 self.flush(registry, now)?;
                 Ok(outcome)
             }
+            // The rest is raw bytes, for [`StreamConn::read_raw`].
+            Err(Close::Spliced) => {
+                self.flush(registry, now)?;
+                Ok(ReadOutcome::MoreToRead)
+            }
             Err(close) if self.is_handshaking() && close != Close::TlsHandshakeTimeout => {
                 Err(Close::TlsHandshakeFailed)
             }
@@ -304,6 +314,57 @@ impl StreamConn {
             }
             Err(close) => Err(close),
         }
+    }
+
+    /// Reads raw bytes (an RFC 6062 data connection, once bound): hands `sink` what the
+    /// framed reads left, then what the socket has, decrypted if TLS, until about `room`
+    /// bytes were handed (one read more at most) or the socket has nothing more.
+    pub(crate) fn read_raw(
+        &mut self,
+        now: Instant,
+        room: usize,
+        mut sink: impl FnMut(&[u8]),
+    ) -> Result<ReadOutcome, Close> {
+        let mut taken = 0;
+        let mut deliver = |inbuf: &mut InBuf| -> Result<(), Close> {
+            let held = inbuf.take_held();
+            taken += held.len();
+            sink(held);
+            if taken >= room {
+                return Err(Close::Spliced);
+            }
+            Ok(())
+        };
+        if deliver(&mut self.inbuf).is_err() {
+            return Ok(ReadOutcome::MoreToRead);
+        }
+        let read = match &mut self.tls {
+            None => plain::read(
+                &mut self.socket,
+                &mut self.inbuf,
+                &mut self.timers,
+                now,
+                deliver,
+            ),
+            Some(session) => tls::read(
+                session,
+                &mut self.socket,
+                &mut self.inbuf,
+                &mut self.timers,
+                now,
+                deliver,
+            ),
+        };
+        match read {
+            Err(Close::Spliced) => Ok(ReadOutcome::MoreToRead),
+            other => other,
+        }
+    }
+
+    /// Queues raw bytes for the client (an RFC 6062 data connection): no padding; the
+    /// caller offers no more than [`StreamConn::queued`] leaves room for.
+    pub(crate) fn queue_raw(&mut self, data: &[u8]) {
+        self.out.push_raw(data);
     }
 
     /// Queues one frame for the client (copied; padded to 4 bytes, RFC 8656 §12.5),
@@ -319,7 +380,6 @@ impl StreamConn {
     }
 
     /// Bytes waiting to be written, as counted against `max-tcp-queued-bytes`.
-    #[cfg(test)]
     pub(crate) fn queued(&self) -> usize {
         self.out.queued()
     }

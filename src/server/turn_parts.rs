@@ -70,6 +70,7 @@ pub(super) fn turn_parts(
         bps_capacity: relay.bps_capacity.div_ceil(config.workers().get() as u64),
         alternate_server: relay.alternate_server,
         mobility: relay.mobility,
+        tcp_allocations: relay.tcp_allocations,
         ..TurnConfig::default()
     };
     // Each relay address as bound and as advertised: a peer at either with a live port is

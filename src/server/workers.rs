@@ -29,6 +29,7 @@ use super::relay::RelayTable;
 use super::shard::Shard;
 use super::stats::Stats;
 use super::stream::Limits;
+use super::tcp_relay::{TcpRelays, Waiting};
 use crate::auth::Auth;
 use crate::turn::peer_rules::PeerRules;
 use crate::turn::quota::Quotas;
@@ -102,6 +103,8 @@ impl Workers {
                 .collect(),
             key: crate::turn::ticket::TicketKey::random(),
         };
+        // RFC 6062 peer connections waiting for a ConnectionBind, which may reach any worker.
+        let waiting = Arc::new(Waiting::default());
         for ((index, listen), poller) in setup.listen.into_iter().enumerate().zip(pollers) {
             let counters = setup.stats.register();
             let handoffs = Handoffs::new(
@@ -132,6 +135,12 @@ impl Workers {
                 stun_only: setup.stun_only,
                 rfc5780: setup.rfc5780,
                 moves: Moves::new(index, moved.clone(), Arc::clone(&counters)),
+                tcp: TcpRelays::new(
+                    pools.clone(),
+                    poller.registry()?,
+                    index,
+                    Arc::clone(&waiting),
+                ),
             };
             let (tx, rx) = mpsc::channel(QUEUE);
             let notified = Arc::new(AtomicBool::new(false));

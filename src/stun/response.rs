@@ -1,13 +1,13 @@
-//! Building responses into a reused [`Message`]: the steps every answer shares.
+//! Building responses, and the Data indications relayed to clients, into a reused [`Message`].
 //!
 //! No reason phrases and no SOFTWARE: unauthenticated answers stay as small as they can be
 //! (an attacker gains nothing from reflecting them).
 
 use std::net::SocketAddr;
 
-use stun::attributes::{ATTR_FINGERPRINT, AttrType};
+use stun::attributes::{ATTR_DATA, ATTR_FINGERPRINT, ATTR_XOR_PEER_ADDRESS, AttrType};
 use stun::error_code::{ErrorCode, ErrorCodeAttribute};
-use stun::message::{Message, MessageClass, MessageType, Setter};
+use stun::message::{CLASS_INDICATION, METHOD_DATA, Message, MessageClass, MessageType, Setter};
 use stun::xoraddr::XorMappedAddress;
 
 /// Starts `response` as an answer of `class` to `request`: same method, same transaction ID.
@@ -43,4 +43,15 @@ pub fn finish(response: &mut Message, request: &Message) {
     if request.contains(ATTR_FINGERPRINT) {
         super::codec::add_fingerprint(response);
     }
+}
+
+/// A Data indication (RFC 8656 §11.4) carrying `payload` from `peer`.
+pub fn data_indication(msg: &mut Message, peer: SocketAddr, payload: &[u8]) {
+    msg.reset();
+    msg.typ = MessageType::new(METHOD_DATA, CLASS_INDICATION);
+    // Not a secret, and per packet: the thread-local CSPRNG, no system call.
+    msg.transaction_id.0 = rand::random();
+    msg.write_header();
+    add_xor_address(msg, ATTR_XOR_PEER_ADDRESS, peer);
+    msg.add(ATTR_DATA, payload);
 }

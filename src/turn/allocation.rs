@@ -53,9 +53,21 @@ pub struct Allocation {
     pub reservation_token: Option<[u8; 8]>,
     /// Its `max-bps` buckets.
     pub bandwidth: Bandwidth,
+    /// For a TCP allocation (RFC 6062), what its peer connections share with it.
+    pub tcp: Option<std::sync::Arc<super::tcp_link::TcpLink>>,
     /// Whose quotas it counts against: its user's and client address's, or, when it claimed
     /// a reservation, those of the client that made the reservation.
     pub holder: Holder,
+}
+
+/// An allocation that ends (deleted, expired, its TCP connection closed, kicked, shutdown)
+/// ends its RFC 6062 peer and data connections too, on whichever worker they are.
+impl Drop for Allocation {
+    fn drop(&mut self) {
+        if let Some(link) = &self.tcp {
+            link.end();
+        }
+    }
 }
 
 impl Allocation {

@@ -41,6 +41,7 @@ pub const KNOWN_TURN_ATTRIBUTES: &[AttrType] = &[
     ATTR_REQUESTED_TRANSPORT,
     ATTR_DONT_FRAGMENT,
     ATTR_RESERVATION_TOKEN,
+    stun::attributes::ATTR_CONNECTION_ID,
 ];
 
 /// An attribute whose value has the wrong size or content (answered with 400).

@@ -33,6 +33,16 @@ impl ByteBucket {
         self.level > 0.0
     }
 
+    /// Bytes that may pass now at `rate` (refilled first; `usize::MAX` for no limit): what
+    /// a stream, which cannot drop bytes, reads at most before it waits.
+    pub fn room(&mut self, now: Instant, rate: u64) -> usize {
+        match rate {
+            0 => usize::MAX,
+            rate if self.ready(now, rate) => self.level as usize,
+            _ => 0,
+        }
+    }
+
     fn charge(&mut self, len: usize) {
         self.level -= len as f64;
     }
@@ -117,6 +127,18 @@ mod tests {
         );
         let debt_paid = t0 + Duration::from_millis(4100);
         assert_eq!(admit(&mut a, &mut s, (1000, 0), debt_paid, 10), Ok(()));
+    }
+
+    #[test]
+    fn room_says_what_a_stream_may_read_now() {
+        let t0 = Instant::now();
+        let mut b = ByteBucket::default();
+        assert_eq!(b.room(t0, 0), usize::MAX, "no limit");
+        assert_eq!(b.room(t0, 10_000), 10_000, "a full second's worth");
+        let mut shard = ByteBucket::default();
+        assert_eq!(admit(&mut b, &mut shard, (10_000, 0), t0, 10_000), Ok(()));
+        assert_eq!(b.room(t0, 10_000), 0);
+        assert_eq!(b.room(t0 + Duration::from_millis(250), 10_000), 2_500);
     }
 
     #[test]

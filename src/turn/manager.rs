@@ -9,7 +9,8 @@ use std::time::Instant;
 use stun::attributes::{ATTR_NONCE, ATTR_REALM, ATTR_USERNAME};
 use stun::message::{
     CLASS_ERROR_RESPONSE, CLASS_SUCCESS_RESPONSE, METHOD_ALLOCATE, METHOD_CHANNEL_BIND,
-    METHOD_CREATE_PERMISSION, METHOD_REFRESH, Message, Setter,
+    METHOD_CONNECT, METHOD_CONNECTION_BIND, METHOD_CREATE_PERMISSION, METHOD_REFRESH, Message,
+    Setter,
 };
 use stun::textattrs::TextAttribute;
 use stun::uattrs::UnknownAttributes;
@@ -23,6 +24,7 @@ use super::offload_table::OffloadTable;
 use super::peer_rules::PeerRules;
 use super::pending::{Credentials, PendingAllocate};
 use super::quota::Quotas;
+use super::tcp_link::{TcpOrder, nonce_client};
 use super::{Answer, Event, FiveTuple, TurnConfig};
 use crate::auth::{Auth, NonceCheck, add_integrity, verify_integrity};
 use crate::stun::codec::unknown_required;
@@ -84,6 +86,8 @@ pub struct Manager {
     pub(super) offload: OffloadTable,
     /// Its mobile allocations' tickets (RFC 8016).
     pub(super) mobility: Mobility,
+    /// RFC 6062 Connects and ConnectionBinds for the loop to carry out (`tcp_relay.rs`).
+    pub(super) tcp_orders: VecDeque<TcpOrder>,
 }
 
 impl Manager {
@@ -117,6 +121,7 @@ impl Manager {
             capacity: Bandwidth::default(),
             offload: OffloadTable::default(),
             mobility: Mobility::default(),
+            tcp_orders: VecDeque::new(),
         }
     }
 
@@ -257,6 +262,11 @@ impl Manager {
             METHOD_REFRESH => self.refresh_or_move(now, tuple, req, &creds),
             METHOD_CREATE_PERMISSION => self.create_permission(now, tuple, req),
             METHOD_CHANNEL_BIND => self.channel_bind(now, tuple, req),
+            // RFC 6062: answered once the loop has connected, or found the connection.
+            METHOD_CONNECT | METHOD_CONNECTION_BIND => match self.tcp_request(tuple, req, &creds) {
+                Ok(()) => return Answer::Later,
+                Err(code) => Err(code),
+            },
             _ => Err(400),
         };
         Answer::Reply(self.answer(tuple, req, &creds, result))
@@ -342,7 +352,7 @@ impl Manager {
             response::finish(&mut self.response, req);
             return Err(());
         };
-        if self.auth.check_nonce(nonce, unix, tuple.client) != NonceCheck::Valid {
+        if self.auth.check_nonce(nonce, unix, nonce_client(tuple)) != NonceCheck::Valid {
             self.auth_failed(tuple, "", "stale_nonce");
             self.challenge(now, tuple, req, 438);
             return Err(());
@@ -391,7 +401,7 @@ impl Manager {
 
     /// 401 or 438 with REALM and a fresh NONCE, and no MESSAGE-INTEGRITY.
     fn challenge(&mut self, now: Instant, tuple: FiveTuple, req: &Message, code: u16) {
-        let nonce = self.auth.make_nonce(self.unix(now), tuple.client);
+        let nonce = self.auth.make_nonce(self.unix(now), nonce_client(tuple));
         let realm = self.auth.realm().to_owned();
         self.error(req, code);
         let _ = TextAttribute::new(ATTR_REALM, realm).add_to(&mut self.response);
@@ -406,7 +416,7 @@ impl Manager {
     }
 
     /// An authenticated error response: ERROR-CODE, MESSAGE-INTEGRITY, FINGERPRINT.
-    fn fail(&mut self, req: &Message, code: u16, creds: &Credentials) -> &[u8] {
+    pub(super) fn fail(&mut self, req: &Message, code: u16, creds: &Credentials) -> &[u8] {
         self.metrics.refuse(code);
         self.error(req, code);
         // Draining names the alternate it was given; otherwise 300 means at capacity.

@@ -12,10 +12,11 @@ use stun::attributes::{
 use stun::message::Message;
 
 use super::allocation::{Allocation, Channel};
-use super::attrs::{self, FAMILY_IPV4, FAMILY_IPV6, PROTO_UDP};
+use super::attrs::{self, FAMILY_IPV4, FAMILY_IPV6};
 use super::manager::{Manager, Timer};
 use super::pending::{AllocateRequest, Credentials, PendingAllocate};
 use super::quota::{Holder, Reservation};
+use super::tcp_link::TcpLink;
 use super::{Bound, Event, FiveTuple, PortChoice};
 use crate::stun::response;
 use crate::turn::FastMap;
@@ -50,7 +51,7 @@ impl Manager {
             // fail() adds ALTERNATE-SERVER to the 300.
             return Err(if alternate.is_some() { 300 } else { 508 });
         }
-        let ask = self.parse_allocate(req)?;
+        let ask = self.parse_allocate(tuple, req)?;
         let (binds, holder, units, claimed) = match ask.token {
             Some(token) => {
                 // Whichever shard reserved it; the allocation takes over the reservation's
@@ -77,7 +78,12 @@ impl Manager {
                 let binds = (ask.families.iter().enumerate())
                     .filter_map(|(i, &family)| {
                         let relay = self.config.relay_for_family(family)?;
-                        Some((relay.bind, if i == 0 { ask.port } else { PortChoice::Any }))
+                        let port = match ask.port {
+                            PortChoice::Tcp => PortChoice::Tcp,
+                            port if i == 0 => port,
+                            _ => PortChoice::Any,
+                        };
+                        Some((relay.bind, port))
                     })
                     .collect();
                 (binds, holder, units, false)
@@ -182,6 +188,8 @@ impl Manager {
                 missing_family: ask.missing_family,
                 reservation_token: reserved_token,
                 bandwidth: Default::default(),
+                tcp: (ask.port == PortChoice::Tcp)
+                    .then(|| std::sync::Arc::new(TcpLink::new(&creds.username))),
                 holder,
             },
         );
@@ -200,12 +208,8 @@ impl Manager {
     }
 
     /// Checks the Allocate attributes (RFC 8656 §7.2 steps 2–7, RFC 6156 and §7.2.1).
-    fn parse_allocate(&self, req: &Message) -> Result<AllocateRequest, u16> {
-        match attrs::first_byte(req, stun::attributes::ATTR_REQUESTED_TRANSPORT) {
-            None | Some(Err(_)) => return Err(400),
-            Some(Ok(PROTO_UDP)) => {}
-            Some(Ok(_)) => return Err(442),
-        }
+    fn parse_allocate(&self, tuple: FiveTuple, req: &Message) -> Result<AllocateRequest, u16> {
+        let tcp = self.requested_tcp(tuple, req)?;
         // DONT-FRAGMENT needs no action: relay sockets keep the kernel's path-MTU discovery,
         // which sets DF on IPv4 and never fragments IPv6.
         let even = attrs::even_port(req).transpose().map_err(|_| 400u16)?;
@@ -226,6 +230,7 @@ impl Manager {
             return Err(400);
         }
         let port = match even {
+            _ if tcp => PortChoice::Tcp,
             Some(true) => PortChoice::EvenReserveNext,
             Some(false) => PortChoice::Even,
             None => PortChoice::Any,
@@ -435,7 +440,7 @@ impl Manager {
         Ok(())
     }
 
-    fn permit(&mut self, tuple: FiveTuple, ip: IpAddr, expires: Instant) {
+    pub(super) fn permit(&mut self, tuple: FiveTuple, ip: IpAddr, expires: Instant) {
         if let Some(alloc) = self.allocations.get_mut(&tuple) {
             alloc.permissions.insert(ip, expires);
             self.schedule(expires, Timer::Permission(tuple, ip));

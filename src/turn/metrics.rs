@@ -41,6 +41,10 @@ pub struct TurnMetrics {
     pub offloaded_to_peer: (u64, u64),
     /// Packets and bytes the kernel relayed from peers to clients, also in `to_client`.
     pub offloaded_to_client: (u64, u64),
+    /// RFC 6062 peer connections by what became of them: `connected` and `connect_failed`
+    /// (Connect), `peer_accepted` and `peer_refused` (a peer connecting to a relayed
+    /// listener), `bound` and `bind_refused` (ConnectionBind), `bind_expired`.
+    pub tcp_connections: BTreeMap<&'static str, u64>,
 }
 
 impl TurnMetrics {
@@ -74,6 +78,9 @@ impl TurnMetrics {
         self.offloaded_to_peer.1 += other.offloaded_to_peer.1;
         self.offloaded_to_client.0 += other.offloaded_to_client.0;
         self.offloaded_to_client.1 += other.offloaded_to_client.1;
+        for (result, n) in &other.tcp_connections {
+            *self.tcp_connections.entry(result).or_default() += n;
+        }
     }
 
     pub(super) fn auth_failed(&mut self, reason: &'static str) {

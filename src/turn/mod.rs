@@ -20,6 +20,8 @@
 //! - [`quota`]: allocation counts per user, per client address and in total, and the port
 //!   reservations, shared by every shard.
 //! - [`bandwidth`]: `max-bps` per allocation and `bps-capacity` overall.
+//! - `tcp_relay`: RFC 6062 TCP allocations, Connect and ConnectionBind; [`tcp_link`]: what
+//!   their peer connections share with the allocation. The sockets are the loop's.
 //! - [`offload`]: the kernel fast path's types and maps; [`offload_table`]: which channels
 //!   the kernel holds; `offload_sync`: the manager keeping them in step (#18).
 //! - `mobility`: RFC 8016 MOBILITY-TICKET and moving an allocation to its client's new
@@ -44,6 +46,8 @@ pub mod quota;
 mod report;
 mod routes;
 mod sessions;
+pub mod tcp_link;
+mod tcp_relay;
 #[cfg(test)]
 mod tests;
 pub mod ticket;
@@ -94,6 +98,8 @@ pub enum PortChoice {
     EvenReserveNext,
     /// Exactly this port, previously reserved.
     Reserved(u16),
+    /// Any free port, for a TCP listener (RFC 6062) instead of a UDP socket.
+    Tcp,
 }
 
 /// A relay socket as the manager knows it: the address it is bound to and its slot in the
@@ -158,6 +164,9 @@ pub enum Answer<'a> {
     /// shared pool until it is claimed with [`PortChoice::Reserved`] (by any shard) or given
     /// back on [`Event::Unreserve`].
     Bind(Vec<(IpAddr, PortChoice)>),
+    /// A Connect or ConnectionBind (RFC 6062) the loop carries out first: take its order
+    /// from [`Manager::poll_tcp_order`], then answer with [`Manager::tcp_answer`].
+    Later,
 }
 
 /// One relay address family: where sockets bind and what clients are told.
@@ -201,6 +210,8 @@ pub struct TurnConfig {
     /// RFC 8016 mobility (`[relay] mobility`): Allocates may ask for a MOBILITY-TICKET and
     /// Refreshes may move an allocation with it; off, both get 405.
     pub mobility: bool,
+    /// Whether an Allocate may ask for a TCP relay (RFC 6062, `tcp-allocations`); else 442.
+    pub tcp_allocations: bool,
 }
 
 impl Default for TurnConfig {
@@ -219,6 +230,7 @@ impl Default for TurnConfig {
             bps_capacity: 0,
             alternate_server: None,
             mobility: false,
+            tcp_allocations: true,
         }
     }
 }

@@ -52,6 +52,12 @@ static QUOTAS: Family = Family::counter(
     "quota_refusals_total",
     "Allocates refused by a quota: user-quota and max-allocations-per-ip (486), total-quota (508 or 300).",
 );
+static TCP_CONNECTIONS: Family = Family::counter(
+    "tcp_relay_connections_total",
+    "RFC 6062 peer connections of TCP allocations, by result (connected, connect_failed, \
+     peer_accepted, peer_refused, bound, bind_refused, bind_expired); their bytes are in \
+     relayed_bytes_total.",
+);
 
 impl Counted for TurnMetrics {
     fn report(&self, report: &mut Report) {
@@ -89,6 +95,18 @@ impl Counted for TurnMetrics {
         for quota in ["user", "per_ip", "total"] {
             let n = self.quota_refused.get(quota).copied().unwrap_or(0);
             report.labelled(&QUOTAS, "quota", quota, n);
+        }
+        for result in [
+            "connected",
+            "connect_failed",
+            "peer_accepted",
+            "peer_refused",
+            "bound",
+            "bind_refused",
+            "bind_expired",
+        ] {
+            let n = self.tcp_connections.get(result).copied().unwrap_or(0);
+            report.labelled(&TCP_CONNECTIONS, "result", result, n);
         }
     }
 }

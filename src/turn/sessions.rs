@@ -35,17 +35,23 @@ impl Manager {
     /// Every allocation, for the admin API.
     pub fn sessions(&self, now: Instant) -> Vec<Session> {
         (self.allocations.iter())
-            .map(|(tuple, a)| Session {
-                id: format!("{:016x}", a.id),
-                user: a.username.clone(),
-                transport: tuple.transport,
-                client: tuple.client,
-                relays: a.relays.iter().map(|r| r.addr).collect(),
-                age_secs: now.saturating_duration_since(a.created).as_secs(),
-                to_peer: a.to_peer,
-                to_client: a.to_client,
-                permissions: a.permissions.keys().copied().collect(),
-                channels: a.channels.len(),
+            .map(|(tuple, a)| {
+                // A TCP allocation's bytes are counted where its pairs are spliced.
+                let [tcp_to_peer, tcp_to_client] =
+                    (a.tcp.as_ref()).map_or([(0, 0); 2], |l| l.relayed());
+                let add = |(p, b): (u64, u64), (q, c): (u64, u64)| (p + q, b + c);
+                Session {
+                    id: format!("{:016x}", a.id),
+                    user: a.username.clone(),
+                    transport: tuple.transport,
+                    client: tuple.client,
+                    relays: a.relays.iter().map(|r| r.addr).collect(),
+                    age_secs: now.saturating_duration_since(a.created).as_secs(),
+                    to_peer: add(a.to_peer, tcp_to_peer),
+                    to_client: add(a.to_client, tcp_to_client),
+                    permissions: a.permissions.keys().copied().collect(),
+                    channels: a.channels.len(),
+                }
             })
             .collect()
     }

@@ -8,6 +8,8 @@
 //! - [`gso`]: a peer's burst to one client leaves as UDP GSO sends and arrives datagram by
 //!   datagram.
 //! - [`bypass_matrix`]: every forbidden peer class and disguise refused, on real sockets.
+//! - [`tcp_relay`]: RFC 6062 TCP allocations, with coturn's `uclient -T` and a client of our
+//!   own: bytes both ways, ConnectionAttempt, the pair closing, the refusals.
 //! - [`quotas`], [`limits`], [`tcp_queue`]: quotas, abuse limits, a TCP client that stops
 //!   reading.
 //! - [`tls`]: HTTPS and certificate errors; [`shared_tls`]: `turns:`, HTTPS and WSS on one
@@ -41,6 +43,7 @@ mod shared_tls;
 mod stun_binding;
 mod stun_only;
 mod tcp_queue;
+mod tcp_relay;
 mod tls;
 mod turn_client;
 mod turn_interop;

@@ -92,6 +92,12 @@ fn shard(maps: Fake, now: Instant) -> (Poller, Shard, Stats) {
     let shard = Shard {
         manager,
         relays: RelayTable::new(pools.clone(), poller.registry().unwrap(), 0),
+        tcp: crate::server::tcp_relay::TcpRelays::new(
+            pools.clone(),
+            poller.registry().unwrap(),
+            0,
+            Arc::default(),
+        ),
         limiter: SourceLimiter::new(1000, 1000, now),
         handoffs: Handoffs::new(0, inboxes, pools, Arc::clone(&counters)),
         offload: Some(WorkerOffload::new(Box::new(maps), counters, now)),

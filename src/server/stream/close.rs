@@ -36,6 +36,12 @@ pub(crate) enum Close {
     WriteTimeout,
     /// More than `max-tcp-queued-bytes` waited to be written: the client is not reading.
     Overflow,
+    /// Not an end: the connection stopped carrying STUN (an RFC 6062 ConnectionBind
+    /// succeeded, or a data connection's buffer is full), so the read stops here.
+    Spliced,
+    /// An RFC 6062 data connection whose peer connection closed, or whose allocation
+    /// ended or whose peer the rules now refuse: the pair closes.
+    RelayEnded,
 }
 
 impl Close {
@@ -55,6 +61,7 @@ impl Close {
             Close::IdleTimeout => &[Event::TcpIdleClosed],
             Close::AllocationTimeout => &[Event::TcpAllocationTimeout],
             Close::Overflow | Close::WriteTimeout => &[Event::TcpSlowConsumer],
+            Close::Spliced | Close::RelayEnded => &[],
         }
     }
 }

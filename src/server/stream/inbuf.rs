@@ -97,6 +97,14 @@ impl InBuf {
         self.buf.get(range).unwrap_or_default()
     }
 
+    /// Every byte read and not yet handed out, taken as it is (an RFC 6062 data
+    /// connection carries raw bytes once bound).
+    pub(crate) fn take_held(&mut self) -> &[u8] {
+        let held = self.start..self.end;
+        self.start = self.end;
+        self.buf.get(held).unwrap_or_default()
+    }
+
     /// Bytes read and not yet handed out.
     #[cfg(test)]
     pub(crate) fn held(&self) -> usize {

@@ -23,18 +23,29 @@ pub(crate) struct Overflow;
 /// The outgoing half of a connection as a message handler sees it: it can queue replies
 /// to the client the message came from, nothing else.
 #[derive(Debug)]
-pub(crate) struct Out<'a>(&'a mut OutBuf);
+pub(crate) struct Out<'a>(&'a mut OutBuf, bool);
 
 impl<'a> Out<'a> {
     /// Wraps the connection's queue for one message handler.
     pub(crate) fn new(out: &'a mut OutBuf) -> Self {
-        Self(out)
+        Self(out, false)
     }
 
     /// Queues one frame for the client: see [`OutBuf::queue`]. On `Err` the read that
     /// called the handler ends with [`super::close::Close::Overflow`].
     pub(crate) fn queue(&mut self, parts: &[&[u8]]) -> Result<(), Overflow> {
         self.0.queue(parts)
+    }
+
+    /// The connection stops carrying STUN after this message (an RFC 6062 ConnectionBind
+    /// succeeded): the read ends, and what follows is relayed as it is.
+    pub(crate) fn stop_framing(&mut self) {
+        self.1 = true;
+    }
+
+    /// Whether [`Out::stop_framing`] was called.
+    pub(crate) fn stopped(&self) -> bool {
+        self.1
     }
 }
 
@@ -86,6 +97,13 @@ impl OutBuf {
         }
         self.buf.resize(self.buf.len() + (padded - len), 0);
         Ok(())
+    }
+
+    /// Appends `data` as it is (no padding, no limit: the caller bounds what it offers,
+    /// RFC 6062 data connections).
+    pub(crate) fn push_raw(&mut self, data: &[u8]) {
+        self.compact();
+        self.buf.extend_from_slice(data);
     }
 
     /// Whether a frame was refused for the limit: the connection is to be closed.

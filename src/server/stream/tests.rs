@@ -512,3 +512,58 @@ fn an_unanswered_write_closes_after_the_idle_timeout() {
 }
 
 mod tls;
+
+/// RFC 6062: after the message whose handler stops framing (a ConnectionBind), the bytes
+/// that followed it, in the same read or later, come out raw, and raw bytes go back
+/// unpadded.
+#[test]
+fn a_connection_stops_framing_and_carries_raw_bytes() {
+    let (mut h, mut client) = Harness::plain(limits());
+    let bind = stun(0, 1);
+    let mut first = bind.clone();
+    first.extend_from_slice(b"not STUN");
+    client.write_all(&first).unwrap();
+    let start = std::time::Instant::now();
+    let mut framed = Vec::new();
+    while framed.is_empty() {
+        assert!(start.elapsed() < PATIENCE, "no message");
+        let registry = h.poll.registry();
+        let read = h.conn.read(registry, h.clock, |message, out| {
+            framed.push(message.to_vec());
+            out.stop_framing();
+        });
+        assert!(read.is_ok(), "{read:?}");
+    }
+    assert_eq!(framed, [bind]);
+    let mut raw = Vec::new();
+    let mut read_raw = |h: &mut Harness, want: usize| {
+        let start = std::time::Instant::now();
+        while raw.len() < want {
+            assert!(start.elapsed() < PATIENCE, "only {raw:?}");
+            let read = h
+                .conn
+                .read_raw(h.clock, 1 << 20, |b| raw.extend_from_slice(b));
+            assert!(read.is_ok(), "{read:?}");
+        }
+    };
+    read_raw(&mut h, 8);
+    client.write_all(b"\x00\x01 more").unwrap();
+    read_raw(&mut h, 14);
+    assert_eq!(raw, b"not STUN\x00\x01 more");
+    // Back to the client as they are: no padding.
+    h.conn.queue_raw(b"abc");
+    h.conn.flush(h.poll.registry(), h.clock).unwrap();
+    let mut back = [0u8; 3];
+    client.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"abc");
+    // The client's end is the end of the raw stream.
+    client.shutdown(Shutdown::Write).unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        assert!(start.elapsed() < PATIENCE, "no end");
+        match h.conn.read_raw(h.clock, 1 << 20, |_| {}) {
+            Ok(_) => continue,
+            Err(close) => break assert_eq!(close, Close::PeerClosed { mid_frame: false }),
+        }
+    }
+}

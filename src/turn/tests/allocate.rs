@@ -67,7 +67,9 @@ fn requested_transport_must_be_udp() {
     let mut h = Setup::default().start();
     let alice = h.alice(1);
     h.refused(0, &alice, Request::new(METHOD_ALLOCATE), 400);
-    h.refused(0, &alice, Request::new(METHOD_ALLOCATE).transport(6), 442);
+    h.refused(0, &alice, Request::new(METHOD_ALLOCATE).transport(132), 442);
+    // RFC 6062 §5.1: TCP, but over UDP (TCP allocations: `tcp_relay.rs`).
+    h.refused(0, &alice, Request::new(METHOD_ALLOCATE).transport(6), 400);
     assert_eq!((h.mgr.allocation_count(), h.quotas.total()), (0, 0));
     assert!(h.held().is_empty());
 }

@@ -13,6 +13,7 @@ fn an_allocate_asks_for_sockets_routes_name_their_slot_and_a_delete_closes_it() 
     let wanted = match h.mgr.mgr.handle_request(now, alice.tuple, &req) {
         Answer::Bind(wanted) => wanted,
         Answer::Reply(answer) => panic!("answered at once: {:?}", decode(answer)),
+        Answer::Later => panic!("answered later"),
     };
     assert_eq!(wanted, [(RELAY_V4, PortChoice::Any)]);
     // Any slot the loop likes: the manager only hands it back.

@@ -137,6 +137,8 @@ impl Shard {
     fn answer(&mut self, now: Instant, tuple: FiveTuple, req: &Message) -> Vec<u8> {
         let answer = match self.mgr.handle_request(now, tuple, req) {
             Answer::Reply(answer) => answer.to_vec(),
+            // RFC 6062: the test carries the order out (`tcp_relay/tests.rs`).
+            Answer::Later => Vec::new(),
             Answer::Bind(wanted) => {
                 let mut bound = Vec::new();
                 for (ip, choice) in wanted {
@@ -181,7 +183,7 @@ impl FakePorts {
         let at = |port| SocketAddr::new(ip, port);
         let free = |p: u16| self.is_free(at(p));
         let port = match choice {
-            PortChoice::Any => self.ports.clone().find(|&p| free(p))?,
+            PortChoice::Any | PortChoice::Tcp => self.ports.clone().find(|&p| free(p))?,
             PortChoice::Even => self
                 .ports
                 .clone()
@@ -548,3 +550,4 @@ mod offload;
 mod own_relays;
 mod quotas;
 mod relaying;
+mod tcp_relay;

@@ -1,0 +1,509 @@
+//! RFC 6062 TCP relay allocations, the sockets on the allocation's worker: [`TcpRelays`]
+//! owns each TCP allocation's relayed listener (a port of the shared pool, like a UDP relay
+//! socket) and the outgoing connects of its Connect requests; [`Waiting`] is the table,
+//! shared by every worker, of peer connections waiting for their ConnectionBind.
+//!
+//! A peer connection (accepted by the listener, or connected for a Connect) gets a
+//! CONNECTION-ID and goes into [`Waiting`], out of every poll set: its bytes wait in the
+//! kernel's socket buffer. The client's data connection reaches whichever worker its 5-tuple
+//! hashes to; that worker's manager authenticates the ConnectionBind, takes the peer
+//! connection out of the table ([`TcpRelays::handle_orders`]) and splices the two within
+//! that worker (`server/splice.rs`, through `server/conns.rs`). What the pure side decides
+//! is in [`crate::turn::tcp_relay`].
+//!
+//! The listener's relay slot is `TCP_SLOT_BASE + index`, so the manager's slot numbers
+//! of UDP and TCP relays never meet, and its poll token is `RELAY_TOKENS + slot` like any
+//! relay's; a connect's token is past [`CONNECT_BIT`].
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use mio::unix::SourceFd;
+use mio::{Interest, Registry, Token};
+use socket2::{Protocol, Type};
+
+use super::ports::PortPool;
+use super::relay::RELAY_TOKENS;
+use crate::turn::tcp_link::{
+    BIND_TIMEOUT, CONNECT_TIMEOUT, Later, PeerSlot, TcpOrder, bind_check, connection_attempt,
+};
+use crate::turn::{Bound, FiveTuple, Manager};
+
+/// Relay slots from here on are TCP listeners (slot - TCP_SLOT_BASE is the index).
+pub(super) const TCP_SLOT_BASE: usize = 1 << 28;
+/// Poll tokens of outgoing connects: `RELAY_TOKENS + TCP_SLOT_BASE + CONNECT_BIT + index`.
+const CONNECT_BIT: usize = 1 << 27;
+/// Free ports tried before an Allocate gets 508 (as for UDP relays).
+const BIND_ATTEMPTS: usize = 64;
+/// Connections a relayed listener's kernel queue holds before it refuses more.
+const BACKLOG: i32 = 64;
+/// Connections accepted from one listener per turn (fairness with the other sockets).
+const ACCEPTS_PER_TURN: usize = 64;
+/// Peer connections waiting for a ConnectionBind, over the whole server: past it new ones
+/// are closed at once (each allocation holds at most `MAX_CONNECTIONS` anyway).
+const MAX_WAITING: usize = 16 * 1024;
+
+/// Whether a relay slot is a TCP listener's.
+pub(super) fn is_tcp_slot(slot: usize) -> bool {
+    slot >= TCP_SLOT_BASE
+}
+
+/// A peer connection, established, waiting for the client's ConnectionBind.
+#[derive(Debug)]
+pub(super) struct Unbound {
+    pub(super) socket: std::net::TcpStream,
+    pub(super) peer: SocketAddr,
+    pub(super) slot: PeerSlot,
+    deadline: Instant,
+}
+
+/// The peer connections waiting for their ConnectionBind, by CONNECTION-ID, shared by
+/// every worker (the data connection lands on any); bounded, each one for [`BIND_TIMEOUT`].
+#[derive(Debug, Default)]
+pub(super) struct Waiting {
+    map: Mutex<HashMap<u32, Unbound>>,
+}
+
+impl Waiting {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Unbound>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keeps `socket` (to `peer`, holding `slot`) until `now + BIND_TIMEOUT`; its
+    /// CONNECTION-ID, or `None` when the table is full (then it is closed).
+    fn insert(
+        &self,
+        socket: std::net::TcpStream,
+        peer: SocketAddr,
+        slot: PeerSlot,
+        now: Instant,
+    ) -> Option<u32> {
+        let mut map = self.lock();
+        if map.len() >= MAX_WAITING {
+            return None;
+        }
+        let id = loop {
+            let id: u32 = crate::random::os_random();
+            if id != 0 && !map.contains_key(&id) {
+                break id;
+            }
+        };
+        let deadline = now + BIND_TIMEOUT;
+        let unbound = Unbound {
+            socket,
+            peer,
+            slot,
+            deadline,
+        };
+        map.insert(id, unbound);
+        Some(id)
+    }
+
+    /// The connection `id` for a ConnectionBind of `user` at `now` ([`bind_check`]): taken
+    /// out when it may be bound, or when it is past saving (its allocation gone, its time
+    /// up); left for its owner when another user names it.
+    fn take(&self, id: u32, user: &str, now: Instant) -> Option<Unbound> {
+        let mut map = self.lock();
+        let waiting = map.get(&id)?;
+        let (link, deadline) = (waiting.slot.link(), waiting.deadline);
+        match bind_check(link, user, deadline, now) {
+            Ok(()) => map.remove(&id),
+            Err(_) if link.user() == user => {
+                map.remove(&id);
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Closes the connections nobody bound in time, or whose allocation ended; how many.
+    fn expire(&self, now: Instant) -> usize {
+        let mut map = self.lock();
+        let before = map.len();
+        map.retain(|_, w| w.deadline > now && w.slot.link().is_alive());
+        before - map.len()
+    }
+}
+
+/// A relayed listener.
+struct Listener {
+    socket: std::net::TcpListener,
+    addr: SocketAddr,
+}
+
+/// An outgoing connect for a Connect request.
+struct Connecting {
+    socket: std::net::TcpStream,
+    tuple: FiveTuple,
+    peer: SocketAddr,
+    slot: PeerSlot,
+    later: Later,
+    deadline: Instant,
+}
+
+/// One worker's TCP relay sockets: the listeners of its TCP allocations and their
+/// outgoing connects; and its handle on the shared [`Waiting`] table.
+pub(super) struct TcpRelays {
+    pools: [Arc<PortPool>; 2],
+    worker: usize,
+    registry: Registry,
+    listeners: Vec<Option<Listener>>,
+    free_listeners: Vec<usize>,
+    connects: Vec<Option<Connecting>>,
+    free_connects: Vec<usize>,
+    waiting: Arc<Waiting>,
+    /// Messages for control connections (Connect answers, ConnectionAttempt indications),
+    /// queued by the loop on them at the end of the turn.
+    outbox: Vec<(FiveTuple, Vec<u8>)>,
+    /// The peer connection the last ConnectionBind took, for the data connection that sent
+    /// it ([`TcpRelays::take_bound`]).
+    bound: Option<(FiveTuple, Unbound)>,
+}
+
+impl TcpRelays {
+    /// Worker `worker`'s table, whose sockets `registry` watches.
+    pub(super) fn new(
+        pools: [Arc<PortPool>; 2],
+        registry: Registry,
+        worker: usize,
+        waiting: Arc<Waiting>,
+    ) -> Self {
+        Self {
+            pools,
+            worker,
+            registry,
+            listeners: Vec::new(),
+            free_listeners: Vec::new(),
+            connects: Vec::new(),
+            free_connects: Vec::new(),
+            waiting,
+            outbox: Vec::new(),
+            bound: None,
+        }
+    }
+
+    fn pool(&self, ip: IpAddr) -> &PortPool {
+        &self.pools[usize::from(ip.is_ipv6())]
+    }
+
+    /// Binds a relayed TCP listener on `ip`, on a free port of the shared pool; `None` when
+    /// none is free (508).
+    pub(super) fn bind(&mut self, ip: IpAddr) -> Option<Bound> {
+        let mut busy = Vec::new();
+        let mut bound = None;
+        for _ in 0..BIND_ATTEMPTS {
+            let Some(port) = self.pool(ip).take(false, false) else {
+                break;
+            };
+            match listen(SocketAddr::new(ip, port)) {
+                Ok(socket) => {
+                    bound = Some((port, socket));
+                    break;
+                }
+                Err(_) => busy.push(port),
+            }
+        }
+        for port in busy {
+            self.pool(ip).release(port);
+        }
+        let (port, socket) = bound?;
+        let addr = SocketAddr::new(ip, port);
+        let index = self.free_listeners.pop().unwrap_or(self.listeners.len());
+        let slot = TCP_SLOT_BASE + index;
+        let fd = socket.as_raw_fd();
+        let token = Token(RELAY_TOKENS + slot);
+        if let Err(e) = (self.registry).register(&mut SourceFd(&fd), token, Interest::READABLE) {
+            tracing::warn!("cannot watch relayed tcp listener {addr}: {e}");
+            self.free_listeners.push(index);
+            self.pool(ip).release(port);
+            return None;
+        }
+        if index == self.listeners.len() {
+            self.listeners.push(None);
+        }
+        self.listeners[index] = Some(Listener { socket, addr });
+        self.pool(ip).set_owner(port, self.worker, slot);
+        Some(Bound { addr, slot })
+    }
+
+    /// Closes the listener of `bound` (its allocation ended) and gives its port back.
+    pub(super) fn close(&mut self, bound: Bound) {
+        let index = bound.slot - TCP_SLOT_BASE;
+        let Some(listener) = self.listeners.get_mut(index).and_then(Option::take) else {
+            return;
+        };
+        let pool = &self.pools[usize::from(listener.addr.is_ipv6())];
+        pool.clear_owner(listener.addr.port());
+        let fd = listener.socket.as_raw_fd();
+        let _ = self.registry.deregister(&mut SourceFd(&fd));
+        drop(listener.socket);
+        pool.release(listener.addr.port());
+        self.free_listeners.push(index);
+    }
+
+    /// Listeners bound now.
+    pub(super) fn in_use(&self) -> usize {
+        self.listeners.iter().flatten().count()
+    }
+
+    /// Carries out the Connects and ConnectionBinds the manager just accepted, answering
+    /// into `reply` what is answered at once: a ConnectionBind, and a Connect whose connect
+    /// failed before it started.
+    pub(super) fn handle_orders(
+        &mut self,
+        manager: &mut Manager,
+        now: Instant,
+        reply: &mut Vec<u8>,
+    ) {
+        while let Some(order) = manager.poll_tcp_order() {
+            match order {
+                TcpOrder::Connect {
+                    tuple,
+                    relay,
+                    peer,
+                    slot,
+                    later,
+                } => {
+                    tracing::trace!(%relay, %peer, "tcp relay connect");
+                    let failed = match connect(relay, peer) {
+                        Ok(socket) => {
+                            let deadline = now + CONNECT_TIMEOUT;
+                            let connecting = Connecting {
+                                socket,
+                                tuple,
+                                peer,
+                                slot,
+                                later,
+                                deadline,
+                            };
+                            (self.watch(connecting).err())
+                                .map(|c| (c.later, "cannot watch its socket".to_owned()))
+                        }
+                        Err(e) => Some((later, e.to_string())),
+                    };
+                    if let Some((later, why)) = failed {
+                        tracing::debug!(%relay, %peer, "tcp relay connect failed at once: {why}");
+                        manager.tcp_counted("connect_failed");
+                        reply.extend_from_slice(manager.tcp_answer(now, tuple, &later, Err(447)));
+                    }
+                }
+                TcpOrder::Bind {
+                    tuple,
+                    id,
+                    user,
+                    later,
+                } => {
+                    let result = match self.waiting.take(id, &user, now) {
+                        Some(unbound) => {
+                            self.bound = Some((tuple, unbound));
+                            Ok(None)
+                        }
+                        None => Err(400),
+                    };
+                    manager.tcp_counted(if result.is_ok() {
+                        "bound"
+                    } else {
+                        "bind_refused"
+                    });
+                    reply.extend_from_slice(manager.tcp_answer(now, tuple, &later, result));
+                }
+            }
+        }
+    }
+
+    /// The peer connection a ConnectionBind on `tuple` just took, to splice to it.
+    pub(super) fn take_bound(&mut self, tuple: &FiveTuple) -> Option<Unbound> {
+        match &self.bound {
+            Some((t, _)) if t == tuple => self.bound.take().map(|(_, u)| u),
+            _ => None,
+        }
+    }
+
+    fn watch(&mut self, connecting: Connecting) -> Result<(), Box<Connecting>> {
+        let index = self.free_connects.pop().unwrap_or(self.connects.len());
+        let token = Token(RELAY_TOKENS + TCP_SLOT_BASE + CONNECT_BIT + index);
+        let fd = connecting.socket.as_raw_fd();
+        if (self.registry)
+            .register(&mut SourceFd(&fd), token, Interest::WRITABLE)
+            .is_err()
+        {
+            self.free_connects.push(index);
+            return Err(Box::new(connecting));
+        }
+        if index == self.connects.len() {
+            self.connects.push(None);
+        }
+        self.connects[index] = Some(connecting);
+        Ok(())
+    }
+
+    /// A readiness event for one of these sockets (`slot` = token - RELAY_TOKENS). `true`
+    /// when a listener may have more connections queued than a turn accepts: serve it
+    /// again without waiting for an event (the poll is edge-triggered).
+    pub(super) fn serve(&mut self, slot: usize, manager: &mut Manager, now: Instant) -> bool {
+        let index = slot - TCP_SLOT_BASE;
+        if index >= CONNECT_BIT {
+            self.connect_ready(index - CONNECT_BIT, manager, now);
+            false
+        } else {
+            self.accept(index, slot, manager, now)
+        }
+    }
+
+    /// Peers connecting to the listener at `index`: the ones with a permission wait for
+    /// their ConnectionBind, announced by a ConnectionAttempt; the others are closed.
+    fn accept(&mut self, index: usize, slot: usize, manager: &mut Manager, now: Instant) -> bool {
+        for _ in 0..ACCEPTS_PER_TURN {
+            let Some(listener) = self.listeners.get(index).and_then(Option::as_ref) else {
+                return false;
+            };
+            let (socket, peer) = match listener.socket.accept() {
+                Ok(accepted) => accepted,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::debug!("relayed tcp accept failed: {e}");
+                    return false;
+                }
+            };
+            let Some((tuple, place)) = manager.tcp_accept(now, slot, peer) else {
+                tracing::debug!(%peer, "tcp peer without permission: closed");
+                manager.tcp_counted("peer_refused");
+                continue;
+            };
+            if socket.set_nonblocking(true).is_err() {
+                continue;
+            }
+            match self.waiting.insert(socket, peer, place, now) {
+                Some(id) => {
+                    manager.tcp_counted("peer_accepted");
+                    self.outbox.push((tuple, connection_attempt(peer, id)));
+                }
+                None => manager.tcp_counted("peer_refused"),
+            }
+        }
+        true
+    }
+
+    /// The outgoing connect at `index` finished, or failed.
+    fn connect_ready(&mut self, index: usize, manager: &mut Manager, now: Instant) {
+        let Some(connecting) = self.connects.get(index).and_then(Option::as_ref) else {
+            return;
+        };
+        let done = match connecting.socket.take_error() {
+            Ok(None) => match connecting.socket.peer_addr() {
+                Ok(_) => Ok(()),
+                // Not connected yet (a spurious wake-up): wait on.
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+                Err(e) => Err(e),
+            },
+            Ok(Some(e)) | Err(e) => Err(e),
+        };
+        let Some(connecting) = self.unwatch(index) else {
+            return;
+        };
+        self.finish(connecting, done.map_err(|e| e.to_string()), manager, now);
+    }
+
+    fn unwatch(&mut self, index: usize) -> Option<Connecting> {
+        let connecting = self.connects.get_mut(index).and_then(Option::take)?;
+        let fd = connecting.socket.as_raw_fd();
+        let _ = self.registry.deregister(&mut SourceFd(&fd));
+        self.free_connects.push(index);
+        Some(connecting)
+    }
+
+    /// Answers a Connect whose connect ended: a CONNECTION-ID, or 447.
+    fn finish(
+        &mut self,
+        connecting: Connecting,
+        done: Result<(), String>,
+        manager: &mut Manager,
+        now: Instant,
+    ) {
+        let Connecting {
+            socket,
+            tuple,
+            peer,
+            slot,
+            later,
+            ..
+        } = connecting;
+        if !slot.link().is_alive() {
+            return; // the allocation and its control connection are gone: nobody to tell
+        }
+        let result = match done {
+            Ok(()) => match self.waiting.insert(socket, peer, slot, now) {
+                Some(id) => Ok(Some((id, peer))),
+                None => Err(447),
+            },
+            Err(e) => {
+                tracing::debug!(%peer, "tcp relay connect failed: {e}");
+                Err(447)
+            }
+        };
+        manager.tcp_counted(if result.is_ok() {
+            "connected"
+        } else {
+            "connect_failed"
+        });
+        let answer = manager.tcp_answer(now, tuple, &later, result).to_vec();
+        self.outbox.push((tuple, answer));
+    }
+
+    /// Once a second: connects past [`CONNECT_TIMEOUT`] answered 447 (or dropped when their
+    /// allocation ended), peer connections nobody bound in time closed.
+    pub(super) fn tick(&mut self, manager: &mut Manager, now: Instant) {
+        for index in 0..self.connects.len() {
+            let due = self.connects[index]
+                .as_ref()
+                .is_some_and(|c| c.deadline <= now || !c.slot.link().is_alive());
+            if due && let Some(connecting) = self.unwatch(index) {
+                let timeout = Err("timed out".to_owned());
+                self.finish(connecting, timeout, manager, now);
+            }
+        }
+        for _ in 0..self.waiting.expire(now) {
+            manager.tcp_counted("bind_expired");
+        }
+    }
+
+    /// What waits for control connections, to queue on them.
+    pub(super) fn take_outbox(&mut self) -> Vec<(FiveTuple, Vec<u8>)> {
+        std::mem::take(&mut self.outbox)
+    }
+}
+
+/// A relayed listener on `addr`: SO_REUSEADDR and SO_REUSEPORT, so outgoing connects can
+/// leave from the same address (RFC 6062 §5.2).
+fn listen(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = super::new_socket(addr, Type::STREAM, Protocol::TCP)?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// A non-blocking connect from the relayed address `from` to `peer`, under way.
+fn connect(from: SocketAddr, peer: SocketAddr) -> io::Result<std::net::TcpStream> {
+    let socket = super::new_socket(from, Type::STREAM, Protocol::TCP)?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&from.into())?;
+    match socket.connect(&peer.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(nix::errno::Errno::EINPROGRESS as i32) => {}
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+        Err(e) => return Err(e),
+    }
+    socket.set_tcp_nodelay(true)?;
+    Ok(socket.into())
+}
+
+#[cfg(test)]
+mod tests;

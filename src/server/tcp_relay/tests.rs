@@ -1,0 +1,84 @@
+//! The table of peer connections waiting for their ConnectionBind, and a relayed listener
+//! with an outgoing connect from its own address, on real loopback sockets.
+
+use std::net::{TcpListener, TcpStream};
+use std::time::Duration;
+
+use super::*;
+use crate::turn::tcp_link::TcpLink;
+
+/// A connected loopback socket (the peer's end is returned too, to keep it open).
+fn socket_pair() -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let ours = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (theirs, _) = listener.accept().unwrap();
+    (ours, theirs)
+}
+
+#[test]
+fn a_waiting_connection_is_bound_once_by_its_user_or_expires() {
+    let waiting = Waiting::default();
+    let link = Arc::new(TcpLink::new("alice"));
+    let t0 = Instant::now();
+    let peer: SocketAddr = "192.0.2.1:5000".parse().unwrap();
+    let (socket, _peer_end) = socket_pair();
+    let id = waiting
+        .insert(socket, peer, link.open(peer, false).unwrap(), t0)
+        .unwrap();
+    assert_ne!(id, 0);
+    // Another user cannot bind it, nor make it go away.
+    assert!(waiting.take(id, "bob", t0).is_none());
+    assert_eq!(waiting.expire(t0), 0);
+    let bound = waiting.take(id, "alice", t0).expect("alice's");
+    assert_eq!(bound.peer, peer);
+    assert!(waiting.take(id, "alice", t0).is_none(), "bound twice");
+    drop(bound);
+    assert_eq!(link.open_connections(), 0);
+
+    // Nobody binds it for BIND_TIMEOUT: closed, its place given back.
+    let (socket, mut peer_end) = socket_pair();
+    let id = (waiting.insert(socket, peer, link.open(peer, false).unwrap(), t0)).unwrap();
+    assert_eq!(
+        waiting.expire(t0 + BIND_TIMEOUT - Duration::from_secs(1)),
+        0
+    );
+    assert_eq!(waiting.expire(t0 + BIND_TIMEOUT), 1);
+    assert!(waiting.take(id, "alice", t0).is_none());
+    assert_eq!(link.open_connections(), 0);
+    let mut buf = [0u8; 1];
+    peer_end
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    assert_eq!(
+        std::io::Read::read(&mut peer_end, &mut buf).unwrap(),
+        0,
+        "closed"
+    );
+
+    // Its allocation ends: closed on the next tick, and a late ConnectionBind finds nothing.
+    let (socket, _peer_end) = socket_pair();
+    let id = (waiting.insert(socket, peer, link.open(peer, false).unwrap(), t0)).unwrap();
+    link.end();
+    assert!(waiting.take(id, "alice", t0).is_none());
+    assert_eq!(
+        waiting.expire(t0),
+        0,
+        "taken out by the refused bind already"
+    );
+    assert_eq!(link.open_connections(), 0);
+}
+
+#[test]
+fn an_outgoing_connect_leaves_from_the_relayed_listeners_address() {
+    let relay = listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    let from = relay.local_addr().unwrap();
+    let peer = TcpListener::bind("127.0.0.1:0").unwrap();
+    let socket = connect(from, peer.local_addr().unwrap()).unwrap();
+    let (_at_peer, seen) = peer.accept().unwrap();
+    assert_eq!(seen, from);
+    drop(socket);
+    // The listener still accepts.
+    let _client = TcpStream::connect(from).unwrap();
+    relay.set_nonblocking(false).unwrap();
+    assert!(relay.accept().is_ok());
+}

@@ -1,0 +1,294 @@
+//! RFC 6062 TCP allocations, as the manager decides them: which Allocates get a TCP relay,
+//! what Connect and ConnectionBind are answered or handed to the loop as, the permission a
+//! Connect installs, which peers may connect in, and the per-allocation link the peer
+//! connections share (cap, 446, the allocation's end), in virtual time.
+
+use std::sync::Arc;
+
+use stun::attributes::ATTR_CONNECTION_ID;
+use stun::message::{METHOD_ALLOCATE, METHOD_CONNECT, METHOD_CONNECTION_BIND};
+
+use super::*;
+use crate::turn::tcp_link::{
+    BIND_TIMEOUT, MAX_CONNECTIONS, PROTO_TCP, TcpLink, TcpOrder, bind_check, nonce_client,
+};
+
+/// The n-th client over TCP.
+fn tcp_tuple(n: u16) -> FiveTuple {
+    FiveTuple {
+        transport: Transport::Tcp,
+        ..tuple(n)
+    }
+}
+
+fn tcp_allocate() -> Request {
+    Request::new(METHOD_ALLOCATE).transport(PROTO_TCP)
+}
+
+fn connect(peer: SocketAddr) -> Request {
+    Request::new(METHOD_CONNECT).peer(peer)
+}
+
+fn connection_bind(id: u32) -> Request {
+    Request::new(METHOD_CONNECTION_BIND).attr(ATTR_CONNECTION_ID, &id.to_be_bytes())
+}
+
+impl Harness {
+    /// A TCP client of alice's with a TCP allocation; its relay address as advertised.
+    fn tcp_alice(&mut self, n: u16) -> (Caller, SocketAddr) {
+        let alice = self.login(0, tcp_tuple(n), "alice", "wonderland");
+        let relay = self.ok(0, &alice, tcp_allocate()).relayed[0];
+        (alice, relay)
+    }
+
+    /// A request answered later: the order it became, and nothing sent yet.
+    fn later(&mut self, secs: u64, client: &Caller, req: Request) -> TcpOrder {
+        let req = decode(&client.signed(&req));
+        let now = self.at(secs);
+        assert!(matches!(
+            self.mgr.mgr.handle_request(now, client.tuple, &req),
+            Answer::Later
+        ));
+        let order = self.mgr.poll_tcp_order().expect("an order");
+        assert!(self.mgr.poll_tcp_order().is_none());
+        order
+    }
+}
+
+#[test]
+fn a_tcp_allocation_over_tcp_only_and_without_udp_only_attributes() {
+    let mut h = Setup::default().start();
+    let (alice, relay) = h.tcp_alice(1);
+    assert_eq!(relay, SocketAddr::new(ADVERTISED_V4, 50000));
+    assert_eq!(h.held(), [SocketAddr::new(RELAY_V4, 50000)]);
+    // RFC 6062 §5.1: TCP with DONT-FRAGMENT, EVEN-PORT or RESERVATION-TOKEN is 400.
+    let bob = h.login(0, tcp_tuple(2), "bob", "builder");
+    h.refused(0, &bob, tcp_allocate().dont_fragment(), 400);
+    h.refused(0, &bob, tcp_allocate().even_port(false), 400);
+    h.refused(0, &bob, tcp_allocate().reservation_token(&[1; 8]), 400);
+    // Over UDP: 400.
+    let udp = h.bob(3);
+    h.refused(0, &udp, tcp_allocate(), 400);
+    // The quotas count it like any allocation.
+    assert_eq!(h.quotas.total(), 1);
+    // Deleting it closes its listener.
+    h.ok(1, &alice, Request::refresh(0));
+    assert!(h.held().is_empty());
+}
+
+#[test]
+fn tcp_allocations_off_is_442() {
+    let mut setup = Setup::default();
+    setup.config.tcp_allocations = false;
+    let mut h = setup.start();
+    let alice = h.login(0, tcp_tuple(1), "alice", "wonderland");
+    h.refused(0, &alice, tcp_allocate(), 442);
+    // UDP relays as ever.
+    h.ok(0, &alice, Request::allocate());
+}
+
+#[test]
+fn a_tcp_allocation_counts_against_the_quotas() {
+    let mut h = Setup {
+        quotas: Quotas::new(limits(1, 0, 0)),
+        ..Setup::default()
+    }
+    .start();
+    let _first = h.tcp_alice(1);
+    let again = h.login(0, tcp_tuple(2), "alice", "wonderland");
+    h.refused(0, &again, tcp_allocate(), 486);
+}
+
+#[test]
+fn connect_checks_the_allocation_and_the_peer_rules() {
+    let mut h = Setup::default().start();
+    // No allocation: 437; a UDP allocation: 400.
+    let stranger = h.login(0, tcp_tuple(9), "alice", "wonderland");
+    h.refused(0, &stranger, connect(PEER_A), 437);
+    let udp = h.alice(8);
+    h.allocate(0, &udp);
+    h.refused(0, &udp, connect(PEER_A), 400);
+
+    let (alice, relayed) = h.tcp_alice(1);
+    // Loopback, and the server's own listener, are refused by default (403).
+    h.refused(0, &alice, connect(sa("127.0.0.1:5000")), 403);
+    h.refused(0, &alice, connect(SERVER), 403);
+    // No XOR-PEER-ADDRESS: 400; an IPv6 peer of an IPv4 relay: 443.
+    h.refused(0, &alice, Request::new(METHOD_CONNECT), 400);
+    h.refused(0, &alice, connect(PEER_V6), 443);
+    assert!(h.mgr.poll_tcp_order().is_none());
+
+    // An allowed peer: the loop connects from the relay address.
+    let order = h.later(0, &alice, connect(PEER_A));
+    let TcpOrder::Connect {
+        tuple, relay, peer, ..
+    } = &order
+    else {
+        panic!("{order:?}");
+    };
+    assert_eq!(
+        (*tuple, *relay, *peer),
+        (
+            alice.tuple,
+            SocketAddr::new(RELAY_V4, relayed.port()),
+            PEER_A
+        )
+    );
+    // Connecting already: 446.
+    h.refused(0, &alice, connect(PEER_A), 446);
+    // A failed connect: 447, and the peer may be asked again.
+    let TcpOrder::Connect { later, slot, .. } = order else {
+        unreachable!()
+    };
+    let now = h.at(1);
+    let failed = read(h.mgr.tcp_answer(now, alice.tuple, &later, Err(447)));
+    assert_error(&failed, 447);
+    assert_eq!(
+        verify_integrity(&failed.msg, alice.key()),
+        Ok(Integrity::Sha1)
+    );
+    drop(slot);
+    let _again = h.later(2, &alice, connect(PEER_A));
+}
+
+#[test]
+fn a_connect_that_succeeds_answers_its_connection_id_and_permits_the_peer() {
+    let mut h = Setup::default().start();
+    let (alice, _) = h.tcp_alice(1);
+    let slot = slot_of(SocketAddr::new(RELAY_V4, 50000));
+    // A peer without a permission may not connect in.
+    assert!(h.mgr.tcp_accept(h.at(0), slot, PEER_A).is_none());
+    let TcpOrder::Connect {
+        later, slot: place, ..
+    } = h.later(0, &alice, connect(PEER_A))
+    else {
+        panic!("not a Connect");
+    };
+    let now = h.at(1);
+    let ok = read(
+        h.mgr
+            .tcp_answer(now, alice.tuple, &later, Ok(Some((0xabcd_0123, PEER_A)))),
+    );
+    assert_success(&ok, alice.key());
+    let id = ok.msg.get(ATTR_CONNECTION_ID).unwrap();
+    assert_eq!(id, 0xabcd_0123u32.to_be_bytes());
+    // The peer's IP is permitted now (RFC 6062 §5.2): another of its ports may connect in,
+    // for the permission's lifetime; other peers may not.
+    let from_peer = SocketAddr::new(PEER_A.ip(), 6001);
+    let (tuple, accepted) = h
+        .mgr
+        .tcp_accept(h.at(2), slot, from_peer)
+        .expect("permitted");
+    assert_eq!(tuple, alice.tuple);
+    assert!(h.mgr.tcp_accept(h.at(2), slot, PEER_B).is_none());
+    assert!(
+        h.mgr.tcp_accept(h.at(302), slot, from_peer).is_none(),
+        "lapsed"
+    );
+    // Both connections count in the allocation.
+    assert_eq!(accepted.link().open_connections(), 2);
+    drop((place, accepted));
+}
+
+#[test]
+fn connection_bind_is_for_a_new_tcp_connection_naming_its_id() {
+    let mut h = Setup::default().start();
+    let (alice, _) = h.tcp_alice(1);
+    // On the control connection (it holds the allocation): 400. Without CONNECTION-ID: 400.
+    h.refused(0, &alice, connection_bind(7), 400);
+    let data = h.login(0, tcp_tuple(2), "alice", "wonderland");
+    h.refused(0, &data, Request::new(METHOD_CONNECTION_BIND), 400);
+    // Over UDP: 400.
+    let udp = h.alice(3);
+    h.refused(0, &udp, connection_bind(7), 400);
+    // Else the loop looks the id up, for this user.
+    let order = h.later(0, &data, connection_bind(7));
+    let TcpOrder::Bind {
+        tuple,
+        id,
+        user,
+        later,
+    } = order
+    else {
+        panic!("not a Bind");
+    };
+    assert_eq!((tuple, id, user.as_str()), (data.tuple, 7, "alice"));
+    let now = h.at(0);
+    let unknown = read(h.mgr.tcp_answer(now, data.tuple, &later, Err(400)));
+    assert_error(&unknown, 400);
+    let bound = read(h.mgr.tcp_answer(now, data.tuple, &later, Ok(None)));
+    assert_success(&bound, data.key());
+    assert!(!bound.contains(ATTR_CONNECTION_ID));
+}
+
+#[test]
+fn the_link_caps_connections_refuses_a_second_connect_and_dies_with_the_allocation() {
+    let link = Arc::new(TcpLink::new("alice"));
+    let mut held: Vec<_> = (0..MAX_CONNECTIONS)
+        .map(|i| link.open(v4(192, 0, 2, 1, 1000 + i as u16), false).unwrap())
+        .collect();
+    assert_eq!(link.open(PEER_A, true).map(|_| ()), Err(508));
+    held.pop();
+    let to_a = link.open(PEER_A, true).unwrap();
+    // A peer that connected in counts as connected too.
+    assert_eq!(link.open(PEER_A, true).map(|_| ()), Err(446));
+    // A peer already connected in: 446; a new one at the cap: 508.
+    assert_eq!(
+        link.open(v4(192, 0, 2, 1, 1000), true).map(|_| ()),
+        Err(446)
+    );
+    assert_eq!(link.open(v4(192, 0, 2, 2, 1), true).map(|_| ()), Err(508));
+    drop(to_a);
+    drop(held);
+    assert_eq!(link.open_connections(), 0);
+    assert!(link.open(PEER_A, true).is_ok());
+
+    let t0 = std::time::Instant::now();
+    let deadline = t0 + BIND_TIMEOUT;
+    assert_eq!(bind_check(&link, "alice", deadline, t0), Ok(()));
+    assert_eq!(bind_check(&link, "bob", deadline, t0), Err(400));
+    assert_eq!(bind_check(&link, "alice", deadline, deadline), Err(400));
+    link.end();
+    assert_eq!(bind_check(&link, "alice", deadline, t0), Err(400));
+}
+
+#[test]
+fn deleting_or_expiring_a_tcp_allocation_ends_its_link() {
+    let mut h = Setup::default().start();
+    let (alice, _) = h.tcp_alice(1);
+    let TcpOrder::Connect { slot, .. } = h.later(0, &alice, connect(PEER_A)) else {
+        panic!("not a Connect");
+    };
+    assert!(slot.link().is_alive());
+    h.ok(1, &alice, Request::refresh(0));
+    assert!(!slot.link().is_alive());
+
+    let (bob, _) = h.tcp_alice(2);
+    let TcpOrder::Connect { slot, .. } = h.later(0, &bob, connect(PEER_B)) else {
+        panic!("not a Connect");
+    };
+    h.expire(601);
+    assert!(!slot.link().is_alive());
+    // The control connection closing does the same (RFC 8656 §3.1).
+    let (carol, _) = h.tcp_alice(3);
+    let TcpOrder::Connect { slot, .. } = h.later(0, &carol, connect(PEER_C)) else {
+        panic!("not a Connect");
+    };
+    h.mgr.close(carol.tuple);
+    assert!(!slot.link().is_alive());
+}
+
+#[test]
+fn a_tcp_nonce_holds_for_every_connection_of_the_client_ip() {
+    let (udp, tcp) = (tuple(1), tcp_tuple(1));
+    assert_eq!(nonce_client(udp), udp.client);
+    assert_eq!(nonce_client(tcp), SocketAddr::new(tcp.client.ip(), 0));
+    // A data connection from another port signs with its control connection's nonce.
+    let mut h = Setup::default().start();
+    let (alice, _) = h.tcp_alice(1);
+    let data = Caller {
+        tuple: tcp_tuple(2),
+        session: alice.session.clone(),
+    };
+    let _ = h.later(0, &data, connection_bind(7));
+}
