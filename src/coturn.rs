@@ -123,6 +123,9 @@ struct Importer {
     allowed: Vec<Peers>,
     denied: Vec<Peers>,
     allow_loopback: bool,
+    /// `mobility` (RFC 8016) and `no-tcp-relay` (RFC 6062): the lines that set them.
+    mobility: Option<usize>,
+    no_tcp_relay: Option<usize>,
     no_multicast: bool,
     max_lifetime: Option<At<u64>>,
     channel_lifetime: Option<At<u64>>,
@@ -215,6 +218,8 @@ const OPTIONS: &[(&str, Handler)] = &[
     }),
     ("allowed-peer-ip", |c, l| peers(&mut c.allowed, l)),
     ("denied-peer-ip", |c, l| peers(&mut c.denied, l)),
+    ("mobility", |c, l| set_flag(&mut c.mobility, l)),
+    ("no-tcp-relay", |c, l| set_flag(&mut c.no_tcp_relay, l)),
     ("allow-loopback-peers", |c, l| {
         c.allow_loopback = l.flag()?;
         Ok(())

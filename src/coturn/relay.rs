@@ -47,6 +47,16 @@ impl Importer {
         if self.allow_loopback {
             out.line("allow-loopback-peers = true");
         }
+        if let Some(line) = self.no_tcp_relay {
+            out.line(format!(
+                "tcp-allocations = false # no-tcp-relay (line {line}): no RFC 6062 TCP relays"
+            ));
+        }
+        if let Some(line) = self.mobility {
+            out.line(format!(
+                "mobility = true # mobility (line {line}): RFC 8016 MOBILITY-TICKET"
+            ));
+        }
         self.peer_lists(out);
         self.alternate(out);
         if let Some(max) = &self.max_lifetime {

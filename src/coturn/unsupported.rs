@@ -60,7 +60,6 @@ const SOFTWARE: &str = "already the default: rturn sends no SOFTWARE attribute";
 const SEND_SOFTWARE: &str = "rturn sends no SOFTWARE attribute";
 const LOOPBACK: &str =
     "already the default: rturn refuses loopback peers unless allow-loopback-peers";
-const MOBILITY: &str = "rturn does not implement TURN mobility (RFC 8016)";
 const SECURE_STUN: &str = "rturn answers STUN Binding requests without credentials";
 const NO_STUN: &str = "rturn always answers STUN Binding requests";
 const NO_AUTH: &str = "rturn has no anonymous TURN: allocations need credentials \
@@ -87,9 +86,8 @@ const DATABASE: &str = "rturn has no database backends: move the users to [auth.
                         use TURN REST secrets ([auth] static-auth-secret)";
 const STATS: &str = "rturn keeps no statistics database";
 const NO_DATABASE: &str = "rturn has no database backends, so there is nothing to read";
-const TCP_RELAY: &str = "already so: rturn has no TCP relays (RFC 6062)";
-const UDP_RELAY: &str =
-    "rturn relays over UDP only (no RFC 6062 TCP relays) and cannot turn that off";
+const UDP_RELAY: &str = "rturn always offers UDP relays and cannot turn them off (TCP ones, \
+                         RFC 6062, only with [relay] tcp-allocations = false)";
 const SERVER_RELAY: &str = "not supported: it skips the permission checks (non-standard)";
 const PROXY: &str = "rturn reads the PROXY protocol (v1 and v2) on its own TCP, TLS and HTTP \
                      listeners rather than on an extra port, and only from the networks in \
@@ -167,7 +165,6 @@ pub(super) const UNSUPPORTED: &[(&str, Treat, &str)] = &[
     ("no-software-attribute", Flag, SOFTWARE),
     ("software-attribute", FlagAttention, SEND_SOFTWARE),
     ("no-loopback-peers", Flag, LOOPBACK),
-    ("mobility", FlagAttention, MOBILITY),
     ("secure-stun", FlagAttention, SECURE_STUN),
     ("no-stun", FlagAttention, NO_STUN),
     ("no-auth", FlagAttention, NO_AUTH),
@@ -196,7 +193,6 @@ pub(super) const UNSUPPORTED: &[(&str, Treat, &str)] = &[
     ("no-auth-pings", Flag, NO_DATABASE),
     ("no-dynamic-ip-list", Flag, NO_DATABASE),
     ("no-dynamic-realms", Flag, NO_DATABASE),
-    ("no-tcp-relay", Flag, TCP_RELAY),
     ("no-udp-relay", FlagAttention, UDP_RELAY),
     ("server-relay", FlagAttention, SERVER_RELAY),
     ("tcp-proxy-port", ValueAttention, PROXY),

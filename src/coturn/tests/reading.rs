@@ -100,7 +100,7 @@ fn flag_values_follow_coturn() {
 fn options_rturn_lacks_are_skipped_with_the_reason() {
     let text = "realm=r\nlog-file=/var/log/turn.log\nsyslog\nsimple-log\nverbose\nVerbose\n\
                 no-stdout-log\nprometheus\nno-cli\ncli-ip=127.0.0.1\ncli-port=5766\n\
-                cli-password=qwerty\nfingerprint\nmobility\nno-software-attribute\n\
+                cli-password=qwerty\nfingerprint\ncheck-origin-consistency\nno-software-attribute\n\
                 secure-stun\npidfile=\"/var/run/turnserver.pid\"\nproc-user=turn\n\
                 proc-group=turn\nno-tlsv1\nno-tlsv1_1\n\
                 alt-listening-port=3479\nserver-name=turn.example.org\nno-loopback-peers\n";
@@ -118,7 +118,7 @@ fn options_rturn_lacks_are_skipped_with_the_reason() {
         ("cli-port", "no telnet CLI"),
         ("cli-password", "no telnet CLI"),
         ("fingerprint", "FINGERPRINT"),
-        ("mobility", "mobility"),
+        ("check-origin-consistency", "ORIGIN"),
         ("no-software-attribute", "already the default"),
         ("secure-stun", "without credentials"),
         ("pidfile", "systemd"),

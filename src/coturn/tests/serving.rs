@@ -196,3 +196,24 @@ fn no_reason_claims_what_rturn_now_does() {
         }
     }
 }
+
+#[test]
+fn mobility_and_no_tcp_relay_map_to_relay_keys() {
+    // coturn's defaults: TCP relays on, mobility off; so are rturn's.
+    let (config, c) = run("realm=r\n");
+    assert!(config.relay.tcp_allocations && !config.relay.mobility);
+    assert!(!c.toml.contains("mobility") && !c.toml.contains("tcp-allocations"));
+    let (config, c) = run("realm=r\nmobility\nno-tcp-relay\n");
+    assert!(config.relay.mobility);
+    assert!(!config.relay.tcp_allocations);
+    assert!(
+        c.toml.contains("mobility = true # mobility (line 2)"),
+        "{}",
+        c.toml
+    );
+    assert!(
+        c.toml
+            .contains("tcp-allocations = false # no-tcp-relay (line 3)")
+    );
+    assert!(c.skipped.is_empty(), "{:?}", c.skipped);
+}
