@@ -8,8 +8,9 @@
 //! that is not ours, 437 for one that names no live allocation), the request's credentials
 //! those of the allocation's user (else 441). The allocation is then re-keyed to the new
 //! 5-tuple with everything it holds: relay sockets, permissions, channels, timers, counters,
-//! and its channels leave the kernel's maps and come back with the new client address. The
-//! old 5-tuple reaches nothing from then on. The success response carries a new ticket; a
+//! and its channels leave the kernel's maps and come back with the new client address (one
+//! kept out of the kernel by a reload stays out). The old 5-tuple reaches nothing from then
+//! on. The success response carries a new ticket; a
 //! retransmission of the same Refresh (same transaction, old ticket) is answered again, and a
 //! Refresh with the current ticket from the allocation's own 5-tuple rotates it.
 //!
@@ -157,8 +158,13 @@ impl Manager {
         let Some(alloc) = self.allocations.remove(&from) else {
             return;
         };
-        // Its channels leave the kernel while the table no longer holds it under `from`.
+        // Its channels leave the kernel while the table no longer holds it under `from`;
+        // a ban from a reload that revoked its key goes with it.
+        let barred = self.offload.is_barred(&from);
         self.offload_deleted(from, &alloc);
+        if barred {
+            self.offload.bar(to);
+        }
         self.unschedule(Timer::Allocation(from));
         for ip in alloc.permissions.keys() {
             self.unschedule(Timer::Permission(from, *ip));
