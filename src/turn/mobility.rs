@@ -10,7 +10,7 @@
 //! 5-tuple with everything it holds: relay sockets, permissions, channels, timers, counters,
 //! and its channels leave the kernel's maps and come back with the new client address (one
 //! kept out of the kernel by a reload stays out). The old 5-tuple reaches nothing from then
-//! on. The success response carries a new ticket; a
+//! on. The Refresh is checked and applied before the move, so one that fails moves nothing. The success response carries a new ticket; a
 //! retransmission of the same Refresh (same transaction, old ticket) is answered again, and a
 //! Refresh with the current ticket from the allocation's own 5-tuple rotates it.
 //!
@@ -128,9 +128,14 @@ impl Manager {
             if alloc.username != creds.username {
                 return Err(441);
             }
-            self.move_allocation(from, tuple);
-            self.refresh(now, tuple, req)?;
-            self.rotate(tuple, (tid, shown));
+            // The Refresh is checked and applied where the allocation is, so one that fails
+            // (a bad LIFETIME, 443) moves nothing; LIFETIME 0 deletes it there.
+            self.refresh(now, from, req)?;
+            if self.allocations.contains_key(&from) {
+                self.move_allocation(from, tuple);
+                self.metrics.allocations_moved += 1;
+                self.rotate(tuple, (tid, shown));
+            }
         }
         // Deleted by a zero LIFETIME: no ticket.
         if let Some(mobile) = self.mobility.by_tuple.get(&tuple) {
@@ -192,7 +197,6 @@ impl Manager {
             self.mobility.by_handle.insert(mobile.handle, to);
             self.mobility.by_tuple.insert(to, mobile);
         }
-        self.metrics.allocations_moved += 1;
         self.mobility.moved.push_back(Moved::To { from, to });
     }
 

@@ -156,6 +156,39 @@ fn a_retransmitted_move_is_answered_again_and_the_current_ticket_rotates() {
 }
 
 #[test]
+fn a_moving_refresh_that_fails_moves_nothing() {
+    use stun::attributes::ATTR_LIFETIME;
+    let mut h = mobile();
+    let alice = h.alice(1);
+    let t1 = allocate_mobile(&mut h, &alice);
+    while h.mgr.poll_moved().is_some() {}
+    let moved = h.alice(2);
+    // A LIFETIME of the wrong length: 400, and the allocation stays where it was.
+    let bad = Request::new(METHOD_REFRESH)
+        .attr(ATTR_LIFETIME, &[0, 1])
+        .attr(ATTR_MOBILITY_TICKET, &t1);
+    h.refused(1, &moved, bad, 400);
+    // A family the allocation has no relay of: 443.
+    h.refused(1, &moved, refresh_with(&t1).family(0x02), 443);
+    assert!(h.mgr.has_allocation(&alice.tuple));
+    assert!(!h.mgr.has_allocation(&moved.tuple));
+    assert_eq!(h.mgr.poll_moved(), None);
+    assert_eq!(h.mgr.metrics().allocations_moved, 0);
+    // It still moves, later.
+    let t = ticket(&h.ok(2, &moved, refresh_with(&t1)));
+    assert!(h.mgr.has_allocation(&moved.tuple));
+    // LIFETIME 0 from yet another address deletes it where it is: no ticket, no move.
+    while h.mgr.poll_moved().is_some() {}
+    let third = h.alice(3);
+    let gone = h.ok(3, &third, Request::refresh(0).attr(ATTR_MOBILITY_TICKET, &t));
+    assert!(!gone.contains(ATTR_MOBILITY_TICKET));
+    assert!(!h.mgr.has_allocation(&moved.tuple) && !h.mgr.has_allocation(&third.tuple));
+    assert_eq!(h.mgr.poll_moved(), Some(Moved::Gone(moved.tuple)));
+    assert_eq!(h.mgr.poll_moved(), None);
+    assert!(h.held().is_empty(), "its relay port went back");
+}
+
+#[test]
 fn moves_need_the_allocations_user_and_a_genuine_live_ticket() {
     let mut h = mobile();
     let alice = h.alice(1);
