@@ -10,9 +10,13 @@
 //! 5-tuple with everything it holds: relay sockets, permissions, channels, timers, counters,
 //! and its channels leave the kernel's maps and come back with the new client address (one
 //! kept out of the kernel by a reload stays out). The old 5-tuple reaches nothing from then
-//! on. The Refresh is checked and applied before the move, so one that fails moves nothing. The success response carries a new ticket; a
-//! retransmission of the same Refresh (same transaction, old ticket) is answered again, and a
-//! Refresh with the current ticket from the allocation's own 5-tuple rotates it.
+//! on. The Refresh is checked and applied before the move, so one that fails moves nothing.
+//!
+//! An allocation keeps one ticket for its whole life, as coturn does, and every successful
+//! Refresh of it carries that ticket: a client whose address changes while a response is on
+//! its way still holds a ticket that works, and the retransmission of a moving Refresh (now
+//! from the allocation's own 5-tuple) is simply a Refresh. A ticket alone moves nothing: the
+//! Refresh must be signed by the allocation's user.
 //!
 //! Which worker a ticket names is the glue's business ([`Moved`] tells it where allocations
 //! went, `server/mobility.rs` routes the new 5-tuple's datagrams there). The state itself,
@@ -73,8 +77,7 @@ impl Manager {
             None => {
                 let handle = ticket::new_handle();
                 self.mobility.by_handle.insert(handle, tuple);
-                let mobile = Mobile { handle, last: None };
-                self.mobility.by_tuple.insert(tuple, mobile);
+                self.mobility.by_tuple.insert(tuple, Mobile { handle });
                 handle
             }
         };
@@ -86,7 +89,10 @@ impl Manager {
         self.response.add(ATTR_MOBILITY_TICKET, &wire);
     }
 
-    /// A Refresh: a plain one, or with MOBILITY-TICKET a move or a ticket rotation.
+    /// A Refresh: a plain one, or with MOBILITY-TICKET one from the allocation's own
+    /// 5-tuple or a move. Every successful Refresh of a mobile allocation carries its
+    /// ticket, the same one for the allocation's whole life (as coturn does): a client that
+    /// changes address while a response is lost still holds a ticket that works.
     pub(super) fn refresh_or_move(
         &mut self,
         now: Instant,
@@ -95,26 +101,22 @@ impl Manager {
         creds: &Credentials,
     ) -> Result<(), u16> {
         let Some(value) = attrs::value(req, ATTR_MOBILITY_TICKET) else {
-            return self.refresh(now, tuple, req);
+            self.refresh(now, tuple, req)?;
+            self.put_current_ticket(tuple);
+            return Ok(());
         };
         if !self.config.mobility {
             return Err(405);
         }
-        let tid = req.transaction_id.0;
         let shown: [u8; WIRE_LEN] = value.try_into().map_err(|_| 400u16)?;
         if self.allocations.contains_key(&tuple) {
-            // From the allocation's own 5-tuple: the current ticket rotates it, the ticket a
-            // moving Refresh showed answers that Refresh's retransmission; anything else is
-            // not a ticket for this allocation.
+            // From the allocation's own 5-tuple (a periodic Refresh, or the retransmission
+            // of the Refresh that moved it here): only its own ticket.
             let mobile = *self.mobility.by_tuple.get(&tuple).ok_or(400u16)?;
-            let current = self.mobility.key.seal(self.mobility.worker, &mobile.handle);
-            if shown != current && mobile.last != Some((tid, shown)) {
+            if shown != self.mobility.key.seal(self.mobility.worker, &mobile.handle) {
                 return Err(400);
             }
             self.refresh(now, tuple, req)?;
-            if shown == current {
-                self.rotate(tuple, (tid, shown));
-            }
         } else {
             let (worker, handle) = self.mobility.key.open(&shown).ok_or(400u16)?;
             // The glue hands another worker's ticket to that worker (`server/mobility.rs`);
@@ -134,27 +136,19 @@ impl Manager {
             if self.allocations.contains_key(&from) {
                 self.move_allocation(from, tuple);
                 self.metrics.allocations_moved += 1;
-                self.rotate(tuple, (tid, shown));
             }
         }
-        // Deleted by a zero LIFETIME: no ticket.
+        self.put_current_ticket(tuple);
+        Ok(())
+    }
+
+    /// The ticket of `tuple`'s allocation into the response, if it is mobile (none after a
+    /// zero LIFETIME deleted it).
+    fn put_current_ticket(&mut self, tuple: FiveTuple) {
         if let Some(mobile) = self.mobility.by_tuple.get(&tuple) {
             let handle = mobile.handle;
             self.put_ticket(handle);
         }
-        Ok(())
-    }
-
-    /// A new ticket for the mobile allocation of `tuple` (RFC 8016 §3.2: it must differ);
-    /// `last` is the Refresh that asked, answered again if it is retransmitted.
-    fn rotate(&mut self, tuple: FiveTuple, last: ([u8; 12], [u8; WIRE_LEN])) {
-        let Some(mobile) = self.mobility.by_tuple.get_mut(&tuple) else {
-            return;
-        };
-        self.mobility.by_handle.remove(&mobile.handle);
-        mobile.handle = ticket::new_handle();
-        mobile.last = Some(last);
-        self.mobility.by_handle.insert(mobile.handle, tuple);
     }
 
     /// Re-keys the allocation of `from` to `to`, with its relay slots, timers, ticket and
