@@ -18,6 +18,8 @@
 //! from the allocation's own 5-tuple) is simply a Refresh. A ticket alone moves nothing: the
 //! Refresh must be signed by the allocation's user.
 //!
+//! An RFC 6062 TCP allocation is never mobile: its Allocate is answered without a ticket.
+//!
 //! Which worker a ticket names is the glue's business ([`Moved`] tells it where allocations
 //! went, `server/mobility.rs` routes the new 5-tuple's datagrams there). The state itself,
 //! tickets by handle and by 5-tuple, is in `mobile_table.rs`.
@@ -63,12 +65,14 @@ impl Manager {
     }
 
     /// Adds the ticket to an Allocate's success response when the client asked for one
-    /// (the same ticket to a retransmission).
+    /// (the same ticket to a retransmission). An RFC 6062 TCP allocation gets none: it lives
+    /// and dies with its control connection, so it is never mobile, and a client learns that
+    /// from the missing ticket (RFC 8016 §3.1).
     pub(super) fn add_ticket(&mut self, tuple: FiveTuple, req: &Message) {
         if req.typ.method != METHOD_ALLOCATE
             || !req.contains(ATTR_MOBILITY_TICKET)
             || !self.config.mobility
-            || !self.allocations.contains_key(&tuple)
+            || !self.allocations.get(&tuple).is_some_and(|a| a.tcp.is_none())
         {
             return;
         }
@@ -129,6 +133,10 @@ impl Manager {
             // RFC 8016 §3.2: only the allocation's own user may move it.
             if alloc.username != creds.username {
                 return Err(441);
+            }
+            // Never mobile (`add_ticket`); refused should one ever be filed.
+            if alloc.tcp.is_some() {
+                return Err(400);
             }
             // The Refresh is checked and applied where the allocation is, so one that fails
             // (a bad LIFETIME, 443) moves nothing; LIFETIME 0 deletes it there.

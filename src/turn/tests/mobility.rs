@@ -278,3 +278,27 @@ fn a_mobile_allocation_outlives_its_tcp_connection_until_it_moves_or_expires() {
     assert!(!h.mgr.has_allocation(&again.tuple));
     assert_eq!(h.mgr.mobile_count(), 0);
 }
+
+#[test]
+fn a_tcp_allocation_is_never_mobile() {
+    use crate::turn::tcp_link::PROTO_TCP;
+    let mut setup = Setup::default();
+    setup.config.mobility = true;
+    let mut h = setup.start();
+    let over_tcp = FiveTuple {
+        transport: Transport::Tcp,
+        ..tuple(1)
+    };
+    let alice = h.login(0, over_tcp, "alice", "wonderland");
+    let ask = Request::new(METHOD_ALLOCATE)
+        .transport(PROTO_TCP)
+        .attr(ATTR_MOBILITY_TICKET, &[]);
+    // Allocated, without a ticket (RFC 8016 §3.1: the client learns it is not mobile).
+    let resp = h.ok(0, &alice, ask);
+    assert!(!resp.contains(ATTR_MOBILITY_TICKET));
+    assert_eq!(h.mgr.mobile_count(), 0);
+    // It ends with its control connection (RFC 6062).
+    h.mgr.close(alice.tuple);
+    assert_eq!(h.mgr.metrics().allocations_deleted, 1);
+    assert!(h.held().is_empty());
+}
