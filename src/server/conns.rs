@@ -425,7 +425,7 @@ impl Conns {
         let tuple = entry.conn.tuple();
         self.by_tuple.remove(&tuple);
         self.free.push(slot);
-        shard.manager.close(tuple);
+        shard.manager.close(now, tuple);
         shard.settle();
     }
 }

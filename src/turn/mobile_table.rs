@@ -37,6 +37,9 @@ pub(super) struct Mobility {
     pub(super) by_handle: FastMap<Handle, FiveTuple>,
     pub(super) by_tuple: FastMap<FiveTuple, Mobile>,
     pub(super) moved: VecDeque<Moved>,
+    /// Mobile TCP/TLS allocations whose connection closed so far: numbers their detached
+    /// 5-tuples (`mobility.rs`).
+    pub(super) detached: u64,
 }
 
 impl Default for Mobility {
@@ -47,6 +50,7 @@ impl Default for Mobility {
             by_handle: FastMap::default(),
             by_tuple: FastMap::default(),
             moved: VecDeque::new(),
+            detached: 0,
         }
     }
 }

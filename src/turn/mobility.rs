@@ -18,13 +18,17 @@
 //! from the allocation's own 5-tuple) is simply a Refresh. A ticket alone moves nothing: the
 //! Refresh must be signed by the allocation's user.
 //!
-//! An RFC 6062 TCP allocation is never mobile: its Allocate is answered without a ticket.
+//! An RFC 6062 TCP allocation is never mobile (no ticket). A mobile TCP/TLS allocation whose
+//! connection closes is detached ([`Manager::close`]): re-keyed to a 5-tuple no connection
+//! can have, so a new connection from the same address and port (a reused NAT port) reaches
+//! nothing of it, and kept for at most [`TCP_GRACE`] for a ticketed Refresh to take it.
 //!
 //! Which worker a ticket names is the glue's business ([`Moved`] tells it where allocations
 //! went, `server/mobility.rs` routes the new 5-tuple's datagrams there). The state itself,
 //! tickets by handle and by 5-tuple, is in `mobile_table.rs`.
 
-use std::time::Instant;
+use std::net::{Ipv6Addr, SocketAddr};
+use std::time::{Duration, Instant};
 
 use stun::message::{METHOD_ALLOCATE, Message};
 
@@ -34,6 +38,9 @@ use super::manager::{Manager, Timer};
 use super::mobile_table::{Mobile, Moved};
 use super::pending::Credentials;
 use super::ticket::{self, ATTR_MOBILITY_TICKET, Handle, TicketKey, WIRE_LEN};
+
+/// How long a mobile TCP/TLS allocation outlives its connection, at most.
+pub(crate) const TCP_GRACE: Duration = Duration::from_secs(60);
 
 impl Manager {
     /// The worker index this manager's tickets name, and the key every worker signs them
@@ -200,6 +207,32 @@ impl Manager {
             self.mobility.by_tuple.insert(to, mobile);
         }
         self.mobility.moved.push_back(Moved::To { from, to });
+    }
+
+    /// The TCP/TLS connection of `tuple`, a mobile allocation's, closed: the allocation is
+    /// re-keyed to a 5-tuple of its own that no connection can have (client port 0 in the
+    /// discard prefix 100::/64, RFC 6666), so nothing reaches it but a Refresh with its
+    /// ticket, and it expires within [`TCP_GRACE`] unless one takes it. False when `tuple`
+    /// holds no mobile allocation.
+    pub(super) fn detach(&mut self, now: Instant, tuple: FiveTuple) -> bool {
+        if tuple.transport == super::Transport::Udp || !self.mobility.by_tuple.contains_key(&tuple)
+        {
+            return false;
+        }
+        self.mobility.detached += 1;
+        let ip = Ipv6Addr::from((0x0100_u128 << 112) | u128::from(self.mobility.detached));
+        let detached = FiveTuple {
+            client: SocketAddr::new(ip.into(), 0),
+            ..tuple
+        };
+        self.move_allocation(tuple, detached);
+        if let Some(alloc) = self.allocations.get_mut(&detached)
+            && alloc.expires > now + TCP_GRACE
+        {
+            alloc.expires = now + TCP_GRACE;
+            self.schedule(now + TCP_GRACE, Timer::Allocation(detached));
+        }
+        true
     }
 
     /// The allocation of `tuple` is gone: so is its ticket.

@@ -253,7 +253,8 @@ fn another_workers_ticket_is_refused_here_and_mobility_off_refuses_refreshes() {
 }
 
 #[test]
-fn a_mobile_allocation_outlives_its_tcp_connection_until_it_moves_or_expires() {
+fn a_mobile_allocation_outlives_its_tcp_connection_detached_until_it_moves_or_a_short_grace_ends()
+{
     let mut h = mobile();
     let over_tcp = |port| FiveTuple {
         transport: Transport::Tcp,
@@ -261,22 +262,39 @@ fn a_mobile_allocation_outlives_its_tcp_connection_until_it_moves_or_expires() {
     };
     let alice = h.login(0, over_tcp(1), "alice", "wonderland");
     let t1 = allocate_mobile(&mut h, &alice);
+    h.ok(0, &alice, Request::create_permission(&[PEER_A]));
     // A plain one goes with its connection.
     let bob = h.login(0, over_tcp(2), "bob", "builder");
     h.allocate(0, &bob);
-    h.mgr.close(bob.tuple);
-    h.mgr.close(alice.tuple);
+    h.close(0, bob.tuple);
     assert!(!h.mgr.has_allocation(&bob.tuple));
-    assert!(h.mgr.has_allocation(&alice.tuple));
-    // A new connection takes it.
-    let again = h.login(1, over_tcp(3), "alice", "wonderland");
-    ticket(&h.ok(1, &again, refresh_with(&t1)));
+    h.close(0, alice.tuple);
+    // Detached: kept, but not under the closed connection's 5-tuple, so a new connection
+    // from the same address and port (a reused NAT port) reaches nothing of it, neither
+    // its requests nor the peer's data.
+    assert!(!h.mgr.has_allocation(&alice.tuple));
+    assert_eq!(h.mgr.mobile_count(), 1);
+    let reused = h.login(1, over_tcp(1), "alice", "wonderland");
+    h.refused(1, &reused, Request::refresh(600), 437);
+    h.refused(1, &reused, Request::create_permission(&[PEER_B]), 437);
+    let route = h.route(1, relay(50000), PEER_A).expect("the permission is kept");
+    assert_ne!(route.client, alice.tuple);
+    assert_eq!(route.client.client.port(), 0, "a 5-tuple no connection has");
+    // A new connection with the ticket takes it, for its full lifetime again.
+    let again = h.login(2, over_tcp(3), "alice", "wonderland");
+    assert_eq!(ticket(&h.ok(2, &again, refresh_with(&t1))), t1);
     assert!(h.mgr.has_allocation(&again.tuple));
-    // Closed and never taken: it expires.
-    h.mgr.close(again.tuple);
-    h.expire(700);
-    assert!(!h.mgr.has_allocation(&again.tuple));
+    let to_again = h.route(2, relay(50000), PEER_A).expect("routed");
+    assert_eq!(to_again.client, again.tuple);
+    h.expire(100);
+    assert!(h.mgr.has_allocation(&again.tuple));
+    // Closed and never taken: it ends after the grace (60 s), not its lifetime (600 s).
+    h.close(100, again.tuple);
+    h.expire(159);
+    assert_eq!(h.mgr.mobile_count(), 1);
+    h.expire(161);
     assert_eq!(h.mgr.mobile_count(), 0);
+    assert!(h.held().is_empty(), "its relay port went back");
 }
 
 #[test]
@@ -298,7 +316,7 @@ fn a_tcp_allocation_is_never_mobile() {
     assert!(!resp.contains(ATTR_MOBILITY_TICKET));
     assert_eq!(h.mgr.mobile_count(), 0);
     // It ends with its control connection (RFC 6062).
-    h.mgr.close(alice.tuple);
+    h.close(1, alice.tuple);
     assert_eq!(h.mgr.metrics().allocations_deleted, 1);
     assert!(h.held().is_empty());
 }
