@@ -334,3 +334,49 @@ fn moves_over_tcp_are_served_whichever_worker_takes_the_connection() {
         "no connection went to the other worker in {round}"
     );
 }
+
+/// Unsigned Refreshes carrying a genuine ticket, from an address that lands on the worker
+/// that does not hold the allocation, meet that worker's source limiter before the ticket is
+/// opened or the request handed over: past the bucket nothing crosses.
+#[test]
+fn unsigned_ticketed_refreshes_meet_the_limiter_before_they_cross_workers() {
+    use stun::attributes::ATTR_LIFETIME;
+    use stun::message::METHOD_REFRESH;
+    const BURST: f64 = 3.0;
+    const SENT: usize = 12;
+    let limited = "workers = 2\nunauthenticated-rate = 1\nunauthenticated-burst = 3\n";
+    let server = Server::start(&config("mobility = true").replace("workers = 2\n", limited));
+    let alice = mobile_allocate(&server, "alice", "wonderland").expect("allocated");
+    let ticket = alice.ticket.clone().expect("a ticket");
+    let forwarded = || {
+        let name = "rturn_mobility_forwarded_total{result=\"forwarded\"}";
+        sample(&server.metrics(), name)
+    };
+    let unsigned = turn_request(METHOD_REFRESH, None, |m| {
+        m.add(ATTR_LIFETIME, &600u32.to_be_bytes());
+        m.add(ATTR_MOBILITY_TICKET, &ticket);
+    });
+    let mut crossed = false;
+    // Each socket from its own loopback address (its own bucket), until one landed on the
+    // other worker.
+    for i in 0..40u8 {
+        let ip = format!("127.0.{}.{}", 1 + i / 200, 2 + i % 200);
+        let socket = UdpSocket::bind((ip.as_str(), 0)).unwrap();
+        let before = forwarded();
+        for _ in 0..SENT {
+            socket.send_to(&unsigned.raw, server.udp[0]).unwrap();
+        }
+        std::thread::sleep(SILENCE);
+        let crossing = forwarded() - before;
+        assert!(
+            crossing <= BURST,
+            "{crossing} of {SENT} handed over past a bucket of {BURST}; {}",
+            server.log()
+        );
+        if crossing > 0.0 {
+            crossed = true;
+            break;
+        }
+    }
+    assert!(crossed, "no address landed on the other worker");
+}
