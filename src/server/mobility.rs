@@ -9,11 +9,13 @@
 //! - a Refresh carrying a MOBILITY-TICKET that another worker made: the ticket names that
 //!   worker, and its MAC ([`crate::turn::ticket`]) is checked here first, so a forged one is
 //!   answered here (400) and never crosses;
-//! - the [`MovedTable`]: the 5-tuples allocations moved to, and the worker of each. The
-//!   owning worker reports every move and end of a mobile allocation ([`Moved`]) to each
-//!   other worker ([`Reports`], a queue and a flag); each keeps its own copy, brought up to
-//!   date before a lookup (one atomic load when nothing changed), so the lookup itself takes
-//!   no lock even under a flood of datagrams from unknown addresses.
+//! - the [`MovedTable`]: the UDP 5-tuples allocations moved to, and the worker of each. The
+//!   owning worker reports every move and end of a mobile allocation that concerns a UDP
+//!   5-tuple ([`Moved`]) to each other worker ([`Reports`], a queue and a flag, bounded:
+//!   past [`REPORTS`] a report is dropped and counted); each keeps its own copy, brought up
+//!   to date once a turn and before a lookup (one atomic load when nothing changed), so the
+//!   lookup itself takes no lock even under a flood of datagrams from unknown addresses.
+//!   TCP/TLS moves need no table: a connection is only ever routed by its ticket.
 //!
 //! Such a datagram is copied, with its 5-tuple, into a [`Batch`] for the owning worker and
 //! sent to its [`Inbox`] at the end of the turn (one lock and at most one wake-up per batch;
@@ -52,6 +54,9 @@ const BATCH_DATAGRAMS: usize = 256;
 const BATCH_BYTES: usize = 256 << 10;
 /// Emptied batches kept to be filled again.
 const SPARE_BATCHES: usize = 8;
+/// Reports one worker's queue holds before more are dropped (each some 100 bytes): a
+/// worker empties it every turn, so only a stalled worker fills it.
+const REPORTS: usize = 1 << 16;
 
 /// The 5-tuples mobile allocations moved to, and the worker holding each: every worker
 /// keeps its own copy, so a lookup takes no lock and touches no memory another core writes.
@@ -77,7 +82,9 @@ impl MovedTable {
         match moved {
             Moved::To { from, to } => {
                 forget(from);
-                map.insert(to, worker);
+                if to.transport == Transport::Udp {
+                    map.insert(to, worker);
+                }
             }
             Moved::Gone(tuple) => forget(tuple),
         }
@@ -98,9 +105,17 @@ impl Reports {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn push(&self, worker: usize, moved: Moved) {
-        self.lock().push((worker, moved));
+    /// Queues a report; false when the queue is full (then it is dropped).
+    fn push(&self, worker: usize, moved: Moved) -> bool {
+        {
+            let mut queue = self.lock();
+            if queue.len() >= REPORTS {
+                return false;
+            }
+            queue.push((worker, moved));
+        }
         self.pending.store(true, Ordering::Release);
+        true
     }
 
     /// Applies what waits to `table`; one atomic load when nothing does.
@@ -275,20 +290,39 @@ impl Moves {
     /// own table, and to every other worker.
     pub(super) fn settle(&mut self, manager: &mut Manager) {
         while let Some(moved) = manager.poll_moved() {
-            self.table.apply(self.worker, moved);
-            for (worker, reports) in self.shared.reports.iter().enumerate() {
-                if worker != self.worker {
-                    reports.push(self.worker, moved);
-                }
+            self.publish(moved);
+        }
+    }
+
+    /// One move or end, if it concerns a UDP 5-tuple (the only ones the table routes).
+    fn publish(&mut self, moved: Moved) {
+        let udp = |t: &FiveTuple| t.transport == Transport::Udp;
+        let routed = match &moved {
+            Moved::To { from, to } => udp(from) || udp(to),
+            Moved::Gone(tuple) => udp(tuple),
+        };
+        if !routed {
+            return;
+        }
+        self.table.apply(self.worker, moved);
+        for (worker, reports) in self.shared.reports.iter().enumerate() {
+            if worker != self.worker && !reports.push(self.worker, moved) {
+                self.counters.count(Event::MobilityReportDropped);
             }
+        }
+    }
+
+    /// Applies what the other workers reported since the last call (once a turn, so their
+    /// queues never wait for a lookup); one atomic load when nothing did.
+    pub(super) fn catch_up(&mut self) {
+        if let Some(reports) = self.shared.reports.get(self.worker) {
+            reports.apply_to(&mut self.table);
         }
     }
 
     /// The worker holding the allocation `tuple` moved to, after what the others reported.
     fn owner(&mut self, tuple: &FiveTuple) -> Option<usize> {
-        if let Some(reports) = self.shared.reports.get(self.worker) {
-            reports.apply_to(&mut self.table);
-        }
+        self.catch_up();
         self.table.get(tuple)
     }
 
@@ -500,6 +534,70 @@ mod tests {
         reports.push(1, Moved::Gone(tuple(1)));
         reports.apply_to(&mut table);
         assert!(table.map.is_empty());
+    }
+
+    fn over_tcp(port: u16) -> FiveTuple {
+        FiveTuple {
+            transport: Transport::Tcp,
+            ..tuple(port)
+        }
+    }
+
+    /// Worker 0's side of a shard of two, and the stats it counts into.
+    fn pair() -> (Moves, crate::server::stats::Stats) {
+        let poll = mio::Poll::new().expect("poll");
+        let waker = Arc::new(Waker::new(poll.registry(), mio::Token(0)).expect("waker"));
+        let shared = Shared {
+            reports: Arc::from(vec![Reports::default(), Reports::default()]),
+            inboxes: Arc::from(vec![
+                Inbox::new(Arc::clone(&waker)),
+                Inbox::new(Arc::clone(&waker)),
+            ]),
+            key: TicketKey::random(),
+        };
+        let stats = crate::server::stats::Stats::default();
+        (Moves::new(0, shared, stats.register()), stats)
+    }
+
+    fn queued(moves: &Moves, worker: usize) -> usize {
+        moves.shared.reports[worker].lock().len()
+    }
+
+    #[test]
+    fn only_moves_that_concern_udp_are_reported_and_reports_are_bounded() {
+        let (mut moves, stats) = pair();
+        // A TCP/TLS-only workload reports nothing and keeps nothing.
+        for port in 0..1000 {
+            let (from, to) = (over_tcp(port), over_tcp(port + 1000));
+            moves.publish(Moved::To { from, to });
+            moves.publish(Moved::Gone(to));
+        }
+        assert_eq!(queued(&moves, 1), 0);
+        assert!(moves.table.map.is_empty());
+        // From TCP to UDP and back: both reported, the UDP entry only while it holds.
+        moves.publish(Moved::To {
+            from: over_tcp(1),
+            to: tuple(2),
+        });
+        assert_eq!(moves.table.get(&tuple(2)), Some(0));
+        moves.publish(Moved::To {
+            from: tuple(2),
+            to: over_tcp(3),
+        });
+        assert_eq!(queued(&moves, 1), 2);
+        assert!(moves.table.map.is_empty());
+        // A worker that never empties its queue: it stops growing, drops counted.
+        for i in 0..REPORTS {
+            moves.publish(Moved::Gone(tuple((i % 50_000) as u16)));
+        }
+        assert_eq!(queued(&moves, 1), REPORTS);
+        assert_eq!(stats.snapshot().mobility[3], 2);
+        // Its turn empties it.
+        let (mut other, _) = pair();
+        other.worker = 1;
+        other.shared = moves.shared.clone();
+        other.catch_up();
+        assert_eq!(queued(&moves, 1), 0);
     }
 
     #[test]
