@@ -26,9 +26,10 @@
 //! owner directly. A datagram handed over is never handed on again.
 //!
 //! A TCP/TLS connection whose Refresh carries another worker's ticket is handed to that
-//! worker whole ([`Moves::divert_request`], `Conns::hand_over`): taken out of this loop's
-//! poll set with that request and whatever it sent after it, read and not served here, put
-//! back before its unread bytes ([`StreamConn::prime`]); the owner takes it in from its
+//! worker whole ([`Moves::divert_request`], `Conns::hand_over`): its read stops at that
+//! request (what follows stays unread in its buffers and TLS session), it is taken out of
+//! this loop's poll set, and the request, read and not served here, is put back before its
+//! unread bytes ([`StreamConn::prime`]); the owner takes it in from its
 //! inbox at the end of its turn (`Conns::adopt`) and serves it from then on, that request
 //! first. Its TLS session and its guards go with it.
 
@@ -359,9 +360,21 @@ impl Moves {
         self.handing.take()
     }
 
-    /// Hands a TCP/TLS connection (its pending frames primed) to worker `worker`, which
-    /// serves it from its next turn; dropped (closed) if there is no such worker.
-    pub(super) fn adopt(&mut self, worker: usize, conn: StreamConn, guards: Box<dyn Send>) {
+    /// Hands a TCP/TLS connection to worker `worker`, which serves it from its next turn,
+    /// `kept` (the request read and not served here) first; dropped (closed) if there is
+    /// no such worker, or, counted as full, if `kept` does not fit its buffer (it always
+    /// does: the read stopped at that request).
+    pub(super) fn adopt(
+        &mut self,
+        worker: usize,
+        mut conn: StreamConn,
+        kept: &[u8],
+        guards: Box<dyn Send>,
+    ) {
+        if !conn.prime(kept) {
+            self.counters.count(Event::MobilityFull);
+            return;
+        }
         if let Some(inbox) = self.shared.inboxes.get(worker) {
             self.counters.count(Event::MobilityConnection);
             inbox.adopted().push((conn, guards));
