@@ -12,7 +12,7 @@
 //! - the [`MovedTable`]: the UDP 5-tuples allocations moved to, and the worker of each. The
 //!   owning worker reports every move and end of a mobile allocation that concerns a UDP
 //!   5-tuple ([`Moved`]) to each other worker ([`Reports`], a queue and a flag, bounded:
-//!   past [`REPORTS`] a report is dropped and counted); each keeps its own copy, brought up
+//!   past [`REPORTS`](reports::REPORTS) a report is dropped and counted); each keeps its own copy, brought up
 //!   to date once a turn and before a lookup (one atomic load when nothing changed), so the
 //!   lookup itself takes no lock even under a flood of datagrams from unknown addresses.
 //!   TCP/TLS moves need no table: a connection is only ever routed by its ticket.
@@ -33,6 +33,8 @@
 //! inbox at the end of its turn (`Conns::adopt`) and serves it from then on, that request
 //! first. Its TLS session and its guards go with it.
 
+mod reports;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -43,7 +45,9 @@ use super::stats::{Counters, Event};
 use super::stream::StreamConn;
 use crate::turn::Moved;
 use crate::turn::ticket::{ATTR_MOBILITY_TICKET, TicketKey};
-use crate::turn::{FastMap, FiveTuple, Manager, Transport};
+use crate::turn::{FiveTuple, Manager, Transport};
+use reports::MovedTable;
+pub(super) use reports::Reports;
 
 /// Datagrams one worker's inbox holds before batches for it are dropped.
 const INBOX_DATAGRAMS: usize = 8192;
@@ -55,81 +59,6 @@ const BATCH_DATAGRAMS: usize = 256;
 const BATCH_BYTES: usize = 256 << 10;
 /// Emptied batches kept to be filled again.
 const SPARE_BATCHES: usize = 8;
-/// Reports one worker's queue holds before more are dropped (each some 100 bytes): a
-/// worker empties it every turn, so only a stalled worker fills it.
-const REPORTS: usize = 1 << 16;
-
-/// The 5-tuples mobile allocations moved to, and the worker holding each: every worker
-/// keeps its own copy, so a lookup takes no lock and touches no memory another core writes.
-#[derive(Debug, Default)]
-pub(super) struct MovedTable {
-    map: FastMap<FiveTuple, usize>,
-}
-
-impl MovedTable {
-    /// The worker holding the allocation `tuple` moved to, if any.
-    fn get(&self, tuple: &FiveTuple) -> Option<usize> {
-        self.map.get(tuple).copied()
-    }
-
-    /// What worker `worker`'s manager reported.
-    fn apply(&mut self, worker: usize, moved: Moved) {
-        let map = &mut self.map;
-        let mut forget = |tuple: FiveTuple| {
-            if map.get(&tuple) == Some(&worker) {
-                map.remove(&tuple);
-            }
-        };
-        match moved {
-            Moved::To { from, to } => {
-                forget(from);
-                if to.transport == Transport::Udp {
-                    map.insert(to, worker);
-                }
-            }
-            Moved::Gone(tuple) => forget(tuple),
-        }
-    }
-}
-
-/// What the other workers reported to one worker since it last looked: moves and ends of
-/// their mobile allocations, in the order each reported them.
-#[derive(Debug, Default)]
-pub(super) struct Reports {
-    queue: Mutex<Vec<(usize, Moved)>>,
-    /// Set by a reporter; cleared by the worker before it takes the queue.
-    pending: AtomicBool,
-}
-
-impl Reports {
-    fn lock(&self) -> MutexGuard<'_, Vec<(usize, Moved)>> {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Queues a report; false when the queue is full (then it is dropped).
-    fn push(&self, worker: usize, moved: Moved) -> bool {
-        {
-            let mut queue = self.lock();
-            if queue.len() >= REPORTS {
-                return false;
-            }
-            queue.push((worker, moved));
-        }
-        self.pending.store(true, Ordering::Release);
-        true
-    }
-
-    /// Applies what waits to `table`; one atomic load when nothing does.
-    fn apply_to(&self, table: &mut MovedTable) {
-        if !self.pending.load(Ordering::Acquire) || !self.pending.swap(false, Ordering::AcqRel) {
-            return;
-        }
-        for (worker, moved) in self.lock().drain(..) {
-            table.apply(worker, moved);
-        }
-    }
-}
-
 /// One datagram of a batch; its bytes are `len` bytes of the batch's bytes.
 #[derive(Debug, Clone, Copy)]
 struct Item {
@@ -490,6 +419,7 @@ fn ticket_worker(key: &TicketKey, req: &Message) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
+    use super::reports::REPORTS;
     use super::*;
 
     fn tuple(port: u16) -> FiveTuple {
@@ -498,55 +428,6 @@ mod tests {
             client: ([127, 0, 0, 1], port).into(),
             server: ([127, 0, 0, 1], 3478).into(),
         }
-    }
-
-    #[test]
-    fn the_table_follows_moves_and_forgets_ended_allocations() {
-        let mut table = MovedTable::default();
-        assert_eq!(table.get(&tuple(1)), None);
-        table.apply(
-            1,
-            Moved::To {
-                from: tuple(1),
-                to: tuple(2),
-            },
-        );
-        assert_eq!(table.get(&tuple(2)), Some(1));
-        table.apply(
-            1,
-            Moved::To {
-                from: tuple(2),
-                to: tuple(3),
-            },
-        );
-        assert_eq!(
-            (table.get(&tuple(2)), table.get(&tuple(3))),
-            (None, Some(1))
-        );
-        // Another worker's report does not remove this worker's entry.
-        table.apply(0, Moved::Gone(tuple(3)));
-        assert_eq!(table.get(&tuple(3)), Some(1));
-        table.apply(1, Moved::Gone(tuple(3)));
-        assert_eq!(table.get(&tuple(3)), None);
-        assert!(table.map.is_empty());
-    }
-
-    #[test]
-    fn reports_reach_the_other_workers_table_in_order() {
-        let reports = Reports::default();
-        let mut table = MovedTable::default();
-        reports.apply_to(&mut table);
-        let (from, to) = (tuple(1), tuple(2));
-        reports.push(1, Moved::To { from, to });
-        reports.push(1, Moved::To { from: to, to: from });
-        reports.apply_to(&mut table);
-        assert_eq!(
-            (table.get(&tuple(1)), table.get(&tuple(2))),
-            (Some(1), None)
-        );
-        reports.push(1, Moved::Gone(tuple(1)));
-        reports.apply_to(&mut table);
-        assert!(table.map.is_empty());
     }
 
     fn over_tcp(port: u16) -> FiveTuple {
@@ -573,7 +454,7 @@ mod tests {
     }
 
     fn queued(moves: &Moves, worker: usize) -> usize {
-        moves.shared.reports[worker].lock().len()
+        moves.shared.reports[worker].len()
     }
 
     #[test]
@@ -586,7 +467,7 @@ mod tests {
             moves.publish(Moved::Gone(to));
         }
         assert_eq!(queued(&moves, 1), 0);
-        assert!(moves.table.map.is_empty());
+        assert!(moves.table.is_empty());
         // From TCP to UDP and back: both reported, the UDP entry only while it holds.
         moves.publish(Moved::To {
             from: over_tcp(1),
@@ -598,7 +479,7 @@ mod tests {
             to: over_tcp(3),
         });
         assert_eq!(queued(&moves, 1), 2);
-        assert!(moves.table.map.is_empty());
+        assert!(moves.table.is_empty());
         // A worker that never empties its queue: it stops growing, drops counted.
         for i in 0..REPORTS {
             moves.publish(Moved::Gone(tuple((i % 50_000) as u16)));

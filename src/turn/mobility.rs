@@ -79,7 +79,7 @@ impl Manager {
         if req.typ.method != METHOD_ALLOCATE
             || !req.contains(ATTR_MOBILITY_TICKET)
             || !self.config.mobility
-            || !self.allocations.get(&tuple).is_some_and(|a| a.tcp.is_none())
+            || self.allocations.get(&tuple).is_none_or(|a| a.tcp.is_some())
         {
             return;
         }

@@ -104,7 +104,11 @@ impl Moving {
         let ticket = self.client.ticket.clone().expect("a ticket");
         let old = self.client.new_socket();
         assert_eq!(self.client.refresh_with_ticket(&ticket), 0, "moved");
-        assert_eq!(self.client.ticket.as_ref(), Some(&ticket), "the same ticket");
+        assert_eq!(
+            self.client.ticket.as_ref(),
+            Some(&ticket),
+            "the same ticket"
+        );
         old
     }
 }
@@ -407,7 +411,11 @@ fn a_tcp_move_pipelined_with_data_and_the_end_of_the_stream_loses_nothing() {
     let mut handed_over = [false; 2];
     let mut streams = Vec::new();
     for round in 1..=MAX_MOVES {
-        let (closing, frames) = if round % 2 == 0 { (true, 4) } else { (false, 64) };
+        let (closing, frames) = if round % 2 == 0 {
+            (true, 4)
+        } else {
+            (false, 64)
+        };
         let before = handed();
         let mut stream = tcp_client(server.tcp[0]);
         // The nonce from a Refresh without the ticket, which does not move the connection:
@@ -446,7 +454,11 @@ fn a_tcp_move_pipelined_with_data_and_the_end_of_the_stream_loses_nothing() {
             let (n, from) = moving.peer.recv_from(&mut buf).unwrap_or_else(|e| {
                 panic!("move {round}, frame {i}: {e}; {}", server.log());
             });
-            assert_eq!((&buf[..n], from), (&payload(i)[..], moving.relay), "{round}");
+            assert_eq!(
+                (&buf[..n], from),
+                (&payload(i)[..], moving.relay),
+                "{round}"
+            );
         }
         streams.push(stream);
         handed_over[usize::from(closing)] |= handed() > before;

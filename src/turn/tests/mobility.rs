@@ -190,7 +190,11 @@ fn a_moving_refresh_that_fails_moves_nothing() {
     // LIFETIME 0 from yet another address deletes it where it is: no ticket, no move.
     while h.mgr.poll_moved().is_some() {}
     let third = h.alice(3);
-    let gone = h.ok(3, &third, Request::refresh(0).attr(ATTR_MOBILITY_TICKET, &t));
+    let gone = h.ok(
+        3,
+        &third,
+        Request::refresh(0).attr(ATTR_MOBILITY_TICKET, &t),
+    );
     assert!(!gone.contains(ATTR_MOBILITY_TICKET));
     assert!(!h.mgr.has_allocation(&moved.tuple) && !h.mgr.has_allocation(&third.tuple));
     assert_eq!(h.mgr.poll_moved(), Some(Moved::Gone(moved.tuple)));
@@ -253,8 +257,7 @@ fn another_workers_ticket_is_refused_here_and_mobility_off_refuses_refreshes() {
 }
 
 #[test]
-fn a_mobile_allocation_outlives_its_tcp_connection_detached_until_it_moves_or_a_short_grace_ends()
-{
+fn a_mobile_allocation_outlives_its_tcp_connection_detached_until_it_moves_or_a_short_grace_ends() {
     let mut h = mobile();
     let over_tcp = |port| FiveTuple {
         transport: Transport::Tcp,
@@ -277,7 +280,9 @@ fn a_mobile_allocation_outlives_its_tcp_connection_detached_until_it_moves_or_a_
     let reused = h.login(1, over_tcp(1), "alice", "wonderland");
     h.refused(1, &reused, Request::refresh(600), 437);
     h.refused(1, &reused, Request::create_permission(&[PEER_B]), 437);
-    let route = h.route(1, relay(50000), PEER_A).expect("the permission is kept");
+    let route = h
+        .route(1, relay(50000), PEER_A)
+        .expect("the permission is kept");
     assert_ne!(route.client, alice.tuple);
     assert_eq!(route.client.client.port(), 0, "a 5-tuple no connection has");
     // A new connection with the ticket takes it, for its full lifetime again.

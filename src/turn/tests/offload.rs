@@ -474,7 +474,11 @@ fn an_allocation_kept_out_by_a_reload_stays_out_when_it_moves() {
     assert!(held(&mut h, &kernel).is_empty());
     // bob, with his new password, takes it to a new address: still out.
     let moved = h.login(1, tuple(2), "bob", "new");
-    h.ok(1, &moved, Request::refresh(600).attr(ATTR_MOBILITY_TICKET, &ticket));
+    h.ok(
+        1,
+        &moved,
+        Request::refresh(600).attr(ATTR_MOBILITY_TICKET, &ticket),
+    );
     assert!(h.mgr.has_allocation(&moved.tuple));
     assert_eq!(h.channel(1, &moved, 0x4000), Some((relay(50000), PEER_A)));
     assert!(held(&mut h, &kernel).is_empty());
