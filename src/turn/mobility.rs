@@ -158,8 +158,11 @@ impl Manager {
     }
 
     /// The ticket of `tuple`'s allocation into the response, if it is mobile (none after a
-    /// zero LIFETIME deleted it).
+    /// zero LIFETIME deleted it) and mobility is on (a reload may have turned it off).
     fn put_current_ticket(&mut self, tuple: FiveTuple) {
+        if !self.config.mobility {
+            return;
+        }
         if let Some(mobile) = self.mobility.by_tuple.get(&tuple) {
             let handle = mobile.handle;
             self.put_ticket(handle);

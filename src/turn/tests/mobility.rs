@@ -253,7 +253,8 @@ fn another_workers_ticket_is_refused_here_and_mobility_off_refuses_refreshes() {
     h.mgr.reload(config, auth, rules);
     h.refused(2, &moved, refresh_with(&t1), 405);
     h.refused(2, &alice, refresh_with(&t1), 405);
-    h.ok(2, &alice, Request::refresh(600));
+    let plain = h.ok(2, &alice, Request::refresh(600));
+    assert!(!plain.contains(ATTR_MOBILITY_TICKET), "no ticket while it is off");
 }
 
 #[test]
