@@ -254,7 +254,10 @@ fn another_workers_ticket_is_refused_here_and_mobility_off_refuses_refreshes() {
     h.refused(2, &moved, refresh_with(&t1), 405);
     h.refused(2, &alice, refresh_with(&t1), 405);
     let plain = h.ok(2, &alice, Request::refresh(600));
-    assert!(!plain.contains(ATTR_MOBILITY_TICKET), "no ticket while it is off");
+    assert!(
+        !plain.contains(ATTR_MOBILITY_TICKET),
+        "no ticket while it is off"
+    );
 }
 
 #[test]
