@@ -171,18 +171,18 @@ impl Conns {
             };
         }
         let tuple = entry.conn.tuple();
-        // RFC 8016: set when a request moves the connection to another worker; it and
-        // what follows it are kept for that worker.
+        // RFC 8016: set when a request moves the connection to another worker; it is kept
+        // for that worker, and what follows it is not read here.
         let mut handing: Option<(usize, Vec<u8>)> = None;
         // RFC 6062: set when a ConnectionBind took a peer connection.
         let mut bound = None;
         let read = entry.conn.read(&self.registry, now, |message, out| {
-            if let Some((_, kept)) = &mut handing {
-                return keep_frame(kept, message);
-            }
             counters.count(Event::Received);
             let handled = dispatcher.handle(shard, now, tuple, message);
             if let Some(worker) = shard.moves.take_handing() {
+                // The read ends at this request: what follows stays unread in the
+                // connection's buffers (and its TLS session) and goes with it.
+                out.stop_framing();
                 let mut kept = Vec::new();
                 keep_frame(&mut kept, message);
                 handing = Some((worker, kept));
@@ -242,8 +242,8 @@ impl Conns {
     }
 
     /// Hands the connection in `slot` to worker `worker` (RFC 8016: a move to an allocation
-    /// it holds), with `kept`, the frames read and not served here, to be served there
-    /// first. Closed when they do not fit its buffer.
+    /// it holds), with `kept`, the request read and not served here, to be served there
+    /// first.
     fn hand_over(&mut self, slot: usize, worker: usize, kept: &[u8], shard: &mut Shard) {
         let Some(mut entry) = self.slots.get_mut(slot).and_then(Option::take) else {
             return;
@@ -251,9 +251,7 @@ impl Conns {
         let _ = entry.conn.deregister(&self.registry);
         self.by_tuple.remove(&entry.conn.tuple());
         self.free.push(slot);
-        if entry.conn.prime(kept) {
-            shard.moves.adopt(worker, entry.conn, entry._guards);
-        }
+        shard.moves.adopt(worker, entry.conn, kept, entry._guards);
     }
 
     /// Takes over the connections other workers handed this one ([`Conns::hand_over`]);
@@ -425,7 +423,7 @@ impl Conns {
         let tuple = entry.conn.tuple();
         self.by_tuple.remove(&tuple);
         self.free.push(slot);
-        shard.manager.close(tuple);
+        shard.manager.close(now, tuple);
         shard.settle();
     }
 }

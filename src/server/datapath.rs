@@ -378,6 +378,7 @@ impl Loop {
     /// clients leaves for their inboxes first.
     fn moved(&mut self, shard: &mut Shard, now: Instant) {
         shard.moves.flush();
+        shard.moves.catch_up();
         let mut batches = Vec::new();
         shard.moves.take_incoming(&mut batches);
         for batch in batches {

@@ -9,11 +9,13 @@
 //! - a Refresh carrying a MOBILITY-TICKET that another worker made: the ticket names that
 //!   worker, and its MAC ([`crate::turn::ticket`]) is checked here first, so a forged one is
 //!   answered here (400) and never crosses;
-//! - the [`MovedTable`]: the 5-tuples allocations moved to, and the worker of each. The
-//!   owning worker reports every move and end of a mobile allocation ([`Moved`]) to each
-//!   other worker ([`Reports`], a queue and a flag); each keeps its own copy, brought up to
-//!   date before a lookup (one atomic load when nothing changed), so the lookup itself takes
-//!   no lock even under a flood of datagrams from unknown addresses.
+//! - the [`MovedTable`]: the UDP 5-tuples allocations moved to, and the worker of each. The
+//!   owning worker reports every move and end of a mobile allocation that concerns a UDP
+//!   5-tuple ([`Moved`]) to each other worker ([`Reports`], a queue and a flag, bounded:
+//!   past [`REPORTS`](reports::REPORTS) a report is dropped and counted); each keeps its own copy, brought up
+//!   to date once a turn and before a lookup (one atomic load when nothing changed), so the
+//!   lookup itself takes no lock even under a flood of datagrams from unknown addresses.
+//!   TCP/TLS moves need no table: a connection is only ever routed by its ticket.
 //!
 //! Such a datagram is copied, with its 5-tuple, into a [`Batch`] for the owning worker and
 //! sent to its [`Inbox`] at the end of the turn (one lock and at most one wake-up per batch;
@@ -24,11 +26,14 @@
 //! owner directly. A datagram handed over is never handed on again.
 //!
 //! A TCP/TLS connection whose Refresh carries another worker's ticket is handed to that
-//! worker whole ([`Moves::divert_request`], `Conns::hand_over`): taken out of this loop's
-//! poll set with that request and whatever it sent after it, read and not served here, put
-//! back before its unread bytes ([`StreamConn::prime`]); the owner takes it in from its
+//! worker whole ([`Moves::divert_request`], `Conns::hand_over`): its read stops at that
+//! request (what follows stays unread in its buffers and TLS session), it is taken out of
+//! this loop's poll set, and the request, read and not served here, is put back before its
+//! unread bytes ([`StreamConn::prime`]); the owner takes it in from its
 //! inbox at the end of its turn (`Conns::adopt`) and serves it from then on, that request
 //! first. Its TLS session and its guards go with it.
+
+mod reports;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -40,7 +45,9 @@ use super::stats::{Counters, Event};
 use super::stream::StreamConn;
 use crate::turn::Moved;
 use crate::turn::ticket::{ATTR_MOBILITY_TICKET, TicketKey};
-use crate::turn::{FastMap, FiveTuple, Manager, Transport};
+use crate::turn::{FiveTuple, Manager, Transport};
+use reports::MovedTable;
+pub(super) use reports::Reports;
 
 /// Datagrams one worker's inbox holds before batches for it are dropped.
 const INBOX_DATAGRAMS: usize = 8192;
@@ -52,68 +59,6 @@ const BATCH_DATAGRAMS: usize = 256;
 const BATCH_BYTES: usize = 256 << 10;
 /// Emptied batches kept to be filled again.
 const SPARE_BATCHES: usize = 8;
-
-/// The 5-tuples mobile allocations moved to, and the worker holding each: every worker
-/// keeps its own copy, so a lookup takes no lock and touches no memory another core writes.
-#[derive(Debug, Default)]
-pub(super) struct MovedTable {
-    map: FastMap<FiveTuple, usize>,
-}
-
-impl MovedTable {
-    /// The worker holding the allocation `tuple` moved to, if any.
-    fn get(&self, tuple: &FiveTuple) -> Option<usize> {
-        self.map.get(tuple).copied()
-    }
-
-    /// What worker `worker`'s manager reported.
-    fn apply(&mut self, worker: usize, moved: Moved) {
-        let map = &mut self.map;
-        let mut forget = |tuple: FiveTuple| {
-            if map.get(&tuple) == Some(&worker) {
-                map.remove(&tuple);
-            }
-        };
-        match moved {
-            Moved::To { from, to } => {
-                forget(from);
-                map.insert(to, worker);
-            }
-            Moved::Gone(tuple) => forget(tuple),
-        }
-    }
-}
-
-/// What the other workers reported to one worker since it last looked: moves and ends of
-/// their mobile allocations, in the order each reported them.
-#[derive(Debug, Default)]
-pub(super) struct Reports {
-    queue: Mutex<Vec<(usize, Moved)>>,
-    /// Set by a reporter; cleared by the worker before it takes the queue.
-    pending: AtomicBool,
-}
-
-impl Reports {
-    fn lock(&self) -> MutexGuard<'_, Vec<(usize, Moved)>> {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn push(&self, worker: usize, moved: Moved) {
-        self.lock().push((worker, moved));
-        self.pending.store(true, Ordering::Release);
-    }
-
-    /// Applies what waits to `table`; one atomic load when nothing does.
-    fn apply_to(&self, table: &mut MovedTable) {
-        if !self.pending.load(Ordering::Acquire) || !self.pending.swap(false, Ordering::AcqRel) {
-            return;
-        }
-        for (worker, moved) in self.lock().drain(..) {
-            table.apply(worker, moved);
-        }
-    }
-}
-
 /// One datagram of a batch; its bytes are `len` bytes of the batch's bytes.
 #[derive(Debug, Clone, Copy)]
 struct Item {
@@ -275,20 +220,39 @@ impl Moves {
     /// own table, and to every other worker.
     pub(super) fn settle(&mut self, manager: &mut Manager) {
         while let Some(moved) = manager.poll_moved() {
-            self.table.apply(self.worker, moved);
-            for (worker, reports) in self.shared.reports.iter().enumerate() {
-                if worker != self.worker {
-                    reports.push(self.worker, moved);
-                }
+            self.publish(moved);
+        }
+    }
+
+    /// One move or end, if it concerns a UDP 5-tuple (the only ones the table routes).
+    fn publish(&mut self, moved: Moved) {
+        let udp = |t: &FiveTuple| t.transport == Transport::Udp;
+        let routed = match &moved {
+            Moved::To { from, to } => udp(from) || udp(to),
+            Moved::Gone(tuple) => udp(tuple),
+        };
+        if !routed {
+            return;
+        }
+        self.table.apply(self.worker, moved);
+        for (worker, reports) in self.shared.reports.iter().enumerate() {
+            if worker != self.worker && !reports.push(self.worker, moved) {
+                self.counters.count(Event::MobilityReportDropped);
             }
+        }
+    }
+
+    /// Applies what the other workers reported since the last call (once a turn, so their
+    /// queues never wait for a lookup); one atomic load when nothing did.
+    pub(super) fn catch_up(&mut self) {
+        if let Some(reports) = self.shared.reports.get(self.worker) {
+            reports.apply_to(&mut self.table);
         }
     }
 
     /// The worker holding the allocation `tuple` moved to, after what the others reported.
     fn owner(&mut self, tuple: &FiveTuple) -> Option<usize> {
-        if let Some(reports) = self.shared.reports.get(self.worker) {
-            reports.apply_to(&mut self.table);
-        }
+        self.catch_up();
         self.table.get(tuple)
     }
 
@@ -325,9 +289,21 @@ impl Moves {
         self.handing.take()
     }
 
-    /// Hands a TCP/TLS connection (its pending frames primed) to worker `worker`, which
-    /// serves it from its next turn; dropped (closed) if there is no such worker.
-    pub(super) fn adopt(&mut self, worker: usize, conn: StreamConn, guards: Box<dyn Send>) {
+    /// Hands a TCP/TLS connection to worker `worker`, which serves it from its next turn,
+    /// `kept` (the request read and not served here) first; dropped (closed) if there is
+    /// no such worker, or, counted as full, if `kept` does not fit its buffer (it always
+    /// does: the read stopped at that request).
+    pub(super) fn adopt(
+        &mut self,
+        worker: usize,
+        mut conn: StreamConn,
+        kept: &[u8],
+        guards: Box<dyn Send>,
+    ) {
+        if !conn.prime(kept) {
+            self.counters.count(Event::MobilityFull);
+            return;
+        }
         if let Some(inbox) = self.shared.inboxes.get(worker) {
             self.counters.count(Event::MobilityConnection);
             inbox.adopted().push((conn, guards));
@@ -443,6 +419,7 @@ fn ticket_worker(key: &TicketKey, req: &Message) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
+    use super::reports::REPORTS;
     use super::*;
 
     fn tuple(port: u16) -> FiveTuple {
@@ -453,53 +430,68 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_table_follows_moves_and_forgets_ended_allocations() {
-        let mut table = MovedTable::default();
-        assert_eq!(table.get(&tuple(1)), None);
-        table.apply(
-            1,
-            Moved::To {
-                from: tuple(1),
-                to: tuple(2),
-            },
-        );
-        assert_eq!(table.get(&tuple(2)), Some(1));
-        table.apply(
-            1,
-            Moved::To {
-                from: tuple(2),
-                to: tuple(3),
-            },
-        );
-        assert_eq!(
-            (table.get(&tuple(2)), table.get(&tuple(3))),
-            (None, Some(1))
-        );
-        // Another worker's report does not remove this worker's entry.
-        table.apply(0, Moved::Gone(tuple(3)));
-        assert_eq!(table.get(&tuple(3)), Some(1));
-        table.apply(1, Moved::Gone(tuple(3)));
-        assert_eq!(table.get(&tuple(3)), None);
-        assert!(table.map.is_empty());
+    fn over_tcp(port: u16) -> FiveTuple {
+        FiveTuple {
+            transport: Transport::Tcp,
+            ..tuple(port)
+        }
+    }
+
+    /// Worker 0's side of a shard of two, and the stats it counts into.
+    fn pair() -> (Moves, crate::server::stats::Stats) {
+        let poll = mio::Poll::new().expect("poll");
+        let waker = Arc::new(Waker::new(poll.registry(), mio::Token(0)).expect("waker"));
+        let shared = Shared {
+            reports: Arc::from(vec![Reports::default(), Reports::default()]),
+            inboxes: Arc::from(vec![
+                Inbox::new(Arc::clone(&waker)),
+                Inbox::new(Arc::clone(&waker)),
+            ]),
+            key: TicketKey::random(),
+        };
+        let stats = crate::server::stats::Stats::default();
+        (Moves::new(0, shared, stats.register()), stats)
+    }
+
+    fn queued(moves: &Moves, worker: usize) -> usize {
+        moves.shared.reports[worker].len()
     }
 
     #[test]
-    fn reports_reach_the_other_workers_table_in_order() {
-        let reports = Reports::default();
-        let mut table = MovedTable::default();
-        reports.apply_to(&mut table);
-        let (from, to) = (tuple(1), tuple(2));
-        reports.push(1, Moved::To { from, to });
-        reports.push(1, Moved::To { from: to, to: from });
-        reports.apply_to(&mut table);
-        assert_eq!(
-            (table.get(&tuple(1)), table.get(&tuple(2))),
-            (Some(1), None)
-        );
-        reports.push(1, Moved::Gone(tuple(1)));
-        reports.apply_to(&mut table);
-        assert!(table.map.is_empty());
+    fn only_moves_that_concern_udp_are_reported_and_reports_are_bounded() {
+        let (mut moves, stats) = pair();
+        // A TCP/TLS-only workload reports nothing and keeps nothing.
+        for port in 0..1000 {
+            let (from, to) = (over_tcp(port), over_tcp(port + 1000));
+            moves.publish(Moved::To { from, to });
+            moves.publish(Moved::Gone(to));
+        }
+        assert_eq!(queued(&moves, 1), 0);
+        assert!(moves.table.is_empty());
+        // From TCP to UDP and back: both reported, the UDP entry only while it holds.
+        moves.publish(Moved::To {
+            from: over_tcp(1),
+            to: tuple(2),
+        });
+        assert_eq!(moves.table.get(&tuple(2)), Some(0));
+        moves.publish(Moved::To {
+            from: tuple(2),
+            to: over_tcp(3),
+        });
+        assert_eq!(queued(&moves, 1), 2);
+        assert!(moves.table.is_empty());
+        // A worker that never empties its queue: it stops growing, drops counted.
+        for i in 0..REPORTS {
+            moves.publish(Moved::Gone(tuple((i % 50_000) as u16)));
+        }
+        assert_eq!(queued(&moves, 1), REPORTS);
+        assert_eq!(stats.snapshot().mobility[3], 2);
+        // Its turn empties it.
+        let (mut other, _) = pair();
+        other.worker = 1;
+        other.shared = moves.shared.clone();
+        other.catch_up();
+        assert_eq!(queued(&moves, 1), 0);
     }
 
     #[test]

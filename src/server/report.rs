@@ -43,8 +43,9 @@ static UDP_GSO: Family = Family::counter(
 static MOBILITY: Family = Family::counter(
     "mobility_forwarded_total",
     "Datagrams of clients whose allocation moved (RFC 8016) to another worker than the one \
-     their new address lands on, by result: forwarded to it, or dropped (full: its inbox was); \
-     connection: a TCP/TLS connection handed to it.",
+     their new address lands on, by result: forwarded to it, or dropped (full: its inbox was, or a \
+     connection handed to it did not fit its buffer); connection: a TCP/TLS connection handed to it; report_dropped: a move or end of a mobile \
+     allocation not reported to another worker, whose queue of reports was full.",
 );
 static SOCKET_ERRORS: Family = Family::counter("socket_errors_total", "Socket errors survived.");
 static TCP_CONNECTIONS: Family = Family::counter(
@@ -128,7 +129,7 @@ impl Counted for Snapshot {
                 ("full", full),
             ],
         );
-        let [forwarded, full, connections] = self.mobility;
+        let [forwarded, full, connections, reports_dropped] = self.mobility;
         report.each(
             &MOBILITY,
             "result",
@@ -136,6 +137,7 @@ impl Counted for Snapshot {
                 ("forwarded", forwarded),
                 ("full", full),
                 ("connection", connections),
+                ("report_dropped", reports_dropped),
             ],
         );
         let [sends, datagrams, refused] = self.gso;

@@ -207,16 +207,17 @@ impl Dispatcher {
                 Handled::Reply
             }
             (CLASS_REQUEST, _) => {
-                // A client whose allocation another worker holds is served there.
-                if (shard.moves).divert_request(&shard.manager, tuple, req, packet) {
-                    return Handled::Relayed;
-                }
                 // Without MESSAGE-INTEGRITY the answer is a 401 (or 420): no need to build it
-                // when the source may not have it.
+                // when the source may not have it. Checked before a ticket is opened or the
+                // request handed to another worker, so neither escapes this worker's limiter.
                 let signed = req.contains(ATTR_MESSAGE_INTEGRITY)
                     || req.contains(ATTR_MESSAGE_INTEGRITY_SHA256);
                 if !signed && !shard.limiter.allow(source, now) {
                     return Handled::RateLimited;
+                }
+                // A client whose allocation another worker holds is served there.
+                if (shard.moves).divert_request(&shard.manager, tuple, req, packet) {
+                    return Handled::Relayed;
                 }
                 shard.request(now, tuple, req, &mut self.reply);
                 if self.reply.is_empty() {

@@ -32,6 +32,7 @@ pub struct Counters {
     mobility_forwarded: AtomicU64,
     mobility_full: AtomicU64,
     mobility_connections: AtomicU64,
+    mobility_reports_dropped: AtomicU64,
 }
 
 /// Names the counter to bump.
@@ -88,6 +89,8 @@ pub enum Event {
     MobilityFull,
     /// A TCP/TLS connection moving an allocation another worker holds went to that worker.
     MobilityConnection,
+    /// A report of a moved or ended mobile allocation found another worker's queue full.
+    MobilityReportDropped,
 }
 
 impl Counters {
@@ -123,6 +126,7 @@ impl Counters {
             Event::MobilityForwarded => &self.mobility_forwarded,
             Event::MobilityFull => &self.mobility_full,
             Event::MobilityConnection => &self.mobility_connections,
+            Event::MobilityReportDropped => &self.mobility_reports_dropped,
         };
         counter.fetch_add(n, Ordering::Relaxed);
     }
@@ -167,8 +171,9 @@ pub struct Snapshot {
     /// the kernel (sent again datagram by datagram).
     pub gso: [u64; 3],
     /// Datagrams of clients whose allocation moved to another worker: handed to it,
-    /// dropped for its full inbox; and TCP/TLS connections handed to it.
-    pub mobility: [u64; 3],
+    /// dropped for its full inbox; TCP/TLS connections handed to it; reports of moves
+    /// dropped for another worker's full queue.
+    pub mobility: [u64; 4],
 }
 
 /// The registry of every worker's counters.
@@ -220,6 +225,7 @@ impl Stats {
             s.mobility[0] += get(&c.mobility_forwarded);
             s.mobility[1] += get(&c.mobility_full);
             s.mobility[2] += get(&c.mobility_connections);
+            s.mobility[3] += get(&c.mobility_reports_dropped);
         }
         s
     }

@@ -440,10 +440,11 @@ impl Manager {
     }
 
     /// The client's TCP connection closed: its allocation goes with it (RFC 8656 §3.1),
-    /// unless it is mobile (RFC 8016): then it lives on until it expires, for the client to
-    /// take to a new connection with its ticket (as coturn does).
-    pub fn close(&mut self, tuple: FiveTuple) {
-        if !self.mobility.by_tuple.contains_key(&tuple) {
+    /// unless it is mobile (RFC 8016): then it is detached from the connection's 5-tuple
+    /// and kept for a short grace ([`super::mobility::TCP_GRACE`]), for the client to take
+    /// to a new connection with its ticket (as coturn does).
+    pub fn close(&mut self, now: Instant, tuple: FiveTuple) {
+        if !self.detach(now, tuple) {
             self.delete_allocation(tuple);
         }
     }

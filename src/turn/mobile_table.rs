@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 
-use super::ticket::{Handle, TicketKey, WIRE_LEN};
+use super::ticket::{Handle, TicketKey};
 use super::{FastMap, FiveTuple};
 
 /// Where a mobile allocation went, for the event loop ([`crate::turn::Manager::poll_moved`]).
@@ -21,13 +21,11 @@ pub enum Moved {
     Gone(FiveTuple),
 }
 
-/// One mobile allocation's ticket state.
+/// One mobile allocation's ticket state: the handle its one ticket names, for its whole
+/// life.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Mobile {
     pub(super) handle: Handle,
-    /// The transaction and ticket of the Refresh that last moved or rotated it, so its
-    /// retransmission is answered again rather than refused.
-    pub(super) last: Option<([u8; 12], [u8; WIRE_LEN])>,
 }
 
 /// The mobile allocations of one manager, by ticket handle and by 5-tuple.
@@ -39,6 +37,9 @@ pub(super) struct Mobility {
     pub(super) by_handle: FastMap<Handle, FiveTuple>,
     pub(super) by_tuple: FastMap<FiveTuple, Mobile>,
     pub(super) moved: VecDeque<Moved>,
+    /// Mobile TCP/TLS allocations whose connection closed so far: numbers their detached
+    /// 5-tuples (`mobility.rs`).
+    pub(super) detached: u64,
 }
 
 impl Default for Mobility {
@@ -49,6 +50,7 @@ impl Default for Mobility {
             by_handle: FastMap::default(),
             by_tuple: FastMap::default(),
             moved: VecDeque::new(),
+            detached: 0,
         }
     }
 }

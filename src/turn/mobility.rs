@@ -8,16 +8,27 @@
 //! that is not ours, 437 for one that names no live allocation), the request's credentials
 //! those of the allocation's user (else 441). The allocation is then re-keyed to the new
 //! 5-tuple with everything it holds: relay sockets, permissions, channels, timers, counters,
-//! and its channels leave the kernel's maps and come back with the new client address. The
-//! old 5-tuple reaches nothing from then on. The success response carries a new ticket; a
-//! retransmission of the same Refresh (same transaction, old ticket) is answered again, and a
-//! Refresh with the current ticket from the allocation's own 5-tuple rotates it.
+//! and its channels leave the kernel's maps and come back with the new client address (one
+//! kept out of the kernel by a reload stays out). The old 5-tuple reaches nothing from then
+//! on. The Refresh is checked and applied before the move, so one that fails moves nothing.
+//!
+//! An allocation keeps one ticket for its whole life, as coturn does, and every successful
+//! Refresh of it carries that ticket: a client whose address changes while a response is on
+//! its way still holds a ticket that works, and the retransmission of a moving Refresh (now
+//! from the allocation's own 5-tuple) is simply a Refresh. A ticket alone moves nothing: the
+//! Refresh must be signed by the allocation's user.
+//!
+//! An RFC 6062 TCP allocation is never mobile (no ticket). A mobile TCP/TLS allocation whose
+//! connection closes is detached ([`Manager::close`]): re-keyed to a 5-tuple no connection
+//! can have, so a new connection from the same address and port (a reused NAT port) reaches
+//! nothing of it, and kept for at most [`TCP_GRACE`] for a ticketed Refresh to take it.
 //!
 //! Which worker a ticket names is the glue's business ([`Moved`] tells it where allocations
 //! went, `server/mobility.rs` routes the new 5-tuple's datagrams there). The state itself,
 //! tickets by handle and by 5-tuple, is in `mobile_table.rs`.
 
-use std::time::Instant;
+use std::net::{Ipv6Addr, SocketAddr};
+use std::time::{Duration, Instant};
 
 use stun::message::{METHOD_ALLOCATE, Message};
 
@@ -27,6 +38,9 @@ use super::manager::{Manager, Timer};
 use super::mobile_table::{Mobile, Moved};
 use super::pending::Credentials;
 use super::ticket::{self, ATTR_MOBILITY_TICKET, Handle, TicketKey, WIRE_LEN};
+
+/// How long a mobile TCP/TLS allocation outlives its connection, at most.
+pub(crate) const TCP_GRACE: Duration = Duration::from_secs(60);
 
 impl Manager {
     /// The worker index this manager's tickets name, and the key every worker signs them
@@ -58,12 +72,14 @@ impl Manager {
     }
 
     /// Adds the ticket to an Allocate's success response when the client asked for one
-    /// (the same ticket to a retransmission).
+    /// (the same ticket to a retransmission). An RFC 6062 TCP allocation gets none: it lives
+    /// and dies with its control connection, so it is never mobile, and a client learns that
+    /// from the missing ticket (RFC 8016 §3.1).
     pub(super) fn add_ticket(&mut self, tuple: FiveTuple, req: &Message) {
         if req.typ.method != METHOD_ALLOCATE
             || !req.contains(ATTR_MOBILITY_TICKET)
             || !self.config.mobility
-            || !self.allocations.contains_key(&tuple)
+            || self.allocations.get(&tuple).is_none_or(|a| a.tcp.is_some())
         {
             return;
         }
@@ -72,8 +88,7 @@ impl Manager {
             None => {
                 let handle = ticket::new_handle();
                 self.mobility.by_handle.insert(handle, tuple);
-                let mobile = Mobile { handle, last: None };
-                self.mobility.by_tuple.insert(tuple, mobile);
+                self.mobility.by_tuple.insert(tuple, Mobile { handle });
                 handle
             }
         };
@@ -85,7 +100,10 @@ impl Manager {
         self.response.add(ATTR_MOBILITY_TICKET, &wire);
     }
 
-    /// A Refresh: a plain one, or with MOBILITY-TICKET a move or a ticket rotation.
+    /// A Refresh: a plain one, or with MOBILITY-TICKET one from the allocation's own
+    /// 5-tuple or a move. Every successful Refresh of a mobile allocation carries its
+    /// ticket, the same one for the allocation's whole life (as coturn does): a client that
+    /// changes address while a response is lost still holds a ticket that works.
     pub(super) fn refresh_or_move(
         &mut self,
         now: Instant,
@@ -94,26 +112,22 @@ impl Manager {
         creds: &Credentials,
     ) -> Result<(), u16> {
         let Some(value) = attrs::value(req, ATTR_MOBILITY_TICKET) else {
-            return self.refresh(now, tuple, req);
+            self.refresh(now, tuple, req)?;
+            self.put_current_ticket(tuple);
+            return Ok(());
         };
         if !self.config.mobility {
             return Err(405);
         }
-        let tid = req.transaction_id.0;
         let shown: [u8; WIRE_LEN] = value.try_into().map_err(|_| 400u16)?;
         if self.allocations.contains_key(&tuple) {
-            // From the allocation's own 5-tuple: the current ticket rotates it, the ticket a
-            // moving Refresh showed answers that Refresh's retransmission; anything else is
-            // not a ticket for this allocation.
+            // From the allocation's own 5-tuple (a periodic Refresh, or the retransmission
+            // of the Refresh that moved it here): only its own ticket.
             let mobile = *self.mobility.by_tuple.get(&tuple).ok_or(400u16)?;
-            let current = self.mobility.key.seal(self.mobility.worker, &mobile.handle);
-            if shown != current && mobile.last != Some((tid, shown)) {
+            if shown != self.mobility.key.seal(self.mobility.worker, &mobile.handle) {
                 return Err(400);
             }
             self.refresh(now, tuple, req)?;
-            if shown == current {
-                self.rotate(tuple, (tid, shown));
-            }
         } else {
             let (worker, handle) = self.mobility.key.open(&shown).ok_or(400u16)?;
             // The glue hands another worker's ticket to that worker (`server/mobility.rs`);
@@ -127,28 +141,32 @@ impl Manager {
             if alloc.username != creds.username {
                 return Err(441);
             }
-            self.move_allocation(from, tuple);
-            self.refresh(now, tuple, req)?;
-            self.rotate(tuple, (tid, shown));
+            // Never mobile (`add_ticket`); refused should one ever be filed.
+            if alloc.tcp.is_some() {
+                return Err(400);
+            }
+            // The Refresh is checked and applied where the allocation is, so one that fails
+            // (a bad LIFETIME, 443) moves nothing; LIFETIME 0 deletes it there.
+            self.refresh(now, from, req)?;
+            if self.allocations.contains_key(&from) {
+                self.move_allocation(from, tuple);
+                self.metrics.allocations_moved += 1;
+            }
         }
-        // Deleted by a zero LIFETIME: no ticket.
+        self.put_current_ticket(tuple);
+        Ok(())
+    }
+
+    /// The ticket of `tuple`'s allocation into the response, if it is mobile (none after a
+    /// zero LIFETIME deleted it) and mobility is on (a reload may have turned it off).
+    fn put_current_ticket(&mut self, tuple: FiveTuple) {
+        if !self.config.mobility {
+            return;
+        }
         if let Some(mobile) = self.mobility.by_tuple.get(&tuple) {
             let handle = mobile.handle;
             self.put_ticket(handle);
         }
-        Ok(())
-    }
-
-    /// A new ticket for the mobile allocation of `tuple` (RFC 8016 §3.2: it must differ);
-    /// `last` is the Refresh that asked, answered again if it is retransmitted.
-    fn rotate(&mut self, tuple: FiveTuple, last: ([u8; 12], [u8; WIRE_LEN])) {
-        let Some(mobile) = self.mobility.by_tuple.get_mut(&tuple) else {
-            return;
-        };
-        self.mobility.by_handle.remove(&mobile.handle);
-        mobile.handle = ticket::new_handle();
-        mobile.last = Some(last);
-        self.mobility.by_handle.insert(mobile.handle, tuple);
     }
 
     /// Re-keys the allocation of `from` to `to`, with its relay slots, timers, ticket and
@@ -157,8 +175,13 @@ impl Manager {
         let Some(alloc) = self.allocations.remove(&from) else {
             return;
         };
-        // Its channels leave the kernel while the table no longer holds it under `from`.
+        // Its channels leave the kernel while the table no longer holds it under `from`;
+        // a ban from a reload that revoked its key goes with it.
+        let barred = self.offload.is_barred(&from);
         self.offload_deleted(from, &alloc);
+        if barred {
+            self.offload.bar(to);
+        }
         self.unschedule(Timer::Allocation(from));
         for ip in alloc.permissions.keys() {
             self.unschedule(Timer::Permission(from, *ip));
@@ -186,8 +209,33 @@ impl Manager {
             self.mobility.by_handle.insert(mobile.handle, to);
             self.mobility.by_tuple.insert(to, mobile);
         }
-        self.metrics.allocations_moved += 1;
         self.mobility.moved.push_back(Moved::To { from, to });
+    }
+
+    /// The TCP/TLS connection of `tuple`, a mobile allocation's, closed: the allocation is
+    /// re-keyed to a 5-tuple of its own that no connection can have (client port 0 in the
+    /// discard prefix 100::/64, RFC 6666), so nothing reaches it but a Refresh with its
+    /// ticket, and it expires within [`TCP_GRACE`] unless one takes it. False when `tuple`
+    /// holds no mobile allocation.
+    pub(super) fn detach(&mut self, now: Instant, tuple: FiveTuple) -> bool {
+        if tuple.transport == super::Transport::Udp || !self.mobility.by_tuple.contains_key(&tuple)
+        {
+            return false;
+        }
+        self.mobility.detached += 1;
+        let ip = Ipv6Addr::from((0x0100_u128 << 112) | u128::from(self.mobility.detached));
+        let detached = FiveTuple {
+            client: SocketAddr::new(ip.into(), 0),
+            ..tuple
+        };
+        self.move_allocation(tuple, detached);
+        if let Some(alloc) = self.allocations.get_mut(&detached)
+            && alloc.expires > now + TCP_GRACE
+        {
+            alloc.expires = now + TCP_GRACE;
+            self.schedule(now + TCP_GRACE, Timer::Allocation(detached));
+        }
+        true
     }
 
     /// The allocation of `tuple` is gone: so is its ticket.

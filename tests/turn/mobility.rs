@@ -104,7 +104,11 @@ impl Moving {
         let ticket = self.client.ticket.clone().expect("a ticket");
         let old = self.client.new_socket();
         assert_eq!(self.client.refresh_with_ticket(&ticket), 0, "moved");
-        assert_ne!(self.client.ticket.as_ref(), Some(&ticket), "a new ticket");
+        assert_eq!(
+            self.client.ticket.as_ref(),
+            Some(&ticket),
+            "the same ticket"
+        );
         old
     }
 }
@@ -311,7 +315,7 @@ fn moves_over_tcp_are_served_whichever_worker_takes_the_connection() {
         let mut stream = tcp_client(server.tcp[0]);
         let (code, next) = tcp_refresh_with_ticket(&mut stream, &ticket);
         assert_eq!(code, 0, "move {round}; {}", server.log());
-        assert_ne!(next, ticket, "a new ticket");
+        assert_eq!(next, ticket, "the same ticket");
         ticket = next;
         let out = format!("over tcp {round:04}");
         let mut frame = rturn::client::channel_data(CHANNEL, out.as_bytes()).unwrap();
@@ -333,4 +337,134 @@ fn moves_over_tcp_are_served_whichever_worker_takes_the_connection() {
         handed() > 0.0,
         "no connection went to the other worker in {round}"
     );
+}
+
+/// Unsigned Refreshes carrying a genuine ticket, from an address that lands on the worker
+/// that does not hold the allocation, meet that worker's source limiter before the ticket is
+/// opened or the request handed over: past the bucket nothing crosses.
+#[test]
+fn unsigned_ticketed_refreshes_meet_the_limiter_before_they_cross_workers() {
+    use stun::attributes::ATTR_LIFETIME;
+    use stun::message::METHOD_REFRESH;
+    const BURST: f64 = 3.0;
+    const SENT: usize = 12;
+    let limited = "workers = 2\nunauthenticated-rate = 1\nunauthenticated-burst = 3\n";
+    let server = Server::start(&config("mobility = true").replace("workers = 2\n", limited));
+    let alice = mobile_allocate(&server, "alice", "wonderland").expect("allocated");
+    let ticket = alice.ticket.clone().expect("a ticket");
+    let forwarded = || {
+        let name = "rturn_mobility_forwarded_total{result=\"forwarded\"}";
+        sample(&server.metrics(), name)
+    };
+    let unsigned = turn_request(METHOD_REFRESH, None, |m| {
+        m.add(ATTR_LIFETIME, &600u32.to_be_bytes());
+        m.add(ATTR_MOBILITY_TICKET, &ticket);
+    });
+    let mut crossed = false;
+    // Each socket from its own loopback address (its own bucket), until one landed on the
+    // other worker.
+    for i in 0..40u8 {
+        let ip = format!("127.0.{}.{}", 1 + i / 200, 2 + i % 200);
+        let socket = UdpSocket::bind((ip.as_str(), 0)).unwrap();
+        let before = forwarded();
+        for _ in 0..SENT {
+            socket.send_to(&unsigned.raw, server.udp[0]).unwrap();
+        }
+        std::thread::sleep(SILENCE);
+        let crossing = forwarded() - before;
+        assert!(
+            crossing <= BURST,
+            "{crossing} of {SENT} handed over past a bucket of {BURST}; {}",
+            server.log()
+        );
+        if crossing > 0.0 {
+            crossed = true;
+            break;
+        }
+    }
+    assert!(crossed, "no address landed on the other worker");
+}
+
+/// A moving Refresh over a new TCP connection followed at once, in the same write, by more
+/// data: more than 64 KiB of ChannelData, or a few frames, bytes that frame as nothing and
+/// the client's half-close. When another worker took the connection, its read stops at the
+/// Refresh and the rest (the bad bytes and the end of the stream too) goes with the
+/// connection, so the Refresh is answered and every frame reaches the peer, in order.
+#[test]
+fn a_tcp_move_pipelined_with_data_and_the_end_of_the_stream_loses_nothing() {
+    use std::io::Write;
+    use stun::attributes::ATTR_LIFETIME;
+    use stun::message::METHOD_REFRESH;
+    let server = Server::start(&config("mobility = true"));
+    let mut moving = Moving::start(&server);
+    moving.round_trip("over udp", || server.log());
+    let ticket = moving.client.ticket.clone().unwrap();
+    let handed = || {
+        let name = "rturn_mobility_forwarded_total{result=\"connection\"}";
+        sample(&server.metrics(), name)
+    };
+    let add = |m: &mut stun::message::Message| {
+        m.add(ATTR_LIFETIME, &600u32.to_be_bytes());
+        m.add(ATTR_MOBILITY_TICKET, &ticket);
+    };
+    // Per way (much data; a little and the end), whether a connection was handed over.
+    let mut handed_over = [false; 2];
+    let mut streams = Vec::new();
+    for round in 1..=MAX_MOVES {
+        let (closing, frames) = if round % 2 == 0 {
+            (true, 4)
+        } else {
+            (false, 64)
+        };
+        let before = handed();
+        let mut stream = tcp_client(server.tcp[0]);
+        // The nonce from a Refresh without the ticket, which does not move the connection:
+        // the moving one comes with the data.
+        let plain = |m: &mut stun::message::Message| m.add(ATTR_LIFETIME, &600u32.to_be_bytes());
+        let challenge = tcp_exchange(&mut stream, &turn_request(METHOD_REFRESH, None, plain));
+        let nonce = rturn::client::Response::from_message(&challenge)
+            .unwrap()
+            .nonce
+            .expect("a nonce");
+        let mut burst = turn_request(METHOD_REFRESH, Some(alice(&nonce)), add).raw;
+        let payload = |i: usize| format!("{round:02} {i:03} ").repeat(200).into_bytes();
+        for i in 0..frames {
+            let mut frame = rturn::client::channel_data(CHANNEL, &payload(i)).unwrap();
+            frame.resize(frame.len().next_multiple_of(4), 0);
+            burst.extend_from_slice(&frame);
+        }
+        if closing {
+            // Bytes that frame as nothing: the connection ends there, after what came before.
+            burst.extend_from_slice(&[0xff; 20]);
+        }
+        assert!(closing || burst.len() > 64 << 10);
+        stream.write_all(&burst).unwrap();
+        if closing {
+            stream.shutdown(std::net::Shutdown::Write).unwrap();
+        }
+        let answer = read_stun(&mut stream);
+        assert_eq!(
+            u16::from_be_bytes([answer[0], answer[1]]),
+            0x0104,
+            "move {round}: a Refresh success; {}",
+            server.log()
+        );
+        let mut buf = [0u8; 1500];
+        for i in 0..frames {
+            let (n, from) = moving.peer.recv_from(&mut buf).unwrap_or_else(|e| {
+                panic!("move {round}, frame {i}: {e}; {}", server.log());
+            });
+            assert_eq!(
+                (&buf[..n], from),
+                (&payload(i)[..], moving.relay),
+                "{round}"
+            );
+        }
+        streams.push(stream);
+        handed_over[usize::from(closing)] |= handed() > before;
+        if handed_over == [true; 2] {
+            return;
+        }
+    }
+    panic!("not both ways went to the other worker in {MAX_MOVES}: {handed_over:?}");
 }

@@ -84,8 +84,7 @@ fn a_refresh_with_the_ticket_moves_the_allocation_with_its_permissions_and_chann
     // The client's address changed: tuple 2, a fresh nonce for it.
     let moved = h.alice(2);
     let resp = h.ok(10, &moved, refresh_with(&t1));
-    let t2 = ticket(&resp);
-    assert_ne!(t1, t2, "a new ticket (RFC 8016 §3.2)");
+    assert_eq!(ticket(&resp), t1, "one ticket for the allocation's life");
     assert_eq!(
         h.mgr.poll_moved(),
         Some(Moved::To {
@@ -105,13 +104,12 @@ fn a_refresh_with_the_ticket_moves_the_allocation_with_its_permissions_and_chann
         channel: Some(0x4000),
     });
     assert_eq!(h.route(10, relay(50000), PEER_A), to_moved);
-    // The old 5-tuple has nothing any more; the old ticket moves nothing again.
+    // The old 5-tuple has nothing any more.
     let old = h.alice(1);
     h.refused(10, &old, Request::refresh(600), 437);
-    let third = h.alice(3);
-    h.refused(10, &third, refresh_with(&t1), 437);
-    // Timers moved too: the channel and the permissions expire, then the allocation.
-    h.ok(200, &moved, Request::refresh(600));
+    // Timers moved too: the channel and the permissions expire, then the allocation. A
+    // plain Refresh of a mobile allocation carries its ticket too (as coturn's does).
+    assert_eq!(ticket(&h.ok(200, &moved, Request::refresh(600))), t1);
     h.expire(700);
     assert_eq!(h.channel(700, &moved, 0x4000), None);
     assert!(h.mgr.has_allocation(&moved.tuple));
@@ -124,7 +122,7 @@ fn a_refresh_with_the_ticket_moves_the_allocation_with_its_permissions_and_chann
 }
 
 #[test]
-fn a_retransmitted_move_is_answered_again_and_the_current_ticket_rotates() {
+fn a_retransmitted_move_is_answered_again_and_the_ticket_stays_the_same() {
     let mut h = mobile();
     let alice = h.alice(1);
     let t1 = allocate_mobile(&mut h, &alice);
@@ -136,23 +134,72 @@ fn a_retransmitted_move_is_answered_again_and_the_current_ticket_rotates() {
     assert_success(&first, moved.key());
     let again = h.send(1, moved.tuple, &raw);
     assert_success(&again, moved.key());
-    let t2 = ticket(&first);
-    assert_eq!(ticket(&again), t2);
-    // The old ticket in a new transaction is refused; the current one rotates.
-    h.refused(2, &moved, refresh_with(&t1), 400);
-    let t3 = ticket(&h.ok(3, &moved, refresh_with(&t2)));
-    assert_ne!(t3, t2);
-    h.refused(4, &moved, refresh_with(&t2), 400);
+    assert_eq!((ticket(&first), ticket(&again)), (t1.clone(), t1.clone()));
+    // And in a new transaction: the same ticket again.
+    assert_eq!(ticket(&h.ok(3, &moved, refresh_with(&t1))), t1);
     assert!(h.mgr.has_allocation(&moved.tuple));
+    assert_eq!(h.mgr.metrics().allocations_moved, 1);
     // LIFETIME 0 with the ticket deletes: no ticket back.
     let gone = h.ok(
         5,
         &moved,
-        Request::refresh(0).attr(ATTR_MOBILITY_TICKET, &t3),
+        Request::refresh(0).attr(ATTR_MOBILITY_TICKET, &t1),
     );
     assert!(!gone.contains(ATTR_MOBILITY_TICKET));
     assert!(!h.mgr.has_allocation(&moved.tuple));
     assert_eq!(h.mgr.mobile_count(), 0);
+}
+
+#[test]
+fn a_refresh_whose_response_was_lost_leaves_the_ticket_working_for_a_move() {
+    let mut h = mobile();
+    let alice = h.alice(1);
+    let t1 = allocate_mobile(&mut h, &alice);
+    // Periodic Refreshes with the ticket from its own address; their answers are lost.
+    h.ok(100, &alice, refresh_with(&t1));
+    h.ok(200, &alice, refresh_with(&t1));
+    // The client changes network and shows the only ticket it holds.
+    let moved = h.alice(2);
+    assert_eq!(ticket(&h.ok(210, &moved, refresh_with(&t1))), t1);
+    assert!(h.mgr.has_allocation(&moved.tuple));
+    assert!(!h.mgr.has_allocation(&alice.tuple));
+}
+
+#[test]
+fn a_moving_refresh_that_fails_moves_nothing() {
+    use stun::attributes::ATTR_LIFETIME;
+    let mut h = mobile();
+    let alice = h.alice(1);
+    let t1 = allocate_mobile(&mut h, &alice);
+    while h.mgr.poll_moved().is_some() {}
+    let moved = h.alice(2);
+    // A LIFETIME of the wrong length: 400, and the allocation stays where it was.
+    let bad = Request::new(METHOD_REFRESH)
+        .attr(ATTR_LIFETIME, &[0, 1])
+        .attr(ATTR_MOBILITY_TICKET, &t1);
+    h.refused(1, &moved, bad, 400);
+    // A family the allocation has no relay of: 443.
+    h.refused(1, &moved, refresh_with(&t1).family(0x02), 443);
+    assert!(h.mgr.has_allocation(&alice.tuple));
+    assert!(!h.mgr.has_allocation(&moved.tuple));
+    assert_eq!(h.mgr.poll_moved(), None);
+    assert_eq!(h.mgr.metrics().allocations_moved, 0);
+    // It still moves, later.
+    let t = ticket(&h.ok(2, &moved, refresh_with(&t1)));
+    assert!(h.mgr.has_allocation(&moved.tuple));
+    // LIFETIME 0 from yet another address deletes it where it is: no ticket, no move.
+    while h.mgr.poll_moved().is_some() {}
+    let third = h.alice(3);
+    let gone = h.ok(
+        3,
+        &third,
+        Request::refresh(0).attr(ATTR_MOBILITY_TICKET, &t),
+    );
+    assert!(!gone.contains(ATTR_MOBILITY_TICKET));
+    assert!(!h.mgr.has_allocation(&moved.tuple) && !h.mgr.has_allocation(&third.tuple));
+    assert_eq!(h.mgr.poll_moved(), Some(Moved::Gone(moved.tuple)));
+    assert_eq!(h.mgr.poll_moved(), None);
+    assert!(h.held().is_empty(), "its relay port went back");
 }
 
 #[test]
@@ -206,11 +253,15 @@ fn another_workers_ticket_is_refused_here_and_mobility_off_refuses_refreshes() {
     h.mgr.reload(config, auth, rules);
     h.refused(2, &moved, refresh_with(&t1), 405);
     h.refused(2, &alice, refresh_with(&t1), 405);
-    h.ok(2, &alice, Request::refresh(600));
+    let plain = h.ok(2, &alice, Request::refresh(600));
+    assert!(
+        !plain.contains(ATTR_MOBILITY_TICKET),
+        "no ticket while it is off"
+    );
 }
 
 #[test]
-fn a_mobile_allocation_outlives_its_tcp_connection_until_it_moves_or_expires() {
+fn a_mobile_allocation_outlives_its_tcp_connection_detached_until_it_moves_or_a_short_grace_ends() {
     let mut h = mobile();
     let over_tcp = |port| FiveTuple {
         transport: Transport::Tcp,
@@ -218,20 +269,63 @@ fn a_mobile_allocation_outlives_its_tcp_connection_until_it_moves_or_expires() {
     };
     let alice = h.login(0, over_tcp(1), "alice", "wonderland");
     let t1 = allocate_mobile(&mut h, &alice);
+    h.ok(0, &alice, Request::create_permission(&[PEER_A]));
     // A plain one goes with its connection.
     let bob = h.login(0, over_tcp(2), "bob", "builder");
     h.allocate(0, &bob);
-    h.mgr.close(bob.tuple);
-    h.mgr.close(alice.tuple);
+    h.close(0, bob.tuple);
     assert!(!h.mgr.has_allocation(&bob.tuple));
-    assert!(h.mgr.has_allocation(&alice.tuple));
-    // A new connection takes it.
-    let again = h.login(1, over_tcp(3), "alice", "wonderland");
-    ticket(&h.ok(1, &again, refresh_with(&t1)));
+    h.close(0, alice.tuple);
+    // Detached: kept, but not under the closed connection's 5-tuple, so a new connection
+    // from the same address and port (a reused NAT port) reaches nothing of it, neither
+    // its requests nor the peer's data.
+    assert!(!h.mgr.has_allocation(&alice.tuple));
+    assert_eq!(h.mgr.mobile_count(), 1);
+    let reused = h.login(1, over_tcp(1), "alice", "wonderland");
+    h.refused(1, &reused, Request::refresh(600), 437);
+    h.refused(1, &reused, Request::create_permission(&[PEER_B]), 437);
+    let route = h
+        .route(1, relay(50000), PEER_A)
+        .expect("the permission is kept");
+    assert_ne!(route.client, alice.tuple);
+    assert_eq!(route.client.client.port(), 0, "a 5-tuple no connection has");
+    // A new connection with the ticket takes it, for its full lifetime again.
+    let again = h.login(2, over_tcp(3), "alice", "wonderland");
+    assert_eq!(ticket(&h.ok(2, &again, refresh_with(&t1))), t1);
     assert!(h.mgr.has_allocation(&again.tuple));
-    // Closed and never taken: it expires.
-    h.mgr.close(again.tuple);
-    h.expire(700);
-    assert!(!h.mgr.has_allocation(&again.tuple));
+    let to_again = h.route(2, relay(50000), PEER_A).expect("routed");
+    assert_eq!(to_again.client, again.tuple);
+    h.expire(100);
+    assert!(h.mgr.has_allocation(&again.tuple));
+    // Closed and never taken: it ends after the grace (60 s), not its lifetime (600 s).
+    h.close(100, again.tuple);
+    h.expire(159);
+    assert_eq!(h.mgr.mobile_count(), 1);
+    h.expire(161);
     assert_eq!(h.mgr.mobile_count(), 0);
+    assert!(h.held().is_empty(), "its relay port went back");
+}
+
+#[test]
+fn a_tcp_allocation_is_never_mobile() {
+    use crate::turn::tcp_link::PROTO_TCP;
+    let mut setup = Setup::default();
+    setup.config.mobility = true;
+    let mut h = setup.start();
+    let over_tcp = FiveTuple {
+        transport: Transport::Tcp,
+        ..tuple(1)
+    };
+    let alice = h.login(0, over_tcp, "alice", "wonderland");
+    let ask = Request::new(METHOD_ALLOCATE)
+        .transport(PROTO_TCP)
+        .attr(ATTR_MOBILITY_TICKET, &[]);
+    // Allocated, without a ticket (RFC 8016 §3.1: the client learns it is not mobile).
+    let resp = h.ok(0, &alice, ask);
+    assert!(!resp.contains(ATTR_MOBILITY_TICKET));
+    assert_eq!(h.mgr.mobile_count(), 0);
+    // It ends with its control connection (RFC 6062).
+    h.close(1, alice.tuple);
+    assert_eq!(h.mgr.metrics().allocations_deleted, 1);
+    assert!(h.held().is_empty());
 }

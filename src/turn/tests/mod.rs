@@ -476,6 +476,12 @@ impl Harness {
         Some(addr_of(slot))
     }
 
+    /// The client's TCP connection of `tuple` closed at `secs`.
+    fn close(&mut self, secs: u64, tuple: FiveTuple) {
+        let now = self.at(secs);
+        self.mgr.close(now, tuple);
+    }
+
     fn expire(&mut self, secs: u64) {
         let now = self.at(secs);
         self.mgr.handle_timeout(now);

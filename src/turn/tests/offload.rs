@@ -448,3 +448,38 @@ fn an_entry_the_kernel_refuses_stays_in_user_space_and_is_asked_again() {
     h.mgr.mgr.set_offload(false);
     assert!(held(&mut h, &kernel).is_empty());
 }
+
+#[test]
+fn an_allocation_kept_out_by_a_reload_stays_out_when_it_moves() {
+    use crate::turn::ticket::ATTR_MOBILITY_TICKET;
+    let mut setup = Setup::default();
+    setup.config.mobility = true;
+    let (mut h, kernel) = offloaded(setup);
+    let bob = h.bob(1);
+    let ask = Request::allocate().attr(ATTR_MOBILITY_TICKET, &[]);
+    let ticket = (h.ok(0, &bob, ask).msg)
+        .get(ATTR_MOBILITY_TICKET)
+        .expect("a ticket");
+    h.ok(0, &bob, Request::channel_bind(0x4000, PEER_A));
+    assert_eq!(held(&mut h, &kernel).len(), 1);
+    // bob's password changes: his allocation's key no longer verifies, out of the kernel.
+    let auth = Arc::new(Auth::new(AuthSettings {
+        realm: REALM.into(),
+        users: [("bob".to_owned(), "new".to_owned())].into_iter().collect(),
+        nonce_secret: Some(b"fixed nonce secret".to_vec()),
+        ..AuthSettings::default()
+    }));
+    let (config, rules) = (h.mgr.config.clone(), h.mgr.rules.clone());
+    h.mgr.reload(config, auth, rules);
+    assert!(held(&mut h, &kernel).is_empty());
+    // bob, with his new password, takes it to a new address: still out.
+    let moved = h.login(1, tuple(2), "bob", "new");
+    h.ok(
+        1,
+        &moved,
+        Request::refresh(600).attr(ATTR_MOBILITY_TICKET, &ticket),
+    );
+    assert!(h.mgr.has_allocation(&moved.tuple));
+    assert_eq!(h.channel(1, &moved, 0x4000), Some((relay(50000), PEER_A)));
+    assert!(held(&mut h, &kernel).is_empty());
+}

@@ -353,12 +353,12 @@ fn close_deletes_the_allocation_and_releases_its_port() {
     h.allocate(0, &alice);
     h.allocate(0, &other);
     h.ok(0, &alice, Request::create_permission(&[PEER_A]));
-    h.mgr.close(alice.tuple);
-    h.mgr.close(tuple(9)); // no allocation: nothing happens
+    h.close(0, alice.tuple);
+    h.close(0, tuple(9)); // no allocation: nothing happens
     assert_eq!((h.mgr.allocation_count(), h.quotas.total()), (1, 1));
     assert_eq!(h.held(), [relay(50001)]);
     assert_eq!(h.route(0, relay(50000), PEER_A), None);
-    h.mgr.close(alice.tuple); // twice: nothing released twice
+    h.close(0, alice.tuple); // twice: nothing released twice
     h.expire(10_000);
     assert!(h.held().is_empty(), "the other one expired");
 }

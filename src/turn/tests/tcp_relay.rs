@@ -274,7 +274,7 @@ fn deleting_or_expiring_a_tcp_allocation_ends_its_link() {
     let TcpOrder::Connect { slot, .. } = h.later(0, &carol, connect(PEER_C)) else {
         panic!("not a Connect");
     };
-    h.mgr.close(carol.tuple);
+    h.close(0, carol.tuple);
     assert!(!slot.link().is_alive());
 }
 
