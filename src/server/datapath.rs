@@ -477,16 +477,10 @@ impl Loop {
         let mut batches = std::mem::take(&mut self.handed);
         shard.handoffs.take_incoming(&mut batches);
         for batch in batches.drain(..) {
-            for handed in batch.iter() {
-                let event = if !shard.relays.holds(handed.slot, handed.to) {
+            for (route, payload) in batch.iter() {
+                let event = if !shard.relays.holds(route.slot, route.to) {
                     Event::HandoffGone
-                } else if (self.clients()).forward(
-                    shard,
-                    now,
-                    handed.slot,
-                    handed.from,
-                    handed.payload,
-                ) {
+                } else if (self.clients()).forward(shard, now, route.slot, route.from, payload) {
                     Event::HandoffDelivered
                 } else {
                     Event::HandoffRefused

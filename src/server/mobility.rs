@@ -18,7 +18,7 @@
 //!   TCP/TLS moves need no table: a connection is only ever routed by its ticket.
 //!
 //! Such a datagram is copied, with its 5-tuple, into a [`Batch`] for the owning worker and
-//! sent to its [`Inbox`] at the end of the turn (one lock and at most one wake-up per batch;
+//! sent to its [`Inbox`] ([`super::batches`]) at the end of the turn (one lock and at most one wake-up per batch;
 //! bounded in datagrams and bytes: a batch that does not fit is dropped, as a full socket
 //! buffer would drop it). The owner handles each one as if its own listen socket of that
 //! address had read it ([`super::datapath`]), and answers from its own socket bound to the
@@ -41,6 +41,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use mio::Waker;
 use stun::message::{METHOD_REFRESH, Message};
 
+use super::batches::{self, Outgoing};
 use super::stats::{Counters, Event};
 use super::stream::StreamConn;
 use crate::turn::Moved;
@@ -49,79 +50,32 @@ use crate::turn::{FiveTuple, Manager, Transport};
 use reports::MovedTable;
 pub(super) use reports::Reports;
 
-/// Datagrams one worker's inbox holds before batches for it are dropped.
-const INBOX_DATAGRAMS: usize = 8192;
-/// Bytes one worker's inbox holds before batches for it are dropped.
-const INBOX_BYTES: usize = 4 << 20;
-/// A batch goes to its worker once it holds this many datagrams or bytes, or at the end
-/// of the turn.
-const BATCH_DATAGRAMS: usize = 256;
-const BATCH_BYTES: usize = 256 << 10;
-/// Emptied batches kept to be filled again.
-const SPARE_BATCHES: usize = 8;
-/// One datagram of a batch; its bytes are `len` bytes of the batch's bytes.
-#[derive(Debug, Clone, Copy)]
-struct Item {
-    tuple: FiveTuple,
-    len: usize,
-}
-
-/// Datagrams for one worker, their bytes back to back.
-#[derive(Debug, Default)]
-pub(super) struct Batch {
-    items: Vec<Item>,
-    bytes: Vec<u8>,
-}
-
-impl Batch {
-    fn is_full(&self) -> bool {
-        self.items.len() >= BATCH_DATAGRAMS || self.bytes.len() >= BATCH_BYTES
-    }
-
-    /// Its datagrams and their 5-tuples, in the order they were read.
-    pub(super) fn iter(&self) -> impl Iterator<Item = (FiveTuple, &[u8])> {
-        let mut start = 0;
-        self.items.iter().filter_map(move |item| {
-            let packet = self.bytes.get(start..start + item.len)?;
-            start += item.len;
-            Some((item.tuple, packet))
-        })
-    }
-}
-
-/// What an inbox holds, and how much.
-#[derive(Debug, Default)]
-struct Queued {
-    batches: Vec<Batch>,
-    datagrams: usize,
-    bytes: usize,
-}
+/// A moved client's datagrams for one worker, each with its 5-tuple.
+pub(super) type Batch = batches::Batch<FiveTuple>;
+/// One worker's inbox of its moved clients' datagrams other workers read.
+pub(super) type Inbox = batches::Inbox<FiveTuple>;
 
 /// A TCP/TLS connection handed to the allocation's worker, with the guards that keep it
 /// counted.
 pub(super) type Adopted = (StreamConn, Box<dyn Send>);
 
-/// One worker's inbox of datagrams other workers read for its moved clients, and of TCP/TLS
-/// connections they hand it, with the waker of its loop.
-pub(super) struct Inbox {
-    queued: Mutex<Queued>,
-    notified: AtomicBool,
+/// One worker's inbox of TCP/TLS connections other workers hand it, with the waker of its
+/// loop. Bounded by the connections' own permits, which travel with them.
+pub(super) struct Adoptions {
     adopted: Mutex<Vec<Adopted>>,
     adopting: AtomicBool,
     waker: Arc<Waker>,
 }
 
-impl std::fmt::Debug for Inbox {
+impl std::fmt::Debug for Adoptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Inbox").finish_non_exhaustive()
+        f.debug_struct("Adoptions").finish_non_exhaustive()
     }
 }
 
-impl Inbox {
+impl Adoptions {
     pub(super) fn new(waker: Arc<Waker>) -> Self {
         Self {
-            queued: Mutex::default(),
-            notified: AtomicBool::new(false),
             adopted: Mutex::default(),
             adopting: AtomicBool::new(false),
             waker,
@@ -131,37 +85,6 @@ impl Inbox {
     fn adopted(&self) -> MutexGuard<'_, Vec<Adopted>> {
         self.adopted.lock().unwrap_or_else(|e| e.into_inner())
     }
-
-    fn lock(&self) -> MutexGuard<'_, Queued> {
-        self.queued.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Queues `batch` and wakes the loop, or gives it back when it does not fit.
-    fn offer(&self, batch: Batch) -> Result<(), Batch> {
-        {
-            let mut queued = self.lock();
-            let datagrams = queued.datagrams + batch.items.len();
-            let bytes = queued.bytes + batch.bytes.len();
-            if datagrams > INBOX_DATAGRAMS || bytes > INBOX_BYTES {
-                return Err(batch);
-            }
-            (queued.datagrams, queued.bytes) = (datagrams, bytes);
-            queued.batches.push(batch);
-        }
-        if !self.notified.swap(true, Ordering::AcqRel) {
-            let _ = self.waker.wake();
-        }
-        Ok(())
-    }
-
-    fn take(&self, into: &mut Vec<Batch>) {
-        if !self.notified.swap(false, Ordering::AcqRel) {
-            return;
-        }
-        let mut queued = self.lock();
-        into.append(&mut queued.batches);
-        (queued.datagrams, queued.bytes) = (0, 0);
-    }
 }
 
 /// What every worker's [`Moves`] is made from, shared: one entry per worker in each list.
@@ -169,6 +92,7 @@ impl Inbox {
 pub(super) struct Shared {
     pub(super) reports: Arc<[Reports]>,
     pub(super) inboxes: Arc<[Inbox]>,
+    pub(super) adoptions: Arc<[Adoptions]>,
     pub(super) key: TicketKey,
 }
 
@@ -179,8 +103,7 @@ pub(super) struct Moves {
     /// This worker's copy of where moved allocations are.
     table: MovedTable,
     /// Per worker, what waits to be handed to it this turn.
-    pending: Vec<Batch>,
-    spare: Vec<Batch>,
+    outgoing: Outgoing<FiveTuple>,
     /// Set while handling a datagram another worker handed over: it is not handed on.
     pub(super) delivering: bool,
     /// The worker the TCP/TLS connection whose request was just handled goes to.
@@ -193,12 +116,14 @@ impl Moves {
     pub(super) fn new(worker: usize, shared: Shared, counters: Arc<Counters>) -> Self {
         Self {
             worker,
-            pending: (0..shared.inboxes.len())
-                .map(|_| Batch::default())
-                .collect(),
+            outgoing: Outgoing::new(
+                worker,
+                Arc::clone(&shared.inboxes),
+                Arc::clone(&counters),
+                (Some(Event::MobilityForwarded), Event::MobilityFull),
+            ),
             shared,
             table: MovedTable::default(),
-            spare: Vec::new(),
             delivering: false,
             handing: None,
             counters,
@@ -210,7 +135,8 @@ impl Moves {
     pub(super) fn single(waker: Arc<Waker>) -> Self {
         let shared = Shared {
             reports: Arc::from(vec![Reports::default()]),
-            inboxes: Arc::from(vec![Inbox::new(waker)]),
+            inboxes: Arc::from(vec![Inbox::new(Arc::clone(&waker))]),
+            adoptions: Arc::from(vec![Adoptions::new(waker)]),
             key: TicketKey::random(),
         };
         Self::new(0, shared, Arc::default())
@@ -269,7 +195,7 @@ impl Moves {
     ) -> bool {
         if tuple.transport != Transport::Udp {
             let other = (ticket_worker(&self.shared.key, req))
-                .filter(|w| *w != self.worker && *w < self.pending.len());
+                .filter(|w| *w != self.worker && *w < self.outgoing.workers());
             if other.is_none() || manager.has_allocation(&tuple) {
                 return false;
             }
@@ -304,7 +230,7 @@ impl Moves {
             self.counters.count(Event::MobilityFull);
             return;
         }
-        if let Some(inbox) = self.shared.inboxes.get(worker) {
+        if let Some(inbox) = self.shared.adoptions.get(worker) {
             self.counters.count(Event::MobilityConnection);
             inbox.adopted().push((conn, guards));
             if !inbox.adopting.swap(true, Ordering::AcqRel) {
@@ -315,7 +241,7 @@ impl Moves {
 
     /// The connections other workers handed this one since the last call.
     pub(super) fn take_adopted(&mut self) -> Vec<Adopted> {
-        match self.shared.inboxes.get(self.worker) {
+        match self.shared.adoptions.get(self.worker) {
             Some(inbox) if inbox.adopting.swap(false, Ordering::AcqRel) => {
                 std::mem::take(&mut *inbox.adopted())
             }
@@ -345,65 +271,23 @@ impl Moves {
     /// Copies `packet` into worker `worker`'s batch; false for this worker or one that does
     /// not exist (then this worker handles it).
     fn push(&mut self, worker: usize, tuple: FiveTuple, packet: &[u8]) -> bool {
-        if worker == self.worker {
-            return false;
-        }
-        let Some(batch) = self.pending.get_mut(worker) else {
-            return false;
-        };
-        batch.items.push(Item {
-            tuple,
-            len: packet.len(),
-        });
-        batch.bytes.extend_from_slice(packet);
-        if batch.is_full() {
-            self.send(worker);
-        }
-        true
+        worker != self.worker && self.outgoing.push(worker, tuple, packet)
     }
 
-    /// Sends what waits for other workers to their inboxes (end of the turn).
+    /// Sends what waits for other workers to their inboxes (end of the turn); a batch an
+    /// inbox has no room for is dropped and counted `full`.
     pub(super) fn flush(&mut self) {
-        for worker in 0..self.pending.len() {
-            if !self.pending[worker].items.is_empty() {
-                self.send(worker);
-            }
-        }
-    }
-
-    fn send(&mut self, worker: usize) {
-        let fresh = self.spare.pop().unwrap_or_default();
-        let Some(slot) = self.pending.get_mut(worker) else {
-            return;
-        };
-        let batch = std::mem::replace(slot, fresh);
-        let count = batch.items.len() as u64;
-        let Some(inbox) = self.shared.inboxes.get(worker) else {
-            return;
-        };
-        match inbox.offer(batch) {
-            Ok(()) => self.counters.count_many(Event::MobilityForwarded, count),
-            Err(refused) => {
-                self.counters.count_many(Event::MobilityFull, count);
-                self.recycle(refused);
-            }
-        }
+        self.outgoing.flush();
     }
 
     /// What other workers handed this one since the last call.
     pub(super) fn take_incoming(&mut self, into: &mut Vec<Batch>) {
-        if let Some(inbox) = self.shared.inboxes.get(self.worker) {
-            inbox.take(into);
-        }
+        self.outgoing.take_incoming(into);
     }
 
     /// Keeps a delivered batch to be filled again.
-    pub(super) fn recycle(&mut self, mut batch: Batch) {
-        if self.spare.len() < SPARE_BATCHES {
-            batch.items.clear();
-            batch.bytes.clear();
-            self.spare.push(batch);
-        }
+    pub(super) fn recycle(&mut self, batch: Batch) {
+        self.outgoing.recycle(batch);
     }
 }
 
@@ -446,6 +330,10 @@ mod tests {
             inboxes: Arc::from(vec![
                 Inbox::new(Arc::clone(&waker)),
                 Inbox::new(Arc::clone(&waker)),
+            ]),
+            adoptions: Arc::from(vec![
+                Adoptions::new(Arc::clone(&waker)),
+                Adoptions::new(Arc::clone(&waker)),
             ]),
             key: TicketKey::random(),
         };
@@ -492,29 +380,5 @@ mod tests {
         other.shared = moves.shared.clone();
         other.catch_up();
         assert_eq!(queued(&moves, 1), 0);
-    }
-
-    #[test]
-    fn a_batch_gives_back_its_datagrams_in_order() {
-        let mut batch = Batch::default();
-        for (port, bytes) in [(1, &b"one"[..]), (2, b""), (3, b"three")] {
-            batch.items.push(Item {
-                tuple: tuple(port),
-                len: bytes.len(),
-            });
-            batch.bytes.extend_from_slice(bytes);
-        }
-        let got: Vec<(u16, Vec<u8>)> = batch
-            .iter()
-            .map(|(t, p)| (t.client.port(), p.to_vec()))
-            .collect();
-        assert_eq!(
-            got,
-            [
-                (1, b"one".to_vec()),
-                (2, Vec::new()),
-                (3, b"three".to_vec())
-            ]
-        );
     }
 }

@@ -20,6 +20,7 @@
 
 mod app;
 mod auth_store;
+mod batches;
 pub(crate) mod command;
 mod conns;
 mod control;

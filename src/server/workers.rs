@@ -101,6 +101,10 @@ impl Workers {
                 .iter()
                 .map(|p| mobility::Inbox::new(p.waker()))
                 .collect(),
+            adoptions: pollers
+                .iter()
+                .map(|p| mobility::Adoptions::new(p.waker()))
+                .collect(),
             key: crate::turn::ticket::TicketKey::random(),
         };
         // RFC 6062 peer connections waiting for a ConnectionBind, which may reach any worker.

@@ -26,57 +26,14 @@ fn batch(n: usize, len: usize) -> Batch {
     let mut batch = Batch::default();
     for i in 0..n {
         let port = 50_000 + i as u16;
-        batch.push(
-            addr("203.0.113.9:1"),
-            SocketAddr::new([127, 0, 0, 1].into(), port),
-            i,
-            &vec![i as u8; len],
-        );
+        let route = Route {
+            from: addr("203.0.113.9:1"),
+            to: SocketAddr::new([127, 0, 0, 1].into(), port),
+            slot: i,
+        };
+        batch.push(route, &vec![i as u8; len]);
     }
     batch
-}
-
-#[test]
-fn a_batch_gives_back_each_datagram_in_order() {
-    let mut batch = Batch::default();
-    batch.push(addr("203.0.113.9:1"), addr("127.0.0.1:50000"), 3, b"one");
-    batch.push(addr("203.0.113.9:2"), addr("127.0.0.1:50001"), 4, b"");
-    batch.push(addr("203.0.113.9:3"), addr("127.0.0.1:50002"), 5, b"three");
-    let got: Vec<_> = batch
-        .iter()
-        .map(|d| (d.from.port(), d.to.port(), d.slot, d.payload.to_vec()))
-        .collect();
-    assert_eq!(
-        got,
-        [
-            (1, 50_000, 3, b"one".to_vec()),
-            (2, 50_001, 4, vec![]),
-            (3, 50_002, 5, b"three".to_vec()),
-        ]
-    );
-}
-
-#[test]
-fn an_inbox_is_bounded_in_datagrams_and_in_bytes() {
-    let (_poll, inboxes, _) = setup(51_000);
-    let inbox = &inboxes[0];
-    // Datagrams: full at INBOX_DATAGRAMS, whatever their size.
-    assert!(inbox.offer(batch(INBOX_DATAGRAMS - 1, 1)).is_ok());
-    assert!(inbox.offer(batch(2, 1)).is_err(), "past the count");
-    assert!(inbox.offer(batch(1, 1)).is_ok(), "exactly full");
-    let mut taken = Vec::new();
-    inbox.take(&mut taken);
-    assert_eq!(
-        taken.iter().map(|b| b.items.len()).sum::<usize>(),
-        INBOX_DATAGRAMS
-    );
-    // Bytes: full at INBOX_BYTES, however few datagrams.
-    assert!(inbox.offer(batch(3, INBOX_BYTES / 4)).is_ok());
-    let refused = inbox.offer(batch(2, INBOX_BYTES / 4)).unwrap_err();
-    assert_eq!(refused.items.len(), 2, "given back whole, to be counted");
-    // Taking empties it: room again.
-    inbox.take(&mut taken);
-    assert!(inbox.offer(batch(2, INBOX_BYTES / 4)).is_ok());
 }
 
 #[test]
@@ -134,7 +91,7 @@ fn data_goes_to_the_worker_holding_the_port_and_nowhere_when_none_does() {
     inboxes[1].take(&mut theirs);
     let got: Vec<_> = theirs
         .iter()
-        .flat_map(|b| b.iter().map(|d| (d.from, d.to, d.slot, d.payload.to_vec())))
+        .flat_map(|b| b.iter().map(|(r, p)| (r.from, r.to, r.slot, p.to_vec())))
         .collect();
     assert_eq!(got, [(from, to(there), 9, b"to worker 1".to_vec())]);
     // ...and this worker delivers its own without one.
@@ -142,7 +99,7 @@ fn data_goes_to_the_worker_holding_the_port_and_nowhere_when_none_does() {
     mine.take_incoming(&mut own);
     let got: Vec<_> = own
         .iter()
-        .flat_map(|b| b.iter().map(|d| (d.to, d.slot, d.payload.to_vec())))
+        .flat_map(|b| b.iter().map(|(r, p)| (r.to, r.slot, p.to_vec())))
         .collect();
     assert_eq!(got, [(to(here), 7, b"to me".to_vec())]);
     let mut again = Vec::new();
@@ -167,7 +124,9 @@ fn a_full_inbox_drops_the_batch_and_counts_it() {
         Arc::clone(&counters),
     );
     pools[0].set_owner(51_301, 1, 0);
-    inboxes[1].offer(batch(INBOX_DATAGRAMS, 1)).unwrap();
+    inboxes[1]
+        .offer(batch(batches::INBOX_DATAGRAMS, 1))
+        .unwrap();
     let to = SocketAddr::new([127, 0, 0, 1].into(), 51_301);
     assert!(mine.push(addr("203.0.113.9:1"), to, b"x"));
     assert!(mine.push(addr("203.0.113.9:1"), to, b"y"));
