@@ -216,5 +216,9 @@ fn mobility_and_no_tcp_relay_map_to_relay_keys() {
             .contains("tcp-allocations = false # no-tcp-relay (line 3)")
     );
     // Neither line is reported as skipped.
-    assert!(!c.skipped.iter().any(|s| s.contains("mobility") || s.contains("tcp-relay")));
+    assert!(
+        !c.skipped
+            .iter()
+            .any(|s| s.contains("mobility") || s.contains("tcp-relay"))
+    );
 }

@@ -292,3 +292,56 @@ fn a_tcp_nonce_holds_for_every_connection_of_the_client_ip() {
     };
     let _ = h.later(0, &data, connection_bind(7));
 }
+
+/// Every relay port of the pool is live, as the shared port table would say.
+#[derive(Debug)]
+struct AllLive;
+
+impl crate::turn::own_relays::LiveRelays for AllLive {
+    fn holds(&self, _port: u16, _ipv6: bool) -> bool {
+        true
+    }
+}
+
+#[test]
+fn connect_is_judged_by_the_plain_peer_rules_not_the_own_relay_exception() {
+    let mut setup = Setup::default();
+    let own =
+        crate::turn::own_relays::OwnRelays::new(vec![(RELAY_V4, ADVERTISED_V4)], Arc::new(AllLive));
+    setup.rules = PeerRules::new(false, vec![], vec![], vec![SERVER]).with_own_relays(own);
+    let mut h = setup.start();
+    let (alice, _) = h.tcp_alice(1);
+    // A live relay port at the (loopback) relay IP: a Connect would reach whatever TCP
+    // listener the host has there, so the loopback rule decides (403). UDP data to the same
+    // endpoint is handed over inside rturn and stays allowed.
+    h.refused(0, &alice, connect(SocketAddr::new(RELAY_V4, 50001)), 403);
+    assert!(h.mgr.poll_tcp_order().is_none());
+    let _allowed = h.later(0, &alice, connect(PEER_A));
+}
+
+#[test]
+fn the_permission_of_a_connect_counts_against_the_permission_cap() {
+    let mut setup = Setup::default();
+    setup.config.max_permissions = 1;
+    let mut h = setup.start();
+    let (alice, _) = h.tcp_alice(1);
+    h.ok(0, &alice, Request::create_permission(&[PEER_B]));
+    // At the cap: a Connect to a new IP is 508 and installs nothing.
+    h.refused(0, &alice, connect(PEER_A), 508);
+    assert!(h.mgr.poll_tcp_order().is_none());
+    // To the IP already permitted, on another port: no new room needed.
+    let _same = h.later(0, &alice, connect(SocketAddr::new(PEER_B.ip(), 7000)));
+}
+
+#[test]
+fn a_tcp_allocation_takes_no_channel_bind_and_sends_no_send_indication() {
+    let mut h = Setup::default().start();
+    let (alice, _) = h.tcp_alice(1);
+    h.ok(0, &alice, Request::create_permission(&[PEER_A]));
+    // RFC 6062 §5: its data goes over data connections; a channel would send from a UDP
+    // relay that is not there (or that is another allocation's).
+    h.refused(0, &alice, Request::channel_bind(0x4000, PEER_A), 400);
+    assert_eq!(h.send_to(0, alice.tuple, PEER_A), None);
+    let now = h.at(0);
+    assert_eq!(h.mgr.channel_route(now, &alice.tuple, 0x4000, 10), None);
+}
