@@ -182,6 +182,10 @@ impl Conns {
             }
             counters.count(Event::Received);
             let handled = dispatcher.handle(shard, now, tuple, message);
+            // A ConnectionBind took a peer connection: taken here, whatever happens next, so
+            // one whose answer cannot be queued is dropped (closed, its place given back)
+            // instead of lingering in the table.
+            let taken = shard.tcp.take_bound(&tuple);
             if let Some(worker) = shard.moves.take_handing() {
                 let mut kept = Vec::new();
                 keep_frame(&mut kept, message);
@@ -192,10 +196,10 @@ impl Conns {
                 // A refused reply ends the read with Close::Overflow (counted then).
                 Handled::Reply => match out.queue(&[&dispatcher.reply]) {
                     Ok(()) => {
-                        // A ConnectionBind took a peer connection: from now on the
-                        // connection carries that peer's bytes (RFC 6062 §5.4).
-                        bound = shard.tcp.take_bound(&tuple);
-                        if bound.is_some() {
+                        // From now on the connection carries that peer's bytes (RFC 6062
+                        // §5.4).
+                        if taken.is_some() {
+                            bound = taken;
                             out.stop_framing();
                         }
                         Event::Replied
