@@ -359,8 +359,11 @@ impl Conns {
     ) -> Vec<Token> {
         let again = match tick {
             true => {
-                shard.tcp.tick(&mut shard.manager, now);
-                self.tick_splices(shard, counters, now)
+                let listeners = shard.tcp.tick(&mut shard.manager, now);
+                let mut again = self.tick_splices(shard, counters, now);
+                let relay = |slot| Token(super::relay::RELAY_TOKENS + slot);
+                again.extend(listeners.into_iter().map(relay));
+                again
             }
             false => Vec::new(),
         };

@@ -162,6 +162,10 @@ pub(super) struct TcpRelays {
     /// The peer connection the last ConnectionBind took, for the data connection that sent
     /// it ([`TcpRelays::take_bound`]).
     bound: Option<(FiveTuple, Unbound)>,
+    /// Listeners whose accept failed for want of a descriptor (EMFILE, ENFILE): their
+    /// queued peers raise no new event (the poll is edge-triggered), so they are accepted
+    /// again on the next tick.
+    retry: Vec<usize>,
 }
 
 impl TcpRelays {
@@ -183,6 +187,7 @@ impl TcpRelays {
             waiting,
             outbox: Vec::new(),
             bound: None,
+            retry: Vec::new(),
         }
     }
 
@@ -367,6 +372,10 @@ impl TcpRelays {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     tracing::debug!("relayed tcp accept failed: {e}");
+                    manager.tcp_counted("accept_failed");
+                    if out_of_descriptors(&e) && !self.retry.contains(&index) {
+                        self.retry.push(index);
+                    }
                     return false;
                 }
             };
@@ -456,8 +465,10 @@ impl TcpRelays {
     }
 
     /// Once a second: connects past [`CONNECT_TIMEOUT`] answered 447 (or dropped when their
-    /// allocation ended), peer connections nobody bound in time closed.
-    pub(super) fn tick(&mut self, manager: &mut Manager, now: Instant) {
+    /// allocation ended), peer connections nobody bound in time closed, listeners whose
+    /// accept ran out of descriptors accepted again. Returns the slots of the listeners to
+    /// serve again this turn (more queued than a turn accepts).
+    pub(super) fn tick(&mut self, manager: &mut Manager, now: Instant) -> Vec<usize> {
         for index in 0..self.connects.len() {
             let due = self.connects[index]
                 .as_ref()
@@ -470,12 +481,26 @@ impl TcpRelays {
         for _ in 0..self.waiting.expire(now) {
             manager.tcp_counted("bind_expired");
         }
+        let mut again = Vec::new();
+        for index in std::mem::take(&mut self.retry) {
+            let slot = TCP_SLOT_BASE + index;
+            if self.accept(index, slot, manager, now) {
+                again.push(slot);
+            }
+        }
+        again
     }
 
     /// What waits for control connections, to queue on them.
     pub(super) fn take_outbox(&mut self) -> Vec<(FiveTuple, Vec<u8>)> {
         std::mem::take(&mut self.outbox)
     }
+}
+
+/// Whether an accept failed for want of a descriptor (the process's or the system's).
+fn out_of_descriptors(e: &io::Error) -> bool {
+    use nix::errno::Errno;
+    matches!(e.raw_os_error(), Some(code) if code == Errno::EMFILE as i32 || code == Errno::ENFILE as i32)
 }
 
 /// A relayed listener on `addr`: SO_REUSEADDR and SO_REUSEPORT, so outgoing connects can

@@ -82,3 +82,13 @@ fn an_outgoing_connect_leaves_from_the_relayed_listeners_address() {
     relay.set_nonblocking(false).unwrap();
     assert!(relay.accept().is_ok());
 }
+
+#[test]
+fn an_accept_out_of_descriptors_is_retried_other_failures_are_not() {
+    use nix::errno::Errno;
+    let os = |errno: Errno| io::Error::from_raw_os_error(errno as i32);
+    assert!(out_of_descriptors(&os(Errno::EMFILE)));
+    assert!(out_of_descriptors(&os(Errno::ENFILE)));
+    assert!(!out_of_descriptors(&os(Errno::ECONNABORTED)));
+    assert!(!out_of_descriptors(&io::Error::other("other")));
+}
