@@ -188,6 +188,11 @@ impl crate::turn::own_relays::LiveRelays for Pools {
     fn holds(&self, port: u16, ipv6: bool) -> bool {
         if ipv6 { &self.v6 } else { &self.v4 }.owner(port).is_some()
     }
+
+    fn holds_tcp(&self, port: u16, ipv6: bool) -> bool {
+        let owner = if ipv6 { &self.v6 } else { &self.v4 }.owner(port);
+        owner.is_some_and(|(_, slot)| super::tcp_relay::is_tcp_slot(slot))
+    }
 }
 
 #[cfg(test)]

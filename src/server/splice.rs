@@ -18,6 +18,7 @@ use std::time::Instant;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
+use super::descriptors::Permit;
 use super::stream::{Close, StreamConn};
 use super::tcp_relay::Unbound;
 use crate::turn::Manager;
@@ -38,6 +39,8 @@ pub(super) struct Splice {
     peer: TcpStream,
     peer_addr: SocketAddr,
     slot: PeerSlot,
+    /// The peer socket's share of the descriptor budget.
+    _permit: Option<Permit>,
     /// `to_peer[sent..]` waits for the peer.
     to_peer: Vec<u8>,
     sent: usize,
@@ -54,10 +57,13 @@ impl Splice {
     pub(super) fn new(unbound: Unbound, registry: &Registry, token: Token) -> io::Result<Self> {
         let mut peer = TcpStream::from_std(unbound.socket);
         registry.register(&mut peer, token, Interest::READABLE | Interest::WRITABLE)?;
+        let mut slot = unbound.slot;
+        slot.bound();
         Ok(Self {
             peer,
             peer_addr: unbound.peer,
-            slot: unbound.slot,
+            slot,
+            _permit: unbound.permit,
             to_peer: Vec::new(),
             sent: 0,
             scratch: vec![0; CHUNK],

@@ -19,13 +19,14 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 use socket2::{Protocol, Type};
 
+use super::descriptors::{Budget, Kind, Permit};
 use super::ports::PortPool;
 use super::relay::RELAY_TOKENS;
 use crate::turn::tcp_link::{
@@ -58,28 +59,50 @@ pub(super) struct Unbound {
     pub(super) socket: std::net::TcpStream,
     pub(super) peer: SocketAddr,
     pub(super) slot: PeerSlot,
+    /// The socket's share of the descriptor budget.
+    pub(super) permit: Option<Permit>,
     deadline: Instant,
 }
 
 /// The peer connections waiting for their ConnectionBind, by CONNECTION-ID, shared by
 /// every worker (the data connection lands on any); bounded, each one for [`BIND_TIMEOUT`].
+/// And the descriptor budget every peer socket draws on, shared the same way.
 #[derive(Debug, Default)]
 pub(super) struct Waiting {
     map: Mutex<HashMap<u32, Unbound>>,
+    budget: OnceLock<Arc<Budget>>,
 }
 
+/// What a peer socket holds of the descriptor budget: `Some(None)` when there is no budget
+/// to draw on (tests), `None` when it is spent.
+type Share = Option<Option<Permit>>;
+
 impl Waiting {
+    /// Every peer socket holds a [`Permit`] of `budget` (TURN's share) from now on, so
+    /// peer connections cannot take the descriptors relay sockets need.
+    pub(super) fn share_budget(&self, budget: &Arc<Budget>) {
+        let _ = self.budget.set(Arc::clone(budget));
+    }
+
+    /// A permit for one more peer socket; `None` when the budget is spent.
+    fn permit(&self) -> Share {
+        match self.budget.get() {
+            Some(budget) => budget.try_acquire(Kind::Turn).map(Some),
+            None => Some(None),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Unbound>> {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Keeps `socket` (to `peer`, holding `slot`) until `now + BIND_TIMEOUT`; its
-    /// CONNECTION-ID, or `None` when the table is full (then it is closed).
+    /// Keeps `socket` (to `peer`, holding `slot` and `permit`) until `now + BIND_TIMEOUT`;
+    /// its CONNECTION-ID, or `None` when the table is full (then it is closed).
     fn insert(
         &self,
         socket: std::net::TcpStream,
         peer: SocketAddr,
-        slot: PeerSlot,
+        (slot, permit): (PeerSlot, Option<Permit>),
         now: Instant,
     ) -> Option<u32> {
         let mut map = self.lock();
@@ -97,6 +120,7 @@ impl Waiting {
             socket,
             peer,
             slot,
+            permit,
             deadline,
         };
         map.insert(id, unbound);
@@ -141,6 +165,7 @@ struct Connecting {
     tuple: FiveTuple,
     peer: SocketAddr,
     slot: PeerSlot,
+    permit: Option<Permit>,
     later: Later,
     deadline: Instant,
 }
@@ -274,6 +299,12 @@ impl TcpRelays {
                     later,
                 } => {
                     tracing::trace!(%relay, %peer, "tcp relay connect");
+                    let Some(permit) = self.waiting.permit() else {
+                        // Out of descriptors: the server cannot open one more (RFC 8656 §9.2).
+                        manager.tcp_counted("no_descriptor");
+                        reply.extend_from_slice(manager.tcp_answer(now, tuple, &later, Err(508)));
+                        continue;
+                    };
                     let failed = match connect(relay, peer) {
                         Ok(socket) => {
                             let deadline = now + CONNECT_TIMEOUT;
@@ -282,6 +313,7 @@ impl TcpRelays {
                                 tuple,
                                 peer,
                                 slot,
+                                permit,
                                 later,
                                 deadline,
                             };
@@ -384,10 +416,15 @@ impl TcpRelays {
                 manager.tcp_counted("peer_refused");
                 continue;
             };
+            let Some(permit) = self.waiting.permit() else {
+                tracing::debug!(%peer, "tcp peer: out of descriptors: closed");
+                manager.tcp_counted("no_descriptor");
+                continue;
+            };
             if socket.set_nonblocking(true).is_err() {
                 continue;
             }
-            match self.waiting.insert(socket, peer, place, now) {
+            match self.waiting.insert(socket, peer, (place, permit), now) {
                 Some(id) => {
                     manager.tcp_counted("peer_accepted");
                     self.outbox.push((tuple, connection_attempt(peer, id)));
@@ -439,6 +476,7 @@ impl TcpRelays {
             tuple,
             peer,
             slot,
+            permit,
             later,
             ..
         } = connecting;
@@ -446,7 +484,7 @@ impl TcpRelays {
             return; // the allocation and its control connection are gone: nobody to tell
         }
         let result = match done {
-            Ok(()) => match self.waiting.insert(socket, peer, slot, now) {
+            Ok(()) => match self.waiting.insert(socket, peer, (slot, permit), now) {
                 Some(id) => Ok(Some((id, peer))),
                 None => Err(447),
             },

@@ -67,10 +67,10 @@ impl Manager {
 
     /// A Connect (RFC 6062 §5.2): checked, then handed to the loop as [`TcpOrder::Connect`].
     ///
-    /// The peer is judged by the plain peer rules (`allows_ip`, then port 0 and the
-    /// server's own listeners): the exception for rturn's own relay endpoints is for UDP
-    /// data handed over inside the process, and a Connect's connection goes through the
-    /// kernel to whatever listens at that address. The permission it installs on success
+    /// The peer is judged by `PeerRules::allows_connect`: the plain peer rules, with the
+    /// exception for rturn's own relay endpoints narrowed to its TCP relay listeners (a
+    /// Connect's connection goes through the kernel to whatever listens at that address:
+    /// a UDP relay's port may be any other program's TCP port). The permission it installs on success
     /// counts against `max-permissions-per-allocation` (508 at the cap, unless the peer's
     /// IP is permitted already), as CreatePermission's do.
     fn tcp_connect(
@@ -91,9 +91,7 @@ impl Manager {
             _ => return Err(400),
         };
         let relay = alloc.relay_for(peer.ip()).ok_or(443u16)?;
-        (self.rules.allows_ip(peer.ip()))
-            .and_then(|()| self.rules.allows_addr(peer))
-            .map_err(|_| 403u16)?;
+        self.rules.allows_connect(peer).map_err(|_| 403u16)?;
         let cap = self.config.max_permissions;
         if cap != 0 && !alloc.permits(peer.ip(), now) && alloc.live_permissions(now) >= cap {
             self.metrics.permission_cap += 1;
