@@ -373,8 +373,9 @@ impl Conns {
         again
     }
 
-    /// Once a second: closes the RFC 6062 data connections whose allocation ended or whose
-    /// peer the rules now refuse, and pumps the ones the bandwidth limits held back.
+    /// Once a second: closes the RFC 6062 data connections whose allocation ended, whose
+    /// peer the rules now refuse, or one of whose sides ended `tcp-idle-timeout` ago, and
+    /// pumps the ones the bandwidth limits held back.
     /// Returns the tokens to serve again (their budget ran out).
     fn tick_splices(&mut self, shard: &mut Shard, counters: &Counters, now: Instant) -> Vec<Token> {
         let mut again = Vec::new();
@@ -385,7 +386,8 @@ impl Conns {
             let Some(splice) = &mut entry.splice else {
                 continue;
             };
-            let result = if !splice.is_alive() || !shard.manager.tcp_peer_allowed(splice.peer()) {
+            let ended = !splice.is_alive() || !shard.manager.tcp_peer_allowed(splice.peer());
+            let result = if ended || splice.lingered(now, self.limits.timeouts.idle) {
                 Err(Close::RelayEnded)
             } else if splice.is_throttled() {
                 splice.pump(&mut entry.conn, &self.registry, &mut shard.manager, now)

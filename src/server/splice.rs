@@ -8,7 +8,11 @@
 //! its writer down instead of growing a buffer. The allocation's `max-bps` applies to each
 //! pair in each direction, and the shard's `bps-capacity` to all of them (a pair over its
 //! rate is parked and pumped again on the next tick). Bytes count into the relayed counters.
-//! Either side closing (after what it sent is passed on) closes the pair; so does the
+//! A side that half-closes (TCP FIN, TLS `close_notify`, or a TLS stream cut without it)
+//! has what it sent passed on, then its end passed on (a FIN to the peer, a FIN or
+//! `close_notify` to the client), and the other direction goes on until that side ends too:
+//! the pair closes once both ends were passed on and nothing waits, or `tcp-idle-timeout`
+//! after the first end ([`Splice::lingered`]). A socket error closes it at once; so does the
 //! allocation ending, checked on the loop's ticks ([`Splice::is_alive`]).
 
 use std::io::{self, Read, Write};
@@ -45,8 +49,18 @@ pub(super) struct Splice {
     to_peer: Vec<u8>,
     sent: usize,
     scratch: Vec<u8>,
+    /// The client ended its direction; then, once what it sent reached the peer, the
+    /// peer was told (`peer_shut`).
     client_eof: bool,
+    peer_shut: bool,
+    /// The peer ended its direction; then, once what it sent reached the client, the
+    /// client was told (`client_shut`).
     peer_eof: bool,
+    client_shut: bool,
+    /// The client's connection failed: nothing more goes to it.
+    client_broken: bool,
+    /// When the first side ended its direction.
+    half_closed: Option<Instant>,
     buckets: Bandwidth,
     /// The bandwidth limits held a direction back: pump again on the next tick.
     throttled: bool,
@@ -68,7 +82,11 @@ impl Splice {
             sent: 0,
             scratch: vec![0; CHUNK],
             client_eof: false,
+            peer_shut: false,
             peer_eof: false,
+            client_shut: false,
+            client_broken: false,
+            half_closed: None,
             buckets: Bandwidth::default(),
             throttled: false,
         })
@@ -94,6 +112,12 @@ impl Splice {
         self.throttled
     }
 
+    /// Whether one side ended its direction `idle` or longer before `now`: the other has
+    /// had its time to finish, and the pair is to close.
+    pub(super) fn lingered(&self, now: Instant, idle: std::time::Duration) -> bool {
+        self.half_closed.is_some_and(|at| now >= at + idle)
+    }
+
     fn waiting_for_peer(&self) -> usize {
         self.to_peer.len() - self.sent
     }
@@ -117,14 +141,25 @@ impl Splice {
                 + self.peer_to_client(conn, manager, now)?;
             let written = self.write_peer()?;
             let queued = conn.queued();
-            conn.flush(registry, now)?;
-            let moved = read + written + queued.saturating_sub(conn.queued());
-            if self.client_eof && self.waiting_for_peer() == 0 {
-                // What the client sent before it closed reached the peer.
-                let _ = self.peer.shutdown(std::net::Shutdown::Write);
-                return Err(Close::PeerClosed { mid_frame: false });
+            if !self.client_broken {
+                conn.flush(registry, now)?;
             }
-            if self.peer_eof && !conn.wants_flush() {
+            let moved = read + written + queued.saturating_sub(conn.queued());
+            if (self.client_eof || self.peer_eof) && self.half_closed.is_none() {
+                self.half_closed = Some(now);
+            }
+            if self.client_eof && !self.peer_shut && self.waiting_for_peer() == 0 {
+                // What the client sent before it closed reached the peer: pass its end on.
+                let _ = self.peer.shutdown(std::net::Shutdown::Write);
+                self.peer_shut = true;
+            }
+            if self.peer_eof && !self.client_shut && !conn.wants_flush() {
+                // Likewise the other way (a close_notify is flushed like any bytes).
+                conn.shutdown_write();
+                conn.flush(registry, now)?;
+                self.client_shut = true;
+            }
+            if self.peer_shut && (self.client_broken || self.client_shut && !conn.wants_flush()) {
                 return Err(Close::RelayEnded);
             }
             if moved == 0 {
@@ -160,6 +195,12 @@ impl Splice {
         }) {
             Ok(_) => {}
             Err(Close::PeerClosed { .. }) => self.client_eof = true,
+            // A reset, or a TLS stream cut without close_notify: what was read before still
+            // goes to the peer, then the pair closes (nothing more can reach the client).
+            Err(Close::Io { .. }) => {
+                self.client_eof = true;
+                self.client_broken = true;
+            }
             Err(close) => return Err(close),
         }
         let n = self.to_peer.len() - before;
@@ -179,7 +220,7 @@ impl Splice {
         now: Instant,
     ) -> Result<usize, Close> {
         let queued = conn.queued();
-        if self.peer_eof || queued >= SPLICE_BUFFER {
+        if self.peer_eof || self.client_broken || queued >= SPLICE_BUFFER {
             return Ok(0);
         }
         let allowed = manager.tcp_room(now, &mut self.buckets.to_client, false);
