@@ -5,8 +5,9 @@
 //!
 //! Bounded: at most [`SPLICE_BUFFER`] bytes (plus one read) wait in each direction; a full
 //! direction stops reading its source until the other end takes some, so a slow reader slows
-//! its writer down instead of growing a buffer. The allocation's `max-bps` applies to each
-//! pair in each direction, and the shard's `bps-capacity` to all of them (a pair over its
+//! its writer down instead of growing a buffer. The allocation's `max-bps` applies to all its
+//! pairs together in each direction (their buckets are in its `TcpLink`, whichever worker
+//! serves them), and the shard's `bps-capacity` to all pairs of the shard (a pair over its
 //! rate is parked and pumped again on the next tick). Bytes count into the relayed counters.
 //! A side that half-closes (TCP FIN, TLS `close_notify`, or a TLS stream cut without it)
 //! has what it sent passed on, then its end passed on (a FIN to the peer, a FIN or
@@ -26,7 +27,6 @@ use super::descriptors::Permit;
 use super::stream::{Close, StreamConn};
 use super::tcp_relay::Unbound;
 use crate::turn::Manager;
-use crate::turn::bandwidth::Bandwidth;
 use crate::turn::tcp_link::PeerSlot;
 
 /// Set in a stream connection's poll token for the peer socket spliced to it.
@@ -61,7 +61,6 @@ pub(super) struct Splice {
     client_broken: bool,
     /// When the first side ended its direction.
     half_closed: Option<Instant>,
-    buckets: Bandwidth,
     /// The bandwidth limits held a direction back: pump again on the next tick.
     throttled: bool,
 }
@@ -87,7 +86,6 @@ impl Splice {
             client_shut: false,
             client_broken: false,
             half_closed: None,
-            buckets: Bandwidth::default(),
             throttled: false,
         })
     }
@@ -183,7 +181,7 @@ impl Splice {
         if self.client_eof || waiting >= SPLICE_BUFFER {
             return Ok(0);
         }
-        let allowed = manager.tcp_room(now, &mut self.buckets.to_peer, true);
+        let allowed = manager.tcp_room(now, &mut self.slot.link().buckets().to_peer, true);
         if allowed == 0 {
             self.throttled = true;
             return Ok(0);
@@ -205,7 +203,7 @@ impl Splice {
         }
         let n = self.to_peer.len() - before;
         if n > 0 {
-            manager.tcp_charge(now, &mut self.buckets.to_peer, true, n);
+            manager.tcp_charge(now, &mut self.slot.link().buckets().to_peer, true, n);
             manager.tcp_relayed(true, n);
             self.slot.link().count(true, n);
         }
@@ -223,7 +221,7 @@ impl Splice {
         if self.peer_eof || self.client_broken || queued >= SPLICE_BUFFER {
             return Ok(0);
         }
-        let allowed = manager.tcp_room(now, &mut self.buckets.to_client, false);
+        let allowed = manager.tcp_room(now, &mut self.slot.link().buckets().to_client, false);
         if allowed == 0 {
             self.throttled = true;
             return Ok(0);
@@ -244,7 +242,7 @@ impl Splice {
             }
         };
         conn.queue_raw(&self.scratch[..n]);
-        manager.tcp_charge(now, &mut self.buckets.to_client, false, n);
+        manager.tcp_charge(now, &mut self.slot.link().buckets().to_client, false, n);
         manager.tcp_relayed(false, n);
         self.slot.link().count(false, n);
         Ok(n)

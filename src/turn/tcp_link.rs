@@ -21,6 +21,7 @@ use stun::attributes::{ATTR_CONNECTION_ID, ATTR_XOR_PEER_ADDRESS};
 use stun::message::{CLASS_INDICATION, METHOD_CONNECTION_ATTEMPT, Message, MessageType};
 
 use super::FiveTuple;
+use super::bandwidth::Bandwidth;
 use super::pending::Credentials;
 use crate::stun::response;
 
@@ -44,7 +45,7 @@ pub const MAX_UNBOUND: usize = 8;
 /// What the peer connections of one TCP allocation share with it, across workers: whether
 /// it still lives (a connection of a dead allocation closes within a tick), whose it is
 /// (a ConnectionBind must come from the same user), how many connections it holds, the
-/// peers of its Connects, and the bytes relayed.
+/// peers of its Connects, its `max-bps` buckets, and the bytes relayed.
 #[derive(Debug)]
 pub struct TcpLink {
     alive: AtomicBool,
@@ -55,6 +56,9 @@ pub struct TcpLink {
     /// Peers connecting or connected now, with how many connections each (RFC 6062 §5.2:
     /// a Connect to one of them gets 446).
     connected: Mutex<HashMap<SocketAddr, usize>>,
+    /// The allocation's `max-bps` buckets, one per direction, which all its connections
+    /// draw on (locked once per read, by the worker serving that connection).
+    buckets: Mutex<Bandwidth>,
     /// Reads and bytes relayed client → peers, then peers → client, over this
     /// allocation's connections (on whichever worker), for the admin API.
     relayed: [AtomicU64; 4],
@@ -69,6 +73,7 @@ impl TcpLink {
             open: AtomicUsize::new(0),
             unbound: AtomicUsize::new(0),
             connected: Mutex::new(HashMap::new()),
+            buckets: Mutex::default(),
             relayed: Default::default(),
         }
     }
@@ -99,6 +104,11 @@ impl TcpLink {
     pub fn relayed(&self) -> [(u64, u64); 2] {
         let get = |i: usize| self.relayed[i].load(Ordering::Relaxed);
         [(get(0), get(1)), (get(2), get(3))]
+    }
+
+    /// The allocation's `max-bps` buckets, for one read and its charge.
+    pub fn buckets(&self) -> std::sync::MutexGuard<'_, Bandwidth> {
+        self.buckets.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Peer connections held now.

@@ -565,6 +565,53 @@ fn unbound_connections_per_allocation_are_capped() {
     assert!(response.is_success(), "{:?}", response.error);
 }
 
+/// `max-bps` is the allocation's, not each pair's: two pairs of one allocation sending 20 KB
+/// each at 10 kB/s take the time 40 KB take (each pair on its own would be done in two
+/// seconds' worth), and lose nothing.
+#[test]
+fn max_bps_is_shared_by_the_pairs_of_an_allocation() {
+    let server = Server::start(&config("allow-loopback-peers = true\nmax-bps = 10000\n"));
+    let mut ctl = Tcp::connect(server.tcp[0]);
+    ctl.allocate();
+    let mut pairs = Vec::new();
+    for _ in 0..2 {
+        let listener = peer_listener();
+        let peer = listener.local_addr().unwrap();
+        let (response, m) = ctl.request(&Request::new(METHOD_CONNECT).peer(peer));
+        assert!(response.is_success(), "{:?}", response.error);
+        let (at_peer, _) = accepted(&listener);
+        at_peer
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        pairs.push((
+            bind(server.tcp[0], connection_id(&m)).expect("bound"),
+            at_peer,
+        ));
+    }
+    let start = std::time::Instant::now();
+    let readers: Vec<_> = (pairs.into_iter().enumerate())
+        .map(|(i, (mut data, mut at_peer))| {
+            let there = noise(60 + i as u64, 20_000);
+            data.write_all(&there).unwrap();
+            std::thread::spawn(move || {
+                let mut got = vec![0; there.len()];
+                at_peer.read_exact(&mut got).unwrap();
+                assert!(got == there, "bytes to the peer changed");
+                drop(data);
+            })
+        })
+        .collect();
+    for reader in readers {
+        reader.join().unwrap();
+    }
+    // One second's worth at once, then 10 kB a second for the 30 kB left.
+    assert!(
+        start.elapsed() >= Duration::from_millis(2500),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
 /// Runs a `turnutils_uclient -T` binary against `server`; its output.
 fn uclient(binary: &str, server: &Server, clients: usize, messages: usize) -> String {
     let out = Command::new("timeout")
