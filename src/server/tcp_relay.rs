@@ -11,6 +11,11 @@
 //! that worker (`server/splice.rs`, through `server/conns.rs`). What the pure side decides
 //! is in [`crate::turn::tcp_relay`].
 //!
+//! Every peer socket (connecting, waiting, then bound in its `Splice`) holds a permit of
+//! the descriptor budget (TURN's share, [`Waiting::share_budget`]); none left, a Connect
+//! gets 508 and an accepted peer is closed. A listener whose accept ran out of descriptors
+//! is accepted again on the next tick (its queued peers raise no new event).
+//!
 //! The listener's relay slot is `TCP_SLOT_BASE + index`, so the manager's slot numbers
 //! of UDP and TCP relays never meet, and its poll token is `RELAY_TOKENS + slot` like any
 //! relay's; a connect's token is past [`CONNECT_BIT`].
@@ -28,14 +33,13 @@ use socket2::{Protocol, Type};
 
 use super::descriptors::{Budget, Kind, Permit};
 use super::ports::PortPool;
+pub(super) use super::ports::{TCP_SLOT_BASE, is_tcp_slot};
 use super::relay::RELAY_TOKENS;
 use crate::turn::tcp_link::{
     BIND_TIMEOUT, CONNECT_TIMEOUT, Later, PeerSlot, TcpOrder, bind_check, connection_attempt,
 };
 use crate::turn::{Bound, FiveTuple, Manager};
 
-/// Relay slots from here on are TCP listeners (slot - TCP_SLOT_BASE is the index).
-pub(super) const TCP_SLOT_BASE: usize = 1 << 28;
 /// Poll tokens of outgoing connects: `RELAY_TOKENS + TCP_SLOT_BASE + CONNECT_BIT + index`.
 const CONNECT_BIT: usize = 1 << 27;
 /// Free ports tried before an Allocate gets 508 (as for UDP relays).
@@ -47,11 +51,6 @@ const ACCEPTS_PER_TURN: usize = 64;
 /// Peer connections waiting for a ConnectionBind, over the whole server: past it new ones
 /// are closed at once (each allocation holds at most `MAX_CONNECTIONS` anyway).
 const MAX_WAITING: usize = 16 * 1024;
-
-/// Whether a relay slot is a TCP listener's.
-pub(super) fn is_tcp_slot(slot: usize) -> bool {
-    slot >= TCP_SLOT_BASE
-}
 
 /// A peer connection, established, waiting for the client's ConnectionBind.
 #[derive(Debug)]
