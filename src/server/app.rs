@@ -131,6 +131,7 @@ pub async fn run(
     let auth_store = Arc::new(AuthStore::new(parts.auth_settings.clone()));
     let redis_auth = redis_auth::spawn(config, &auth_store, &workers, &tasks, &shutdown);
     let budget = descriptors::Budget::for_config(config, descriptor_limit);
+    workers.share_budget(&budget);
     let permits = Arc::new(Semaphore::new(config.server.max_tcp_connections));
     let per_ip = Arc::new(tcp::PerIp::new(config.server.max_tcp_connections_per_ip));
     let proxy_stats = Arc::new(ProxyStats::default());

@@ -179,6 +179,10 @@ impl Conns {
         let read = entry.conn.read(&self.registry, now, |message, out| {
             counters.count(Event::Received);
             let handled = dispatcher.handle(shard, now, tuple, message);
+            // A ConnectionBind took a peer connection: taken here, whatever happens next, so
+            // one whose answer cannot be queued is dropped (closed, its place given back)
+            // instead of lingering in the table.
+            let taken = shard.tcp.take_bound(&tuple);
             if let Some(worker) = shard.moves.take_handing() {
                 // The read ends at this request: what follows stays unread in the
                 // connection's buffers (and its TLS session) and goes with it.
@@ -192,10 +196,10 @@ impl Conns {
                 // A refused reply ends the read with Close::Overflow (counted then).
                 Handled::Reply => match out.queue(&[&dispatcher.reply]) {
                     Ok(()) => {
-                        // A ConnectionBind took a peer connection: from now on the
-                        // connection carries that peer's bytes (RFC 6062 §5.4).
-                        bound = shard.tcp.take_bound(&tuple);
-                        if bound.is_some() {
+                        // From now on the connection carries that peer's bytes (RFC 6062
+                        // §5.4).
+                        if taken.is_some() {
+                            bound = taken;
                             out.stop_framing();
                         }
                         Event::Replied
@@ -353,8 +357,11 @@ impl Conns {
     ) -> Vec<Token> {
         let again = match tick {
             true => {
-                shard.tcp.tick(&mut shard.manager, now);
-                self.tick_splices(shard, counters, now)
+                let listeners = shard.tcp.tick(&mut shard.manager, now);
+                let mut again = self.tick_splices(shard, counters, now);
+                let relay = |slot| Token(super::relay::RELAY_TOKENS + slot);
+                again.extend(listeners.into_iter().map(relay));
+                again
             }
             false => Vec::new(),
         };
@@ -364,8 +371,9 @@ impl Conns {
         again
     }
 
-    /// Once a second: closes the RFC 6062 data connections whose allocation ended or whose
-    /// peer the rules now refuse, and pumps the ones the bandwidth limits held back.
+    /// Once a second: closes the RFC 6062 data connections whose allocation ended, whose
+    /// peer the rules now refuse, or one of whose sides ended `tcp-idle-timeout` ago, and
+    /// pumps the ones the bandwidth limits held back.
     /// Returns the tokens to serve again (their budget ran out).
     fn tick_splices(&mut self, shard: &mut Shard, counters: &Counters, now: Instant) -> Vec<Token> {
         let mut again = Vec::new();
@@ -376,7 +384,8 @@ impl Conns {
             let Some(splice) = &mut entry.splice else {
                 continue;
             };
-            let result = if !splice.is_alive() || !shard.manager.tcp_peer_allowed(splice.peer()) {
+            let ended = !splice.is_alive() || !shard.manager.tcp_peer_allowed(splice.peer());
+            let result = if ended || splice.lingered(now, self.limits.timeouts.idle) {
                 Err(Close::RelayEnded)
             } else if splice.is_throttled() {
                 splice.pump(&mut entry.conn, &self.registry, &mut shard.manager, now)

@@ -5,7 +5,8 @@
 //! after the descriptors already open and a little headroom is split ([`Split::new`]): relay
 //! sockets (one per relay port and address family) keep their share, connections get the
 //! rest, and HTTP at most three quarters of that, so TURN over TCP/TLS always keeps a quarter
-//! and HTTP is refused first. Every connection holds a
+//! and HTTP is refused first. Every connection (an RFC 6062 peer connection too, on TURN's
+//! share: `server/tcp_relay.rs`) holds a
 //! [`Permit`] from accept until its socket closes (an upgraded WebSocket keeps its
 //! connection's). When the budget is full, the HTTP connection waiting longest for a request
 //! is closed to make room ([`Budget::shed_idle_http`]); a connection in a request, or

@@ -184,9 +184,23 @@ impl Pools {
     }
 }
 
+/// Relay slots from here on are RFC 6062 TCP listeners' (`server/tcp_relay.rs`; slot -
+/// TCP_SLOT_BASE is the index), so a port's owner says which kind of relay holds it.
+pub(super) const TCP_SLOT_BASE: usize = 1 << 28;
+
+/// Whether a relay slot is a TCP listener's.
+pub(super) fn is_tcp_slot(slot: usize) -> bool {
+    slot >= TCP_SLOT_BASE
+}
+
 impl crate::turn::own_relays::LiveRelays for Pools {
     fn holds(&self, port: u16, ipv6: bool) -> bool {
         if ipv6 { &self.v6 } else { &self.v4 }.owner(port).is_some()
+    }
+
+    fn holds_tcp(&self, port: u16, ipv6: bool) -> bool {
+        let owner = if ipv6 { &self.v6 } else { &self.v4 }.owner(port);
+        owner.is_some_and(|(_, slot)| is_tcp_slot(slot))
     }
 }
 

@@ -5,10 +5,15 @@
 //!
 //! Bounded: at most [`SPLICE_BUFFER`] bytes (plus one read) wait in each direction; a full
 //! direction stops reading its source until the other end takes some, so a slow reader slows
-//! its writer down instead of growing a buffer. The allocation's `max-bps` applies to each
-//! pair in each direction, and the shard's `bps-capacity` to all of them (a pair over its
+//! its writer down instead of growing a buffer. The allocation's `max-bps` applies to all its
+//! pairs together in each direction (their buckets are in its `TcpLink`, whichever worker
+//! serves them), and the shard's `bps-capacity` to all pairs of the shard (a pair over its
 //! rate is parked and pumped again on the next tick). Bytes count into the relayed counters.
-//! Either side closing (after what it sent is passed on) closes the pair; so does the
+//! A side that half-closes (TCP FIN, TLS `close_notify`, or a TLS stream cut without it)
+//! has what it sent passed on, then its end passed on (a FIN to the peer, a FIN or
+//! `close_notify` to the client), and the other direction goes on until that side ends too:
+//! the pair closes once both ends were passed on and nothing waits, or `tcp-idle-timeout`
+//! after the first end ([`Splice::lingered`]). A socket error closes it at once; so does the
 //! allocation ending, checked on the loop's ticks ([`Splice::is_alive`]).
 
 use std::io::{self, Read, Write};
@@ -18,10 +23,10 @@ use std::time::Instant;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
+use super::descriptors::Permit;
 use super::stream::{Close, StreamConn};
 use super::tcp_relay::Unbound;
 use crate::turn::Manager;
-use crate::turn::bandwidth::Bandwidth;
 use crate::turn::tcp_link::PeerSlot;
 
 /// Set in a stream connection's poll token for the peer socket spliced to it.
@@ -38,13 +43,24 @@ pub(super) struct Splice {
     peer: TcpStream,
     peer_addr: SocketAddr,
     slot: PeerSlot,
+    /// The peer socket's share of the descriptor budget.
+    _permit: Option<Permit>,
     /// `to_peer[sent..]` waits for the peer.
     to_peer: Vec<u8>,
     sent: usize,
     scratch: Vec<u8>,
+    /// The client ended its direction; then, once what it sent reached the peer, the
+    /// peer was told (`peer_shut`).
     client_eof: bool,
+    peer_shut: bool,
+    /// The peer ended its direction; then, once what it sent reached the client, the
+    /// client was told (`client_shut`).
     peer_eof: bool,
-    buckets: Bandwidth,
+    client_shut: bool,
+    /// The client's connection failed: nothing more goes to it.
+    client_broken: bool,
+    /// When the first side ended its direction.
+    half_closed: Option<Instant>,
     /// The bandwidth limits held a direction back: pump again on the next tick.
     throttled: bool,
 }
@@ -54,16 +70,22 @@ impl Splice {
     pub(super) fn new(unbound: Unbound, registry: &Registry, token: Token) -> io::Result<Self> {
         let mut peer = TcpStream::from_std(unbound.socket);
         registry.register(&mut peer, token, Interest::READABLE | Interest::WRITABLE)?;
+        let mut slot = unbound.slot;
+        slot.bound();
         Ok(Self {
             peer,
             peer_addr: unbound.peer,
-            slot: unbound.slot,
+            slot,
+            _permit: unbound.permit,
             to_peer: Vec::new(),
             sent: 0,
             scratch: vec![0; CHUNK],
             client_eof: false,
+            peer_shut: false,
             peer_eof: false,
-            buckets: Bandwidth::default(),
+            client_shut: false,
+            client_broken: false,
+            half_closed: None,
             throttled: false,
         })
     }
@@ -86,6 +108,12 @@ impl Splice {
     /// Whether the bandwidth limits held it back at its last pump.
     pub(super) fn is_throttled(&self) -> bool {
         self.throttled
+    }
+
+    /// Whether one side ended its direction `idle` or longer before `now`: the other has
+    /// had its time to finish, and the pair is to close.
+    pub(super) fn lingered(&self, now: Instant, idle: std::time::Duration) -> bool {
+        self.half_closed.is_some_and(|at| now >= at + idle)
     }
 
     fn waiting_for_peer(&self) -> usize {
@@ -111,14 +139,25 @@ impl Splice {
                 + self.peer_to_client(conn, manager, now)?;
             let written = self.write_peer()?;
             let queued = conn.queued();
-            conn.flush(registry, now)?;
-            let moved = read + written + queued.saturating_sub(conn.queued());
-            if self.client_eof && self.waiting_for_peer() == 0 {
-                // What the client sent before it closed reached the peer.
-                let _ = self.peer.shutdown(std::net::Shutdown::Write);
-                return Err(Close::PeerClosed { mid_frame: false });
+            if !self.client_broken {
+                conn.flush(registry, now)?;
             }
-            if self.peer_eof && !conn.wants_flush() {
+            let moved = read + written + queued.saturating_sub(conn.queued());
+            if (self.client_eof || self.peer_eof) && self.half_closed.is_none() {
+                self.half_closed = Some(now);
+            }
+            if self.client_eof && !self.peer_shut && self.waiting_for_peer() == 0 {
+                // What the client sent before it closed reached the peer: pass its end on.
+                let _ = self.peer.shutdown(std::net::Shutdown::Write);
+                self.peer_shut = true;
+            }
+            if self.peer_eof && !self.client_shut && !conn.wants_flush() {
+                // Likewise the other way (a close_notify is flushed like any bytes).
+                conn.shutdown_write();
+                conn.flush(registry, now)?;
+                self.client_shut = true;
+            }
+            if self.peer_shut && (self.client_broken || self.client_shut && !conn.wants_flush()) {
                 return Err(Close::RelayEnded);
             }
             if moved == 0 {
@@ -142,7 +181,7 @@ impl Splice {
         if self.client_eof || waiting >= SPLICE_BUFFER {
             return Ok(0);
         }
-        let allowed = manager.tcp_room(now, &mut self.buckets.to_peer, true);
+        let allowed = manager.tcp_room(now, &mut self.slot.link().buckets().to_peer, true);
         if allowed == 0 {
             self.throttled = true;
             return Ok(0);
@@ -154,11 +193,17 @@ impl Splice {
         }) {
             Ok(_) => {}
             Err(Close::PeerClosed { .. }) => self.client_eof = true,
+            // A reset, or a TLS stream cut without close_notify: what was read before still
+            // goes to the peer, then the pair closes (nothing more can reach the client).
+            Err(Close::Io { .. }) => {
+                self.client_eof = true;
+                self.client_broken = true;
+            }
             Err(close) => return Err(close),
         }
         let n = self.to_peer.len() - before;
         if n > 0 {
-            manager.tcp_charge(now, &mut self.buckets.to_peer, true, n);
+            manager.tcp_charge(now, &mut self.slot.link().buckets().to_peer, true, n);
             manager.tcp_relayed(true, n);
             self.slot.link().count(true, n);
         }
@@ -173,10 +218,10 @@ impl Splice {
         now: Instant,
     ) -> Result<usize, Close> {
         let queued = conn.queued();
-        if self.peer_eof || queued >= SPLICE_BUFFER {
+        if self.peer_eof || self.client_broken || queued >= SPLICE_BUFFER {
             return Ok(0);
         }
-        let allowed = manager.tcp_room(now, &mut self.buckets.to_client, false);
+        let allowed = manager.tcp_room(now, &mut self.slot.link().buckets().to_client, false);
         if allowed == 0 {
             self.throttled = true;
             return Ok(0);
@@ -197,7 +242,7 @@ impl Splice {
             }
         };
         conn.queue_raw(&self.scratch[..n]);
-        manager.tcp_charge(now, &mut self.buckets.to_client, false, n);
+        manager.tcp_charge(now, &mut self.slot.link().buckets().to_client, false, n);
         manager.tcp_relayed(false, n);
         self.slot.link().count(false, n);
         Ok(n)

@@ -367,6 +367,18 @@ impl StreamConn {
         self.out.push_raw(data);
     }
 
+    /// Ends the direction towards the client of an RFC 6062 data connection whose peer
+    /// half-closed: a TLS `close_notify` (queued: [`StreamConn::flush`] writes it), or a TCP
+    /// FIN. Call only with nothing left queued; the client may go on sending.
+    pub(crate) fn shutdown_write(&mut self) {
+        match &mut self.tls {
+            Some(session) => session.send_close_notify(),
+            None => {
+                let _ = self.socket.shutdown(std::net::Shutdown::Write);
+            }
+        }
+    }
+
     /// Queues one frame for the client (copied; padded to 4 bytes, RFC 8656 §12.5),
     /// without writing it: call [`StreamConn::flush`] once the batch is queued.
     /// `Err(Overflow)`: the client is not reading; close it with [`Close::Overflow`].

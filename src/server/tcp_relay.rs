@@ -11,6 +11,11 @@
 //! that worker (`server/splice.rs`, through `server/conns.rs`). What the pure side decides
 //! is in [`crate::turn::tcp_relay`].
 //!
+//! Every peer socket (connecting, waiting, then bound in its `Splice`) holds a permit of
+//! the descriptor budget (TURN's share, [`Waiting::share_budget`]); none left, a Connect
+//! gets 508 and an accepted peer is closed. A listener whose accept ran out of descriptors
+//! is accepted again on the next tick (its queued peers raise no new event).
+//!
 //! The listener's relay slot is `TCP_SLOT_BASE + index`, so the manager's slot numbers
 //! of UDP and TCP relays never meet, and its poll token is `RELAY_TOKENS + slot` like any
 //! relay's; a connect's token is past [`CONNECT_BIT`].
@@ -19,22 +24,22 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 use socket2::{Protocol, Type};
 
+use super::descriptors::{Budget, Kind, Permit};
 use super::ports::PortPool;
+pub(super) use super::ports::{TCP_SLOT_BASE, is_tcp_slot};
 use super::relay::RELAY_TOKENS;
 use crate::turn::tcp_link::{
     BIND_TIMEOUT, CONNECT_TIMEOUT, Later, PeerSlot, TcpOrder, bind_check, connection_attempt,
 };
 use crate::turn::{Bound, FiveTuple, Manager};
 
-/// Relay slots from here on are TCP listeners (slot - TCP_SLOT_BASE is the index).
-pub(super) const TCP_SLOT_BASE: usize = 1 << 28;
 /// Poll tokens of outgoing connects: `RELAY_TOKENS + TCP_SLOT_BASE + CONNECT_BIT + index`.
 const CONNECT_BIT: usize = 1 << 27;
 /// Free ports tried before an Allocate gets 508 (as for UDP relays).
@@ -47,39 +52,56 @@ const ACCEPTS_PER_TURN: usize = 64;
 /// are closed at once (each allocation holds at most `MAX_CONNECTIONS` anyway).
 const MAX_WAITING: usize = 16 * 1024;
 
-/// Whether a relay slot is a TCP listener's.
-pub(super) fn is_tcp_slot(slot: usize) -> bool {
-    slot >= TCP_SLOT_BASE
-}
-
 /// A peer connection, established, waiting for the client's ConnectionBind.
 #[derive(Debug)]
 pub(super) struct Unbound {
     pub(super) socket: std::net::TcpStream,
     pub(super) peer: SocketAddr,
     pub(super) slot: PeerSlot,
+    /// The socket's share of the descriptor budget.
+    pub(super) permit: Option<Permit>,
     deadline: Instant,
 }
 
 /// The peer connections waiting for their ConnectionBind, by CONNECTION-ID, shared by
 /// every worker (the data connection lands on any); bounded, each one for [`BIND_TIMEOUT`].
+/// And the descriptor budget every peer socket draws on, shared the same way.
 #[derive(Debug, Default)]
 pub(super) struct Waiting {
     map: Mutex<HashMap<u32, Unbound>>,
+    budget: OnceLock<Arc<Budget>>,
 }
 
+/// What a peer socket holds of the descriptor budget: `Some(None)` when there is no budget
+/// to draw on (tests), `None` when it is spent.
+type Share = Option<Option<Permit>>;
+
 impl Waiting {
+    /// Every peer socket holds a [`Permit`] of `budget` (TURN's share) from now on, so
+    /// peer connections cannot take the descriptors relay sockets need.
+    pub(super) fn share_budget(&self, budget: &Arc<Budget>) {
+        let _ = self.budget.set(Arc::clone(budget));
+    }
+
+    /// A permit for one more peer socket; `None` when the budget is spent.
+    fn permit(&self) -> Share {
+        match self.budget.get() {
+            Some(budget) => budget.try_acquire(Kind::Turn).map(Some),
+            None => Some(None),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Unbound>> {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Keeps `socket` (to `peer`, holding `slot`) until `now + BIND_TIMEOUT`; its
-    /// CONNECTION-ID, or `None` when the table is full (then it is closed).
+    /// Keeps `socket` (to `peer`, holding `slot` and `permit`) until `now + BIND_TIMEOUT`;
+    /// its CONNECTION-ID, or `None` when the table is full (then it is closed).
     fn insert(
         &self,
         socket: std::net::TcpStream,
         peer: SocketAddr,
-        slot: PeerSlot,
+        (slot, permit): (PeerSlot, Option<Permit>),
         now: Instant,
     ) -> Option<u32> {
         let mut map = self.lock();
@@ -97,6 +119,7 @@ impl Waiting {
             socket,
             peer,
             slot,
+            permit,
             deadline,
         };
         map.insert(id, unbound);
@@ -141,6 +164,7 @@ struct Connecting {
     tuple: FiveTuple,
     peer: SocketAddr,
     slot: PeerSlot,
+    permit: Option<Permit>,
     later: Later,
     deadline: Instant,
 }
@@ -162,6 +186,10 @@ pub(super) struct TcpRelays {
     /// The peer connection the last ConnectionBind took, for the data connection that sent
     /// it ([`TcpRelays::take_bound`]).
     bound: Option<(FiveTuple, Unbound)>,
+    /// Listeners whose accept failed for want of a descriptor (EMFILE, ENFILE): their
+    /// queued peers raise no new event (the poll is edge-triggered), so they are accepted
+    /// again on the next tick.
+    retry: Vec<usize>,
 }
 
 impl TcpRelays {
@@ -183,6 +211,7 @@ impl TcpRelays {
             waiting,
             outbox: Vec::new(),
             bound: None,
+            retry: Vec::new(),
         }
     }
 
@@ -269,6 +298,12 @@ impl TcpRelays {
                     later,
                 } => {
                     tracing::trace!(%relay, %peer, "tcp relay connect");
+                    let Some(permit) = self.waiting.permit() else {
+                        // Out of descriptors: the server cannot open one more (RFC 8656 §9.2).
+                        manager.tcp_counted("no_descriptor");
+                        reply.extend_from_slice(manager.tcp_answer(now, tuple, &later, Err(508)));
+                        continue;
+                    };
                     let failed = match connect(relay, peer) {
                         Ok(socket) => {
                             let deadline = now + CONNECT_TIMEOUT;
@@ -277,6 +312,7 @@ impl TcpRelays {
                                 tuple,
                                 peer,
                                 slot,
+                                permit,
                                 later,
                                 deadline,
                             };
@@ -367,6 +403,10 @@ impl TcpRelays {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     tracing::debug!("relayed tcp accept failed: {e}");
+                    manager.tcp_counted("accept_failed");
+                    if out_of_descriptors(&e) && !self.retry.contains(&index) {
+                        self.retry.push(index);
+                    }
                     return false;
                 }
             };
@@ -375,10 +415,15 @@ impl TcpRelays {
                 manager.tcp_counted("peer_refused");
                 continue;
             };
+            let Some(permit) = self.waiting.permit() else {
+                tracing::debug!(%peer, "tcp peer: out of descriptors: closed");
+                manager.tcp_counted("no_descriptor");
+                continue;
+            };
             if socket.set_nonblocking(true).is_err() {
                 continue;
             }
-            match self.waiting.insert(socket, peer, place, now) {
+            match self.waiting.insert(socket, peer, (place, permit), now) {
                 Some(id) => {
                     manager.tcp_counted("peer_accepted");
                     self.outbox.push((tuple, connection_attempt(peer, id)));
@@ -430,6 +475,7 @@ impl TcpRelays {
             tuple,
             peer,
             slot,
+            permit,
             later,
             ..
         } = connecting;
@@ -437,7 +483,7 @@ impl TcpRelays {
             return; // the allocation and its control connection are gone: nobody to tell
         }
         let result = match done {
-            Ok(()) => match self.waiting.insert(socket, peer, slot, now) {
+            Ok(()) => match self.waiting.insert(socket, peer, (slot, permit), now) {
                 Some(id) => Ok(Some((id, peer))),
                 None => Err(447),
             },
@@ -456,8 +502,10 @@ impl TcpRelays {
     }
 
     /// Once a second: connects past [`CONNECT_TIMEOUT`] answered 447 (or dropped when their
-    /// allocation ended), peer connections nobody bound in time closed.
-    pub(super) fn tick(&mut self, manager: &mut Manager, now: Instant) {
+    /// allocation ended), peer connections nobody bound in time closed, listeners whose
+    /// accept ran out of descriptors accepted again. Returns the slots of the listeners to
+    /// serve again this turn (more queued than a turn accepts).
+    pub(super) fn tick(&mut self, manager: &mut Manager, now: Instant) -> Vec<usize> {
         for index in 0..self.connects.len() {
             let due = self.connects[index]
                 .as_ref()
@@ -470,12 +518,26 @@ impl TcpRelays {
         for _ in 0..self.waiting.expire(now) {
             manager.tcp_counted("bind_expired");
         }
+        let mut again = Vec::new();
+        for index in std::mem::take(&mut self.retry) {
+            let slot = TCP_SLOT_BASE + index;
+            if self.accept(index, slot, manager, now) {
+                again.push(slot);
+            }
+        }
+        again
     }
 
     /// What waits for control connections, to queue on them.
     pub(super) fn take_outbox(&mut self) -> Vec<(FiveTuple, Vec<u8>)> {
         std::mem::take(&mut self.outbox)
     }
+}
+
+/// Whether an accept failed for want of a descriptor (the process's or the system's).
+fn out_of_descriptors(e: &io::Error) -> bool {
+    use nix::errno::Errno;
+    matches!(e.raw_os_error(), Some(code) if code == Errno::EMFILE as i32 || code == Errno::ENFILE as i32)
 }
 
 /// A relayed listener on `addr`: SO_REUSEADDR and SO_REUSEPORT, so outgoing connects can

@@ -74,6 +74,8 @@ pub(crate) struct Workers {
     threads: Mutex<Vec<JoinHandle<()>>>,
     stop: Arc<AtomicBool>,
     hasher: std::collections::hash_map::RandomState,
+    /// RFC 6062 peer connections waiting for a ConnectionBind, shared by every worker.
+    waiting: Arc<Waiting>,
 }
 
 impl Workers {
@@ -84,11 +86,14 @@ impl Workers {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let pools = setup.ports.both();
+        // RFC 6062 peer connections waiting for a ConnectionBind, which may reach any worker.
+        let waiting = Arc::new(Waiting::default());
         let mut workers = Self {
             handles: Vec::new(),
             threads: Mutex::new(Vec::new()),
             stop: Arc::new(AtomicBool::new(false)),
             hasher: Default::default(),
+            waiting: Arc::clone(&waiting),
         };
         // Every loop's poll set first: each worker's inbox of hand-offs wakes its loop.
         let pollers =
@@ -107,8 +112,6 @@ impl Workers {
                 .collect(),
             key: crate::turn::ticket::TicketKey::random(),
         };
-        // RFC 6062 peer connections waiting for a ConnectionBind, which may reach any worker.
-        let waiting = Arc::new(Waiting::default());
         for ((index, listen), poller) in setup.listen.into_iter().enumerate().zip(pollers) {
             let counters = setup.stats.register();
             let handoffs = Handoffs::new(
@@ -175,6 +178,11 @@ impl Workers {
 
     fn lock_threads(&self) -> std::sync::MutexGuard<'_, Vec<JoinHandle<()>>> {
         self.threads.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// RFC 6062: every peer socket holds a permit of the descriptor budget from now on.
+    pub(super) fn share_budget(&self, budget: &Arc<super::descriptors::Budget>) {
+        self.waiting.share_budget(budget);
     }
 
     /// How many workers run.

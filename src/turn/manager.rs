@@ -263,10 +263,12 @@ impl Manager {
             METHOD_CREATE_PERMISSION => self.create_permission(now, tuple, req),
             METHOD_CHANNEL_BIND => self.channel_bind(now, tuple, req),
             // RFC 6062: answered once the loop has connected, or found the connection.
-            METHOD_CONNECT | METHOD_CONNECTION_BIND => match self.tcp_request(tuple, req, &creds) {
-                Ok(()) => return Answer::Later,
-                Err(code) => Err(code),
-            },
+            METHOD_CONNECT | METHOD_CONNECTION_BIND => {
+                match self.tcp_request(now, tuple, req, &creds) {
+                    Ok(()) => return Answer::Later,
+                    Err(code) => Err(code),
+                }
+            }
             _ => Err(400),
         };
         Answer::Reply(self.answer(tuple, req, &creds, result))

@@ -387,6 +387,10 @@ impl Manager {
         req: &Message,
     ) -> Result<(), u16> {
         let alloc = self.allocations.get(&tuple).ok_or(437u16)?;
+        if alloc.tcp.is_some() {
+            // RFC 6062 §5: a TCP allocation's data goes over data connections, not channels.
+            return Err(400);
+        }
         let number = match attrs::channel_number(req) {
             Some(Ok(n)) if CHANNELS.contains(&n) => n,
             _ => return Err(400),

@@ -16,6 +16,11 @@ pub trait LiveRelays: std::fmt::Debug + Send + Sync {
     /// Whether the relay port `port` of the IPv4 (or IPv6) relay address is bound for an
     /// allocation now (a reserved port nobody claimed is not).
     fn holds(&self, port: u16, ipv6: bool) -> bool;
+
+    /// Whether that port is bound for an RFC 6062 TCP allocation now (its TCP listener).
+    fn holds_tcp(&self, _port: u16, _ipv6: bool) -> bool {
+        false
+    }
 }
 
 /// rturn's relay addresses, each as it is bound and as it is advertised, and which of their
@@ -49,6 +54,14 @@ impl OwnRelays {
             .find(|(bound, shown)| *bound == peer.ip() || *shown == peer.ip())?;
         let live = self.live.as_ref()?.holds(peer.port(), bound.is_ipv6());
         live.then_some(SocketAddr::new(bound, peer.port()))
+    }
+
+    /// Whether `peer` is one of rturn's own live RFC 6062 TCP relay listeners, at its bound
+    /// relay address (an advertised `external-ip` would go out through the NAT: no).
+    pub fn is_tcp_listener(&self, peer: SocketAddr) -> bool {
+        let ours = (self.addrs.iter()).any(|(bound, _)| *bound == peer.ip());
+        ours && peer.port() != 0
+            && (self.live.as_ref()).is_some_and(|l| l.holds_tcp(peer.port(), peer.is_ipv6()))
     }
 
     /// Whether `ip` is a relay address, bound or advertised, whose live ports are ours.

@@ -221,6 +221,20 @@ impl PeerRules {
         (self.allows_ip(addr.ip()) != Err(Denied::Configured)).then_some(bound)
     }
 
+    /// Whether an RFC 6062 Connect may reach `peer`: the plain rules ([`Self::allows_ip`],
+    /// then port 0 and the server's own listeners), or, unless the operator denied its IP,
+    /// one of rturn's own live TCP relay listeners at its bound relay address. Not the other
+    /// relay endpoints [`Self::allows_addr`] admits: a Connect goes through the kernel to
+    /// whatever listens there, and only a TCP relay's listener is ours.
+    pub fn allows_connect(&self, peer: SocketAddr) -> Result<(), Denied> {
+        match self.allows_ip(peer.ip()) {
+            Err(Denied::Configured) => Err(Denied::Configured),
+            Err(_) if self.relays.is_tcp_listener(peer) => Ok(()),
+            Err(denied) => Err(denied),
+            Ok(()) => self.allows_addr(peer),
+        }
+    }
+
     /// Whether `ip` is one of the relay addresses (bound or advertised), whose live ports
     /// may be peers.
     pub fn is_relay_ip(&self, ip: IpAddr) -> bool {

@@ -26,6 +26,9 @@ impl Manager {
         msg: &'m Message,
     ) -> Option<(ToPeer, &'m [u8])> {
         let alloc = self.allocations.get(&tuple)?;
+        if alloc.tcp.is_some() {
+            return None; // RFC 6062 §5: a TCP allocation relays over its data connections only
+        }
         let peer = attrs::decode_xor_address(
             attrs::value(msg, stun::attributes::ATTR_XOR_PEER_ADDRESS)?,
             &msg.transaction_id.0,
@@ -49,6 +52,9 @@ impl Manager {
         len: usize,
     ) -> Option<ToPeer> {
         let alloc = self.allocations.get(tuple)?;
+        if alloc.tcp.is_some() {
+            return None; // it has no channels (ChannelBind is 400): never a UDP relay's data
+        }
         let bound = alloc.channel(channel, now)?;
         if !alloc.permits(bound.peer.ip(), now) {
             return None;

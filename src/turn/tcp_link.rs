@@ -5,7 +5,9 @@
 //! (`tcp_relay.rs` holds its handlers), its allocations and the server's glue use it.
 //!
 //! Bounds: [`MAX_CONNECTIONS`] peer connections per allocation (pending connects, connections
-//! waiting for their ConnectionBind and bound pairs), [`CONNECT_TIMEOUT`] for an outgoing
+//! waiting for their ConnectionBind and bound pairs), of which at most [`MAX_UNBOUND`] not
+//! bound yet (so one user cannot fill the server's table of waiting connections),
+//! [`CONNECT_TIMEOUT`] for an outgoing
 //! connect (then 447), [`BIND_TIMEOUT`] for a CONNECTION-ID to be bound (then its peer
 //! connection closes), both RFC 6062's 30 s.
 
@@ -19,6 +21,7 @@ use stun::attributes::{ATTR_CONNECTION_ID, ATTR_XOR_PEER_ADDRESS};
 use stun::message::{CLASS_INDICATION, METHOD_CONNECTION_ATTEMPT, Message, MessageType};
 
 use super::FiveTuple;
+use super::bandwidth::Bandwidth;
 use super::pending::Credentials;
 use crate::stun::response;
 
@@ -33,19 +36,29 @@ pub const BIND_TIMEOUT: Duration = Duration::from_secs(30);
 /// Peer connections one TCP allocation may hold at once, connecting, waiting for their
 /// ConnectionBind or bound: past it a Connect gets 508 and a peer's connection is closed.
 pub const MAX_CONNECTIONS: usize = 64;
+/// Of those, how many may be unbound at once (connecting, or waiting for their
+/// ConnectionBind): past it a Connect gets 508 and a peer's connection is closed. A client
+/// binds each within a round trip, so a few are plenty; what it cannot hold up is the
+/// server-wide table of waiting connections, for 30 s each.
+pub const MAX_UNBOUND: usize = 8;
 
 /// What the peer connections of one TCP allocation share with it, across workers: whether
 /// it still lives (a connection of a dead allocation closes within a tick), whose it is
 /// (a ConnectionBind must come from the same user), how many connections it holds, the
-/// peers of its Connects, and the bytes relayed.
+/// peers of its Connects, its `max-bps` buckets, and the bytes relayed.
 #[derive(Debug)]
 pub struct TcpLink {
     alive: AtomicBool,
     user: String,
     open: AtomicUsize,
+    /// Of `open`, the connections not bound yet.
+    unbound: AtomicUsize,
     /// Peers connecting or connected now, with how many connections each (RFC 6062 §5.2:
     /// a Connect to one of them gets 446).
     connected: Mutex<HashMap<SocketAddr, usize>>,
+    /// The allocation's `max-bps` buckets, one per direction, which all its connections
+    /// draw on (locked once per read, by the worker serving that connection).
+    buckets: Mutex<Bandwidth>,
     /// Reads and bytes relayed client → peers, then peers → client, over this
     /// allocation's connections (on whichever worker), for the admin API.
     relayed: [AtomicU64; 4],
@@ -58,7 +71,9 @@ impl TcpLink {
             alive: AtomicBool::new(true),
             user: user.to_owned(),
             open: AtomicUsize::new(0),
+            unbound: AtomicUsize::new(0),
             connected: Mutex::new(HashMap::new()),
+            buckets: Mutex::default(),
             relayed: Default::default(),
         }
     }
@@ -91,6 +106,11 @@ impl TcpLink {
         [(get(0), get(1)), (get(2), get(3))]
     }
 
+    /// The allocation's `max-bps` buckets, for one read and its charge.
+    pub fn buckets(&self) -> std::sync::MutexGuard<'_, Bandwidth> {
+        self.buckets.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Peer connections held now.
     pub fn open_connections(&self) -> usize {
         self.open.load(Ordering::Acquire)
@@ -100,7 +120,8 @@ impl TcpLink {
         self.connected.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Takes one of the allocation's [`MAX_CONNECTIONS`] for a new connection with `peer`:
+    /// Takes one of the allocation's [`MAX_CONNECTIONS`] (and of its [`MAX_UNBOUND`], until
+    /// [`PeerSlot::bound`]) for a new connection with `peer`:
     /// for a Connect (`connect`), `Err(446)` when a connection with that peer is under way
     /// or open (made by a Connect, or the peer's own: coturn's rule too, and two clients
     /// connecting to each other's relays at once would otherwise ask the kernel for the
@@ -119,10 +140,18 @@ impl TcpLink {
         if taken.is_err() {
             return Err(508);
         }
+        let unbound = (self.unbound).fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < MAX_UNBOUND).then_some(n + 1)
+        });
+        if unbound.is_err() {
+            self.open.fetch_sub(1, Ordering::AcqRel);
+            return Err(508);
+        }
         *connected.entry(peer).or_default() += 1;
         Ok(PeerSlot {
             link: Arc::clone(self),
             peer,
+            unbound: true,
         })
     }
 }
@@ -134,6 +163,8 @@ impl TcpLink {
 pub struct PeerSlot {
     link: Arc<TcpLink>,
     peer: SocketAddr,
+    /// Counted among the allocation's unbound connections.
+    unbound: bool,
 }
 
 impl PeerSlot {
@@ -141,10 +172,19 @@ impl PeerSlot {
     pub fn link(&self) -> &Arc<TcpLink> {
         &self.link
     }
+
+    /// The connection is bound to its data connection now: its place among the
+    /// allocation's [`MAX_UNBOUND`] is given back (its place among the connections is not).
+    pub fn bound(&mut self) {
+        if std::mem::take(&mut self.unbound) {
+            self.link.unbound.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
 }
 
 impl Drop for PeerSlot {
     fn drop(&mut self) {
+        self.bound();
         self.link.open.fetch_sub(1, Ordering::AcqRel);
         let mut connected = self.link.lock_connected();
         if let Some(n) = connected.get_mut(&self.peer) {

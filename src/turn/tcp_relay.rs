@@ -34,12 +34,13 @@ impl Manager {
     /// A Connect or a ConnectionBind: `Ok` when handed to the loop ([`TcpOrder`]).
     pub(super) fn tcp_request(
         &mut self,
+        now: Instant,
         tuple: FiveTuple,
         req: &Message,
         creds: &Credentials,
     ) -> Result<(), u16> {
         match req.typ.method {
-            stun::message::METHOD_CONNECT => self.tcp_connect(tuple, req, creds),
+            stun::message::METHOD_CONNECT => self.tcp_connect(now, tuple, req, creds),
             _ => self.tcp_connection_bind(tuple, req, creds),
         }
     }
@@ -65,8 +66,16 @@ impl Manager {
     }
 
     /// A Connect (RFC 6062 §5.2): checked, then handed to the loop as [`TcpOrder::Connect`].
+    ///
+    /// The peer is judged by `PeerRules::allows_connect`: the plain peer rules, with the
+    /// exception for rturn's own relay endpoints narrowed to its TCP relay listeners (a
+    /// Connect's connection goes through the kernel to whatever listens at that address:
+    /// a UDP relay's port may be any other program's TCP port). The permission it installs on success
+    /// counts against `max-permissions-per-allocation` (508 at the cap, unless the peer's
+    /// IP is permitted already), as CreatePermission's do.
     fn tcp_connect(
         &mut self,
+        now: Instant,
         tuple: FiveTuple,
         req: &Message,
         creds: &Credentials,
@@ -82,7 +91,12 @@ impl Manager {
             _ => return Err(400),
         };
         let relay = alloc.relay_for(peer.ip()).ok_or(443u16)?;
-        self.rules.allows_addr(peer).map_err(|_| 403u16)?;
+        self.rules.allows_connect(peer).map_err(|_| 403u16)?;
+        let cap = self.config.max_permissions;
+        if cap != 0 && !alloc.permits(peer.ip(), now) && alloc.live_permissions(now) >= cap {
+            self.metrics.permission_cap += 1;
+            return Err(508);
+        }
         let slot = link.open(peer, true)?;
         self.tcp_orders.push_back(TcpOrder::Connect {
             tuple,
@@ -182,7 +196,8 @@ impl Manager {
     }
 
     /// How many bytes a bound pair may relay in one direction now (`to_peer`: from the
-    /// client): what its own `max-bps` bucket and the shard's `bps-capacity` hold. A TCP
+    /// client): what its allocation's `max-bps` bucket (`bucket`, shared by all its pairs)
+    /// and the shard's `bps-capacity` hold. A TCP
     /// pair cannot drop bytes, so it reads no more than this, then [`Manager::tcp_charge`]s
     /// what it read, and waits when it is 0.
     pub fn tcp_room(

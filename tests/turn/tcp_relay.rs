@@ -4,8 +4,10 @@
 //! a client of our own checks the bytes through Connect + ConnectionBind to a plain TCP peer
 //! (over TCP, over TLS and over IPv6) and through a peer's own connection, a slow reader
 //! holding its writer back, `max-bps` slowing a pair down, the pair closing with its allocation, with
-//! either side or on a reload that denies the peer, and the refusals: forbidden peer (403),
-//! unknown CONNECTION-ID (400), quota (486), TCP over UDP (400), a peer without permission,
+//! either side or on a reload that denies the peer, a half-close either way passed on while
+//! the other direction goes on, a TLS client cut without close_notify losing nothing it
+//! sent, and the refusals: forbidden peer (403), unknown CONNECTION-ID (400), quota (486),
+//! TCP over UDP (400), a peer without permission, more than 8 unbound connections (508),
 //! `tcp-allocations = false` (442) and its reload.
 
 use std::collections::VecDeque;
@@ -333,6 +335,42 @@ fn tls_control_and_data_connections_relay_bytes() {
     }
 }
 
+/// A TLS client that writes, then cuts its connection without close_notify: what it wrote
+/// still reaches the peer, then the peer sees the end.
+#[test]
+fn a_tls_client_cut_without_close_notify_loses_nothing_it_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = test_certificate(dir.path());
+    let listen = "tls = [\"127.0.0.1:0\"]\nhttp = \"127.0.0.1:0\"\n[relay]";
+    let text = config("allow-loopback-peers = true\n").replacen(
+        "http = \"127.0.0.1:0\"\n[relay]",
+        listen,
+        1,
+    );
+    let server = Server::start(&format!("{text}{tls}"));
+    let client = test_tls_client(dir.path());
+    let listener = peer_listener();
+    let mut ctl = Turn::tls(server.tls[0], &client);
+    ctl.allocate();
+    let (response, m) =
+        ctl.request(&Request::new(METHOD_CONNECT).peer(listener.local_addr().unwrap()));
+    assert!(response.is_success(), "{:?}", response.error);
+    let (mut at_peer, _) = accepted(&listener);
+    let mut data = bind_over(Turn::tls(server.tls[0], &client), connection_id(&m)).expect("bound");
+    let sent = noise(51, 200_000);
+    data.write_all(&sent).unwrap();
+    data.flush().unwrap();
+    data.sock.shutdown(std::net::Shutdown::Both).unwrap();
+    let mut got = Vec::new();
+    at_peer.read_to_end(&mut got).expect("an orderly end");
+    assert!(
+        got == sent,
+        "{} of {} bytes reached the peer",
+        got.len(),
+        sent.len()
+    );
+}
+
 /// An IPv6 TCP relay (REQUESTED-ADDRESS-FAMILY) connects to an IPv6 peer from its relayed
 /// address, and bytes pass.
 #[test]
@@ -442,6 +480,133 @@ fn max_bps_slows_a_pair_down_and_loses_nothing() {
     // One second's worth at once, then 20 kB a second.
     assert!(
         start.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+/// A bound pair over Connect + ConnectionBind: (data connection, the peer's end, the
+/// control connection that holds the allocation).
+fn bound_pair(server: &Server, listener: &TcpListener) -> (TcpStream, TcpStream, Tcp) {
+    let mut ctl = Tcp::connect(server.tcp[0]);
+    ctl.allocate();
+    let (response, m) =
+        ctl.request(&Request::new(METHOD_CONNECT).peer(listener.local_addr().unwrap()));
+    assert!(response.is_success(), "{:?}", response.error);
+    let (at_peer, _) = accepted(listener);
+    let data = bind(server.tcp[0], connection_id(&m)).expect("bound");
+    data.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    (data, at_peer, ctl)
+}
+
+/// Reads `stream` to its end (EOF within the read timeout); what it read.
+fn to_the_end(stream: &mut TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    stream.read_to_end(&mut got).expect("an orderly end");
+    got
+}
+
+/// A half-close passes on what was sent, then the end, and the other direction goes on:
+/// a client that half-closes after its request still gets the peer's answer, and a peer
+/// that half-closes after its data still gets what the client sends then.
+#[test]
+fn a_half_close_either_way_passes_the_end_on_and_the_other_direction_goes_on() {
+    let server = Server::start(&config("allow-loopback-peers = true\n"));
+    let listener = peer_listener();
+    // The client half-closes: the peer reads the request to its end, then answers.
+    let (mut data, mut at_peer, _ctl) = bound_pair(&server, &listener);
+    let request = noise(41, 100_000);
+    data.write_all(&request).unwrap();
+    data.shutdown(std::net::Shutdown::Write).unwrap();
+    assert!(to_the_end(&mut at_peer) == request, "the request changed");
+    let answer = noise(42, 100_000);
+    at_peer.write_all(&answer).unwrap();
+    at_peer.shutdown(std::net::Shutdown::Write).unwrap();
+    assert!(
+        to_the_end(&mut data) == answer,
+        "the answer after the half-close was lost"
+    );
+    // The peer half-closes: the client reads its data to the end, then sends more.
+    let (mut data, mut at_peer, _ctl) = bound_pair(&server, &listener);
+    let pushed = noise(43, 100_000);
+    at_peer.write_all(&pushed).unwrap();
+    at_peer.shutdown(std::net::Shutdown::Write).unwrap();
+    assert!(to_the_end(&mut data) == pushed, "the peer's data changed");
+    let more = noise(44, 100_000);
+    data.write_all(&more).unwrap();
+    data.shutdown(std::net::Shutdown::Write).unwrap();
+    assert!(
+        to_the_end(&mut at_peer) == more,
+        "bytes after the peer's half-close were lost"
+    );
+    // Both ends passed on: the pair is gone.
+    assert!(ends(&mut data));
+}
+
+/// An allocation holds few connections that are not bound yet: the ninth Connect whose
+/// connection waits for its ConnectionBind gets 508; binding one makes room.
+#[test]
+fn unbound_connections_per_allocation_are_capped() {
+    let server = Server::start(&config("allow-loopback-peers = true\n"));
+    let mut ctl = Tcp::connect(server.tcp[0]);
+    ctl.allocate();
+    let listeners: Vec<_> = (0..9).map(|_| peer_listener()).collect();
+    let mut ids = Vec::new();
+    for listener in &listeners[..8] {
+        let (response, m) =
+            ctl.request(&Request::new(METHOD_CONNECT).peer(listener.local_addr().unwrap()));
+        assert!(response.is_success(), "{:?}", response.error);
+        ids.push(connection_id(&m));
+    }
+    let ninth = listeners[8].local_addr().unwrap();
+    assert_eq!(ctl.code(&Request::new(METHOD_CONNECT).peer(ninth)), 508);
+    let _data = bind(server.tcp[0], ids[0]).expect("bound");
+    let (response, _) = ctl.request(&Request::new(METHOD_CONNECT).peer(ninth));
+    assert!(response.is_success(), "{:?}", response.error);
+}
+
+/// `max-bps` is the allocation's, not each pair's: two pairs of one allocation sending 20 KB
+/// each at 10 kB/s take the time 40 KB take (each pair on its own would be done in two
+/// seconds' worth), and lose nothing.
+#[test]
+fn max_bps_is_shared_by_the_pairs_of_an_allocation() {
+    let server = Server::start(&config("allow-loopback-peers = true\nmax-bps = 10000\n"));
+    let mut ctl = Tcp::connect(server.tcp[0]);
+    ctl.allocate();
+    let mut pairs = Vec::new();
+    for _ in 0..2 {
+        let listener = peer_listener();
+        let peer = listener.local_addr().unwrap();
+        let (response, m) = ctl.request(&Request::new(METHOD_CONNECT).peer(peer));
+        assert!(response.is_success(), "{:?}", response.error);
+        let (at_peer, _) = accepted(&listener);
+        at_peer
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        pairs.push((
+            bind(server.tcp[0], connection_id(&m)).expect("bound"),
+            at_peer,
+        ));
+    }
+    let start = std::time::Instant::now();
+    let readers: Vec<_> = (pairs.into_iter().enumerate())
+        .map(|(i, (mut data, mut at_peer))| {
+            let there = noise(60 + i as u64, 20_000);
+            data.write_all(&there).unwrap();
+            std::thread::spawn(move || {
+                let mut got = vec![0; there.len()];
+                at_peer.read_exact(&mut got).unwrap();
+                assert!(got == there, "bytes to the peer changed");
+                drop(data);
+            })
+        })
+        .collect();
+    for reader in readers {
+        reader.join().unwrap();
+    }
+    // One second's worth at once, then 10 kB a second for the 30 kB left.
+    assert!(
+        start.elapsed() >= Duration::from_millis(2500),
         "{:?}",
         start.elapsed()
     );

@@ -23,7 +23,7 @@ fn a_waiting_connection_is_bound_once_by_its_user_or_expires() {
     let peer: SocketAddr = "192.0.2.1:5000".parse().unwrap();
     let (socket, _peer_end) = socket_pair();
     let id = waiting
-        .insert(socket, peer, link.open(peer, false).unwrap(), t0)
+        .insert(socket, peer, (link.open(peer, false).unwrap(), None), t0)
         .unwrap();
     assert_ne!(id, 0);
     // Another user cannot bind it, nor make it go away.
@@ -37,7 +37,7 @@ fn a_waiting_connection_is_bound_once_by_its_user_or_expires() {
 
     // Nobody binds it for BIND_TIMEOUT: closed, its place given back.
     let (socket, mut peer_end) = socket_pair();
-    let id = (waiting.insert(socket, peer, link.open(peer, false).unwrap(), t0)).unwrap();
+    let id = (waiting.insert(socket, peer, (link.open(peer, false).unwrap(), None), t0)).unwrap();
     assert_eq!(
         waiting.expire(t0 + BIND_TIMEOUT - Duration::from_secs(1)),
         0
@@ -57,7 +57,7 @@ fn a_waiting_connection_is_bound_once_by_its_user_or_expires() {
 
     // Its allocation ends: closed on the next tick, and a late ConnectionBind finds nothing.
     let (socket, _peer_end) = socket_pair();
-    let id = (waiting.insert(socket, peer, link.open(peer, false).unwrap(), t0)).unwrap();
+    let id = (waiting.insert(socket, peer, (link.open(peer, false).unwrap(), None), t0)).unwrap();
     link.end();
     assert!(waiting.take(id, "alice", t0).is_none());
     assert_eq!(
@@ -81,4 +81,48 @@ fn an_outgoing_connect_leaves_from_the_relayed_listeners_address() {
     let _client = TcpStream::connect(from).unwrap();
     relay.set_nonblocking(false).unwrap();
     assert!(relay.accept().is_ok());
+}
+
+#[test]
+fn an_accept_out_of_descriptors_is_retried_other_failures_are_not() {
+    use nix::errno::Errno;
+    let os = |errno: Errno| io::Error::from_raw_os_error(errno as i32);
+    assert!(out_of_descriptors(&os(Errno::EMFILE)));
+    assert!(out_of_descriptors(&os(Errno::ENFILE)));
+    assert!(!out_of_descriptors(&os(Errno::ECONNABORTED)));
+    assert!(!out_of_descriptors(&io::Error::other("other")));
+}
+
+#[test]
+fn every_peer_socket_draws_on_the_descriptor_budget() {
+    use crate::server::descriptors::Split;
+    let waiting = Waiting::default();
+    // No budget to draw on (a test's table): no permit needed.
+    assert!(matches!(waiting.permit(), Some(None)));
+    let budget = Budget::new(Split {
+        limit: 100,
+        relay: 50,
+        connections: 2,
+        http: 1,
+    });
+    waiting.share_budget(&budget);
+    let first = waiting.permit().expect("room").expect("a permit");
+    let second = waiting.permit().expect("room").expect("a permit");
+    assert_eq!(budget.held(), (2, 0));
+    // Spent: a Connect gets 508, a peer connecting in is closed.
+    assert!(waiting.permit().is_none());
+    // Given back with the socket (the connection waiting, then bound, then closed).
+    let link = std::sync::Arc::new(TcpLink::new("alice"));
+    let (socket, _theirs) = socket_pair();
+    let peer = socket.peer_addr().unwrap();
+    let t0 = Instant::now();
+    let slot = link.open(peer, false).unwrap();
+    let id = waiting
+        .insert(socket, peer, (slot, Some(first)), t0)
+        .unwrap();
+    drop(second);
+    assert_eq!(budget.held(), (1, 0));
+    assert_eq!(waiting.expire(t0 + BIND_TIMEOUT), 1);
+    assert_eq!(budget.held(), (0, 0));
+    assert!(waiting.take(id, "alice", t0).is_none());
 }

@@ -10,7 +10,8 @@ use stun::message::{METHOD_ALLOCATE, METHOD_CONNECT, METHOD_CONNECTION_BIND};
 
 use super::*;
 use crate::turn::tcp_link::{
-    BIND_TIMEOUT, MAX_CONNECTIONS, PROTO_TCP, TcpLink, TcpOrder, bind_check, nonce_client,
+    BIND_TIMEOUT, MAX_CONNECTIONS, MAX_UNBOUND, PROTO_TCP, TcpLink, TcpOrder, bind_check,
+    nonce_client,
 };
 
 /// The n-th client over TCP.
@@ -224,9 +225,13 @@ fn connection_bind_is_for_a_new_tcp_connection_naming_its_id() {
 #[test]
 fn the_link_caps_connections_refuses_a_second_connect_and_dies_with_the_allocation() {
     let link = Arc::new(TcpLink::new("alice"));
-    let mut held: Vec<_> = (0..MAX_CONNECTIONS)
-        .map(|i| link.open(v4(192, 0, 2, 1, 1000 + i as u16), false).unwrap())
-        .collect();
+    // Bound ones: the cap on unbound connections is another test's.
+    let open_bound = |i: usize| {
+        let mut slot = link.open(v4(192, 0, 2, 1, 1000 + i as u16), false).unwrap();
+        slot.bound();
+        slot
+    };
+    let mut held: Vec<_> = (0..MAX_CONNECTIONS).map(open_bound).collect();
     assert_eq!(link.open(PEER_A, true).map(|_| ()), Err(508));
     held.pop();
     let to_a = link.open(PEER_A, true).unwrap();
@@ -291,4 +296,102 @@ fn a_tcp_nonce_holds_for_every_connection_of_the_client_ip() {
         session: alice.session.clone(),
     };
     let _ = h.later(0, &data, connection_bind(7));
+}
+
+/// Every relay port of the pool is live, as the shared port table would say; 50002 is a
+/// TCP allocation's listener.
+#[derive(Debug)]
+struct AllLive;
+
+impl crate::turn::own_relays::LiveRelays for AllLive {
+    fn holds(&self, _port: u16, _ipv6: bool) -> bool {
+        true
+    }
+
+    fn holds_tcp(&self, port: u16, _ipv6: bool) -> bool {
+        port == 50002
+    }
+}
+
+#[test]
+fn connect_reaches_own_tcp_relay_listeners_only_not_every_own_relay_endpoint() {
+    let mut setup = Setup::default();
+    let own =
+        crate::turn::own_relays::OwnRelays::new(vec![(RELAY_V4, ADVERTISED_V4)], Arc::new(AllLive));
+    setup.rules = PeerRules::new(false, vec![], vec![], vec![SERVER]).with_own_relays(own);
+    let mut h = setup.start();
+    let (alice, _) = h.tcp_alice(1);
+    // A live UDP relay port at the (loopback) relay IP: a Connect would reach whatever TCP
+    // listener the host has there, so the loopback rule decides (403). UDP data to the same
+    // endpoint is handed over inside rturn and stays allowed.
+    h.refused(0, &alice, connect(SocketAddr::new(RELAY_V4, 50001)), 403);
+    assert!(h.mgr.poll_tcp_order().is_none());
+    // Another TCP allocation's listener is ours: two clients of one server connect to each
+    // other's relays. Not at the advertised address, which would go out through the NAT
+    // (a public address, so the plain rules decide; here TEST-NET-3, allowed).
+    let _ours = h.later(0, &alice, connect(SocketAddr::new(RELAY_V4, 50002)));
+    let _allowed = h.later(0, &alice, connect(PEER_A));
+}
+
+#[test]
+fn the_permission_of_a_connect_counts_against_the_permission_cap() {
+    let mut setup = Setup::default();
+    setup.config.max_permissions = 1;
+    let mut h = setup.start();
+    let (alice, _) = h.tcp_alice(1);
+    h.ok(0, &alice, Request::create_permission(&[PEER_B]));
+    // At the cap: a Connect to a new IP is 508 and installs nothing.
+    h.refused(0, &alice, connect(PEER_A), 508);
+    assert!(h.mgr.poll_tcp_order().is_none());
+    // To the IP already permitted, on another port: no new room needed.
+    let _same = h.later(0, &alice, connect(SocketAddr::new(PEER_B.ip(), 7000)));
+}
+
+#[test]
+fn a_tcp_allocation_takes_no_channel_bind_and_sends_no_send_indication() {
+    let mut h = Setup::default().start();
+    let (alice, _) = h.tcp_alice(1);
+    h.ok(0, &alice, Request::create_permission(&[PEER_A]));
+    // RFC 6062 §5: its data goes over data connections; a channel would send from a UDP
+    // relay that is not there (or that is another allocation's).
+    h.refused(0, &alice, Request::channel_bind(0x4000, PEER_A), 400);
+    assert_eq!(h.send_to(0, alice.tuple, PEER_A), None);
+    let now = h.at(0);
+    assert_eq!(h.mgr.channel_route(now, &alice.tuple, 0x4000, 10), None);
+}
+
+#[test]
+fn an_allocation_holds_few_unbound_connections_and_binding_one_makes_room() {
+    let link = Arc::new(TcpLink::new("alice"));
+    let peer = |i: usize| v4(192, 0, 2, 1, 1000 + i as u16);
+    let mut held: Vec<_> = (0..MAX_UNBOUND)
+        .map(|i| link.open(peer(i), i % 2 == 0).unwrap())
+        .collect();
+    // Connecting or waiting for their ConnectionBind: at the cap, a Connect is 508 and a
+    // peer connecting in is refused, though the allocation holds far fewer than its cap.
+    assert_eq!(link.open(PEER_A, true).map(|_| ()), Err(508));
+    assert_eq!(link.open(PEER_B, false).map(|_| ()), Err(508));
+    assert_eq!(link.open_connections(), MAX_UNBOUND);
+    // One bound (twice: counted once): room for one more unbound.
+    held[0].bound();
+    held[0].bound();
+    let mut more = link.open(PEER_A, true).unwrap();
+    assert_eq!(link.open(PEER_B, false).map(|_| ()), Err(508));
+    // Dropping an unbound one makes room too; dropping a bound one does not count twice.
+    drop(held.pop());
+    let _b = link.open(PEER_B, false).unwrap();
+    more.bound();
+    drop(more);
+    drop(held);
+    assert_eq!(link.open_connections(), 1);
+}
+
+#[test]
+fn a_connect_past_the_unbound_cap_is_508() {
+    let mut h = Setup::default().start();
+    let (alice, _) = h.tcp_alice(1);
+    let _orders: Vec<_> = (0..MAX_UNBOUND)
+        .map(|i| h.later(0, &alice, connect(v4(192, 0, 2, 1, 1000 + i as u16))))
+        .collect();
+    h.refused(0, &alice, connect(PEER_A), 508);
 }
