@@ -192,6 +192,64 @@ fn accepted(listener: &TcpListener) -> (TcpStream, SocketAddr) {
     (s, from)
 }
 
+/// A successful Connect of `ctl`'s allocation to the peer at `listener`: the peer's end of
+/// the new connection, where the peer saw it come from, and its CONNECTION-ID.
+fn connect_to<S: Read + Write>(
+    ctl: &mut Turn<S>,
+    listener: &TcpListener,
+) -> (TcpStream, SocketAddr, u32) {
+    let peer = listener.local_addr().unwrap();
+    let (response, m) = ctl.request(&Request::new(METHOD_CONNECT).peer(peer));
+    assert!(response.is_success(), "{:?}", response.error);
+    let (at_peer, from) = accepted(listener);
+    (at_peer, from, connection_id(&m))
+}
+
+/// A bound pair over Connect + ConnectionBind: `ctl` allocates and Connects to the peer at
+/// `listener`, then the connection `data` opens is bound. (data connection, the peer's end,
+/// the control connection that holds the allocation).
+fn pair_over<S: Read + Write>(
+    mut ctl: Turn<S>,
+    data: impl FnOnce() -> Turn<S>,
+    listener: &TcpListener,
+) -> (S, TcpStream, Turn<S>) {
+    ctl.allocate();
+    let (at_peer, _, id) = connect_to(&mut ctl, listener);
+    let data = bind_over(data(), id).expect("bound");
+    (data, at_peer, ctl)
+}
+
+/// A server with a TLS listener besides, allowing loopback peers, its certificate in `dir`;
+/// a client configuration that trusts it.
+fn tls_server(dir: &std::path::Path) -> (Server, Arc<rustls::ClientConfig>) {
+    let tls = test_certificate(dir);
+    let listen = "tls = [\"127.0.0.1:0\"]\nhttp = \"127.0.0.1:0\"\n[relay]";
+    let text = config("allow-loopback-peers = true\n").replacen(
+        "http = \"127.0.0.1:0\"\n[relay]",
+        listen,
+        1,
+    );
+    let server = Server::start(&format!("{text}{tls}"));
+    (server, test_tls_client(dir))
+}
+
+/// A bound pair over TLS, both connections to `server`'s TLS listener: (data connection,
+/// its TLS session kept; the peer's end; the control connection).
+fn tls_pair(
+    server: &Server,
+    client: &Arc<rustls::ClientConfig>,
+    listener: &TcpListener,
+) -> (Tls, TcpStream, Turn<Tls>) {
+    let ctl = Turn::tls(server.tls[0], client);
+    pair_over(ctl, || Turn::tls(server.tls[0], client), listener)
+}
+
+/// A bound pair over TCP, both connections to `server`'s first TCP listener.
+fn tcp_pair(server: &Server, listener: &TcpListener) -> (TcpStream, TcpStream, Tcp) {
+    let ctl = Tcp::connect(server.tcp[0]);
+    pair_over(ctl, || Tcp::connect(server.tcp[0]), listener)
+}
+
 #[test]
 fn connect_and_bind_relay_bytes_both_ways_and_close_with_the_allocation() {
     let server = Server::start(&config("allow-loopback-peers = true\n"));
@@ -199,11 +257,8 @@ fn connect_and_bind_relay_bytes_both_ways_and_close_with_the_allocation() {
     let peer = listener.local_addr().unwrap();
     let mut ctl = Tcp::connect(server.tcp[0]);
     let relayed = ctl.allocate();
-    let (response, m) = ctl.request(&Request::new(METHOD_CONNECT).peer(peer));
-    assert!(response.is_success(), "{:?}", response.error);
-    let id = connection_id(&m);
     // The peer sees the connection come from the relayed address (RFC 6062 §5.2).
-    let (mut at_peer, from) = accepted(&listener);
+    let (mut at_peer, from, id) = connect_to(&mut ctl, &listener);
     assert_eq!(from, relayed);
     // The same peer again: 446.
     assert_eq!(ctl.code(&Request::new(METHOD_CONNECT).peer(peer)), 446);
@@ -297,23 +352,9 @@ fn refusals_forbidden_peer_unknown_id_quota_udp_and_switched_off() {
 #[test]
 fn tls_control_and_data_connections_relay_bytes() {
     let dir = tempfile::tempdir().unwrap();
-    let tls = test_certificate(dir.path());
-    let listen = "tls = [\"127.0.0.1:0\"]\nhttp = \"127.0.0.1:0\"\n[relay]";
-    let text = config("allow-loopback-peers = true\n").replacen(
-        "http = \"127.0.0.1:0\"\n[relay]",
-        listen,
-        1,
-    );
-    let server = Server::start(&format!("{text}{tls}"));
-    let client = test_tls_client(dir.path());
+    let (server, client) = tls_server(dir.path());
     let listener = peer_listener();
-    let mut ctl = Turn::tls(server.tls[0], &client);
-    ctl.allocate();
-    let (response, m) =
-        ctl.request(&Request::new(METHOD_CONNECT).peer(listener.local_addr().unwrap()));
-    assert!(response.is_success(), "{:?}", response.error);
-    let (mut at_peer, _) = accepted(&listener);
-    let mut data = bind_over(Turn::tls(server.tls[0], &client), connection_id(&m)).expect("bound");
+    let (mut data, mut at_peer, _ctl) = tls_pair(&server, &client, &listener);
     for (i, len) in [1, 1000, 40_000].into_iter().enumerate() {
         let there = noise(i as u64, len);
         data.write_all(&there).unwrap();
@@ -340,23 +381,9 @@ fn tls_control_and_data_connections_relay_bytes() {
 #[test]
 fn a_tls_client_cut_without_close_notify_loses_nothing_it_sent() {
     let dir = tempfile::tempdir().unwrap();
-    let tls = test_certificate(dir.path());
-    let listen = "tls = [\"127.0.0.1:0\"]\nhttp = \"127.0.0.1:0\"\n[relay]";
-    let text = config("allow-loopback-peers = true\n").replacen(
-        "http = \"127.0.0.1:0\"\n[relay]",
-        listen,
-        1,
-    );
-    let server = Server::start(&format!("{text}{tls}"));
-    let client = test_tls_client(dir.path());
+    let (server, client) = tls_server(dir.path());
     let listener = peer_listener();
-    let mut ctl = Turn::tls(server.tls[0], &client);
-    ctl.allocate();
-    let (response, m) =
-        ctl.request(&Request::new(METHOD_CONNECT).peer(listener.local_addr().unwrap()));
-    assert!(response.is_success(), "{:?}", response.error);
-    let (mut at_peer, _) = accepted(&listener);
-    let mut data = bind_over(Turn::tls(server.tls[0], &client), connection_id(&m)).expect("bound");
+    let (mut data, mut at_peer, _ctl) = tls_pair(&server, &client, &listener);
     let sent = noise(51, 200_000);
     data.write_all(&sent).unwrap();
     data.flush().unwrap();
@@ -386,12 +413,9 @@ fn an_ipv6_tcp_relay_connects_to_an_ipv6_peer() {
     assert!(response.is_success(), "{:?}", response.error);
     let relayed = response.relayed[0];
     assert!(relayed.is_ipv6(), "{relayed}");
-    let (response, m) =
-        ctl.request(&Request::new(METHOD_CONNECT).peer(listener.local_addr().unwrap()));
-    assert!(response.is_success(), "{:?}", response.error);
-    let (mut at_peer, from) = accepted(&listener);
+    let (mut at_peer, from, id) = connect_to(&mut ctl, &listener);
     assert_eq!(from, relayed);
-    let mut data = bind(server.tcp[0], connection_id(&m)).expect("bound");
+    let mut data = bind(server.tcp[0], id).expect("bound");
     both_ways(&mut data, &mut at_peer, 31);
 }
 
@@ -401,13 +425,7 @@ fn an_ipv6_tcp_relay_connects_to_an_ipv6_peer() {
 fn a_reload_that_denies_the_peer_closes_its_pair() {
     let mut server = Server::start(&config("allow-loopback-peers = true\n"));
     let listener = peer_listener();
-    let mut ctl = Tcp::connect(server.tcp[0]);
-    ctl.allocate();
-    let (response, m) =
-        ctl.request(&Request::new(METHOD_CONNECT).peer(listener.local_addr().unwrap()));
-    assert!(response.is_success(), "{:?}", response.error);
-    let (mut at_peer, _) = accepted(&listener);
-    let mut data = bind(server.tcp[0], connection_id(&m)).expect("bound");
+    let (mut data, mut at_peer, mut ctl) = tcp_pair(&server, &listener);
     both_ways(&mut data, &mut at_peer, 21);
     let denied = config("allow-loopback-peers = true\ndenied-peer-ip = [\"127.0.0.1\"]\n");
     std::fs::write(&server.config_path, denied).unwrap();
@@ -426,13 +444,7 @@ fn a_reload_that_denies_the_peer_closes_its_pair() {
 fn a_slow_reader_holds_its_writer_back_and_loses_nothing() {
     let server = Server::start(&config("allow-loopback-peers = true\n"));
     let listener = peer_listener();
-    let mut ctl = Tcp::connect(server.tcp[0]);
-    ctl.allocate();
-    let (response, m) =
-        ctl.request(&Request::new(METHOD_CONNECT).peer(listener.local_addr().unwrap()));
-    assert!(response.is_success(), "{:?}", response.error);
-    let (at_peer, _) = accepted(&listener);
-    let data = bind(server.tcp[0], connection_id(&m)).expect("bound");
+    let (data, at_peer, _ctl) = tcp_pair(&server, &listener);
     for (seed, (mut writer, mut reader)) in
         [(11, (clone(&data), clone(&at_peer))), (12, (at_peer, data))]
     {
@@ -461,16 +473,10 @@ fn clone(stream: &TcpStream) -> TcpStream {
 fn max_bps_slows_a_pair_down_and_loses_nothing() {
     let server = Server::start(&config("allow-loopback-peers = true\nmax-bps = 20000\n"));
     let listener = peer_listener();
-    let mut ctl = Tcp::connect(server.tcp[0]);
-    ctl.allocate();
-    let (response, m) =
-        ctl.request(&Request::new(METHOD_CONNECT).peer(listener.local_addr().unwrap()));
-    assert!(response.is_success(), "{:?}", response.error);
-    let (mut at_peer, _) = accepted(&listener);
+    let (mut data, mut at_peer, _ctl) = tcp_pair(&server, &listener);
     at_peer
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
-    let mut data = bind(server.tcp[0], connection_id(&m)).expect("bound");
     let there = noise(3, 60_000);
     let start = std::time::Instant::now();
     data.write_all(&there).unwrap();
@@ -485,16 +491,9 @@ fn max_bps_slows_a_pair_down_and_loses_nothing() {
     );
 }
 
-/// A bound pair over Connect + ConnectionBind: (data connection, the peer's end, the
-/// control connection that holds the allocation).
+/// [`tcp_pair`], the data connection's read timeout 5 s.
 fn bound_pair(server: &Server, listener: &TcpListener) -> (TcpStream, TcpStream, Tcp) {
-    let mut ctl = Tcp::connect(server.tcp[0]);
-    ctl.allocate();
-    let (response, m) =
-        ctl.request(&Request::new(METHOD_CONNECT).peer(listener.local_addr().unwrap()));
-    assert!(response.is_success(), "{:?}", response.error);
-    let (at_peer, _) = accepted(listener);
-    let data = bind(server.tcp[0], connection_id(&m)).expect("bound");
+    let (data, at_peer, ctl) = tcp_pair(server, listener);
     data.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     (data, at_peer, ctl)
 }
@@ -576,17 +575,11 @@ fn max_bps_is_shared_by_the_pairs_of_an_allocation() {
     let mut pairs = Vec::new();
     for _ in 0..2 {
         let listener = peer_listener();
-        let peer = listener.local_addr().unwrap();
-        let (response, m) = ctl.request(&Request::new(METHOD_CONNECT).peer(peer));
-        assert!(response.is_success(), "{:?}", response.error);
-        let (at_peer, _) = accepted(&listener);
+        let (at_peer, _, id) = connect_to(&mut ctl, &listener);
         at_peer
             .set_read_timeout(Some(Duration::from_secs(30)))
             .unwrap();
-        pairs.push((
-            bind(server.tcp[0], connection_id(&m)).expect("bound"),
-            at_peer,
-        ));
+        pairs.push((bind(server.tcp[0], id).expect("bound"), at_peer));
     }
     let start = std::time::Instant::now();
     let readers: Vec<_> = (pairs.into_iter().enumerate())
