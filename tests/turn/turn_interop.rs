@@ -22,6 +22,18 @@ fn uclient_checked(server: &Server, peer: &EchoPeer, flags: &[&str]) {
     let (clients, messages) = (4, 40);
     let text = uclient_run(server, peer, flags, clients, messages);
     let summary = || format!("uclient {flags:?}:\n{text}\nserver log:\n{}", server.log());
+    assert_all_arrived(&text, clients, messages, summary);
+    assert!(!text.contains("error"), "{}", summary());
+}
+
+/// Asserts that `text`, what a turnutils_uclient run printed, lost nothing: every one of
+/// `clients` × `messages` messages sent and received. `summary` says what ran, on failure.
+pub(crate) fn assert_all_arrived(
+    text: &str,
+    clients: usize,
+    messages: usize,
+    summary: impl Fn() -> String,
+) {
     assert!(
         text.contains("Total lost packets 0 (0.000000%)"),
         "{}",
@@ -35,7 +47,6 @@ fn uclient_checked(server: &Server, peer: &EchoPeer, flags: &[&str]) {
         "expected {expected} messages each way; {}",
         summary()
     );
-    assert!(!text.contains("error"), "{}", summary());
 }
 
 /// One turnutils_uclient run; returns everything it printed.
