@@ -306,7 +306,8 @@ mod tests {
     use super::reports::REPORTS;
     use super::*;
 
-    fn tuple(port: u16) -> FiveTuple {
+    /// A UDP 5-tuple from 127.0.0.1:`port` (reports.rs's tests use it too).
+    pub(super) fn tuple(port: u16) -> FiveTuple {
         FiveTuple {
             transport: Transport::Udp,
             client: ([127, 0, 0, 1], port).into(),

@@ -99,14 +99,7 @@ impl Reports {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn tuple(port: u16) -> FiveTuple {
-        FiveTuple {
-            transport: Transport::Udp,
-            client: ([127, 0, 0, 1], port).into(),
-            server: ([127, 0, 0, 1], 3478).into(),
-        }
-    }
+    use crate::server::mobility::tests::tuple;
 
     #[test]
     fn the_table_follows_moves_and_forgets_ended_allocations() {
