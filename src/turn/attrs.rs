@@ -111,6 +111,13 @@ pub fn peer_addresses(msg: &Message, out: &mut Vec<SocketAddr>) -> Result<(), Ba
     Ok(())
 }
 
+/// The first XOR-PEER-ADDRESS (ChannelBind's and Connect's one peer); `None` if there is none
+/// or any is malformed. `scratch` holds them all meanwhile.
+pub fn first_peer(msg: &Message, scratch: &mut Vec<SocketAddr>) -> Option<SocketAddr> {
+    peer_addresses(msg, scratch).ok()?;
+    scratch.first().copied()
+}
+
 /// Decodes an XOR-*-ADDRESS value (RFC 8489 §14.2).
 pub fn decode_xor_address(v: &[u8], transaction_id: &[u8; 12]) -> Option<SocketAddr> {
     let cookie = MAGIC_COOKIE.to_be_bytes();

@@ -395,14 +395,7 @@ impl Manager {
             Some(Ok(n)) if CHANNELS.contains(&n) => n,
             _ => return Err(400),
         };
-        let mut peers = std::mem::take(&mut self.peers);
-        let parsed = attrs::peer_addresses(req, &mut peers);
-        let peer = peers.first().copied();
-        self.peers = peers;
-        let peer = match (parsed, peer) {
-            (Ok(()), Some(peer)) => peer,
-            _ => return Err(400),
-        };
+        let peer = attrs::first_peer(req, &mut self.peers).ok_or(400u16)?;
         alloc.relay_for(peer.ip()).ok_or(443u16)?;
         self.rules.allows_addr(peer).map_err(|_| 403u16)?;
         // RFC 8656 §12.2: a channel is bound to one peer and a peer to one channel.

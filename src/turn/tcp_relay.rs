@@ -82,14 +82,7 @@ impl Manager {
     ) -> Result<(), u16> {
         let alloc = self.allocations.get(&tuple).ok_or(437u16)?;
         let link = alloc.tcp.as_ref().ok_or(400u16)?;
-        let mut peers = std::mem::take(&mut self.peers);
-        let parsed = attrs::peer_addresses(req, &mut peers);
-        let peer = peers.first().copied();
-        self.peers = peers;
-        let peer = match (parsed, peer) {
-            (Ok(()), Some(peer)) => peer,
-            _ => return Err(400),
-        };
+        let peer = attrs::first_peer(req, &mut self.peers).ok_or(400u16)?;
         let relay = alloc.relay_for(peer.ip()).ok_or(443u16)?;
         self.rules.allows_connect(peer).map_err(|_| 403u16)?;
         let cap = self.config.max_permissions;
