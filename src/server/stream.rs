@@ -255,8 +255,7 @@ impl StreamConn {
     where
         F: FnMut(&[u8], &mut Out<'_>),
     {
-        let out = &mut self.out;
-        let mut deliver = |inbuf: &mut InBuf| -> Result<(), Close> {
+        let mut deliver = |inbuf: &mut InBuf, out: &mut OutBuf| -> Result<(), Close> {
             while let Some(range) = inbuf.next().map_err(|_| Close::Malformed)? {
                 let mut handle = Out::new(out);
                 on_message(inbuf.get(range), &mut handle);
@@ -272,26 +271,12 @@ impl StreamConn {
         };
         // Plaintext handed over with the connection is framed before the socket is read.
         let primed = match std::mem::take(&mut self.primed) {
-            true => deliver(&mut self.inbuf),
+            true => deliver(&mut self.inbuf, &mut self.out),
             false => Ok(()),
         };
-        let read = match (primed, &mut self.tls) {
-            (Err(close), _) => Err(close),
-            (Ok(()), None) => plain::read(
-                &mut self.socket,
-                &mut self.inbuf,
-                &mut self.timers,
-                now,
-                deliver,
-            ),
-            (Ok(()), Some(session)) => tls::read(
-                session,
-                &mut self.socket,
-                &mut self.inbuf,
-                &mut self.timers,
-                now,
-                deliver,
-            ),
+        let read = match primed {
+            Err(close) => Err(close),
+            Ok(()) => self.read_socket(now, deliver),
         };
         match read {
             Ok(outcome) => {
@@ -326,7 +311,7 @@ impl StreamConn {
         mut sink: impl FnMut(&[u8]),
     ) -> Result<ReadOutcome, Close> {
         let mut taken = 0;
-        let mut deliver = |inbuf: &mut InBuf| -> Result<(), Close> {
+        let mut deliver = |inbuf: &mut InBuf, _: &mut OutBuf| -> Result<(), Close> {
             let held = inbuf.take_held();
             taken += held.len();
             sink(held);
@@ -335,29 +320,28 @@ impl StreamConn {
             }
             Ok(())
         };
-        if deliver(&mut self.inbuf).is_err() {
+        if deliver(&mut self.inbuf, &mut self.out).is_err() {
             return Ok(ReadOutcome::MoreToRead);
         }
-        let read = match &mut self.tls {
-            None => plain::read(
-                &mut self.socket,
-                &mut self.inbuf,
-                &mut self.timers,
-                now,
-                deliver,
-            ),
-            Some(session) => tls::read(
-                session,
-                &mut self.socket,
-                &mut self.inbuf,
-                &mut self.timers,
-                now,
-                deliver,
-            ),
-        };
-        match read {
+        match self.read_socket(now, deliver) {
             Err(Close::Spliced) => Ok(ReadOutcome::MoreToRead),
             other => other,
+        }
+    }
+
+    /// Reads the socket (up to [`inbuf::READ_BUDGET`] bytes, decrypted if TLS) into `inbuf`,
+    /// handing `deliver` the buffer, and the outgoing queue, each time it holds more.
+    fn read_socket(
+        &mut self,
+        now: Instant,
+        mut deliver: impl FnMut(&mut InBuf, &mut OutBuf) -> Result<(), Close>,
+    ) -> Result<ReadOutcome, Close> {
+        let out = &mut self.out;
+        let deliver = |inbuf: &mut InBuf| deliver(inbuf, out);
+        let (socket, inbuf, timers) = (&mut self.socket, &mut self.inbuf, &mut self.timers);
+        match &mut self.tls {
+            None => plain::read(socket, inbuf, timers, now, deliver),
+            Some(session) => tls::read(session, socket, inbuf, timers, now, deliver),
         }
     }
 
