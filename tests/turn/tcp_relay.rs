@@ -505,6 +505,20 @@ fn to_the_end(stream: &mut TcpStream) -> Vec<u8> {
     got
 }
 
+/// `first` sends 100 kB (`seed`) and half-closes; `then` reads them to the end, sends other
+/// bytes back and half-closes, and `first` reads those to the end. `lost` says what failed:
+/// the bytes to `then`, the bytes back.
+fn half_close_then_back(first: &mut TcpStream, then: &mut TcpStream, seed: u64, lost: [&str; 2]) {
+    let sent = noise(seed, 100_000);
+    first.write_all(&sent).unwrap();
+    first.shutdown(std::net::Shutdown::Write).unwrap();
+    assert!(to_the_end(then) == sent, "{}", lost[0]);
+    let back = noise(seed + 1, 100_000);
+    then.write_all(&back).unwrap();
+    then.shutdown(std::net::Shutdown::Write).unwrap();
+    assert!(to_the_end(first) == back, "{}", lost[1]);
+}
+
 /// A half-close passes on what was sent, then the end, and the other direction goes on:
 /// a client that half-closes after its request still gets the peer's answer, and a peer
 /// that half-closes after its data still gets what the client sends then.
@@ -514,30 +528,18 @@ fn a_half_close_either_way_passes_the_end_on_and_the_other_direction_goes_on() {
     let listener = peer_listener();
     // The client half-closes: the peer reads the request to its end, then answers.
     let (mut data, mut at_peer, _ctl) = bound_pair(&server, &listener);
-    let request = noise(41, 100_000);
-    data.write_all(&request).unwrap();
-    data.shutdown(std::net::Shutdown::Write).unwrap();
-    assert!(to_the_end(&mut at_peer) == request, "the request changed");
-    let answer = noise(42, 100_000);
-    at_peer.write_all(&answer).unwrap();
-    at_peer.shutdown(std::net::Shutdown::Write).unwrap();
-    assert!(
-        to_the_end(&mut data) == answer,
-        "the answer after the half-close was lost"
-    );
+    let lost = [
+        "the request changed",
+        "the answer after the half-close was lost",
+    ];
+    half_close_then_back(&mut data, &mut at_peer, 41, lost);
     // The peer half-closes: the client reads its data to the end, then sends more.
     let (mut data, mut at_peer, _ctl) = bound_pair(&server, &listener);
-    let pushed = noise(43, 100_000);
-    at_peer.write_all(&pushed).unwrap();
-    at_peer.shutdown(std::net::Shutdown::Write).unwrap();
-    assert!(to_the_end(&mut data) == pushed, "the peer's data changed");
-    let more = noise(44, 100_000);
-    data.write_all(&more).unwrap();
-    data.shutdown(std::net::Shutdown::Write).unwrap();
-    assert!(
-        to_the_end(&mut at_peer) == more,
-        "bytes after the peer's half-close were lost"
-    );
+    let lost = [
+        "the peer's data changed",
+        "bytes after the peer's half-close were lost",
+    ];
+    half_close_then_back(&mut at_peer, &mut data, 43, lost);
     // Both ends passed on: the pair is gone.
     assert!(ends(&mut data));
 }
