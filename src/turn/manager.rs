@@ -6,13 +6,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use stun::attributes::{ATTR_NONCE, ATTR_REALM, ATTR_USERNAME};
 use stun::message::{
     CLASS_ERROR_RESPONSE, CLASS_SUCCESS_RESPONSE, METHOD_ALLOCATE, METHOD_CHANNEL_BIND,
     METHOD_CONNECT, METHOD_CONNECTION_BIND, METHOD_CREATE_PERMISSION, METHOD_REFRESH, Message,
     Setter,
 };
-use stun::textattrs::TextAttribute;
 use stun::uattrs::UnknownAttributes;
 
 use super::allocation::Allocation;
@@ -24,9 +22,9 @@ use super::offload_table::OffloadTable;
 use super::peer_rules::PeerRules;
 use super::pending::{Credentials, PendingAllocate};
 use super::quota::Quotas;
-use super::tcp_link::{TcpOrder, nonce_client};
+use super::tcp_link::TcpOrder;
 use super::{Answer, Event, FiveTuple, TurnConfig};
-use crate::auth::{Auth, NonceCheck, add_integrity, verify_integrity};
+use crate::auth::{Auth, add_integrity};
 use crate::stun::codec::unknown_required;
 use crate::stun::response;
 use crate::turn::FastMap;
@@ -325,90 +323,6 @@ impl Manager {
     /// server rate-limits per source.
     pub fn answered_authenticated(&self) -> bool {
         self.authenticated
-    }
-
-    /// RFC 8489 §9.2.4, in its order. On failure the error response is already built.
-    fn authenticate(
-        &mut self,
-        now: Instant,
-        tuple: FiveTuple,
-        req: &Message,
-    ) -> Result<Credentials, ()> {
-        let unix = self.unix(now);
-        let has_integrity = req.contains(stun::attributes::ATTR_MESSAGE_INTEGRITY)
-            || req.contains(stun::attributes::ATTR_MESSAGE_INTEGRITY_SHA256);
-        if !has_integrity {
-            // The first round trip of every session: normal, so only at trace (-vv).
-            tracing::trace!(client = %tuple.client, "401 challenge: no credentials yet");
-            self.metrics.challenges += 1;
-            self.challenge(now, tuple, req, 401);
-            return Err(());
-        }
-        let (Some(username), Some(realm), Some(nonce)) = (
-            attrs::value(req, ATTR_USERNAME),
-            attrs::value(req, ATTR_REALM),
-            attrs::value(req, ATTR_NONCE),
-        ) else {
-            self.auth_failed(tuple, "", "bad_request");
-            self.error(req, 400);
-            response::finish(&mut self.response, req);
-            return Err(());
-        };
-        if self.auth.check_nonce(nonce, unix, nonce_client(tuple)) != NonceCheck::Valid {
-            self.auth_failed(tuple, "", "stale_nonce");
-            self.challenge(now, tuple, req, 438);
-            return Err(());
-        }
-        let username = match std::str::from_utf8(username) {
-            Ok(u) if realm == self.auth.realm().as_bytes() => u,
-            _ => {
-                self.auth_failed(tuple, "", "wrong_realm");
-                self.challenge(now, tuple, req, 401);
-                return Err(());
-            }
-        };
-        let keys = match self.auth.keys_for(username, unix) {
-            Ok(keys) => keys,
-            Err(e) => {
-                let reason = match e {
-                    crate::auth::AuthError::Expired => "expired",
-                    _ => "unknown_user",
-                };
-                self.auth_failed(tuple, username, reason);
-                self.challenge(now, tuple, req, 401);
-                return Err(());
-            }
-        };
-        for key in keys {
-            if let Ok(integrity) = verify_integrity(req, &key) {
-                return Ok(Credentials {
-                    username: username.to_owned(),
-                    key,
-                    integrity,
-                });
-            }
-        }
-        self.auth_failed(tuple, username, "bad_integrity");
-        self.challenge(now, tuple, req, 401);
-        Err(())
-    }
-
-    /// A request whose credentials failed (not the first, credential-less 401 of a
-    /// session): counted by `reason`, and logged at debug (-v) for an operator looking for
-    /// why a client cannot log in.
-    fn auth_failed(&mut self, tuple: FiveTuple, user: &str, reason: &'static str) {
-        self.metrics.auth_failed(reason);
-        tracing::debug!(client = %tuple.client, user, reason, "authentication failed");
-    }
-
-    /// 401 or 438 with REALM and a fresh NONCE, and no MESSAGE-INTEGRITY.
-    fn challenge(&mut self, now: Instant, tuple: FiveTuple, req: &Message, code: u16) {
-        let nonce = self.auth.make_nonce(self.unix(now), nonce_client(tuple));
-        let realm = self.auth.realm().to_owned();
-        self.error(req, code);
-        let _ = TextAttribute::new(ATTR_REALM, realm).add_to(&mut self.response);
-        let _ = TextAttribute::new(ATTR_NONCE, nonce).add_to(&mut self.response);
-        response::finish(&mut self.response, req);
     }
 
     /// Starts an error response; the caller finishes it.

@@ -30,6 +30,7 @@
 
 pub mod allocation;
 pub mod attrs;
+mod authenticate;
 pub mod bandwidth;
 pub mod manager;
 mod methods;
