@@ -329,3 +329,46 @@ fn a_tcp_allocation_is_never_mobile() {
     assert_eq!(h.mgr.metrics().allocations_deleted, 1);
     assert!(h.held().is_empty());
 }
+
+#[test]
+fn a_client_moving_onto_an_address_a_stale_allocation_holds_takes_it() {
+    let mut h = mobile();
+    // alice's client left tuple 1 without a word (its socket closed; UDP says nothing), and
+    // bob's client, moving, got the same address and port.
+    let alice = h.alice(1);
+    let alice_ticket = allocate_mobile(&mut h, &alice);
+    let bob = h.bob(2);
+    let bob_ticket = allocate_mobile(&mut h, &bob);
+    let bob_moved = h.login(10, alice.tuple, "bob", "builder");
+    let raw = bob_moved.signed(&refresh_with(&bob_ticket));
+    let req = decode(&raw);
+    let ten = h.at(10);
+    // Without the step the glue takes first, the stale allocation is in the way.
+    h.refused(10, &bob_moved, refresh_with(&bob_ticket), 441);
+    // Not for a forged ticket, nor for one unsigned or signed with a nonce of another
+    // address, nor for the allocation's own ticket.
+    let mut forged = bob_ticket.clone();
+    forged[5] ^= 1;
+    let forged = decode(&bob_moved.signed(&refresh_with(&forged)));
+    assert!(!h.mgr.make_way_for_move(ten, alice.tuple, &forged));
+    let elsewhere = h.login(10, tuple(3), "bob", "builder");
+    let elsewhere = decode(&elsewhere.signed(&refresh_with(&bob_ticket)));
+    assert!(!h.mgr.make_way_for_move(ten, alice.tuple, &elsewhere));
+    let own = h.login(10, alice.tuple, "alice", "wonderland");
+    let own = decode(&own.signed(&refresh_with(&alice_ticket)));
+    assert!(!h.mgr.make_way_for_move(ten, alice.tuple, &own));
+    assert!(h.mgr.has_allocation(&alice.tuple));
+    // The genuine move: alice's allocation makes way (detached), bob's moves in.
+    assert!(h.mgr.make_way_for_move(ten, alice.tuple, &req));
+    assert!(!h.mgr.has_allocation(&alice.tuple));
+    assert_eq!(ticket(&h.send(10, alice.tuple, &raw)), bob_ticket);
+    assert!(h.mgr.has_allocation(&alice.tuple) && !h.mgr.has_allocation(&bob.tuple));
+    assert_eq!(h.mgr.mobile_count(), 2);
+    // alice's client, wherever it is now, still takes its own allocation with its ticket.
+    let alice_now = h.alice(4);
+    assert_eq!(
+        ticket(&h.ok(20, &alice_now, refresh_with(&alice_ticket))),
+        alice_ticket
+    );
+    assert!(h.mgr.has_allocation(&alice_now.tuple));
+}
