@@ -334,7 +334,11 @@ impl TcpRelays {
                     later,
                 } => {
                     let result = match self.waiting.take(id, &user, now) {
-                        Some(unbound) => {
+                        Some(mut unbound) => {
+                            // Bound from the answer on: its place among the allocation's
+                            // unbound ones is free before the client can send its next
+                            // Connect (given back here, not when the splice is built).
+                            unbound.slot.bound();
                             self.bound = Some((tuple, unbound));
                             Ok(None)
                         }
