@@ -215,9 +215,7 @@ impl Dispatcher {
                 if !signed && !shard.limiter.allow(source, now) {
                     return Handled::RateLimited;
                 }
-                // A client whose allocation another worker holds is served there; one
-                // that moved onto an address a stale allocation still holds takes it.
-                shard.manager.make_way_for_move(now, tuple, req);
+                // A client whose allocation another worker holds is served there.
                 if (shard.moves).divert_request(&shard.manager, tuple, req, packet) {
                     return Handled::Relayed;
                 }

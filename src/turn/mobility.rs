@@ -30,7 +30,7 @@
 use std::net::{Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use stun::message::{METHOD_ALLOCATE, METHOD_REFRESH, Message};
+use stun::message::{METHOD_ALLOCATE, Message};
 
 use super::FiveTuple;
 use super::attrs;
@@ -212,46 +212,14 @@ impl Manager {
         self.mobility.moved.push_back(Moved::To { from, to });
     }
 
-    /// A move onto a 5-tuple that still holds another allocation (RFC 8016 §3.2): a
-    /// Refresh from `tuple` with a genuine MOBILITY-TICKET that is not the ticket of the
-    /// allocation `tuple` holds, signed by a user of this server with a nonce made for
-    /// `tuple` (so its sender receives there). That allocation's client has left the
-    /// address (a NAT gave its port to the mover, or a closed socket's port was reused), so
-    /// it makes way: a mobile one is detached (its client can still take it with its own
-    /// ticket), another deleted. The glue calls this before it routes the request, since
-    /// the ticket's allocation may live on another worker, which then checks the rest (the
-    /// user, 441). True when it made way.
-    pub fn make_way_for_move(&mut self, now: Instant, tuple: FiveTuple, req: &Message) -> bool {
-        if !self.config.mobility
-            || req.typ.method != METHOD_REFRESH
-            || !self.allocations.contains_key(&tuple)
-        {
-            return false;
-        }
-        let shown = attrs::value(req, ATTR_MOBILITY_TICKET).and_then(|v| v.try_into().ok());
-        let Some(shown) = shown.filter(|s: &[u8; WIRE_LEN]| self.mobility.key.open(s).is_some())
-        else {
-            return false;
-        };
-        let own = (self.mobility.by_tuple.get(&tuple))
-            .is_some_and(|m| shown == self.mobility.key.seal(self.mobility.worker, &m.handle));
-        if own || self.check_credentials(now, tuple, req).is_err() {
-            return false;
-        }
-        tracing::debug!(client = %tuple.client, "a moving client took this address: its old allocation makes way");
-        if !self.detach(now, tuple) {
-            self.delete_allocation(tuple);
-        }
-        true
-    }
-
-    /// The client of `tuple`, a mobile allocation's, left: its TCP/TLS connection closed,
-    /// or another client moved onto its address. The allocation is re-keyed to a 5-tuple of
-    /// its own that no client can have (client port 0 in the discard prefix 100::/64, RFC
-    /// 6666), so nothing reaches it but a Refresh with its ticket, and it expires within
-    /// [`TCP_GRACE`] unless one takes it. False when `tuple` holds no mobile allocation.
+    /// The TCP/TLS connection of `tuple`, a mobile allocation's, closed: the allocation is
+    /// re-keyed to a 5-tuple of its own that no connection can have (client port 0 in the
+    /// discard prefix 100::/64, RFC 6666), so nothing reaches it but a Refresh with its
+    /// ticket, and it expires within [`TCP_GRACE`] unless one takes it. False when `tuple`
+    /// holds no mobile allocation.
     pub(super) fn detach(&mut self, now: Instant, tuple: FiveTuple) -> bool {
-        if !self.mobility.by_tuple.contains_key(&tuple) {
+        if tuple.transport == super::Transport::Udp || !self.mobility.by_tuple.contains_key(&tuple)
+        {
             return false;
         }
         self.mobility.detached += 1;
