@@ -378,7 +378,9 @@ impl Loop {
     /// clients leaves for their inboxes first.
     fn moved(&mut self, shard: &mut Shard, now: Instant) {
         shard.moves.flush();
-        shard.moves.catch_up();
+        if shard.moves.catch_up(&mut shard.manager, now) {
+            shard.settle();
+        }
         let mut batches = Vec::new();
         shard.moves.take_incoming(&mut batches);
         for batch in batches {

@@ -37,6 +37,7 @@ mod reports;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use mio::Waker;
 use stun::message::{METHOD_REFRESH, Message};
@@ -108,6 +109,9 @@ pub(super) struct Moves {
     pub(super) delivering: bool,
     /// The worker the TCP/TLS connection whose request was just handled goes to.
     handing: Option<usize>,
+    /// The UDP 5-tuples other workers' allocations moved to since the last look: an
+    /// allocation here that still holds one makes way ([`Moves::catch_up`]).
+    taken: Vec<FiveTuple>,
     /// Where datagrams handed over and dropped are counted.
     counters: Arc<Counters>,
 }
@@ -126,6 +130,7 @@ impl Moves {
             table: MovedTable::default(),
             delivering: false,
             handing: None,
+            taken: Vec::new(),
             counters,
         }
     }
@@ -168,18 +173,26 @@ impl Moves {
         }
     }
 
-    /// Applies what the other workers reported since the last call (once a turn, so their
-    /// queues never wait for a lookup); one atomic load when nothing did.
-    pub(super) fn catch_up(&mut self) {
-        if let Some(reports) = self.shared.reports.get(self.worker) {
-            reports.apply_to(&mut self.table);
+    /// Applies what the other workers reported since the last call (before every UDP
+    /// datagram and once a turn, so their queues never wait); one atomic load when nothing
+    /// waits. An allocation here that still holds a 5-tuple another worker's allocation
+    /// just moved to makes way ([`Manager::vacate`]): its client left that address, and
+    /// the mover, whose move its owner checked (ticket, user, a nonce made for that
+    /// address), receives there. True when one did: the caller settles its events.
+    pub(super) fn catch_up(&mut self, manager: &mut Manager, now: Instant) -> bool {
+        self.apply_reports();
+        let mut made_way = false;
+        for tuple in self.taken.drain(..) {
+            made_way |= manager.vacate(now, tuple);
         }
+        made_way
     }
 
-    /// The worker holding the allocation `tuple` moved to, after what the others reported.
-    fn owner(&mut self, tuple: &FiveTuple) -> Option<usize> {
-        self.catch_up();
-        self.table.get(tuple)
+    /// What the other workers reported, into the table and `taken`.
+    fn apply_reports(&mut self) {
+        if let Some(reports) = self.shared.reports.get(self.worker) {
+            reports.apply_to(&mut self.table, &mut self.taken);
+        }
     }
 
     /// A STUN request from `tuple`, which holds no allocation here: handed to the worker
@@ -202,10 +215,20 @@ impl Moves {
             self.handing = other;
             return true;
         }
+        if self.delivering {
+            return false;
+        }
+        // A genuine ticket another worker made names the worker holding its allocation for
+        // life: that worker decides, even when an allocation here still holds this 5-tuple
+        // (its client gone; it makes way once the move is reported).
+        let ticket = ticket_worker(&self.shared.key, req).filter(|w| *w != self.worker);
+        if let Some(worker) = ticket {
+            return self.push(worker, tuple, packet);
+        }
         if !self.may_divert(manager, &tuple) {
             return false;
         }
-        let worker = (self.owner(&tuple)).or_else(|| ticket_worker(&self.shared.key, req));
+        let worker = self.table.get(&tuple);
         worker.is_some_and(|worker| self.push(worker, tuple, packet))
     }
 
@@ -260,7 +283,7 @@ impl Moves {
         if !self.may_divert(manager, &tuple) {
             return false;
         }
-        let worker = self.owner(&tuple);
+        let worker = self.table.get(&tuple);
         worker.is_some_and(|worker| self.push(worker, tuple, packet))
     }
 
@@ -379,7 +402,7 @@ mod tests {
         let (mut other, _) = pair();
         other.worker = 1;
         other.shared = moves.shared.clone();
-        other.catch_up();
+        other.apply_reports();
         assert_eq!(queued(&moves, 1), 0);
     }
 }

@@ -162,6 +162,11 @@ impl Dispatcher {
         tuple: FiveTuple,
         packet: &[u8],
     ) -> Handled {
+        // RFC 8016: moves other workers made first, so no datagram from a 5-tuple that just
+        // changed hands reaches the allocation that held it before.
+        if tuple.transport == Transport::Udp && shard.moves.catch_up(&mut shard.manager, now) {
+            shard.settle();
+        }
         match packet_kind(packet) {
             PacketKind::ChannelData => return channel_data(shard, now, &tuple, packet),
             PacketKind::Other => return Handled::Malformed(Malformed::NotStun),

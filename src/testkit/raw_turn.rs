@@ -152,6 +152,12 @@ impl RawTurn {
         std::mem::replace(&mut self.socket, socket)
     }
 
+    /// Sends from `socket` from now on (connected here to the server); returns the old one.
+    pub fn use_socket(&mut self, socket: UdpSocket) -> UdpSocket {
+        socket.connect(self.server()).expect("connect");
+        std::mem::replace(&mut self.socket, socket)
+    }
+
     /// A Refresh carrying `ticket` as MOBILITY-TICKET (RFC 8016 §3.2): 0 on success (the
     /// new ticket is kept in [`Self::ticket`]), else the error code.
     pub fn refresh_with_ticket(&mut self, ticket: &[u8]) -> u16 {

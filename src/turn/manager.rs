@@ -23,6 +23,7 @@ use super::peer_rules::PeerRules;
 use super::pending::{Credentials, PendingAllocate};
 use super::quota::Quotas;
 use super::tcp_link::TcpOrder;
+use super::ticket::ATTR_MOBILITY_TICKET;
 use super::{Answer, Event, FiveTuple, TurnConfig};
 use crate::auth::{Auth, add_integrity};
 use crate::stun::codec::unknown_required;
@@ -243,8 +244,12 @@ impl Manager {
             Err(()) => return Answer::Reply(&self.response.raw),
         };
         self.authenticated = true;
+        // A Refresh with a MOBILITY-TICKET checks the user itself: it may be another
+        // client's moving onto this address (`mobility.rs`).
+        let ticketed = req.typ.method == METHOD_REFRESH && req.contains(ATTR_MOBILITY_TICKET);
         if let Some(alloc) = self.allocations.get(&tuple)
             && alloc.username != creds.username
+            && !ticketed
         {
             // RFC 8656 §5: the credentials must be those that created the allocation.
             return Answer::Reply(self.fail(req, 441, &creds));

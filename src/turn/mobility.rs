@@ -120,9 +120,17 @@ impl Manager {
             return Err(405);
         }
         let shown: [u8; WIRE_LEN] = value.try_into().map_err(|_| 400u16)?;
-        if self.allocations.contains_key(&tuple) {
+        let taking = self.allocations.contains_key(&tuple) && self.takes_over(tuple, &shown, creds);
+        if taking {
+            // Another client moved onto this address: the allocation here makes way.
+            self.vacate(now, tuple);
+        }
+        if let Some(alloc) = self.allocations.get(&tuple) {
             // From the allocation's own 5-tuple (a periodic Refresh, or the retransmission
-            // of the Refresh that moved it here): only its own ticket.
+            // of the Refresh that moved it here): its own user, and only its own ticket.
+            if alloc.username != creds.username {
+                return Err(441);
+            }
             let mobile = *self.mobility.by_tuple.get(&tuple).ok_or(400u16)?;
             if shown != self.mobility.key.seal(self.mobility.worker, &mobile.handle) {
                 return Err(400);
@@ -155,6 +163,36 @@ impl Manager {
         }
         self.put_current_ticket(tuple);
         Ok(())
+    }
+
+    /// Whether `shown`, shown from `tuple` by a request signed with `creds` (with a nonce
+    /// made for `tuple`, so its sender receives there), is the ticket of another live,
+    /// mobile UDP allocation of this worker and of that user: then its client has moved
+    /// onto the address the allocation at `tuple` still holds, whose client left it
+    /// without a word (a NAT or the OS gave its port to the mover).
+    fn takes_over(&self, tuple: FiveTuple, shown: &[u8; WIRE_LEN], creds: &Credentials) -> bool {
+        let Some((worker, handle)) = self.mobility.key.open(shown) else {
+            return false;
+        };
+        let from = self.mobility.by_handle.get(&handle).copied();
+        let alloc = from.filter(|f| *f != tuple && worker == self.mobility.worker);
+        alloc
+            .and_then(|from| self.allocations.get(&from))
+            .is_some_and(|a| a.username == creds.username && a.tcp.is_none())
+    }
+
+    /// The allocation of `tuple` makes way for another that moved onto its 5-tuple (here,
+    /// or reported by another worker): detached if it is mobile, so its client can still
+    /// take it with its ticket, else deleted. False when `tuple` holds none.
+    pub fn vacate(&mut self, now: Instant, tuple: FiveTuple) -> bool {
+        if !self.allocations.contains_key(&tuple) {
+            return false;
+        }
+        tracing::debug!(client = %tuple.client, "another allocation moved onto this address: the old one makes way");
+        if !self.detach(now, tuple) {
+            self.delete_allocation(tuple);
+        }
+        true
     }
 
     /// The ticket of `tuple`'s allocation into the response, if it is mobile (none after a
@@ -212,14 +250,14 @@ impl Manager {
         self.mobility.moved.push_back(Moved::To { from, to });
     }
 
-    /// The TCP/TLS connection of `tuple`, a mobile allocation's, closed: the allocation is
-    /// re-keyed to a 5-tuple of its own that no connection can have (client port 0 in the
+    /// The client of `tuple`, a mobile allocation's, left: its TCP/TLS connection closed,
+    /// or another allocation moved onto its address ([`Manager::vacate`]). The allocation
+    /// is re-keyed to a 5-tuple of its own that no client can have (client port 0 in the
     /// discard prefix 100::/64, RFC 6666), so nothing reaches it but a Refresh with its
     /// ticket, and it expires within [`TCP_GRACE`] unless one takes it. False when `tuple`
     /// holds no mobile allocation.
     pub(super) fn detach(&mut self, now: Instant, tuple: FiveTuple) -> bool {
-        if tuple.transport == super::Transport::Udp || !self.mobility.by_tuple.contains_key(&tuple)
-        {
+        if !self.mobility.by_tuple.contains_key(&tuple) {
             return false;
         }
         self.mobility.detached += 1;

@@ -224,8 +224,8 @@ fn uclient_mobile(server: &Server, flags: &[&str]) -> String {
 fn uclient_moves_its_clients_and_loses_nothing() {
     let mut moved = 0.0;
     // A server per run: the allocations a finished uclient left behind stay until they
-    // expire, and a later run's socket may get one of their ports; a move onto a 5-tuple
-    // an allocation still holds is refused (400), which is not what this test is about.
+    // expire, and a later run's socket may get one of their ports (a move onto such a
+    // 5-tuple is tested on its own below).
     for flags in [&["-c"][..], &[], &["-t", "-c"]] {
         let server = Server::start(&config("mobility = true"));
         let text = uclient_mobile(&server, flags);
@@ -471,4 +471,46 @@ fn a_tcp_move_pipelined_with_data_and_the_end_of_the_stream_loses_nothing() {
         }
     }
     panic!("not both ways went to the other worker in {MAX_MOVES}: {handed_over:?}");
+}
+
+/// A client moves onto an address and port whose last client left without a word (its
+/// socket closed), so a stale allocation still holds that 5-tuple: the mover takes it, and
+/// the stale one, detached, is still its own client's to take with its ticket. Repeated
+/// until the stale allocation and the mover's were on different workers at least once.
+#[test]
+fn a_client_moving_onto_a_stale_allocations_address_takes_it() {
+    let server = Server::start(&config("mobility = true"));
+    let forwarded = || {
+        let name = "rturn_mobility_forwarded_total{result=\"forwarded\"}";
+        sample(&server.metrics(), name)
+    };
+    let mut rounds = 0;
+    while rounds < 8 || (forwarded() == 0.0 && rounds < 40) {
+        rounds += 1;
+        let mut stale = Moving::start(&server);
+        let stale_ticket = stale.client.ticket.clone().expect("a ticket");
+        // Its client goes silent: the allocation's socket closes.
+        let left = stale.client.new_socket();
+        let address = left.local_addr().unwrap();
+        drop(left);
+        let mut mover = mobile_allocate(&server, "bob", "builder").expect("allocated");
+        let ticket = mover.ticket.clone().expect("a ticket");
+        let Ok(reused) = UdpSocket::bind(address) else {
+            continue; // taken by someone else meanwhile: another round
+        };
+        mover.use_socket(reused);
+        assert_eq!(
+            mover.refresh_with_ticket(&ticket),
+            0,
+            "round {rounds}: the mover takes {address}; log:\n{}",
+            server.log()
+        );
+        let plain = mover.request(&Request::refresh(600));
+        assert_eq!(plain.code(), 0, "its allocation is there now");
+        // The stale allocation's client takes it back from yet another address.
+        stale.client.new_socket();
+        assert_eq!(stale.client.refresh_with_ticket(&stale_ticket), 0);
+        stale.round_trip("taken back", || server.log());
+    }
+    assert!(forwarded() > 0.0, "no round crossed workers in {rounds}");
 }

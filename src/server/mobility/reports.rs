@@ -43,7 +43,8 @@ impl MovedTable {
         match moved {
             Moved::To { from, to } => {
                 forget(from);
-                if to.transport == Transport::Udp {
+                // Not a detached allocation's placeholder (port 0): no client sends from it.
+                if to.transport == Transport::Udp && to.client.port() != 0 {
                     map.insert(to, worker);
                 }
             }
@@ -85,12 +86,18 @@ impl Reports {
         true
     }
 
-    /// Applies what waits to `table`; one atomic load when nothing does.
-    pub(super) fn apply_to(&self, table: &mut MovedTable) {
+    /// Applies what waits to `table`, adding to `taken` each 5-tuple an allocation moved to;
+    /// one atomic load when nothing waits.
+    pub(super) fn apply_to(&self, table: &mut MovedTable, taken: &mut Vec<FiveTuple>) {
         if !self.pending.load(Ordering::Acquire) || !self.pending.swap(false, Ordering::AcqRel) {
             return;
         }
         for (worker, moved) in self.lock().drain(..) {
+            if let Moved::To { to, .. } = moved
+                && to.transport == Transport::Udp
+            {
+                taken.push(to);
+            }
             table.apply(worker, moved);
         }
     }
@@ -136,17 +143,17 @@ mod tests {
     fn reports_reach_the_other_workers_table_in_order() {
         let reports = Reports::default();
         let mut table = MovedTable::default();
-        reports.apply_to(&mut table);
+        reports.apply_to(&mut table, &mut Vec::new());
         let (from, to) = (tuple(1), tuple(2));
         reports.push(1, Moved::To { from, to });
         reports.push(1, Moved::To { from: to, to: from });
-        reports.apply_to(&mut table);
+        reports.apply_to(&mut table, &mut Vec::new());
         assert_eq!(
             (table.get(&tuple(1)), table.get(&tuple(2))),
             (Some(1), None)
         );
         reports.push(1, Moved::Gone(tuple(1)));
-        reports.apply_to(&mut table);
+        reports.apply_to(&mut table, &mut Vec::new());
         assert!(table.map.is_empty());
     }
 }

@@ -329,3 +329,51 @@ fn a_tcp_allocation_is_never_mobile() {
     assert_eq!(h.mgr.metrics().allocations_deleted, 1);
     assert!(h.held().is_empty());
 }
+
+#[test]
+fn a_client_moving_onto_an_address_a_stale_allocation_holds_takes_it() {
+    let mut h = mobile();
+    // alice's client left tuple 1 without a word (its socket closed; UDP says nothing), and
+    // bob's client, moving, got the same address and port.
+    let alice = h.alice(1);
+    let alice_ticket = allocate_mobile(&mut h, &alice);
+    let bob = h.bob(2);
+    let bob_ticket = allocate_mobile(&mut h, &bob);
+    h.ok(0, &alice, Request::channel_bind(0x4000, PEER_A));
+    let bob_there = h.login(10, alice.tuple, "bob", "builder");
+    // Not with a forged ticket, nor with alice's own, nor with a nonce of another address:
+    // the allocation there is alice's, and bob is not alice (441) or not let in (438).
+    let mut forged = bob_ticket.clone();
+    forged[5] ^= 1;
+    h.refused(10, &bob_there, refresh_with(&forged), 441);
+    h.refused(10, &bob_there, refresh_with(&alice_ticket), 441);
+    let elsewhere = h.login(10, tuple(3), "bob", "builder");
+    let raw = elsewhere.signed(&refresh_with(&bob_ticket));
+    assert_eq!(h.send(10, alice.tuple, &raw).code(), 438);
+    assert_eq!(h.channel(10, &alice, 0x4000), Some((relay(50000), PEER_A)));
+    // The genuine move: alice's allocation makes way (detached), bob's moves in.
+    let resp = h.ok(10, &bob_there, refresh_with(&bob_ticket));
+    assert_eq!(ticket(&resp), bob_ticket);
+    assert!(h.mgr.has_allocation(&alice.tuple) && !h.mgr.has_allocation(&bob.tuple));
+    assert_eq!(
+        h.channel(10, &bob_there, 0x4000),
+        None,
+        "none of alice's channels"
+    );
+    assert_eq!(h.mgr.mobile_count(), 2);
+    // alice's client, wherever it is now, still takes its own allocation with its ticket.
+    let alice_now = h.alice(4);
+    let back = h.ok(20, &alice_now, refresh_with(&alice_ticket));
+    assert_eq!(ticket(&back), alice_ticket);
+    assert_eq!(
+        h.channel(20, &alice_now, 0x4000),
+        Some((relay(50000), PEER_A))
+    );
+    // A ticket whose allocation is gone takes nothing over.
+    h.ok(30, &alice_now, Request::refresh(0));
+    let bob_back = h.login(30, alice_now.tuple, "bob", "builder");
+    h.ok(30, &bob_back, Request::allocate());
+    let carol_there = h.login(31, alice_now.tuple, "alice", "wonderland");
+    h.refused(31, &carol_there, refresh_with(&alice_ticket), 441);
+    assert!(h.mgr.has_allocation(&alice_now.tuple));
+}
