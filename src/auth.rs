@@ -420,6 +420,13 @@ fn hex_key(password: &str) -> Option<Key> {
 }
 
 /// Strict lowercase hex, so each nonce has exactly one spelling.
+/// When a NONCE made by [`Auth::make_nonce`] says it was issued (Unix seconds); check it
+/// with [`Auth::check_nonce`] first.
+pub fn nonce_issued(nonce: &[u8]) -> Option<u64> {
+    let raw = decode_hex::<{ NONCE_LEN / 2 }>(nonce)?;
+    Some(raw[..8].iter().fold(0u64, |t, &b| t << 8 | u64::from(b)))
+}
+
 fn decode_hex<const N: usize>(hex: &[u8]) -> Option<[u8; N]> {
     if hex.len() != 2 * N {
         return None;

@@ -101,7 +101,7 @@ impl Manager {
     }
 
     /// 401 or 438 with REALM and a fresh NONCE, and no MESSAGE-INTEGRITY.
-    fn challenge(&mut self, now: Instant, tuple: FiveTuple, req: &Message, code: u16) {
+    pub(super) fn challenge(&mut self, now: Instant, tuple: FiveTuple, req: &Message, code: u16) {
         let nonce = self.auth.make_nonce(self.unix(now), nonce_client(tuple));
         let realm = self.auth.realm().to_owned();
         self.error(req, code);

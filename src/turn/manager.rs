@@ -247,6 +247,10 @@ impl Manager {
         // A Refresh with a MOBILITY-TICKET checks the user itself: it may be another
         // client's moving onto this address (`mobility.rs`).
         let ticketed = req.typ.method == METHOD_REFRESH && req.contains(ATTR_MOBILITY_TICKET);
+        if ticketed && self.move_needs_fresh_nonce(now, tuple, req, &creds) {
+            self.challenge(now, tuple, req, 438);
+            return Answer::Reply(&self.response.raw);
+        }
         if let Some(alloc) = self.allocations.get(&tuple)
             && alloc.username != creds.username
             && !ticketed

@@ -30,7 +30,8 @@
 use std::net::{Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use stun::message::{METHOD_ALLOCATE, Message};
+use stun::attributes::ATTR_NONCE;
+use stun::message::{METHOD_ALLOCATE, METHOD_REFRESH, Message};
 
 use super::FiveTuple;
 use super::attrs;
@@ -41,6 +42,8 @@ use super::ticket::{self, ATTR_MOBILITY_TICKET, Handle, TicketKey, WIRE_LEN};
 
 /// How long a mobile TCP/TLS allocation outlives its connection, at most.
 pub(crate) const TCP_GRACE: Duration = Duration::from_secs(60);
+/// How fresh the nonce of a Refresh that moves an allocation must be.
+pub(crate) const MOVE_NONCE: Duration = Duration::from_secs(30);
 
 impl Manager {
     /// The worker index this manager's tickets name, and the key every worker signs them
@@ -121,11 +124,7 @@ impl Manager {
         }
         let shown: [u8; WIRE_LEN] = value.try_into().map_err(|_| 400u16)?;
         let taking = self.allocations.contains_key(&tuple) && self.takes_over(tuple, &shown, creds);
-        if taking {
-            // Another client moved onto this address: the allocation here makes way.
-            self.vacate(now, tuple);
-        }
-        if let Some(alloc) = self.allocations.get(&tuple) {
+        if let Some(alloc) = self.allocations.get(&tuple).filter(|_| !taking) {
             // From the allocation's own 5-tuple (a periodic Refresh, or the retransmission
             // of the Refresh that moved it here): its own user, and only its own ticket.
             if alloc.username != creds.username {
@@ -157,12 +156,40 @@ impl Manager {
             // (a bad LIFETIME, 443) moves nothing; LIFETIME 0 deletes it there.
             self.refresh(now, from, req)?;
             if self.allocations.contains_key(&from) {
+                // Another client's allocation still holding this address makes way, only
+                // now that the move is sure.
+                if taking {
+                    self.vacate(now, tuple);
+                }
                 self.move_allocation(from, tuple);
                 self.metrics.allocations_moved += 1;
             }
         }
         self.put_current_ticket(tuple);
         Ok(())
+    }
+
+    /// Whether `req`, a Refresh with a MOBILITY-TICKET from `tuple` signed with `creds`,
+    /// would move an allocation here (onto a 5-tuple that holds none, or one that makes
+    /// way) with a nonce issued more than [`MOVE_NONCE`] ago: a move asks for a fresh one
+    /// (438), so only a sender that receives at `tuple` now can make it.
+    pub(super) fn move_needs_fresh_nonce(
+        &self,
+        now: Instant,
+        tuple: FiveTuple,
+        req: &Message,
+        creds: &Credentials,
+    ) -> bool {
+        let Some(shown) = attrs::value(req, ATTR_MOBILITY_TICKET)
+            .and_then(|v| <[u8; WIRE_LEN]>::try_from(v).ok())
+            .filter(|_| self.config.mobility && req.typ.method == METHOD_REFRESH)
+        else {
+            return false;
+        };
+        let moving =
+            !self.allocations.contains_key(&tuple) || self.takes_over(tuple, &shown, creds);
+        let issued = attrs::value(req, ATTR_NONCE).and_then(crate::auth::nonce_issued);
+        moving && issued.is_none_or(|at| at.saturating_add(MOVE_NONCE.as_secs()) < self.unix(now))
     }
 
     /// Whether `shown`, shown from `tuple` by a request signed with `creds` (with a nonce

@@ -95,6 +95,7 @@ impl Reports {
         for (worker, moved) in self.lock().drain(..) {
             if let Moved::To { to, .. } = moved
                 && to.transport == Transport::Udp
+                && to.client.port() != 0
             {
                 taken.push(to);
             }

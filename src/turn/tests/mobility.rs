@@ -158,8 +158,12 @@ fn a_refresh_whose_response_was_lost_leaves_the_ticket_working_for_a_move() {
     // Periodic Refreshes with the ticket from its own address; their answers are lost.
     h.ok(100, &alice, refresh_with(&t1));
     h.ok(200, &alice, refresh_with(&t1));
-    // The client changes network and shows the only ticket it holds.
-    let moved = h.alice(2);
+    // The client changes network and shows the only ticket it holds. A move needs a nonce
+    // issued within 30 s for the new address: one from 210 s ago gets 438 and nothing moves.
+    let stale = h.alice(2);
+    assert_error(&h.request(210, &stale, refresh_with(&t1)), 438);
+    assert!(h.mgr.has_allocation(&alice.tuple));
+    let moved = h.login(210, stale.tuple, "alice", "wonderland");
     assert_eq!(ticket(&h.ok(210, &moved, refresh_with(&t1))), t1);
     assert!(h.mgr.has_allocation(&moved.tuple));
     assert!(!h.mgr.has_allocation(&alice.tuple));
@@ -350,6 +354,9 @@ fn a_client_moving_onto_an_address_a_stale_allocation_holds_takes_it() {
     let elsewhere = h.login(10, tuple(3), "bob", "builder");
     let raw = elsewhere.signed(&refresh_with(&bob_ticket));
     assert_eq!(h.send(10, alice.tuple, &raw).code(), 438);
+    assert_eq!(h.channel(10, &alice, 0x4000), Some((relay(50000), PEER_A)));
+    // A move that fails (a family bob's allocation has no relay of: 443) evicts nobody.
+    h.refused(10, &bob_there, refresh_with(&bob_ticket).family(0x02), 443);
     assert_eq!(h.channel(10, &alice, 0x4000), Some((relay(50000), PEER_A)));
     // The genuine move: alice's allocation makes way (detached), bob's moves in.
     let resp = h.ok(10, &bob_there, refresh_with(&bob_ticket));
