@@ -166,9 +166,17 @@ impl Moves {
             return;
         }
         self.table.apply(self.worker, moved);
+        // A move may take a 5-tuple an allocation of another worker still holds: that
+        // worker is woken to make way at once, not at its next event (moves are rare).
+        let wake = matches!(moved, Moved::To { to, .. } if udp(&to));
         for (worker, reports) in self.shared.reports.iter().enumerate() {
-            if worker != self.worker && !reports.push(self.worker, moved) {
+            if worker == self.worker {
+                continue;
+            }
+            if !reports.push(self.worker, moved) {
                 self.counters.count(Event::MobilityReportDropped);
+            } else if wake && let Some(adoptions) = self.shared.adoptions.get(worker) {
+                let _ = adoptions.waker.wake();
             }
         }
     }

@@ -642,10 +642,12 @@ fn uclient_tcp_relay_loses_nothing() {
     let (clients, messages) = (4, 50);
     let text = uclient("turnutils_uclient", &server, clients, messages);
     assert_lossless(&text, &server, clients, messages);
-    // coturn 4.17.1's own client too, where it is installed.
-    let newer = "/work/coturn-4.17.1/bin/turnutils_uclient";
-    if std::path::Path::new(newer).exists() {
-        let text = uclient(newer, &server, clients, messages);
+    // coturn 4.17.1's own client too, where it is built (COTURN_417=PREFIX, as for the
+    // bench, else the build script's usual place).
+    let prefix = std::env::var("COTURN_417").unwrap_or_else(|_| "/work/coturn-4.17.1".into());
+    let newer = format!("{prefix}/bin/turnutils_uclient");
+    if std::path::Path::new(&newer).exists() {
+        let text = uclient(&newer, &server, clients, messages);
         assert_lossless(&text, &server, clients, messages);
     }
 }
