@@ -79,6 +79,31 @@ impl Sky {
             connections,
         }
     }
+
+    /// `__ice_candidate` from this client (`me`) to the `/ws` client `w` (`to`), which
+    /// gets it as a `/ws` candidate with `sdpMLineIndex` from `label`.
+    async fn candidate_to_ws(&mut self, me: &str, w: &mut Ws, to: &str) {
+        self.emit(
+            "__ice_candidate",
+            json!({"socketId": to, "label": 0, "candidate": CANDIDATE}),
+        )
+        .await;
+        assert_eq!(
+            w.recv().await,
+            json!({"type": "candidate", "from": me, "to": to,
+                "candidate": {"candidate": CANDIDATE, "sdpMLineIndex": 0}})
+        );
+    }
+
+    /// A `/ws` answer from `w` (`from`) to this client (`me`), which gets it as `_answer`.
+    async fn answer_from_ws(&mut self, me: &str, w: &mut Ws, from: &str) {
+        w.send(json!({"type": "answer", "to": me, "sdp": SDP}))
+            .await;
+        assert_eq!(
+            self.on("_answer").await,
+            json!({"sdp": {"type": "answer", "sdp": SDP}, "socketId": from})
+        );
+    }
 }
 
 const SDP: &str = "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=\"é\\\"\r\n";
@@ -167,24 +192,10 @@ async fn ws_and_skyrtc_peers_share_a_room_both_ways() {
         w.recv().await,
         json!({"type": "offer", "from": js.you, "to": jw.you, "sdp": SDP})
     );
-    s.emit(
-        "__ice_candidate",
-        json!({"socketId": jw.you, "label": 0, "candidate": CANDIDATE}),
-    )
-    .await;
-    assert_eq!(
-        w.recv().await,
-        json!({"type": "candidate", "from": js.you, "to": jw.you,
-            "candidate": {"candidate": CANDIDATE, "sdpMLineIndex": 0}})
-    );
+    s.candidate_to_ws(&js.you, &mut w, &jw.you).await;
 
     // /ws → SkyRTC: as the room page sends them.
-    w.send(json!({"type": "answer", "to": js.you, "sdp": SDP}))
-        .await;
-    assert_eq!(
-        s.on("_answer").await,
-        json!({"sdp": {"type": "answer", "sdp": SDP}, "socketId": jw.you})
-    );
+    s.answer_from_ws(&js.you, &mut w, &jw.you).await;
     w.send(json!({"type": "candidate", "to": js.you,
         "candidate": {"candidate": CANDIDATE, "sdpMid": "0", "sdpMLineIndex": 0, "usernameFragment": "uf"}}))
         .await;
@@ -385,22 +396,8 @@ async fn skyrtc_rooms_cross_nodes() {
         a.on("_offer").await,
         json!({"sdp": offer, "socketId": jb.you})
     );
-    a.emit(
-        "__ice_candidate",
-        json!({"socketId": jw.you, "label": 0, "candidate": CANDIDATE}),
-    )
-    .await;
-    assert_eq!(
-        w.recv().await,
-        json!({"type": "candidate", "from": ja.you, "to": jw.you,
-            "candidate": {"candidate": CANDIDATE, "sdpMLineIndex": 0}})
-    );
-    w.send(json!({"type": "answer", "to": ja.you, "sdp": SDP}))
-        .await;
-    assert_eq!(
-        a.on("_answer").await,
-        json!({"sdp": {"type": "answer", "sdp": SDP}, "socketId": jw.you})
-    );
+    a.candidate_to_ws(&ja.you, &mut w, &jw.you).await;
+    a.answer_from_ws(&ja.you, &mut w, &jw.you).await;
     drop(b);
     assert_eq!(a.on("_remove_peer").await, json!({"socketId": jb.you}));
 }
