@@ -30,10 +30,7 @@ pub struct EchoPeer {
 impl EchoPeer {
     /// Starts it and waits until it echoes.
     pub fn start() -> EchoPeer {
-        let port = UdpSocket::bind("127.0.0.1:0")
-            .and_then(|s| s.local_addr())
-            .expect("a free port")
-            .port();
+        let port = free_port_pair();
         let child = Command::new("turnutils_peer")
             .args(["-L", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
@@ -48,14 +45,40 @@ impl EchoPeer {
             .expect("timeout");
         let deadline = Instant::now() + TIMEOUT;
         let mut buf = [0u8; 16];
-        loop {
-            probe.send_to(b"ping", ("127.0.0.1", port)).expect("send");
-            if probe.recv(&mut buf).is_ok() {
-                return peer;
+        // Both of its ports echo: uclient binds a channel to the second (its RTCP peer) even
+        // with `-c`.
+        for port in [port, port + 1] {
+            loop {
+                probe.send_to(b"ping", ("127.0.0.1", port)).expect("send");
+                if probe.recv(&mut buf).is_ok() {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "turnutils_peer did not start");
             }
-            assert!(Instant::now() < deadline, "turnutils_peer did not start");
+        }
+        peer
+    }
+}
+
+/// A UDP port `p` on 127.0.0.1 such that `p` and `p + 1` are free for UDP and TCP now:
+/// turnutils_peer listens on both, and uclient binds a channel to `p + 1` whatever its flags,
+/// so `p + 1` must not be one of the server's listeners (the peer rules refuse those, 403).
+fn free_port_pair() -> u16 {
+    for _ in 0..100 {
+        let first = UdpSocket::bind("127.0.0.1:0").expect("a free port");
+        let port = first.local_addr().expect("bound").port();
+        let free = |p: u16| {
+            UdpSocket::bind(("127.0.0.1", p)).is_ok()
+                && std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()
+        };
+        if port < u16::MAX && free(port + 1) && {
+            drop(first);
+            free(port)
+        } {
+            return port;
         }
     }
+    panic!("no two adjacent free loopback ports in 100 tries")
 }
 
 impl Drop for EchoPeer {
