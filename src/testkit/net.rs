@@ -3,8 +3,10 @@
 //! client never would) and responses read with the `stun` crate,
 //! blocking UDP and TCP clients with the test timeout, and the stream helpers.
 
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::sync::Mutex;
 
 use stun::agent::TransactionId;
 use stun::attributes::AttrType;
@@ -136,15 +138,37 @@ pub fn tcp_client_from(ip: &str, server: SocketAddr) -> TcpStream {
 }
 
 /// A loopback port free for both UDP and TCP right now, for a config that must name the
-/// same port twice (port 0 would give each key its own).
+/// same port twice (port 0 would give each key its own). See [`quiet_ports`].
 pub fn free_port() -> u16 {
-    loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind a loopback UDP port");
-        let port = udp.local_addr().expect("its address").port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
+    quiet_ports(1, 10_000..20_000)
+}
+
+/// The first of `n` consecutive ports (the first even) in `range`, each free on 127.0.0.1
+/// for UDP and TCP now and never handed out before in this process. Tests pick such ports
+/// for a process started later, so the range lies below Linux's ephemeral ports (32768 and
+/// up) and rturn's default relay ports (49152 and up): no socket of a test running in
+/// parallel, nor a relay of its server, takes one by chance in between; and no two tests of
+/// one binary get the same one.
+pub fn quiet_ports(n: u16, range: std::ops::Range<u16>) -> u16 {
+    static HANDED: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let mut handed = HANDED.lock().unwrap_or_else(|e| e.into_inner());
+    let seed = std::process::id() as usize
+        + std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .subsec_nanos() as usize;
+    let span = usize::from(range.end - range.start - n);
+    let free = |p: u16| {
+        !handed.contains(&p)
+            && UdpSocket::bind(("127.0.0.1", p)).is_ok()
+            && std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()
+    };
+    let first = (0..span)
+        .map(|i| (range.start + ((seed + i * 7919) % span) as u16) & !1)
+        .find(|&p| p >= range.start && (p..p + n).all(free))
+        .unwrap_or_else(|| panic!("{n} free ports in {range:?}"));
+    handed.extend(first..first + n);
+    first
 }
 
 /// A TCP connection to `server` with read timeouts.

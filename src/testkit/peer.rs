@@ -30,7 +30,10 @@ pub struct EchoPeer {
 impl EchoPeer {
     /// Starts it and waits until it echoes.
     pub fn start() -> EchoPeer {
-        let port = free_port_pair();
+        // turnutils_peer listens on `port` and `port + 1`, and uclient binds a channel to
+        // `port + 1` whatever its flags: neither may be one of the server's listeners (the
+        // peer rules refuse those, 403), nor taken before turnutils_peer binds it.
+        let port = super::net::quiet_ports(2, 10_000..20_000);
         let child = Command::new("turnutils_peer")
             .args(["-L", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
@@ -58,27 +61,6 @@ impl EchoPeer {
         }
         peer
     }
-}
-
-/// A UDP port `p` on 127.0.0.1 such that `p` and `p + 1` are free for UDP and TCP now:
-/// turnutils_peer listens on both, and uclient binds a channel to `p + 1` whatever its flags,
-/// so `p + 1` must not be one of the server's listeners (the peer rules refuse those, 403).
-fn free_port_pair() -> u16 {
-    for _ in 0..100 {
-        let first = UdpSocket::bind("127.0.0.1:0").expect("a free port");
-        let port = first.local_addr().expect("bound").port();
-        let free = |p: u16| {
-            UdpSocket::bind(("127.0.0.1", p)).is_ok()
-                && std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()
-        };
-        if port < u16::MAX && free(port + 1) && {
-            drop(first);
-            free(port)
-        } {
-            return port;
-        }
-    }
-    panic!("no two adjacent free loopback ports in 100 tries")
 }
 
 impl Drop for EchoPeer {
@@ -113,18 +95,9 @@ pub async fn turn_client(
     client
 }
 
-/// `[relay]` keys for a range of exactly one relay port, free when the test starts. It is
-/// taken below Linux's ephemeral range (32768 and up) and the default relay range (49152 and
-/// up), so no other socket of a parallel test lands on it by chance.
+/// `[relay]` keys for a range of exactly one relay port, free when the test starts
+/// ([`super::net::quiet_ports`]: no other socket of a parallel test lands on it by chance).
 pub fn one_port_range() -> (u16, String) {
-    let seed = std::process::id() as usize
-        + std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock after 1970")
-            .subsec_nanos() as usize;
-    let port = (0..10_000)
-        .map(|i| 20_000 + ((seed + i * 7919) % 12_000) as u16)
-        .find(|&p| UdpSocket::bind(("127.0.0.1", p)).is_ok())
-        .expect("a free port in 20000..32000");
+    let port = super::net::quiet_ports(1, 20_000..32_000);
     (port, format!("min-port = {port}\nmax-port = {port}\n"))
 }

@@ -332,6 +332,27 @@ pub fn sample(samples: &[(String, f64)], name: &str) -> f64 {
     samples.iter().find(|(n, _)| n == name).map_or(0.0, |s| s.1)
 }
 
+/// Polls `/metrics` until `done` holds, for at most `limit`.
+pub fn wait_metrics(
+    http: SocketAddr,
+    limit: Duration,
+    what: &str,
+    done: impl Fn(&[(String, f64)]) -> bool,
+) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let m = scrape(http);
+        if done(&m) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} within {limit:?}; metrics: {m:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn bound(line: &str, proto: &str) -> Option<SocketAddr> {
     let rest = line.split(&format!("listening on {proto} ")).nth(1)?;
     rest.split_whitespace().next()?.parse().ok()

@@ -27,8 +27,9 @@ use stun::fingerprint::FINGERPRINT;
 use stun::message::{CLASS_REQUEST, Getter, METHOD_ALLOCATE, Message, MessageType, Setter};
 
 const CLIENTS: u32 = 50;
-/// About 26 s of relaying at 20 ms intervals: longer than all four attacks (about 18 s).
-const MESSAGES: u32 = 1300;
+/// About 50 s of relaying at 20 ms intervals: longer than all four attacks (about 18 s in
+/// trials, and the four must end before the honest clients do, on a loaded machine too).
+const MESSAGES: u32 = 2500;
 /// The burst: malformed datagrams, unauthenticated Allocates, half-open TCP connections
 /// (within the open-files limit of both processes).
 const MALFORMED: usize = 20_000;
@@ -176,27 +177,6 @@ fn half_open(to: SocketAddr) -> Vec<TcpStream> {
         .collect()
 }
 
-/// Polls `/metrics` until `done` holds, for at most `limit`.
-fn wait_metrics(
-    http: SocketAddr,
-    limit: Duration,
-    what: &str,
-    done: impl Fn(&[(String, f64)]) -> bool,
-) {
-    let deadline = Instant::now() + limit;
-    loop {
-        let m = scrape(http);
-        if done(&m) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what} within {limit:?}; metrics: {m:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// What one attack round was answered.
 struct Round {
     /// 401s the unauthenticated Allocates got back.
@@ -259,7 +239,14 @@ fn honest_clients_lose_nothing_under_a_flood_and_memory_returns() {
 
     // Honest clients on 127.0.0.1, relaying all through the attacks.
     let mut honest = Command::new("timeout")
-        .args(["60", "turnutils_uclient", "-u", "alice", "-w", "wonderland"])
+        .args([
+            "120",
+            "turnutils_uclient",
+            "-u",
+            "alice",
+            "-w",
+            "wonderland",
+        ])
         .args(["-p", &udp.port().to_string(), "-L", "127.0.0.1"])
         .args(["-e", "127.0.0.1", "-r", &peer.port.to_string()])
         .args(["-m", &CLIENTS.to_string(), "-n", &MESSAGES.to_string()])

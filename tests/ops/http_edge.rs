@@ -111,11 +111,12 @@ fn request_heads_that_never_finish_are_closed_within_the_header_timeout() {
 #[test]
 fn an_idle_keep_alive_connection_is_closed_within_the_idle_timeout() {
     let server = Server::start(&config(
-        "http-header-timeout = \"5s\"\nhttp-idle-timeout = \"1s\"",
+        "http-header-timeout = \"5s\"\nhttp-idle-timeout = \"2s\"",
         "",
     ));
     let mut stream = tcp_client(server.http_addr());
-    // Requests closer together than the idle timeout keep the connection.
+    // Requests closer together than the idle timeout (by far: a loaded machine may stall a
+    // while) keep the connection.
     for _ in 0..3 {
         let (status, body) = request(&mut stream, "/healthz");
         assert_eq!(status, 200, "{body}");

@@ -122,11 +122,14 @@ fn sighup_reloads_users_and_secrets_without_dropping_traffic() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigusr1_drains_then_exits() {
     let extra = "alternate-server = \"127.0.0.1:3479\"\n";
-    let (dir, path) = write_config(&config("alice = \"wonderland\"\n", "s", extra));
+    let with_http = config("alice = \"wonderland\"\n", "s", extra)
+        .replace("tcp = [", "http = \"127.0.0.1:0\"\ntcp = [");
+    let (dir, path) = write_config(&with_http);
     let mut server = Server::start_file(dir, &path);
     let peer = EchoPeer::start();
 
-    // A TCP client relays for about 3 s; its allocation ends when it disconnects.
+    // A TCP client relays for about 3 s; its allocation ends when it disconnects. The drain
+    // starts once it holds its allocation (after that, an Allocate would get 300).
     let tcp_port = server.tcp[0].port();
     let running = uclient(
         tcp_port,
@@ -135,7 +138,9 @@ async fn sigusr1_drains_then_exits() {
         1,
         150,
     );
-    std::thread::sleep(Duration::from_millis(700));
+    wait_metrics(server.http_addr(), TIMEOUT, "the TCP allocation", |m| {
+        rturn::testkit::sample(m, "rturn_allocations{transport=\"tcp\"}") >= 1.0
+    });
     signal(&server, Signal::SIGUSR1);
     // Not "SIGUSR1 received: draining", which is logged before every shard is told.
     server.wait_line(|l| l.contains("new allocations refused"));

@@ -230,7 +230,9 @@ async fn a_killed_node_s_peers_are_removed_on_the_others_within_presence_ttl() {
     expected.sort();
     assert_eq!(removed, expected);
     eprintln!("remove_peer for a killed node's peers after {took:?} (presence-ttl {TTL:?})");
-    assert!(took <= TTL + Duration::from_millis(500), "took {took:?}");
+    // By design within one TTL (the key lives ¾ TTL, refreshed and checked every ¼ TTL);
+    // the rest is slack for a loaded machine running two nodes and Redis.
+    assert!(took <= TTL + Duration::from_millis(1500), "took {took:?}");
     // The room is A's alone now; a relay to a dead peer is unknown_peer.
     a.send(json!({"type": "offer", "to": gone[0], "sdp": "x"}))
         .await;

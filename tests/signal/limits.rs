@@ -173,6 +173,7 @@ async fn binary_frames_count_against_the_message_rate() {
     const RATE: usize = 10;
     let relay = Relay::start(&format!("messages-per-second = {RATE}"), "");
     let mut a = relay.connect("/ws").await;
+    let sent = Instant::now();
     for _ in 0..4 * RATE {
         a.stream.feed(Message::binary(vec![0u8; 16])).await.unwrap();
     }
@@ -186,8 +187,10 @@ async fn binary_frames_count_against_the_message_rate() {
             _ => panic!("unexpected reply to a burst of binary frames: {msg}"),
         }
     }
+    // The bucket refills while the burst is served: a slow server lets a few more through.
+    let refilled = (sent.elapsed().as_secs_f64() * RATE as f64).ceil() as usize;
     assert!(
-        (RATE..=RATE + 5).contains(&bad),
+        (RATE..=RATE + 5usize.max(refilled)).contains(&bad),
         "{bad} binary frames of {} answered past the rate of {RATE}/s",
         4 * RATE
     );

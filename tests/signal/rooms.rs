@@ -277,6 +277,7 @@ async fn a_burst_past_the_rate_is_rate_limited_and_the_connection_recovers() {
     const RATE: usize = 10;
     let relay = Relay::start(&format!("messages-per-second = {RATE}"), "");
     let mut a = relay.connect("/ws").await;
+    let sent = Instant::now();
     for _ in 0..4 * RATE {
         a.stream
             .feed(Message::text(json!({"type": "ping"}).to_string()))
@@ -285,11 +286,10 @@ async fn a_burst_past_the_rate_is_rate_limited_and_the_connection_recovers() {
     }
     within("flush", a.stream.flush()).await.unwrap();
 
+    // Every ping is answered: a pong, or rate_limited past the bucket.
     let (mut pongs, mut limited) = (0, 0);
-    loop {
-        let Ok(text) = timeout(Duration::from_millis(700), a.next_text()).await else {
-            break;
-        };
+    while pongs + limited < 4 * RATE {
+        let text = within("an answer", a.next_text()).await;
         let text = text.unwrap_or_else(|| panic!("closed after a burst\n{}", relay.server.log()));
         let msg: Value = serde_json::from_str(&text).unwrap();
         match (msg["type"].as_str(), msg["code"].as_str()) {
@@ -298,9 +298,11 @@ async fn a_burst_past_the_rate_is_rate_limited_and_the_connection_recovers() {
             _ => panic!("unexpected reply to a burst of pings: {msg}"),
         }
     }
+    // The bucket refills while the burst is served: a slow server lets a few more through.
+    let refilled = (sent.elapsed().as_secs_f64() * RATE as f64).ceil() as usize;
     assert!(limited >= 1, "no rate_limited after {} pings", 4 * RATE);
     assert!(
-        (RATE..=RATE + 5).contains(&pongs),
+        (RATE..=RATE + 5usize.max(refilled)).contains(&pongs),
         "{pongs} pongs for a burst of {} at {RATE}/s with a burst of {RATE}",
         4 * RATE
     );

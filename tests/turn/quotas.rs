@@ -201,14 +201,10 @@ fn allocations_per_address_are_capped_on_every_worker() {
     office[3].allocate(|_| {}).expect("room again");
 }
 
-/// `[relay]` keys for `n` consecutive ports free on 127.0.0.1 when the test starts, below
-/// Linux's ephemeral range so that no socket of a parallel test takes one by chance.
+/// `[relay]` keys for `n` consecutive ports free on 127.0.0.1 when the test starts, where
+/// no socket of a parallel test takes one by chance ([`quiet_ports`]).
 fn port_range(n: u16) -> String {
-    let seed = std::process::id() as usize;
-    let first = (0..2000)
-        .map(|i| (20_000 + ((seed + i * 7919) % 12_000) as u16) & !1)
-        .find(|&p| (p..p + n).all(|p| UdpSocket::bind(("127.0.0.1", p)).is_ok()))
-        .expect("free ports in 20000..32000");
+    let first = quiet_ports(n, 20_000..32_000);
     format!("min-port = {first}\nmax-port = {}\n", first + n - 1)
 }
 

@@ -16,11 +16,12 @@ use stun::message::{BINDING_ERROR, BINDING_SUCCESS, Message};
 
 /// rturn with RFC 5780 on: primary 127.0.0.1:P, other 127.0.0.2:Q.
 fn start() -> (Server, SocketAddr, SocketAddr) {
-    let p = free_port();
-    let q = (0..100)
+    // The server binds both ports on both addresses.
+    let mut free_on_both = (0..100)
         .map(|_| free_port())
-        .find(|&q| q != p && UdpSocket::bind(("127.0.0.2", q)).is_ok())
-        .expect("a second free port");
+        .filter(|&p| UdpSocket::bind(("127.0.0.2", p)).is_ok());
+    let p = free_on_both.next().expect("a free port");
+    let q = free_on_both.next().expect("a second free port");
     let config = format!(
         "realm = \"test.local\"\n[listen]\nudp = [\"127.0.0.1:{p}\"]\ntcp = [\"127.0.0.1:{p}\"]\n\
          [stun]\nother-address = \"127.0.0.2:{q}\"\n"
