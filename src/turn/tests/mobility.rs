@@ -288,16 +288,19 @@ fn a_mobile_allocation_outlives_its_tcp_connection_detached_until_it_moves_or_a_
     let reused = h.login(1, over_tcp(1), "alice", "wonderland");
     h.refused(1, &reused, Request::refresh(600), 437);
     h.refused(1, &reused, Request::create_permission(&[PEER_B]), 437);
-    let route = h
-        .route(1, relay(50000), PEER_A)
-        .expect("the permission is kept");
-    assert_ne!(route.client, alice.tuple);
-    assert_eq!(route.client.client.port(), 0, "a 5-tuple no connection has");
-    // A new connection with the ticket takes it, for its full lifetime again.
+    assert_eq!(
+        h.route(1, relay(50000), PEER_A),
+        None,
+        "nobody to deliver to"
+    );
+    // A new connection with the ticket takes it, for its full lifetime again, with the
+    // permission it kept.
     let again = h.login(2, over_tcp(3), "alice", "wonderland");
     assert_eq!(ticket(&h.ok(2, &again, refresh_with(&t1))), t1);
     assert!(h.mgr.has_allocation(&again.tuple));
-    let to_again = h.route(2, relay(50000), PEER_A).expect("routed");
+    let to_again = h
+        .route(2, relay(50000), PEER_A)
+        .expect("the permission is kept");
     assert_eq!(to_again.client, again.tuple);
     h.expire(100);
     assert!(h.mgr.has_allocation(&again.tuple));
@@ -368,6 +371,8 @@ fn a_client_moving_onto_an_address_a_stale_allocation_holds_takes_it() {
         "none of alice's channels"
     );
     assert_eq!(h.mgr.mobile_count(), 2);
+    // Detached, alice's allocation keeps its permissions, but its peers reach nobody.
+    assert_eq!(h.route(10, relay(50000), PEER_A), None);
     // alice's client, wherever it is now, still takes its own allocation with its ticket.
     let alice_now = h.alice(4);
     let back = h.ok(20, &alice_now, refresh_with(&alice_ticket));
@@ -375,6 +380,11 @@ fn a_client_moving_onto_an_address_a_stale_allocation_holds_takes_it() {
     assert_eq!(
         h.channel(20, &alice_now, 0x4000),
         Some((relay(50000), PEER_A))
+    );
+    let route = h.route(20, relay(50000), PEER_A).expect("alice's again");
+    assert_eq!(
+        (route.client, route.channel),
+        (alice_now.tuple, Some(0x4000))
     );
     // A ticket whose allocation is gone takes nothing over.
     h.ok(30, &alice_now, Request::refresh(0));
