@@ -7,7 +7,8 @@
 #   scripts/bench.sh --smoke          tiny run that only proves the harness works (CI)
 #   scripts/bench.sh --only LIST      only these rows, full size; BENCHMARKS.md is left alone.
 #                                     LIST, comma-separated: memory, channel, send, tcp (relay:
-#                                     the three uclient rows), max-rate, alloc, signal, cluster,
+#                                     those three uclient rows), tcp-relay (RFC 6062 TCP relay
+#                                     allocations, uclient -T), max-rate, alloc, signal, cluster,
 #                                     veth (UDP ChannelData between network namespaces joined
 #                                     by veth pairs; needs root)
 #   COTURN_417=PREFIX scripts/bench.sh   coturn 4.17.1 from PREFIX/bin
@@ -28,7 +29,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export LC_ALL=C
 
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 smoke=0
 only=""
 while [ $# -gt 0 ]; do
@@ -40,10 +41,15 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
-only=${only//relay/channel,send,tcp}
+# "relay" stands for the three uclient rows of section 1 (not tcp-relay, named on its own).
+parts=()
+for part in ${only//,/ }; do
+    if [ "$part" = relay ]; then parts+=(channel send tcp); else parts+=("$part"); fi
+done
+only=$(IFS=,; echo "${parts[*]}")
 for part in ${only//,/ }; do
     case $part in
-        memory | channel | send | tcp | max-rate | alloc | signal | cluster | veth) ;;
+        memory | channel | send | tcp | tcp-relay | max-rate | alloc | signal | cluster | veth) ;;
         *) echo "bench: --only: unknown part '$part'" >&2; usage ;;
     esac
 done
@@ -120,11 +126,14 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 threads=2
 if [ "$smoke" -eq 1 ]; then
     rounds=1; clients=2; messages=5; interval=5; alloc_secs=1; hold=200; hold_secs=2; bind_secs=1
+    tcp_relay_clients=2; tcp_relay_messages=5
     many_flows=2; max_rate_args=(--start-rate 1000 --max-probes 2 --probe 300ms --measure 300ms)
     same_rate_secs=1
     signal_clients=20; signal_rooms=2; signal_secs=1
 else
     rounds=3; clients=50; messages=1000; interval=5; alloc_secs=5; hold=10000; hold_secs=5; bind_secs=5
+    # 8 clients, not more: see the uclient -T rows below.
+    tcp_relay_clients=8; tcp_relay_messages=1000
     many_flows=1000; max_rate_args=(--start-rate 20000 --max-probes 12 --probe 1s --measure 3s)
     same_rate_secs=3
     signal_clients=10000; signal_rooms=1000; signal_secs=10
@@ -289,7 +298,7 @@ median() { sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print "n/a"; else pr
 lap "build"
 # The servers side by side on loopback, for the rows that use them.
 loopback=0
-for part in memory channel send tcp max-rate alloc; do
+for part in memory channel send tcp tcp-relay max-rate alloc; do
     if want "$part"; then loopback=1; fi
 done
 rturn_offload="not measured"
@@ -362,21 +371,22 @@ ksoftirqd_ticks() {
 # uclient_round SERVER_PID PEER_PID COMMAND... -> "server_us loss_percent instructions
 # machine_us", each per relayed packet; COMMAND runs turnutils_uclient (perhaps through
 # `ip netns exec`), machine_us adds to the server's CPU the uclient's (all its threads, from
-# the shell's `times` for its children), the echo peer's and the softirq threads'.
+# the shell's `times` for its children), the echo peer's (none when PEER_PID is "") and the
+# softirq threads'.
 uclient_round() {
-    local server_pid=$1 echo_pid=$2 before after peer_before peer_after soft_before soft_after
+    local server_pid=$1 echo_pid=$2 before after peer_before=0 peer_after=0 soft_before soft_after
     local out sent recv loss ins client_s
     shift 2
     count_start "$server_pid"
     before=$(cpu_ticks "$server_pid")
-    peer_before=$(cpu_ticks "$echo_pid")
+    [ -z "$echo_pid" ] || peer_before=$(cpu_ticks "$echo_pid")
     soft_before=$(ksoftirqd_ticks)
     out=$(
         timeout 120 "$@" 2>&1 || true
         times
     )
     after=$(cpu_ticks "$server_pid")
-    peer_after=$(cpu_ticks "$echo_pid")
+    [ -z "$echo_pid" ] || peer_after=$(cpu_ticks "$echo_pid")
     soft_after=$(ksoftirqd_ticks)
     # The last line of `times`: user and system time of the subshell's children, "0m1.234s".
     client_s=$(echo "$out" | tail -1 | awk '{ t = 0; for (i = 1; i <= NF; i++) {
@@ -427,6 +437,39 @@ for mode in channel send tcp; do
     done
     lap "uclient $mode"
 done
+
+# RFC 6062 TCP relay allocations (turnutils_uclient -T, which implies -t, -y and -c): each of
+# the clients allocates a TCP relay over its TCP control connection and Connects to every
+# other client's relayed address, a data connection bound (ConnectionBind) for each of the
+# m × (m - 1) connections, the accepting side's after a ConnectionAttempt. Each message leaves
+# its sender's data connection, goes out of the sender's allocation to the receiver's relayed
+# address and in through the receiver's allocation to its data connection: the server relays
+# it twice, as it does an echoed message above, and the uclient's sent + received messages
+# count both. No echo peer: the clients are each other's peers. At most 8 clients (uclient
+# makes the count even: -m 9 runs 10): uclient Connects each client to every later one before
+# it binds any of them, and rturn refuses an allocation's ninth connection not bound yet
+# with 508 (src/turn/tcp_link.rs, MAX_UNBOUND: it bounds the server-wide table of peer
+# connections waiting for their ConnectionBind), so with 10 the first client's ninth Connect
+# fails and uclient waits 40 s for the missing pair (the coturns have no such bound).
+tcp_relay_args=(-T -u bench -w bench -m "$tcp_relay_clients" -n "$tcp_relay_messages" -l 120 -z "$interval" -X)
+if want tcp-relay; then
+    for _ in $(seq "$rounds"); do
+        for server in "${servers[@]}"; do
+            uclient_round "${pid[$server]}" "" "$uclient" "${tcp_relay_args[@]}" -p "${port[$server]}" \
+                127.0.0.1 >>"$work/relay_tcp_relay_$server"
+        done
+    done
+    for server in "${servers[@]}"; do
+        f="$work/relay_tcp_relay_$server"
+        result[relay_tcp_relay_${server}_cpu]=$(cut -d' ' -f1 "$f" | median)
+        result[relay_tcp_relay_${server}_loss]=$(cut -d' ' -f2 "$f" | median)
+        result[relay_tcp_relay_${server}_ins]=$(cut -d' ' -f3 "$f" | median)
+        result[relay_tcp_relay_${server}_all]=$(cut -d' ' -f4 "$f" | median)
+    done
+    echo "bench: rturn's /metrics after the uclient -T rounds: $(curl -s "http://127.0.0.1:$http_port/metrics" |
+        grep '^rturn_tcp_relay_connections_total' | tr '\n' ' ')" >&2
+    lap "uclient -T (RFC 6062 TCP relay)"
+fi
 
 # ---- 2. maximum loss-free relay rate, and latency at half of it (rturn-bench max-rate) ----
 # Before the allocation-rate churn, which leaves coturn's relay ports reserved for a while.
@@ -852,29 +895,37 @@ table=$(
     printf ' | target (ratio) |\n|---'
     for _ in $(seq $((${#servers[@]} + ${#coturns[@]} + 1))); do printf '|---'; done
     printf '|\n'
-    # Per relayed packet, each figure for every uclient mode measured.
+    # Per relayed packet (message, over RFC 6062's TCP relays), each figure for every uclient
+    # mode measured; no instructions row for TCP relays.
     for figure in "server CPU:µs:cpu" "machine-wide CPU (server + uclient + echo peer + ksoftirqd):µs:all" \
         "server instructions::ins" "loss at the fixed rate:%:loss"; do
         IFS=: read -r name unit key <<<"$figure"
-        for mode in channel send tcp; do
+        for mode in channel send tcp tcp-relay; do
             want "$mode" || continue
             case $key/$mode in
-                loss/send) continue ;;
+                loss/send | ins/tcp-relay) continue ;;
                 cpu/channel) target="≤ 0.5" ;;
                 cpu/send) target="≤ 0.6" ;;
                 cpu/tcp | all/tcp) target="≤ 1" ;;
                 loss/*) target="0" ;;
                 *) target="—" ;;
             esac
+            per="per relayed packet" fig=$name
             case $mode in
                 channel) what="UDP ChannelData" ;;
                 send) what="UDP Send indication" ;;
                 tcp) what="TCP ChannelData" ;;
+                tcp-relay)
+                    what="RFC 6062 TCP relay (uclient -T)"
+                    per="per relayed message"
+                    # The clients are each other's peers: no echo peer runs.
+                    fig=${name/ + echo peer/}
+                    ;;
             esac
             if [ "$key" = loss ]; then
-                row "$name, $what" "$unit" "relay_${mode}_@_$key" "$target"
+                row "$fig, $what" "$unit" "relay_${mode//-/_}_@_$key" "$target"
             else
-                row "$name per relayed packet, $what" "$unit" "relay_${mode}_@_$key" "$target"
+                row "$fig $per, $what" "$unit" "relay_${mode//-/_}_@_$key" "$target"
             fi
         done
     done
@@ -983,8 +1034,8 @@ names=${names%, }
     echo
     echo "How to run: \`scripts/bench.sh\` (the full run, as root for the veth rows, which rewrites the"
     echo "part of this file above \"Where rturn stands\"); \`scripts/bench.sh --smoke\` (seconds; CI);"
-    echo "\`scripts/bench.sh --only relay\` (or \`channel,tcp\`, \`max-rate\`, \`alloc\`, \`memory\`, \`signal\`,"
-    echo "\`cluster\`, \`veth\`: those rows only, this file untouched); \`RTURN_OFFLOAD=off\` runs rturn without"
+    echo "\`scripts/bench.sh --only relay\` (or \`channel,tcp\`, \`tcp-relay\`, \`max-rate\`, \`alloc\`, \`memory\`,"
+    echo "\`signal\`, \`cluster\`, \`veth\`: those rows only, this file untouched); \`RTURN_OFFLOAD=off\` runs rturn without"
     echo "its kernel fast path. coturn 4.17.1 comes from \`COTURN_417=PREFIX\`, else"
     echo "\`target/coturn-4.17.1\`, built there once when \`../shared/anchors/build-coturn.sh\` exists;"
     echo "without it the run leaves its columns out and says why."
@@ -995,7 +1046,8 @@ names=${names%, }
     echo "user + system time of the server process (all threads) from /proc/PID/stat, divided by"
     echo "the packets it relayed (both directions) or the requests it answered; machine-wide CPU"
     echo "adds the load client's (\`turnutils_uclient\`, all its threads) and the echo peer's"
-    echo "(\`turnutils_peer\`) and the kernel's softirq threads' (\`ksoftirqd/N\`) to the server's, for"
+    echo "(\`turnutils_peer\`; none in the TCP relay rows, whose clients are each other's peers) and"
+    echo "the kernel's softirq threads' (\`ksoftirqd/N\`) to the server's, for"
     echo "the same packets. The load generators share the same 2 cores. Lower is better for CPU and"
     echo "memory, higher for rates."
     echo
@@ -1018,6 +1070,13 @@ names=${names%, }
     else
         echo "Debian's;"
     fi
+    echo "\`$(basename "$uclient") -T -m $tcp_relay_clients -n $tcp_relay_messages -l 120 -z $interval -X\` (RFC 6062 TCP relay"
+    echo "allocations, each server's own default for them: each client allocates over a TCP control"
+    echo "connection and Connects to every other client's relayed address, $((tcp_relay_clients * (tcp_relay_clients - 1))) connections, each"
+    echo "with its data connection; each message goes out of its sender's allocation and in through"
+    echo "its receiver's, relayed twice and counted twice, as an echoed packet is; at most 8 clients,"
+    echo "since uclient makes a client's Connects before it binds any and rturn answers a ninth"
+    echo "connection of one allocation still unbound with 508, which the coturns do not);"
     echo "\`rturn-bench alloc-rate --clients 64\` (401 → Allocate → ChannelBind → Refresh 0),"
     echo "\`rturn-bench binding-rate --clients 32\`, \`rturn-bench hold --count $hold\` (then every"
     echo "server restarts),"
