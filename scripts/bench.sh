@@ -1071,7 +1071,8 @@ names=${names%, }
         echo "Debian's;"
     fi
     echo "\`$(basename "$uclient") -T -m $tcp_relay_clients -n $tcp_relay_messages -l 120 -z $interval -X\` (RFC 6062 TCP relay"
-    echo "allocations, each server's own default for them: each client allocates over a TCP control"
+    echo "allocations, on by default in every server: rturn's \`[relay] tcp-allocations\`, coturn without"
+    echo "\`--no-tcp-relay\`; each client allocates over a TCP control"
     echo "connection and Connects to every other client's relayed address, $((tcp_relay_clients * (tcp_relay_clients - 1))) connections, each"
     echo "with its data connection; each message goes out of its sender's allocation and in through"
     echo "its receiver's, relayed twice and counted twice, as an echoed packet is; at most 8 clients,"
