@@ -132,8 +132,7 @@ if [ "$smoke" -eq 1 ]; then
     signal_clients=20; signal_rooms=2; signal_secs=1
 else
     rounds=3; clients=50; messages=1000; interval=5; alloc_secs=5; hold=10000; hold_secs=5; bind_secs=5
-    # 8 clients, not more: see the uclient -T rows below.
-    tcp_relay_clients=8; tcp_relay_messages=1000
+    tcp_relay_clients=10; tcp_relay_messages=1000
     many_flows=1000; max_rate_args=(--start-rate 20000 --max-probes 12 --probe 1s --measure 3s)
     same_rate_secs=3
     signal_clients=10000; signal_rooms=1000; signal_secs=10
@@ -445,12 +444,9 @@ done
 # its sender's data connection, goes out of the sender's allocation to the receiver's relayed
 # address and in through the receiver's allocation to its data connection: the server relays
 # it twice, as it does an echoed message above, and the uclient's sent + received messages
-# count both. No echo peer: the clients are each other's peers. At most 8 clients (uclient
-# makes the count even: -m 9 runs 10): uclient Connects each client to every later one before
-# it binds any of them, and rturn refuses an allocation's ninth connection not bound yet
-# with 508 (src/turn/tcp_link.rs, MAX_UNBOUND: it bounds the server-wide table of peer
-# connections waiting for their ConnectionBind), so with 10 the first client's ninth Connect
-# fails and uclient waits 40 s for the missing pair (the coturns have no such bound).
+# count both. No echo peer: the clients are each other's peers. uclient Connects each client
+# to every other before it binds any of them: rturn lets 32 connections of one allocation
+# wait unbound (src/turn/tcp_link.rs, MAX_UNBOUND), so keep -m at 32 or fewer.
 tcp_relay_args=(-T -u bench -w bench -m "$tcp_relay_clients" -n "$tcp_relay_messages" -l 120 -z "$interval" -X)
 if want tcp-relay; then
     for _ in $(seq "$rounds"); do
@@ -1075,9 +1071,7 @@ names=${names%, }
     echo "\`--no-tcp-relay\`; each client allocates over a TCP control"
     echo "connection and Connects to every other client's relayed address, $((tcp_relay_clients * (tcp_relay_clients - 1))) connections, each"
     echo "with its data connection; each message goes out of its sender's allocation and in through"
-    echo "its receiver's, relayed twice and counted twice, as an echoed packet is; at most 8 clients,"
-    echo "since uclient makes a client's Connects before it binds any and rturn answers a ninth"
-    echo "connection of one allocation still unbound with 508, which the coturns do not);"
+    echo "its receiver's, relayed twice and counted twice, as an echoed packet is);"
     echo "\`rturn-bench alloc-rate --clients 64\` (401 → Allocate → ChannelBind → Refresh 0),"
     echo "\`rturn-bench binding-rate --clients 32\`, \`rturn-bench hold --count $hold\` (then every"
     echo "server restarts),"

@@ -38,9 +38,11 @@ pub const BIND_TIMEOUT: Duration = Duration::from_secs(30);
 pub const MAX_CONNECTIONS: usize = 64;
 /// Of those, how many may be unbound at once (connecting, or waiting for their
 /// ConnectionBind): past it a Connect gets 508 and a peer's connection is closed. A client
-/// binds each within a round trip, so a few are plenty; what it cannot hold up is the
-/// server-wide table of waiting connections, for 30 s each.
-pub const MAX_UNBOUND: usize = 8;
+/// binds each within a round trip, but may Connect to many peers before it binds any
+/// (coturn's uclient Connects a client to every other first, and coturn has no such bound),
+/// so a burst of 32 passes; what it cannot hold up is the server-wide table of waiting
+/// connections, for 30 s each.
+pub const MAX_UNBOUND: usize = 32;
 
 /// What the peer connections of one TCP allocation share with it, across workers: whether
 /// it still lives (a connection of a dead allocation closes within a tick), whose it is

@@ -7,7 +7,7 @@
 //! either side or on a reload that denies the peer, a half-close either way passed on while
 //! the other direction goes on, a TLS client cut without close_notify losing nothing it
 //! sent, and the refusals: forbidden peer (403), unknown CONNECTION-ID (400), quota (486),
-//! TCP over UDP (400), a peer without permission, more than 8 unbound connections (508),
+//! TCP over UDP (400), a peer without permission, too many unbound connections (508),
 //! `tcp-allocations = false` (442) and its reload.
 
 use std::collections::VecDeque;
@@ -544,25 +544,27 @@ fn a_half_close_either_way_passes_the_end_on_and_the_other_direction_goes_on() {
     assert!(ends(&mut data));
 }
 
-/// An allocation holds few connections that are not bound yet: the ninth Connect whose
-/// connection waits for its ConnectionBind gets 508; binding one makes room.
+/// An allocation holds few connections that are not bound yet: the Connect past
+/// `MAX_UNBOUND` whose connection would wait for its ConnectionBind gets 508; binding one
+/// makes room.
 #[test]
 fn unbound_connections_per_allocation_are_capped() {
+    use rturn::turn::tcp_link::MAX_UNBOUND;
     let server = Server::start(&config("allow-loopback-peers = true\n"));
     let mut ctl = Tcp::connect(server.tcp[0]);
     ctl.allocate();
-    let listeners: Vec<_> = (0..9).map(|_| peer_listener()).collect();
+    let listeners: Vec<_> = (0..=MAX_UNBOUND).map(|_| peer_listener()).collect();
     let mut ids = Vec::new();
-    for listener in &listeners[..8] {
+    for listener in &listeners[..MAX_UNBOUND] {
         let (response, m) =
             ctl.request(&Request::new(METHOD_CONNECT).peer(listener.local_addr().unwrap()));
         assert!(response.is_success(), "{:?}", response.error);
         ids.push(connection_id(&m));
     }
-    let ninth = listeners[8].local_addr().unwrap();
-    assert_eq!(ctl.code(&Request::new(METHOD_CONNECT).peer(ninth)), 508);
+    let one_more = listeners[MAX_UNBOUND].local_addr().unwrap();
+    assert_eq!(ctl.code(&Request::new(METHOD_CONNECT).peer(one_more)), 508);
     let _data = bind(server.tcp[0], ids[0]).expect("bound");
-    let (response, _) = ctl.request(&Request::new(METHOD_CONNECT).peer(ninth));
+    let (response, _) = ctl.request(&Request::new(METHOD_CONNECT).peer(one_more));
     assert!(response.is_success(), "{:?}", response.error);
 }
 
@@ -632,14 +634,15 @@ fn assert_lossless(text: &str, server: &Server, clients: usize, messages: usize)
     crate::turn_interop::assert_all_arrived(text, clients, messages, summary);
 }
 
-/// coturn's client: 4 clients (so pairs cross workers), each Connecting to every other's
-/// relayed address, 50 messages each, through rturn's TCP relays, losing nothing. On the
-/// default peer rules: the peers are rturn's own live relay endpoints (loopback here), which
-/// they allow.
+/// coturn's client: 10 clients (so pairs cross workers), each Connecting to every other's
+/// relayed address, 9 Connects before it binds any (more than a small per-allocation bound
+/// of unbound connections would let through), 50 messages each, through rturn's TCP relays,
+/// losing nothing. On the default peer rules: the peers are rturn's own live relay endpoints
+/// (loopback here), which they allow.
 #[test]
 fn uclient_tcp_relay_loses_nothing() {
     let server = Server::start(&config(""));
-    let (clients, messages) = (4, 50);
+    let (clients, messages) = (10, 50);
     let text = uclient("turnutils_uclient", &server, clients, messages);
     assert_lossless(&text, &server, clients, messages);
     // coturn 4.17.1's own client too, where it is built (COTURN_417=PREFIX, as for the
