@@ -20,24 +20,22 @@
 //! of UDP and TCP relays never meet, and its poll token is `RELAY_TOKENS + slot` like any
 //! relay's; a connect's token is past [`CONNECT_BIT`].
 
-use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 use socket2::{Protocol, Type};
 
-use super::descriptors::{Budget, Kind, Permit};
+pub(super) use self::waiting::{Unbound, Waiting};
+use super::descriptors::Permit;
 use super::ports::PortPool;
 pub(super) use super::ports::{TCP_SLOT_BASE, is_tcp_slot};
 use super::relay::RELAY_TOKENS;
-use crate::turn::tcp_link::{
-    BIND_TIMEOUT, CONNECT_TIMEOUT, Later, PeerSlot, TcpOrder, bind_check, connection_attempt,
-};
+use crate::turn::tcp_link::{CONNECT_TIMEOUT, Later, PeerSlot, TcpOrder, connection_attempt};
 use crate::turn::{Bound, FiveTuple, Manager};
 
 /// Poll tokens of outgoing connects: `RELAY_TOKENS + TCP_SLOT_BASE + CONNECT_BIT + index`.
@@ -48,110 +46,6 @@ const BIND_ATTEMPTS: usize = 64;
 const BACKLOG: i32 = 64;
 /// Connections accepted from one listener per turn (fairness with the other sockets).
 const ACCEPTS_PER_TURN: usize = 64;
-/// Peer connections waiting for a ConnectionBind, over the whole server: past it new ones
-/// are closed at once (each allocation holds at most `MAX_CONNECTIONS` anyway).
-const MAX_WAITING: usize = 16 * 1024;
-
-/// A peer connection, established, waiting for the client's ConnectionBind.
-#[derive(Debug)]
-pub(super) struct Unbound {
-    pub(super) socket: std::net::TcpStream,
-    pub(super) peer: SocketAddr,
-    pub(super) slot: PeerSlot,
-    /// The socket's share of the descriptor budget.
-    pub(super) permit: Option<Permit>,
-    deadline: Instant,
-}
-
-/// The peer connections waiting for their ConnectionBind, by CONNECTION-ID, shared by
-/// every worker (the data connection lands on any); bounded, each one for [`BIND_TIMEOUT`].
-/// And the descriptor budget every peer socket draws on, shared the same way.
-#[derive(Debug, Default)]
-pub(super) struct Waiting {
-    map: Mutex<HashMap<u32, Unbound>>,
-    budget: OnceLock<Arc<Budget>>,
-}
-
-/// What a peer socket holds of the descriptor budget: `Some(None)` when there is no budget
-/// to draw on (tests), `None` when it is spent.
-type Share = Option<Option<Permit>>;
-
-impl Waiting {
-    /// Every peer socket holds a [`Permit`] of `budget` (TURN's share) from now on, so
-    /// peer connections cannot take the descriptors relay sockets need.
-    pub(super) fn share_budget(&self, budget: &Arc<Budget>) {
-        let _ = self.budget.set(Arc::clone(budget));
-    }
-
-    /// A permit for one more peer socket; `None` when the budget is spent.
-    fn permit(&self) -> Share {
-        match self.budget.get() {
-            Some(budget) => budget.try_acquire(Kind::Turn).map(Some),
-            None => Some(None),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Unbound>> {
-        self.map.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Keeps `socket` (to `peer`, holding `slot` and `permit`) until `now + BIND_TIMEOUT`;
-    /// its CONNECTION-ID, or `None` when the table is full (then it is closed).
-    fn insert(
-        &self,
-        socket: std::net::TcpStream,
-        peer: SocketAddr,
-        (slot, permit): (PeerSlot, Option<Permit>),
-        now: Instant,
-    ) -> Option<u32> {
-        let mut map = self.lock();
-        if map.len() >= MAX_WAITING {
-            return None;
-        }
-        let id = loop {
-            let id: u32 = crate::random::os_random();
-            if id != 0 && !map.contains_key(&id) {
-                break id;
-            }
-        };
-        let deadline = now + BIND_TIMEOUT;
-        let unbound = Unbound {
-            socket,
-            peer,
-            slot,
-            permit,
-            deadline,
-        };
-        map.insert(id, unbound);
-        Some(id)
-    }
-
-    /// The connection `id` for a ConnectionBind of `user` at `now` ([`bind_check`]): taken
-    /// out when it may be bound, or when it is past saving (its allocation gone, its time
-    /// up); left for its owner when another user names it.
-    fn take(&self, id: u32, user: &str, now: Instant) -> Option<Unbound> {
-        let mut map = self.lock();
-        let waiting = map.get(&id)?;
-        let (link, deadline) = (waiting.slot.link(), waiting.deadline);
-        match bind_check(link, user, deadline, now) {
-            Ok(()) => map.remove(&id),
-            Err(_) if link.user() == user => {
-                map.remove(&id);
-                None
-            }
-            Err(_) => None,
-        }
-    }
-
-    /// Closes the connections nobody bound in time, or whose allocation ended; how many.
-    fn expire(&self, now: Instant) -> usize {
-        let mut map = self.lock();
-        let before = map.len();
-        map.retain(|_, w| w.deadline > now && w.slot.link().is_alive());
-        before - map.len()
-    }
-}
-
 /// A relayed listener.
 struct Listener {
     socket: std::net::TcpListener,
@@ -570,6 +464,8 @@ fn connect(from: SocketAddr, peer: SocketAddr) -> io::Result<std::net::TcpStream
     socket.set_tcp_nodelay(true)?;
     Ok(socket.into())
 }
+
+mod waiting;
 
 #[cfg(test)]
 mod tests;

@@ -157,15 +157,20 @@ pub fn quiet_ports(n: u16, range: std::ops::Range<u16>) -> u16 {
             .duration_since(std::time::UNIX_EPOCH)
             .expect("clock after 1970")
             .subsec_nanos() as usize;
-    let span = usize::from(range.end - range.start - n);
+    // Every first port that leaves room for `n`, tried from a random one on, the first
+    // rounded up to even.
+    let span = range.len().saturating_sub(usize::from(n)) + 1;
     let free = |p: u16| {
         !handed.contains(&p)
             && UdpSocket::bind(("127.0.0.1", p)).is_ok()
             && std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()
     };
     let first = (0..span)
-        .map(|i| (range.start + ((seed + i * 7919) % span) as u16) & !1)
-        .find(|&p| p >= range.start && (p..p + n).all(free))
+        .map(|i| range.start as usize + (seed + i * 7919) % span)
+        .map(|p| p + p % 2)
+        .filter(|&p| p + usize::from(n) <= usize::from(range.end))
+        .map(|p| p as u16)
+        .find(|&p| (p..p + n).all(free))
         .unwrap_or_else(|| panic!("{n} free ports in {range:?}"));
     handed.extend(first..first + n);
     first

@@ -53,7 +53,10 @@ impl EchoPeer {
         for port in [port, port + 1] {
             loop {
                 probe.send_to(b"ping", ("127.0.0.1", port)).expect("send");
-                if probe.recv(&mut buf).is_ok() {
+                // A late echo of the other port is no answer from this one.
+                if let Ok((_, from)) = probe.recv_from(&mut buf)
+                    && from.port() == port
+                {
                     break;
                 }
                 assert!(Instant::now() < deadline, "turnutils_peer did not start");

@@ -189,7 +189,7 @@ impl Manager {
                 reservation_token: reserved_token,
                 bandwidth: Default::default(),
                 tcp: (ask.port == PortChoice::Tcp)
-                    .then(|| std::sync::Arc::new(TcpLink::new(&creds.username))),
+                    .then(|| std::sync::Arc::new(TcpLink::new(&creds.username, holder.client))),
                 holder,
             },
         );

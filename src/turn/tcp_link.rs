@@ -41,7 +41,7 @@ pub const MAX_CONNECTIONS: usize = 64;
 /// binds each within a round trip, but may Connect to many peers before it binds any
 /// (coturn's uclient Connects a client to every other first, and coturn has no such bound),
 /// so a burst of 32 passes; what it cannot hold up is the server-wide table of waiting
-/// connections, for 30 s each.
+/// connections, for 30 s each (which also bounds each client address's share).
 pub const MAX_UNBOUND: usize = 32;
 
 /// What the peer connections of one TCP allocation share with it, across workers: whether
@@ -52,6 +52,9 @@ pub const MAX_UNBOUND: usize = 32;
 pub struct TcpLink {
     alive: AtomicBool,
     user: String,
+    /// The client's address key ([`crate::client_key::client_key_bits`]): the server's
+    /// table of connections waiting for their ConnectionBind bounds each address's share.
+    client: u128,
     open: AtomicUsize,
     /// Of `open`, the connections not bound yet.
     unbound: AtomicUsize,
@@ -67,11 +70,12 @@ pub struct TcpLink {
 }
 
 impl TcpLink {
-    /// A live link of an allocation made by `user`.
-    pub fn new(user: &str) -> Self {
+    /// A live link of an allocation made by `user` from the client address key `client`.
+    pub fn new(user: &str, client: u128) -> Self {
         Self {
             alive: AtomicBool::new(true),
             user: user.to_owned(),
+            client,
             open: AtomicUsize::new(0),
             unbound: AtomicUsize::new(0),
             connected: Mutex::new(HashMap::new()),
@@ -93,6 +97,11 @@ impl TcpLink {
     /// The user the allocation belongs to.
     pub fn user(&self) -> &str {
         &self.user
+    }
+
+    /// The address key of the client that made the allocation.
+    pub fn client(&self) -> u128 {
+        self.client
     }
 
     /// Counts one read of `len` bytes relayed `to_peer` (from the client) or to it.

@@ -199,7 +199,7 @@ async fn room_limits_hold_across_nodes() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_killed_node_s_peers_are_removed_on_the_others_within_presence_ttl() {
+async fn a_killed_node_s_peers_are_removed_on_the_others_once_its_presence_expires() {
     let redis = Redis::start();
     let (node_a, mut node_b) = two_nodes(&redis, "", TTL).await;
     let mut a = node_a.connect("/ws").await;

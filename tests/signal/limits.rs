@@ -190,6 +190,11 @@ async fn binary_frames_count_against_the_message_rate() {
     // The bucket refills while the burst is served: a slow server lets a few more through.
     let refilled = (sent.elapsed().as_secs_f64() * RATE as f64).ceil() as usize;
     assert!(
+        limited >= 1,
+        "no rate_limited after {} binary frames",
+        4 * RATE
+    );
+    assert!(
         (RATE..=RATE + 5usize.max(refilled)).contains(&bad),
         "{bad} binary frames of {} answered past the rate of {RATE}/s",
         4 * RATE

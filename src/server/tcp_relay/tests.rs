@@ -5,7 +5,8 @@ use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
 use super::*;
-use crate::turn::tcp_link::TcpLink;
+use crate::server::descriptors::Budget;
+use crate::turn::tcp_link::{BIND_TIMEOUT, TcpLink};
 
 /// A connected loopback socket (the peer's end is returned too, to keep it open).
 fn socket_pair() -> (TcpStream, TcpStream) {
@@ -18,7 +19,7 @@ fn socket_pair() -> (TcpStream, TcpStream) {
 #[test]
 fn a_waiting_connection_is_bound_once_by_its_user_or_expires() {
     let waiting = Waiting::default();
-    let link = Arc::new(TcpLink::new("alice"));
+    let link = Arc::new(TcpLink::new("alice", 1));
     let t0 = Instant::now();
     let peer: SocketAddr = "192.0.2.1:5000".parse().unwrap();
     let (socket, _peer_end) = socket_pair();
@@ -112,7 +113,7 @@ fn every_peer_socket_draws_on_the_descriptor_budget() {
     // Spent: a Connect gets 508, a peer connecting in is closed.
     assert!(waiting.permit().is_none());
     // Given back with the socket (the connection waiting, then bound, then closed).
-    let link = std::sync::Arc::new(TcpLink::new("alice"));
+    let link = std::sync::Arc::new(TcpLink::new("alice", 1));
     let (socket, _theirs) = socket_pair();
     let peer = socket.peer_addr().unwrap();
     let t0 = Instant::now();
@@ -125,4 +126,34 @@ fn every_peer_socket_draws_on_the_descriptor_budget() {
     assert_eq!(waiting.expire(t0 + BIND_TIMEOUT), 1);
     assert_eq!(budget.held(), (0, 0));
     assert!(waiting.take(id, "alice", t0).is_none());
+}
+
+#[test]
+fn one_client_address_holds_its_share_of_the_table_and_no_more() {
+    let waiting = Waiting::with_per_client_cap(2);
+    let t0 = Instant::now();
+    // Two allocations of client address 1 (one user, or two), one of address 2.
+    let links = [1, 1, 2].map(|client| Arc::new(TcpLink::new("alice", client)));
+    let mut ends = Vec::new();
+    let mut wait = |link: &Arc<TcpLink>| {
+        let (socket, theirs) = socket_pair();
+        let peer = theirs.local_addr().unwrap();
+        ends.push(theirs);
+        let slot = link.open(peer, false).unwrap();
+        waiting.insert(socket, peer, (slot, None), t0)
+    };
+    let first = wait(&links[0]).expect("room");
+    assert!(
+        wait(&links[1]).is_some(),
+        "another allocation of the address"
+    );
+    assert_eq!(wait(&links[0]), None, "the address's share is full");
+    assert_eq!(wait(&links[1]), None);
+    assert!(wait(&links[2]).is_some(), "another address is not held up");
+    // Bound (or expired), a connection gives its place back.
+    assert!(waiting.take(first, "alice", t0).is_some());
+    assert!(wait(&links[0]).is_some());
+    assert_eq!(waiting.expire(t0 + BIND_TIMEOUT), 3);
+    assert!(wait(&links[1]).is_some());
+    assert!(wait(&links[1]).is_some());
 }

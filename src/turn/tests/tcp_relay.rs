@@ -224,7 +224,7 @@ fn connection_bind_is_for_a_new_tcp_connection_naming_its_id() {
 
 #[test]
 fn the_link_caps_connections_refuses_a_second_connect_and_dies_with_the_allocation() {
-    let link = Arc::new(TcpLink::new("alice"));
+    let link = Arc::new(TcpLink::new("alice", 1));
     // Bound ones: the cap on unbound connections is another test's.
     let open_bound = |i: usize| {
         let mut slot = link.open(v4(192, 0, 2, 1, 1000 + i as u16), false).unwrap();
@@ -362,7 +362,7 @@ fn a_tcp_allocation_takes_no_channel_bind_and_sends_no_send_indication() {
 
 #[test]
 fn an_allocation_holds_few_unbound_connections_and_binding_one_makes_room() {
-    let link = Arc::new(TcpLink::new("alice"));
+    let link = Arc::new(TcpLink::new("alice", 1));
     let peer = |i: usize| v4(192, 0, 2, 1, 1000 + i as u16);
     let mut held: Vec<_> = (0..MAX_UNBOUND)
         .map(|i| link.open(peer(i), i % 2 == 0).unwrap())
