@@ -237,9 +237,16 @@ impl Manager {
     /// Re-keys the allocation of `from` to `to`, with its relay slots, timers, ticket and
     /// kernel entries.
     fn move_allocation(&mut self, from: FiveTuple, to: FiveTuple) {
-        let Some(alloc) = self.allocations.remove(&from) else {
+        let Some(mut alloc) = self.allocations.remove(&from) else {
             return;
         };
+        // `max-allocations-per-ip` counts it at its new address from now on (a detached
+        // placeholder, port 0, leaves it where its client last was).
+        if to.client.port() != 0 {
+            let key = crate::client_key::client_key_bits(to.client.ip());
+            self.quotas.move_client(&alloc.holder, key);
+            alloc.holder.client = key;
+        }
         // Its channels leave the kernel while the table no longer holds it under `from`;
         // a ban from a reload that revoked its key goes with it.
         let barred = self.offload.is_barred(&from);

@@ -128,6 +128,23 @@ impl Quotas {
         Ok(())
     }
 
+    /// One allocation of `holder` moved to the client address key `to` (RFC 8016): its unit
+    /// of the per-address count goes with it, whatever the new address holds (a client that
+    /// changes network is never stranded for it). The user's and the total counts stay.
+    pub fn move_client(&self, holder: &Holder, to: u128) {
+        if holder.client == to {
+            return;
+        }
+        let mut held = self.lock();
+        if let Some(n) = held.clients.get_mut(&holder.client) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                held.clients.remove(&holder.client);
+            }
+        }
+        *held.clients.entry(to).or_default() += 1;
+    }
+
     /// Returns `units` of `holder`.
     pub fn release(&self, holder: &Holder, units: usize) {
         Self::give_back(&mut self.lock(), holder, units);

@@ -394,3 +394,30 @@ fn a_client_moving_onto_an_address_a_stale_allocation_holds_takes_it() {
     h.refused(31, &carol_there, refresh_with(&alice_ticket), 441);
     assert!(h.mgr.has_allocation(&alice_now.tuple));
 }
+
+#[test]
+fn a_moved_allocation_counts_against_its_new_client_address() {
+    let mut setup = Setup {
+        quotas: Quotas::new(limits(0, 0, 1)),
+        ..Setup::default()
+    };
+    setup.config.mobility = true;
+    let mut h = setup.start();
+    let at = |ip: &str, n: u16| FiveTuple {
+        client: SocketAddr::new(ip.parse().unwrap(), 40000 + n),
+        ..tuple(n)
+    };
+    let (home, away) = ("192.0.2.50", "198.51.100.77");
+    let alice = h.login(0, at(home, 1), "alice", "wonderland");
+    let ticket = allocate_mobile(&mut h, &alice);
+    // Moved away (`max-allocations-per-ip = 1`): home has room again, away is full.
+    let moved = h.login(1, at(away, 2), "alice", "wonderland");
+    h.ok(1, &moved, refresh_with(&ticket));
+    let bob_home = h.login(2, at(home, 3), "bob", "builder");
+    h.allocate(2, &bob_home);
+    let bob_away = h.login(2, at(away, 4), "bob", "builder");
+    h.refused(2, &bob_away, Request::allocate(), 486);
+    // Its end gives the unit back where it is counted now.
+    h.ok(3, &moved, Request::refresh(0));
+    h.allocate(3, &bob_away);
+}
