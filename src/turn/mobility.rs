@@ -240,12 +240,13 @@ impl Manager {
         let Some(mut alloc) = self.allocations.remove(&from) else {
             return;
         };
-        // `max-allocations-per-ip` counts it at its new address from now on (a detached
-        // placeholder, port 0, leaves it where its client last was).
+        // `max-allocations-per-ip` counts it at its new address from now on, if that has
+        // room (a detached placeholder, port 0, leaves it where its client last was).
         if to.client.port() != 0 {
             let key = crate::client_key::client_key_bits(to.client.ip());
-            self.quotas.move_client(&alloc.holder, key);
-            alloc.holder.client = key;
+            if self.quotas.move_client(&alloc.holder, key) {
+                alloc.holder.client = key;
+            }
         }
         // Its channels leave the kernel while the table no longer holds it under `from`;
         // a ban from a reload that revoked its key goes with it.

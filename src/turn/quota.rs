@@ -129,13 +129,20 @@ impl Quotas {
     }
 
     /// One allocation of `holder` moved to the client address key `to` (RFC 8016): its unit
-    /// of the per-address count goes with it, whatever the new address holds (a client that
-    /// changes network is never stranded for it). The user's and the total counts stay.
-    pub fn move_client(&self, holder: &Holder, to: u128) {
+    /// of the per-address count goes with it when `to` has room under
+    /// `max-allocations-per-ip`; else it stays where it was (the move goes ahead all the same:
+    /// a client that changes network is never stranded, and no address ever counts more than
+    /// its limit, so moving allocations away cannot make room for more). Whether it moved.
+    /// The user's and the total counts stay.
+    pub fn move_client(&self, holder: &Holder, to: u128) -> bool {
         if holder.client == to {
-            return;
+            return false;
         }
         let mut held = self.lock();
+        let limit = self.client_limit.load(Relaxed);
+        if limit != 0 && held.clients.get(&to).copied().unwrap_or(0) >= limit {
+            return false;
+        }
         if let Some(n) = held.clients.get_mut(&holder.client) {
             *n = n.saturating_sub(1);
             if *n == 0 {
@@ -143,6 +150,7 @@ impl Quotas {
             }
         }
         *held.clients.entry(to).or_default() += 1;
+        true
     }
 
     /// Returns `units` of `holder`.

@@ -420,4 +420,17 @@ fn a_moved_allocation_counts_against_its_new_client_address() {
     // Its end gives the unit back where it is counted now.
     h.ok(3, &moved, Request::refresh(0));
     h.allocate(3, &bob_away);
+    // A move onto a full address goes ahead, but its unit stays at the old one: moving
+    // allocations away never makes room for more than the limit at either address.
+    h.ok(4, &bob_home, Request::refresh(0));
+    let again = h.login(5, at(home, 6), "bob", "builder");
+    let bob_ticket = allocate_mobile(&mut h, &again);
+    let bob_moving = h.login(6, at(away, 7), "bob", "builder");
+    h.ok(6, &bob_moving, refresh_with(&bob_ticket));
+    h.ok(6, &bob_moving, Request::refresh(600));
+    let alice_home = h.login(7, at(home, 8), "alice", "wonderland");
+    h.refused(7, &alice_home, Request::allocate(), 486);
+    // Its end gives the unit back where it stayed.
+    h.ok(8, &bob_moving, Request::refresh(0));
+    h.allocate(8, &alice_home);
 }
