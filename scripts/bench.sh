@@ -415,6 +415,17 @@ relay_round() { # server flags...: uclient_round on loopback
         -p "${port[$server]}" -e 127.0.0.1 -r "$peer_port" 127.0.0.1
 }
 
+relay_medians() { # key: each server's medians of the uclient_round lines in $work/relay_KEY_SERVER
+    local f server
+    for server in "${servers[@]}"; do
+        f="$work/relay_$1_$server"
+        result[relay_$1_${server}_cpu]=$(cut -d' ' -f1 "$f" | median)
+        result[relay_$1_${server}_loss]=$(cut -d' ' -f2 "$f" | median)
+        result[relay_$1_${server}_ins]=$(cut -d' ' -f3 "$f" | median)
+        result[relay_$1_${server}_all]=$(cut -d' ' -f4 "$f" | median)
+    done
+}
+
 for mode in channel send tcp; do
     want "$mode" || continue
     case $mode in
@@ -427,13 +438,7 @@ for mode in channel send tcp; do
             relay_round "$server" "${flags[@]}" >>"$work/relay_${mode}_$server"
         done
     done
-    for server in "${servers[@]}"; do
-        f="$work/relay_${mode}_$server"
-        result[relay_${mode}_${server}_cpu]=$(cut -d' ' -f1 "$f" | median)
-        result[relay_${mode}_${server}_loss]=$(cut -d' ' -f2 "$f" | median)
-        result[relay_${mode}_${server}_ins]=$(cut -d' ' -f3 "$f" | median)
-        result[relay_${mode}_${server}_all]=$(cut -d' ' -f4 "$f" | median)
-    done
+    relay_medians "$mode"
     lap "uclient $mode"
 done
 
@@ -455,13 +460,7 @@ if want tcp-relay; then
                 127.0.0.1 >>"$work/relay_tcp_relay_$server"
         done
     done
-    for server in "${servers[@]}"; do
-        f="$work/relay_tcp_relay_$server"
-        result[relay_tcp_relay_${server}_cpu]=$(cut -d' ' -f1 "$f" | median)
-        result[relay_tcp_relay_${server}_loss]=$(cut -d' ' -f2 "$f" | median)
-        result[relay_tcp_relay_${server}_ins]=$(cut -d' ' -f3 "$f" | median)
-        result[relay_tcp_relay_${server}_all]=$(cut -d' ' -f4 "$f" | median)
-    done
+    relay_medians tcp_relay
     echo "bench: rturn's /metrics after the uclient -T rounds: $(curl -s "http://127.0.0.1:$http_port/metrics" |
         grep '^rturn_tcp_relay_connections_total' | tr '\n' ' ')" >&2
     lap "uclient -T (RFC 6062 TCP relay)"

@@ -241,8 +241,8 @@ impl Manager {
             return;
         };
         // `max-allocations-per-ip` counts it at its new address from now on, if that has
-        // room (a detached placeholder, port 0, leaves it where its client last was).
-        if to.client.port() != 0 {
+        // room (a detached placeholder leaves it where its client last was).
+        if !to.is_detached() {
             let key = crate::client_key::client_key_bits(to.client.ip());
             if self.quotas.move_client(&alloc.holder, key) {
                 alloc.holder.client = key;

@@ -88,6 +88,14 @@ pub struct FiveTuple {
     pub server: SocketAddr,
 }
 
+impl FiveTuple {
+    /// Whether this is a detached mobile allocation's placeholder (RFC 8016: client port 0
+    /// in the discard prefix, which no client sends from), not a client's 5-tuple.
+    pub fn is_detached(&self) -> bool {
+        self.client.port() == 0
+    }
+}
+
 /// How a relay port should be chosen (RFC 8656 §7.2, EVEN-PORT and RESERVATION-TOKEN).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PortChoice {

@@ -47,7 +47,7 @@ impl Manager {
         let config = &self.config;
         if !self.offload.is_on()
             || tuple.transport != Transport::Udp
-            || tuple.client.port() == 0 // a detached allocation's placeholder (RFC 8016)
+            || tuple.is_detached()
             || config.max_bps != 0
             || config.bps_capacity != 0
             || !OFFLOAD_CHANNELS.contains(&number)

@@ -9,6 +9,7 @@
 //! the token may reach any worker (UDP `SO_REUSEPORT` hashes the client's new socket anew).
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -143,12 +144,7 @@ impl Quotas {
         if limit != 0 && held.clients.get(&to).copied().unwrap_or(0) >= limit {
             return false;
         }
-        if let Some(n) = held.clients.get_mut(&holder.client) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                held.clients.remove(&holder.client);
-            }
-        }
+        count_down(&mut held.clients, &holder.client, 1);
         *held.clients.entry(to).or_default() += 1;
         true
     }
@@ -160,18 +156,8 @@ impl Quotas {
 
     fn give_back(held: &mut Held, holder: &Holder, units: usize) {
         held.total = held.total.saturating_sub(units);
-        if let Some(n) = held.users.get_mut(&holder.user) {
-            *n = n.saturating_sub(units);
-            if *n == 0 {
-                held.users.remove(&holder.user);
-            }
-        }
-        if let Some(n) = held.clients.get_mut(&holder.client) {
-            *n = n.saturating_sub(units);
-            if *n == 0 {
-                held.clients.remove(&holder.client);
-            }
-        }
+        count_down(&mut held.users, &holder.user, units);
+        count_down(&mut held.clients, &holder.client, units);
     }
 
     /// Records a reservation under `token`; its unit was acquired with the allocation that
@@ -221,6 +207,17 @@ impl Quotas {
     /// Reservations held right now.
     pub fn reservations(&self) -> usize {
         self.lock().reservations.len()
+    }
+}
+
+/// Takes `n` off `key`'s count, forgetting the key at zero (a map of counts holds only
+/// what is held).
+pub(crate) fn count_down<K: Eq + Hash>(counts: &mut HashMap<K, usize>, key: &K, n: usize) {
+    if let Some(count) = counts.get_mut(key) {
+        *count = count.saturating_sub(n);
+        if *count == 0 {
+            counts.remove(key);
+        }
     }
 }
 

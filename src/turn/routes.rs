@@ -95,9 +95,9 @@ impl Manager {
     ) -> Option<PeerRoute> {
         let client = *self.by_relay.get(&slot)?;
         let alloc = self.allocations.get_mut(&client)?;
-        // A detached mobile allocation (RFC 8016, client port 0) has nobody to deliver to
-        // until its client comes back with the ticket.
-        if !alloc.permits(peer.ip(), now) || client.client.port() == 0 {
+        // A detached mobile allocation (RFC 8016) has nobody to deliver to until its client
+        // comes back with the ticket.
+        if !alloc.permits(peer.ip(), now) || client.is_detached() {
             return None;
         }
         let channel = alloc

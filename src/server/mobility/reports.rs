@@ -43,8 +43,8 @@ impl MovedTable {
         match moved {
             Moved::To { from, to } => {
                 forget(from);
-                // Not a detached allocation's placeholder (port 0): no client sends from it.
-                if to.transport == Transport::Udp && to.client.port() != 0 {
+                // Not a detached allocation's placeholder: no client sends from it.
+                if to.transport == Transport::Udp && !to.is_detached() {
                     map.insert(to, worker);
                 }
             }
@@ -95,7 +95,7 @@ impl Reports {
         for (worker, moved) in self.lock().drain(..) {
             if let Moved::To { to, .. } = moved
                 && to.transport == Transport::Udp
-                && to.client.port() != 0
+                && !to.is_detached()
             {
                 taken.push(to);
             }

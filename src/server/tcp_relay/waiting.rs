@@ -8,12 +8,12 @@
 //! allocations of one address cannot fill the table for everyone else: it takes 16 addresses.
 
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
 use crate::server::descriptors::{Budget, Kind, Permit};
+use crate::turn::quota::count_down;
 use crate::turn::tcp_link::{BIND_TIMEOUT, PeerSlot, bind_check};
 
 /// Peer connections waiting for a ConnectionBind, over the whole server: past it new ones
@@ -64,18 +64,8 @@ struct Table {
 impl Table {
     fn remove(&mut self, id: u32) -> Option<Unbound> {
         let unbound = self.by_id.remove(&id)?;
-        release(&mut self.per_client, unbound.slot.link().client());
+        count_down(&mut self.per_client, &unbound.slot.link().client(), 1);
         Some(unbound)
-    }
-}
-
-/// One connection of `client`'s is out of the table.
-fn release(per_client: &mut HashMap<u128, usize>, client: u128) {
-    if let Entry::Occupied(mut held) = per_client.entry(client) {
-        *held.get_mut() -= 1;
-        if *held.get() == 0 {
-            held.remove();
-        }
     }
 }
 
@@ -171,7 +161,7 @@ impl Waiting {
         by_id.retain(|_, w| {
             let keep = w.deadline > now && w.slot.link().is_alive();
             if !keep {
-                release(per_client, w.slot.link().client());
+                count_down(per_client, &w.slot.link().client(), 1);
             }
             keep
         });
