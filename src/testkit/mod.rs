@@ -8,6 +8,7 @@
 //! - [`raw_turn`]: [`RawTurn`], a deliberately naive TURN client over UDP built on
 //!   [`crate::client`], for requests a careful client never sends.
 //! - [`peer`]: coturn's echo peer, the `turn` crate's client, noise, a one-port relay range.
+//! - [`uclient`]: coturn's `turnutils_uclient` run and its output judged.
 //! - [`redis`]: a private `redis-server` per cluster test.
 //! - [`netns`]: [`in_netns`], code run inside a network namespace a test made.
 //!
@@ -19,9 +20,11 @@ pub mod peer;
 pub mod raw_turn;
 pub mod redis;
 pub mod server;
+pub mod uclient;
 
 pub use net::*;
 pub use netns::in_netns;
 pub use peer::*;
 pub use raw_turn::{RawTurn, Relayed};
 pub use server::*;
+pub use uclient::*;

@@ -156,33 +156,11 @@ fn converted_config_relays_for_turnutils_uclient() {
 /// Runs turnutils_uclient as alice against `server` and checks every message came back.
 fn uclient(server: &Server, peer: &EchoPeer, flags: &[&str]) {
     let (clients, messages) = (4, 40);
-    let port = if flags.contains(&"-t") {
-        server.tcp[0].port()
-    } else {
-        server.udp[0].port()
-    };
-    let out = Command::new("timeout")
-        .arg("60")
-        .arg("turnutils_uclient")
-        .args(flags)
-        .args(["-u", "alice", "-w", "wonderland", "-p", &port.to_string()])
-        .args(["-e", "127.0.0.1", "-r", &peer.port.to_string()])
-        .args(["-m", &clients.to_string(), "-n", &messages.to_string()])
-        .args(["-l", "170", "-z", "5", "-c", "-X", "127.0.0.1"])
-        .output()
-        .expect("turnutils_uclient is missing: install coturn (scripts/test.sh does)");
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let flags = [flags, &["-c"]].concat();
+    let text = uclient_run(server, peer, &flags, clients, messages);
     let summary = || format!("uclient {flags:?}:\n{text}\nserver log:\n{}", server.log());
-    assert!(
-        text.contains("Total lost packets 0 (0.000000%)"),
-        "{}",
-        summary()
-    );
-    let expected = clients * messages;
-    let sent = format!("tot_send_msgs={expected}, tot_recv_msgs={expected}");
-    assert!(text.contains(&sent), "{}", summary());
-    assert!(!text.contains("error"), "{}", summary());
+    assert_all_arrived(&text, clients, messages, summary);
+    assert_no_errors(&text, summary);
 }
 
 /// coturn's static-auth-secret needs no use-auth-secret, and with it coturn refuses its

@@ -217,7 +217,7 @@ fn mobility_off_refuses_tickets_and_a_reload_turns_it_on() {
 fn uclient_mobile(server: &Server, flags: &[&str]) -> String {
     let peer = EchoPeer::start();
     let flags = [flags, &["-M"]].concat();
-    crate::turn_interop::uclient_run(server, &peer, &flags, 10, 40)
+    uclient_run(server, &peer, &flags, 10, 40)
 }
 
 #[test]

@@ -631,7 +631,7 @@ fn assert_lossless(text: &str, server: &Server, clients: usize, messages: usize)
         "{}",
         summary()
     );
-    crate::turn_interop::assert_all_arrived(text, clients, messages, summary);
+    assert_all_arrived(text, clients, messages, summary);
 }
 
 /// coturn's client: 10 clients (so pairs cross workers), each Connecting to every other's

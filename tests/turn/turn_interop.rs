@@ -3,8 +3,6 @@
 //! and mode the client has for plain TURN: ChannelData, Send indications, TCP, client to
 //! client, TURN REST credentials, and an `external-ip` (NAT) configuration.
 
-use std::process::Command;
-
 use rturn::testkit::*;
 
 const TURN_CONFIG: &str = "[relay]\nrelay-ip = \"127.0.0.1\"\nallow-loopback-peers = true\n\
@@ -23,70 +21,7 @@ fn uclient_checked(server: &Server, peer: &EchoPeer, flags: &[&str]) {
     let text = uclient_run(server, peer, flags, clients, messages);
     let summary = || format!("uclient {flags:?}:\n{text}\nserver log:\n{}", server.log());
     assert_all_arrived(&text, clients, messages, summary);
-    assert!(!text.contains("error"), "{}", summary());
-}
-
-/// Asserts that `text`, what a turnutils_uclient run printed, lost nothing: every one of
-/// `clients` × `messages` messages sent and received. `summary` says what ran, on failure.
-pub(crate) fn assert_all_arrived(
-    text: &str,
-    clients: usize,
-    messages: usize,
-    summary: impl Fn() -> String,
-) {
-    assert!(
-        text.contains("Total lost packets 0 (0.000000%)"),
-        "{}",
-        summary()
-    );
-    let expected = clients * messages;
-    assert!(
-        text.contains(&format!(
-            "tot_send_msgs={expected}, tot_recv_msgs={expected}"
-        )),
-        "expected {expected} messages each way; {}",
-        summary()
-    );
-}
-
-/// One turnutils_uclient run; returns everything it printed.
-pub(crate) fn uclient_run(
-    server: &Server,
-    peer: &EchoPeer,
-    flags: &[&str],
-    clients: usize,
-    messages: usize,
-) -> String {
-    let port = if flags.contains(&"-S") {
-        server.tls[0].port()
-    } else if flags.contains(&"-t") {
-        server.tcp[0].port()
-    } else {
-        server.udp[0].port()
-    };
-    let auth: Vec<&str> = if flags.contains(&"-W") {
-        vec!["-u", "bob"]
-    } else {
-        vec!["-u", "alice", "-w", "wonderland"]
-    };
-    let out = Command::new("timeout")
-        .arg("60")
-        .arg("turnutils_uclient")
-        .args(flags)
-        .args(auth)
-        .args([
-            "-p",
-            &port.to_string(),
-            "-e",
-            "127.0.0.1",
-            "-r",
-            &peer.port.to_string(),
-        ])
-        .args(["-m", &clients.to_string(), "-n", &messages.to_string()])
-        .args(["-l", "170", "-z", "5", "-X", "127.0.0.1"])
-        .output()
-        .expect("turnutils_uclient is missing: install coturn (scripts/test.sh does)");
-    String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
+    assert_no_errors(&text, summary);
 }
 
 #[test]
