@@ -46,6 +46,17 @@ impl ByteBucket {
     fn charge(&mut self, len: usize) {
         self.level -= len as f64;
     }
+
+    /// Charges `len` bytes that have already passed at `rate` (0: no limit), into debt if
+    /// need be: a stream cannot take back what it read, and a bucket shared by pairs on
+    /// several workers may have been emptied by another pair since [`ByteBucket::room`]
+    /// said there was room, so the charge never depends on what is left.
+    pub fn spend(&mut self, now: Instant, rate: u64, len: usize) {
+        if rate != 0 {
+            self.ready(now, rate);
+            self.charge(len);
+        }
+    }
 }
 
 /// The two directions of one allocation, or of one shard as a whole.
@@ -139,6 +150,23 @@ mod tests {
         assert_eq!(admit(&mut b, &mut shard, (10_000, 0), t0, 10_000), Ok(()));
         assert_eq!(b.room(t0, 10_000), 0);
         assert_eq!(b.room(t0 + Duration::from_millis(250), 10_000), 2_500);
+    }
+
+    #[test]
+    fn what_a_stream_read_is_charged_even_from_an_empty_bucket() {
+        let t0 = Instant::now();
+        let mut b = ByteBucket::default();
+        // Two pairs on two workers both saw a full second's worth and both read it.
+        let (first, second) = (b.room(t0, 10_000), b.room(t0, 10_000));
+        b.spend(t0, 10_000, first);
+        b.spend(t0, 10_000, second);
+        // The second read is owed: a second of refill pays it, the next gives room again.
+        assert_eq!(b.room(t0 + Duration::from_millis(900), 10_000), 0);
+        assert_eq!(b.room(t0 + Duration::from_millis(1500), 10_000), 5_000);
+        // No limit charges nothing.
+        let mut free = ByteBucket::default();
+        free.spend(t0, 0, 1 << 20);
+        assert_eq!(free.room(t0, 1000), 1000);
     }
 
     #[test]

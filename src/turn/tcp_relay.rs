@@ -204,7 +204,10 @@ impl Manager {
         capacity.min(bucket.room(now, max_bps))
     }
 
-    /// Charges `len` bytes a bound pair relayed to its bucket and the shard's.
+    /// Charges `len` bytes a bound pair relayed to its bucket and the shard's, into debt if
+    /// another pair of the allocation, on another worker, read its room at the same time
+    /// ([`ByteBucket::spend`](super::bandwidth::ByteBucket::spend)): the long-run rate stays
+    /// `max-bps`.
     pub fn tcp_charge(
         &mut self,
         now: Instant,
@@ -212,9 +215,9 @@ impl Manager {
         to_peer: bool,
         len: usize,
     ) {
-        let rates = (self.config.max_bps, self.config.bps_capacity);
-        let shard = self.capacity_bucket(to_peer);
-        let _ = super::bandwidth::admit(bucket, shard, rates, now, len);
+        bucket.spend(now, self.config.max_bps, len);
+        let capacity = self.config.bps_capacity;
+        self.capacity_bucket(to_peer).spend(now, capacity, len);
     }
 
     fn capacity_bucket(&mut self, to_peer: bool) -> &mut super::bandwidth::ByteBucket {

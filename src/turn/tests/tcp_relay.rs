@@ -395,3 +395,30 @@ fn a_connect_past_the_unbound_cap_is_508() {
         .collect();
     h.refused(0, &alice, connect(PEER_A), 508);
 }
+
+/// Pairs of one allocation on two workers may both read the room they saw before either
+/// charged it: both reads are charged, the second into debt, so the allocation's rate over
+/// time stays `max-bps` (an empty bucket at charge time once let the second read go free).
+#[test]
+fn pairs_on_two_workers_both_pay_for_what_they_read() {
+    let mut setup = Setup::default();
+    setup.config.max_bps = 10_000;
+    let mut h = setup.start();
+    let link = Arc::new(TcpLink::new("alice", 1));
+    let now = h.t0;
+    let (one, two) = (&mut h.mgr.mgr, &mut h.other_shard.mgr);
+    let first = one.tcp_room(now, &mut link.buckets().to_peer, true);
+    let second = two.tcp_room(now, &mut link.buckets().to_peer, true);
+    assert_eq!((first, second), (10_000, 10_000));
+    one.tcp_charge(now, &mut link.buckets().to_peer, true, first);
+    two.tcp_charge(now, &mut link.buckets().to_peer, true, second);
+    let at = |ms| now + std::time::Duration::from_millis(ms);
+    let room = |mgr: &mut Manager, ms| mgr.tcp_room(at(ms), &mut link.buckets().to_peer, true);
+    assert_eq!(room(one, 900), 0, "the second read is owed");
+    assert_eq!(room(two, 1500), 5_000);
+    // The other direction has its own bucket.
+    assert_eq!(
+        one.tcp_room(now, &mut link.buckets().to_client, false),
+        10_000
+    );
+}
