@@ -29,7 +29,10 @@ impl ByteBucket {
                 (self.level + elapsed * full).min(full)
             }
         };
-        self.at = Some(now);
+        // Workers sharing a bucket read their clocks at slightly different moments: an
+        // earlier `now` refills nothing and must not move the bucket's time back (the later
+        // one would then refill the same interval twice).
+        self.at = Some(self.at.map_or(now, |at| at.max(now)));
         self.level > 0.0
     }
 
@@ -163,6 +166,11 @@ mod tests {
         // The second read is owed: a second of refill pays it, the next gives room again.
         assert_eq!(b.room(t0 + Duration::from_millis(900), 10_000), 0);
         assert_eq!(b.room(t0 + Duration::from_millis(1500), 10_000), 5_000);
+        b.spend(t0 + Duration::from_millis(1500), 10_000, 5_000);
+        // A worker whose clock read earlier refills nothing, and moves no time back: the
+        // 100 ms between are not refilled twice.
+        assert_eq!(b.room(t0 + Duration::from_millis(1400), 10_000), 0);
+        assert_eq!(b.room(t0 + Duration::from_millis(1500), 10_000), 0);
         // No limit charges nothing.
         let mut free = ByteBucket::default();
         free.spend(t0, 0, 1 << 20);
