@@ -5,7 +5,10 @@
 //! not empty, then charges the packet's length, going into debt if need be: so a packet
 //! larger than the bucket is never starved, and the long-run rate is exact. Each shard has
 //! its own overall buckets with `bps-capacity / workers` (see `TurnConfig::bps_capacity`),
-//! so the data path touches no state another core writes.
+//! so the data path touches no state another core writes. The exception is an RFC 6062
+//! allocation's buckets, which its connections on every worker share: a stream charges
+//! what it read even from an empty bucket ([`ByteBucket::spend`]), so bursts may reach
+//! about one second's worth per worker while the rate over time stays `max-bps`.
 
 use std::time::Instant;
 

@@ -62,7 +62,9 @@ pub struct TcpLink {
     /// a Connect to one of them gets 446).
     connected: Mutex<HashMap<SocketAddr, usize>>,
     /// The allocation's `max-bps` buckets, one per direction, which all its connections
-    /// draw on (locked once per read, by the worker serving that connection).
+    /// draw on, from whichever worker serves each: locked for the room before a read and
+    /// again to charge what was read, into debt when pairs on other workers read the same
+    /// room meanwhile ([`super::bandwidth::ByteBucket::spend`]).
     buckets: Mutex<Bandwidth>,
     /// Reads and bytes relayed client → peers, then peers → client, over this
     /// allocation's connections (on whichever worker), for the admin API.

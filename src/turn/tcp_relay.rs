@@ -191,8 +191,8 @@ impl Manager {
     /// How many bytes a bound pair may relay in one direction now (`to_peer`: from the
     /// client): what its allocation's `max-bps` bucket (`bucket`, shared by all its pairs)
     /// and the shard's `bps-capacity` hold. A TCP
-    /// pair cannot drop bytes, so it reads no more than this, then [`Manager::tcp_charge`]s
-    /// what it read, and waits when it is 0.
+    /// pair cannot drop bytes, so it reads about this much (one socket read more at most),
+    /// then [`Manager::tcp_charge`]s what it read, and waits when it is 0.
     pub fn tcp_room(
         &mut self,
         now: Instant,
