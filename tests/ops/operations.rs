@@ -84,18 +84,39 @@ fn sighup_reloads_users_and_secrets_without_dropping_traffic() {
         text(&out)
     );
 
-    let bob = uclient(port, &peer, &["-u", "bob", "-w", "builder"], 1, 20);
+    // Each later run from an address of its own: the first run's 20 clients left their
+    // probe allocations (uclient never deletes those) on 127.0.0.1, and a later socket the
+    // kernel gave one of their ports would meet another user's allocation (441).
+    let bob = uclient(
+        port,
+        &peer,
+        &["-L", "127.0.0.2", "-u", "bob", "-w", "builder"],
+        1,
+        20,
+    );
     let out = bob.wait_with_output().unwrap();
     assert!(lossless(&out, 1, 20), "the new user:\n{}", text(&out));
 
-    let old = uclient(port, &peer, &["-W", "old-secret", "-u", "x"], 1, 5);
+    let old = uclient(
+        port,
+        &peer,
+        &["-L", "127.0.0.3", "-W", "old-secret", "-u", "x"],
+        1,
+        5,
+    );
     let out = old.wait_with_output().unwrap();
     assert!(
         !lossless(&out, 1, 5),
         "the old secret still works:\n{}",
         text(&out)
     );
-    let new = uclient(port, &peer, &["-W", "new-secret", "-u", "x"], 1, 5);
+    let new = uclient(
+        port,
+        &peer,
+        &["-L", "127.0.0.4", "-W", "new-secret", "-u", "x"],
+        1,
+        5,
+    );
     let out = new.wait_with_output().unwrap();
     assert!(
         lossless(&out, 1, 5),
@@ -112,7 +133,13 @@ fn sighup_reloads_users_and_secrets_without_dropping_traffic() {
     .unwrap();
     signal(&server, Signal::SIGHUP);
     server.wait_line(|l| l.contains("reload refused"));
-    let bob = uclient(port, &peer, &["-u", "bob", "-w", "builder"], 1, 20);
+    let bob = uclient(
+        port,
+        &peer,
+        &["-L", "127.0.0.5", "-u", "bob", "-w", "builder"],
+        1,
+        20,
+    );
     assert!(
         lossless(&bob.wait_with_output().unwrap(), 1, 20),
         "after a refused reload"

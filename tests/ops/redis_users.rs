@@ -8,6 +8,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rturn::auth::{Auth, AuthSettings, long_term_key};
+use rturn::client::Request;
 use rturn::testkit::redis::Redis;
 use rturn::testkit::*;
 
@@ -25,8 +26,14 @@ fn hex_key(user: &str, password: &str) -> String {
         .collect()
 }
 
+/// Whether `user` may allocate now; the allocation is deleted again, so no live one is left
+/// on a closed socket's port for a later socket the kernel gives that port (437, 441).
 fn allocates(server: SocketAddr, user: &str, password: &str) -> bool {
-    RawTurn::try_allocate(server, user, password, false).is_ok()
+    let Ok(mut client) = RawTurn::try_allocate(server, user, password, false) else {
+        return false;
+    };
+    assert_eq!(client.request(&Request::refresh(0)).code(), 0, "deleted");
+    true
 }
 
 /// Polls `check` until it holds, for at most [`WITHIN`].
